@@ -1,0 +1,30 @@
+import { api, ApiError } from "./api";
+
+/** Whether the admin is logged in: null while the first check runs. */
+export const session = $state<{ loggedIn: boolean | null }>({ loggedIn: null });
+
+/** Asks the server whether the session cookie is still valid. */
+export async function checkSession(): Promise<void> {
+  try {
+    await api.session();
+    session.loggedIn = true;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) session.loggedIn = false;
+    else throw err;
+  }
+}
+
+export async function logIn(password: string): Promise<void> {
+  await api.login(password);
+  session.loggedIn = true;
+}
+
+export async function logOut(): Promise<void> {
+  await api.logout();
+  session.loggedIn = false;
+}
+
+/** Call when any API call answers 401: the session expired or was revoked. */
+export function sessionExpired(): void {
+  session.loggedIn = false;
+}

@@ -1,0 +1,18 @@
+import type { Hono } from "hono";
+import type { LocalObservations } from "./logic/local-observations";
+
+/** Hono's type parameters for the gateway: bindings plus what middleware sets. */
+export interface GatewayHono {
+  Bindings: GatewayEnv;
+  Variables: {
+    /** The admin subject, set by the admin auth middleware. */
+    admin: string;
+  };
+}
+
+export type GatewayApp = Hono<GatewayHono>;
+
+/** Isolate-wide state shared by all requests of this isolate. */
+export interface IsolateState {
+  observations: LocalObservations;
+}

@@ -1,0 +1,37 @@
+import type { SnapshotClientKey } from "../../schema";
+import { KeypoolError } from "../errors";
+import { sha256Hex } from "./crypto";
+
+/** Client keys look like `kp-` followed by 43 base64url characters. */
+export const CLIENT_KEY_PREFIX = "kp-";
+
+function unauthorized(message: string, code: string): KeypoolError {
+  return new KeypoolError(401, "authentication_error", message, code);
+}
+
+/**
+ * Finds the client key a request presents (`Authorization: Bearer …`, or `x-api-key`
+ * as some SDKs send) among the snapshot's hashes; 401 when it is missing, unknown,
+ * disabled or expired.
+ */
+export async function authenticateClient(
+  headers: Headers,
+  byHash: Map<string, SnapshotClientKey>,
+  now: number,
+): Promise<SnapshotClientKey> {
+  const auth = headers.get("authorization");
+  const token = auth?.match(/^Bearer\s+(\S+)\s*$/i)?.[1] ?? headers.get("x-api-key")?.trim();
+  if (!token) throw unauthorized("Missing API key: send your Keypool client key as 'Authorization: Bearer kp-…'.", "missing_api_key");
+  const client = token.length <= 200 ? byHash.get(await sha256Hex(token)) : undefined;
+  if (!client) throw unauthorized("Incorrect API key provided.", "invalid_api_key");
+  if (!client.enabled) throw unauthorized("This client key is disabled.", "client_key_disabled");
+  if (client.expiresAt !== null && client.expiresAt <= now) throw unauthorized("This client key has expired.", "client_key_expired");
+  return client;
+}
+
+/** 403 unless the client key may use `model`. */
+export function assertModelAllowed(client: SnapshotClientKey, model: string): void {
+  if (client.models.length > 0 && !client.models.includes(model)) {
+    throw new KeypoolError(403, "permission_error", `This client key may not use model '${model}'.`, "model_not_allowed", "model");
+  }
+}

@@ -1,0 +1,51 @@
+import type { Outcome } from "../../schema";
+
+/** What the pool does about one upstream answer. */
+export interface Verdict {
+  outcome: Outcome;
+  /** Try another key for this request. */
+  retry: boolean;
+  /** Keep this key out of selection in this isolate until now + blockMs (0: not blocked). */
+  blockMs: number;
+}
+
+const BALANCE_HINT = /insufficient[_ ](balance|quota|funds)|balance (is )?(insufficient|not enough)|quota exceeded|exceeded your current quota/i;
+const INVALID_KEY_HINT = /invalid[_ ]api[_ ]key|incorrect api key|api key (is )?invalid/i;
+
+/** Parses a Retry-After header (seconds or HTTP date) into milliseconds from `now`. */
+export function parseRetryAfter(value: string | null, now: number): number | null {
+  if (!value) return null;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? null : Math.max(0, date - now);
+}
+
+const DEFAULT_COOLDOWN_MS = 20_000;
+const DEAD_BLOCK_MS = 10 * 60_000;
+const ERROR_BLOCK_MS = 5_000;
+
+/**
+ * Classifies an upstream answer per the failure policy: 429 cools the key, 401/403
+ * or an invalid-key message kills it, 402 or a balance message exhausts it, 5xx
+ * counts as a failure; any other 4xx is the client's fault and is passed through.
+ * `bodyText` is a short prefix of the error body, used only for the hints.
+ */
+export function classifyResponse(status: number, retryAfterMs: number | null, bodyText: string): Verdict {
+  if (status >= 200 && status < 400) return { outcome: "ok", retry: false, blockMs: 0 };
+  if (status === 429) {
+    if (BALANCE_HINT.test(bodyText)) return { outcome: "no_balance", retry: true, blockMs: DEAD_BLOCK_MS };
+    return { outcome: "rate_limited", retry: true, blockMs: retryAfterMs ?? DEFAULT_COOLDOWN_MS };
+  }
+  if (status === 401 || status === 403) return { outcome: "auth_failed", retry: true, blockMs: DEAD_BLOCK_MS };
+  if (status === 402) return { outcome: "no_balance", retry: true, blockMs: DEAD_BLOCK_MS };
+  if (status >= 500) return { outcome: "upstream_error", retry: true, blockMs: ERROR_BLOCK_MS };
+  if (INVALID_KEY_HINT.test(bodyText)) return { outcome: "auth_failed", retry: true, blockMs: DEAD_BLOCK_MS };
+  if (BALANCE_HINT.test(bodyText)) return { outcome: "no_balance", retry: true, blockMs: DEAD_BLOCK_MS };
+  return { outcome: "client_error", retry: false, blockMs: 0 };
+}
+
+/** A fetch that threw (connection refused, reset, timeout): retry elsewhere, briefly avoid the key. */
+export function classifyNetworkError(): Verdict {
+  return { outcome: "network_error", retry: true, blockMs: ERROR_BLOCK_MS };
+}

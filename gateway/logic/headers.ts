@@ -1,0 +1,38 @@
+/** Client request headers worth passing upstream; everything else (auth, cookies, hop-by-hop, client IPs) stays here. */
+const FORWARDED_REQUEST_HEADERS = new Set(["content-type", "accept", "openai-beta", "user-agent"]);
+
+/** Response headers that describe one hop, or would let an upstream set state on our clients. */
+const DROPPED_RESPONSE_HEADERS = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "set-cookie",
+  "content-length",
+  "content-encoding",
+]);
+
+/** The headers of an upstream request: the client's safe headers plus the chosen key's auth. */
+export function upstreamRequestHeaders(client: Headers, authHeader: string, authValue: string): Headers {
+  const out = new Headers();
+  client.forEach((value, name) => {
+    if (FORWARDED_REQUEST_HEADERS.has(name) || name.startsWith("x-stainless-")) out.set(name, value);
+  });
+  out.set(authHeader, authValue);
+  return out;
+}
+
+/** The upstream's response headers minus hop-by-hop ones, plus Keypool's request id and attempt count. */
+export function clientResponseHeaders(upstream: Headers, requestId: string, attempts: number): Headers {
+  const out = new Headers();
+  upstream.forEach((value, name) => {
+    if (!DROPPED_RESPONSE_HEADERS.has(name)) out.append(name, value);
+  });
+  out.set("x-keypool-request-id", requestId);
+  out.set("x-keypool-attempts", String(attempts));
+  return out;
+}

@@ -1,0 +1,189 @@
+import { Hono, type Context } from "hono";
+import { getCookie } from "hono/cookie";
+import type { z } from "zod";
+import {
+  EVENT_VERSION,
+  HOUR_MS,
+  MINUTE_MS,
+  addKeysBodySchema,
+  createClientKeyBodySchema,
+  createUpstreamBodySchema,
+  dayStart,
+  hourStart,
+  loginBodySchema,
+  minuteStart,
+  type AddKeysResponse,
+  type AdminEvent,
+} from "../../schema";
+import type { GatewayHono } from "../context";
+import { KeypoolError, invalidRequest } from "../errors";
+import { SESSION_COOKIE, SESSION_SECONDS, issueAdminToken, sessionCookie, verifyAdminToken } from "../logic/admin-session";
+import { CLIENT_KEY_PREFIX } from "../logic/client-auth";
+import { constantTimeEqual, encryptSecret, maskSecret, randomToken, sha256Hex } from "../logic/crypto";
+import { parseKeyText } from "../logic/parse-key-text";
+import { secretCacheFor } from "../logic/secrets";
+import { fillSeries, summarize } from "../logic/stats";
+import { queueEventSink } from "../storage/event-sink";
+import { findUpstream, insertClientKey, insertKeys, insertUpstream, listKeys, listUpstreams, readSettings } from "../storage/config-db";
+import { bucketTotals } from "../storage/stats-db";
+
+type AdminContext = Context<GatewayHono>;
+
+/** Reads a JSON body and validates it; a 400 naming the first bad field otherwise. */
+async function readBody<S extends z.ZodType>(c: AdminContext, schema: S): Promise<z.infer<S>> {
+  if (!(c.req.header("content-type") ?? "").toLowerCase().includes("application/json")) {
+    throw new KeypoolError(415, "invalid_request_error", "Send the body as application/json.", "unsupported_media_type");
+  }
+  let raw: unknown;
+  try {
+    raw = await c.req.json();
+  } catch {
+    throw invalidRequest("The request body is not valid JSON.");
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const param = issue.path.join(".") || null;
+    throw invalidRequest(param ? `${param}: ${issue.message}` : issue.message, param);
+  }
+  return parsed.data;
+}
+
+/** Records a configuration change: the consumer folds it into the audit log and republishes the snapshot. */
+async function emitAdminEvent(c: AdminContext, action: string, target: string | null, detail: Record<string, unknown> | null): Promise<void> {
+  const event: AdminEvent = { v: EVENT_VERSION, type: "admin", id: crypto.randomUUID(), ts: Date.now(), actor: c.get("admin"), action, target, detail };
+  await queueEventSink(c.env.EVENTS)([event]);
+}
+
+/** Rejects the request unless it carries a valid admin session (cookie or Bearer token). */
+function requireAdmin() {
+  return async function requireAdminMiddleware(c: AdminContext, next: () => Promise<void>) {
+    const bearer = c.req.header("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
+    const token = bearer ?? getCookie(c, SESSION_COOKIE);
+    const subject = token ? await verifyAdminToken(c.env.JWT_SECRET, token, Date.now()) : null;
+    if (!subject) throw new KeypoolError(401, "authentication_error", "Log in to the admin API first.", "admin_login_required");
+    c.set("admin", subject);
+    await next();
+  };
+}
+
+/** The admin API under `/admin/api`: login, upstreams, keys, client keys, stats. */
+export function adminRoutes() {
+  const app = new Hono<GatewayHono>();
+
+  app.use("*", async function noStore(c, next) {
+    await next();
+    c.header("cache-control", "no-store");
+  });
+
+  app.post("/login", async (c) => {
+    const { password } = await readBody(c, loginBodySchema);
+    if (!(await constantTimeEqual(password, c.env.ADMIN_PASSWORD))) {
+      throw new KeypoolError(401, "authentication_error", "Wrong password.", "wrong_password");
+    }
+    const session = await issueAdminToken(c.env.JWT_SECRET, Date.now());
+    c.header("set-cookie", sessionCookie(session.token, SESSION_SECONDS));
+    return c.json(session);
+  });
+
+  app.post("/logout", (c) => {
+    c.header("set-cookie", sessionCookie("", 0));
+    return c.json({ ok: true });
+  });
+
+  app.use("*", requireAdmin());
+
+  app.get("/session", (c) => c.json({ subject: c.get("admin") }));
+
+  app.post("/upstreams", async (c) => {
+    const body = await readBody(c, createUpstreamBodySchema);
+    const id = crypto.randomUUID();
+    await insertUpstream(c.env.DB, { id, name: body.name, baseUrl: body.baseUrl, kind: body.kind, models: body.models, enabled: true, createdAt: Date.now() });
+    await emitAdminEvent(c, "upstream.create", id, { name: body.name, baseUrl: body.baseUrl, kind: body.kind, models: body.models });
+    return c.json({ id }, 201);
+  });
+
+  app.get("/upstreams", async (c) => c.json({ data: await listUpstreams(c.env.DB) }));
+
+  app.post("/keys", async (c) => {
+    const body = await readBody(c, addKeysBodySchema);
+    const upstream = await findUpstream(c.env.DB, body.upstreamId);
+    if (!upstream) throw new KeypoolError(404, "not_found_error", `No upstream with id '${body.upstreamId}'.`, "upstream_not_found", "upstreamId");
+    const parsed = parseKeyText(body.text);
+    const cryptoKey = await secretCacheFor(c.env.KEY_ENCRYPTION_KEY).cryptoKey();
+    const now = Date.now();
+    const rows = await Promise.all(
+      parsed.keys.map(async (key) => ({
+        id: crypto.randomUUID(),
+        upstreamId: upstream.id,
+        secretEnc: await encryptSecret(cryptoKey, key),
+        fingerprint: await sha256Hex(key),
+        masked: maskSecret(key),
+        createdAt: now,
+      })),
+    );
+    const added = await insertKeys(c.env.DB, rows);
+    const result: AddKeysResponse = { added, duplicates: parsed.repeats + (rows.length - added), invalid: parsed.invalid };
+    if (added > 0) await emitAdminEvent(c, "keys.add", upstream.id, { added, duplicates: result.duplicates, invalid: result.invalid.length });
+    return c.json(result);
+  });
+
+  app.get("/keys", async (c) => {
+    const limit = Math.min(Math.max(Number(c.req.query("limit") ?? 100) || 100, 1), 1000);
+    const offset = Math.max(Number(c.req.query("offset") ?? 0) || 0, 0);
+    const { total, keys } = await listKeys(c.env.DB, limit, offset);
+    return c.json({ total, limit, offset, data: keys });
+  });
+
+  app.post("/client-keys", async (c) => {
+    const body = await readBody(c, createClientKeyBodySchema);
+    const id = crypto.randomUUID();
+    const key = CLIENT_KEY_PREFIX + randomToken(32);
+    await insertClientKey(c.env.DB, {
+      id,
+      name: body.name,
+      hash: await sha256Hex(key),
+      masked: maskSecret(key),
+      models: body.models,
+      rpmLimit: body.rpmLimit,
+      tpmLimit: body.tpmLimit,
+      expiresAt: body.expiresAt,
+      createdAt: Date.now(),
+    });
+    await emitAdminEvent(c, "client_key.create", id, { name: body.name, models: body.models });
+    return c.json({ id, key }, 201);
+  });
+
+  app.get("/stats/summary", async (c) => {
+    const now = Date.now();
+    const settings = await readSettings(c.env.DB);
+    const today = dayStart(now, settings.timeZone);
+    const [minutes, days] = await Promise.all([
+      bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
+      bucketTotals(c.env.DB, "rollup_day", today, today),
+    ]);
+    return c.json(summarize(minutes, days[0], now, settings.timeZone));
+  });
+
+  app.get("/stats/series", async (c) => {
+    const bucket = c.req.query("bucket") ?? "minute";
+    const now = Date.now();
+    if (bucket === "minute") {
+      const count = Math.min(Math.max(Number(c.req.query("count") ?? 60) || 60, 1), 2880);
+      const to = minuteStart(now);
+      const from = to - (count - 1) * MINUTE_MS;
+      const rows = await bucketTotals(c.env.DB, "rollup_minute", from, to);
+      return c.json({ bucket, points: fillSeries(rows, from, to, MINUTE_MS) });
+    }
+    if (bucket === "hour") {
+      const count = Math.min(Math.max(Number(c.req.query("count") ?? 48) || 48, 1), 24 * 35);
+      const to = hourStart(now);
+      const from = to - (count - 1) * HOUR_MS;
+      const rows = await bucketTotals(c.env.DB, "rollup_hour", from, to);
+      return c.json({ bucket, points: fillSeries(rows, from, to, HOUR_MS) });
+    }
+    throw invalidRequest("bucket must be 'minute' or 'hour'.", "bucket");
+  });
+
+  return app;
+}

@@ -1,0 +1,81 @@
+import { z } from "zod";
+import { providerKindIdSchema } from "./providers";
+import { keyStateSchema } from "./snapshot";
+
+export const loginBodySchema = z.object({ password: z.string().min(1).max(1024) });
+export const loginResponseSchema = z.object({ token: z.string(), expiresAt: z.number() });
+
+export const createUpstreamBodySchema = z.object({
+  name: z.string().trim().min(1).max(100),
+  baseUrl: z
+    .url({ protocol: /^https?$/, error: "baseUrl must be an http(s) URL such as https://api.openai.com/v1" })
+    .transform((u) => u.replace(/\/+$/, "")),
+  kind: providerKindIdSchema.default("custom"),
+  models: z.array(z.string().trim().min(1).max(200)).max(1000).default([]),
+});
+export type CreateUpstreamBody = z.infer<typeof createUpstreamBodySchema>;
+
+export const upstreamViewSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  baseUrl: z.string(),
+  kind: providerKindIdSchema,
+  models: z.array(z.string()),
+  enabled: z.boolean(),
+  createdAt: z.number(),
+});
+export type UpstreamView = z.infer<typeof upstreamViewSchema>;
+
+export const addKeysBodySchema = z.object({
+  upstreamId: z.string().min(1),
+  /** Keys separated by newlines, commas, semicolons or spaces. */
+  text: z.string().max(2_000_000),
+});
+export const addKeysResponseSchema = z.object({
+  added: z.number().int(),
+  duplicates: z.number().int(),
+  invalid: z.array(z.object({ line: z.number().int(), reason: z.string() })),
+});
+export type AddKeysResponse = z.infer<typeof addKeysResponseSchema>;
+
+export const keyViewSchema = z.object({
+  id: z.string(),
+  upstreamId: z.string(),
+  /** Masked, e.g. `sk-ab…wxyz`: the full key never leaves the server. */
+  masked: z.string(),
+  weight: z.number(),
+  models: z.array(z.string()),
+  enabled: z.boolean(),
+  state: keyStateSchema,
+  createdAt: z.number(),
+});
+export type KeyView = z.infer<typeof keyViewSchema>;
+
+export const createClientKeyBodySchema = z.object({
+  name: z.string().trim().min(1).max(100),
+  models: z.array(z.string().trim().min(1).max(200)).max(1000).default([]),
+  rpmLimit: z.number().int().positive().nullable().default(null),
+  tpmLimit: z.number().int().positive().nullable().default(null),
+  expiresAt: z.number().int().positive().nullable().default(null),
+});
+export const createClientKeyResponseSchema = z.object({ id: z.string(), key: z.string() });
+
+export const statsSummarySchema = z.object({
+  rpm: z.number(),
+  rpd: z.number(),
+  tpm: z.number(),
+  tpd: z.number(),
+  timeZone: z.string(),
+  generatedAt: z.number(),
+});
+export type StatsSummary = z.infer<typeof statsSummarySchema>;
+
+export const seriesPointSchema = z.object({ t: z.number(), requests: z.number(), tokens: z.number() });
+export const statsSeriesSchema = z.object({
+  bucket: z.enum(["minute", "hour", "day"]),
+  points: z.array(seriesPointSchema),
+});
+export type StatsSeries = z.infer<typeof statsSeriesSchema>;
+
+/** The error body of the admin API (the same shape as OpenAI's, so clients handle one). */
+export { openAIErrorSchema as adminErrorSchema } from "./errors";

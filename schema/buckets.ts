@@ -1,0 +1,59 @@
+/**
+ * Time buckets of the usage rollups: the contract between the consumer that writes
+ * `rollup_*` rows and the stats API that reads them. A bucket is identified by the
+ * epoch ms at which it starts.
+ */
+
+export const MINUTE_MS = 60_000;
+export const HOUR_MS = 3_600_000;
+export const DAY_MS = 86_400_000;
+
+export function minuteStart(ts: number): number {
+  return Math.floor(ts / MINUTE_MS) * MINUTE_MS;
+}
+
+export function hourStart(ts: number): number {
+  return Math.floor(ts / HOUR_MS) * HOUR_MS;
+}
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function formatterFor(timeZone: string): Intl.DateTimeFormat {
+  let f = formatters.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-US", {
+      timeZone,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+    });
+    formatters.set(timeZone, f);
+  }
+  return f;
+}
+
+/** The wall-clock time in `timeZone` at instant `ts`, read as if it were UTC. */
+function wallClockAsUtc(ts: number, timeZone: string): number {
+  const parts: Record<string, number> = {};
+  for (const p of formatterFor(timeZone).formatToParts(ts)) if (p.type !== "literal") parts[p.type] = Number(p.value);
+  return Date.UTC(parts.year!, parts.month! - 1, parts.day!, parts.hour!, parts.minute!, parts.second!);
+}
+
+/** The zone's offset from UTC at `ts`, in ms (whole seconds: the formatter has no ms). */
+function offsetAt(ts: number, timeZone: string): number {
+  return wallClockAsUtc(ts, timeZone) - Math.floor(ts / 1000) * 1000;
+}
+
+/** The instant of the most recent local midnight in `timeZone` at or before `ts`. */
+export function dayStart(ts: number, timeZone: string): number {
+  const wallMidnight = Math.floor((ts + offsetAt(ts, timeZone)) / DAY_MS) * DAY_MS;
+  // Local midnight = wall midnight shifted by the zone's offset at that moment; the
+  // second pass settles the offset when a DST change happened earlier that day.
+  let guess = wallMidnight - offsetAt(ts, timeZone);
+  guess = wallMidnight - offsetAt(guess, timeZone);
+  return guess <= ts ? guess : guess - DAY_MS;
+}

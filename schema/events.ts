@@ -1,0 +1,81 @@
+import { z } from "zod";
+
+/** Version of the event envelope; bump it (and keep parsing the old one) when a field changes meaning. */
+export const EVENT_VERSION = 1;
+
+const envelope = {
+  v: z.literal(EVENT_VERSION),
+  /** Unique per event: the consumer de-duplicates on it. */
+  id: z.string().min(8).max(64),
+  /** Milliseconds since the epoch when the event happened (not when it was delivered). */
+  ts: z.number().int().nonnegative(),
+};
+
+/** How one upstream attempt ended, from the pool's point of view. */
+export const outcomeSchema = z.enum([
+  "ok",
+  "rate_limited",
+  "auth_failed",
+  "no_balance",
+  "upstream_error",
+  "network_error",
+  "client_error",
+  "aborted",
+]);
+export type Outcome = z.infer<typeof outcomeSchema>;
+
+const tokenCount = z.number().int().nonnegative();
+
+/** One upstream attempt. Attempts of one client request share `requestId`; the last one has `final: true`. */
+export const attemptEventSchema = z.object({
+  ...envelope,
+  type: z.literal("attempt"),
+  requestId: z.string().min(1).max(64),
+  /** 1-based position of this attempt within its client request. */
+  attempt: z.number().int().positive(),
+  /** True on the attempt whose answer went to the client: it counts the client request once. */
+  final: z.boolean(),
+  keyId: z.string(),
+  upstreamId: z.string(),
+  clientKeyId: z.string(),
+  model: z.string().max(200),
+  endpoint: z.string().max(100),
+  stream: z.boolean(),
+  status: z.number().int().min(0).max(999),
+  outcome: outcomeSchema,
+  latencyMs: z.number().nonnegative(),
+  ttfbMs: z.number().nonnegative().nullable(),
+  promptTokens: tokenCount,
+  completionTokens: tokenCount,
+  totalTokens: tokenCount,
+  usageSource: z.enum(["upstream", "estimated", "none"]),
+  retryAfterMs: z.number().int().nonnegative().nullable(),
+});
+export type AttemptEvent = z.infer<typeof attemptEventSchema>;
+
+/** One scheduler probe of a key. */
+export const probeEventSchema = z.object({
+  ...envelope,
+  type: z.literal("probe"),
+  keyId: z.string(),
+  kind: z.enum(["balance", "recovery"]),
+  result: z.enum(["ok", "auth_failed", "no_balance", "error"]),
+  balance: z.number().nullable(),
+  detail: z.string().max(500).nullable(),
+});
+export type ProbeEvent = z.infer<typeof probeEventSchema>;
+
+/** A configuration change (or a request to republish the snapshot): the audit trail. */
+export const adminEventSchema = z.object({
+  ...envelope,
+  type: z.literal("admin"),
+  actor: z.string().max(100),
+  action: z.string().max(100),
+  target: z.string().max(200).nullable(),
+  /** What changed, never including a secret. */
+  detail: z.record(z.string(), z.unknown()).nullable(),
+});
+export type AdminEvent = z.infer<typeof adminEventSchema>;
+
+export const keypoolEventSchema = z.discriminatedUnion("type", [attemptEventSchema, probeEventSchema, adminEventSchema]);
+export type KeypoolEvent = z.infer<typeof keypoolEventSchema>;

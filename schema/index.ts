@@ -1,0 +1,7 @@
+export * from "./errors";
+export * from "./events";
+export * from "./providers";
+export * from "./settings";
+export * from "./snapshot";
+export * from "./admin-api";
+export * from "./buckets";

@@ -1,0 +1,49 @@
+import { z } from "zod";
+
+/** True when `tz` is an IANA time zone this runtime knows. */
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Pool-wide settings, stored in D1 and carried in the snapshot. Every field has a
+ * default, so an empty object is a complete configuration.
+ */
+export const settingsSchema = z.object({
+  /** Upstream attempts per client request, the first included. */
+  maxAttempts: z.number().int().min(1).max(10).default(3),
+  /** Per-attempt limit on waiting for the upstream's response headers. */
+  attemptTimeoutMs: z.number().int().min(1_000).max(600_000).default(60_000),
+  /** Time zone whose midnight starts the day for RPD/TPD. */
+  timeZone: z.string().refine(isTimeZone, "unknown IANA time zone").default("UTC"),
+  /** How long the rollups and the dedupe window are kept. */
+  retention: z
+    .object({
+      minuteRollupHours: z.number().int().min(48).max(24 * 31).default(48),
+      hourRollupDays: z.number().int().min(35).max(3660).default(35),
+      dayRollupDays: z.number().int().min(400).max(3660).default(400),
+      dedupeHours: z.number().int().min(24).max(24 * 14).default(72),
+    })
+    .prefault({}),
+});
+export type Settings = z.infer<typeof settingsSchema>;
+
+/** The settings a fresh pool runs with. */
+export const defaultSettings: Settings = settingsSchema.parse({});
+
+/** Settings from their stored JSON (null: none stored yet); defaults fill gaps, and an invalid row falls back to defaults. */
+export function parseStoredSettings(json: string | null): Settings {
+  let raw: unknown = {};
+  try {
+    raw = json === null ? {} : JSON.parse(json);
+  } catch {
+    return defaultSettings;
+  }
+  const parsed = settingsSchema.safeParse(raw);
+  return parsed.success ? parsed.data : defaultSettings;
+}

@@ -1,0 +1,62 @@
+import { z } from "zod";
+import { providerKindIdSchema } from "./providers";
+import { settingsSchema } from "./settings";
+
+/** Health states of a key; the consumer folds events into them. */
+export const keyStateSchema = z.enum(["active", "cooling", "exhausted", "failing", "dead", "disabled"]);
+export type KeyState = z.infer<typeof keyStateSchema>;
+
+export const snapshotUpstreamSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  baseUrl: z.string(),
+  kind: providerKindIdSchema,
+  /** Models this upstream serves; empty means any model. */
+  models: z.array(z.string()),
+  enabled: z.boolean(),
+});
+export type SnapshotUpstream = z.infer<typeof snapshotUpstreamSchema>;
+
+export const snapshotKeySchema = z.object({
+  id: z.string(),
+  upstreamId: z.string(),
+  /** AES-GCM ciphertext of the key (see the gateway's crypto module); never the plaintext. */
+  secret: z.string(),
+  weight: z.number().positive(),
+  /** Narrows the upstream's models; empty means all of them. */
+  models: z.array(z.string()),
+  state: keyStateSchema,
+  /** Epoch ms until which a cooling key must not be used. */
+  coolingUntil: z.number().nullable(),
+  /** Smoothed success rate in [0, 1]. */
+  successRate: z.number().min(0).max(1),
+});
+export type SnapshotKey = z.infer<typeof snapshotKeySchema>;
+
+export const snapshotClientKeySchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  /** Lowercase hex SHA-256 of the client key. */
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Models the client may use; empty means all. */
+  models: z.array(z.string()),
+  rpmLimit: z.number().int().positive().nullable(),
+  tpmLimit: z.number().int().positive().nullable(),
+  expiresAt: z.number().nullable(),
+  enabled: z.boolean(),
+});
+export type SnapshotClientKey = z.infer<typeof snapshotClientKeySchema>;
+
+/** The read-optimised pool the gateway serves from; only the consumer writes it. */
+export const snapshotSchema = z.object({
+  version: z.number().int().nonnegative(),
+  generatedAt: z.number().int(),
+  upstreams: z.array(snapshotUpstreamSchema),
+  keys: z.array(snapshotKeySchema),
+  clientKeys: z.array(snapshotClientKeySchema),
+  settings: settingsSchema,
+});
+export type Snapshot = z.infer<typeof snapshotSchema>;
+
+/** The KV key the snapshot lives under. */
+export const SNAPSHOT_KV_KEY = "snapshot:v1";

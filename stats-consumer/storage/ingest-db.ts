@@ -1,0 +1,72 @@
+import type { BatchRows } from "../logic/rollup-rows";
+
+const ROLLUP_TABLES = [
+  ["rollup_minute", "m"],
+  ["rollup_hour", "h"],
+  ["rollup_day", "d"],
+] as const;
+
+const COUNTERS = [
+  ["requests", "req"],
+  ["successes", "ok"],
+  ["rate_limited", "rl"],
+  ["auth_failed", "af"],
+  ["no_balance", "nb"],
+  ["upstream_error", "ue"],
+  ["network_error", "ne"],
+  ["client_error", "ce"],
+  ["aborted", "ab"],
+  ["prompt_tokens", "pt"],
+  ["completion_tokens", "ct"],
+  ["total_tokens", "tt"],
+  ["estimated_tokens", "et"],
+] as const;
+
+/** Attempt rows of the JSON parameter that the dedupe window has not seen yet. */
+const NEW_ATTEMPTS = `(SELECT ${["id", "m", "h", "d", "key", "model", "client", "lat", "ttfb", ...COUNTERS.map(([, f]) => f)]
+  .map((f) => `value->>'$.${f}' AS ${f}`)
+  .join(", ")}
+  FROM json_each(?1)) AS e
+  WHERE NOT EXISTS (SELECT 1 FROM seen_events s WHERE s.id = e.id)`;
+
+/** Aggregates the batch's new attempts by bucket and dimensions, then adds them to existing rows. */
+function rollupSql(table: string, bucketField: string): string {
+  return `INSERT INTO ${table} (bucket, key_id, model, client_key_id, attempts, ${COUNTERS.map(([c]) => c).join(", ")},
+      latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count)
+    SELECT e.${bucketField}, e.key, e.model, e.client, COUNT(*), ${COUNTERS.map(([, f]) => `SUM(e.${f})`).join(", ")},
+      SUM(e.lat), MAX(e.lat), COALESCE(SUM(e.ttfb), 0), COALESCE(MAX(e.ttfb), 0), COUNT(e.ttfb)
+    FROM ${NEW_ATTEMPTS}
+    GROUP BY e.${bucketField}, e.key, e.model, e.client
+    ON CONFLICT (bucket, key_id, model, client_key_id) DO UPDATE SET
+      attempts = attempts + excluded.attempts,
+      ${COUNTERS.map(([c]) => `${c} = ${c} + excluded.${c}`).join(",\n      ")},
+      latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
+      latency_ms_max = MAX(latency_ms_max, excluded.latency_ms_max),
+      ttfb_ms_sum = ttfb_ms_sum + excluded.ttfb_ms_sum,
+      ttfb_ms_max = MAX(ttfb_ms_max, excluded.ttfb_ms_max),
+      ttfb_count = ttfb_count + excluded.ttfb_count`;
+}
+
+const ROLLUP_SQL = ROLLUP_TABLES.map(([table, field]) => rollupSql(table, field));
+
+const AUDIT_SQL = `INSERT OR IGNORE INTO audit_log (id, ts, actor, action, target, detail)
+  SELECT value->>'$.id', value->>'$.ts', value->>'$.actor', value->>'$.action', value->>'$.target', value->>'$.detail'
+  FROM json_each(?1) WHERE NOT EXISTS (SELECT 1 FROM seen_events s WHERE s.id = value->>'$.id')`;
+
+const SEEN_SQL = `INSERT OR IGNORE INTO seen_events (id, ts) SELECT value->>'$.id', value->>'$.ts' FROM json_each(?1)`;
+
+/**
+ * Folds a batch into D1 in one transaction: rollups and the audit log take only
+ * events the dedupe window has not seen, then the batch's ids join the window. A
+ * redelivered batch therefore changes nothing, and a failure leaves nothing half-applied.
+ * Five statements whatever the batch size.
+ */
+export async function ingestBatch(db: D1Database, rows: BatchRows): Promise<void> {
+  if (rows.seen.length === 0) return;
+  const attempts = JSON.stringify(rows.attempts);
+  const statements: D1PreparedStatement[] = [];
+  if (rows.attempts.length > 0) for (const sql of ROLLUP_SQL) statements.push(db.prepare(sql).bind(attempts));
+  if (rows.admin.length > 0) statements.push(db.prepare(AUDIT_SQL).bind(JSON.stringify(rows.admin)));
+  statements.push(db.prepare(SEEN_SQL).bind(JSON.stringify(rows.seen)));
+  await db.batch(statements);
+}

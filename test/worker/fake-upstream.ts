@@ -1,0 +1,57 @@
+import { vi } from "vitest";
+
+/** How a fake upstream key answers. */
+export type FakeMode = "ok" | "rate_limit" | "unauthorized" | "bad_request" | "server_error" | "stream";
+
+export interface FakeCall {
+  url: string;
+  authorization: string | null;
+  headers: Headers;
+  body: string;
+}
+
+export const FAKE_BASE_URL = "https://upstream.test/v1";
+
+export const FAKE_USAGE = { prompt_tokens: 7, completion_tokens: 5, total_tokens: 12 };
+
+/** The exact SSE body the fake streams, usage chunk included. */
+export const FAKE_SSE =
+  'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]}\n\n' +
+  ": keep-alive comment\n\n" +
+  'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"lo 😀"},"finish_reason":"stop"}]}\n\n' +
+  `data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":${JSON.stringify(FAKE_USAGE)}}\n\n` +
+  "data: [DONE]\n\n";
+
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
+}
+
+/**
+ * Replaces global fetch with an upstream at FAKE_BASE_URL whose keys answer as told.
+ * Any request elsewhere fails the test, so nothing leaves the test by accident.
+ */
+export function installFakeUpstream(modes: Record<string, FakeMode>) {
+  const calls: FakeCall[] = [];
+  const spy = vi.spyOn(globalThis, "fetch").mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
+    const req = new Request(input, init);
+    if (!req.url.startsWith(FAKE_BASE_URL)) throw new Error(`unexpected outbound request to ${req.url}`);
+    const authorization = req.headers.get("authorization");
+    calls.push({ url: req.url, authorization, headers: req.headers, body: await req.text() });
+    const key = authorization?.replace(/^Bearer /, "") ?? "";
+    switch (modes[key] ?? "ok") {
+      case "rate_limit":
+        return json(429, { error: { message: "Rate limit reached", type: "rate_limit_error", param: null, code: null } }, { "retry-after": "30" });
+      case "unauthorized":
+        return json(401, { error: { message: "Incorrect API key provided", type: "invalid_request_error", param: null, code: "invalid_api_key" } });
+      case "bad_request":
+        return json(400, { error: { message: "Unknown parameter: 'foo'", type: "invalid_request_error", param: "foo", code: null } });
+      case "server_error":
+        return json(500, { error: { message: "boom", type: "server_error", param: null, code: null } });
+      case "stream":
+        return new Response(FAKE_SSE, { headers: { "content-type": "text/event-stream" } });
+      default:
+        return json(200, { id: "c1", object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: "Hello" }, finish_reason: "stop" }], usage: FAKE_USAGE }, { "x-upstream": "yes", "set-cookie": "a=b" });
+    }
+  });
+  return { calls, restore: () => spy.mockRestore() };
+}

@@ -1,0 +1,188 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { env } from "cloudflare:workers";
+import { resetPoolCache } from "../../gateway/storage/snapshot-cache";
+import { FAKE_BASE_URL, FAKE_SSE, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
+import { admin, chatBody, createPool, gateway, waitFor } from "./helpers";
+import { TEST_SECRETS } from "./secrets";
+
+const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
+
+function chat(clientKey: string, body: string, path = "/v1/chat/completions") {
+  return gateway(path, { method: "POST", headers: { authorization: `Bearer ${clientKey}`, "content-type": "application/json", cookie: "session=secret" }, body });
+}
+
+/** Rollup totals for one client key, straight from D1. */
+async function clientTotals(clientKeyId: string) {
+  return env.DB.prepare(
+    "SELECT SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(total_tokens) AS tokens FROM rollup_minute WHERE client_key_id = ?1",
+  )
+    .bind(clientKeyId)
+    .first<{ requests: number | null; attempts: number | null; tokens: number | null }>();
+}
+
+let restore: (() => void) | null = null;
+afterEach(() => {
+  restore?.();
+  restore = null;
+  resetPoolCache();
+});
+
+describe("errors in OpenAI shape", () => {
+  it("answers an unknown /v1 route with a 404 error object", async () => {
+    const res = await gateway("/v1/nope", { method: "POST" });
+    expect(res.status).toBe(404);
+    const body = await res.json();
+    expect(body).toEqual({ error: { message: expect.stringContaining("/v1/nope"), type: "not_found_error", param: null, code: "unknown_route" } });
+  });
+
+  it("refuses a missing or unknown client key with 401", async () => {
+    const missing = await gateway("/v1/chat/completions", { method: "POST", headers: { "content-type": "application/json" }, body: chatBody("m") });
+    expect(missing.status).toBe(401);
+    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe("missing_api_key");
+    const wrong = await chat("kp-not-a-real-key", chatBody("m"));
+    expect(wrong.status).toBe(401);
+    expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe("invalid_api_key");
+  });
+});
+
+describe("admin API", () => {
+  it("refuses a wrong password and issues a strict session cookie for the right one", async () => {
+    const wrong = await gateway("/admin/api/login", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ password: "nope" }) });
+    expect(wrong.status).toBe(401);
+    const right = await gateway("/admin/api/login", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ password: TEST_SECRETS.ADMIN_PASSWORD }),
+    });
+    expect(right.status).toBe(200);
+    const cookie = right.headers.get("set-cookie") ?? "";
+    for (const flag of ["HttpOnly", "Secure", "SameSite=Strict", "Path=/admin"]) expect(cookie).toContain(flag);
+    expect(right.headers.get("cache-control")).toBe("no-store");
+  });
+
+  it("requires a session for everything but login", async () => {
+    const res = await gateway("/admin/api/keys");
+    expect(res.status).toBe(401);
+    const forged = await gateway("/admin/api/keys", { headers: { authorization: "Bearer eyJhbGciOiJub25lIn0.e30." } });
+    expect(forged.status).toBe(401);
+  });
+
+  it("batch-adds keys from mixed separators, reports duplicates and invalid lines, and lists them masked", async () => {
+    const up = await admin<{ id: string }>("POST", "/upstreams", { name: "mixed", baseUrl: `${FAKE_BASE_URL}/`, models: ["mixed-model"] });
+    expect(up.status).toBe(201);
+    const a = uniqueKey("a");
+    const b = uniqueKey("b");
+    const c = uniqueKey("c");
+    const res = await admin<{ added: number; duplicates: number; invalid: { line: number }[] }>("POST", "/keys", {
+      upstreamId: up.body.id,
+      text: `${a}, ${b}\n${c}; ${a}\nshort\n`,
+    });
+    expect(res.body).toEqual({ added: 3, duplicates: 1, invalid: [{ line: 3, reason: expect.any(String) }] });
+    const again = await admin<{ added: number; duplicates: number }>("POST", "/keys", { upstreamId: up.body.id, text: b });
+    expect(again.body).toMatchObject({ added: 0, duplicates: 1 });
+
+    const list = await admin("GET", "/keys?limit=1000");
+    const text = JSON.stringify(list.body);
+    for (const key of [a, b, c]) {
+      expect(text).not.toContain(key);
+      expect(text).toContain(`${key.slice(0, 5)}…${key.slice(-4)}`);
+    }
+    const stored = await env.DB.prepare("SELECT secret_enc FROM keys WHERE upstream_id = ?1").bind(up.body.id).all<{ secret_enc: string }>();
+    expect(stored.results).toHaveLength(3);
+    for (const row of stored.results) for (const key of [a, b, c]) expect(row.secret_enc).not.toContain(key.slice(3, 20));
+  });
+
+  it("rejects invalid bodies with a 400 naming the field", async () => {
+    const res = await admin<{ error: { param: string; type: string } }>("POST", "/upstreams", { name: "x", baseUrl: "ftp://nope" });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({ param: "baseUrl", type: "invalid_request_error" });
+  });
+});
+
+describe("the slice: client → gateway → upstream → queue → consumer → stats", () => {
+  it("forwards a chat completion unchanged with the pool key, and the consumer counts it", async () => {
+    const pool = await createPool(FAKE_BASE_URL, [uniqueKey("slice")]);
+    const fake = installFakeUpstream({});
+    restore = fake.restore;
+
+    const res = await chat(pool.clientKey, chatBody(pool.model, { extra_field: { kept: true } }));
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ object: "chat.completion", usage: FAKE_USAGE });
+    expect(res.headers.get("x-keypool-attempts")).toBe("1");
+    expect(res.headers.get("x-keypool-request-id")).toBeTruthy();
+    expect(res.headers.get("x-upstream")).toBe("yes");
+    expect(res.headers.get("set-cookie")).toBeNull();
+
+    expect(fake.calls).toHaveLength(1);
+    const call = fake.calls[0]!;
+    expect(call.url).toBe(`${FAKE_BASE_URL}/chat/completions`);
+    expect(call.authorization).toBe(`Bearer ${pool.keys[0]}`);
+    expect(call.headers.get("cookie")).toBeNull();
+    expect(JSON.parse(call.body)).toMatchObject({ model: pool.model, extra_field: { kept: true } });
+
+    const totals = await waitFor(async () => {
+      const t = await clientTotals(pool.clientKeyId);
+      return t?.requests ? t : undefined;
+    }, "the attempt to be rolled up");
+    expect(totals).toEqual({ requests: 1, attempts: 1, tokens: FAKE_USAGE.total_tokens });
+
+    const summary = await admin<{ rpm: number; rpd: number; tpm: number; tpd: number }>("GET", "/stats/summary");
+    expect(summary.body.rpd).toBeGreaterThanOrEqual(1);
+    expect(summary.body.tpd).toBeGreaterThanOrEqual(FAKE_USAGE.total_tokens);
+    expect(summary.body.rpm).toBeGreaterThanOrEqual(1);
+  });
+
+  it("retries a 429 on another key and counts one request with two attempts", async () => {
+    const limited = uniqueKey("limited");
+    const healthy = uniqueKey("healthy");
+    const pool = await createPool(FAKE_BASE_URL, [limited, healthy]);
+    const fake = installFakeUpstream({ [limited]: "rate_limit" });
+    restore = fake.restore;
+
+    // Send until the limited key has been tried first once (selection is random).
+    let res: Response | null = null;
+    for (let i = 0; i < 20 && !fake.calls.some((c) => c.authorization === `Bearer ${limited}`); i++) {
+      res = await chat(pool.clientKey, chatBody(pool.model));
+      expect(res.status).toBe(200);
+    }
+    expect(res?.headers.get("x-keypool-attempts")).toBe("2");
+    const beforeLimited = fake.calls.length;
+    // The limited key is now cooling in this isolate: the next requests go straight to the healthy one.
+    for (let i = 0; i < 5; i++) expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    expect(fake.calls.slice(beforeLimited).every((c) => c.authorization === `Bearer ${healthy}`)).toBe(true);
+  });
+
+  it("passes an upstream 400 through unchanged and does not retry it", async () => {
+    const key = uniqueKey("badreq");
+    const other = uniqueKey("other");
+    const pool = await createPool(FAKE_BASE_URL, [key, other]);
+    const fake = installFakeUpstream({ [key]: "bad_request", [other]: "bad_request" });
+    restore = fake.restore;
+    const res = await chat(pool.clientKey, chatBody(pool.model));
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ error: { message: "Unknown parameter: 'foo'", type: "invalid_request_error", param: "foo", code: null } });
+    expect(fake.calls).toHaveLength(1);
+  });
+
+  it("relays an SSE stream byte for byte and records its usage", async () => {
+    const key = uniqueKey("stream");
+    const pool = await createPool(FAKE_BASE_URL, [key]);
+    const fake = installFakeUpstream({ [key]: "stream" });
+    restore = fake.restore;
+    const res = await chat(pool.clientKey, chatBody(pool.model, { stream: true }), "/chat/completions");
+    expect(res.headers.get("content-type")).toBe("text/event-stream");
+    expect(await res.text()).toBe(FAKE_SSE);
+    const totals = await waitFor(async () => {
+      const t = await clientTotals(pool.clientKeyId);
+      return t?.requests ? t : undefined;
+    }, "the stream's attempt to be rolled up");
+    expect(totals.tokens).toBe(FAKE_USAGE.total_tokens);
+  });
+
+  it("answers 503 in OpenAI shape when no key serves the model", async () => {
+    const pool = await createPool(FAKE_BASE_URL, [uniqueKey("narrow")]);
+    const res = await chat(pool.clientKey, chatBody(`${pool.model}-not-served`));
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("no_key_for_model");
+  });
+});

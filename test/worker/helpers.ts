@@ -1,0 +1,82 @@
+import { env, exports } from "cloudflare:workers";
+import { SNAPSHOT_KV_KEY, snapshotSchema, type Snapshot } from "../../schema";
+import { TEST_SECRETS } from "./secrets";
+
+/** Calls the gateway Worker through its real entry point. */
+export function gateway(path: string, init?: RequestInit): Promise<Response> {
+  return exports.default.fetch(new Request(`https://keypool.test${path}`, init));
+}
+
+let token: string | null = null;
+
+/** Logs in once per test file and returns the admin token. */
+export async function adminToken(): Promise<string> {
+  if (token) return token;
+  const res = await gateway("/admin/api/login", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ password: TEST_SECRETS.ADMIN_PASSWORD }),
+  });
+  if (res.status !== 200) throw new Error(`login failed: ${res.status}`);
+  token = ((await res.json()) as { token: string }).token;
+  return token;
+}
+
+/** A JSON call to the admin API with the admin token. */
+export async function admin<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const res = await gateway(`/admin/api${path}`, {
+    method,
+    headers: { authorization: `Bearer ${await adminToken()}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+/** Polls until `check` returns a value (not undefined), or fails after `timeoutMs`. */
+export async function waitFor<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 5_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** The snapshot the consumer published, once `ready` accepts it. */
+export function waitForSnapshot(ready: (s: Snapshot) => boolean): Promise<Snapshot> {
+  return waitFor(async () => {
+    const raw = await env.SNAPSHOT.get(SNAPSHOT_KV_KEY, "json");
+    if (raw === null) return undefined;
+    const snapshot = snapshotSchema.parse(raw);
+    return ready(snapshot) ? snapshot : undefined;
+  }, "the consumer to publish the snapshot");
+}
+
+export interface TestPool {
+  upstreamId: string;
+  /** The one model this pool's upstream serves: tests share storage, so each uses its own. */
+  model: string;
+  clientKey: string;
+  clientKeyId: string;
+  keys: string[];
+}
+
+/**
+ * Creates an upstream at `baseUrl` serving one model of its own, with `keys` and a
+ * client key, and waits until the published snapshot holds them.
+ */
+export async function createPool(baseUrl: string, keys: string[]): Promise<TestPool> {
+  const model = `model-${crypto.randomUUID()}`;
+  const up = await admin<{ id: string }>("POST", "/upstreams", { name: `up-${model}`, baseUrl, models: [model] });
+  const added = await admin<{ added: number }>("POST", "/keys", { upstreamId: up.body.id, text: keys.join("\n") });
+  if (added.body.added !== keys.length) throw new Error(`expected ${keys.length} keys added, got ${JSON.stringify(added.body)}`);
+  const client = await admin<{ id: string; key: string }>("POST", "/client-keys", { name: "test client" });
+  await waitForSnapshot((s) => s.clientKeys.some((c) => c.id === client.body.id) && s.keys.filter((k) => k.upstreamId === up.body.id).length === keys.length);
+  return { upstreamId: up.body.id, model, clientKey: client.body.key, clientKeyId: client.body.id, keys };
+}
+
+/** A chat completion request body. */
+export function chatBody(model: string, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ model, messages: [{ role: "user", content: "Say hello" }], ...extra });
+}

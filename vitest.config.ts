@@ -1,0 +1,57 @@
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers";
+import { defineConfig } from "vitest/config";
+import { TEST_SECRETS } from "./test/worker/secrets.ts";
+
+const KV_ID = "00000000000000000000000000000001";
+const D1_ID = "00000000-0000-4000-8000-000000000001";
+
+/**
+ * Three projects in one run: pure logic under Node, the Workers inside workerd
+ * (the gateway as main, the real consumer as an auxiliary Worker fed by the real
+ * queue), and end-to-end tests that drive `wrangler dev` with the openai SDK.
+ */
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: { name: "unit", include: ["test/unit/**/*.test.ts"], environment: "node" },
+      },
+      {
+        plugins: [
+          cloudflareTest(async () => ({
+            wrangler: { configPath: "./wrangler.gateway.toml" },
+            miniflare: {
+              bindings: { ...TEST_SECRETS, TEST_MIGRATIONS: await readD1Migrations("./schema/migrations") },
+              workers: [
+                {
+                  name: "keypool-stats-consumer",
+                  modules: true,
+                  scriptPath: "./.tmp/consumer.js",
+                  compatibilityDate: "2026-04-20",
+                  kvNamespaces: { SNAPSHOT: KV_ID },
+                  d1Databases: { DB: D1_ID },
+                  queueConsumers: { "keypool-events": { maxBatchTimeout: 0.05 } },
+                },
+              ],
+            },
+          })),
+        ],
+        test: {
+          name: "worker",
+          include: ["test/worker/**/*.test.ts"],
+          globalSetup: ["./test/worker/global-setup.ts"],
+          setupFiles: ["./test/worker/apply-migrations.ts"],
+        },
+      },
+      {
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
+  },
+});
