@@ -1,0 +1,33 @@
+import { describe, expect, it } from "vitest";
+import { dayStart, hourStart, minuteStart } from "../../schema";
+
+describe("time buckets", () => {
+  const ts = Date.UTC(2026, 10, 26, 17, 42, 13, 250);
+
+  it("starts minutes and hours on UTC boundaries", () => {
+    expect(minuteStart(ts)).toBe(Date.UTC(2026, 10, 26, 17, 42));
+    expect(hourStart(ts)).toBe(Date.UTC(2026, 10, 26, 17));
+  });
+
+  it("starts a day at local midnight of the configured zone", () => {
+    expect(dayStart(ts, "UTC")).toBe(Date.UTC(2026, 10, 26));
+    // 17:42 UTC is 01:42 on the 27th in Beijing; that day began at 16:00 UTC on the 26th.
+    expect(dayStart(ts, "Asia/Shanghai")).toBe(Date.UTC(2026, 10, 26, 16));
+    // Kathmandu is UTC+5:45.
+    expect(dayStart(ts, "Asia/Kathmandu")).toBe(Date.UTC(2026, 10, 26, 18, 15) - 86_400_000);
+  });
+
+  it("handles a day that began before a DST change", () => {
+    // 2026-03-08 is the US spring-forward day; New York midnight was still UTC-5.
+    const afternoon = Date.UTC(2026, 2, 8, 20);
+    expect(dayStart(afternoon, "America/New_York")).toBe(Date.UTC(2026, 2, 8, 5));
+    // 2026-11-01 is fall-back; midnight was UTC-4.
+    expect(dayStart(Date.UTC(2026, 10, 1, 20), "America/New_York")).toBe(Date.UTC(2026, 10, 1, 4));
+  });
+
+  it("counts an instant at exactly midnight in the new day", () => {
+    const midnight = Date.UTC(2026, 10, 26, 16);
+    expect(dayStart(midnight, "Asia/Shanghai")).toBe(midnight);
+    expect(dayStart(midnight - 1, "Asia/Shanghai")).toBe(midnight - 86_400_000);
+  });
+});

@@ -1,0 +1,102 @@
+import { describe, expect, it } from "vitest";
+import { defaultSettings, type Snapshot, type SnapshotKey } from "../../schema";
+import { LocalObservations } from "../../gateway/logic/local-observations";
+import { buildPoolIndex, explainNoKey, selectKey } from "../../gateway/logic/select-key";
+
+/** A deterministic uniform generator (mulberry32), so distributions are reproducible. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function key(id: string, extra: Partial<SnapshotKey> = {}): SnapshotKey {
+  return { id, upstreamId: "u1", secret: "v1.x.y", weight: 1, models: [], state: "active", coolingUntil: null, successRate: 1, ...extra };
+}
+
+function snapshot(keys: SnapshotKey[], upstreamModels: string[] = []): Snapshot {
+  return {
+    version: 1,
+    generatedAt: 0,
+    upstreams: [{ id: "u1", name: "u", baseUrl: "https://u.test/v1", kind: "custom", models: upstreamModels, enabled: true }],
+    keys,
+    clientKeys: [],
+    settings: defaultSettings,
+  };
+}
+
+function pickCounts(snap: Snapshot, picks: number, observations = new LocalObservations(), now = 1_000) {
+  const index = buildPoolIndex(snap);
+  const random = seeded(42);
+  const counts = new Map<string, number>();
+  for (let i = 0; i < picks; i++) {
+    const k = selectKey(index, "m", { now, random, excluded: new Set(), observations });
+    if (k) counts.set(k.id, (counts.get(k.id) ?? 0) + 1);
+  }
+  return counts;
+}
+
+describe("selectKey", () => {
+  it("spreads 10,000 picks over 10 equal keys at 10% ± 3% each", () => {
+    const keys = Array.from({ length: 10 }, (_, i) => key(`k${i}`));
+    const counts = pickCounts(snapshot(keys), 10_000);
+    expect(counts.size).toBe(10);
+    for (const n of counts.values()) {
+      expect(n).toBeGreaterThanOrEqual(700);
+      expect(n).toBeLessThanOrEqual(1300);
+    }
+  });
+
+  it("gives a key with a 50% success rate clearly less traffic than a healthy one", () => {
+    const keys = [key("sick", { successRate: 0.5 }), ...Array.from({ length: 4 }, (_, i) => key(`ok${i}`))];
+    const counts = pickCounts(snapshot(keys), 10_000);
+    const sick = counts.get("sick") ?? 0;
+    const healthyAverage = [0, 1, 2, 3].reduce((n, i) => n + (counts.get(`ok${i}`) ?? 0), 0) / 4;
+    expect(sick).toBeGreaterThan(0);
+    expect(sick).toBeLessThan(healthyAverage * 0.8);
+  });
+
+  it("never picks a cooling, disabled, dead or locally blocked key", () => {
+    const keys = [
+      key("cooling", { state: "cooling", coolingUntil: 5_000 }),
+      key("disabled", { state: "disabled" }),
+      key("dead", { state: "dead" }),
+      key("blocked"),
+      key("good"),
+    ];
+    const observations = new LocalObservations();
+    observations.block("blocked", 9_000);
+    const counts = pickCounts(snapshot(keys), 1_000, observations, 1_000);
+    expect([...counts.keys()]).toEqual(["good"]);
+  });
+
+  it("uses a cooling key again once its time has passed", () => {
+    const counts = pickCounts(snapshot([key("cooling", { state: "cooling", coolingUntil: 5_000 })]), 10, new LocalObservations(), 6_000);
+    expect(counts.get("cooling")).toBe(10);
+  });
+
+  it("only offers keys whose upstream or own list serves the model", () => {
+    const snap = snapshot([key("narrow", { models: ["other"] }), key("wide")], ["m", "other"]);
+    expect([...pickCounts(snap, 200).keys()]).toEqual(["wide"]);
+  });
+
+  it("explains an empty choice: nothing serves the model, or all are cooling until a time", () => {
+    const observations = new LocalObservations();
+    const ctx = { now: 1_000, random: seeded(1), excluded: new Set<string>(), observations };
+    expect(explainNoKey(buildPoolIndex(snapshot([], [])), "m", ctx)).toEqual({ kind: "none" });
+    const cooling = buildPoolIndex(snapshot([key("a", { state: "cooling", coolingUntil: 4_000 }), key("b", { state: "cooling", coolingUntil: 3_000 })]));
+    expect(selectKey(cooling, "m", ctx)).toBeNull();
+    expect(explainNoKey(cooling, "m", ctx)).toEqual({ kind: "cooling", until: 3_000 });
+  });
+
+  it("excludes keys this request already tried", () => {
+    const index = buildPoolIndex(snapshot([key("a"), key("b")]));
+    const ctx = { now: 1, random: seeded(3), excluded: new Set(["a"]), observations: new LocalObservations() };
+    for (let i = 0; i < 50; i++) expect(selectKey(index, "m", ctx)?.id).toBe("b");
+  });
+});

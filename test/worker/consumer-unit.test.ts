@@ -1,0 +1,113 @@
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { SNAPSHOT_KV_KEY, type AdminEvent, type AttemptEvent } from "../../schema";
+import consumer from "../../stats-consumer/index";
+
+function attempt(clientKeyId: string, extra: Partial<AttemptEvent> = {}): AttemptEvent {
+  return {
+    v: 1, type: "attempt", id: crypto.randomUUID(), ts: Date.now(), requestId: crypto.randomUUID(), attempt: 1, final: true,
+    keyId: "k-unit", upstreamId: "u-unit", clientKeyId, model: "m-unit", endpoint: "/chat/completions", stream: false,
+    status: 200, outcome: "ok", latencyMs: 20, ttfbMs: 8, promptTokens: 10, completionTokens: 5, totalTokens: 15,
+    usageSource: "upstream", retryAfterMs: null, ...extra,
+  };
+}
+
+function messages(bodies: unknown[]) {
+  return bodies.map((body, i) => ({ id: `m${i}-${crypto.randomUUID()}`, timestamp: new Date(), attempts: 1, body }));
+}
+
+async function deliver(bodies: unknown[]) {
+  const batch = createMessageBatch("keypool-events", messages(bodies));
+  const ctx = createExecutionContext();
+  await consumer.queue(batch, env, ctx);
+  return getQueueResult(batch, ctx);
+}
+
+async function totals(clientKeyId: string) {
+  const tables = ["rollup_minute", "rollup_hour", "rollup_day"];
+  const rows = await Promise.all(
+    tables.map((t) =>
+      env.DB.prepare(`SELECT SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(successes) AS ok, SUM(rate_limited) AS rl, SUM(total_tokens) AS tokens FROM ${t} WHERE client_key_id = ?1`)
+        .bind(clientKeyId)
+        .first(),
+    ),
+  );
+  return rows;
+}
+
+describe("stats consumer", () => {
+  it("counts a batch delivered twice only once, in every rollup", async () => {
+    const client = crypto.randomUUID();
+    const events = [attempt(client), attempt(client), attempt(client)];
+    const first = await deliver(events);
+    expect(first.explicitAcks).toHaveLength(3);
+    await deliver(events);
+    for (const row of await totals(client)) expect(row).toEqual({ requests: 3, attempts: 3, ok: 3, rl: 0, tokens: 45 });
+  });
+
+  it("counts retries of one request as one request and several attempts", async () => {
+    const client = crypto.randomUUID();
+    const requestId = crypto.randomUUID();
+    await deliver([
+      attempt(client, { requestId, final: false, outcome: "rate_limited", status: 429, totalTokens: 0, promptTokens: 0, completionTokens: 0 }),
+      attempt(client, { requestId, attempt: 2 }),
+    ]);
+    const [minute] = await totals(client);
+    expect(minute).toEqual({ requests: 1, attempts: 2, ok: 1, rl: 1, tokens: 15 });
+  });
+
+  it("acknowledges a malformed message and still stores the rest", async () => {
+    const client = crypto.randomUUID();
+    const result = await deliver([attempt(client), { type: "attempt", id: "short" }, "not json at all"]);
+    expect(result.explicitAcks).toHaveLength(3);
+    expect(result.retryMessages).toHaveLength(0);
+    const [minute] = await totals(client);
+    expect(minute).toMatchObject({ requests: 1 });
+  });
+
+  it("gives the same rollups whatever order events arrive in", async () => {
+    const a = crypto.randomUUID();
+    const b = crypto.randomUUID();
+    const base = Date.now() - 3 * 60_000;
+    const events = (client: string) => [0, 1, 2, 3].map((i) => attempt(client, { id: `${client}-${i}`, ts: base + i * 50_000, totalTokens: i + 1 }));
+    await deliver(events(a));
+    const reversed = events(b).reverse();
+    await deliver(reversed.slice(0, 2));
+    await deliver(reversed.slice(2));
+    const shape = async (client: string) =>
+      (await env.DB.prepare("SELECT bucket, requests, total_tokens FROM rollup_minute WHERE client_key_id = ?1 ORDER BY bucket").bind(client).all()).results;
+    expect(await shape(b)).toEqual(await shape(a));
+  });
+
+  it("publishes a newer snapshot after an admin event, with the version in its metadata", async () => {
+    const before = await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY);
+    const event: AdminEvent = { v: 1, type: "admin", id: crypto.randomUUID(), ts: Date.now(), actor: "test", action: "snapshot.refresh", target: null, detail: null };
+    await deliver([event]);
+    const after = await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY, "json");
+    expect(after.metadata?.version).toBeGreaterThan(before.metadata?.version ?? 0);
+    expect((after.value as { version: number }).version).toBe(after.metadata?.version);
+    const audit = await env.DB.prepare("SELECT actor, action FROM audit_log WHERE id = ?1").bind(event.id).first();
+    expect(audit).toEqual({ actor: "test", action: "snapshot.refresh" });
+  });
+
+  it("retries the whole batch and commits nothing when D1 fails mid-batch", async () => {
+    const client = crypto.randomUUID();
+    const events = [attempt(client), attempt(client)];
+    // The rollup statements succeed; the batch's last statement (the dedupe insert) fails.
+    await env.DB.exec("CREATE TRIGGER fail_dedupe BEFORE INSERT ON seen_events BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
+    let result;
+    try {
+      result = await deliver(events);
+    } finally {
+      await env.DB.exec("DROP TRIGGER fail_dedupe");
+    }
+    expect(result.retryMessages).toHaveLength(2);
+    expect(result.explicitAcks).toHaveLength(0);
+    const [minute] = await totals(client);
+    expect(minute).toMatchObject({ requests: null });
+    await deliver(events);
+    const [after] = await totals(client);
+    expect(after).toMatchObject({ requests: 2 });
+  });
+});

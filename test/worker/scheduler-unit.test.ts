@@ -1,0 +1,52 @@
+import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it, vi } from "vitest";
+import { HOUR_MS, type KeypoolEvent } from "../../schema";
+import gateway from "../../gateway/index";
+import { runScheduled } from "../../scheduler";
+
+describe("scheduler", () => {
+  it("prunes exactly the rollup rows and dedupe ids past their horizons", async () => {
+    const now = Date.now();
+    const insert = (table: string, bucket: number, key: string) =>
+      env.DB.prepare(`INSERT INTO ${table} (bucket, key_id, model, client_key_id, requests) VALUES (?1, ?2, 'm', 'c', 1)`).bind(bucket, key).run();
+    const tag = crypto.randomUUID();
+    await insert("rollup_minute", now - 49 * HOUR_MS, `${tag}-old`);
+    await insert("rollup_minute", now - 47 * HOUR_MS, `${tag}-new`);
+    await insert("rollup_hour", now - 36 * 24 * HOUR_MS, `${tag}-old`);
+    await insert("rollup_hour", now - 34 * 24 * HOUR_MS, `${tag}-new`);
+    await env.DB.prepare("INSERT INTO seen_events (id, ts) VALUES (?1, ?2), (?3, ?4)").bind(`${tag}-old`, now - 73 * HOUR_MS, `${tag}-new`, now - HOUR_MS).run();
+
+    const emitted: KeypoolEvent[] = [];
+    await runScheduled({ db: env.DB, kv: env.SNAPSHOT, now: () => now, emit: async (e) => void emitted.push(...e) });
+
+    const left = async (table: string) =>
+      (await env.DB.prepare(`SELECT key_id FROM ${table} WHERE key_id LIKE ?1`).bind(`${tag}%`).all<{ key_id: string }>()).results.map((r) => r.key_id);
+    expect(await left("rollup_minute")).toEqual([`${tag}-new`]);
+    expect(await left("rollup_hour")).toEqual([`${tag}-new`]);
+    const ids = (await env.DB.prepare("SELECT id FROM seen_events WHERE id LIKE ?1").bind(`${tag}%`).all<{ id: string }>()).results.map((r) => r.id);
+    expect(ids).toEqual([`${tag}-new`]);
+  });
+
+  it("asks the consumer to republish a snapshot that is stale, and not a fresh one", async () => {
+    const emitted: KeypoolEvent[] = [];
+    const deps = { db: env.DB, kv: env.SNAPSHOT, emit: async (e: KeypoolEvent[]) => void emitted.push(...e) };
+    await env.SNAPSHOT.put("snapshot:v1", "{}", { metadata: { version: 0, generatedAt: 1_000 } });
+    const stale = await runScheduled({ ...deps, now: () => 1_000 + 11 * 60_000 });
+    expect(stale.refreshRequested).toBe(true);
+    expect(emitted).toMatchObject([{ type: "admin", action: "snapshot.refresh", actor: "scheduler" }]);
+    const fresh = await runScheduled({ ...deps, now: () => 1_000 + 60_000 });
+    expect(fresh.refreshRequested).toBe(false);
+    expect(emitted).toHaveLength(1);
+    await env.SNAPSHOT.delete("snapshot:v1");
+  });
+
+  it("runs from the gateway Worker's scheduled() handler", async () => {
+    const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    const ctx = createExecutionContext();
+    await gateway.scheduled(createScheduledController({ scheduledTime: Date.now(), cron: "* * * * *" }), env, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(log.mock.calls.some(([line]) => String(line).startsWith("keypool scheduler: pruned"))).toBe(true);
+    log.mockRestore();
+  });
+});
