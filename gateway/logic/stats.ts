@@ -1,5 +1,11 @@
 import { MINUTE_MS, type StatsSummary } from "../../schema";
-import type { BucketTotals } from "../storage/stats-db";
+
+/** Requests and tokens of one rollup bucket, summed over keys, models and clients. */
+export interface BucketTotals {
+  bucket: number;
+  requests: number;
+  tokens: number;
+}
 
 /**
  * RPM/TPM over the last 60 seconds from per-minute buckets, estimated the way

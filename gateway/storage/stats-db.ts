@@ -1,9 +1,4 @@
-/** Requests and tokens of one rollup bucket, summed over keys, models and clients. */
-export interface BucketTotals {
-  bucket: number;
-  requests: number;
-  tokens: number;
-}
+import type { BucketTotals } from "../logic/stats";
 
 export type RollupTable = "rollup_minute" | "rollup_hour" | "rollup_day";
 

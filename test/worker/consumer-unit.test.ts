@@ -20,7 +20,7 @@ function messages(bodies: unknown[]) {
 async function deliver(bodies: unknown[]) {
   const batch = createMessageBatch("keypool-events", messages(bodies));
   const ctx = createExecutionContext();
-  await consumer.queue(batch, env, ctx);
+  await consumer.queue(batch, env);
   return getQueueResult(batch, ctx);
 }
 
@@ -84,9 +84,9 @@ describe("stats consumer", () => {
     const before = await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY);
     const event: AdminEvent = { v: 1, type: "admin", id: crypto.randomUUID(), ts: Date.now(), actor: "test", action: "snapshot.refresh", target: null, detail: null };
     await deliver([event]);
-    const after = await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY, "json");
+    const after = await env.SNAPSHOT.getWithMetadata<{ version: number }, { version: number }>(SNAPSHOT_KV_KEY, "json");
     expect(after.metadata?.version).toBeGreaterThan(before.metadata?.version ?? 0);
-    expect((after.value as { version: number }).version).toBe(after.metadata?.version);
+    expect(after.value?.version).toBe(after.metadata?.version);
     const audit = await env.DB.prepare("SELECT actor, action FROM audit_log WHERE id = ?1").bind(event.id).first();
     expect(audit).toEqual({ actor: "test", action: "snapshot.refresh" });
   });
