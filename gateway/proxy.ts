@@ -1,6 +1,6 @@
 import { EVENT_VERSION, providerKinds, type AttemptEvent, type Outcome, type SnapshotClientKey } from "../schema";
 import { KeypoolError } from "./errors";
-import { classifyNetworkError, classifyResponse, parseRetryAfter, type Verdict } from "./logic/failure-policy";
+import { classifyNetworkError, classifyResponse, parseRetryAfter } from "./logic/failure-policy";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./logic/headers";
 import type { LocalObservations } from "./logic/local-observations";
 import { meterBody } from "./logic/meter";
@@ -51,6 +51,38 @@ interface AttemptRecord {
   retryAfterMs: number | null;
 }
 
+/** One upstream call: its response (headers arrived) or why there is none. */
+type Sent =
+  | { kind: "response"; res: Response; started: number; ttfbMs: number; finish: () => void }
+  | { kind: "failed"; aborted: boolean; started: number };
+
+/**
+ * Sends the request with one key. The attempt timeout covers only the wait for the
+ * response headers; a client abort cancels the upstream call at any point until
+ * `finish()` is called.
+ */
+async function sendAttempt(req: ProxyRequest, url: string, headers: Headers, timeoutMs: number, deps: ProxyDeps, keyId: string): Promise<Sent> {
+  const started = deps.now();
+  const done = deps.observations.begin(keyId);
+  const controller = new AbortController();
+  const onClientAbort = () => controller.abort();
+  req.signal.addEventListener("abort", onClientAbort);
+  const finish = () => {
+    req.signal.removeEventListener("abort", onClientAbort);
+    done();
+  };
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  try {
+    const res = await deps.fetch(url, { method: req.method, headers, body: req.body, signal: controller.signal });
+    return { kind: "response", res, started, ttfbMs: deps.now() - started, finish };
+  } catch {
+    finish();
+    return { kind: "failed", aborted: req.signal.aborted, started };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * Forwards a request to the pool: picks a key, sends, and on a failure the policy
  * calls retryable, tries another key, up to the configured attempts. A success or
@@ -81,49 +113,43 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     try {
       secret = await deps.secrets.decrypt(key.secret);
     } catch {
+      // Counts as an attempt: a wrong KEY_ENCRYPTION_KEY must not make one request walk the whole pool.
       console.error(`keypool: key ${key.id} cannot be decrypted with the current KEY_ENCRYPTION_KEY`);
       deps.observations.block(key.id, ctx.now + 10 * 60_000);
-      n--;
       continue;
     }
 
-    const started = deps.now();
-    const done = deps.observations.begin(key.id);
-    const controller = new AbortController();
-    const onClientAbort = () => controller.abort();
-    req.signal.addEventListener("abort", onClientAbort);
-    const timer = setTimeout(() => controller.abort(), settings.attemptTimeoutMs);
-    let res: Response;
-    try {
-      res = await deps.fetch(upstream.baseUrl + req.endpoint + req.search, {
-        method: req.method,
-        headers: upstreamRequestHeaders(req.headers, kind.authHeader, kind.authPrefix + secret),
-        body: req.body,
-        signal: controller.signal,
-      });
-    } catch {
-      clearTimeout(timer);
-      req.signal.removeEventListener("abort", onClientAbort);
-      done();
-      const aborted = req.signal.aborted;
-      const verdict: Verdict = aborted ? { outcome: "aborted", retry: false, blockMs: 0 } : classifyNetworkError();
-      attempts.push({ startedAt: started, keyId: key.id, upstreamId: upstream.id, status: 0, outcome: verdict.outcome, latencyMs: deps.now() - started, ttfbMs: null, usage: null, retryAfterMs: null });
-      if (verdict.blockMs > 0) deps.observations.block(key.id, deps.now() + verdict.blockMs);
-      if (aborted) {
+    const headers = upstreamRequestHeaders(req.headers, kind.authHeader, kind.authPrefix + secret);
+    const sent = await sendAttempt(req, upstream.baseUrl + req.endpoint + req.search, headers, settings.attemptTimeoutMs, deps, key.id);
+    const record: AttemptRecord = { startedAt: sent.started, keyId: key.id, upstreamId: upstream.id, status: 0, outcome: "ok", latencyMs: 0, ttfbMs: null, usage: null, retryAfterMs: null };
+    attempts.push(record);
+
+    if (sent.kind === "failed") {
+      record.latencyMs = deps.now() - sent.started;
+      record.outcome = sent.aborted ? "aborted" : "network_error";
+      if (sent.aborted) {
         deps.waitUntil(emit());
         return new Response(null, { status: 499 });
       }
+      deps.observations.block(key.id, deps.now() + classifyNetworkError().blockMs);
       lastFailure = "unreachable";
       continue;
     }
-    clearTimeout(timer);
-    const ttfbMs = deps.now() - started;
-    const retryAfterMs = parseRetryAfter(res.headers.get("retry-after"), deps.now());
 
-    if (res.ok && res.body) {
+    const { res } = sent;
+    record.status = res.status;
+    record.ttfbMs = sent.ttfbMs;
+    record.retryAfterMs = parseRetryAfter(res.headers.get("retry-after"), deps.now());
+    if (res.ok) {
+      const responseHeaders = clientResponseHeaders(res.headers, requestId, attempts.length);
+      if (!res.body) {
+        // A bodiless success (204): nothing to meter or stream.
+        sent.finish();
+        record.latencyMs = deps.now() - sent.started;
+        deps.waitUntil(emit());
+        return new Response(null, { status: res.status, headers: responseHeaders });
+      }
       const [toClient, toMeter] = res.body.tee();
-      const record: AttemptRecord = { startedAt: started, keyId: key.id, upstreamId: upstream.id, status: res.status, outcome: "ok", latencyMs: 0, ttfbMs, usage: null, retryAfterMs };
-      attempts.push(record);
       deps.waitUntil(
         meterBody(toMeter, res.headers.get("content-type"))
           .catch(() => {
@@ -132,22 +158,19 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
           })
           .then((usage) => {
             record.usage = usage;
-            record.latencyMs = deps.now() - started;
-          })
-          .finally(() => {
-            req.signal.removeEventListener("abort", onClientAbort);
-            done();
+            record.latencyMs = deps.now() - sent.started;
+            sent.finish();
             return emit();
           }),
       );
-      return new Response(toClient, { status: res.status, headers: clientResponseHeaders(res.headers, requestId, n) });
+      return new Response(toClient, { status: res.status, headers: responseHeaders });
     }
 
     const text = await res.text().catch(() => "");
-    req.signal.removeEventListener("abort", onClientAbort);
-    done();
-    const verdict = classifyResponse(res.status, retryAfterMs, text.slice(0, 4096));
-    attempts.push({ startedAt: started, keyId: key.id, upstreamId: upstream.id, status: res.status, outcome: verdict.outcome, latencyMs: deps.now() - started, ttfbMs, usage: null, retryAfterMs });
+    sent.finish();
+    const verdict = classifyResponse(res.status, record.retryAfterMs, text.slice(0, 4096));
+    record.outcome = verdict.outcome;
+    record.latencyMs = deps.now() - sent.started;
     if (verdict.blockMs > 0) deps.observations.block(key.id, deps.now() + verdict.blockMs);
     lastFailure = { status: res.status, headers: res.headers, text };
     if (!verdict.retry) break;

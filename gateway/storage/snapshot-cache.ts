@@ -80,7 +80,7 @@ export async function loadPool(kv: KVNamespace, now: number, waitUntil: (p: Prom
   return current;
 }
 
-/** Forgets the cached snapshot (tests, and the admin API after it reads its own writes). */
+/** Forgets the isolate's cached snapshot, so the next request reads KV again (used by tests). */
 export function resetPoolCache(): void {
   current = null;
   refreshing = null;
