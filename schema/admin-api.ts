@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { providerKindIdSchema } from "./providers";
-import { keyStateSchema } from "./snapshot";
+import { keyStateSchema, snapshotUpstreamSchema } from "./snapshot";
 
 export const loginBodySchema = z.object({ password: z.string().min(1).max(1024) });
 export const loginResponseSchema = z.object({ token: z.string(), expiresAt: z.number() });
@@ -15,15 +15,8 @@ export const createUpstreamBodySchema = z.object({
 });
 export type CreateUpstreamBody = z.infer<typeof createUpstreamBodySchema>;
 
-export const upstreamViewSchema = z.object({
-  id: z.string(),
-  name: z.string(),
-  baseUrl: z.string(),
-  kind: providerKindIdSchema,
-  models: z.array(z.string()),
-  enabled: z.boolean(),
-  createdAt: z.number(),
-});
+/** An upstream as the admin API lists it: what the snapshot carries, plus when it was created. */
+export const upstreamViewSchema = snapshotUpstreamSchema.extend({ createdAt: z.number() });
 export type UpstreamView = z.infer<typeof upstreamViewSchema>;
 
 export const addKeysBodySchema = z.object({

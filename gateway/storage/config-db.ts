@@ -1,15 +1,4 @@
-import { parseStoredSettings, type KeyState, type Settings } from "../../schema";
-
-/** An upstream row as the admin API shows it. */
-export interface UpstreamRow {
-  id: string;
-  name: string;
-  baseUrl: string;
-  kind: string;
-  models: string[];
-  enabled: boolean;
-  createdAt: number;
-}
+import { parseStoredSettings, type KeyState, type KeyView, type ProviderKindId, type Settings, type UpstreamView } from "../../schema";
 
 interface RawUpstream {
   id: string;
@@ -21,23 +10,23 @@ interface RawUpstream {
   created_at: number;
 }
 
-function toUpstream(r: RawUpstream): UpstreamRow {
-  return { id: r.id, name: r.name, baseUrl: r.base_url, kind: r.kind, models: JSON.parse(r.models) as string[], enabled: r.enabled === 1, createdAt: r.created_at };
+function toUpstream(r: RawUpstream): UpstreamView {
+  return { id: r.id, name: r.name, baseUrl: r.base_url, kind: r.kind as ProviderKindId, models: JSON.parse(r.models) as string[], enabled: r.enabled === 1, createdAt: r.created_at };
 }
 
-export async function insertUpstream(db: D1Database, u: UpstreamRow): Promise<void> {
+export async function insertUpstream(db: D1Database, u: UpstreamView): Promise<void> {
   await db
     .prepare("INSERT INTO upstreams (id, name, base_url, kind, models, enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)")
     .bind(u.id, u.name, u.baseUrl, u.kind, JSON.stringify(u.models), u.enabled ? 1 : 0, u.createdAt)
     .run();
 }
 
-export async function findUpstream(db: D1Database, id: string): Promise<UpstreamRow | null> {
+export async function findUpstream(db: D1Database, id: string): Promise<UpstreamView | null> {
   const row = await db.prepare("SELECT * FROM upstreams WHERE id = ?1").bind(id).first<RawUpstream>();
   return row ? toUpstream(row) : null;
 }
 
-export async function listUpstreams(db: D1Database): Promise<UpstreamRow[]> {
+export async function listUpstreams(db: D1Database): Promise<UpstreamView[]> {
   const { results } = await db.prepare("SELECT * FROM upstreams ORDER BY created_at, id").all<RawUpstream>();
   return results.map(toUpstream);
 }
@@ -77,19 +66,7 @@ export async function insertKeys(db: D1Database, rows: NewKeyRow[]): Promise<num
   return results.reduce((n, r) => n + (r.meta.changes ?? 0), 0);
 }
 
-/** A key as listed to the admin: masked, never the secret. */
-export interface KeyListRow {
-  id: string;
-  upstreamId: string;
-  masked: string;
-  weight: number;
-  models: string[];
-  enabled: boolean;
-  state: KeyState;
-  createdAt: number;
-}
-
-export async function listKeys(db: D1Database, limit: number, offset: number): Promise<{ total: number; keys: KeyListRow[] }> {
+export async function listKeys(db: D1Database, limit: number, offset: number): Promise<{ total: number; keys: KeyView[] }> {
   const [count, page] = await db.batch<Record<string, unknown>>([
     db.prepare("SELECT COUNT(*) AS n FROM keys"),
     db
