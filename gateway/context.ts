@@ -1,4 +1,5 @@
 import type { Hono } from "hono";
+import type { ClientLimiter } from "./logic/client-limits";
 import type { LocalObservations } from "./logic/local-observations";
 
 /** Hono's type parameters for the gateway: bindings plus what middleware sets. */
@@ -15,4 +16,5 @@ export type GatewayApp = Hono<GatewayHono>;
 /** Isolate-wide state shared by all requests of this isolate. */
 export interface IsolateState {
   observations: LocalObservations;
+  limits: ClientLimiter;
 }

@@ -1,9 +1,10 @@
 import { runScheduled } from "../scheduler";
 import { createApp } from "./app";
+import { ClientLimiter } from "./logic/client-limits";
 import { LocalObservations } from "./logic/local-observations";
 import { queueEventSink } from "./storage/event-sink";
 
-const app = createApp({ observations: new LocalObservations() });
+const app = createApp({ observations: new LocalObservations(), limits: new ClientLimiter() });
 
 export default {
   fetch: app.fetch,

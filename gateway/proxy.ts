@@ -3,10 +3,11 @@ import { KeypoolError } from "./errors";
 import { classifyNetworkError, classifyResponse, parseRetryAfter } from "./logic/failure-policy";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./logic/headers";
 import type { LocalObservations } from "./logic/local-observations";
-import { meterBody } from "./logic/meter";
+import { relayBody, type RelayResult } from "./logic/relay";
+import { bodyForUpstream, type ClientBody } from "./logic/request-body";
 import type { SecretCache } from "./logic/secrets";
 import { explainNoKey, selectKey } from "./logic/select-key";
-import { NO_USAGE, type Usage } from "./logic/usage";
+import type { Usage } from "./logic/usage";
 import type { EventSink } from "./storage/event-sink";
 import type { LoadedPool } from "./storage/snapshot-cache";
 
@@ -15,27 +16,26 @@ export interface ProxyDeps {
   fetch: typeof fetch;
   now: () => number;
   random: () => number;
+  sleep: (ms: number) => Promise<void>;
   newId: () => string;
   sink: EventSink;
   waitUntil: (p: Promise<unknown>) => void;
   secrets: SecretCache;
   observations: LocalObservations;
+  /** Told the tokens a finished request used (client TPM accounting). */
+  spend: (tokens: number) => void;
 }
 
 /** One client request, already authenticated and read. */
 export interface ProxyRequest {
   pool: LoadedPool;
   client: SnapshotClientKey;
-  /** The path after `/v1`, e.g. `/chat/completions`. */
-  endpoint: string;
+  body: ClientBody;
   /** The query string, with its `?`, or empty. */
   search: string;
-  method: string;
   headers: Headers;
-  /** The body bytes, kept so a retry on another key can send them again. */
-  body: ArrayBuffer | null;
-  model: string;
-  stream: boolean;
+  /** Estimated prompt tokens, used only if the upstream reports no usage. */
+  promptEstimate: number;
   signal: AbortSignal;
 }
 
@@ -48,21 +48,20 @@ interface AttemptRecord {
   latencyMs: number;
   ttfbMs: number | null;
   usage: Usage | null;
+  estimated: boolean;
   retryAfterMs: number | null;
 }
 
 /** One upstream call: its response (headers arrived) or why there is none. */
 type Sent =
-  | { kind: "response"; res: Response; started: number; ttfbMs: number; finish: () => void }
-  | { kind: "failed"; aborted: boolean; started: number };
+  | { kind: "response"; res: Response; ttfbMs: number; finish: () => void }
+  | { kind: "failed"; aborted: boolean };
 
 /**
- * Sends the request with one key. The attempt timeout covers only the wait for the
- * response headers; a client abort cancels the upstream call at any point until
- * `finish()` is called.
+ * Sends the request with one key. The timeout covers only the wait for the
+ * response headers; a client abort cancels the upstream call until `finish()`.
  */
-async function sendAttempt(req: ProxyRequest, url: string, headers: Headers, timeoutMs: number, deps: ProxyDeps, keyId: string): Promise<Sent> {
-  const started = deps.now();
+async function sendAttempt(req: ProxyRequest, url: string, init: RequestInit, timeoutMs: number, deps: ProxyDeps, keyId: string, started: number): Promise<Sent> {
   const done = deps.observations.begin(keyId);
   const controller = new AbortController();
   const onClientAbort = () => controller.abort();
@@ -73,39 +72,64 @@ async function sendAttempt(req: ProxyRequest, url: string, headers: Headers, tim
   };
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
-    const res = await deps.fetch(url, { method: req.method, headers, body: req.body, signal: controller.signal });
-    return { kind: "response", res, started, ttfbMs: deps.now() - started, finish };
+    const res = await deps.fetch(url, { ...init, signal: controller.signal });
+    return { kind: "response", res, ttfbMs: deps.now() - started, finish };
   } catch {
     finish();
-    return { kind: "failed", aborted: req.signal.aborted, started };
+    return { kind: "failed", aborted: req.signal.aborted };
   } finally {
     clearTimeout(timer);
   }
 }
 
+/** Usage for the event: the upstream's, else an estimate from the prompt and the text seen. */
+function settleUsage(record: AttemptRecord, result: RelayResult, promptEstimate: number): void {
+  if (result.usage) {
+    record.usage = result.usage;
+    return;
+  }
+  const completionTokens = result.completionEstimate;
+  record.usage = { promptTokens: promptEstimate, completionTokens, totalTokens: promptEstimate + completionTokens, cachedTokens: 0, reasoningTokens: 0 };
+  record.estimated = true;
+}
+
 /**
  * Forwards a request to the pool: picks a key, sends, and on a failure the policy
- * calls retryable, tries another key, up to the configured attempts. A success or
- * a client error is streamed back unchanged; the attempts go to the event sink once
- * the answer's usage is known.
+ * calls retryable, tries another key, within the attempt budget and the deadline.
+ * When every key is cooling it waits for the first to recover if that is soon
+ * enough. A success or a client error is relayed unchanged; the attempts go to
+ * the event sink once the answer's usage is known.
  */
 export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<Response> {
-  const { pool, model } = req;
+  const { pool, body } = req;
   const { settings } = pool.snapshot;
   const requestId = deps.newId();
+  const deadline = deps.now() + settings.requestDeadlineMs;
   const attempts: AttemptRecord[] = [];
   const tried = new Set<string>();
-  const emit = () => deps.sink(attempts.map((a, i) => toEvent(req, requestId, a, i, i === attempts.length - 1, deps)));
+  const emit = () => {
+    const events = attempts.map((a, i) => toEvent(req, requestId, a, i, i === attempts.length - 1, deps));
+    deps.spend(events.reduce((n, e) => n + e.totalTokens, 0));
+    return deps.sink(events);
+  };
   // The answer to give if no attempt succeeds: the last upstream error, or "unreachable".
   let lastFailure: { status: number; headers: Headers; text: string } | "unreachable" | null = null;
 
-  for (let n = 1; n <= settings.maxAttempts; n++) {
+  for (let budget = settings.maxAttempts; budget > 0 && !req.signal.aborted; ) {
     const ctx = { now: deps.now(), random: deps.random, excluded: tried, observations: deps.observations };
-    const key = selectKey(pool.index, model, ctx);
+    const key = selectKey(pool.index, body.model, ctx);
     if (!key) {
       if (lastFailure) break;
-      throw noKeyError(explainNoKey(pool.index, model, ctx), model, ctx.now);
+      const why = explainNoKey(pool.index, body.model, ctx);
+      const wait = why.kind === "cooling" ? why.until - ctx.now : Infinity;
+      if (wait <= settings.coolingWaitMs && ctx.now + wait < deadline) {
+        // Every candidate is cooling but one recovers soon: wait for it, with a little jitter.
+        await deps.sleep(wait + Math.floor(deps.random() * 50));
+        continue;
+      }
+      throw noKeyError(why, body.model, ctx.now);
     }
+    budget--;
     tried.add(key.id);
     const upstream = pool.index.upstreams.get(key.upstreamId)!;
     const kind = providerKinds[upstream.kind];
@@ -113,24 +137,24 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     try {
       secret = await deps.secrets.decrypt(key.secret);
     } catch {
-      // Counts as an attempt: a wrong KEY_ENCRYPTION_KEY must not make one request walk the whole pool.
       console.error(`keypool: key ${key.id} cannot be decrypted with the current KEY_ENCRYPTION_KEY`);
       deps.observations.block(key.id, ctx.now + 10 * 60_000);
       continue;
     }
 
+    const outgoing = await bodyForUpstream(body, upstream);
     const headers = upstreamRequestHeaders(req.headers, kind.authHeader, kind.authPrefix + secret);
-    const sent = await sendAttempt(req, upstream.baseUrl + req.endpoint + req.search, headers, settings.attemptTimeoutMs, deps, key.id);
-    const record: AttemptRecord = { startedAt: sent.started, keyId: key.id, upstreamId: upstream.id, status: 0, outcome: "ok", latencyMs: 0, ttfbMs: null, usage: null, retryAfterMs: null };
+    if (outgoing.contentType) headers.set("content-type", outgoing.contentType);
+    const started = deps.now();
+    const timeout = Math.max(1, Math.min(settings.attemptTimeoutMs, deadline - started));
+    const sent = await sendAttempt(req, upstream.baseUrl + body.endpoint + req.search, { method: "POST", headers, body: outgoing.body }, timeout, deps, key.id, started);
+    const record: AttemptRecord = { startedAt: started, keyId: key.id, upstreamId: upstream.id, status: 0, outcome: "ok", latencyMs: 0, ttfbMs: null, usage: null, estimated: false, retryAfterMs: null };
     attempts.push(record);
 
     if (sent.kind === "failed") {
-      record.latencyMs = deps.now() - sent.started;
+      record.latencyMs = deps.now() - started;
       record.outcome = sent.aborted ? "aborted" : "network_error";
-      if (sent.aborted) {
-        deps.waitUntil(emit());
-        return new Response(null, { status: 499 });
-      }
+      if (sent.aborted) break;
       deps.observations.block(key.id, deps.now() + classifyNetworkError().blockMs);
       lastFailure = "unreachable";
       continue;
@@ -142,42 +166,35 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     record.retryAfterMs = parseRetryAfter(res.headers.get("retry-after"), deps.now());
     if (res.ok) {
       const responseHeaders = clientResponseHeaders(res.headers, requestId, attempts.length);
-      if (!res.body) {
-        // A bodiless success (204): nothing to meter or stream.
+      const onEnd = (result: RelayResult) => {
+        if (result.aborted) record.outcome = "aborted";
+        else if (result.failed) record.outcome = "network_error";
+        settleUsage(record, result, req.promptEstimate);
+        record.latencyMs = deps.now() - started;
         sent.finish();
-        record.latencyMs = deps.now() - sent.started;
         deps.waitUntil(emit());
+      };
+      if (!res.body) {
+        onEnd({ usage: null, completionEstimate: 0, aborted: false, failed: false });
         return new Response(null, { status: res.status, headers: responseHeaders });
       }
-      const [toClient, toMeter] = res.body.tee();
-      deps.waitUntil(
-        meterBody(toMeter, res.headers.get("content-type"))
-          .catch(() => {
-            record.outcome = req.signal.aborted ? "aborted" : "network_error";
-            return null;
-          })
-          .then((usage) => {
-            record.usage = usage;
-            record.latencyMs = deps.now() - sent.started;
-            sent.finish();
-            return emit();
-          }),
-      );
-      return new Response(toClient, { status: res.status, headers: responseHeaders });
+      const relayed = relayBody(res.body, { contentType: res.headers.get("content-type"), dropUsageChunk: outgoing.dropUsageChunk, onEnd });
+      return new Response(relayed, { status: res.status, headers: responseHeaders });
     }
 
     const text = await res.text().catch(() => "");
     sent.finish();
     const verdict = classifyResponse(res.status, record.retryAfterMs, text.slice(0, 4096));
     record.outcome = verdict.outcome;
-    record.latencyMs = deps.now() - sent.started;
+    record.latencyMs = deps.now() - started;
     if (verdict.blockMs > 0) deps.observations.block(key.id, deps.now() + verdict.blockMs);
     lastFailure = { status: res.status, headers: res.headers, text };
     if (!verdict.retry) break;
   }
 
   deps.waitUntil(emit());
-  if (!lastFailure) throw new KeypoolError(503, "server_error", `No upstream key could serve model '${model}'.`, "no_available_key");
+  if (req.signal.aborted) return new Response(null, { status: 499 });
+  if (!lastFailure) throw new KeypoolError(503, "server_error", `No upstream key could serve model '${body.model}'.`, "no_available_key");
   if (lastFailure === "unreachable") {
     throw new KeypoolError(502, "server_error", "The upstream could not be reached with any key.", "upstream_unreachable");
   }
@@ -195,7 +212,6 @@ function noKeyError(why: ReturnType<typeof explainNoKey>, model: string, now: nu
 }
 
 function toEvent(req: ProxyRequest, requestId: string, a: AttemptRecord, index: number, final: boolean, deps: ProxyDeps): AttemptEvent {
-  const usage = a.usage ?? NO_USAGE;
   return {
     v: EVENT_VERSION,
     type: "attempt",
@@ -207,17 +223,19 @@ function toEvent(req: ProxyRequest, requestId: string, a: AttemptRecord, index: 
     keyId: a.keyId,
     upstreamId: a.upstreamId,
     clientKeyId: req.client.id,
-    model: req.model.slice(0, 200),
-    endpoint: req.endpoint.slice(0, 100),
-    stream: req.stream,
+    model: req.body.model.slice(0, 200),
+    endpoint: req.body.endpoint.slice(0, 100),
+    stream: req.body.stream,
     status: a.status,
     outcome: a.outcome,
     latencyMs: a.latencyMs,
     ttfbMs: a.ttfbMs,
-    promptTokens: usage.promptTokens,
-    completionTokens: usage.completionTokens,
-    totalTokens: usage.totalTokens,
-    usageSource: a.usage ? "upstream" : "none",
+    promptTokens: a.usage?.promptTokens ?? 0,
+    completionTokens: a.usage?.completionTokens ?? 0,
+    totalTokens: a.usage?.totalTokens ?? 0,
+    cachedTokens: a.usage?.cachedTokens ?? 0,
+    reasoningTokens: a.usage?.reasoningTokens ?? 0,
+    usageSource: a.usage ? (a.estimated ? "estimated" : "upstream") : "none",
     retryAfterMs: a.retryAfterMs,
   };
 }

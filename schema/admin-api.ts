@@ -12,6 +12,7 @@ export const createUpstreamBodySchema = z.object({
     .transform((u) => u.replace(/\/+$/, "")),
   kind: providerKindIdSchema.default("custom"),
   models: z.array(z.string().trim().min(1).max(200)).max(1000).default([]),
+  aliases: z.record(z.string().trim().min(1).max(200), z.string().trim().min(1).max(200)).default({}),
 });
 export type CreateUpstreamBody = z.infer<typeof createUpstreamBodySchema>;
 

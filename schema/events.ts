@@ -48,6 +48,10 @@ export const attemptEventSchema = z.object({
   promptTokens: tokenCount,
   completionTokens: tokenCount,
   totalTokens: tokenCount,
+  /** Prompt tokens served from the upstream's cache, where it reports them. */
+  cachedTokens: tokenCount.default(0),
+  /** Completion tokens spent on reasoning, where the upstream reports them. */
+  reasoningTokens: tokenCount.default(0),
   usageSource: z.enum(["upstream", "estimated", "none"]),
   retryAfterMs: z.number().int().nonnegative().nullable(),
 });

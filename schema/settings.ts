@@ -19,6 +19,10 @@ export const settingsSchema = z.object({
   maxAttempts: z.number().int().min(1).max(10).default(3),
   /** Per-attempt limit on waiting for the upstream's response headers. */
   attemptTimeoutMs: z.number().int().min(1_000).max(600_000).default(60_000),
+  /** Overall limit for finding a key and getting response headers, retries and waits included. */
+  requestDeadlineMs: z.number().int().min(1_000).max(900_000).default(120_000),
+  /** When every key for a model is cooling, wait this long at most for the first to recover (0: answer 429 at once). */
+  coolingWaitMs: z.number().int().min(0).max(60_000).default(5_000),
   /** Time zone whose midnight starts the day for RPD/TPD. */
   timeZone: z.string().refine(isTimeZone, "unknown IANA time zone").default("UTC"),
   /** How long the rollups and the dedupe window are kept. */

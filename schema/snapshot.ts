@@ -13,6 +13,8 @@ export const snapshotUpstreamSchema = z.object({
   kind: providerKindIdSchema,
   /** Models this upstream serves; empty means any model. */
   models: z.array(z.string()),
+  /** Client model name → the name this upstream knows it by; an alias is served too. */
+  aliases: z.record(z.string(), z.string()),
   enabled: z.boolean(),
 });
 export type SnapshotUpstream = z.infer<typeof snapshotUpstreamSchema>;

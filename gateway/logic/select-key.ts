@@ -33,7 +33,8 @@ export function buildPoolIndex(snapshot: Snapshot): PoolIndex {
   snapshot.keys.forEach((key, i) => {
     const upstream = upstreams.get(key.upstreamId);
     if (!upstream?.enabled || !SERVING_STATES.has(key.state)) return;
-    const models = key.models.length > 0 ? key.models : upstream.models;
+    // A key may narrow its upstream's models; an upstream with no list serves any model.
+    const models = key.models.length > 0 ? key.models : upstream.models.length > 0 ? [...upstream.models, ...Object.keys(upstream.aliases)] : [];
     if (models.length === 0) {
       anyModel.push(i);
       return;

@@ -98,8 +98,9 @@ export function adminRoutes() {
   app.post("/upstreams", async (c) => {
     const body = await readBody(c, createUpstreamBodySchema);
     const id = crypto.randomUUID();
-    await insertUpstream(c.env.DB, { id, name: body.name, baseUrl: body.baseUrl, kind: body.kind, models: body.models, enabled: true, createdAt: Date.now() });
-    await emitAdminEvent(c, "upstream.create", id, { name: body.name, baseUrl: body.baseUrl, kind: body.kind, models: body.models });
+    const { name, baseUrl, kind, models, aliases } = body;
+    await insertUpstream(c.env.DB, { id, name, baseUrl, kind, models, aliases, enabled: true, createdAt: Date.now() });
+    await emitAdminEvent(c, "upstream.create", id, { name, baseUrl, kind, models, aliases });
     return c.json({ id }, 201);
   });
 

@@ -1,32 +1,86 @@
-import { Hono } from "hono";
-import { KeypoolError, invalidRequest } from "../errors";
+import { Hono, type Context } from "hono";
 import type { GatewayHono, IsolateState } from "../context";
+import { KeypoolError, invalidRequest } from "../errors";
 import { assertModelAllowed, authenticateClient } from "../logic/client-auth";
+import { estimatePromptTokens } from "../logic/estimate-tokens";
+import type { ClientBody } from "../logic/request-body";
 import { secretCacheFor } from "../logic/secrets";
-import { queueEventSink } from "../storage/event-sink";
-import { loadPool } from "../storage/snapshot-cache";
+import { listModels } from "../models";
 import { proxyRequest } from "../proxy";
+import { queueEventSink } from "../storage/event-sink";
+import { loadPool, type LoadedPool } from "../storage/snapshot-cache";
 
-/** JSON endpoints forwarded to the pool; each body names its `model`. */
+/** Endpoints with a JSON body naming its `model`. */
 export const JSON_ENDPOINTS = [
   "/chat/completions",
   "/completions",
-  "/embeddings",
   "/responses",
+  "/embeddings",
   "/moderations",
   "/rerank",
   "/images/generations",
+  "/audio/speech",
 ] as const;
 
-/** Largest request body accepted (bigger ones get a 413 before anything goes upstream). */
-export const MAX_BODY_BYTES = 20 * 1024 * 1024;
+/** Endpoints with a multipart body (files), forwarded byte for byte. */
+export const MULTIPART_ENDPOINTS = ["/images/edits", "/images/variations", "/audio/transcriptions", "/audio/translations"] as const;
 
-function readModel(body: unknown): { model: string; stream: boolean } {
-  if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidRequest("The request body must be a JSON object.");
-  const { model, stream } = body as { model?: unknown; stream?: unknown };
-  if (typeof model !== "string" || model.trim() === "") throw invalidRequest("You must provide a model parameter.", "model");
-  if (stream !== undefined && stream !== null && typeof stream !== "boolean") throw invalidRequest("'stream' must be a boolean.", "stream");
-  return { model, stream: stream === true };
+/** Largest request body accepted (bigger ones get a 413 before anything goes upstream). */
+export const MAX_BODY_BYTES = 32 * 1024 * 1024;
+
+type OpenAIContext = Context<GatewayHono>;
+
+const tooLarge = () => new KeypoolError(413, "invalid_request_error", `The request body is larger than ${MAX_BODY_BYTES} bytes.`, "body_too_large");
+
+async function readBytes(c: OpenAIContext): Promise<ArrayBuffer> {
+  if (Number(c.req.header("content-length") ?? "0") > MAX_BODY_BYTES) throw tooLarge();
+  const bytes = await c.req.arrayBuffer();
+  if (bytes.byteLength > MAX_BODY_BYTES) throw tooLarge();
+  return bytes;
+}
+
+function readStream(value: unknown): boolean {
+  if (value !== undefined && value !== null && typeof value !== "boolean") throw invalidRequest("'stream' must be a boolean.", "stream");
+  return value === true;
+}
+
+function readModel(value: unknown): string {
+  if (typeof value !== "string" || value.trim() === "") throw invalidRequest("You must provide a model parameter.", "model");
+  if (value.length > 200) throw invalidRequest("The model name is too long.", "model");
+  return value;
+}
+
+async function readJsonBody(c: OpenAIContext, endpoint: string): Promise<ClientBody> {
+  const contentType = c.req.header("content-type") ?? "";
+  if (!contentType.toLowerCase().includes("application/json")) {
+    throw new KeypoolError(415, "invalid_request_error", "Send the request body as application/json.", "unsupported_media_type");
+  }
+  const bytes = await readBytes(c);
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
+  } catch {
+    throw invalidRequest("The request body is not valid JSON.");
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) throw invalidRequest("The request body must be a JSON object.");
+  const fields = json as Record<string, unknown>;
+  return { endpoint, bytes, json: fields, contentType, model: readModel(fields.model), stream: readStream(fields.stream) };
+}
+
+async function readMultipartBody(c: OpenAIContext, endpoint: string): Promise<ClientBody> {
+  const contentType = c.req.header("content-type") ?? "";
+  if (!/^multipart\/form-data;.*boundary=/i.test(contentType)) {
+    throw new KeypoolError(415, "invalid_request_error", "Send this request as multipart/form-data with a boundary.", "unsupported_media_type");
+  }
+  const bytes = await readBytes(c);
+  let form: FormData;
+  try {
+    form = await new Request("https://keypool.invalid/", { method: "POST", headers: { "content-type": contentType }, body: bytes }).formData();
+  } catch {
+    throw invalidRequest("The multipart body could not be parsed.");
+  }
+  const stream = form.get("stream");
+  return { endpoint, bytes, json: null, contentType, model: readModel(form.get("model")), stream: stream === "true" };
 }
 
 /**
@@ -36,57 +90,66 @@ function readModel(body: unknown): { model: string; stream: boolean } {
 export function openAIRoutes(state: IsolateState) {
   const app = new Hono<GatewayHono>();
 
-  const forward = (endpoint: string) =>
-    app.post(endpoint, async (c) => {
-      const now = Date.now();
-      const pool = await loadPool(c.env.SNAPSHOT, now, (p) => c.executionCtx.waitUntil(p));
-      const client = await authenticateClient(c.req.raw.headers, pool.clientKeysByHash, now);
-      const contentType = c.req.header("content-type") ?? "";
-      if (!contentType.toLowerCase().includes("application/json")) {
-        throw new KeypoolError(415, "invalid_request_error", "Send the request body as application/json.", "unsupported_media_type");
-      }
-      const declared = Number(c.req.header("content-length") ?? "0");
-      if (declared > MAX_BODY_BYTES) throw new KeypoolError(413, "invalid_request_error", `The request body is larger than ${MAX_BODY_BYTES} bytes.`, "body_too_large");
-      const body = await c.req.arrayBuffer();
-      if (body.byteLength > MAX_BODY_BYTES) throw new KeypoolError(413, "invalid_request_error", `The request body is larger than ${MAX_BODY_BYTES} bytes.`, "body_too_large");
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(body));
-      } catch {
-        throw invalidRequest("The request body is not valid JSON.");
-      }
-      const { model, stream } = readModel(parsed);
-      assertModelAllowed(client, model);
-      const url = new URL(c.req.url);
-      return proxyRequest(
-        { pool, client, endpoint, search: url.search, method: "POST", headers: c.req.raw.headers, body, model, stream, signal: c.req.raw.signal },
-        {
-          fetch: (input, init) => fetch(input, init),
-          now: Date.now,
-          random: Math.random,
-          newId: () => crypto.randomUUID(),
-          sink: queueEventSink(c.env.EVENTS),
-          waitUntil: (p) => c.executionCtx.waitUntil(p),
-          secrets: secretCacheFor(c.env.KEY_ENCRYPTION_KEY),
-          observations: state.observations,
-        },
-      );
-    });
-  for (const endpoint of JSON_ENDPOINTS) forward(endpoint);
+  const pool = (c: OpenAIContext): Promise<LoadedPool> => loadPool(c.env.SNAPSHOT, Date.now(), (p) => c.executionCtx.waitUntil(p));
+
+  const forward = async (c: OpenAIContext, read: () => Promise<ClientBody>) => {
+    const now = Date.now();
+    const loaded = await pool(c);
+    const client = await authenticateClient(c.req.raw.headers, loaded.clientKeysByHash, now);
+    const body = await read();
+    assertModelAllowed(client, body.model);
+    const admitted = state.limits.admit(client, now);
+    if (!admitted.ok) {
+      const seconds = Math.ceil(admitted.retryAfterMs / 1000);
+      const what = admitted.code === "rpm_limit_exceeded" ? "requests" : "tokens";
+      throw new KeypoolError(429, "rate_limit_error", `This client key is limited to ${admitted.limit} ${what} per minute; retry in ${seconds}s.`, admitted.code, null, {
+        "retry-after": String(seconds),
+      });
+    }
+    return proxyRequest(
+      {
+        pool: loaded,
+        client,
+        body,
+        search: new URL(c.req.url).search,
+        headers: c.req.raw.headers,
+        promptEstimate: body.json ? estimatePromptTokens(body.json) : 0,
+        signal: c.req.raw.signal,
+      },
+      {
+        fetch: (input, init) => fetch(input, init),
+        now: Date.now,
+        random: Math.random,
+        sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+        newId: () => crypto.randomUUID(),
+        sink: queueEventSink(c.env.EVENTS),
+        waitUntil: (p) => c.executionCtx.waitUntil(p),
+        secrets: secretCacheFor(c.env.KEY_ENCRYPTION_KEY),
+        observations: state.observations,
+        spend: (tokens) => state.limits.spend(client, tokens, Date.now()),
+      },
+    );
+  };
+
+  for (const endpoint of JSON_ENDPOINTS) app.post(endpoint, (c) => forward(c, () => readJsonBody(c, endpoint)));
+  for (const endpoint of MULTIPART_ENDPOINTS) app.post(endpoint, (c) => forward(c, () => readMultipartBody(c, endpoint)));
 
   app.get("/models", async (c) => {
-    const now = Date.now();
-    const pool = await loadPool(c.env.SNAPSHOT, now, (p) => c.executionCtx.waitUntil(p));
-    const client = await authenticateClient(c.req.raw.headers, pool.clientKeysByHash, now);
-    const models = new Map<string, string>();
-    for (const u of pool.snapshot.upstreams) {
-      if (!u.enabled) continue;
-      for (const m of u.models) if (!models.has(m) && (client.models.length === 0 || client.models.includes(m))) models.set(m, u.kind);
-    }
-    return c.json({
-      object: "list",
-      data: [...models].map(([id, ownedBy]) => ({ id, object: "model", created: Math.floor(pool.snapshot.generatedAt / 1000), owned_by: ownedBy })),
+    const loaded = await pool(c);
+    const client = await authenticateClient(c.req.raw.headers, loaded.clientKeysByHash, Date.now());
+    const data = await listModels(loaded, client, {
+      fetch: (input, init) => fetch(input, init),
+      now: Date.now,
+      random: Math.random,
+      secrets: secretCacheFor(c.env.KEY_ENCRYPTION_KEY),
+      observations: state.observations,
     });
+    return c.json({ object: "list", data });
+  });
+
+  // The seed exposed a pool key's account here; balances are an admin feature in Keypool.
+  app.all("/user/info", () => {
+    throw new KeypoolError(404, "not_found_error", "Upstream account details are not available to clients; balances are shown to admins on the dashboard.", "unknown_route");
   });
 
   return app;

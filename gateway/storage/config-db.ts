@@ -6,18 +6,19 @@ interface RawUpstream {
   base_url: string;
   kind: string;
   models: string;
+  aliases: string;
   enabled: number;
   created_at: number;
 }
 
 function toUpstream(r: RawUpstream): UpstreamView {
-  return { id: r.id, name: r.name, baseUrl: r.base_url, kind: r.kind as ProviderKindId, models: JSON.parse(r.models) as string[], enabled: r.enabled === 1, createdAt: r.created_at };
+  return { id: r.id, name: r.name, baseUrl: r.base_url, kind: r.kind as ProviderKindId, models: JSON.parse(r.models) as string[], aliases: JSON.parse(r.aliases) as Record<string, string>, enabled: r.enabled === 1, createdAt: r.created_at };
 }
 
 export async function insertUpstream(db: D1Database, u: UpstreamView): Promise<void> {
   await db
-    .prepare("INSERT INTO upstreams (id, name, base_url, kind, models, enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)")
-    .bind(u.id, u.name, u.baseUrl, u.kind, JSON.stringify(u.models), u.enabled ? 1 : 0, u.createdAt)
+    .prepare("INSERT INTO upstreams (id, name, base_url, kind, models, aliases, enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)")
+    .bind(u.id, u.name, u.baseUrl, u.kind, JSON.stringify(u.models), JSON.stringify(u.aliases), u.enabled ? 1 : 0, u.createdAt)
     .run();
 }
 

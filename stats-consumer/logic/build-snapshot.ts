@@ -2,7 +2,7 @@ import { parseStoredSettings, snapshotSchema, type KeyState, type Snapshot } fro
 
 /** Configuration and health rows as the consumer reads them from D1. */
 export interface PoolRows {
-  upstreams: { id: string; name: string; base_url: string; kind: string; models: string; enabled: number }[];
+  upstreams: { id: string; name: string; base_url: string; kind: string; models: string; aliases: string; enabled: number }[];
   keys: {
     id: string;
     upstream_id: string;
@@ -36,7 +36,15 @@ export function buildSnapshot(rows: PoolRows, version: number, now: number): Sna
   return snapshotSchema.parse({
     version,
     generatedAt: now,
-    upstreams: rows.upstreams.map((u) => ({ id: u.id, name: u.name, baseUrl: u.base_url, kind: u.kind, models: JSON.parse(u.models), enabled: u.enabled === 1 })),
+    upstreams: rows.upstreams.map((u) => ({
+      id: u.id,
+      name: u.name,
+      baseUrl: u.base_url,
+      kind: u.kind,
+      models: JSON.parse(u.models),
+      aliases: JSON.parse(u.aliases),
+      enabled: u.enabled === 1,
+    })),
     keys: rows.keys.map((k) => ({
       id: k.id,
       upstreamId: k.upstream_id,

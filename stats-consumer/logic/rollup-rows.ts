@@ -26,6 +26,8 @@ export interface AttemptRow {
   ct: number;
   tt: number;
   et: number;
+  cached: number;
+  reasoning: number;
   lat: number;
   ttfb: number | null;
 }
@@ -72,6 +74,8 @@ function attemptRow(e: AttemptEvent, timeZone: string): AttemptRow {
     ct: e.completionTokens,
     tt: e.totalTokens,
     et: e.usageSource === "estimated" ? e.totalTokens : 0,
+    cached: e.cachedTokens,
+    reasoning: e.reasoningTokens,
     lat: e.latencyMs,
     ttfb: e.ttfbMs,
   };

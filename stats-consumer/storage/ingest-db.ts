@@ -20,6 +20,8 @@ const COUNTERS = [
   ["completion_tokens", "ct"],
   ["total_tokens", "tt"],
   ["estimated_tokens", "et"],
+  ["cached_tokens", "cached"],
+  ["reasoning_tokens", "reasoning"],
 ] as const;
 
 /** Attempt rows of the JSON parameter that the dedupe window has not seen yet. */

@@ -4,7 +4,7 @@ import type { PoolRows } from "../logic/build-snapshot";
 /** Reads configuration and health and takes the next snapshot version, in one transaction. */
 export async function readPoolRows(db: D1Database): Promise<{ rows: PoolRows; version: number }> {
   const [upstreams, keys, clientKeys, settings, version] = await db.batch<Record<string, unknown>>([
-    db.prepare("SELECT id, name, base_url, kind, models, enabled FROM upstreams"),
+    db.prepare("SELECT id, name, base_url, kind, models, aliases, enabled FROM upstreams"),
     db.prepare(
       `SELECT k.id, k.upstream_id, k.secret_enc, k.weight, k.models, k.enabled, h.state, h.cooling_until, h.success_rate
        FROM keys k LEFT JOIN key_health h ON h.key_id = k.id`,

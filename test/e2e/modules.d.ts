@@ -5,11 +5,20 @@ declare module "*/tools/mock-upstream/server.mjs" {
     retryAfterSeconds?: number;
     delayMs?: number;
     chunkDelayMs?: number;
+    omitUsage?: boolean;
   }
   export function startMockUpstream(options?: { port?: number }): Promise<{
     port: number;
     baseUrl: string;
-    stats: { requests: number; byKey: Record<string, number>; promptTokens: number; completionTokens: number; totalTokens: number };
+    stats: {
+      requests: number;
+      byKey: Record<string, number>;
+      promptTokens: number;
+      completionTokens: number;
+      totalTokens: number;
+      cancelledStreams: number;
+      lastBody: unknown;
+    };
     setKeyBehavior(key: string, behavior: KeyBehavior): void;
     close(): Promise<void>;
   }>;

@@ -6,7 +6,7 @@ function attempt(id: string, extra: Partial<AttemptEvent> = {}): AttemptEvent {
   return {
     v: 1, type: "attempt", id, ts: Date.UTC(2026, 0, 1, 23, 30), requestId: "r1", attempt: 1, final: true,
     keyId: "k1", upstreamId: "u1", clientKeyId: "c1", model: "m", endpoint: "/chat/completions", stream: false,
-    status: 200, outcome: "ok", latencyMs: 12, ttfbMs: 5, promptTokens: 3, completionTokens: 4, totalTokens: 7,
+    status: 200, outcome: "ok", latencyMs: 12, ttfbMs: 5, promptTokens: 3, completionTokens: 4, totalTokens: 7, cachedTokens: 1, reasoningTokens: 2,
     usageSource: "upstream", retryAfterMs: null, ...extra,
   };
 }

@@ -23,7 +23,7 @@ function snapshot(keys: SnapshotKey[], upstreamModels: string[] = []): Snapshot 
   return {
     version: 1,
     generatedAt: 0,
-    upstreams: [{ id: "u1", name: "u", baseUrl: "https://u.test/v1", kind: "custom", models: upstreamModels, enabled: true }],
+    upstreams: [{ id: "u1", name: "u", baseUrl: "https://u.test/v1", kind: "custom", models: upstreamModels, aliases: {}, enabled: true }],
     keys,
     clientKeys: [],
     settings: defaultSettings,

@@ -8,7 +8,7 @@ function attempt(clientKeyId: string, extra: Partial<AttemptEvent> = {}): Attemp
   return {
     v: 1, type: "attempt", id: crypto.randomUUID(), ts: Date.now(), requestId: crypto.randomUUID(), attempt: 1, final: true,
     keyId: "k-unit", upstreamId: "u-unit", clientKeyId, model: "m-unit", endpoint: "/chat/completions", stream: false,
-    status: 200, outcome: "ok", latencyMs: 20, ttfbMs: 8, promptTokens: 10, completionTokens: 5, totalTokens: 15,
+    status: 200, outcome: "ok", latencyMs: 20, ttfbMs: 8, promptTokens: 10, completionTokens: 5, totalTokens: 15, cachedTokens: 2, reasoningTokens: 1,
     usageSource: "upstream", retryAfterMs: null, ...extra,
   };
 }

@@ -1,13 +1,14 @@
 import { vi } from "vitest";
 
 /** How a fake upstream key answers. */
-export type FakeMode = "ok" | "rate_limit" | "unauthorized" | "bad_request" | "server_error" | "stream";
+export type FakeMode = "ok" | "rate_limit" | "unauthorized" | "bad_request" | "server_error" | "stream" | "no_usage" | ((req: Request) => Response | Promise<Response>);
 
 export interface FakeCall {
   url: string;
   authorization: string | null;
   headers: Headers;
   body: string;
+  bytes: Uint8Array;
 }
 
 export const FAKE_BASE_URL = "https://upstream.test/v1";
@@ -36,9 +37,12 @@ export function installFakeUpstream(modes: Record<string, FakeMode>) {
     const req = new Request(input, init);
     if (!req.url.startsWith(FAKE_BASE_URL)) throw new Error(`unexpected outbound request to ${req.url}`);
     const authorization = req.headers.get("authorization");
-    calls.push({ url: req.url, authorization, headers: req.headers, body: await req.text() });
+    const bytes = new Uint8Array(await req.clone().arrayBuffer());
+    calls.push({ url: req.url, authorization, headers: req.headers, body: new TextDecoder().decode(bytes), bytes });
     const key = authorization?.replace(/^Bearer /, "") ?? "";
-    switch (modes[key] ?? "ok") {
+    const mode = modes[key] ?? "ok";
+    if (typeof mode === "function") return mode(req);
+    switch (mode) {
       case "rate_limit":
         return json(429, { error: { message: "Rate limit reached", type: "rate_limit_error", param: null, code: null } }, { "retry-after": "30" });
       case "unauthorized":
@@ -49,6 +53,8 @@ export function installFakeUpstream(modes: Record<string, FakeMode>) {
         return json(500, { error: { message: "boom", type: "server_error", param: null, code: null } });
       case "stream":
         return new Response(FAKE_SSE, { headers: { "content-type": "text/event-stream" } });
+      case "no_usage":
+        return json(200, { id: "c1", object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: "你好世界 hello world" }, finish_reason: "stop" }] });
       default:
         return json(200, { id: "c1", object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: "Hello" }, finish_reason: "stop" }], usage: FAKE_USAGE }, { "x-upstream": "yes", "set-cookie": "a=b" });
     }

@@ -164,14 +164,15 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     expect(fake.calls).toHaveLength(1);
   });
 
-  it("relays an SSE stream byte for byte and records its usage", async () => {
+  it("relays an SSE stream byte for byte when the client asked for usage itself", async () => {
     const key = uniqueKey("stream");
     const pool = await createPool(FAKE_BASE_URL, [key]);
     const fake = installFakeUpstream({ [key]: "stream" });
     restore = fake.restore;
-    const res = await chat(pool.clientKey, chatBody(pool.model, { stream: true }), "/chat/completions");
+    const res = await chat(pool.clientKey, chatBody(pool.model, { stream: true, stream_options: { include_usage: true } }), "/chat/completions");
     expect(res.headers.get("content-type")).toBe("text/event-stream");
     expect(await res.text()).toBe(FAKE_SSE);
+    expect(fake.calls[0]!.body).toBe(chatBody(pool.model, { stream: true, stream_options: { include_usage: true } }));
     const totals = await waitFor(async () => {
       const t = await clientTotals(pool.clientKeyId);
       return t?.requests ? t : undefined;

@@ -66,12 +66,16 @@ export interface TestPool {
  * Creates an upstream at `baseUrl` serving one model of its own, with `keys` and a
  * client key, and waits until the published snapshot holds them.
  */
-export async function createPool(baseUrl: string, keys: string[]): Promise<TestPool> {
+export async function createPool(
+  baseUrl: string,
+  keys: string[],
+  options: { aliases?: Record<string, string>; client?: Record<string, unknown> } = {},
+): Promise<TestPool> {
   const model = `model-${crypto.randomUUID()}`;
-  const up = await admin<{ id: string }>("POST", "/upstreams", { name: `up-${model}`, baseUrl, models: [model] });
+  const up = await admin<{ id: string }>("POST", "/upstreams", { name: `up-${model}`, baseUrl, models: [model], aliases: options.aliases ?? {} });
   const added = await admin<{ added: number }>("POST", "/keys", { upstreamId: up.body.id, text: keys.join("\n") });
   if (added.body.added !== keys.length) throw new Error(`expected ${keys.length} keys added, got ${JSON.stringify(added.body)}`);
-  const client = await admin<{ id: string; key: string }>("POST", "/client-keys", { name: "test client" });
+  const client = await admin<{ id: string; key: string }>("POST", "/client-keys", { name: "test client", ...options.client });
   await waitForSnapshot((s) => s.clientKeys.some((c) => c.id === client.body.id) && s.keys.filter((k) => k.upstreamId === up.body.id).length === keys.length);
   return { upstreamId: up.body.id, model, clientKey: client.body.key, clientKeyId: client.body.id, keys };
 }

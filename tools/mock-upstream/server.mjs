@@ -4,16 +4,175 @@
  * no dependencies. Every key answers 200 unless told otherwise through the control
  * API (`POST /__mock/keys`) or `setKeyBehavior()`:
  *   ok | rate_limit (429 + Retry-After) | unauthorized (401) | no_balance (402)
- *   | server_error (500) | drop (connection destroyed), plus `delayMs` before answering.
- * `GET /__mock/stats` reports what it served, so tests can compare totals exactly.
+ *   | server_error (500) | drop (connection destroyed), plus `delayMs` before answering,
+ *   `chunkDelayMs` between stream chunks and `omitUsage` (answers without usage).
+ * It serves chat completions (JSON, SSE, tool calls), completions, responses,
+ * embeddings, moderations, rerank, image generation and edits, transcriptions,
+ * translations and speech. `GET /__mock/stats` reports what it served, so tests
+ * can compare totals exactly.
  */
 import http from "node:http";
 import { pathToFileURL } from "node:url";
 
-/** @typedef {{ mode?: "ok" | "rate_limit" | "unauthorized" | "no_balance" | "server_error" | "drop", retryAfterSeconds?: number, delayMs?: number, chunkDelayMs?: number }} KeyBehavior */
+/** @typedef {{ mode?: "ok" | "rate_limit" | "unauthorized" | "no_balance" | "server_error" | "drop", retryAfterSeconds?: number, delayMs?: number, chunkDelayMs?: number, omitUsage?: boolean }} KeyBehavior */
 
 const REPLY = "Hello from the Keypool mock upstream. This answer is deterministic.";
 const MODELS = ["mock-gpt", "mock-gpt-mini", "mock-embed"];
+
+const WORDS = REPLY.split(" ");
+
+/** Writes SSE frames, pausing `chunkDelayMs` between them when the key is paced. */
+function sseWriter(res, b, stats) {
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+  res.on("close", () => {
+    if (!res.writableEnded) stats.cancelledStreams++;
+  });
+  return {
+    async send(obj, event) {
+      res.write(`${event ? `event: ${event}\n` : ""}data: ${JSON.stringify(obj)}\n\n`);
+      if (b.chunkDelayMs) await sleep(b.chunkDelayMs);
+    },
+    end() {
+      res.end("data: [DONE]\n\n");
+    },
+  };
+}
+
+/** Chat completions: JSON or SSE, tool calls when tools are offered, usage unless the key omits it. */
+async function chatCompletions({ res, body, b, stats }) {
+  const promptTokens = countPromptTokens(body);
+  const id = `chatcmpl-mock-${stats.requests}`;
+  const created = Math.floor(Date.now() / 1000);
+  const base = { id, created, model: body.model };
+  const toolCall = Array.isArray(body.tools) && body.tools.length > 0 ? { id: "call_mock_1", type: "function", function: { name: body.tools[0].function?.name ?? "tool", arguments: '{"city":"Paris"}' } } : null;
+  const completionTokens = toolCall ? 8 : WORDS.length;
+  record(stats, promptTokens, completionTokens);
+  if (!body.stream) {
+    const message = toolCall ? { role: "assistant", content: null, tool_calls: [toolCall] } : { role: "assistant", content: REPLY };
+    return sendJson(res, 200, {
+      ...base,
+      object: "chat.completion",
+      choices: [{ index: 0, message, finish_reason: toolCall ? "tool_calls" : "stop" }],
+      ...(b.omitUsage ? {} : { usage: usage(promptTokens, completionTokens) }),
+    });
+  }
+  const sse = sseWriter(res, b, stats);
+  const chunk = (delta, finish = null) => ({ ...base, object: "chat.completion.chunk", choices: [{ index: 0, delta, finish_reason: finish }] });
+  if (toolCall) {
+    await sse.send(chunk({ role: "assistant", content: null, tool_calls: [{ index: 0, id: toolCall.id, type: "function", function: { name: toolCall.function.name, arguments: "" } }] }));
+    for (const part of ['{"city":', '"Paris"}']) await sse.send(chunk({ tool_calls: [{ index: 0, function: { arguments: part } }] }));
+    await sse.send(chunk({}, "tool_calls"));
+  } else {
+    for (let i = 0; i < WORDS.length; i++) await sse.send(chunk(i === 0 ? { role: "assistant", content: WORDS[i] } : { content: ` ${WORDS[i]}` }));
+    await sse.send(chunk({}, "stop"));
+  }
+  if (body.stream_options?.include_usage && !b.omitUsage) await sse.send({ ...base, object: "chat.completion.chunk", choices: [], usage: usage(promptTokens, completionTokens) });
+  sse.end();
+}
+
+/** Legacy completions. */
+async function completions({ res, body, b, stats }) {
+  const promptTokens = countPromptTokens(body);
+  record(stats, promptTokens, WORDS.length);
+  const base = { id: `cmpl-mock-${stats.requests}`, object: "text_completion", created: Math.floor(Date.now() / 1000), model: body.model };
+  if (!body.stream) {
+    return sendJson(res, 200, { ...base, choices: [{ index: 0, text: REPLY, finish_reason: "stop", logprobs: null }], ...(b.omitUsage ? {} : { usage: usage(promptTokens, WORDS.length) }) });
+  }
+  const sse = sseWriter(res, b, stats);
+  for (let i = 0; i < WORDS.length; i++) await sse.send({ ...base, choices: [{ index: 0, text: (i ? " " : "") + WORDS[i], finish_reason: i === WORDS.length - 1 ? "stop" : null }] });
+  if (body.stream_options?.include_usage && !b.omitUsage) await sse.send({ ...base, choices: [], usage: usage(promptTokens, WORDS.length) });
+  sse.end();
+}
+
+/** The Responses API: JSON, or its typed event stream ending in response.completed with usage. */
+async function responses({ res, body, b, stats }) {
+  const promptTokens = countPromptTokens(body);
+  record(stats, promptTokens, WORDS.length);
+  const u = { input_tokens: promptTokens, output_tokens: WORDS.length, total_tokens: promptTokens + WORDS.length, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } };
+  const response = (status, withOutput) => ({
+    id: `resp_mock_${stats.requests}`,
+    object: "response",
+    created_at: Math.floor(Date.now() / 1000),
+    model: body.model,
+    status,
+    output: withOutput ? [{ id: "msg_mock", type: "message", role: "assistant", status: "completed", content: [{ type: "output_text", text: REPLY, annotations: [] }] }] : [],
+    ...(withOutput && !b.omitUsage ? { usage: u } : {}),
+  });
+  if (!body.stream) return sendJson(res, 200, response("completed", true));
+  res.writeHead(200, { "content-type": "text/event-stream" });
+  let n = 0;
+  const send = async (type, extra) => {
+    res.write(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: n++, ...extra })}\n\n`);
+    if (b.chunkDelayMs) await sleep(b.chunkDelayMs);
+  };
+  await send("response.created", { response: response("in_progress", false) });
+  for (let i = 0; i < WORDS.length; i++) await send("response.output_text.delta", { item_id: "msg_mock", output_index: 0, content_index: 0, delta: (i ? " " : "") + WORDS[i] });
+  await send("response.completed", { response: response("completed", true) });
+  res.end();
+}
+
+async function embeddings({ res, body, b, stats }) {
+  const inputs = Array.isArray(body.input) ? body.input : [body.input];
+  const promptTokens = countPromptTokens(body);
+  record(stats, promptTokens, 0);
+  return sendJson(res, 200, {
+    object: "list",
+    model: body.model,
+    data: inputs.map((_, index) => ({ object: "embedding", index, embedding: Array.from({ length: 8 }, (_, i) => (i + index) / 10) })),
+    ...(b.omitUsage ? {} : { usage: { prompt_tokens: promptTokens, total_tokens: promptTokens } }),
+  });
+}
+
+async function moderations({ res, body }) {
+  return sendJson(res, 200, { id: "modr-mock", model: body.model, results: [{ flagged: false, categories: { violence: false }, category_scores: { violence: 0.001 } }] });
+}
+
+async function rerank({ res, body, stats }) {
+  const documents = Array.isArray(body.documents) ? body.documents : [];
+  const promptTokens = countPromptTokens({ input: [body.query, ...documents] });
+  record(stats, promptTokens, 0);
+  return sendJson(res, 200, {
+    id: "rerank-mock",
+    results: documents.map((_, index) => ({ index, relevance_score: 1 / (index + 1) })),
+    meta: { tokens: { input_tokens: promptTokens, output_tokens: 0 } },
+    usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
+  });
+}
+
+/** A 1×1 transparent PNG. */
+const PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
+
+async function images({ res }) {
+  return sendJson(res, 200, { created: Math.floor(Date.now() / 1000), data: [{ b64_json: PNG_B64 }] });
+}
+
+async function transcription({ res, body }) {
+  return sendJson(res, 200, { text: `Mock transcription of ${body.fileBytes} bytes.` });
+}
+
+/** Text to speech: binary audio, written in several chunks. */
+async function speech({ res, b }) {
+  res.writeHead(200, { "content-type": "audio/mpeg" });
+  for (let i = 0; i < 4; i++) {
+    res.write(Buffer.alloc(1024, i));
+    if (b.chunkDelayMs) await sleep(b.chunkDelayMs);
+  }
+  res.end();
+}
+
+const ENDPOINTS = {
+  "/chat/completions": chatCompletions,
+  "/completions": completions,
+  "/responses": responses,
+  "/embeddings": embeddings,
+  "/moderations": moderations,
+  "/rerank": rerank,
+  "/images/generations": images,
+  "/images/edits": images,
+  "/audio/transcriptions": transcription,
+  "/audio/translations": transcription,
+  "/audio/speech": speech,
+};
 
 /** Deterministic prompt token count: a quarter of the characters of every string in the input. */
 function countPromptTokens(body) {
@@ -47,14 +206,15 @@ function errorBody(message, type, code) {
 export async function startMockUpstream(options = {}) {
   /** @type {Map<string, KeyBehavior>} */
   const behaviors = new Map();
-  const stats = { requests: 0, byKey: /** @type {Record<string, number>} */ ({}), promptTokens: 0, completionTokens: 0, totalTokens: 0 };
+  const stats = { requests: 0, byKey: /** @type {Record<string, number>} */ ({}), promptTokens: 0, completionTokens: 0, totalTokens: 0, cancelledStreams: 0, lastBody: /** @type {unknown} */ (null) };
 
   const server = http.createServer(async (req, res) => {
     try {
       const url = new URL(req.url ?? "/", "http://mock");
       const chunks = [];
       for await (const c of req) chunks.push(c);
-      const raw = Buffer.concat(chunks).toString("utf8");
+      const rawBytes = Buffer.concat(chunks);
+      const raw = rawBytes.toString("utf8");
 
       if (url.pathname === "/__mock/keys" && req.method === "POST") {
         const { key, ...behavior } = JSON.parse(raw);
@@ -64,7 +224,7 @@ export async function startMockUpstream(options = {}) {
       if (url.pathname === "/__mock/stats") return sendJson(res, 200, stats);
       if (url.pathname === "/__mock/reset" && req.method === "POST") {
         behaviors.clear();
-        Object.assign(stats, { requests: 0, byKey: {}, promptTokens: 0, completionTokens: 0, totalTokens: 0 });
+        Object.assign(stats, { requests: 0, byKey: {}, promptTokens: 0, completionTokens: 0, totalTokens: 0, cancelledStreams: 0, lastBody: null });
         return sendJson(res, 200, { ok: true });
       }
 
@@ -93,52 +253,13 @@ export async function startMockUpstream(options = {}) {
         return sendJson(res, 200, { object: "list", data: MODELS.map((id) => ({ id, object: "model", created: 1700000000, owned_by: "mock" })) });
       }
       if (req.method !== "POST") return sendJson(res, 404, errorBody(`Unknown route ${req.method} ${url.pathname}`, "invalid_request_error", null));
-      const body = raw ? JSON.parse(raw) : {};
+      const multipart = (req.headers["content-type"] ?? "").startsWith("multipart/form-data");
+      const body = multipart ? await readForm(req, rawBytes) : raw ? JSON.parse(raw) : {};
       if (typeof body.model !== "string") return sendJson(res, 400, errorBody("You must provide a model parameter.", "invalid_request_error", null));
       if (body.model === "unknown-model") return sendJson(res, 404, errorBody(`The model '${body.model}' does not exist.`, "invalid_request_error", "model_not_found"));
-      const promptTokens = countPromptTokens(body);
-
-      if (path === "/embeddings") {
-        const inputs = Array.isArray(body.input) ? body.input : [body.input];
-        record(stats, promptTokens, 0);
-        return sendJson(res, 200, {
-          object: "list",
-          model: body.model,
-          data: inputs.map((_, index) => ({ object: "embedding", index, embedding: Array.from({ length: 8 }, (_, i) => (i + index) / 10) })),
-          usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
-        });
-      }
-      if (path === "/chat/completions") {
-        const words = REPLY.split(" ");
-        const completionTokens = words.length;
-        const id = `chatcmpl-mock-${stats.requests}`;
-        const created = Math.floor(Date.now() / 1000);
-        if (body.stream) {
-          res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-          const send = (obj) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
-          for (let i = 0; i < words.length; i++) {
-            const content = (i === 0 ? "" : " ") + words[i];
-            send({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index: 0, delta: i === 0 ? { role: "assistant", content } : { content }, finish_reason: null }] });
-            if (b.chunkDelayMs) await sleep(b.chunkDelayMs);
-          }
-          send({ id, object: "chat.completion.chunk", created, model: body.model, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] });
-          if (body.stream_options?.include_usage) {
-            send({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage: usage(promptTokens, completionTokens) });
-          }
-          res.end("data: [DONE]\n\n");
-          record(stats, promptTokens, completionTokens);
-          return;
-        }
-        record(stats, promptTokens, completionTokens);
-        return sendJson(res, 200, {
-          id,
-          object: "chat.completion",
-          created,
-          model: body.model,
-          choices: [{ index: 0, message: { role: "assistant", content: REPLY }, finish_reason: "stop" }],
-          usage: usage(promptTokens, completionTokens),
-        });
-      }
+      stats.lastBody = multipart ? { model: body.model, fileBytes: body.fileBytes } : body;
+      const handler = ENDPOINTS[path];
+      if (handler) return await handler({ req, res, body, b, stats });
       return sendJson(res, 404, errorBody(`Unknown route ${req.method} ${url.pathname}`, "invalid_request_error", null));
     } catch (err) {
       sendJson(res, 500, errorBody(`mock failure: ${err instanceof Error ? err.message : String(err)}`, "server_error", null));
@@ -164,6 +285,14 @@ export async function startMockUpstream(options = {}) {
       });
     },
   };
+}
+
+/** Reads a multipart body (Node's fetch implementation parses it): the fields, and the file's size. */
+async function readForm(req, rawBytes) {
+  const form = await new Request("http://mock/", { method: "POST", headers: { "content-type": req.headers["content-type"] ?? "" }, body: rawBytes }).formData();
+  // Audio uploads name the file `file`; image edits `image` (or `image[]` for several).
+  const file = ["file", "image", "image[]"].map((name) => form.get(name)).find((v) => v && typeof v === "object");
+  return { model: form.get("model"), fileBytes: file && typeof file === "object" ? file.size : 0, stream: form.get("stream") === "true" };
 }
 
 function usage(promptTokens, completionTokens) {

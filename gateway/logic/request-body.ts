@@ -1,0 +1,54 @@
+import type { SnapshotUpstream } from "../../schema";
+
+/** Endpoints whose streams can report usage when asked with `stream_options.include_usage`. */
+const USAGE_OPTION_ENDPOINTS = new Set(["/chat/completions", "/completions"]);
+
+/** The client's request as read once, before any attempt. */
+export interface ClientBody {
+  endpoint: string;
+  bytes: ArrayBuffer;
+  /** The parsed JSON object, or null for multipart bodies. */
+  json: Record<string, unknown> | null;
+  /** The client's content type (multipart ones carry the boundary). */
+  contentType: string;
+  model: string;
+  stream: boolean;
+}
+
+/** What one attempt sends upstream. */
+export interface UpstreamBody {
+  body: BodyInit;
+  /** Replaces the client's content type (a rebuilt multipart body has a new boundary); null keeps it. */
+  contentType: string | null;
+  /** Keypool asked for the usage chunk itself, so the client must not see it. */
+  dropUsageChunk: boolean;
+}
+
+/** Whether a stream to this endpoint should be asked for usage on the client's behalf. */
+function wantsUsageOption(body: ClientBody): boolean {
+  if (!body.stream || !body.json || !USAGE_OPTION_ENDPOINTS.has(body.endpoint)) return false;
+  const options = body.json.stream_options;
+  return !(typeof options === "object" && options !== null && (options as { include_usage?: unknown }).include_usage === true);
+}
+
+/**
+ * The body for one upstream: the client's bytes unchanged, unless this upstream
+ * calls the model by an alias (the `model` field is rewritten) or the stream must
+ * be asked for usage (`stream_options.include_usage` is added). Fields Keypool does
+ * not know are always kept.
+ */
+export async function bodyForUpstream(body: ClientBody, upstream: SnapshotUpstream): Promise<UpstreamBody> {
+  const alias = Object.hasOwn(upstream.aliases, body.model) ? upstream.aliases[body.model] : undefined;
+  const injectUsage = wantsUsageOption(body);
+  if (alias === undefined && !injectUsage) return { body: body.bytes, contentType: null, dropUsageChunk: false };
+  if (body.json) {
+    const copy: Record<string, unknown> = { ...body.json };
+    if (alias !== undefined) copy.model = alias;
+    if (injectUsage) copy.stream_options = { ...(typeof copy.stream_options === "object" ? copy.stream_options : {}), include_usage: true };
+    return { body: JSON.stringify(copy), contentType: null, dropUsageChunk: injectUsage };
+  }
+  const form = await new Request("https://keypool.invalid/", { method: "POST", headers: { "content-type": body.contentType }, body: body.bytes }).formData();
+  form.set("model", alias!);
+  const rebuilt = new Request("https://keypool.invalid/", { method: "POST", body: form });
+  return { body: await rebuilt.arrayBuffer(), contentType: rebuilt.headers.get("content-type"), dropUsageChunk: false };
+}

@@ -1,0 +1,168 @@
+import { toFile } from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startStack, summaryWhen, type Stack, type Summary } from "./fixture";
+
+let stack: Stack;
+
+beforeAll(async () => {
+  stack = await startStack(["mock-gpt", "mock-embed", "mock-image", "whisper-1", "tts-1", "mock-rerank", "omni-moderation-latest"]);
+});
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const setAllKeys = (behavior: Parameters<Stack["mock"]["setKeyBehavior"]>[1]) => {
+  for (const key of stack.poolKeys) stack.mock.setKeyBehavior(key, behavior);
+};
+
+describe("every endpoint through the official openai SDK", () => {
+  it("streams a tool call intact", async () => {
+    const stream = await stack.openai.chat.completions.create({
+      model: "mock-gpt",
+      stream: true,
+      messages: [{ role: "user", content: "weather?" }],
+      tools: [{ type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } } }],
+    });
+    let args = "";
+    let name = "";
+    let finish = "";
+    for await (const chunk of stream) {
+      const call = chunk.choices[0]?.delta.tool_calls?.[0];
+      name += call?.function?.name ?? "";
+      args += call?.function?.arguments ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect({ name, args: JSON.parse(args), finish }).toEqual({ name: "get_weather", args: { city: "Paris" }, finish: "tool_calls" });
+  });
+
+  it("answers legacy completions, JSON and streamed", async () => {
+    const json = await stack.openai.completions.create({ model: "mock-gpt", prompt: "Say hi" });
+    expect(json.choices[0]?.text).toContain("mock upstream");
+    const stream = await stack.openai.completions.create({ model: "mock-gpt", prompt: "Say hi", stream: true });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.text ?? "";
+    expect(text).toBe(json.choices[0]?.text);
+  });
+
+  it("answers the Responses API, JSON and streamed", async () => {
+    const json = await stack.openai.responses.create({ model: "mock-gpt", input: "Say hi" });
+    expect(json.output_text).toContain("mock upstream");
+    expect(json.usage?.total_tokens).toBeGreaterThan(0);
+    const stream = await stack.openai.responses.create({ model: "mock-gpt", input: "Say hi", stream: true });
+    let text = "";
+    let completed = false;
+    for await (const event of stream) {
+      if (event.type === "response.output_text.delta") text += event.delta;
+      if (event.type === "response.completed") completed = true;
+    }
+    expect(completed).toBe(true);
+    expect(text).toBe(json.output_text);
+  });
+
+  it("answers embeddings, moderations and models", async () => {
+    const emb = await stack.openai.embeddings.create({ model: "mock-embed", input: ["a", "b"] });
+    expect(emb.data).toHaveLength(2);
+    const mod = await stack.openai.moderations.create({ model: "omni-moderation-latest", input: "hello" });
+    expect(mod.results[0]?.flagged).toBe(false);
+    const models = [];
+    for await (const m of stack.openai.models.list()) models.push(m.id);
+    expect(models.sort()).toEqual(["mock-embed", "mock-gpt", "mock-image", "mock-rerank", "omni-moderation-latest", "tts-1", "whisper-1"]);
+  });
+
+  it("answers rerank (SiliconFlow/Jina style)", async () => {
+    const res = await fetch(`${stack.url}/v1/rerank`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.clientKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "mock-rerank", query: "q", documents: ["a", "b", "c"] }),
+    });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { results: unknown[] }).results).toHaveLength(3);
+  });
+
+  it("generates and edits images (the edit as a multipart upload)", async () => {
+    const gen = await stack.openai.images.generate({ model: "mock-image", prompt: "a cat" });
+    expect(gen.data?.[0]?.b64_json).toBeTruthy();
+    const edit = await stack.openai.images.edit({ model: "mock-image", prompt: "add a hat", image: await toFile(Buffer.from("fake png bytes"), "cat.png", { type: "image/png" }) });
+    expect(edit.data?.[0]?.b64_json).toBeTruthy();
+    expect(stack.mock.stats.lastBody).toEqual({ model: "mock-image", fileBytes: 14 });
+  });
+
+  it("transcribes and translates multipart audio, byte for byte", async () => {
+    const audio = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 256));
+    const t = await stack.openai.audio.transcriptions.create({ model: "whisper-1", file: await toFile(audio, "speech.wav", { type: "audio/wav" }) });
+    expect(t.text).toBe("Mock transcription of 3000 bytes.");
+    const tr = await stack.openai.audio.translations.create({ model: "whisper-1", file: await toFile(audio, "speech.wav", { type: "audio/wav" }) });
+    expect(tr.text).toBe("Mock transcription of 3000 bytes.");
+  });
+
+  it("streams binary speech through", async () => {
+    const res = await stack.openai.audio.speech.create({ model: "tts-1", voice: "alloy", input: "Hello" });
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    expect(bytes.byteLength).toBe(4096);
+    expect([bytes[0], bytes[1024], bytes[2048], bytes[3072]]).toEqual([0, 1, 2, 3]);
+  });
+});
+
+describe("streaming behaviour end to end", () => {
+  it("delivers a paced stream as it is produced, not at the end", async () => {
+    setAllKeys({ chunkDelayMs: 150 });
+    try {
+      const started = Date.now();
+      const stream = await stack.openai.chat.completions.create({ model: "mock-gpt", stream: true, messages: [{ role: "user", content: "slowly" }] });
+      const arrivals: number[] = [];
+      for await (const chunk of stream) if (chunk.choices[0]?.delta.content) arrivals.push(Date.now() - started);
+      expect(arrivals.length).toBe(10);
+      // Ten words 150 ms apart: the first arrives long before the last.
+      expect(arrivals[9]! - arrivals[0]!).toBeGreaterThanOrEqual(9 * 150 * 0.8);
+    } finally {
+      setAllKeys({});
+    }
+  });
+
+  it("cancels the upstream when the client aborts mid-stream, and still counts the request", async () => {
+    setAllKeys({ chunkDelayMs: 200 });
+    try {
+      const before = (await stack.admin("GET", "/stats/summary")) as Summary;
+      const cancelledBefore = stack.mock.stats.cancelledStreams;
+      const controller = new AbortController();
+      const stream = await stack.openai.chat.completions.create(
+        { model: "mock-gpt", stream: true, messages: [{ role: "user", content: "long answer please" }] },
+        { signal: controller.signal },
+      );
+      let seen = 0;
+      for await (const _chunk of stream) {
+        if (++seen === 2) {
+          controller.abort();
+          break;
+        }
+      }
+      await waitUntil(() => stack.mock.stats.cancelledStreams > cancelledBefore, 5_000);
+      const { summary } = await summaryWhen(stack, (s) => s.rpd >= before.rpd + 1, 5_000);
+      expect(summary.tpd).toBeGreaterThan(before.tpd);
+    } finally {
+      setAllKeys({});
+    }
+  });
+
+  it("estimates tokens when the upstream reports no usage", async () => {
+    setAllKeys({ omitUsage: true });
+    try {
+      const before = (await stack.admin("GET", "/stats/summary")) as Summary;
+      const res = await stack.openai.chat.completions.create({ model: "mock-gpt", messages: [{ role: "user", content: "no usage here" }] });
+      expect(res.usage).toBeUndefined();
+      const { summary } = await summaryWhen(stack, (s) => s.rpd >= before.rpd + 1, 5_000);
+      expect(summary.tpd).toBeGreaterThan(before.tpd);
+    } finally {
+      setAllKeys({});
+    }
+  });
+});
+
+async function waitUntil(check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

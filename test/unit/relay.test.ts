@@ -1,0 +1,110 @@
+import { describe, expect, it } from "vitest";
+import { relayBody, type RelayResult } from "../../gateway/logic/relay";
+import { SseFramer, frameData } from "../../gateway/logic/sse-frames";
+
+const encode = (s: string) => new TextEncoder().encode(s);
+
+/** An upstream body the test feeds by hand, noting whether it was cancelled. */
+function handFed() {
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  const state = { cancelled: false };
+  const stream = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c), cancel: () => void (state.cancelled = true) });
+  return { stream, push: (s: string | Uint8Array) => controller.enqueue(typeof s === "string" ? encode(s) : s), close: () => controller.close(), state };
+}
+
+function relay(stream: ReadableStream<Uint8Array>, contentType: string, dropUsageChunk = false) {
+  const ended: RelayResult[] = [];
+  const out = relayBody(stream, { contentType, dropUsageChunk, onEnd: (r) => ended.push(r) });
+  return { reader: out.getReader(), ended };
+}
+
+const USAGE = '{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6,"prompt_tokens_details":{"cached_tokens":3},"completion_tokens_details":{"reasoning_tokens":1}}';
+
+describe("relayBody", () => {
+  it("hands each chunk to the client before the upstream has produced the next", async () => {
+    const up = handFed();
+    const { reader } = relay(up.stream, "text/event-stream");
+    for (let k = 0; k < 5; k++) {
+      const chunk = `data: {"choices":[{"delta":{"content":"${k}"}}]}\n\n`;
+      up.push(chunk);
+      const { value } = await reader.read();
+      expect(new TextDecoder().decode(value)).toBe(chunk);
+    }
+    up.close();
+    expect((await reader.read()).done).toBe(true);
+  });
+
+  it("passes bytes through unchanged, emoji split across chunks included, and reads the usage chunk", async () => {
+    const up = handFed();
+    const { reader, ended } = relay(up.stream, "text/event-stream; charset=utf-8");
+    const whole = encode(`: comment\r\nevent: x\r\ndata: {"choices":[{"delta":{"content":"😀"}}]}\r\n\r\ndata: {"choices":[],"usage":${USAGE}}\n\ndata: [DONE]\n\n`);
+    const pieces = [whole.slice(0, 40), whole.slice(40, 41), whole.slice(41, 60), whole.slice(60)];
+    const received: number[] = [];
+    for (const p of pieces) {
+      up.push(p);
+      received.push(...(await reader.read()).value!);
+    }
+    up.close();
+    await reader.read();
+    expect(new Uint8Array(received)).toEqual(whole);
+    expect(ended).toEqual([{ usage: { promptTokens: 4, completionTokens: 2, totalTokens: 6, cachedTokens: 3, reasoningTokens: 1 }, completionEstimate: 0, aborted: false, failed: false }]);
+  });
+
+  it("drops only the usage-only chunk when Keypool asked for it", async () => {
+    const up = handFed();
+    const { reader } = relay(up.stream, "text/event-stream", true);
+    const frames = ['data: {"choices":[{"delta":{"content":"a"}}]}\n\n', `data: {"id":"x","choices":[],"usage":${USAGE}}\n\n`, "data: [DONE]\n\n"];
+    up.push(frames[0]!.slice(0, 10));
+    up.push(frames[0]!.slice(10) + frames[1] + frames[2]);
+    up.close();
+    let text = "";
+    for (let r = await reader.read(); !r.done; r = await reader.read()) text += new TextDecoder().decode(r.value);
+    expect(text).toBe(frames[0]! + frames[2]!);
+  });
+
+  it("cancels the upstream when the client goes away, and reports an estimate of what was seen", async () => {
+    const up = handFed();
+    const { reader, ended } = relay(up.stream, "text/event-stream");
+    up.push('data: {"choices":[{"delta":{"content":"你好，这是一个部分回答"}}]}\n\n');
+    await reader.read();
+    await reader.cancel();
+    expect(up.state.cancelled).toBe(true);
+    expect(ended).toHaveLength(1);
+    expect(ended[0]).toMatchObject({ usage: null, aborted: true, failed: false });
+    expect(ended[0]!.completionEstimate).toBeGreaterThan(5);
+  });
+
+  it("reads usage from a JSON body, and estimates from its text when there is none", async () => {
+    const withUsage = relay(new Response(`{"choices":[{"message":{"content":"hi"}}],"usage":${USAGE}}`).body!, "application/json");
+    while (!(await withUsage.reader.read()).done);
+    expect(withUsage.ended[0]!.usage?.totalTokens).toBe(6);
+    const without = relay(new Response('{"choices":[{"message":{"content":"a fairly long answer of forty characters"}}]}').body!, "application/json");
+    while (!(await without.reader.read()).done);
+    expect(without.ended[0]).toMatchObject({ usage: null, completionEstimate: 10 });
+  });
+
+  it("reports a failed upstream body once", async () => {
+    const errored = new ReadableStream<Uint8Array>({ pull: (c) => c.error(new Error("reset")) });
+    const broken = relay(errored, "application/json");
+    await expect(broken.reader.read()).rejects.toThrow("reset");
+    expect(broken.ended).toEqual([{ usage: null, completionEstimate: 0, aborted: false, failed: true }]);
+  });
+});
+
+describe("SseFramer", () => {
+  it("frames on LF, CRLF and CR blank lines and waits on a trailing CR", () => {
+    const f = new SseFramer();
+    expect(f.push("data: a\n\ndata: b\r\n")).toEqual(["data: a\n\n"]);
+    expect(f.push("\r")).toEqual([]);
+    // The last CR could still become a CRLF, so that frame waits for the next byte.
+    expect(f.push("\ndata: c\r\r")).toEqual(["data: b\r\n\r\n"]);
+    expect(f.push("data: d")).toEqual(["data: c\r\r"]);
+    expect(f.flush()).toBe("data: d");
+  });
+
+  it("joins multi-line data and ignores comments and other fields", () => {
+    expect(frameData(": ping\nevent: delta\ndata: {\"a\":\ndata:1}\nid: 7\n\n")).toBe('{"a":\n1}');
+    expect(frameData(": keep-alive\n\n")).toBeNull();
+    expect(frameData("database: x\n\n")).toBeNull();
+  });
+});

@@ -1,0 +1,228 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { env, exports } from "cloudflare:workers";
+import OpenAI from "openai";
+import { resetPoolCache } from "../../gateway/storage/snapshot-cache";
+import { FAKE_BASE_URL, FAKE_SSE, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
+import { admin, chatBody, createPool, gateway, waitFor } from "./helpers";
+
+const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
+
+/** Sends a chat completion and reads the whole answer, as a client does (metering ends when the body does). */
+async function chat(clientKey: string, body: string): Promise<Response> {
+  const res = await gateway("/v1/chat/completions", { method: "POST", headers: { authorization: `Bearer ${clientKey}`, "content-type": "application/json" }, body });
+  return new Response(await res.arrayBuffer(), res);
+}
+
+/** Rollup rows of one client key, summed, straight from D1. */
+async function rolledUp(clientKeyId: string) {
+  return env.DB.prepare(
+    `SELECT SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(aborted) AS aborted, SUM(auth_failed) AS auth_failed,
+            SUM(total_tokens) AS tokens, SUM(estimated_tokens) AS estimated
+     FROM rollup_minute WHERE client_key_id = ?1`,
+  )
+    .bind(clientKeyId)
+    .first<Record<string, number | null>>();
+}
+
+function waitForRollup(clientKeyId: string, ready: (r: Record<string, number | null>) => boolean) {
+  return waitFor(async () => {
+    const r = await rolledUp(clientKeyId);
+    return r && ready(r) ? r : undefined;
+  }, "the rollup");
+}
+
+let restore: (() => void) | null = null;
+afterEach(() => {
+  restore?.();
+  restore = null;
+  resetPoolCache();
+});
+
+describe("streaming", () => {
+  it("asks the upstream for usage when the client did not, and drops only that chunk", async () => {
+    const key = uniqueKey("inject");
+    const pool = await createPool(FAKE_BASE_URL, [key]);
+    const fake = installFakeUpstream({ [key]: "stream" });
+    restore = fake.restore;
+    const res = await chat(pool.clientKey, chatBody(pool.model, { stream: true }));
+    const text = await res.text();
+    const usageFrame = `data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":${JSON.stringify(FAKE_USAGE)}}\n\n`;
+    expect(text).toBe(FAKE_SSE.replace(usageFrame, ""));
+    expect(JSON.parse(fake.calls[0]!.body)).toMatchObject({ stream: true, stream_options: { include_usage: true } });
+    const r = await waitForRollup(pool.clientKeyId, (x) => (x.requests ?? 0) >= 1);
+    expect(r.tokens).toBe(FAKE_USAGE.total_tokens);
+  });
+});
+
+describe("failure policy", () => {
+  it("avoids a key the upstream rejects with 401 and serves the request with another", async () => {
+    const dead = uniqueKey("dead");
+    const alive = uniqueKey("alive");
+    const pool = await createPool(FAKE_BASE_URL, [dead, alive]);
+    const fake = installFakeUpstream({ [dead]: "unauthorized" });
+    restore = fake.restore;
+    for (let i = 0; i < 10; i++) expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    expect(fake.calls.filter((c) => c.authorization === `Bearer ${dead}`)).toHaveLength(1);
+    const r = await waitForRollup(pool.clientKeyId, (x) => (x.requests ?? 0) >= 10);
+    expect(r).toMatchObject({ requests: 10, attempts: 11, auth_failed: 1 });
+  });
+
+  it("answers 429 with Retry-After when every key is cooling for longer than it may wait", async () => {
+    const key = uniqueKey("cool");
+    const pool = await createPool(FAKE_BASE_URL, [key]);
+    const fake = installFakeUpstream({ [key]: "rate_limit" });
+    restore = fake.restore;
+    const first = await chat(pool.clientKey, chatBody(pool.model));
+    expect(first.status).toBe(429); // the upstream's own answer, the only key having failed
+    const second = await chat(pool.clientKey, chatBody(pool.model));
+    expect(second.status).toBe(429);
+    expect(second.headers.get("retry-after")).toMatch(/^(29|30)$/);
+    expect(await second.json()).toMatchObject({ error: { type: "rate_limit_error", code: "all_keys_cooling" } });
+    expect(fake.calls).toHaveLength(1);
+  });
+
+  it("waits for a key that recovers within the cooling wait instead of failing", async () => {
+    const key = uniqueKey("brief");
+    const pool = await createPool(FAKE_BASE_URL, [key]);
+    let calls = 0;
+    const fake = installFakeUpstream({
+      [key]: () => {
+        calls++;
+        return calls === 1
+          ? new Response('{"error":{"message":"slow down"}}', { status: 429, headers: { "retry-after": "1", "content-type": "application/json" } })
+          : Response.json({ choices: [], usage: FAKE_USAGE });
+      },
+    });
+    restore = fake.restore;
+    expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(429);
+    const started = Date.now();
+    const res = await chat(pool.clientKey, chatBody(pool.model));
+    expect(res.status).toBe(200);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(700);
+  });
+
+  it("retries a 5xx and a dropped connection on other keys", async () => {
+    const broken = uniqueKey("500");
+    const dropped = uniqueKey("drop");
+    const fine = uniqueKey("fine");
+    const pool = await createPool(FAKE_BASE_URL, [broken, dropped, fine]);
+    const fake = installFakeUpstream({
+      [broken]: "server_error",
+      [dropped]: () => {
+        throw new TypeError("Network connection lost.");
+      },
+    });
+    restore = fake.restore;
+    for (let i = 0; i < 6; i++) expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+  });
+});
+
+describe("clients and routing", () => {
+  it("limits a client key to its RPM with a 429 and Retry-After", async () => {
+    const pool = await createPool(FAKE_BASE_URL, [uniqueKey("rpm")], { client: { rpmLimit: 2 } });
+    const fake = installFakeUpstream({});
+    restore = fake.restore;
+    expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    const refused = await chat(pool.clientKey, chatBody(pool.model));
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(await refused.json()).toMatchObject({ error: { code: "rpm_limit_exceeded", type: "rate_limit_error" } });
+    expect(fake.calls).toHaveLength(2);
+  });
+
+  it("refuses a model the client key may not use with 403", async () => {
+    const pool = await createPool(FAKE_BASE_URL, [uniqueKey("allow")], { client: { models: ["something-else"] } });
+    const res = await chat(pool.clientKey, chatBody(pool.model));
+    expect(res.status).toBe(403);
+    expect(await res.json()).toMatchObject({ error: { code: "model_not_allowed", param: "model" } });
+  });
+
+  it("sends an aliased model under the upstream's own name", async () => {
+    const key = uniqueKey("alias");
+    const pool = await createPool(FAKE_BASE_URL, [key], { aliases: { "gpt-friendly": "vendor/real-model-name" } });
+    const fake = installFakeUpstream({});
+    restore = fake.restore;
+    expect((await chat(pool.clientKey, JSON.stringify({ model: "gpt-friendly", messages: [], top_k: 3 }))).status).toBe(200);
+    expect(JSON.parse(fake.calls[0]!.body)).toEqual({ model: "vendor/real-model-name", messages: [], top_k: 3 });
+  });
+
+  it("estimates usage when the upstream reports none, and marks it estimated", async () => {
+    const key = uniqueKey("nousage");
+    const pool = await createPool(FAKE_BASE_URL, [key]);
+    const fake = installFakeUpstream({ [key]: "no_usage" });
+    restore = fake.restore;
+    expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    const r = await waitForRollup(pool.clientKeyId, (x) => (x.requests ?? 0) >= 1);
+    expect(r.tokens).toBeGreaterThan(0);
+    expect(r.estimated).toBe(r.tokens);
+  });
+
+  it("forwards a multipart upload byte for byte, and again on the next key after a 429", async () => {
+    const limited = uniqueKey("mp429");
+    const fine = uniqueKey("mpok");
+    const pool = await createPool(FAKE_BASE_URL, [limited, fine]);
+    const fake = installFakeUpstream({ [limited]: "rate_limit", [fine]: () => Response.json({ text: "transcribed words" }) });
+    restore = fake.restore;
+    const form = new FormData();
+    form.set("model", pool.model);
+    form.set("file", new File([new Uint8Array([0, 1, 2, 250, 251, 252])], "audio.wav", { type: "audio/wav" }));
+    const request = new Request("https://keypool.test/v1/audio/transcriptions", { method: "POST", headers: { authorization: `Bearer ${pool.clientKey}` }, body: form });
+    const sentBytes = new Uint8Array(await request.clone().arrayBuffer());
+    const contentType = request.headers.get("content-type");
+    // Send until the limited key has been tried first once.
+    for (let i = 0; i < 20 && !fake.calls.some((c) => c.authorization === `Bearer ${limited}`); i++) {
+      const res = await exports.default.fetch(request.clone());
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ text: "transcribed words" });
+    }
+    for (const call of fake.calls) {
+      expect(call.url).toBe(`${FAKE_BASE_URL}/audio/transcriptions`);
+      expect(call.headers.get("content-type")).toBe(contentType);
+      expect(call.bytes).toEqual(sentBytes);
+    }
+  });
+
+  it("lists the models this client may use, aliases included, in OpenAI list shape", async () => {
+    const pool = await createPool(FAKE_BASE_URL, [uniqueKey("models")], { aliases: { "friendly-name": "x" } });
+    const res = await gateway("/v1/models", { headers: { authorization: `Bearer ${pool.clientKey}` } });
+    const body = (await res.json()) as { object: string; data: { id: string; object: string }[] };
+    expect(body.object).toBe("list");
+    const ids = body.data.map((m) => m.id);
+    expect(ids).toContain(pool.model);
+    expect(ids).toContain("friendly-name");
+    expect(new Set(ids).size).toBe(ids.length);
+
+    const narrow = await admin<{ key: string }>("POST", "/client-keys", { name: "narrow", models: [pool.model] });
+    resetPoolCache();
+    const only = await waitFor(async () => {
+      const r = await gateway("/v1/models", { headers: { authorization: `Bearer ${narrow.body.key}` } });
+      return r.status === 200 ? ((await r.json()) as { data: { id: string }[] }) : undefined;
+    }, "the new client key to be served");
+    expect(only.data.map((m) => m.id)).toEqual([pool.model]);
+  });
+
+  it("keeps upstream account details away from clients", async () => {
+    const pool = await createPool(FAKE_BASE_URL, [uniqueKey("info")]);
+    const res = await gateway("/v1/user/info", { headers: { authorization: `Bearer ${pool.clientKey}` } });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: { type: "not_found_error" } });
+  });
+
+  it("works with the official openai SDK, streaming included", async () => {
+    const key = uniqueKey("sdk");
+    const pool = await createPool(FAKE_BASE_URL, [key]);
+    const fake = installFakeUpstream({ [key]: "stream" });
+    restore = fake.restore;
+    const client = new OpenAI({
+      apiKey: pool.clientKey,
+      baseURL: "https://keypool.test/v1",
+      fetch: (url: RequestInfo | URL, init?: RequestInit) => exports.default.fetch(new Request(url, init)),
+      maxRetries: 0,
+    });
+    const stream = await client.chat.completions.create({ model: pool.model, stream: true, messages: [{ role: "user", content: "hi" }] });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    expect(text).toBe("Hello 😀");
+  });
+});
