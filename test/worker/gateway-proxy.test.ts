@@ -138,13 +138,21 @@ describe("clients and routing", () => {
     expect(await res.json()).toMatchObject({ error: { code: "model_not_allowed", param: "model" } });
   });
 
-  it("sends an aliased model under the upstream's own name", async () => {
+  it("sends an aliased model under the upstream's own name, keeping the query string", async () => {
     const key = uniqueKey("alias");
     const pool = await createPool(FAKE_BASE_URL, [key], { aliases: { "gpt-friendly": "vendor/real-model-name" } });
     const fake = installFakeUpstream({});
     restore = fake.restore;
-    expect((await chat(pool.clientKey, JSON.stringify({ model: "gpt-friendly", messages: [], top_k: 3 }))).status).toBe(200);
+    const res = await gateway("/chat/completions?api-version=2024-10-21", {
+      method: "POST",
+      headers: { authorization: `Bearer ${pool.clientKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-friendly", messages: [], top_k: 3 }),
+    });
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
     expect(JSON.parse(fake.calls[0]!.body)).toEqual({ model: "vendor/real-model-name", messages: [], top_k: 3 });
+    // The un-prefixed alias path reaches the same endpoint, query string kept.
+    expect(fake.calls[0]!.url).toBe(`${FAKE_BASE_URL}/chat/completions?api-version=2024-10-21`);
   });
 
   it("estimates usage when the upstream reports none, and marks it estimated", async () => {
