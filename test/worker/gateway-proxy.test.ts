@@ -131,6 +131,13 @@ describe("clients and routing", () => {
     expect(fake.calls).toHaveLength(2);
   });
 
+  it("refuses an expired client key with 401", async () => {
+    const pool = await createPool(FAKE_BASE_URL, [uniqueKey("expired")], { client: { expiresAt: Date.now() - 1_000 } });
+    const res = await chat(pool.clientKey, chatBody(pool.model));
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: { code: "client_key_expired", type: "authentication_error" } });
+  });
+
   it("refuses a model the client key may not use with 403", async () => {
     const pool = await createPool(FAKE_BASE_URL, [uniqueKey("allow")], { client: { models: ["something-else"] } });
     const res = await chat(pool.clientKey, chatBody(pool.model));
