@@ -5,3 +5,4 @@ export * from "./settings";
 export * from "./snapshot";
 export * from "./admin-api";
 export * from "./buckets";
+export * from "./health";

@@ -23,6 +23,12 @@ export const settingsSchema = z.object({
   requestDeadlineMs: z.number().int().min(1_000).max(900_000).default(120_000),
   /** When every key for a model is cooling, wait this long at most for the first to recover (0: answer 429 at once). */
   coolingWaitMs: z.number().int().min(0).max(60_000).default(5_000),
+  /** A 429 without Retry-After cools its key this long. */
+  defaultCooldownMs: z.number().int().min(1_000).max(3_600_000).default(20_000),
+  /** This many 5xx/network failures since the key's last success… */
+  failureThreshold: z.number().int().min(1).max(16).default(5),
+  /** …within this window make the key `failing` (out of rotation until a probe or request succeeds). */
+  failureWindowMs: z.number().int().min(1_000).max(86_400_000).default(300_000),
   /** Time zone whose midnight starts the day for RPD/TPD. */
   timeZone: z.string().refine(isTimeZone, "unknown IANA time zone").default("UTC"),
   /** How long the rollups and the dedupe window are kept. */

@@ -1,8 +1,9 @@
 import { keypoolEventSchema, type KeypoolEvent } from "../schema";
-import { buildSnapshot } from "./logic/build-snapshot";
-import { changesSnapshot, toBatchRows } from "./logic/rollup-rows";
+import { toHealthRows } from "./logic/health-rows";
+import { toBatchRows } from "./logic/rollup-rows";
+import { publishIfStale } from "./publish";
 import { ingestBatch } from "./storage/ingest-db";
-import { publishSnapshot, readPoolRows, readSettings } from "./storage/snapshot-store";
+import { readSettings } from "./storage/snapshot-store";
 
 /** What one batch did, for logs and tests. */
 export interface BatchResult {
@@ -19,7 +20,12 @@ export interface BatchResult {
  * never become valid); any storage failure retries the whole batch, which the
  * dedupe window makes safe.
  */
-export async function handleBatch(batch: MessageBatch<unknown>, env: { DB: D1Database; SNAPSHOT: KVNamespace }, now: () => number = Date.now): Promise<BatchResult> {
+export async function handleBatch(
+  batch: MessageBatch<unknown>,
+  env: { DB: D1Database; SNAPSHOT: KVNamespace },
+  now: () => number = Date.now,
+  sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+): Promise<BatchResult> {
   const events: KeypoolEvent[] = [];
   const accepted: Message<unknown>[] = [];
   let malformed = 0;
@@ -38,11 +44,8 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: { DB: D1Dat
   if (events.length === 0) return result;
   try {
     const settings = await readSettings(env.DB);
-    await ingestBatch(env.DB, toBatchRows(events, settings.timeZone));
-    if (changesSnapshot(events)) {
-      const { rows, version } = await readPoolRows(env.DB);
-      if (await publishSnapshot(env.SNAPSHOT, buildSnapshot(rows, version, now()))) result.published = version;
-    }
+    await ingestBatch(env.DB, toBatchRows(events, settings.timeZone), toHealthRows(events, settings));
+    result.published = await publishIfStale(events, settings, { db: env.DB, kv: env.SNAPSHOT, now, sleep });
   } catch (err) {
     console.error(`keypool consumer: batch of ${events.length} failed, retrying: ${err instanceof Error ? err.message : "error"}`);
     for (const message of accepted) message.retry();

@@ -132,7 +132,7 @@ export function adminRoutes() {
   app.get("/keys", async (c) => {
     const limit = Math.min(Math.max(Number(c.req.query("limit") ?? 100) || 100, 1), 1000);
     const offset = Math.max(Number(c.req.query("offset") ?? 0) || 0, 0);
-    const { total, keys } = await listKeys(c.env.DB, limit, offset);
+    const { total, keys } = await listKeys(c.env.DB, limit, offset, await readSettings(c.env.DB), Date.now());
     return c.json({ total, limit, offset, data: keys });
   });
 

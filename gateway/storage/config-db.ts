@@ -1,4 +1,4 @@
-import { parseStoredSettings, type KeyState, type KeyView, type ProviderKindId, type Settings, type UpstreamView } from "../../schema";
+import { HEALTH_FACT_COLUMNS, deriveKeyState, healthFactsFromRow, parseStoredSettings, type HealthRules, type KeyView, type ProviderKindId, type Settings, type UpstreamView } from "../../schema";
 
 interface RawUpstream {
   id: string;
@@ -67,12 +67,13 @@ export async function insertKeys(db: D1Database, rows: NewKeyRow[]): Promise<num
   return results.reduce((n, r) => n + (r.meta.changes ?? 0), 0);
 }
 
-export async function listKeys(db: D1Database, limit: number, offset: number): Promise<{ total: number; keys: KeyView[] }> {
+/** A page of keys, masked, with the state their health facts give at `now`. */
+export async function listKeys(db: D1Database, limit: number, offset: number, rules: HealthRules, now: number): Promise<{ total: number; keys: KeyView[] }> {
   const [count, page] = await db.batch<Record<string, unknown>>([
     db.prepare("SELECT COUNT(*) AS n FROM keys"),
     db
       .prepare(
-        `SELECT k.id, k.upstream_id, k.masked, k.weight, k.models, k.enabled, k.created_at, h.state
+        `SELECT k.id, k.upstream_id, k.masked, k.weight, k.models, k.enabled, k.created_at, ${HEALTH_FACT_COLUMNS}
          FROM keys k LEFT JOIN key_health h ON h.key_id = k.id
          ORDER BY k.created_at, k.id LIMIT ?1 OFFSET ?2`,
       )
@@ -81,6 +82,7 @@ export async function listKeys(db: D1Database, limit: number, offset: number): P
   const total = Number(count!.results[0]?.n ?? 0);
   const keys = page!.results.map((r) => {
     const enabled = r.enabled === 1;
+    const health = deriveKeyState(healthFactsFromRow(r), rules, now);
     return {
       id: String(r.id),
       upstreamId: String(r.upstream_id),
@@ -88,7 +90,7 @@ export async function listKeys(db: D1Database, limit: number, offset: number): P
       weight: Number(r.weight),
       models: JSON.parse(String(r.models)) as string[],
       enabled,
-      state: (enabled ? (r.state ?? "active") : "disabled") as KeyState,
+      state: enabled ? health.state : "disabled",
       createdAt: Number(r.created_at),
     };
   });

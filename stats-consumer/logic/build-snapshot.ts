@@ -1,4 +1,4 @@
-import { parseStoredSettings, snapshotSchema, type KeyState, type Snapshot } from "../../schema";
+import { deriveKeyState, healthFactsFromRow, parseStoredSettings, snapshotSchema, type Snapshot } from "../../schema";
 
 /** Configuration and health rows as the consumer reads them from D1. */
 export interface PoolRows {
@@ -10,9 +10,14 @@ export interface PoolRows {
     weight: number;
     models: string;
     enabled: number;
-    state: string | null;
-    cooling_until: number | null;
-    success_rate: number | null;
+    last_ok_ts: number | null;
+    last_rate_limit_ts: number | null;
+    cool_until: number | null;
+    last_auth_fail_ts: number | null;
+    last_no_balance_ts: number | null;
+    failures: string | null;
+    successes: number | null;
+    judged: number | null;
   }[];
   clientKeys: {
     id: string;
@@ -28,11 +33,21 @@ export interface PoolRows {
 }
 
 /**
- * Builds the snapshot the gateway serves from: configuration joined with health,
+ * A key's smoothed success rate: successes over attempts that say something about
+ * the key, with a prior of two successes so a new key is not judged by one request.
+ */
+export function smoothedSuccessRate(successes: number, judged: number): number {
+  return (successes + 2) / (judged + 2);
+}
+
+/**
+ * Builds the snapshot the gateway serves from: configuration joined with each
+ * key's state (derived from its health facts at `now`) and recent success rate,
  * key secrets still encrypted. Validated so a snapshot the gateway would refuse is
  * never published.
  */
 export function buildSnapshot(rows: PoolRows, version: number, now: number): Snapshot {
+  const settings = parseStoredSettings(rows.settings);
   return snapshotSchema.parse({
     version,
     generatedAt: now,
@@ -45,16 +60,19 @@ export function buildSnapshot(rows: PoolRows, version: number, now: number): Sna
       aliases: JSON.parse(u.aliases),
       enabled: u.enabled === 1,
     })),
-    keys: rows.keys.map((k) => ({
-      id: k.id,
-      upstreamId: k.upstream_id,
-      secret: k.secret_enc,
-      weight: k.weight,
-      models: JSON.parse(k.models),
-      state: (k.enabled === 1 ? (k.state ?? "active") : "disabled") as KeyState,
-      coolingUntil: k.cooling_until,
-      successRate: k.success_rate ?? 1,
-    })),
+    keys: rows.keys.map((k) => {
+      const health = deriveKeyState(healthFactsFromRow(k), settings, now);
+      return {
+        id: k.id,
+        upstreamId: k.upstream_id,
+        secret: k.secret_enc,
+        weight: k.weight,
+        models: JSON.parse(k.models),
+        state: k.enabled === 1 ? health.state : "disabled",
+        coolingUntil: health.coolingUntil,
+        successRate: smoothedSuccessRate(k.successes ?? 0, k.judged ?? 0),
+      };
+    }),
     clientKeys: rows.clientKeys.map((c) => ({
       id: c.id,
       name: c.name,
@@ -65,6 +83,6 @@ export function buildSnapshot(rows: PoolRows, version: number, now: number): Sna
       expiresAt: c.expires_at,
       enabled: c.enabled === 1,
     })),
-    settings: parseStoredSettings(rows.settings),
+    settings,
   });
 }

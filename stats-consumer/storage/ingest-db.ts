@@ -1,3 +1,5 @@
+import { KEPT_FAILURES } from "../../schema";
+import type { HealthRow } from "../logic/health-rows";
 import type { BatchRows } from "../logic/rollup-rows";
 
 const ROLLUP_TABLES = [
@@ -55,19 +57,52 @@ const AUDIT_SQL = `INSERT OR IGNORE INTO audit_log (id, ts, actor, action, targe
   SELECT value->>'$.id', value->>'$.ts', value->>'$.actor', value->>'$.action', value->>'$.target', value->>'$.detail'
   FROM json_each(?1) WHERE NOT EXISTS (SELECT 1 FROM seen_events s WHERE s.id = value->>'$.id')`;
 
+const lww = (value: string, ts: string) =>
+  `CASE WHEN excluded.${ts} > ${ts} OR (excluded.${ts} = ${ts} AND excluded.${value} > ${value}) THEN excluded.${value} ELSE ${value} END`;
+
+/**
+ * Merges the batch's health contributions: maxima, the newest failures (a bounded
+ * set) and last-writer-wins values. Idempotent and order-independent, so it needs
+ * no dedupe and a replay rebuilds the same rows.
+ */
+const HEALTH_SQL = `INSERT INTO key_health (key_id, last_ok_ts, last_rate_limit_ts, cool_until, last_auth_fail_ts, last_no_balance_ts, failures,
+    last_error_ts, last_error, last_used_at, balance, balance_ts, last_probe_ts, last_probe_result)
+  SELECT value->>'$.key', value->>'$.ok', value->>'$.rl', value->>'$.cool', value->>'$.auth', value->>'$.nobal', value->'$.failures',
+    value->>'$.errTs', value->>'$.err', value->>'$.used', value->>'$.balance', value->>'$.balTs', value->>'$.probeTs', value->>'$.probe'
+  FROM json_each(?1) WHERE true
+  ON CONFLICT (key_id) DO UPDATE SET
+    last_ok_ts = MAX(last_ok_ts, excluded.last_ok_ts),
+    last_rate_limit_ts = MAX(last_rate_limit_ts, excluded.last_rate_limit_ts),
+    cool_until = MAX(cool_until, excluded.cool_until),
+    last_auth_fail_ts = MAX(last_auth_fail_ts, excluded.last_auth_fail_ts),
+    last_no_balance_ts = MAX(last_no_balance_ts, excluded.last_no_balance_ts),
+    failures = (SELECT json_group_array(f) FROM (
+      SELECT value AS f FROM json_each(key_health.failures) UNION SELECT value FROM json_each(excluded.failures)
+      ORDER BY f DESC LIMIT ${KEPT_FAILURES})),
+    last_error = ${lww("last_error", "last_error_ts")},
+    last_error_ts = MAX(last_error_ts, excluded.last_error_ts),
+    last_used_at = MAX(last_used_at, excluded.last_used_at),
+    balance = CASE WHEN excluded.balance_ts > balance_ts OR (excluded.balance_ts = balance_ts AND excluded.balance > balance)
+      THEN excluded.balance ELSE balance END,
+    balance_ts = MAX(balance_ts, excluded.balance_ts),
+    last_probe_result = ${lww("last_probe_result", "last_probe_ts")},
+    last_probe_ts = MAX(last_probe_ts, excluded.last_probe_ts)`;
+
 const SEEN_SQL = `INSERT OR IGNORE INTO seen_events (id, ts) SELECT value->>'$.id', value->>'$.ts' FROM json_each(?1)`;
 
 /**
  * Folds a batch into D1 in one transaction: rollups and the audit log take only
- * events the dedupe window has not seen, then the batch's ids join the window. A
- * redelivered batch therefore changes nothing, and a failure leaves nothing half-applied.
- * Five statements whatever the batch size.
+ * events the dedupe window has not seen, key health merges its order-independent
+ * facts, then the batch's ids join the window. A redelivered batch therefore
+ * changes nothing, and a failure leaves nothing half-applied. Six statements
+ * whatever the batch size.
  */
-export async function ingestBatch(db: D1Database, rows: BatchRows): Promise<void> {
+export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[]): Promise<void> {
   if (rows.seen.length === 0) return;
   const attempts = JSON.stringify(rows.attempts);
   const statements: D1PreparedStatement[] = [];
   if (rows.attempts.length > 0) for (const sql of ROLLUP_SQL) statements.push(db.prepare(sql).bind(attempts));
+  if (health.length > 0) statements.push(db.prepare(HEALTH_SQL).bind(JSON.stringify(health)));
   if (rows.admin.length > 0) statements.push(db.prepare(AUDIT_SQL).bind(JSON.stringify(rows.admin)));
   statements.push(db.prepare(SEEN_SQL).bind(JSON.stringify(rows.seen)));
   await db.batch(statements);

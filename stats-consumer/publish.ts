@@ -1,0 +1,90 @@
+import { deriveKeyState, type KeypoolEvent, type KeyState, type Settings } from "../schema";
+import { buildSnapshot } from "./logic/build-snapshot";
+import { changesSnapshot } from "./logic/rollup-rows";
+import {
+  claimPublish,
+  publishSnapshot,
+  publishedVersion,
+  readKeyFacts,
+  readPoolRows,
+  readPublishClaim,
+  readPublishedSnapshot,
+} from "./storage/snapshot-store";
+
+/** KV allows one write per second to a key. */
+export const PUBLISH_INTERVAL_MS = 1_000;
+/** How long a batch keeps trying to get its change published before leaving it to the next publish. */
+const PUBLISH_PATIENCE_MS = 10_000;
+
+export interface PublishDeps {
+  db: D1Database;
+  kv: KVNamespace;
+  now: () => number;
+  sleep: (ms: number) => Promise<void>;
+}
+
+/** The key states of the last snapshot this isolate saw published. */
+let published: { version: number; states: Map<string, KeyState> } | null = null;
+
+async function publishedStates(kv: KVNamespace): Promise<Map<string, KeyState>> {
+  const version = await publishedVersion(kv);
+  if (!published || (version !== null && version > published.version)) {
+    const snapshot = await readPublishedSnapshot(kv);
+    published = { version: snapshot?.version ?? 0, states: new Map(snapshot?.keys.map((k) => [k.id, k.state]) ?? []) };
+  }
+  return published.states;
+}
+
+/** Whether folding these events changed anything the published snapshot shows. */
+async function snapshotIsStale(events: KeypoolEvent[], settings: Settings, deps: PublishDeps): Promise<boolean> {
+  if (changesSnapshot(events)) return true;
+  const touched = [...new Set(events.flatMap((e) => (e.type === "attempt" ? [e.keyId] : [])))];
+  if (touched.length === 0) return false;
+  const [facts, states] = await Promise.all([readKeyFacts(deps.db, touched), publishedStates(deps.kv)]);
+  const now = deps.now();
+  return touched.some((id) => {
+    const key = facts.get(id);
+    if (!key) return false; // deleted since
+    const state = key.enabled ? deriveKeyState(key.facts, settings, now).state : "disabled";
+    return state !== (states.get(id) ?? "active");
+  });
+}
+
+/** Reads the pool, builds the snapshot and writes it; remembers what it published. */
+async function publishNow(deps: PublishDeps): Promise<number | null> {
+  const { rows, version } = await readPoolRows(deps.db, deps.now());
+  const snapshot = buildSnapshot(rows, version, deps.now());
+  if (!(await publishSnapshot(deps.kv, snapshot))) return null;
+  published = { version, states: new Map(snapshot.keys.map((k) => [k.id, k.state])) };
+  return version;
+}
+
+/**
+ * Republishes the snapshot after a committed batch if the batch changed what it
+ * shows. Writes are coalesced to one a second across all consumers: a batch whose
+ * change a later claim will read anyway does nothing; otherwise it waits for the
+ * next free second and publishes itself. Returns the version published, if any.
+ */
+export async function publishIfStale(events: KeypoolEvent[], settings: Settings, deps: PublishDeps): Promise<number | null> {
+  if (!(await snapshotIsStale(events, settings, deps))) return null;
+  const committedAt = deps.now();
+  const giveUpAt = committedAt + PUBLISH_PATIENCE_MS;
+  while (deps.now() < giveUpAt) {
+    const claimedAt = await readPublishClaim(deps.db);
+    // Someone claimed after this batch committed: their read includes it.
+    if (claimedAt > committedAt) return null;
+    const wait = claimedAt + PUBLISH_INTERVAL_MS - deps.now();
+    if (wait > 0) {
+      await deps.sleep(wait);
+      continue;
+    }
+    if (await claimPublish(deps.db, deps.now(), PUBLISH_INTERVAL_MS)) return publishNow(deps);
+  }
+  console.error("keypool consumer: could not claim a snapshot publish in time; the next publish will include this change");
+  return null;
+}
+
+/** Forgets what this isolate believes is published (tests). */
+export function forgetPublished(): void {
+  published = null;
+}

@@ -1,0 +1,127 @@
+import { createMessageBatch } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeEach, describe, expect, it } from "vitest";
+import { SNAPSHOT_KV_KEY, defaultSettings, type AttemptEvent, type KeypoolEvent, type Outcome, type Snapshot } from "../../schema";
+import { handleBatch } from "../../stats-consumer/handle-batch";
+import { toHealthRows } from "../../stats-consumer/logic/health-rows";
+import { forgetPublished, publishIfStale } from "../../stats-consumer/publish";
+import { publishSnapshot } from "../../stats-consumer/storage/snapshot-store";
+
+function attempt(keyId: string, outcome: Outcome, ts: number, extra: Partial<AttemptEvent> = {}): AttemptEvent {
+  return {
+    v: 1, type: "attempt", id: crypto.randomUUID(), ts, requestId: crypto.randomUUID(), attempt: 1, final: true, keyId, upstreamId: "u-health",
+    clientKeyId: "c-health", model: "m", endpoint: "/chat/completions", stream: false, status: outcome === "ok" ? 200 : 401, outcome,
+    latencyMs: 1, ttfbMs: 1, promptTokens: 1, completionTokens: 1, totalTokens: 2, cachedTokens: 0, reasoningTokens: 0,
+    usageSource: "upstream", retryAfterMs: null, ...extra,
+  };
+}
+
+/** A clock the test moves, and a sleep that moves it. */
+function fakeTime(start: number) {
+  const clock = { t: start, slept: [] as number[] };
+  return {
+    clock,
+    now: () => clock.t,
+    sleep: async (ms: number) => {
+      clock.slept.push(ms);
+      clock.t += ms;
+    },
+  };
+}
+
+async function deliver(events: KeypoolEvent[], time = fakeTime(Date.now())) {
+  const batch = createMessageBatch("keypool-events", events.map((body, i) => ({ id: `m${i}-${crypto.randomUUID()}`, timestamp: new Date(), attempts: 1, body })));
+  return handleBatch(batch, env, time.now, time.sleep);
+}
+
+async function addKey(id: string, upstreamId = "u-health") {
+  const now = Date.now();
+  await env.DB.batch([
+    env.DB.prepare("INSERT OR IGNORE INTO upstreams (id, name, base_url, kind, models, enabled, created_at, updated_at) VALUES (?1, 'h', 'https://h.test/v1', 'custom', '[]', 1, ?2, ?2)").bind(upstreamId, now),
+    env.DB.prepare("INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, created_at, updated_at) VALUES (?1, ?2, 'v1.a.b', ?1, 'sk-…', ?3, ?3)").bind(id, upstreamId, now),
+  ]);
+}
+
+async function publishedSnapshot(): Promise<Snapshot> {
+  return (await env.SNAPSHOT.get(SNAPSHOT_KV_KEY, "json")) as Snapshot;
+}
+
+beforeEach(async () => {
+  forgetPublished();
+  // Every test may publish at once.
+  await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'snapshot_published_at'").run();
+});
+
+describe("health folding in D1", () => {
+  it("stores the same facts whatever the order, batching and redelivery of events", async () => {
+    const key = `k-${crypto.randomUUID()}`;
+    const t = Date.now() - 60_000;
+    const events = [
+      attempt(key, "ok", t),
+      attempt(key, "network_error", t + 1_000),
+      attempt(key, "rate_limited", t + 2_000, { status: 429, retryAfterMs: 10_000 }),
+      attempt(key, "upstream_error", t + 3_000, { status: 502 }),
+      attempt(key, "no_balance", t + 4_000, { status: 402 }),
+    ];
+    await deliver([events[4]!, events[2]!]);
+    await deliver([events[1]!, events[0]!, events[3]!]);
+    await deliver([events[2]!, events[3]!]);
+    const row = await env.DB.prepare("SELECT * FROM key_health WHERE key_id = ?1").bind(key).first<Record<string, unknown>>();
+    const [expected] = toHealthRows(events, defaultSettings);
+    expect(row).toMatchObject({
+      last_ok_ts: expected!.ok,
+      last_rate_limit_ts: expected!.rl,
+      cool_until: t + 12_000,
+      last_no_balance_ts: t + 4_000,
+      last_auth_fail_ts: 0,
+      last_error: "402 no balance",
+      last_used_at: t + 4_000,
+    });
+    expect(JSON.parse(String(row!.failures))).toEqual(expected!.failures);
+  });
+});
+
+describe("snapshot publishing", () => {
+  it("republishes when an attempt changes a key's state, and not for traffic that changes nothing", async () => {
+    const key = `k-${crypto.randomUUID()}`;
+    await addKey(key);
+    const admin: KeypoolEvent = { v: 1, type: "admin", id: crypto.randomUUID(), ts: Date.now(), actor: "t", action: "keys.add", target: null, detail: null };
+    const first = await deliver([admin]);
+    expect(first.published).not.toBeNull();
+    expect((await publishedSnapshot()).keys.find((k) => k.id === key)?.state).toBe("active");
+
+    const quiet = await deliver([attempt(key, "ok", Date.now())], fakeTime(Date.now() + 5_000));
+    expect(quiet.published).toBeNull();
+
+    const rejected = await deliver([attempt(key, "auth_failed", Date.now())], fakeTime(Date.now() + 10_000));
+    expect(rejected.published).toBeGreaterThan(first.published!);
+    expect((await publishedSnapshot()).keys.find((k) => k.id === key)?.state).toBe("dead");
+  });
+
+  it("writes at most once a second, waiting for the next free second", async () => {
+    const admin = (): KeypoolEvent => ({ v: 1, type: "admin", id: crypto.randomUUID(), ts: Date.now(), actor: "t", action: "x", target: null, detail: null });
+    const time = fakeTime(Date.now() + 60_000);
+    const a = await deliver([admin()], time);
+    time.clock.t += 100;
+    const b = await deliver([admin()], time);
+    expect(time.clock.slept).toEqual([900]);
+    expect(b.published).toBe(a.published! + 1);
+  });
+
+  it("leaves a change to a publish that was claimed after it committed", async () => {
+    const now = Date.now() + 120_000;
+    await env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_at'").bind(now + 500).run();
+    const admin: KeypoolEvent = { v: 1, type: "admin", id: crypto.randomUUID(), ts: now, actor: "t", action: "x", target: null, detail: null };
+    const time = fakeTime(now);
+    expect(await publishIfStale([admin], defaultSettings, { db: env.DB, kv: env.SNAPSHOT, now: time.now, sleep: time.sleep })).toBeNull();
+  });
+
+  it("never replaces a newer snapshot with an older one", async () => {
+    const current = await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY);
+    const newer: Snapshot = { version: (current.metadata?.version ?? 0) + 1000, generatedAt: 1, upstreams: [], keys: [], clientKeys: [], settings: defaultSettings };
+    expect(await publishSnapshot(env.SNAPSHOT, newer)).toBe(true);
+    expect(await publishSnapshot(env.SNAPSHOT, { ...newer, version: newer.version - 1 })).toBe(false);
+    expect((await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY)).metadata?.version).toBe(newer.version);
+    await env.SNAPSHOT.delete(SNAPSHOT_KV_KEY);
+  });
+});
