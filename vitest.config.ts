@@ -4,6 +4,8 @@ import { TEST_SECRETS } from "./test/worker/secrets.ts";
 
 const KV_ID = "00000000000000000000000000000001";
 const D1_ID = "00000000-0000-4000-8000-000000000001";
+const ARCHIVE_BUCKET = "keypool-archive";
+const DLQ = "keypool-events-dlq";
 
 /**
  * Three projects in one run: pure logic under Node, the Workers inside workerd
@@ -22,6 +24,9 @@ export default defineConfig({
             wrangler: { configPath: "./wrangler.gateway.toml" },
             miniflare: {
               bindings: { ...TEST_SECRETS, TEST_MIGRATIONS: await readD1Migrations("./schema/migrations") },
+              // The consumer's own bindings, so its unit tests can run here too.
+              r2Buckets: { ARCHIVE: ARCHIVE_BUCKET },
+              queueProducers: { DEAD_LETTERS: { queueName: DLQ } },
               workers: [
                 {
                   name: "keypool-stats-consumer",
@@ -30,7 +35,9 @@ export default defineConfig({
                   compatibilityDate: "2026-04-20",
                   kvNamespaces: { SNAPSHOT: KV_ID },
                   d1Databases: { DB: D1_ID },
-                  queueConsumers: { "keypool-events": { maxBatchTimeout: 0.05 } },
+                  r2Buckets: { ARCHIVE: ARCHIVE_BUCKET },
+                  queueProducers: { EVENTS: { queueName: "keypool-events" }, DEAD_LETTERS: { queueName: DLQ } },
+                  queueConsumers: { "keypool-events": { maxBatchTimeout: 0.05, deadLetterQueue: DLQ }, [DLQ]: { maxBatchTimeout: 0.05 } },
                 },
               ],
             },

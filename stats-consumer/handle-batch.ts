@@ -2,8 +2,18 @@ import { keypoolEventSchema, type KeypoolEvent } from "../schema";
 import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
 import { publishIfStale } from "./publish";
+import { DEAD_PREFIX, EVENTS_PREFIX, appendToArchive, archiveKey } from "./storage/archive";
 import { ingestBatch } from "./storage/ingest-db";
 import { readSettings } from "./storage/snapshot-store";
+
+/** The bindings the consumer works with. */
+export interface ConsumerBindings {
+  DB: D1Database;
+  SNAPSHOT: KVNamespace;
+  ARCHIVE: R2Bucket;
+  EVENTS: Queue;
+  DEAD_LETTERS: Queue;
+}
 
 /** What one batch did, for logs and tests. */
 export interface BatchResult {
@@ -13,45 +23,66 @@ export interface BatchResult {
   retried: boolean;
 }
 
+/** How a malformed message is kept in the dead-letter queue. */
+export interface DeadLetter {
+  deadLetter: "malformed";
+  error: string;
+  messageId: string;
+  body: unknown;
+}
+
+export interface BatchDeps {
+  now: () => number;
+  sleep: (ms: number) => Promise<void>;
+}
+
+const realTime: BatchDeps = { now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
+
 /**
- * Folds one queue batch: validates every message, commits rollups, audit rows and
- * the dedupe window in one D1 transaction, then republishes the snapshot if the
- * batch could change it. A malformed message is logged and acknowledged (it can
- * never become valid); any storage failure retries the whole batch, which the
- * dedupe window makes safe.
+ * Folds one queue batch. Every message is validated; malformed ones go to the
+ * dead-letter queue. The valid events are archived (the log of record), then
+ * rollups, health, audit rows and the dedupe window commit in one D1 transaction,
+ * then the snapshot is republished if the batch changed it. Any failure retries
+ * the batch — the dedupe window makes that safe — and nothing is acknowledged
+ * until it is stored.
  */
-export async function handleBatch(
-  batch: MessageBatch<unknown>,
-  env: { DB: D1Database; SNAPSHOT: KVNamespace },
-  now: () => number = Date.now,
-  sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
-): Promise<BatchResult> {
+export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerBindings, deps: BatchDeps = realTime): Promise<BatchResult> {
   const events: KeypoolEvent[] = [];
-  const accepted: Message<unknown>[] = [];
-  let malformed = 0;
+  const dead: DeadLetter[] = [];
   for (const message of batch.messages) {
     const parsed = keypoolEventSchema.safeParse(message.body);
-    if (parsed.success) {
-      events.push(parsed.data);
-      accepted.push(message);
-    } else {
-      malformed++;
-      console.error(`keypool consumer: dropping malformed message ${message.id}: ${parsed.error.issues[0]?.message ?? "invalid"}`);
-      message.ack();
-    }
+    if (parsed.success) events.push(parsed.data);
+    else dead.push({ deadLetter: "malformed", error: parsed.error.issues[0]?.message ?? "invalid", messageId: message.id, body: message.body });
   }
-  const result: BatchResult = { valid: events.length, malformed, published: null, retried: false };
-  if (events.length === 0) return result;
+  const result: BatchResult = { valid: events.length, malformed: dead.length, published: null, retried: false };
   try {
-    const settings = await readSettings(env.DB);
-    await ingestBatch(env.DB, toBatchRows(events, settings.timeZone), toHealthRows(events, settings));
-    result.published = await publishIfStale(events, settings, { db: env.DB, kv: env.SNAPSHOT, now, sleep });
+    if (dead.length > 0) {
+      console.error(`keypool consumer: ${dead.length} malformed message(s) sent to the dead-letter queue (first: ${dead[0]!.error})`);
+      await env.DEAD_LETTERS.sendBatch(dead.map((body) => ({ body, contentType: "json" as const })));
+    }
+    if (events.length > 0) {
+      await appendToArchive(env.ARCHIVE, archiveKey(EVENTS_PREFIX, deps.now(), crypto.randomUUID()), events);
+      const settings = await readSettings(env.DB);
+      await ingestBatch(env.DB, toBatchRows(events, settings.timeZone), toHealthRows(events, settings));
+      result.published = await publishIfStale(events, settings, { db: env.DB, kv: env.SNAPSHOT, ...deps });
+    }
   } catch (err) {
-    console.error(`keypool consumer: batch of ${events.length} failed, retrying: ${err instanceof Error ? err.message : "error"}`);
-    for (const message of accepted) message.retry();
+    console.error(`keypool consumer: batch of ${batch.messages.length} failed, retrying: ${err instanceof Error ? err.message : "error"}`);
+    batch.retryAll();
     result.retried = true;
     return result;
   }
-  for (const message of accepted) message.ack();
+  batch.ackAll();
   return result;
+}
+
+/** Keeps dead letters in the archive under dead/, where requeue can find them. */
+export async function handleDeadLetters(batch: MessageBatch<unknown>, env: ConsumerBindings, deps: BatchDeps = realTime): Promise<void> {
+  try {
+    await appendToArchive(env.ARCHIVE, archiveKey(DEAD_PREFIX, deps.now(), crypto.randomUUID()), batch.messages.map((m) => m.body));
+    batch.ackAll();
+  } catch (err) {
+    console.error(`keypool consumer: could not archive ${batch.messages.length} dead letter(s), retrying: ${err instanceof Error ? err.message : "error"}`);
+    batch.retryAll();
+  }
 }

@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { SNAPSHOT_KV_KEY, type AdminEvent, type AttemptEvent } from "../../schema";
 import consumer from "../../stats-consumer/index";
+import { waitFor } from "./helpers";
 
 function attempt(clientKeyId: string, extra: Partial<AttemptEvent> = {}): AttemptEvent {
   return {
@@ -41,7 +42,11 @@ describe("stats consumer", () => {
     const client = crypto.randomUUID();
     const events = [attempt(client), attempt(client), attempt(client)];
     const first = await deliver(events);
-    expect(first.explicitAcks).toHaveLength(3);
+    expect(first.ackAll).toBe(true);
+    // Each consumed batch is archived, raw, in consumption order.
+    const archived = (await env.ARCHIVE.list({ prefix: "events/" })).objects.map((o) => o.key).sort();
+    const text = await (await env.ARCHIVE.get(archived.at(-1)!))!.text();
+    expect(text.trim().split("\n").map((l) => JSON.parse(l).id)).toEqual(events.map((e) => e.id));
     await deliver(events);
     for (const row of await totals(client)) expect(row).toEqual({ requests: 3, attempts: 3, ok: 3, rl: 0, tokens: 45 });
   });
@@ -59,9 +64,16 @@ describe("stats consumer", () => {
 
   it("acknowledges a malformed message and still stores the rest", async () => {
     const client = crypto.randomUUID();
+    const dead = await env.ARCHIVE.list({ prefix: "dead/" });
     const result = await deliver([attempt(client), { type: "attempt", id: "short" }, "not json at all"]);
-    expect(result.explicitAcks).toHaveLength(3);
-    expect(result.retryMessages).toHaveLength(0);
+    expect(result.ackAll).toBe(true);
+    expect(result.retryBatch.retry).toBe(false);
+    // The auxiliary consumer archives what reached the dead-letter queue.
+    await waitFor(async () => ((await env.ARCHIVE.list({ prefix: "dead/" })).objects.length > dead.objects.length ? true : undefined), "the dead letters to be archived");
+    const newest = (await env.ARCHIVE.list({ prefix: "dead/" })).objects.map((o) => o.key).sort().at(-1)!;
+    const lines = (await (await env.ARCHIVE.get(newest))!.text()).trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.body)).toEqual([{ type: "attempt", id: "short" }, "not json at all"]);
+    expect(lines[0]).toMatchObject({ deadLetter: "malformed" });
     const [minute] = await totals(client);
     expect(minute).toMatchObject({ requests: 1 });
   });
@@ -102,8 +114,8 @@ describe("stats consumer", () => {
     } finally {
       await env.DB.exec("DROP TRIGGER fail_dedupe");
     }
-    expect(result.retryMessages).toHaveLength(2);
-    expect(result.explicitAcks).toHaveLength(0);
+    expect(result.retryBatch.retry).toBe(true);
+    expect(result.ackAll).toBe(false);
     const [minute] = await totals(client);
     expect(minute).toMatchObject({ requests: null });
     await deliver(events);

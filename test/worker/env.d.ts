@@ -4,6 +4,8 @@ declare global {
   namespace Cloudflare {
     interface Env {
       TEST_MIGRATIONS: D1Migration[];
+      ARCHIVE: R2Bucket;
+      DEAD_LETTERS: Queue;
     }
     interface GlobalProps {
       mainModule: typeof import("../../gateway/index");
@@ -13,5 +15,8 @@ declare global {
   interface ConsumerEnv {
     DB: D1Database;
     SNAPSHOT: KVNamespace;
+    ARCHIVE: R2Bucket;
+    EVENTS: Queue;
+    DEAD_LETTERS: Queue;
   }
 }

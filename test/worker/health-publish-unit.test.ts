@@ -31,7 +31,7 @@ function fakeTime(start: number) {
 
 async function deliver(events: KeypoolEvent[], time = fakeTime(Date.now())) {
   const batch = createMessageBatch("keypool-events", events.map((body, i) => ({ id: `m${i}-${crypto.randomUUID()}`, timestamp: new Date(), attempts: 1, body })));
-  return handleBatch(batch, env, time.now, time.sleep);
+  return handleBatch(batch, env, { now: time.now, sleep: time.sleep });
 }
 
 async function addKey(id: string, upstreamId = "u-health") {
