@@ -54,6 +54,16 @@ export const createClientKeyBodySchema = z.object({
 });
 export const createClientKeyResponseSchema = z.object({ id: z.string(), key: z.string() });
 
+/** Starts an audit replay: `rebuild` recomputes projections from the archive and diffs them; `requeue` resends archived events. */
+export const replayBodySchema = z
+  .object({
+    kind: z.enum(["rebuild", "requeue"]),
+    from: z.number().int().nonnegative().optional(),
+    to: z.number().int().positive().optional(),
+    source: z.enum(["events", "dead"]).default("events"),
+  })
+  .refine((b) => b.from === undefined || b.to === undefined || b.from < b.to, { message: "from must be before to", path: ["from"] });
+
 export const statsSummarySchema = z.object({
   rpm: z.number(),
   rpd: z.number(),

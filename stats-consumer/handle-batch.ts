@@ -2,6 +2,7 @@ import { keypoolEventSchema, type KeypoolEvent } from "../schema";
 import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
 import { publishIfStale } from "./publish";
+import { runReplayJobs } from "./replay";
 import { DEAD_PREFIX, EVENTS_PREFIX, appendToArchive, archiveKey } from "./storage/archive";
 import { ingestBatch } from "./storage/ingest-db";
 import { readSettings } from "./storage/snapshot-store";
@@ -65,6 +66,7 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerBin
       const settings = await readSettings(env.DB);
       await ingestBatch(env.DB, toBatchRows(events, settings.timeZone), toHealthRows(events, settings));
       result.published = await publishIfStale(events, settings, { db: env.DB, kv: env.SNAPSHOT, ...deps });
+      await runReplayJobs(events, env, deps.now);
     }
   } catch (err) {
     console.error(`keypool consumer: batch of ${batch.messages.length} failed, retrying: ${err instanceof Error ? err.message : "error"}`);

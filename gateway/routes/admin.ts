@@ -11,6 +11,7 @@ import {
   dayStart,
   hourStart,
   loginBodySchema,
+  replayBodySchema,
   minuteStart,
   type AddKeysResponse,
   type AdminEvent,
@@ -24,7 +25,7 @@ import { parseKeyText } from "../logic/parse-key-text";
 import { secretCacheFor } from "../logic/secrets";
 import { fillSeries, summarize } from "../logic/stats";
 import { queueEventSink } from "../storage/event-sink";
-import { findUpstream, insertClientKey, insertKeys, insertUpstream, listKeys, listUpstreams, readSettings } from "../storage/config-db";
+import { findReplayJob, findUpstream, insertClientKey, insertKeys, insertUpstream, listKeys, listUpstreams, readSettings } from "../storage/config-db";
 import { bucketTotals } from "../storage/stats-db";
 
 type AdminContext = Context<GatewayHono>;
@@ -153,6 +154,19 @@ export function adminRoutes() {
     });
     await emitAdminEvent(c, "client_key.create", id, { name: body.name, models: body.models });
     return c.json({ id, key }, 201);
+  });
+
+  app.post("/replay", async (c) => {
+    const body = await readBody(c, replayBodySchema);
+    const jobId = crypto.randomUUID();
+    await emitAdminEvent(c, `replay.${body.kind}`, jobId, { jobId, from: body.from, to: body.to, source: body.source });
+    return c.json({ id: jobId, status: "pending" }, 202);
+  });
+
+  app.get("/replay/:id", async (c) => {
+    const job = await findReplayJob(c.env.DB, c.req.param("id"));
+    // The consumer records the job when it starts it; until then it is queued.
+    return c.json(job ?? { id: c.req.param("id"), status: "pending" });
   });
 
   app.get("/stats/summary", async (c) => {

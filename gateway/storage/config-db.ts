@@ -124,3 +124,18 @@ export async function readSettings(db: D1Database): Promise<Settings> {
   const row = await db.prepare("SELECT value FROM settings WHERE id = 1").first<{ value: string }>();
   return parseStoredSettings(row?.value ?? null);
 }
+
+/** A replay job as the consumer recorded it, or null if it has not started yet. */
+export async function findReplayJob(db: D1Database, id: string): Promise<Record<string, unknown> | null> {
+  const row = await db.prepare("SELECT id, kind, params, status, started_at, finished_at, report FROM replay_jobs WHERE id = ?1").bind(id).first<Record<string, unknown>>();
+  if (!row) return null;
+  return {
+    id: row.id,
+    kind: row.kind,
+    params: JSON.parse(String(row.params)),
+    status: row.status,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    report: row.report === null ? null : JSON.parse(String(row.report)),
+  };
+}

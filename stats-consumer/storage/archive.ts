@@ -13,10 +13,13 @@ export function archiveKey(prefix: string, now: number, batchId: string): string
   return `${prefix}${hour}/${String(now).padStart(15, "0")}-${batchId}.ndjson`;
 }
 
-/** Writes one NDJSON object: a line per record. */
+/** Writes one NDJSON object: a line per record; its custom metadata says how many. */
 export async function appendToArchive(bucket: R2Bucket, key: string, records: unknown[]): Promise<void> {
   if (records.length === 0) return;
-  await bucket.put(key, records.map((r) => JSON.stringify(r)).join("\n") + "\n", { httpMetadata: { contentType: "application/x-ndjson" } });
+  await bucket.put(key, records.map((r) => JSON.stringify(r)).join("\n") + "\n", {
+    httpMetadata: { contentType: "application/x-ndjson" },
+    customMetadata: { records: String(records.length) },
+  });
 }
 
 /** Every object key under `prefix`, in key order (consumption order). */

@@ -27,19 +27,19 @@ const COUNTERS = [
 ] as const;
 
 /** Attempt rows of the JSON parameter that the dedupe window has not seen yet. */
-const NEW_ATTEMPTS = `(SELECT ${["id", "m", "h", "d", "key", "model", "client", "lat", "ttfb", ...COUNTERS.map(([, f]) => f)]
+const newAttempts = (p: string) => `(SELECT ${["id", "m", "h", "d", "key", "model", "client", "lat", "ttfb", ...COUNTERS.map(([, f]) => f)]
   .map((f) => `value->>'$.${f}' AS ${f}`)
   .join(", ")}
   FROM json_each(?1)) AS e
-  WHERE NOT EXISTS (SELECT 1 FROM seen_events s WHERE s.id = e.id)`;
+  WHERE NOT EXISTS (SELECT 1 FROM ${p}seen_events s WHERE s.id = e.id)`;
 
 /** Aggregates the batch's new attempts by bucket and dimensions, then adds them to existing rows. */
-function rollupSql(table: string, bucketField: string): string {
-  return `INSERT INTO ${table} (bucket, key_id, model, client_key_id, attempts, ${COUNTERS.map(([c]) => c).join(", ")},
+function rollupSql(table: string, bucketField: string, p: string): string {
+  return `INSERT INTO ${p}${table} (bucket, key_id, model, client_key_id, attempts, ${COUNTERS.map(([c]) => c).join(", ")},
       latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count)
     SELECT e.${bucketField}, e.key, e.model, e.client, COUNT(*), ${COUNTERS.map(([, f]) => `SUM(e.${f})`).join(", ")},
       SUM(e.lat), MAX(e.lat), COALESCE(SUM(e.ttfb), 0), COALESCE(MAX(e.ttfb), 0), COUNT(e.ttfb)
-    FROM ${NEW_ATTEMPTS}
+    FROM ${newAttempts(p)}
     GROUP BY e.${bucketField}, e.key, e.model, e.client
     ON CONFLICT (bucket, key_id, model, client_key_id) DO UPDATE SET
       attempts = attempts + excluded.attempts,
@@ -51,11 +51,9 @@ function rollupSql(table: string, bucketField: string): string {
       ttfb_count = ttfb_count + excluded.ttfb_count`;
 }
 
-const ROLLUP_SQL = ROLLUP_TABLES.map(([table, field]) => rollupSql(table, field));
-
-const AUDIT_SQL = `INSERT OR IGNORE INTO audit_log (id, ts, actor, action, target, detail)
+const auditSql = (p: string) => `INSERT OR IGNORE INTO ${p}audit_log (id, ts, actor, action, target, detail)
   SELECT value->>'$.id', value->>'$.ts', value->>'$.actor', value->>'$.action', value->>'$.target', value->>'$.detail'
-  FROM json_each(?1) WHERE NOT EXISTS (SELECT 1 FROM seen_events s WHERE s.id = value->>'$.id')`;
+  FROM json_each(?1) WHERE NOT EXISTS (SELECT 1 FROM ${p}seen_events s WHERE s.id = value->>'$.id')`;
 
 const lww = (value: string, ts: string) =>
   `CASE WHEN excluded.${ts} > ${ts} OR (excluded.${ts} = ${ts} AND excluded.${value} > ${value}) THEN excluded.${value} ELSE ${value} END`;
@@ -65,7 +63,7 @@ const lww = (value: string, ts: string) =>
  * set) and last-writer-wins values. Idempotent and order-independent, so it needs
  * no dedupe and a replay rebuilds the same rows.
  */
-const HEALTH_SQL = `INSERT INTO key_health (key_id, last_ok_ts, last_rate_limit_ts, cool_until, last_auth_fail_ts, last_no_balance_ts, failures,
+const healthSql = (p: string) => `INSERT INTO ${p}key_health (key_id, last_ok_ts, last_rate_limit_ts, cool_until, last_auth_fail_ts, last_no_balance_ts, failures,
     last_error_ts, last_error, last_used_at, balance, balance_ts, last_probe_ts, last_probe_result)
   SELECT value->>'$.key', value->>'$.ok', value->>'$.rl', value->>'$.cool', value->>'$.auth', value->>'$.nobal', value->'$.failures',
     value->>'$.errTs', value->>'$.err', value->>'$.used', value->>'$.balance', value->>'$.balTs', value->>'$.probeTs', value->>'$.probe'
@@ -77,7 +75,7 @@ const HEALTH_SQL = `INSERT INTO key_health (key_id, last_ok_ts, last_rate_limit_
     last_auth_fail_ts = MAX(last_auth_fail_ts, excluded.last_auth_fail_ts),
     last_no_balance_ts = MAX(last_no_balance_ts, excluded.last_no_balance_ts),
     failures = (SELECT json_group_array(f) FROM (
-      SELECT value AS f FROM json_each(key_health.failures) UNION SELECT value FROM json_each(excluded.failures)
+      SELECT value AS f FROM json_each(${p}key_health.failures) UNION SELECT value FROM json_each(excluded.failures)
       ORDER BY f DESC LIMIT ${KEPT_FAILURES})),
     last_error = ${lww("last_error", "last_error_ts")},
     last_error_ts = MAX(last_error_ts, excluded.last_error_ts),
@@ -88,7 +86,21 @@ const HEALTH_SQL = `INSERT INTO key_health (key_id, last_ok_ts, last_rate_limit_
     last_probe_result = ${lww("last_probe_result", "last_probe_ts")},
     last_probe_ts = MAX(last_probe_ts, excluded.last_probe_ts)`;
 
-const SEEN_SQL = `INSERT OR IGNORE INTO seen_events (id, ts) SELECT value->>'$.id', value->>'$.ts' FROM json_each(?1)`;
+const seenSql = (p: string) => `INSERT OR IGNORE INTO ${p}seen_events (id, ts) SELECT value->>'$.id', value->>'$.ts' FROM json_each(?1)`;
+
+/** The projection tables a batch writes; a rebuild writes the same ones with the `shadow_` prefix. */
+export const PROJECTION_TABLES = ["rollup_minute", "rollup_hour", "rollup_day", "key_health", "audit_log", "seen_events"] as const;
+
+/** Table-name prefix: live projections, or a rebuild's shadow copies. */
+export type Projection = "" | "shadow_";
+
+const statementsFor = (p: Projection) => ({
+  rollups: ROLLUP_TABLES.map(([table, field]) => rollupSql(table, field, p)),
+  health: healthSql(p),
+  audit: auditSql(p),
+  seen: seenSql(p),
+});
+const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
 
 /**
  * Folds a batch into D1 in one transaction: rollups and the audit log take only
@@ -97,13 +109,14 @@ const SEEN_SQL = `INSERT OR IGNORE INTO seen_events (id, ts) SELECT value->>'$.i
  * changes nothing, and a failure leaves nothing half-applied. Six statements
  * whatever the batch size.
  */
-export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[]): Promise<void> {
+export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], projection: Projection = ""): Promise<void> {
   if (rows.seen.length === 0) return;
+  const sql = projection === "" ? SQL.live : SQL.shadow;
   const attempts = JSON.stringify(rows.attempts);
   const statements: D1PreparedStatement[] = [];
-  if (rows.attempts.length > 0) for (const sql of ROLLUP_SQL) statements.push(db.prepare(sql).bind(attempts));
-  if (health.length > 0) statements.push(db.prepare(HEALTH_SQL).bind(JSON.stringify(health)));
-  if (rows.admin.length > 0) statements.push(db.prepare(AUDIT_SQL).bind(JSON.stringify(rows.admin)));
-  statements.push(db.prepare(SEEN_SQL).bind(JSON.stringify(rows.seen)));
+  if (rows.attempts.length > 0) for (const rollup of sql.rollups) statements.push(db.prepare(rollup).bind(attempts));
+  if (health.length > 0) statements.push(db.prepare(sql.health).bind(JSON.stringify(health)));
+  if (rows.admin.length > 0) statements.push(db.prepare(sql.audit).bind(JSON.stringify(rows.admin)));
+  statements.push(db.prepare(sql.seen).bind(JSON.stringify(rows.seen)));
   await db.batch(statements);
 }

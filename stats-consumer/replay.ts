@@ -1,0 +1,138 @@
+import { keypoolEventSchema, type AdminEvent, type KeypoolEvent } from "../schema";
+import type { ConsumerBindings } from "./handle-batch";
+import { toHealthRows } from "./logic/health-rows";
+import { toBatchRows } from "./logic/rollup-rows";
+import { DEAD_PREFIX, EVENTS_PREFIX, listArchive, readArchived } from "./storage/archive";
+import { ingestBatch } from "./storage/ingest-db";
+import { diffTable, finishJob, resetShadowTables, startJob, type TableDiff } from "./storage/shadow-db";
+import { readSettings } from "./storage/snapshot-store";
+
+/** Parameters of a replay job, carried in its admin event's detail. */
+export interface ReplayParams {
+  jobId: string;
+  /** Only events with from <= ts < to (epoch ms); the whole log when absent. */
+  from?: number;
+  to?: number;
+  /** requeue only: the consumed log or the dead letters. */
+  source?: "events" | "dead";
+}
+
+const inRange = (e: KeypoolEvent, p: ReplayParams) => (p.from === undefined || e.ts >= p.from) && (p.to === undefined || e.ts < p.to);
+
+/** Archived events of one object that parse and fall in the range (dead letters carry theirs in `body`). */
+function eventsOf(records: unknown[], p: ReplayParams): { events: KeypoolEvent[]; unparseable: number } {
+  const events: KeypoolEvent[] = [];
+  let unparseable = 0;
+  for (const record of records) {
+    const candidate = typeof record === "object" && record !== null && "deadLetter" in record ? (record as unknown as { body: unknown }).body : record;
+    const parsed = keypoolEventSchema.safeParse(candidate);
+    if (!parsed.success) unparseable++;
+    else if (inRange(parsed.data, p)) events.push(parsed.data);
+  }
+  return { events, unparseable };
+}
+
+export interface RebuildReport {
+  objects: number;
+  events: number;
+  unparseable: number;
+  /** Rollup buckets compared: [from, to) clipped to what retention still keeps live. */
+  compared: Record<string, TableDiff>;
+  identical: boolean;
+}
+
+/** The oldest bucket retention still keeps, per rollup table. */
+async function retentionFloor(db: D1Database, now: number): Promise<Record<string, number>> {
+  const { retention } = await readSettings(db);
+  return {
+    rollup_minute: now - retention.minuteRollupHours * 3_600_000,
+    rollup_hour: now - retention.hourRollupDays * 86_400_000,
+    rollup_day: now - retention.dayRollupDays * 86_400_000,
+  };
+}
+
+/**
+ * Recomputes the projections from the archive into shadow tables, replaying the
+ * archived batches in the order they were consumed through the very same fold,
+ * then compares them with the live tables value by value. Rollups are compared
+ * for the range (clipped to retention); key health and the audit log, which are
+ * not bounded by time, only when the whole log is replayed.
+ */
+export async function rebuild(env: ConsumerBindings, p: ReplayParams, now: number): Promise<RebuildReport> {
+  await resetShadowTables(env.DB);
+  const settings = await readSettings(env.DB);
+  const keys = await listArchive(env.ARCHIVE, EVENTS_PREFIX);
+  let events = 0;
+  let unparseable = 0;
+  for (const key of keys) {
+    const parsed = eventsOf(await readArchived(env.ARCHIVE, key), p);
+    unparseable += parsed.unparseable;
+    if (parsed.events.length === 0) continue;
+    events += parsed.events.length;
+    await ingestBatch(env.DB, toBatchRows(parsed.events, settings.timeZone), toHealthRows(parsed.events, settings), "shadow_");
+  }
+  const floor = await retentionFloor(env.DB, now);
+  const compared: Record<string, TableDiff> = {};
+  for (const table of ["rollup_minute", "rollup_hour", "rollup_day"]) {
+    // A bucket is compared only if every event it can hold lies inside the range.
+    const from = Math.max(p.from ?? 0, floor[table]!);
+    const to = p.to ?? Number.MAX_SAFE_INTEGER;
+    const width = table === "rollup_minute" ? 60_000 : table === "rollup_hour" ? 3_600_000 : 86_400_000 + 3_600_000;
+    compared[table] = await diffTable(env.DB, table, "bucket >= ?1 AND bucket + ?3 <= ?2", [from, to, width]);
+  }
+  if (p.from === undefined && p.to === undefined) {
+    compared.key_health = await diffTable(env.DB, "key_health", "1 = 1", []);
+    compared.audit_log = await diffTable(env.DB, "audit_log", "1 = 1", []);
+  }
+  const identical = Object.values(compared).every((d) => d.onlyLive === 0 && d.onlyRebuilt === 0);
+  return { objects: keys.length, events, unparseable, compared, identical };
+}
+
+export interface RequeueReport {
+  objects: number;
+  requeued: number;
+  unparseable: number;
+}
+
+/** Sends archived events (or dead letters) back into the queue; the dedupe window keeps anything from counting twice. */
+export async function requeue(env: ConsumerBindings, p: ReplayParams): Promise<RequeueReport> {
+  const keys = await listArchive(env.ARCHIVE, p.source === "dead" ? DEAD_PREFIX : EVENTS_PREFIX);
+  let requeued = 0;
+  let unparseable = 0;
+  for (const key of keys) {
+    const parsed = eventsOf(await readArchived(env.ARCHIVE, key), p);
+    unparseable += parsed.unparseable;
+    // sendBatch takes at most 100 messages (and 256 KB).
+    for (let i = 0; i < parsed.events.length; i += 100) {
+      await env.EVENTS.sendBatch(parsed.events.slice(i, i + 100).map((body) => ({ body, contentType: "json" as const })));
+    }
+    requeued += parsed.events.length;
+  }
+  return { objects: keys.length, requeued, unparseable };
+}
+
+/** The replay jobs a batch asks for (admin events `replay.rebuild` / `replay.requeue`). */
+export function replayRequests(events: KeypoolEvent[]): { kind: "rebuild" | "requeue"; params: ReplayParams }[] {
+  return events
+    .filter((e): e is AdminEvent => e.type === "admin" && (e.action === "replay.rebuild" || e.action === "replay.requeue"))
+    .flatMap((e) => {
+      const d = (e.detail ?? {}) as Record<string, unknown>;
+      if (typeof d.jobId !== "string") return [];
+      const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+      const params: ReplayParams = { jobId: d.jobId, from: num(d.from), to: num(d.to), source: d.source === "dead" ? "dead" : "events" };
+      return [{ kind: e.action === "replay.rebuild" ? ("rebuild" as const) : ("requeue" as const), params }];
+    });
+}
+
+/** Runs the replay jobs a batch asked for, recording each one's report; a failed job is reported, not retried. */
+export async function runReplayJobs(events: KeypoolEvent[], env: ConsumerBindings, now: () => number): Promise<void> {
+  for (const { kind, params } of replayRequests(events)) {
+    await startJob(env.DB, { id: params.jobId, kind, params: { ...params } }, now());
+    try {
+      const report = kind === "rebuild" ? await rebuild(env, params, now()) : await requeue(env, params);
+      await finishJob(env.DB, params.jobId, "done", report, now());
+    } catch (err) {
+      await finishJob(env.DB, params.jobId, "failed", { error: err instanceof Error ? err.message : String(err) }, now());
+    }
+  }
+}

@@ -1,0 +1,73 @@
+import { PROJECTION_TABLES } from "./ingest-db";
+
+/**
+ * Recreates empty `shadow_` copies of the projection tables from the live tables'
+ * own DDL, so a rebuild writes into exactly the same schema (later migrations
+ * included) without touching the live rows.
+ */
+export async function resetShadowTables(db: D1Database): Promise<void> {
+  const { results } = await db
+    .prepare(`SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN (SELECT value FROM json_each(?1))`)
+    .bind(JSON.stringify(PROJECTION_TABLES))
+    .all<{ name: string; sql: string }>();
+  const statements: D1PreparedStatement[] = [];
+  for (const { name, sql } of results) {
+    statements.push(db.prepare(`DROP TABLE IF EXISTS shadow_${name}`));
+    statements.push(db.prepare(sql.replace(/^CREATE TABLE\s+"?(\w+)"?/i, `CREATE TABLE shadow_${name}`)));
+  }
+  await db.batch(statements);
+}
+
+/** How one projection compares with its rebuilt shadow. */
+export interface TableDiff {
+  live: number;
+  rebuilt: number;
+  /** Rows present (with these exact values) only in the live table, and only in the shadow. */
+  onlyLive: number;
+  onlyRebuilt: number;
+  samples: { onlyLive: Record<string, unknown>[]; onlyRebuilt: Record<string, unknown>[] };
+}
+
+/**
+ * Compares a live projection with its shadow, row by row and value by value, over
+ * the rows `where` selects (a SQL condition on both tables' columns; `?1`, `?2` bind `params`).
+ */
+export async function diffTable(db: D1Database, table: string, where: string, params: unknown[]): Promise<TableDiff> {
+  const live = `SELECT * FROM ${table} WHERE ${where}`;
+  const shadow = `SELECT * FROM shadow_${table} WHERE ${where}`;
+  const count = (sql: string) => db.prepare(`SELECT COUNT(*) AS n FROM (${sql})`).bind(...params);
+  const sample = (sql: string) => db.prepare(`${sql} LIMIT 5`).bind(...params);
+  const [liveN, shadowN, onlyLiveN, onlyShadowN, onlyLive, onlyShadow] = await db.batch<Record<string, unknown>>([
+    count(live),
+    count(shadow),
+    count(`${live} EXCEPT ${shadow}`),
+    count(`${shadow} EXCEPT ${live}`),
+    sample(`${live} EXCEPT ${shadow}`),
+    sample(`${shadow} EXCEPT ${live}`),
+  ]);
+  const n = (r: D1Result<Record<string, unknown>> | undefined) => Number(r?.results[0]?.n ?? 0);
+  return {
+    live: n(liveN),
+    rebuilt: n(shadowN),
+    onlyLive: n(onlyLiveN),
+    onlyRebuilt: n(onlyShadowN),
+    samples: { onlyLive: onlyLive?.results ?? [], onlyRebuilt: onlyShadow?.results ?? [] },
+  };
+}
+
+export interface ReplayJob {
+  id: string;
+  kind: "rebuild" | "requeue";
+  params: Record<string, unknown>;
+}
+
+export async function startJob(db: D1Database, job: ReplayJob, now: number): Promise<void> {
+  await db
+    .prepare("INSERT OR REPLACE INTO replay_jobs (id, kind, params, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)")
+    .bind(job.id, job.kind, JSON.stringify(job.params), now)
+    .run();
+}
+
+export async function finishJob(db: D1Database, id: string, status: "done" | "failed", report: unknown, now: number): Promise<void> {
+  await db.prepare("UPDATE replay_jobs SET status = ?2, finished_at = ?3, report = ?4 WHERE id = ?1").bind(id, status, now, JSON.stringify(report)).run();
+}
