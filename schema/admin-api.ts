@@ -65,21 +65,68 @@ export const replayBodySchema = z
   .refine((b) => b.from === undefined || b.to === undefined || b.from < b.to, { message: "from must be before to", path: ["from"] });
 
 export const statsSummarySchema = z.object({
+  /** Requests and tokens in the last 60 seconds. */
   rpm: z.number(),
-  rpd: z.number(),
   tpm: z.number(),
+  /** Requests and tokens today, from midnight in `timeZone`. */
+  rpd: z.number(),
   tpd: z.number(),
+  /** Requests and tokens in the last 24 hours (to the minute). */
+  last24h: z.object({ requests: z.number(), tokens: z.number() }),
   timeZone: z.string(),
   generatedAt: z.number(),
 });
 export type StatsSummary = z.infer<typeof statsSummarySchema>;
 
-export const seriesPointSchema = z.object({ t: z.number(), requests: z.number(), tokens: z.number() });
+/** Every metric of a group of rollup rows. */
+export const metricsSchema = z.object({
+  requests: z.number(),
+  attempts: z.number(),
+  successes: z.number(),
+  rateLimited: z.number(),
+  /** Attempts that failed for the key's sake: rejected, no balance, 5xx, network. */
+  failures: z.number(),
+  clientErrors: z.number(),
+  aborted: z.number(),
+  promptTokens: z.number(),
+  completionTokens: z.number(),
+  tokens: z.number(),
+  estimatedTokens: z.number(),
+  /** Successes over attempts that say something about the key; null with no such attempt. */
+  successRate: z.number().nullable(),
+  latencyAvgMs: z.number().nullable(),
+  latencyMaxMs: z.number(),
+  ttfbAvgMs: z.number().nullable(),
+});
+export type Metrics = z.infer<typeof metricsSchema>;
+
+export const statsBucketSchema = z.enum(["minute", "hour", "day"]);
+export type StatsBucket = z.infer<typeof statsBucketSchema>;
+
+/** Query of /stats/series and /stats/breakdown: a bucket size, how many buckets back, and filters. */
+export const statsQuerySchema = z.object({
+  bucket: statsBucketSchema.default("minute"),
+  count: z.coerce.number().int().min(1).max(2_880).optional(),
+  keyId: z.string().max(100).optional(),
+  model: z.string().max(200).optional(),
+  clientKeyId: z.string().max(100).optional(),
+  upstreamId: z.string().max(100).optional(),
+});
+
 export const statsSeriesSchema = z.object({
-  bucket: z.enum(["minute", "hour", "day"]),
-  points: z.array(seriesPointSchema),
+  bucket: statsBucketSchema,
+  points: z.array(metricsSchema.extend({ t: z.number() })),
 });
 export type StatsSeries = z.infer<typeof statsSeriesSchema>;
+
+export const statsBreakdownSchema = z.object({
+  by: z.enum(["model", "key", "client", "upstream"]),
+  bucket: statsBucketSchema,
+  from: z.number(),
+  to: z.number(),
+  rows: z.array(metricsSchema.extend({ id: z.string() })),
+});
+export type StatsBreakdown = z.infer<typeof statsBreakdownSchema>;
 
 /** The error body of the admin API (the same shape as OpenAI's, so clients handle one). */
 export { openAIErrorSchema as adminErrorSchema } from "./errors";

@@ -2,16 +2,16 @@ import { Hono, type Context } from "hono";
 import { getCookie } from "hono/cookie";
 import type { z } from "zod";
 import {
+  DAY_MS,
   EVENT_VERSION,
-  HOUR_MS,
   MINUTE_MS,
   addKeysBodySchema,
   createClientKeyBodySchema,
   createUpstreamBodySchema,
   dayStart,
-  hourStart,
   loginBodySchema,
   replayBodySchema,
+  statsQuerySchema,
   minuteStart,
   type AddKeysResponse,
   type AdminEvent,
@@ -23,10 +23,13 @@ import { CLIENT_KEY_PREFIX } from "../logic/client-auth";
 import { constantTimeEqual, encryptSecret, maskSecret, randomToken, sha256Hex } from "../logic/crypto";
 import { parseKeyText } from "../logic/parse-key-text";
 import { secretCacheFor } from "../logic/secrets";
-import { fillSeries, summarize } from "../logic/stats";
+import { bucketStarts, fillSeries, summarize, toMetrics } from "../logic/stats";
 import { queueEventSink } from "../storage/event-sink";
 import { findReplayJob, findUpstream, insertClientKey, insertKeys, insertUpstream, listKeys, listUpstreams, readSettings } from "../storage/config-db";
-import { bucketTotals } from "../storage/stats-db";
+import { breakdownRows, bucketTotals, rollingTotals, seriesRows, type BreakdownBy } from "../storage/stats-db";
+
+/** Buckets a series covers when the query does not say: an hour of minutes, two days of hours, a month of days. */
+const DEFAULT_COUNT = { minute: 60, hour: 48, day: 30 } as const;
 
 type AdminContext = Context<GatewayHono>;
 
@@ -173,31 +176,43 @@ export function adminRoutes() {
     const now = Date.now();
     const settings = await readSettings(c.env.DB);
     const today = dayStart(now, settings.timeZone);
-    const [minutes, days] = await Promise.all([
+    const [minutes, days, last24h] = await Promise.all([
       bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
       bucketTotals(c.env.DB, "rollup_day", today, today),
+      rollingTotals(c.env.DB, minuteStart(now) - DAY_MS + MINUTE_MS, now + 1),
     ]);
-    return c.json(summarize(minutes, days[0], now, settings.timeZone));
+    return c.json(summarize(minutes, days[0], last24h, now, settings.timeZone));
   });
 
+  /** The series and breakdown queries' common part: bucket range and filters. */
+  const statsRange = async (c: AdminContext) => {
+    const parsed = statsQuerySchema.safeParse(c.req.query());
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw invalidRequest(`${issue.path.join(".")}: ${issue.message}`, issue.path.join(".") || null);
+    }
+    const { bucket, count, ...filters } = parsed.data;
+    const { timeZone } = await readSettings(c.env.DB);
+    const starts = bucketStarts(bucket, count ?? DEFAULT_COUNT[bucket], Date.now(), timeZone);
+    return { bucket, starts, filters, table: `rollup_${bucket}` as const };
+  };
+
   app.get("/stats/series", async (c) => {
-    const bucket = c.req.query("bucket") ?? "minute";
-    const now = Date.now();
-    if (bucket === "minute") {
-      const count = Math.min(Math.max(Number(c.req.query("count") ?? 60) || 60, 1), 2880);
-      const to = minuteStart(now);
-      const from = to - (count - 1) * MINUTE_MS;
-      const rows = await bucketTotals(c.env.DB, "rollup_minute", from, to);
-      return c.json({ bucket, points: fillSeries(rows, from, to, MINUTE_MS) });
+    const { bucket, starts, filters, table } = await statsRange(c);
+    const rows = await seriesRows(c.env.DB, table, starts[0]!, starts.at(-1)!, filters);
+    return c.json({ bucket, points: fillSeries(rows, starts) });
+  });
+
+  app.get("/stats/breakdown", async (c) => {
+    const by = c.req.query("by") ?? "model";
+    if (!(["model", "key", "client", "upstream"] as const).includes(by as BreakdownBy)) {
+      throw invalidRequest("by must be one of model, key, client, upstream.", "by");
     }
-    if (bucket === "hour") {
-      const count = Math.min(Math.max(Number(c.req.query("count") ?? 48) || 48, 1), 24 * 35);
-      const to = hourStart(now);
-      const from = to - (count - 1) * HOUR_MS;
-      const rows = await bucketTotals(c.env.DB, "rollup_hour", from, to);
-      return c.json({ bucket, points: fillSeries(rows, from, to, HOUR_MS) });
-    }
-    throw invalidRequest("bucket must be 'minute' or 'hour'.", "bucket");
+    const { bucket, starts, filters, table } = await statsRange(c);
+    const from = starts[0]!;
+    const to = starts.at(-1)!;
+    const rows = await breakdownRows(c.env.DB, table, from, to, by as BreakdownBy, filters, 100);
+    return c.json({ by, bucket, from, to, rows: rows.map(({ id, ...sums }) => ({ id, ...toMetrics(sums) })) });
   });
 
   return app;

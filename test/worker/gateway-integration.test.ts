@@ -126,7 +126,21 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     }, "the attempt to be rolled up");
     expect(totals).toEqual({ requests: 1, attempts: 1, tokens: FAKE_USAGE.total_tokens });
 
-    const summary = await admin<{ rpm: number; rpd: number; tpm: number; tpd: number }>("GET", "/stats/summary");
+    const series = await admin<{ points: { t: number; requests: number; attempts: number; tokens: number; successRate: number }[] }>(
+      "GET",
+      `/stats/series?bucket=minute&count=5&clientKeyId=${pool.clientKeyId}`,
+    );
+    expect(series.body.points).toHaveLength(5);
+    expect(series.body.points.reduce((n, p) => n + p.requests, 0)).toBe(1);
+    expect(series.body.points.find((p) => p.requests === 1)).toMatchObject({ attempts: 1, tokens: FAKE_USAGE.total_tokens, successRate: 1 });
+    const byModel = await admin<{ rows: { id: string; requests: number }[] }>("GET", `/stats/breakdown?by=model&bucket=hour&count=1&upstreamId=${pool.upstreamId}`);
+    expect(byModel.body.rows).toEqual([expect.objectContaining({ id: pool.model, requests: 1 })]);
+    const bad = await admin<{ error: { param: string } }>("GET", "/stats/series?bucket=week");
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.param).toBe("bucket");
+
+    const summary = await admin<{ rpm: number; rpd: number; tpm: number; tpd: number; last24h: { requests: number } }>("GET", "/stats/summary");
+    expect(summary.body.last24h.requests).toBeGreaterThanOrEqual(1);
     expect(summary.body.rpd).toBeGreaterThanOrEqual(1);
     expect(summary.body.tpd).toBeGreaterThanOrEqual(FAKE_USAGE.total_tokens);
     expect(summary.body.rpm).toBeGreaterThanOrEqual(1);
