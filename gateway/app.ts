@@ -15,7 +15,7 @@ export function createApp(state: IsolateState) {
   app.get("/healthz", (c) => c.json({ ok: true }));
 
   app.use("/admin/api/*", requireSecrets("ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTION_KEY"));
-  app.route("/admin/api", adminRoutes());
+  app.route("/admin/api", adminRoutes(state));
 
   app.use("/v1/*", requireSecrets("KEY_ENCRYPTION_KEY"));
   app.route("/v1", openai);

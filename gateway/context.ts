@@ -1,4 +1,5 @@
 import type { Hono } from "hono";
+import type { ProbeEvent } from "../schema";
 import type { ClientLimiter } from "./logic/client-limits";
 import type { LocalObservations } from "./logic/local-observations";
 
@@ -17,4 +18,6 @@ export type GatewayApp = Hono<GatewayHono>;
 export interface IsolateState {
   observations: LocalObservations;
   limits: ClientLimiter;
+  /** Probes keys now (the admin's "refresh balance"); wired at the entry from scheduler/. */
+  probe: (env: GatewayEnv, keyIds: string[] | "all") => Promise<ProbeEvent[]>;
 }

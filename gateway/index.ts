@@ -1,18 +1,35 @@
-import { runScheduled } from "../scheduler";
+import { probeNow, runScheduled, type SchedulerDeps } from "../scheduler";
 import { createApp } from "./app";
 import { ClientLimiter } from "./logic/client-limits";
 import { LocalObservations } from "./logic/local-observations";
+import { secretCacheFor } from "./logic/secrets";
 import { queueEventSink } from "./storage/event-sink";
 
-const app = createApp({ observations: new LocalObservations(), limits: new ClientLimiter() });
+/** The scheduler's dependencies, from this Worker's bindings: it runs here but lives in scheduler/. */
+function schedulerDeps(env: GatewayEnv): SchedulerDeps {
+  return {
+    db: env.DB,
+    kv: env.SNAPSHOT,
+    emit: queueEventSink(env.EVENTS),
+    fetch: (input, init) => fetch(input, init),
+    decrypt: (sealed) => secretCacheFor(env.KEY_ENCRYPTION_KEY).decrypt(sealed),
+    now: Date.now,
+  };
+}
+
+const app = createApp({
+  observations: new LocalObservations(),
+  limits: new ClientLimiter(),
+  probe: (env, keyIds) => probeNow(schedulerDeps(env), keyIds),
+});
 
 export default {
   fetch: app.fetch,
   /** The scheduler's cron: its code lives in scheduler/, this Worker only hosts it. */
   async scheduled(_controller, env, ctx) {
     ctx.waitUntil(
-      runScheduled({ db: env.DB, kv: env.SNAPSHOT, emit: queueEventSink(env.EVENTS), now: Date.now }).then((r) =>
-        console.log(`keypool scheduler: pruned ${JSON.stringify(r.pruned)}, snapshot refresh ${r.refreshRequested ? "requested" : "not needed"}`),
+      runScheduled(schedulerDeps(env)).then((r) =>
+        console.log(`keypool scheduler: probed ${r.probed} of ${r.due} due key(s), pruned ${JSON.stringify(r.pruned)}, snapshot refresh ${r.refreshRequested ? "requested" : "not needed"}`),
       ),
     );
   },

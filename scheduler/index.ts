@@ -1,30 +1,74 @@
-import { EVENT_VERSION, type KeypoolEvent } from "../schema";
+import { EVENT_VERSION, type KeypoolEvent, type ProbeEvent } from "../schema";
+import { planProbes } from "./logic/probe-plan";
 import { retentionCutoffs, snapshotNeedsRefresh } from "./logic/retention";
-import { pruneProjections, readSettings, readSnapshotGeneratedAt } from "./storage/scheduler-store";
+import { probeAll } from "./probe";
+import { pruneProjections, readProbeCandidates, readSettings, readSnapshotGeneratedAt } from "./storage/scheduler-store";
 
-/** What the host Worker hands the scheduler: its storage bindings, its event sink, a clock. */
+/** What the host Worker hands the scheduler: its storage bindings, its event sink, the network, a way to decrypt keys, a clock. */
 export interface SchedulerDeps {
   db: D1Database;
   kv: KVNamespace;
   emit: (events: KeypoolEvent[]) => Promise<void>;
+  fetch: typeof fetch;
+  decrypt: (sealed: string) => Promise<string>;
   now: () => number;
 }
 
 /** Republish the snapshot at least this often, so health timers (cooling) are reflected even without traffic. */
 export const SNAPSHOT_MAX_AGE_MS = 10 * 60_000;
 
+export interface ScheduledReport {
+  pruned: Record<string, number>;
+  refreshRequested: boolean;
+  probed: number;
+  due: number;
+}
+
 /**
- * One cron run: prunes projections past their retention horizons and asks the
- * consumer to republish a missing or stale snapshot. Returns what it did.
+ * One cron run: probes the keys that are due (oldest probe first, within the
+ * probe budget, time budget and concurrency), prunes projections past their
+ * retention horizons, and asks the consumer to republish a missing or stale
+ * snapshot. Probe results are events; the consumer folds them into health.
  */
-export async function runScheduled(deps: SchedulerDeps): Promise<{ pruned: Record<string, number>; refreshRequested: boolean }> {
+export async function runScheduled(deps: SchedulerDeps): Promise<ScheduledReport> {
   const now = deps.now();
   const settings = await readSettings(deps.db);
+  const candidates = await readProbeCandidates(deps.db);
+  const planned = planProbes(candidates, settings, now);
+  const byId = new Map(candidates.map((c) => [c.keyId, c]));
+  const events: KeypoolEvent[] = await probeAll(
+    planned.map((c) => byId.get(c.keyId)!),
+    { fetch: deps.fetch, decrypt: deps.decrypt, now: deps.now, newId: () => crypto.randomUUID() },
+    settings.probeConcurrency,
+    now + settings.probeTimeBudgetMs,
+  );
   const pruned = await pruneProjections(deps.db, retentionCutoffs(settings, now));
-  const generatedAt = await readSnapshotGeneratedAt(deps.kv);
-  const refreshRequested = snapshotNeedsRefresh(generatedAt, now, SNAPSHOT_MAX_AGE_MS);
+  const refreshRequested = snapshotNeedsRefresh(await readSnapshotGeneratedAt(deps.kv), now, SNAPSHOT_MAX_AGE_MS);
   if (refreshRequested) {
-    await deps.emit([{ v: EVENT_VERSION, type: "admin", id: crypto.randomUUID(), ts: now, actor: "scheduler", action: "snapshot.refresh", target: null, detail: null }]);
+    events.push({ v: EVENT_VERSION, type: "admin", id: crypto.randomUUID(), ts: now, actor: "scheduler", action: "snapshot.refresh", target: null, detail: null });
   }
-  return { pruned, refreshRequested };
+  await deps.emit(events);
+  return { pruned, refreshRequested, probed: events.filter((e) => e.type === "probe").length, due: planned.length };
+}
+
+/**
+ * Probes the given keys now, whatever their schedule (the admin's "refresh
+ * balance"); `"all"` takes every enabled key, least recently probed first, up to
+ * the probe budget. Disabled keys are never probed. Emits and returns the results.
+ */
+export async function probeNow(deps: SchedulerDeps, keyIds: string[] | "all"): Promise<ProbeEvent[]> {
+  const settings = await readSettings(deps.db);
+  const wanted = keyIds === "all" ? null : new Set(keyIds);
+  const targets = (await readProbeCandidates(deps.db))
+    .filter((c) => c.enabled && (wanted === null || wanted.has(c.keyId)))
+    .sort((a, b) => a.lastProbeTs - b.lastProbeTs)
+    .slice(0, settings.probeBudget);
+  const events = await probeAll(
+    targets,
+    { fetch: deps.fetch, decrypt: deps.decrypt, now: deps.now, newId: () => crypto.randomUUID() },
+    settings.probeConcurrency,
+    deps.now() + settings.probeTimeBudgetMs,
+  );
+  await deps.emit(events);
+  return events;
 }

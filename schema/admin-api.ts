@@ -54,6 +54,11 @@ export const createClientKeyBodySchema = z.object({
 });
 export const createClientKeyResponseSchema = z.object({ id: z.string(), key: z.string() });
 
+/** Probes keys now: the given ids, or every enabled key (up to the probe budget, least recently probed first). */
+export const probeKeysBodySchema = z
+  .object({ ids: z.array(z.string().min(1).max(100)).min(1).max(1000).optional(), all: z.literal(true).optional() })
+  .refine((b) => (b.ids === undefined) !== (b.all === undefined), { message: "give either ids or all: true" });
+
 /** Starts an audit replay: `rebuild` recomputes projections from the archive and diffs them; `requeue` resends archived events. */
 export const replayBodySchema = z
   .object({

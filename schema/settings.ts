@@ -29,6 +29,14 @@ export const settingsSchema = z.object({
   failureThreshold: z.number().int().min(1).max(16).default(5),
   /** …within this window make the key `failing` (out of rotation until a probe or request succeeds). */
   failureWindowMs: z.number().int().min(1_000).max(86_400_000).default(300_000),
+  /** Scheduler: probes per cron run at most (each is one subrequest), how many at once, and the run's time budget. */
+  probeBudget: z.number().int().min(1).max(45).default(40),
+  probeConcurrency: z.number().int().min(1).max(20).default(6),
+  probeTimeBudgetMs: z.number().int().min(1_000).max(25_000).default(20_000),
+  /** How often healthy keys' balance (or liveness) is checked, exhausted keys' balance, and dead keys. */
+  balanceProbeIntervalMs: z.number().int().min(60_000).max(7 * 86_400_000).default(3_600_000),
+  exhaustedProbeIntervalMs: z.number().int().min(60_000).max(7 * 86_400_000).default(1_800_000),
+  deadProbeIntervalMs: z.number().int().min(60_000).max(30 * 86_400_000).default(86_400_000),
   /** Time zone whose midnight starts the day for RPD/TPD. */
   timeZone: z.string().refine(isTimeZone, "unknown IANA time zone").default("UTC"),
   /** How long the rollups and the dedupe window are kept. */

@@ -10,13 +10,14 @@ import {
   createUpstreamBodySchema,
   dayStart,
   loginBodySchema,
+  probeKeysBodySchema,
   replayBodySchema,
   statsQuerySchema,
   minuteStart,
   type AddKeysResponse,
   type AdminEvent,
 } from "../../schema";
-import type { GatewayHono } from "../context";
+import type { GatewayHono, IsolateState } from "../context";
 import { KeypoolError, invalidRequest } from "../errors";
 import { SESSION_COOKIE, SESSION_SECONDS, issueAdminToken, sessionCookie, verifyAdminToken } from "../logic/admin-session";
 import { CLIENT_KEY_PREFIX } from "../logic/client-auth";
@@ -72,7 +73,7 @@ function requireAdmin() {
 }
 
 /** The admin API under `/admin/api`: login, upstreams, keys, client keys, stats. */
-export function adminRoutes() {
+export function adminRoutes(state: IsolateState) {
   const app = new Hono<GatewayHono>();
 
   app.use("*", async function noStore(c, next) {
@@ -138,6 +139,12 @@ export function adminRoutes() {
     const offset = Math.max(Number(c.req.query("offset") ?? 0) || 0, 0);
     const { total, keys } = await listKeys(c.env.DB, limit, offset, await readSettings(c.env.DB), Date.now());
     return c.json({ total, limit, offset, data: keys });
+  });
+
+  app.post("/keys/probe", async (c) => {
+    const body = await readBody(c, probeKeysBodySchema);
+    const events = await state.probe(c.env, body.all ? "all" : body.ids!);
+    return c.json({ data: events.map((e) => ({ keyId: e.keyId, kind: e.kind, result: e.result, balance: e.balance, detail: e.detail })) });
   });
 
   app.post("/client-keys", async (c) => {

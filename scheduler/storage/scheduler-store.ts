@@ -1,5 +1,7 @@
-import { SNAPSHOT_KV_KEY, parseStoredSettings, type Settings } from "../../schema";
+import { HEALTH_FACT_COLUMNS, SNAPSHOT_KV_KEY, healthFactsFromRow, parseStoredSettings, type ProviderKindId, type Settings } from "../../schema";
+import type { ProbeCandidate } from "../logic/probe-plan";
 import type { RetentionCutoffs } from "../logic/retention";
+import type { ProbeTarget } from "../probe";
 
 export async function readSettings(db: D1Database): Promise<Settings> {
   const row = await db.prepare("SELECT value FROM settings WHERE id = 1").first<{ value: string }>();
@@ -25,4 +27,24 @@ export async function readSnapshotGeneratedAt(kv: KVNamespace): Promise<number |
   const { keys } = await kv.list<{ generatedAt?: number }>({ prefix: SNAPSHOT_KV_KEY, limit: 1 });
   const generatedAt = keys.find((k) => k.name === SNAPSHOT_KV_KEY)?.metadata?.generatedAt;
   return typeof generatedAt === "number" ? generatedAt : null;
+}
+
+/** Every key with its upstream and health facts, for planning probes. */
+export async function readProbeCandidates(db: D1Database): Promise<(ProbeCandidate & ProbeTarget)[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT k.id, k.enabled, k.secret_enc, u.base_url, u.kind, ${HEALTH_FACT_COLUMNS}, h.last_probe_ts
+       FROM keys k JOIN upstreams u ON u.id = k.upstream_id LEFT JOIN key_health h ON h.key_id = k.id
+       WHERE u.enabled = 1`,
+    )
+    .all<Record<string, unknown>>();
+  return results.map((r) => ({
+    keyId: String(r.id),
+    enabled: r.enabled === 1,
+    facts: healthFactsFromRow(r),
+    lastProbeTs: Number(r.last_probe_ts ?? 0),
+    baseUrl: String(r.base_url),
+    kind: String(r.kind) as ProviderKindId,
+    secretEnc: String(r.secret_enc),
+  }));
 }

@@ -92,6 +92,18 @@ describe("admin API", () => {
     for (const row of stored.results) for (const key of [a, b, c]) expect(row.secret_enc).not.toContain(key.slice(3, 20));
   });
 
+  it("probes chosen keys on demand and reports each result", async () => {
+    const pool = await createPool(FAKE_BASE_URL, [uniqueKey("probe")]);
+    const fake = installFakeUpstream({});
+    restore = fake.restore;
+    const keys = await admin<{ data: { id: string; upstreamId: string }[] }>("GET", "/keys?limit=1000");
+    const keyId = keys.body.data.find((k) => k.upstreamId === pool.upstreamId)!.id;
+    const res = await admin<{ data: { keyId: string; result: string; kind: string }[] }>("POST", "/keys/probe", { ids: [keyId] });
+    expect(res.body.data).toEqual([expect.objectContaining({ keyId, result: "ok", kind: "recovery" })]);
+    expect(fake.calls.map((c) => c.url)).toEqual([`${FAKE_BASE_URL}/models`]);
+    expect((await admin("POST", "/keys/probe", {})).status).toBe(400);
+  });
+
   it("rejects invalid bodies with a 400 naming the field", async () => {
     const res = await admin<{ error: { param: string; type: string } }>("POST", "/upstreams", { name: "x", baseUrl: "ftp://nope" });
     expect(res.status).toBe(400);

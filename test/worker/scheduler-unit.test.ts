@@ -18,7 +18,7 @@ describe("scheduler", () => {
     await env.DB.prepare("INSERT INTO seen_events (id, ts) VALUES (?1, ?2), (?3, ?4)").bind(`${tag}-old`, now - 73 * HOUR_MS, `${tag}-new`, now - HOUR_MS).run();
 
     const emitted: KeypoolEvent[] = [];
-    await runScheduled({ db: env.DB, kv: env.SNAPSHOT, now: () => now, emit: async (e) => void emitted.push(...e) });
+    await runScheduled({ db: env.DB, kv: env.SNAPSHOT, now: () => now, emit: async (e) => void emitted.push(...e), fetch, decrypt: async (s) => s });
 
     const left = async (table: string) =>
       (await env.DB.prepare(`SELECT key_id FROM ${table} WHERE key_id LIKE ?1`).bind(`${tag}%`).all<{ key_id: string }>()).results.map((r) => r.key_id);
@@ -30,7 +30,7 @@ describe("scheduler", () => {
 
   it("asks the consumer to republish a snapshot that is stale, and not a fresh one", async () => {
     const emitted: KeypoolEvent[] = [];
-    const deps = { db: env.DB, kv: env.SNAPSHOT, emit: async (e: KeypoolEvent[]) => void emitted.push(...e) };
+    const deps = { db: env.DB, kv: env.SNAPSHOT, emit: async (e: KeypoolEvent[]) => void emitted.push(...e), fetch, decrypt: async (s: string) => s };
     await env.SNAPSHOT.put("snapshot:v1", "{}", { metadata: { version: 0, generatedAt: 1_000 } });
     const stale = await runScheduled({ ...deps, now: () => 1_000 + 11 * 60_000 });
     expect(stale.refreshRequested).toBe(true);
@@ -46,7 +46,7 @@ describe("scheduler", () => {
     const ctx = createExecutionContext();
     await gateway.scheduled(createScheduledController({ scheduledTime: Date.now(), cron: "* * * * *" }), env, ctx);
     await waitOnExecutionContext(ctx);
-    expect(log.mock.calls.some(([line]) => String(line).startsWith("keypool scheduler: pruned"))).toBe(true);
+    expect(log.mock.calls.some(([line]) => String(line).startsWith("keypool scheduler: probed"))).toBe(true);
     log.mockRestore();
   });
 });

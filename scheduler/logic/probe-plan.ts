@@ -1,0 +1,57 @@
+import { deriveKeyState, lastFailureTs, type HealthFacts, type KeyState, type Settings } from "../../schema";
+
+/** A key as the scheduler sees it. */
+export interface ProbeCandidate {
+  keyId: string;
+  enabled: boolean;
+  facts: HealthFacts;
+  /** When it was last probed (0: never). */
+  lastProbeTs: number;
+}
+
+const MINUTE = 60_000;
+/** A failing key is probed 1 min after it last failed, then at growing intervals. */
+export const FAILING_BACKOFF = [
+  { failingFor: 0, every: MINUTE },
+  { failingFor: 5 * MINUTE, every: 5 * MINUTE },
+  { failingFor: 35 * MINUTE, every: 30 * MINUTE },
+  { failingFor: 155 * MINUTE, every: 120 * MINUTE },
+] as const;
+
+/**
+ * When the key is next due for a probe, or null if it never is now: disabled keys
+ * are never touched and cooling keys recover by their timer. Active keys are
+ * checked every balance interval, exhausted ones more often, dead ones daily, and
+ * failing ones on the growing backoff counted from their last failure.
+ */
+export function nextProbeAt(c: ProbeCandidate, settings: Settings, now: number): number | null {
+  if (!c.enabled) return null;
+  const state: KeyState = deriveKeyState(c.facts, settings, now).state;
+  switch (state) {
+    case "cooling":
+      return null;
+    case "dead":
+      return c.lastProbeTs + settings.deadProbeIntervalMs;
+    case "exhausted":
+      return c.lastProbeTs + settings.exhaustedProbeIntervalMs;
+    case "failing": {
+      const failedAt = lastFailureTs(c.facts) ?? now;
+      const failingFor = now - failedAt;
+      const step = [...FAILING_BACKOFF].reverse().find((s) => failingFor >= s.failingFor) ?? FAILING_BACKOFF[0];
+      return Math.max(failedAt + MINUTE, c.lastProbeTs + step.every);
+    }
+    default:
+      return c.lastProbeTs + settings.balanceProbeIntervalMs;
+  }
+}
+
+/** The keys to probe this run: those due, least recently probed first, at most `settings.probeBudget`. */
+export function planProbes(candidates: ProbeCandidate[], settings: Settings, now: number): ProbeCandidate[] {
+  return candidates
+    .filter((c) => {
+      const due = nextProbeAt(c, settings, now);
+      return due !== null && due <= now;
+    })
+    .sort((a, b) => a.lastProbeTs - b.lastProbeTs || (a.keyId < b.keyId ? -1 : 1))
+    .slice(0, settings.probeBudget);
+}

@@ -1,0 +1,51 @@
+import { describe, expect, it } from "vitest";
+import { defaultSettings, failureEntry, providerKinds, type HealthFacts } from "../../schema";
+import { nextProbeAt, planProbes, type ProbeCandidate } from "../../scheduler/logic/probe-plan";
+import { probeUrl } from "../../scheduler/probe";
+
+describe("provider balance parsers", () => {
+  it("reads SiliconFlow, DeepSeek and OpenRouter answers", () => {
+    expect(providerKinds.siliconflow.probe.parse({ data: { totalBalance: "3.20" } })).toEqual({ balance: 3.2 });
+    expect(providerKinds.deepseek.probe.parse({ is_available: false, balance_infos: [] })).toEqual({ balance: 0 });
+    expect(providerKinds.deepseek.probe.parse({ balance_infos: [{ total_balance: "1.5" }, { total_balance: "2" }] })).toEqual({ balance: 3.5 });
+    expect(providerKinds.openrouter.probe.parse({ data: { limit: 10, usage: 4 } })).toEqual({ balance: 6 });
+    expect(providerKinds.openrouter.probe.parse({ data: { limit: null, usage: 4 } })).toEqual({ balance: null });
+  });
+
+  it("calls an unreadable answer malformed instead of guessing", () => {
+    expect(providerKinds.siliconflow.probe.parse({ data: { totalBalance: "lots" } })).toBe("malformed");
+    expect(providerKinds.deepseek.probe.parse({ balance_infos: [{ total_balance: null }] })).toBe("malformed");
+    expect(providerKinds.openrouter.probe.parse("nope")).toBe("malformed");
+  });
+
+  it("builds probe URLs from the base URL or its origin, and never a billed endpoint", () => {
+    expect(probeUrl({ keyId: "k", kind: "deepseek", baseUrl: "https://api.deepseek.com/v1", secretEnc: "" })).toBe("https://api.deepseek.com/user/balance");
+    expect(probeUrl({ keyId: "k", kind: "siliconflow", baseUrl: "https://api.siliconflow.cn/v1", secretEnc: "" })).toBe("https://api.siliconflow.cn/v1/user/info");
+    expect(probeUrl({ keyId: "k", kind: "openrouter", baseUrl: "https://openrouter.ai/api/v1", secretEnc: "" })).toBe("https://openrouter.ai/api/v1/key");
+    for (const kind of Object.values(providerKinds)) expect(kind.probe.path).not.toMatch(/completions|embeddings|images|audio|responses/);
+  });
+});
+
+describe("probe planning", () => {
+  const facts = (f: Partial<HealthFacts> = {}): HealthFacts => ({ lastOkTs: 0, lastRateLimitTs: 0, coolUntil: 0, lastAuthFailTs: 0, lastNoBalanceTs: 0, failures: [], ...f });
+  const candidate = (keyId: string, f: Partial<HealthFacts> = {}, lastProbeTs = 0, enabled = true): ProbeCandidate => ({ keyId, enabled, facts: facts(f), lastProbeTs });
+
+  it("never probes disabled or cooling keys", () => {
+    expect(nextProbeAt(candidate("a", {}, 0, false), defaultSettings, 1e9)).toBeNull();
+    expect(nextProbeAt(candidate("b", { lastRateLimitTs: 5, coolUntil: 2e9 }), defaultSettings, 1e9)).toBeNull();
+  });
+
+  it("backs off a failing key: 1 min after its last failure, then at growing intervals", () => {
+    const failures = [1, 2, 3, 4, 5].map((i) => failureEntry(1_000_000 + i, `e${i}`));
+    const failing = (lastProbeTs: number) => candidate("f", { failures }, lastProbeTs);
+    expect(nextProbeAt(failing(0), defaultSettings, 1_000_010)).toBe(1_000_005 + 60_000);
+    // Failing for an hour: probed every 30 minutes.
+    expect(nextProbeAt(failing(1_000_005 + 3_600_000), defaultSettings, 1_000_005 + 3_600_000)).toBe(1_000_005 + 3_600_000 + 1_800_000);
+  });
+
+  it("takes the least recently probed due keys, up to the budget", () => {
+    const keys = Array.from({ length: 50 }, (_, i) => candidate(`k${i}`, {}, i * 10));
+    const plan = planProbes(keys, { ...defaultSettings, probeBudget: 3 }, 10_000_000);
+    expect(plan.map((c) => c.keyId)).toEqual(["k0", "k1", "k2"]);
+  });
+});
