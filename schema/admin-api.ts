@@ -41,6 +41,14 @@ export const keyViewSchema = z.object({
   models: z.array(z.string()),
   enabled: z.boolean(),
   state: keyStateSchema,
+  /** Until when a cooling key rests. */
+  coolingUntil: z.number().nullable(),
+  /** The last balance a probe read, and when; null if none. */
+  balance: z.number().nullable(),
+  balanceCheckedAt: z.number().nullable(),
+  lastProbe: z.object({ at: z.number(), result: z.string() }).nullable(),
+  lastError: z.object({ at: z.number(), message: z.string() }).nullable(),
+  lastUsedAt: z.number().nullable(),
   createdAt: z.number(),
 });
 export type KeyView = z.infer<typeof keyViewSchema>;

@@ -73,7 +73,8 @@ export async function listKeys(db: D1Database, limit: number, offset: number, ru
     db.prepare("SELECT COUNT(*) AS n FROM keys"),
     db
       .prepare(
-        `SELECT k.id, k.upstream_id, k.masked, k.weight, k.models, k.enabled, k.created_at, ${HEALTH_FACT_COLUMNS}
+        `SELECT k.id, k.upstream_id, k.masked, k.weight, k.models, k.enabled, k.created_at, ${HEALTH_FACT_COLUMNS},
+                h.balance, h.balance_ts, h.last_probe_ts, h.last_probe_result, h.last_error_ts, h.last_error, h.last_used_at
          FROM keys k LEFT JOIN key_health h ON h.key_id = k.id
          ORDER BY k.created_at, k.id LIMIT ?1 OFFSET ?2`,
       )
@@ -91,6 +92,12 @@ export async function listKeys(db: D1Database, limit: number, offset: number, ru
       models: JSON.parse(String(r.models)) as string[],
       enabled,
       state: enabled ? health.state : "disabled",
+      coolingUntil: enabled ? health.coolingUntil : null,
+      balance: r.balance === null || r.balance === undefined ? null : Number(r.balance),
+      balanceCheckedAt: Number(r.balance_ts ?? 0) || null,
+      lastProbe: Number(r.last_probe_ts ?? 0) ? { at: Number(r.last_probe_ts), result: String(r.last_probe_result) } : null,
+      lastError: Number(r.last_error_ts ?? 0) ? { at: Number(r.last_error_ts), message: String(r.last_error) } : null,
+      lastUsedAt: Number(r.last_used_at ?? 0) || null,
       createdAt: Number(r.created_at),
     };
   });

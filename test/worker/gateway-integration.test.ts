@@ -102,6 +102,13 @@ describe("admin API", () => {
     expect(res.body.data).toEqual([expect.objectContaining({ keyId, result: "ok", kind: "recovery" })]);
     expect(fake.calls.map((c) => c.url)).toEqual([`${FAKE_BASE_URL}/models`]);
     expect((await admin("POST", "/keys/probe", {})).status).toBe(400);
+    // The consumer folds the probe event; the key list then shows it.
+    const listed = await waitFor(async () => {
+      const r = await admin<{ data: { id: string; lastProbe: { result: string } | null; balance: number | null }[] }>("GET", "/keys?limit=1000");
+      const k = r.body.data.find((x) => x.id === keyId);
+      return k?.lastProbe ? k : undefined;
+    }, "the probe to be folded");
+    expect(listed).toMatchObject({ lastProbe: { result: "ok" }, balance: null });
   });
 
   it("rejects invalid bodies with a 400 naming the field", async () => {
