@@ -2,18 +2,8 @@ import { describe, expect, it } from "vitest";
 import { defaultSettings, type Snapshot, type SnapshotKey } from "../../schema";
 import { LocalObservations } from "../../gateway/logic/local-observations";
 import { buildPoolIndex, explainNoKey, selectKey } from "../../gateway/logic/select-key";
+import { seeded } from "../shared/seeded";
 
-/** A deterministic uniform generator (mulberry32), so distributions are reproducible. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function key(id: string, extra: Partial<SnapshotKey> = {}): SnapshotKey {
   return { id, upstreamId: "u1", secret: "v1.x.y", weight: 1, models: [], state: "active", coolingUntil: null, successRate: 1, ...extra };

@@ -1,8 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { env } from "cloudflare:workers";
-import { resetPoolCache } from "../../gateway/storage/snapshot-cache";
 import { FAKE_BASE_URL, FAKE_SSE, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
-import { admin, chatBody, createPool, gateway, waitFor } from "./helpers";
+import { admin, chatBody, createPool, gateway, resetAfterEach, waitFor, waitForRollup } from "./helpers";
 import { TEST_SECRETS } from "./secrets";
 
 const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
@@ -11,21 +10,8 @@ function chat(clientKey: string, body: string, path = "/v1/chat/completions") {
   return gateway(path, { method: "POST", headers: { authorization: `Bearer ${clientKey}`, "content-type": "application/json", cookie: "session=secret" }, body });
 }
 
-/** Rollup totals for one client key, straight from D1. */
-async function clientTotals(clientKeyId: string) {
-  return env.DB.prepare(
-    "SELECT SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(total_tokens) AS tokens FROM rollup_minute WHERE client_key_id = ?1",
-  )
-    .bind(clientKeyId)
-    .first<{ requests: number | null; attempts: number | null; tokens: number | null }>();
-}
 
-let restore: (() => void) | null = null;
-afterEach(() => {
-  restore?.();
-  restore = null;
-  resetPoolCache();
-});
+const fakes = resetAfterEach(afterEach);
 
 describe("errors in OpenAI shape", () => {
   it("answers an unknown /v1 route with a 404 error object", async () => {
@@ -95,7 +81,7 @@ describe("admin API", () => {
   it("probes chosen keys on demand and reports each result", async () => {
     const pool = await createPool(FAKE_BASE_URL, [uniqueKey("probe")]);
     const fake = installFakeUpstream({});
-    restore = fake.restore;
+    fakes.set(fake.restore);
     const keys = await admin<{ data: { id: string; upstreamId: string }[] }>("GET", "/keys?limit=1000");
     const keyId = keys.body.data.find((k) => k.upstreamId === pool.upstreamId)!.id;
     const res = await admin<{ data: { keyId: string; result: string; kind: string }[] }>("POST", "/keys/probe", { ids: [keyId] });
@@ -122,7 +108,7 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
   it("forwards a chat completion unchanged with the pool key, and the consumer counts it", async () => {
     const pool = await createPool(FAKE_BASE_URL, [uniqueKey("slice")]);
     const fake = installFakeUpstream({});
-    restore = fake.restore;
+    fakes.set(fake.restore);
 
     const res = await chat(pool.clientKey, chatBody(pool.model, { extra_field: { kept: true } }));
     expect(res.status).toBe(200);
@@ -139,11 +125,8 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     expect(call.headers.get("cookie")).toBeNull();
     expect(JSON.parse(call.body)).toMatchObject({ model: pool.model, extra_field: { kept: true } });
 
-    const totals = await waitFor(async () => {
-      const t = await clientTotals(pool.clientKeyId);
-      return t?.requests ? t : undefined;
-    }, "the attempt to be rolled up");
-    expect(totals).toEqual({ requests: 1, attempts: 1, tokens: FAKE_USAGE.total_tokens });
+    const totals = await waitForRollup(pool.clientKeyId, (t) => (t.requests ?? 0) >= 1);
+    expect(totals).toMatchObject({ requests: 1, attempts: 1, tokens: FAKE_USAGE.total_tokens });
 
     const series = await admin<{ points: { t: number; requests: number; attempts: number; tokens: number; successRate: number }[] }>(
       "GET",
@@ -170,7 +153,7 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     const healthy = uniqueKey("healthy");
     const pool = await createPool(FAKE_BASE_URL, [limited, healthy]);
     const fake = installFakeUpstream({ [limited]: "rate_limit" });
-    restore = fake.restore;
+    fakes.set(fake.restore);
 
     // Send until the limited key has been tried first once (selection is random).
     let res: Response | null = null;
@@ -190,7 +173,7 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     const other = uniqueKey("other");
     const pool = await createPool(FAKE_BASE_URL, [key, other]);
     const fake = installFakeUpstream({ [key]: "bad_request", [other]: "bad_request" });
-    restore = fake.restore;
+    fakes.set(fake.restore);
     const res = await chat(pool.clientKey, chatBody(pool.model));
     expect(res.status).toBe(400);
     expect(await res.json()).toEqual({ error: { message: "Unknown parameter: 'foo'", type: "invalid_request_error", param: "foo", code: null } });
@@ -201,15 +184,12 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     const key = uniqueKey("stream");
     const pool = await createPool(FAKE_BASE_URL, [key]);
     const fake = installFakeUpstream({ [key]: "stream" });
-    restore = fake.restore;
+    fakes.set(fake.restore);
     const res = await chat(pool.clientKey, chatBody(pool.model, { stream: true, stream_options: { include_usage: true } }), "/chat/completions");
     expect(res.headers.get("content-type")).toBe("text/event-stream");
     expect(await res.text()).toBe(FAKE_SSE);
     expect(fake.calls[0]!.body).toBe(chatBody(pool.model, { stream: true, stream_options: { include_usage: true } }));
-    const totals = await waitFor(async () => {
-      const t = await clientTotals(pool.clientKeyId);
-      return t?.requests ? t : undefined;
-    }, "the stream's attempt to be rolled up");
+    const totals = await waitForRollup(pool.clientKeyId, (t) => (t.requests ?? 0) >= 1);
     expect(totals.tokens).toBe(FAKE_USAGE.total_tokens);
   });
 

@@ -3,7 +3,7 @@ import { env, exports } from "cloudflare:workers";
 import OpenAI from "openai";
 import { resetPoolCache } from "../../gateway/storage/snapshot-cache";
 import { FAKE_BASE_URL, FAKE_SSE, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
-import { admin, chatBody, createPool, gateway, waitFor } from "./helpers";
+import { admin, chatBody, createPool, gateway, resetAfterEach, waitFor, waitForRollup } from "./helpers";
 
 const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
 
@@ -13,37 +13,15 @@ async function chat(clientKey: string, body: string): Promise<Response> {
   return new Response(await res.arrayBuffer(), res);
 }
 
-/** Rollup rows of one client key, summed, straight from D1. */
-async function rolledUp(clientKeyId: string) {
-  return env.DB.prepare(
-    `SELECT SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(aborted) AS aborted, SUM(auth_failed) AS auth_failed,
-            SUM(total_tokens) AS tokens, SUM(estimated_tokens) AS estimated
-     FROM rollup_minute WHERE client_key_id = ?1`,
-  )
-    .bind(clientKeyId)
-    .first<Record<string, number | null>>();
-}
 
-function waitForRollup(clientKeyId: string, ready: (r: Record<string, number | null>) => boolean) {
-  return waitFor(async () => {
-    const r = await rolledUp(clientKeyId);
-    return r && ready(r) ? r : undefined;
-  }, "the rollup");
-}
-
-let restore: (() => void) | null = null;
-afterEach(() => {
-  restore?.();
-  restore = null;
-  resetPoolCache();
-});
+const fakes = resetAfterEach(afterEach);
 
 describe("streaming", () => {
   it("asks the upstream for usage when the client did not, and drops only that chunk", async () => {
     const key = uniqueKey("inject");
     const pool = await createPool(FAKE_BASE_URL, [key]);
     const fake = installFakeUpstream({ [key]: "stream" });
-    restore = fake.restore;
+    fakes.set(fake.restore);
     const res = await chat(pool.clientKey, chatBody(pool.model, { stream: true }));
     const text = await res.text();
     const usageFrame = `data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":${JSON.stringify(FAKE_USAGE)}}\n\n`;
@@ -60,7 +38,7 @@ describe("failure policy", () => {
     const alive = uniqueKey("alive");
     const pool = await createPool(FAKE_BASE_URL, [dead, alive]);
     const fake = installFakeUpstream({ [dead]: "unauthorized" });
-    restore = fake.restore;
+    fakes.set(fake.restore);
     for (let i = 0; i < 10; i++) expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
     expect(fake.calls.filter((c) => c.authorization === `Bearer ${dead}`)).toHaveLength(1);
     const r = await waitForRollup(pool.clientKeyId, (x) => (x.requests ?? 0) >= 10);
@@ -71,7 +49,7 @@ describe("failure policy", () => {
     const key = uniqueKey("cool");
     const pool = await createPool(FAKE_BASE_URL, [key]);
     const fake = installFakeUpstream({ [key]: "rate_limit" });
-    restore = fake.restore;
+    fakes.set(fake.restore);
     const first = await chat(pool.clientKey, chatBody(pool.model));
     expect(first.status).toBe(429); // the upstream's own answer, the only key having failed
     const second = await chat(pool.clientKey, chatBody(pool.model));
@@ -93,7 +71,7 @@ describe("failure policy", () => {
           : Response.json({ choices: [], usage: FAKE_USAGE });
       },
     });
-    restore = fake.restore;
+    fakes.set(fake.restore);
     expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(429);
     const started = Date.now();
     const res = await chat(pool.clientKey, chatBody(pool.model));
@@ -112,7 +90,7 @@ describe("failure policy", () => {
         throw new TypeError("Network connection lost.");
       },
     });
-    restore = fake.restore;
+    fakes.set(fake.restore);
     for (let i = 0; i < 6; i++) expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
   });
 });
@@ -121,7 +99,7 @@ describe("clients and routing", () => {
   it("limits a client key to its RPM with a 429 and Retry-After", async () => {
     const pool = await createPool(FAKE_BASE_URL, [uniqueKey("rpm")], { client: { rpmLimit: 2 } });
     const fake = installFakeUpstream({});
-    restore = fake.restore;
+    fakes.set(fake.restore);
     expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
     expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
     const refused = await chat(pool.clientKey, chatBody(pool.model));
@@ -149,7 +127,7 @@ describe("clients and routing", () => {
     const key = uniqueKey("alias");
     const pool = await createPool(FAKE_BASE_URL, [key], { aliases: { "gpt-friendly": "vendor/real-model-name" } });
     const fake = installFakeUpstream({});
-    restore = fake.restore;
+    fakes.set(fake.restore);
     const res = await gateway("/chat/completions?api-version=2024-10-21", {
       method: "POST",
       headers: { authorization: `Bearer ${pool.clientKey}`, "content-type": "application/json" },
@@ -166,7 +144,7 @@ describe("clients and routing", () => {
     const key = uniqueKey("nousage");
     const pool = await createPool(FAKE_BASE_URL, [key]);
     const fake = installFakeUpstream({ [key]: "no_usage" });
-    restore = fake.restore;
+    fakes.set(fake.restore);
     expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
     const r = await waitForRollup(pool.clientKeyId, (x) => (x.requests ?? 0) >= 1);
     expect(r.tokens).toBeGreaterThan(0);
@@ -178,7 +156,7 @@ describe("clients and routing", () => {
     const fine = uniqueKey("mpok");
     const pool = await createPool(FAKE_BASE_URL, [limited, fine]);
     const fake = installFakeUpstream({ [limited]: "rate_limit", [fine]: () => Response.json({ text: "transcribed words" }) });
-    restore = fake.restore;
+    fakes.set(fake.restore);
     const form = new FormData();
     form.set("model", pool.model);
     form.set("file", new File([new Uint8Array([0, 1, 2, 250, 251, 252])], "audio.wav", { type: "audio/wav" }));
@@ -228,7 +206,7 @@ describe("clients and routing", () => {
     const key = uniqueKey("sdk");
     const pool = await createPool(FAKE_BASE_URL, [key]);
     const fake = installFakeUpstream({ [key]: "stream" });
-    restore = fake.restore;
+    fakes.set(fake.restore);
     const client = new OpenAI({
       apiKey: pool.clientKey,
       baseURL: "https://keypool.test/v1",

@@ -1,5 +1,6 @@
 import { env, exports } from "cloudflare:workers";
 import { SNAPSHOT_KV_KEY, snapshotSchema, type Snapshot } from "../../schema";
+import { resetPoolCache } from "../../gateway/storage/snapshot-cache";
 import { TEST_SECRETS } from "./secrets";
 
 /** Calls the gateway Worker through its real entry point. */
@@ -83,4 +84,35 @@ export async function createPool(
 /** A chat completion request body. */
 export function chatBody(model: string, extra: Record<string, unknown> = {}): string {
   return JSON.stringify({ model, messages: [{ role: "user", content: "Say hello" }], ...extra });
+}
+
+/** Rollup totals of one client key, summed over its minute rows, straight from D1. */
+export async function rolledUp(clientKeyId: string): Promise<Record<string, number | null>> {
+  const row = await env.DB.prepare(
+    `SELECT SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(aborted) AS aborted, SUM(auth_failed) AS auth_failed,
+            SUM(total_tokens) AS tokens, SUM(estimated_tokens) AS estimated
+     FROM rollup_minute WHERE client_key_id = ?1`,
+  )
+    .bind(clientKeyId)
+    .first<Record<string, number | null>>();
+  return row ?? {};
+}
+
+/** Waits until the client key's rollup totals satisfy `ready`. */
+export function waitForRollup(clientKeyId: string, ready: (r: Record<string, number | null>) => boolean): Promise<Record<string, number | null>> {
+  return waitFor(async () => {
+    const r = await rolledUp(clientKeyId);
+    return ready(r) ? r : undefined;
+  }, "the rollup");
+}
+
+/** Restores the fake upstream and forgets the isolate's snapshot after each test of a file that calls it. */
+export function resetAfterEach(afterEach: (fn: () => void) => void): { set(restore: () => void): void } {
+  let restore: (() => void) | null = null;
+  afterEach(() => {
+    restore?.();
+    restore = null;
+    resetPoolCache();
+  });
+  return { set: (r) => void (restore = r) };
 }

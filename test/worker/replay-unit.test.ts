@@ -5,18 +5,8 @@ import type { AttemptEvent, KeypoolEvent, Outcome } from "../../schema";
 import { handleBatch } from "../../stats-consumer/handle-batch";
 import { rebuild, requeue } from "../../stats-consumer/replay";
 import { waitFor } from "./helpers";
+import { seeded } from "../shared/seeded";
 
-/** A deterministic uniform generator (mulberry32). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const OUTCOMES: Outcome[] = ["ok", "ok", "ok", "ok", "ok", "ok", "rate_limited", "upstream_error", "network_error", "client_error", "aborted", "auth_failed", "no_balance"];
 
