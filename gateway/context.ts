@@ -1,5 +1,6 @@
 import type { Hono } from "hono";
 import type { ProbeEvent } from "../schema";
+import type { AdminSession } from "./logic/admin-session";
 import type { ClientLimiter } from "./logic/client-limits";
 import type { LocalObservations } from "./logic/local-observations";
 
@@ -7,8 +8,9 @@ import type { LocalObservations } from "./logic/local-observations";
 export interface GatewayHono {
   Bindings: GatewayEnv;
   Variables: {
-    /** The admin subject, set by the admin auth middleware. */
+    /** The admin subject and session, set by the admin auth middleware. */
     admin: string;
+    session: AdminSession;
   };
 }
 

@@ -32,6 +32,96 @@ export const addKeysResponseSchema = z.object({
 });
 export type AddKeysResponse = z.infer<typeof addKeysResponseSchema>;
 
+/** Editable fields of an upstream; anything left out keeps its value. */
+export const updateUpstreamBodySchema = z
+  .object({
+    name: z.string().trim().min(1).max(100),
+    baseUrl: z
+      .url({ protocol: /^https?$/, error: "baseUrl must be an http(s) URL such as https://api.openai.com/v1" })
+      .transform((u) => u.replace(/\/+$/, "")),
+    kind: providerKindIdSchema,
+    models: z.array(z.string().trim().min(1).max(200)).max(1000),
+    aliases: z.record(z.string().trim().min(1).max(200), z.string().trim().min(1).max(200)),
+    enabled: z.boolean(),
+  })
+  .partial()
+  .strict();
+
+/** Sort orders of the key list; a leading `-` means descending. */
+export const keySortSchema = z.enum(["created", "-created", "lastUsed", "-lastUsed", "balance", "-balance", "state", "-state", "requests", "-requests"]);
+
+/** Which keys: search text (id, masked key, note), state, upstream, model. */
+export const keyFilterSchema = z.object({
+  q: z.string().trim().max(200).optional(),
+  status: keyStateSchema.optional(),
+  upstreamId: z.string().max(100).optional(),
+  model: z.string().max(200).optional(),
+});
+export type KeyFilter = z.infer<typeof keyFilterSchema>;
+
+export const keyListQuerySchema = keyFilterSchema.extend({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  offset: z.coerce.number().int().min(0).default(0),
+  sort: keySortSchema.default("created"),
+});
+
+export const updateKeyBodySchema = z
+  .object({
+    enabled: z.boolean(),
+    weight: z.number().min(0.01).max(1000),
+    models: z.array(z.string().trim().min(1).max(200)).max(1000),
+    note: z.string().max(500),
+  })
+  .partial()
+  .strict();
+
+/** One action on many keys, chosen by ids or by a filter. */
+export const keyBatchBodySchema = z
+  .object({
+    action: z.enum(["enable", "disable", "delete", "probe"]),
+    ids: z.array(z.string().min(1).max(100)).min(1).max(10_000).optional(),
+    filter: keyFilterSchema.optional(),
+  })
+  .refine((b) => (b.ids === undefined) !== (b.filter === undefined), { message: "give either ids or filter" });
+
+/** Keys with their settings, e.g. from another system (the key list export is masked and cannot be imported). */
+export const importKeysBodySchema = z.object({
+  upstreamId: z.string().min(1),
+  keys: z
+    .array(
+      z.object({
+        key: z.string().trim().min(1).max(512),
+        enabled: z.boolean().default(true),
+        weight: z.number().min(0.01).max(1000).default(1),
+        models: z.array(z.string().trim().min(1).max(200)).max(1000).default([]),
+        note: z.string().max(500).default(""),
+      }),
+    )
+    .min(1)
+    .max(10_000),
+});
+
+/** One entry of the seed pool's KV `tokens` value (`wrangler kv key get tokens`). */
+export const seedTokenSchema = z.looseObject({
+  key: z.string().trim().min(1).max(512),
+  enabled: z.boolean().default(true),
+  balance: z.union([z.number(), z.string()]).nullable().optional(),
+  lastChecked: z.union([z.number(), z.string()]).nullable().optional(),
+});
+export const importSeedBodySchema = z.object({ upstreamId: z.string().min(1), tokens: z.array(seedTokenSchema).min(1).max(10_000) });
+
+export const updateClientKeyBodySchema = z
+  .object({
+    name: z.string().trim().min(1).max(100),
+    models: z.array(z.string().trim().min(1).max(200)).max(1000),
+    rpmLimit: z.number().int().positive().nullable(),
+    tpmLimit: z.number().int().positive().nullable(),
+    expiresAt: z.number().int().positive().nullable(),
+    enabled: z.boolean(),
+  })
+  .partial()
+  .strict();
+
 export const keyViewSchema = z.object({
   id: z.string(),
   upstreamId: z.string(),
@@ -49,6 +139,9 @@ export const keyViewSchema = z.object({
   lastProbe: z.object({ at: z.number(), result: z.string() }).nullable(),
   lastError: z.object({ at: z.number(), message: z.string() }).nullable(),
   lastUsedAt: z.number().nullable(),
+  note: z.string(),
+  requestsToday: z.number(),
+  tokensToday: z.number(),
   createdAt: z.number(),
 });
 export type KeyView = z.infer<typeof keyViewSchema>;

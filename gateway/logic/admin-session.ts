@@ -12,7 +12,8 @@ const encoder = new TextEncoder();
 export async function issueAdminToken(secret: string, nowMs: number): Promise<{ token: string; expiresAt: number }> {
   const iat = Math.floor(nowMs / 1000);
   const exp = iat + SESSION_SECONDS;
-  const token = await new SignJWT({})
+  // `ims`: the issue time in ms, so "log out everywhere" also voids tokens from the same second.
+  const token = await new SignJWT({ ims: nowMs })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
     .setIssuer(ISSUER)
     .setAudience(AUDIENCE)
@@ -24,16 +25,30 @@ export async function issueAdminToken(secret: string, nowMs: number): Promise<{ 
   return { token, expiresAt: exp * 1000 };
 }
 
-/** The token's subject when it is an unexpired HS256 admin token signed with `secret`; null otherwise. */
-export async function verifyAdminToken(secret: string, token: string, nowMs: number): Promise<string | null> {
+/** What a valid admin token says about its session. */
+export interface AdminSession {
+  subject: string;
+  jti: string;
+  issuedAtMs: number;
+  expiresAtMs: number;
+}
+
+/**
+ * The session of an unexpired HS256 admin token signed with `secret`, with our
+ * issuer and audience; null for anything else (another algorithm, `alg: none`,
+ * another key, a tampered or expired token).
+ */
+export async function verifyAdminToken(secret: string, token: string, nowMs: number): Promise<AdminSession | null> {
   try {
     const { payload } = await jwtVerify(token, encoder.encode(secret), {
       algorithms: ["HS256"],
       issuer: ISSUER,
       audience: AUDIENCE,
       currentDate: new Date(nowMs),
+      requiredClaims: ["sub", "jti", "exp", "iat"],
     });
-    return payload.sub ?? null;
+    const ims = typeof payload.ims === "number" ? payload.ims : payload.iat! * 1000;
+    return { subject: payload.sub!, jti: payload.jti!, issuedAtMs: ims, expiresAtMs: payload.exp! * 1000 };
   } catch {
     return null;
   }

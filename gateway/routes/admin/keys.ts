@@ -1,0 +1,177 @@
+import { Hono } from "hono";
+import {
+  EVENT_VERSION,
+  addKeysBodySchema,
+  dayStart,
+  importKeysBodySchema,
+  importSeedBodySchema,
+  keyBatchBodySchema,
+  keyListQuerySchema,
+  probeKeysBodySchema,
+  updateKeyBodySchema,
+  type AddKeysResponse,
+  type KeyFilter,
+  type ProbeEvent,
+} from "../../../schema";
+import type { GatewayHono, IsolateState } from "../../context";
+import { encryptSecret, maskSecret, sha256Hex } from "../../logic/crypto";
+import { listKeyViews } from "../../logic/key-listing";
+import { parseKeyText } from "../../logic/parse-key-text";
+import { secretCacheFor } from "../../logic/secrets";
+import { queueEventSink } from "../../storage/event-sink";
+import { deleteKeys, findKeyFields, insertKeys, loadKeyRows, setKeysEnabled, updateKeyFields, type NewKeyRow } from "../../storage/keys-db";
+import { readSettings } from "../../storage/settings-db";
+import { findUpstream } from "../../storage/upstreams-db";
+import { emitAdminEvent, notFound, readBody, readQuery, type AdminContext } from "./shared";
+
+interface KeyInput {
+  key: string;
+  enabled: boolean;
+  weight: number;
+  models: string[];
+  note: string;
+}
+
+/** Encrypts and stores keys for an upstream; returns the ids of those that were new (others were already in the pool). */
+async function storeKeys(c: AdminContext, upstreamId: string, keys: KeyInput[]): Promise<{ rows: NewKeyRow[]; added: Set<string> }> {
+  const cryptoKey = await secretCacheFor(c.env.KEY_ENCRYPTION_KEY).cryptoKey();
+  const now = Date.now();
+  const rows = await Promise.all(
+    keys.map(async (k) => ({
+      id: crypto.randomUUID(),
+      upstreamId,
+      secretEnc: await encryptSecret(cryptoKey, k.key),
+      fingerprint: await sha256Hex(k.key),
+      masked: maskSecret(k.key),
+      enabled: k.enabled,
+      weight: k.weight,
+      models: k.models,
+      note: k.note,
+      createdAt: now,
+    })),
+  );
+  return { rows, added: await insertKeys(c.env.DB, rows) };
+}
+
+async function requireUpstream(c: AdminContext, id: string) {
+  const upstream = await findUpstream(c.env.DB, id);
+  if (!upstream) throw notFound("upstream", id, "upstreamId");
+  return upstream;
+}
+
+/** The ids of the keys a filter selects. */
+async function idsMatching(c: AdminContext, filter: KeyFilter): Promise<string[]> {
+  const now = Date.now();
+  const settings = await readSettings(c.env.DB);
+  const rows = await loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), filter.upstreamId);
+  return listKeyViews(rows, filter, "created", Number.MAX_SAFE_INTEGER, 0, settings, now).data.map((k) => k.id);
+}
+
+const probeSummary = (events: ProbeEvent[]) => events.map((e) => ({ keyId: e.keyId, kind: e.kind, result: e.result, balance: e.balance, detail: e.detail }));
+
+/** Keys: batch add, list, update, delete, batch actions, probes, export and import (the seed's format too). */
+export function keyRoutes(state: IsolateState) {
+  const app = new Hono<GatewayHono>();
+
+  app.post("/", async (c) => {
+    const body = await readBody(c, addKeysBodySchema);
+    const upstream = await requireUpstream(c, body.upstreamId);
+    const parsed = parseKeyText(body.text);
+    const { rows, added } = await storeKeys(c, upstream.id, parsed.keys.map((key) => ({ key, enabled: true, weight: 1, models: [], note: "" })));
+    const result: AddKeysResponse = { added: added.size, duplicates: parsed.repeats + (rows.length - added.size), invalid: parsed.invalid };
+    if (added.size > 0) await emitAdminEvent(c, "keys.add", upstream.id, { added: added.size, duplicates: result.duplicates, invalid: result.invalid.length });
+    return c.json(result);
+  });
+
+  app.get("/", async (c) => {
+    const { limit, offset, sort, ...filter } = readQuery(c, keyListQuerySchema);
+    const now = Date.now();
+    const settings = await readSettings(c.env.DB);
+    const rows = await loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), filter.upstreamId);
+    const page = listKeyViews(rows, filter, sort, limit, offset, settings, now);
+    return c.json({ total: page.total, limit, offset, data: page.data });
+  });
+
+  app.get("/export", async (c) => {
+    const now = Date.now();
+    const settings = await readSettings(c.env.DB);
+    const rows = await loadKeyRows(c.env.DB, dayStart(now, settings.timeZone));
+    const { data } = listKeyViews(rows, {}, "created", Number.MAX_SAFE_INTEGER, 0, settings, now);
+    c.header("content-disposition", `attachment; filename="keypool-keys-${new Date(now).toISOString().slice(0, 10)}.json"`);
+    return c.json({ exportedAt: now, masked: true, keys: data });
+  });
+
+  app.patch("/:id", async (c) => {
+    const id = c.req.param("id");
+    const patch = await readBody(c, updateKeyBodySchema);
+    const before = await findKeyFields(c.env.DB, id);
+    if (!before) throw notFound("key", id);
+    const after = { ...before, ...patch };
+    await updateKeyFields(c.env.DB, id, after, Date.now());
+    await emitAdminEvent(c, "key.update", id, { before, after });
+    return c.json({ id, ...after });
+  });
+
+  app.delete("/:id", async (c) => {
+    const id = c.req.param("id");
+    if ((await deleteKeys(c.env.DB, [id])) === 0) throw notFound("key", id);
+    await emitAdminEvent(c, "key.delete", id, null);
+    return c.json({ deleted: true });
+  });
+
+  app.post("/batch", async (c) => {
+    const body = await readBody(c, keyBatchBodySchema);
+    const ids = body.ids ?? (await idsMatching(c, body.filter!));
+    const now = Date.now();
+    if (body.action === "probe") return c.json({ matched: ids.length, data: probeSummary(await state.probe(c.env, ids)) });
+    const changed = body.action === "delete" ? await deleteKeys(c.env.DB, ids) : await setKeysEnabled(c.env.DB, ids, body.action === "enable", now);
+    await emitAdminEvent(c, `keys.${body.action}`, null, { matched: ids.length, changed, ids: ids.slice(0, 1000) });
+    return c.json({ matched: ids.length, changed });
+  });
+
+  app.post("/probe", async (c) => {
+    const body = await readBody(c, probeKeysBodySchema);
+    return c.json({ data: probeSummary(await state.probe(c.env, body.all ? "all" : body.ids!)) });
+  });
+
+  app.post("/import", async (c) => {
+    const body = await readBody(c, importKeysBodySchema);
+    const upstream = await requireUpstream(c, body.upstreamId);
+    const { rows, added } = await storeKeys(c, upstream.id, body.keys);
+    await emitAdminEvent(c, "keys.import", upstream.id, { added: added.size, duplicates: rows.length - added.size });
+    return c.json({ added: added.size, duplicates: rows.length - added.size });
+  });
+
+  /** The seed pool's KV `tokens` value: keeps each key's enabled state, and its balance as a probe reading. */
+  app.post("/import-seed", async (c) => {
+    const body = await readBody(c, importSeedBodySchema);
+    const upstream = await requireUpstream(c, body.upstreamId);
+    const unique = [...new Map(body.tokens.map((t) => [t.key, t])).values()];
+    const { rows, added } = await storeKeys(c, upstream.id, unique.map((t) => ({ key: t.key, enabled: t.enabled, weight: 1, models: [], note: "imported from the seed pool" })));
+    const now = Date.now();
+    const balances: ProbeEvent[] = [];
+    unique.forEach((t, i) => {
+      const balance = t.balance === null || t.balance === undefined ? NaN : Number(t.balance);
+      if (!added.has(rows[i]!.id) || !Number.isFinite(balance)) return;
+      const checked = t.lastChecked === null || t.lastChecked === undefined ? NaN : new Date(t.lastChecked).getTime();
+      balances.push({
+        v: EVENT_VERSION,
+        type: "probe",
+        id: crypto.randomUUID(),
+        ts: Number.isFinite(checked) && checked <= now ? checked : now,
+        keyId: rows[i]!.id,
+        kind: "balance",
+        result: "ok",
+        balance,
+        detail: "balance imported from the seed pool",
+      });
+    });
+    // The seed's balances become probe readings, folded into health like any other.
+    for (let i = 0; i < balances.length; i += 100) await queueEventSink(c.env.EVENTS)(balances.slice(i, i + 100));
+    const result = { added: added.size, duplicates: body.tokens.length - added.size, disabled: unique.filter((t, i) => added.has(rows[i]!.id) && !t.enabled).length, balances: balances.length };
+    await emitAdminEvent(c, "keys.import_seed", upstream.id, result);
+    return c.json(result);
+  });
+
+  return app;
+}

@@ -1,0 +1,100 @@
+import { Hono } from "hono";
+import { DAY_MS, HOUR_MS, MINUTE_MS, dayStart, deriveKeyState, hourStart, minuteStart, statsQuerySchema, type KeyState } from "../../../schema";
+import type { GatewayHono } from "../../context";
+import { invalidRequest } from "../../errors";
+import { bucketStarts, fillSeries, summarize, toMetrics, type MetricSums } from "../../logic/stats";
+import { loadKeyRows } from "../../storage/keys-db";
+import { readSettings } from "../../storage/settings-db";
+import { breakdownRows, bucketTotals, rollingTotals, seriesRows, type BreakdownBy } from "../../storage/stats-db";
+import { readQuery, type AdminContext } from "./shared";
+
+/** Buckets a series covers when the query does not say: an hour of minutes, two days of hours, a month of days. */
+const DEFAULT_COUNT = { minute: 60, hour: 48, day: 30 } as const;
+
+const BREAKDOWNS: BreakdownBy[] = ["model", "key", "client", "upstream"];
+
+/** The series and breakdown queries' common part: bucket range and filters. */
+async function statsRange(c: AdminContext) {
+  const { bucket, count, ...filters } = readQuery(c, statsQuerySchema);
+  const { timeZone } = await readSettings(c.env.DB);
+  const starts = bucketStarts(bucket, count ?? DEFAULT_COUNT[bucket], Date.now(), timeZone);
+  return { bucket, starts, filters, table: `rollup_${bucket}` as const };
+}
+
+/** Usage numbers for the dashboard and for monitoring, all read from the rollups. */
+export function statsRoutes() {
+  const app = new Hono<GatewayHono>();
+
+  app.get("/stats/summary", async (c) => {
+    const now = Date.now();
+    const settings = await readSettings(c.env.DB);
+    const today = dayStart(now, settings.timeZone);
+    const [minutes, days, last24h] = await Promise.all([
+      bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
+      bucketTotals(c.env.DB, "rollup_day", today, today),
+      rollingTotals(c.env.DB, minuteStart(now) - DAY_MS + MINUTE_MS, now + 1),
+    ]);
+    return c.json(summarize(minutes, days[0], last24h, now, settings.timeZone));
+  });
+
+  app.get("/stats/series", async (c) => {
+    const { bucket, starts, filters, table } = await statsRange(c);
+    const rows = await seriesRows(c.env.DB, table, starts[0]!, starts.at(-1)!, filters);
+    return c.json({ bucket, points: fillSeries(rows, starts) });
+  });
+
+  app.get("/stats/breakdown", async (c) => {
+    const by = c.req.query("by") ?? "model";
+    if (!BREAKDOWNS.includes(by as BreakdownBy)) throw invalidRequest("by must be one of model, key, client, upstream.", "by");
+    const { bucket, starts, filters, table } = await statsRange(c);
+    const from = starts[0]!;
+    const to = starts.at(-1)!;
+    const rows = await breakdownRows(c.env.DB, table, from, to, by as BreakdownBy, filters, 100);
+    return c.json({ by, bucket, from, to, rows: rows.map(({ id, ...sums }) => ({ id, ...toMetrics(sums) })) });
+  });
+
+  /** Prometheus text format: traffic over the last 24 hours (by hour), the current rates, keys by state. */
+  app.get("/metrics", async (c) => {
+    const now = Date.now();
+    const settings = await readSettings(c.env.DB);
+    const from = hourStart(now) - 23 * HOUR_MS;
+    const [byUpstream, minutes, keys] = await Promise.all([
+      breakdownRows(c.env.DB, "rollup_hour", from, now, "upstream", {}, 1_000),
+      bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
+      loadKeyRows(c.env.DB, dayStart(now, settings.timeZone)),
+    ]);
+    const total = (field: keyof MetricSums) => byUpstream.reduce((n, r) => n + Number(r[field] ?? 0), 0);
+    const rates = summarize(minutes, undefined, { requests: 0, tokens: 0 }, now, settings.timeZone);
+    const byState: Record<KeyState, number> = { active: 0, cooling: 0, exhausted: 0, failing: 0, dead: 0, disabled: 0 };
+    for (const k of keys) byState[k.enabled ? deriveKeyState(k.facts, settings, now).state : "disabled"]++;
+    const lines = [
+      "# HELP keypool_requests_24h Client requests in the last 24 hours (whole hours).",
+      "# TYPE keypool_requests_24h gauge",
+      `keypool_requests_24h ${total("requests")}`,
+      "# HELP keypool_attempts_24h Upstream attempts in the last 24 hours by outcome.",
+      "# TYPE keypool_attempts_24h gauge",
+      `keypool_attempts_24h{outcome="ok"} ${total("successes")}`,
+      `keypool_attempts_24h{outcome="rate_limited"} ${total("rateLimited")}`,
+      `keypool_attempts_24h{outcome="key_failure"} ${total("failures")}`,
+      `keypool_attempts_24h{outcome="client_error"} ${total("clientErrors")}`,
+      `keypool_attempts_24h{outcome="aborted"} ${total("aborted")}`,
+      "# HELP keypool_tokens_24h Tokens in the last 24 hours.",
+      "# TYPE keypool_tokens_24h gauge",
+      `keypool_tokens_24h{kind="prompt"} ${total("promptTokens")}`,
+      `keypool_tokens_24h{kind="completion"} ${total("completionTokens")}`,
+      `keypool_tokens_24h{kind="total"} ${total("tokens")}`,
+      "# HELP keypool_requests_per_minute Client requests over the last 60 seconds.",
+      "# TYPE keypool_requests_per_minute gauge",
+      `keypool_requests_per_minute ${rates.rpm}`,
+      "# HELP keypool_tokens_per_minute Tokens over the last 60 seconds.",
+      "# TYPE keypool_tokens_per_minute gauge",
+      `keypool_tokens_per_minute ${rates.tpm}`,
+      "# HELP keypool_keys Upstream keys by state.",
+      "# TYPE keypool_keys gauge",
+      ...Object.entries(byState).map(([state, n]) => `keypool_keys{state="${state}"} ${n}`),
+    ];
+    return c.text(lines.join("\n") + "\n", 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+  });
+
+  return app;
+}

@@ -1,0 +1,72 @@
+/** A client key as stored (never the key itself: only its hash, which is not shown either). */
+export interface ClientKeyRow {
+  id: string;
+  name: string;
+  masked: string;
+  models: string[];
+  rpmLimit: number | null;
+  tpmLimit: number | null;
+  expiresAt: number | null;
+  enabled: boolean;
+  createdAt: number;
+}
+
+export interface NewClientKeyRow extends ClientKeyRow {
+  hash: string;
+}
+
+export async function insertClientKey(db: D1Database, k: NewClientKeyRow): Promise<void> {
+  await db
+    .prepare(
+      `INSERT INTO client_keys (id, name, hash, masked, models, rpm_limit, tpm_limit, expires_at, enabled, created_at, updated_at)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)`,
+    )
+    .bind(k.id, k.name, k.hash, k.masked, JSON.stringify(k.models), k.rpmLimit, k.tpmLimit, k.expiresAt, k.enabled ? 1 : 0, k.createdAt)
+    .run();
+}
+
+function toClientKey(r: Record<string, unknown>): ClientKeyRow {
+  return {
+    id: String(r.id),
+    name: String(r.name),
+    masked: String(r.masked),
+    models: JSON.parse(String(r.models)) as string[],
+    rpmLimit: r.rpm_limit === null ? null : Number(r.rpm_limit),
+    tpmLimit: r.tpm_limit === null ? null : Number(r.tpm_limit),
+    expiresAt: r.expires_at === null ? null : Number(r.expires_at),
+    enabled: r.enabled === 1,
+    createdAt: Number(r.created_at),
+  };
+}
+
+/** Every client key with its usage today (requests, tokens). */
+export async function listClientKeys(db: D1Database, todayBucket: number): Promise<(ClientKeyRow & { requestsToday: number; tokensToday: number })[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT c.id, c.name, c.masked, c.models, c.rpm_limit, c.tpm_limit, c.expires_at, c.enabled, c.created_at, d.requests, d.tokens
+       FROM client_keys c
+       LEFT JOIN (SELECT client_key_id, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_day WHERE bucket = ?1 GROUP BY client_key_id) d
+         ON d.client_key_id = c.id
+       ORDER BY c.created_at, c.id`,
+    )
+    .bind(todayBucket)
+    .all<Record<string, unknown>>();
+  return results.map((r) => ({ ...toClientKey(r), requestsToday: Number(r.requests ?? 0), tokensToday: Number(r.tokens ?? 0) }));
+}
+
+export async function findClientKey(db: D1Database, id: string): Promise<ClientKeyRow | null> {
+  const row = await db.prepare("SELECT * FROM client_keys WHERE id = ?1").bind(id).first<Record<string, unknown>>();
+  return row ? toClientKey(row) : null;
+}
+
+export async function updateClientKey(db: D1Database, k: ClientKeyRow, now: number): Promise<void> {
+  await db
+    .prepare("UPDATE client_keys SET name = ?2, models = ?3, rpm_limit = ?4, tpm_limit = ?5, expires_at = ?6, enabled = ?7, updated_at = ?8 WHERE id = ?1")
+    .bind(k.id, k.name, JSON.stringify(k.models), k.rpmLimit, k.tpmLimit, k.expiresAt, k.enabled ? 1 : 0, now)
+    .run();
+}
+
+export async function deleteClientKey(db: D1Database, id: string): Promise<boolean> {
+  const r = await db.prepare("DELETE FROM client_keys WHERE id = ?1").bind(id).run();
+  return (r.meta.changes ?? 0) > 0;
+}

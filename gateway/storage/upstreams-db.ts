@@ -1,0 +1,66 @@
+import type { ProviderKindId, UpstreamView } from "../../schema";
+
+interface RawUpstream {
+  id: string;
+  name: string;
+  base_url: string;
+  kind: string;
+  models: string;
+  aliases: string;
+  enabled: number;
+  created_at: number;
+}
+
+function toUpstream(r: RawUpstream): UpstreamView {
+  return {
+    id: r.id,
+    name: r.name,
+    baseUrl: r.base_url,
+    kind: r.kind as ProviderKindId,
+    models: JSON.parse(r.models) as string[],
+    aliases: JSON.parse(r.aliases) as Record<string, string>,
+    enabled: r.enabled === 1,
+    createdAt: r.created_at,
+  };
+}
+
+export async function insertUpstream(db: D1Database, u: UpstreamView): Promise<void> {
+  await db
+    .prepare("INSERT INTO upstreams (id, name, base_url, kind, models, aliases, enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)")
+    .bind(u.id, u.name, u.baseUrl, u.kind, JSON.stringify(u.models), JSON.stringify(u.aliases), u.enabled ? 1 : 0, u.createdAt)
+    .run();
+}
+
+export async function findUpstream(db: D1Database, id: string): Promise<UpstreamView | null> {
+  const row = await db.prepare("SELECT * FROM upstreams WHERE id = ?1").bind(id).first<RawUpstream>();
+  return row ? toUpstream(row) : null;
+}
+
+/** Every upstream, with how many keys it holds. */
+export async function listUpstreams(db: D1Database): Promise<(UpstreamView & { keys: number })[]> {
+  const { results } = await db
+    .prepare("SELECT u.*, (SELECT COUNT(*) FROM keys k WHERE k.upstream_id = u.id) AS key_count FROM upstreams u ORDER BY u.created_at, u.id")
+    .all<RawUpstream & { key_count: number }>();
+  return results.map((r) => ({ ...toUpstream(r), keys: r.key_count }));
+}
+
+/** Writes an upstream's editable fields. */
+export async function updateUpstream(db: D1Database, u: UpstreamView, now: number): Promise<void> {
+  await db
+    .prepare("UPDATE upstreams SET name = ?2, base_url = ?3, kind = ?4, models = ?5, aliases = ?6, enabled = ?7, updated_at = ?8 WHERE id = ?1")
+    .bind(u.id, u.name, u.baseUrl, u.kind, JSON.stringify(u.models), JSON.stringify(u.aliases), u.enabled ? 1 : 0, now)
+    .run();
+}
+
+/** Deletes an upstream and (when `cascade`) its keys, in one transaction; returns the keys deleted. */
+export async function deleteUpstream(db: D1Database, id: string, cascade: boolean): Promise<number> {
+  const statements = [db.prepare("DELETE FROM upstreams WHERE id = ?1").bind(id)];
+  if (cascade) statements.unshift(db.prepare("DELETE FROM keys WHERE upstream_id = ?1").bind(id));
+  const results = await db.batch(statements);
+  return cascade ? (results[0]!.meta.changes ?? 0) : 0;
+}
+
+export async function countKeys(db: D1Database, upstreamId: string): Promise<number> {
+  const row = await db.prepare("SELECT COUNT(*) AS n FROM keys WHERE upstream_id = ?1").bind(upstreamId).first<{ n: number }>();
+  return row?.n ?? 0;
+}
