@@ -146,7 +146,10 @@ export function keyRoutes(state: IsolateState) {
   app.post("/import-seed", async (c) => {
     const body = await readBody(c, importSeedBodySchema);
     const upstream = await requireUpstream(c, body.upstreamId);
-    const unique = [...new Map(body.tokens.map((t) => [t.key, t])).values()];
+    // A key listed twice keeps its first entry (and that entry's balance).
+    const first = new Map<string, (typeof body.tokens)[number]>();
+    for (const t of body.tokens) if (!first.has(t.key)) first.set(t.key, t);
+    const unique = [...first.values()];
     const { rows, added } = await storeKeys(c, upstream.id, unique.map((t) => ({ key: t.key, enabled: t.enabled, weight: 1, models: [], note: "imported from the seed pool" })));
     const now = Date.now();
     const balances: ProbeEvent[] = [];

@@ -1,0 +1,277 @@
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { SignJWT } from "jose";
+import { describe, expect, it } from "vitest";
+import { SNAPSHOT_KV_KEY } from "../../schema";
+import { createApp } from "../../gateway/app";
+import { ClientLimiter } from "../../gateway/logic/client-limits";
+import { LocalObservations } from "../../gateway/logic/local-observations";
+import { FAKE_BASE_URL } from "./fake-upstream";
+import { admin, adminToken, gateway, waitFor } from "./helpers";
+import { TEST_SECRETS } from "./secrets";
+
+const secretKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
+
+function login(password: string, ip: string) {
+  return gateway("/admin/api/login", { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify({ password }) });
+}
+
+async function signed(claims: Record<string, unknown>, secret = TEST_SECRETS.JWT_SECRET, alg = "HS256") {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ ims: Date.now(), ...claims })
+    .setProtectedHeader({ alg })
+    .setIssuer((claims.iss as string) ?? "keypool")
+    .setAudience((claims.aud as string) ?? "keypool-admin")
+    .setSubject("admin")
+    .setJti(crypto.randomUUID())
+    .setIssuedAt(now)
+    .setExpirationTime((claims.exp as number) ?? now + 600)
+    .sign(new TextEncoder().encode(secret));
+}
+
+const withToken = (token: string) => gateway("/admin/api/session", { headers: { authorization: `Bearer ${token}` } });
+
+async function newUpstream(models: string[] = []) {
+  return (await admin<{ id: string }>("POST", "/upstreams", { name: `up-${crypto.randomUUID()}`, baseUrl: FAKE_BASE_URL, models })).body.id;
+}
+
+describe("admin authentication", () => {
+  it("locks a client out after five wrong passwords, with Retry-After, and not others", async () => {
+    const ip = `203.0.113.${Math.floor(Math.random() * 200)}`;
+    for (let i = 0; i < 5; i++) expect((await login("wrong", ip)).status).toBe(401);
+    const locked = await login(TEST_SECRETS.ADMIN_PASSWORD, ip);
+    expect(locked.status).toBe(429);
+    expect(Number(locked.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(await locked.json()).toMatchObject({ error: { code: "login_rate_limited" } });
+    expect((await login(TEST_SECRETS.ADMIN_PASSWORD, "198.51.100.7")).status).toBe(200);
+  });
+
+  it("refuses tampered, expired, wrong-audience, wrongly signed and unsigned tokens", async () => {
+    const good = await signed({});
+    expect((await withToken(good)).status).toBe(200);
+    const [h, p, sig] = good.split(".");
+    const tampered = `${h}.${btoa(JSON.stringify({ ...JSON.parse(atob(p!)), sub: "root" })).replace(/=+$/, "")}.${sig}`;
+    const none = `${btoa(JSON.stringify({ alg: "none", typ: "JWT" })).replace(/=+$/, "")}.${p}.`;
+    for (const bad of [
+      tampered,
+      none,
+      await signed({ exp: Math.floor(Date.now() / 1000) - 10 }),
+      await signed({ aud: "someone-else" }),
+      await signed({ iss: "not-keypool" }),
+      await signed({}, "another-secret-another-secret-0123456789"),
+      await signed({}, TEST_SECRETS.JWT_SECRET, "HS512"),
+    ]) {
+      expect((await withToken(bad)).status).toBe(401);
+    }
+  });
+
+  it("ends a session on logout, and every earlier session on logout everywhere", async () => {
+    const issue = async () => ((await (await login(TEST_SECRETS.ADMIN_PASSWORD, "192.0.2.1")).json()) as { token: string }).token;
+    const a = await issue();
+    const b = await issue();
+    const out = await gateway("/admin/api/logout", { method: "POST", headers: { authorization: `Bearer ${a}`, "content-type": "application/json" }, body: "{}" });
+    expect(out.headers.get("set-cookie")).toContain("Max-Age=0");
+    expect((await withToken(a)).status).toBe(401);
+    expect((await withToken(b)).status).toBe(200);
+    const c = await issue();
+    await gateway("/admin/api/logout", { method: "POST", headers: { authorization: `Bearer ${c}`, "content-type": "application/json" }, body: '{"everywhere":true}' });
+    expect((await withToken(b)).status).toBe(401);
+    expect((await withToken(await issue())).status).toBe(200);
+  });
+
+  it("refuses cross-site requests: another Origin, or a form instead of JSON", async () => {
+    const token = await adminToken();
+    const evil = await gateway("/admin/api/upstreams", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json", origin: "https://evil.example" },
+      body: JSON.stringify({ name: "x", baseUrl: FAKE_BASE_URL }),
+    });
+    expect(evil.status).toBe(403);
+    const form = await gateway("/admin/api/upstreams", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/x-www-form-urlencoded" }, body: "name=x" });
+    expect(form.status).toBe(415);
+    const sameOrigin = await gateway("/admin/api/upstreams", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json", origin: "https://keypool.test" },
+      body: JSON.stringify({ name: "same-origin", baseUrl: FAKE_BASE_URL }),
+    });
+    expect(sameOrigin.status).toBe(201);
+  });
+
+  it("refuses to work without its secrets, naming the one to set", async () => {
+    const app = createApp({ observations: new LocalObservations(), limits: new ClientLimiter(), probe: async () => [] });
+    const ctx = createExecutionContext();
+    const res = await app.fetch(new Request("https://keypool.test/admin/api/login", { method: "POST", headers: { "content-type": "application/json" }, body: '{"password":"x"}' }), { ...env, ADMIN_PASSWORD: "" }, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: { message: string; code: string } }).error).toMatchObject({ code: "missing_secret", message: expect.stringContaining("ADMIN_PASSWORD") });
+  });
+});
+
+describe("management", () => {
+  it("updates an upstream, refuses deleting it while keys use it, and cascades when asked", async () => {
+    const id = await newUpstream(["m1"]);
+    const patched = await admin<{ models: string[]; name: string }>("PATCH", `/upstreams/${id}`, { models: ["m1", "m2"], aliases: { friendly: "m2" } });
+    expect(patched.body.models).toEqual(["m1", "m2"]);
+    expect((await admin("PATCH", `/upstreams/${id}`, { baseUrl: "not a url" })).status).toBe(400);
+    expect((await admin("PATCH", `/upstreams/${id}`, { unknownField: 1 })).status).toBe(400);
+    await admin("POST", "/keys", { upstreamId: id, text: secretKey("u1") });
+    const refused = await admin<{ error: { code: string } }>("DELETE", `/upstreams/${id}`);
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.code).toBe("upstream_in_use");
+    const cascaded = await admin<{ deletedKeys: number }>("DELETE", `/upstreams/${id}?cascade=true`);
+    expect(cascaded.body.deletedKeys).toBe(1);
+    expect((await admin("DELETE", `/upstreams/${id}`)).status).toBe(404);
+  });
+
+  it("updates, batch-disables by filter and deletes keys", async () => {
+    const id = await newUpstream();
+    const added = await admin<{ added: number }>("POST", "/keys", { upstreamId: id, text: [1, 2, 3].map((i) => secretKey(`b${i}`)).join(";") });
+    expect(added.body.added).toBe(3);
+    const list = await admin<{ total: number; data: { id: string; enabled: boolean; state: string }[] }>("GET", `/keys?upstreamId=${id}`);
+    expect(list.body.total).toBe(3);
+    const first = list.body.data[0]!.id;
+    const updated = await admin<{ weight: number; note: string }>("PATCH", `/keys/${first}`, { weight: 2.5, note: "primary" });
+    expect(updated.body).toMatchObject({ weight: 2.5, note: "primary" });
+    expect((await admin("GET", `/keys?q=primary&upstreamId=${id}`)).body).toMatchObject({ total: 1 });
+    const disabled = await admin<{ matched: number; changed: number }>("POST", "/keys/batch", { action: "disable", filter: { upstreamId: id } });
+    expect(disabled.body).toEqual({ matched: 3, changed: 3 });
+    expect((await admin<{ total: number }>("GET", `/keys?upstreamId=${id}&status=disabled`)).body.total).toBe(3);
+    expect((await admin<{ changed: number }>("POST", "/keys/batch", { action: "delete", ids: [first] })).body.changed).toBe(1);
+    expect((await admin("DELETE", `/keys/${first}`)).status).toBe(404);
+  });
+
+  it("imports the seed's KV tokens value, keeping enabled state and balance", async () => {
+    const id = await newUpstream();
+    const [k1, k2, k3] = [secretKey("seed1"), secretKey("seed2"), secretKey("seed3")];
+    const tokens = [
+      { key: k1, enabled: true, addedAt: "2025-01-01T00:00:00Z", lastUsed: null, usageCount: 10, errorCount: 0, consecutiveErrors: 0, balance: 12.5, lastChecked: "2025-06-01T00:00:00Z" },
+      { key: k2, enabled: false, addedAt: "2025-01-01T00:00:00Z", lastUsed: null, usageCount: 0, errorCount: 3, consecutiveErrors: 3, balance: "0", lastChecked: null },
+      { key: k3, enabled: true, balance: null },
+      { key: k1, enabled: true },
+    ];
+    const res = await admin<{ added: number; duplicates: number; disabled: number; balances: number }>("POST", "/keys/import-seed", { upstreamId: id, tokens });
+    expect(res.body).toEqual({ added: 3, duplicates: 1, disabled: 1, balances: 2 });
+    const keys = await waitFor(async () => {
+      const r = await admin<{ data: { masked: string; enabled: boolean; balance: number | null; state: string }[] }>("GET", `/keys?upstreamId=${id}`);
+      return r.body.data.filter((k) => k.balance !== null).length === 2 ? r.body.data : undefined;
+    }, "the imported balances to be folded");
+    const byMask = (k: string) => keys.find((x) => x.masked === `${k.slice(0, 5)}…${k.slice(-4)}`)!;
+    expect(byMask(k1)).toMatchObject({ enabled: true, balance: 12.5, state: "active" });
+    expect(byMask(k2)).toMatchObject({ enabled: false, balance: 0, state: "disabled" });
+    expect(byMask(k3)).toMatchObject({ enabled: true, balance: null });
+  });
+
+  it("lists, updates and deletes client keys with their usage", async () => {
+    const created = await admin<{ id: string; key: string }>("POST", "/client-keys", { name: "team a", rpmLimit: 10 });
+    const list = await admin<{ data: { id: string; name: string; masked: string; requestsToday: number }[] }>("GET", "/client-keys");
+    const row = list.body.data.find((k) => k.id === created.body.id)!;
+    expect(row).toMatchObject({ name: "team a", requestsToday: 0 });
+    expect(JSON.stringify(list.body)).not.toContain(created.body.key);
+    const updated = await admin<{ enabled: boolean; tpmLimit: number }>("PATCH", `/client-keys/${created.body.id}`, { enabled: false, tpmLimit: 5000 });
+    expect(updated.body).toMatchObject({ enabled: false, tpmLimit: 5000 });
+    expect((await admin("DELETE", `/client-keys/${created.body.id}`)).status).toBe(200);
+    expect((await admin("PATCH", `/client-keys/${created.body.id}`, { enabled: true })).status).toBe(404);
+  });
+
+  it("validates settings with clear 400s and applies a valid change", async () => {
+    for (const [body, param] of [
+      [{ maxAttempts: 0 }, "maxAttempts"],
+      [{ timeZone: "Mars/Olympus" }, "timeZone"],
+      [{ retention: { minuteRollupHours: 1 } }, "retention.minuteRollupHours"],
+      [{ noSuchSetting: true }, "noSuchSetting"],
+    ] as const) {
+      const res = await admin<{ error: { type: string; param: string } }>("PATCH", "/settings", body);
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatchObject({ type: "invalid_request_error", param });
+    }
+    const ok = await admin<{ timeZone: string; maxAttempts: number; retention: { dedupeHours: number } }>("PATCH", "/settings", { timeZone: "Asia/Shanghai", retention: { dedupeHours: 96 } });
+    expect(ok.body).toMatchObject({ timeZone: "Asia/Shanghai", maxAttempts: 3, retention: { dedupeHours: 96 } });
+    expect((await admin<{ timeZone: string }>("GET", "/settings")).body.timeZone).toBe("Asia/Shanghai");
+    await admin("PATCH", "/settings", { timeZone: "UTC" });
+  });
+
+  it("pages through 10,000 keys quickly and consistently", { timeout: 60_000 }, async () => {
+    const id = await newUpstream();
+    const now = Date.now();
+    const rows = Array.from({ length: 10_000 }, (_, i) => [`bulk-${i}-${id}`, id, "v1.x.y", `fp-${i}-${id}`, `sk-bu…${String(i).padStart(4, "0")}`, now + i]);
+    for (let i = 0; i < rows.length; i += 1_000) {
+      await env.DB.prepare(
+        `INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, created_at, updated_at)
+         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>5 FROM json_each(?1)`,
+      )
+        .bind(JSON.stringify(rows.slice(i, i + 1_000)))
+        .run();
+    }
+    const started = Date.now();
+    const first = await admin<{ total: number; data: { id: string }[] }>("GET", `/keys?upstreamId=${id}&limit=100&offset=0`);
+    const elapsed = Date.now() - started;
+    const last = await admin<{ total: number; data: { id: string }[] }>("GET", `/keys?upstreamId=${id}&limit=100&offset=9900`);
+    const searched = await admin<{ total: number; data: { id: string; masked: string }[] }>("GET", `/keys?upstreamId=${id}&q=0042&sort=-created`);
+    expect(first.body.total).toBe(10_000);
+    expect(first.body.data.map((k) => k.id)).toEqual(Array.from({ length: 100 }, (_, i) => `bulk-${i}-${id}`));
+    expect(last.body.data.at(-1)!.id).toBe(`bulk-9999-${id}`);
+    expect(searched.body.data.map((k) => k.masked)).toContain("sk-bu…0042");
+    console.log(`keys list: first page of 10,000 keys in ${elapsed} ms`);
+    expect(elapsed).toBeLessThan(2_000);
+    await admin("DELETE", `/upstreams/${id}?cascade=true`);
+  });
+
+  it("serves Prometheus metrics behind the session", async () => {
+    expect((await gateway("/admin/api/metrics")).status).toBe(401);
+    const res = await gateway("/admin/api/metrics", { headers: { authorization: `Bearer ${await adminToken()}` } });
+    expect(res.headers.get("content-type")).toContain("text/plain; version=0.0.4");
+    const text = await res.text();
+    expect(text).toMatch(/^# HELP keypool_requests_24h/m);
+    expect(text).toMatch(/^keypool_keys\{state="active"\} \d+$/m);
+    expect(text).toMatch(/^keypool_attempts_24h\{outcome="ok"\} \d+$/m);
+  });
+});
+
+describe("secrets never leak", () => {
+  it("finds no plaintext key in any admin answer, stored row or the snapshot", async () => {
+    const id = await newUpstream();
+    const keys = [secretKey("scan1"), secretKey("scan2")];
+    await admin("POST", "/keys", { upstreamId: id, text: keys.join("\n") });
+    await admin("POST", "/keys/import", { upstreamId: id, keys: [{ key: secretKey("scan3"), note: "imported" }] });
+    const client = await admin<{ key: string }>("POST", "/client-keys", { name: "scan" });
+    const secrets = [...keys, client.body.key];
+    const token = await adminToken();
+    const answers: string[] = [];
+    for (const path of ["/keys?limit=1000", "/keys/export", "/upstreams", "/client-keys", "/audit", "/settings", "/metrics", "/stats/summary"]) {
+      answers.push(await (await gateway(`/admin/api${path}`, { headers: { authorization: `Bearer ${token}` } })).text());
+    }
+    await waitFor(async () => ((await env.DB.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'client_key.create'").first<{ n: number }>())!.n > 0 ? true : undefined), "the audit log");
+    const tables = (await env.DB.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%' AND name NOT LIKE 'sqlite_%'").all<{ name: string }>()).results;
+    for (const { name } of tables) answers.push(JSON.stringify((await env.DB.prepare(`SELECT * FROM "${name}"`).all()).results));
+    answers.push((await env.SNAPSHOT.get(SNAPSHOT_KV_KEY)) ?? "");
+    for (const text of answers) for (const secret of secrets) expect(text).not.toContain(secret);
+    // What is there is the masked form.
+    expect(answers[0]).toContain(`${keys[0]!.slice(0, 5)}…${keys[0]!.slice(-4)}`);
+  });
+
+  it("leaves an audit event for every kind of change", async () => {
+    const id = await newUpstream();
+    await admin("PATCH", `/upstreams/${id}`, { name: "renamed" });
+    await admin("POST", "/keys", { upstreamId: id, text: secretKey("audit1") });
+    const keyId = (await admin<{ data: { id: string }[] }>("GET", `/keys?upstreamId=${id}`)).body.data[0]!.id;
+    await admin("PATCH", `/keys/${keyId}`, { note: "x" });
+    await admin("POST", "/keys/batch", { action: "enable", ids: [keyId] });
+    await admin("POST", "/keys/import", { upstreamId: id, keys: [{ key: secretKey("audit2") }] });
+    await admin("POST", "/keys/import-seed", { upstreamId: id, tokens: [{ key: secretKey("audit3"), enabled: true }] });
+    await admin("DELETE", `/keys/${keyId}`);
+    const client = await admin<{ id: string }>("POST", "/client-keys", { name: "audited" });
+    await admin("PATCH", `/client-keys/${client.body.id}`, { name: "audited 2" });
+    await admin("DELETE", `/client-keys/${client.body.id}`);
+    await admin("PATCH", "/settings", { maxAttempts: 3 });
+    await admin("DELETE", `/upstreams/${id}?cascade=true`);
+    const expected = [
+      "upstream.create", "upstream.update", "keys.add", "key.update", "keys.enable", "keys.import", "keys.import_seed", "key.delete",
+      "client_key.create", "client_key.update", "client_key.delete", "settings.update", "upstream.delete",
+    ];
+    const audit = await waitFor(async () => {
+      const r = await admin<{ data: { action: string; actor: string; target: string | null }[] }>("GET", "/audit?limit=500");
+      return expected.every((a) => r.body.data.some((e) => e.action === a)) ? r.body.data : undefined;
+    }, "every change to reach the audit log");
+    expect(audit.find((e) => e.action === "upstream.update")).toMatchObject({ actor: "admin", target: id });
+  });
+});
