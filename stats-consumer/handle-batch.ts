@@ -5,6 +5,7 @@ import { publishIfStale } from "./publish";
 import { runReplayJobs } from "./replay";
 import { DEAD_PREFIX, EVENTS_PREFIX, appendToArchive, archiveKey } from "./storage/archive";
 import { ingestBatch } from "./storage/ingest-db";
+import { sendToQueue } from "./storage/queues";
 import { readSettings } from "./storage/snapshot-store";
 
 /** The bindings the consumer works with. */
@@ -59,7 +60,7 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerBin
   try {
     if (dead.length > 0) {
       console.error(`keypool consumer: ${dead.length} malformed message(s) sent to the dead-letter queue (first: ${dead[0]!.error})`);
-      await env.DEAD_LETTERS.sendBatch(dead.map((body) => ({ body, contentType: "json" as const })));
+      await sendToQueue(env.DEAD_LETTERS, dead);
     }
     if (events.length > 0) {
       await appendToArchive(env.ARCHIVE, archiveKey(EVENTS_PREFIX, deps.now(), crypto.randomUUID()), events);

@@ -4,6 +4,7 @@ import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
 import { DEAD_PREFIX, EVENTS_PREFIX, listArchive, readArchived } from "./storage/archive";
 import { ingestBatch } from "./storage/ingest-db";
+import { sendToQueue } from "./storage/queues";
 import { diffTable, finishJob, resetShadowTables, startJob, type TableDiff } from "./storage/shadow-db";
 import { readSettings } from "./storage/snapshot-store";
 
@@ -102,10 +103,7 @@ export async function requeue(env: ConsumerBindings, p: ReplayParams): Promise<R
   for (const key of keys) {
     const parsed = eventsOf(await readArchived(env.ARCHIVE, key), p);
     unparseable += parsed.unparseable;
-    // sendBatch takes at most 100 messages (and 256 KB).
-    for (let i = 0; i < parsed.events.length; i += 100) {
-      await env.EVENTS.sendBatch(parsed.events.slice(i, i + 100).map((body) => ({ body, contentType: "json" as const })));
-    }
+    await sendToQueue(env.EVENTS, parsed.events);
     requeued += parsed.events.length;
   }
   return { objects: keys.length, requeued, unparseable };
