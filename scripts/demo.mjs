@@ -5,6 +5,7 @@
  * moves without any real key. Runs on its own state (.wrangler/demo-state, fresh
  * each run). Ctrl-C stops everything.
  */
+import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import path from "node:path";
 import OpenAI from "openai";
@@ -38,7 +39,7 @@ try {
   await stack.ready();
   const admin = await adminSession(stack.url, vars.ADMIN_PASSWORD);
   const upstream = await admin("POST", "/upstreams", { name: "Mock upstream (demo)", baseUrl: mock.baseUrl, models: ["mock-gpt", "mock-gpt-mini"] });
-  const demoKeys = Array.from({ length: 5 }, (_, i) => `sk-demo-${i}-${"x".repeat(24)}`);
+  const demoKeys = Array.from({ length: 5 }, (_, i) => `sk-demo-${i}-${randomBytes(12).toString("hex")}`);
   // One demo key is rate limited, so the dashboard shows retries landing on the others.
   mock.setKeyBehavior(demoKeys[4], { mode: "rate_limit", retryAfterSeconds: 30 });
   const added = await admin("POST", "/keys", { upstreamId: upstream.id, text: demoKeys.join("\n") });

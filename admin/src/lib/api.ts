@@ -1,10 +1,22 @@
-import type { OpenAIError, StatsSeries, StatsSummary } from "../../../schema";
+import type {
+  AddKeysResponse,
+  KeyState,
+  KeyView,
+  OpenAIError,
+  Settings,
+  StatsBreakdown,
+  StatsBucket,
+  StatsSeries,
+  StatsSummary,
+  UpstreamView,
+} from "../../../schema";
 
 /** An admin API failure, carrying the server's message. */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    readonly retryAfter: number | null = null,
   ) {
     super(message);
   }
@@ -19,10 +31,55 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
   });
   if (!res.ok) {
     const err = (await res.json().catch(() => null)) as OpenAIError | null;
-    throw new ApiError(res.status, err?.error.message ?? `HTTP ${res.status}`);
+    const retryAfter = Number(res.headers.get("retry-after"));
+    throw new ApiError(res.status, err?.error.message ?? `HTTP ${res.status}`, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : null);
   }
   return (await res.json()) as T;
 }
+
+export interface KeyQuery {
+  limit: number;
+  offset: number;
+  q?: string;
+  status?: KeyState | "";
+  upstreamId?: string;
+  sort?: string;
+}
+
+export interface ClientKeyView {
+  id: string;
+  name: string;
+  masked: string;
+  models: string[];
+  rpmLimit: number | null;
+  tpmLimit: number | null;
+  expiresAt: number | null;
+  enabled: boolean;
+  createdAt: number;
+  requestsToday: number;
+  tokensToday: number;
+}
+
+export interface AuditEntry {
+  id: string;
+  ts: number;
+  actor: string;
+  action: string;
+  target: string | null;
+  detail: Record<string, unknown> | null;
+}
+
+export interface ReplayJob {
+  id: string;
+  status: "pending" | "running" | "done" | "failed";
+  report?: { identical?: boolean; events?: number; requeued?: number; error?: string; compared?: Record<string, { live: number; rebuilt: number; onlyLive: number; onlyRebuilt: number }> } | null;
+}
+
+const query = (params: Record<string, string | number | undefined>) =>
+  Object.entries(params)
+    .filter(([, v]) => v !== undefined && v !== "")
+    .map(([k, v]) => `${k}=${encodeURIComponent(String(v))}`)
+    .join("&");
 
 /** The typed admin API the dashboard uses. */
 export const api = {
@@ -30,5 +87,23 @@ export const api = {
   logout: () => request<{ ok: boolean }>("POST", "/logout", {}),
   session: () => request<{ subject: string }>("GET", "/session"),
   summary: () => request<StatsSummary>("GET", "/stats/summary"),
-  series: (bucket: "minute" | "hour", count: number) => request<StatsSeries>("GET", `/stats/series?bucket=${bucket}&count=${count}`),
+  series: (bucket: StatsBucket, count: number, filters: Record<string, string> = {}) => request<StatsSeries>("GET", `/stats/series?${query({ bucket, count, ...filters })}`),
+  breakdown: (by: string, bucket: StatsBucket, count: number) => request<StatsBreakdown>("GET", `/stats/breakdown?${query({ by, bucket, count })}`),
+  keys: (q: KeyQuery) => request<{ total: number; data: KeyView[] }>("GET", `/keys?${query({ ...q })}`),
+  addKeys: (upstreamId: string, text: string) => request<AddKeysResponse>("POST", "/keys", { upstreamId, text }),
+  updateKey: (id: string, patch: Partial<Pick<KeyView, "enabled" | "weight" | "models" | "note">>) => request<unknown>("PATCH", `/keys/${id}`, patch),
+  batchKeys: (action: "enable" | "disable" | "delete" | "probe", ids: string[]) => request<{ matched: number; changed?: number }>("POST", "/keys/batch", { action, ids }),
+  upstreams: () => request<{ data: (UpstreamView & { keys: number })[] }>("GET", "/upstreams"),
+  createUpstream: (body: { name: string; baseUrl: string; kind: string; models: string[] }) => request<{ id: string }>("POST", "/upstreams", body),
+  updateUpstream: (id: string, patch: Partial<UpstreamView>) => request<UpstreamView>("PATCH", `/upstreams/${id}`, patch),
+  deleteUpstream: (id: string, cascade: boolean) => request<unknown>("DELETE", `/upstreams/${id}${cascade ? "?cascade=true" : ""}`),
+  clientKeys: () => request<{ data: ClientKeyView[] }>("GET", "/client-keys"),
+  createClientKey: (body: { name: string; rpmLimit: number | null; tpmLimit: number | null; models: string[] }) => request<{ id: string; key: string }>("POST", "/client-keys", body),
+  updateClientKey: (id: string, patch: Partial<ClientKeyView>) => request<unknown>("PATCH", `/client-keys/${id}`, patch),
+  deleteClientKey: (id: string) => request<unknown>("DELETE", `/client-keys/${id}`),
+  settings: () => request<Settings>("GET", "/settings"),
+  updateSettings: (patch: Partial<Settings>) => request<Settings>("PATCH", "/settings", patch),
+  audit: (limit: number) => request<{ data: AuditEntry[] }>("GET", `/audit?limit=${limit}`),
+  startReplay: (kind: "rebuild" | "requeue") => request<{ id: string }>("POST", "/replay", { kind }),
+  replay: (id: string) => request<ReplayJob>("GET", `/replay/${id}`),
 };
