@@ -34,6 +34,11 @@ async function stop(code = 0) {
 }
 process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
+stack.child.on("exit", (code) => {
+  if (stopping) return;
+  console.error(`demo: wrangler dev exited (${code}):\n${stack.log().slice(-3000)}`);
+  void stop(1);
+});
 
 try {
   await stack.ready();

@@ -1,0 +1,141 @@
+import { existsSync, mkdirSync } from "node:fs";
+import path from "node:path";
+import OpenAI from "openai";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ROOT } from "../../scripts/lib/stack.mjs";
+import { startStack, type Stack } from "../e2e/fixture";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const SHOTS = path.join(ROOT, "test-results/screenshots");
+const hasChromium = existsSync(CHROMIUM);
+if (!hasChromium && process.env.CI) throw new Error(`The dashboard tests need Chromium at ${CHROMIUM} (apt-get install -y chromium).`);
+if (!hasChromium) console.warn(`Skipping the dashboard tests: no Chromium at ${CHROMIUM} (apt-get install -y chromium).`);
+
+let stack: Stack;
+let browser: Browser;
+let page: Page;
+let upstreamId: string;
+const uiKeys = Array.from({ length: 4 }, (_, i) => `sk-ui-${i}-${crypto.randomUUID().replaceAll("-", "")}`);
+
+async function shot(name: string) {
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** Sends `n` chat completions through the gateway with the given client key. */
+async function traffic(clientKey: string, n: number) {
+  const openai = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: clientKey, maxRetries: 0 });
+  for (let i = 0; i < n; i++) await openai.chat.completions.create({ model: "mock-gpt", messages: [{ role: "user", content: `ui ${i}` }] });
+}
+
+/** Goes to a page of the dashboard (hash route), reloading so its data is fresh. */
+async function open(route: string) {
+  await page.goto(`${stack.url}/#/${route}`);
+  await page.reload();
+}
+
+describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    stack = await startStack(["mock-gpt"], 1);
+    upstreamId = ((await stack.admin("GET", "/upstreams")) as { data: { id: string }[] }).data[0]!.id;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 }, locale: "en-US" });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await stack?.stop();
+  });
+
+  it("shows an error for a wrong password, then logs in", async () => {
+    await page.goto(stack.url);
+    await page.fill("input[type=password]", "not the password");
+    await page.click("button[type=submit]");
+    await expect.poll(() => page.textContent("[role=alert]")).toContain("Wrong password");
+    await shot("login");
+    await page.fill("input[type=password]", stack.secrets.ADMIN_PASSWORD);
+    await page.click("button[type=submit]");
+    await page.waitForSelector("[data-testid=stat-rpm]");
+  });
+
+  it("batch-adds keys with mixed separators and shows the counts", async () => {
+    await open("keys");
+    await page.selectOption("select[name=upstream]", upstreamId);
+    await page.fill("textarea[name=keys]", `${uiKeys[0]}, ${uiKeys[1]}\n${uiKeys[2]}; ${uiKeys[3]} ${uiKeys[0]}\nshort`);
+    await page.click(".add-keys button[type=submit]");
+    await expect.poll(() => page.textContent("[data-testid=add-result]")).toBe("Added 4, duplicates 1, invalid 1.");
+    await expect.poll(() => page.textContent(".invalid")).toContain("Line 3");
+  });
+
+  it("moves RPM and the per-minute chart when traffic flows", async () => {
+    await traffic(stack.clientKey, 12);
+    await open("overview");
+    await expect.poll(async () => Number((await page.textContent("[data-testid=stat-rpm]"))?.replace(/\D/g, "")), { timeout: 15_000 }).toBeGreaterThanOrEqual(12);
+    await expect.poll(async () => Number(await page.getAttribute("[data-testid=chart-requests]", "data-points")), { timeout: 15_000 }).toBeGreaterThanOrEqual(12);
+    await shot("overview");
+  });
+
+  it("shows a key that answers 429 as cooling and one that answers 401 as dead", async () => {
+    const [limited, revoked] = [uiKeys[0]!, uiKeys[1]!];
+    stack.mock.setKeyBehavior(limited, { mode: "rate_limit", retryAfterSeconds: 120 });
+    stack.mock.setKeyBehavior(revoked, { mode: "unauthorized" });
+    // Enough traffic that both keys are tried at least once.
+    for (let i = 0; i < 40 && !((stack.mock.stats.byKey[limited] ?? 0) > 0 && (stack.mock.stats.byKey[revoked] ?? 0) > 0); i++) await traffic(stack.clientKey, 1);
+    const badge = (key: string) => page.getAttribute(`tr[data-key="${key.slice(0, 5)}…${key.slice(-4)}"] [data-state]`, "data-state");
+    await expect
+      .poll(async () => {
+        await open("keys");
+        await page.waitForSelector("[data-testid=keys-table] tbody tr[data-key]");
+        return [await badge(limited), await badge(revoked)];
+      }, { timeout: 20_000, interval: 1_000 })
+      .toEqual(["cooling", "dead"]);
+    await shot("keys");
+  });
+
+  it("disables a key from the table, and no more traffic goes to it", async () => {
+    const key = uiKeys[2]!;
+    const masked = `${key.slice(0, 5)}…${key.slice(-4)}`;
+    await open("keys");
+    await page.check(`tr[data-key="${masked}"] input[type=checkbox]`);
+    await page.click(".selection button:has-text('Disable')");
+    await expect.poll(() => page.getAttribute(`tr[data-key="${masked}"] [data-state]`, "data-state")).toBe("disabled");
+    // The consumer republishes the snapshot; give the gateway isolate time to pick it up.
+    await new Promise((r) => setTimeout(r, 4_000));
+    const before = stack.mock.stats.byKey[key] ?? 0;
+    await traffic(stack.clientKey, 15);
+    expect(stack.mock.stats.byKey[key] ?? 0).toBe(before);
+  });
+
+  it("creates a client key that works at once", async () => {
+    await open("client-keys");
+    await page.fill("form input[name=name]", "browser test");
+    await page.click("form button[type=submit]");
+    const key = (await page.textContent("[data-testid=new-client-key]"))!.trim();
+    expect(key).toMatch(/^kp-/);
+    await shot("client-keys");
+    await expect.poll(async () => {
+      try {
+        await traffic(key, 1);
+        return "served";
+      } catch {
+        return "not yet";
+      }
+    }, { timeout: 15_000, interval: 500 }).toBe("served");
+  });
+
+  it("switches the language to Simplified Chinese", async () => {
+    await open("overview");
+    await page.selectOption("select[aria-label=Language]", "zh");
+    await expect.poll(() => page.textContent("header nav a[aria-current=page]")).toBe("概览");
+    for (const route of ["upstreams", "settings", "audit"]) {
+      await open(route);
+      await page.waitForTimeout(500);
+      await shot(route);
+    }
+    await page.selectOption("header select", "en");
+  });
+});
