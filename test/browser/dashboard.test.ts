@@ -71,6 +71,21 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     await expect.poll(() => page.textContent(".invalid")).toContain("Line 3");
   });
 
+  it("imports the old pool's tokens JSON, keeping enabled state and balance", async () => {
+    await open("keys");
+    await page.click("details summary");
+    const tokens = [
+      { key: `sk-old-${crypto.randomUUID()}`, enabled: true, balance: 7.5, usageCount: 3 },
+      { key: `sk-old-${crypto.randomUUID()}`, enabled: false, balance: null },
+    ];
+    await page.fill("textarea[name=seed]", JSON.stringify(tokens));
+    await page.click("details button[type=submit]");
+    await expect.poll(() => page.textContent("details [role=status]")).toBe("Imported 2 key(s) (1 disabled, 1 with a balance); 0 already in the pool.");
+    // The imported keys must not take this suite's traffic: delete them through the API.
+    const listed = (await stack.admin("GET", "/keys?q=sk-ol&limit=10")) as { data: { id: string }[] };
+    await stack.admin("POST", "/keys/batch", { action: "delete", ids: listed.data.map((k) => k.id) });
+  });
+
   it("moves RPM and the per-minute chart when traffic flows", async () => {
     await traffic(stack.clientKey, 12);
     await open("overview");
@@ -103,8 +118,11 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     await page.check(`tr[data-key="${masked}"] input[type=checkbox]`);
     await page.click(".selection button:has-text('Disable')");
     await expect.poll(() => page.getAttribute(`tr[data-key="${masked}"] [data-state]`, "data-state")).toBe("disabled");
-    // The consumer republishes the snapshot; give the gateway isolate time to pick it up.
+    // The consumer republishes the snapshot within a couple of seconds; the gateway looks for it
+    // on its next request (serving the snapshot it has meanwhile), so let a few requests through first.
     await new Promise((r) => setTimeout(r, 4_000));
+    await traffic(stack.clientKey, 3);
+    await new Promise((r) => setTimeout(r, 500));
     const before = stack.mock.stats.byKey[key] ?? 0;
     await traffic(stack.clientKey, 15);
     expect(stack.mock.stats.byKey[key] ?? 0).toBe(before);

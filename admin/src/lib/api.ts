@@ -91,6 +91,7 @@ export const api = {
   breakdown: (by: string, bucket: StatsBucket, count: number) => request<StatsBreakdown>("GET", `/stats/breakdown?${query({ by, bucket, count })}`),
   keys: (q: KeyQuery) => request<{ total: number; data: KeyView[] }>("GET", `/keys?${query({ ...q })}`),
   addKeys: (upstreamId: string, text: string) => request<AddKeysResponse>("POST", "/keys", { upstreamId, text }),
+  importSeed: (upstreamId: string, tokens: unknown[]) => request<{ added: number; duplicates: number; disabled: number; balances: number }>("POST", "/keys/import-seed", { upstreamId, tokens }),
   updateKey: (id: string, patch: Partial<Pick<KeyView, "enabled" | "weight" | "models" | "note">>) => request<unknown>("PATCH", `/keys/${id}`, patch),
   batchKeys: (action: "enable" | "disable" | "delete" | "probe", ids: string[]) => request<{ matched: number; changed?: number }>("POST", "/keys/batch", { action, ids }),
   upstreams: () => request<{ data: (UpstreamView & { keys: number })[] }>("GET", "/upstreams"),
