@@ -153,6 +153,22 @@ export const createClientKeyBodySchema = z.object({
   tpmLimit: z.number().int().positive().nullable().default(null),
   expiresAt: z.number().int().positive().nullable().default(null),
 });
+/** A client key as the admin API lists it: never the key, only its masked form, plus today's usage. */
+export const clientKeyViewSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  masked: z.string(),
+  models: z.array(z.string()),
+  rpmLimit: z.number().nullable(),
+  tpmLimit: z.number().nullable(),
+  expiresAt: z.number().nullable(),
+  enabled: z.boolean(),
+  createdAt: z.number(),
+  requestsToday: z.number(),
+  tokensToday: z.number(),
+});
+export type ClientKeyView = z.infer<typeof clientKeyViewSchema>;
+
 export const createClientKeyResponseSchema = z.object({ id: z.string(), key: z.string() });
 
 /** Probes keys now: the given ids, or every enabled key (up to the probe budget, least recently probed first). */

@@ -6,10 +6,8 @@
  * stack, keeping each key's enabled state and balance. With --base-url it creates
  * the upstream first. KEYPOOL_URL / PORT and KEYPOOL_ADMIN_PASSWORD as for replay.
  */
-import { existsSync, readFileSync } from "node:fs";
-import path from "node:path";
-import { adminSession } from "./lib/admin-client.mjs";
-import { ROOT, parseDevVars } from "./lib/stack.mjs";
+import { readFileSync } from "node:fs";
+import { adminFromEnv } from "./lib/admin-client.mjs";
 
 const [file, ...rest] = process.argv.slice(2);
 const option = (name) => {
@@ -28,14 +26,7 @@ if (!Array.isArray(tokens)) {
   process.exit(2);
 }
 
-const url = process.env.KEYPOOL_URL ?? `http://127.0.0.1:${process.env.PORT ?? 8787}`;
-const varsFile = path.join(ROOT, ".dev.vars");
-const password = process.env.KEYPOOL_ADMIN_PASSWORD ?? (existsSync(varsFile) ? parseDevVars(readFileSync(varsFile, "utf8")).ADMIN_PASSWORD : undefined);
-if (!password) {
-  console.error("No admin password: set KEYPOOL_ADMIN_PASSWORD or run npm start once to create .dev.vars.");
-  process.exit(2);
-}
-const admin = await adminSession(url, password);
+const admin = await adminFromEnv();
 
 let upstreamId = option("upstream");
 if (!upstreamId) {

@@ -6,10 +6,7 @@
  * or epoch ms. KEYPOOL_URL (default http://127.0.0.1:$PORT) and KEYPOOL_ADMIN_PASSWORD
  * (default: .dev.vars) point it elsewhere. Exits 1 when a rebuild finds differences.
  */
-import { existsSync, readFileSync } from "node:fs";
-import path from "node:path";
-import { adminSession } from "./lib/admin-client.mjs";
-import { ROOT, parseDevVars } from "./lib/stack.mjs";
+import { adminFromEnv } from "./lib/admin-client.mjs";
 
 const [kind, ...rest] = process.argv.slice(2);
 if (kind !== "rebuild" && kind !== "requeue") {
@@ -27,15 +24,7 @@ const time = (value) => {
   return ms;
 };
 
-const url = process.env.KEYPOOL_URL ?? `http://127.0.0.1:${process.env.PORT ?? 8787}`;
-const varsFile = path.join(ROOT, ".dev.vars");
-const password = process.env.KEYPOOL_ADMIN_PASSWORD ?? (existsSync(varsFile) ? parseDevVars(readFileSync(varsFile, "utf8")).ADMIN_PASSWORD : undefined);
-if (!password) {
-  console.error("No admin password: set KEYPOOL_ADMIN_PASSWORD or run npm start once to create .dev.vars.");
-  process.exit(2);
-}
-
-const admin = await adminSession(url, password);
+const admin = await adminFromEnv();
 const body = { kind, from: time(option("from")), to: time(option("to")), source: option("source") ?? "events" };
 const { id } = /** @type {{ id: string }} */ (await admin("POST", "/replay", body));
 console.log(`replay ${kind} started as job ${id}; waiting for the consumer…`);

@@ -1,15 +1,7 @@
+import type { ClientKeyView } from "../../schema";
+
 /** A client key as stored (never the key itself: only its hash, which is not shown either). */
-export interface ClientKeyRow {
-  id: string;
-  name: string;
-  masked: string;
-  models: string[];
-  rpmLimit: number | null;
-  tpmLimit: number | null;
-  expiresAt: number | null;
-  enabled: boolean;
-  createdAt: number;
-}
+export type ClientKeyRow = Omit<ClientKeyView, "requestsToday" | "tokensToday">;
 
 export interface NewClientKeyRow extends ClientKeyRow {
   hash: string;
@@ -40,7 +32,7 @@ function toClientKey(r: Record<string, unknown>): ClientKeyRow {
 }
 
 /** Every client key with its usage today (requests, tokens). */
-export async function listClientKeys(db: D1Database, todayBucket: number): Promise<(ClientKeyRow & { requestsToday: number; tokensToday: number })[]> {
+export async function listClientKeys(db: D1Database, todayBucket: number): Promise<ClientKeyView[]> {
   const { results } = await db
     .prepare(
       `SELECT c.id, c.name, c.masked, c.models, c.rpm_limit, c.tpm_limit, c.expires_at, c.enabled, c.created_at, d.requests, d.tokens

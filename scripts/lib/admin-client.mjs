@@ -43,3 +43,22 @@ export async function waitForModel(baseUrl, clientKey, model, timeoutMs = 20_000
   }
   throw new Error(`the gateway did not serve model ${model} within ${timeoutMs} ms`);
 }
+
+/**
+ * An admin session with the Keypool the scripts are pointed at: KEYPOOL_URL
+ * (default http://127.0.0.1:$PORT, PORT 8787) and KEYPOOL_ADMIN_PASSWORD
+ * (default: ADMIN_PASSWORD from .dev.vars). Exits with a message when there is no password.
+ */
+export async function adminFromEnv() {
+  const { existsSync, readFileSync } = await import("node:fs");
+  const path = await import("node:path");
+  const { ROOT, parseDevVars } = await import("./stack.mjs");
+  const url = process.env.KEYPOOL_URL ?? `http://127.0.0.1:${process.env.PORT ?? 8787}`;
+  const varsFile = path.join(ROOT, ".dev.vars");
+  const password = process.env.KEYPOOL_ADMIN_PASSWORD ?? (existsSync(varsFile) ? parseDevVars(readFileSync(varsFile, "utf8")).ADMIN_PASSWORD : undefined);
+  if (!password) {
+    console.error("No admin password: set KEYPOOL_ADMIN_PASSWORD or run npm start once to create .dev.vars.");
+    process.exit(2);
+  }
+  return adminSession(url, password);
+}

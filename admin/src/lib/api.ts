@@ -1,5 +1,6 @@
 import type {
   AddKeysResponse,
+  ClientKeyView,
   KeyState,
   KeyView,
   OpenAIError,
@@ -10,6 +11,8 @@ import type {
   StatsSummary,
   UpstreamView,
 } from "../../../schema";
+
+export type { ClientKeyView };
 
 /** An admin API failure, carrying the server's message. */
 export class ApiError extends Error {
@@ -44,20 +47,6 @@ export interface KeyQuery {
   status?: KeyState | "";
   upstreamId?: string;
   sort?: string;
-}
-
-export interface ClientKeyView {
-  id: string;
-  name: string;
-  masked: string;
-  models: string[];
-  rpmLimit: number | null;
-  tpmLimit: number | null;
-  expiresAt: number | null;
-  enabled: boolean;
-  createdAt: number;
-  requestsToday: number;
-  tokensToday: number;
 }
 
 export interface AuditEntry {

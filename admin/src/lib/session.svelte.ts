@@ -28,3 +28,12 @@ export async function logOut(): Promise<void> {
 export function sessionExpired(): void {
   session.loggedIn = false;
 }
+
+/** The message to show for a failed call; a 401 ends the session instead (the login form shows) and gives null. */
+export function errorMessage(err: unknown): string | null {
+  if (err instanceof ApiError && err.status === 401) {
+    sessionExpired();
+    return null;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
