@@ -140,6 +140,8 @@ export const keyViewSchema = z.object({
   lastError: z.object({ at: z.number(), message: z.string() }).nullable(),
   lastUsedAt: z.number().nullable(),
   note: z.string(),
+  /** Successes over attempts that say something about the key, last hour; null without such attempts. */
+  successRate: z.number().nullable(),
   requestsToday: z.number(),
   tokensToday: z.number(),
   createdAt: z.number(),

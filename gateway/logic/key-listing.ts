@@ -19,6 +19,7 @@ export function toKeyView(r: KeyRow, rules: HealthRules, now: number): KeyView {
     lastError: r.lastErrorTs ? { at: r.lastErrorTs, message: r.lastError } : null,
     lastUsedAt: r.lastUsedAt || null,
     note: r.note,
+    successRate: r.judgedLastHour > 0 ? r.successesLastHour / r.judgedLastHour : null,
     requestsToday: r.requestsToday,
     tokensToday: r.tokensToday,
     createdAt: r.createdAt,

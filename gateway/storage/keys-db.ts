@@ -73,6 +73,9 @@ export interface KeyRow {
   lastUsedAt: number;
   requestsToday: number;
   tokensToday: number;
+  /** The last hour's successes, and attempts that say something about the key. */
+  successesLastHour: number;
+  judgedLastHour: number;
 }
 
 /**
@@ -80,19 +83,21 @@ export interface KeyRow {
  * one query; the admin API filters and sorts these in memory, which stays well
  * under 100 ms at 10,000 keys and lets it filter on the derived state.
  */
-export async function loadKeyRows(db: D1Database, todayBucket: number, upstreamId?: string): Promise<KeyRow[]> {
+export async function loadKeyRows(db: D1Database, todayBucket: number, upstreamId?: string, hourAgo = Date.now() - 3_600_000): Promise<KeyRow[]> {
   const { results } = await db
     .prepare(
       `SELECT k.id, k.upstream_id, u.models AS upstream_models, k.masked, k.weight, k.models, k.enabled, k.note, k.created_at,
               ${HEALTH_FACT_COLUMNS}, h.balance, h.balance_ts, h.last_probe_ts, h.last_probe_result, h.last_error_ts, h.last_error, h.last_used_at,
-              d.requests, d.tokens
+              d.requests, d.tokens, m.successes, m.judged
        FROM keys k
        JOIN upstreams u ON u.id = k.upstream_id
        LEFT JOIN key_health h ON h.key_id = k.id
        LEFT JOIN (SELECT key_id, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_day WHERE bucket = ?1 GROUP BY key_id) d ON d.key_id = k.id
+       LEFT JOIN (SELECT key_id, SUM(successes) AS successes, SUM(attempts - client_error - aborted) AS judged FROM rollup_minute WHERE bucket >= ?3 GROUP BY key_id) m
+         ON m.key_id = k.id
        WHERE ?2 IS NULL OR k.upstream_id = ?2`,
     )
-    .bind(todayBucket, upstreamId ?? null)
+    .bind(todayBucket, upstreamId ?? null, hourAgo)
     .all<Record<string, unknown>>();
   return results.map((r) => ({
     id: String(r.id),
@@ -114,6 +119,8 @@ export async function loadKeyRows(db: D1Database, todayBucket: number, upstreamI
     lastUsedAt: Number(r.last_used_at ?? 0),
     requestsToday: Number(r.requests ?? 0),
     tokensToday: Number(r.tokens ?? 0),
+    successesLastHour: Number(r.successes ?? 0),
+    judgedLastHour: Number(r.judged ?? 0),
   }));
 }
 

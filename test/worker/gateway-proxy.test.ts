@@ -43,6 +43,10 @@ describe("failure policy", () => {
     expect(fake.calls.filter((c) => c.authorization === `Bearer ${dead}`)).toHaveLength(1);
     const r = await waitForRollup(pool.clientKeyId, (x) => (x.requests ?? 0) >= 10);
     expect(r).toMatchObject({ requests: 10, attempts: 11, auth_failed: 1 });
+    const listed = await admin<{ data: { masked: string; successRate: number | null; state: string }[] }>("GET", `/keys?upstreamId=${pool.upstreamId}`);
+    const view = (k: string) => listed.body.data.find((x) => x.masked === `${k.slice(0, 5)}…${k.slice(-4)}`);
+    expect(view(alive)).toMatchObject({ successRate: 1, state: "active" });
+    expect(view(dead)).toMatchObject({ successRate: 0, state: "dead" });
   });
 
   it("answers 429 with Retry-After when every key is cooling for longer than it may wait", async () => {
