@@ -1,16 +1,19 @@
 // @ts-check
 /**
- * `npm run bench`: figures, side by side in one run, printed as a table. All local,
- * every loop bounded. Today it measures the stats consumer: events per second
- * folded into local D1 (Miniflare, the same D1/R2/KV/Queue bindings as
- * production), with the real consumer bundle and its queue handler.
- *   --events N   events per run (default 20,000)   --runs N   repetitions (default 3)
+ * `npm run bench`: figures, printed as a table. All local, every loop bounded.
+ * - the stats consumer: events per second folded into local D1 (Miniflare, the
+ *   same D1/R2/KV/Queue bindings as production), the real bundle and queue handler;
+ * - key selection picks per second at 10 / 1,000 / 10,000 / 100,000 keys;
+ * - snapshot load (parse + validate + index) at 10,000 keys;
+ * - the gateway bundle's gzipped size.
+ *   --events N  events per run (default 20,000)   --runs N  repetitions (default 3)   --smoke  a few seconds
  */
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { gzipSync } from "node:zlib";
 import { migrationStatements } from "./lib/migrations.mjs";
 import { ROOT } from "./lib/stack.mjs";
 
@@ -18,8 +21,10 @@ const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
 };
-const EVENTS = arg("events", 20_000);
-const RUNS = arg("runs", 3);
+/** --smoke: a few seconds, small numbers, no thresholds — so the harness cannot rot (npm test runs it). */
+const SMOKE = process.argv.includes("--smoke");
+const EVENTS = arg("events", SMOKE ? 500 : 20_000);
+const RUNS = arg("runs", SMOKE ? 1 : 3);
 const BATCH = 100;
 
 const OUTCOMES = ["ok", "ok", "ok", "ok", "ok", "ok", "ok", "rate_limited", "upstream_error", "client_error"];
@@ -76,12 +81,28 @@ try {
     }
     const totals = await db.prepare("SELECT SUM(attempts) AS attempts FROM rollup_minute").first();
     if (totals?.attempts !== EVENTS * RUNS) throw new Error(`rollups hold ${totals?.attempts} attempts, expected ${EVENTS * RUNS}`);
+    // Gateway logic, in Node: key selection across pool sizes, snapshot loading at 10,000 keys.
+    const microFile = path.join(work, "micro.mjs");
+    await build({ entryPoints: [path.join(ROOT, "bench/micro.ts")], outfile: microFile, bundle: true, format: "esm", platform: "node", logLevel: "warning" });
+    const micro = await import(microFile);
+    const selection = {};
+    for (const n of [10, 1_000, 10_000, 100_000]) selection[n] = Array.from({ length: RUNS }, () => micro.selectionRate(n, SMOKE ? 50 : 500));
+    const load = micro.snapshotLoadMs(10_000, SMOKE ? 2 : 7).slice(SMOKE ? 1 : 2);
+    const gatewayBundle = path.join(work, "gateway.js");
+    await build({ entryPoints: [path.join(ROOT, "gateway/index.ts")], outfile: gatewayBundle, bundle: true, format: "esm", platform: "neutral", minify: true, logLevel: "warning" });
+    const gzipped = gzipSync(readFileSync(gatewayBundle)).length;
+
     const fmt = (x) => Math.round(x).toLocaleString("en-US");
+    const row = (what, xs, unit = "") => `| ${what} | ${fmt(median(xs))}${unit} | ${fmt(Math.min(...xs))} – ${fmt(Math.max(...xs))}${unit} | ${xs.length} |`;
     console.log(`\nKeypool benchmark — ${new Date().toISOString()}, node ${process.version}, ${(await import("node:os")).cpus().length} cores`);
-    console.log(`command: npm run bench -- --events ${EVENTS} --runs ${RUNS}\n`);
+    console.log(`command: npm run bench -- --events ${EVENTS} --runs ${RUNS}${SMOKE ? " --smoke" : ""}\n`);
     console.log("| measurement | median | min – max | runs |");
     console.log("|---|---|---|---|");
-    console.log(`| consumer: events folded into local D1 per second (batches of ${BATCH}, archive + rollups + health) | ${fmt(median(rates))} | ${fmt(Math.min(...rates))} – ${fmt(Math.max(...rates))} | ${RUNS} × ${fmt(EVENTS)} |`);
+    console.log(row(`consumer: events folded into local D1 per second (batches of ${BATCH}, archive + rollups + health)`, rates));
+    for (const n of Object.keys(selection)) console.log(row(`key selection: picks per second, ${fmt(Number(n))} keys`, selection[n]));
+    console.log(`| key selection: picks/s at 100,000 keys ÷ at 10 keys | ${(median(selection[100_000]) / median(selection[10])).toFixed(2)} | | |`);
+    console.log(`| snapshot load at 10,000 keys: parse + validate + index (ms) | ${median(load).toFixed(1)} | ${Math.min(...load).toFixed(1)} – ${Math.max(...load).toFixed(1)} | ${load.length} |`);
+    console.log(`| gateway bundle, minified, gzipped (kB) | ${(gzipped / 1024).toFixed(1)} | | |`);
   } finally {
     await mf.dispose();
   }

@@ -13,8 +13,15 @@ export class LocalObservations {
     if (until > prev) this.blockedUntil.set(keyId, until);
   }
 
+  /** Whether any key is blocked here (a cheap check before looking one up). */
+  blocksAny(): boolean {
+    return this.blockedUntil.size > 0;
+  }
+
   /** Epoch ms until which the key is blocked here, if it is. */
   blockedUntilOf(keyId: string, now: number): number | undefined {
+    // Most of the time nothing is blocked: skip hashing the id (selection calls this on every sample).
+    if (this.blockedUntil.size === 0) return undefined;
     const until = this.blockedUntil.get(keyId);
     if (until === undefined) return undefined;
     if (until <= now) {
@@ -25,6 +32,7 @@ export class LocalObservations {
   }
 
   inflight(keyId: string): number {
+    if (this.inflightByKey.size === 0) return 0;
     return this.inflightByKey.get(keyId) ?? 0;
   }
 

@@ -11,6 +11,13 @@ export interface PoolIndex {
   byModel: Map<string, number[]>;
   /** Per-model candidate lists, memoised on first use. */
   memo: Map<string, number[]>;
+  /**
+   * Hot fields by key index, in typed arrays so a pick touches two numbers per
+   * sample instead of two scattered objects (it keeps picks/s flat as pools grow):
+   * admin weight × smoothed success rate, and the snapshot's cooling end (0: none).
+   */
+  baseScore: Float64Array;
+  coolingUntil: Float64Array;
 }
 
 export interface SelectionContext {
@@ -45,7 +52,13 @@ export function buildPoolIndex(snapshot: Snapshot): PoolIndex {
       else byModel.set(model, [i]);
     }
   });
-  return { keys: snapshot.keys, upstreams, anyModel, byModel, memo: new Map() };
+  const baseScore = new Float64Array(snapshot.keys.length);
+  const coolingUntil = new Float64Array(snapshot.keys.length);
+  snapshot.keys.forEach((key, i) => {
+    baseScore[i] = key.weight * Math.max(key.successRate, 0.01);
+    coolingUntil[i] = key.state === "cooling" && key.coolingUntil !== null ? key.coolingUntil : 0;
+  });
+  return { keys: snapshot.keys, upstreams, anyModel, byModel, memo: new Map(), baseScore, coolingUntil };
 }
 
 /** Indexes of the keys that may serve `model`, ignoring momentary health. */
@@ -60,17 +73,18 @@ export function candidatesFor(index: PoolIndex, model: string): number[] {
   return list;
 }
 
-/** The earliest epoch ms at which some key for `model` stops cooling, or null if none will. */
-function availableAt(key: SnapshotKey, ctx: SelectionContext): number {
-  if (ctx.excluded.has(key.id)) return Infinity;
-  const local = ctx.observations.blockedUntilOf(key.id, ctx.now) ?? 0;
-  const snap = key.state === "cooling" && key.coolingUntil !== null ? key.coolingUntil : 0;
-  return Math.max(local, snap);
+/** When the key at index `i` can take traffic (epoch ms): after its snapshot cooling and this isolate's block; never if tried. */
+function availableAt(index: PoolIndex, i: number, ctx: SelectionContext): number {
+  const snapshotUntil = index.coolingUntil[i]!;
+  if (ctx.excluded.size === 0 && !ctx.observations.blocksAny()) return snapshotUntil;
+  const id = index.keys[i]!.id;
+  if (ctx.excluded.has(id)) return Infinity;
+  return Math.max(ctx.observations.blockedUntilOf(id, ctx.now) ?? 0, snapshotUntil);
 }
 
-/** Preference for a key: admin weight × smoothed success rate, shared with its requests in flight. */
-function score(key: SnapshotKey, ctx: SelectionContext): number {
-  return (key.weight * Math.max(key.successRate, 0.01)) / (1 + ctx.observations.inflight(key.id));
+/** Preference for a key: admin weight × smoothed success rate, shared with its requests in flight here. */
+function score(index: PoolIndex, i: number, ctx: SelectionContext): number {
+  return index.baseScore[i]! / (1 + ctx.observations.inflight(index.keys[i]!.id));
 }
 
 const SAMPLE_TRIES = 8;
@@ -83,28 +97,30 @@ const SAMPLE_TRIES = 8;
 export function selectKey(index: PoolIndex, model: string, ctx: SelectionContext): SnapshotKey | null {
   const candidates = candidatesFor(index, model);
   if (candidates.length === 0) return null;
-  const picked: SnapshotKey[] = [];
-  for (let t = 0; t < SAMPLE_TRIES && picked.length < 2; t++) {
-    const key = index.keys[candidates[Math.floor(ctx.random() * candidates.length)]!]!;
-    if (availableAt(key, ctx) <= ctx.now) picked.push(key);
+  let a = -1;
+  let b = -1;
+  for (let t = 0; t < SAMPLE_TRIES && b < 0; t++) {
+    const i = candidates[Math.floor(ctx.random() * candidates.length)]!;
+    if (availableAt(index, i, ctx) > ctx.now) continue;
+    if (a < 0) a = i;
+    else b = i;
   }
-  if (picked.length < 2) {
+  if (b < 0) {
     // Most candidates are unavailable: fall back to an exact scan of the few that are.
-    const available = candidates.map((i) => index.keys[i]!).filter((k) => availableAt(k, ctx) <= ctx.now);
+    const available = candidates.filter((i) => availableAt(index, i, ctx) <= ctx.now);
     if (available.length === 0) return null;
-    if (available.length === 1) return available[0]!;
-    picked.length = 0;
-    picked.push(available[Math.floor(ctx.random() * available.length)]!, available[Math.floor(ctx.random() * available.length)]!);
+    if (available.length === 1) return index.keys[available[0]!]!;
+    a = available[Math.floor(ctx.random() * available.length)]!;
+    b = available[Math.floor(ctx.random() * available.length)]!;
   }
-  const [a, b] = picked as [SnapshotKey, SnapshotKey];
-  const sa = score(a, ctx);
-  const sb = score(b, ctx);
-  return ctx.random() * (sa + sb) < sa ? a : b;
+  const sa = score(index, a, ctx);
+  const sb = score(index, b, ctx);
+  return index.keys[ctx.random() * (sa + sb) < sa ? a : b]!;
 }
 
 /** Why nothing was selected: no key serves the model at all, or all are cooling until a time. */
 export function explainNoKey(index: PoolIndex, model: string, ctx: SelectionContext): { kind: "none" } | { kind: "cooling"; until: number } {
   let until = Infinity;
-  for (const i of candidatesFor(index, model)) until = Math.min(until, availableAt(index.keys[i]!, ctx));
+  for (const i of candidatesFor(index, model)) until = Math.min(until, availableAt(index, i, ctx));
   return Number.isFinite(until) ? { kind: "cooling", until } : { kind: "none" };
 }
