@@ -5,7 +5,10 @@
  *   same D1/R2/KV/Queue bindings as production), the real bundle and queue handler;
  * - key selection picks per second at 10 / 1,000 / 10,000 / 100,000 keys;
  * - snapshot load (parse + validate + index) at 10,000 keys;
- * - the gateway bundle's gzipped size.
+ * - the gateway bundle's gzipped size;
+ * - over HTTP (not in --smoke), side by side and alternating: the mock upstream
+ *   straight, a null Worker and Keypool in Miniflare, chat JSON at 1 and 50
+ *   connections (autocannon).
  *   --events N  events per run (default 20,000)   --runs N  repetitions (default 3)   --smoke  a few seconds
  */
 import { build } from "esbuild";
@@ -92,6 +95,25 @@ try {
     await build({ entryPoints: [path.join(ROOT, "gateway/index.ts")], outfile: gatewayBundle, bundle: true, format: "esm", platform: "neutral", minify: true, logLevel: "warning" });
     const gzipped = gzipSync(readFileSync(gatewayBundle)).length;
 
+    // Over HTTP, side by side, alternating: the mock straight, a null Worker, Keypool (10 keys, events on).
+    const http = [];
+    if (!SMOKE) {
+      const { startTargets, load } = await import("./lib/bench-http.mjs");
+      const targets = await startTargets(work, 10);
+      try {
+        const body = { model: "mock-gpt", messages: [{ role: "user", content: "hello" }] };
+        for (const connections of [1, 50]) {
+          const runs = { direct: [], null: [], keypool: [] };
+          for (let rep = 0; rep < RUNS; rep++) {
+            for (const name of ["direct", "null", "keypool"]) runs[name].push(await load(targets.targets[name], { connections, seconds: connections === 1 ? 3 : 5, body }));
+          }
+          http.push({ connections, runs });
+        }
+      } finally {
+        await targets.stop();
+      }
+    }
+
     const fmt = (x) => Math.round(x).toLocaleString("en-US");
     const row = (what, xs, unit = "") => `| ${what} | ${fmt(median(xs))}${unit} | ${fmt(Math.min(...xs))} – ${fmt(Math.max(...xs))}${unit} | ${xs.length} |`;
     console.log(`\nKeypool benchmark — ${new Date().toISOString()}, node ${process.version}, ${(await import("node:os")).cpus().length} cores`);
@@ -103,6 +125,17 @@ try {
     console.log(`| key selection: picks/s at 100,000 keys ÷ at 10 keys | ${(median(selection[100_000]) / median(selection[10])).toFixed(2)} | | |`);
     console.log(`| snapshot load at 10,000 keys: parse + validate + index (ms) | ${median(load).toFixed(1)} | ${Math.min(...load).toFixed(1)} – ${Math.max(...load).toFixed(1)} | ${load.length} |`);
     console.log(`| gateway bundle, minified, gzipped (kB) | ${(gzipped / 1024).toFixed(1)} | | |`);
+    for (const { connections, runs } of http) {
+      for (const name of ["direct", "null", "keypool"]) {
+        const rps = runs[name].map((r) => r.rps);
+        const p50 = runs[name].map((r) => r.p50);
+        const p99 = runs[name].map((r) => r.p99);
+        const errors = runs[name].reduce((n, r) => n + r.errors, 0);
+        console.log(`| chat JSON, ${connections} connection(s), ${name}: requests/s (p50 / p99 ms: ${median(p50)} / ${median(p99)}${errors ? `, ${errors} errors` : ""}) | ${fmt(median(rps))} | ${fmt(Math.min(...rps))} – ${fmt(Math.max(...rps))} | ${rps.length} |`);
+      }
+      const ratio = median(runs.keypool.map((r) => r.rps)) / median(runs.null.map((r) => r.rps));
+      console.log(`| chat JSON, ${connections} connection(s): Keypool ÷ null Worker throughput | ${ratio.toFixed(2)} | | |`);
+    }
   } finally {
     await mf.dispose();
   }
