@@ -37,3 +37,21 @@ export function errorMessage(err: unknown): string | null {
   }
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * A page's way to run an action: do it, reload the page's data, and show the
+ * error (or end the session on a 401) if anything fails.
+ */
+export function actionRunner(load: () => Promise<void>, showError: (message: string | null) => void) {
+  return async function run(action: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await action();
+      showError(null);
+      await load();
+      return true;
+    } catch (err) {
+      showError(errorMessage(err));
+      return false;
+    }
+  };
+}
