@@ -16,7 +16,7 @@ export default defineConfig({
   test: {
     projects: [
       {
-        test: { name: "unit", include: ["test/unit/**/*.test.ts"], environment: "node" },
+        test: { name: "unit", include: ["test/unit/**/*.test.ts"], environment: "node", sequence: { groupOrder: 0 } },
       },
       {
         plugins: [
@@ -46,6 +46,7 @@ export default defineConfig({
         test: {
           name: "worker",
           include: ["test/worker/**/*.test.ts"],
+          sequence: { groupOrder: 0 },
           globalSetup: ["./test/worker/global-setup.ts"],
           setupFiles: ["./test/worker/apply-migrations.ts"],
         },
@@ -54,6 +55,8 @@ export default defineConfig({
         test: {
           name: "browser",
           include: ["test/browser/**/*.test.ts"],
+          // After the end-to-end group: each runs its own wrangler dev, and two cores are shared.
+          sequence: { groupOrder: 2 },
           environment: "node",
           testTimeout: 60_000,
           hookTimeout: 120_000,
@@ -63,6 +66,8 @@ export default defineConfig({
         test: {
           name: "e2e",
           include: ["test/e2e/**/*.test.ts"],
+          // After the unit and Worker tests, so the local stacks do not fight them for CPU.
+          sequence: { groupOrder: 1 },
           environment: "node",
           testTimeout: 60_000,
           hookTimeout: 120_000,

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import OpenAI from "openai";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import { ROOT } from "../../scripts/lib/stack.mjs";
 import { startStack, type Stack } from "../e2e/fixture";
 
@@ -94,12 +94,17 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     await shot("overview");
   });
 
-  it("shows a key that answers 429 as cooling and one that answers 401 as dead", async () => {
+  it("shows a key that answers 429 as cooling and one that answers 401 as dead", { timeout: 90_000 }, async () => {
     const [limited, revoked] = [uiKeys[0]!, uiKeys[1]!];
     stack.mock.setKeyBehavior(limited, { mode: "rate_limit", retryAfterSeconds: 120 });
     stack.mock.setKeyBehavior(revoked, { mode: "unauthorized" });
-    // Enough traffic that both keys are tried at least once.
-    for (let i = 0; i < 40 && !((stack.mock.stats.byKey[limited] ?? 0) > 0 && (stack.mock.stats.byKey[revoked] ?? 0) > 0); i++) await traffic(stack.clientKey, 1);
+    onTestFailed(() => console.log(`wrangler's log, last lines:\n${stack.log().slice(-4_000)}`));
+    // Enough traffic that both keys are tried at least once (bounded by time: under load the
+    // gateway may still be serving the snapshot from before these keys were added).
+    const until = Date.now() + 30_000;
+    while (Date.now() < until && !((stack.mock.stats.byKey[limited] ?? 0) > 0 && (stack.mock.stats.byKey[revoked] ?? 0) > 0)) await traffic(stack.clientKey, 1);
+    expect(stack.mock.stats.byKey[limited]).toBeGreaterThan(0);
+    expect(stack.mock.stats.byKey[revoked]).toBeGreaterThan(0);
     const badge = (key: string) => page.getAttribute(`tr[data-key="${key.slice(0, 5)}…${key.slice(-4)}"] [data-state]`, "data-state");
     await expect
       .poll(async () => {
@@ -112,6 +117,7 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
   });
 
   it("disables a key from the table, and no more traffic goes to it", async () => {
+    onTestFailed(() => console.log(`wrangler's log, last lines:\n${stack.log().slice(-4_000)}`));
     const key = uiKeys[2]!;
     const masked = `${key.slice(0, 5)}…${key.slice(-4)}`;
     await open("keys");
