@@ -1,5 +1,8 @@
 // @ts-check
 /** A small admin API client for scripts and end-to-end tests. */
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { ROOT, parseDevVars } from "./stack.mjs";
 
 /** Logs in and returns a function that calls the admin API with the session token. */
 export async function adminSession(baseUrl, password) {
@@ -50,9 +53,6 @@ export async function waitForModel(baseUrl, clientKey, model, timeoutMs = 20_000
  * (default: ADMIN_PASSWORD from .dev.vars). Exits with a message when there is no password.
  */
 export async function adminFromEnv() {
-  const { existsSync, readFileSync } = await import("node:fs");
-  const path = await import("node:path");
-  const { ROOT, parseDevVars } = await import("./stack.mjs");
   const url = process.env.KEYPOOL_URL ?? `http://127.0.0.1:${process.env.PORT ?? 8787}`;
   const varsFile = path.join(ROOT, ".dev.vars");
   const password = process.env.KEYPOOL_ADMIN_PASSWORD ?? (existsSync(varsFile) ? parseDevVars(readFileSync(varsFile, "utf8")).ADMIN_PASSWORD : undefined);
