@@ -5,7 +5,9 @@
  * API (`POST /__mock/keys`) or `setKeyBehavior()`:
  *   ok | rate_limit (429 + Retry-After) | unauthorized (401) | no_balance (402)
  *   | server_error (500) | drop (connection destroyed), plus `delayMs` before answering,
- *   `chunkDelayMs` between stream chunks and `omitUsage` (answers without usage).
+ *   `chunkDelayMs` between stream chunks, `omitUsage` (answers without usage) and
+ *   `words` (a chat answer of that many words, one stream chunk each). The key
+ *   `*` sets the behaviour of every key not told otherwise.
  * It serves chat completions (JSON, SSE, tool calls), completions, responses,
  * embeddings, moderations, rerank, image generation and edits, transcriptions,
  * translations and speech. `GET /__mock/stats` reports what it served, so tests
@@ -14,7 +16,7 @@
 import http from "node:http";
 import { pathToFileURL } from "node:url";
 
-/** @typedef {{ mode?: "ok" | "rate_limit" | "unauthorized" | "no_balance" | "server_error" | "drop", retryAfterSeconds?: number, delayMs?: number, chunkDelayMs?: number, omitUsage?: boolean }} KeyBehavior */
+/** @typedef {{ mode?: "ok" | "rate_limit" | "unauthorized" | "no_balance" | "server_error" | "drop", retryAfterSeconds?: number, delayMs?: number, chunkDelayMs?: number, omitUsage?: boolean, words?: number }} KeyBehavior */
 
 const REPLY = "Hello from the Keypool mock upstream. This answer is deterministic.";
 const MODELS = ["mock-gpt", "mock-gpt-mini", "mock-embed"];
@@ -45,10 +47,11 @@ async function chatCompletions({ res, body, b, stats }) {
   const created = Math.floor(Date.now() / 1000);
   const base = { id, created, model: body.model };
   const toolCall = Array.isArray(body.tools) && body.tools.length > 0 ? { id: "call_mock_1", type: "function", function: { name: body.tools[0].function?.name ?? "tool", arguments: '{"city":"Paris"}' } } : null;
-  const completionTokens = toolCall ? 8 : WORDS.length;
+  const words = b.words ? Array.from({ length: b.words }, (_, i) => WORDS[i % WORDS.length]) : WORDS;
+  const completionTokens = toolCall ? 8 : words.length;
   record(stats, promptTokens, completionTokens);
   if (!body.stream) {
-    const message = toolCall ? { role: "assistant", content: null, tool_calls: [toolCall] } : { role: "assistant", content: REPLY };
+    const message = toolCall ? { role: "assistant", content: null, tool_calls: [toolCall] } : { role: "assistant", content: words.join(" ") };
     return sendJson(res, 200, {
       ...base,
       object: "chat.completion",
@@ -63,7 +66,7 @@ async function chatCompletions({ res, body, b, stats }) {
     for (const part of ['{"city":', '"Paris"}']) await sse.send(chunk({ tool_calls: [{ index: 0, function: { arguments: part } }] }));
     await sse.send(chunk({}, "tool_calls"));
   } else {
-    for (let i = 0; i < WORDS.length; i++) await sse.send(chunk(i === 0 ? { role: "assistant", content: WORDS[i] } : { content: ` ${WORDS[i]}` }));
+    for (let i = 0; i < words.length; i++) await sse.send(chunk(i === 0 ? { role: "assistant", content: words[i] } : { content: ` ${words[i]}` }));
     await sse.send(chunk({}, "stop"));
   }
   if (body.stream_options?.include_usage && !b.omitUsage) await sse.send({ ...base, object: "chat.completion.chunk", choices: [], usage: usage(promptTokens, completionTokens) });
@@ -232,7 +235,7 @@ export async function startMockUpstream(options = {}) {
       if (!key) return sendJson(res, 401, errorBody("Missing API key.", "authentication_error", "invalid_api_key"));
       stats.requests++;
       stats.byKey[key] = (stats.byKey[key] ?? 0) + 1;
-      const b = behaviors.get(key) ?? {};
+      const b = behaviors.get(key) ?? behaviors.get("*") ?? {};
       if (b.delayMs) await sleep(b.delayMs);
       switch (b.mode ?? "ok") {
         case "rate_limit":
