@@ -3,6 +3,7 @@ import type { ProbeEvent } from "../schema";
 import type { AdminSession } from "./logic/admin-session";
 import type { ClientLimiter } from "./logic/client-limits";
 import type { LocalObservations } from "./logic/local-observations";
+import type { EventBatcher } from "./storage/event-sink";
 
 /** Hono's type parameters for the gateway: bindings plus what middleware sets. */
 export interface GatewayHono {
@@ -20,6 +21,8 @@ export type GatewayApp = Hono<GatewayHono>;
 export interface IsolateState {
   observations: LocalObservations;
   limits: ClientLimiter;
+  /** Gathers the attempt events of this isolate's requests into few queue sends. */
+  events: EventBatcher;
   /** Probes keys now (the admin's "refresh balance"); wired at the entry from scheduler/. */
   probe: (env: GatewayEnv, keyIds: string[] | "all") => Promise<ProbeEvent[]>;
 }

@@ -3,7 +3,7 @@ import { createApp } from "./app";
 import { ClientLimiter } from "./logic/client-limits";
 import { LocalObservations } from "./logic/local-observations";
 import { secretCacheFor } from "./logic/secrets";
-import { queueEventSink } from "./storage/event-sink";
+import { EventBatcher, queueEventSink } from "./storage/event-sink";
 
 /** The scheduler's dependencies, from this Worker's bindings: it runs here but lives in scheduler/. */
 function schedulerDeps(env: GatewayEnv): SchedulerDeps {
@@ -17,9 +17,13 @@ function schedulerDeps(env: GatewayEnv): SchedulerDeps {
   };
 }
 
+/** How long an attempt event may wait for others to share its queue send. */
+const EVENT_BATCH_DELAY_MS = 20;
+
 const app = createApp({
   observations: new LocalObservations(),
   limits: new ClientLimiter(),
+  events: new EventBatcher(EVENT_BATCH_DELAY_MS),
   probe: (env, keyIds) => probeNow(schedulerDeps(env), keyIds),
 });
 

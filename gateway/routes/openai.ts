@@ -7,7 +7,6 @@ import type { ClientBody } from "../logic/request-body";
 import { secretCacheFor } from "../logic/secrets";
 import { listModels } from "../models";
 import { proxyRequest } from "../proxy";
-import { queueEventSink } from "../storage/event-sink";
 import { loadPool, type LoadedPool } from "../storage/snapshot-cache";
 
 /** Endpoints with a JSON body naming its `model`. */
@@ -122,7 +121,7 @@ export function openAIRoutes(state: IsolateState) {
         random: Math.random,
         sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
         newId: () => crypto.randomUUID(),
-        sink: queueEventSink(c.env.EVENTS),
+        sink: state.events.sink(c.env.EVENTS),
         waitUntil: (p) => c.executionCtx.waitUntil(p),
         secrets: secretCacheFor(c.env.KEY_ENCRYPTION_KEY),
         observations: state.observations,

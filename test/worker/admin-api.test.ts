@@ -6,6 +6,7 @@ import { SNAPSHOT_KV_KEY } from "../../schema";
 import { createApp } from "../../gateway/app";
 import { ClientLimiter } from "../../gateway/logic/client-limits";
 import { LocalObservations } from "../../gateway/logic/local-observations";
+import { EventBatcher } from "../../gateway/storage/event-sink";
 import { FAKE_BASE_URL } from "./fake-upstream";
 import { admin, adminToken, gateway, waitFor } from "./helpers";
 import { TEST_SECRETS } from "./secrets";
@@ -98,7 +99,7 @@ describe("admin authentication", () => {
   });
 
   it("refuses to work without its secrets, naming the one to set", async () => {
-    const app = createApp({ observations: new LocalObservations(), limits: new ClientLimiter(), probe: async () => [] });
+    const app = createApp({ observations: new LocalObservations(), limits: new ClientLimiter(), events: new EventBatcher(20), probe: async () => [] });
     const ctx = createExecutionContext();
     const res = await app.fetch(new Request("https://keypool.test/admin/api/login", { method: "POST", headers: { "content-type": "application/json" }, body: '{"password":"x"}' }), { ...env, ADMIN_PASSWORD: "" }, ctx);
     await waitOnExecutionContext(ctx);

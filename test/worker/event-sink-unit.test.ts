@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import type { KeypoolEvent } from "../../schema";
-import { queueEventSink } from "../../gateway/storage/event-sink";
+import { EventBatcher, queueEventSink } from "../../gateway/storage/event-sink";
 
 const event: KeypoolEvent = { v: 1, type: "admin", id: "evt-00000001", ts: 1, actor: "a", action: "x", target: null, detail: null };
 
@@ -18,6 +18,56 @@ describe("queueEventSink", () => {
     await expect(sink([event])).resolves.toBeUndefined();
     expect(error).toHaveBeenCalledTimes(1);
     expect(String(error.mock.calls[0]![0])).not.toContain("sk-should-not-appear");
+    error.mockRestore();
+  });
+});
+
+describe("EventBatcher", () => {
+  const ev = (n: number): KeypoolEvent => ({ ...event, id: `evt-${String(n).padStart(8, "0")}` });
+  /** A queue that records each sendBatch call's ids and resolves it when told. */
+  function recordingQueue() {
+    const sends: string[][] = [];
+    const queue = { sendBatch: vi.fn(async (msgs: { body: KeypoolEvent }[]) => void sends.push(msgs.map((m) => m.body.id))) } as unknown as Queue;
+    return { sends, queue };
+  }
+
+  it("sends the events of requests arriving within the delay in one queue call, and each caller's promise waits for it", async () => {
+    const { sends, queue } = recordingQueue();
+    const batcher = new EventBatcher(30);
+    const sink = batcher.sink(queue);
+    let settled = 0;
+    const waits = [sink([ev(1)]), sink([ev(2), ev(3)]), sink([ev(4)])].map((p) => p.then(() => settled++));
+    await new Promise((r) => setTimeout(r, 5));
+    expect(sends).toEqual([]);
+    expect(settled).toBe(0);
+    await Promise.all(waits);
+    expect(sends).toEqual([[ev(1).id, ev(2).id, ev(3).id, ev(4).id]]);
+    await sink([ev(5)]);
+    expect(sends).toEqual([[ev(1).id, ev(2).id, ev(3).id, ev(4).id], [ev(5).id]]);
+  });
+
+  it("sends at once when 100 events are waiting, and starts a new batch for the next", async () => {
+    const { sends, queue } = recordingQueue();
+    const batcher = new EventBatcher(60_000);
+    const sink = batcher.sink(queue);
+    const first = Promise.all(Array.from({ length: 100 }, (_, i) => sink([ev(i)])));
+    await first;
+    expect(sends.map((s) => s.length)).toEqual([100]);
+    const next = sink([ev(100)]);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(sends.length).toBe(1);
+    void next;
+  });
+
+  it("resolves at once for no events and never rejects when the queue fails", async () => {
+    const error = vi.spyOn(console, "error").mockImplementation(() => {});
+    const batcher = new EventBatcher(1);
+    const sendBatch = vi.fn(async () => Promise.reject(new Error("down")));
+    const sink = batcher.sink({ sendBatch } as unknown as Queue);
+    await expect(sink([])).resolves.toBeUndefined();
+    expect(sendBatch).not.toHaveBeenCalled();
+    await expect(sink([ev(1)])).resolves.toBeUndefined();
+    expect(sendBatch).toHaveBeenCalledTimes(1);
     error.mockRestore();
   });
 });
