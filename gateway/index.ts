@@ -9,7 +9,6 @@ import { EventBatcher, queueEventSink } from "./storage/event-sink";
 function schedulerDeps(env: GatewayEnv): SchedulerDeps {
   return {
     db: env.DB,
-    kv: env.SNAPSHOT,
     emit: queueEventSink(env.EVENTS),
     fetch: (input, init) => fetch(input, init),
     decrypt: (sealed) => secretCacheFor(env.KEY_ENCRYPTION_KEY).decrypt(sealed),

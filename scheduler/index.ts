@@ -7,7 +7,6 @@ import { pruneProjections, readProbeCandidates, readSettings, readSnapshotGenera
 /** What the host Worker hands the scheduler: its storage bindings, its event sink, the network, a way to decrypt keys, a clock. */
 export interface SchedulerDeps {
   db: D1Database;
-  kv: KVNamespace;
   emit: (events: KeypoolEvent[]) => Promise<void>;
   fetch: typeof fetch;
   decrypt: (sealed: string) => Promise<string>;
@@ -43,7 +42,7 @@ export async function runScheduled(deps: SchedulerDeps): Promise<ScheduledReport
     now + settings.probeTimeBudgetMs,
   );
   const pruned = await pruneProjections(deps.db, retentionCutoffs(settings, now));
-  const refreshRequested = snapshotNeedsRefresh(await readSnapshotGeneratedAt(deps.kv), now, SNAPSHOT_MAX_AGE_MS);
+  const refreshRequested = snapshotNeedsRefresh(await readSnapshotGeneratedAt(deps.db), now, SNAPSHOT_MAX_AGE_MS);
   if (refreshRequested) {
     events.push({ v: EVENT_VERSION, type: "admin", id: crypto.randomUUID(), ts: now, actor: "scheduler", action: "snapshot.refresh", target: null, detail: null });
   }

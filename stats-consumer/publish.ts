@@ -4,7 +4,6 @@ import { changesSnapshot } from "./logic/rollup-rows";
 import {
   claimPublish,
   publishSnapshot,
-  publishedVersion,
   readKeyFacts,
   readPoolRows,
   readPublishClaim,
@@ -26,9 +25,9 @@ export interface PublishDeps {
 /** The key states of the last snapshot this isolate saw published. */
 let published: { version: number; states: Map<string, KeyState> } | null = null;
 
-async function publishedStates(kv: KVNamespace): Promise<Map<string, KeyState>> {
-  const version = await publishedVersion(kv);
-  if (!published || (version !== null && version > published.version)) {
+/** The key states of snapshot `version`, from memory if this isolate published or read it, else from KV. */
+async function publishedStates(kv: KVNamespace, version: number): Promise<Map<string, KeyState>> {
+  if (!published || version > published.version) {
     const snapshot = await readPublishedSnapshot(kv);
     published = { version: snapshot?.version ?? 0, states: new Map(snapshot?.keys.map((k) => [k.id, k.state]) ?? []) };
   }
@@ -40,7 +39,8 @@ async function snapshotIsStale(events: KeypoolEvent[], settings: Settings, deps:
   if (changesSnapshot(events)) return true;
   const touched = [...new Set(events.flatMap((e) => (e.type === "attempt" ? [e.keyId] : [])))];
   if (touched.length === 0) return false;
-  const [facts, states] = await Promise.all([readKeyFacts(deps.db, touched), publishedStates(deps.kv)]);
+  const { facts, publishedVersion } = await readKeyFacts(deps.db, touched);
+  const states = await publishedStates(deps.kv, publishedVersion);
   const now = deps.now();
   return touched.some((id) => {
     const key = facts.get(id);
@@ -54,7 +54,7 @@ async function snapshotIsStale(events: KeypoolEvent[], settings: Settings, deps:
 async function publishNow(deps: PublishDeps): Promise<number | null> {
   const { rows, version } = await readPoolRows(deps.db, deps.now());
   const snapshot = buildSnapshot(rows, version, deps.now());
-  if (!(await publishSnapshot(deps.kv, snapshot))) return null;
+  if (!(await publishSnapshot(deps.db, deps.kv, snapshot))) return null;
   published = { version, states: new Map(snapshot.keys.map((k) => [k.id, k.state])) };
   return version;
 }

@@ -1,4 +1,4 @@
-import { HEALTH_FACT_COLUMNS, SNAPSHOT_KV_KEY, healthFactsFromRow, parseStoredSettings, type ProviderKindId, type Settings } from "../../schema";
+import { HEALTH_FACT_COLUMNS, healthFactsFromRow, parseStoredSettings, type ProviderKindId, type Settings } from "../../schema";
 import type { ProbeCandidate } from "../logic/probe-plan";
 import type { RetentionCutoffs } from "../logic/retention";
 import type { ProbeTarget } from "../probe";
@@ -22,11 +22,10 @@ export async function pruneProjections(db: D1Database, cutoffs: RetentionCutoffs
   return { rollup_minute: changes[0]!, rollup_hour: changes[1]!, rollup_day: changes[2]!, seen_events: changes[3]! };
 }
 
-/** When the published snapshot was generated, from its KV metadata (listed, so the value is not read); null when none is published. */
-export async function readSnapshotGeneratedAt(kv: KVNamespace): Promise<number | null> {
-  const { keys } = await kv.list<{ generatedAt?: number }>({ prefix: SNAPSHOT_KV_KEY, limit: 1 });
-  const generatedAt = keys.find((k) => k.name === SNAPSHOT_KV_KEY)?.metadata?.generatedAt;
-  return typeof generatedAt === "number" ? generatedAt : null;
+/** When the snapshot last written to KV was generated (the consumer records it in D1); null when none was. */
+export async function readSnapshotGeneratedAt(db: D1Database): Promise<number | null> {
+  const row = await db.prepare("SELECT value FROM meta WHERE name = 'snapshot_published_generated_at'").first<{ value: number }>();
+  return row && row.value > 0 ? row.value : null;
 }
 
 /** Every key with its upstream and health facts, for planning probes. */

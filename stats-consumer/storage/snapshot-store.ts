@@ -40,41 +40,41 @@ export async function readSettings(db: D1Database): Promise<Settings> {
 }
 
 /**
- * Writes the snapshot to KV unless a newer version is already there; the version
- * and generation time ride in the metadata so readers can skip an unchanged value.
+ * Writes the snapshot to KV unless a newer version has been written already
+ * (checked and recorded in D1, which serialises concurrent consumers); the
+ * version and generation time ride in the KV metadata so readers can skip an
+ * unchanged value. The generation time is recorded once the write succeeded,
+ * so a failed write leaves the snapshot looking stale to the scheduler.
  */
-export async function publishSnapshot(kv: KVNamespace, snapshot: Snapshot): Promise<boolean> {
-  const published = await publishedVersion(kv);
-  if (published !== null && published > snapshot.version) return false;
+export async function publishSnapshot(db: D1Database, kv: KVNamespace, snapshot: Snapshot): Promise<boolean> {
+  const claimed = await db
+    .prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_version' AND value < ?1")
+    .bind(snapshot.version)
+    .run();
+  if ((claimed.meta.changes ?? 0) !== 1) return false;
   await kv.put(SNAPSHOT_KV_KEY, JSON.stringify(snapshot), { metadata: { version: snapshot.version, generatedAt: snapshot.generatedAt } });
+  await db.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_generated_at' AND value < ?1").bind(snapshot.generatedAt).run();
   return true;
 }
 
-/** Health facts and admin state of the given keys, for deciding whether their state changed. */
-export async function readKeyFacts(db: D1Database, keyIds: string[]): Promise<Map<string, { enabled: boolean; facts: HealthFacts }>> {
-  const { results } = await db
-    .prepare(
-      `SELECT k.id, k.enabled, ${HEALTH_FACT_COLUMNS}
-       FROM keys k LEFT JOIN key_health h ON h.key_id = k.id WHERE k.id IN (SELECT value FROM json_each(?1))`,
-    )
-    .bind(JSON.stringify(keyIds))
-    .all<Record<string, number | string | null>>();
-  return new Map(
-    results.map((r) => [
-      String(r.id),
-      {
-        enabled: r.enabled === 1,
-        facts: healthFactsFromRow(r),
-      },
-    ]),
-  );
-}
-
-/** The published snapshot's version (from KV metadata, without reading the value). */
-export async function publishedVersion(kv: KVNamespace): Promise<number | null> {
-  const { keys } = await kv.list<{ version?: number }>({ prefix: SNAPSHOT_KV_KEY, limit: 1 });
-  const version = keys.find((k) => k.name === SNAPSHOT_KV_KEY)?.metadata?.version;
-  return typeof version === "number" ? version : null;
+/**
+ * Health facts and admin state of the given keys, for deciding whether their
+ * state changed, and the version last published, in one round trip.
+ */
+export async function readKeyFacts(db: D1Database, keyIds: string[]): Promise<{ facts: Map<string, { enabled: boolean; facts: HealthFacts }>; publishedVersion: number }> {
+  const [rows, version] = await db.batch<Record<string, number | string | null>>([
+    db
+      .prepare(
+        `SELECT k.id, k.enabled, ${HEALTH_FACT_COLUMNS}
+         FROM keys k LEFT JOIN key_health h ON h.key_id = k.id WHERE k.id IN (SELECT value FROM json_each(?1))`,
+      )
+      .bind(JSON.stringify(keyIds)),
+    db.prepare("SELECT value FROM meta WHERE name = 'snapshot_published_version'"),
+  ]);
+  return {
+    facts: new Map(rows!.results.map((r) => [String(r.id), { enabled: r.enabled === 1, facts: healthFactsFromRow(r) }])),
+    publishedVersion: Number(version!.results[0]?.value ?? 0),
+  };
 }
 
 /** The published snapshot itself, or null when there is none. */

@@ -117,11 +117,13 @@ describe("snapshot publishing", () => {
   });
 
   it("never replaces a newer snapshot with an older one", async () => {
+    const versionBefore = await env.DB.prepare("SELECT value FROM meta WHERE name = 'snapshot_published_version'").first<number>("value");
     const current = await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY);
     const newer: Snapshot = { version: (current.metadata?.version ?? 0) + 1000, generatedAt: 1, upstreams: [], keys: [], clientKeys: [], settings: defaultSettings };
-    expect(await publishSnapshot(env.SNAPSHOT, newer)).toBe(true);
-    expect(await publishSnapshot(env.SNAPSHOT, { ...newer, version: newer.version - 1 })).toBe(false);
+    expect(await publishSnapshot(env.DB, env.SNAPSHOT, newer)).toBe(true);
+    expect(await publishSnapshot(env.DB, env.SNAPSHOT, { ...newer, version: newer.version - 1 })).toBe(false);
     expect((await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY)).metadata?.version).toBe(newer.version);
     await env.SNAPSHOT.delete(SNAPSHOT_KV_KEY);
+    await env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_version'").bind(versionBefore ?? 0).run();
   });
 });

@@ -28,7 +28,6 @@ export function schedulerDeps(answer: (url: string, key: string) => Response | P
   const emitted: KeypoolEvent[] = [];
   const deps: SchedulerDeps = {
     db: env.DB,
-    kv: env.SNAPSHOT,
     emit: async (events) => {
       emitted.push(...events);
       await fold(events);

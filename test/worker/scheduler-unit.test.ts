@@ -18,7 +18,7 @@ describe("scheduler", () => {
     await env.DB.prepare("INSERT INTO seen_events (id, ts) VALUES (?1, ?2), (?3, ?4)").bind(`${tag}-old`, now - 73 * HOUR_MS, `${tag}-new`, now - HOUR_MS).run();
 
     const emitted: KeypoolEvent[] = [];
-    await runScheduled({ db: env.DB, kv: env.SNAPSHOT, now: () => now, emit: async (e) => void emitted.push(...e), fetch, decrypt: async (s) => s });
+    await runScheduled({ db: env.DB, now: () => now, emit: async (e) => void emitted.push(...e), fetch, decrypt: async (s) => s });
 
     const left = async (table: string) =>
       (await env.DB.prepare(`SELECT key_id FROM ${table} WHERE key_id LIKE ?1`).bind(`${tag}%`).all<{ key_id: string }>()).results.map((r) => r.key_id);
@@ -30,15 +30,17 @@ describe("scheduler", () => {
 
   it("asks the consumer to republish a snapshot that is stale, and not a fresh one", async () => {
     const emitted: KeypoolEvent[] = [];
-    const deps = { db: env.DB, kv: env.SNAPSHOT, emit: async (e: KeypoolEvent[]) => void emitted.push(...e), fetch, decrypt: async (s: string) => s };
-    await env.SNAPSHOT.put("snapshot:v1", "{}", { metadata: { version: 0, generatedAt: 1_000 } });
+    const deps = { db: env.DB, emit: async (e: KeypoolEvent[]) => void emitted.push(...e), fetch, decrypt: async (s: string) => s };
+    const setGeneratedAt = (t: number) => env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_generated_at'").bind(t).run();
+    const before = await env.DB.prepare("SELECT value FROM meta WHERE name = 'snapshot_published_generated_at'").first<number>("value");
+    await setGeneratedAt(1_000);
     const stale = await runScheduled({ ...deps, now: () => 1_000 + 11 * 60_000 });
     expect(stale.refreshRequested).toBe(true);
     expect(emitted).toMatchObject([{ type: "admin", action: "snapshot.refresh", actor: "scheduler" }]);
     const fresh = await runScheduled({ ...deps, now: () => 1_000 + 60_000 });
     expect(fresh.refreshRequested).toBe(false);
     expect(emitted).toHaveLength(1);
-    await env.SNAPSHOT.delete("snapshot:v1");
+    await setGeneratedAt(before ?? 0);
   });
 
   it("runs from the gateway Worker's scheduled() handler", async () => {
