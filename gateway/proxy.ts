@@ -178,8 +178,15 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
         onEnd({ usage: null, completionEstimate: 0, aborted: false, failed: false });
         return new Response(null, { status: res.status, headers: responseHeaders });
       }
-      const relayed = relayBody(res.body, { contentType: res.headers.get("content-type"), dropUsageChunk: outgoing.dropUsageChunk, onEnd });
-      return new Response(relayed, { status: res.status, headers: responseHeaders });
+      const declared = Number(res.headers.get("content-length") ?? Number.NaN);
+      const relayed = relayBody(res.body, {
+        contentType: res.headers.get("content-type"),
+        contentLength: Number.isSafeInteger(declared) && declared >= 0 ? declared : null,
+        dropUsageChunk: outgoing.dropUsageChunk,
+        onEnd,
+      });
+      deps.waitUntil(relayed.metered);
+      return new Response(relayed.body, { status: res.status, headers: responseHeaders });
     }
 
     const text = await res.text().catch(() => "");

@@ -16,10 +16,18 @@ export interface RelayResult {
 
 export interface RelayOptions {
   contentType: string | null;
+  /** The body's declared length (`content-length`), if any. */
+  contentLength: number | null;
   /** Keypool asked for `include_usage` itself: drop the usage-only chunk the client did not ask for. */
   dropUsageChunk: boolean;
   /** Called exactly once, when the body ends, fails or is cancelled by the client. */
   onEnd: (result: RelayResult) => void;
+}
+
+/** The client's body, and a promise that settles once `onEnd` has run (give it to `waitUntil`). */
+export interface Relayed {
+  body: ReadableStream<Uint8Array>;
+  metered: Promise<void>;
 }
 
 /** Largest body (or sum of stream data) kept to read usage or estimate tokens from. */
@@ -95,27 +103,140 @@ class BodyMeter {
   }
 }
 
+type BodyKind = "sse" | "text" | "binary";
+
+function bodyKind(contentType: string | null): BodyKind {
+  if (contentType?.includes("text/event-stream")) return "sse";
+  return contentType?.includes("json") || contentType?.startsWith("text/") ? "text" : "binary";
+}
+
+/** Usage and estimate from a whole SSE body or text body. */
+function measureText(kind: "sse" | "text", text: string): { usage: Usage | null; completionEstimate: number } {
+  if (kind === "text") {
+    const meter = new BodyMeter();
+    meter.see(text);
+    return meter.result();
+  }
+  const framer = new SseFramer();
+  const meter = new StreamMeter();
+  for (const frame of [...framer.push(text), framer.flush()]) {
+    const data = frame ? frameData(frame) : null;
+    if (data !== null) meter.see(data);
+  }
+  return { usage: meter.usage, completionEstimate: meter.completionEstimate() };
+}
+
 /**
- * Relays an upstream body to the client chunk by chunk as it arrives, reading
+ * Hands an upstream body to the client and meters it on the side. When no byte
+ * needs changing and the body is bounded (a stream of tokens, or text of a
+ * declared size), the client gets one branch of a `tee()` — the runtime moves
+ * those bytes natively, chunk by chunk as they arrive — and the other branch is
+ * read whole, natively, then parsed once for usage. Touching every chunk from
+ * JavaScript costs tens of microseconds of CPU a chunk, more than forwarding
+ * the rest of the request, so that is done only when bytes must change (the
+ * usage chunk Keypool asked for itself) or the body may be too large to keep.
+ */
+export function relayBody(upstream: ReadableStream<Uint8Array>, options: RelayOptions): Relayed {
+  const kind = bodyKind(options.contentType);
+  const bounded = kind === "sse" || (kind === "text" && options.contentLength !== null && options.contentLength <= MAX_KEPT_CHARS);
+  return !options.dropUsageChunk && kind !== "binary" && bounded ? passThrough(upstream, kind, options) : chunkByChunk(upstream, kind, options);
+}
+
+/**
+ * The runtime's native identity stream on Workers. Elsewhere (Node, in unit
+ * tests) a JavaScript pair that behaves the same way where it matters: once
+ * the readable side is cancelled, the next write fails.
+ */
+function identityStream(): { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> } {
+  const Native = (globalThis as { IdentityTransformStream?: new () => TransformStream<Uint8Array, Uint8Array> }).IdentityTransformStream;
+  if (Native) return new Native();
+  let out!: ReadableStreamDefaultController<Uint8Array>;
+  let cancelled: unknown = null;
+  const readable = new ReadableStream<Uint8Array>({ start: (c) => void (out = c), cancel: (reason) => void (cancelled = reason ?? new Error("cancelled")) }, { highWaterMark: 0 });
+  const writable = new WritableStream<Uint8Array>({
+    write(chunk) {
+      if (cancelled !== null) throw cancelled;
+      out.enqueue(chunk);
+    },
+    close: () => out.close(),
+    abort: (reason) => out.error(reason),
+  });
+  return { readable, writable };
+}
+
+/**
+ * The native path: one branch of the upstream body is piped to the client
+ * stream (runtime to runtime, no JavaScript per chunk); the other branch is
+ * left unread meanwhile, so the runtime queues it, and is read whole once the
+ * client has everything. If the client goes away the pipe fails (when it next
+ * writes, i.e. at the upstream's next chunk): what the queue holds is read and
+ * the branch cancelled, which (both branches now cancelled) cancels the
+ * upstream call.
+ */
+function passThrough(upstream: ReadableStream<Uint8Array>, kind: "sse" | "text", options: RelayOptions): Relayed {
+  const [toClient, toMeter] = upstream.tee();
+  const client = identityStream();
+  // preventCancel: cancelling one tee branch settles only once both are cancelled, so the
+  // pipe would wait on the meter branch forever; the failure handler cancels both instead.
+  const piped = toClient.pipeTo(client.writable, { preventCancel: true });
+  const metered = piped.then(
+    async () => {
+      const text = await new Response(toMeter).text().catch(() => null);
+      if (text === null) options.onEnd({ usage: null, completionEstimate: 0, aborted: false, failed: true });
+      else options.onEnd({ ...measureText(kind, text), aborted: false, failed: false });
+    },
+    async () => {
+      // The pipe failed: the client went away, or the upstream body broke (then so does the meter branch).
+      void toClient.cancel().catch(() => {});
+      const { text, failed } = await readQueued(toMeter);
+      options.onEnd({ ...measureText(kind, text), aborted: !failed, failed });
+    },
+  );
+  return { body: client.readable, metered };
+}
+
+/**
+ * Reads what a stream already holds and cancels it: queued chunks are handed
+ * out in microtasks, so a cancel scheduled as a task lands once they are taken.
+ */
+async function readQueued(stream: ReadableStream<Uint8Array>): Promise<{ text: string; failed: boolean }> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  setTimeout(() => void reader.cancel().catch(() => {}), 0);
+  let text = "";
+  let failed = false;
+  try {
+    for (let r = await reader.read(); !r.done; r = await reader.read()) text += decoder.decode(r.value, { stream: true });
+  } catch {
+    failed = true; // the upstream body broke: measure what came before
+  }
+  return { text: text + decoder.decode(), failed };
+}
+
+/**
+ * The JavaScript path: relays the body chunk by chunk as it arrives, reading
  * usage on the side. Bytes are forwarded unchanged; only when `dropUsageChunk`
  * is set are SSE frames forwarded whole, minus the usage-only one. A client that
  * goes away cancels the upstream read.
  */
-export function relayBody(upstream: ReadableStream<Uint8Array>, options: RelayOptions): ReadableStream<Uint8Array> {
+function chunkByChunk(upstream: ReadableStream<Uint8Array>, kind: BodyKind, options: RelayOptions): Relayed {
   const reader = upstream.getReader();
   const decoder = new TextDecoder();
-  const sse = options.contentType?.includes("text/event-stream") ?? false;
-  const binary = !sse && !(options.contentType?.includes("json") || options.contentType?.startsWith("text/"));
+  const sse = kind === "sse";
+  const binary = kind === "binary";
   const framer = sse ? new SseFramer() : null;
   const streamMeter = new StreamMeter();
   const bodyMeter = new BodyMeter();
   let ended = false;
+  let settle!: () => void;
+  const metered = new Promise<void>((resolve) => (settle = resolve));
 
   const end = (aborted: boolean, failed: boolean) => {
     if (ended) return;
     ended = true;
     const measured = sse ? { usage: streamMeter.usage, completionEstimate: streamMeter.completionEstimate() } : binary ? { usage: null, completionEstimate: 0 } : bodyMeter.result();
     options.onEnd({ ...measured, aborted, failed });
+    settle();
   };
 
   /** Passes a chunk's text through the meters; returns what to forward (null: the chunk itself). */
@@ -135,7 +256,7 @@ export function relayBody(upstream: ReadableStream<Uint8Array>, options: RelayOp
     return options.dropUsageChunk ? encoder.encode(forward) : null;
   };
 
-  return new ReadableStream<Uint8Array>(
+  const body = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
         try {
@@ -172,4 +293,5 @@ export function relayBody(upstream: ReadableStream<Uint8Array>, options: RelayOp
     },
     { highWaterMark: 0 },
   );
+  return { body, metered };
 }

@@ -120,14 +120,17 @@ describe("streaming behaviour end to end", () => {
     }
   });
 
-  it("cancels the upstream when the client aborts mid-stream, and still counts the request", async () => {
+  it.each([
+    ["Keypool hides the usage chunk it asked for (relayed chunk by chunk)", {}],
+    ["the client asked for usage itself (passed through natively)", { stream_options: { include_usage: true } }],
+  ])("cancels the upstream when the client aborts mid-stream, and still counts the request: %s", async (_path, extra) => {
     setAllKeys({ chunkDelayMs: 200 });
     try {
       const before = (await stack.admin("GET", "/stats/summary")) as Summary;
       const cancelledBefore = stack.mock.stats.cancelledStreams;
       const controller = new AbortController();
       const stream = await stack.openai.chat.completions.create(
-        { model: "mock-gpt", stream: true, messages: [{ role: "user", content: "long answer please" }] },
+        { model: "mock-gpt", stream: true, messages: [{ role: "user", content: "long answer please" }], ...extra },
         { signal: controller.signal },
       );
       let seen = 0;

@@ -9,13 +9,20 @@ function handFed() {
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   const state = { cancelled: false };
   const stream = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c), cancel: () => void (state.cancelled = true) });
-  return { stream, push: (s: string | Uint8Array) => controller.enqueue(typeof s === "string" ? encode(s) : s), close: () => controller.close(), state };
+  return {
+    stream,
+    push: (s: string | Uint8Array) => controller.enqueue(typeof s === "string" ? encode(s) : s),
+    close: () => controller.close(),
+    error: (e: unknown) => controller.error(e),
+    state,
+  };
 }
 
-function relay(stream: ReadableStream<Uint8Array>, contentType: string, dropUsageChunk = false) {
+/** The chunk-by-chunk relay: a body of unknown length, or one whose usage chunk is dropped. */
+function relay(stream: ReadableStream<Uint8Array>, contentType: string, dropUsageChunk = false, contentLength: number | null = null) {
   const ended: RelayResult[] = [];
-  const out = relayBody(stream, { contentType, dropUsageChunk, onEnd: (r) => ended.push(r) });
-  return { reader: out.getReader(), ended };
+  const out = relayBody(stream, { contentType, contentLength, dropUsageChunk, onEnd: (r) => ended.push(r) });
+  return { reader: out.body.getReader(), ended, metered: out.metered };
 }
 
 const USAGE = '{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6,"prompt_tokens_details":{"cached_tokens":3},"completion_tokens_details":{"reasoning_tokens":1}}';
@@ -36,7 +43,7 @@ describe("relayBody", () => {
 
   it("passes bytes through unchanged, emoji split across chunks included, and reads the usage chunk", async () => {
     const up = handFed();
-    const { reader, ended } = relay(up.stream, "text/event-stream; charset=utf-8");
+    const { reader, ended, metered } = relay(up.stream, "text/event-stream; charset=utf-8");
     const whole = encode(`: comment\r\nevent: x\r\ndata: {"choices":[{"delta":{"content":"😀"}}]}\r\n\r\ndata: {"choices":[],"usage":${USAGE}}\n\ndata: [DONE]\n\n`);
     const pieces = [whole.slice(0, 40), whole.slice(40, 41), whole.slice(41, 60), whole.slice(60)];
     const received: number[] = [];
@@ -46,6 +53,7 @@ describe("relayBody", () => {
     }
     up.close();
     await reader.read();
+    await metered;
     expect(new Uint8Array(received)).toEqual(whole);
     expect(ended).toEqual([{ usage: { promptTokens: 4, completionTokens: 2, totalTokens: 6, cachedTokens: 3, reasoningTokens: 1 }, completionEstimate: 0, aborted: false, failed: false }]);
   });
@@ -64,7 +72,7 @@ describe("relayBody", () => {
 
   it("cancels the upstream when the client goes away, and reports an estimate of what was seen", async () => {
     const up = handFed();
-    const { reader, ended } = relay(up.stream, "text/event-stream");
+    const { reader, ended } = relay(up.stream, "text/event-stream", true);
     up.push('data: {"choices":[{"delta":{"content":"你好，这是一个部分回答"}}]}\n\n');
     await reader.read();
     await reader.cancel();
@@ -74,10 +82,43 @@ describe("relayBody", () => {
     expect(ended[0]!.completionEstimate).toBeGreaterThan(5);
   });
 
-  it("reads usage from a JSON body, and estimates from its text when there is none", async () => {
-    const withUsage = relay(new Response(`{"choices":[{"message":{"content":"hi"}}],"usage":${USAGE}}`).body!, "application/json");
-    while (!(await withUsage.reader.read()).done);
-    expect(withUsage.ended[0]!.usage?.totalTokens).toBe(6);
+  it("on the pass-through path too, cancels the upstream when the client goes away and estimates from what had arrived", async () => {
+    const up = handFed();
+    const { reader, ended, metered } = relay(up.stream, "text/event-stream");
+    up.push('data: {"choices":[{"delta":{"content":"你好，这是一个部分回答"}}]}\n\n');
+    await reader.read();
+    await reader.cancel();
+    // The pipe notices the client is gone when it next writes: at the upstream's next chunk.
+    up.push('data: {"choices":[{"delta":{"content":"更多"}}]}\n\n');
+    await metered;
+    expect(up.state.cancelled).toBe(true);
+    expect(ended).toHaveLength(1);
+    expect(ended[0]).toMatchObject({ usage: null, aborted: true, failed: false });
+    expect(ended[0]!.completionEstimate).toBeGreaterThan(5);
+  });
+
+  it("on the pass-through path, reports a body that breaks mid-way as failed, not aborted", async () => {
+    const up = handFed();
+    const { reader, ended, metered } = relay(up.stream, "text/event-stream");
+    up.push('data: {"choices":[{"delta":{"content":"partial"}}]}\n\n');
+    await reader.read();
+    up.error(new Error("connection reset"));
+    await expect(reader.read()).rejects.toThrow();
+    await metered;
+    expect(ended).toHaveLength(1);
+    expect(ended[0]).toMatchObject({ usage: null, aborted: false, failed: true });
+  });
+
+  it("reads usage from a JSON body, declared size or not, and estimates from its text when there is none", async () => {
+    const json = `{"choices":[{"message":{"content":"hi"}}],"usage":${USAGE}}`;
+    for (const length of [null, encode(json).byteLength]) {
+      const withUsage = relay(new Response(json).body!, "application/json", false, length);
+      let text = "";
+      for (let r = await withUsage.reader.read(); !r.done; r = await withUsage.reader.read()) text += new TextDecoder().decode(r.value);
+      await withUsage.metered;
+      expect(text).toBe(json);
+      expect(withUsage.ended[0]!.usage?.totalTokens).toBe(6);
+    }
     const without = relay(new Response('{"choices":[{"message":{"content":"a fairly long answer of forty characters"}}]}').body!, "application/json");
     while (!(await without.reader.read()).done);
     expect(without.ended[0]).toMatchObject({ usage: null, completionEstimate: 10 });

@@ -23,6 +23,21 @@ export const FAKE_SSE =
   `data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":${JSON.stringify(FAKE_USAGE)}}\n\n` +
   "data: [DONE]\n\n";
 
+/**
+ * A body that arrives as a stream, like a network one. (workerd cannot pipe a
+ * body built from a string into the identity stream the gateway hands the
+ * client; a fetched body it can.)
+ */
+function streamed(text: string): ReadableStream<Uint8Array> {
+  const bytes = new TextEncoder().encode(text);
+  return new ReadableStream({
+    start(controller) {
+      controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+}
+
 function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 }
@@ -52,7 +67,7 @@ export function installFakeUpstream(modes: Record<string, FakeMode>) {
       case "server_error":
         return json(500, { error: { message: "boom", type: "server_error", param: null, code: null } });
       case "stream":
-        return new Response(FAKE_SSE, { headers: { "content-type": "text/event-stream" } });
+        return new Response(streamed(FAKE_SSE), { headers: { "content-type": "text/event-stream" } });
       case "no_usage":
         return json(200, { id: "c1", object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: "你好世界 hello world" }, finish_reason: "stop" }] });
       default:
