@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { migrationStatements } from "./lib/migrations.mjs";
+import * as HTTP from "./lib/bench-http.mjs";
 import { ROOT } from "./lib/stack.mjs";
 
 const arg = (name, fallback) => {
@@ -45,6 +46,43 @@ function events(n, run) {
       retryAfterMs: outcome === "rate_limited" ? 1000 : null,
     };
   });
+}
+
+/** The HTTP table, the stats API timings, and each target of issue 8 against its figure. */
+function printHttp({ results, stats, largePool }, fmt) {
+  const { SCENARIOS, TARGETS } = HTTP;
+  const ms = (x) => (Number.isNaN(x) ? "–" : x.toFixed(2));
+  const med = (runs, f) => median(runs.map(f));
+  console.log("\n| scenario | connections | target | requests/s median (min – max) | p50 ms | p99 ms | first byte p50 ms | CPU ms / request | events stored / requests |");
+  console.log("|---|---|---|---|---|---|---|---|---|");
+  for (const { name } of SCENARIOS) {
+    for (const c of [1, 50]) {
+      for (const t of TARGETS) {
+        const runs = results[name][c][t];
+        const rps = runs.map((r) => r.rps);
+        const errors = runs.reduce((n, r) => n + r.errors, 0);
+        const stored = runs.reduce((n, r) => n + (Number.isNaN(r.counted) ? 0 : r.counted), 0);
+        const sent = runs.reduce((n, r) => n + r.requests, 0);
+        const label = t === "Keypool, large pool" ? `Keypool, ${fmt(largePool)} keys` : t;
+        console.log(
+          `| ${name} | ${c} | ${label} | ${fmt(median(rps))} (${fmt(Math.min(...rps))} – ${fmt(Math.max(...rps))})${errors ? ` ${errors} errors` : ""} | ${ms(med(runs, (r) => r.p50))} | ${ms(med(runs, (r) => r.p99))} | ${ms(med(runs, (r) => r.ttfb))} | ${t === "direct" ? "–" : ms(med(runs, (r) => r.cpuMs))} | ${t.startsWith("Keypool") ? `${fmt(stored)} / ${fmt(sent)}` : "–"} |`,
+        );
+      }
+    }
+  }
+  console.log(`\n| target (issue 8) | Keypool, 10 keys | Keypool, ${fmt(largePool)} keys | goal |`);
+  console.log("|---|---|---|---|");
+  const versus = (scenario, c, f, combine) => ["Keypool, 10 keys", "Keypool, large pool"].map((t) => combine(med(results[scenario][c][t], f), med(results[scenario][c]["null Worker"], f)));
+  const row = (what, values, goal, ok, digits = 2) => console.log(`| ${what} | ${values.map((v) => `${v.toFixed(digits)}${ok(v) ? "" : " (missed)"}`).join(" | ")} | ${goal} |`);
+  const [json, sse, paced] = SCENARIOS.map((s) => s.name);
+  for (const s of [json, sse]) row(`${s}: throughput ÷ null Worker, 50 connections`, versus(s, 50, (r) => r.rps, (a, b) => a / b), "≥ 0.80", (v) => v >= 0.8);
+  row(`${json}: added p50 latency, 1 connection (ms)`, versus(json, 1, (r) => r.p50, (a, b) => a - b), "≤ 0.30", (v) => v <= 0.3);
+  row(`${sse}: added time to first byte, 1 connection (ms)`, versus(sse, 1, (r) => r.ttfb, (a, b) => a - b), "≤ 0.50", (v) => v <= 0.5);
+  row(`${paced}: total time ÷ null Worker's, 1 connection`, versus(paced, 1, (r) => r.p50, (a, b) => a / b), "≤ 1.02", (v) => v <= 1.02, 3);
+  for (const s of [json, sse]) row(`${s}: CPU per request ÷ null Worker's, 50 connections`, versus(s, 50, (r) => r.cpuMs, (a, b) => a / b), "≤ 1.30", (v) => v <= 1.3);
+  console.log("\n| stats API over 30 days × 1,000 keys of rollups | median ms (15 answers) |");
+  console.log("|---|---|");
+  for (const [what, t] of Object.entries(stats)) console.log(`| ${what} | ${t.toFixed(1)} |`);
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -95,24 +133,8 @@ try {
     await build({ entryPoints: [path.join(ROOT, "gateway/index.ts")], outfile: gatewayBundle, bundle: true, format: "esm", platform: "neutral", minify: true, logLevel: "warning" });
     const gzipped = gzipSync(readFileSync(gatewayBundle)).length;
 
-    // Over HTTP, side by side, alternating: the mock straight, a null Worker, Keypool (10 keys, events on).
-    const http = [];
-    if (!SMOKE) {
-      const { startTargets, load } = await import("./lib/bench-http.mjs");
-      const targets = await startTargets(work, 10);
-      try {
-        const body = { model: "mock-gpt", messages: [{ role: "user", content: "hello" }] };
-        for (const connections of [1, 50]) {
-          const runs = { direct: [], null: [], keypool: [] };
-          for (let rep = 0; rep < RUNS; rep++) {
-            for (const name of ["direct", "null", "keypool"]) runs[name].push(await load(targets.targets[name], { connections, seconds: connections === 1 ? 3 : 5, body }));
-          }
-          http.push({ connections, runs });
-        }
-      } finally {
-        await targets.stop();
-      }
-    }
+    // Over HTTP, side by side, alternating: the mock straight, a null Worker, Keypool with 10 and 10,000 keys.
+    const http = await HTTP.runHttpBench(work, { runs: RUNS, smoke: SMOKE, log: (m) => console.error(`bench: ${m}`) });
 
     const fmt = (x) => Math.round(x).toLocaleString("en-US");
     const row = (what, xs, unit = "") => `| ${what} | ${fmt(median(xs))}${unit} | ${fmt(Math.min(...xs))} – ${fmt(Math.max(...xs))}${unit} | ${xs.length} |`;
@@ -125,17 +147,7 @@ try {
     console.log(`| key selection: picks/s at 100,000 keys ÷ at 10 keys | ${(median(selection[100_000]) / median(selection[10])).toFixed(2)} | | |`);
     console.log(`| snapshot load at 10,000 keys: parse + validate + index (ms) | ${median(load).toFixed(1)} | ${Math.min(...load).toFixed(1)} – ${Math.max(...load).toFixed(1)} | ${load.length} |`);
     console.log(`| gateway bundle, minified, gzipped (kB) | ${(gzipped / 1024).toFixed(1)} | | |`);
-    for (const { connections, runs } of http) {
-      for (const name of ["direct", "null", "keypool"]) {
-        const rps = runs[name].map((r) => r.rps);
-        const p50 = runs[name].map((r) => r.p50);
-        const p99 = runs[name].map((r) => r.p99);
-        const errors = runs[name].reduce((n, r) => n + r.errors, 0);
-        console.log(`| chat JSON, ${connections} connection(s), ${name}: requests/s (p50 / p99 ms: ${median(p50)} / ${median(p99)}${errors ? `, ${errors} errors` : ""}) | ${fmt(median(rps))} | ${fmt(Math.min(...rps))} – ${fmt(Math.max(...rps))} | ${rps.length} |`);
-      }
-      const ratio = median(runs.keypool.map((r) => r.rps)) / median(runs.null.map((r) => r.rps));
-      console.log(`| chat JSON, ${connections} connection(s): Keypool ÷ null Worker throughput | ${ratio.toFixed(2)} | | |`);
-    }
+    printHttp(http, fmt);
   } finally {
     await mf.dispose();
   }
