@@ -165,8 +165,8 @@ function identityStream(): { readable: ReadableStream<Uint8Array>; writable: Wri
 }
 
 /**
- * The native path: one branch of the upstream body is piped to the client
- * stream (runtime to runtime, no JavaScript per chunk); the other branch is
+ * The native path. For a stream, one branch of the upstream body is piped to
+ * the client stream (runtime to runtime, no JavaScript per chunk); the other branch is
  * left unread meanwhile, so the runtime queues it, and is read whole once the
  * client has everything. If the client goes away the pipe fails (when it next
  * writes, i.e. at the upstream's next chunk): what the queue holds is read and
@@ -175,6 +175,15 @@ function identityStream(): { readable: ReadableStream<Uint8Array>; writable: Wri
  */
 function passThrough(upstream: ReadableStream<Uint8Array>, kind: "sse" | "text", options: RelayOptions): Relayed {
   const [toClient, toMeter] = upstream.tee();
+  if (kind === "text") {
+    // A body of declared size arrives all but at once: the client gets its branch as it is,
+    // and whether the client stays for all of it changes nothing worth an identity pipe.
+    const metered = new Response(toMeter).text().then(
+      (text) => options.onEnd({ ...measureText(kind, text), aborted: false, failed: false }),
+      () => options.onEnd({ usage: null, completionEstimate: 0, aborted: false, failed: true }),
+    );
+    return { body: toClient, metered };
+  }
   const client = identityStream();
   // preventCancel: cancelling one tee branch settles only once both are cancelled, so the
   // pipe would wait on the meter branch forever; the failure handler cancels both instead.

@@ -86,6 +86,14 @@ async function readMultipartBody(c: OpenAIContext, endpoint: string): Promise<Cl
  * The OpenAI-compatible routes, mounted at `/v1` and at the root (the seed's
  * un-prefixed aliases). Bodies are forwarded byte for byte.
  */
+/** The query string of a URL, with its `?`, or empty (without parsing the whole URL). */
+function searchOf(url: string): string {
+  const q = url.indexOf("?");
+  if (q < 0) return "";
+  const hash = url.indexOf("#", q);
+  return hash < 0 ? url.slice(q) : url.slice(q, hash);
+}
+
 export function openAIRoutes(state: IsolateState) {
   const app = new Hono<GatewayHono>();
 
@@ -110,7 +118,7 @@ export function openAIRoutes(state: IsolateState) {
         pool: loaded,
         client,
         body,
-        search: new URL(c.req.url).search,
+        search: searchOf(c.req.url),
         headers: c.req.raw.headers,
         promptEstimate: body.json ? estimatePromptTokens(body.json) : 0,
         signal: c.req.raw.signal,
