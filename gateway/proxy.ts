@@ -183,6 +183,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
         contentType: res.headers.get("content-type"),
         contentLength: Number.isSafeInteger(declared) && declared >= 0 ? declared : null,
         dropUsageChunk: outgoing.dropUsageChunk,
+        signal: req.signal,
         onEnd,
       });
       deps.waitUntil(relayed.metered);

@@ -20,6 +20,12 @@ export interface RelayOptions {
   contentLength: number | null;
   /** Keypool asked for `include_usage` itself: drop the usage-only chunk the client did not ask for. */
   dropUsageChunk: boolean;
+  /**
+   * The client's request signal. When the client goes away, workerd aborts it
+   * and fails the request's pending reads, so a read that fails with it aborted
+   * is the client leaving, not the upstream breaking.
+   */
+  signal: AbortSignal;
   /** Called exactly once, when the body ends, fails or is cancelled by the client. */
   onEnd: (result: RelayResult) => void;
 }
@@ -197,8 +203,11 @@ function passThrough(upstream: ReadableStream<Uint8Array>, kind: "sse" | "text",
     async () => {
       // The pipe failed: the client went away, or the upstream body broke (then so does the meter branch).
       void toClient.cancel().catch(() => {});
-      const { text, failed } = await readQueued(toMeter);
-      options.onEnd({ ...measureText(kind, text), aborted: !failed, failed });
+      const queued = await readQueued(toMeter);
+      // A client that left can also surface as the upstream read failing: workerd aborts the
+      // request's signal and cancels its pending I/O (as behind wrangler dev's proxy).
+      const failed = queued.failed && !options.signal.aborted;
+      options.onEnd({ ...measureText(kind, queued.text), aborted: !failed, failed });
     },
   );
   return { body: client.readable, metered };
@@ -211,13 +220,19 @@ function passThrough(upstream: ReadableStream<Uint8Array>, kind: "sse" | "text",
 async function readQueued(stream: ReadableStream<Uint8Array>): Promise<{ text: string; failed: boolean }> {
   const reader = stream.getReader();
   const decoder = new TextDecoder();
-  setTimeout(() => void reader.cancel().catch(() => {}), 0);
+  let cancelled = false;
+  setTimeout(() => {
+    cancelled = true;
+    reader.cancel().catch(() => {});
+  }, 0);
   let text = "";
   let failed = false;
   try {
     for (let r = await reader.read(); !r.done; r = await reader.read()) text += decoder.decode(r.value, { stream: true });
   } catch {
-    failed = true; // the upstream body broke: measure what came before
+    // An errored stream drops its queue and fails the next read at once: the upstream broke.
+    // A read failing only after the cancel (workerd rejects the pending read) is the cancel.
+    failed = !cancelled;
   }
   return { text: text + decoder.decode(), failed };
 }
@@ -291,7 +306,8 @@ function chunkByChunk(upstream: ReadableStream<Uint8Array>, kind: BodyKind, opti
             }
           }
         } catch (err) {
-          end(false, true);
+          const aborted = options.signal.aborted;
+          end(aborted, !aborted);
           controller.error(err);
         }
       },

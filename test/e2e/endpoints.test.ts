@@ -127,6 +127,7 @@ describe("streaming behaviour end to end", () => {
     setAllKeys({ chunkDelayMs: 200 });
     try {
       const before = (await stack.admin("GET", "/stats/summary")) as Summary;
+      const outcomesBefore = await todaysOutcomes();
       const cancelledBefore = stack.mock.stats.cancelledStreams;
       const controller = new AbortController();
       const stream = await stack.openai.chat.completions.create(
@@ -143,6 +144,10 @@ describe("streaming behaviour end to end", () => {
       await waitUntil(() => stack.mock.stats.cancelledStreams > cancelledBefore, 5_000);
       const { summary } = await summaryWhen(stack, (s) => s.rpd >= before.rpd + 1, 5_000);
       expect(summary.tpd).toBeGreaterThan(before.tpd);
+      // Counted as the client leaving, not as a failure of the key (which would push it towards "failing").
+      const outcomes = await todaysOutcomes();
+      expect(outcomes.aborted).toBe(outcomesBefore.aborted + 1);
+      expect(outcomes.failures).toBe(outcomesBefore.failures);
     } finally {
       setAllKeys({});
     }
@@ -161,6 +166,13 @@ describe("streaming behaviour end to end", () => {
     }
   });
 });
+
+/** Today's aborted and failed attempts of the mock model, from the rollups. */
+async function todaysOutcomes(): Promise<{ aborted: number; failures: number }> {
+  const { rows } = (await stack.admin("GET", "/stats/breakdown?by=model&bucket=day&count=1")) as { rows: { id: string; aborted: number; failures: number }[] };
+  const row = rows.find((r) => r.id === "mock-gpt");
+  return { aborted: row?.aborted ?? 0, failures: row?.failures ?? 0 };
+}
 
 async function waitUntil(check: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -21,8 +21,9 @@ function handFed() {
 /** The chunk-by-chunk relay: a body of unknown length, or one whose usage chunk is dropped. */
 function relay(stream: ReadableStream<Uint8Array>, contentType: string, dropUsageChunk = false, contentLength: number | null = null) {
   const ended: RelayResult[] = [];
-  const out = relayBody(stream, { contentType, contentLength, dropUsageChunk, onEnd: (r) => ended.push(r) });
-  return { reader: out.body.getReader(), ended, metered: out.metered };
+  const client = new AbortController();
+  const out = relayBody(stream, { contentType, contentLength, dropUsageChunk, signal: client.signal, onEnd: (r) => ended.push(r) });
+  return { reader: out.body.getReader(), ended, metered: out.metered, client };
 }
 
 const USAGE = '{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6,"prompt_tokens_details":{"cached_tokens":3},"completion_tokens_details":{"reasoning_tokens":1}}';
@@ -122,6 +123,18 @@ describe("relayBody", () => {
     const without = relay(new Response('{"choices":[{"message":{"content":"a fairly long answer of forty characters"}}]}').body!, "application/json");
     while (!(await without.reader.read()).done);
     expect(without.ended[0]).toMatchObject({ usage: null, completionEstimate: 10 });
+  });
+
+  it("reports an upstream read that fails because the client left (workerd aborts its signal) as aborted", async () => {
+    const up = handFed();
+    const { reader, ended, client } = relay(up.stream, "text/event-stream", true);
+    up.push('data: {"choices":[{"delta":{"content":"partial"}}]}\n\n');
+    await reader.read();
+    client.abort();
+    up.error(new DOMException("The operation was aborted", "AbortError"));
+    await expect(reader.read()).rejects.toThrow();
+    expect(ended).toHaveLength(1);
+    expect(ended[0]).toMatchObject({ aborted: true, failed: false });
   });
 
   it("reports a failed upstream body once", async () => {
