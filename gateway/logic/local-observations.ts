@@ -31,6 +31,11 @@ export class LocalObservations {
     return until;
   }
 
+  /** Whether any request of this isolate is in flight (lets selection skip the per-key lookup). */
+  hasInflight(): boolean {
+    return this.inflightByKey.size > 0;
+  }
+
   inflight(keyId: string): number {
     if (this.inflightByKey.size === 0) return 0;
     return this.inflightByKey.get(keyId) ?? 0;
