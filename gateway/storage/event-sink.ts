@@ -27,20 +27,22 @@ interface OpenBatch {
   events: KeypoolEvent[];
   /** Settles once this batch's send has finished. */
   sent: Promise<void>;
-  /** Sends now instead of when the timer fires. */
-  sendNow: () => void;
 }
 
 /**
- * Gathers the events of all requests in this isolate for up to `delayMs` (or
- * until 100 are waiting) and sends them in one queue call. A queue send costs
+ * Gathers the events of all requests in this isolate for `delayMs` (a batch
+ * takes at most 100; the next request then opens another) and sends them in
+ * one queue call. A queue send costs
  * about as much CPU as forwarding the request itself, so one send per request
  * would halve the gateway's throughput; one per batch costs almost nothing.
  *
- * Every caller gets the promise of the send that carries its events and hands
- * it to its own `ctx.waitUntil`, so no request finishes before its events are
- * on the queue. The send runs in the request that opened the batch, which that
- * request's own `waitUntil` keeps alive.
+ * The request that opens a batch owns it: its timer and its queue call run in
+ * that request's context, and the promise it gets (for its `ctx.waitUntil`)
+ * settles once the batch is sent, which keeps the request alive until then.
+ * Requests that join get a settled promise: waiting on another request's
+ * promise, or settling it, is cross-request work that workerd cancels (and
+ * warns about) once that request is done — their events ride in the owner's
+ * send instead, and nothing here ever touches another request's promise or timer.
  */
 export class EventBatcher {
   #open: OpenBatch | null = null;
@@ -54,30 +56,20 @@ export class EventBatcher {
 
   add(send: EventSink, events: KeypoolEvent[]): Promise<void> {
     if (events.length === 0) return Promise.resolve();
-    const batch = this.#open ?? this.#openBatch(send);
+    const joining = this.#open;
+    const batch = joining ?? this.#openBatch(send);
     batch.events.push(...events);
-    if (batch.events.length >= QUEUE_BATCH) {
-      this.#open = null;
-      batch.sendNow();
-    }
-    return batch.sent;
+    if (batch.events.length >= QUEUE_BATCH) this.#open = null;
+    return joining ? Promise.resolve() : batch.sent;
   }
 
   #openBatch(send: EventSink): OpenBatch {
-    let sendNow!: () => void;
-    const due = new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, this.delayMs);
-      sendNow = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
+    const events: KeypoolEvent[] = [];
     const batch: OpenBatch = {
-      events: [],
-      sendNow: () => sendNow(),
-      sent: due.then(() => {
+      events,
+      sent: new Promise<void>((resolve) => setTimeout(resolve, this.delayMs)).then(() => {
         if (this.#open === batch) this.#open = null;
-        return send(batch.events);
+        return send(events);
       }),
     };
     this.#open = batch;
