@@ -6,9 +6,13 @@
  * - key selection picks per second at 10 / 1,000 / 10,000 / 100,000 keys;
  * - snapshot load (parse + validate + index) at 10,000 keys;
  * - the gateway bundle's gzipped size;
- * - over HTTP (not in --smoke), side by side and alternating: the mock upstream
- *   straight, a null Worker and Keypool in Miniflare, chat JSON at 1 and 50
- *   connections (autocannon).
+ * - over HTTP, side by side and alternating (scripts/lib/bench-http.mjs): the
+ *   mock upstream straight, a null Worker and Keypool with 10 and 10,000 keys,
+ *   each Worker in its own Miniflare; chat JSON, SSE, paced SSE and SSE whose
+ *   usage chunk Keypool hides, at 1 and 50 connections: requests/s, p50 / p99,
+ *   first byte, CPU per request of the workerd process, events stored; then the
+ *   stats API over 30 days × 1,000 keys of rollups. --smoke runs all of it for
+ *   a fraction of a second each, with 100 keys instead of 10,000.
  *   --events N  events per run (default 20,000)   --runs N  repetitions (default 3)   --smoke  a few seconds
  */
 import { build } from "esbuild";
