@@ -1,6 +1,6 @@
 import { EVENT_VERSION, providerKinds, type AttemptEvent, type Outcome, type SnapshotClientKey } from "../schema";
 import { KeypoolError } from "./errors";
-import { classifyNetworkError, classifyResponse, parseRetryAfter } from "./logic/failure-policy";
+import { classifyNetworkError, classifyResponse, parseRetryAfter, type Verdict } from "./logic/failure-policy";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./logic/headers";
 import type { LocalObservations } from "./logic/local-observations";
 import { relayBody, type RelayResult } from "./logic/relay";
@@ -117,10 +117,11 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
 
   for (let budget = settings.maxAttempts; budget > 0 && !req.signal.aborted; ) {
     const ctx = { now: deps.now(), random: deps.random, excluded: tried, observations: deps.observations };
-    const key = selectKey(pool.index, body.model, ctx);
+    // Keys this isolate merely avoids (a recent 5xx or network error) are the fallback, not out.
+    const key = selectKey(pool.index, body.model, ctx) ?? selectKey(pool.index, body.model, { ...ctx, includeAvoided: true });
     if (!key) {
       if (lastFailure) break;
-      const why = explainNoKey(pool.index, body.model, ctx);
+      const why = explainNoKey(pool.index, body.model, { ...ctx, includeAvoided: true });
       const wait = why.kind === "cooling" ? why.until - ctx.now : Infinity;
       if (wait <= settings.coolingWaitMs && ctx.now + wait < deadline) {
         // Every candidate is cooling but one recovers soon: wait for it, with a little jitter.
@@ -155,7 +156,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
       record.latencyMs = deps.now() - started;
       record.outcome = sent.aborted ? "aborted" : "network_error";
       if (sent.aborted) break;
-      deps.observations.block(key.id, deps.now() + classifyNetworkError().blockMs);
+      hold(deps.observations, key.id, classifyNetworkError(), deps.now());
       lastFailure = "unreachable";
       continue;
     }
@@ -195,7 +196,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     const verdict = classifyResponse(res.status, record.retryAfterMs, text.slice(0, 4096));
     record.outcome = verdict.outcome;
     record.latencyMs = deps.now() - started;
-    if (verdict.blockMs > 0) deps.observations.block(key.id, deps.now() + verdict.blockMs);
+    hold(deps.observations, key.id, verdict, deps.now());
     lastFailure = { status: res.status, headers: res.headers, text };
     if (!verdict.retry) break;
   }
@@ -207,6 +208,13 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     throw new KeypoolError(502, "server_error", "The upstream could not be reached with any key.", "upstream_unreachable");
   }
   return new Response(lastFailure.text, { status: lastFailure.status, headers: clientResponseHeaders(lastFailure.headers, requestId, attempts.length) });
+}
+
+/** Keeps a key that just failed out of this isolate's selection for a while: blocked, or only avoided. */
+function hold(observations: LocalObservations, keyId: string, verdict: Verdict, now: number): void {
+  if (verdict.blockMs <= 0) return;
+  if (verdict.soft) observations.avoid(keyId, now + verdict.blockMs);
+  else observations.block(keyId, now + verdict.blockMs);
 }
 
 function noKeyError(why: ReturnType<typeof explainNoKey>, model: string, now: number): KeypoolError {

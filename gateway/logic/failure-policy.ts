@@ -7,6 +7,8 @@ export interface Verdict {
   retry: boolean;
   /** Keep this key out of selection in this isolate until now + blockMs (0: not blocked). */
   blockMs: number;
+  /** The block is only an avoidance: the key is still taken when every other key is out (transient errors). */
+  soft?: boolean;
 }
 
 const BALANCE_HINT = /insufficient[_ ](balance|quota|funds)|balance (is )?(insufficient|not enough)|quota exceeded|exceeded your current quota/i;
@@ -39,7 +41,7 @@ export function classifyResponse(status: number, retryAfterMs: number | null, bo
   }
   if (status === 401 || status === 403) return { outcome: "auth_failed", retry: true, blockMs: DEAD_BLOCK_MS };
   if (status === 402) return { outcome: "no_balance", retry: true, blockMs: DEAD_BLOCK_MS };
-  if (status >= 500) return { outcome: "upstream_error", retry: true, blockMs: ERROR_BLOCK_MS };
+  if (status >= 500) return { outcome: "upstream_error", retry: true, blockMs: ERROR_BLOCK_MS, soft: true };
   if (INVALID_KEY_HINT.test(bodyText)) return { outcome: "auth_failed", retry: true, blockMs: DEAD_BLOCK_MS };
   if (BALANCE_HINT.test(bodyText)) return { outcome: "no_balance", retry: true, blockMs: DEAD_BLOCK_MS };
   return { outcome: "client_error", retry: false, blockMs: 0 };
@@ -47,5 +49,5 @@ export function classifyResponse(status: number, retryAfterMs: number | null, bo
 
 /** A fetch that threw (connection refused, reset, timeout): retry elsewhere, briefly avoid the key. */
 export function classifyNetworkError(): Verdict {
-  return { outcome: "network_error", retry: true, blockMs: ERROR_BLOCK_MS };
+  return { outcome: "network_error", retry: true, blockMs: ERROR_BLOCK_MS, soft: true };
 }

@@ -1,10 +1,18 @@
 /**
  * What this isolate has seen of keys since the last snapshot: cooldowns from 429s,
- * dead or exhausted keys, and requests in flight. It overlays the snapshot so a key
- * that just failed is avoided at once, before the consumer's health reaches KV.
+ * dead or exhausted keys, keys that just failed transiently, and requests in
+ * flight. It overlays the snapshot so a key that just failed is avoided at once,
+ * before the consumer's health reaches KV.
+ *
+ * A block (429, 401, 402) is the upstream's word and holds. An avoidance (5xx,
+ * network error, timeout) is only a preference: selection passes the key over
+ * while another is free, and takes it when every other key is avoided too —
+ * otherwise an upstream failing at random would soon have every key avoided
+ * and the pool would refuse work it could do.
  */
 export class LocalObservations {
   private readonly blockedUntil = new Map<string, number>();
+  private readonly avoidedUntil = new Map<string, number>();
   private readonly inflightByKey = new Map<string, number>();
 
   /** Keeps `keyId` out of selection until `until` (epoch ms). */
@@ -13,22 +21,25 @@ export class LocalObservations {
     if (until > prev) this.blockedUntil.set(keyId, until);
   }
 
-  /** Whether any key is blocked here (a cheap check before looking one up). */
+  /** Passes `keyId` over while other keys are free, until `until` (epoch ms). */
+  avoid(keyId: string, until: number): void {
+    const prev = this.avoidedUntil.get(keyId) ?? 0;
+    if (until > prev) this.avoidedUntil.set(keyId, until);
+  }
+
+  /** Whether any key is blocked or avoided here (a cheap check before looking one up). */
   blocksAny(): boolean {
-    return this.blockedUntil.size > 0;
+    return this.blockedUntil.size > 0 || this.avoidedUntil.size > 0;
   }
 
   /** Epoch ms until which the key is blocked here, if it is. */
   blockedUntilOf(keyId: string, now: number): number | undefined {
-    // Most of the time nothing is blocked: skip hashing the id (selection calls this on every sample).
-    if (this.blockedUntil.size === 0) return undefined;
-    const until = this.blockedUntil.get(keyId);
-    if (until === undefined) return undefined;
-    if (until <= now) {
-      this.blockedUntil.delete(keyId);
-      return undefined;
-    }
-    return until;
+    return liveUntil(this.blockedUntil, keyId, now);
+  }
+
+  /** Epoch ms until which the key is avoided here, if it is. */
+  avoidedUntilOf(keyId: string, now: number): number | undefined {
+    return liveUntil(this.avoidedUntil, keyId, now);
   }
 
   /** Whether any request of this isolate is in flight (lets selection skip the per-key lookup). */
@@ -53,4 +64,17 @@ export class LocalObservations {
       else this.inflightByKey.set(keyId, n);
     };
   }
+}
+
+/** The entry's time if it is still in the future; expired entries are dropped on the way. */
+function liveUntil(map: Map<string, number>, keyId: string, now: number): number | undefined {
+  // Most of the time nothing is there: skip hashing the id (selection calls this on every sample).
+  if (map.size === 0) return undefined;
+  const until = map.get(keyId);
+  if (until === undefined) return undefined;
+  if (until <= now) {
+    map.delete(keyId);
+    return undefined;
+  }
+  return until;
 }

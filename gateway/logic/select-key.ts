@@ -27,6 +27,8 @@ export interface SelectionContext {
   /** Keys already tried by this request. */
   excluded: ReadonlySet<string>;
   observations: LocalObservations;
+  /** Take keys this isolate only avoids (recent 5xx or network errors) as well. */
+  includeAvoided?: boolean;
 }
 
 /** Key states that may carry traffic (cooling only once its time has passed). */
@@ -79,7 +81,8 @@ function availableAt(index: PoolIndex, i: number, ctx: SelectionContext): number
   if (ctx.excluded.size === 0 && !ctx.observations.blocksAny()) return snapshotUntil;
   const id = index.keys[i]!.id;
   if (ctx.excluded.has(id)) return Infinity;
-  return Math.max(ctx.observations.blockedUntilOf(id, ctx.now) ?? 0, snapshotUntil);
+  const avoided = ctx.includeAvoided ? 0 : (ctx.observations.avoidedUntilOf(id, ctx.now) ?? 0);
+  return Math.max(ctx.observations.blockedUntilOf(id, ctx.now) ?? 0, avoided, snapshotUntil);
 }
 
 /** Preference for a key: admin weight × smoothed success rate, shared with its requests in flight here. */

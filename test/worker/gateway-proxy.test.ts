@@ -97,6 +97,30 @@ describe("failure policy", () => {
     fakes.set(fake.restore);
     for (let i = 0; i < 6; i++) expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
   });
+
+  it("still uses keys that just failed transiently when every key has, instead of refusing the request", async () => {
+    const keys = [uniqueKey("flaky-a"), uniqueKey("flaky-b")];
+    const pool = await createPool(FAKE_BASE_URL, keys);
+    const calls = new Map<string, number>();
+    // Each key fails its first call with a 500, then works.
+    const flaky = (req: Request) => {
+      const key = req.headers.get("authorization")!;
+      calls.set(key, (calls.get(key) ?? 0) + 1);
+      return calls.get(key) === 1
+        ? new Response(JSON.stringify({ error: { message: "boom", type: "server_error", param: null, code: null } }), { status: 500, headers: { "content-type": "application/json" } })
+        : new Response(JSON.stringify({ id: "c1", object: "chat.completion", choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }), { headers: { "content-type": "application/json" } });
+    };
+    const fake = installFakeUpstream({ [keys[0]!]: flaky, [keys[1]!]: flaky });
+    fakes.set(fake.restore);
+    // Both keys fail for the first request, which has no untried key left: the upstream's 500.
+    expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(500);
+    // Both are now avoided for 5 s in this isolate, but avoidance is a preference: the next request
+    // is served at once (not refused, and not held back until an avoidance runs out).
+    const started = Date.now();
+    expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(fake.calls).toHaveLength(3);
+  });
 });
 
 describe("clients and routing", () => {
