@@ -8,6 +8,12 @@
  *   `chunkDelayMs` between stream chunks, `omitUsage` (answers without usage) and
  *   `words` (a chat answer of that many words, one stream chunk each). The key
  *   `*` sets the behaviour of every key not told otherwise.
+ * Fault profiles for chaos runs: `faultRate` (0–1) makes that share of a key's
+ * requests fail, each in one of FAULTS picked at random (seeded, so a run can
+ * be repeated): 429 with Retry-After, 500, a reset connection, a stall of
+ * `stallMs` before answering, an answer cut off mid-way, and an SSE stream
+ * carrying a line that is no SSE field (which readers must ignore).
+ * `stats.reportedTokens` counts only usage the mock actually delivered.
  * It serves chat completions (JSON, SSE, tool calls), completions, responses,
  * embeddings, moderations, rerank, image generation and edits, transcriptions,
  * translations and speech. `GET /__mock/stats` reports what it served, so tests
@@ -16,7 +22,22 @@
 import http from "node:http";
 import { pathToFileURL } from "node:url";
 
-/** @typedef {{ mode?: "ok" | "rate_limit" | "unauthorized" | "no_balance" | "server_error" | "drop", retryAfterSeconds?: number, delayMs?: number, chunkDelayMs?: number, omitUsage?: boolean, words?: number }} KeyBehavior */
+/** @typedef {{ mode?: "ok" | "rate_limit" | "unauthorized" | "no_balance" | "server_error" | "drop", retryAfterSeconds?: number, delayMs?: number, chunkDelayMs?: number, omitUsage?: boolean, words?: number, faultRate?: number, stallMs?: number }} KeyBehavior */
+
+/** The faults a `faultRate` draws from, evenly. */
+export const FAULTS = ["rate_limit", "server_error", "reset", "stall", "cut", "malformed"];
+
+/** A small seeded generator (mulberry32), so a chaos run's faults can be repeated. */
+function seeded(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 const REPLY = "Hello from the Keypool mock upstream. This answer is deterministic.";
 const MODELS = ["mock-gpt", "mock-gpt-mini", "mock-embed"];
@@ -41,7 +62,7 @@ function sseWriter(res, b, stats) {
 }
 
 /** Chat completions: JSON or SSE, tool calls when tools are offered, usage unless the key omits it. */
-async function chatCompletions({ res, body, b, stats }) {
+async function chatCompletions({ res, body, b, stats, fault }) {
   const promptTokens = countPromptTokens(body);
   const id = `chatcmpl-mock-${stats.requests}`;
   const created = Math.floor(Date.now() / 1000);
@@ -52,12 +73,21 @@ async function chatCompletions({ res, body, b, stats }) {
   record(stats, promptTokens, completionTokens);
   if (!body.stream) {
     const message = toolCall ? { role: "assistant", content: null, tool_calls: [toolCall] } : { role: "assistant", content: words.join(" ") };
-    return sendJson(res, 200, {
+    const answer = {
       ...base,
       object: "chat.completion",
       choices: [{ index: 0, message, finish_reason: toolCall ? "tool_calls" : "stop" }],
       ...(b.omitUsage ? {} : { usage: usage(promptTokens, completionTokens) }),
-    });
+    };
+    if (fault === "cut") {
+      const text = JSON.stringify(answer);
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+      res.write(text.slice(0, text.length >> 1));
+      await sleep(5);
+      return void res.destroy();
+    }
+    if (!b.omitUsage && !res.destroyed) stats.reportedTokens += promptTokens + completionTokens;
+    return sendJson(res, 200, answer);
   }
   const sse = sseWriter(res, b, stats);
   const chunk = (delta, finish = null) => ({ ...base, object: "chat.completion.chunk", choices: [{ index: 0, delta, finish_reason: finish }] });
@@ -66,10 +96,20 @@ async function chatCompletions({ res, body, b, stats }) {
     for (const part of ['{"city":', '"Paris"}']) await sse.send(chunk({ tool_calls: [{ index: 0, function: { arguments: part } }] }));
     await sse.send(chunk({}, "tool_calls"));
   } else {
-    for (let i = 0; i < words.length; i++) await sse.send(chunk(i === 0 ? { role: "assistant", content: words[i] } : { content: ` ${words[i]}` }));
+    for (let i = 0; i < words.length; i++) {
+      if (fault === "cut" && i === words.length >> 1) {
+        await sleep(5); // let what was written reach the reader first: the answer has begun
+        return void res.destroy();
+      }
+      await sse.send(chunk(i === 0 ? { role: "assistant", content: words[i] } : { content: ` ${words[i]}` }));
+      if (fault === "malformed" && i === 0) res.write("this line is no SSE field\n\n");
+    }
     await sse.send(chunk({}, "stop"));
   }
-  if (body.stream_options?.include_usage && !b.omitUsage) await sse.send({ ...base, object: "chat.completion.chunk", choices: [], usage: usage(promptTokens, completionTokens) });
+  if (body.stream_options?.include_usage && !b.omitUsage && !res.destroyed) {
+    stats.reportedTokens += promptTokens + completionTokens;
+    await sse.send({ ...base, object: "chat.completion.chunk", choices: [], usage: usage(promptTokens, completionTokens) });
+  }
   sse.end();
 }
 
@@ -205,13 +245,24 @@ function errorBody(message, type, code) {
 }
 
 /**
- * Starts the mock on `port` (0: any free port) at 127.0.0.1.
- * @param {{ port?: number }} [options]
+ * Starts the mock on `port` (0: any free port) at 127.0.0.1; `seed` seeds the fault draws.
+ * @param {{ port?: number, seed?: number }} [options]
  */
 export async function startMockUpstream(options = {}) {
   /** @type {Map<string, KeyBehavior>} */
   const behaviors = new Map();
-  const stats = { requests: 0, byKey: /** @type {Record<string, number>} */ ({}), promptTokens: 0, completionTokens: 0, totalTokens: 0, cancelledStreams: 0, lastBody: /** @type {unknown} */ (null) };
+  const stats = {
+    requests: 0,
+    byKey: /** @type {Record<string, number>} */ ({}),
+    promptTokens: 0,
+    completionTokens: 0,
+    totalTokens: 0,
+    reportedTokens: 0,
+    cancelledStreams: 0,
+    faults: /** @type {Record<string, number>} */ ({}),
+    lastBody: /** @type {unknown} */ (null),
+  };
+  const random = seeded(options.seed ?? 1);
 
   const server = http.createServer(async (req, res) => {
     try {
@@ -229,7 +280,7 @@ export async function startMockUpstream(options = {}) {
       if (url.pathname === "/__mock/stats") return sendJson(res, 200, stats);
       if (url.pathname === "/__mock/reset" && req.method === "POST") {
         behaviors.clear();
-        Object.assign(stats, { requests: 0, byKey: {}, promptTokens: 0, completionTokens: 0, totalTokens: 0, cancelledStreams: 0, lastBody: null });
+        Object.assign(stats, { requests: 0, byKey: {}, promptTokens: 0, completionTokens: 0, totalTokens: 0, reportedTokens: 0, cancelledStreams: 0, faults: {}, lastBody: null });
         return sendJson(res, 200, { ok: true });
       }
 
@@ -238,7 +289,13 @@ export async function startMockUpstream(options = {}) {
       stats.requests++;
       stats.byKey[key] = (stats.byKey[key] ?? 0) + 1;
       const b = behaviors.get(key) ?? behaviors.get("*") ?? {};
+      const fault = b.faultRate && random() < b.faultRate ? FAULTS[Math.floor(random() * FAULTS.length)] : null;
+      if (fault) stats.faults[fault] = (stats.faults[fault] ?? 0) + 1;
       if (b.delayMs) await sleep(b.delayMs);
+      if (fault === "stall") await sleep(b.stallMs ?? 30_000);
+      if (fault === "rate_limit") return sendJson(res, 429, errorBody("Rate limit reached.", "rate_limit_error", "rate_limit_exceeded"), { "retry-after": "1" });
+      if (fault === "server_error") return sendJson(res, 500, errorBody("The upstream had an error.", "server_error", null));
+      if (fault === "reset") return void req.socket.destroy();
       switch (b.mode ?? "ok") {
         case "rate_limit":
           return sendJson(res, 429, errorBody("Rate limit reached.", "rate_limit_error", "rate_limit_exceeded"), { "retry-after": String(b.retryAfterSeconds ?? 20) });
@@ -264,7 +321,7 @@ export async function startMockUpstream(options = {}) {
       if (body.model === "unknown-model") return sendJson(res, 404, errorBody(`The model '${body.model}' does not exist.`, "invalid_request_error", "model_not_found"));
       stats.lastBody = multipart ? { model: body.model, fileBytes: body.fileBytes } : body;
       const handler = ENDPOINTS[path];
-      if (handler) return await handler({ req, res, body, b, stats });
+      if (handler) return await handler({ req, res, body, b, stats, fault });
       return sendJson(res, 404, errorBody(`Unknown route ${req.method} ${url.pathname}`, "invalid_request_error", null));
     } catch (err) {
       sendJson(res, 500, errorBody(`mock failure: ${err instanceof Error ? err.message : String(err)}`, "server_error", null));
