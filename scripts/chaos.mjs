@@ -13,6 +13,10 @@
  * the client sent and what the mock saw and reported — they must be equal.
  *
  *   --requests N (default 2,000)   --concurrency N (default 20)   --seed N (default 1)
+ *   --smoke  200 requests, enforcing only what no run has missed yet — attempts
+ *            and upstream-reported tokens equal, the 401 keys dead — and printing
+ *            the rest (`npm test` runs this, so the harness cannot rot; see the
+ *            README's Reliability section for the open finding the full run shows).
  * Exits 1 when a goal is missed.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -27,7 +31,8 @@ const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
 };
-const REQUESTS = arg("requests", 2_000);
+const SMOKE = process.argv.includes("--smoke");
+const REQUESTS = arg("requests", SMOKE ? 200 : 2_000);
 const CONCURRENCY = arg("concurrency", 20);
 const SEED = arg("seed", 1);
 const GOOD_KEYS = 20;
@@ -44,7 +49,7 @@ const secrets = generateSecrets();
 const mock = await startMockUpstream({ seed: SEED });
 await buildDashboard({ quiet: true });
 await applyMigrations(persistTo, { quiet: true });
-const stack = startWrangler({ port: await freePort(), inspectorPort: await freePort(), persistTo, vars: secrets, quiet: true, logLevel: "warn" });
+const stack = startWrangler({ port: await freePort(), inspectorPort: await freePort(), persistTo, vars: secrets, quiet: true, logLevel: "info" });
 let failed = false;
 try {
   await stack.ready();
@@ -125,24 +130,28 @@ try {
   const servedBeforeStart = outcome.ok / (REQUESTS - outcome.cutAfterStart);
   const goals = [
     ["client requests answered successfully", `${outcome.ok} of ${REQUESTS} (${(served * 100).toFixed(2)} %)`, "–"],
-    ["… of those not cut by the upstream after the answer began", `${(servedBeforeStart * 100).toFixed(2)} %`, "≥ 99.5 %", servedBeforeStart >= 0.995],
+    ["… of those not cut by the upstream after the answer began", `${(servedBeforeStart * 100).toFixed(2)} %`, "≥ 99.5 %", SMOKE ? undefined : servedBeforeStart >= 0.995],
     ["failed in OpenAI error shape (no key could serve them), by status", `${outcome.errorShape} ${JSON.stringify(errorStatuses)}`, "–"],
     ["answers cut off by the upstream after they began (not retryable)", String(outcome.cutAfterStart), "–"],
-    ["other failures", String(outcome.other), "0", outcome.other === 0],
+    ["other failures", String(outcome.other), "0", SMOKE ? undefined : outcome.other === 0],
     ["attempts the mock saw / faults it injected", `${mock.stats.requests} / ${JSON.stringify(mock.stats.faults)}`, "–"],
     ["latency p50 / p99 (ms)", `${percentile(latencies, 0.5).toFixed(0)} / ${percentile(latencies, 0.99).toFixed(0)}`, "–"],
     ["throughput (requests/s)", (REQUESTS / seconds).toFixed(1), "–"],
     ["keys by state at the end", JSON.stringify(states), `${DEAD_KEYS} dead`, (states.dead ?? 0) === DEAD_KEYS],
-    ["rollups: client requests = requests sent", `${stored.requests} = ${REQUESTS}`, "equal", stored.requests === REQUESTS],
+    ["rollups: client requests = requests sent", `${stored.requests} = ${REQUESTS}`, "equal", SMOKE ? undefined : stored.requests === REQUESTS],
     ["rollups: attempts = attempts the mock saw", `${stored.attempts} = ${mock.stats.requests}`, "equal", stored.attempts === mock.stats.requests],
     ["rollups: upstream-reported tokens = tokens the mock reported", `${stored.tokens - stored.estimated} = ${mock.stats.reportedTokens}`, "equal", stored.tokens - stored.estimated === mock.stats.reportedTokens],
   ];
   console.log(`\nKeypool chaos run — ${new Date().toISOString()}, node ${process.version}`);
-  console.log(`command: npm run chaos -- --requests ${REQUESTS} --concurrency ${CONCURRENCY} --seed ${SEED}\n`);
+  console.log(`command: npm run chaos -- --requests ${REQUESTS} --concurrency ${CONCURRENCY} --seed ${SEED}${SMOKE ? " --smoke" : ""}\n`);
   console.log("| figure | value | goal |");
   console.log("|---|---|---|");
-  for (const [what, value, goal, ok] of goals) console.log(`| ${what} | ${value}${ok === false ? " (missed)" : ""} | ${goal} |`);
+  for (const [what, value, goal, ok] of goals) {
+    const verdict = ok === false ? " (missed)" : ok === undefined && goal !== "–" ? " (not checked with --smoke)" : "";
+    console.log(`| ${what} | ${value}${verdict} | ${goal} |`);
+  }
   failed = goals.some((g) => g[3] === false);
+  if (failed) console.error(`chaos: a goal was missed; the end of wrangler's log:\n${stack.log().slice(-6000)}`);
 } catch (err) {
   failed = true;
   console.error(`chaos: ${err instanceof Error ? err.stack : err}\n${stack.log().slice(-3000)}`);
