@@ -120,14 +120,15 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     // Keys this isolate merely avoids (a recent 5xx or network error) are the fallback, not out.
     const key = selectKey(pool.index, body.model, ctx) ?? selectKey(pool.index, body.model, { ...ctx, includeAvoided: true });
     if (!key) {
-      if (lastFailure) break;
       const why = explainNoKey(pool.index, body.model, { ...ctx, includeAvoided: true });
       const wait = why.kind === "cooling" ? why.until - ctx.now : Infinity;
       if (wait <= settings.coolingWaitMs && ctx.now + wait < deadline) {
-        // Every candidate is cooling but one recovers soon: wait for it, with a little jitter.
+        // Every untried candidate is cooling but one recovers soon (also after failed attempts,
+        // while the attempt budget lasts): wait for it, with a little jitter.
         await deps.sleep(wait + Math.floor(deps.random() * 50));
         continue;
       }
+      if (lastFailure) break;
       throw noKeyError(why, body.model, ctx.now);
     }
     budget--;

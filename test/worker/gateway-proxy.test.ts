@@ -98,6 +98,30 @@ describe("failure policy", () => {
     for (let i = 0; i < 6; i++) expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
   });
 
+  it("after failed attempts, waits for an untried key that is cooling briefly instead of giving up", async () => {
+    const [cool, bad1, bad2] = [uniqueKey("cool"), uniqueKey("bad1"), uniqueKey("bad2")];
+    const pool = await createPool(FAKE_BASE_URL, [cool, bad1, bad2]);
+    let coolCalls = 0;
+    let othersFail = false;
+    const ok = () => new Response(JSON.stringify({ id: "c1", object: "chat.completion", choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }), { headers: { "content-type": "application/json" } });
+    const boom = () => new Response(JSON.stringify({ error: { message: "boom", type: "server_error", param: null, code: null } }), { status: 500, headers: { "content-type": "application/json" } });
+    const fake = installFakeUpstream({
+      // The first call to `cool` answers 429 with Retry-After: 1, later ones succeed.
+      [cool]: () => (++coolCalls === 1 ? new Response(JSON.stringify({ error: { message: "slow down", type: "rate_limit_error", param: null, code: null } }), { status: 429, headers: { "content-type": "application/json", "retry-after": "1" } }) : ok()),
+      [bad1]: () => (othersFail ? boom() : ok()),
+      [bad2]: () => (othersFail ? boom() : ok()),
+    });
+    fakes.set(fake.restore);
+    // Traffic until `cool` has answered its 429 (and so cools for a second in this isolate).
+    for (let i = 0; i < 30 && coolCalls === 0; i++) expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    expect(coolCalls).toBe(1);
+    othersFail = true;
+    // Both other keys fail; the cooling one is back within the cooling wait: the request waits and succeeds.
+    const res = await chat(pool.clientKey, chatBody(pool.model));
+    expect(res.status).toBe(200);
+    expect(coolCalls).toBe(2);
+  });
+
   it("still uses keys that just failed transiently when every key has, instead of refusing the request", async () => {
     const keys = [uniqueKey("flaky-a"), uniqueKey("flaky-b")];
     const pool = await createPool(FAKE_BASE_URL, keys);
