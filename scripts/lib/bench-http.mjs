@@ -112,10 +112,10 @@ export async function bundleKeypool(work) {
 
 /**
  * Keypool (gateway + consumer on one queue, like `npm start`) with `keyCount`
- * keys of the mock and one client key. `attempts()` reads how many attempts the
+ * keys of the mock (or the `keys` given) and one client key, `settings` applied first. `attempts()` reads how many attempts the
  * rollups hold, so a run can wait until its events are stored.
  */
-export async function startKeypool(work, bundles, name, mockBaseUrl, keyCount, { inspectorPort = undefined } = {}) {
+export async function startKeypool(work, bundles, name, mockBaseUrl, keyCount, { inspectorPort = undefined, keys: given = undefined, settings = undefined } = {}) {
   const secrets = generateSecrets();
   const port = await freePort();
   const state = path.join(work, name);
@@ -151,12 +151,14 @@ export async function startKeypool(work, bundles, name, mockBaseUrl, keyCount, {
   const url = `http://127.0.0.1:${port}`;
   const admin = await adminSession(url, secrets.ADMIN_PASSWORD);
   const upstream = /** @type {{ id: string }} */ (await admin("POST", "/upstreams", { name: "mock", baseUrl: mockBaseUrl, models: ["mock-gpt"] }));
-  const keys = Array.from({ length: keyCount }, (_, i) => `sk-bench-${String(i).padStart(6, "0")}-aaaaaaaaaaaa`);
+  if (settings) await admin("PATCH", "/settings", settings);
+  const keys = given ?? Array.from({ length: keyCount }, (_, i) => `sk-bench-${String(i).padStart(6, "0")}-aaaaaaaaaaaa`);
   for (let i = 0; i < keys.length; i += 5_000) await admin("POST", "/keys", { upstreamId: upstream.id, text: keys.slice(i, i + 5_000).join("\n") });
   const clientKey = /** @type {{ key: string }} */ (await admin("POST", "/client-keys", { name: "bench" })).key;
   await waitForModel(url, clientKey, "mock-gpt", 120_000);
   return {
     url,
+    clientKey,
     headers: { authorization: `Bearer ${clientKey}` },
     pid,
     db,
