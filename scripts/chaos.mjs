@@ -15,10 +15,9 @@
  *   --requests N (default 2,000)   --concurrency N (default 20)   --seed N (default 1)
  *   --miniflare  run the two Workers in programmatic Miniflare (as `npm run bench`
  *            does) instead of `wrangler dev`, without wrangler's dev proxy in front
- *   --smoke  200 requests, enforcing only what no run has missed yet — attempts
- *            and upstream-reported tokens equal, the 401 keys dead — and printing
- *            the rest (`npm test` runs this, so the harness cannot rot; see the
- *            README's Reliability section for the open finding the full run shows).
+ *   --smoke  200 requests, every goal enforced but the success rate (in a few
+ *            hundred requests one request losing all six draws can miss 99.5 %
+ *            by chance); `npm test` runs this, so the harness cannot rot.
  * Exits 1 when a goal is missed.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -172,7 +171,7 @@ try {
     ["failed in OpenAI error shape (no key could serve them), by status", `${outcome.errorShape} ${JSON.stringify(errorStatuses)}`, "–"],
     ["answers cut off by the upstream after they began (not retryable)", String(outcome.cutAfterStart), "–"],
     ...(MINIFLARE ? [] : [["refused by wrangler dev's proxy (\"worker restarted mid-request\"), never reaching Keypool", String(outcome.devProxy), "–"]]),
-    ["other failures", String(outcome.other), "0", SMOKE ? undefined : outcome.other === 0],
+    ["other failures", String(outcome.other), "0", outcome.other === 0],
     ["attempts the mock saw / faults it injected", `${mock.stats.requests} / ${JSON.stringify(mock.stats.faults)}`, "–"],
     ["latency p50 / p99 (ms)", `${percentile(latencies, 0.5).toFixed(0)} / ${percentile(latencies, 0.99).toFixed(0)}`, "–"],
     ["throughput (requests/s)", (REQUESTS / seconds).toFixed(1), "–"],
@@ -181,7 +180,7 @@ try {
       `rollups: client requests = requests sent${MINIFLARE ? "" : " − refused by the dev proxy"}`,
       `${stored.requests} = ${REQUESTS - outcome.devProxy}`,
       "equal",
-      SMOKE ? undefined : stored.requests === REQUESTS - outcome.devProxy,
+      stored.requests === REQUESTS - outcome.devProxy,
     ],
     ["rollups: attempts = attempts the mock saw", `${stored.attempts} = ${mock.stats.requests}`, "equal", stored.attempts === mock.stats.requests],
     ["rollups: upstream-reported tokens = tokens the mock reported", `${stored.tokens - stored.estimated} = ${mock.stats.reportedTokens}`, "equal", stored.tokens - stored.estimated === mock.stats.reportedTokens],
