@@ -186,7 +186,11 @@ function passThrough(upstream: ReadableStream<Uint8Array>, kind: "sse" | "text",
     // and whether the client stays for all of it changes nothing worth an identity pipe.
     const metered = new Response(toMeter).text().then(
       (text) => options.onEnd({ ...measureText(kind, text), aborted: false, failed: false }),
-      () => options.onEnd({ usage: null, completionEstimate: 0, aborted: false, failed: true }),
+      () => {
+        // workerd fails a leaving client's pending reads too: that is the client, not the key.
+        const aborted = options.signal.aborted;
+        options.onEnd({ usage: null, completionEstimate: 0, aborted, failed: !aborted });
+      },
     );
     return { body: toClient, metered };
   }

@@ -137,6 +137,18 @@ describe("relayBody", () => {
     expect(ended[0]).toMatchObject({ aborted: true, failed: false });
   });
 
+  it("on the pass-through path for a sized body, tells a client that left from a body that broke", async () => {
+    for (const clientLeft of [true, false]) {
+      const up = handFed();
+      const { ended, metered, client } = relay(up.stream, "application/json", false, 100);
+      up.push('{"choices":[');
+      if (clientLeft) client.abort();
+      up.error(new Error("Network connection lost."));
+      await metered;
+      expect(ended).toEqual([{ usage: null, completionEstimate: 0, aborted: clientLeft, failed: !clientLeft }]);
+    }
+  });
+
   it("reports a failed upstream body once", async () => {
     const errored = new ReadableStream<Uint8Array>({ pull: (c) => c.error(new Error("reset")) });
     const broken = relay(errored, "application/json");
