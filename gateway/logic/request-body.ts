@@ -52,3 +52,27 @@ export async function bodyForUpstream(body: ClientBody, upstream: SnapshotUpstre
   const rebuilt = new Request("https://keypool.invalid/", { method: "POST", body: form });
   return { body: await rebuilt.arrayBuffer(), contentType: rebuilt.headers.get("content-type"), dropUsageChunk: false };
 }
+
+/** Deepest nesting of arrays and objects a request body may have; real requests (tool schemas included) stay far below. */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Whether the JSON text nests arrays and objects deeper than `max`, scanning the
+ * bytes once without parsing (brackets inside strings do not count). Cheap enough
+ * for every request, and refuses a pathological body before it costs more.
+ */
+export function jsonNestsDeeperThan(bytes: Uint8Array, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (inString) {
+      if (b === 0x5c) i++; // a backslash escapes the next byte
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) inString = true;
+    else if (b === 0x5b || b === 0x7b) {
+      if (++depth > max) return true;
+    } else if (b === 0x5d || b === 0x7d) depth--;
+  }
+  return false;
+}

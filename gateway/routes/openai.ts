@@ -3,7 +3,7 @@ import type { GatewayHono, IsolateState } from "../context";
 import { KeypoolError, invalidRequest } from "../errors";
 import { assertModelAllowed, authenticateClient } from "../logic/client-auth";
 import { estimatePromptTokens } from "../logic/estimate-tokens";
-import type { ClientBody } from "../logic/request-body";
+import { MAX_JSON_DEPTH, jsonNestsDeeperThan, type ClientBody } from "../logic/request-body";
 import { secretCacheFor } from "../logic/secrets";
 import { listModels } from "../models";
 import { proxyRequest } from "../proxy";
@@ -51,10 +51,13 @@ function readModel(value: unknown): string {
 
 async function readJsonBody(c: OpenAIContext, endpoint: string): Promise<ClientBody> {
   const contentType = c.req.header("content-type") ?? "";
-  if (!contentType.toLowerCase().includes("application/json")) {
+  if (contentType.split(";")[0]!.trim().toLowerCase() !== "application/json") {
     throw new KeypoolError(415, "invalid_request_error", "Send the request body as application/json.", "unsupported_media_type");
   }
   const bytes = await readBytes(c);
+  if (jsonNestsDeeperThan(new Uint8Array(bytes), MAX_JSON_DEPTH)) {
+    throw invalidRequest(`The request body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`);
+  }
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));

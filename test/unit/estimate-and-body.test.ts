@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { SnapshotUpstream } from "../../schema";
 import { answerText, estimatePromptTokens, estimateTextTokens } from "../../gateway/logic/estimate-tokens";
-import { bodyForUpstream, type ClientBody } from "../../gateway/logic/request-body";
+import { bodyForUpstream, jsonNestsDeeperThan, type ClientBody } from "../../gateway/logic/request-body";
 import { readUsage } from "../../gateway/logic/usage";
 
 describe("token estimates", () => {
@@ -70,5 +70,18 @@ describe("bodyForUpstream", () => {
     const parsed = await new Request("https://x.test/", { method: "POST", headers: { "content-type": rebuilt.contentType! }, body: rebuilt.body }).formData();
     expect(parsed.get("model")).toBe("vendor/x");
     expect(new Uint8Array(await (parsed.get("file") as Blob).arrayBuffer())).toEqual(new Uint8Array([1, 2, 3]));
+  });
+});
+
+describe("jsonNestsDeeperThan", () => {
+  const enc = (s: string) => new TextEncoder().encode(s);
+  it("counts the nesting of arrays and objects, not brackets inside strings or escaped quotes", () => {
+    expect(jsonNestsDeeperThan(enc('{"a":[{"b":[1]}]}'), 4)).toBe(false);
+    expect(jsonNestsDeeperThan(enc('{"a":[{"b":[1]}]}'), 3)).toBe(true);
+    expect(jsonNestsDeeperThan(enc('{"a":"[[[[[[[[{{{{{{"}'), 1)).toBe(false);
+    expect(jsonNestsDeeperThan(enc('{"a":"\\"}'), 1)).toBe(false);
+    expect(jsonNestsDeeperThan(enc('{"a":"x\\\"[[[[","b":[[1]]}'), 2)).toBe(true);
+    expect(jsonNestsDeeperThan(enc('{"a":"x\\\"[[[[","b":[[1]]}'), 3)).toBe(false);
+    expect(jsonNestsDeeperThan(enc("[".repeat(65) + "]".repeat(65)), 64)).toBe(true);
   });
 });
