@@ -225,6 +225,9 @@ function noKeyError(why: ReturnType<typeof explainNoKey>, model: string, now: nu
       "retry-after": String(seconds),
     });
   }
+  if (why.kind === "unknown") {
+    return new KeypoolError(404, "invalid_request_error", `The model '${model}' does not exist or is not offered by any upstream of this pool.`, "model_not_found", "model");
+  }
   return new KeypoolError(503, "server_error", `No enabled upstream key serves model '${model}'.`, "no_key_for_model", "model");
 }
 

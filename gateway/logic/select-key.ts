@@ -123,9 +123,22 @@ export function selectKey(index: PoolIndex, model: string, ctx: SelectionContext
   return index.keys[ctx.random() * (sa + sb) < sa ? a : b]!;
 }
 
-/** Why nothing was selected: no key serves the model at all, or all are cooling until a time. */
-export function explainNoKey(index: PoolIndex, model: string, ctx: SelectionContext): { kind: "none" } | { kind: "cooling"; until: number } {
+/** Whether some enabled upstream offers `model`: lists it or an alias of it, or lists nothing (serves any). */
+function modelOffered(index: PoolIndex, model: string): boolean {
+  for (const u of index.upstreams.values()) {
+    if (u.enabled && (u.models.length === 0 || u.models.includes(model) || Object.hasOwn(u.aliases, model))) return true;
+  }
+  return false;
+}
+
+/**
+ * Why nothing was selected: no upstream offers the model ("unknown"), no key
+ * serves it now ("none"), or every key for it is cooling until a time.
+ */
+export function explainNoKey(index: PoolIndex, model: string, ctx: SelectionContext): { kind: "unknown" } | { kind: "none" } | { kind: "cooling"; until: number } {
   let until = Infinity;
-  for (const i of candidatesFor(index, model)) until = Math.min(until, availableAt(index, i, ctx));
+  const candidates = candidatesFor(index, model);
+  if (candidates.length === 0 && !modelOffered(index, model)) return { kind: "unknown" };
+  for (const i of candidates) until = Math.min(until, availableAt(index, i, ctx));
   return Number.isFinite(until) ? { kind: "cooling", until } : { kind: "none" };
 }

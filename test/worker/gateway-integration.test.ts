@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { env } from "cloudflare:workers";
 import { FAKE_BASE_URL, FAKE_SSE, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
-import { admin, chatBody, createPool, gateway, resetAfterEach, waitFor, waitForRollup } from "./helpers";
+import { resetPoolCache } from "../../gateway/storage/snapshot-cache";
+import { admin, chatBody, createPool, gateway, resetAfterEach, waitFor, waitForRollup, waitForSnapshot } from "./helpers";
 import { TEST_SECRETS } from "./secrets";
 
 const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
@@ -193,10 +194,17 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     expect(totals.tokens).toBe(FAKE_USAGE.total_tokens);
   });
 
-  it("answers 503 in OpenAI shape when no key serves the model", async () => {
+  it("answers 404 for a model no upstream offers, and 503 for one whose upstream has no usable key", async () => {
     const pool = await createPool(FAKE_BASE_URL, [uniqueKey("narrow")]);
-    const res = await chat(pool.clientKey, chatBody(`${pool.model}-not-served`));
-    expect(res.status).toBe(503);
-    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("no_key_for_model");
+    const unknown = await chat(pool.clientKey, chatBody(`${pool.model}-not-offered`));
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ error: { code: "model_not_found", type: "invalid_request_error", param: "model" } });
+    const keyless = `keyless-${crypto.randomUUID()}`;
+    const up = await admin<{ id: string }>("POST", "/upstreams", { name: keyless, baseUrl: FAKE_BASE_URL, models: [keyless] });
+    await waitForSnapshot((s) => s.upstreams.some((u) => u.id === up.body.id));
+    resetPoolCache(); // the isolate would look for the new snapshot only 2 s after its last look
+    const none = await chat(pool.clientKey, chatBody(keyless));
+    expect(none.status).toBe(503);
+    expect(((await none.json()) as { error: { code: string } }).error.code).toBe("no_key_for_model");
   });
 });

@@ -36,6 +36,7 @@ function corpus(clientKey: string, model: string, adminAuth: string): HostileCas
     for (const body of notObjects) post(`JSON that is no object (${body}) to ${path}`, path, json, body);
     for (const model of badModels) post(`model ${JSON.stringify(model)?.slice(0, 20)} to ${path}`, path, json, JSON.stringify({ model, messages: [] }));
   }
+  post("a model no upstream offers", "/v1/chat/completions", json, JSON.stringify({ model: "no-such-model-anywhere", messages: [] }));
   for (const stream of badStream) post(`stream ${JSON.stringify(stream)}`, "/v1/chat/completions", json, JSON.stringify({ model, messages: [], stream }));
   for (const type of ["text/plain", "application/x-www-form-urlencoded", "application/xml", "", "multipart/form-data; boundary=x", "application/jsonp"]) {
     post(`content type '${type}' on a JSON endpoint`, "/v1/chat/completions", { ...auth, "content-type": type }, chatBody(model));
