@@ -1,11 +1,2 @@
-/** A deterministic uniform generator in [0, 1) (mulberry32), so distributions and generated logs are reproducible. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's one deterministic generator, shared with the mock upstream. */
+export { seeded } from "../../tools/seeded.mjs";

@@ -21,23 +21,12 @@
  */
 import http from "node:http";
 import { pathToFileURL } from "node:url";
+import { seeded } from "../seeded.mjs";
 
 /** @typedef {{ mode?: "ok" | "rate_limit" | "unauthorized" | "no_balance" | "server_error" | "drop", retryAfterSeconds?: number, delayMs?: number, chunkDelayMs?: number, omitUsage?: boolean, words?: number, faultRate?: number, stallMs?: number }} KeyBehavior */
 
 /** The faults a `faultRate` draws from, evenly. */
 export const FAULTS = ["rate_limit", "server_error", "reset", "stall", "cut", "malformed"];
-
-/** A small seeded generator (mulberry32), so a chaos run's faults can be repeated. */
-function seeded(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const REPLY = "Hello from the Keypool mock upstream. This answer is deterministic.";
 const MODELS = ["mock-gpt", "mock-gpt-mini", "mock-embed"];
