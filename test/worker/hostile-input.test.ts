@@ -102,6 +102,7 @@ describe("hostile input", () => {
     const before = await storedCounts();
     const cases = corpus(pool.clientKey, pool.model, await adminToken());
     expect(cases.length).toBeGreaterThanOrEqual(200);
+    console.log(`hostile input: ${cases.length} requests`);
     const wrong: string[] = [];
     for (const c of cases) {
       const res = await gateway(c.path, c.init);
