@@ -10,6 +10,17 @@ function isTimeZone(tz: string): boolean {
   }
 }
 
+/** True for "*" or a bare browser origin such as `https://app.example.com:8443` (scheme, host, port; nothing else). */
+function isOriginOrAny(value: string): boolean {
+  if (value === "*") return true;
+  try {
+    const url = new URL(value);
+    return (url.protocol === "https:" || url.protocol === "http:") && url.origin === value;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Pool-wide settings, stored in D1 and carried in the snapshot. Every field has a
  * default, so an empty object is a complete configuration.
@@ -37,6 +48,11 @@ export const settingsSchema = z.object({
   balanceProbeIntervalMs: z.number().int().min(60_000).max(7 * 86_400_000).default(3_600_000),
   exhaustedProbeIntervalMs: z.number().int().min(60_000).max(7 * 86_400_000).default(1_800_000),
   deadProbeIntervalMs: z.number().int().min(60_000).max(30 * 86_400_000).default(86_400_000),
+  /**
+   * Browser origins that may call the OpenAI endpoints (CORS): "*" for any (browser SDKs need it), else exact
+   * origins; empty: none. The admin API and the dashboard never answer cross-origin, whatever this says.
+   */
+  corsOrigins: z.array(z.string().refine(isOriginOrAny, "not \"*\" or an origin like https://app.example.com")).max(50).default(["*"]),
   /** Time zone whose midnight starts the day for RPD/TPD. */
   timeZone: z.string().refine(isTimeZone, "unknown IANA time zone").default("UTC"),
   /** How long the rollups and the dedupe window are kept. */

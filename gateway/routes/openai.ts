@@ -2,6 +2,7 @@ import { Hono, type Context } from "hono";
 import type { GatewayHono, IsolateState } from "../context";
 import { KeypoolError, invalidRequest } from "../errors";
 import { assertModelAllowed, authenticateClient } from "../logic/client-auth";
+import { addCorsHeaders, allowOriginFor, preflightResponse } from "../logic/cors";
 import { estimatePromptTokens } from "../logic/estimate-tokens";
 import { MAX_JSON_DEPTH, jsonNestsDeeperThan, type ClientBody } from "../logic/request-body";
 import { secretCacheFor } from "../logic/secrets";
@@ -101,6 +102,32 @@ export function openAIRoutes(state: IsolateState) {
   const app = new Hono<GatewayHono>();
 
   const pool = (c: OpenAIContext): Promise<LoadedPool> => loadPool(c.env.SNAPSHOT, Date.now(), (p) => c.executionCtx.waitUntil(p));
+
+  // CORS, per the corsOrigins setting, on these endpoints only (registered before their handlers so it wraps them).
+  for (const path of [...JSON_ENDPOINTS, ...MULTIPART_ENDPOINTS, "/models"]) {
+    app.options(path, async (c) => {
+      const origin = c.req.header("origin");
+      if (origin === undefined) return new Response(null, { status: 204, headers: { allow: "GET, POST, OPTIONS" } });
+      const allow = allowOriginFor(origin, (await pool(c)).snapshot.settings.corsOrigins);
+      if (allow === null) throw new KeypoolError(403, "permission_error", "This origin may not call Keypool from a browser (see the corsOrigins setting).", "cors_origin_not_allowed");
+      return preflightResponse(allow, c.req.header("access-control-request-headers"));
+    });
+    app.use(path, async function cors(c, next) {
+      const origin = c.req.header("origin");
+      // Server-side clients send no Origin: nothing to do on their path.
+      if (origin === undefined) return next();
+      const allow = allowOriginFor(origin, (await pool(c)).snapshot.settings.corsOrigins);
+      await next();
+      if (allow === null) return;
+      try {
+        addCorsHeaders(c.res.headers, allow);
+      } catch {
+        // An answer with immutable headers: copy it once.
+        c.res = new Response(c.res.body, c.res);
+        addCorsHeaders(c.res.headers, allow);
+      }
+    });
+  }
 
   const forward = async (c: OpenAIContext, read: () => Promise<ClientBody>) => {
     const now = Date.now();

@@ -121,6 +121,7 @@ const en = {
   "clientKeys.none": "No client keys yet.",
   "clientKeys.confirmDelete": "Delete client key {name}? Clients using it will be refused.",
   "settings.timeZone": "Time zone of the day (RPD/TPD)",
+  "settings.corsOrigins": "Browser origins allowed on /v1 (* for any; one per line, empty for none)",
   "settings.maxAttempts": "Attempts per request",
   "settings.attemptTimeoutMs": "Attempt timeout",
   "settings.requestDeadlineMs": "Request deadline",

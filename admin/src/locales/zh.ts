@@ -123,6 +123,7 @@ const zh: Record<keyof typeof en, string> = {
   "clientKeys.none": "还没有客户端密钥。",
   "clientKeys.confirmDelete": "删除客户端密钥 {name}？使用它的客户端将被拒绝。",
   "settings.timeZone": "日统计（RPD/TPD）所用时区",
+  "settings.corsOrigins": "允许从浏览器调用 /v1 的来源（* 表示任意；每行一个，留空表示不允许）",
   "settings.maxAttempts": "每个请求的尝试次数",
   "settings.attemptTimeoutMs": "单次尝试超时",
   "settings.requestDeadlineMs": "请求总时限",
