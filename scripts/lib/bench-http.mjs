@@ -101,29 +101,37 @@ export async function startNullWorker(work, mockBaseUrl) {
   return { url: `http://127.0.0.1:${port}`, headers: {}, pid, stop: () => mf.dispose() };
 }
 
-/** Bundles the two Workers once; every Keypool instance runs the same files. */
-export async function bundleKeypool(work) {
+/**
+ * Bundles the two Workers once; every Keypool instance runs the same files.
+ * `consumerEntry` swaps the consumer's entry (the chaos run's stats-consumer/fault-injection.ts).
+ */
+export async function bundleKeypool(work, { consumerEntry = "stats-consumer/index.ts" } = {}) {
   const gateway = path.join(work, "gateway.js");
   const consumer = path.join(work, "consumer.js");
   await build({ entryPoints: [path.join(ROOT, "gateway/index.ts")], outfile: gateway, bundle: true, format: "esm", platform: "neutral", logLevel: "warning" });
-  await build({ entryPoints: [path.join(ROOT, "stats-consumer/index.ts")], outfile: consumer, bundle: true, format: "esm", platform: "neutral", logLevel: "warning" });
+  await build({ entryPoints: [path.join(ROOT, consumerEntry)], outfile: consumer, bundle: true, format: "esm", platform: "neutral", logLevel: "warning" });
   return { gateway, consumer };
 }
 
 /**
  * Keypool (gateway + consumer on one queue, like `npm start`) with `keyCount`
- * keys of the mock (or the `keys` given) and one client key, `settings` applied first. `attempts()` reads how many attempts the
- * rollups hold, so a run can wait until its events are stored.
+ * keys of the mock (or the `keys` given) and one client key, `settings` applied first, `consumerVars` given to the
+ * consumer. `attempts()` reads how many attempts the rollups hold, so a run can wait until its events are stored.
  */
-export async function startKeypool(work, bundles, name, mockBaseUrl, keyCount, { inspectorPort = undefined, keys: given = undefined, settings = undefined } = {}) {
+export async function startKeypool(work, bundles, name, mockBaseUrl, keyCount, { inspectorPort = undefined, keys: given = undefined, settings = undefined, consumerVars = {} } = {}) {
   const secrets = generateSecrets();
   const port = await freePort();
+  // The runtime's output (the Workers' console) is kept, for the chaos run's scan for secrets.
+  let log = "";
+  /** @param {import("node:stream").Readable} stream */
+  const keep = (stream) => stream.on("data", (d) => (log += d));
   const state = path.join(work, name);
   const shared = { modules: true, modulesRoot: work, ...COMPAT, d1Databases: { DB: "keypool-db" }, kvNamespaces: { SNAPSHOT: "keypool-kv" } };
   const { mf, pid } = await startMiniflare({
     host: "127.0.0.1",
     port,
     inspectorPort,
+    handleRuntimeStdio: (stdout, stderr) => (keep(stdout), keep(stderr)),
     d1Persist: path.join(state, "d1"),
     kvPersist: path.join(state, "kv"),
     r2Persist: path.join(state, "r2"),
@@ -140,9 +148,14 @@ export async function startKeypool(work, bundles, name, mockBaseUrl, keyCount, {
         name: "consumer",
         scriptPath: bundles.consumer,
         ...shared,
+        bindings: consumerVars,
         r2Buckets: { ARCHIVE: "keypool-archive" },
         queueProducers: { EVENTS: { queueName: "keypool-events" }, DEAD_LETTERS: { queueName: "keypool-events-dlq" } },
-        queueConsumers: { "keypool-events": { maxBatchTimeout: 1, maxBatchSize: 100 } },
+        // As wrangler.consumer.toml: a failing batch is retried up to 10 times, then dead-lettered.
+        queueConsumers: {
+          "keypool-events": { maxBatchTimeout: 1, maxBatchSize: 100, maxRetries: 10, deadLetterQueue: "keypool-events-dlq" },
+          "keypool-events-dlq": { maxBatchTimeout: 5, maxBatchSize: 100 },
+        },
       },
     ],
   });
@@ -163,6 +176,9 @@ export async function startKeypool(work, bundles, name, mockBaseUrl, keyCount, {
     pid,
     db,
     admin,
+    secrets,
+    /** What the runtime printed so far. */
+    log: () => log,
     async attempts() {
       const row = await db.prepare("SELECT COALESCE(SUM(attempts), 0) AS n FROM rollup_minute").first();
       return Number(row?.n ?? 0);

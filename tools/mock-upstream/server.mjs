@@ -147,6 +147,8 @@ async function embeddings({ res, body, b, stats }) {
   const inputs = Array.isArray(body.input) ? body.input : [body.input];
   const promptTokens = countPromptTokens(body);
   record(stats, promptTokens, 0);
+  // A stalled request whose caller gave up is answered into a closed socket: that usage never arrives.
+  if (!b.omitUsage && !res.destroyed) stats.reportedTokens += promptTokens;
   return sendJson(res, 200, {
     object: "list",
     model: body.model,
@@ -163,6 +165,7 @@ async function rerank({ res, body, stats }) {
   const documents = Array.isArray(body.documents) ? body.documents : [];
   const promptTokens = countPromptTokens({ input: [body.query, ...documents] });
   record(stats, promptTokens, 0);
+  if (!res.destroyed) stats.reportedTokens += promptTokens;
   return sendJson(res, 200, {
     id: "rerank-mock",
     results: documents.map((_, index) => ({ index, relevance_score: 1 / (index + 1) })),
