@@ -48,6 +48,7 @@ async function retentionFloor(db: D1Database, now: number): Promise<Record<strin
   return {
     rollup_minute: now - retention.minuteRollupHours * 3_600_000,
     rollup_hour: now - retention.hourRollupDays * 86_400_000,
+    rollup_pool_hour: now - retention.hourRollupDays * 86_400_000,
     rollup_day: now - retention.dayRollupDays * 86_400_000,
   };
 }
@@ -74,11 +75,11 @@ export async function rebuild(env: ConsumerBindings, p: ReplayParams, now: numbe
   }
   const floor = await retentionFloor(env.DB, now);
   const compared: Record<string, TableDiff> = {};
-  for (const table of ["rollup_minute", "rollup_hour", "rollup_day"]) {
+  for (const table of ["rollup_minute", "rollup_hour", "rollup_pool_hour", "rollup_day"]) {
     // A bucket is compared only if every event it can hold lies inside the range.
     const from = Math.max(p.from ?? 0, floor[table]!);
     const to = p.to ?? Number.MAX_SAFE_INTEGER;
-    const width = table === "rollup_minute" ? 60_000 : table === "rollup_hour" ? 3_600_000 : 86_400_000 + 3_600_000;
+    const width = table === "rollup_minute" ? 60_000 : table === "rollup_day" ? 86_400_000 + 3_600_000 : 3_600_000;
     compared[table] = await diffTable(env.DB, table, "bucket >= ?1 AND bucket + ?3 <= ?2", [from, to, width]);
   }
   if (p.from === undefined && p.to === undefined) {

@@ -37,11 +37,19 @@ function whereClause(from: number, to: number, f: StatsFilters): { sql: string; 
   return { sql: parts.join(" AND "), params };
 }
 
-/** Every metric per bucket in [from, to] matching the filters, oldest first. */
+/** True when no dimension filter is set: the whole pool. */
+const wholePool = (f: StatsFilters) => !f.keyId && !f.model && !f.clientKeyId && !f.upstreamId;
+
+/**
+ * Every metric per bucket in [from, to] matching the filters, oldest first. The whole
+ * pool's hourly series reads the pool-wide hour rollup (one row an hour) instead of
+ * summing every key × model × client row of the hour.
+ */
 export async function seriesRows(db: D1Database, table: RollupTable, from: number, to: number, filters: StatsFilters): Promise<(MetricSums & { bucket: number })[]> {
   const where = whereClause(from, to, filters);
+  const source = table === "rollup_hour" && wholePool(filters) ? "rollup_pool_hour" : table;
   const { results } = await db
-    .prepare(`SELECT bucket, ${METRICS} FROM ${table} WHERE ${where.sql} GROUP BY bucket ORDER BY bucket`)
+    .prepare(`SELECT bucket, ${METRICS} FROM ${source} WHERE ${where.sql} GROUP BY bucket ORDER BY bucket`)
     .bind(...where.params)
     .all<MetricSums & { bucket: number }>();
   return results;
@@ -79,7 +87,7 @@ export async function rollingTotals(db: D1Database, from: number, to: number): P
   const firstFullHour = Math.ceil(from / 3_600_000) * 3_600_000;
   const [minutes, hours] = await db.batch<{ requests: number | null; tokens: number | null }>([
     db.prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_minute WHERE bucket >= ?1 AND bucket < ?2").bind(from, firstFullHour),
-    db.prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_hour WHERE bucket >= ?1 AND bucket < ?2").bind(firstFullHour, to),
+    db.prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_pool_hour WHERE bucket >= ?1 AND bucket < ?2").bind(firstFullHour, to),
   ]);
   const m = minutes!.results[0];
   const h = hours!.results[0];

@@ -4,6 +4,7 @@ import { DAY_MS, HOUR_MS, type Settings } from "../../schema";
 export interface RetentionCutoffs {
   rollup_minute: number;
   rollup_hour: number;
+  rollup_pool_hour: number;
   rollup_day: number;
   seen_events: number;
 }
@@ -14,6 +15,7 @@ export function retentionCutoffs(settings: Settings, now: number): RetentionCuto
   return {
     rollup_minute: now - r.minuteRollupHours * HOUR_MS,
     rollup_hour: now - r.hourRollupDays * DAY_MS,
+    rollup_pool_hour: now - r.hourRollupDays * DAY_MS,
     rollup_day: now - r.dayRollupDays * DAY_MS,
     seen_events: now - r.dedupeHours * HOUR_MS,
   };

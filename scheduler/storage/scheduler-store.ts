@@ -13,13 +13,13 @@ export async function readSettings(db: D1Database): Promise<Settings> {
  * the only write the scheduler makes to the consumer's projections.
  */
 export async function pruneProjections(db: D1Database, cutoffs: RetentionCutoffs): Promise<Record<keyof RetentionCutoffs, number>> {
-  const tables = ["rollup_minute", "rollup_hour", "rollup_day"] as const;
+  const tables = ["rollup_minute", "rollup_hour", "rollup_pool_hour", "rollup_day"] as const;
   const results = await db.batch([
     ...tables.map((t) => db.prepare(`DELETE FROM ${t} WHERE bucket < ?1`).bind(cutoffs[t])),
     db.prepare("DELETE FROM seen_events WHERE ts < ?1").bind(cutoffs.seen_events),
   ]);
   const changes = results.map((r) => r.meta.changes ?? 0);
-  return { rollup_minute: changes[0]!, rollup_hour: changes[1]!, rollup_day: changes[2]!, seen_events: changes[3]! };
+  return { rollup_minute: changes[0]!, rollup_hour: changes[1]!, rollup_pool_hour: changes[2]!, rollup_day: changes[3]!, seen_events: changes[4]! };
 }
 
 /** When the snapshot last written to KV was generated (the consumer records it in D1); null when none was. */

@@ -362,6 +362,17 @@ async function timeStatsApi(keypool) {
     );
   await seed("rollup_day", 30, `${day} - t.i * 86400000`).run();
   await seed("rollup_hour", 30 * 24, `${hour} - t.i * 3600000`).run();
+  // The consumer keeps the pool-wide hour rollup in step with rollup_hour; seeded rows get theirs here.
+  const sums = "requests, attempts, successes, prompt_tokens, completion_tokens, total_tokens, latency_ms_sum, ttfb_ms_sum, ttfb_count";
+  await keypool.db
+    .prepare(
+      `INSERT INTO rollup_pool_hour (bucket, ${sums}, latency_ms_max, ttfb_ms_max)
+       SELECT bucket, ${sums.split(", ").map((c) => `SUM(${c})`).join(", ")}, MAX(latency_ms_max), MAX(ttfb_ms_max)
+       FROM rollup_hour WHERE key_id LIKE 'stats-key-%' GROUP BY bucket
+       ON CONFLICT (bucket) DO UPDATE SET ${sums.split(", ").map((c) => `${c} = ${c} + excluded.${c}`).join(", ")},
+         latency_ms_max = MAX(latency_ms_max, excluded.latency_ms_max), ttfb_ms_max = MAX(ttfb_ms_max, excluded.ttfb_ms_max)`,
+    )
+    .run();
   await seed("rollup_minute", 144, `${minute} - (t.i * 10 + k.j % 10) * 60000`).run();
   const queries = {
     "summary (RPM, RPD, TPM, TPD, last 24 h)": "/stats/summary",

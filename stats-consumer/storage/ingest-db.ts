@@ -51,6 +51,22 @@ function rollupSql(table: string, bucketField: string, p: string): string {
       ttfb_count = ttfb_count + excluded.ttfb_count`;
 }
 
+/** The batch's new attempts summed per hour into the pool-wide hour rollup (the dashboard's unfiltered 30-day series). */
+const poolHourSql = (p: string) => `INSERT INTO ${p}rollup_pool_hour (bucket, attempts, ${COUNTERS.map(([c]) => c).join(", ")},
+    latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count)
+  SELECT e.h, COUNT(*), ${COUNTERS.map(([, f]) => `SUM(e.${f})`).join(", ")},
+    SUM(e.lat), MAX(e.lat), COALESCE(SUM(e.ttfb), 0), COALESCE(MAX(e.ttfb), 0), COUNT(e.ttfb)
+  FROM ${newAttempts(p)}
+  GROUP BY e.h
+  ON CONFLICT (bucket) DO UPDATE SET
+    attempts = attempts + excluded.attempts,
+    ${COUNTERS.map(([c]) => `${c} = ${c} + excluded.${c}`).join(",\n    ")},
+    latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
+    latency_ms_max = MAX(latency_ms_max, excluded.latency_ms_max),
+    ttfb_ms_sum = ttfb_ms_sum + excluded.ttfb_ms_sum,
+    ttfb_ms_max = MAX(ttfb_ms_max, excluded.ttfb_ms_max),
+    ttfb_count = ttfb_count + excluded.ttfb_count`;
+
 const auditSql = (p: string) => `INSERT OR IGNORE INTO ${p}audit_log (id, ts, actor, action, target, detail)
   SELECT value->>'$.id', value->>'$.ts', value->>'$.actor', value->>'$.action', value->>'$.target', value->>'$.detail'
   FROM json_each(?1) WHERE NOT EXISTS (SELECT 1 FROM ${p}seen_events s WHERE s.id = value->>'$.id')`;
@@ -89,13 +105,13 @@ const healthSql = (p: string) => `INSERT INTO ${p}key_health (key_id, last_ok_ts
 const seenSql = (p: string) => `INSERT OR IGNORE INTO ${p}seen_events (id, ts) SELECT value->>'$.id', value->>'$.ts' FROM json_each(?1)`;
 
 /** The projection tables a batch writes; a rebuild writes the same ones with the `shadow_` prefix. */
-export const PROJECTION_TABLES = ["rollup_minute", "rollup_hour", "rollup_day", "key_health", "audit_log", "seen_events"] as const;
+export const PROJECTION_TABLES = ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "key_health", "audit_log", "seen_events"] as const;
 
 /** Table-name prefix: live projections, or a rebuild's shadow copies. */
 export type Projection = "" | "shadow_";
 
 const statementsFor = (p: Projection) => ({
-  rollups: ROLLUP_TABLES.map(([table, field]) => rollupSql(table, field, p)),
+  rollups: [...ROLLUP_TABLES.map(([table, field]) => rollupSql(table, field, p)), poolHourSql(p)],
   health: healthSql(p),
   audit: auditSql(p),
   seen: seenSql(p),
@@ -106,7 +122,7 @@ const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
  * Folds a batch into D1 in one transaction: rollups and the audit log take only
  * events the dedupe window has not seen, key health merges its order-independent
  * facts, then the batch's ids join the window. A redelivered batch therefore
- * changes nothing, and a failure leaves nothing half-applied. Six statements
+ * changes nothing, and a failure leaves nothing half-applied. Seven statements
  * whatever the batch size.
  */
 export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], projection: Projection = ""): Promise<void> {

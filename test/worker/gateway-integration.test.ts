@@ -136,6 +136,9 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     expect(series.body.points).toHaveLength(5);
     expect(series.body.points.reduce((n, p) => n + p.requests, 0)).toBe(1);
     expect(series.body.points.find((p) => p.requests === 1)).toMatchObject({ attempts: 1, tokens: FAKE_USAGE.total_tokens, successRate: 1 });
+    // The whole pool's hourly series comes from the pool-wide hour rollup, which the consumer keeps too.
+    const poolSeries = await admin<{ points: { requests: number }[] }>("GET", "/stats/series?bucket=hour&count=2");
+    expect(poolSeries.body.points.reduce((n, p) => n + p.requests, 0)).toBeGreaterThanOrEqual(1);
     const byModel = await admin<{ rows: { id: string; requests: number }[] }>("GET", `/stats/breakdown?by=model&bucket=hour&count=1&upstreamId=${pool.upstreamId}`);
     expect(byModel.body.rows).toEqual([expect.objectContaining({ id: pool.model, requests: 1 })]);
     const bad = await admin<{ error: { param: string } }>("GET", "/stats/series?bucket=week");

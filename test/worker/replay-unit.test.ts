@@ -41,8 +41,8 @@ function generateEvents(now: number): KeypoolEvent[] {
 }
 
 async function liveState() {
-  const tables = ["rollup_minute", "rollup_hour", "rollup_day", "key_health", "audit_log"];
-  const order: Record<string, string> = { key_health: "key_id", audit_log: "id" };
+  const tables = ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "key_health", "audit_log"];
+  const order: Record<string, string> = { key_health: "key_id", audit_log: "id", rollup_pool_hour: "bucket" };
   const out: Record<string, unknown[]> = {};
   for (const t of tables) out[t] = (await env.DB.prepare(`SELECT * FROM ${t} ORDER BY ${order[t] ?? "bucket, key_id, model, client_key_id"}`).all()).results;
   return out;
@@ -84,6 +84,13 @@ describe("audit replay over 10,000 events", () => {
     const totals = await env.DB.prepare("SELECT SUM(requests) AS requests, SUM(attempts) AS attempts FROM rollup_minute").first<{ requests: number; attempts: number }>();
     const attempts = events.filter((e): e is AttemptEvent => e.type === "attempt");
     expect(totals).toEqual({ requests: attempts.filter((e) => e.final).length, attempts: attempts.length });
+    // The pool-wide hour rollup is rollup_hour summed by hour, column for column.
+    const columns = "requests, attempts, successes, rate_limited, total_tokens, estimated_tokens, cached_tokens, latency_ms_sum, ttfb_count";
+    const summed = (from: string) =>
+      env.DB.prepare(`SELECT bucket, ${columns.split(", ").map((c) => `SUM(${c}) AS ${c}`).join(", ")}, MAX(latency_ms_max) AS latency_ms_max FROM ${from} GROUP BY bucket ORDER BY bucket`).all();
+    const pool = await summed("rollup_pool_hour");
+    expect(pool.results.length).toBeGreaterThan(2);
+    expect(pool.results).toEqual((await summed("rollup_hour")).results);
 
     const report = await rebuild(env, { jobId: "t1" }, clock.t);
     expect(report.events).toBe(delivered);

@@ -15,6 +15,9 @@ describe("scheduler", () => {
     await insert("rollup_minute", now - 47 * HOUR_MS, `${tag}-new`);
     await insert("rollup_hour", now - 36 * 24 * HOUR_MS, `${tag}-old`);
     await insert("rollup_hour", now - 34 * 24 * HOUR_MS, `${tag}-new`);
+    const poolOld = now - 36 * 24 * HOUR_MS - Math.floor(Math.random() * 1e6);
+    const poolNew = now - 34 * 24 * HOUR_MS - Math.floor(Math.random() * 1e6);
+    await env.DB.prepare("INSERT INTO rollup_pool_hour (bucket, requests) VALUES (?1, 1), (?2, 1)").bind(poolOld, poolNew).run();
     await env.DB.prepare("INSERT INTO seen_events (id, ts) VALUES (?1, ?2), (?3, ?4)").bind(`${tag}-old`, now - 73 * HOUR_MS, `${tag}-new`, now - HOUR_MS).run();
 
     const emitted: KeypoolEvent[] = [];
@@ -24,6 +27,8 @@ describe("scheduler", () => {
       (await env.DB.prepare(`SELECT key_id FROM ${table} WHERE key_id LIKE ?1`).bind(`${tag}%`).all<{ key_id: string }>()).results.map((r) => r.key_id);
     expect(await left("rollup_minute")).toEqual([`${tag}-new`]);
     expect(await left("rollup_hour")).toEqual([`${tag}-new`]);
+    const pool = await env.DB.prepare("SELECT bucket FROM rollup_pool_hour WHERE bucket IN (?1, ?2)").bind(poolOld, poolNew).all<{ bucket: number }>();
+    expect(pool.results.map((r) => r.bucket)).toEqual([poolNew]);
     const ids = (await env.DB.prepare("SELECT id FROM seen_events WHERE id LIKE ?1").bind(`${tag}%`).all<{ id: string }>()).results.map((r) => r.id);
     expect(ids).toEqual([`${tag}-new`]);
   });
