@@ -17,8 +17,9 @@
  *    failing on 10 % of batches.
  * 3. Bad input is test/worker/hostile-input.test.ts (npm test), not repeated here.
  * 4. Soak: steady mixed traffic (chat, streams, embeddings; 10 % faults) at a fixed
- *    rate; the runtime's memory sampled throughout (no growth trend) and the
- *    success rate per window (no drift).
+ *    rate; the success rate per window (no drift); the Keypool isolates' JS heap
+ *    after a forced collection, read through the inspector (no growth trend), and
+ *    the workerd processes' resident memory, sampled throughout.
  * 5. Secrets: everything the runtime printed during all of the above holds no
  *    upstream key, client key or secret; forged admin JWTs are refused; CORS on
  *    /v1 follows the setting and /admin never answers cross-origin.
@@ -32,12 +33,12 @@
  *            requests cannot show; `npm test` runs this, so the harness cannot rot.
  * Exits 1 when a goal is missed.
  */
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { SignJWT } from "jose";
 import OpenAI from "openai";
-import { Agent, fetch as undiciFetch } from "undici";
+import { Agent, WebSocket, fetch as undiciFetch } from "undici";
 import { startMockUpstream } from "../tools/mock-upstream/server.mjs";
 import { adminSession, waitForModel } from "./lib/admin-client.mjs";
 import { ROOT, applyMigrations, buildDashboard, freePort, generateSecrets, startWrangler } from "./lib/stack.mjs";
@@ -89,16 +90,84 @@ function workerdProcesses(group) {
   }
   return pids;
 }
-function rssMiB(pids) {
-  let kb = 0;
+/** The process among `pids` holding the listening socket on 127.0.0.1:`port` (the one the client talks to), or null. */
+function listenerOf(pids, port) {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  const line = readFileSync("/proc/net/tcp", "utf8").split("\n").find((l) => l.trim().split(/\s+/)[1]?.endsWith(`:${hexPort}`) && l.trim().split(/\s+/)[3] === "0A");
+  const inode = line?.trim().split(/\s+/)[9];
+  if (!inode) return null;
   for (const pid of pids) {
     try {
-      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+      if (readdirSync(`/proc/${pid}/fd`).some((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`; } catch { return false; } })) return pid;
     } catch {
       // ended
     }
   }
-  return kb / 1024;
+  return null;
+}
+
+/** Resident memory of each process, MiB, by pid. */
+function rssMiB(pids) {
+  /** @type {Record<string, number>} */
+  const out = {};
+  for (const pid of pids) {
+    try {
+      out[pid] = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+    } catch {
+      // ended
+    }
+  }
+  return out;
+}
+const sum = (values) => values.reduce((a, b) => a + b, 0);
+
+/**
+ * Sessions with the inspector's Worker targets that `pick` selects, to read each
+ * isolate's JS heap after a forced collection (what Keypool's own code keeps alive).
+ */
+async function inspectIsolates(inspectorUrl, pick, headers = {}) {
+  const list = /** @type {{ title: string, webSocketDebuggerUrl: string }[]} */ (await (await fetch(`${inspectorUrl}/json/list`)).json());
+  const sessions = await Promise.all(
+    list.filter(pick).map(async (target) => {
+      const ws = new WebSocket(target.webSocketDebuggerUrl, { headers });
+      await new Promise((resolve, reject) => {
+        ws.addEventListener("open", resolve, { once: true });
+        ws.addEventListener("error", reject, { once: true });
+      });
+      let id = 0;
+      const pending = new Map();
+      ws.addEventListener("message", (m) => {
+        const msg = JSON.parse(String(m.data));
+        pending.get(msg.id)?.(msg);
+        pending.delete(msg.id);
+      });
+      /** @returns {Promise<any>} */
+      const send = (method, params = {}) =>
+        Promise.race([
+          new Promise((resolve) => {
+            pending.set(++id, resolve);
+            ws.send(JSON.stringify({ id, method, params }));
+          }),
+          sleep(10_000).then(() => ({ error: "timed out" })),
+        ]);
+      const name = /gateway|consumer/.exec(target.title)?.[0] ?? "gateway";
+      return { name, send, close: () => ws.close() };
+    }),
+  );
+  return {
+    /** @returns {Promise<Record<string, number>>} MiB of JS heap in use after a collection, by isolate */
+    async heapMiB() {
+      /** @type {Record<string, number>} */
+      const out = {};
+      for (const s of sessions) {
+        await s.send("HeapProfiler.collectGarbage");
+        const answer = await s.send("Runtime.getHeapUsage");
+        out[s.name] = answer.result ? answer.result.usedSize / 1048576 : NaN;
+      }
+      return out;
+    },
+    close: () => sessions.forEach((s) => s.close()),
+  };
 }
 
 /** wrangler.consumer.toml with the fault-injecting entry and its CONSUMER_FAULTS var, written next to the run's state. */
@@ -123,12 +192,15 @@ async function startStack(mockBaseUrl, keys, consumerFaults) {
     const { bundleKeypool, startKeypool } = await import("./lib/bench-http.mjs");
     const bundles = await bundleKeypool(work, consumerFaults ? { consumerEntry: "stats-consumer/fault-injection.ts" } : {});
     const consumerVars = consumerFaults ? { CONSUMER_FAULTS: JSON.stringify(consumerFaults) } : {};
-    const kp = await startKeypool(work, bundles, "chaos", mockBaseUrl, 0, { keys, settings: SETTINGS, consumerVars });
+    const inspectorPort = await freePort();
+    const kp = await startKeypool(work, bundles, "chaos", mockBaseUrl, 0, { keys, settings: SETTINGS, consumerVars, inspectorPort });
     for (const s of [kp.clientKey, ...Object.values(kp.secrets)]) secretsHeld.add(s);
     return {
       ...kp,
       jwtSecret: kp.secrets.JWT_SECRET,
       memory: () => rssMiB([kp.pid]),
+      roles: () => ({ [kp.pid]: "the Workers' runtime (gateway, consumer, local D1/KV/R2/Queue)" }),
+      inspect: () => inspectIsolates(`http://127.0.0.1:${inspectorPort}`, (t) => /core:user:(gateway|consumer)$/.test(t.title)),
       stop: async () => (printed.push(kp.log()), await kp.stop(), cleanup()),
     };
   }
@@ -136,7 +208,8 @@ async function startStack(mockBaseUrl, keys, consumerFaults) {
   for (const s of Object.values(secrets)) if (s.length >= 16) secretsHeld.add(s);
   await applyMigrations(work, { quiet: true });
   const consumerConfig = consumerFaults ? faultConsumerConfig(work, consumerFaults) : undefined;
-  const wrangler = startWrangler({ port: await freePort(), inspectorPort: await freePort(), persistTo: work, vars: secrets, quiet: true, logLevel: "log", consumerConfig });
+  const inspectorPort = await freePort();
+  const wrangler = startWrangler({ port: await freePort(), inspectorPort, persistTo: work, vars: secrets, quiet: true, logLevel: "log", consumerConfig });
   const stop = async () => (printed.push(wrangler.log()), await wrangler.stop(), cleanup());
   try {
     await wrangler.ready();
@@ -148,7 +221,23 @@ async function startStack(mockBaseUrl, keys, consumerFaults) {
     secretsHeld.add(clientKey);
     await waitForModel(wrangler.url, clientKey, "mock-gpt", 60_000);
     const group = /** @type {number} */ (wrangler.child.pid);
-    return { url: wrangler.url, admin, clientKey, jwtSecret: secrets.JWT_SECRET, log: wrangler.log, memory: () => rssMiB(workerdProcesses(group)), stop };
+    return {
+      url: wrangler.url,
+      admin,
+      clientKey,
+      jwtSecret: secrets.JWT_SECRET,
+      log: wrangler.log,
+      memory: () => rssMiB(workerdProcesses(group)),
+      /** What each workerd process is: wrangler's dev proxy holds the public port; the other runs the Workers. */
+      roles: () => {
+        const pids = workerdProcesses(group);
+        const proxy = listenerOf(pids, Number(new URL(wrangler.url).port));
+        return Object.fromEntries(pids.map((pid) => [pid, pid === proxy ? "wrangler's dev proxy (no Keypool code)" : "the Workers' runtime (gateway, consumer, local D1/KV/R2/Queue)"]));
+      },
+      // wrangler's inspector proxy reaches the first Worker only (the gateway), and takes devtools' origin only.
+      inspect: () => inspectIsolates(`http://127.0.0.1:${inspectorPort}`, () => true, { origin: "https://devtools.devprod.cloudflare.dev" }),
+      stop,
+    };
   } catch (err) {
     await stop();
     throw new Error(`${err instanceof Error ? err.message : err}\n${wrangler.log().slice(-3000)}`);
@@ -307,17 +396,28 @@ function slope(points) {
 async function soakRun(andThen) {
   const { mock, keys } = await startFaultyMock(SOAK_FAULT_RATE, SEED + 1);
   const stack = await startStack(mock.baseUrl, keys, null);
+  const isolates = await stack.inspect();
   try {
     const openai = sdkFor(stack);
     const windowMs = SMOKE ? 5_000 : 60_000;
     const sampleMs = SMOKE ? 1_000 : 5_000;
+    const heapEveryMs = SMOKE ? 5_000 : 30_000;
     /** @type {{ at: number, outcome: string, ms: number }[]} */
     const results = [];
-    const memory = [{ x: 0, y: stack.memory() }];
+    const rss = [{ x: 0, by: stack.memory() }];
+    const heaps = [{ x: 0, by: await isolates.heapMiB() }];
     const inFlight = new Set();
     let skipped = 0;
     const started = performance.now();
-    const sampler = setInterval(() => memory.push({ x: (performance.now() - started) / 1000, y: stack.memory() }), sampleMs);
+    const since = () => (performance.now() - started) / 1000;
+    const sampler = setInterval(() => rss.push({ x: since(), by: stack.memory() }), sampleMs);
+    let heapBusy = false;
+    const heapSampler = setInterval(() => {
+      if (heapBusy) return;
+      heapBusy = true;
+      const x = since();
+      isolates.heapMiB().then((by) => (heaps.push({ x, by }), (heapBusy = false)));
+    }, heapEveryMs);
     for (let i = 0; ; ) {
       const elapsed = performance.now() - started;
       if (elapsed >= SOAK_SECONDS * 1000) break;
@@ -335,22 +435,40 @@ async function soakRun(andThen) {
     }
     await Promise.all(inFlight);
     clearInterval(sampler);
-    memory.push({ x: (performance.now() - started) / 1000, y: stack.memory() });
+    clearInterval(heapSampler);
+    while (heapBusy) await sleep(50);
+    rss.push({ x: since(), by: stack.memory() });
+    heaps.push({ x: since(), by: await isolates.heapMiB() });
     const t = tally(results);
     const stored = await drainedTotals(stack.admin, () => t.sent - t.devProxy, () => mock.stats.requests);
     const windows = [];
     for (let w = 0; w * windowMs < SOAK_SECONDS * 1000; w++) {
       const inWindow = results.filter((r) => r.at >= w * windowMs && r.at < (w + 1) * windowMs);
-      const mem = memory.filter((m) => m.x * 1000 >= w * windowMs && m.x * 1000 < (w + 1) * windowMs).map((m) => m.y);
-      windows.push({ from: (w * windowMs) / 1000, ...tally(inWindow), p50: percentile(inWindow.map((r) => r.ms), 0.5), memory: mem.length ? mem.reduce((a, b) => a + b, 0) / mem.length : NaN });
+      const mem = rss.filter((m) => m.x * 1000 >= w * windowMs && m.x * 1000 < (w + 1) * windowMs).map((m) => sum(Object.values(m.by)));
+      windows.push({ from: (w * windowMs) / 1000, ...tally(inWindow), p50: percentile(inWindow.map((r) => r.ms), 0.5), memory: mem.length ? sum(mem) / mem.length : NaN });
     }
     const checks = await andThen(stack);
-    return { t, stored, mock, windows, memory, skipped, checks };
+    return { t, stored, mock, windows, rss, heaps, skipped, checks, roles: stack.roles() };
   } finally {
+    isolates.close();
     await stack.stop();
     await mock.close();
   }
 }
+
+/**
+ * The fitted growth of a memory series after warm-up: MiB per minute, and as a share
+ * of the level at the end of warm-up over the rest of the run.
+ */
+function memoryTrend(points, warmUpS) {
+  const warm = points.filter((p) => p.x >= warmUpS && Number.isFinite(p.y));
+  if (warm.length < 3) return { start: NaN, end: NaN, perMinute: NaN, growth: NaN, minutes: 0 };
+  const perSecond = slope(warm);
+  const span = warm.at(-1).x - warm[0].x;
+  const start = warm[0].y;
+  return { start, end: warm.at(-1).y, perMinute: perSecond * 60, growth: (perSecond * span) / start, minutes: span / 60 };
+}
+const signed = (x, digits) => `${x >= 0 ? "+" : ""}${x.toFixed(digits)}`;
 
 /** An admin JWT as the gateway issues them, with the header and key given. */
 async function adminJwt(alg, secret) {
@@ -458,20 +576,24 @@ try {
     const worst = Math.min(...soak.windows.map((w) => w.servedOfServable));
     row(`… the worst ${SMOKE ? "5-second" : "minute"} window (error-rate drift)`, pct(worst), "≥ 99.5 % in every window", statistical(worst >= 0.995));
     row("other failures", String(soak.t.other), "0", soak.t.other === 0);
-    const warm = soak.memory.filter((m) => m.x >= Math.min(60, SOAK_SECONDS / 5));
-    const perMinute = slope(warm) * 60;
-    const span = (warm.at(-1)?.x ?? 0) - (warm[0]?.x ?? 0);
-    const growth = (perMinute * span) / 60 / (warm[0]?.y ?? 1);
-    row(
-      "runtime memory (workerd RSS, MiB): start / after warm-up / end",
-      `${soak.memory[0].y.toFixed(0)} / ${(warm[0]?.y ?? NaN).toFixed(0)} / ${soak.memory.at(-1).y.toFixed(0)}`,
-    );
-    row(
-      "memory trend after warm-up (least squares)",
-      `${perMinute >= 0 ? "+" : ""}${perMinute.toFixed(2)} MiB/min = ${growth >= 0 ? "+" : ""}${(growth * 100).toFixed(1)} % over ${(span / 60).toFixed(1)} min`,
-      `≤ +${MEMORY_GROWTH_LIMIT * 100} % over the run`,
-      statistical(growth <= MEMORY_GROWTH_LIMIT),
-    );
+    const warmUpS = Math.min(120, SOAK_SECONDS / 5);
+    for (const name of Object.keys(soak.heaps[0].by)) {
+      const trend = memoryTrend(soak.heaps.map((h) => ({ x: h.x, y: h.by[name] })), warmUpS);
+      row(
+        `${name} isolate: JS heap in use after a collection (MiB), after warm-up → end; fitted trend`,
+        `${trend.start.toFixed(1)} → ${trend.end.toFixed(1)}; ${signed(trend.perMinute, 2)} MiB/min = ${signed(trend.growth * 100, 1)} % over ${trend.minutes.toFixed(1)} min`,
+        `≤ +${MEMORY_GROWTH_LIMIT * 100} %`,
+        Number.isNaN(trend.growth) ? undefined : statistical(trend.growth <= MEMORY_GROWTH_LIMIT),
+      );
+    }
+    const pids = Object.keys(soak.rss.at(-1).by);
+    for (const pid of pids) {
+      const trend = memoryTrend(soak.rss.map((m) => ({ x: m.x, y: m.by[pid] })), warmUpS);
+      row(
+        `workerd ${pid}, ${soak.roles[pid] ?? "?"}: resident memory (MiB), start → after warm-up → end; fitted trend`,
+        `${(soak.rss[0].by[pid] ?? NaN).toFixed(0)} → ${trend.start.toFixed(0)} → ${trend.end.toFixed(0)}; ${signed(trend.perMinute, 1)} MiB/min = ${signed(trend.growth * 100, 1)} %`,
+      );
+    }
     totalsRows("soak", soak.stored, soak.t.sent, soak.t.devProxy, soak.mock);
     console.log(`\nSoak by ${SMOKE ? "5-second" : "minute"} window:\n\n| from (s) | requests | served (of servable) | cut | p50 (ms) | workerd RSS (MiB) |\n|---|---|---|---|---|---|`);
     for (const w of soak.windows) console.log(`| ${w.from} | ${w.sent} | ${pct(w.servedOfServable)} | ${w.cut} | ${w.p50.toFixed(0)} | ${w.memory.toFixed(0)} |`);
