@@ -252,6 +252,8 @@ export async function startMockUpstream(options = {}) {
     reportedTokens: 0,
     cancelledStreams: 0,
     faults: /** @type {Record<string, number>} */ ({}),
+    /** How many requests carried each header name (lower case): shows which headers a gateway forwards. */
+    headerNames: /** @type {Record<string, number>} */ ({}),
     lastBody: /** @type {unknown} */ (null),
   };
   const random = seeded(options.seed ?? 1);
@@ -272,13 +274,14 @@ export async function startMockUpstream(options = {}) {
       if (url.pathname === "/__mock/stats") return sendJson(res, 200, stats);
       if (url.pathname === "/__mock/reset" && req.method === "POST") {
         behaviors.clear();
-        Object.assign(stats, { requests: 0, byKey: {}, promptTokens: 0, completionTokens: 0, totalTokens: 0, reportedTokens: 0, cancelledStreams: 0, faults: {}, lastBody: null });
+        Object.assign(stats, { requests: 0, byKey: {}, promptTokens: 0, completionTokens: 0, totalTokens: 0, reportedTokens: 0, cancelledStreams: 0, faults: {}, headerNames: {}, lastBody: null });
         return sendJson(res, 200, { ok: true });
       }
 
       const key = (req.headers.authorization ?? "").replace(/^Bearer\s+/i, "");
       if (!key) return sendJson(res, 401, errorBody("Missing API key.", "authentication_error", "invalid_api_key"));
       stats.requests++;
+      for (const name of Object.keys(req.headers)) stats.headerNames[name] = (stats.headerNames[name] ?? 0) + 1;
       stats.byKey[key] = (stats.byKey[key] ?? 0) + 1;
       const b = behaviors.get(key) ?? behaviors.get("*") ?? {};
       const fault = b.faultRate && random() < b.faultRate ? FAULTS[Math.floor(random() * FAULTS.length)] : null;
