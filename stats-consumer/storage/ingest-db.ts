@@ -33,39 +33,34 @@ const newAttempts = (p: string) => `(SELECT ${["id", "m", "h", "d", "key", "mode
   FROM json_each(?1)) AS e
   WHERE NOT EXISTS (SELECT 1 FROM ${p}seen_events s WHERE s.id = e.id)`;
 
-/** Aggregates the batch's new attempts by bucket and dimensions, then adds them to existing rows. */
-function rollupSql(table: string, bucketField: string, p: string): string {
-  return `INSERT INTO ${p}${table} (bucket, key_id, model, client_key_id, attempts, ${COUNTERS.map(([c]) => c).join(", ")},
-      latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count)
-    SELECT e.${bucketField}, e.key, e.model, e.client, COUNT(*), ${COUNTERS.map(([, f]) => `SUM(e.${f})`).join(", ")},
-      SUM(e.lat), MAX(e.lat), COALESCE(SUM(e.ttfb), 0), COALESCE(MAX(e.ttfb), 0), COUNT(e.ttfb)
-    FROM ${newAttempts(p)}
-    GROUP BY e.${bucketField}, e.key, e.model, e.client
-    ON CONFLICT (bucket, key_id, model, client_key_id) DO UPDATE SET
-      attempts = attempts + excluded.attempts,
+/** The measure columns of every rollup table, and their aggregates over the batch's new attempts, in the same order. */
+const MEASURES = `attempts, ${COUNTERS.map(([c]) => c).join(", ")}, latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count`;
+const AGGREGATES = `COUNT(*), ${COUNTERS.map(([, f]) => `SUM(e.${f})`).join(", ")},
+      SUM(e.lat), MAX(e.lat), COALESCE(SUM(e.ttfb), 0), COALESCE(MAX(e.ttfb), 0), COUNT(e.ttfb)`;
+/** How an existing rollup row absorbs the batch's: counts and sums add up, maxima keep the larger. */
+const ACCUMULATE = `attempts = attempts + excluded.attempts,
       ${COUNTERS.map(([c]) => `${c} = ${c} + excluded.${c}`).join(",\n      ")},
       latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
       latency_ms_max = MAX(latency_ms_max, excluded.latency_ms_max),
       ttfb_ms_sum = ttfb_ms_sum + excluded.ttfb_ms_sum,
       ttfb_ms_max = MAX(ttfb_ms_max, excluded.ttfb_ms_max),
       ttfb_count = ttfb_count + excluded.ttfb_count`;
+
+/** Aggregates the batch's new attempts by bucket and dimensions, then adds them to existing rows. */
+function rollupSql(table: string, bucketField: string, p: string): string {
+  return `INSERT INTO ${p}${table} (bucket, key_id, model, client_key_id, ${MEASURES})
+    SELECT e.${bucketField}, e.key, e.model, e.client, ${AGGREGATES}
+    FROM ${newAttempts(p)}
+    GROUP BY e.${bucketField}, e.key, e.model, e.client
+    ON CONFLICT (bucket, key_id, model, client_key_id) DO UPDATE SET ${ACCUMULATE}`;
 }
 
 /** The batch's new attempts summed per hour into the pool-wide hour rollup (the dashboard's unfiltered 30-day series). */
-const poolHourSql = (p: string) => `INSERT INTO ${p}rollup_pool_hour (bucket, attempts, ${COUNTERS.map(([c]) => c).join(", ")},
-    latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count)
-  SELECT e.h, COUNT(*), ${COUNTERS.map(([, f]) => `SUM(e.${f})`).join(", ")},
-    SUM(e.lat), MAX(e.lat), COALESCE(SUM(e.ttfb), 0), COALESCE(MAX(e.ttfb), 0), COUNT(e.ttfb)
-  FROM ${newAttempts(p)}
-  GROUP BY e.h
-  ON CONFLICT (bucket) DO UPDATE SET
-    attempts = attempts + excluded.attempts,
-    ${COUNTERS.map(([c]) => `${c} = ${c} + excluded.${c}`).join(",\n    ")},
-    latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
-    latency_ms_max = MAX(latency_ms_max, excluded.latency_ms_max),
-    ttfb_ms_sum = ttfb_ms_sum + excluded.ttfb_ms_sum,
-    ttfb_ms_max = MAX(ttfb_ms_max, excluded.ttfb_ms_max),
-    ttfb_count = ttfb_count + excluded.ttfb_count`;
+const poolHourSql = (p: string) => `INSERT INTO ${p}rollup_pool_hour (bucket, ${MEASURES})
+    SELECT e.h, ${AGGREGATES}
+    FROM ${newAttempts(p)}
+    GROUP BY e.h
+    ON CONFLICT (bucket) DO UPDATE SET ${ACCUMULATE}`;
 
 const auditSql = (p: string) => `INSERT OR IGNORE INTO ${p}audit_log (id, ts, actor, action, target, detail)
   SELECT value->>'$.id', value->>'$.ts', value->>'$.actor', value->>'$.action', value->>'$.target', value->>'$.detail'
