@@ -35,7 +35,7 @@
  *            requests cannot show; `npm test` runs this, so the harness cannot rot.
  * Exits 1 when a goal is missed.
  */
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import net from "node:net";
 import path from "node:path";
@@ -44,6 +44,7 @@ import OpenAI from "openai";
 import { Agent, WebSocket, fetch as undiciFetch } from "undici";
 import { startMockUpstream } from "../tools/mock-upstream/server.mjs";
 import { adminSession, waitForModel } from "./lib/admin-client.mjs";
+import { listenerOf, rssMiB, workerdProcesses } from "./lib/procfs.mjs";
 import { ROOT, applyMigrations, buildDashboard, freePort, generateSecrets, startWrangler } from "./lib/stack.mjs";
 
 const arg = (name, fallback) => {
@@ -78,50 +79,6 @@ const pct = (x) => `${(x * 100).toFixed(2)} %`;
 const secretsHeld = new Set();
 const printed = [];
 
-/** Resident memory (MiB) of the workerd processes running the Workers: the group wrangler started, or Miniflare's one. */
-function workerdProcesses(group) {
-  const pids = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (stat.includes("(workerd)") && (Number(entry) === group || Number(fields[2]) === group)) pids.push(Number(entry));
-    } catch {
-      // ended while we looked
-    }
-  }
-  return pids;
-}
-/** The process among `pids` holding the listening socket on 127.0.0.1:`port` (the one the client talks to), or null. */
-function listenerOf(pids, port) {
-  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
-  const line = readFileSync("/proc/net/tcp", "utf8").split("\n").find((l) => l.trim().split(/\s+/)[1]?.endsWith(`:${hexPort}`) && l.trim().split(/\s+/)[3] === "0A");
-  const inode = line?.trim().split(/\s+/)[9];
-  if (!inode) return null;
-  for (const pid of pids) {
-    try {
-      if (readdirSync(`/proc/${pid}/fd`).some((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`; } catch { return false; } })) return pid;
-    } catch {
-      // ended
-    }
-  }
-  return null;
-}
-
-/** Resident memory of each process, MiB, by pid. */
-function rssMiB(pids) {
-  /** @type {Record<string, number>} */
-  const out = {};
-  for (const pid of pids) {
-    try {
-      out[pid] = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
-    } catch {
-      // ended
-    }
-  }
-  return out;
-}
 const sum = (values) => values.reduce((a, b) => a + b, 0);
 
 /**
@@ -223,17 +180,19 @@ async function startStack(mockBaseUrl, keys, consumerFaults) {
     const clientKey = /** @type {{ key: string }} */ (await admin("POST", "/client-keys", { name: "chaos" })).key;
     secretsHeld.add(clientKey);
     await waitForModel(wrangler.url, clientKey, "mock-gpt", 60_000);
+    // wrangler runs in its own process group; its workerd processes are in it.
     const group = /** @type {number} */ (wrangler.child.pid);
+    const groupWorkerd = () => workerdProcesses((pid, fields) => pid === group || Number(fields[2]) === group);
     return {
       url: wrangler.url,
       admin,
       clientKey,
       jwtSecret: secrets.JWT_SECRET,
       log: wrangler.log,
-      memory: () => rssMiB(workerdProcesses(group)),
+      memory: () => rssMiB(groupWorkerd()),
       /** What each workerd process is: wrangler's dev proxy holds the public port; the other runs the Workers. */
       roles: () => {
-        const pids = workerdProcesses(group);
+        const pids = groupWorkerd();
         const proxy = listenerOf(pids, Number(new URL(wrangler.url).port));
         return Object.fromEntries(pids.map((pid) => [pid, pid === proxy ? "wrangler's dev proxy (no Keypool code)" : "the Workers' runtime (gateway, consumer, local D1/KV/R2/Queue)"]));
       },

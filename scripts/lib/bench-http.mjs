@@ -11,10 +11,11 @@ import autocannon from "autocannon";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 import { spawn } from "node:child_process";
-import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { adminSession, waitForModel } from "./admin-client.mjs";
+import { cpuSeconds, workerdProcesses } from "./procfs.mjs";
 import { migrationStatements } from "./migrations.mjs";
 import { ROOT, freePort, generateSecrets } from "./stack.mjs";
 
@@ -60,27 +61,7 @@ export async function startMock() {
 }
 
 /** Process ids of the workerd processes this Node process has started. */
-function workerdChildren() {
-  const pids = new Set();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (stat.includes("(workerd)") && Number(fields[1]) === process.pid) pids.add(Number(entry));
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  return pids;
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-export function cpuSeconds(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-}
+const workerdChildren = () => new Set(workerdProcesses((_pid, fields) => Number(fields[1]) === process.pid));
 
 /** Starts a Miniflare and finds the workerd process it spawned. */
 async function startMiniflare(options) {
