@@ -83,3 +83,51 @@ export type AdminEvent = z.infer<typeof adminEventSchema>;
 
 export const keypoolEventSchema = z.discriminatedUnion("type", [attemptEventSchema, probeEventSchema, adminEventSchema]);
 export type KeypoolEvent = z.infer<typeof keypoolEventSchema>;
+
+/**
+ * How events travel on the queue. A message body is one event, or — as the
+ * gateway and requeue send them — several packed as `{ events: [...] }`: one
+ * queue write per batch window instead of one per event (Queues bill per
+ * message), and the consumer folds many more events per D1 transaction.
+ */
+export interface PackedEvents {
+  events: unknown[];
+}
+
+/** The most events one packed message carries. */
+export const MAX_EVENTS_PER_MESSAGE = 100;
+/** A queue message may be 128 KB; packed messages stay under this many bytes of JSON. */
+export const MAX_MESSAGE_BYTES = 120_000;
+
+/** The events one queue message carries: the packed ones, or the body itself as a single event. */
+export function eventsOfMessage(body: unknown): unknown[] {
+  if (typeof body === "object" && body !== null && !("type" in body) && Array.isArray((body as { events?: unknown }).events)) {
+    return (body as PackedEvents).events;
+  }
+  return [body];
+}
+
+/** Whether JSON text fits a message; its UTF-8 bytes are counted only when its length leaves doubt. */
+function fitsMessage(json: string): boolean {
+  if (json.length * 3 <= MAX_MESSAGE_BYTES) return true;
+  return json.length <= MAX_MESSAGE_BYTES && new TextEncoder().encode(json).byteLength <= MAX_MESSAGE_BYTES;
+}
+
+/**
+ * Packs events into message bodies of at most MAX_EVENTS_PER_MESSAGE events and
+ * MAX_MESSAGE_BYTES of JSON, in order. A group too large is halved until it fits;
+ * one event too large for any message goes alone (the queue refuses it, and the
+ * sender says so).
+ */
+export function packEvents(events: readonly unknown[]): PackedEvents[] {
+  const out: PackedEvents[] = [];
+  const pack = (group: unknown[]): void => {
+    if (group.length > 1 && !fitsMessage(JSON.stringify(group))) {
+      const half = Math.ceil(group.length / 2);
+      pack(group.slice(0, half));
+      pack(group.slice(half));
+    } else out.push({ events: group });
+  };
+  for (let i = 0; i < events.length; i += MAX_EVENTS_PER_MESSAGE) pack(events.slice(i, i + MAX_EVENTS_PER_MESSAGE));
+  return out;
+}

@@ -12,8 +12,10 @@
  *
  * Whatever the faults, the rollups must end up exactly as without them.
  */
+import { eventsOfMessage, packEvents } from "../schema";
 import { seeded } from "../tools/seeded.mjs";
 import { handleBatch, handleDeadLetters } from "./handle-batch";
+import { sendToQueue } from "./storage/queues";
 
 interface Faults {
   redeliver: boolean;
@@ -80,12 +82,12 @@ export default {
     if (faults.redeliver && !result.retried) {
       await handleBatch(replica(batch), env);
       injected.handledTwice++;
-      const again = batch.messages.filter((m) => {
-        const id = (m.body as { id?: unknown } | null)?.id;
+      const again = batch.messages.flatMap((m) => eventsOfMessage(m.body)).filter((e) => {
+        const id = (e as { id?: unknown } | null)?.id;
         return typeof id === "string" && !resentIds.has(id) && resentIds.add(id);
       });
       if (again.length > 0) {
-        await env.EVENTS.sendBatch(again.map((m) => ({ body: m.body })));
+        await sendToQueue(env.EVENTS, packEvents(again));
         injected.resent += again.length;
       }
     }

@@ -1,4 +1,4 @@
-import { keypoolEventSchema, type KeypoolEvent } from "../schema";
+import { eventsOfMessage, keypoolEventSchema, type KeypoolEvent } from "../schema";
 import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
 import { publishIfStale } from "./publish";
@@ -17,6 +17,13 @@ export interface ConsumerBindings {
   DEAD_LETTERS: Queue;
 }
 
+/**
+ * Events folded per D1 transaction. A batch holds up to 100 messages of up to
+ * 100 events each; 1,000 attempt rows keep the JSON parameter far below D1's
+ * 2 MB limit on a bound value, even with 200-character model names.
+ */
+export const EVENTS_PER_TRANSACTION = 1_000;
+
 /** What one batch did, for logs and tests. */
 export interface BatchResult {
   valid: number;
@@ -25,7 +32,7 @@ export interface BatchResult {
   retried: boolean;
 }
 
-/** How a malformed message is kept in the dead-letter queue. */
+/** How a malformed event (or message) is kept in the dead-letter queue. */
 export interface DeadLetter {
   deadLetter: "malformed";
   error: string;
@@ -41,31 +48,37 @@ export interface BatchDeps {
 const realTime: BatchDeps = { now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
 
 /**
- * Folds one queue batch. Every message is validated; malformed ones go to the
- * dead-letter queue. The valid events are archived (the log of record), then
- * rollups, health, audit rows and the dedupe window commit in one D1 transaction,
- * then the snapshot is republished if the batch changed it. Any failure retries
- * the batch — the dedupe window makes that safe — and nothing is acknowledged
- * until it is stored.
+ * Folds one queue batch. Every event of every message (one, or several packed)
+ * is validated; malformed ones go to the dead-letter queue. The valid events are
+ * archived (the log of record), then rollups, health, audit rows and the dedupe
+ * window commit in D1, one transaction per 1,000 events, then the snapshot is
+ * republished if the batch changed it. Any failure retries the batch — the
+ * dedupe window makes that safe, also for transactions that already committed —
+ * and nothing is acknowledged until it is stored.
  */
 export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerBindings, deps: BatchDeps = realTime): Promise<BatchResult> {
   const events: KeypoolEvent[] = [];
   const dead: DeadLetter[] = [];
   for (const message of batch.messages) {
-    const parsed = keypoolEventSchema.safeParse(message.body);
-    if (parsed.success) events.push(parsed.data);
-    else dead.push({ deadLetter: "malformed", error: parsed.error.issues[0]?.message ?? "invalid", messageId: message.id, body: message.body });
+    for (const body of eventsOfMessage(message.body)) {
+      const parsed = keypoolEventSchema.safeParse(body);
+      if (parsed.success) events.push(parsed.data);
+      else dead.push({ deadLetter: "malformed", error: parsed.error.issues[0]?.message ?? "invalid", messageId: message.id, body });
+    }
   }
   const result: BatchResult = { valid: events.length, malformed: dead.length, published: null, retried: false };
   try {
     if (dead.length > 0) {
-      console.error(`keypool consumer: ${dead.length} malformed message(s) sent to the dead-letter queue (first: ${dead[0]!.error})`);
+      console.error(`keypool consumer: ${dead.length} malformed event(s) sent to the dead-letter queue (first: ${dead[0]!.error})`);
       await sendToQueue(env.DEAD_LETTERS, dead);
     }
     if (events.length > 0) {
       await appendToArchive(env.ARCHIVE, archiveKey(EVENTS_PREFIX, deps.now(), crypto.randomUUID()), events);
       const settings = await readSettings(env.DB);
-      await ingestBatch(env.DB, toBatchRows(events, settings.timeZone), toHealthRows(events, settings));
+      for (let i = 0; i < events.length; i += EVENTS_PER_TRANSACTION) {
+        const chunk = events.slice(i, i + EVENTS_PER_TRANSACTION);
+        await ingestBatch(env.DB, toBatchRows(chunk, settings.timeZone), toHealthRows(chunk, settings));
+      }
       result.published = await publishIfStale(events, settings, { db: env.DB, kv: env.SNAPSHOT, ...deps });
       await runReplayJobs(events, env, deps.now);
     }

@@ -1,4 +1,4 @@
-import { keypoolEventSchema, type AdminEvent, type KeypoolEvent } from "../schema";
+import { keypoolEventSchema, packEvents, type AdminEvent, type KeypoolEvent } from "../schema";
 import type { ConsumerBindings } from "./handle-batch";
 import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
@@ -104,7 +104,7 @@ export async function requeue(env: ConsumerBindings, p: ReplayParams): Promise<R
   for (const key of keys) {
     const parsed = eventsOf(await readArchived(env.ARCHIVE, key), p);
     unparseable += parsed.unparseable;
-    await sendToQueue(env.EVENTS, parsed.events);
+    await sendToQueue(env.EVENTS, packEvents(parsed.events));
     requeued += parsed.events.length;
   }
   return { objects: keys.length, requeued, unparseable };

@@ -1,23 +1,20 @@
-import type { KeypoolEvent } from "../../schema";
+import { MAX_EVENTS_PER_MESSAGE, packEvents, type KeypoolEvent } from "../../schema";
 
 /** Where the gateway's events go; the queue in production, a fake in unit tests. */
 export type EventSink = (events: KeypoolEvent[]) => Promise<void>;
 
-/** The most messages one `sendBatch` takes. */
-const QUEUE_BATCH = 100;
-
 /**
- * Sends events to the queue, one batch per 100. A failed send is logged (counts
- * only, never event contents) and swallowed: it must never fail a client's request.
+ * Sends events to the queue packed: one message for up to 100 events (see
+ * `packEvents`). A failed send is logged (counts only, never event contents)
+ * and swallowed: it must never fail a client's request.
  */
 export function queueEventSink(queue: Queue): EventSink {
   return async (events) => {
-    for (let i = 0; i < events.length; i += QUEUE_BATCH) {
-      const chunk = events.slice(i, i + QUEUE_BATCH);
+    for (const message of packEvents(events)) {
       try {
-        await queue.sendBatch(chunk.map((body) => ({ body, contentType: "json" as const })));
+        await queue.send(message, { contentType: "json" });
       } catch (err) {
-        console.error(`keypool: queue send failed for ${chunk.length} event(s): ${err instanceof Error ? err.name : "error"}`);
+        console.error(`keypool: queue send failed for ${message.events.length} event(s): ${err instanceof Error ? err.name : "error"}`);
       }
     }
   };
@@ -31,10 +28,10 @@ interface OpenBatch {
 
 /**
  * Gathers the events of all requests in this isolate for `delayMs` (a batch
- * takes at most 100; the next request then opens another) and sends them in
- * one queue call. A queue send costs
- * about as much CPU as forwarding the request itself, so one send per request
- * would halve the gateway's throughput; one per batch costs almost nothing.
+ * takes at most 100; the next request then opens another) and sends them as
+ * one queue message. A queue send costs about as much CPU as forwarding the
+ * request itself, so one send per request would halve the gateway's
+ * throughput; one per batch costs almost nothing.
  *
  * The request that opens a batch owns it: its timer and its queue call run in
  * that request's context, and the promise it gets (for its `ctx.waitUntil`)
@@ -59,7 +56,7 @@ export class EventBatcher {
     const joining = this.#open;
     const batch = joining ?? this.#openBatch(send);
     batch.events.push(...events);
-    if (batch.events.length >= QUEUE_BATCH) this.#open = null;
+    if (batch.events.length >= MAX_EVENTS_PER_MESSAGE) this.#open = null;
     return joining ? Promise.resolve() : batch.sent;
   }
 

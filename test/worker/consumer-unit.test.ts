@@ -1,7 +1,8 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { SNAPSHOT_KV_KEY, type AdminEvent, type AttemptEvent } from "../../schema";
+import { SNAPSHOT_KV_KEY, packEvents, type AdminEvent, type AttemptEvent } from "../../schema";
+import { EVENTS_PER_TRANSACTION } from "../../stats-consumer/handle-batch";
 import consumer from "../../stats-consumer/index";
 import { waitFor } from "./helpers";
 
@@ -49,6 +50,24 @@ describe("stats consumer", () => {
     expect(text.trim().split("\n").map((l) => JSON.parse(l).id)).toEqual(events.map((e) => e.id));
     await deliver(events);
     for (const row of await totals(client)) expect(row).toEqual({ requests: 3, attempts: 3, ok: 3, rl: 0, tokens: 45 });
+  });
+
+  it("unpacks packed messages, dead-letters a malformed event alone, and folds more events than one transaction takes", async () => {
+    const client = crypto.randomUUID();
+    const dead = await env.ARCHIVE.list({ prefix: "dead/" });
+    const count = EVENTS_PER_TRANSACTION * 2 + 17;
+    const events = Array.from({ length: count }, () => attempt(client));
+    const packed = packEvents(events);
+    const result = await deliver([{ events: [...packed[0]!.events, { type: "attempt", id: "short" }] }, ...packed.slice(1), attempt(client)]);
+    expect(result.ackAll).toBe(true);
+    for (const row of await totals(client)) expect(row).toEqual({ requests: count + 1, attempts: count + 1, ok: count + 1, rl: 0, tokens: 15 * (count + 1) });
+    await waitFor(async () => ((await env.ARCHIVE.list({ prefix: "dead/" })).objects.length > dead.objects.length ? true : undefined), "the dead letter to be archived");
+    const newest = (await env.ARCHIVE.list({ prefix: "dead/" })).objects.map((o) => o.key).sort().at(-1)!;
+    const lines = (await (await env.ARCHIVE.get(newest))!.text()).trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.body)).toEqual([{ type: "attempt", id: "short" }]);
+    // Delivered again (a transaction committed before a retry, say), nothing counts twice.
+    await deliver(packed);
+    for (const row of await totals(client)) expect(row).toMatchObject({ requests: count + 1, attempts: count + 1 });
   });
 
   it("counts retries of one request as one request and several attempts", async () => {

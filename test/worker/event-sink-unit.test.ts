@@ -5,16 +5,32 @@ import { EventBatcher, queueEventSink } from "../../gateway/storage/event-sink";
 const event: KeypoolEvent = { v: 1, type: "admin", id: "evt-00000001", ts: 1, actor: "a", action: "x", target: null, detail: null };
 
 describe("queueEventSink", () => {
-  it("sends a request's events in one batch", async () => {
-    const sendBatch = vi.fn(async () => {});
-    await queueEventSink({ sendBatch } as unknown as Queue)([event, { ...event, id: "evt-00000002" }]);
-    expect(sendBatch).toHaveBeenCalledTimes(1);
-    expect(sendBatch.mock.calls[0]).toEqual([[{ body: event, contentType: "json" }, { body: { ...event, id: "evt-00000002" }, contentType: "json" }]]);
+  it("sends a request's events packed in one message", async () => {
+    const send = vi.fn(async () => {});
+    await queueEventSink({ send } as unknown as Queue)([event, { ...event, id: "evt-00000002" }]);
+    expect(send).toHaveBeenCalledTimes(1);
+    expect(send.mock.calls[0]).toEqual([{ events: [event, { ...event, id: "evt-00000002" }] }, { contentType: "json" }]);
+  });
+
+  it("sends more than 100 events as several messages, and keeps sending after one fails", async () => {
+    const error = vi.spyOn(console, "error").mockImplementation(() => {});
+    const sent: number[] = [];
+    let calls = 0;
+    const send = vi.fn(async (body: { events: unknown[] }) => {
+      if (calls++ === 0) throw new Error("queue down");
+      sent.push(body.events.length);
+    });
+    const events = Array.from({ length: 250 }, (_, i) => ({ ...event, id: `evt-${String(i).padStart(8, "0")}` }));
+    await queueEventSink({ send } as unknown as Queue)(events);
+    expect(send).toHaveBeenCalledTimes(3);
+    expect(sent).toEqual([100, 50]);
+    expect(String(error.mock.calls[0]![0])).toContain("100 event(s)");
+    error.mockRestore();
   });
 
   it("logs a failed send without its contents and never throws", async () => {
     const error = vi.spyOn(console, "error").mockImplementation(() => {});
-    const sink = queueEventSink({ sendBatch: async () => Promise.reject(new Error("queue down: secret sk-should-not-appear")) } as unknown as Queue);
+    const sink = queueEventSink({ send: async () => Promise.reject(new Error("queue down: secret sk-should-not-appear")) } as unknown as Queue);
     await expect(sink([event])).resolves.toBeUndefined();
     expect(error).toHaveBeenCalledTimes(1);
     expect(String(error.mock.calls[0]![0])).not.toContain("sk-should-not-appear");
@@ -24,10 +40,10 @@ describe("queueEventSink", () => {
 
 describe("EventBatcher", () => {
   const ev = (n: number): KeypoolEvent => ({ ...event, id: `evt-${String(n).padStart(8, "0")}` });
-  /** A queue that records each sendBatch call's ids and resolves it when told. */
+  /** A queue that records the event ids of each message sent. */
   function recordingQueue() {
     const sends: string[][] = [];
-    const queue = { sendBatch: vi.fn(async (msgs: { body: KeypoolEvent }[]) => void sends.push(msgs.map((m) => m.body.id))) } as unknown as Queue;
+    const queue = { send: vi.fn(async (body: { events: KeypoolEvent[] }) => void sends.push(body.events.map((e) => e.id))) } as unknown as Queue;
     return { sends, queue };
   }
 
@@ -63,12 +79,12 @@ describe("EventBatcher", () => {
   it("resolves at once for no events and never rejects when the queue fails", async () => {
     const error = vi.spyOn(console, "error").mockImplementation(() => {});
     const batcher = new EventBatcher(1);
-    const sendBatch = vi.fn(async () => Promise.reject(new Error("down")));
-    const sink = batcher.sink({ sendBatch } as unknown as Queue);
+    const send = vi.fn(async () => Promise.reject(new Error("down")));
+    const sink = batcher.sink({ send } as unknown as Queue);
     await expect(sink([])).resolves.toBeUndefined();
-    expect(sendBatch).not.toHaveBeenCalled();
+    expect(send).not.toHaveBeenCalled();
     await expect(sink([ev(1)])).resolves.toBeUndefined();
-    expect(sendBatch).toHaveBeenCalledTimes(1);
+    expect(send).toHaveBeenCalledTimes(1);
     error.mockRestore();
   });
 });

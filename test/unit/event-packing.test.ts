@@ -1,0 +1,46 @@
+import { describe, expect, it } from "vitest";
+import { MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, eventsOfMessage, packEvents, type KeypoolEvent } from "../../schema";
+
+const admin = (n: number, detail: Record<string, unknown> | null = null): KeypoolEvent => ({
+  v: 1, type: "admin", id: `evt-${String(n).padStart(8, "0")}`, ts: n, actor: "admin", action: "keys.update", target: null, detail,
+});
+const bytes = (body: unknown) => new TextEncoder().encode(JSON.stringify(body)).byteLength;
+
+describe("packEvents", () => {
+  it("packs events in order, at most 100 a message", () => {
+    const events = Array.from({ length: 250 }, (_, i) => admin(i));
+    const messages = packEvents(events);
+    expect(messages.map((m) => m.events.length)).toEqual([MAX_EVENTS_PER_MESSAGE, MAX_EVENTS_PER_MESSAGE, 50]);
+    expect(messages.flatMap((m) => m.events)).toEqual(events);
+    expect(packEvents([])).toEqual([]);
+  });
+
+  it("halves a group until each message fits the queue's size limit, counting UTF-8 bytes", () => {
+    // 100 events of ~3 KB of three-byte characters: 1,000 characters count 3,000 bytes.
+    const events = Array.from({ length: 100 }, (_, i) => admin(i, { note: "鍵".repeat(1_000) }));
+    const messages = packEvents(events);
+    expect(messages.length).toBeGreaterThan(2);
+    // The queue refuses a message over 128 KB.
+    for (const m of messages) expect(bytes(m)).toBeLessThanOrEqual(128_000);
+    expect(messages.flatMap((m) => m.events)).toEqual(events);
+  });
+
+  it("sends an event too large for any message alone", () => {
+    const huge = admin(1, { note: "x".repeat(MAX_MESSAGE_BYTES) });
+    const messages = packEvents([admin(0), huge, admin(2)]);
+    expect(messages.map((m) => m.events)).toEqual([[admin(0)], [huge], [admin(2)]]);
+  });
+});
+
+describe("eventsOfMessage", () => {
+  it("unpacks a packed message and takes any other body as one event", () => {
+    expect(eventsOfMessage({ events: [admin(1), "junk"] })).toEqual([admin(1), "junk"]);
+    expect(eventsOfMessage(admin(1))).toEqual([admin(1)]);
+    // An event is never unpacked, even one with an `events` field; nor is a non-array `events`.
+    const withField = { ...admin(2), events: [admin(3)] };
+    expect(eventsOfMessage(withField)).toEqual([withField]);
+    expect(eventsOfMessage({ events: "x" })).toEqual([{ events: "x" }]);
+    expect(eventsOfMessage(null)).toEqual([null]);
+    expect(eventsOfMessage("text")).toEqual(["text"]);
+  });
+});
