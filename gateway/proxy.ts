@@ -3,7 +3,7 @@ import { KeypoolError } from "./errors";
 import { classifyNetworkError, classifyResponse, parseRetryAfter, type Verdict } from "./logic/failure-policy";
 import { clientResponseHeaders, upstreamRequestHeaders } from "./logic/headers";
 import type { LocalObservations } from "./logic/local-observations";
-import { relayBody, type RelayResult } from "./logic/relay";
+import { meterWholeBody, readsWhole, relayBody, type RelayResult } from "./logic/relay";
 import { bodyForUpstream, type ClientBody } from "./logic/request-body";
 import type { SecretCache } from "./logic/secrets";
 import { explainNoKey, selectKey } from "./logic/select-key";
@@ -114,6 +114,13 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
   };
   // The answer to give if no attempt succeeds: the last upstream error, or "unreachable".
   let lastFailure: { status: number; headers: Headers; text: string } | "unreachable" | null = null;
+  /** Records an attempt that got no usable answer: true if the client left, else the key did not answer. */
+  const noAnswer = (record: AttemptRecord, aborted: boolean): boolean => {
+    record.latencyMs = deps.now() - record.startedAt;
+    record.outcome = aborted ? "aborted" : "network_error";
+    if (!aborted) hold(deps.observations, record.keyId, classifyNetworkError(), deps.now());
+    return aborted;
+  };
 
   for (let budget = settings.maxAttempts; budget > 0 && !req.signal.aborted; ) {
     const ctx = { now: deps.now(), random: deps.random, excluded: tried, observations: deps.observations };
@@ -154,10 +161,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     attempts.push(record);
 
     if (sent.kind === "failed") {
-      record.latencyMs = deps.now() - started;
-      record.outcome = sent.aborted ? "aborted" : "network_error";
-      if (sent.aborted) break;
-      hold(deps.observations, key.id, classifyNetworkError(), deps.now());
+      if (noAnswer(record, sent.aborted)) break;
       lastFailure = "unreachable";
       continue;
     }
@@ -181,9 +185,26 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
         return new Response(null, { status: res.status, headers: responseHeaders });
       }
       const declared = Number(res.headers.get("content-length") ?? Number.NaN);
+      const contentLength = Number.isSafeInteger(declared) && declared >= 0 ? declared : null;
+      const contentType = res.headers.get("content-type");
+      if (!outgoing.dropUsageChunk && readsWhole(contentType, contentLength)) {
+        // A small JSON answer: read whole, so one that breaks off can go to another key.
+        let bytes: ArrayBuffer;
+        try {
+          bytes = await res.arrayBuffer();
+        } catch {
+          sent.finish();
+          // workerd fails a leaving client's pending reads too: that is the client, not the key.
+          if (noAnswer(record, req.signal.aborted)) break;
+          lastFailure = "unreachable";
+          continue;
+        }
+        onEnd({ ...meterWholeBody(bytes), aborted: false, failed: false });
+        return new Response(bytes, { status: res.status, headers: responseHeaders });
+      }
       const relayed = relayBody(res.body, {
-        contentType: res.headers.get("content-type"),
-        contentLength: Number.isSafeInteger(declared) && declared >= 0 ? declared : null,
+        contentType,
+        contentLength,
         dropUsageChunk: outgoing.dropUsageChunk,
         signal: req.signal,
         onEnd,

@@ -116,6 +116,23 @@ function bodyKind(contentType: string | null): BodyKind {
   return contentType?.includes("json") || contentType?.startsWith("text/") ? "text" : "binary";
 }
 
+/**
+ * A JSON answer of declared size up to this is read whole before the client
+ * gets it: one native read instead of a tee, and an answer cut mid-body can
+ * still be retried on another key. Larger ones stream through (`relayBody`).
+ */
+export const MAX_READ_WHOLE_BYTES = 1024 * 1024;
+
+/** Whether an answer is JSON of a declared size small enough to read whole. */
+export function readsWhole(contentType: string | null, contentLength: number | null): boolean {
+  return contentLength !== null && contentLength <= MAX_READ_WHOLE_BYTES && bodyKind(contentType) === "text" && contentType!.includes("json");
+}
+
+/** Usage (or an estimate) from a JSON answer read whole. */
+export function meterWholeBody(bytes: ArrayBuffer): { usage: Usage | null; completionEstimate: number } {
+  return measureText("text", new TextDecoder().decode(bytes));
+}
+
 /** Usage and estimate from a whole SSE body or text body. */
 function measureText(kind: "sse" | "text", text: string): { usage: Usage | null; completionEstimate: number } {
   if (kind === "text") {

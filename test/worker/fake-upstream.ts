@@ -38,8 +38,10 @@ function streamed(text: string): ReadableStream<Uint8Array> {
   });
 }
 
+/** A JSON answer with its length declared, as real upstreams (and the mock) send it. */
 function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
+  const bytes = new TextEncoder().encode(JSON.stringify(body));
+  return new Response(bytes, { status, headers: { "content-type": "application/json", "content-length": String(bytes.byteLength), ...headers } });
 }
 
 /**

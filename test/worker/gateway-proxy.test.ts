@@ -192,6 +192,33 @@ describe("clients and routing", () => {
     expect(fake.calls[0]!.url).toBe(`${FAKE_BASE_URL}/chat/completions?api-version=2024-10-21`);
   });
 
+  it("sends a JSON answer that breaks off after its headers to another key, counting the first as a network error", async () => {
+    const first = uniqueKey("cutjson1");
+    const second = uniqueKey("cutjson2");
+    const pool = await createPool(FAKE_BASE_URL, [first, second]);
+    const whole = JSON.stringify({ id: "c1", object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: "Hello" } }], usage: FAKE_USAGE });
+    let calls = 0;
+    const answer = () => {
+      if (calls++ > 0) return new Response(whole, { headers: { "content-type": "application/json", "content-length": String(whole.length) } });
+      const cut = new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(new TextEncoder().encode(whole.slice(0, 20)));
+          c.error(new Error("connection reset"));
+        },
+      });
+      return new Response(cut, { headers: { "content-type": "application/json", "content-length": String(whole.length) } });
+    };
+    const fake = installFakeUpstream({ [first]: answer, [second]: answer });
+    fakes.set(fake.restore);
+    const res = await chat(pool.clientKey, chatBody(pool.model));
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(whole);
+    expect(res.headers.get("x-keypool-attempts")).toBe("2");
+    expect(new Set(fake.calls.map((c) => c.authorization)).size).toBe(2);
+    const r = await waitForRollup(pool.clientKeyId, (x) => (x.attempts ?? 0) >= 2);
+    expect(r).toMatchObject({ requests: 1, attempts: 2, network_error: 1, tokens: FAKE_USAGE.total_tokens });
+  });
+
   it("estimates usage when the upstream reports none, and marks it estimated", async () => {
     const key = uniqueKey("nousage");
     const pool = await createPool(FAKE_BASE_URL, [key]);

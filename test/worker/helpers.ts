@@ -90,7 +90,7 @@ export function chatBody(model: string, extra: Record<string, unknown> = {}): st
 export async function rolledUp(clientKeyId: string): Promise<Record<string, number | null>> {
   const row = await env.DB.prepare(
     `SELECT SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(aborted) AS aborted, SUM(auth_failed) AS auth_failed,
-            SUM(total_tokens) AS tokens, SUM(estimated_tokens) AS estimated
+            SUM(network_error) AS network_error, SUM(total_tokens) AS tokens, SUM(estimated_tokens) AS estimated
      FROM rollup_minute WHERE client_key_id = ?1`,
   )
     .bind(clientKeyId)
