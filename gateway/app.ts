@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import type { GatewayHono, IsolateState } from "./context";
-import { KeypoolError, renderError } from "./errors";
+import { KeypoolError, errorResponse } from "./errors";
 import { DASHBOARD_SECURITY_HEADERS, requireSecrets } from "./middleware";
 import { adminRoutes } from "./routes/admin";
 import { openAIRoutes } from "./routes/openai";
@@ -17,13 +17,8 @@ export function createApp(state: IsolateState) {
   app.use("/admin/api/*", requireSecrets("ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTION_KEY"));
   app.route("/admin/api", adminRoutes(state));
 
-  app.use("/v1/*", requireSecrets("KEY_ENCRYPTION_KEY"));
+  // The OpenAI routes check their secret and answer CORS themselves, route by route.
   app.route("/v1", openai);
-  app.use("*", async function aliasSecrets(c, next) {
-    // The un-prefixed aliases need the key too; asset requests do not.
-    if (c.req.method === "POST" || c.req.path === "/models") return requireSecrets("KEY_ENCRYPTION_KEY")(c, next);
-    await next();
-  });
   app.route("/", openai);
 
   app.notFound(async (c) => {
@@ -36,10 +31,7 @@ export function createApp(state: IsolateState) {
     return res;
   });
 
-  app.onError((err) => {
-    if (!(err instanceof KeypoolError)) console.error(`keypool: unhandled ${err.name}: ${err.message}`);
-    return renderError(err);
-  });
+  app.onError(errorResponse);
 
   return app;
 }

@@ -37,3 +37,9 @@ export function renderError(err: unknown): Response {
     headers: { "content-type": "application/json", ...e.headers },
   });
 }
+
+/** The answer to an error thrown while serving: rendered in OpenAI shape; anything but a KeypoolError is logged (name and message only). */
+export function errorResponse(err: unknown): Response {
+  if (!(err instanceof KeypoolError)) console.error(`keypool: unhandled ${err instanceof Error ? err.name : "error"}: ${err instanceof Error ? err.message : String(err)}`);
+  return renderError(err);
+}

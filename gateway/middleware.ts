@@ -2,7 +2,19 @@ import type { Context, Next } from "hono";
 import type { GatewayHono } from "./context";
 import { KeypoolError } from "./errors";
 
-type SecretName = "ADMIN_PASSWORD" | "JWT_SECRET" | "KEY_ENCRYPTION_KEY";
+export type SecretName = "ADMIN_PASSWORD" | "JWT_SECRET" | "KEY_ENCRYPTION_KEY";
+
+/** The 503 for secrets a route needs but the Worker lacks, naming them, or null when all are set. */
+export function missingSecrets(env: GatewayEnv, names: readonly SecretName[]): KeypoolError | null {
+  const missing = names.filter((n) => typeof env[n] !== "string" || env[n].trim() === "");
+  if (missing.length === 0) return null;
+  return new KeypoolError(
+    503,
+    "server_error",
+    `Keypool is not configured: set the secret(s) ${missing.join(", ")} (wrangler secret put NAME -c wrangler.gateway.toml).`,
+    "missing_secret",
+  );
+}
 
 /**
  * Refuses to serve when a secret the routes need is missing, naming it: there is
@@ -10,15 +22,8 @@ type SecretName = "ADMIN_PASSWORD" | "JWT_SECRET" | "KEY_ENCRYPTION_KEY";
  */
 export function requireSecrets(...names: SecretName[]) {
   return async function requireSecretsMiddleware(c: Context<GatewayHono>, next: Next) {
-    const missing = names.filter((n) => typeof c.env[n] !== "string" || c.env[n].trim() === "");
-    if (missing.length > 0) {
-      throw new KeypoolError(
-        503,
-        "server_error",
-        `Keypool is not configured: set the secret(s) ${missing.join(", ")} (wrangler secret put NAME -c wrangler.gateway.toml).`,
-        "missing_secret",
-      );
-    }
+    const missing = missingSecrets(c.env, names);
+    if (missing) throw missing;
     await next();
   };
 }

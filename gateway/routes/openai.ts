@@ -1,11 +1,12 @@
 import { Hono, type Context } from "hono";
 import type { GatewayHono, IsolateState } from "../context";
-import { KeypoolError, invalidRequest } from "../errors";
+import { KeypoolError, errorResponse, invalidRequest } from "../errors";
 import { assertModelAllowed, authenticateClient } from "../logic/client-auth";
 import { addCorsHeaders, allowOriginFor, preflightResponse } from "../logic/cors";
 import { estimatePromptTokens } from "../logic/estimate-tokens";
 import { MAX_JSON_DEPTH, jsonNestsDeeperThan, type ClientBody } from "../logic/request-body";
 import { secretCacheFor } from "../logic/secrets";
+import { missingSecrets } from "../middleware";
 import { listModels } from "../models";
 import { proxyRequest } from "../proxy";
 import { loadPool, type LoadedPool } from "../storage/snapshot-cache";
@@ -103,7 +104,34 @@ export function openAIRoutes(state: IsolateState) {
 
   const pool = (c: OpenAIContext): Promise<LoadedPool> => loadPool(c.env.SNAPSHOT, Date.now(), (p) => c.executionCtx.waitUntil(p));
 
-  // CORS, per the corsOrigins setting, on these endpoints only (registered before their handlers so it wraps them).
+  /**
+   * Wraps an OpenAI route: it needs KEY_ENCRYPTION_KEY, and answers CORS per the
+   * corsOrigins setting — on its answers and its errors alike, so a browser can read
+   * why it was refused. Server-side clients send no Origin: nothing more on their path.
+   */
+  const openAIRoute =
+    (handle: (c: OpenAIContext) => Promise<Response>) =>
+    async (c: OpenAIContext): Promise<Response> => {
+      const serve = async () => {
+        const missing = missingSecrets(c.env, ["KEY_ENCRYPTION_KEY"]);
+        if (missing) throw missing;
+        return handle(c);
+      };
+      const origin = c.req.header("origin");
+      if (origin === undefined) return serve();
+      const allow = allowOriginFor(origin, (await pool(c)).snapshot.settings.corsOrigins);
+      let res = await serve().catch(errorResponse);
+      if (allow === null) return res;
+      try {
+        addCorsHeaders(res.headers, allow);
+      } catch {
+        // An answer with immutable headers: copy it once.
+        res = new Response(res.body, res);
+        addCorsHeaders(res.headers, allow);
+      }
+      return res;
+    };
+
   for (const path of [...JSON_ENDPOINTS, ...MULTIPART_ENDPOINTS, "/models"]) {
     app.options(path, async (c) => {
       const origin = c.req.header("origin");
@@ -111,21 +139,6 @@ export function openAIRoutes(state: IsolateState) {
       const allow = allowOriginFor(origin, (await pool(c)).snapshot.settings.corsOrigins);
       if (allow === null) throw new KeypoolError(403, "permission_error", "This origin may not call Keypool from a browser (see the corsOrigins setting).", "cors_origin_not_allowed");
       return preflightResponse(allow, c.req.header("access-control-request-headers"));
-    });
-    app.use(path, async function cors(c, next) {
-      const origin = c.req.header("origin");
-      // Server-side clients send no Origin: nothing to do on their path.
-      if (origin === undefined) return next();
-      const allow = allowOriginFor(origin, (await pool(c)).snapshot.settings.corsOrigins);
-      await next();
-      if (allow === null) return;
-      try {
-        addCorsHeaders(c.res.headers, allow);
-      } catch {
-        // An answer with immutable headers: copy it once.
-        c.res = new Response(c.res.body, c.res);
-        addCorsHeaders(c.res.headers, allow);
-      }
     });
   }
 
@@ -168,21 +181,24 @@ export function openAIRoutes(state: IsolateState) {
     );
   };
 
-  for (const endpoint of JSON_ENDPOINTS) app.post(endpoint, (c) => forward(c, () => readJsonBody(c, endpoint)));
-  for (const endpoint of MULTIPART_ENDPOINTS) app.post(endpoint, (c) => forward(c, () => readMultipartBody(c, endpoint)));
+  for (const endpoint of JSON_ENDPOINTS) app.post(endpoint, openAIRoute((c) => forward(c, () => readJsonBody(c, endpoint))));
+  for (const endpoint of MULTIPART_ENDPOINTS) app.post(endpoint, openAIRoute((c) => forward(c, () => readMultipartBody(c, endpoint))));
 
-  app.get("/models", async (c) => {
-    const loaded = await pool(c);
-    const client = await authenticateClient(c.req.raw.headers, loaded.clientKeysByHash, Date.now());
-    const data = await listModels(loaded, client, {
-      fetch: (input, init) => fetch(input, init),
-      now: Date.now,
-      random: Math.random,
-      secrets: secretCacheFor(c.env.KEY_ENCRYPTION_KEY),
-      observations: state.observations,
-    });
-    return c.json({ object: "list", data });
-  });
+  app.get(
+    "/models",
+    openAIRoute(async (c) => {
+      const loaded = await pool(c);
+      const client = await authenticateClient(c.req.raw.headers, loaded.clientKeysByHash, Date.now());
+      const data = await listModels(loaded, client, {
+        fetch: (input, init) => fetch(input, init),
+        now: Date.now,
+        random: Math.random,
+        secrets: secretCacheFor(c.env.KEY_ENCRYPTION_KEY),
+        observations: state.observations,
+      });
+      return c.json({ object: "list", data });
+    }),
+  );
 
   // The seed exposed a pool key's account here; balances are an admin feature in Keypool.
   app.all("/user/info", () => {

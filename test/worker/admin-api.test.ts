@@ -105,6 +105,17 @@ describe("admin authentication", () => {
     await waitOnExecutionContext(ctx);
     expect(res.status).toBe(503);
     expect(((await res.json()) as { error: { message: string; code: string } }).error).toMatchObject({ code: "missing_secret", message: expect.stringContaining("ADMIN_PASSWORD") });
+    // The OpenAI endpoints, prefixed or not, need the key encryption key; a browser may read why (CORS).
+    for (const [path, method, origin] of [["/v1/chat/completions", "POST", null], ["/chat/completions", "POST", "https://app.example"], ["/models", "GET", null]] as const) {
+      const keyless = await app.fetch(
+        new Request(`https://keypool.test${path}`, { method, headers: { "content-type": "application/json", ...(origin ? { origin } : {}) }, body: method === "POST" ? "{}" : undefined }),
+        { ...env, KEY_ENCRYPTION_KEY: "" },
+        createExecutionContext(),
+      );
+      expect(keyless.status, path).toBe(503);
+      expect(((await keyless.json()) as { error: { message: string } }).error.message).toContain("KEY_ENCRYPTION_KEY");
+      expect(keyless.headers.get("access-control-allow-origin")).toBe(origin ? "*" : null);
+    }
   });
 });
 
