@@ -26,12 +26,16 @@ const COUNTERS = [
   ["reasoning_tokens", "reasoning"],
 ] as const;
 
-/** Attempt rows of the JSON parameter that the dedupe window has not seen yet. */
-const newAttempts = (p: string) => `(SELECT ${["id", "m", "h", "d", "key", "model", "client", "lat", "ttfb", ...COUNTERS.map(([, f]) => f)]
-  .map((f) => `value->>'$.${f}' AS ${f}`)
-  .join(", ")}
-  FROM json_each(?1)) AS e
-  WHERE NOT EXISTS (SELECT 1 FROM ${p}seen_events s WHERE s.id = e.id)`;
+/** The attempt row fields, as ingest_stage's columns (migration 0008) and the JSON parameter's keys. */
+const STAGE_FIELDS = ["id", "m", "h", "d", "key", "model", "client", "lat", "ttfb", ...COUNTERS.map(([, f]) => f)];
+
+/** Copies the JSON parameter's attempts that the dedupe window has not seen yet into ingest_stage, parsing it once. */
+const stageSql = (p: string) => `INSERT INTO ingest_stage (${STAGE_FIELDS.join(", ")})
+  SELECT ${STAGE_FIELDS.map((f) => `value->>'$.${f}'`).join(", ")}
+  FROM json_each(?1) AS e
+  WHERE NOT EXISTS (SELECT 1 FROM ${p}seen_events s WHERE s.id = e.value->>'$.id')`;
+
+const CLEAR_STAGE = "DELETE FROM ingest_stage";
 
 /** The measure columns of every rollup table, and their aggregates over the batch's new attempts, in the same order. */
 const MEASURES = `attempts, ${COUNTERS.map(([c]) => c).join(", ")}, latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count`;
@@ -46,19 +50,19 @@ const ACCUMULATE = `attempts = attempts + excluded.attempts,
       ttfb_ms_max = MAX(ttfb_ms_max, excluded.ttfb_ms_max),
       ttfb_count = ttfb_count + excluded.ttfb_count`;
 
-/** Aggregates the batch's new attempts by bucket and dimensions, then adds them to existing rows. */
+/** Aggregates the staged attempts by bucket and dimensions, then adds them to existing rows. */
 function rollupSql(table: string, bucketField: string, p: string): string {
   return `INSERT INTO ${p}${table} (bucket, key_id, model, client_key_id, ${MEASURES})
     SELECT e.${bucketField}, e.key, e.model, e.client, ${AGGREGATES}
-    FROM ${newAttempts(p)}
+    FROM ingest_stage AS e
     GROUP BY e.${bucketField}, e.key, e.model, e.client
     ON CONFLICT (bucket, key_id, model, client_key_id) DO UPDATE SET ${ACCUMULATE}`;
 }
 
-/** The batch's new attempts summed per hour into the pool-wide hour rollup (the dashboard's unfiltered 30-day series). */
+/** The staged attempts summed per hour into the pool-wide hour rollup (the dashboard's unfiltered 30-day series). */
 const poolHourSql = (p: string) => `INSERT INTO ${p}rollup_pool_hour (bucket, ${MEASURES})
     SELECT e.h, ${AGGREGATES}
-    FROM ${newAttempts(p)}
+    FROM ingest_stage AS e
     GROUP BY e.h
     ON CONFLICT (bucket) DO UPDATE SET ${ACCUMULATE}`;
 
@@ -106,6 +110,7 @@ export const PROJECTION_TABLES = ["rollup_minute", "rollup_hour", "rollup_day", 
 export type Projection = "" | "shadow_";
 
 const statementsFor = (p: Projection) => ({
+  stage: stageSql(p),
   rollups: [...ROLLUP_TABLES.map(([table, field]) => rollupSql(table, field, p)), poolHourSql(p)],
   health: healthSql(p),
   audit: auditSql(p),
@@ -114,20 +119,25 @@ const statementsFor = (p: Projection) => ({
 const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
 
 /**
- * Folds a batch into D1 in one transaction: rollups and the audit log take only
- * events the dedupe window has not seen, key health merges its order-independent
- * facts, then the batch's ids join the window. A redelivered batch therefore
- * changes nothing, and a failure leaves nothing half-applied. Seven statements
- * whatever the batch size.
+ * Folds a batch into D1 in one transaction: the attempts the dedupe window has
+ * not seen are staged, the rollups fold from the stage, the audit log takes
+ * only unseen admin events, key health merges its order-independent facts, then
+ * the batch's ids join the window and the stage is emptied. A redelivered batch
+ * therefore changes nothing, and a failure leaves nothing half-applied. At most
+ * nine statements whatever the batch size.
  */
 export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], projection: Projection = ""): Promise<void> {
   if (rows.seen.length === 0) return;
   const sql = projection === "" ? SQL.live : SQL.shadow;
   const attempts = JSON.stringify(rows.attempts);
   const statements: D1PreparedStatement[] = [];
-  if (rows.attempts.length > 0) for (const rollup of sql.rollups) statements.push(db.prepare(rollup).bind(attempts));
+  if (rows.attempts.length > 0) {
+    statements.push(db.prepare(sql.stage).bind(attempts));
+    for (const rollup of sql.rollups) statements.push(db.prepare(rollup));
+  }
   if (health.length > 0) statements.push(db.prepare(sql.health).bind(JSON.stringify(health)));
   if (rows.admin.length > 0) statements.push(db.prepare(sql.audit).bind(JSON.stringify(rows.admin)));
   statements.push(db.prepare(sql.seen).bind(JSON.stringify(rows.seen)));
+  if (rows.attempts.length > 0) statements.push(db.prepare(CLEAR_STAGE));
   await db.batch(statements);
 }

@@ -125,7 +125,7 @@ describe("stats consumer", () => {
   it("retries the whole batch and commits nothing when D1 fails mid-batch", async () => {
     const client = crypto.randomUUID();
     const events = [attempt(client), attempt(client)];
-    // The rollup statements succeed; the batch's last statement (the dedupe insert) fails.
+    // The stage and rollup statements succeed; the dedupe insert after them fails.
     await env.DB.exec("CREATE TRIGGER fail_dedupe BEFORE INSERT ON seen_events BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
     let result;
     try {
@@ -137,8 +137,12 @@ describe("stats consumer", () => {
     expect(result.ackAll).toBe(false);
     const [minute] = await totals(client);
     expect(minute).toMatchObject({ requests: null });
+    // The scratch table rolled back with the rest: empty, so the retry counts each attempt once.
+    const staged = () => env.DB.prepare("SELECT COUNT(*) AS n FROM ingest_stage").first<{ n: number }>();
+    expect(await staged()).toEqual({ n: 0 });
     await deliver(events);
     const [after] = await totals(client);
     expect(after).toMatchObject({ requests: 2 });
+    expect(await staged()).toEqual({ n: 0 });
   });
 });
