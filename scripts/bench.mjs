@@ -56,7 +56,7 @@ function events(n, run) {
 }
 
 /** The HTTP table, the stats API timings, and each target of issue 8 against its figure. */
-function printHttp({ results, stats, largePool }, fmt) {
+function printHttp({ results, breakdown, stats, largePool }, fmt) {
   const { SCENARIOS, TARGETS } = HTTP;
   const ms = (x) => (Number.isNaN(x) ? "–" : x.toFixed(2));
   const med = (runs, f) => median(runs.map(f));
@@ -87,6 +87,14 @@ function printHttp({ results, stats, largePool }, fmt) {
   row(`${sse}: added time to first byte, 1 connection (ms)`, versus(sse, 1, (r) => r.ttfb, (a, b) => a - b), "≤ 0.50", (v) => v <= 0.5);
   row(`${paced}: total time ÷ null Worker's, 1 connection`, versus(paced, 1, (r) => r.p50, (a, b) => a / b), "≤ 1.02", (v) => v <= 1.02, 3);
   for (const s of [json, sse]) row(`${s}: CPU per request ÷ null Worker's, 50 connections`, versus(s, 50, (r) => r.cpuMs, (a, b) => a / b), "≤ 1.30", (v) => v <= 1.3);
+  const nullCpu = med(breakdown["null Worker"], (r) => r.cpuMs);
+  console.log(`\n| where Keypool's CPU goes: ${json}, 50 connections | requests/s median (min – max) | CPU ms / request | ÷ null Worker's |`);
+  console.log("|---|---|---|---|");
+  for (const [target, runs] of Object.entries(breakdown)) {
+    const rps = runs.map((r) => r.rps);
+    const cpu = med(runs, (r) => r.cpuMs);
+    console.log(`| ${target} | ${fmt(median(rps))} (${fmt(Math.min(...rps))} – ${fmt(Math.max(...rps))}) | ${ms(cpu)} | ${(cpu / nullCpu).toFixed(2)} |`);
+  }
   console.log("\n| stats API over 30 days × 1,000 keys of rollups | median ms (15 answers) |");
   console.log("|---|---|");
   for (const [what, t] of Object.entries(stats)) console.log(`| ${what} | ${t.toFixed(1)} |`);

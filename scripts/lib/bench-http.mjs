@@ -84,12 +84,13 @@ export async function startNullWorker(work, mockBaseUrl) {
 
 /**
  * Bundles the two Workers once; every Keypool instance runs the same files.
- * `consumerEntry` swaps the consumer's entry (the chaos run's stats-consumer/fault-injection.ts).
+ * `consumerEntry` / `gatewayEntry` swap an entry (the chaos run's
+ * stats-consumer/fault-injection.ts, the bench's variants with a part switched off).
  */
-export async function bundleKeypool(work, { consumerEntry = "stats-consumer/index.ts" } = {}) {
+export async function bundleKeypool(work, { consumerEntry = "stats-consumer/index.ts", gatewayEntry = "gateway/index.ts" } = {}) {
   const gateway = path.join(work, "gateway.js");
   const consumer = path.join(work, "consumer.js");
-  await build({ entryPoints: [path.join(ROOT, "gateway/index.ts")], outfile: gateway, bundle: true, format: "esm", platform: "neutral", logLevel: "warning" });
+  await build({ entryPoints: [path.join(ROOT, gatewayEntry)], outfile: gateway, bundle: true, format: "esm", platform: "neutral", logLevel: "warning" });
   await build({ entryPoints: [path.join(ROOT, consumerEntry)], outfile: consumer, bundle: true, format: "esm", platform: "neutral", logLevel: "warning" });
   return { gateway, consumer };
 }
@@ -279,6 +280,8 @@ async function measure(target, scenario, connections, seconds) {
     }
     counted = last - before;
   }
+  // A variant whose events are not counted gets a fixed while for its queue and consumer to finish.
+  if (target.settleMs) await new Promise((res) => setTimeout(res, target.settleMs));
   const cpuMs = target.pid ? ((cpuSeconds(target.pid) - cpu0) * 1000) / r.requests : NaN;
   return { ...r, cpuMs, counted };
 }
@@ -315,12 +318,43 @@ export async function runHttpBench(work, { runs, log, smoke = false }) {
         results[scenario.name][connections] = byTarget;
       }
     }
+    log("where Keypool's CPU goes: chat JSON, 50 connections, with a part switched off…");
+    const breakdown = await cpuBreakdown(work, mock, { null: nullWorker, keypool: small }, { runs, seconds: smoke ? 0.3 : 5, stops });
     log("stats API over 30 days × 1,000 keys of rollups…");
     const stats = await timeStatsApi(small);
-    return { results, stats, largePool };
+    return { results, breakdown, stats, largePool };
   } finally {
     for (const stop of stops.reverse()) await stop();
   }
+}
+
+/** The variants of the breakdown: Keypool with 10 keys and one part switched off, in its own entry. */
+export const BREAKDOWN = {
+  "Keypool, consumer stores nothing (validates, publishes the snapshot; no archive, no D1 writes)": { consumerEntry: "stats-consumer/bench-stores-nothing.ts" },
+  "Keypool, gateway sends no events (no queue sends, nothing for the consumer)": { gatewayEntry: "gateway/bench-without-events.ts" },
+};
+
+/**
+ * Chat JSON at 50 connections against the null Worker, Keypool and Keypool with
+ * one part switched off at a time, alternating: requests/s and CPU per request,
+ * so the table says how much of Keypool's CPU the gateway, the queue and the
+ * consumer's storing each take. Returns runs by target name.
+ */
+async function cpuBreakdown(work, mock, { null: nullWorker, keypool }, { runs, seconds, stops }) {
+  const scenario = SCENARIOS[0];
+  await mock.behave(scenario.behavior);
+  /** @type {Record<string, any>} */
+  const targets = { "null Worker": nullWorker, "Keypool, 10 keys": keypool };
+  for (const [name, entries] of Object.entries(BREAKDOWN)) {
+    const dir = path.join(work, `variant-${Object.keys(targets).length}`);
+    const variant = await startKeypool(work, await bundleKeypool(dir, entries), path.basename(dir), mock.baseUrl, 10);
+    stops.push(variant.stop);
+    targets[name] = { ...variant, attempts: undefined, settleMs: 1_500 };
+  }
+  for (const target of Object.values(targets)) await measure(target, scenario, 50, Math.min(seconds, 1)); // warm-up
+  const byTarget = Object.fromEntries(Object.keys(targets).map((t) => [t, /** @type {any[]} */ ([])]));
+  for (let rep = 0; rep < runs; rep++) for (const [name, target] of Object.entries(targets)) byTarget[name].push(await measure(target, scenario, 50, seconds));
+  return byTarget;
 }
 
 /**
