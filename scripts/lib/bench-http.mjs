@@ -329,7 +329,7 @@ export async function runHttpBench(work, { runs, log, smoke = false }) {
 }
 
 /** The variants of the breakdown: Keypool with 10 keys and one part switched off, in its own entry. */
-export const BREAKDOWN = {
+const BREAKDOWN = {
   "Keypool, consumer stores nothing (validates, publishes the snapshot; no archive, no D1 writes)": { consumerEntry: "stats-consumer/bench-stores-nothing.ts" },
   "Keypool, gateway sends no events (no queue sends, nothing for the consumer)": { gatewayEntry: "gateway/bench-without-events.ts" },
 };
