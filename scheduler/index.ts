@@ -1,6 +1,6 @@
-import { EVENT_VERSION, type KeypoolEvent, type ProbeEvent } from "../schema";
+import { EVENT_VERSION, retentionCutoffs, type KeypoolEvent, type ProbeEvent } from "../schema";
 import { planProbes } from "./logic/probe-plan";
-import { retentionCutoffs, snapshotNeedsRefresh } from "./logic/retention";
+import { snapshotNeedsRefresh } from "./logic/snapshot-refresh";
 import { probeAll } from "./probe";
 import { pruneProjections, readProbeCandidates, readSettings, readSnapshotGeneratedAt } from "./storage/scheduler-store";
 

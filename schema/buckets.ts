@@ -4,6 +4,8 @@
  * epoch ms at which it starts.
  */
 
+import type { Settings } from "./settings";
+
 export const MINUTE_MS = 60_000;
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 86_400_000;
@@ -56,4 +58,25 @@ export function dayStart(ts: number, timeZone: string): number {
   let guess = wallMidnight - offsetAt(ts, timeZone);
   guess = wallMidnight - offsetAt(guess, timeZone);
   return guess <= ts ? guess : guess - DAY_MS;
+}
+
+/** The cut-offs (epoch ms) before which each projection's rows are deleted (the scheduler) or no longer compared (a replay rebuild). */
+export interface RetentionCutoffs {
+  rollup_minute: number;
+  rollup_hour: number;
+  rollup_pool_hour: number;
+  rollup_day: number;
+  seen_events: number;
+}
+
+/** Each projection's horizon from the retention settings. */
+export function retentionCutoffs(settings: Settings, now: number): RetentionCutoffs {
+  const r = settings.retention;
+  return {
+    rollup_minute: now - r.minuteRollupHours * HOUR_MS,
+    rollup_hour: now - r.hourRollupDays * DAY_MS,
+    rollup_pool_hour: now - r.hourRollupDays * DAY_MS,
+    rollup_day: now - r.dayRollupDays * DAY_MS,
+    seen_events: now - r.dedupeHours * HOUR_MS,
+  };
 }

@@ -1,4 +1,4 @@
-import { keypoolEventSchema, packEvents, type AdminEvent, type KeypoolEvent } from "../schema";
+import { keypoolEventSchema, packEvents, retentionCutoffs, type AdminEvent, type KeypoolEvent } from "../schema";
 import type { ConsumerBindings } from "./handle-batch";
 import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
@@ -42,17 +42,6 @@ export interface RebuildReport {
   identical: boolean;
 }
 
-/** The oldest bucket retention still keeps, per rollup table. */
-async function retentionFloor(db: D1Database, now: number): Promise<Record<string, number>> {
-  const { retention } = await readSettings(db);
-  return {
-    rollup_minute: now - retention.minuteRollupHours * 3_600_000,
-    rollup_hour: now - retention.hourRollupDays * 86_400_000,
-    rollup_pool_hour: now - retention.hourRollupDays * 86_400_000,
-    rollup_day: now - retention.dayRollupDays * 86_400_000,
-  };
-}
-
 /**
  * Recomputes the projections from the archive into shadow tables, replaying the
  * archived batches in the order they were consumed through the very same fold,
@@ -73,9 +62,9 @@ export async function rebuild(env: ConsumerBindings, p: ReplayParams, now: numbe
     events += parsed.events.length;
     await ingestBatch(env.DB, toBatchRows(parsed.events, settings.timeZone), toHealthRows(parsed.events, settings), "shadow_");
   }
-  const floor = await retentionFloor(env.DB, now);
+  const floor = retentionCutoffs(await readSettings(env.DB), now);
   const compared: Record<string, TableDiff> = {};
-  for (const table of ["rollup_minute", "rollup_hour", "rollup_pool_hour", "rollup_day"]) {
+  for (const table of ["rollup_minute", "rollup_hour", "rollup_pool_hour", "rollup_day"] as const) {
     // A bucket is compared only if every event it can hold lies inside the range.
     const from = Math.max(p.from ?? 0, floor[table]!);
     const to = p.to ?? Number.MAX_SAFE_INTEGER;

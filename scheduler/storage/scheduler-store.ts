@@ -1,6 +1,5 @@
-import { HEALTH_FACT_COLUMNS, healthFactsFromRow, parseStoredSettings, type ProviderKindId, type Settings } from "../../schema";
+import { HEALTH_FACT_COLUMNS, healthFactsFromRow, parseStoredSettings, type ProviderKindId, type RetentionCutoffs, type Settings } from "../../schema";
 import type { ProbeCandidate } from "../logic/probe-plan";
-import type { RetentionCutoffs } from "../logic/retention";
 import type { ProbeTarget } from "../probe";
 
 export async function readSettings(db: D1Database): Promise<Settings> {
