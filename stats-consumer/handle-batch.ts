@@ -47,6 +47,20 @@ export interface BatchDeps {
 
 const realTime: BatchDeps = { now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
 
+/** Every event of every message of a batch (one, or several packed), validated: the valid ones, and the rest as dead letters. */
+export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[]; dead: DeadLetter[] } {
+  const events: KeypoolEvent[] = [];
+  const dead: DeadLetter[] = [];
+  for (const message of batch.messages) {
+    for (const body of eventsOfMessage(message.body)) {
+      const parsed = keypoolEventSchema.safeParse(body);
+      if (parsed.success) events.push(parsed.data);
+      else dead.push({ deadLetter: "malformed", error: parsed.error.issues[0]?.message ?? "invalid", messageId: message.id, body });
+    }
+  }
+  return { events, dead };
+}
+
 /**
  * Folds one queue batch. Every event of every message (one, or several packed)
  * is validated; malformed ones go to the dead-letter queue. The valid events are
@@ -57,15 +71,7 @@ const realTime: BatchDeps = { now: Date.now, sleep: (ms) => new Promise((r) => s
  * and nothing is acknowledged until it is stored.
  */
 export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerBindings, deps: BatchDeps = realTime): Promise<BatchResult> {
-  const events: KeypoolEvent[] = [];
-  const dead: DeadLetter[] = [];
-  for (const message of batch.messages) {
-    for (const body of eventsOfMessage(message.body)) {
-      const parsed = keypoolEventSchema.safeParse(body);
-      if (parsed.success) events.push(parsed.data);
-      else dead.push({ deadLetter: "malformed", error: parsed.error.issues[0]?.message ?? "invalid", messageId: message.id, body });
-    }
-  }
+  const { events, dead } = readBatch(batch);
   const result: BatchResult = { valid: events.length, malformed: dead.length, published: null, retried: false };
   try {
     if (dead.length > 0) {

@@ -125,7 +125,7 @@ export const MAX_READ_WHOLE_BYTES = 1024 * 1024;
 
 /** Whether an answer is JSON of a declared size small enough to read whole. */
 export function readsWhole(contentType: string | null, contentLength: number | null): boolean {
-  return contentLength !== null && contentLength <= MAX_READ_WHOLE_BYTES && bodyKind(contentType) === "text" && contentType!.includes("json");
+  return contentLength !== null && contentLength <= MAX_READ_WHOLE_BYTES && contentType !== null && contentType.includes("json") && bodyKind(contentType) === "text";
 }
 
 /** Usage (or an estimate) from a JSON answer read whole. */
