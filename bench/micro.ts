@@ -35,7 +35,7 @@ export function selectionRate(n: number, ms: number): number {
   let picks = 0;
   const started = performance.now();
   while (performance.now() - started < ms) {
-    for (let i = 0; i < 1_000; i++) if (selectKey(index, "any-model", ctx)) picks++;
+    for (let i = 0; i < 1_000; i++) if (selectKey(index, "any-model", ctx) !== null) picks++;
   }
   return picks / ((performance.now() - started) / 1000);
 }

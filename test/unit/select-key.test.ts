@@ -75,6 +75,33 @@ describe("selectKey", () => {
     expect([...pickCounts(snap, 200).keys()]).toEqual(["wide"]);
   });
 
+  it("draws from keys listing the model and keys serving any model alike", () => {
+    const snap = snapshot([key("listed", { models: ["m"] }), key("any1"), key("any2"), key("other", { models: ["x"] })]);
+    const counts = pickCounts(snap, 3_000);
+    expect([...counts.keys()].sort()).toEqual(["any1", "any2", "listed"]);
+    for (const n of counts.values()) expect(n).toBeGreaterThan(700);
+  });
+
+  it("spreads picks over keys with many different model lists, each list kept once", () => {
+    const own = Array.from({ length: 5 }, (_, i) => key(`own${i}`, { models: ["m", `x${i}`] }));
+    const snap = snapshot([...own, key("any1"), key("any2"), key("any3")]);
+    const counts = pickCounts(snap, 8_000);
+    expect(counts.size).toBe(8);
+    for (const n of counts.values()) expect(n).toBeGreaterThan(600);
+    // Two models of one upstream share its list instead of each copying the keys.
+    const index = buildPoolIndex(snapshot([key("a"), key("b")], ["m", "n"]));
+    expect(index.byModel.get("m")!.lists[0]).toBe(index.byModel.get("n")!.lists[0]);
+  });
+
+  it("finds the one free key among many cooling ones, in either list", () => {
+    const cooling = (id: string, extra: Partial<SnapshotKey> = {}) => key(id, { state: "cooling", coolingUntil: 9_000, ...extra });
+    const many = (prefix: string, extra: Partial<SnapshotKey> = {}) => Array.from({ length: 200 }, (_, i) => cooling(`${prefix}${i}`, extra));
+    const freeListed = snapshot([...many("a"), ...many("l", { models: ["m"] }), key("free", { models: ["m"] })]);
+    expect([...pickCounts(freeListed, 50).entries()]).toEqual([["free", 50]]);
+    const freeAny = snapshot([...many("l", { models: ["m"] }), key("free"), ...many("a")]);
+    expect([...pickCounts(freeAny, 50).entries()]).toEqual([["free", 50]]);
+  });
+
   it("explains an empty choice: nothing serves the model, or all are cooling until a time", () => {
     const observations = new LocalObservations();
     const ctx = { now: 1_000, random: seeded(1), excluded: new Set<string>(), observations };
