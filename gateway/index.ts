@@ -1,19 +1,25 @@
-import { probeNow, runScheduled, type SchedulerDeps } from "../scheduler";
+import { probeNow, runScheduled, type ScheduledReport, type SchedulerDeps } from "../scheduler";
 import { createApp } from "./app";
 import { ClientLimiter } from "./logic/client-limits";
 import { LocalObservations } from "./logic/local-observations";
 import { secretCacheFor } from "./logic/secrets";
-import { EventBatcher, queueEventSink } from "./storage/event-sink";
+import { EventBatcher, drainEventOutbox, queueEventSink } from "./storage/event-sink";
 
 /** The scheduler's dependencies, from this Worker's bindings: it runs here but lives in scheduler/. */
 function schedulerDeps(env: GatewayEnv): SchedulerDeps {
   return {
     db: env.DB,
-    emit: queueEventSink(env.EVENTS),
+    emit: queueEventSink(env),
+    drainOutbox: () => drainEventOutbox(env),
     fetch: (input, init) => fetch(input, init),
     decrypt: (sealed) => secretCacheFor(env.KEY_ENCRYPTION_KEY).decrypt(sealed),
     now: Date.now,
   };
+}
+
+function outboxReport(outbox: ScheduledReport["outbox"]): string {
+  if (outbox === "failed") return "drain failed (kept for the next run)";
+  return outbox.waiting === 0 && outbox.sent === 0 ? "empty" : `${outbox.sent} event(s) sent, ${outbox.waiting} message(s) waiting`;
 }
 
 /** How long an attempt event may wait for others to share its queue send. */
@@ -32,7 +38,9 @@ export default {
   async scheduled(_controller, env, ctx) {
     ctx.waitUntil(
       runScheduled(schedulerDeps(env)).then((r) =>
-        console.log(`keypool scheduler: probed ${r.probed} of ${r.due} due key(s), pruned ${JSON.stringify(r.pruned)}, snapshot refresh ${r.refreshRequested ? "requested" : "not needed"}`),
+        console.log(
+          `keypool scheduler: probed ${r.probed} of ${r.due} due key(s), pruned ${JSON.stringify(r.pruned)}, snapshot refresh ${r.refreshRequested ? "requested" : "not needed"}, outbox ${outboxReport(r.outbox)}`,
+        ),
       ),
     );
   },

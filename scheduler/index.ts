@@ -8,6 +8,8 @@ import { pruneProjections, readProbeCandidates, readSettings, readSnapshotGenera
 export interface SchedulerDeps {
   db: D1Database;
   emit: (events: KeypoolEvent[]) => Promise<void>;
+  /** Sends on the events the host kept when the queue refused them: events sent, messages still waiting. */
+  drainOutbox: () => Promise<{ sent: number; waiting: number }>;
   fetch: typeof fetch;
   decrypt: (sealed: string) => Promise<string>;
   now: () => number;
@@ -21,6 +23,8 @@ export interface ScheduledReport {
   refreshRequested: boolean;
   probed: number;
   due: number;
+  /** The event outbox drain: what it sent and what waits, or that it failed (the rows stay). */
+  outbox: { sent: number; waiting: number } | "failed";
 }
 
 /**
@@ -28,8 +32,14 @@ export interface ScheduledReport {
  * probe budget, time budget and concurrency), prunes projections past their
  * retention horizons, and asks the consumer to republish a missing or stale
  * snapshot. Probe results are events; the consumer folds them into health.
+ * First it sends on the events the queue refused earlier (the host's outbox); a
+ * failure there is reported and the rest of the run goes on.
  */
 export async function runScheduled(deps: SchedulerDeps): Promise<ScheduledReport> {
+  const outbox = await deps.drainOutbox().catch((err: unknown) => {
+    console.error(`keypool scheduler: event outbox drain failed: ${err instanceof Error ? err.name : "error"}`);
+    return "failed" as const;
+  });
   const now = deps.now();
   const settings = await readSettings(deps.db);
   const candidates = await readProbeCandidates(deps.db);
@@ -47,7 +57,7 @@ export async function runScheduled(deps: SchedulerDeps): Promise<ScheduledReport
     events.push({ v: EVENT_VERSION, type: "admin", id: crypto.randomUUID(), ts: now, actor: "scheduler", action: "snapshot.refresh", target: null, detail: null });
   }
   await deps.emit(events);
-  return { pruned, refreshRequested, probed: events.filter((e) => e.type === "probe").length, due: planned.length };
+  return { pruned, refreshRequested, probed: events.filter((e) => e.type === "probe").length, due: planned.length, outbox };
 }
 
 /**

@@ -131,3 +131,26 @@ export function packEvents(events: readonly unknown[]): PackedEvents[] {
   for (let i = 0; i < events.length; i += MAX_EVENTS_PER_MESSAGE) pack(events.slice(i, i + MAX_EVENTS_PER_MESSAGE));
   return out;
 }
+
+/** One sendBatch call takes at most 100 messages and 256 KB; groups stay under these. */
+export const MAX_BATCH_MESSAGES = 100;
+export const MAX_BATCH_BYTES = 200_000;
+
+/** Splits message bodies, in order, into groups one sendBatch call takes: by count, and by `sizeOf` (bytes). */
+export function sendBatchGroups<T>(bodies: readonly T[], sizeOf: (body: T) => number): T[][] {
+  const groups: T[][] = [];
+  let group: T[] = [];
+  let bytes = 0;
+  for (const body of bodies) {
+    const size = sizeOf(body);
+    if (group.length === MAX_BATCH_MESSAGES || (group.length > 0 && bytes + size > MAX_BATCH_BYTES)) {
+      groups.push(group);
+      group = [];
+      bytes = 0;
+    }
+    group.push(body);
+    bytes += size;
+  }
+  if (group.length > 0) groups.push(group);
+  return groups;
+}

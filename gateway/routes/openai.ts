@@ -172,7 +172,7 @@ export function openAIRoutes(state: IsolateState) {
         random: Math.random,
         sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
         newId: () => crypto.randomUUID(),
-        sink: state.events.sink(c.env.EVENTS),
+        sink: state.events.sink(c.env),
         waitUntil: (p) => c.executionCtx.waitUntil(p),
         secrets: secretCacheFor(c.env.KEY_ENCRYPTION_KEY),
         observations: state.observations,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, eventsOfMessage, packEvents, type KeypoolEvent } from "../../schema";
+import { MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, eventsOfMessage, packEvents, sendBatchGroups, type KeypoolEvent } from "../../schema";
 
 const admin = (n: number, detail: Record<string, unknown> | null = null): KeypoolEvent => ({
   v: 1, type: "admin", id: `evt-${String(n).padStart(8, "0")}`, ts: n, actor: "admin", action: "keys.update", target: null, detail,
@@ -42,5 +42,19 @@ describe("eventsOfMessage", () => {
     expect(eventsOfMessage({ events: "x" })).toEqual([{ events: "x" }]);
     expect(eventsOfMessage(null)).toEqual([null]);
     expect(eventsOfMessage("text")).toEqual(["text"]);
+  });
+});
+
+describe("sendBatchGroups", () => {
+  it("groups bodies in order under the count and byte limits of one sendBatch", () => {
+    const bodies = Array.from({ length: 250 }, (_, i) => i);
+    expect(sendBatchGroups(bodies, () => 10).map((g) => g.length)).toEqual([MAX_BATCH_MESSAGES, MAX_BATCH_MESSAGES, 50]);
+    // 90 kB bodies: two fit a group, a third would pass the byte limit.
+    const big = sendBatchGroups([1, 2, 3, 4, 5], () => 90_000);
+    expect(big).toEqual([[1, 2], [3, 4], [5]]);
+    for (const g of big) expect(g.length * 90_000).toBeLessThanOrEqual(MAX_BATCH_BYTES);
+    // A body over the limit still goes, alone.
+    expect(sendBatchGroups(["a", "huge", "b"], (b) => (b === "huge" ? MAX_BATCH_BYTES + 1 : 1))).toEqual([["a"], ["huge"], ["b"]]);
+    expect(sendBatchGroups([], () => 1)).toEqual([]);
   });
 });

@@ -236,6 +236,14 @@ describe("management", () => {
     expect(text).toMatch(/^# HELP keypool_requests_24h/m);
     expect(text).toMatch(/^keypool_keys\{state="active"\} \d+$/m);
     expect(text).toMatch(/^keypool_attempts_24h\{outcome="ok"\} \d+$/m);
+    // Events the queue refused show as a backlog until the scheduler sends them on.
+    const backlog = (t: string) => Number(/^keypool_event_outbox_events (\d+)$/m.exec(t)?.[1]);
+    const before = backlog(text);
+    expect(before).toBeGreaterThanOrEqual(0);
+    await env.DB.prepare("INSERT INTO event_outbox (created_at, events, body) VALUES (?1, 3, '{\"events\":[]}')").bind(Date.now()).run();
+    const after = await (await gateway("/admin/api/metrics", { headers: { authorization: `Bearer ${await adminToken()}` } })).text();
+    expect(backlog(after)).toBe(before + 3);
+    await env.DB.prepare("DELETE FROM event_outbox WHERE body = '{\"events\":[]}'").run();
   });
 });
 

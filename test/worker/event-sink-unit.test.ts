@@ -1,38 +1,85 @@
+import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { KeypoolEvent } from "../../schema";
-import { EventBatcher, queueEventSink } from "../../gateway/storage/event-sink";
+import { EventBatcher, drainEventOutbox, queueEventSink } from "../../gateway/storage/event-sink";
 
 const event: KeypoolEvent = { v: 1, type: "admin", id: "evt-00000001", ts: 1, actor: "a", action: "x", target: null, detail: null };
+
+/** The sink's bindings: the given queue, and the test D1 for the outbox. */
+const pipe = (queue: object) => ({ EVENTS: queue as Queue, DB: env.DB });
+const outboxRows = async (id: string) =>
+  (await env.DB.prepare("SELECT events, body FROM event_outbox WHERE body LIKE ?1").bind(`%${id}%`).all<{ events: number; body: string }>()).results;
 
 describe("queueEventSink", () => {
   it("sends a request's events packed in one message", async () => {
     const send = vi.fn(async () => {});
-    await queueEventSink({ send } as unknown as Queue)([event, { ...event, id: "evt-00000002" }]);
+    await queueEventSink(pipe({ send }))([event, { ...event, id: "evt-00000002" }]);
     expect(send).toHaveBeenCalledTimes(1);
     expect(send.mock.calls[0]).toEqual([{ events: [event, { ...event, id: "evt-00000002" }] }, { contentType: "json" }]);
   });
 
-  it("sends more than 100 events as several messages, and keeps sending after one fails", async () => {
-    const error = vi.spyOn(console, "error").mockImplementation(() => {});
+  it("sends more than 100 events as several messages, trying a failed send again", async () => {
     const sent: number[] = [];
     let calls = 0;
     const send = vi.fn(async (body: { events: unknown[] }) => {
-      if (calls++ === 0) throw new Error("queue down");
+      if (calls++ === 0) throw new Error("queue busy");
       sent.push(body.events.length);
     });
     const events = Array.from({ length: 250 }, (_, i) => ({ ...event, id: `evt-${String(i).padStart(8, "0")}` }));
-    await queueEventSink({ send } as unknown as Queue)(events);
-    expect(send).toHaveBeenCalledTimes(3);
-    expect(sent).toEqual([100, 50]);
-    expect(String(error.mock.calls[0]![0])).toContain("100 event(s)");
-    error.mockRestore();
+    await queueEventSink(pipe({ send }), [0, 0])(events);
+    expect(send).toHaveBeenCalledTimes(4);
+    expect(sent).toEqual([100, 100, 50]);
   });
 
-  it("logs a failed send without its contents and never throws", async () => {
+  it("keeps a message the queue refuses three times in the outbox, logged without its contents, and the drain sends it on", async () => {
     const error = vi.spyOn(console, "error").mockImplementation(() => {});
-    const sink = queueEventSink({ send: async () => Promise.reject(new Error("queue down: secret sk-should-not-appear")) } as unknown as Queue);
+    const id = `evt-${crypto.randomUUID()}`;
+    const refused = vi.fn(async () => Promise.reject(new Error("queue down: secret sk-should-not-appear")));
+    await expect(queueEventSink(pipe({ send: refused }), [0, 0])([{ ...event, id }, { ...event, id: `${id}-2` }])).resolves.toBeUndefined();
+    expect(refused).toHaveBeenCalledTimes(3);
+    const kept = await outboxRows(id);
+    expect(kept).toHaveLength(1);
+    expect(kept[0]!.events).toBe(2);
+    expect(JSON.parse(kept[0]!.body)).toEqual({ events: [{ ...event, id }, { ...event, id: `${id}-2` }] });
+    expect(error).toHaveBeenCalledTimes(1);
+    expect(String(error.mock.calls[0]![0])).toContain("2 event(s) kept in the outbox");
+    expect(String(error.mock.calls[0]![0])).not.toContain("sk-should-not-appear");
+    error.mockRestore();
+
+    // The queue still refuses: the drain fails and the row stays.
+    await expect(drainEventOutbox(pipe({ sendBatch: async () => Promise.reject(new Error("down")) }))).rejects.toThrow();
+    expect(await outboxRows(id)).toHaveLength(1);
+
+    const batches: unknown[][] = [];
+    const sendBatch = vi.fn(async (messages: Iterable<MessageSendRequest>) => void batches.push([...messages].map((m) => m.body)));
+    const drained = await drainEventOutbox(pipe({ sendBatch }));
+    expect(batches.flat()).toContainEqual({ events: [{ ...event, id }, { ...event, id: `${id}-2` }] });
+    expect(drained.sent).toBeGreaterThanOrEqual(2);
+    expect(drained.waiting).toBe(0);
+    expect(await outboxRows(id)).toHaveLength(0);
+  });
+
+  it("drains a backlog of several pages in one run, oldest first", async () => {
+    const tag = crypto.randomUUID();
+    const ids = Array.from({ length: 230 }, (_, i) => `${tag}-${String(i).padStart(3, "0")}`);
+    await env.DB.batch(ids.map((id, i) => env.DB.prepare("INSERT INTO event_outbox (created_at, events, body) VALUES (?1, 1, ?2)").bind(i, JSON.stringify({ events: [{ ...event, id }] }))));
+    const sentIds: string[] = [];
+    const sendBatch = vi.fn(async (messages: Iterable<MessageSendRequest>) => {
+      for (const m of messages) sentIds.push(...(m.body as { events: KeypoolEvent[] }).events.map((e) => e.id));
+    });
+    const drained = await drainEventOutbox(pipe({ sendBatch }));
+    expect(sentIds.filter((id) => id.startsWith(tag))).toEqual(ids);
+    expect(drained).toEqual({ sent: sentIds.length, waiting: 0 });
+    expect(sendBatch.mock.calls.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it("never throws, and logs the count lost, when the queue and D1 both fail", async () => {
+    const error = vi.spyOn(console, "error").mockImplementation(() => {});
+    const brokenDb = { prepare: () => ({ bind: () => ({ run: async () => Promise.reject(new Error("D1 down sk-should-not-appear")) }) }) } as unknown as D1Database;
+    const sink = queueEventSink({ EVENTS: { send: async () => Promise.reject(new Error("down")) } as unknown as Queue, DB: brokenDb }, [0, 0]);
     await expect(sink([event])).resolves.toBeUndefined();
     expect(error).toHaveBeenCalledTimes(1);
+    expect(String(error.mock.calls[0]![0])).toContain("1 event(s) lost");
     expect(String(error.mock.calls[0]![0])).not.toContain("sk-should-not-appear");
     error.mockRestore();
   });
@@ -50,7 +97,7 @@ describe("EventBatcher", () => {
   it("sends the events of requests arriving within the delay in one queue call, owned by the request that opened it", async () => {
     const { sends, queue } = recordingQueue();
     const batcher = new EventBatcher(30);
-    const sink = batcher.sink(queue);
+    const sink = batcher.sink(pipe(queue));
     let ownerDone = false;
     const owner = sink([ev(1)]).then(() => void (ownerDone = true));
     // Joiners never wait on the owner's promise (cross-request in workerd): theirs is settled.
@@ -67,7 +114,7 @@ describe("EventBatcher", () => {
   it("closes a batch at 100 events, so the next request opens and owns a new one", async () => {
     const { sends, queue } = recordingQueue();
     const batcher = new EventBatcher(20);
-    const sink = batcher.sink(queue);
+    const sink = batcher.sink(pipe(queue));
     const first = sink(Array.from({ length: 60 }, (_, i) => ev(i)));
     await sink(Array.from({ length: 40 }, (_, i) => ev(60 + i)));
     const second = sink([ev(100)]);
@@ -80,11 +127,15 @@ describe("EventBatcher", () => {
     const error = vi.spyOn(console, "error").mockImplementation(() => {});
     const batcher = new EventBatcher(1);
     const send = vi.fn(async () => Promise.reject(new Error("down")));
-    const sink = batcher.sink({ send } as unknown as Queue);
+    const sink = batcher.sink(pipe({ send }));
     await expect(sink([])).resolves.toBeUndefined();
     expect(send).not.toHaveBeenCalled();
-    await expect(sink([ev(1)])).resolves.toBeUndefined();
-    expect(send).toHaveBeenCalledTimes(1);
+    const id = `evt-${crypto.randomUUID()}`;
+    await expect(sink([{ ...ev(1), id }])).resolves.toBeUndefined();
+    // Sent three times (with the production retry delays), then kept for the scheduler.
+    expect(send).toHaveBeenCalledTimes(3);
+    expect(await outboxRows(id)).toHaveLength(1);
+    await env.DB.prepare("DELETE FROM event_outbox WHERE body LIKE ?1").bind(`%${id}%`).run();
     error.mockRestore();
   });
 });

@@ -40,6 +40,7 @@ export function schedulerDeps(answer: (url: string, key: string) => Response | P
     }) as unknown as typeof fetch,
     decrypt: async (sealed) => sealed.replace(/^plain:/, ""),
     now: () => clock.t,
+    drainOutbox: async () => ({ sent: 0, waiting: 0 }),
   };
   return { deps, calls, emitted };
 }

@@ -5,6 +5,9 @@ import { HOUR_MS, type KeypoolEvent } from "../../schema";
 import gateway from "../../gateway/index";
 import { runScheduled } from "../../scheduler";
 
+/** An event outbox with nothing waiting. */
+const empty = async () => ({ sent: 0, waiting: 0 });
+
 describe("scheduler", () => {
   it("prunes exactly the rollup rows and dedupe ids past their horizons", async () => {
     const now = Date.now();
@@ -21,7 +24,7 @@ describe("scheduler", () => {
     await env.DB.prepare("INSERT INTO seen_events (id, ts) VALUES (?1, ?2), (?3, ?4)").bind(`${tag}-old`, now - 73 * HOUR_MS, `${tag}-new`, now - HOUR_MS).run();
 
     const emitted: KeypoolEvent[] = [];
-    await runScheduled({ db: env.DB, now: () => now, emit: async (e) => void emitted.push(...e), fetch, decrypt: async (s) => s });
+    await runScheduled({ db: env.DB, now: () => now, emit: async (e) => void emitted.push(...e), fetch, decrypt: async (s) => s, drainOutbox: empty });
 
     const left = async (table: string) =>
       (await env.DB.prepare(`SELECT key_id FROM ${table} WHERE key_id LIKE ?1`).bind(`${tag}%`).all<{ key_id: string }>()).results.map((r) => r.key_id);
@@ -35,7 +38,7 @@ describe("scheduler", () => {
 
   it("asks the consumer to republish a snapshot that is stale, and not a fresh one", async () => {
     const emitted: KeypoolEvent[] = [];
-    const deps = { db: env.DB, emit: async (e: KeypoolEvent[]) => void emitted.push(...e), fetch, decrypt: async (s: string) => s };
+    const deps = { db: env.DB, emit: async (e: KeypoolEvent[]) => void emitted.push(...e), fetch, decrypt: async (s: string) => s, drainOutbox: empty };
     const setGeneratedAt = (t: number) => env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_generated_at'").bind(t).run();
     const before = await env.DB.prepare("SELECT value FROM meta WHERE name = 'snapshot_published_generated_at'").first<number>("value");
     await setGeneratedAt(1_000);
@@ -48,12 +51,36 @@ describe("scheduler", () => {
     await setGeneratedAt(before ?? 0);
   });
 
-  it("runs from the gateway Worker's scheduled() handler", async () => {
+  it("reports a failed outbox drain and still does the rest of its run", async () => {
+    const error = vi.spyOn(console, "error").mockImplementation(() => {});
+    const emitted: KeypoolEvent[] = [];
+    const report = await runScheduled({
+      db: env.DB,
+      now: () => Date.now(),
+      emit: async (e) => void emitted.push(...e),
+      fetch,
+      decrypt: async (s) => s,
+      drainOutbox: async () => Promise.reject(new Error("queue down")),
+    });
+    expect(report.outbox).toBe("failed");
+    expect(report.pruned).toHaveProperty("seen_events");
+    expect(String(error.mock.calls[0]![0])).toContain("event outbox drain failed");
+    error.mockRestore();
+  });
+
+  it("runs from the gateway Worker's scheduled() handler, sending on what the outbox kept", async () => {
     const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    const id = crypto.randomUUID();
+    const kept: KeypoolEvent = { v: 1, type: "admin", id, ts: Date.now(), actor: "test", action: "test.outbox", target: null, detail: null };
+    await env.DB.prepare("INSERT INTO event_outbox (created_at, events, body) VALUES (?1, 1, ?2)").bind(Date.now(), JSON.stringify({ events: [kept] })).run();
     const ctx = createExecutionContext();
     await gateway.scheduled(createScheduledController({ scheduledTime: Date.now(), cron: "* * * * *" }), env, ctx);
     await waitOnExecutionContext(ctx);
-    expect(log.mock.calls.some(([line]) => String(line).startsWith("keypool scheduler: probed"))).toBe(true);
+    const line = log.mock.calls.map(([l]) => String(l)).find((l) => l.startsWith("keypool scheduler: probed"));
+    expect(line).toMatch(/outbox [1-9]\d* event\(s\) sent, 0 message\(s\) waiting/);
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM event_outbox").first("n")).toBe(0);
+    // The consumer folds it like any queued event: it reaches the audit log.
+    await vi.waitFor(async () => expect(await env.DB.prepare("SELECT action FROM audit_log WHERE id = ?1").bind(id).first("action")).toBe("test.outbox"), { timeout: 5_000 });
     log.mockRestore();
   });
 });

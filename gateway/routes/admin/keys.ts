@@ -170,7 +170,7 @@ export function keyRoutes(state: IsolateState) {
       });
     });
     // The seed's balances become probe readings, folded into health like any other.
-    await queueEventSink(c.env.EVENTS)(balances);
+    await queueEventSink(c.env)(balances);
     const result = { added: added.size, duplicates: body.tokens.length - added.size, disabled: unique.filter((t, i) => added.has(rows[i]!.id) && !t.enabled).length, balances: balances.length };
     await emitAdminEvent(c, "keys.import_seed", upstream.id, result);
     return c.json(result);

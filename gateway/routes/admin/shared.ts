@@ -44,7 +44,7 @@ export function readQuery<S extends z.ZodType>(c: AdminContext, schema: S): z.in
  */
 export async function emitAdminEvent(c: AdminContext, action: string, target: string | null, detail: Record<string, unknown> | null): Promise<void> {
   const event: AdminEvent = { v: EVENT_VERSION, type: "admin", id: crypto.randomUUID(), ts: Date.now(), actor: c.get("admin"), action, target, detail };
-  await queueEventSink(c.env.EVENTS)([event]);
+  await queueEventSink(c.env)([event]);
 }
 
 /** 404 in the admin error shape for a missing resource. */

@@ -3,6 +3,7 @@ import { DAY_MS, HOUR_MS, MINUTE_MS, dayStart, deriveKeyState, hourStart, minute
 import type { GatewayHono } from "../../context";
 import { invalidRequest } from "../../errors";
 import { bucketStarts, fillSeries, summarize, toMetrics, type MetricSums } from "../../logic/stats";
+import { eventOutboxBacklog } from "../../storage/event-sink";
 import { loadKeyRows } from "../../storage/keys-db";
 import { readSettings } from "../../storage/settings-db";
 import { breakdownRows, bucketTotals, rollingTotals, seriesRows, type BreakdownBy } from "../../storage/stats-db";
@@ -58,10 +59,11 @@ export function statsRoutes() {
     const now = Date.now();
     const settings = await readSettings(c.env.DB);
     const from = hourStart(now) - 23 * HOUR_MS;
-    const [byUpstream, minutes, keys] = await Promise.all([
+    const [byUpstream, minutes, keys, outbox] = await Promise.all([
       breakdownRows(c.env.DB, "rollup_hour", from, now, "upstream", {}, 1_000),
       bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
       loadKeyRows(c.env.DB, dayStart(now, settings.timeZone)),
+      eventOutboxBacklog(c.env.DB),
     ]);
     const total = (field: keyof MetricSums) => byUpstream.reduce((n, r) => n + Number(r[field] ?? 0), 0);
     const rates = summarize(minutes, undefined, { requests: 0, tokens: 0 }, now, settings.timeZone);
@@ -92,6 +94,9 @@ export function statsRoutes() {
       "# HELP keypool_keys Upstream keys by state.",
       "# TYPE keypool_keys gauge",
       ...Object.entries(byState).map(([state, n]) => `keypool_keys{state="${state}"} ${n}`),
+      "# HELP keypool_event_outbox_events Events the queue refused, kept in D1 until the scheduler sends them on (normally 0).",
+      "# TYPE keypool_event_outbox_events gauge",
+      `keypool_event_outbox_events ${outbox.events}`,
     ];
     return c.text(lines.join("\n") + "\n", 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
   });
