@@ -34,8 +34,8 @@ export interface ProxyRequest {
   /** The query string, with its `?`, or empty. */
   search: string;
   headers: Headers;
-  /** Estimated prompt tokens, used only if the upstream reports no usage. */
-  promptEstimate: number;
+  /** Estimates the prompt's tokens; called only if the upstream reports no usage. */
+  promptEstimate: () => number;
   signal: AbortSignal;
 }
 
@@ -83,11 +83,12 @@ async function sendAttempt(req: ProxyRequest, url: string, init: RequestInit, ti
 }
 
 /** Usage for the event: the upstream's, else an estimate from the prompt and the text seen. */
-function settleUsage(record: AttemptRecord, result: RelayResult, promptEstimate: number): void {
+function settleUsage(record: AttemptRecord, result: RelayResult, estimatePrompt: () => number): void {
   if (result.usage) {
     record.usage = result.usage;
     return;
   }
+  const promptEstimate = estimatePrompt();
   const completionTokens = result.completionEstimate;
   record.usage = { promptTokens: promptEstimate, completionTokens, totalTokens: promptEstimate + completionTokens, cachedTokens: 0, reasoningTokens: 0 };
   record.estimated = true;

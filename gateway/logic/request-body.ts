@@ -57,22 +57,21 @@ export async function bodyForUpstream(body: ClientBody, upstream: SnapshotUpstre
 export const MAX_JSON_DEPTH = 64;
 
 /**
- * Whether the JSON text nests arrays and objects deeper than `max`, scanning the
- * bytes once without parsing (brackets inside strings do not count). Cheap enough
- * for every request, and refuses a pathological body before it costs more.
+ * Whether a parsed JSON value nests arrays and objects deeper than `max`. It
+ * walks only arrays and objects — strings are leaves, so a long prompt costs a
+ * few steps, not one per byte — and stops as soon as it is past `max`.
+ * (JSON.parse itself takes any depth without recursion.)
  */
-export function jsonNestsDeeperThan(bytes: Uint8Array, max: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i]!;
-    if (inString) {
-      if (b === 0x5c) i++; // a backslash escapes the next byte
-      else if (b === 0x22) inString = false;
-    } else if (b === 0x22) inString = true;
-    else if (b === 0x5b || b === 0x7b) {
-      if (++depth > max) return true;
-    } else if (b === 0x5d || b === 0x7d) depth--;
+export function nestsDeeperThan(value: unknown, max: number): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  if (max <= 0) return true;
+  if (Array.isArray(value)) {
+    for (const v of value) if (typeof v === "object" && v !== null && nestsDeeperThan(v, max - 1)) return true;
+    return false;
+  }
+  for (const key in value) {
+    const v = (value as Record<string, unknown>)[key];
+    if (typeof v === "object" && v !== null && nestsDeeperThan(v, max - 1)) return true;
   }
   return false;
 }

@@ -4,7 +4,7 @@ import { KeypoolError, errorResponse, invalidRequest } from "../errors";
 import { assertModelAllowed, authenticateClient } from "../logic/client-auth";
 import { addCorsHeaders, allowOriginFor, preflightResponse } from "../logic/cors";
 import { estimatePromptTokens } from "../logic/estimate-tokens";
-import { MAX_JSON_DEPTH, jsonNestsDeeperThan, type ClientBody } from "../logic/request-body";
+import { MAX_JSON_DEPTH, nestsDeeperThan, type ClientBody } from "../logic/request-body";
 import { secretCacheFor } from "../logic/secrets";
 import { missingSecrets } from "../middleware";
 import { listModels } from "../models";
@@ -57,9 +57,6 @@ async function readJsonBody(c: OpenAIContext, endpoint: string): Promise<ClientB
     throw new KeypoolError(415, "invalid_request_error", "Send the request body as application/json.", "unsupported_media_type");
   }
   const bytes = await readBytes(c);
-  if (jsonNestsDeeperThan(new Uint8Array(bytes), MAX_JSON_DEPTH)) {
-    throw invalidRequest(`The request body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`);
-  }
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
@@ -67,6 +64,9 @@ async function readJsonBody(c: OpenAIContext, endpoint: string): Promise<ClientB
     throw invalidRequest("The request body is not valid JSON.");
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) throw invalidRequest("The request body must be a JSON object.");
+  if (nestsDeeperThan(json, MAX_JSON_DEPTH)) {
+    throw invalidRequest(`The request body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`);
+  }
   const fields = json as Record<string, unknown>;
   return { endpoint, bytes, json: fields, contentType, model: readModel(fields.model), stream: readStream(fields.stream) };
 }
@@ -163,7 +163,8 @@ export function openAIRoutes(state: IsolateState) {
         body,
         search: searchOf(c.req.url),
         headers: c.req.raw.headers,
-        promptEstimate: body.json ? estimatePromptTokens(body.json) : 0,
+        // Walks the whole prompt: only for an answer that reports no usage.
+        promptEstimate: () => (body.json ? estimatePromptTokens(body.json) : 0),
         signal: c.req.raw.signal,
       },
       {

@@ -237,9 +237,18 @@ export function percentile(xs, p) {
 }
 
 const MESSAGES = [{ role: "user", content: "hello" }];
+/** A long conversation (about 44 kB of JSON): a long system prompt in English, a Chinese document, a short exchange. */
+const LONG_MESSAGES = [
+  { role: "system", content: "The quick brown fox jumps over the lazy dog. ".repeat(700) },
+  { role: "user", content: "我们需要一个可靠的网关来管理许多上游密钥。".repeat(200) },
+  { role: "assistant", content: "Understood." },
+  { role: "user", content: "Summarise the document in one sentence." },
+];
 
 /**
- * The request shapes measured: chat JSON; a 20-chunk stream whose client asks
+ * The request shapes measured: chat JSON, with a one-word prompt and with a long
+ * conversation (the gateway reads and parses the body; the null Worker streams it
+ * through unread); a 20-chunk stream whose client asks
  * for usage (as the Vercel AI SDK and LangChain do), plain and paced 5 ms a
  * chunk; and a stream whose client does not ask, where Keypool asks the
  * upstream itself and must take the usage chunk out before the client sees it.
@@ -253,6 +262,7 @@ export const SCENARIOS = [
     behavior: { words: 20, chunkDelayMs: 5 },
   },
   { name: "chat SSE, 20 chunks, client did not ask for usage", body: { model: "mock-gpt", messages: MESSAGES, stream: true }, behavior: { words: 20 } },
+  { name: "chat JSON, 44 kB prompt", body: { model: "mock-gpt", messages: LONG_MESSAGES }, behavior: { words: 20 } },
 ];
 
 export const TARGETS = ["direct", "null Worker", "Keypool, 10 keys", "Keypool, large pool"];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { SnapshotUpstream } from "../../schema";
 import { answerText, estimatePromptTokens, estimateTextTokens } from "../../gateway/logic/estimate-tokens";
-import { bodyForUpstream, jsonNestsDeeperThan, type ClientBody } from "../../gateway/logic/request-body";
+import { bodyForUpstream, nestsDeeperThan, type ClientBody } from "../../gateway/logic/request-body";
 import { readUsage } from "../../gateway/logic/usage";
 
 describe("token estimates", () => {
@@ -73,15 +73,26 @@ describe("bodyForUpstream", () => {
   });
 });
 
-describe("jsonNestsDeeperThan", () => {
-  const enc = (s: string) => new TextEncoder().encode(s);
-  it("counts the nesting of arrays and objects, not brackets inside strings or escaped quotes", () => {
-    expect(jsonNestsDeeperThan(enc('{"a":[{"b":[1]}]}'), 4)).toBe(false);
-    expect(jsonNestsDeeperThan(enc('{"a":[{"b":[1]}]}'), 3)).toBe(true);
-    expect(jsonNestsDeeperThan(enc('{"a":"[[[[[[[[{{{{{{"}'), 1)).toBe(false);
-    expect(jsonNestsDeeperThan(enc('{"a":"\\"}'), 1)).toBe(false);
-    expect(jsonNestsDeeperThan(enc('{"a":"x\\\"[[[[","b":[[1]]}'), 2)).toBe(true);
-    expect(jsonNestsDeeperThan(enc('{"a":"x\\\"[[[[","b":[[1]]}'), 3)).toBe(false);
-    expect(jsonNestsDeeperThan(enc("[".repeat(65) + "]".repeat(65)), 64)).toBe(true);
+describe("nestsDeeperThan", () => {
+  const deeper = (text: string, max: number) => nestsDeeperThan(JSON.parse(text), max);
+  it("counts the nesting of arrays and objects, not brackets inside strings", () => {
+    expect(deeper('{"a":[{"b":[1]}]}', 4)).toBe(false);
+    expect(deeper('{"a":[{"b":[1]}]}', 3)).toBe(true);
+    expect(deeper('{"a":"[[[[[[[[{{{{{{"}', 1)).toBe(false);
+    expect(deeper('{"a":"x\\"[[[[","b":[[1]]}', 2)).toBe(true);
+    expect(deeper('{"a":"x\\"[[[[","b":[[1]]}', 3)).toBe(false);
+    expect(deeper('{"a":[],"b":{},"c":1}', 2)).toBe(false);
+    expect(deeper('{"a":[],"b":{},"c":1}', 1)).toBe(true);
+    expect(deeper("1", 0)).toBe(false);
+    expect(deeper("[".repeat(64) + "]".repeat(64), 64)).toBe(false);
+    expect(deeper("[".repeat(65) + "]".repeat(65), 64)).toBe(true);
+    // A key named __proto__ is an own property of a parsed object; its value is walked too.
+    expect(deeper('{"__proto__":[[[[1]]]]}', 3)).toBe(true);
+    // The deep part may sit after many shallow siblings.
+    expect(deeper(`{"m":[${'{"c":"x"},'.repeat(1000)}[[[[1]]]]]}`, 4)).toBe(true);
+  });
+
+  it("walks a hostile body of 100,000 levels without recursing past the limit", () => {
+    expect(deeper("[".repeat(100_000) + "]".repeat(100_000), 64)).toBe(true);
   });
 });
