@@ -10,8 +10,8 @@
  * - over HTTP, side by side and alternating (scripts/lib/bench-http.mjs): the
  *   mock upstream straight, a null Worker and Keypool with 10 and 10,000 keys,
  *   each Worker in its own Miniflare; chat JSON (a one-word and a 44 kB prompt),
- *   SSE, paced SSE and SSE whose
- *   usage chunk Keypool hides, at 1 and 50 connections: requests/s, p50 / p99,
+ *   SSE, paced SSE and SSE whose usage chunk Keypool hides, at 1 and 50
+ *   connections: requests/s, p50 / p99,
  *   first byte, CPU per request of the workerd process, events stored; then the
  *   stats API over 30 days × 1,000 keys of rollups. --smoke runs all of it for
  *   a fraction of a second each, with 100 keys instead of 10,000.
