@@ -33,9 +33,32 @@ const MODELS = ["mock-gpt", "mock-gpt-mini", "mock-embed"];
 
 const WORDS = REPLY.split(" ");
 
+/**
+ * The response headers OpenAI sends with a chat answer (besides content type and
+ * length), so a gateway that copies headers pays for as many as it would in
+ * production: request id, processing time, version, rate-limit state, a cookie.
+ */
+function providerHeaders() {
+  return {
+    "x-request-id": `req_${Math.random().toString(36).slice(2, 14)}`,
+    "openai-organization": "mock-org",
+    "openai-processing-ms": "12",
+    "openai-version": "2020-10-01",
+    "x-ratelimit-limit-requests": "10000",
+    "x-ratelimit-limit-tokens": "2000000",
+    "x-ratelimit-remaining-requests": "9999",
+    "x-ratelimit-remaining-tokens": "1999950",
+    "x-ratelimit-reset-requests": "6ms",
+    "x-ratelimit-reset-tokens": "1ms",
+    "strict-transport-security": "max-age=31536000; includeSubDomains; preload",
+    "x-content-type-options": "nosniff",
+    "set-cookie": "__cf_bm=mock; path=/; HttpOnly; Secure; SameSite=None",
+  };
+}
+
 /** Writes SSE frames, pausing `chunkDelayMs` between them when the key is paced. */
 function sseWriter(res, b, stats) {
-  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...providerHeaders() });
   res.on("close", () => {
     if (!res.writableEnded) stats.cancelledStreams++;
   });
@@ -76,7 +99,7 @@ async function chatCompletions({ res, body, b, stats, fault }) {
       return void res.destroy();
     }
     if (!b.omitUsage && !res.destroyed) stats.reportedTokens += promptTokens + completionTokens;
-    return sendJson(res, 200, answer);
+    return sendJson(res, 200, answer, providerHeaders());
   }
   const sse = sseWriter(res, b, stats);
   const chunk = (delta, finish = null) => ({ ...base, object: "chat.completion.chunk", choices: [{ index: 0, delta, finish_reason: finish }] });
