@@ -96,7 +96,9 @@ export interface PackedEvents {
 
 /** The most events one packed message carries. */
 export const MAX_EVENTS_PER_MESSAGE = 100;
-/** A queue message may be 128 KB; packed messages stay under this many bytes of JSON. */
+/** The largest message body the queue takes (128 KB). */
+export const QUEUE_MESSAGE_LIMIT_BYTES = 128_000;
+/** Packed messages stay under this many bytes of JSON, below the queue's limit. */
 export const MAX_MESSAGE_BYTES = 120_000;
 
 /** The events one queue message carries: the packed ones, or the body itself as a single event. */

@@ -1,4 +1,4 @@
-import { MAX_EVENTS_PER_MESSAGE, packEvents, sendBatchGroups, type KeypoolEvent, type PackedEvents } from "../../schema";
+import { MAX_EVENTS_PER_MESSAGE, QUEUE_MESSAGE_LIMIT_BYTES, packEvents, sendBatchGroups, type KeypoolEvent, type PackedEvents } from "../../schema";
 
 /** Where the gateway's events go; the queue in production, a fake in unit tests. */
 export type EventSink = (events: KeypoolEvent[]) => Promise<void>;
@@ -26,9 +26,15 @@ export function queueEventSink(pipe: EventPipe, retryDelaysMs: readonly number[]
   return async (events) => {
     for (const message of packEvents(events)) {
       if (await sendWithRetries(pipe.EVENTS, message, retryDelaysMs)) continue;
+      const body = JSON.stringify(message);
+      if (encoder.encode(body).byteLength > QUEUE_MESSAGE_LIMIT_BYTES) {
+        // One event too large for any message: the queue will never take it, so keeping it would block the outbox.
+        console.error(`keypool: ${message.events.length} event(s) lost: larger than a queue message may be`);
+        continue;
+      }
       try {
         await pipe.DB.prepare("INSERT INTO event_outbox (created_at, events, body) VALUES (?1, ?2, ?3)")
-          .bind(Date.now(), message.events.length, JSON.stringify(message))
+          .bind(Date.now(), message.events.length, body)
           .run();
         console.error(`keypool: queue send failed; ${message.events.length} event(s) kept in the outbox`);
       } catch (err) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, eventsOfMessage, packEvents, sendBatchGroups, type KeypoolEvent } from "../../schema";
+import { MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, QUEUE_MESSAGE_LIMIT_BYTES, eventsOfMessage, packEvents, sendBatchGroups, type KeypoolEvent } from "../../schema";
 
 const admin = (n: number, detail: Record<string, unknown> | null = null): KeypoolEvent => ({
   v: 1, type: "admin", id: `evt-${String(n).padStart(8, "0")}`, ts: n, actor: "admin", action: "keys.update", target: null, detail,
@@ -21,7 +21,7 @@ describe("packEvents", () => {
     const messages = packEvents(events);
     expect(messages.length).toBeGreaterThan(2);
     // The queue refuses a message over 128 KB.
-    for (const m of messages) expect(bytes(m)).toBeLessThanOrEqual(128_000);
+    for (const m of messages) expect(bytes(m)).toBeLessThanOrEqual(QUEUE_MESSAGE_LIMIT_BYTES);
     expect(messages.flatMap((m) => m.events)).toEqual(events);
   });
 

@@ -73,6 +73,16 @@ describe("queueEventSink", () => {
     expect(sendBatch.mock.calls.length).toBeGreaterThanOrEqual(3);
   });
 
+  it("does not keep an event too large for any queue message, which would block the outbox", async () => {
+    const error = vi.spyOn(console, "error").mockImplementation(() => {});
+    const id = `evt-${crypto.randomUUID()}`;
+    const huge: KeypoolEvent = { ...event, id, detail: { note: "x".repeat(130_000) } };
+    await queueEventSink(pipe({ send: async () => Promise.reject(new Error("too large")) }), [0, 0])([huge]);
+    expect(await outboxRows(id)).toHaveLength(0);
+    expect(String(error.mock.calls[0]![0])).toContain("1 event(s) lost: larger than a queue message may be");
+    error.mockRestore();
+  });
+
   it("never throws, and logs the count lost, when the queue and D1 both fail", async () => {
     const error = vi.spyOn(console, "error").mockImplementation(() => {});
     const brokenDb = { prepare: () => ({ bind: () => ({ run: async () => Promise.reject(new Error("D1 down sk-should-not-appear")) }) }) } as unknown as D1Database;
