@@ -52,23 +52,23 @@ const SERVING_STATES = new Set(["active", "cooling"]);
  */
 export function buildPoolIndex(snapshot: Snapshot): PoolIndex {
   const upstreams = new Map(snapshot.upstreams.map((u) => [u.id, u]));
-  // Keys by the model list they serve ("" for any model): most pools have a few.
+  // Keys by the model list they serve (`[]` for any model): most pools have a few.
   const groups = new Map<string, { models: string[]; keys: SnapshotKey[] }>();
   for (const key of snapshot.keys) {
     const upstream = upstreams.get(key.upstreamId);
     if (!upstream?.enabled || !SERVING_STATES.has(key.state)) continue;
     // A key may narrow its upstream's models; an upstream with no list serves any model.
     const models = key.models.length > 0 ? key.models : upstream.models.length > 0 ? [...upstream.models, ...Object.keys(upstream.aliases)] : [];
-    const signature = models.join("\n");
+    const signature = JSON.stringify(models);
     const group = groups.get(signature);
     if (group) group.keys.push(key);
     else groups.set(signature, { models, keys: [key] });
   }
-  const anyGroup = groups.get("");
+  const anyGroup = groups.get("[]");
   const anyLists = anyGroup ? [keyList(anyGroup.keys)] : [];
   const listsByModel = new Map<string, KeyList[]>();
   for (const [signature, group] of groups) {
-    if (signature === "") continue;
+    if (signature === "[]") continue;
     const list = keyList(group.keys);
     for (const model of new Set(group.models)) {
       const lists = listsByModel.get(model);

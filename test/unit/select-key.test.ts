@@ -88,6 +88,10 @@ describe("selectKey", () => {
     const counts = pickCounts(snap, 8_000);
     expect(counts.size).toBe(8);
     for (const n of counts.values()) expect(n).toBeGreaterThan(600);
+    // Lists are told apart exactly: a model name holding a newline is not two models.
+    const odd = buildPoolIndex(snapshot([key("joined", { models: ["a\nb"] }), key("split", { models: ["a", "b"] })]));
+    expect(odd.byModel.get("a")!.lists.flatMap((l) => l.keys.map((k) => k.id))).toEqual(["split"]);
+    expect(odd.byModel.get("a\nb")!.lists.flatMap((l) => l.keys.map((k) => k.id))).toEqual(["joined"]);
     // Two models of one upstream share its list instead of each copying the keys.
     const index = buildPoolIndex(snapshot([key("a"), key("b")], ["m", "n"]));
     expect(index.byModel.get("m")!.lists[0]).toBe(index.byModel.get("n")!.lists[0]);
