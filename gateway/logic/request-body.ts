@@ -57,6 +57,35 @@ export async function bodyForUpstream(body: ClientBody, upstream: SnapshotUpstre
 export const MAX_JSON_DEPTH = 64;
 
 /**
+ * Bodies larger than this are scanned for their nesting before they are parsed:
+ * `JSON.parse` of megabytes of `[[[[…` builds millions of arrays (16 MiB of them,
+ * 8 M levels, took 464 MiB of heap in Node), more than an isolate may hold.
+ * Smaller bodies are checked after parsing, which costs a long prompt almost
+ * nothing (see `nestsDeeperThan`).
+ */
+export const SCAN_BEFORE_PARSE_BYTES = 1024 * 1024;
+
+/**
+ * Whether the JSON text nests arrays and objects deeper than `max`, scanning the
+ * bytes once without parsing (brackets inside strings do not count).
+ */
+export function jsonNestsDeeperThan(bytes: Uint8Array, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (inString) {
+      if (b === 0x5c) i++; // a backslash escapes the next byte
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) inString = true;
+    else if (b === 0x5b || b === 0x7b) {
+      if (++depth > max) return true;
+    } else if (b === 0x5d || b === 0x7d) depth--;
+  }
+  return false;
+}
+
+/**
  * Whether a parsed JSON value nests arrays and objects deeper than `max`. It
  * walks only arrays and objects — strings are leaves, so a long prompt costs a
  * few steps, not one per byte — and stops as soon as it is past `max`.

@@ -4,7 +4,7 @@ import { KeypoolError, errorResponse, invalidRequest } from "../errors";
 import { assertModelAllowed, authenticateClient } from "../logic/client-auth";
 import { addCorsHeaders, allowOriginFor, preflightResponse } from "../logic/cors";
 import { estimatePromptTokens } from "../logic/estimate-tokens";
-import { MAX_JSON_DEPTH, nestsDeeperThan, type ClientBody } from "../logic/request-body";
+import { MAX_JSON_DEPTH, SCAN_BEFORE_PARSE_BYTES, jsonNestsDeeperThan, nestsDeeperThan, type ClientBody } from "../logic/request-body";
 import { secretCacheFor } from "../logic/secrets";
 import { missingSecrets } from "../middleware";
 import { listModels } from "../models";
@@ -57,6 +57,8 @@ async function readJsonBody(c: OpenAIContext, endpoint: string): Promise<ClientB
     throw new KeypoolError(415, "invalid_request_error", "Send the request body as application/json.", "unsupported_media_type");
   }
   const bytes = await readBytes(c);
+  const tooDeep = () => invalidRequest(`The request body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`);
+  if (bytes.byteLength > SCAN_BEFORE_PARSE_BYTES && jsonNestsDeeperThan(new Uint8Array(bytes), MAX_JSON_DEPTH)) throw tooDeep();
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
@@ -64,9 +66,7 @@ async function readJsonBody(c: OpenAIContext, endpoint: string): Promise<ClientB
     throw invalidRequest("The request body is not valid JSON.");
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) throw invalidRequest("The request body must be a JSON object.");
-  if (nestsDeeperThan(json, MAX_JSON_DEPTH)) {
-    throw invalidRequest(`The request body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`);
-  }
+  if (nestsDeeperThan(json, MAX_JSON_DEPTH)) throw tooDeep();
   const fields = json as Record<string, unknown>;
   return { endpoint, bytes, json: fields, contentType, model: readModel(fields.model), stream: readStream(fields.stream) };
 }

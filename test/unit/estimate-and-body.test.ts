@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { SnapshotUpstream } from "../../schema";
 import { answerText, estimatePromptTokens, estimateTextTokens } from "../../gateway/logic/estimate-tokens";
-import { bodyForUpstream, nestsDeeperThan, type ClientBody } from "../../gateway/logic/request-body";
+import { bodyForUpstream, jsonNestsDeeperThan, nestsDeeperThan, type ClientBody } from "../../gateway/logic/request-body";
 import { readUsage } from "../../gateway/logic/usage";
 
 describe("token estimates", () => {
@@ -94,5 +94,24 @@ describe("nestsDeeperThan", () => {
 
   it("walks a hostile body of 100,000 levels without recursing past the limit", () => {
     expect(deeper("[".repeat(100_000) + "]".repeat(100_000), 64)).toBe(true);
+  });
+});
+
+describe("jsonNestsDeeperThan (large bodies, before parsing)", () => {
+  const enc = (s: string) => new TextEncoder().encode(s);
+  it("counts the nesting of arrays and objects, not brackets inside strings or escaped quotes", () => {
+    expect(jsonNestsDeeperThan(enc('{"a":[{"b":[1]}]}'), 4)).toBe(false);
+    expect(jsonNestsDeeperThan(enc('{"a":[{"b":[1]}]}'), 3)).toBe(true);
+    expect(jsonNestsDeeperThan(enc('{"a":"[[[[[[[[{{{{{{"}'), 1)).toBe(false);
+    expect(jsonNestsDeeperThan(enc('{"a":"\\"}'), 1)).toBe(false);
+    expect(jsonNestsDeeperThan(enc('{"a":"x\\"[[[[","b":[[1]]}'), 2)).toBe(true);
+    expect(jsonNestsDeeperThan(enc('{"a":"x\\"[[[[","b":[[1]]}'), 3)).toBe(false);
+    expect(jsonNestsDeeperThan(enc("[".repeat(65) + "]".repeat(65)), 64)).toBe(true);
+  });
+
+  it("agrees with the check on the parsed body", () => {
+    for (const text of ['{"a":[{"b":[1]}]}', '{"a":"x\\"[[[[","b":[[1]]}', "[".repeat(65) + "]".repeat(65), '{"m":[{"c":"{[{["}]}']) {
+      for (const max of [1, 2, 3, 4, 64]) expect(jsonNestsDeeperThan(enc(text), max)).toBe(nestsDeeperThan(JSON.parse(text), max));
+    }
   });
 });

@@ -46,6 +46,8 @@ function corpus(clientKey: string, model: string, adminAuth: string): HostileCas
   post("a lone surrogate's bytes", "/v1/chat/completions", json, new Uint8Array([...new TextEncoder().encode('{"model":"'), 0xed, 0xa0, 0x80, ...new TextEncoder().encode('"}')]));
   // Nesting far deeper than any real request.
   post("deeply nested JSON", "/v1/chat/completions", json, `{"model":"${model}","messages":${"[".repeat(200_000)}${"]".repeat(200_000)}}`);
+  // So deep that parsing it would build millions of arrays: refused before parsing.
+  post("deeply nested JSON of 16 MiB", "/v1/chat/completions", json, `{"model":"${model}","messages":${"[".repeat(8 * 1024 * 1024)}${"]".repeat(8 * 1024 * 1024)}}`);
   // Bodies over the limit, declared or not.
   post("a declared body over 32 MiB", "/v1/chat/completions", { ...json, "content-length": String(33 * 1024 * 1024) }, chatBody(model));
   post("an actual body over 32 MiB", "/v1/chat/completions", json, `{"model":"${model}","pad":"${"x".repeat(32 * 1024 * 1024)}"}`);
