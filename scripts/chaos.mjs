@@ -14,7 +14,9 @@
  *    and what the mock saw and reported. Checked after run 1, and after two more
  *    runs of the same traffic whose consumer has faults injected
  *    (stats-consumer/fault-injection.ts): every batch delivered twice, and D1
- *    failing on 10 % of batches.
+ *    failing on 10 % of batches; and after one whose gateway's queue refuses half
+ *    its sends (gateway/fault-injection.ts), so events wait in the outbox until
+ *    the scheduler, ticked here, sends them on.
  * 3. Bad input: test/worker/hostile-input.test.ts (npm test) sends what the fetch API
  *    can; here raw sockets send what it cannot (CR, LF, NUL in headers, folding, huge
  *    and countless headers) to the running stack.
@@ -45,7 +47,7 @@ import { Agent, WebSocket, fetch as undiciFetch } from "undici";
 import { startMockUpstream } from "../tools/mock-upstream/server.mjs";
 import { adminSession, waitForModel } from "./lib/admin-client.mjs";
 import { listenerOf, rssMiB, workerdProcesses } from "./lib/procfs.mjs";
-import { ROOT, applyMigrations, buildDashboard, freePort, generateSecrets, startWrangler } from "./lib/stack.mjs";
+import { ROOT, applyMigrations, buildDashboard, freePort, generateSecrets, startWrangler, tickScheduler } from "./lib/stack.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -140,11 +142,24 @@ function faultConsumerConfig(dir, faults) {
   return file;
 }
 
+/** wrangler.gateway.toml with the queue-refusing entry and its GATEWAY_FAULTS var, written next to the run's state (paths made absolute). */
+function faultGatewayConfig(dir, faults) {
+  const toml = readFileSync(path.join(ROOT, "wrangler.gateway.toml"), "utf8")
+    .replace(/^main = .*$/m, `main = ${JSON.stringify(path.join(ROOT, "gateway/fault-injection.ts"))}`)
+    .replace(/^directory = .*$/m, `directory = ${JSON.stringify(path.join(ROOT, "admin/dist"))}`)
+    .replace(/^migrations_dir = .*$/m, `migrations_dir = ${JSON.stringify(path.join(ROOT, "schema/migrations"))}`)
+    .replace(/^\[vars\]$/m, `[vars]\nGATEWAY_FAULTS = ${JSON.stringify(JSON.stringify(faults))}`);
+  const file = path.join(dir, "wrangler.gateway.faults.toml");
+  writeFileSync(file, toml);
+  return file;
+}
+
 /**
  * A stack under test with the pool (`keys` of the mock) and a client key: `wrangler dev`,
- * or both Workers in Miniflare. `consumerFaults` swaps in the fault-injecting consumer.
+ * or both Workers in Miniflare. `consumerFaults` swaps in the fault-injecting consumer,
+ * `gatewayFaults` the gateway whose queue refuses sends (`wrangler dev` only).
  */
-async function startStack(mockBaseUrl, keys, consumerFaults) {
+async function startStack(mockBaseUrl, keys, consumerFaults, gatewayFaults = null) {
   const work = mkdtempSync(path.join(tmpdir(), "keypool-chaos-"));
   const cleanup = () => rmSync(work, { recursive: true, force: true });
   for (const key of keys) secretsHeld.add(key);
@@ -168,8 +183,9 @@ async function startStack(mockBaseUrl, keys, consumerFaults) {
   for (const s of Object.values(secrets)) if (s.length >= 16) secretsHeld.add(s);
   await applyMigrations(work, { quiet: true });
   const consumerConfig = consumerFaults ? faultConsumerConfig(work, consumerFaults) : undefined;
+  const gatewayConfig = gatewayFaults ? faultGatewayConfig(work, gatewayFaults) : undefined;
   const inspectorPort = await freePort();
-  const wrangler = startWrangler({ port: await freePort(), inspectorPort, persistTo: work, vars: secrets, quiet: true, logLevel: "log", consumerConfig });
+  const wrangler = startWrangler({ port: await freePort(), inspectorPort, persistTo: work, vars: secrets, quiet: true, logLevel: "log", consumerConfig, gatewayConfig });
   const stop = async () => (printed.push(wrangler.log()), await wrangler.stop(), cleanup());
   try {
     await wrangler.ready();
@@ -312,17 +328,41 @@ const row = (what, value, goal = "–", ok = undefined) => rows.push([what, valu
 /** A goal that a few hundred requests cannot show: reported, enforced only on a full run. */
 const statistical = (ok) => (SMOKE ? undefined : ok);
 
-/** The three rollup equalities after a run; `faultNote` says what the consumer had injected. */
-function totalsRows(label, stored, sent, devProxy, mock) {
+/** The three rollup equalities after a run (`attempts`: what the mock saw of the run's traffic). */
+function totalsRows(label, stored, sent, devProxy, mock, attempts = mock.stats.requests) {
   row(`${label}: rollup requests = requests sent${MINIFLARE ? "" : " − refused by the dev proxy"}`, `${stored.requests} = ${sent - devProxy}`, "equal", stored.requests === sent - devProxy);
-  row(`${label}: rollup attempts = attempts the mock saw`, `${stored.attempts} = ${mock.stats.requests}`, "equal", stored.attempts === mock.stats.requests);
+  row(`${label}: rollup attempts = attempts the mock saw`, `${stored.attempts} = ${attempts}`, "equal", stored.attempts === attempts);
   row(`${label}: upstream-reported tokens = tokens the mock reported`, `${stored.reported} = ${mock.stats.reportedTokens}`, "equal", stored.reported === mock.stats.reportedTokens);
 }
 
 /** The burst of `REQUESTS` at `CONCURRENCY` against a fresh stack and mock; its figures and totals. */
-async function burstRun(consumerFaults) {
+/** The sum of the first capture of `pattern` over every match in `text`. */
+const sumOf = (text, pattern) => sum([...text.matchAll(pattern)].map((m) => Number(m[1])));
+
+/**
+ * Ticks the scheduler until its outbox report says nothing waits (at most 60 s):
+ * events the gateway's queue refused reach the consumer only this way.
+ */
+async function drainOutbox(stack) {
+  const reports = () => [...stack.log().matchAll(/keypool scheduler: .*, outbox (.*)$/gm)].map((m) => m[1]);
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
+    const seen = reports().length;
+    await tickScheduler(stack.url);
+    while (reports().length === seen && Date.now() < deadline) await sleep(100);
+    const last = reports().at(-1) ?? "";
+    if (last === "empty" || last.endsWith(" 0 message(s) waiting")) break;
+  }
+  const log = stack.log();
+  return {
+    kept: sumOf(log, /(\d+) event\(s\) kept in the outbox/g),
+    sentOn: sumOf(log, /outbox (\d+) event\(s\) sent/g),
+    refused: JSON.parse([...log.matchAll(/keypool gateway faults: (\{.*\})/g)].at(-1)?.[1] ?? "null")?.refused ?? 0,
+  };
+}
+
+async function burstRun(consumerFaults, gatewayFaults = null) {
   const { mock, keys } = await startFaultyMock(FAULT_RATE, SEED);
-  const stack = await startStack(mock.baseUrl, keys, consumerFaults);
+  const stack = await startStack(mock.baseUrl, keys, consumerFaults, gatewayFaults);
   try {
     const openai = sdkFor(stack);
     const results = [];
@@ -333,11 +373,14 @@ async function burstRun(consumerFaults) {
     }));
     const seconds = (Date.now() - started) / 1000;
     const t = tally(results);
-    const stored = await drainedTotals(stack.admin, () => REQUESTS - t.devProxy, () => mock.stats.requests);
+    // The attempts the traffic made, before any scheduler tick (whose probes the mock would count too).
+    const attemptsSeen = mock.stats.requests;
+    const outbox = gatewayFaults ? await drainOutbox(stack) : null;
+    const stored = await drainedTotals(stack.admin, () => REQUESTS - t.devProxy, () => (gatewayFaults ? attemptsSeen : mock.stats.requests));
     const list = /** @type {{ data: { state: string }[] }} */ (await stack.admin("GET", "/keys?limit=100"));
     const states = list.data.reduce((acc, k) => ({ ...acc, [k.state]: (acc[k.state] ?? 0) + 1 }), /** @type {Record<string, number>} */ ({}));
     const injected = [...stack.log().matchAll(/keypool consumer faults: (\{.*\})/g)].at(-1)?.[1];
-    return { t, seconds, stored, mock, states, latencies: results.map((r) => r.ms), injected: injected ? JSON.parse(injected) : null, log: stack.log() };
+    return { t, seconds, stored, mock, attemptsSeen: gatewayFaults ? attemptsSeen : mock.stats.requests, states, latencies: results.map((r) => r.ms), injected: injected ? JSON.parse(injected) : null, outbox, log: stack.log() };
   } finally {
     await stack.stop();
     await mock.close();
@@ -575,6 +618,21 @@ try {
     row(`${label}: faults the consumer injected`, what, "> 0", run.injected !== null && (faults.redeliver ? run.injected.handledTwice > 0 : run.injected.d1FailedBefore + run.injected.d1FailedAfter > 0));
     totalsRows(label, run.stored, REQUESTS, run.t.devProxy, run.mock);
     row(`${label}: other failures`, String(run.t.other), "0", run.t.other === 0);
+  }
+  const refusing = "the gateway's queue refusing half its sends";
+  if (MINIFLARE) row(`${refusing}: not run under --miniflare (it needs wrangler dev's scheduler route)`, "–");
+  else {
+    log(`2. the same traffic, ${refusing}…`);
+    const run = await burstRun(null, { queueFailRate: 0.5, seed: SEED });
+    const o = run.outbox ?? { kept: 0, sentOn: 0, refused: 0 };
+    row(
+      `${refusing}: sends refused; events refused three times, kept in the outbox / sent on by the cron`,
+      `${o.refused}; ${o.kept} / ${o.sentOn}`,
+      "> 0, equal",
+      o.refused > 0 && o.kept > 0 && o.kept === o.sentOn,
+    );
+    totalsRows(refusing, run.stored, REQUESTS, run.t.devProxy, run.mock, run.attemptsSeen);
+    row(`${refusing}: other failures`, String(run.t.other), "0", run.t.other === 0);
   }
 
   let checks = null;

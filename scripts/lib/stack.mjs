@@ -110,13 +110,14 @@ export function applyMigrations(persistTo, options = {}) {
 /**
  * Starts both Workers in one `wrangler dev` session, in its own process group so
  * that stop() ends wrangler, workerd and esbuild together.
- * `consumerConfig` replaces wrangler.consumer.toml (the chaos run's consumer with injected faults).
- * @param {{ port: number, inspectorPort: number, persistTo: string, vars?: Record<string, string>, quiet?: boolean, logLevel?: string, consumerConfig?: string }} options
+ * `consumerConfig` and `gatewayConfig` replace wrangler.consumer.toml and
+ * wrangler.gateway.toml (the chaos run's Workers with injected faults).
+ * @param {{ port: number, inspectorPort: number, persistTo: string, vars?: Record<string, string>, quiet?: boolean, logLevel?: string, consumerConfig?: string, gatewayConfig?: string }} options
  */
-export function startWrangler({ port, inspectorPort, persistTo, vars = {}, quiet = false, logLevel = "info", consumerConfig = "wrangler.consumer.toml" }) {
+export function startWrangler({ port, inspectorPort, persistTo, vars = {}, quiet = false, logLevel = "info", consumerConfig = "wrangler.consumer.toml", gatewayConfig = "wrangler.gateway.toml" }) {
   const args = [
     WRANGLER, "dev",
-    "-c", "wrangler.gateway.toml", "-c", consumerConfig,
+    "-c", gatewayConfig, "-c", consumerConfig,
     "--port", String(port), "--ip", "127.0.0.1", "--inspector-port", String(inspectorPort),
     "--persist-to", persistTo, "--test-scheduled", "--show-interactive-dev-session=false", "--log-level", logLevel,
     ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
