@@ -670,7 +670,7 @@ try {
   }
 
   if (checks) {
-    section("3. Bad input the fetch API cannot send (the rest: test/worker/hostile-input.test.ts, 313 requests)");
+    section("3. Bad input the fetch API cannot send (the rest: test/worker/hostile-input.test.ts, 314 requests)");
     // RFC 9112 lets a server take a bare CR or an obsolete fold as a space and a bare LF as a line end
     // instead of refusing the message; workerd does, so those are served — the client's own headers,
     // of which Keypool forwards only its allowlist, never an injected one.
