@@ -335,7 +335,6 @@ function totalsRows(label, stored, sent, devProxy, mock, attempts = mock.stats.r
   row(`${label}: upstream-reported tokens = tokens the mock reported`, `${stored.reported} = ${mock.stats.reportedTokens}`, "equal", stored.reported === mock.stats.reportedTokens);
 }
 
-/** The burst of `REQUESTS` at `CONCURRENCY` against a fresh stack and mock; its figures and totals. */
 /** The sum of the first capture of `pattern` over every match in `text`. */
 const sumOf = (text, pattern) => sum([...text.matchAll(pattern)].map((m) => Number(m[1])));
 
@@ -360,6 +359,7 @@ async function drainOutbox(stack) {
   };
 }
 
+/** The burst of `REQUESTS` at `CONCURRENCY` against a fresh stack and mock; its figures and totals. */
 async function burstRun(consumerFaults, gatewayFaults = null) {
   const { mock, keys } = await startFaultyMock(FAULT_RATE, SEED);
   const stack = await startStack(mock.baseUrl, keys, consumerFaults, gatewayFaults);
