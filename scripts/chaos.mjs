@@ -339,24 +339,29 @@ function totalsRows(label, stored, sent, devProxy, mock, attempts = mock.stats.r
 const sumOf = (text, pattern) => sum([...text.matchAll(pattern)].map((m) => Number(m[1])));
 
 /**
- * Ticks the scheduler until its outbox report says nothing waits (at most 60 s):
- * events the gateway's queue refused reach the consumer only this way.
+ * Ticks the scheduler until every event the gateway kept in the outbox has been
+ * sent on and nothing waits (at most 60 s): events the gateway's queue refused
+ * reach the consumer only this way. It first lets the last requests' sends
+ * finish their retries (50 + 250 ms) and land in the outbox.
  */
 async function drainOutbox(stack) {
   const reports = () => [...stack.log().matchAll(/keypool scheduler: .*, outbox (.*)$/gm)].map((m) => m[1]);
-  for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
+  const counts = () => {
+    const log = stack.log();
+    return { kept: sumOf(log, /(\d+) event\(s\) kept in the outbox/g), sentOn: sumOf(log, /outbox (\d+) event\(s\) sent/g) };
+  };
+  await sleep(2_000);
+  // Done when two ticks in a row (a second apart) find everything kept sent on and nothing waiting.
+  for (let settled = 0, deadline = Date.now() + 60_000; settled < 2 && Date.now() < deadline; await sleep(1_000)) {
     const seen = reports().length;
     await tickScheduler(stack.url);
     while (reports().length === seen && Date.now() < deadline) await sleep(100);
     const last = reports().at(-1) ?? "";
-    if (last === "empty" || last.endsWith(" 0 message(s) waiting")) break;
+    const { kept, sentOn } = counts();
+    settled = (last === "empty" || last.endsWith(" 0 message(s) waiting")) && kept === sentOn ? settled + 1 : 0;
   }
-  const log = stack.log();
-  return {
-    kept: sumOf(log, /(\d+) event\(s\) kept in the outbox/g),
-    sentOn: sumOf(log, /outbox (\d+) event\(s\) sent/g),
-    refused: JSON.parse([...log.matchAll(/keypool gateway faults: (\{.*\})/g)].at(-1)?.[1] ?? "null")?.refused ?? 0,
-  };
+  const refused = JSON.parse([...stack.log().matchAll(/keypool gateway faults: (\{.*\})/g)].at(-1)?.[1] ?? "null")?.refused ?? 0;
+  return { ...counts(), refused };
 }
 
 /** The burst of `REQUESTS` at `CONCURRENCY` against a fresh stack and mock; its figures and totals. */
