@@ -58,7 +58,9 @@ async function readJsonBody(c: OpenAIContext, endpoint: string): Promise<ClientB
   }
   const bytes = await readBytes(c);
   const tooDeep = () => invalidRequest(`The request body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`);
-  if (bytes.byteLength > SCAN_BEFORE_PARSE_BYTES && jsonNestsDeeperThan(new Uint8Array(bytes), MAX_JSON_DEPTH)) throw tooDeep();
+  // One nesting check per body: large ones before parsing (see SCAN_BEFORE_PARSE_BYTES), the rest after.
+  const scanned = bytes.byteLength > SCAN_BEFORE_PARSE_BYTES;
+  if (scanned && jsonNestsDeeperThan(new Uint8Array(bytes), MAX_JSON_DEPTH)) throw tooDeep();
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
@@ -66,7 +68,7 @@ async function readJsonBody(c: OpenAIContext, endpoint: string): Promise<ClientB
     throw invalidRequest("The request body is not valid JSON.");
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) throw invalidRequest("The request body must be a JSON object.");
-  if (nestsDeeperThan(json, MAX_JSON_DEPTH)) throw tooDeep();
+  if (!scanned && nestsDeeperThan(json, MAX_JSON_DEPTH)) throw tooDeep();
   const fields = json as Record<string, unknown>;
   return { endpoint, bytes, json: fields, contentType, model: readModel(fields.model), stream: readStream(fields.stream) };
 }
