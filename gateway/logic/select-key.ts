@@ -99,7 +99,7 @@ function candidates(lists: KeyList[]): Candidates {
   return { lists, starts, total };
 }
 
-/** The list holding position `p` of `c` (by binary search when there are several). */
+/** The list holding position `p` of `c`: by binary search over the starts (no step for a single list). */
 function listIndex(c: Candidates, p: number): number {
   let lo = 0;
   let hi = c.lists.length - 1;
@@ -129,7 +129,7 @@ function score(list: KeyList, q: number, ctx: SelectionContext): number {
 }
 
 function isAvailable(c: Candidates, p: number, ctx: SelectionContext): boolean {
-  const j = c.lists.length === 1 ? 0 : listIndex(c, p);
+  const j = listIndex(c, p);
   return availableAt(c.lists[j]!, p - c.starts[j]!, ctx) <= ctx.now;
 }
 
@@ -160,8 +160,8 @@ export function selectKey(index: PoolIndex, model: string, ctx: SelectionContext
     a = open[Math.floor(ctx.random() * open.length)]!;
     b = open.length === 1 ? a : open[Math.floor(ctx.random() * open.length)]!;
   }
-  const ja = c.lists.length === 1 ? 0 : listIndex(c, a);
-  const jb = c.lists.length === 1 ? 0 : listIndex(c, b);
+  const ja = listIndex(c, a);
+  const jb = listIndex(c, b);
   const sa = score(c.lists[ja]!, a - c.starts[ja]!, ctx);
   const sb = score(c.lists[jb]!, b - c.starts[jb]!, ctx);
   return ctx.random() * (sa + sb) < sa ? c.lists[ja]!.keys[a - c.starts[ja]!]! : c.lists[jb]!.keys[b - c.starts[jb]!]!;
