@@ -50,14 +50,32 @@ function offsetAt(ts: number, timeZone: string): number {
   return wallClockAsUtc(ts, timeZone) - Math.floor(ts / 1000) * 1000;
 }
 
-/** The instant of the most recent local midnight in `timeZone` at or before `ts`. */
-export function dayStart(ts: number, timeZone: string): number {
+/** The most recent local midnight in `timeZone` at or before `ts`, worked out from the zone's offsets. */
+function localMidnight(ts: number, timeZone: string): number {
   const wallMidnight = Math.floor((ts + offsetAt(ts, timeZone)) / DAY_MS) * DAY_MS;
   // Local midnight = wall midnight shifted by the zone's offset at that moment; the
   // second pass settles the offset when a DST change happened earlier that day.
   let guess = wallMidnight - offsetAt(ts, timeZone);
   guess = wallMidnight - offsetAt(guess, timeZone);
   return guess <= ts ? guess : guess - DAY_MS;
+}
+
+/**
+ * The local day each zone was last asked about, as [start, end): the consumer asks
+ * once per event, nearly always about today, and working a midnight out costs three
+ * `formatToParts` calls — more than the rest of folding the event.
+ */
+const lastDay = new Map<string, { start: number; end: number }>();
+
+/** The instant of the most recent local midnight in `timeZone` at or before `ts`. */
+export function dayStart(ts: number, timeZone: string): number {
+  const day = lastDay.get(timeZone);
+  if (day && ts >= day.start && ts < day.end) return day.start;
+  const start = localMidnight(ts, timeZone);
+  // A local day lasts 23 to 25 hours: 26 hours on is inside the next one, whose start ends this.
+  const end = localMidnight(start + DAY_MS + 2 * HOUR_MS, timeZone);
+  if (ts < end) lastDay.set(timeZone, { start, end });
+  return start;
 }
 
 /** The cut-offs (epoch ms) before which each projection's rows are deleted (the scheduler) or no longer compared (a replay rebuild). */

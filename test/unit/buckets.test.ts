@@ -30,4 +30,28 @@ describe("time buckets", () => {
     expect(dayStart(midnight, "Asia/Shanghai")).toBe(midnight);
     expect(dayStart(midnight - 1, "Asia/Shanghai")).toBe(midnight - 86_400_000);
   });
+
+  it("starts each instant's day at the first instant of its local date, also in days around a change of offset", () => {
+    // US and EU DST, Lord Howe's 30-minute DST, Brazil's former midnight changes (a day
+    // without 00:00), Samoa skipping 30 December 2011, Kathmandu's +5:45. Instants are
+    // asked in order, as the consumer asks them, so the per-zone memo is used throughout.
+    const windows: [string, number][] = [
+      ["America/New_York", Date.UTC(2026, 2, 7)],
+      ["America/New_York", Date.UTC(2026, 9, 31)],
+      ["Europe/London", Date.UTC(2026, 2, 28)],
+      ["Australia/Lord_Howe", Date.UTC(2026, 3, 4)],
+      ["America/Sao_Paulo", Date.UTC(2018, 10, 3)],
+      ["America/Sao_Paulo", Date.UTC(2019, 1, 15)],
+      ["Pacific/Apia", Date.UTC(2011, 11, 28)],
+      ["Asia/Kathmandu", Date.UTC(2026, 10, 25)],
+    ];
+    for (const [zone, from] of windows) {
+      const localDate = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" });
+      for (let t = from; t < from + 4 * 86_400_000; t += 420_000 + 1) {
+        const start = dayStart(t, zone);
+        expect(localDate.format(start), `${zone} ${new Date(t).toISOString()}`).toBe(localDate.format(t));
+        expect(localDate.format(start - 1), `${zone} ${new Date(t).toISOString()}`).not.toBe(localDate.format(t));
+      }
+    }
+  });
 });
