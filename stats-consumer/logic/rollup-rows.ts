@@ -1,35 +1,45 @@
 import { dayStart, hourStart, minuteStart, type AdminEvent, type AttemptEvent, type KeypoolEvent } from "../../schema";
 
 /**
- * One attempt flattened for the rollup SQL: bucket starts, dimensions and the
- * increments it contributes. Short names keep the JSON parameter small.
+ * What attempts sharing a minute, day, key, model and client add to the rollups:
+ * a row of `ingest_stage` (migration 0010). Short names keep the JSON parameter small.
  */
-export interface AttemptRow {
-  id: string;
-  ts: number;
+export interface StageRow {
   m: number;
   h: number;
   d: number;
   key: string;
   model: string;
   client: string;
-  req: 0 | 1;
-  ok: 0 | 1;
-  rl: 0 | 1;
-  af: 0 | 1;
-  nb: 0 | 1;
-  ue: 0 | 1;
-  ne: 0 | 1;
-  ce: 0 | 1;
-  ab: 0 | 1;
+  /** Attempts. */
+  n: number;
+  req: number;
+  ok: number;
+  rl: number;
+  af: number;
+  nb: number;
+  ue: number;
+  ne: number;
+  ce: number;
+  ab: number;
   pt: number;
   ct: number;
   tt: number;
   et: number;
   cached: number;
   reasoning: number;
-  lat: number;
-  ttfb: number | null;
+  /** Latency sum and maximum (ms). */
+  ls: number;
+  lm: number;
+  /** Time to first byte: sum, maximum and how many attempts had one. */
+  fs: number;
+  fm: number;
+  fc: number;
+}
+
+/** One attempt's contribution, with its event id (checked against the dedupe window). */
+export interface AttemptRow extends StageRow {
+  id: string;
 }
 
 export interface AdminRow {
@@ -45,7 +55,10 @@ export interface AdminRow {
 export interface BatchRows {
   /** Every distinct event id of the batch, with its time (the dedupe window). */
   seen: { id: string; ts: number }[];
+  /** One row per attempt. */
   attempts: AttemptRow[];
+  /** The same attempts summed per minute, day, key, model and client. */
+  groups: StageRow[];
   admin: AdminRow[];
 }
 
@@ -54,13 +67,13 @@ const bit = (b: boolean): 0 | 1 => (b ? 1 : 0);
 function attemptRow(e: AttemptEvent, timeZone: string): AttemptRow {
   return {
     id: e.id,
-    ts: e.ts,
     m: minuteStart(e.ts),
     h: hourStart(e.ts),
     d: dayStart(e.ts, timeZone),
     key: e.keyId,
     model: e.model,
     client: e.clientKeyId,
+    n: 1,
     req: bit(e.final),
     ok: bit(e.outcome === "ok"),
     rl: bit(e.outcome === "rate_limited"),
@@ -76,9 +89,33 @@ function attemptRow(e: AttemptEvent, timeZone: string): AttemptRow {
     et: e.usageSource === "estimated" ? e.totalTokens : 0,
     cached: e.cachedTokens,
     reasoning: e.reasoningTokens,
-    lat: e.latencyMs,
-    ttfb: e.ttfbMs,
+    ls: e.latencyMs,
+    lm: e.latencyMs,
+    fs: e.ttfbMs ?? 0,
+    fm: e.ttfbMs ?? 0,
+    fc: e.ttfbMs === null ? 0 : 1,
   };
+}
+
+/** The fields of a stage row that add up; `lm` and `fm` keep the larger instead. */
+const SUMMED = ["n", "req", "ok", "rl", "af", "nb", "ue", "ne", "ce", "ab", "pt", "ct", "tt", "et", "cached", "reasoning", "ls", "fs", "fc"] as const;
+
+/** The attempts summed per minute, day, key, model and client (the hour follows from the minute). */
+function groupAttempts(attempts: AttemptRow[]): StageRow[] {
+  const groups = new Map<string, StageRow>();
+  for (const { id: _id, ...row } of attempts) {
+    // Lengths keep the key unambiguous whatever the ids and model names hold.
+    const k = `${row.m}|${row.d}|${row.key.length}:${row.key}|${row.client.length}:${row.client}|${row.model}`;
+    const group = groups.get(k);
+    if (!group) {
+      groups.set(k, row);
+      continue;
+    }
+    for (const f of SUMMED) group[f] += row[f];
+    group.lm = Math.max(group.lm, row.lm);
+    group.fm = Math.max(group.fm, row.fm);
+  }
+  return [...groups.values()];
 }
 
 function adminRow(e: AdminEvent): AdminRow {
@@ -92,7 +129,7 @@ function adminRow(e: AdminEvent): AdminRow {
  */
 export function toBatchRows(events: KeypoolEvent[], timeZone: string): BatchRows {
   const ids = new Set<string>();
-  const rows: BatchRows = { seen: [], attempts: [], admin: [] };
+  const rows: BatchRows = { seen: [], attempts: [], groups: [], admin: [] };
   for (const e of events) {
     if (ids.has(e.id)) continue;
     ids.add(e.id);
@@ -100,6 +137,7 @@ export function toBatchRows(events: KeypoolEvent[], timeZone: string): BatchRows
     if (e.type === "attempt") rows.attempts.push(attemptRow(e, timeZone));
     else if (e.type === "admin") rows.admin.push(adminRow(e));
   }
+  rows.groups = groupAttempts(rows.attempts);
   return rows;
 }
 

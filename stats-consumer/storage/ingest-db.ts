@@ -26,21 +26,25 @@ const COUNTERS = [
   ["reasoning_tokens", "reasoning"],
 ] as const;
 
-/** The attempt row fields, as ingest_stage's columns (migration 0008) and the JSON parameter's keys. */
-const STAGE_FIELDS = ["id", "m", "h", "d", "key", "model", "client", "lat", "ttfb", ...COUNTERS.map(([, f]) => f)];
+/** ingest_stage's columns (migration 0010), which are also the JSON parameter's keys (`StageRow`). */
+const STAGE_FIELDS = ["m", "h", "d", "key", "model", "client", "n", ...COUNTERS.map(([, f]) => f), "ls", "lm", "fs", "fm", "fc"];
 
-/** Copies the JSON parameter's attempts that the dedupe window has not seen yet into ingest_stage, parsing it once. */
-const stageSql = (p: string) => `INSERT INTO ingest_stage (${STAGE_FIELDS.join(", ")})
+/**
+ * Copies the JSON parameter's rows into ingest_stage, parsing it once: the batch's
+ * groups when all its events are new, else its attempts one by one, minus those
+ * the dedupe window has seen.
+ */
+const stageSql = (p: string, unseenOnly: boolean) => `INSERT INTO ingest_stage (${STAGE_FIELDS.join(", ")})
   SELECT ${STAGE_FIELDS.map((f) => `value->>'$.${f}'`).join(", ")}
-  FROM json_each(?1) AS e
-  WHERE NOT EXISTS (SELECT 1 FROM ${p}seen_events s WHERE s.id = e.value->>'$.id')`;
+  FROM json_each(?1) AS e${unseenOnly ? `
+  WHERE NOT EXISTS (SELECT 1 FROM ${p}seen_events s WHERE s.id = e.value->>'$.id')` : ""}`;
 
 const CLEAR_STAGE = "DELETE FROM ingest_stage";
 
-/** The measure columns of every rollup table, and their aggregates over the batch's new attempts, in the same order. */
+/** The measure columns of every rollup table, and their sums over the stage, in the same order. */
 const MEASURES = `attempts, ${COUNTERS.map(([c]) => c).join(", ")}, latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count`;
-const AGGREGATES = `COUNT(*), ${COUNTERS.map(([, f]) => `SUM(e.${f})`).join(", ")},
-      SUM(e.lat), MAX(e.lat), COALESCE(SUM(e.ttfb), 0), COALESCE(MAX(e.ttfb), 0), COUNT(e.ttfb)`;
+const AGGREGATES = `SUM(e.n), ${COUNTERS.map(([, f]) => `SUM(e.${f})`).join(", ")},
+      SUM(e.ls), MAX(e.lm), SUM(e.fs), MAX(e.fm), SUM(e.fc)`;
 /** How an existing rollup row absorbs the batch's: counts and sums add up, maxima keep the larger. */
 const ACCUMULATE = `attempts = attempts + excluded.attempts,
       ${COUNTERS.map(([c]) => `${c} = ${c} + excluded.${c}`).join(",\n      ")},
@@ -50,7 +54,7 @@ const ACCUMULATE = `attempts = attempts + excluded.attempts,
       ttfb_ms_max = MAX(ttfb_ms_max, excluded.ttfb_ms_max),
       ttfb_count = ttfb_count + excluded.ttfb_count`;
 
-/** Aggregates the staged attempts by bucket and dimensions, then adds them to existing rows. */
+/** Sums the stage by bucket and dimensions, then adds it to existing rows. */
 function rollupSql(table: string, bucketField: string, p: string): string {
   return `INSERT INTO ${p}${table} (bucket, key_id, model, client_key_id, ${MEASURES})
     SELECT e.${bucketField}, e.key, e.model, e.client, ${AGGREGATES}
@@ -59,16 +63,16 @@ function rollupSql(table: string, bucketField: string, p: string): string {
     ON CONFLICT (bucket, key_id, model, client_key_id) DO UPDATE SET ${ACCUMULATE}`;
 }
 
-/** The staged attempts summed per hour into the pool-wide hour rollup (the dashboard's unfiltered 30-day series). */
+/** The stage summed per hour into the pool-wide hour rollup (the dashboard's unfiltered 30-day series). */
 const poolHourSql = (p: string) => `INSERT INTO ${p}rollup_pool_hour (bucket, ${MEASURES})
     SELECT e.h, ${AGGREGATES}
     FROM ingest_stage AS e
     GROUP BY e.h
     ON CONFLICT (bucket) DO UPDATE SET ${ACCUMULATE}`;
 
-const auditSql = (p: string) => `INSERT OR IGNORE INTO ${p}audit_log (id, ts, actor, action, target, detail)
+const auditSql = (p: string, unseenOnly: boolean) => `INSERT OR IGNORE INTO ${p}audit_log (id, ts, actor, action, target, detail)
   SELECT value->>'$.id', value->>'$.ts', value->>'$.actor', value->>'$.action', value->>'$.target', value->>'$.detail'
-  FROM json_each(?1) WHERE NOT EXISTS (SELECT 1 FROM ${p}seen_events s WHERE s.id = value->>'$.id')`;
+  FROM json_each(?1)${unseenOnly ? ` WHERE NOT EXISTS (SELECT 1 FROM ${p}seen_events s WHERE s.id = value->>'$.id')` : ""}`;
 
 const lww = (value: string, ts: string) =>
   `CASE WHEN excluded.${ts} > ${ts} OR (excluded.${ts} = ${ts} AND excluded.${value} > ${value}) THEN excluded.${value} ELSE ${value} END`;
@@ -101,7 +105,9 @@ const healthSql = (p: string) => `INSERT INTO ${p}key_health (key_id, last_ok_ts
     last_probe_result = ${lww("last_probe_result", "last_probe_ts")},
     last_probe_ts = MAX(last_probe_ts, excluded.last_probe_ts)`;
 
-const seenSql = (p: string) => `INSERT OR IGNORE INTO ${p}seen_events (id, ts) SELECT value->>'$.id', value->>'$.ts' FROM json_each(?1)`;
+/** Adds the batch's ids to the dedupe window; `strict` fails the transaction if one is there already. */
+const seenSql = (p: string, strict: boolean) =>
+  `INSERT ${strict ? "" : "OR IGNORE "}INTO ${p}seen_events (id, ts) SELECT value->>'$.id', value->>'$.ts' FROM json_each(?1)`;
 
 /** The projection tables a batch writes; a rebuild writes the same ones with the `shadow_` prefix. */
 export const PROJECTION_TABLES = ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "key_health", "audit_log", "seen_events"] as const;
@@ -110,34 +116,47 @@ export const PROJECTION_TABLES = ["rollup_minute", "rollup_hour", "rollup_day", 
 export type Projection = "" | "shadow_";
 
 const statementsFor = (p: Projection) => ({
-  stage: stageSql(p),
   rollups: [...ROLLUP_TABLES.map(([table, field]) => rollupSql(table, field, p)), poolHourSql(p)],
   health: healthSql(p),
-  audit: auditSql(p),
-  seen: seenSql(p),
+  /** A batch of new events only: its ids join the window first (any seen one fails it), then its groups are staged. */
+  allNew: { seen: seenSql(p, true), stage: stageSql(p, false), audit: auditSql(p, false) },
+  /** A batch with events seen before: its unseen attempts are staged one by one, then its ids join the window. */
+  someSeen: { stage: stageSql(p, true), audit: auditSql(p, true), seen: seenSql(p, false) },
 });
 const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
 
 /**
- * Folds a batch into D1 in one transaction: the attempts the dedupe window has
- * not seen are staged, the rollups fold from the stage, the audit log takes
- * only unseen admin events, key health merges its order-independent facts, then
- * the batch's ids join the window and the stage is emptied. A redelivered batch
- * therefore changes nothing, and a failure leaves nothing half-applied. At most
- * nine statements whatever the batch size.
+ * Folds a batch into D1 in one transaction, so a failure leaves nothing
+ * half-applied: the rollups fold from what is staged, key health merges its
+ * order-independent facts, the audit log takes the admin events, the batch's ids
+ * join the dedupe window and the stage is emptied. Nearly every batch is all new
+ * events: it is folded as groups summed here, and its ids go into the window
+ * first and strictly, so one id seen before fails the whole transaction. Then
+ * (and whenever the fast transaction fails) the batch is folded again checking
+ * each event against the window: a redelivered batch changes nothing, and a
+ * partly redelivered one counts only its new events. At most nine statements
+ * whatever the batch size.
  */
 export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], projection: Projection = ""): Promise<void> {
   if (rows.seen.length === 0) return;
   const sql = projection === "" ? SQL.live : SQL.shadow;
-  const attempts = JSON.stringify(rows.attempts);
-  const statements: D1PreparedStatement[] = [];
-  if (rows.attempts.length > 0) {
-    statements.push(db.prepare(sql.stage).bind(attempts));
-    for (const rollup of sql.rollups) statements.push(db.prepare(rollup));
+  const fold = (stage: string, stageRows: unknown[], audit: string): D1PreparedStatement[] => {
+    const statements: D1PreparedStatement[] = [];
+    if (stageRows.length > 0) {
+      statements.push(db.prepare(stage).bind(JSON.stringify(stageRows)));
+      for (const rollup of sql.rollups) statements.push(db.prepare(rollup));
+    }
+    if (health.length > 0) statements.push(db.prepare(sql.health).bind(JSON.stringify(health)));
+    if (rows.admin.length > 0) statements.push(db.prepare(audit).bind(JSON.stringify(rows.admin)));
+    return statements;
+  };
+  const seen = JSON.stringify(rows.seen);
+  const clear = rows.attempts.length > 0 ? [db.prepare(CLEAR_STAGE)] : [];
+  try {
+    await db.batch([db.prepare(sql.allNew.seen).bind(seen), ...fold(sql.allNew.stage, rows.groups, sql.allNew.audit), ...clear]);
+    return;
+  } catch {
+    // An id seen before (a redelivery), or D1 failing: fold event by event, which settles both.
   }
-  if (health.length > 0) statements.push(db.prepare(sql.health).bind(JSON.stringify(health)));
-  if (rows.admin.length > 0) statements.push(db.prepare(sql.audit).bind(JSON.stringify(rows.admin)));
-  statements.push(db.prepare(sql.seen).bind(JSON.stringify(rows.seen)));
-  if (rows.attempts.length > 0) statements.push(db.prepare(CLEAR_STAGE));
-  await db.batch(statements);
+  await db.batch([...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit), db.prepare(sql.someSeen.seen).bind(seen), ...clear]);
 }

@@ -24,6 +24,27 @@ describe("toBatchRows", () => {
     expect(served).toMatchObject({ req: 1, ok: 1, rl: 0, tt: 7, et: 0 });
   });
 
+  it("sums attempts per minute, day, key, model and client, keeping the largest latency and counting only answers with a first byte", () => {
+    const rows = toBatchRows(
+      [
+        attempt("e1", { latencyMs: 12, ttfbMs: 5 }),
+        attempt("e2", { latencyMs: 30, ttfbMs: null, outcome: "upstream_error", status: 502, final: false }),
+        attempt("e3", { latencyMs: 7, ttfbMs: 9, usageSource: "estimated" }),
+        attempt("e4", { keyId: "k2" }),
+        attempt("e5", { ts: Date.UTC(2026, 0, 1, 23, 31) }),
+        // A client id and model that would run together with k1's in a plain joined key.
+        attempt("e6", { keyId: "k1|c1", clientKeyId: "m", model: "" }),
+      ],
+      "UTC",
+    );
+    expect(rows.attempts).toHaveLength(6);
+    expect(rows.groups).toHaveLength(4);
+    expect(rows.groups[0]).toMatchObject({ key: "k1", client: "c1", model: "m", n: 3, req: 2, ok: 2, ue: 1, tt: 21, et: 7, ls: 49, lm: 30, fs: 14, fm: 9, fc: 2 });
+    expect(rows.groups.map((g) => [g.key, g.n])).toEqual([["k1", 3], ["k2", 1], ["k1", 1], ["k1|c1", 1]]);
+    // The groups are copies: the attempt rows keep their own values.
+    expect(rows.attempts[0]).toMatchObject({ id: "e1", n: 1, ls: 12, fc: 1 });
+  });
+
   it("puts the day bucket at local midnight of the time zone", () => {
     const [row] = toBatchRows([attempt("e1")], "Asia/Shanghai").attempts;
     // 23:30 UTC on Jan 1 is 07:30 on Jan 2 in Beijing.

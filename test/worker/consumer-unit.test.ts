@@ -52,6 +52,16 @@ describe("stats consumer", () => {
     for (const row of await totals(client)) expect(row).toEqual({ requests: 3, attempts: 3, ok: 3, rl: 0, tokens: 45 });
   });
 
+  it("counts only the new events of a batch that repeats some already counted", async () => {
+    const client = crypto.randomUUID();
+    const first = [attempt(client), attempt(client)];
+    await deliver(first);
+    const result = await deliver([...first, attempt(client, { outcome: "rate_limited", status: 429, final: false }), attempt(client)]);
+    expect(result.ackAll).toBe(true);
+    for (const row of await totals(client)) expect(row).toEqual({ requests: 3, attempts: 4, ok: 3, rl: 1, tokens: 60 });
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM ingest_stage").first()).toEqual({ n: 0 });
+  });
+
   it("unpacks packed messages, dead-letters a malformed event alone, and folds more events than one transaction takes", async () => {
     const client = crypto.randomUUID();
     const dead = await env.ARCHIVE.list({ prefix: "dead/" });
@@ -125,7 +135,7 @@ describe("stats consumer", () => {
   it("retries the whole batch and commits nothing when D1 fails mid-batch", async () => {
     const client = crypto.randomUUID();
     const events = [attempt(client), attempt(client)];
-    // The stage and rollup statements succeed; the dedupe insert after them fails.
+    // Every transaction adds to the dedupe window, and this one fails there (both ways of folding are tried).
     await env.DB.exec("CREATE TRIGGER fail_dedupe BEFORE INSERT ON seen_events BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
     let result;
     try {
