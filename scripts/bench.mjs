@@ -41,14 +41,17 @@ const PACKED = 50;
 
 const OUTCOMES = ["ok", "ok", "ok", "ok", "ok", "ok", "ok", "rate_limited", "upstream_error", "client_error"];
 
-/** Attempt events spread over 50 keys, 4 models, 5 clients and the last hour. */
-function events(n, run) {
+/**
+ * Attempt events over `keys` keys, 4 models and 5 clients: spread over the last
+ * hour (`spreadMs` 3,600,000), or as live traffic arrives, all in the last few seconds.
+ */
+function events(n, run, { keys, spreadMs }) {
   const now = Date.now();
   return Array.from({ length: n }, (_, i) => {
     const outcome = OUTCOMES[i % OUTCOMES.length];
     return {
-      v: 1, type: "attempt", id: `bench-${run}-${i}-${now}`, ts: now - ((i * 7919) % 3_600_000), requestId: `req-${run}-${i}`, attempt: 1, final: true,
-      keyId: `key-${i % 50}`, upstreamId: "up", clientKeyId: `client-${i % 5}`, model: `model-${i % 4}`, endpoint: "/chat/completions",
+      v: 1, type: "attempt", id: `bench-${run}-${i}-${now}`, ts: now - ((i * 7919) % spreadMs), requestId: `req-${run}-${i}`, attempt: 1, final: true,
+      keyId: `key-${(i * 7717) % keys}`, upstreamId: "up", clientKeyId: `client-${i % 5}`, model: `model-${i % 4}`, endpoint: "/chat/completions",
       stream: i % 2 === 0, status: outcome === "ok" ? 200 : 500, outcome, latencyMs: 100 + (i % 900), ttfbMs: 20 + (i % 80),
       promptTokens: 20, completionTokens: 80, totalTokens: 100, cachedTokens: 0, reasoningTokens: 0, usageSource: "upstream",
       retryAfterMs: outcome === "rate_limited" ? 1000 : null,
@@ -125,22 +128,26 @@ try {
     const db = await mf.getD1Database("DB");
     await db.batch(migrationStatements().map((s) => db.prepare(s)));
     const worker = await mf.getWorker();
-    // Two message shapes, alternating: packed as the gateway sends them (a 20 ms window's events in
-    // one message), and one event a message (admin changes, or any other producer).
+    // Message shapes, alternating: packed as the gateway sends them (a 20 ms window's events in one
+    // message) — spread over an hour of 50 keys, or as live traffic arrives over 10 and over 10,000
+    // keys — and one event a message (admin changes, or any other producer).
+    const hour = 3_600_000;
     const shapes = {
-      [`packed as the gateway sends them (${PACKED} events a message, ${BATCH} messages a batch)`]: PACKED,
-      [`one event a message (${BATCH} messages a batch)`]: 1,
+      [`packed as the gateway sends them (${PACKED} events a message, ${BATCH} messages a batch), 50 keys over an hour`]: { perMessage: PACKED, keys: 50, spreadMs: hour },
+      [`packed, as live traffic (the last 3 s), 10 keys`]: { perMessage: PACKED, keys: 10, spreadMs: 3_000 },
+      [`packed, as live traffic (the last 3 s), 10,000 keys`]: { perMessage: PACKED, keys: 10_000, spreadMs: 3_000 },
+      [`one event a message (${BATCH} messages a batch), 50 keys over an hour`]: { perMessage: 1, keys: 50, spreadMs: hour },
     };
     /** @type {Record<string, number[]>} */
     const rates = Object.fromEntries(Object.keys(shapes).map((shape) => [shape, []]));
     for (let run = 0; run < RUNS; run++) {
-      for (const [shape, perMessage] of Object.entries(shapes)) {
-        const all = events(EVENTS, `${run}-${perMessage}`);
+      for (const [s, [shape, { perMessage, ...spread }]] of Object.entries(shapes).entries()) {
+        const all = events(EVENTS, `${run}-${s}`, spread);
         const bodies = [];
         for (let i = 0; i < all.length; i += perMessage) bodies.push(perMessage === 1 ? all[i] : { events: all.slice(i, i + perMessage) });
         const started = performance.now();
         for (let i = 0; i < bodies.length; i += BATCH) {
-          const messages = bodies.slice(i, i + BATCH).map((body, j) => ({ id: `m-${run}-${perMessage}-${i + j}`, timestamp: new Date(), attempts: 1, body }));
+          const messages = bodies.slice(i, i + BATCH).map((body, j) => ({ id: `m-${run}-${s}-${i + j}`, timestamp: new Date(), attempts: 1, body }));
           const result = await worker.queue("keypool-events", messages);
           if (result.outcome !== "ok" || result.retryBatch.retry) throw new Error(`batch ${i / BATCH} was not stored: ${JSON.stringify(result)}`);
         }
