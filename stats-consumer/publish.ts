@@ -1,4 +1,4 @@
-import { deriveKeyState, type KeypoolEvent, type KeyState, type Settings } from "../schema";
+import { deriveKeyState, type KeypoolEvent, type KeyState, type Outcome, type Settings } from "../schema";
 import { buildSnapshot } from "./logic/build-snapshot";
 import { changesSnapshot } from "./logic/rollup-rows";
 import {
@@ -34,15 +34,33 @@ async function publishedStates(kv: KVNamespace, version: number): Promise<Map<st
   return published.states;
 }
 
-/** Whether folding these events changed anything the published snapshot shows. */
+/** Outcomes that can move a key out of "active" (see `deriveKeyState`); the rest only move keys towards it, or say nothing about them. */
+const MAY_DEGRADE: ReadonlySet<Outcome> = new Set(["rate_limited", "auth_failed", "no_balance", "upstream_error", "network_error"]);
+
+/**
+ * Whether folding these events changed anything the published snapshot shows.
+ * Only keys that may have changed have their facts read: keys with an attempt
+ * that can degrade them, and keys the snapshot shows as not active that an
+ * attempt may have revived. A key shown as active whose attempts all succeeded
+ * (or failed on the client's side) stays active — in a large pool that is
+ * nearly every key of nearly every batch, a thousand rows not read.
+ */
 async function snapshotIsStale(events: KeypoolEvent[], settings: Settings, deps: PublishDeps): Promise<boolean> {
   if (changesSnapshot(events)) return true;
-  const touched = [...new Set(events.flatMap((e) => (e.type === "attempt" ? [e.keyId] : [])))];
-  if (touched.length === 0) return false;
-  const { facts, publishedVersion } = await readKeyFacts(deps.db, touched);
-  const states = await publishedStates(deps.kv, publishedVersion);
+  const touched = new Set<string>();
+  const degraded = new Set<string>();
+  for (const e of events) {
+    if (e.type !== "attempt") continue;
+    touched.add(e.keyId);
+    if (MAY_DEGRADE.has(e.outcome)) degraded.add(e.keyId);
+  }
+  if (touched.size === 0) return false;
+  const first = await readKeyFacts(deps.db, [...degraded]);
+  const states = await publishedStates(deps.kv, first.publishedVersion);
+  const revivable = [...touched].filter((id) => !degraded.has(id) && (states.get(id) ?? "active") !== "active");
+  const facts = revivable.length === 0 ? first.facts : new Map([...first.facts, ...(await readKeyFacts(deps.db, revivable)).facts]);
   const now = deps.now();
-  return touched.some((id) => {
+  return [...degraded, ...revivable].some((id) => {
     const key = facts.get(id);
     if (!key) return false; // deleted since
     const state = key.enabled ? deriveKeyState(key.facts, settings, now).state : "disabled";

@@ -58,21 +58,22 @@ export async function publishSnapshot(db: D1Database, kv: KVNamespace, snapshot:
 }
 
 /**
- * Health facts and admin state of the given keys, for deciding whether their
- * state changed, and the version last published, in one round trip.
+ * Health facts and admin state of the given keys (none read when there are
+ * none), for deciding whether their state changed, and the version last
+ * published, in one round trip.
  */
 export async function readKeyFacts(db: D1Database, keyIds: string[]): Promise<{ facts: Map<string, { enabled: boolean; facts: HealthFacts }>; publishedVersion: number }> {
-  const [rows, version] = await db.batch<Record<string, number | string | null>>([
+  const readVersion = db.prepare("SELECT value FROM meta WHERE name = 'snapshot_published_version'");
+  const readFacts = () =>
     db
       .prepare(
         `SELECT k.id, k.enabled, ${HEALTH_FACT_COLUMNS}
          FROM keys k LEFT JOIN key_health h ON h.key_id = k.id WHERE k.id IN (SELECT value FROM json_each(?1))`,
       )
-      .bind(JSON.stringify(keyIds)),
-    db.prepare("SELECT value FROM meta WHERE name = 'snapshot_published_version'"),
-  ]);
+      .bind(JSON.stringify(keyIds));
+  const [version, rows] = await db.batch<Record<string, number | string | null>>(keyIds.length > 0 ? [readVersion, readFacts()] : [readVersion]);
   return {
-    facts: new Map(rows!.results.map((r) => [String(r.id), { enabled: r.enabled === 1, facts: healthFactsFromRow(r) }])),
+    facts: new Map((rows?.results ?? []).map((r) => [String(r.id), { enabled: r.enabled === 1, facts: healthFactsFromRow(r) }])),
     publishedVersion: Number(version!.results[0]?.value ?? 0),
   };
 }

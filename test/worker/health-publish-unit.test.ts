@@ -98,6 +98,34 @@ describe("snapshot publishing", () => {
     expect((await publishedSnapshot()).keys.find((k) => k.id === key)?.state).toBe("dead");
   });
 
+  it("reads no key's facts for successes on keys shown active, and still republishes when a success revives a cooling key", async () => {
+    const [busy, cooled] = [`k-${crypto.randomUUID()}`, `k-${crypto.randomUUID()}`];
+    await addKey(busy);
+    await addKey(cooled);
+    const now = Date.now() + 200_000;
+    await deliver([{ v: 1, type: "admin", id: crypto.randomUUID(), ts: now, actor: "t", action: "keys.add", target: null, detail: null }], fakeTime(now));
+    const factReads: string[] = [];
+    const db = new Proxy(env.DB, {
+      get(target, prop) {
+        if (prop === "prepare") return (sql: string) => (sql.includes("key_health") && factReads.push(sql), target.prepare(sql));
+        const value = Reflect.get(target, prop) as unknown;
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const publish = (events: KeypoolEvent[], at: number) => publishIfStale(events, defaultSettings, { db, kv: env.SNAPSHOT, now: () => at, sleep: async () => {} });
+
+    expect(await publish([attempt(busy, "ok", now + 1), attempt(busy, "client_error", now + 2), attempt(cooled, "ok", now + 3)], now + 5_000)).toBeNull();
+    expect(factReads).toEqual([]);
+
+    await deliver([attempt(cooled, "rate_limited", now + 10_000, { status: 429, retryAfterMs: 600_000 })], fakeTime(now + 10_000));
+    expect((await publishedSnapshot()).keys.find((k) => k.id === cooled)?.state).toBe("cooling");
+    // A success after the 429: the key's facts are read (the snapshot shows it cooling) and it is active again.
+    await deliver([attempt(cooled, "ok", now + 20_000), attempt(busy, "ok", now + 20_000)], fakeTime(now + 20_000));
+    expect((await publishedSnapshot()).keys.find((k) => k.id === cooled)?.state).toBe("active");
+    expect(await publish([attempt(busy, "ok", now + 30_000)], now + 30_000)).toBeNull();
+    expect(factReads).toEqual([]);
+  });
+
   it("writes at most once a second, waiting for the next free second", async () => {
     const admin = (): KeypoolEvent => ({ v: 1, type: "admin", id: crypto.randomUUID(), ts: Date.now(), actor: "t", action: "x", target: null, detail: null });
     const time = fakeTime(Date.now() + 60_000);
