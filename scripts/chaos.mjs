@@ -619,7 +619,7 @@ try {
     const run = await burstRun(faults);
     const what = faults.redeliver
       ? `${run.injected?.handledTwice ?? "?"} batches handled twice, ${run.injected?.resent ?? "?"} events sent back to the queue`
-      : `${run.injected?.d1FailedBefore ?? "?"} writes failed, ${run.injected?.d1FailedAfter ?? "?"} committed with the answer lost, of ${run.injected?.batches ?? "?"} batches`;
+      : `${run.injected?.d1FailedBefore ?? "?"} handled with D1 down (the queue retried them), ${run.injected?.d1FailedAfter ?? "?"} committed with the answer lost, of ${run.injected?.batches ?? "?"} batches`;
     row(`${label}: faults the consumer injected`, what, "> 0", run.injected !== null && (faults.redeliver ? run.injected.handledTwice > 0 : run.injected.d1FailedBefore + run.injected.d1FailedAfter > 0));
     totalsRows(label, run.stored, REQUESTS, run.t.devProxy, run.mock);
     row(`${label}: other failures`, String(run.t.other), "0", run.t.other === 0);

@@ -6,8 +6,11 @@
  *   redeliver   every batch is handled twice in a row, as a queue redelivering a
  *               batch whose acknowledgement was lost would, and its events are
  *               sent to the queue once more, to come back later inside other batches;
- *   d1FailRate  that share of batches meets a failing D1: half of them the write
- *               fails outright, half of them it commits and the answer is lost;
+ *   d1FailRate  that share of batches meets a failing D1: for half of them D1 is
+ *               down (every write of that handling fails, so the queue retries the
+ *               batch), for half the first write commits and its answer is lost
+ *               (the consumer then folds the batch event by event, and must count
+ *               nothing twice);
  *   seed        the fault draws' seed.
  *
  * Whatever the faults, the rollups must end up exactly as without them.
@@ -34,8 +37,8 @@ function parseFaults(json: string | undefined): Faults {
   return { redeliver: raw.redeliver === true, d1FailRate: Number(raw.d1FailRate ?? 0), seed: Number(raw.seed ?? 1) };
 }
 
-/** `db`, except that its first batch() fails — before or after it commits. */
-function failingOnce(db: D1Database, when: "before" | "after"): D1Database {
+/** `db`, except that every batch() fails ("down"), or the first commits and then fails ("answer lost"). */
+function failing(db: D1Database, how: "down" | "answer lost"): D1Database {
   let failed = false;
   return new Proxy(db, {
     get(target, prop, receiver) {
@@ -44,12 +47,13 @@ function failingOnce(db: D1Database, when: "before" | "after"): D1Database {
         return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       }
       return async (statements: D1PreparedStatement[]) => {
-        if (failed) return target.batch(statements);
-        failed = true;
-        if (when === "before") {
-          injected.d1FailedBefore++;
+        if (how === "down") {
+          if (!failed) injected.d1FailedBefore++;
+          failed = true;
           throw new Error("D1_ERROR: injected fault: the database is unavailable");
         }
+        if (failed) return target.batch(statements);
+        failed = true;
         await target.batch(statements);
         injected.d1FailedAfter++;
         throw new Error("D1_ERROR: injected fault: the write committed but its answer was lost");
@@ -77,7 +81,7 @@ export default {
     draw ??= seeded(faults.seed);
     injected.batches++;
     const r = draw();
-    const db = r < faults.d1FailRate / 2 ? failingOnce(env.DB, "before") : r < faults.d1FailRate ? failingOnce(env.DB, "after") : env.DB;
+    const db = r < faults.d1FailRate / 2 ? failing(env.DB, "down") : r < faults.d1FailRate ? failing(env.DB, "answer lost") : env.DB;
     const result = await handleBatch(batch, { ...env, DB: db });
     if (faults.redeliver && !result.retried) {
       await handleBatch(replica(batch), env);
