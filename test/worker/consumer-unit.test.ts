@@ -1,8 +1,11 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { SNAPSHOT_KV_KEY, packEvents, type AdminEvent, type AttemptEvent } from "../../schema";
+import { SNAPSHOT_KV_KEY, defaultSettings, packEvents, type AdminEvent, type AttemptEvent } from "../../schema";
 import { EVENTS_PER_TRANSACTION } from "../../stats-consumer/handle-batch";
+import { toHealthRows } from "../../stats-consumer/logic/health-rows";
+import { toBatchRows } from "../../stats-consumer/logic/rollup-rows";
+import { ingestBatch } from "../../stats-consumer/storage/ingest-db";
 import consumer from "../../stats-consumer/index";
 import { waitFor } from "./helpers";
 
@@ -60,6 +63,26 @@ describe("stats consumer", () => {
     expect(result.ackAll).toBe(true);
     for (const row of await totals(client)) expect(row).toEqual({ requests: 3, attempts: 4, ok: 3, rl: 1, tokens: 60 });
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM ingest_stage").first()).toEqual({ n: 0 });
+  });
+
+  it("folds a batch of new events in one transaction of summed rows, and a repeated one in a second, event by event", async () => {
+    const client = crypto.randomUUID();
+    const events = Array.from({ length: 40 }, () => attempt(client));
+    const transactions: number[] = [];
+    const db = new Proxy(env.DB, {
+      get(target, prop) {
+        if (prop === "batch") return (statements: D1PreparedStatement[]) => (transactions.push(statements.length), target.batch(statements));
+        const value = Reflect.get(target, prop) as unknown;
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const fold = () => ingestBatch(db, toBatchRows(events, "UTC"), toHealthRows(events, defaultSettings));
+    expect(toBatchRows(events, "UTC").groups.length).toBeLessThanOrEqual(2); // one key, model and client: a minute or two
+    await fold();
+    expect(transactions).toHaveLength(1);
+    await fold();
+    expect(transactions).toHaveLength(3);
+    for (const row of await totals(client)) expect(row).toEqual({ requests: 40, attempts: 40, ok: 40, rl: 0, tokens: 600 });
   });
 
   it("unpacks packed messages, dead-letters a malformed event alone, and folds more events than one transaction takes", async () => {
