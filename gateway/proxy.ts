@@ -1,7 +1,7 @@
 import { EVENT_VERSION, providerKinds, type AttemptEvent, type Outcome, type SnapshotClientKey } from "../schema";
 import { KeypoolError } from "./errors";
 import { classifyNetworkError, classifyResponse, parseRetryAfter, type Verdict } from "./logic/failure-policy";
-import { clientResponseHeaders, upstreamRequestHeaders } from "./logic/headers";
+import { clientResponse, upstreamRequestHeaders } from "./logic/headers";
 import type { LocalObservations } from "./logic/local-observations";
 import { meterWholeBody, readsWhole, relayBody, type RelayResult } from "./logic/relay";
 import { bodyForUpstream, type ClientBody } from "./logic/request-body";
@@ -172,7 +172,6 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     record.ttfbMs = sent.ttfbMs;
     record.retryAfterMs = parseRetryAfter(res.headers.get("retry-after"), deps.now());
     if (res.ok) {
-      const responseHeaders = clientResponseHeaders(res.headers, requestId, attempts.length);
       const onEnd = (result: RelayResult) => {
         if (result.aborted) record.outcome = "aborted";
         else if (result.failed) record.outcome = "network_error";
@@ -183,7 +182,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
       };
       if (!res.body) {
         onEnd({ usage: null, completionEstimate: 0, aborted: false, failed: false });
-        return new Response(null, { status: res.status, headers: responseHeaders });
+        return clientResponse(null, res.status, res.headers, requestId, attempts.length);
       }
       const declared = Number(res.headers.get("content-length") ?? Number.NaN);
       const contentLength = Number.isSafeInteger(declared) && declared >= 0 ? declared : null;
@@ -201,7 +200,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
           continue;
         }
         onEnd({ ...meterWholeBody(bytes), aborted: false, failed: false });
-        return new Response(bytes, { status: res.status, headers: responseHeaders });
+        return clientResponse(bytes, res.status, res.headers, requestId, attempts.length);
       }
       const relayed = relayBody(res.body, {
         contentType,
@@ -211,7 +210,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
         onEnd,
       });
       deps.waitUntil(relayed.metered);
-      return new Response(relayed.body, { status: res.status, headers: responseHeaders });
+      return clientResponse(relayed.body, res.status, res.headers, requestId, attempts.length);
     }
 
     const text = await res.text().catch(() => "");
@@ -230,7 +229,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
   if (lastFailure === "unreachable") {
     throw new KeypoolError(502, "server_error", "The upstream could not be reached with any key.", "upstream_unreachable");
   }
-  return new Response(lastFailure.text, { status: lastFailure.status, headers: clientResponseHeaders(lastFailure.headers, requestId, attempts.length) });
+  return clientResponse(lastFailure.text, lastFailure.status, lastFailure.headers, requestId, attempts.length);
 }
 
 /** Keeps a key that just failed out of this isolate's selection for a while: blocked, or only avoided. */
