@@ -40,6 +40,8 @@ export interface Relayed {
 const MAX_KEPT_CHARS = 8 * 1024 * 1024;
 
 const encoder = new TextEncoder();
+/** Decodes whole bodies (no `stream` option, so it keeps no state between calls). */
+const wholeDecoder = new TextDecoder();
 
 function isUsageOnlyChunk(data: string): boolean {
   if (!data.includes('"usage"')) return false;
@@ -60,12 +62,16 @@ class StreamMeter {
   see(data: string): void {
     if (data.includes('"usage"')) {
       try {
-        this.usage = readUsage(JSON.parse(data)) ?? this.usage;
-        return;
+        const usage = readUsage(JSON.parse(data));
+        if (usage) {
+          this.usage = usage;
+          return;
+        }
       } catch {
         // not JSON: the client still gets the bytes
       }
     }
+    // Kept for the estimate, `"usage": null` chunks too (OpenAI sends one with every token).
     if (this.keptChars < MAX_KEPT_CHARS) {
       this.kept.push(data);
       this.keptChars += data.length;
@@ -130,23 +136,48 @@ export function readsWhole(contentType: string | null, contentLength: number | n
 
 /** Usage (or an estimate) from a JSON answer read whole. */
 export function meterWholeBody(bytes: ArrayBuffer): { usage: Usage | null; completionEstimate: number } {
-  return measureText("text", new TextDecoder().decode(bytes));
+  return measureText("text", wholeDecoder.decode(bytes));
 }
 
 /** Usage and estimate from a whole SSE body or text body. */
 function measureText(kind: "sse" | "text", text: string): { usage: Usage | null; completionEstimate: number } {
-  if (kind === "text") {
-    const meter = new BodyMeter();
-    meter.see(text);
-    return meter.result();
+  if (kind === "sse") return meterSseText(text);
+  const meter = new BodyMeter();
+  meter.see(text);
+  return meter.result();
+}
+
+/**
+ * Usage (or an estimate) from a whole SSE body. The usage chunk comes last, so
+ * frames are read from the end and the first usage found — the last one sent,
+ * as the forward reading keeps — ends the search: one JSON parse instead of
+ * one per chunk (OpenAI sends `"usage": null` in every chunk). Only a stream
+ * with no usage at all is read through, for the estimate. Text with no CR is
+ * split on blank lines natively; the framer handles the rest.
+ */
+export function meterSseText(text: string): { usage: Usage | null; completionEstimate: number } {
+  const frames = text.includes("\r") ? allFrames(text) : text.split("\n\n");
+  for (let i = frames.length - 1; i >= 0; i--) {
+    const data = frameData(frames[i]!);
+    if (data === null || !data.includes('"usage"')) continue;
+    try {
+      const usage = readUsage(JSON.parse(data));
+      if (usage) return { usage, completionEstimate: 0 };
+    } catch {
+      // not JSON: the estimate below reads it as text
+    }
   }
-  const framer = new SseFramer();
   const meter = new StreamMeter();
-  for (const frame of [...framer.push(text), framer.flush()]) {
-    const data = frame ? frameData(frame) : null;
+  for (const frame of frames) {
+    const data = frameData(frame);
     if (data !== null) meter.see(data);
   }
   return { usage: meter.usage, completionEstimate: meter.completionEstimate() };
+}
+
+function allFrames(text: string): string[] {
+  const framer = new SseFramer();
+  return [...framer.push(text), framer.flush()];
 }
 
 /**

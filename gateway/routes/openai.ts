@@ -51,6 +51,9 @@ function readModel(value: unknown): string {
   return value;
 }
 
+/** Refuses bytes that are not UTF-8; decoding whole bodies (no `stream`), it keeps no state between requests. */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
 async function readJsonBody(c: OpenAIContext, endpoint: string): Promise<ClientBody> {
   const contentType = c.req.header("content-type") ?? "";
   if (contentType.split(";")[0]!.trim().toLowerCase() !== "application/json") {
@@ -63,7 +66,7 @@ async function readJsonBody(c: OpenAIContext, endpoint: string): Promise<ClientB
   if (scanned && jsonNestsDeeperThan(new Uint8Array(bytes), MAX_JSON_DEPTH)) throw tooDeep();
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
+    json = JSON.parse(strictUtf8.decode(bytes));
   } catch {
     throw invalidRequest("The request body is not valid JSON.");
   }

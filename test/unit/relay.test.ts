@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { relayBody, type RelayResult } from "../../gateway/logic/relay";
+import { meterSseText, relayBody, type RelayResult } from "../../gateway/logic/relay";
 import { SseFramer, frameData } from "../../gateway/logic/sse-frames";
 
 const encode = (s: string) => new TextEncoder().encode(s);
@@ -154,6 +154,42 @@ describe("relayBody", () => {
     const broken = relay(errored, "application/json");
     await expect(broken.reader.read()).rejects.toThrow("reset");
     expect(broken.ended).toEqual([{ usage: null, completionEstimate: 0, aborted: false, failed: true }]);
+  });
+});
+
+describe("meterSseText (a whole stream, read from its end)", () => {
+  const chunk = (content: string, usage = "null") => `data: {"choices":[{"index":0,"delta":{"content":"${content}"}}],"usage":${usage}}\n\n`;
+  const other = '{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}';
+  const STREAMS: Record<string, string> = {
+    "usage: null in every chunk, usage last": chunk("Hel") + chunk("lo") + `data: {"choices":[],"usage":${USAGE}}\n\ndata: [DONE]\n\n`,
+    "two usage chunks": `data: {"choices":[],"usage":${other}}\n\n` + chunk("x") + `data: {"choices":[],"usage":${USAGE}}\n\ndata: [DONE]\n\n`,
+    "no usage at all": chunk("Hello there, ") + chunk("general Kenobi") + "data: [DONE]\n\n",
+    "CRLF and CR frames": `: hi\r\n\r\ndata: {"choices":[{"delta":{"content":"a"}}]}\r\rdata: {"choices":[],"usage":${USAGE}}\r\n\r\ndata: [DONE]\r\n\r\n`,
+    "a usage frame that is not JSON": chunk("some words here") + 'data: {"usage": oops\n\n',
+    "usage unterminated at the end": chunk("a") + `data: {"choices":[],"usage":${USAGE}}`,
+  };
+
+  /** What the chunk-by-chunk relay (which reads every frame in order) reports for the same stream. */
+  async function forward(text: string): Promise<RelayResult> {
+    const { reader, ended, metered } = relay(new Response(text).body!, "text/event-stream", true);
+    while (!(await reader.read()).done);
+    await metered;
+    return ended[0]!;
+  }
+
+  for (const [name, text] of Object.entries(STREAMS)) {
+    it(`reads what a front-to-back reading reads: ${name}`, async () => {
+      const { usage, completionEstimate } = await forward(text);
+      expect(meterSseText(text)).toEqual({ usage, completionEstimate });
+    });
+  }
+
+  it("takes the last usage sent, and estimates only when there is none", () => {
+    expect(meterSseText(STREAMS["two usage chunks"]!).usage).toMatchObject({ promptTokens: 4, totalTokens: 6 });
+    expect(meterSseText(STREAMS["CRLF and CR frames"]!).usage).toMatchObject({ promptTokens: 4 });
+    const none = meterSseText(STREAMS["no usage at all"]!);
+    expect(none.usage).toBeNull();
+    expect(none.completionEstimate).toBeGreaterThan(3);
   });
 });
 
