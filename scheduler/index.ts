@@ -1,4 +1,4 @@
-import { EVENT_VERSION, retentionCutoffs, type KeypoolEvent, type ProbeEvent } from "../schema";
+import { EVENT_VERSION, newEventId, retentionCutoffs, type KeypoolEvent, type ProbeEvent } from "../schema";
 import { planProbes } from "./logic/probe-plan";
 import { snapshotNeedsRefresh } from "./logic/snapshot-refresh";
 import { probeAll } from "./probe";
@@ -47,14 +47,14 @@ export async function runScheduled(deps: SchedulerDeps): Promise<ScheduledReport
   const byId = new Map(candidates.map((c) => [c.keyId, c]));
   const events: KeypoolEvent[] = await probeAll(
     planned.map((c) => byId.get(c.keyId)!),
-    { fetch: deps.fetch, decrypt: deps.decrypt, now: deps.now, newId: () => crypto.randomUUID() },
+    { fetch: deps.fetch, decrypt: deps.decrypt, now: deps.now, newId: () => newEventId(deps.now()) },
     settings.probeConcurrency,
     now + settings.probeTimeBudgetMs,
   );
   const pruned = await pruneProjections(deps.db, retentionCutoffs(settings, now));
   const refreshRequested = snapshotNeedsRefresh(await readSnapshotGeneratedAt(deps.db), now, SNAPSHOT_MAX_AGE_MS);
   if (refreshRequested) {
-    events.push({ v: EVENT_VERSION, type: "admin", id: crypto.randomUUID(), ts: now, actor: "scheduler", action: "snapshot.refresh", target: null, detail: null });
+    events.push({ v: EVENT_VERSION, type: "admin", id: newEventId(now), ts: now, actor: "scheduler", action: "snapshot.refresh", target: null, detail: null });
   }
   await deps.emit(events);
   return { pruned, refreshRequested, probed: events.filter((e) => e.type === "probe").length, due: planned.length, outbox };
@@ -74,7 +74,7 @@ export async function probeNow(deps: SchedulerDeps, keyIds: string[] | "all"): P
     .slice(0, settings.probeBudget);
   const events = await probeAll(
     targets,
-    { fetch: deps.fetch, decrypt: deps.decrypt, now: deps.now, newId: () => crypto.randomUUID() },
+    { fetch: deps.fetch, decrypt: deps.decrypt, now: deps.now, newId: () => newEventId(deps.now()) },
     settings.probeConcurrency,
     deps.now() + settings.probeTimeBudgetMs,
   );

@@ -1,4 +1,5 @@
 import { Hono, type Context } from "hono";
+import { newEventId } from "../../schema";
 import type { GatewayHono, IsolateState } from "../context";
 import { KeypoolError, errorResponse, invalidRequest } from "../errors";
 import { assertModelAllowed, authenticateClient } from "../logic/client-auth";
@@ -177,7 +178,7 @@ export function openAIRoutes(state: IsolateState) {
         now: Date.now,
         random: Math.random,
         sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
-        newId: () => crypto.randomUUID(),
+        newId: () => newEventId(Date.now()),
         sink: state.events.sink(c.env),
         waitUntil: (p) => c.executionCtx.waitUntil(p),
         secrets: secretCacheFor(c.env.KEY_ENCRYPTION_KEY),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, QUEUE_MESSAGE_LIMIT_BYTES, eventsOfMessage, packEvents, sendBatchGroups, type KeypoolEvent } from "../../schema";
+import { MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, QUEUE_MESSAGE_LIMIT_BYTES, attemptEventSchema, eventsOfMessage, newEventId, packEvents, sendBatchGroups, type KeypoolEvent } from "../../schema";
 
 const admin = (n: number, detail: Record<string, unknown> | null = null): KeypoolEvent => ({
   v: 1, type: "admin", id: `evt-${String(n).padStart(8, "0")}`, ts: n, actor: "admin", action: "keys.update", target: null, detail,
@@ -56,5 +56,32 @@ describe("sendBatchGroups", () => {
     // A body over the limit still goes, alone.
     expect(sendBatchGroups(["a", "huge", "b"], (b) => (b === "huge" ? MAX_BATCH_BYTES + 1 : 1))).toEqual([["a"], ["huge"], ["b"]]);
     expect(sendBatchGroups([], () => 1)).toEqual([]);
+  });
+});
+
+describe("newEventId", () => {
+  const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+  it("is a UUIDv7 whose first 48 bits are the time in ms", () => {
+    const now = Date.UTC(2026, 10, 26, 21, 0, 0, 123);
+    const id = newEventId(now);
+    expect(id).toMatch(UUID_V7);
+    expect(parseInt(id.slice(0, 8) + id.slice(9, 13), 16)).toBe(now);
+    expect(newEventId(0).slice(0, 13)).toBe("00000000-0000");
+  });
+
+  it("sorts ids made later after earlier ones, as text — so the dedupe window grows at its end", () => {
+    const start = Date.UTC(2026, 0, 1);
+    const ids = Array.from({ length: 2_000 }, (_, i) => newEventId(start + i * 997 + (i % 3)));
+    expect([...ids].sort()).toEqual(ids);
+    // Across a change in the number of hex digits of the time, too.
+    expect(newEventId(0xfffffffff) < newEventId(0x1000000000)).toBe(true);
+  });
+
+  it("is unique within one millisecond (74 random bits) and passes the event schema", () => {
+    const ids = new Set(Array.from({ length: 10_000 }, () => newEventId(1_700_000_000_000)));
+    expect(ids.size).toBe(10_000);
+    const [id] = ids;
+    expect(attemptEventSchema.shape.id.safeParse(id).success).toBe(true);
   });
 });

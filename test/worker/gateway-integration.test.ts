@@ -115,7 +115,8 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ object: "chat.completion", usage: FAKE_USAGE });
     expect(res.headers.get("x-keypool-attempts")).toBe("1");
-    expect(res.headers.get("x-keypool-request-id")).toBeTruthy();
+    // Request and event ids are UUIDv7 (time first), so the consumer's dedupe window grows at its end.
+    expect(res.headers.get("x-keypool-request-id")).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(res.headers.get("x-upstream")).toBe("yes");
     expect(res.headers.get("set-cookie")).toBeNull();
 

@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { z } from "zod";
-import { EVENT_VERSION, type AdminEvent } from "../../../schema";
+import { EVENT_VERSION, newEventId, type AdminEvent } from "../../../schema";
 import type { GatewayHono } from "../../context";
 import { KeypoolError, invalidRequest } from "../../errors";
 import { queueEventSink } from "../../storage/event-sink";
@@ -43,7 +43,8 @@ export function readQuery<S extends z.ZodType>(c: AdminContext, schema: S): z.in
  * republishes the snapshot. Sent after D1 holds the change.
  */
 export async function emitAdminEvent(c: AdminContext, action: string, target: string | null, detail: Record<string, unknown> | null): Promise<void> {
-  const event: AdminEvent = { v: EVENT_VERSION, type: "admin", id: crypto.randomUUID(), ts: Date.now(), actor: c.get("admin"), action, target, detail };
+  const now = Date.now();
+  const event: AdminEvent = { v: EVENT_VERSION, type: "admin", id: newEventId(now), ts: now, actor: c.get("admin"), action, target, detail };
   await queueEventSink(c.env)([event]);
 }
 
