@@ -1,6 +1,6 @@
 import { KEPT_FAILURES } from "../../schema";
 import type { HealthRow } from "../logic/health-rows";
-import type { BatchRows } from "../logic/rollup-rows";
+import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
 
 const ROLLUP_TABLES = [
   ["rollup_minute", "m"],
@@ -26,8 +26,21 @@ const COUNTERS = [
   ["reasoning_tokens", "reasoning"],
 ] as const;
 
-/** ingest_stage's columns (migration 0010), which are also the JSON parameter's keys (`StageRow`). */
-const STAGE_FIELDS = ["m", "h", "d", "key", "model", "client", "n", ...COUNTERS.map(([, f]) => f), "ls", "lm", "fs", "fm", "fc"];
+/** ingest_stage's columns (migration 0010): `StageRow`'s fields, in the order the JSON parameter's rows list them. */
+const STAGE_FIELDS = ["m", "h", "d", "key", "model", "client", "n", ...COUNTERS.map(([, f]) => f), "ls", "lm", "fs", "fm", "fc"] as const satisfies readonly (keyof StageRow)[];
+
+/**
+ * A staged row as the JSON parameter carries it: its values in STAGE_FIELDS
+ * order (an attempt's id after them). SQLite reads an array element by
+ * position, where it finds an object's member by comparing names: staging took
+ * 26 µs of CPU a row with objects and 14 with arrays, timed alone in local D1 —
+ * about a row per event in a pool of thousands of keys.
+ */
+function stageTuple(row: StageRow | AttemptRow): unknown[] {
+  const tuple: unknown[] = STAGE_FIELDS.map((f) => row[f]);
+  if ("id" in row) tuple.push(row.id);
+  return tuple;
+}
 
 /**
  * Copies the JSON parameter's rows into ingest_stage, parsing it once: the batch's
@@ -35,9 +48,9 @@ const STAGE_FIELDS = ["m", "h", "d", "key", "model", "client", "n", ...COUNTERS.
  * the dedupe window has seen.
  */
 const stageSql = (p: string, unseenOnly: boolean) => `INSERT INTO ingest_stage (${STAGE_FIELDS.join(", ")})
-  SELECT ${STAGE_FIELDS.map((f) => `value->>'$.${f}'`).join(", ")}
+  SELECT ${STAGE_FIELDS.map((_, i) => `value->>${i}`).join(", ")}
   FROM json_each(?1) AS e${unseenOnly ? `
-  WHERE NOT EXISTS (SELECT 1 FROM ${p}seen_events s WHERE s.id = e.value->>'$.id')` : ""}`;
+  WHERE NOT EXISTS (SELECT 1 FROM ${p}seen_events s WHERE s.id = e.value->>${STAGE_FIELDS.length})` : ""}`;
 
 const CLEAR_STAGE = "DELETE FROM ingest_stage";
 
@@ -77,6 +90,9 @@ const auditSql = (p: string, unseenOnly: boolean) => `INSERT OR IGNORE INTO ${p}
 const lww = (value: string, ts: string) =>
   `CASE WHEN excluded.${ts} > ${ts} OR (excluded.${ts} = ${ts} AND excluded.${value} > ${value}) THEN excluded.${value} ELSE ${value} END`;
 
+/** key_health's values in the order its insert lists them, which is the order the JSON parameter's rows carry them (as staged rows, by position). */
+const HEALTH_FIELDS = ["key", "ok", "rl", "cool", "auth", "nobal", "failures", "errTs", "err", "used", "balance", "balTs", "probeTs", "probe"] as const satisfies readonly (keyof HealthRow)[];
+
 /**
  * Merges the batch's health contributions: maxima, the newest failures (a bounded
  * set) and last-writer-wins values. Idempotent and order-independent, so it needs
@@ -84,8 +100,7 @@ const lww = (value: string, ts: string) =>
  */
 const healthSql = (p: string) => `INSERT INTO ${p}key_health (key_id, last_ok_ts, last_rate_limit_ts, cool_until, last_auth_fail_ts, last_no_balance_ts, failures,
     last_error_ts, last_error, last_used_at, balance, balance_ts, last_probe_ts, last_probe_result)
-  SELECT value->>'$.key', value->>'$.ok', value->>'$.rl', value->>'$.cool', value->>'$.auth', value->>'$.nobal', value->'$.failures',
-    value->>'$.errTs', value->>'$.err', value->>'$.used', value->>'$.balance', value->>'$.balTs', value->>'$.probeTs', value->>'$.probe'
+  SELECT ${HEALTH_FIELDS.map((f, i) => (f === "failures" ? `value->${i}` : `value->>${i}`)).join(", ")}
   FROM json_each(?1) WHERE true
   ON CONFLICT (key_id) DO UPDATE SET
     last_ok_ts = MAX(last_ok_ts, excluded.last_ok_ts),
@@ -140,13 +155,13 @@ const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
 export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], projection: Projection = ""): Promise<void> {
   if (rows.seen.length === 0) return;
   const sql = projection === "" ? SQL.live : SQL.shadow;
-  const fold = (stage: string, stageRows: unknown[], audit: string): D1PreparedStatement[] => {
+  const fold = (stage: string, stageRows: readonly (StageRow | AttemptRow)[], audit: string): D1PreparedStatement[] => {
     const statements: D1PreparedStatement[] = [];
     if (stageRows.length > 0) {
-      statements.push(db.prepare(stage).bind(JSON.stringify(stageRows)));
+      statements.push(db.prepare(stage).bind(JSON.stringify(stageRows.map(stageTuple))));
       for (const rollup of sql.rollups) statements.push(db.prepare(rollup));
     }
-    if (health.length > 0) statements.push(db.prepare(sql.health).bind(JSON.stringify(health)));
+    if (health.length > 0) statements.push(db.prepare(sql.health).bind(JSON.stringify(health.map((h) => HEALTH_FIELDS.map((f) => h[f])))));
     if (rows.admin.length > 0) statements.push(db.prepare(audit).bind(JSON.stringify(rows.admin)));
     return statements;
   };
