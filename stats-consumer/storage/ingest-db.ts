@@ -96,7 +96,9 @@ const HEALTH_FIELDS = ["key", "ok", "rl", "cool", "auth", "nobal", "failures", "
 /**
  * Merges the batch's health contributions: maxima, the newest failures (a bounded
  * set) and last-writer-wins values. Idempotent and order-independent, so it needs
- * no dedupe and a replay rebuilds the same rows.
+ * no dedupe and a replay rebuilds the same rows. A key the batch saw no failure
+ * of keeps its failure list as it is, without the merge (which would give the
+ * same list: both sides are kept unique, newest first, bounded).
  */
 const healthSql = (p: string) => `INSERT INTO ${p}key_health (key_id, last_ok_ts, last_rate_limit_ts, cool_until, last_auth_fail_ts, last_no_balance_ts, failures,
     last_error_ts, last_error, last_used_at, balance, balance_ts, last_probe_ts, last_probe_result)
@@ -108,9 +110,9 @@ const healthSql = (p: string) => `INSERT INTO ${p}key_health (key_id, last_ok_ts
     cool_until = MAX(cool_until, excluded.cool_until),
     last_auth_fail_ts = MAX(last_auth_fail_ts, excluded.last_auth_fail_ts),
     last_no_balance_ts = MAX(last_no_balance_ts, excluded.last_no_balance_ts),
-    failures = (SELECT json_group_array(f) FROM (
+    failures = CASE WHEN excluded.failures = '[]' THEN failures ELSE (SELECT json_group_array(f) FROM (
       SELECT value AS f FROM json_each(${p}key_health.failures) UNION SELECT value FROM json_each(excluded.failures)
-      ORDER BY f DESC LIMIT ${KEPT_FAILURES})),
+      ORDER BY f DESC LIMIT ${KEPT_FAILURES})) END,
     last_error = ${lww("last_error", "last_error_ts")},
     last_error_ts = MAX(last_error_ts, excluded.last_error_ts),
     last_used_at = MAX(last_used_at, excluded.last_used_at),
