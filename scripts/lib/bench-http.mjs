@@ -82,6 +82,36 @@ export async function startNullWorker(work, mockBaseUrl) {
   return { url: `http://127.0.0.1:${port}`, headers: {}, pid, stop: () => mf.dispose() };
 }
 
+const FLOOR = path.join(ROOT, "bench/floor");
+
+/**
+ * The metering floor (bench/floor/): a Worker that does only what counting
+ * usage needs — reads the request and the answer whole — and, with `log`, ships
+ * one small event per request to a queue whose consumer stores it as one D1
+ * row. `attempts()` counts the stored rows, so a run waits for them as for Keypool's.
+ */
+export async function startMeteringFloor(work, mockBaseUrl, { log }) {
+  const port = await freePort();
+  const proxy = { name: "floor", modules: true, scriptPath: path.join(FLOOR, "metering-proxy.js"), modulesRoot: FLOOR, ...COMPAT, bindings: { UPSTREAM: mockBaseUrl } };
+  const options = log
+    ? {
+        d1Persist: path.join(work, "floor-d1"),
+        workers: [
+          { ...proxy, queueProducers: { EVENTS: { queueName: "floor-events" } } },
+          // As Keypool's consumer in startKeypool: batches of up to 100 messages, at most a second apart.
+          { name: "floor-consumer", modules: true, scriptPath: path.join(FLOOR, "metering-log-consumer.js"), modulesRoot: FLOOR, ...COMPAT, d1Databases: { DB: "floor-db" }, queueConsumers: { "floor-events": { maxBatchTimeout: 1, maxBatchSize: 100 } } },
+        ],
+      }
+    : proxy;
+  const { mf, pid } = await startMiniflare({ host: "127.0.0.1", port, ...options });
+  const target = { url: `http://127.0.0.1:${port}`, headers: {}, pid, stop: () => mf.dispose() };
+  if (!log) return target;
+  const db = await mf.getD1Database("DB", "floor-consumer");
+  await db.prepare("CREATE TABLE floor_events (id TEXT PRIMARY KEY, ts INTEGER, key INTEGER, model TEXT, status INTEGER, ms INTEGER, prompt INTEGER, completion INTEGER) WITHOUT ROWID").run();
+  const attempts = async () => Number((await db.prepare("SELECT COUNT(*) AS n FROM floor_events").first())?.n ?? 0);
+  return { ...target, attempts };
+}
+
 /**
  * Bundles the two Workers once; every Keypool instance runs the same files.
  * `consumerEntry` / `gatewayEntry` swap an entry (the chaos run's
@@ -338,6 +368,12 @@ export async function runHttpBench(work, { runs, log, smoke = false }) {
   }
 }
 
+/** The metering floor's two rows of the breakdown: without and with its log (see startMeteringFloor). */
+const FLOORS = {
+  "metering floor: reads the request and the answer whole, nothing else": false,
+  "metering floor with a log: the same, plus one small event a request to a queue, stored as one D1 row": true,
+};
+
 /** The variants of the breakdown: Keypool with 10 keys and one part switched off, in its own entry. */
 const BREAKDOWN = {
   "Keypool, consumer stores nothing (validates, publishes the snapshot; no archive, no D1 writes)": { consumerEntry: "stats-consumer/bench-stores-nothing.ts" },
@@ -345,16 +381,23 @@ const BREAKDOWN = {
 };
 
 /**
- * Chat JSON at 50 connections against the null Worker, Keypool and Keypool with
- * one part switched off at a time, alternating: requests/s and CPU per request,
- * so the table says how much of Keypool's CPU the gateway, the queue and the
- * consumer's storing each take. Returns runs by target name.
+ * Chat JSON at 50 connections against the null Worker, the metering floor
+ * without and with its log, Keypool and Keypool with one part switched off at a
+ * time, alternating: requests/s and CPU per request, so the table says how much
+ * of Keypool's CPU the gateway, the queue and the consumer's storing each take,
+ * and how much of it any proxy that meters and logs would pay too. Returns runs by target name.
  */
 async function cpuBreakdown(work, mock, { null: nullWorker, keypool }, { runs, seconds, stops }) {
   const scenario = SCENARIOS[0];
   await mock.behave(scenario.behavior);
   /** @type {Record<string, any>} */
-  const targets = { "null Worker": nullWorker, "Keypool, 10 keys": keypool };
+  const targets = { "null Worker": nullWorker };
+  for (const [name, log] of Object.entries(FLOORS)) {
+    const floor = await startMeteringFloor(path.join(work, `floor-${log ? "log" : "proxy"}`), mock.baseUrl, { log });
+    stops.push(floor.stop);
+    targets[name] = floor;
+  }
+  targets["Keypool, 10 keys"] = keypool;
   for (const [name, entries] of Object.entries(BREAKDOWN)) {
     const dir = path.join(work, `variant-${Object.keys(targets).length}`);
     const variant = await startKeypool(work, await bundleKeypool(dir, entries), path.basename(dir), mock.baseUrl, 10);
