@@ -64,6 +64,11 @@ function printHttp({ results, breakdown, stats, largePool }, fmt) {
   const { SCENARIOS, TARGETS } = HTTP;
   const ms = (x) => (Number.isNaN(x) ? "–" : x.toFixed(2));
   const med = (runs, f) => median(runs.map(f));
+  /** Events stored / responses counted over a target's runs; "–" for a target that stores none. */
+  const stored = (runs) => {
+    if (runs.every((r) => Number.isNaN(r.counted))) return "–";
+    return `${fmt(runs.reduce((n, r) => n + r.counted, 0))} / ${fmt(runs.reduce((n, r) => n + r.requests, 0))}`;
+  };
   console.log("\n| scenario | connections | target | requests/s median (min – max) | p50 ms | p99 ms | first byte p50 ms | CPU ms / request | events stored / requests |");
   console.log("|---|---|---|---|---|---|---|---|---|");
   for (const { name } of SCENARIOS) {
@@ -72,11 +77,9 @@ function printHttp({ results, breakdown, stats, largePool }, fmt) {
         const runs = results[name][c][t];
         const rps = runs.map((r) => r.rps);
         const errors = runs.reduce((n, r) => n + r.errors, 0);
-        const stored = runs.reduce((n, r) => n + (Number.isNaN(r.counted) ? 0 : r.counted), 0);
-        const sent = runs.reduce((n, r) => n + r.requests, 0);
         const label = t === "Keypool, large pool" ? `Keypool, ${fmt(largePool)} keys` : t;
         console.log(
-          `| ${name} | ${c} | ${label} | ${fmt(median(rps))} (${fmt(Math.min(...rps))} – ${fmt(Math.max(...rps))})${errors ? ` ${errors} errors` : ""} | ${ms(med(runs, (r) => r.p50))} | ${ms(med(runs, (r) => r.p99))} | ${ms(med(runs, (r) => r.ttfb))} | ${t === "direct" ? "–" : ms(med(runs, (r) => r.cpuMs))} | ${t.startsWith("Keypool") ? `${fmt(stored)} / ${fmt(sent)}` : "–"} |`,
+          `| ${name} | ${c} | ${label} | ${fmt(median(rps))} (${fmt(Math.min(...rps))} – ${fmt(Math.max(...rps))})${errors ? ` ${errors} errors` : ""} | ${ms(med(runs, (r) => r.p50))} | ${ms(med(runs, (r) => r.p99))} | ${ms(med(runs, (r) => r.ttfb))} | ${t === "direct" ? "–" : ms(med(runs, (r) => r.cpuMs))} | ${stored(runs)} |`,
         );
       }
     }
@@ -92,12 +95,12 @@ function printHttp({ results, breakdown, stats, largePool }, fmt) {
   row(`${paced}: total time ÷ null Worker's, 1 connection`, versus(paced, 1, (r) => r.p50, (a, b) => a / b), "≤ 1.02", (v) => v <= 1.02, 3);
   for (const s of [json, sse]) row(`${s}: CPU per request ÷ null Worker's, 50 connections`, versus(s, 50, (r) => r.cpuMs, (a, b) => a / b), "≤ 1.30", (v) => v <= 1.3);
   const nullCpu = med(breakdown["null Worker"], (r) => r.cpuMs);
-  console.log(`\n| where Keypool's CPU goes: ${json}, 50 connections | requests/s median (min – max) | CPU ms / request | ÷ null Worker's |`);
-  console.log("|---|---|---|---|");
+  console.log(`\n| where Keypool's CPU goes: ${json}, 50 connections | requests/s median (min – max) | CPU ms / request | ÷ null Worker's | events stored / requests |`);
+  console.log("|---|---|---|---|---|");
   for (const [target, runs] of Object.entries(breakdown)) {
     const rps = runs.map((r) => r.rps);
     const cpu = med(runs, (r) => r.cpuMs);
-    console.log(`| ${target} | ${fmt(median(rps))} (${fmt(Math.min(...rps))} – ${fmt(Math.max(...rps))}) | ${ms(cpu)} | ${(cpu / nullCpu).toFixed(2)} |`);
+    console.log(`| ${target} | ${fmt(median(rps))} (${fmt(Math.min(...rps))} – ${fmt(Math.max(...rps))}) | ${ms(cpu)} | ${(cpu / nullCpu).toFixed(2)} | ${stored(runs)} |`);
   }
   console.log("\n| stats API over 30 days × 1,000 keys of rollups | median ms (15 answers) |");
   console.log("|---|---|");
