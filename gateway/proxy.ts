@@ -215,7 +215,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
 
     const text = await res.text().catch(() => "");
     sent.finish();
-    const verdict = classifyResponse(res.status, record.retryAfterMs, text.slice(0, 4096));
+    const verdict = classifyResponse(res.status, record.retryAfterMs, text.slice(0, 4096), settings.defaultCooldownMs);
     record.outcome = verdict.outcome;
     record.latencyMs = deps.now() - started;
     hold(deps.observations, key.id, verdict, deps.now());

@@ -23,7 +23,6 @@ export function parseRetryAfter(value: string | null, now: number): number | nul
   return Number.isNaN(date) ? null : Math.max(0, date - now);
 }
 
-const DEFAULT_COOLDOWN_MS = 20_000;
 const DEAD_BLOCK_MS = 10 * 60_000;
 const ERROR_BLOCK_MS = 5_000;
 
@@ -31,13 +30,15 @@ const ERROR_BLOCK_MS = 5_000;
  * Classifies an upstream answer per the failure policy: 429 cools the key, 401/403
  * or an invalid-key message kills it, 402 or a balance message exhausts it, 5xx
  * counts as a failure; any other 4xx is the client's fault and is passed through.
- * `bodyText` is a short prefix of the error body, used only for the hints.
+ * `bodyText` is a short prefix of the error body, used only for the hints; a 429
+ * without Retry-After cools the key for `defaultCooldownMs` (the setting the
+ * consumer folds the same 429 with, so the isolate and the pool agree).
  */
-export function classifyResponse(status: number, retryAfterMs: number | null, bodyText: string): Verdict {
+export function classifyResponse(status: number, retryAfterMs: number | null, bodyText: string, defaultCooldownMs: number): Verdict {
   if (status >= 200 && status < 400) return { outcome: "ok", retry: false, blockMs: 0 };
   if (status === 429) {
     if (BALANCE_HINT.test(bodyText)) return { outcome: "no_balance", retry: true, blockMs: DEAD_BLOCK_MS };
-    return { outcome: "rate_limited", retry: true, blockMs: retryAfterMs ?? DEFAULT_COOLDOWN_MS };
+    return { outcome: "rate_limited", retry: true, blockMs: retryAfterMs ?? defaultCooldownMs };
   }
   if (status === 401 || status === 403) return { outcome: "auth_failed", retry: true, blockMs: DEAD_BLOCK_MS };
   if (status === 402) return { outcome: "no_balance", retry: true, blockMs: DEAD_BLOCK_MS };
