@@ -28,7 +28,6 @@ export const WRANGLER_ENV = {
 /** Fresh secrets for a local run: a random admin password, JWT secret and key-encryption key. */
 export function generateSecrets() {
   return {
-    KEYPOOL_ENV: "development",
     ADMIN_PASSWORD: randomBytes(12).toString("base64url"),
     JWT_SECRET: randomBytes(32).toString("base64url"),
     KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64url"),

@@ -25,7 +25,7 @@ declare module "*/tools/mock-upstream/server.mjs" {
 }
 declare module "*/scripts/lib/stack.mjs" {
   export const ROOT: string;
-  export function generateSecrets(): Record<"KEYPOOL_ENV" | "ADMIN_PASSWORD" | "JWT_SECRET" | "KEY_ENCRYPTION_KEY", string>;
+  export function generateSecrets(): Record<"ADMIN_PASSWORD" | "JWT_SECRET" | "KEY_ENCRYPTION_KEY", string>;
   export function freePort(preferred?: number): Promise<number>;
   export function buildDashboard(options?: { quiet?: boolean }): Promise<string>;
   export function applyMigrations(persistTo: string, options?: { quiet?: boolean }): Promise<string>;
