@@ -5,6 +5,13 @@ import { keyStateSchema, snapshotUpstreamSchema } from "./snapshot";
 export const loginBodySchema = z.object({ password: z.string().min(1).max(1024) });
 export const loginResponseSchema = z.object({ token: z.string(), expiresAt: z.number() });
 
+/** Whether the request carries a valid admin session: a visitor who is not logged in gets `authenticated: false`, not an error. */
+export const sessionViewSchema = z.discriminatedUnion("authenticated", [
+  z.object({ authenticated: z.literal(true), subject: z.string(), expiresAt: z.number() }),
+  z.object({ authenticated: z.literal(false) }),
+]);
+export type SessionView = z.infer<typeof sessionViewSchema>;
+
 export const createUpstreamBodySchema = z.object({
   name: z.string().trim().min(1).max(100),
   baseUrl: z

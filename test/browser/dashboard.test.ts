@@ -51,6 +51,21 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     await stack?.stop();
   });
 
+  it("opens for a logged-out visitor without a single error in the console", async () => {
+    const errors: string[] = [];
+    const onConsole = (m: { type(): string; text(): string }) => void (m.type() === "error" && errors.push(m.text()));
+    const onResponse = (r: { status(): number; url(): string }) => void (r.status() >= 400 && errors.push(`${r.status()} ${r.url()}`));
+    page.on("console", onConsole);
+    page.on("response", onResponse);
+    await page.goto(stack.url);
+    await page.waitForSelector("input[type=password]");
+    // The session probe has answered by now (the form shows once it has); give late console messages a moment.
+    await page.waitForLoadState("networkidle");
+    page.off("console", onConsole);
+    page.off("response", onResponse);
+    expect(errors).toEqual([]);
+  });
+
   it("shows an error for a wrong password, then logs in", async () => {
     await page.goto(stack.url);
     await page.fill("input[type=password]", "not the password");

@@ -4,6 +4,7 @@ import type {
   KeyState,
   KeyView,
   OpenAIError,
+  SessionView,
   Settings,
   StatsBreakdown,
   StatsBucket,
@@ -74,7 +75,7 @@ const query = (params: Record<string, string | number | undefined>) =>
 export const api = {
   login: (password: string) => request<{ token: string; expiresAt: number }>("POST", "/login", { password }),
   logout: () => request<{ ok: boolean }>("POST", "/logout", {}),
-  session: () => request<{ subject: string }>("GET", "/session"),
+  session: () => request<SessionView>("GET", "/session"),
   summary: () => request<StatsSummary>("GET", "/stats/summary"),
   series: (bucket: StatsBucket, count: number, filters: Record<string, string> = {}) => request<StatsSeries>("GET", `/stats/series?${query({ bucket, count, ...filters })}`),
   breakdown: (by: string, bucket: StatsBucket, count: number) => request<StatsBreakdown>("GET", `/stats/breakdown?${query({ by, bucket, count })}`),

@@ -3,15 +3,9 @@ import { api, ApiError } from "./api";
 /** Whether the admin is logged in: null while the first check runs. */
 export const session = $state<{ loggedIn: boolean | null }>({ loggedIn: null });
 
-/** Asks the server whether the session cookie is still valid. */
+/** Asks the server whether the session cookie is still valid (a logged-out visitor is an answer, not an error). */
 export async function checkSession(): Promise<void> {
-  try {
-    await api.session();
-    session.loggedIn = true;
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 401) session.loggedIn = false;
-    else throw err;
-  }
+  session.loggedIn = (await api.session()).authenticated;
 }
 
 export async function logIn(password: string): Promise<void> {

@@ -1,10 +1,10 @@
 import { Hono } from "hono";
 import { getCookie } from "hono/cookie";
 import { z } from "zod";
-import { loginBodySchema } from "../../../schema";
+import { loginBodySchema, type SessionView } from "../../../schema";
 import type { GatewayHono } from "../../context";
 import { KeypoolError } from "../../errors";
-import { SESSION_COOKIE, SESSION_SECONDS, issueAdminToken, sessionCookie, verifyAdminToken } from "../../logic/admin-session";
+import { SESSION_COOKIE, SESSION_SECONDS, issueAdminToken, sessionCookie, verifyAdminToken, type AdminSession } from "../../logic/admin-session";
 import { constantTimeEqual } from "../../logic/crypto";
 import {
   clearLoginFailures,
@@ -25,15 +25,19 @@ function tokenOf(c: AdminContext): string | undefined {
   return c.req.header("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1] ?? getCookie(c, SESSION_COOKIE);
 }
 
-/**
- * Rejects the request unless it carries a valid admin session (the cookie or a
- * Bearer token): signed with JWT_SECRET, unexpired, not logged out.
- */
+/** The request's admin session (the cookie or a Bearer token): signed with JWT_SECRET, unexpired, not logged out; else null. */
+async function currentSession(c: AdminContext): Promise<AdminSession | null> {
+  const token = tokenOf(c);
+  const session = token ? await verifyAdminToken(c.env.JWT_SECRET, token, Date.now()) : null;
+  if (!session || !(await sessionIsValid(c.env.DB, session.jti, session.issuedAtMs))) return null;
+  return session;
+}
+
+/** Rejects the request with 401 unless it carries a valid admin session. */
 export function requireAdmin() {
   return async function requireAdminMiddleware(c: AdminContext, next: () => Promise<void>) {
-    const token = tokenOf(c);
-    const session = token ? await verifyAdminToken(c.env.JWT_SECRET, token, Date.now()) : null;
-    if (!session || !(await sessionIsValid(c.env.DB, session.jti, session.issuedAtMs))) {
+    const session = await currentSession(c);
+    if (!session) {
       throw new KeypoolError(401, "authentication_error", "Log in to the admin API first.", "admin_login_required");
     }
     c.set("admin", session.subject);
@@ -95,7 +99,12 @@ export function authRoutes() {
     return c.json({ ok: true, everywhere });
   });
 
-  app.get("/session", requireAdmin(), (c) => c.json({ subject: c.get("admin"), expiresAt: c.get("session").expiresAtMs }));
+  // A visitor who is not logged in is not an error: the dashboard asks this on every load.
+  app.get("/session", async (c) => {
+    const session = await currentSession(c);
+    const view: SessionView = session ? { authenticated: true, subject: session.subject, expiresAt: session.expiresAtMs } : { authenticated: false };
+    return c.json(view);
+  });
 
   return app;
 }
