@@ -7,6 +7,7 @@ import { addCorsHeaders, allowOriginFor, preflightResponse } from "../logic/cors
 import { estimatePromptTokens } from "../logic/estimate-tokens";
 import { MAX_JSON_DEPTH, SCAN_BEFORE_PARSE_BYTES, jsonNestsDeeperThan, nestsDeeperThan, type ClientBody } from "../logic/request-body";
 import { secretCacheFor } from "../logic/secrets";
+import { decodeUtf8Body } from "../logic/utf8";
 import { missingSecrets } from "../middleware";
 import { listModels } from "../models";
 import { proxyRequest } from "../proxy";
@@ -52,9 +53,6 @@ function readModel(value: unknown): string {
   return value;
 }
 
-/** Refuses bytes that are not UTF-8; decoding whole bodies (no `stream`), it keeps no state between requests. */
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
-
 async function readJsonBody(c: OpenAIContext, endpoint: string): Promise<ClientBody> {
   const contentType = c.req.header("content-type") ?? "";
   if (contentType.split(";")[0]!.trim().toLowerCase() !== "application/json") {
@@ -65,9 +63,10 @@ async function readJsonBody(c: OpenAIContext, endpoint: string): Promise<ClientB
   // One nesting check per body: large ones before parsing (see SCAN_BEFORE_PARSE_BYTES), the rest after.
   const scanned = bytes.byteLength > SCAN_BEFORE_PARSE_BYTES;
   if (scanned && jsonNestsDeeperThan(new Uint8Array(bytes), MAX_JSON_DEPTH)) throw tooDeep();
+  const text = decodeUtf8Body(bytes);
   let json: unknown;
   try {
-    json = JSON.parse(strictUtf8.decode(bytes));
+    json = JSON.parse(text);
   } catch {
     throw invalidRequest("The request body is not valid JSON.");
   }

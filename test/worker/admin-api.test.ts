@@ -30,7 +30,8 @@ async function signed(claims: Record<string, unknown>, secret = TEST_SECRETS.JWT
     .sign(new TextEncoder().encode(secret));
 }
 
-const withToken = (token: string) => gateway("/admin/api/session", { headers: { authorization: `Bearer ${token}` } });
+/** A read behind the admin session, with this token. */
+const withToken = (token: string) => gateway("/admin/api/settings", { headers: { authorization: `Bearer ${token}` } });
 
 async function newUpstream(models: string[] = []) {
   return (await admin<{ id: string }>("POST", "/upstreams", { name: `up-${crypto.randomUUID()}`, baseUrl: FAKE_BASE_URL, models })).body.id;
@@ -64,6 +65,18 @@ describe("admin authentication", () => {
     ]) {
       expect((await withToken(bad)).status).toBe(401);
     }
+  });
+
+  it("tells whether a session is valid without calling a logged-out visitor an error", async () => {
+    const out = await gateway("/admin/api/session");
+    expect(out.status).toBe(200);
+    expect(await out.json()).toEqual({ authenticated: false });
+    const bad = await gateway("/admin/api/session", { headers: { authorization: `Bearer ${await signed({}, "another-secret-another-secret-0123456789")}` } });
+    expect(await bad.json()).toEqual({ authenticated: false });
+    // A token of its own: the shared one must outlive the "log out everywhere" test below.
+    const token = ((await (await login(TEST_SECRETS.ADMIN_PASSWORD, "192.0.2.9")).json()) as { token: string }).token;
+    const good = await gateway("/admin/api/session", { headers: { authorization: `Bearer ${token}` } });
+    expect(await good.json()).toMatchObject({ authenticated: true, subject: "admin", expiresAt: expect.any(Number) });
   });
 
   it("ends a session on logout, and every earlier session on logout everywhere", async () => {
@@ -171,6 +184,13 @@ describe("management", () => {
     expect(byMask(k1)).toMatchObject({ enabled: true, balance: 12.5, state: "active" });
     expect(byMask(k2)).toMatchObject({ enabled: false, balance: 0, state: "disabled" });
     expect(byMask(k3)).toMatchObject({ enabled: true, balance: null });
+    // The balance readings are events like any other: their ids are time-ordered UUIDv7s (the dedupe window relies on it).
+    const seen = await env.DB.prepare("SELECT id FROM seen_events WHERE ts = ?1").bind(Date.parse("2025-06-01T00:00:00Z")).all<{ id: string }>();
+    expect(seen.results.length).toBeGreaterThan(0);
+    for (const { id } of seen.results) {
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(Math.abs(parseInt(id.replace(/-/g, "").slice(0, 12), 16) - Date.now())).toBeLessThan(60_000);
+    }
   });
 
   it("lists, updates and deletes client keys with their usage", async () => {
@@ -183,6 +203,24 @@ describe("management", () => {
     expect(updated.body).toMatchObject({ enabled: false, tpmLimit: 5000 });
     expect((await admin("DELETE", `/client-keys/${created.body.id}`)).status).toBe(200);
     expect((await admin("PATCH", `/client-keys/${created.body.id}`, { enabled: true })).status).toBe(404);
+  });
+
+  it("refuses a body that is not UTF-8 with 400 on the admin API and the OpenAI routes alike, storing nothing", async () => {
+    const name = `utf8-${crypto.randomUUID()}`;
+    const body = new Uint8Array([...new TextEncoder().encode(`{"name":"${name}`), 0xff, 0xfe, ...new TextEncoder().encode('"}')]);
+    const res = await gateway("/admin/api/client-keys", { method: "POST", headers: { authorization: `Bearer ${await adminToken()}`, "content-type": "application/json" }, body });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { type: "invalid_request_error", code: "invalid_encoding" } });
+    const stored = await env.DB.prepare("SELECT COUNT(*) AS n FROM client_keys WHERE name LIKE ?1").bind(`${name}%`).first<{ n: number }>();
+    expect(stored?.n).toBe(0);
+    const client = await admin<{ id: string; key: string }>("POST", "/client-keys", { name });
+    const headers = { authorization: `Bearer ${client.body.key}`, "content-type": "application/json" };
+    const v1 = await waitFor(async () => {
+      const r = await gateway("/v1/chat/completions", { method: "POST", headers, body });
+      return r.status === 401 ? undefined : r; // until the snapshot holds the new client key
+    }, "the new client key to reach the gateway");
+    expect(v1.status).toBe(400);
+    expect(await v1.json()).toMatchObject({ error: { type: "invalid_request_error", code: "invalid_encoding" } });
   });
 
   it("validates settings with clear 400s and applies a valid change", async () => {

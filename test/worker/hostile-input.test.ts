@@ -91,13 +91,19 @@ function corpus(clientKey: string, model: string, adminAuth: string): HostileCas
     ["PATCH", "/admin/api/settings", "[]"],
   ];
   for (const [method, path, body] of adminBodies) cases.push({ what: `admin ${method} ${path} ${body.slice(0, 40)}`, path, init: { method, headers: adminJson, body } });
+  // Bytes that are not UTF-8 inside a JSON string (RFC 8259 §8.1): refused, never stored as U+FFFD.
+  const notUtf8 = (before: string, after: string) => new Uint8Array([...new TextEncoder().encode(before), 0xff, 0xfe, ...new TextEncoder().encode(after)]);
+  cases.push({ what: "admin client key named with invalid UTF-8", path: "/admin/api/client-keys", init: { method: "POST", headers: adminJson, body: notUtf8('{"name":"a', 'b"}') } });
+  cases.push({ what: "admin upstream named with invalid UTF-8", path: "/admin/api/upstreams", init: { method: "POST", headers: adminJson, body: notUtf8('{"name":"a', 'b","baseUrl":"https://x.test/v1"}') } });
+  cases.push({ what: "admin settings patch with invalid UTF-8", path: "/admin/api/settings", init: { method: "PATCH", headers: adminJson, body: notUtf8('{"timeZone":"UTC', '"}') } });
   cases.push({ what: "admin call with text/plain", path: "/admin/api/upstreams", init: { method: "POST", headers: { ...adminJson, "content-type": "text/plain" }, body: JSON.stringify({ name: "x", baseUrl: "https://x.test/v1" }) } });
   cases.push({ what: "admin call from another origin", path: "/admin/api/upstreams", init: { method: "POST", headers: { ...adminJson, origin: "https://evil.test" }, body: JSON.stringify({ name: "x", baseUrl: "https://x.test/v1" }) } });
   return cases;
 }
 
 describe("hostile input", () => {
-  it("refuses 200+ hostile requests with a 4xx in the right shape, forwards none, writes nothing, and still serves a good request", async () => {
+  // Over 300 requests, several of them tens of MiB: a budget that holds on a busy 2-core machine.
+  it("refuses 200+ hostile requests with a 4xx in the right shape, forwards none, writes nothing, and still serves a good request", { timeout: 120_000 }, async () => {
     const pool = await createPool(FAKE_BASE_URL, [`sk-hostile-${crypto.randomUUID()}`]);
     const fake = installFakeUpstream({});
     fakes.set(fake.restore);

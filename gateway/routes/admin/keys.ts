@@ -7,6 +7,7 @@ import {
   importSeedBodySchema,
   keyBatchBodySchema,
   keyListQuerySchema,
+  newEventId,
   probeKeysBodySchema,
   updateKeyBodySchema,
   type AddKeysResponse,
@@ -160,7 +161,8 @@ export function keyRoutes(state: IsolateState) {
       balances.push({
         v: EVENT_VERSION,
         type: "probe",
-        id: crypto.randomUUID(),
+        // Time-ordered like every other event id: the consumer's dedupe window grows at its end.
+        id: newEventId(now),
         ts: Number.isFinite(checked) && checked <= now ? checked : now,
         keyId: rows[i]!.id,
         kind: "balance",

@@ -3,6 +3,7 @@ import type { z } from "zod";
 import { EVENT_VERSION, newEventId, type AdminEvent } from "../../../schema";
 import type { GatewayHono } from "../../context";
 import { KeypoolError, invalidRequest } from "../../errors";
+import { decodeUtf8Body } from "../../logic/utf8";
 import { queueEventSink } from "../../storage/event-sink";
 
 export type AdminContext = Context<GatewayHono>;
@@ -14,14 +15,27 @@ function firstIssue(error: z.ZodError): KeypoolError {
   return invalidRequest(param ? `${param}: ${issue.message}` : issue.message, param);
 }
 
-/** Reads a JSON body and validates it; 415 for another content type (which also stops cross-site form posts), 400 for a bad body. */
+/** Largest admin request body: far above a batch of 10,000 keys with their settings. */
+export const MAX_ADMIN_BODY_BYTES = 16 * 1024 * 1024;
+
+const tooLarge = () => new KeypoolError(413, "invalid_request_error", `The request body is larger than ${MAX_ADMIN_BODY_BYTES} bytes.`, "body_too_large");
+
+/**
+ * Reads a JSON body and validates it; 415 for another content type (which also
+ * stops cross-site form posts), 413 past the size limit, 400 for bytes that are
+ * not UTF-8, text that is not JSON, or JSON the schema refuses.
+ */
 export async function readBody<S extends z.ZodType>(c: AdminContext, schema: S): Promise<z.infer<S>> {
   if (!(c.req.header("content-type") ?? "").toLowerCase().includes("application/json")) {
     throw new KeypoolError(415, "invalid_request_error", "Send the body as application/json.", "unsupported_media_type");
   }
+  if (Number(c.req.header("content-length") ?? "0") > MAX_ADMIN_BODY_BYTES) throw tooLarge();
+  const bytes = await c.req.arrayBuffer();
+  if (bytes.byteLength > MAX_ADMIN_BODY_BYTES) throw tooLarge();
+  const text = decodeUtf8Body(bytes);
   let raw: unknown;
   try {
-    raw = await c.req.json();
+    raw = JSON.parse(text);
   } catch {
     throw invalidRequest("The request body is not valid JSON.");
   }
