@@ -16,7 +16,7 @@ export default defineConfig({
   test: {
     projects: [
       {
-        test: { name: "unit", include: ["test/unit/**/*.test.ts"], environment: "node", sequence: { groupOrder: 0 } },
+        test: { name: "unit", include: ["test/unit/**/*.test.ts"], environment: "node", sequence: { groupOrder: 0 }, testTimeout: 30_000 },
       },
       {
         plugins: [
@@ -46,6 +46,9 @@ export default defineConfig({
         test: {
           name: "worker",
           include: ["test/worker/**/*.test.ts"],
+          // Most take well under a second; the budget is for a busy 2-core machine (the queue, D1 and
+          // the consumer share it), and the long ones set their own.
+          testTimeout: 30_000,
           sequence: { groupOrder: 0 },
           globalSetup: ["./test/worker/global-setup.ts"],
           setupFiles: ["./test/worker/apply-migrations.ts"],
