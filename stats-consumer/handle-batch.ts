@@ -8,15 +8,6 @@ import { ingestBatch } from "./storage/ingest-db";
 import { sendToQueue } from "./storage/queues";
 import { readSettings } from "./storage/snapshot-store";
 
-/** The bindings the consumer works with. */
-export interface ConsumerBindings {
-  DB: D1Database;
-  SNAPSHOT: KVNamespace;
-  ARCHIVE: R2Bucket;
-  EVENTS: Queue;
-  DEAD_LETTERS: Queue;
-}
-
 /**
  * Events folded per D1 transaction. A batch holds up to 100 messages of up to
  * 100 events each; 1,000 attempt rows keep the JSON parameter far below D1's
@@ -70,7 +61,7 @@ export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[
  * dedupe window makes that safe, also for transactions that already committed —
  * and nothing is acknowledged until it is stored.
  */
-export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerBindings, deps: BatchDeps = realTime): Promise<BatchResult> {
+export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv, deps: BatchDeps = realTime): Promise<BatchResult> {
   const { events, dead } = readBatch(batch);
   const result: BatchResult = { valid: events.length, malformed: dead.length, published: null, retried: false };
   try {
@@ -99,7 +90,7 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerBin
 }
 
 /** Keeps dead letters in the archive under dead/, where requeue can find them. */
-export async function handleDeadLetters(batch: MessageBatch<unknown>, env: ConsumerBindings, deps: BatchDeps = realTime): Promise<void> {
+export async function handleDeadLetters(batch: MessageBatch<unknown>, env: ConsumerEnv, deps: BatchDeps = realTime): Promise<void> {
   try {
     await appendToArchive(env.ARCHIVE, archiveKey(DEAD_PREFIX, deps.now(), crypto.randomUUID()), batch.messages.map((m) => m.body));
     batch.ackAll();

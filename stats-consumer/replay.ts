@@ -1,5 +1,4 @@
 import { keypoolEventSchema, packEvents, retentionCutoffs, type AdminEvent, type KeypoolEvent } from "../schema";
-import type { ConsumerBindings } from "./handle-batch";
 import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
 import { DEAD_PREFIX, EVENTS_PREFIX, listArchive, readArchived } from "./storage/archive";
@@ -49,7 +48,7 @@ export interface RebuildReport {
  * for the range (clipped to retention); key health and the audit log, which are
  * not bounded by time, only when the whole log is replayed.
  */
-export async function rebuild(env: ConsumerBindings, p: ReplayParams, now: number): Promise<RebuildReport> {
+export async function rebuild(env: ConsumerEnv, p: ReplayParams, now: number): Promise<RebuildReport> {
   await resetShadowTables(env.DB);
   const settings = await readSettings(env.DB);
   const keys = await listArchive(env.ARCHIVE, EVENTS_PREFIX);
@@ -86,7 +85,7 @@ export interface RequeueReport {
 }
 
 /** Sends archived events (or dead letters) back into the queue; the dedupe window keeps anything from counting twice. */
-export async function requeue(env: ConsumerBindings, p: ReplayParams): Promise<RequeueReport> {
+export async function requeue(env: ConsumerEnv, p: ReplayParams): Promise<RequeueReport> {
   const keys = await listArchive(env.ARCHIVE, p.source === "dead" ? DEAD_PREFIX : EVENTS_PREFIX);
   let requeued = 0;
   let unparseable = 0;
@@ -113,7 +112,7 @@ export function replayRequests(events: KeypoolEvent[]): { kind: "rebuild" | "req
 }
 
 /** Runs the replay jobs a batch asked for, recording each one's report; a failed job is reported, not retried. */
-export async function runReplayJobs(events: KeypoolEvent[], env: ConsumerBindings, now: () => number): Promise<void> {
+export async function runReplayJobs(events: KeypoolEvent[], env: ConsumerEnv, now: () => number): Promise<void> {
   for (const { kind, params } of replayRequests(events)) {
     await startJob(env.DB, { id: params.jobId, kind, params: { ...params } }, now());
     try {
