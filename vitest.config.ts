@@ -21,6 +21,8 @@ export default defineConfig({
       {
         plugins: [
           cloudflareTest(async () => ({
+            // The gateway's bindings and assets from its config; its handlers through the tests' entry.
+            main: "./test/fixtures/workers/gateway.ts",
             wrangler: { configPath: "./wrangler.gateway.toml" },
             miniflare: {
               bindings: { ...TEST_SECRETS, TEST_MIGRATIONS: await readD1Migrations("./schema/migrations") },

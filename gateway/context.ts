@@ -4,6 +4,7 @@ import type { AdminSession } from "./logic/admin-session";
 import type { ClientLimiter } from "./logic/client-limits";
 import type { LocalObservations } from "./logic/local-observations";
 import type { EventBatcher } from "./storage/event-sink";
+import type { PoolCache } from "./storage/snapshot-cache";
 
 /** Hono's type parameters for the gateway: bindings plus what middleware sets. */
 export interface GatewayHono {
@@ -19,6 +20,8 @@ export type GatewayApp = Hono<GatewayHono>;
 
 /** Isolate-wide state shared by all requests of this isolate. */
 export interface IsolateState {
+  /** The KV snapshot this isolate serves from, refreshed in the background. */
+  pools: PoolCache;
   observations: LocalObservations;
   limits: ClientLimiter;
   /** Gathers the attempt events of this isolate's requests into few queue sends. */

@@ -13,9 +13,9 @@
  *    and upstream-reported tokens in the rollups must equal what the client sent
  *    and what the mock saw and reported. Checked after run 1, and after two more
  *    runs of the same traffic whose consumer has faults injected
- *    (stats-consumer/fault-injection.ts): every batch delivered twice, and D1
+ *    (test/fixtures/workers/consumer-faults.ts): every batch delivered twice, and D1
  *    failing on 10 % of batches; and after one whose gateway's queue refuses half
- *    its sends (gateway/fault-injection.ts), so events wait in the outbox until
+ *    its sends (test/fixtures/workers/gateway-faults.ts), so events wait in the outbox until
  *    the scheduler, ticked here, sends them on.
  * 3. Bad input: test/worker/hostile-input.test.ts (npm test) sends what the fetch API
  *    can; here raw sockets send what it cannot (CR, LF, NUL in headers, folding, huge
@@ -135,7 +135,7 @@ async function inspectIsolates(inspectorUrl, pick, headers = {}) {
 /** wrangler.consumer.toml with the fault-injecting entry and its CONSUMER_FAULTS var, written next to the run's state. */
 function faultConsumerConfig(dir, faults) {
   const toml = readFileSync(path.join(ROOT, "wrangler.consumer.toml"), "utf8")
-    .replace(/^main = .*$/m, `main = ${JSON.stringify(path.join(ROOT, "stats-consumer/fault-injection.ts"))}`)
+    .replace(/^main = .*$/m, `main = ${JSON.stringify(path.join(ROOT, "test/fixtures/workers/consumer-faults.ts"))}`)
     .replace(/^migrations_dir = .*$/m, `migrations_dir = ${JSON.stringify(path.join(ROOT, "schema/migrations"))}`);
   const file = path.join(dir, "wrangler.consumer.faults.toml");
   writeFileSync(file, `${toml}\n[vars]\nCONSUMER_FAULTS = ${JSON.stringify(JSON.stringify(faults))}\n`);
@@ -145,12 +145,11 @@ function faultConsumerConfig(dir, faults) {
 /** wrangler.gateway.toml with the queue-refusing entry and its GATEWAY_FAULTS var, written next to the run's state (paths made absolute). */
 function faultGatewayConfig(dir, faults) {
   const toml = readFileSync(path.join(ROOT, "wrangler.gateway.toml"), "utf8")
-    .replace(/^main = .*$/m, `main = ${JSON.stringify(path.join(ROOT, "gateway/fault-injection.ts"))}`)
+    .replace(/^main = .*$/m, `main = ${JSON.stringify(path.join(ROOT, "test/fixtures/workers/gateway-faults.ts"))}`)
     .replace(/^directory = .*$/m, `directory = ${JSON.stringify(path.join(ROOT, "admin/dist"))}`)
-    .replace(/^migrations_dir = .*$/m, `migrations_dir = ${JSON.stringify(path.join(ROOT, "schema/migrations"))}`)
-    .replace(/^\[vars\]$/m, `[vars]\nGATEWAY_FAULTS = ${JSON.stringify(JSON.stringify(faults))}`);
+    .replace(/^migrations_dir = .*$/m, `migrations_dir = ${JSON.stringify(path.join(ROOT, "schema/migrations"))}`);
   const file = path.join(dir, "wrangler.gateway.faults.toml");
-  writeFileSync(file, toml);
+  writeFileSync(file, `${toml}\n[vars]\nGATEWAY_FAULTS = ${JSON.stringify(JSON.stringify(faults))}\n`);
   return file;
 }
 
@@ -165,7 +164,7 @@ async function startStack(mockBaseUrl, keys, consumerFaults, gatewayFaults = nul
   for (const key of keys) secretsHeld.add(key);
   if (MINIFLARE) {
     const { bundleKeypool, startKeypool } = await import("./lib/bench-http.mjs");
-    const bundles = await bundleKeypool(work, consumerFaults ? { consumerEntry: "stats-consumer/fault-injection.ts" } : {});
+    const bundles = await bundleKeypool(work, consumerFaults ? { consumerEntry: "test/fixtures/workers/consumer-faults.ts" } : {});
     const consumerVars = consumerFaults ? { CONSUMER_FAULTS: JSON.stringify(consumerFaults) } : {};
     const inspectorPort = await freePort();
     const kp = await startKeypool(work, bundles, "chaos", mockBaseUrl, 0, { keys, settings: SETTINGS, consumerVars, inspectorPort });

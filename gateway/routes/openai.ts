@@ -11,7 +11,7 @@ import { decodeUtf8Body } from "../logic/utf8";
 import { missingSecrets } from "../middleware";
 import { listModels } from "../models";
 import { proxyRequest } from "../proxy";
-import { loadPool, type LoadedPool } from "../storage/snapshot-cache";
+import type { LoadedPool } from "../storage/snapshot-cache";
 
 /** Endpoints with a JSON body naming its `model`. */
 export const JSON_ENDPOINTS = [
@@ -107,7 +107,7 @@ function searchOf(url: string): string {
 export function openAIRoutes(state: IsolateState) {
   const app = new Hono<GatewayHono>();
 
-  const pool = (c: OpenAIContext): Promise<LoadedPool> => loadPool(c.env.SNAPSHOT, Date.now(), (p) => c.executionCtx.waitUntil(p));
+  const pool = (c: OpenAIContext): Promise<LoadedPool> => state.pools.load(c.env.SNAPSHOT, Date.now(), (p) => c.executionCtx.waitUntil(p));
 
   /**
    * Wraps an OpenAI route: it needs KEY_ENCRYPTION_KEY, and answers CORS per the

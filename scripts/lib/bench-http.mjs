@@ -82,10 +82,10 @@ export async function startNullWorker(work, mockBaseUrl) {
   return { url: `http://127.0.0.1:${port}`, headers: {}, pid, stop: () => mf.dispose() };
 }
 
-const FLOOR = path.join(ROOT, "bench/floor");
+const FLOOR = path.join(ROOT, "bench/workers");
 
 /**
- * The metering floor (bench/floor/): a Worker that does only what counting
+ * The metering floor (bench/workers/metering-*.js): a Worker that does only what counting
  * usage needs — reads the request and the answer whole — and, with `log`, ships
  * one small event per request to a queue whose consumer stores it as one D1
  * row. `attempts()` counts the stored rows, so a run waits for them as for Keypool's.
@@ -115,7 +115,7 @@ export async function startMeteringFloor(work, mockBaseUrl, { log }) {
 /**
  * Bundles the two Workers once; every Keypool instance runs the same files.
  * `consumerEntry` / `gatewayEntry` swap an entry (the chaos run's
- * stats-consumer/fault-injection.ts, the bench's variants with a part switched off).
+ * test/fixtures/workers/consumer-faults.ts, the bench's variants with a part switched off).
  */
 export async function bundleKeypool(work, { consumerEntry = "stats-consumer/index.ts", gatewayEntry = "gateway/index.ts" } = {}) {
   const gateway = path.join(work, "gateway.js");
@@ -376,8 +376,8 @@ const FLOORS = {
 
 /** The variants of the breakdown: Keypool with 10 keys and one part switched off, in its own entry. */
 const BREAKDOWN = {
-  "Keypool, consumer stores nothing (validates, publishes the snapshot; no archive, no D1 writes)": { consumerEntry: "stats-consumer/bench-stores-nothing.ts" },
-  "Keypool, gateway sends no events (no queue sends, nothing for the consumer)": { gatewayEntry: "gateway/bench-without-events.ts" },
+  "Keypool, consumer stores nothing (validates, publishes the snapshot; no archive, no D1 writes)": { consumerEntry: "bench/workers/consumer-stores-nothing.ts" },
+  "Keypool, gateway sends no events (no queue sends, nothing for the consumer)": { gatewayEntry: "bench/workers/gateway-without-events.ts" },
 };
 
 /**

@@ -4,9 +4,7 @@ import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { SNAPSHOT_KV_KEY } from "../../schema";
 import { createApp } from "../../gateway/app";
-import { ClientLimiter } from "../../gateway/logic/client-limits";
-import { LocalObservations } from "../../gateway/logic/local-observations";
-import { EventBatcher } from "../../gateway/storage/event-sink";
+import { createIsolateState } from "../../gateway/worker";
 import { FAKE_BASE_URL } from "./fake-upstream";
 import { admin, adminToken, gateway, waitFor } from "./helpers";
 import { TEST_SECRETS } from "./secrets";
@@ -112,7 +110,7 @@ describe("admin authentication", () => {
   });
 
   it("refuses to work without its secrets, naming the one to set", async () => {
-    const app = createApp({ observations: new LocalObservations(), limits: new ClientLimiter(), events: new EventBatcher(20), probe: async () => [] });
+    const app = createApp({ ...createIsolateState(), probe: async () => [] });
     const ctx = createExecutionContext();
     const res = await app.fetch(new Request("https://keypool.test/admin/api/login", { method: "POST", headers: { "content-type": "application/json" }, body: '{"password":"x"}' }), { ...env, ADMIN_PASSWORD: "" }, ctx);
     await waitOnExecutionContext(ctx);

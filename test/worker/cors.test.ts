@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { FAKE_BASE_URL, installFakeUpstream } from "./fake-upstream";
-import { resetPoolCache } from "../../gateway/storage/snapshot-cache";
-import { admin, chatBody, createPool, gateway, resetAfterEach, waitForSnapshot } from "./helpers";
+import { admin, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitForSnapshot } from "./helpers";
 
 const fakes = resetAfterEach(afterEach);
 const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
@@ -25,7 +24,7 @@ async function setOrigins(corsOrigins: string[]) {
   const res = await admin("PATCH", "/settings", { corsOrigins });
   expect(res.status).toBe(200);
   await waitForSnapshot((s) => JSON.stringify(s.settings.corsOrigins) === JSON.stringify(corsOrigins));
-  resetPoolCache(); // the isolate would look for the new snapshot only 2 s after its last look
+  forgetSnapshot(); // the isolate would look for the new snapshot only 2 s after its last look
 }
 
 describe("CORS on the OpenAI endpoints", () => {

@@ -1,8 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { env } from "cloudflare:workers";
 import { FAKE_BASE_URL, FAKE_SSE, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
-import { resetPoolCache } from "../../gateway/storage/snapshot-cache";
-import { admin, chatBody, createPool, gateway, resetAfterEach, waitFor, waitForRollup, waitForSnapshot } from "./helpers";
+import { admin, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForRollup, waitForSnapshot } from "./helpers";
 import { TEST_SECRETS } from "./secrets";
 
 const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
@@ -206,7 +205,7 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     const keyless = `keyless-${crypto.randomUUID()}`;
     const up = await admin<{ id: string }>("POST", "/upstreams", { name: keyless, baseUrl: FAKE_BASE_URL, models: [keyless] });
     await waitForSnapshot((s) => s.upstreams.some((u) => u.id === up.body.id));
-    resetPoolCache(); // the isolate would look for the new snapshot only 2 s after its last look
+    forgetSnapshot(); // the isolate would look for the new snapshot only 2 s after its last look
     const none = await chat(pool.clientKey, chatBody(keyless));
     expect(none.status).toBe(503);
     expect(((await none.json()) as { error: { code: string } }).error.code).toBe("no_key_for_model");

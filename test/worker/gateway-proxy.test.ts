@@ -1,9 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import OpenAI from "openai";
-import { resetPoolCache } from "../../gateway/storage/snapshot-cache";
 import { FAKE_BASE_URL, FAKE_SSE, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
-import { admin, chatBody, createPool, gateway, resetAfterEach, waitFor, waitForRollup } from "./helpers";
+import { admin, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForRollup } from "./helpers";
 
 const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
 
@@ -266,7 +265,7 @@ describe("clients and routing", () => {
     expect(new Set(ids).size).toBe(ids.length);
 
     const narrow = await admin<{ key: string }>("POST", "/client-keys", { name: "narrow", models: [pool.model] });
-    resetPoolCache();
+    forgetSnapshot();
     const only = await waitFor(async () => {
       const r = await gateway("/v1/models", { headers: { authorization: `Bearer ${narrow.body.key}` } });
       return r.status === 200 ? ((await r.json()) as { data: { id: string }[] }) : undefined;

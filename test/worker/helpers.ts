@@ -1,7 +1,12 @@
 import { env, exports } from "cloudflare:workers";
 import { SNAPSHOT_KV_KEY, snapshotSchema, type Snapshot } from "../../schema";
-import { resetPoolCache } from "../../gateway/storage/snapshot-cache";
+import { isolate } from "../fixtures/workers/gateway";
 import { TEST_SECRETS } from "./secrets";
+
+/** Makes the gateway isolate read KV on its next request, instead of 2 s after its last look. */
+export function forgetSnapshot(): void {
+  isolate.pools.forget();
+}
 
 /** Calls the gateway Worker through its real entry point. */
 export function gateway(path: string, init?: RequestInit): Promise<Response> {
@@ -112,7 +117,7 @@ export function resetAfterEach(afterEach: (fn: () => void) => void): { set(resto
   afterEach(() => {
     restore?.();
     restore = null;
-    resetPoolCache();
+    forgetSnapshot();
   });
   return { set: (r) => void (restore = r) };
 }

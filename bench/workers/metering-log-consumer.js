@@ -4,7 +4,13 @@
  * batch, then acknowledges it. See metering-proxy.js; its table is created by
  * scripts/lib/bench-http.mjs.
  */
+/** @typedef {{ id: string, ts: number, key: number, model: string, status: number, ms: number, prompt: number, completion: number }} FloorEvent */
+
 export default {
+  /**
+   * @param {MessageBatch<{ events: FloorEvent[] }>} batch
+   * @param {{ DB: D1Database }} env
+   */
   async queue(batch, env) {
     const rows = [];
     for (const message of batch.messages) {

@@ -11,10 +11,15 @@
 const KEYS = ["sk-floor-0-aaaaaaaaaaaaaaaa", "sk-floor-1-aaaaaaaaaaaaaaaa", "sk-floor-2-aaaaaaaaaaaaaaaa"];
 const decoder = new TextDecoder();
 let sent = 0;
-/** The events waiting for the open batch's send, or null. */
+/** @typedef {{ id: string, ts: number, key: number, model: string, status: number, ms: number, prompt: number, completion: number }} FloorEvent */
+/** The events waiting for the open batch's send, or null. @type {FloorEvent[] | null} */
 let open = null;
 
-/** Adds an event to the open batch; the request that opens one sends it 20 ms later (its waitUntil waits). */
+/**
+ * Adds an event to the open batch; the request that opens one sends it 20 ms later (its waitUntil waits).
+ * @param {Queue} queue
+ * @param {FloorEvent} event
+ */
 function ship(queue, event) {
   if (open) {
     open.push(event);
@@ -30,6 +35,11 @@ function ship(queue, event) {
 }
 
 export default {
+  /**
+   * @param {Request} request
+   * @param {{ UPSTREAM: string, EVENTS?: Queue }} env
+   * @param {ExecutionContext} ctx
+   */
   async fetch(request, env, ctx) {
     const started = Date.now();
     const bytes = await request.arrayBuffer();

@@ -1,14 +1,13 @@
 /**
- * A stats consumer that stores no attempt, for `npm run bench` only: its own
- * entry point (never imported by stats-consumer/index.ts), so no deployed bundle
- * contains it. It validates every event like the real one and still publishes
+ * A stats consumer that stores no attempt, for `npm run bench` only (never
+ * deployed). It validates every event like the real one and still publishes
  * the snapshot after admin and probe events (the gateway serves nothing
  * without it), but archives and folds nothing: side by side with the real
  * consumer it shows what storing the events costs.
  */
-import { readBatch } from "./handle-batch";
-import { publishIfStale } from "./publish";
-import { readSettings } from "./storage/snapshot-store";
+import { readBatch } from "../../stats-consumer/handle-batch";
+import { publishIfStale } from "../../stats-consumer/publish";
+import { readSettings } from "../../stats-consumer/storage/snapshot-store";
 
 export default {
   async queue(batch, env) {

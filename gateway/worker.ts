@@ -1,0 +1,56 @@
+import { probeNow, runScheduled, type ScheduledReport, type SchedulerDeps } from "../scheduler";
+import { createApp } from "./app";
+import type { IsolateState } from "./context";
+import { ClientLimiter } from "./logic/client-limits";
+import { LocalObservations } from "./logic/local-observations";
+import { secretCacheFor } from "./logic/secrets";
+import { EventBatcher, drainEventOutbox, queueEventSink } from "./storage/event-sink";
+import { PoolCache } from "./storage/snapshot-cache";
+
+/** The scheduler's dependencies, from this Worker's bindings: it runs here but lives in scheduler/. */
+function schedulerDeps(env: GatewayEnv): SchedulerDeps {
+  return {
+    db: env.DB,
+    emit: queueEventSink(env),
+    drainOutbox: () => drainEventOutbox(env),
+    fetch: (input, init) => fetch(input, init),
+    decrypt: (sealed) => secretCacheFor(env.KEY_ENCRYPTION_KEY).decrypt(sealed),
+    now: Date.now,
+  };
+}
+
+function outboxReport(outbox: ScheduledReport["outbox"]): string {
+  if (outbox === "failed") return "drain failed (kept for the next run)";
+  return outbox.waiting === 0 && outbox.sent === 0 ? "empty" : `${outbox.sent} event(s) sent, ${outbox.waiting} message(s) waiting`;
+}
+
+/** How long an attempt event may wait for others to share its queue send. */
+const EVENT_BATCH_DELAY_MS = 20;
+
+/** What one isolate keeps between requests: its snapshot, its own observations and limits, its event batch. */
+export function createIsolateState(): IsolateState {
+  return {
+    pools: new PoolCache(),
+    observations: new LocalObservations(),
+    limits: new ClientLimiter(),
+    events: new EventBatcher(EVENT_BATCH_DELAY_MS),
+    probe: (env, keyIds) => probeNow(schedulerDeps(env), keyIds),
+  };
+}
+
+/** The gateway Worker's handlers over one isolate's state: the app, and the scheduler's cron (its code lives in scheduler/). */
+export function createWorker(state: IsolateState) {
+  const app = createApp(state);
+  return {
+    fetch: app.fetch,
+    async scheduled(_controller, env, ctx) {
+      ctx.waitUntil(
+        runScheduled(schedulerDeps(env)).then((r) =>
+          console.log(
+            `keypool scheduler: probed ${r.probed} of ${r.due} due key(s), pruned ${JSON.stringify(r.pruned)}, snapshot refresh ${r.refreshRequested ? "requested" : "not needed"}, outbox ${outboxReport(r.outbox)}`,
+          ),
+        ),
+      );
+    },
+  } satisfies ExportedHandler<GatewayEnv>;
+}
