@@ -1,8 +1,11 @@
-import { EVENT_VERSION, newEventId, retentionCutoffs, type KeypoolEvent, type ProbeEvent } from "../schema";
+import { EVENT_VERSION, newEventId, type KeypoolEvent, type ProbeEvent } from "../schema";
+import { readProbeCandidates } from "../storage/keys";
+import { readSettings } from "../storage/settings";
+import { readPublishedGeneratedAt } from "../storage/snapshot-meta";
 import { planProbes } from "./logic/probe-plan";
 import { snapshotNeedsRefresh } from "./logic/snapshot-refresh";
 import { probeAll } from "./probe";
-import { pruneProjections, readProbeCandidates, readSettings, readSnapshotGeneratedAt } from "./storage/scheduler-store";
+import { pruneProjections } from "./storage/retention";
 
 /** What the host Worker hands the scheduler: its storage bindings, its event sink, the network, a way to decrypt keys, a clock. */
 export interface SchedulerDeps {
@@ -51,8 +54,8 @@ export async function runScheduled(deps: SchedulerDeps): Promise<ScheduledReport
     settings.probeConcurrency,
     now + settings.probeTimeBudgetMs,
   );
-  const pruned = await pruneProjections(deps.db, retentionCutoffs(settings, now));
-  const refreshRequested = snapshotNeedsRefresh(await readSnapshotGeneratedAt(deps.db), now, SNAPSHOT_MAX_AGE_MS);
+  const pruned = await pruneProjections(deps.db, settings, now);
+  const refreshRequested = snapshotNeedsRefresh(await readPublishedGeneratedAt(deps.db), now, SNAPSHOT_MAX_AGE_MS);
   if (refreshRequested) {
     events.push({ v: EVENT_VERSION, type: "admin", id: newEventId(now), ts: now, actor: "scheduler", action: "snapshot.refresh", target: null, detail: null });
   }

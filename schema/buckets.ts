@@ -4,7 +4,6 @@
  * epoch ms at which it starts.
  */
 
-import type { Settings } from "./settings";
 
 export const MINUTE_MS = 60_000;
 export const HOUR_MS = 3_600_000;
@@ -76,25 +75,4 @@ export function dayStart(ts: number, timeZone: string): number {
   const end = localMidnight(start + DAY_MS + 2 * HOUR_MS, timeZone);
   if (ts < end) lastDay.set(timeZone, { start, end });
   return start;
-}
-
-/** The cut-offs (epoch ms) before which each projection's rows are deleted (the scheduler) or no longer compared (a replay rebuild). */
-export interface RetentionCutoffs {
-  rollup_minute: number;
-  rollup_hour: number;
-  rollup_pool_hour: number;
-  rollup_day: number;
-  seen_events: number;
-}
-
-/** Each projection's horizon from the retention settings. */
-export function retentionCutoffs(settings: Settings, now: number): RetentionCutoffs {
-  const r = settings.retention;
-  return {
-    rollup_minute: now - r.minuteRollupHours * HOUR_MS,
-    rollup_hour: now - r.hourRollupDays * DAY_MS,
-    rollup_pool_hour: now - r.hourRollupDays * DAY_MS,
-    rollup_day: now - r.dayRollupDays * DAY_MS,
-    seen_events: now - r.dedupeHours * HOUR_MS,
-  };
 }

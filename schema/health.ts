@@ -57,18 +57,3 @@ export function deriveKeyState(facts: HealthFacts, rules: HealthRules, now: numb
   if (facts.lastRateLimitTs > facts.lastOkTs && facts.coolUntil > now) return { state: "cooling", coolingUntil: facts.coolUntil };
   return { state: "active", coolingUntil: null };
 }
-
-/** The facts of a `key_health` row as selected (all columns null when the key has no health yet). */
-export function healthFactsFromRow(r: Record<string, unknown>): HealthFacts {
-  return {
-    lastOkTs: Number(r.last_ok_ts ?? 0),
-    lastRateLimitTs: Number(r.last_rate_limit_ts ?? 0),
-    coolUntil: Number(r.cool_until ?? 0),
-    lastAuthFailTs: Number(r.last_auth_fail_ts ?? 0),
-    lastNoBalanceTs: Number(r.last_no_balance_ts ?? 0),
-    failures: JSON.parse(String(r.failures ?? "[]")) as string[],
-  };
-}
-
-/** The `key_health` columns `healthFactsFromRow` reads, for SELECT lists (table alias `h`). */
-export const HEALTH_FACT_COLUMNS = "h.last_ok_ts, h.last_rate_limit_ts, h.cool_until, h.last_auth_fail_ts, h.last_no_balance_ts, h.failures";

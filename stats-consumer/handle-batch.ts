@@ -1,12 +1,12 @@
 import { eventsOfMessage, keypoolEventSchema, type KeypoolEvent } from "../schema";
 import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
-import { publishIfStale } from "./publish";
+import { PublishedStates, publishIfStale } from "./publish";
 import { runReplayJobs } from "./replay";
 import { DEAD_PREFIX, EVENTS_PREFIX, appendToArchive, archiveKey } from "./storage/archive";
 import { ingestBatch } from "./storage/ingest-db";
 import { sendToQueue } from "./storage/queues";
-import { readSettings } from "./storage/snapshot-store";
+import { readSettings } from "../storage/settings";
 
 /**
  * Events folded per D1 transaction. A batch holds up to 100 messages of up to
@@ -34,9 +34,14 @@ export interface DeadLetter {
 export interface BatchDeps {
   now: () => number;
   sleep: (ms: number) => Promise<void>;
+  /** What this isolate knows of the published snapshot. */
+  published: PublishedStates;
 }
 
-const realTime: BatchDeps = { now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
+/** An isolate's dependencies: the real clock, and its own memory of what was published. */
+export function isolateDeps(): BatchDeps {
+  return { now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)), published: new PublishedStates() };
+}
 
 /** Every event of every message of a batch (one, or several packed), validated: the valid ones, and the rest as dead letters. */
 export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[]; dead: DeadLetter[] } {
@@ -61,7 +66,7 @@ export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[
  * dedupe window makes that safe, also for transactions that already committed —
  * and nothing is acknowledged until it is stored.
  */
-export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv, deps: BatchDeps = realTime): Promise<BatchResult> {
+export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv, deps: BatchDeps): Promise<BatchResult> {
   const { events, dead } = readBatch(batch);
   const result: BatchResult = { valid: events.length, malformed: dead.length, published: null, retried: false };
   try {
@@ -90,7 +95,7 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv
 }
 
 /** Keeps dead letters in the archive under dead/, where requeue can find them. */
-export async function handleDeadLetters(batch: MessageBatch<unknown>, env: ConsumerEnv, deps: BatchDeps = realTime): Promise<void> {
+export async function handleDeadLetters(batch: MessageBatch<unknown>, env: ConsumerEnv, deps: Pick<BatchDeps, "now">): Promise<void> {
   try {
     await appendToArchive(env.ARCHIVE, archiveKey(DEAD_PREFIX, deps.now(), crypto.randomUUID()), batch.messages.map((m) => m.body));
     batch.ackAll();

@@ -1,11 +1,14 @@
-import { handleBatch, handleDeadLetters } from "./handle-batch";
+import { handleBatch, handleDeadLetters, isolateDeps } from "./handle-batch";
 
 /** The dead-letter queue's name (wrangler.consumer.toml). */
 const DEAD_LETTER_QUEUE = "keypool-events-dlq";
 
+/** This isolate's clock and memory of the published snapshot, kept between batches. */
+const deps = isolateDeps();
+
 export default {
   async queue(batch, env) {
-    if (batch.queue === DEAD_LETTER_QUEUE) await handleDeadLetters(batch, env);
-    else await handleBatch(batch, env);
+    if (batch.queue === DEAD_LETTER_QUEUE) await handleDeadLetters(batch, env, deps);
+    else await handleBatch(batch, env, deps);
   },
 } satisfies ExportedHandler<ConsumerEnv, unknown>;

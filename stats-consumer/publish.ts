@@ -1,37 +1,43 @@
-import { deriveKeyState, type KeypoolEvent, type KeyState, type Outcome, type Settings } from "../schema";
+import { deriveKeyState, type KeypoolEvent, type KeyState, type Outcome, type Settings, type Snapshot } from "../schema";
 import { buildSnapshot } from "./logic/build-snapshot";
 import { changesSnapshot } from "./logic/rollup-rows";
-import {
-  claimPublish,
-  publishSnapshot,
-  readKeyFacts,
-  readPoolRows,
-  readPublishClaim,
-  readPublishedSnapshot,
-} from "./storage/snapshot-store";
+import { claimPublish, readPublishClaim } from "../storage/snapshot-meta";
+import { publishSnapshot, readKeyFacts, readPoolRows, readPublishedSnapshot } from "./storage/snapshot-store";
 
 /** KV allows one write per second to a key. */
 export const PUBLISH_INTERVAL_MS = 1_000;
 /** How long a batch keeps trying to get its change published before leaving it to the next publish. */
 const PUBLISH_PATIENCE_MS = 10_000;
 
+/**
+ * The key states of the last snapshot an isolate saw published (by itself, or
+ * read from KV), so deciding whether a batch changed them rarely reads KV. One
+ * per isolate; a fresh one knows nothing and reads KV the first time.
+ */
+export class PublishedStates {
+  private last: { version: number; states: Map<string, KeyState> } | null = null;
+
+  /** The key states of snapshot `version`, from memory if this isolate published or read it, else from KV. */
+  async of(kv: KVNamespace, version: number): Promise<Map<string, KeyState>> {
+    if (!this.last || version > this.last.version) {
+      const snapshot = await readPublishedSnapshot(kv);
+      this.last = { version: snapshot?.version ?? 0, states: new Map(snapshot?.keys.map((k) => [k.id, k.state]) ?? []) };
+    }
+    return this.last.states;
+  }
+
+  /** Remembers the snapshot this isolate just published. */
+  remember(snapshot: Snapshot): void {
+    this.last = { version: snapshot.version, states: new Map(snapshot.keys.map((k) => [k.id, k.state])) };
+  }
+}
+
 export interface PublishDeps {
   db: D1Database;
   kv: KVNamespace;
   now: () => number;
   sleep: (ms: number) => Promise<void>;
-}
-
-/** The key states of the last snapshot this isolate saw published. */
-let published: { version: number; states: Map<string, KeyState> } | null = null;
-
-/** The key states of snapshot `version`, from memory if this isolate published or read it, else from KV. */
-async function publishedStates(kv: KVNamespace, version: number): Promise<Map<string, KeyState>> {
-  if (!published || version > published.version) {
-    const snapshot = await readPublishedSnapshot(kv);
-    published = { version: snapshot?.version ?? 0, states: new Map(snapshot?.keys.map((k) => [k.id, k.state]) ?? []) };
-  }
-  return published.states;
+  published: PublishedStates;
 }
 
 /** Outcomes that can move a key out of "active" (see `deriveKeyState`); the rest only move keys towards it, or say nothing about them. */
@@ -56,7 +62,7 @@ async function snapshotIsStale(events: KeypoolEvent[], settings: Settings, deps:
   }
   if (touched.size === 0) return false;
   const first = await readKeyFacts(deps.db, [...degraded]);
-  const states = await publishedStates(deps.kv, first.publishedVersion);
+  const states = await deps.published.of(deps.kv, first.publishedVersion);
   const revivable = [...touched].filter((id) => !degraded.has(id) && (states.get(id) ?? "active") !== "active");
   const facts = revivable.length === 0 ? first.facts : new Map([...first.facts, ...(await readKeyFacts(deps.db, revivable)).facts]);
   const now = deps.now();
@@ -73,7 +79,7 @@ async function publishNow(deps: PublishDeps): Promise<number | null> {
   const { rows, version } = await readPoolRows(deps.db, deps.now());
   const snapshot = buildSnapshot(rows, version, deps.now());
   if (!(await publishSnapshot(deps.db, deps.kv, snapshot))) return null;
-  published = { version, states: new Map(snapshot.keys.map((k) => [k.id, k.state])) };
+  deps.published.remember(snapshot);
   return version;
 }
 
@@ -100,9 +106,4 @@ export async function publishIfStale(events: KeypoolEvent[], settings: Settings,
   }
   console.error("keypool consumer: could not claim a snapshot publish in time; the next publish will include this change");
   return null;
-}
-
-/** Forgets what this isolate believes is published (tests). */
-export function forgetPublished(): void {
-  published = null;
 }

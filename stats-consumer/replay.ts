@@ -1,11 +1,13 @@
-import { keypoolEventSchema, packEvents, retentionCutoffs, type AdminEvent, type KeypoolEvent } from "../schema";
+import { keypoolEventSchema, packEvents, type AdminEvent, type KeypoolEvent } from "../schema";
+import { finishReplayJob, startReplayJob } from "../storage/replay-jobs";
+import { ROLLUP_TABLES, rollupCutoffs, type RollupTable } from "../storage/rollups";
+import { readSettings } from "../storage/settings";
 import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
 import { DEAD_PREFIX, EVENTS_PREFIX, listArchive, readArchived } from "./storage/archive";
 import { ingestBatch } from "./storage/ingest-db";
 import { sendToQueue } from "./storage/queues";
-import { diffTable, finishJob, resetShadowTables, startJob, type TableDiff } from "./storage/shadow-db";
-import { readSettings } from "./storage/snapshot-store";
+import { diffRollup, diffTable, resetShadowTables, type TableDiff } from "./storage/shadow-db";
 
 /** Parameters of a replay job, carried in its admin event's detail. */
 export interface ReplayParams {
@@ -61,18 +63,15 @@ export async function rebuild(env: ConsumerEnv, p: ReplayParams, now: number): P
     events += parsed.events.length;
     await ingestBatch(env.DB, toBatchRows(parsed.events, settings.timeZone), toHealthRows(parsed.events, settings), "shadow_");
   }
-  const floor = retentionCutoffs(await readSettings(env.DB), now);
+  const floor = rollupCutoffs(settings, now);
   const compared: Record<string, TableDiff> = {};
-  for (const table of ["rollup_minute", "rollup_hour", "rollup_pool_hour", "rollup_day"] as const) {
-    // A bucket is compared only if every event it can hold lies inside the range.
-    const from = Math.max(p.from ?? 0, floor[table]!);
-    const to = p.to ?? Number.MAX_SAFE_INTEGER;
-    const width = table === "rollup_minute" ? 60_000 : table === "rollup_day" ? 86_400_000 + 3_600_000 : 3_600_000;
-    compared[table] = await diffTable(env.DB, table, "bucket >= ?1 AND bucket + ?3 <= ?2", [from, to, width]);
+  for (const table of Object.keys(ROLLUP_TABLES) as RollupTable[]) {
+    // A bucket is compared only if every event it can hold lies inside the range, and retention still keeps it.
+    compared[table] = await diffRollup(env.DB, table, Math.max(p.from ?? 0, floor[table]), p.to ?? Number.MAX_SAFE_INTEGER);
   }
   if (p.from === undefined && p.to === undefined) {
-    compared.key_health = await diffTable(env.DB, "key_health", "1 = 1", []);
-    compared.audit_log = await diffTable(env.DB, "audit_log", "1 = 1", []);
+    compared.key_health = await diffTable(env.DB, "key_health");
+    compared.audit_log = await diffTable(env.DB, "audit_log");
   }
   const identical = Object.values(compared).every((d) => d.onlyLive === 0 && d.onlyRebuilt === 0);
   return { objects: keys.length, events, unparseable, compared, identical };
@@ -114,12 +113,12 @@ export function replayRequests(events: KeypoolEvent[]): { kind: "rebuild" | "req
 /** Runs the replay jobs a batch asked for, recording each one's report; a failed job is reported, not retried. */
 export async function runReplayJobs(events: KeypoolEvent[], env: ConsumerEnv, now: () => number): Promise<void> {
   for (const { kind, params } of replayRequests(events)) {
-    await startJob(env.DB, { id: params.jobId, kind, params: { ...params } }, now());
+    await startReplayJob(env.DB, { id: params.jobId, kind, params: { ...params } }, now());
     try {
       const report = kind === "rebuild" ? await rebuild(env, params, now()) : await requeue(env, params);
-      await finishJob(env.DB, params.jobId, "done", report, now());
+      await finishReplayJob(env.DB, params.jobId, "done", report, now());
     } catch (err) {
-      await finishJob(env.DB, params.jobId, "failed", { error: err instanceof Error ? err.message : String(err) }, now());
+      await finishReplayJob(env.DB, params.jobId, "failed", { error: err instanceof Error ? err.message : String(err) }, now());
     }
   }
 }

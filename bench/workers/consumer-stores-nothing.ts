@@ -5,16 +5,17 @@
  * without it), but archives and folds nothing: side by side with the real
  * consumer it shows what storing the events costs.
  */
-import { readBatch } from "../../stats-consumer/handle-batch";
+import { isolateDeps, readBatch } from "../../stats-consumer/handle-batch";
 import { publishIfStale } from "../../stats-consumer/publish";
-import { readSettings } from "../../stats-consumer/storage/snapshot-store";
+import { readSettings } from "../../storage/settings";
+
+const isolate = isolateDeps();
 
 export default {
   async queue(batch, env) {
     const changes = readBatch(batch).events.filter((e) => e.type !== "attempt");
     if (changes.length > 0) {
-      const deps = { db: env.DB, kv: env.SNAPSHOT, now: Date.now, sleep: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
-      await publishIfStale(changes, await readSettings(env.DB), deps);
+      await publishIfStale(changes, await readSettings(env.DB), { ...isolate, db: env.DB, kv: env.SNAPSHOT });
     }
     batch.ackAll();
   },

@@ -1,5 +1,5 @@
 import { deriveKeyState, type HealthRules, type KeyFilter, type KeyState, type KeyView } from "../../schema";
-import type { KeyRow } from "../storage/keys-db";
+import type { KeyRow } from "../../storage/keys";
 
 /** The masked view of a key, with its state at `now`. */
 export function toKeyView(r: KeyRow, rules: HealthRules, now: number): KeyView {

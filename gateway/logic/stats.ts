@@ -1,38 +1,5 @@
 import { DAY_MS, HOUR_MS, MINUTE_MS, dayStart, hourStart, minuteStart, type Metrics, type StatsBucket, type StatsSummary } from "../../schema";
-
-/** Requests and tokens of one rollup bucket, summed over keys, models and clients. */
-export interface BucketTotals {
-  bucket: number;
-  requests: number;
-  tokens: number;
-}
-
-/** Sums of every metric over a row group. */
-export interface MetricSums {
-  requests: number;
-  attempts: number;
-  successes: number;
-  rateLimited: number;
-  failures: number;
-  clientErrors: number;
-  aborted: number;
-  promptTokens: number;
-  completionTokens: number;
-  tokens: number;
-  estimatedTokens: number;
-  latencySum: number;
-  latencyMax: number;
-  ttfbSum: number;
-  ttfbCount: number;
-}
-
-/** Dimension filters of the stats queries. */
-export interface StatsFilters {
-  keyId?: string;
-  model?: string;
-  clientKeyId?: string;
-  upstreamId?: string;
-}
+import type { BucketTotals, MetricSums } from "../../storage/rollup-sums";
 
 /**
  * RPM/TPM over the last 60 seconds from per-minute buckets, estimated the way

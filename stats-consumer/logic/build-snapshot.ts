@@ -1,34 +1,14 @@
-import { deriveKeyState, healthFactsFromRow, parseStoredSettings, snapshotSchema, type Snapshot } from "../../schema";
+import { deriveKeyState, parseStoredSettings, snapshotSchema, type Snapshot } from "../../schema";
+import type { ClientKeyRow } from "../../storage/client-keys";
+import { healthFactsFromRow } from "../../storage/key-health";
+import type { KeySnapshotRow } from "../../storage/keys";
+import type { UpstreamRow } from "../../storage/upstreams";
 
 /** Configuration and health rows as the consumer reads them from D1. */
 export interface PoolRows {
-  upstreams: { id: string; name: string; base_url: string; kind: string; models: string; aliases: string; enabled: number }[];
-  keys: {
-    id: string;
-    upstream_id: string;
-    secret_enc: string;
-    weight: number;
-    models: string;
-    enabled: number;
-    last_ok_ts: number | null;
-    last_rate_limit_ts: number | null;
-    cool_until: number | null;
-    last_auth_fail_ts: number | null;
-    last_no_balance_ts: number | null;
-    failures: string | null;
-    successes: number | null;
-    judged: number | null;
-  }[];
-  clientKeys: {
-    id: string;
-    name: string;
-    hash: string;
-    models: string;
-    rpm_limit: number | null;
-    tpm_limit: number | null;
-    expires_at: number | null;
-    enabled: number;
-  }[];
+  upstreams: UpstreamRow[];
+  keys: KeySnapshotRow[];
+  clientKeys: ClientKeyRow[];
   settings: string | null;
 }
 

@@ -1,22 +1,5 @@
 import { KEPT_FAILURES, failureEntry, type KeypoolEvent, type Settings } from "../../schema";
-
-/** What one batch contributes to one key's health facts (merged into `key_health` by maxima and last-writer-wins). */
-export interface HealthRow {
-  key: string;
-  ok: number;
-  rl: number;
-  cool: number;
-  auth: number;
-  nobal: number;
-  failures: string[];
-  errTs: number;
-  err: string;
-  used: number;
-  balance: number | null;
-  balTs: number;
-  probeTs: number;
-  probe: string;
-}
+import type { HealthRow } from "../../storage/key-health";
 
 function emptyRow(key: string): HealthRow {
   return { key, ok: 0, rl: 0, cool: 0, auth: 0, nobal: 0, failures: [], errTs: 0, err: "", used: 0, balance: null, balTs: 0, probeTs: 0, probe: "" };

@@ -1,3 +1,4 @@
+import { bucketsWithinSql, type RollupTable } from "../../storage/rollups";
 import { PROJECTION_TABLES } from "./ingest-db";
 
 /**
@@ -32,7 +33,7 @@ export interface TableDiff {
  * Compares a live projection with its shadow, row by row and value by value, over
  * the rows `where` selects (a SQL condition on both tables' columns; `?1`, `?2` bind `params`).
  */
-export async function diffTable(db: D1Database, table: string, where: string, params: unknown[]): Promise<TableDiff> {
+async function diffRows(db: D1Database, table: string, where: string, params: unknown[]): Promise<TableDiff> {
   const live = `SELECT * FROM ${table} WHERE ${where}`;
   const shadow = `SELECT * FROM shadow_${table} WHERE ${where}`;
   const count = (sql: string) => db.prepare(`SELECT COUNT(*) AS n FROM (${sql})`).bind(...params);
@@ -55,19 +56,12 @@ export async function diffTable(db: D1Database, table: string, where: string, pa
   };
 }
 
-export interface ReplayJob {
-  id: string;
-  kind: "rebuild" | "requeue";
-  params: Record<string, unknown>;
+/** Compares a projection with its shadow over every row. */
+export function diffTable(db: D1Database, table: "key_health" | "audit_log"): Promise<TableDiff> {
+  return diffRows(db, table, "1 = 1", []);
 }
 
-export async function startJob(db: D1Database, job: ReplayJob, now: number): Promise<void> {
-  await db
-    .prepare("INSERT OR REPLACE INTO replay_jobs (id, kind, params, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)")
-    .bind(job.id, job.kind, JSON.stringify(job.params), now)
-    .run();
-}
-
-export async function finishJob(db: D1Database, id: string, status: "done" | "failed", report: unknown, now: number): Promise<void> {
-  await db.prepare("UPDATE replay_jobs SET status = ?2, finished_at = ?3, report = ?4 WHERE id = ?1").bind(id, status, now, JSON.stringify(report)).run();
+/** Compares a rollup table with its shadow over its buckets wholly inside [from, to). */
+export function diffRollup(db: D1Database, table: RollupTable, from: number, to: number): Promise<TableDiff> {
+  return diffRows(db, table, bucketsWithinSql(table), [from, to]);
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { bucketStarts, fillSeries, summarize, toMetrics, type MetricSums } from "../../gateway/logic/stats";
+import { bucketStarts, fillSeries, summarize, toMetrics } from "../../gateway/logic/stats";
+import type { MetricSums } from "../../storage/rollup-sums";
 
 describe("summarize", () => {
   const minute = 60_000 * 1000;

@@ -4,7 +4,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { SNAPSHOT_KV_KEY, defaultSettings, type AttemptEvent, type KeypoolEvent, type Outcome, type Snapshot } from "../../schema";
 import { handleBatch } from "../../stats-consumer/handle-batch";
 import { toHealthRows } from "../../stats-consumer/logic/health-rows";
-import { forgetPublished, publishIfStale } from "../../stats-consumer/publish";
+import { PublishedStates, publishIfStale } from "../../stats-consumer/publish";
 import { publishSnapshot } from "../../stats-consumer/storage/snapshot-store";
 
 function attempt(keyId: string, outcome: Outcome, ts: number, extra: Partial<AttemptEvent> = {}): AttemptEvent {
@@ -31,7 +31,7 @@ function fakeTime(start: number) {
 
 async function deliver(events: KeypoolEvent[], time = fakeTime(Date.now())) {
   const batch = createMessageBatch("keypool-events", events.map((body, i) => ({ id: `m${i}-${crypto.randomUUID()}`, timestamp: new Date(), attempts: 1, body })));
-  return handleBatch(batch, env, { now: time.now, sleep: time.sleep });
+  return handleBatch(batch, env, { now: time.now, sleep: time.sleep, published });
 }
 
 async function addKey(id: string, upstreamId = "u-health") {
@@ -46,8 +46,11 @@ async function publishedSnapshot(): Promise<Snapshot> {
   return (await env.SNAPSHOT.get(SNAPSHOT_KV_KEY, "json")) as Snapshot;
 }
 
+/** What this file's consumer knows of the published snapshot: fresh for every test. */
+let published = new PublishedStates();
+
 beforeEach(async () => {
-  forgetPublished();
+  published = new PublishedStates();
   // Every test may publish at once.
   await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'snapshot_published_at'").run();
 });
@@ -112,7 +115,7 @@ describe("snapshot publishing", () => {
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-    const publish = (events: KeypoolEvent[], at: number) => publishIfStale(events, defaultSettings, { db, kv: env.SNAPSHOT, now: () => at, sleep: async () => {} });
+    const publish = (events: KeypoolEvent[], at: number) => publishIfStale(events, defaultSettings, { db, kv: env.SNAPSHOT, now: () => at, sleep: async () => {}, published });
 
     expect(await publish([attempt(busy, "ok", now + 1), attempt(busy, "client_error", now + 2), attempt(cooled, "ok", now + 3)], now + 5_000)).toBeNull();
     expect(factReads).toEqual([]);
@@ -141,7 +144,7 @@ describe("snapshot publishing", () => {
     await env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_at'").bind(now + 500).run();
     const admin: KeypoolEvent = { v: 1, type: "admin", id: crypto.randomUUID(), ts: now, actor: "t", action: "x", target: null, detail: null };
     const time = fakeTime(now);
-    expect(await publishIfStale([admin], defaultSettings, { db: env.DB, kv: env.SNAPSHOT, now: time.now, sleep: time.sleep })).toBeNull();
+    expect(await publishIfStale([admin], defaultSettings, { db: env.DB, kv: env.SNAPSHOT, now: time.now, sleep: time.sleep, published })).toBeNull();
   });
 
   it("never replaces a newer snapshot with an older one", async () => {

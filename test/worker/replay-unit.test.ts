@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { AttemptEvent, KeypoolEvent, Outcome } from "../../schema";
 import { handleBatch } from "../../stats-consumer/handle-batch";
+import { PublishedStates } from "../../stats-consumer/publish";
 import { rebuild, requeue } from "../../stats-consumer/replay";
 import { waitFor } from "./helpers";
 import { seeded } from "../shared/seeded";
@@ -69,7 +70,7 @@ describe("audit replay over 10,000 events", () => {
     const shuffled = [...events].sort(() => random() - 0.5);
     const clock = { t: now };
     let delivered = 0;
-    const time = { now: () => clock.t, sleep: async (ms: number) => void (clock.t += ms) };
+    const time = { now: () => clock.t, sleep: async (ms: number) => void (clock.t += ms), published: new PublishedStates() };
     for (let i = 0; i < shuffled.length; i += 100) {
       const slice = shuffled.slice(i, i + 100);
       const times = i % 1_000 === 0 ? 2 : 1;

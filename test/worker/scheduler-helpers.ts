@@ -1,9 +1,11 @@
 import { createMessageBatch } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { vi } from "vitest";
-import { defaultSettings, deriveKeyState, healthFactsFromRow, HEALTH_FACT_COLUMNS, type KeypoolEvent, type KeyState } from "../../schema";
+import { defaultSettings, deriveKeyState, type KeypoolEvent, type KeyState } from "../../schema";
 import type { SchedulerDeps } from "../../scheduler";
 import { handleBatch } from "../../stats-consumer/handle-batch";
+import { PublishedStates } from "../../stats-consumer/publish";
+import { HEALTH_FACT_COLUMNS, healthFactsFromRow } from "../../storage/key-health";
 
 /** A clock the test sets. */
 export const clock = { t: Date.now() };
@@ -12,7 +14,7 @@ export const clock = { t: Date.now() };
 export async function fold(events: KeypoolEvent[]): Promise<void> {
   if (events.length === 0) return;
   const batch = createMessageBatch("keypool-events", events.map((body, i) => ({ id: `m${i}-${crypto.randomUUID()}`, timestamp: new Date(), attempts: 1, body })));
-  const result = await handleBatch(batch, env, { now: () => clock.t, sleep: async (ms) => void (clock.t += ms) });
+  const result = await handleBatch(batch, env, { now: () => clock.t, sleep: async (ms) => void (clock.t += ms), published: new PublishedStates() });
   if (result.retried || result.malformed > 0) throw new Error(`the consumer did not store the events: ${JSON.stringify(result)}`);
 }
 

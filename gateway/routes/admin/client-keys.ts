@@ -3,8 +3,8 @@ import { createClientKeyBodySchema, dayStart, updateClientKeyBodySchema } from "
 import type { GatewayHono } from "../../context";
 import { CLIENT_KEY_PREFIX } from "../../logic/client-auth";
 import { maskSecret, randomToken, sha256Hex } from "../../logic/crypto";
-import { deleteClientKey, findClientKey, insertClientKey, listClientKeys, updateClientKey } from "../../storage/client-keys-db";
-import { readSettings } from "../../storage/settings-db";
+import { deleteClientKey, findClientKey, insertClientKey, listClientKeys, updateClientKey } from "../../../storage/client-keys";
+import { readSettings } from "../../../storage/settings";
 import { emitAdminEvent, notFound, readBody } from "./shared";
 
 /** Client keys: create (shown once), list with today's usage, update, delete. */

@@ -20,9 +20,10 @@ import { listKeyViews } from "../../logic/key-listing";
 import { parseKeyText } from "../../logic/parse-key-text";
 import { secretCacheFor } from "../../logic/secrets";
 import { queueEventSink } from "../../storage/event-sink";
-import { deleteKeys, findKeyFields, insertKeys, loadKeyRows, setKeysEnabled, updateKeyFields, type NewKeyRow } from "../../storage/keys-db";
-import { readSettings } from "../../storage/settings-db";
-import { findUpstream } from "../../storage/upstreams-db";
+import { deleteKeys, findKeyFields, insertKeys, loadKeyRows, setKeysEnabled, updateKeyFields, type NewKeyRow } from "../../../storage/keys";
+import { SUCCESS_RATE_WINDOW_MS } from "../../../storage/rollups";
+import { readSettings } from "../../../storage/settings";
+import { findUpstream } from "../../../storage/upstreams";
 import { emitAdminEvent, notFound, readBody, readQuery, type AdminContext } from "./shared";
 
 interface KeyInput {
@@ -64,7 +65,7 @@ async function requireUpstream(c: AdminContext, id: string) {
 async function idsMatching(c: AdminContext, filter: KeyFilter): Promise<string[]> {
   const now = Date.now();
   const settings = await readSettings(c.env.DB);
-  const rows = await loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), filter.upstreamId);
+  const rows = await loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS, filter.upstreamId);
   return listKeyViews(rows, filter, "created", Number.MAX_SAFE_INTEGER, 0, settings, now).data.map((k) => k.id);
 }
 
@@ -88,7 +89,7 @@ export function keyRoutes(state: IsolateState) {
     const { limit, offset, sort, ...filter } = readQuery(c, keyListQuerySchema);
     const now = Date.now();
     const settings = await readSettings(c.env.DB);
-    const rows = await loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), filter.upstreamId);
+    const rows = await loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS, filter.upstreamId);
     const page = listKeyViews(rows, filter, sort, limit, offset, settings, now);
     return c.json({ total: page.total, limit, offset, data: page.data });
   });
@@ -96,7 +97,7 @@ export function keyRoutes(state: IsolateState) {
   app.get("/export", async (c) => {
     const now = Date.now();
     const settings = await readSettings(c.env.DB);
-    const rows = await loadKeyRows(c.env.DB, dayStart(now, settings.timeZone));
+    const rows = await loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS);
     const { data } = listKeyViews(rows, {}, "created", Number.MAX_SAFE_INTEGER, 0, settings, now);
     c.header("content-disposition", `attachment; filename="keypool-keys-${new Date(now).toISOString().slice(0, 10)}.json"`);
     return c.json({ exportedAt: now, masked: true, keys: data });

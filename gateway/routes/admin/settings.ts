@@ -3,7 +3,9 @@ import { z } from "zod";
 import { replayBodySchema, settingsSchema } from "../../../schema";
 import type { GatewayHono } from "../../context";
 import { invalidRequest } from "../../errors";
-import { findReplayJob, listAudit, readSettings, writeSettings } from "../../storage/settings-db";
+import { listAudit } from "../../../storage/audit-log";
+import { findReplayJob } from "../../../storage/replay-jobs";
+import { readSettings, writeSettings } from "../../../storage/settings";
 import { emitAdminEvent, readBody, readQuery } from "./shared";
 
 /** Settings (read, update), the audit trail, and audit replay jobs. */

@@ -2,11 +2,12 @@ import { Hono } from "hono";
 import { DAY_MS, HOUR_MS, MINUTE_MS, dayStart, deriveKeyState, hourStart, minuteStart, statsQuerySchema, type KeyState } from "../../../schema";
 import type { GatewayHono } from "../../context";
 import { invalidRequest } from "../../errors";
-import { bucketStarts, fillSeries, summarize, toMetrics, type MetricSums } from "../../logic/stats";
+import { bucketStarts, fillSeries, summarize, toMetrics } from "../../logic/stats";
 import { eventOutboxBacklog } from "../../storage/event-sink";
-import { loadKeyRows } from "../../storage/keys-db";
-import { readSettings } from "../../storage/settings-db";
-import { breakdownRows, bucketTotals, rollingTotals, seriesRows, type BreakdownBy } from "../../storage/stats-db";
+import { loadKeyRows } from "../../../storage/keys";
+import type { MetricSums } from "../../../storage/rollup-sums";
+import { SUCCESS_RATE_WINDOW_MS, breakdownRows, bucketTotals, rollingTotals, rollupTableFor, seriesRows, type BreakdownBy } from "../../../storage/rollups";
+import { readSettings } from "../../../storage/settings";
 import { readQuery, type AdminContext } from "./shared";
 
 /** Buckets a series covers when the query does not say: an hour of minutes, two days of hours, a month of days. */
@@ -19,7 +20,7 @@ async function statsRange(c: AdminContext) {
   const { bucket, count, ...filters } = readQuery(c, statsQuerySchema);
   const { timeZone } = await readSettings(c.env.DB);
   const starts = bucketStarts(bucket, count ?? DEFAULT_COUNT[bucket], Date.now(), timeZone);
-  return { bucket, starts, filters, table: `rollup_${bucket}` as const };
+  return { bucket, starts, filters, table: rollupTableFor(bucket) };
 }
 
 /** Usage numbers for the dashboard and for monitoring, all read from the rollups. */
@@ -62,7 +63,7 @@ export function statsRoutes() {
     const [byUpstream, minutes, keys, outbox] = await Promise.all([
       breakdownRows(c.env.DB, "rollup_hour", from, now, "upstream", {}, 1_000),
       bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
-      loadKeyRows(c.env.DB, dayStart(now, settings.timeZone)),
+      loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS),
       eventOutboxBacklog(c.env.DB),
     ]);
     const total = (field: keyof MetricSums) => byUpstream.reduce((n, r) => n + Number(r[field] ?? 0), 0);

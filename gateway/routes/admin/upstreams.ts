@@ -3,7 +3,8 @@ import { z } from "zod";
 import { createUpstreamBodySchema, updateUpstreamBodySchema } from "../../../schema";
 import type { GatewayHono } from "../../context";
 import { KeypoolError } from "../../errors";
-import { countKeys, deleteUpstream, findUpstream, insertUpstream, listUpstreams, updateUpstream } from "../../storage/upstreams-db";
+import { countKeys } from "../../../storage/keys";
+import { deleteUpstream, findUpstream, insertUpstream, listUpstreams, updateUpstream } from "../../../storage/upstreams";
 import { emitAdminEvent, notFound, readBody, readQuery } from "./shared";
 
 /** Upstreams: create, list, update, delete (refused while keys use one, unless cascading). */

@@ -1,6 +1,13 @@
-import type { ProviderKindId, UpstreamView } from "../../schema";
+import type { ProviderKindId, UpstreamView } from "../schema";
 
-interface RawUpstream {
+/**
+ * The `upstreams` table: the providers' endpoints and what they serve. Written
+ * by the admin API; read by the consumer (the snapshot) and, joined with keys,
+ * by the scheduler (probes).
+ */
+
+/** An upstream as stored. */
+export interface UpstreamRow {
   id: string;
   name: string;
   base_url: string;
@@ -11,7 +18,7 @@ interface RawUpstream {
   created_at: number;
 }
 
-function toUpstream(r: RawUpstream): UpstreamView {
+function toUpstream(r: UpstreamRow): UpstreamView {
   return {
     id: r.id,
     name: r.name,
@@ -32,7 +39,7 @@ export async function insertUpstream(db: D1Database, u: UpstreamView): Promise<v
 }
 
 export async function findUpstream(db: D1Database, id: string): Promise<UpstreamView | null> {
-  const row = await db.prepare("SELECT * FROM upstreams WHERE id = ?1").bind(id).first<RawUpstream>();
+  const row = await db.prepare("SELECT * FROM upstreams WHERE id = ?1").bind(id).first<UpstreamRow>();
   return row ? toUpstream(row) : null;
 }
 
@@ -40,8 +47,13 @@ export async function findUpstream(db: D1Database, id: string): Promise<Upstream
 export async function listUpstreams(db: D1Database): Promise<(UpstreamView & { keys: number })[]> {
   const { results } = await db
     .prepare("SELECT u.*, (SELECT COUNT(*) FROM keys k WHERE k.upstream_id = u.id) AS key_count FROM upstreams u ORDER BY u.created_at, u.id")
-    .all<RawUpstream & { key_count: number }>();
+    .all<UpstreamRow & { key_count: number }>();
   return results.map((r) => ({ ...toUpstream(r), keys: r.key_count }));
+}
+
+/** Every upstream as stored (for the snapshot's batch); rows are `UpstreamRow`s. */
+export function selectAllUpstreams(db: D1Database): D1PreparedStatement {
+  return db.prepare("SELECT id, name, base_url, kind, models, aliases, enabled, created_at FROM upstreams");
 }
 
 /** Writes an upstream's editable fields. */
@@ -58,9 +70,4 @@ export async function deleteUpstream(db: D1Database, id: string, cascade: boolea
   if (cascade) statements.unshift(db.prepare("DELETE FROM keys WHERE upstream_id = ?1").bind(id));
   const results = await db.batch(statements);
   return cascade ? (results[0]!.meta.changes ?? 0) : 0;
-}
-
-export async function countKeys(db: D1Database, upstreamId: string): Promise<number> {
-  const row = await db.prepare("SELECT COUNT(*) AS n FROM keys WHERE upstream_id = ?1").bind(upstreamId).first<{ n: number }>();
-  return row?.n ?? 0;
 }

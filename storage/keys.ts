@@ -1,4 +1,13 @@
-import { HEALTH_FACT_COLUMNS, healthFactsFromRow, type HealthFacts } from "../../schema";
+import type { HealthFacts, ProviderKindId } from "../schema";
+import { HEALTH_FACT_COLUMNS, healthFactsFromRow } from "./key-health";
+import { recentSuccessSql, usageOnDaySql } from "./rollups";
+
+/**
+ * The `keys` table: upstream keys (AES-GCM ciphertext, a fingerprint to refuse
+ * duplicates, a masked form to show) with their admin settings. Written by the
+ * admin API; read, joined with their health, by the admin API (the key list),
+ * the consumer (the snapshot) and the scheduler (probes).
+ */
 
 /** A key ready to insert: secret already encrypted, fingerprint already hashed. */
 export interface NewKeyRow {
@@ -79,11 +88,12 @@ export interface KeyRow {
 }
 
 /**
- * Every key (or those of one upstream) with its health and today's usage, in
- * one query; the admin API filters and sorts these in memory, which stays well
- * under 100 ms at 10,000 keys and lets it filter on the derived state.
+ * Every key (or those of one upstream) with its health, its usage on the day
+ * starting at `todayBucket` and its success counts since `since`, in one query;
+ * the admin API filters and sorts these in memory, which stays well under
+ * 100 ms at 10,000 keys and lets it filter on the derived state.
  */
-export async function loadKeyRows(db: D1Database, todayBucket: number, upstreamId?: string, hourAgo = Date.now() - 3_600_000): Promise<KeyRow[]> {
+export async function loadKeyRows(db: D1Database, todayBucket: number, since: number, upstreamId?: string): Promise<KeyRow[]> {
   const { results } = await db
     .prepare(
       `SELECT k.id, k.upstream_id, u.models AS upstream_models, k.masked, k.weight, k.models, k.enabled, k.note, k.created_at,
@@ -92,12 +102,11 @@ export async function loadKeyRows(db: D1Database, todayBucket: number, upstreamI
        FROM keys k
        JOIN upstreams u ON u.id = k.upstream_id
        LEFT JOIN key_health h ON h.key_id = k.id
-       LEFT JOIN (SELECT key_id, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_day WHERE bucket = ?1 GROUP BY key_id) d ON d.key_id = k.id
-       LEFT JOIN (SELECT key_id, SUM(successes) AS successes, SUM(attempts - client_error - aborted) AS judged FROM rollup_minute WHERE bucket >= ?3 GROUP BY key_id) m
-         ON m.key_id = k.id
+       LEFT JOIN (${usageOnDaySql("key_id", "?1")}) d ON d.key_id = k.id
+       LEFT JOIN (${recentSuccessSql("?3")}) m ON m.key_id = k.id
        WHERE ?2 IS NULL OR k.upstream_id = ?2`,
     )
-    .bind(todayBucket, upstreamId ?? null, hourAgo)
+    .bind(todayBucket, upstreamId ?? null, since)
     .all<Record<string, unknown>>();
   return results.map((r) => ({
     id: String(r.id),
@@ -121,6 +130,79 @@ export async function loadKeyRows(db: D1Database, todayBucket: number, upstreamI
     tokensToday: Number(r.tokens ?? 0),
     successesLastHour: Number(r.successes ?? 0),
     judgedLastHour: Number(r.judged ?? 0),
+  }));
+}
+
+/** A key as the snapshot's batch reads it: its configuration, its health facts and its recent success counts. */
+export interface KeySnapshotRow {
+  id: string;
+  upstream_id: string;
+  secret_enc: string;
+  weight: number;
+  models: string;
+  enabled: number;
+  last_ok_ts: number | null;
+  last_rate_limit_ts: number | null;
+  cool_until: number | null;
+  last_auth_fail_ts: number | null;
+  last_no_balance_ts: number | null;
+  failures: string | null;
+  successes: number | null;
+  judged: number | null;
+}
+
+/** Every key as the snapshot carries it, with success counts since `since` (for its batch); rows are `KeySnapshotRow`s. */
+export function selectKeysForSnapshot(db: D1Database, since: number): D1PreparedStatement {
+  return db
+    .prepare(
+      `SELECT k.id, k.upstream_id, k.secret_enc, k.weight, k.models, k.enabled, ${HEALTH_FACT_COLUMNS}, r.successes, r.judged
+       FROM keys k
+       LEFT JOIN key_health h ON h.key_id = k.id
+       LEFT JOIN (${recentSuccessSql("?1")}) r ON r.key_id = k.id`,
+    )
+    .bind(since);
+}
+
+/** The admin state and health facts of the given keys (for a batch); rows go to `keyFactsFromRows`. */
+export function selectKeyFacts(db: D1Database, keyIds: string[]): D1PreparedStatement {
+  return db
+    .prepare(`SELECT k.id, k.enabled, ${HEALTH_FACT_COLUMNS} FROM keys k LEFT JOIN key_health h ON h.key_id = k.id WHERE k.id IN (SELECT value FROM json_each(?1))`)
+    .bind(JSON.stringify(keyIds));
+}
+
+/** The rows of `selectKeyFacts` by key id. */
+export function keyFactsFromRows(rows: Record<string, unknown>[]): Map<string, { enabled: boolean; facts: HealthFacts }> {
+  return new Map(rows.map((r) => [String(r.id), { enabled: r.enabled === 1, facts: healthFactsFromRow(r) }]));
+}
+
+/** A key as the scheduler plans and sends its probes. */
+export interface KeyProbeRow {
+  keyId: string;
+  enabled: boolean;
+  facts: HealthFacts;
+  lastProbeTs: number;
+  baseUrl: string;
+  kind: ProviderKindId;
+  secretEnc: string;
+}
+
+/** Every key of an enabled upstream, with its upstream and health facts, for planning probes. */
+export async function readProbeCandidates(db: D1Database): Promise<KeyProbeRow[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT k.id, k.enabled, k.secret_enc, u.base_url, u.kind, ${HEALTH_FACT_COLUMNS}, h.last_probe_ts
+       FROM keys k JOIN upstreams u ON u.id = k.upstream_id LEFT JOIN key_health h ON h.key_id = k.id
+       WHERE u.enabled = 1`,
+    )
+    .all<Record<string, unknown>>();
+  return results.map((r) => ({
+    keyId: String(r.id),
+    enabled: r.enabled === 1,
+    facts: healthFactsFromRow(r),
+    lastProbeTs: Number(r.last_probe_ts ?? 0),
+    baseUrl: String(r.base_url),
+    kind: String(r.kind) as ProviderKindId,
+    secretEnc: String(r.secret_enc),
   }));
 }
 
@@ -150,4 +232,10 @@ export async function setKeysEnabled(db: D1Database, ids: string[], enabled: boo
 export async function deleteKeys(db: D1Database, ids: string[]): Promise<number> {
   const r = await db.prepare("DELETE FROM keys WHERE id IN (SELECT value FROM json_each(?1))").bind(JSON.stringify(ids)).run();
   return r.meta.changes ?? 0;
+}
+
+/** How many keys an upstream holds. */
+export async function countKeys(db: D1Database, upstreamId: string): Promise<number> {
+  const row = await db.prepare("SELECT COUNT(*) AS n FROM keys WHERE upstream_id = ?1").bind(upstreamId).first<{ n: number }>();
+  return row?.n ?? 0;
 }

@@ -1,13 +1,32 @@
-import type { ClientKeyView } from "../../schema";
+import type { ClientKeyView } from "../schema";
+import { usageOnDaySql } from "./rollups";
 
-/** A client key as stored (never the key itself: only its hash, which is not shown either). */
-export type ClientKeyRow = Omit<ClientKeyView, "requestsToday" | "tokensToday">;
+/**
+ * The `client_keys` table: who may call the pool (SHA-256 hashes only, never
+ * the key), with their limits. Written by the admin API; read by the consumer
+ * (the snapshot).
+ */
 
-export interface NewClientKeyRow extends ClientKeyRow {
+/** A client key as stored and shown (never the key itself: only its hash, which is not shown either). */
+export type ClientKeyRecord = Omit<ClientKeyView, "requestsToday" | "tokensToday">;
+
+export interface NewClientKey extends ClientKeyRecord {
   hash: string;
 }
 
-export async function insertClientKey(db: D1Database, k: NewClientKeyRow): Promise<void> {
+/** A client key as the snapshot's batch reads it. */
+export interface ClientKeyRow {
+  id: string;
+  name: string;
+  hash: string;
+  models: string;
+  rpm_limit: number | null;
+  tpm_limit: number | null;
+  expires_at: number | null;
+  enabled: number;
+}
+
+export async function insertClientKey(db: D1Database, k: NewClientKey): Promise<void> {
   await db
     .prepare(
       `INSERT INTO client_keys (id, name, hash, masked, models, rpm_limit, tpm_limit, expires_at, enabled, created_at, updated_at)
@@ -17,7 +36,7 @@ export async function insertClientKey(db: D1Database, k: NewClientKeyRow): Promi
     .run();
 }
 
-function toClientKey(r: Record<string, unknown>): ClientKeyRow {
+function toClientKey(r: Record<string, unknown>): ClientKeyRecord {
   return {
     id: String(r.id),
     name: String(r.name),
@@ -31,14 +50,13 @@ function toClientKey(r: Record<string, unknown>): ClientKeyRow {
   };
 }
 
-/** Every client key with its usage today (requests, tokens). */
+/** Every client key with its usage on the day starting at `todayBucket` (requests, tokens). */
 export async function listClientKeys(db: D1Database, todayBucket: number): Promise<ClientKeyView[]> {
   const { results } = await db
     .prepare(
       `SELECT c.id, c.name, c.masked, c.models, c.rpm_limit, c.tpm_limit, c.expires_at, c.enabled, c.created_at, d.requests, d.tokens
        FROM client_keys c
-       LEFT JOIN (SELECT client_key_id, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_day WHERE bucket = ?1 GROUP BY client_key_id) d
-         ON d.client_key_id = c.id
+       LEFT JOIN (${usageOnDaySql("client_key_id", "?1")}) d ON d.client_key_id = c.id
        ORDER BY c.created_at, c.id`,
     )
     .bind(todayBucket)
@@ -46,12 +64,17 @@ export async function listClientKeys(db: D1Database, todayBucket: number): Promi
   return results.map((r) => ({ ...toClientKey(r), requestsToday: Number(r.requests ?? 0), tokensToday: Number(r.tokens ?? 0) }));
 }
 
-export async function findClientKey(db: D1Database, id: string): Promise<ClientKeyRow | null> {
+/** Every client key as the snapshot carries it (for its batch); rows are `ClientKeyRow`s. */
+export function selectAllClientKeys(db: D1Database): D1PreparedStatement {
+  return db.prepare("SELECT id, name, hash, models, rpm_limit, tpm_limit, expires_at, enabled FROM client_keys");
+}
+
+export async function findClientKey(db: D1Database, id: string): Promise<ClientKeyRecord | null> {
   const row = await db.prepare("SELECT * FROM client_keys WHERE id = ?1").bind(id).first<Record<string, unknown>>();
   return row ? toClientKey(row) : null;
 }
 
-export async function updateClientKey(db: D1Database, k: ClientKeyRow, now: number): Promise<void> {
+export async function updateClientKey(db: D1Database, k: ClientKeyRecord, now: number): Promise<void> {
   await db
     .prepare("UPDATE client_keys SET name = ?2, models = ?3, rpm_limit = ?4, tpm_limit = ?5, expires_at = ?6, enabled = ?7, updated_at = ?8 WHERE id = ?1")
     .bind(k.id, k.name, JSON.stringify(k.models), k.rpmLimit, k.tpmLimit, k.expiresAt, k.enabled ? 1 : 0, now)

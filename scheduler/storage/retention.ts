@@ -1,0 +1,15 @@
+import type { Settings } from "../../schema";
+import { pruneSeenEvents, seenEventsCutoff } from "../../storage/dedupe-window";
+import { pruneRollups, rollupCutoffs } from "../../storage/rollups";
+
+/**
+ * Deletes rollup rows and dedupe ids past their retention horizons, in one
+ * transaction, through the modules that own those tables: the only write the
+ * scheduler makes to the consumer's projections. Returns the rows deleted per table.
+ */
+export async function pruneProjections(db: D1Database, settings: Settings, now: number): Promise<Record<string, number>> {
+  const rollups = pruneRollups(db, rollupCutoffs(settings, now));
+  const results = await db.batch([...rollups.map((r) => r.statement), pruneSeenEvents(db, seenEventsCutoff(settings, now))]);
+  const changes = results.map((r) => r.meta.changes ?? 0);
+  return { ...Object.fromEntries(rollups.map((r, i) => [r.table, changes[i]!])), seen_events: changes[rollups.length]! };
+}

@@ -1,0 +1,38 @@
+/**
+ * The shapes the rollup reads answer with: types only, so the pure stats logic
+ * (and its tests outside the Workers runtime) can name them without the D1 API.
+ */
+
+/** Requests and tokens of one bucket, summed over keys, models and clients. */
+export interface BucketTotals {
+  bucket: number;
+  requests: number;
+  tokens: number;
+}
+
+/** Sums of every metric over a group of rows. */
+export interface MetricSums {
+  requests: number;
+  attempts: number;
+  successes: number;
+  rateLimited: number;
+  failures: number;
+  clientErrors: number;
+  aborted: number;
+  promptTokens: number;
+  completionTokens: number;
+  tokens: number;
+  estimatedTokens: number;
+  latencySum: number;
+  latencyMax: number;
+  ttfbSum: number;
+  ttfbCount: number;
+}
+
+/** Dimension filters of the stats queries. */
+export interface StatsFilters {
+  keyId?: string;
+  model?: string;
+  clientKeyId?: string;
+  upstreamId?: string;
+}

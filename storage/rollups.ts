@@ -1,0 +1,221 @@
+import { DAY_MS, HOUR_MS, MINUTE_MS, type Settings, type StatsBucket } from "../schema";
+import type { BucketTotals, MetricSums, StatsFilters } from "./rollup-sums";
+
+/**
+ * The rollup tables: usage summed per minute, hour and day × key × model ×
+ * client key, and per hour for the whole pool. Written by the consumer (one
+ * fold per batch); read by the admin API (stats, key and client-key lists) and
+ * the consumer (the snapshot's success rates); pruned by the scheduler.
+ */
+
+/** How long each table's bucket is, and how long the retention settings keep its rows. */
+export const ROLLUP_TABLES = {
+  rollup_minute: { widthMs: MINUTE_MS, keptMs: (s: Settings) => s.retention.minuteRollupHours * HOUR_MS },
+  rollup_hour: { widthMs: HOUR_MS, keptMs: (s: Settings) => s.retention.hourRollupDays * DAY_MS },
+  rollup_pool_hour: { widthMs: HOUR_MS, keptMs: (s: Settings) => s.retention.hourRollupDays * DAY_MS },
+  // A local day lasts 23 to 25 hours (daylight saving time); days start at midnight in the settings' time zone.
+  rollup_day: { widthMs: DAY_MS + HOUR_MS, keptMs: (s: Settings) => s.retention.dayRollupDays * DAY_MS },
+} as const;
+
+export type RollupTable = keyof typeof ROLLUP_TABLES;
+/** The tables keyed by key × model × client key (the pool-wide hour table is not). */
+export type KeyedRollupTable = Exclude<RollupTable, "rollup_pool_hour">;
+
+/** The keyed table of a bucket size. */
+export function rollupTableFor(bucket: StatsBucket): KeyedRollupTable {
+  return `rollup_${bucket}`;
+}
+
+/** The instant (epoch ms) before which each table's rows are past retention. */
+export function rollupCutoffs(settings: Settings, now: number): Record<RollupTable, number> {
+  const cut = (t: RollupTable) => now - ROLLUP_TABLES[t].keptMs(settings);
+  return { rollup_minute: cut("rollup_minute"), rollup_hour: cut("rollup_hour"), rollup_pool_hour: cut("rollup_pool_hour"), rollup_day: cut("rollup_day") };
+}
+
+/** Deletes every table's rows past its cutoff, one statement a table (for the caller's batch). */
+export function pruneRollups(db: D1Database, cutoffs: Record<RollupTable, number>): { table: RollupTable; statement: D1PreparedStatement }[] {
+  return (Object.keys(ROLLUP_TABLES) as RollupTable[]).map((table) => ({ table, statement: db.prepare(`DELETE FROM ${table} WHERE bucket < ?1`).bind(cutoffs[table]) }));
+}
+
+/** A condition on `bucket` that holds for the buckets of `table` wholly inside [from, to) (`?1`, `?2`), for comparing a range. */
+export function bucketsWithinSql(table: RollupTable): string {
+  return `bucket >= ?1 AND bucket + ${ROLLUP_TABLES[table].widthMs} <= ?2`;
+}
+
+// ---------------------------------------------------------------------------
+// The fold
+
+/** Every rollup table's measure columns, in one order, and how two values combine: counts and sums add up, maxima keep the larger. */
+export const ROLLUP_MEASURES = [
+  ["attempts", "sum"],
+  ["requests", "sum"],
+  ["successes", "sum"],
+  ["rate_limited", "sum"],
+  ["auth_failed", "sum"],
+  ["no_balance", "sum"],
+  ["upstream_error", "sum"],
+  ["network_error", "sum"],
+  ["client_error", "sum"],
+  ["aborted", "sum"],
+  ["prompt_tokens", "sum"],
+  ["completion_tokens", "sum"],
+  ["total_tokens", "sum"],
+  ["estimated_tokens", "sum"],
+  ["cached_tokens", "sum"],
+  ["reasoning_tokens", "sum"],
+  ["latency_ms_sum", "sum"],
+  ["latency_ms_max", "max"],
+  ["ttfb_ms_sum", "sum"],
+  ["ttfb_ms_max", "max"],
+  ["ttfb_count", "sum"],
+] as const;
+export type RollupMeasure = (typeof ROLLUP_MEASURES)[number][0];
+
+/** Where a fold reads from: a FROM clause, and per measure the column (of one source row) it sums or takes the maximum of. */
+export interface FoldSource {
+  from: string;
+  measures: Record<RollupMeasure, string>;
+}
+
+const measureList = ROLLUP_MEASURES.map(([m]) => m).join(", ");
+const aggregates = (source: FoldSource) => ROLLUP_MEASURES.map(([m, how]) => `${how === "max" ? "MAX" : "SUM"}(${source.measures[m]})`).join(", ");
+const accumulate = ROLLUP_MEASURES.map(([m, how]) => (how === "max" ? `${m} = MAX(${m}, excluded.${m})` : `${m} = ${m} + excluded.${m}`)).join(",\n      ");
+
+/**
+ * Sums the source's rows per bucket, key, model and client key (the expressions
+ * in `dims`) and adds them to `${prefix}${table}`'s rows, creating those that
+ * are missing.
+ */
+export function foldRollupSql(prefix: string, table: KeyedRollupTable, source: FoldSource, dims: { bucket: string; key: string; model: string; client: string }): string {
+  const group = `${dims.bucket}, ${dims.key}, ${dims.model}, ${dims.client}`;
+  return `INSERT INTO ${prefix}${table} (bucket, key_id, model, client_key_id, ${measureList})
+    SELECT ${group}, ${aggregates(source)}
+    FROM ${source.from}
+    GROUP BY ${group}
+    ON CONFLICT (bucket, key_id, model, client_key_id) DO UPDATE SET ${accumulate}`;
+}
+
+/** Sums the source's rows per hour (the expression `hour`) into `${prefix}rollup_pool_hour`: the whole pool, one row an hour. */
+export function foldPoolHourSql(prefix: string, source: FoldSource, hour: string): string {
+  return `INSERT INTO ${prefix}rollup_pool_hour (bucket, ${measureList})
+    SELECT ${hour}, ${aggregates(source)}
+    FROM ${source.from}
+    GROUP BY ${hour}
+    ON CONFLICT (bucket) DO UPDATE SET ${accumulate}`;
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+/** Requests and tokens per bucket of `table` for buckets in [from, to], oldest first. */
+export async function bucketTotals(db: D1Database, table: KeyedRollupTable, from: number, to: number): Promise<BucketTotals[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT bucket, SUM(requests) AS requests, SUM(total_tokens) AS tokens
+       FROM ${table} WHERE bucket >= ?1 AND bucket <= ?2 GROUP BY bucket ORDER BY bucket`,
+    )
+    .bind(from, to)
+    .all<BucketTotals>();
+  return results;
+}
+
+/** The metric columns every series point and breakdown row carries, summed. */
+const METRICS = `SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(successes) AS successes,
+  SUM(rate_limited) AS rateLimited, SUM(auth_failed + no_balance + upstream_error + network_error) AS failures,
+  SUM(client_error) AS clientErrors, SUM(aborted) AS aborted,
+  SUM(prompt_tokens) AS promptTokens, SUM(completion_tokens) AS completionTokens, SUM(total_tokens) AS tokens,
+  SUM(estimated_tokens) AS estimatedTokens, SUM(latency_ms_sum) AS latencySum, MAX(latency_ms_max) AS latencyMax,
+  SUM(ttfb_ms_sum) AS ttfbSum, SUM(ttfb_count) AS ttfbCount`;
+
+/** The WHERE clause for a bucket range and the dimension filters, with its bindings. */
+function whereClause(from: number, to: number, f: StatsFilters): { sql: string; params: unknown[] } {
+  const parts = ["bucket >= ?1", "bucket <= ?2"];
+  const params: unknown[] = [from, to];
+  const add = (sql: string, value: string) => {
+    params.push(value);
+    parts.push(sql.replace("?", `?${params.length}`));
+  };
+  if (f.keyId) add("key_id = ?", f.keyId);
+  if (f.model) add("model = ?", f.model);
+  if (f.clientKeyId) add("client_key_id = ?", f.clientKeyId);
+  if (f.upstreamId) add("key_id IN (SELECT id FROM keys WHERE upstream_id = ?)", f.upstreamId);
+  return { sql: parts.join(" AND "), params };
+}
+
+/** True when no dimension filter is set: the whole pool. */
+const wholePool = (f: StatsFilters) => !f.keyId && !f.model && !f.clientKeyId && !f.upstreamId;
+
+/**
+ * Every metric per bucket in [from, to] matching the filters, oldest first. The whole
+ * pool's hourly series reads the pool-wide hour rollup (one row an hour) instead of
+ * summing every key × model × client row of the hour.
+ */
+export async function seriesRows(db: D1Database, table: KeyedRollupTable, from: number, to: number, filters: StatsFilters): Promise<(MetricSums & { bucket: number })[]> {
+  const where = whereClause(from, to, filters);
+  const source: RollupTable = table === "rollup_hour" && wholePool(filters) ? "rollup_pool_hour" : table;
+  const { results } = await db
+    .prepare(`SELECT bucket, ${METRICS} FROM ${source} WHERE ${where.sql} GROUP BY bucket ORDER BY bucket`)
+    .bind(...where.params)
+    .all<MetricSums & { bucket: number }>();
+  return results;
+}
+
+/** The dimension a breakdown groups by, as a SQL expression over the rollup. */
+const GROUP_BY = {
+  model: "model",
+  key: "key_id",
+  client: "client_key_id",
+  upstream: "COALESCE((SELECT upstream_id FROM keys WHERE keys.id = key_id), '')",
+} as const;
+export type BreakdownBy = keyof typeof GROUP_BY;
+
+/** Every metric per value of `by` over [from, to], busiest first (at most `limit` rows). */
+export async function breakdownRows(
+  db: D1Database,
+  table: KeyedRollupTable,
+  from: number,
+  to: number,
+  by: BreakdownBy,
+  filters: StatsFilters,
+  limit: number,
+): Promise<(MetricSums & { id: string })[]> {
+  const where = whereClause(from, to, filters);
+  const { results } = await db
+    .prepare(`SELECT ${GROUP_BY[by]} AS id, ${METRICS} FROM ${table} WHERE ${where.sql} GROUP BY 1 ORDER BY requests DESC, attempts DESC LIMIT ${limit}`)
+    .bind(...where.params)
+    .all<MetricSums & { id: string }>();
+  return results;
+}
+
+/** Requests and tokens over [from, to) exactly: minute rollups for the ragged first hour, the pool's hour rollup after it. */
+export async function rollingTotals(db: D1Database, from: number, to: number): Promise<{ requests: number; tokens: number }> {
+  const firstFullHour = Math.ceil(from / HOUR_MS) * HOUR_MS;
+  const [minutes, hours] = await db.batch<{ requests: number | null; tokens: number | null }>([
+    db.prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_minute WHERE bucket >= ?1 AND bucket < ?2").bind(from, firstFullHour),
+    db.prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_pool_hour WHERE bucket >= ?1 AND bucket < ?2").bind(firstFullHour, to),
+  ]);
+  const m = minutes!.results[0];
+  const h = hours!.results[0];
+  return { requests: (m?.requests ?? 0) + (h?.requests ?? 0), tokens: (m?.tokens ?? 0) + (h?.tokens ?? 0) };
+}
+
+// ---------------------------------------------------------------------------
+// Sub-queries other tables' reads join
+
+/** The success rate the snapshot and the key list show covers this much recent traffic. */
+export const SUCCESS_RATE_WINDOW_MS = HOUR_MS;
+
+/**
+ * Per key, the successes and the attempts that say something about the key
+ * (not the client's errors, not aborted) in minute buckets from `param` on:
+ * a sub-query with columns key_id, successes, judged.
+ */
+export function recentSuccessSql(param: string): string {
+  return `SELECT key_id, SUM(successes) AS successes, SUM(attempts - client_error - aborted) AS judged
+    FROM rollup_minute WHERE bucket >= ${param} GROUP BY key_id`;
+}
+
+/** Per value of `dimension` (key_id or client_key_id), requests and tokens on the day starting at `param`: a sub-query. */
+export function usageOnDaySql(dimension: "key_id" | "client_key_id", param: string): string {
+  return `SELECT ${dimension}, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_day WHERE bucket = ${param} GROUP BY ${dimension}`;
+}

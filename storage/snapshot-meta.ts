@@ -1,0 +1,51 @@
+/**
+ * The snapshot's bookkeeping in the `meta` table: the last version handed out,
+ * the last version written to KV and when it was generated, and the claim that
+ * lets one writer a second publish. Written by the consumer (the snapshot's one
+ * writer); read by the scheduler, which asks for a refresh when it is old.
+ */
+
+/** Takes the next snapshot version (for the batch that reads the pool it describes); its row's `value` is the version. */
+export function takeSnapshotVersion(db: D1Database): D1PreparedStatement {
+  return db.prepare("UPDATE meta SET value = value + 1 WHERE name = 'snapshot_version' RETURNING value");
+}
+
+/** Reads the version last written to KV; its row's `value` is the version (0: none). */
+export function selectPublishedVersion(db: D1Database): D1PreparedStatement {
+  return db.prepare("SELECT value FROM meta WHERE name = 'snapshot_published_version'");
+}
+
+/**
+ * Claims `version` as the one to write unless a newer one was claimed already;
+ * D1 serialises the conditional update, so of two writers only the newer wins.
+ */
+export async function claimPublishedVersion(db: D1Database, version: number): Promise<boolean> {
+  const claimed = await db.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_version' AND value < ?1").bind(version).run();
+  return (claimed.meta.changes ?? 0) === 1;
+}
+
+/** Records when the snapshot just written was generated (never moving back). */
+export async function recordPublishedGeneratedAt(db: D1Database, generatedAt: number): Promise<void> {
+  await db.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_generated_at' AND value < ?1").bind(generatedAt).run();
+}
+
+/** When the snapshot last written to KV was generated; null when none was. */
+export async function readPublishedGeneratedAt(db: D1Database): Promise<number | null> {
+  const row = await db.prepare("SELECT value FROM meta WHERE name = 'snapshot_published_generated_at'").first<{ value: number }>();
+  return row && row.value > 0 ? row.value : null;
+}
+
+/** When the right to publish was last claimed (epoch ms). */
+export async function readPublishClaim(db: D1Database): Promise<number> {
+  const row = await db.prepare("SELECT value FROM meta WHERE name = 'snapshot_published_at'").first<{ value: number }>();
+  return row?.value ?? 0;
+}
+
+/**
+ * Claims the right to publish at `now` if nobody has in the last `intervalMs`;
+ * D1 serialises the conditional update, so concurrent consumers cannot both win.
+ */
+export async function claimPublish(db: D1Database, now: number, intervalMs: number): Promise<boolean> {
+  const result = await db.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_at' AND value <= ?2").bind(now, now - intervalMs).run();
+  return (result.meta.changes ?? 0) === 1;
+}
