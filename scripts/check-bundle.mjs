@@ -7,7 +7,9 @@ import { ROOT } from "./lib/stack.mjs";
 
 const BUDGET = 250 * 1024;
 const dist = path.join(ROOT, "admin/dist");
+/** @type {string[]} */
 const files = [];
+/** @param {string} dir */
 const walk = (dir) => {
   for (const name of readdirSync(dir)) {
     const p = path.join(dir, name);

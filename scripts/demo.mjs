@@ -10,7 +10,7 @@ import { rmSync } from "node:fs";
 import path from "node:path";
 import OpenAI from "openai";
 import { startMockUpstream } from "../tools/mock-upstream/server.mjs";
-import { adminSession, waitForModel } from "./lib/admin-client.mjs";
+import { adminSession, provisionPool } from "./lib/admin-client.mjs";
 import { ROOT, applyMigrations, buildDashboard, ensureDevVars, freePort, startWrangler, tickScheduler } from "./lib/stack.mjs";
 
 const port = Number(process.env.PORT ?? 8787);
@@ -42,22 +42,19 @@ stack.child.on("exit", (code) => {
 
 try {
   await stack.ready();
-  const admin = await adminSession(stack.url, vars.ADMIN_PASSWORD);
-  const upstream = await admin("POST", "/upstreams", { name: "Mock upstream (demo)", baseUrl: mock.baseUrl, models: ["mock-gpt", "mock-gpt-mini"] });
+  const admin = await adminSession(stack.url, /** @type {string} */ (vars.ADMIN_PASSWORD));
   const demoKeys = Array.from({ length: 5 }, (_, i) => `sk-demo-${i}-${randomBytes(12).toString("hex")}`);
   // One demo key is rate limited, so the dashboard shows retries landing on the others.
-  mock.setKeyBehavior(demoKeys[4], { mode: "rate_limit", retryAfterSeconds: 30 });
-  const added = await admin("POST", "/keys", { upstreamId: upstream.id, text: demoKeys.join("\n") });
-  const client = await admin("POST", "/client-keys", { name: "demo client" });
-  await waitForModel(stack.url, client.key, "mock-gpt");
+  mock.setKeyBehavior(/** @type {string} */ (demoKeys[4]), { mode: "rate_limit", retryAfterSeconds: 30 });
+  const pool = await provisionPool(admin, stack.url, { name: "Mock upstream (demo)", baseUrl: mock.baseUrl, models: ["mock-gpt", "mock-gpt-mini"], keys: demoKeys, clientName: "demo client" });
   await tickScheduler(stack.url);
   console.log(`
-  Demo running (${added.added} mock keys, one of them rate limited).
+  Demo running (${pool.added} mock keys, one of them rate limited).
     Dashboard      ${stack.url}/     password: ${vars.ADMIN_PASSWORD}
-    OpenAI base    ${stack.url}/v1   client key: ${client.key}
+    OpenAI base    ${stack.url}/v1   client key: ${pool.clientKey}
   Sending a request every ~half second. Ctrl-C stops everything.
 `);
-  const openai = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: client.key, maxRetries: 0 });
+  const openai = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: pool.clientKey, maxRetries: 0 });
   let sent = 0;
   let failed = 0;
   for (;;) {

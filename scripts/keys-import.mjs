@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { adminFromEnv } from "./lib/admin-client.mjs";
 
 const [file, ...rest] = process.argv.slice(2);
+/** @param {string} name */
 const option = (name) => {
   const i = rest.indexOf(`--${name}`);
   return i >= 0 ? rest[i + 1] : undefined;

@@ -21,20 +21,23 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import * as HTTP from "./lib/bench-http.mjs";
+import { SCENARIOS } from "./bench/http.mjs";
+import { loadMany } from "./bench/load.mjs";
+import { bundleKeypool, startKeypool, startMock, startNullWorker } from "./bench/workers.mjs";
+import { numberArg } from "./lib/args.mjs";
 import { cpuSeconds } from "./lib/procfs.mjs";
 
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const SECONDS = arg("seconds", 6);
-const SCENARIO = HTTP.SCENARIOS[arg("scenario", 0)];
-const TOP_APIS = arg("apis", 20);
+/** @typedef {import("./bench/workers.mjs").Target} Target */
+
+const SECONDS = numberArg("seconds", 6);
+const SCENARIO_INDEX = numberArg("scenario", 0);
+const TOP_APIS = numberArg("apis", 20);
 /** Samples per second; each sample stands for 1 / HZ s of CPU. */
 const HZ = 1999;
 
-if (!SCENARIO) throw new Error(`--scenario is 0 to ${HTTP.SCENARIOS.length - 1}`);
+const SCENARIO = SCENARIOS[SCENARIO_INDEX];
+if (!SCENARIO) throw new Error(`--scenario is 0 to ${SCENARIOS.length - 1}`);
+const scenario = SCENARIO;
 if (spawnSync("perf", ["--version"]).status !== 0) {
   console.error("npm run profile needs Linux perf (Debian: apt-get install linux-perf), allowed to sample this user's processes (kernel.perf_event_paranoid ≤ 2).");
   process.exit(1);
@@ -61,13 +64,20 @@ const OTHER = "the rest of the runtime (event loop, I/O glue, allocation)";
 const CALLBACK = /jsg::\w*Callback|jsg\d+\w*Callback|CallApiCallback|HandleApiConstruct|FunctionCallbackArguments/;
 const API = /^(workerd::api::[\w:]+?)(?:\(| |<|$)/;
 
-/** Folds `perf script` output: µs per request by category and by Web API. */
+/**
+ * Folds `perf script` output: µs per request by category and by Web API.
+ * @param {string} data the perf.data file
+ * @param {number} requests the requests served while it was recorded
+ */
 async function fold(data, requests) {
   const perf = spawn("perf", ["script", "-i", data, "-F", "ip,sym,dso"], { stdio: ["ignore", "pipe", "ignore"] });
+  /** @type {Map<string, number>} */
   const byCategory = new Map();
+  /** @type {Map<string, number>} */
   const byApi = new Map();
+  /** @type {string[]} */
   let frames = [];
-  const add = (map, key) => map.set(key, (map.get(key) ?? 0) + 1);
+  const add = (/** @type {Map<string, number>} */ map, /** @type {string} */ key) => map.set(key, (map.get(key) ?? 0) + 1);
   const flush = () => {
     if (frames.length === 0) return;
     const stack = frames;
@@ -82,10 +92,10 @@ async function fold(data, requests) {
     add(byCategory, category);
     const seen = new Set();
     for (let i = 1; i < stack.length; i++) {
-      if (!CALLBACK.test(stack[i])) continue;
+      if (!CALLBACK.test(stack[i] ?? "")) continue;
       for (let j = i - 1; j >= 0; j--) {
-        const m = API.exec(stack[j]);
-        if (m) {
+        const m = API.exec(stack[j] ?? "");
+        if (m?.[1]) {
           if (!seen.has(m[1])) add(byApi, m[1]);
           seen.add(m[1]);
           break;
@@ -98,19 +108,24 @@ async function fold(data, requests) {
     else if (/^\s+[0-9a-f]+ /.test(line)) frames.push(line.trim().replace(/^[0-9a-f]+ /, "").replace(/\+0x[0-9a-f]+/, ""));
   }
   flush();
-  const perRequest = (n) => (n * 1e6) / HZ / requests;
+  const perRequest = (/** @type {number} */ n) => (n * 1e6) / HZ / requests;
   return { byCategory: new Map([...byCategory].map(([k, v]) => [k, perRequest(v)])), byApi: new Map([...byApi].map(([k, v]) => [k, perRequest(v)])) };
 }
 
-/** Loads a target at 50 connections while perf samples its workerd process. */
+/**
+ * Loads a target at 50 connections while perf samples its workerd process.
+ * @param {Target & { pid: number }} target
+ * @param {string} work
+ * @param {string} name
+ */
 async function profile(target, work, name) {
-  await HTTP.loadMany(target, { connections: 50, seconds: 1, body: SCENARIO.body }); // warm-up
+  await loadMany(target, { connections: 50, seconds: 1, body: scenario.body }); // warm-up
   const data = path.join(work, `${name}.perf`);
   const perf = spawn("perf", ["record", "-F", String(HZ), "-g", "-q", "-o", data, "-p", String(target.pid)], { stdio: "ignore" });
   await new Promise((res) => setTimeout(res, 500));
   const cpu0 = cpuSeconds(target.pid);
   const before = target.attempts ? await target.attempts() : 0;
-  const r = await HTTP.loadMany(target, { connections: 50, seconds: SECONDS, body: SCENARIO.body });
+  const r = await loadMany(target, { connections: 50, seconds: SECONDS, body: scenario.body });
   // Keypool: until the consumer has stored this run's events (bounded), so their CPU is in the profile.
   for (let waited = 0; target.attempts && waited < 10_000 && (await target.attempts()) - before < r.requests; waited += 200) await new Promise((res) => setTimeout(res, 200));
   const cpuMs = ((cpuSeconds(target.pid) - cpu0) * 1000) / r.requests;
@@ -120,21 +135,23 @@ async function profile(target, work, name) {
 }
 
 const work = mkdtempSync(path.join(tmpdir(), "keypool-profile-"));
-const mock = await HTTP.startMock();
-const stops = [async () => mock.stop()];
+const mock = await startMock();
+/** @type {(() => Promise<void> | void)[]} */
+const stops = [() => mock.stop()];
 try {
-  await mock.behave(SCENARIO.behavior);
-  const nullWorker = await HTTP.startNullWorker(work, mock.baseUrl);
+  await mock.behave(scenario.behavior);
+  const nullWorker = /** @type {Target & { pid: number, stop: () => Promise<void> }} */ (await startNullWorker(work, mock.baseUrl));
   stops.push(nullWorker.stop);
-  const keypool = await HTTP.startKeypool(work, await HTTP.bundleKeypool(work), "kp10", mock.baseUrl, 10);
+  const keypool = await startKeypool(work, await bundleKeypool(work), "kp10", mock.baseUrl, 10);
   stops.push(keypool.stop);
-  console.error(`profiling ${SCENARIO.name}, 50 connections, ${SECONDS} s each…`);
+  console.error(`profiling ${scenario.name}, 50 connections, ${SECONDS} s each…`);
   const a = await profile(nullWorker, work, "null");
   const b = await profile(keypool, work, "keypool");
-  const us = (v) => (v === undefined ? "–" : v.toFixed(1));
+  const us = (/** @type {number | undefined} */ v) => (v === undefined ? "–" : v.toFixed(1));
+  /** @param {Map<string, number>} ma @param {Map<string, number>} mb @param {string[]} keys */
   const rows = (ma, mb, keys) => keys.map((k) => `| ${k} | ${us(ma.get(k))} | ${us(mb.get(k))} | ${us((mb.get(k) ?? 0) - (ma.get(k) ?? 0))} |`).join("\n");
-  const sum = (m) => [...m.values()].reduce((x, y) => x + y, 0);
-  console.log(`\nKeypool native profile — ${new Date().toISOString()}, ${SCENARIO.name}, 50 connections, ${SECONDS} s, perf at ${HZ} Hz`);
+  const sum = (/** @type {Map<string, number>} */ m) => [...m.values()].reduce((x, y) => x + y, 0);
+  console.log(`\nKeypool native profile — ${new Date().toISOString()}, ${scenario.name}, 50 connections, ${SECONDS} s, perf at ${HZ} Hz`);
   console.log(`null Worker: ${a.requests} requests, ${a.rps.toFixed(0)}/s, ${(a.cpuMs * 1000).toFixed(0)} µs CPU each (/proc); Keypool, 10 keys: ${b.requests}, ${b.rps.toFixed(0)}/s, ${(b.cpuMs * 1000).toFixed(0)} µs`);
   console.log("\n| where the time went (µs of CPU per request) | null Worker | Keypool | difference |\n|---|---|---|---|");
   console.log(rows(a.byCategory, b.byCategory, [...CATEGORIES.map(([n]) => n), OTHER]));

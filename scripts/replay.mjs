@@ -13,10 +13,12 @@ if (kind !== "rebuild" && kind !== "requeue") {
   console.error("usage: npm run replay -- rebuild|requeue [--from TIME] [--to TIME] [--source events|dead]");
   process.exit(2);
 }
+/** @param {string} name */
 const option = (name) => {
   const i = rest.indexOf(`--${name}`);
   return i >= 0 ? rest[i + 1] : undefined;
 };
+/** @param {string | undefined} value */
 const time = (value) => {
   if (value === undefined) return undefined;
   const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);

@@ -4,7 +4,14 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { ROOT, parseDevVars } from "./stack.mjs";
 
-/** Logs in and returns a function that calls the admin API with the session token. */
+/** @typedef {(method: string, path: string, body?: unknown) => Promise<any>} AdminCall */
+
+/**
+ * Logs in and returns a function that calls the admin API with the session token.
+ * @param {string} baseUrl
+ * @param {string} password
+ * @returns {Promise<AdminCall>}
+ */
 export async function adminSession(baseUrl, password) {
   const login = await fetch(`${baseUrl}/admin/api/login`, {
     method: "POST",
@@ -12,12 +19,7 @@ export async function adminSession(baseUrl, password) {
     body: JSON.stringify({ password }),
   });
   if (!login.ok) throw new Error(`admin login failed: ${login.status} ${await login.text()}`);
-  const { token } = await login.json();
-  /**
-   * @param {string} method
-   * @param {string} path
-   * @param {unknown} [body]
-   */
+  const { token } = /** @type {{ token: string }} */ (await login.json());
   return async function call(method, path, body) {
     const res = await fetch(`${baseUrl}/admin/api${path}`, {
       method,
@@ -33,18 +35,53 @@ export async function adminSession(baseUrl, password) {
 /**
  * Polls `GET /v1/models` with the client key until it lists `model`: the consumer
  * has published the snapshot and the gateway isolate has picked it up.
+ * @param {string} baseUrl
+ * @param {string} clientKey
+ * @param {string} model
  */
 export async function waitForModel(baseUrl, clientKey, model, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const res = await fetch(`${baseUrl}/v1/models`, { headers: { authorization: `Bearer ${clientKey}` } });
     if (res.ok) {
-      const { data } = await res.json();
+      const { data } = /** @type {{ data: { id: string }[] }} */ (await res.json());
       if (data.some((m) => m.id === model)) return;
     } else await res.arrayBuffer();
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`the gateway did not serve model ${model} within ${timeoutMs} ms`);
+}
+
+/**
+ * @typedef {object} PoolSpec
+ * @property {string} baseUrl the upstream's base URL (what an OpenAI SDK takes as baseURL)
+ * @property {string[]} models the models the upstream serves; the first is waited for
+ * @property {string[]} keys the upstream keys to add
+ * @property {string} [name] the upstream's name
+ * @property {string} [clientName] the client key's name
+ * @property {Record<string, unknown>} [settings] settings to apply first
+ * @property {number} [timeoutMs] how long the gateway may take to serve the first model
+ */
+
+/**
+ * Sets up a pool through the admin API — settings, an upstream, its keys (5,000
+ * a call), a client key — and waits until the gateway serves the first model
+ * with that client key. The one way the demo, the bench, the chaos run and the
+ * end-to-end tests provision Keypool.
+ * @param {AdminCall} admin
+ * @param {string} gatewayUrl
+ * @param {PoolSpec} spec
+ * @returns {Promise<{ upstreamId: string, added: number, clientKeyId: string, clientKey: string }>}
+ */
+export async function provisionPool(admin, gatewayUrl, { baseUrl, models, keys, name = "mock", clientName = "client", settings, timeoutMs = 60_000 }) {
+  if (settings) await admin("PATCH", "/settings", settings);
+  const upstream = /** @type {{ id: string }} */ (await admin("POST", "/upstreams", { name, baseUrl, models }));
+  let added = 0;
+  for (let i = 0; i < keys.length; i += 5_000) added += /** @type {{ added: number }} */ (await admin("POST", "/keys", { upstreamId: upstream.id, text: keys.slice(i, i + 5_000).join("\n") })).added;
+  const client = /** @type {{ id: string, key: string }} */ (await admin("POST", "/client-keys", { name: clientName }));
+  const first = models[0];
+  if (first !== undefined) await waitForModel(gatewayUrl, client.key, first, timeoutMs);
+  return { upstreamId: upstream.id, added, clientKeyId: client.id, clientKey: client.key };
 }
 
 /**

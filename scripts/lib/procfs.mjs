@@ -6,13 +6,19 @@
  */
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 
-/** The fields of /proc/PID/stat after the command name: [0] state, [1] parent pid, [2] process group, [11] utime, [12] stime. */
+/**
+ * The fields of /proc/PID/stat after the command name: [0] state, [1] parent pid, [2] process group, [11] utime, [12] stime.
+ * @param {number | string} pid
+ */
 function statFields(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   return { isWorkerd: stat.includes("(workerd)"), fields: stat.slice(stat.lastIndexOf(")") + 2).split(" ") };
 }
 
-/** Process ids of the running workerd processes that `keep` accepts (given the pid and its stat fields). */
+/**
+ * Process ids of the running workerd processes that `keep` accepts (given the pid and its stat fields).
+ * @param {(pid: number, fields: string[]) => boolean} keep
+ */
 export function workerdProcesses(keep) {
   /** @type {number[]} */
   const pids = [];
@@ -28,13 +34,19 @@ export function workerdProcesses(keep) {
   return pids;
 }
 
-/** CPU seconds (user + system) a process has used so far. */
+/**
+ * CPU seconds (user + system) a process has used so far.
+ * @param {number} pid
+ */
 export function cpuSeconds(pid) {
   const { fields } = statFields(pid);
   return (Number(fields[11]) + Number(fields[12])) / 100; // clock ticks (USER_HZ = 100)
 }
 
-/** Resident memory of each process, MiB, by pid (processes that ended are left out). */
+/**
+ * Resident memory of each process, MiB, by pid (processes that ended are left out).
+ * @param {number[]} pids
+ */
 export function rssMiB(pids) {
   /** @type {Record<string, number>} */
   const out = {};
@@ -48,7 +60,11 @@ export function rssMiB(pids) {
   return out;
 }
 
-/** The process among `pids` holding the listening IPv4 socket on `port`, or null. */
+/**
+ * The process among `pids` holding the listening IPv4 socket on `port`, or null.
+ * @param {number[]} pids
+ * @param {number} port
+ */
 export function listenerOf(pids, port) {
   const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
   const columns = readFileSync("/proc/net/tcp", "utf8")

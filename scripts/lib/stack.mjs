@@ -34,13 +34,16 @@ export function generateSecrets() {
   };
 }
 
-/** Reads KEY=value lines (quotes optional). */
+/**
+ * Reads KEY=value lines (quotes optional).
+ * @param {string} text
+ */
 export function parseDevVars(text) {
   /** @type {Record<string, string>} */
   const vars = {};
   for (const line of text.split(/\r?\n/)) {
     const m = line.match(/^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/);
-    if (m) vars[m[1]] = m[2].replace(/^"(.*)"$/, "$1");
+    if (m) vars[/** @type {string} */ (m[1])] = /** @type {string} */ (m[2]).replace(/^"(.*)"$/, "$1");
   }
   return vars;
 }
@@ -62,7 +65,11 @@ export function ensureDevVars(file = path.join(ROOT, ".dev.vars")) {
   return { created: missing.length > 0, vars: parseDevVars(readFileSync(file, "utf8")) };
 }
 
-/** Listens on `port` (0: any) at 127.0.0.1 and closes again; the port, or null if taken. */
+/**
+ * Listens on `port` (0: any) at 127.0.0.1 and closes again; the port, or null if taken.
+ * @param {number} port
+ * @returns {Promise<number | null>}
+ */
 function tryListen(port) {
   return new Promise((resolve) => {
     const server = net.createServer();
@@ -84,7 +91,13 @@ export async function freePort(preferred = 0) {
   throw new Error(`no free port from ${preferred}`);
 }
 
-/** Runs a command to completion, inheriting or capturing output; rejects on a non-zero exit. */
+/**
+ * Runs a command to completion, inheriting or capturing output; rejects on a non-zero exit.
+ * @param {string} command
+ * @param {string[]} args
+ * @param {{ quiet?: boolean, env?: NodeJS.ProcessEnv }} [options]
+ * @returns {Promise<string>}
+ */
 export function run(command, args, { quiet = false, env = WRANGLER_ENV } = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd: ROOT, env, stdio: quiet ? ["ignore", "pipe", "pipe"] : "inherit" });
@@ -96,12 +109,19 @@ export function run(command, args, { quiet = false, env = WRANGLER_ENV } = {}) {
   });
 }
 
-/** Builds the dashboard into admin/dist. */
+/**
+ * Builds the dashboard into admin/dist.
+ * @param {{ quiet?: boolean }} [options]
+ */
 export function buildDashboard(options = {}) {
   return run(process.execPath, [VITE, "build", "--config", "admin/vite.config.ts", "--logLevel", "warn"], options);
 }
 
-/** Applies the D1 migrations to the local database under `persistTo`. */
+/**
+ * Applies the D1 migrations to the local database under `persistTo`.
+ * @param {string} persistTo
+ * @param {{ quiet?: boolean }} [options]
+ */
 export function applyMigrations(persistTo, options = {}) {
   return run(process.execPath, [WRANGLER, "d1", "migrations", "apply", "DB", "--local", "-c", "wrangler.gateway.toml", "--persist-to", persistTo], options);
 }
@@ -171,7 +191,10 @@ export function startWrangler({ port, inspectorPort, persistTo, vars = {}, quiet
   };
 }
 
-/** Runs the scheduler once through wrangler's /__scheduled route (crons never fire locally). */
+/**
+ * Runs the scheduler once through wrangler's /__scheduled route (crons never fire locally).
+ * @param {string} url
+ */
 export async function tickScheduler(url) {
   const res = await fetch(`${url}/__scheduled?cron=${encodeURIComponent("* * * * *")}`);
   await res.arrayBuffer();

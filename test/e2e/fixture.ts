@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import OpenAI from "openai";
-import { adminSession, waitForModel } from "../../scripts/lib/admin-client.mjs";
+import { adminSession, provisionPool } from "../../scripts/lib/admin-client.mjs";
 import { ROOT, applyMigrations, buildDashboard, freePort, generateSecrets, startWrangler } from "../../scripts/lib/stack.mjs";
 import { startMockUpstream } from "../../tools/mock-upstream/server.mjs";
 
@@ -37,11 +37,8 @@ export async function startStack(models: string[] = ["mock-gpt"], keyCount = 3):
   try {
     await wrangler.ready();
     const admin = await adminSession(wrangler.url, secrets.ADMIN_PASSWORD);
-    const upstream = (await admin("POST", "/upstreams", { name: "mock", baseUrl: mock.baseUrl, models })) as { id: string };
     const poolKeys = Array.from({ length: keyCount }, (_, i) => `sk-e2e-${i}-${crypto.randomUUID().replaceAll("-", "")}`);
-    await admin("POST", "/keys", { upstreamId: upstream.id, text: poolKeys.join(", ") });
-    const clientKey = ((await admin("POST", "/client-keys", { name: "e2e" })) as { key: string }).key;
-    await waitForModel(wrangler.url, clientKey, models[0]!);
+    const { clientKey } = await provisionPool(admin, wrangler.url, { baseUrl: mock.baseUrl, models, keys: poolKeys, clientName: "e2e" });
     const openai = new OpenAI({ baseURL: `${wrangler.url}/v1`, apiKey: clientKey, maxRetries: 0 });
     return { url: wrangler.url, mock, admin, openai, clientKey, poolKeys, secrets, log: wrangler.log, stop };
   } catch (err) {

@@ -24,6 +24,18 @@ import { pathToFileURL } from "node:url";
 import { seeded } from "../seeded.mjs";
 
 /** @typedef {{ mode?: "ok" | "rate_limit" | "unauthorized" | "no_balance" | "server_error" | "drop", retryAfterSeconds?: number, delayMs?: number, chunkDelayMs?: number, omitUsage?: boolean, words?: number, faultRate?: number, stallMs?: number }} KeyBehavior */
+/**
+ * What the mock has served so far.
+ * @typedef {{ requests: number, byKey: Record<string, number>, promptTokens: number, completionTokens: number, totalTokens: number, reportedTokens: number, cancelledStreams: number, faults: Record<string, number>, headerNames: Record<string, number>, lastBody: unknown }} MockStats
+ */
+/**
+ * A request body as the endpoints read it: JSON, or a multipart form's fields.
+ * @typedef {Record<string, any>} RequestBody
+ */
+/**
+ * What an endpoint handler gets: the exchange, the parsed body, the key's behaviour, the stats, and the fault drawn for this request.
+ * @typedef {{ req: http.IncomingMessage, res: http.ServerResponse, body: RequestBody, b: KeyBehavior, stats: MockStats, fault: string | null }} Exchange
+ */
 
 /** The faults a `faultRate` draws from, evenly. */
 export const FAULTS = ["rate_limit", "server_error", "reset", "stall", "cut", "malformed"];
@@ -56,13 +68,19 @@ function providerHeaders() {
   };
 }
 
-/** Writes SSE frames, pausing `chunkDelayMs` between them when the key is paced. */
+/**
+ * Writes SSE frames, pausing `chunkDelayMs` between them when the key is paced.
+ * @param {http.ServerResponse} res
+ * @param {KeyBehavior} b
+ * @param {MockStats} stats
+ */
 function sseWriter(res, b, stats) {
   res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...providerHeaders() });
   res.on("close", () => {
     if (!res.writableEnded) stats.cancelledStreams++;
   });
   return {
+    /** @param {unknown} obj @param {string} [event] */
     async send(obj, event) {
       res.write(`${event ? `event: ${event}\n` : ""}data: ${JSON.stringify(obj)}\n\n`);
       if (b.chunkDelayMs) await sleep(b.chunkDelayMs);
@@ -73,7 +91,10 @@ function sseWriter(res, b, stats) {
   };
 }
 
-/** Chat completions: JSON or SSE, tool calls when tools are offered, usage unless the key omits it. */
+/**
+ * Chat completions: JSON or SSE, tool calls when tools are offered, usage unless the key omits it.
+ * @param {Exchange} exchange
+ */
 async function chatCompletions({ res, body, b, stats, fault }) {
   const promptTokens = countPromptTokens(body);
   const id = `chatcmpl-mock-${stats.requests}`;
@@ -102,6 +123,7 @@ async function chatCompletions({ res, body, b, stats, fault }) {
     return sendJson(res, 200, answer, providerHeaders());
   }
   const sse = sseWriter(res, b, stats);
+  /** @param {Record<string, unknown>} delta @param {string | null} [finish] */
   const chunk = (delta, finish = null) => ({ ...base, object: "chat.completion.chunk", choices: [{ index: 0, delta, finish_reason: finish }] });
   if (toolCall) {
     await sse.send(chunk({ role: "assistant", content: null, tool_calls: [{ index: 0, id: toolCall.id, type: "function", function: { name: toolCall.function.name, arguments: "" } }] }));
@@ -125,7 +147,10 @@ async function chatCompletions({ res, body, b, stats, fault }) {
   sse.end();
 }
 
-/** Legacy completions. */
+/**
+ * Legacy completions.
+ * @param {Exchange} exchange
+ */
 async function completions({ res, body, b, stats }) {
   const promptTokens = countPromptTokens(body);
   record(stats, promptTokens, WORDS.length);
@@ -139,11 +164,15 @@ async function completions({ res, body, b, stats }) {
   sse.end();
 }
 
-/** The Responses API: JSON, or its typed event stream ending in response.completed with usage. */
+/**
+ * The Responses API: JSON, or its typed event stream ending in response.completed with usage.
+ * @param {Exchange} exchange
+ */
 async function responses({ res, body, b, stats }) {
   const promptTokens = countPromptTokens(body);
   record(stats, promptTokens, WORDS.length);
   const u = { input_tokens: promptTokens, output_tokens: WORDS.length, total_tokens: promptTokens + WORDS.length, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } };
+  /** @param {string} status @param {boolean} withOutput */
   const response = (status, withOutput) => ({
     id: `resp_mock_${stats.requests}`,
     object: "response",
@@ -156,6 +185,7 @@ async function responses({ res, body, b, stats }) {
   if (!body.stream) return sendJson(res, 200, response("completed", true));
   res.writeHead(200, { "content-type": "text/event-stream" });
   let n = 0;
+  /** @param {string} type @param {Record<string, unknown>} extra */
   const send = async (type, extra) => {
     res.write(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: n++, ...extra })}\n\n`);
     if (b.chunkDelayMs) await sleep(b.chunkDelayMs);
@@ -166,6 +196,7 @@ async function responses({ res, body, b, stats }) {
   res.end();
 }
 
+/** @param {Exchange} exchange */
 async function embeddings({ res, body, b, stats }) {
   const inputs = Array.isArray(body.input) ? body.input : [body.input];
   const promptTokens = countPromptTokens(body);
@@ -175,15 +206,17 @@ async function embeddings({ res, body, b, stats }) {
   return sendJson(res, 200, {
     object: "list",
     model: body.model,
-    data: inputs.map((_, index) => ({ object: "embedding", index, embedding: Array.from({ length: 8 }, (_, i) => (i + index) / 10) })),
+    data: inputs.map((/** @type {unknown} */ _, /** @type {number} */ index) => ({ object: "embedding", index, embedding: Array.from({ length: 8 }, (_, i) => (i + index) / 10) })),
     ...(b.omitUsage ? {} : { usage: { prompt_tokens: promptTokens, total_tokens: promptTokens } }),
   });
 }
 
+/** @param {Exchange} exchange */
 async function moderations({ res, body }) {
   return sendJson(res, 200, { id: "modr-mock", model: body.model, results: [{ flagged: false, categories: { violence: false }, category_scores: { violence: 0.001 } }] });
 }
 
+/** @param {Exchange} exchange */
 async function rerank({ res, body, stats }) {
   const documents = Array.isArray(body.documents) ? body.documents : [];
   const promptTokens = countPromptTokens({ input: [body.query, ...documents] });
@@ -191,7 +224,7 @@ async function rerank({ res, body, stats }) {
   if (!res.destroyed) stats.reportedTokens += promptTokens;
   return sendJson(res, 200, {
     id: "rerank-mock",
-    results: documents.map((_, index) => ({ index, relevance_score: 1 / (index + 1) })),
+    results: documents.map((/** @type {unknown} */ _, /** @type {number} */ index) => ({ index, relevance_score: 1 / (index + 1) })),
     meta: { tokens: { input_tokens: promptTokens, output_tokens: 0 } },
     usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
   });
@@ -200,15 +233,20 @@ async function rerank({ res, body, stats }) {
 /** A 1×1 transparent PNG. */
 const PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
 
+/** @param {Exchange} exchange */
 async function images({ res }) {
   return sendJson(res, 200, { created: Math.floor(Date.now() / 1000), data: [{ b64_json: PNG_B64 }] });
 }
 
+/** @param {Exchange} exchange */
 async function transcription({ res, body }) {
   return sendJson(res, 200, { text: `Mock transcription of ${body.fileBytes} bytes.` });
 }
 
-/** Text to speech: binary audio, written in several chunks. */
+/**
+ * Text to speech: binary audio, written in several chunks.
+ * @param {Exchange} exchange
+ */
 async function speech({ res, b }) {
   res.writeHead(200, { "content-type": "audio/mpeg" });
   for (let i = 0; i < 4; i++) {
@@ -218,6 +256,7 @@ async function speech({ res, b }) {
   res.end();
 }
 
+/** @type {Record<string, (exchange: Exchange) => Promise<void>>} */
 const ENDPOINTS = {
   "/chat/completions": chatCompletions,
   "/completions": completions,
@@ -232,9 +271,13 @@ const ENDPOINTS = {
   "/audio/speech": speech,
 };
 
-/** Deterministic prompt token count: a quarter of the characters of every string in the input. */
+/**
+ * Deterministic prompt token count: a quarter of the characters of every string in the input.
+ * @param {RequestBody} body
+ */
 function countPromptTokens(body) {
   let chars = 0;
+  /** @param {unknown} v */
   const walk = (v) => {
     if (typeof v === "string") chars += v.length;
     else if (Array.isArray(v)) v.forEach(walk);
@@ -244,17 +287,25 @@ function countPromptTokens(body) {
   return Math.max(1, Math.ceil(chars / 4));
 }
 
+/** @param {number} ms */
 function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** A JSON answer with its length declared, as API servers send them. */
+/**
+ * A JSON answer with its length declared, as API servers send them.
+ * @param {http.ServerResponse} res
+ * @param {number} status
+ * @param {unknown} body
+ * @param {Record<string, string>} [headers]
+ */
 function sendJson(res, status, body, headers = {}) {
   const text = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...headers });
   res.end(text);
 }
 
+/** @param {string} message @param {string} type @param {string | null} code */
 function errorBody(message, type, code) {
   return { error: { message, type, param: null, code } };
 }
@@ -266,6 +317,7 @@ function errorBody(message, type, code) {
 export async function startMockUpstream(options = {}) {
   /** @type {Map<string, KeyBehavior>} */
   const behaviors = new Map();
+  /** @type {MockStats} */
   const stats = {
     requests: 0,
     byKey: /** @type {Record<string, number>} */ ({}),
@@ -284,6 +336,7 @@ export async function startMockUpstream(options = {}) {
   const server = http.createServer(async (req, res) => {
     try {
       const url = new URL(req.url ?? "/", "http://mock");
+      /** @type {Buffer[]} */
       const chunks = [];
       for await (const c of req) chunks.push(c);
       const rawBytes = Buffer.concat(chunks);
@@ -339,7 +392,7 @@ export async function startMockUpstream(options = {}) {
       if (body.model === "unknown-model") return sendJson(res, 404, errorBody(`The model '${body.model}' does not exist.`, "invalid_request_error", "model_not_found"));
       stats.lastBody = multipart ? { model: body.model, fileBytes: body.fileBytes } : body;
       const handler = ENDPOINTS[path];
-      if (handler) return await handler({ req, res, body, b, stats, fault });
+      if (handler) return await handler({ req, res, body, b, stats, fault: fault ?? null });
       return sendJson(res, 404, errorBody(`Unknown route ${req.method} ${url.pathname}`, "invalid_request_error", null));
     } catch (err) {
       sendJson(res, 500, errorBody(`mock failure: ${err instanceof Error ? err.message : String(err)}`, "server_error", null));
@@ -367,18 +420,24 @@ export async function startMockUpstream(options = {}) {
   };
 }
 
-/** Reads a multipart body (Node's fetch implementation parses it): the fields, and the file's size. */
+/**
+ * Reads a multipart body (Node's fetch implementation parses it): the fields, and the file's size.
+ * @param {http.IncomingMessage} req
+ * @param {Buffer} rawBytes
+ */
 async function readForm(req, rawBytes) {
-  const form = await new Request("http://mock/", { method: "POST", headers: { "content-type": req.headers["content-type"] ?? "" }, body: rawBytes }).formData();
+  const form = await new Request("http://mock/", { method: "POST", headers: { "content-type": req.headers["content-type"] ?? "" }, body: new Uint8Array(rawBytes) }).formData();
   // Audio uploads name the file `file`; image edits `image` (or `image[]` for several).
   const file = ["file", "image", "image[]"].map((name) => form.get(name)).find((v) => v && typeof v === "object");
   return { model: form.get("model"), fileBytes: file && typeof file === "object" ? file.size : 0, stream: form.get("stream") === "true" };
 }
 
+/** @param {number} promptTokens @param {number} completionTokens */
 function usage(promptTokens, completionTokens) {
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 }
 
+/** @param {MockStats} stats @param {number} promptTokens @param {number} completionTokens */
 function record(stats, promptTokens, completionTokens) {
   stats.promptTokens += promptTokens;
   stats.completionTokens += completionTokens;

@@ -1,0 +1,220 @@
+// @ts-check
+/**
+ * The HTTP side of `npm run bench`, side by side and alternating within each
+ * repetition: the mock called straight, the null Worker, Keypool's gateway alone
+ * (its events dropped), and Keypool with events on over 10 keys and over a large
+ * pool, each request shape at 1 and 50 connections; then where Keypool's CPU
+ * goes (the metering floor without and with its log, Keypool with one part
+ * switched off), and the admin stats API over 30 days of rollups.
+ */
+import path from "node:path";
+import { percentile } from "../lib/numbers.mjs";
+import { measure } from "./load.mjs";
+import { bundleKeypool, direct, startKeypool, startMeteringFloor, startMock, startNullWorker } from "./workers.mjs";
+
+/** @typedef {import("./workers.mjs").Target} Target */
+/** @typedef {import("./load.mjs").Run} Run */
+/** @typedef {{ name: string, body: Record<string, unknown>, behavior: Record<string, unknown> }} Scenario */
+
+const MESSAGES = [{ role: "user", content: "hello" }];
+/** A long conversation (about 44 kB of JSON): a long system prompt in English, a Chinese document, a short exchange. */
+const LONG_MESSAGES = [
+  { role: "system", content: "The quick brown fox jumps over the lazy dog. ".repeat(700) },
+  { role: "user", content: "我们需要一个可靠的网关来管理许多上游密钥。".repeat(200) },
+  { role: "assistant", content: "Understood." },
+  { role: "user", content: "Summarise the document in one sentence." },
+];
+
+/**
+ * The request shapes measured: chat JSON, with a one-word prompt and with a long
+ * conversation (the gateway reads and parses the body; the null Worker streams it
+ * through unread); a 20-chunk stream whose client asks for usage (as the Vercel
+ * AI SDK and LangChain do), plain and paced 5 ms a chunk; and a stream whose
+ * client does not ask, where Keypool asks the upstream itself and must take the
+ * usage chunk out before the client sees it.
+ * @type {Scenario[]}
+ */
+export const SCENARIOS = [
+  { name: "chat JSON", body: { model: "mock-gpt", messages: MESSAGES }, behavior: { words: 20 } },
+  { name: "chat SSE, 20 chunks", body: { model: "mock-gpt", messages: MESSAGES, stream: true, stream_options: { include_usage: true } }, behavior: { words: 20 } },
+  {
+    name: "chat SSE, 20 chunks 5 ms apart",
+    body: { model: "mock-gpt", messages: MESSAGES, stream: true, stream_options: { include_usage: true } },
+    behavior: { words: 20, chunkDelayMs: 5 },
+  },
+  { name: "chat SSE, 20 chunks, client did not ask for usage", body: { model: "mock-gpt", messages: MESSAGES, stream: true }, behavior: { words: 20 } },
+  { name: "chat JSON, 44 kB prompt", body: { model: "mock-gpt", messages: LONG_MESSAGES }, behavior: { words: 20 } },
+];
+
+/** The targets of the main table, in the order each repetition visits them. */
+export const TARGETS = /** @type {const} */ (["direct", "null Worker", "Keypool gateway alone, 10 keys", "Keypool, 10 keys", "Keypool, large pool"]);
+/** @typedef {(typeof TARGETS)[number]} TargetName */
+
+/** The metering floor's two rows of the breakdown: without and with its log (see startMeteringFloor). */
+export const FLOORS = {
+  "metering floor: reads the request and the answer whole, nothing else": false,
+  "metering floor with a log: the same, plus one small event a request to a queue, stored as one D1 row": true,
+};
+export const FLOOR_WITH_LOG = "metering floor with a log: the same, plus one small event a request to a queue, stored as one D1 row";
+export const CONSUMER_STORES_NOTHING = "Keypool, consumer stores nothing (validates, publishes the snapshot; no archive, no D1 writes)";
+export const GATEWAY_ALONE = "Keypool gateway alone (events not sent: no queue sends, nothing for the consumer)";
+
+/**
+ * @typedef {object} HttpResults
+ * @property {Record<string, Record<number, Record<TargetName, Run[]>>>} results by scenario, connections and target
+ * @property {Record<string, Run[]>} breakdown by target
+ * @property {Record<string, number>} stats median ms by query
+ * @property {number} largePool keys in the large pool
+ */
+
+/**
+ * Every scenario at 1 and 50 connections against the targets, alternating
+ * target by target within each repetition; then the breakdown and the stats API.
+ * @param {string} work a scratch folder
+ * @param {{ runs: number, log: (message: string) => void, smoke?: boolean }} options
+ * @returns {Promise<HttpResults>}
+ */
+export async function runHttpBench(work, { runs, log, smoke = false }) {
+  const largePool = smoke ? 100 : 10_000;
+  const mock = await startMock();
+  /** @type {(() => Promise<void> | void)[]} */
+  const stops = [() => mock.stop()];
+  try {
+    const bundles = await bundleKeypool(work);
+    const nullWorker = await startNullWorker(work, mock.baseUrl);
+    stops.push(nullWorker.stop);
+    log(`starting Keypool's gateway alone, Keypool with 10 keys and with ${largePool.toLocaleString("en-US")} keys…`);
+    const aloneDir = path.join(work, "alone");
+    const alone = await startKeypool(work, await bundleKeypool(aloneDir, { gatewayEntry: "bench/workers/gateway-without-events.ts" }), "alone", mock.baseUrl, 10);
+    stops.push(alone.stop);
+    const small = await startKeypool(work, bundles, "kp10", mock.baseUrl, 10);
+    stops.push(small.stop);
+    const large = await startKeypool(work, bundles, "large", mock.baseUrl, largePool);
+    stops.push(large.stop);
+    /** @type {Record<TargetName, Target>} */
+    const targets = {
+      direct: direct(mock.baseUrl),
+      "null Worker": nullWorker,
+      // Its events go nowhere: nothing to wait for, nothing to count.
+      "Keypool gateway alone, 10 keys": { url: alone.url, headers: alone.headers, pid: alone.pid },
+      "Keypool, 10 keys": small,
+      "Keypool, large pool": large,
+    };
+    /** @type {HttpResults["results"]} */
+    const results = {};
+    for (const scenario of SCENARIOS) {
+      await mock.behave(scenario.behavior);
+      for (const connections of [1, 50]) {
+        const seconds = smoke ? 0.5 : connections === 1 ? (scenario.behavior.chunkDelayMs ? 4 : 3) : 5;
+        log(`${scenario.name}, ${connections} connection(s)…`);
+        for (const name of TARGETS) await measure(targets[name], scenario, connections, smoke ? 0.3 : 1); // warm-up, not recorded
+        const byTarget = /** @type {Record<TargetName, Run[]>} */ (Object.fromEntries(TARGETS.map((t) => [t, /** @type {Run[]} */ ([])])));
+        for (let rep = 0; rep < runs; rep++) for (const name of TARGETS) byTarget[name].push(await measure(targets[name], scenario, connections, seconds));
+        (results[scenario.name] ??= {})[connections] = byTarget;
+      }
+    }
+    log("where Keypool's CPU goes: chat JSON, 50 connections, with a part switched off…");
+    const breakdown = await cpuBreakdown(work, mock, { nullWorker, keypool: small, alone: targets["Keypool gateway alone, 10 keys"] }, { runs, seconds: smoke ? 0.3 : 5, stops });
+    log("stats API over 30 days × 1,000 keys of rollups…");
+    const stats = await timeStatsApi(small);
+    return { results, breakdown, stats, largePool };
+  } finally {
+    for (const stop of stops.reverse()) await stop();
+  }
+}
+
+/**
+ * Chat JSON at 50 connections against the null Worker, the metering floor
+ * without and with its log, Keypool, and Keypool with one part switched off at a
+ * time, alternating: requests/s and CPU per request, so the table says how much
+ * of Keypool's CPU the gateway, the queue and the consumer's storing each take,
+ * and how much of it any proxy that meters and logs would pay too.
+ * @param {string} work
+ * @param {Awaited<ReturnType<typeof startMock>>} mock
+ * @param {{ nullWorker: Target, keypool: Target, alone: Target }} started
+ * @param {{ runs: number, seconds: number, stops: (() => Promise<void> | void)[] }} options
+ * @returns {Promise<Record<string, Run[]>>}
+ */
+async function cpuBreakdown(work, mock, { nullWorker, keypool, alone }, { runs, seconds, stops }) {
+  const scenario = /** @type {Scenario} */ (SCENARIOS[0]);
+  await mock.behave(scenario.behavior);
+  /** @type {Record<string, Target>} */
+  const targets = { "null Worker": nullWorker };
+  for (const [name, log] of Object.entries(FLOORS)) {
+    const floor = await startMeteringFloor(path.join(work, `floor-${log ? "log" : "proxy"}`), mock.baseUrl, { log });
+    stops.push(floor.stop);
+    targets[name] = floor;
+  }
+  targets["Keypool, 10 keys"] = keypool;
+  const dir = path.join(work, "stores-nothing");
+  const storesNothing = await startKeypool(work, await bundleKeypool(dir, { consumerEntry: "bench/workers/consumer-stores-nothing.ts" }), "stores-nothing", mock.baseUrl, 10);
+  stops.push(storesNothing.stop);
+  // Its events are validated and dropped: nothing to count, a while for the queue and consumer to finish.
+  targets[CONSUMER_STORES_NOTHING] = { url: storesNothing.url, headers: storesNothing.headers, pid: storesNothing.pid, settleMs: 1_500 };
+  targets[GATEWAY_ALONE] = alone;
+  for (const target of Object.values(targets)) await measure(target, scenario, 50, Math.min(seconds, 1)); // warm-up
+  /** @type {Record<string, Run[]>} */
+  const byTarget = Object.fromEntries(Object.keys(targets).map((t) => [t, []]));
+  for (let rep = 0; rep < runs; rep++) for (const [name, target] of Object.entries(targets)) byTarget[name]?.push(await measure(target, scenario, 50, seconds));
+  return byTarget;
+}
+
+/**
+ * Fills the rollups with 30 days × 1,000 keys (hours and days for every key,
+ * minutes every 10 minutes of the last day), then times the admin stats API the
+ * dashboard calls: median of 15 answers each, in ms, over HTTP with a session.
+ * @param {Awaited<ReturnType<typeof startKeypool>>} keypool
+ * @returns {Promise<Record<string, number>>}
+ */
+async function timeStatsApi(keypool) {
+  const now = Date.now();
+  const minute = Math.floor(now / 60_000) * 60_000;
+  const hour = Math.floor(now / 3_600_000) * 3_600_000;
+  const day = Math.floor(now / 86_400_000) * 86_400_000;
+  const cols = "bucket, key_id, model, client_key_id, requests, attempts, successes, prompt_tokens, completion_tokens, total_tokens, latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count";
+  const values = "'stats-key-' || k.j, 'model-' || (k.j % 4), 'client-' || (k.j % 5), 60, 62, 59, 1200, 4800, 6000, 18000.0, 900, 2400.0, 90, 60";
+  /** @param {string} table @param {number} count @param {string} bucketExpr */
+  const seed = (table, count, bucketExpr) =>
+    keypool.db.prepare(
+      `WITH RECURSIVE t(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM t WHERE i < ${count - 1}),
+       k(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j < 999)
+       INSERT INTO ${table} (${cols}) SELECT ${bucketExpr}, ${values} FROM t, k`,
+    );
+  await seed("rollup_day", 30, `${day} - t.i * 86400000`).run();
+  await seed("rollup_hour", 30 * 24, `${hour} - t.i * 3600000`).run();
+  // The consumer keeps the pool-wide hour rollup in step with rollup_hour; seeded rows get theirs here.
+  const sums = "requests, attempts, successes, prompt_tokens, completion_tokens, total_tokens, latency_ms_sum, ttfb_ms_sum, ttfb_count";
+  await keypool.db
+    .prepare(
+      `INSERT INTO rollup_pool_hour (bucket, ${sums}, latency_ms_max, ttfb_ms_max)
+       SELECT bucket, ${sums.split(", ").map((c) => `SUM(${c})`).join(", ")}, MAX(latency_ms_max), MAX(ttfb_ms_max)
+       FROM rollup_hour WHERE key_id LIKE 'stats-key-%' GROUP BY bucket
+       ON CONFLICT (bucket) DO UPDATE SET ${sums.split(", ").map((c) => `${c} = ${c} + excluded.${c}`).join(", ")},
+         latency_ms_max = MAX(latency_ms_max, excluded.latency_ms_max), ttfb_ms_max = MAX(ttfb_ms_max, excluded.ttfb_ms_max)`,
+    )
+    .run();
+  await seed("rollup_minute", 144, `${minute} - (t.i * 10 + k.j % 10) * 60000`).run();
+  /** @type {Record<string, number>} */
+  const times = {};
+  for (const [what, query] of Object.entries(STATS_QUERIES)) {
+    await keypool.admin("GET", query);
+    /** @type {number[]} */
+    const ms = [];
+    for (let i = 0; i < 15; i++) {
+      const t0 = performance.now();
+      await keypool.admin("GET", query);
+      ms.push(performance.now() - t0);
+    }
+    times[what] = percentile(ms, 0.5);
+  }
+  return times;
+}
+
+/** The admin stats queries the dashboard makes, timed over 30 days × 1,000 keys of rollups, and the goal of each (ms). */
+export const STATS_QUERIES = {
+  "summary (RPM, RPD, TPM, TPD, last 24 h)": "/stats/summary",
+  "30-day series, by day": "/stats/series?bucket=day&count=30",
+  "30-day series, by hour (720 points)": "/stats/series?bucket=hour&count=720",
+  "30-day series of one key, by day": "/stats/series?bucket=day&count=30&keyId=stats-key-7",
+  "30-day breakdown by key (top 100)": "/stats/breakdown?by=key&bucket=day&count=30",
+};
