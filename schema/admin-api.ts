@@ -261,3 +261,111 @@ export type StatsBreakdown = z.infer<typeof statsBreakdownSchema>;
 
 /** The error body of the admin API (the same shape as OpenAI's, so clients handle one). */
 export { openAIErrorSchema as adminErrorSchema } from "./errors";
+
+// ---------------------------------------------------------------------------
+// Answers of the admin API that the schemas above do not describe yet. They are
+// what /admin/api/openapi.json documents and what the dashboard reads.
+
+/** The answer to a create: the new resource's id. */
+export const createdSchema = z.object({ id: z.string() });
+
+/** The answer to a logout. */
+export const logoutResponseSchema = z.object({ ok: z.literal(true), everywhere: z.boolean() });
+
+/** Every upstream, with how many keys it holds. */
+export const upstreamListSchema = z.object({ data: z.array(upstreamViewSchema.extend({ keys: z.number().int() })) });
+
+/** The answer to deleting an upstream: how many of its keys went with it (only with ?cascade=true). */
+export const upstreamDeletedSchema = z.object({ deleted: z.literal(true), deletedKeys: z.number().int() });
+
+/** A page of the key list. */
+export const keyListSchema = z.object({ total: z.number().int(), limit: z.number().int(), offset: z.number().int(), data: z.array(keyViewSchema) });
+
+/** The key list as a download: every key, masked (it cannot be imported back: the secrets are not in it). */
+export const keyExportSchema = z.object({ exportedAt: z.number(), masked: z.literal(true), keys: z.array(keyViewSchema) });
+
+/** A key's editable fields after an update. */
+export const keyFieldsSchema = z.object({ id: z.string(), enabled: z.boolean(), weight: z.number(), models: z.array(z.string()), note: z.string() });
+
+/** The answer to deleting one resource. */
+export const deletedSchema = z.object({ deleted: z.literal(true) });
+
+/** One probe's result. */
+export const probeResultSchema = z.object({
+  keyId: z.string(),
+  kind: z.enum(["balance", "recovery"]),
+  result: z.enum(["ok", "auth_failed", "no_balance", "error"]),
+  balance: z.number().nullable(),
+  detail: z.string().nullable(),
+});
+export type ProbeResult = z.infer<typeof probeResultSchema>;
+
+/** The answer to a batch action: keys matched and changed, or (for `probe`) the probes' results. */
+export const keyBatchResponseSchema = z.union([
+  z.object({ matched: z.number().int(), changed: z.number().int() }),
+  z.object({ matched: z.number().int(), data: z.array(probeResultSchema) }),
+]);
+
+/** The answer to probing keys now. */
+export const probeResponseSchema = z.object({ data: z.array(probeResultSchema) });
+
+/** The answer to an import: keys added, and keys the pool already held. */
+export const importKeysResponseSchema = z.object({ added: z.number().int(), duplicates: z.number().int() });
+
+/** The answer to importing the seed pool's tokens: also how many came in disabled and with a balance. */
+export const importSeedResponseSchema = importKeysResponseSchema.extend({ disabled: z.number().int(), balances: z.number().int() });
+
+/** Every client key with its usage today. */
+export const clientKeyListSchema = z.object({ data: z.array(clientKeyViewSchema) });
+
+/** A client key after an update (without today's usage). */
+export const clientKeyRecordSchema = clientKeyViewSchema.omit({ requestsToday: true, tokensToday: true });
+
+/** An admin event as the audit log keeps it. */
+export const auditEntrySchema = z.object({
+  id: z.string(),
+  ts: z.number(),
+  actor: z.string(),
+  action: z.string(),
+  target: z.string().nullable(),
+  detail: z.record(z.string(), z.unknown()).nullable(),
+});
+export type AuditEntry = z.infer<typeof auditEntrySchema>;
+export const auditListSchema = z.object({ data: z.array(auditEntrySchema) });
+export const auditQuerySchema = z.object({ limit: z.coerce.number().int().min(1).max(500).default(100), before: z.coerce.number().int().positive().optional() });
+
+/** What a rebuild found for one projection: rows on each side, and rows only one side has. */
+const tableDiffSchema = z.object({
+  live: z.number().int(),
+  rebuilt: z.number().int(),
+  onlyLive: z.number().int(),
+  onlyRebuilt: z.number().int(),
+  samples: z.object({ onlyLive: z.array(z.record(z.string(), z.unknown())), onlyRebuilt: z.array(z.record(z.string(), z.unknown())) }),
+});
+
+/** A replay job: queued (the consumer has not started it), running, done with its report, or failed. */
+export const replayJobSchema = z.object({
+  id: z.string(),
+  status: z.enum(["pending", "running", "done", "failed"]),
+  kind: z.enum(["rebuild", "requeue"]).optional(),
+  params: z.record(z.string(), z.unknown()).optional(),
+  startedAt: z.number().optional(),
+  finishedAt: z.number().nullable().optional(),
+  report: z
+    .union([
+      z.object({ objects: z.number().int(), events: z.number().int(), unparseable: z.number().int(), compared: z.record(z.string(), tableDiffSchema), identical: z.boolean() }),
+      z.object({ objects: z.number().int(), requeued: z.number().int(), unparseable: z.number().int() }),
+      z.object({ error: z.string() }),
+    ])
+    .nullable()
+    .optional(),
+});
+export type ReplayJob = z.infer<typeof replayJobSchema>;
+
+/** Query of DELETE /upstreams/:id. */
+export const upstreamDeleteQuerySchema = z.object({ cascade: z.enum(["true", "false"]).default("false") });
+
+/** Query of /stats/breakdown: the dimension, and the series parameters. */
+export const statsBreakdownQuerySchema = statsQuerySchema.extend({ by: z.enum(["model", "key", "client", "upstream"]).default("model") });
+
+export const logoutBodySchema = z.object({ everywhere: z.boolean().default(false) });

@@ -1,3 +1,4 @@
+import type { AuditEntry } from "../schema";
 import { seenSql } from "./dedupe-window";
 
 /**
@@ -5,16 +6,6 @@ import { seenSql } from "./dedupe-window";
  * the consumer when it folds the event (and by a rebuild into its shadow copy);
  * read by the admin API.
  */
-
-/** An admin event as the audit log keeps it. */
-export interface AuditEntry {
-  id: string;
-  ts: number;
-  actor: string;
-  action: string;
-  target: string | null;
-  detail: Record<string, unknown> | null;
-}
 
 /**
  * Inserts the admin events of a JSON array parameter (`?1`: objects with id, ts,

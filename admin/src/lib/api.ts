@@ -1,9 +1,11 @@
 import type {
   AddKeysResponse,
+  AuditEntry,
   ClientKeyView,
   KeyState,
   KeyView,
   OpenAIError,
+  ReplayJob,
   SessionView,
   Settings,
   StatsBreakdown,
@@ -13,7 +15,7 @@ import type {
   UpstreamView,
 } from "../../../schema";
 
-export type { ClientKeyView };
+export type { AuditEntry, ClientKeyView, ReplayJob };
 
 /** An admin API failure, carrying the server's message. */
 export class ApiError extends Error {
@@ -48,21 +50,6 @@ export interface KeyQuery {
   status?: KeyState | "";
   upstreamId?: string;
   sort?: string;
-}
-
-export interface AuditEntry {
-  id: string;
-  ts: number;
-  actor: string;
-  action: string;
-  target: string | null;
-  detail: Record<string, unknown> | null;
-}
-
-export interface ReplayJob {
-  id: string;
-  status: "pending" | "running" | "done" | "failed";
-  report?: { identical?: boolean; events?: number; requeued?: number; error?: string; compared?: Record<string, { live: number; rebuilt: number; onlyLive: number; onlyRebuilt: number }> } | null;
 }
 
 const query = (params: Record<string, string | number | undefined>) =>

@@ -1,7 +1,6 @@
 import { Hono } from "hono";
 import { getCookie } from "hono/cookie";
-import { z } from "zod";
-import { loginBodySchema, type SessionView } from "../../../schema";
+import { loginBodySchema, loginResponseSchema, logoutBodySchema, logoutResponseSchema, sessionViewSchema, type SessionView } from "../../../schema";
 import type { GatewayHono } from "../../context";
 import { KeypoolError } from "../../errors";
 import { SESSION_COOKIE, SESSION_SECONDS, issueAdminToken, sessionCookie, verifyAdminToken, type AdminSession } from "../../logic/admin-session";
@@ -14,7 +13,8 @@ import {
   revokeSession,
   sessionIsValid,
 } from "../../storage/admin-auth-db";
-import { readBody, type AdminContext } from "./shared";
+import { op } from "./openapi";
+import type { AdminContext } from "./shared";
 
 /** The client a failed login is counted against: its IP as Cloudflare saw it. */
 function clientOf(c: AdminContext): string {
@@ -61,13 +61,23 @@ export function sameOriginOnly() {
   };
 }
 
-const logoutBodySchema = z.object({ everywhere: z.boolean().default(false) });
-
 /** Login, logout and the session check. */
 export function authRoutes() {
   const app = new Hono<GatewayHono>();
 
-  app.post("/login", async (c) => {
+  app.post(
+    "/login",
+    op(
+      {
+        tag: "session",
+        public: true,
+        summary: "Log in",
+        description: "Checks the admin password (in constant time) and starts a 12-hour session: the answer's token, and an HttpOnly, Secure, SameSite=Strict cookie.",
+        body: loginBodySchema,
+        ok: { description: "The session's token and when it expires (epoch ms).", schema: loginResponseSchema },
+        errors: { 401: "Wrong password.", 429: "Five failed logins within a minute from this client's IP; Retry-After says when to try again." },
+      },
+      async (c, { body }) => {
     const now = Date.now();
     const client = clientOf(c);
     const lockedUntil = await loginLockedUntil(c.env.DB, client, now);
@@ -75,7 +85,7 @@ export function authRoutes() {
       const seconds = Math.ceil((lockedUntil - now) / 1000);
       throw new KeypoolError(429, "rate_limit_error", `Too many failed logins; try again in ${seconds}s.`, "login_rate_limited", null, { "retry-after": String(seconds) });
     }
-    const { password } = await readBody(c, loginBodySchema);
+    const { password } = body;
     if (!(await constantTimeEqual(password, c.env.ADMIN_PASSWORD))) {
       await recordLoginFailure(c.env.DB, client, now);
       throw new KeypoolError(401, "authentication_error", "Wrong password.", "wrong_password", "password");
@@ -84,10 +94,24 @@ export function authRoutes() {
     const session = await issueAdminToken(c.env.JWT_SECRET, now);
     c.header("set-cookie", sessionCookie(session.token, SESSION_SECONDS));
     return c.json(session);
-  });
+      },
+    ),
+  );
 
-  app.post("/logout", async (c) => {
-    const { everywhere } = await readBody(c, logoutBodySchema);
+  app.post(
+    "/logout",
+    op(
+      {
+        tag: "session",
+        public: true,
+        summary: "Log out",
+        description: "Ends this session (its token stops working) and clears the cookie; with `everywhere`, ends every session issued so far, which needs a valid one.",
+        body: logoutBodySchema,
+        ok: { description: "Logged out.", schema: logoutResponseSchema },
+        errors: { 401: "`everywhere` without a valid session." },
+      },
+      async (c, { body }) => {
+    const { everywhere } = body;
     const token = tokenOf(c);
     const session = token ? await verifyAdminToken(c.env.JWT_SECRET, token, Date.now()) : null;
     if (session) await revokeSession(c.env.DB, session.jti, session.expiresAtMs, Date.now());
@@ -97,14 +121,28 @@ export function authRoutes() {
     }
     c.header("set-cookie", sessionCookie("", 0));
     return c.json({ ok: true, everywhere });
-  });
+      },
+    ),
+  );
 
-  // A visitor who is not logged in is not an error: the dashboard asks this on every load.
-  app.get("/session", async (c) => {
-    const session = await currentSession(c);
-    const view: SessionView = session ? { authenticated: true, subject: session.subject, expiresAt: session.expiresAtMs } : { authenticated: false };
-    return c.json(view);
-  });
+  app.get(
+    "/session",
+    op(
+      {
+        tag: "session",
+        public: true,
+        summary: "Whether this request carries a valid session",
+        // A visitor who is not logged in is not an error: the dashboard asks this on every load.
+        description: "Never 401: a visitor who is not logged in gets `authenticated: false`.",
+        ok: { description: "The session, if any.", schema: sessionViewSchema },
+      },
+      async (c) => {
+        const session = await currentSession(c);
+        const view: SessionView = session ? { authenticated: true, subject: session.subject, expiresAt: session.expiresAtMs } : { authenticated: false };
+        return c.json(view);
+      },
+    ),
+  );
 
   return app;
 }

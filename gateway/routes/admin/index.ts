@@ -3,6 +3,7 @@ import type { GatewayHono, IsolateState } from "../../context";
 import { authRoutes, requireAdmin, sameOriginOnly } from "./auth";
 import { clientKeyRoutes } from "./client-keys";
 import { keyRoutes } from "./keys";
+import { op, openApiDocument } from "./openapi";
 import { settingsRoutes } from "./settings";
 import { statsRoutes } from "./stats";
 import { upstreamRoutes } from "./upstreams";
@@ -18,6 +19,12 @@ export function adminRoutes(state: IsolateState) {
   app.use("*", sameOriginOnly());
 
   app.route("/", authRoutes());
+  // Public: it describes the API, not this deployment (the same document is docs/openapi.json), and
+  // tools and SDK generators can read it without a session.
+  app.get(
+    "/openapi.json",
+    op({ tag: "session", public: true, summary: "This document", ok: { description: "The OpenAPI 3.1 description of the admin API." } }, (c) => c.json(openApiDocument(app, "").document)),
+  );
   app.use("*", requireAdmin());
   app.route("/upstreams", upstreamRoutes());
   app.route("/keys", keyRoutes(state));

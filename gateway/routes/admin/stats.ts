@@ -1,23 +1,36 @@
 import { Hono } from "hono";
-import { DAY_MS, HOUR_MS, MINUTE_MS, dayStart, deriveKeyState, hourStart, minuteStart, statsQuerySchema, type KeyState } from "../../../schema";
+import { z } from "zod";
+import {
+  DAY_MS,
+  HOUR_MS,
+  MINUTE_MS,
+  dayStart,
+  deriveKeyState,
+  hourStart,
+  minuteStart,
+  statsBreakdownQuerySchema,
+  statsBreakdownSchema,
+  statsQuerySchema,
+  statsSeriesSchema,
+  statsSummarySchema,
+  type KeyState,
+} from "../../../schema";
 import type { GatewayHono } from "../../context";
-import { invalidRequest } from "../../errors";
 import { bucketStarts, fillSeries, summarize, toMetrics } from "../../logic/stats";
 import { eventOutboxBacklog } from "../../storage/event-sink";
 import { loadKeyRows } from "../../../storage/keys";
 import type { MetricSums } from "../../../storage/rollup-sums";
 import { SUCCESS_RATE_WINDOW_MS, breakdownRows, bucketTotals, rollingTotals, rollupTableFor, seriesRows, type BreakdownBy } from "../../../storage/rollups";
 import { readSettings } from "../../../storage/settings";
-import { readQuery, type AdminContext } from "./shared";
+import { op } from "./openapi";
+import type { AdminContext } from "./shared";
 
 /** Buckets a series covers when the query does not say: an hour of minutes, two days of hours, a month of days. */
 const DEFAULT_COUNT = { minute: 60, hour: 48, day: 30 } as const;
 
-const BREAKDOWNS: BreakdownBy[] = ["model", "key", "client", "upstream"];
-
 /** The series and breakdown queries' common part: bucket range and filters. */
-async function statsRange(c: AdminContext) {
-  const { bucket, count, ...filters } = readQuery(c, statsQuerySchema);
+async function statsRange(c: AdminContext, query: z.infer<typeof statsQuerySchema>) {
+  const { bucket, count, ...filters } = query;
   const { timeZone } = await readSettings(c.env.DB);
   const starts = bucketStarts(bucket, count ?? DEFAULT_COUNT[bucket], Date.now(), timeZone);
   return { bucket, starts, filters, table: rollupTableFor(bucket) };
@@ -27,7 +40,16 @@ async function statsRange(c: AdminContext) {
 export function statsRoutes() {
   const app = new Hono<GatewayHono>();
 
-  app.get("/stats/summary", async (c) => {
+  app.get(
+    "/stats/summary",
+    op(
+      {
+        tag: "stats",
+        summary: "RPM, TPM, RPD, TPD",
+        description: "Requests and tokens over the last 60 seconds (from minute rollups, the way sliding-window limiters estimate), today in the settings' time zone, and the last 24 hours.",
+        ok: { description: "The pool's current rates and today's totals.", schema: statsSummarySchema },
+      },
+      async (c) => {
     const now = Date.now();
     const settings = await readSettings(c.env.DB);
     const today = dayStart(now, settings.timeZone);
@@ -37,26 +59,59 @@ export function statsRoutes() {
       rollingTotals(c.env.DB, minuteStart(now) - DAY_MS + MINUTE_MS, now + 1),
     ]);
     return c.json(summarize(minutes, days[0], last24h, now, settings.timeZone));
-  });
+      },
+    ),
+  );
 
-  app.get("/stats/series", async (c) => {
-    const { bucket, starts, filters, table } = await statsRange(c);
-    const rows = await seriesRows(c.env.DB, table, starts[0]!, starts.at(-1)!, filters);
-    return c.json({ bucket, points: fillSeries(rows, starts) });
-  });
+  app.get(
+    "/stats/series",
+    op(
+      {
+        tag: "stats",
+        summary: "Usage over time",
+        description: "Every metric per minute, hour or day for the last `count` buckets (60 minutes, 48 hours or 30 days by default), zeros where there was no traffic; filtered by key, model, client key or upstream.",
+        query: statsQuerySchema,
+        ok: { description: "One point per bucket, oldest first.", schema: statsSeriesSchema },
+      },
+      async (c, { query }) => {
+        const { bucket, starts, filters, table } = await statsRange(c, query);
+        const rows = await seriesRows(c.env.DB, table, starts[0]!, starts.at(-1)!, filters);
+        return c.json({ bucket, points: fillSeries(rows, starts) });
+      },
+    ),
+  );
 
-  app.get("/stats/breakdown", async (c) => {
-    const by = c.req.query("by") ?? "model";
-    if (!BREAKDOWNS.includes(by as BreakdownBy)) throw invalidRequest("by must be one of model, key, client, upstream.", "by");
-    const { bucket, starts, filters, table } = await statsRange(c);
-    const from = starts[0]!;
-    const to = starts.at(-1)!;
-    const rows = await breakdownRows(c.env.DB, table, from, to, by as BreakdownBy, filters, 100);
-    return c.json({ by, bucket, from, to, rows: rows.map(({ id, ...sums }) => ({ id, ...toMetrics(sums) })) });
-  });
+  app.get(
+    "/stats/breakdown",
+    op(
+      {
+        tag: "stats",
+        summary: "Usage by model, key, client key or upstream",
+        description: "Every metric summed over the same range as a series, per value of `by`, busiest first (at most 100).",
+        query: statsBreakdownQuerySchema,
+        ok: { description: "One row per value of `by`.", schema: statsBreakdownSchema },
+      },
+      async (c, { query }) => {
+        const { by, ...range } = query;
+        const { bucket, starts, filters, table } = await statsRange(c, range);
+        const from = starts[0]!;
+        const to = starts.at(-1)!;
+        const rows = await breakdownRows(c.env.DB, table, from, to, by satisfies BreakdownBy, filters, 100);
+        return c.json({ by, bucket, from, to, rows: rows.map(({ id, ...sums }) => ({ id, ...toMetrics(sums) })) });
+      },
+    ),
+  );
 
-  /** Prometheus text format: traffic over the last 24 hours (by hour), the current rates, keys by state. */
-  app.get("/metrics", async (c) => {
+  app.get(
+    "/metrics",
+    op(
+      {
+        tag: "stats",
+        summary: "Prometheus metrics",
+        description: "Text exposition format: requests, attempts by outcome and tokens over the last 24 hours, the current RPM and TPM, keys by state, events waiting in the outbox.",
+        ok: { description: "Prometheus text.", contentType: "text/plain; version=0.0.4" },
+      },
+      async (c) => {
     const now = Date.now();
     const settings = await readSettings(c.env.DB);
     const from = hourStart(now) - 23 * HOUR_MS;
@@ -100,7 +155,9 @@ export function statsRoutes() {
       `keypool_event_outbox_events ${outbox.events}`,
     ];
     return c.text(lines.join("\n") + "\n", 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
-  });
+      },
+    ),
+  );
 
   return app;
 }
