@@ -11,7 +11,15 @@ export function makeSnapshot(n: number): Snapshot {
   return {
     version: 1,
     generatedAt: Date.now(),
-    upstreams: Array.from({ length: 10 }, (_, i) => ({ id: `u${i}`, name: `u${i}`, baseUrl: "https://u.test/v1", kind: "custom" as const, models: [], aliases: {}, enabled: true })),
+    upstreams: Array.from({ length: 10 }, (_, i) => ({
+      id: `u${i}`,
+      name: `u${i}`,
+      baseUrl: "https://u.test/v1",
+      kind: "custom" as const,
+      models: [],
+      aliases: {},
+      enabled: true,
+    })),
     keys: Array.from({ length: n }, (_, i) => ({
       id: `k${i}`,
       upstreamId: `u${i % 10}`,

@@ -1,4 +1,3 @@
-import type { Hono } from "hono";
 import type { ProbeEvent } from "../schema";
 import type { AdminSession } from "./logic/admin-session";
 import type { ClientLimiter } from "./logic/client-limits";
@@ -15,8 +14,6 @@ export interface GatewayHono {
     session: AdminSession;
   };
 }
-
-export type GatewayApp = Hono<GatewayHono>;
 
 /** Isolate-wide state shared by all requests of this isolate. */
 export interface IsolateState {

@@ -27,11 +27,9 @@ export function invalidRequest(message: string, param: string | null = null): Ke
 }
 
 /** Renders any thrown value as an OpenAI-shaped response, never leaking internals. */
-export function renderError(err: unknown): Response {
+function renderError(err: unknown): Response {
   const e =
-    err instanceof KeypoolError
-      ? err
-      : new KeypoolError(500, "server_error", "Internal error in Keypool; the request was not completed.", "internal_error");
+    err instanceof KeypoolError ? err : new KeypoolError(500, "server_error", "Internal error in Keypool; the request was not completed.", "internal_error");
   return new Response(JSON.stringify(e.toBody()), {
     status: e.status,
     headers: { "content-type": "application/json", ...e.headers },
@@ -40,6 +38,7 @@ export function renderError(err: unknown): Response {
 
 /** The answer to an error thrown while serving: rendered in OpenAI shape; anything but a KeypoolError is logged (name and message only). */
 export function errorResponse(err: unknown): Response {
-  if (!(err instanceof KeypoolError)) console.error(`keypool: unhandled ${err instanceof Error ? err.name : "error"}: ${err instanceof Error ? err.message : String(err)}`);
+  if (!(err instanceof KeypoolError))
+    console.error(`keypool: unhandled ${err instanceof Error ? err.name : "error"}: ${err instanceof Error ? err.message : String(err)}`);
   return renderError(err);
 }

@@ -53,15 +53,21 @@ interface AttemptRecord {
 }
 
 /** One upstream call: its response (headers arrived) or why there is none. */
-type Sent =
-  | { kind: "response"; res: Response; ttfbMs: number; finish: () => void }
-  | { kind: "failed"; aborted: boolean };
+type Sent = { kind: "response"; res: Response; ttfbMs: number; finish: () => void } | { kind: "failed"; aborted: boolean };
 
 /**
  * Sends the request with one key. The timeout covers only the wait for the
  * response headers; a client abort cancels the upstream call until `finish()`.
  */
-async function sendAttempt(req: ProxyRequest, url: string, init: RequestInit, timeoutMs: number, deps: ProxyDeps, keyId: string, started: number): Promise<Sent> {
+async function sendAttempt(
+  req: ProxyRequest,
+  url: string,
+  init: RequestInit,
+  timeoutMs: number,
+  deps: ProxyDeps,
+  keyId: string,
+  started: number,
+): Promise<Sent> {
   const done = deps.observations.begin(keyId);
   const controller = new AbortController();
   const onClientAbort = () => controller.abort();
@@ -123,7 +129,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     return aborted;
   };
 
-  for (let budget = settings.maxAttempts; budget > 0 && !req.signal.aborted; ) {
+  for (let budget = settings.maxAttempts; budget > 0 && !req.signal.aborted;) {
     const ctx = { now: deps.now(), random: deps.random, excluded: tried, observations: deps.observations };
     // Keys this isolate merely avoids (a recent 5xx or network error) are the fallback, not out.
     const key = selectKey(pool.index, body.model, ctx) ?? selectKey(pool.index, body.model, { ...ctx, includeAvoided: true });
@@ -157,8 +163,27 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     if (outgoing.contentType) headers.set("content-type", outgoing.contentType);
     const started = deps.now();
     const timeout = Math.max(1, Math.min(settings.attemptTimeoutMs, deadline - started));
-    const sent = await sendAttempt(req, upstream.baseUrl + body.endpoint + req.search, { method: "POST", headers, body: outgoing.body }, timeout, deps, key.id, started);
-    const record: AttemptRecord = { startedAt: started, keyId: key.id, upstreamId: upstream.id, status: 0, outcome: "ok", latencyMs: 0, ttfbMs: null, usage: null, estimated: false, retryAfterMs: null };
+    const sent = await sendAttempt(
+      req,
+      upstream.baseUrl + body.endpoint + req.search,
+      { method: "POST", headers, body: outgoing.body },
+      timeout,
+      deps,
+      key.id,
+      started,
+    );
+    const record: AttemptRecord = {
+      startedAt: started,
+      keyId: key.id,
+      upstreamId: upstream.id,
+      status: 0,
+      outcome: "ok",
+      latencyMs: 0,
+      ttfbMs: null,
+      usage: null,
+      estimated: false,
+      retryAfterMs: null,
+    };
     attempts.push(record);
 
     if (sent.kind === "failed") {
@@ -247,7 +272,13 @@ function noKeyError(why: ReturnType<typeof explainNoKey>, model: string, now: nu
     });
   }
   if (why.kind === "unknown") {
-    return new KeypoolError(404, "invalid_request_error", `The model '${model}' does not exist or is not offered by any upstream of this pool.`, "model_not_found", "model");
+    return new KeypoolError(
+      404,
+      "invalid_request_error",
+      `The model '${model}' does not exist or is not offered by any upstream of this pool.`,
+      "model_not_found",
+      "model",
+    );
   }
   return new KeypoolError(503, "server_error", `No enabled upstream key serves model '${model}'.`, "no_key_for_model", "model");
 }

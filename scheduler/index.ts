@@ -19,7 +19,7 @@ export interface SchedulerDeps {
 }
 
 /** Republish the snapshot at least this often, so health timers (cooling) are reflected even without traffic. */
-export const SNAPSHOT_MAX_AGE_MS = 10 * 60_000;
+const SNAPSHOT_MAX_AGE_MS = 10 * 60_000;
 
 export interface ScheduledReport {
   pruned: Record<string, number>;

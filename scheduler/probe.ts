@@ -31,7 +31,7 @@ export function probeUrl(target: ProbeTarget): string {
  * a timeout, a network error or an unreadable answer is an `error` result, which
  * changes no state but is recorded.
  */
-export async function probeKey(target: ProbeTarget, deps: ProbeDeps): Promise<ProbeEvent> {
+async function probeKey(target: ProbeTarget, deps: ProbeDeps): Promise<ProbeEvent> {
   const kind = providerKinds[target.kind];
   const parse = kind.probe.parse;
   const event = (result: ProbeEvent["result"], balance: number | null, detail: string | null): ProbeEvent => ({

@@ -14,14 +14,11 @@ export type SessionView = z.infer<typeof sessionViewSchema>;
 
 export const createUpstreamBodySchema = z.object({
   name: z.string().trim().min(1).max(100),
-  baseUrl: z
-    .url({ protocol: /^https?$/, error: "baseUrl must be an http(s) URL such as https://api.openai.com/v1" })
-    .transform((u) => u.replace(/\/+$/, "")),
+  baseUrl: z.url({ protocol: /^https?$/, error: "baseUrl must be an http(s) URL such as https://api.openai.com/v1" }).transform((u) => u.replace(/\/+$/, "")),
   kind: providerKindIdSchema.default("custom"),
   models: z.array(z.string().trim().min(1).max(200)).max(1000).default([]),
   aliases: z.record(z.string().trim().min(1).max(200), z.string().trim().min(1).max(200)).default({}),
 });
-export type CreateUpstreamBody = z.infer<typeof createUpstreamBodySchema>;
 
 /** An upstream as the admin API lists it: what the snapshot carries, plus when it was created. */
 export const upstreamViewSchema = snapshotUpstreamSchema.extend({ createdAt: z.number() });
@@ -43,9 +40,7 @@ export type AddKeysResponse = z.infer<typeof addKeysResponseSchema>;
 export const updateUpstreamBodySchema = z
   .object({
     name: z.string().trim().min(1).max(100),
-    baseUrl: z
-      .url({ protocol: /^https?$/, error: "baseUrl must be an http(s) URL such as https://api.openai.com/v1" })
-      .transform((u) => u.replace(/\/+$/, "")),
+    baseUrl: z.url({ protocol: /^https?$/, error: "baseUrl must be an http(s) URL such as https://api.openai.com/v1" }).transform((u) => u.replace(/\/+$/, "")),
     kind: providerKindIdSchema,
     models: z.array(z.string().trim().min(1).max(200)).max(1000),
     aliases: z.record(z.string().trim().min(1).max(200), z.string().trim().min(1).max(200)),
@@ -55,10 +50,10 @@ export const updateUpstreamBodySchema = z
   .strict();
 
 /** Sort orders of the key list; a leading `-` means descending. */
-export const keySortSchema = z.enum(["created", "-created", "lastUsed", "-lastUsed", "balance", "-balance", "state", "-state", "requests", "-requests"]);
+const keySortSchema = z.enum(["created", "-created", "lastUsed", "-lastUsed", "balance", "-balance", "state", "-state", "requests", "-requests"]);
 
 /** Which keys: search text (id, masked key, note), state, upstream, model. */
-export const keyFilterSchema = z.object({
+const keyFilterSchema = z.object({
   q: z.string().trim().max(200).optional(),
   status: keyStateSchema.optional(),
   upstreamId: z.string().max(100).optional(),
@@ -109,7 +104,7 @@ export const importKeysBodySchema = z.object({
 });
 
 /** One entry of the seed pool's KV `tokens` value (`wrangler kv key get tokens`). */
-export const seedTokenSchema = z.looseObject({
+const seedTokenSchema = z.looseObject({
   key: z.string().trim().min(1).max(512),
   enabled: z.boolean().default(true),
   balance: z.union([z.number(), z.string()]).nullable().optional(),
@@ -129,7 +124,7 @@ export const updateClientKeyBodySchema = z
   .partial()
   .strict();
 
-export const keyViewSchema = z.object({
+const keyViewSchema = z.object({
   id: z.string(),
   upstreamId: z.string(),
   /** Masked, e.g. `sk-ab…wxyz`: the full key never leaves the server. */
@@ -163,7 +158,7 @@ export const createClientKeyBodySchema = z.object({
   expiresAt: z.number().int().positive().nullable().default(null),
 });
 /** A client key as the admin API lists it: never the key, only its masked form, plus today's usage. */
-export const clientKeyViewSchema = z.object({
+const clientKeyViewSchema = z.object({
   id: z.string(),
   name: z.string(),
   masked: z.string(),
@@ -210,7 +205,7 @@ export const statsSummarySchema = z.object({
 export type StatsSummary = z.infer<typeof statsSummarySchema>;
 
 /** Every metric of a group of rollup rows. */
-export const metricsSchema = z.object({
+const metricsSchema = z.object({
   requests: z.number(),
   attempts: z.number(),
   successes: z.number(),
@@ -231,7 +226,7 @@ export const metricsSchema = z.object({
 });
 export type Metrics = z.infer<typeof metricsSchema>;
 
-export const statsBucketSchema = z.enum(["minute", "hour", "day"]);
+const statsBucketSchema = z.enum(["minute", "hour", "day"]);
 export type StatsBucket = z.infer<typeof statsBucketSchema>;
 
 /** Query of /stats/series and /stats/breakdown: a bucket size, how many buckets back, and filters. */
@@ -291,7 +286,7 @@ export const keyFieldsSchema = z.object({ id: z.string(), enabled: z.boolean(), 
 export const deletedSchema = z.object({ deleted: z.literal(true) });
 
 /** One probe's result. */
-export const probeResultSchema = z.object({
+const probeResultSchema = z.object({
   keyId: z.string(),
   kind: z.enum(["balance", "recovery"]),
   result: z.enum(["ok", "auth_failed", "no_balance", "error"]),
@@ -322,7 +317,7 @@ export const clientKeyListSchema = z.object({ data: z.array(clientKeyViewSchema)
 export const clientKeyRecordSchema = clientKeyViewSchema.omit({ requestsToday: true, tokensToday: true });
 
 /** An admin event as the audit log keeps it. */
-export const auditEntrySchema = z.object({
+const auditEntrySchema = z.object({
   id: z.string(),
   ts: z.number(),
   actor: z.string(),
@@ -332,7 +327,10 @@ export const auditEntrySchema = z.object({
 });
 export type AuditEntry = z.infer<typeof auditEntrySchema>;
 export const auditListSchema = z.object({ data: z.array(auditEntrySchema) });
-export const auditQuerySchema = z.object({ limit: z.coerce.number().int().min(1).max(500).default(100), before: z.coerce.number().int().positive().optional() });
+export const auditQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+  before: z.coerce.number().int().positive().optional(),
+});
 
 /** What a rebuild found for one projection: rows on each side, and rows only one side has. */
 const tableDiffSchema = z.object({
@@ -353,7 +351,13 @@ export const replayJobSchema = z.object({
   finishedAt: z.number().nullable().optional(),
   report: z
     .union([
-      z.object({ objects: z.number().int(), events: z.number().int(), unparseable: z.number().int(), compared: z.record(z.string(), tableDiffSchema), identical: z.boolean() }),
+      z.object({
+        objects: z.number().int(),
+        events: z.number().int(),
+        unparseable: z.number().int(),
+        compared: z.record(z.string(), tableDiffSchema),
+        identical: z.boolean(),
+      }),
       z.object({ objects: z.number().int(), requeued: z.number().int(), unparseable: z.number().int() }),
       z.object({ error: z.string() }),
     ])

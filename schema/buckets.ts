@@ -4,7 +4,6 @@
  * epoch ms at which it starts.
  */
 
-
 export const MINUTE_MS = 60_000;
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 86_400_000;

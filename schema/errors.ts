@@ -12,7 +12,7 @@ export const openAIErrorSchema = z.object({
 export type OpenAIError = z.infer<typeof openAIErrorSchema>;
 
 /** Error `type` values Keypool uses, matching the ones OpenAI's own API sends. */
-export const errorTypes = [
+const errorTypes = [
   "invalid_request_error",
   "authentication_error",
   "permission_error",

@@ -12,7 +12,9 @@ export const EVENT_VERSION = 1;
  * (18 and 3.3 with a million), and the window holds days of traffic.
  */
 export function newEventId(now: number): string {
-  const time = Math.min(Math.max(0, Math.floor(now)), 0xffffffffffff).toString(16).padStart(12, "0");
+  const time = Math.min(Math.max(0, Math.floor(now)), 0xffffffffffff)
+    .toString(16)
+    .padStart(12, "0");
   // A v4 UUID's random bits after its version digit: "xxx-yxxx-xxxxxxxxxxxx", the variant already set.
   return `${time.slice(0, 8)}-${time.slice(8)}-7${crypto.randomUUID().slice(15)}`;
 }
@@ -26,16 +28,7 @@ const envelope = {
 };
 
 /** How one upstream attempt ended, from the pool's point of view. */
-export const outcomeSchema = z.enum([
-  "ok",
-  "rate_limited",
-  "auth_failed",
-  "no_balance",
-  "upstream_error",
-  "network_error",
-  "client_error",
-  "aborted",
-]);
+const outcomeSchema = z.enum(["ok", "rate_limited", "auth_failed", "no_balance", "upstream_error", "network_error", "client_error", "aborted"]);
 export type Outcome = z.infer<typeof outcomeSchema>;
 
 const tokenCount = z.number().int().nonnegative();
@@ -72,7 +65,7 @@ export const attemptEventSchema = z.object({
 export type AttemptEvent = z.infer<typeof attemptEventSchema>;
 
 /** One scheduler probe of a key. */
-export const probeEventSchema = z.object({
+const probeEventSchema = z.object({
   ...envelope,
   type: z.literal("probe"),
   keyId: z.string(),
@@ -84,7 +77,7 @@ export const probeEventSchema = z.object({
 export type ProbeEvent = z.infer<typeof probeEventSchema>;
 
 /** A configuration change (or a request to republish the snapshot): the audit trail. */
-export const adminEventSchema = z.object({
+const adminEventSchema = z.object({
   ...envelope,
   type: z.literal("admin"),
   actor: z.string().max(100),

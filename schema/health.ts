@@ -27,17 +27,15 @@ export function failureEntry(ts: number, eventId: string): string {
 }
 
 function failureTimes(facts: HealthFacts): number[] {
-  return facts.failures.map((f) => Number(f.slice(0, f.indexOf(":")))).filter((t) => t > facts.lastOkTs).sort((a, b) => b - a);
+  return facts.failures
+    .map((f) => Number(f.slice(0, f.indexOf(":"))))
+    .filter((t) => t > facts.lastOkTs)
+    .sort((a, b) => b - a);
 }
 
 /** The time of the newest failure since the last success, or null if there is none. */
 export function lastFailureTs(facts: HealthFacts): number | null {
   return failureTimes(facts)[0] ?? null;
-}
-
-/** Failures since the last success (at most KEPT_FAILURES are known). */
-export function consecutiveFailures(facts: HealthFacts): number {
-  return failureTimes(facts).length;
 }
 
 /**

@@ -45,23 +45,48 @@ export const settingsSchema = z.object({
   probeConcurrency: z.number().int().min(1).max(20).default(6),
   probeTimeBudgetMs: z.number().int().min(1_000).max(25_000).default(20_000),
   /** How often healthy keys' balance (or liveness) is checked, exhausted keys' balance, and dead keys. */
-  balanceProbeIntervalMs: z.number().int().min(60_000).max(7 * 86_400_000).default(3_600_000),
-  exhaustedProbeIntervalMs: z.number().int().min(60_000).max(7 * 86_400_000).default(1_800_000),
-  deadProbeIntervalMs: z.number().int().min(60_000).max(30 * 86_400_000).default(86_400_000),
+  balanceProbeIntervalMs: z
+    .number()
+    .int()
+    .min(60_000)
+    .max(7 * 86_400_000)
+    .default(3_600_000),
+  exhaustedProbeIntervalMs: z
+    .number()
+    .int()
+    .min(60_000)
+    .max(7 * 86_400_000)
+    .default(1_800_000),
+  deadProbeIntervalMs: z
+    .number()
+    .int()
+    .min(60_000)
+    .max(30 * 86_400_000)
+    .default(86_400_000),
   /**
    * Browser origins that may call the OpenAI endpoints (CORS): "*" for any (browser SDKs need it), else exact
    * origins; empty: none. The admin API and the dashboard never answer cross-origin, whatever this says.
    */
-  corsOrigins: z.array(z.string().refine(isOriginOrAny, "not \"*\" or an origin like https://app.example.com")).max(50).default(["*"]),
+  corsOrigins: z.array(z.string().refine(isOriginOrAny, 'not "*" or an origin like https://app.example.com')).max(50).default(["*"]),
   /** Time zone whose midnight starts the day for RPD/TPD. */
   timeZone: z.string().refine(isTimeZone, "unknown IANA time zone").default("UTC"),
   /** How long the rollups and the dedupe window are kept. */
   retention: z
     .object({
-      minuteRollupHours: z.number().int().min(48).max(24 * 31).default(48),
+      minuteRollupHours: z
+        .number()
+        .int()
+        .min(48)
+        .max(24 * 31)
+        .default(48),
       hourRollupDays: z.number().int().min(35).max(3660).default(35),
       dayRollupDays: z.number().int().min(400).max(3660).default(400),
-      dedupeHours: z.number().int().min(24).max(24 * 14).default(72),
+      dedupeHours: z
+        .number()
+        .int()
+        .min(24)
+        .max(24 * 14)
+        .default(72),
     })
     .prefault({}),
 });

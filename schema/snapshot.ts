@@ -19,7 +19,7 @@ export const snapshotUpstreamSchema = z.object({
 });
 export type SnapshotUpstream = z.infer<typeof snapshotUpstreamSchema>;
 
-export const snapshotKeySchema = z.object({
+const snapshotKeySchema = z.object({
   id: z.string(),
   upstreamId: z.string(),
   /** AES-GCM ciphertext of the key (see the gateway's crypto module); never the plaintext. */
@@ -35,7 +35,7 @@ export const snapshotKeySchema = z.object({
 });
 export type SnapshotKey = z.infer<typeof snapshotKeySchema>;
 
-export const snapshotClientKeySchema = z.object({
+const snapshotClientKeySchema = z.object({
   id: z.string(),
   name: z.string(),
   /** Lowercase hex SHA-256 of the client key. */

@@ -57,7 +57,15 @@ try {
   const snapshotLoad = micro.snapshotLoadMs(10_000, SMOKE ? 2 : 7).slice(SMOKE ? 1 : 2);
 
   const gatewayBundle = path.join(work, "gateway.min.js");
-  await build({ entryPoints: [path.join(ROOT, "gateway/index.ts")], outfile: gatewayBundle, bundle: true, format: "esm", platform: "neutral", minify: true, logLevel: "warning" });
+  await build({
+    entryPoints: [path.join(ROOT, "gateway/index.ts")],
+    outfile: gatewayBundle,
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    minify: true,
+    logLevel: "warning",
+  });
   const bundleBytes = gzipSync(readFileSync(gatewayBundle)).length;
 
   const http = await runHttpBench(path.join(work, "http"), { runs: RUNS, smoke: SMOKE, log });

@@ -63,7 +63,12 @@ async function burstParts() {
   const base = await burstRun(null);
   section("1. Faulty upstream");
   row("client requests answered successfully", `${base.t.ok} of ${C.REQUESTS} (${pct(base.t.ok / C.REQUESTS)})`);
-  row("… of those neither cut after they began nor refused by the dev proxy", pct(base.t.servedOfServable), "≥ 99.5 %", report.statistical(base.t.servedOfServable >= 0.995));
+  row(
+    "… of those neither cut after they began nor refused by the dev proxy",
+    pct(base.t.servedOfServable),
+    "≥ 99.5 %",
+    report.statistical(base.t.servedOfServable >= 0.995),
+  );
   row("failed in OpenAI error shape (no key could serve them), by status", `${base.t.errorShape} ${JSON.stringify(base.t.statuses)}`);
   row("answers cut off by the upstream after they began (not retryable)", String(base.t.cut));
   if (!C.MINIFLARE) row('refused by wrangler dev\'s proxy ("worker restarted mid-request"), never reaching Keypool', String(base.t.devProxy));
@@ -97,7 +102,12 @@ async function burstParts() {
     C.log(`2. the same traffic, ${refusing}…`);
     const run = await burstRun(null, { queueFailRate: 0.5, seed: C.SEED });
     const o = run.outbox ?? { kept: 0, sentOn: 0, refused: 0 };
-    row(`${refusing}: sends refused; events refused three times, kept in the outbox / sent on by the cron`, `${o.refused}; ${o.kept} / ${o.sentOn}`, "> 0, equal", o.refused > 0 && o.kept > 0 && o.kept === o.sentOn);
+    row(
+      `${refusing}: sends refused; events refused three times, kept in the outbox / sent on by the cron`,
+      `${o.refused}; ${o.kept} / ${o.sentOn}`,
+      "> 0, equal",
+      o.refused > 0 && o.kept > 0 && o.kept === o.sentOn,
+    );
     report.totals(refusing, run.stored, C.REQUESTS, run.t.devProxy, run.mock, run.attemptsSeen);
     row(`${refusing}: other failures`, String(run.t.other), "0", run.t.other === 0);
   }
@@ -109,13 +119,21 @@ async function soakPart() {
   const soak = await soakRun(securityChecks);
   section(`4. Soak: ${C.SOAK_SECONDS} s at ${C.SOAK_RATE} requests/s (chat, streams, embeddings; ${C.SOAK_FAULT_RATE * 100} % faults)`);
   row(`requests sent / skipped (over ${C.SOAK_MAX_IN_FLIGHT} in flight)`, `${soak.t.sent} / ${soak.skipped}`, "0 skipped", soak.skipped === 0);
-  row("answered successfully, of those neither cut nor refused by the dev proxy", pct(soak.t.servedOfServable), "≥ 99.5 %", report.statistical(soak.t.servedOfServable >= 0.995));
+  row(
+    "answered successfully, of those neither cut nor refused by the dev proxy",
+    pct(soak.t.servedOfServable),
+    "≥ 99.5 %",
+    report.statistical(soak.t.servedOfServable >= 0.995),
+  );
   const worst = Math.min(...soak.windows.map((w) => w.servedOfServable));
   row(`… the worst ${C.SMOKE ? "5-second" : "minute"} window (error-rate drift)`, pct(worst), "≥ 99.5 % in every window", report.statistical(worst >= 0.995));
   row("other failures", String(soak.t.other), "0", soak.t.other === 0);
   const warmUpS = Math.min(120, C.SOAK_SECONDS / 5);
   for (const name of Object.keys(soak.heaps[0]?.by ?? {})) {
-    const trend = memoryTrend(soak.heaps.map((h) => ({ x: h.x, y: h.by[name] ?? NaN })), warmUpS);
+    const trend = memoryTrend(
+      soak.heaps.map((h) => ({ x: h.x, y: h.by[name] ?? NaN })),
+      warmUpS,
+    );
     row(
       `${name} isolate: JS heap in use after a collection (MiB), after warm-up → end; fitted trend`,
       `${trend.start.toFixed(1)} → ${trend.end.toFixed(1)}; ${signed(trend.perMinute, 2)} MiB/min = ${signed(trend.growth * 100, 1)} % over ${trend.minutes.toFixed(1)} min`,
@@ -124,14 +142,21 @@ async function soakPart() {
     );
   }
   for (const pid of Object.keys(soak.rss.at(-1)?.by ?? {})) {
-    const trend = memoryTrend(soak.rss.map((m) => ({ x: m.x, y: m.by[pid] ?? NaN })), warmUpS);
+    const trend = memoryTrend(
+      soak.rss.map((m) => ({ x: m.x, y: m.by[pid] ?? NaN })),
+      warmUpS,
+    );
     row(
       `workerd ${pid}, ${soak.roles[pid] ?? "?"}: resident memory (MiB), start → after warm-up → end; fitted trend`,
       `${(soak.rss[0]?.by[pid] ?? NaN).toFixed(0)} → ${trend.start.toFixed(0)} → ${trend.end.toFixed(0)}; ${signed(trend.perMinute, 1)} MiB/min = ${signed(trend.growth * 100, 1)} %`,
     );
   }
   report.totals("soak", soak.stored, soak.t.sent, soak.t.devProxy, soak.mock);
-  extra.push(`### The soak by ${C.SMOKE ? "5-second" : "minute"} window\n`, "| from (s) | requests | served (of servable) | cut | p50 (ms) | workerd RSS (MiB) |", "|---|---|---|---|---|---|");
+  extra.push(
+    `### The soak by ${C.SMOKE ? "5-second" : "minute"} window\n`,
+    "| from (s) | requests | served (of servable) | cut | p50 (ms) | workerd RSS (MiB) |",
+    "|---|---|---|---|---|---|",
+  );
   for (const w of soak.windows) extra.push(`| ${w.from} | ${w.sent} | ${pct(w.servedOfServable)} | ${w.cut} | ${w.p50.toFixed(0)} | ${w.memory.toFixed(0)} |`);
   return soak.checks;
 }
@@ -147,9 +172,21 @@ function securityParts(checks) {
     // instead of refusing the message; workerd does, so those are served — the client's own headers,
     // of which Keypool forwards only its allowlist, never an injected one.
     const mayServe = new Set(["bare CR in a header value", "bare LF splitting a header", "obsolete line folding"]);
-    const ok = Object.entries(checks.raw.answers).every(([what, a]) => a === "closed" || (Number(a) >= 400 && Number(a) < 500) || (mayServe.has(what) && a === "200"));
-    row("raw requests: CR, LF, NUL in a header, folding, a space in a name, a 1 MiB header, 10,000 headers", JSON.stringify(checks.raw.answers), "4xx or closed; bare CR/LF and folding may be served (RFC 9112)", ok);
-    row("… an injected header reaching the upstream / a good raw request right after", `${checks.raw.injectedUpstream} / ${checks.raw.good}`, "0 / 200", checks.raw.injectedUpstream === 0 && checks.raw.good === "200");
+    const ok = Object.entries(checks.raw.answers).every(
+      ([what, a]) => a === "closed" || (Number(a) >= 400 && Number(a) < 500) || (mayServe.has(what) && a === "200"),
+    );
+    row(
+      "raw requests: CR, LF, NUL in a header, folding, a space in a name, a 1 MiB header, 10,000 headers",
+      JSON.stringify(checks.raw.answers),
+      "4xx or closed; bare CR/LF and folding may be served (RFC 9112)",
+      ok,
+    );
+    row(
+      "… an injected header reaching the upstream / a good raw request right after",
+      `${checks.raw.injectedUpstream} / ${checks.raw.good}`,
+      "0 / 200",
+      checks.raw.injectedUpstream === 0 && checks.raw.good === "200",
+    );
   }
   section("5. Secrets");
   const allPrinted = printed.join("\n");
@@ -162,8 +199,18 @@ function securityParts(checks) {
   );
   if (!checks) return;
   const { jwt, anyOrigin, adminCrossOrigin, listed, unlisted } = checks;
-  row("admin JWT: valid HS256 (control) / alg none / HS512 / HS256 with another secret", `${jwt.valid} / ${jwt.none} / ${jwt.otherAlg} / ${jwt.otherSecret}`, "200 / 401 / 401 / 401", jwt.valid === 200 && jwt.none === 401 && jwt.otherAlg === 401 && jwt.otherSecret === 401);
-  row("CORS default: /v1 preflight from any origin", `${anyOrigin.status}, allow-origin ${anyOrigin.acao}`, "204, *", anyOrigin.status === 204 && anyOrigin.acao === "*");
+  row(
+    "admin JWT: valid HS256 (control) / alg none / HS512 / HS256 with another secret",
+    `${jwt.valid} / ${jwt.none} / ${jwt.otherAlg} / ${jwt.otherSecret}`,
+    "200 / 401 / 401 / 401",
+    jwt.valid === 200 && jwt.none === 401 && jwt.otherAlg === 401 && jwt.otherSecret === 401,
+  );
+  row(
+    "CORS default: /v1 preflight from any origin",
+    `${anyOrigin.status}, allow-origin ${anyOrigin.acao}`,
+    "204, *",
+    anyOrigin.status === 204 && anyOrigin.acao === "*",
+  );
   row("CORS on /admin (a cross-origin read with a valid token)", `allow-origin ${adminCrossOrigin.acao ?? "absent"}`, "absent", adminCrossOrigin.acao === null);
   row(
     "CORS with corsOrigins [https://app.example]: listed / other origin's preflight",

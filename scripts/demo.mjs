@@ -46,7 +46,13 @@ try {
   const demoKeys = Array.from({ length: 5 }, (_, i) => `sk-demo-${i}-${randomBytes(12).toString("hex")}`);
   // One demo key is rate limited, so the dashboard shows retries landing on the others.
   mock.setKeyBehavior(/** @type {string} */ (demoKeys[4]), { mode: "rate_limit", retryAfterSeconds: 30 });
-  const pool = await provisionPool(admin, stack.url, { name: "Mock upstream (demo)", baseUrl: mock.baseUrl, models: ["mock-gpt", "mock-gpt-mini"], keys: demoKeys, clientName: "demo client" });
+  const pool = await provisionPool(admin, stack.url, {
+    name: "Mock upstream (demo)",
+    baseUrl: mock.baseUrl,
+    models: ["mock-gpt", "mock-gpt-mini"],
+    keys: demoKeys,
+    clientName: "demo client",
+  });
   await tickScheduler(stack.url);
   console.log(`
   Demo running (${pool.added} mock keys, one of them rate limited).

@@ -40,6 +40,11 @@ if (!upstreamId) {
 let totals = { added: 0, duplicates: 0, disabled: 0, balances: 0 };
 for (let i = 0; i < tokens.length; i += 1_000) {
   const r = /** @type {typeof totals} */ (await admin("POST", "/keys/import-seed", { upstreamId, tokens: tokens.slice(i, i + 1_000) }));
-  totals = { added: totals.added + r.added, duplicates: totals.duplicates + r.duplicates, disabled: totals.disabled + r.disabled, balances: totals.balances + r.balances };
+  totals = {
+    added: totals.added + r.added,
+    duplicates: totals.duplicates + r.duplicates,
+    disabled: totals.disabled + r.disabled,
+    balances: totals.balances + r.balances,
+  };
 }
 console.log(`imported ${totals.added} key(s) (${totals.disabled} disabled, ${totals.balances} with a balance); ${totals.duplicates} already in the pool`);

@@ -39,7 +39,9 @@ const SCENARIO = SCENARIOS[SCENARIO_INDEX];
 if (!SCENARIO) throw new Error(`--scenario is 0 to ${SCENARIOS.length - 1}`);
 const scenario = SCENARIO;
 if (spawnSync("perf", ["--version"]).status !== 0) {
-  console.error("npm run profile needs Linux perf (Debian: apt-get install linux-perf), allowed to sample this user's processes (kernel.perf_event_paranoid ≤ 2).");
+  console.error(
+    "npm run profile needs Linux perf (Debian: apt-get install linux-perf), allowed to sample this user's processes (kernel.perf_event_paranoid ≤ 2).",
+  );
   process.exit(1);
 }
 
@@ -105,7 +107,13 @@ async function fold(data, requests) {
   };
   for await (const line of createInterface({ input: /** @type {import("node:stream").Readable} */ (perf.stdout) })) {
     if (line.trim() === "") flush();
-    else if (/^\s+[0-9a-f]+ /.test(line)) frames.push(line.trim().replace(/^[0-9a-f]+ /, "").replace(/\+0x[0-9a-f]+/, ""));
+    else if (/^\s+[0-9a-f]+ /.test(line))
+      frames.push(
+        line
+          .trim()
+          .replace(/^[0-9a-f]+ /, "")
+          .replace(/\+0x[0-9a-f]+/, ""),
+      );
   }
   flush();
   const perRequest = (/** @type {number} */ n) => (n * 1e6) / HZ / requests;
@@ -127,7 +135,8 @@ async function profile(target, work, name) {
   const before = target.attempts ? await target.attempts() : 0;
   const r = await loadMany(target, { connections: 50, seconds: SECONDS, body: scenario.body });
   // Keypool: until the consumer has stored this run's events (bounded), so their CPU is in the profile.
-  for (let waited = 0; target.attempts && waited < 10_000 && (await target.attempts()) - before < r.requests; waited += 200) await new Promise((res) => setTimeout(res, 200));
+  for (let waited = 0; target.attempts && waited < 10_000 && (await target.attempts()) - before < r.requests; waited += 200)
+    await new Promise((res) => setTimeout(res, 200));
   const cpuMs = ((cpuSeconds(target.pid) - cpu0) * 1000) / r.requests;
   perf.kill("SIGINT");
   await new Promise((res) => perf.once("exit", res));
@@ -152,12 +161,18 @@ try {
   const rows = (ma, mb, keys) => keys.map((k) => `| ${k} | ${us(ma.get(k))} | ${us(mb.get(k))} | ${us((mb.get(k) ?? 0) - (ma.get(k) ?? 0))} |`).join("\n");
   const sum = (/** @type {Map<string, number>} */ m) => [...m.values()].reduce((x, y) => x + y, 0);
   console.log(`\nKeypool native profile — ${new Date().toISOString()}, ${scenario.name}, 50 connections, ${SECONDS} s, perf at ${HZ} Hz`);
-  console.log(`null Worker: ${a.requests} requests, ${a.rps.toFixed(0)}/s, ${(a.cpuMs * 1000).toFixed(0)} µs CPU each (/proc); Keypool, 10 keys: ${b.requests}, ${b.rps.toFixed(0)}/s, ${(b.cpuMs * 1000).toFixed(0)} µs`);
+  console.log(
+    `null Worker: ${a.requests} requests, ${a.rps.toFixed(0)}/s, ${(a.cpuMs * 1000).toFixed(0)} µs CPU each (/proc); Keypool, 10 keys: ${b.requests}, ${b.rps.toFixed(0)}/s, ${(b.cpuMs * 1000).toFixed(0)} µs`,
+  );
   console.log("\n| where the time went (µs of CPU per request) | null Worker | Keypool | difference |\n|---|---|---|---|");
   console.log(rows(a.byCategory, b.byCategory, [...CATEGORIES.map(([n]) => n), OTHER]));
   console.log(`| all sampled | ${us(sum(a.byCategory))} | ${us(sum(b.byCategory))} | ${us(sum(b.byCategory) - sum(a.byCategory))} |`);
-  const apis = [...new Set([...a.byApi.keys(), ...b.byApi.keys()])].sort((x, y) => (b.byApi.get(y) ?? 0) - (a.byApi.get(y) ?? 0) - ((b.byApi.get(x) ?? 0) - (a.byApi.get(x) ?? 0)));
-  console.log(`\n| Web API called from JavaScript, with what it calls (µs per request; nested calls count in each) | null Worker | Keypool | difference |\n|---|---|---|---|`);
+  const apis = [...new Set([...a.byApi.keys(), ...b.byApi.keys()])].sort(
+    (x, y) => (b.byApi.get(y) ?? 0) - (a.byApi.get(y) ?? 0) - ((b.byApi.get(x) ?? 0) - (a.byApi.get(x) ?? 0)),
+  );
+  console.log(
+    `\n| Web API called from JavaScript, with what it calls (µs per request; nested calls count in each) | null Worker | Keypool | difference |\n|---|---|---|---|`,
+  );
   console.log(rows(a.byApi, b.byApi, apis.slice(0, TOP_APIS)));
 } finally {
   for (const stop of stops.reverse()) await stop();

@@ -50,6 +50,10 @@ if (kind === "requeue") {
   console.log("| projection | live rows | rebuilt rows | only live | only rebuilt |");
   console.log("|---|---|---|---|---|");
   for (const [table, d] of Object.entries(report.compared)) console.log(`| ${table} | ${d.live} | ${d.rebuilt} | ${d.onlyLive} | ${d.onlyRebuilt} |`);
-  console.log(report.identical ? "identical: the projections are exactly what the log says." : "DIFFERENCES FOUND (samples in the job report: GET /admin/api/replay/" + id + ")");
+  console.log(
+    report.identical
+      ? "identical: the projections are exactly what the log says."
+      : "DIFFERENCES FOUND (samples in the job report: GET /admin/api/replay/" + id + ")",
+  );
   if (!report.identical) process.exit(1);
 }

@@ -97,7 +97,11 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv
 /** Keeps dead letters in the archive under dead/, where requeue can find them. */
 export async function handleDeadLetters(batch: MessageBatch<unknown>, env: ConsumerEnv, deps: Pick<BatchDeps, "now">): Promise<void> {
   try {
-    await appendToArchive(env.ARCHIVE, archiveKey(DEAD_PREFIX, deps.now(), crypto.randomUUID()), batch.messages.map((m) => m.body));
+    await appendToArchive(
+      env.ARCHIVE,
+      archiveKey(DEAD_PREFIX, deps.now(), crypto.randomUUID()),
+      batch.messages.map((m) => m.body),
+    );
     batch.ackAll();
   } catch (err) {
     console.error(`keypool consumer: could not archive ${batch.messages.length} dead letter(s), retrying: ${err instanceof Error ? err.message : "error"}`);

@@ -5,7 +5,7 @@ import { claimPublish, readPublishClaim } from "../storage/snapshot-meta";
 import { publishSnapshot, readKeyFacts, readPoolRows, readPublishedSnapshot } from "./storage/snapshot-store";
 
 /** KV allows one write per second to a key. */
-export const PUBLISH_INTERVAL_MS = 1_000;
+const PUBLISH_INTERVAL_MS = 1_000;
 /** How long a batch keeps trying to get its change published before leaving it to the next publish. */
 const PUBLISH_PATIENCE_MS = 10_000;
 

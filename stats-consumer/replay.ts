@@ -98,7 +98,7 @@ export async function requeue(env: ConsumerEnv, p: ReplayParams): Promise<Requeu
 }
 
 /** The replay jobs a batch asks for (admin events `replay.rebuild` / `replay.requeue`). */
-export function replayRequests(events: KeypoolEvent[]): { kind: "rebuild" | "requeue"; params: ReplayParams }[] {
+function replayRequests(events: KeypoolEvent[]): { kind: "rebuild" | "requeue"; params: ReplayParams }[] {
   return events
     .filter((e): e is AdminEvent => e.type === "admin" && (e.action === "replay.rebuild" || e.action === "replay.requeue"))
     .flatMap((e) => {

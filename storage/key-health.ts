@@ -42,7 +42,22 @@ export function healthFactsFromRow(row: object): HealthFacts {
 }
 
 /** A `HealthRow`'s values in the order the merge's insert lists them; the JSON parameter carries rows as arrays in this order. */
-const HEALTH_FIELDS = ["key", "ok", "rl", "cool", "auth", "nobal", "failures", "errTs", "err", "used", "balance", "balTs", "probeTs", "probe"] as const satisfies readonly (keyof HealthRow)[];
+const HEALTH_FIELDS = [
+  "key",
+  "ok",
+  "rl",
+  "cool",
+  "auth",
+  "nobal",
+  "failures",
+  "errTs",
+  "err",
+  "used",
+  "balance",
+  "balTs",
+  "probeTs",
+  "probe",
+] as const satisfies readonly (keyof HealthRow)[];
 
 /** The JSON parameter of `mergeHealthSql`: each row as an array read by position (SQLite finds an object's member by comparing names). */
 export function healthRowsParam(rows: HealthRow[]): string {

@@ -166,7 +166,9 @@ export function selectKeysForSnapshot(db: D1Database, since: number): D1Prepared
 /** The admin state and health facts of the given keys (for a batch); rows go to `keyFactsFromRows`. */
 export function selectKeyFacts(db: D1Database, keyIds: string[]): D1PreparedStatement {
   return db
-    .prepare(`SELECT k.id, k.enabled, ${HEALTH_FACT_COLUMNS} FROM keys k LEFT JOIN key_health h ON h.key_id = k.id WHERE k.id IN (SELECT value FROM json_each(?1))`)
+    .prepare(
+      `SELECT k.id, k.enabled, ${HEALTH_FACT_COLUMNS} FROM keys k LEFT JOIN key_health h ON h.key_id = k.id WHERE k.id IN (SELECT value FROM json_each(?1))`,
+    )
     .bind(JSON.stringify(keyIds));
 }
 
@@ -208,11 +210,19 @@ export async function readProbeCandidates(db: D1Database): Promise<KeyProbeRow[]
 
 /** The editable fields of one key, or null if there is no such key. */
 export async function findKeyFields(db: D1Database, id: string): Promise<{ enabled: boolean; weight: number; models: string[]; note: string } | null> {
-  const row = await db.prepare("SELECT enabled, weight, models, note FROM keys WHERE id = ?1").bind(id).first<{ enabled: number; weight: number; models: string; note: string }>();
+  const row = await db
+    .prepare("SELECT enabled, weight, models, note FROM keys WHERE id = ?1")
+    .bind(id)
+    .first<{ enabled: number; weight: number; models: string; note: string }>();
   return row ? { enabled: row.enabled === 1, weight: row.weight, models: JSON.parse(row.models) as string[], note: row.note } : null;
 }
 
-export async function updateKeyFields(db: D1Database, id: string, f: { enabled: boolean; weight: number; models: string[]; note: string }, now: number): Promise<void> {
+export async function updateKeyFields(
+  db: D1Database,
+  id: string,
+  f: { enabled: boolean; weight: number; models: string[]; note: string },
+  now: number,
+): Promise<void> {
   await db
     .prepare("UPDATE keys SET enabled = ?2, weight = ?3, models = ?4, note = ?5, updated_at = ?6 WHERE id = ?1")
     .bind(id, f.enabled ? 1 : 0, f.weight, JSON.stringify(f.models), f.note, now)

@@ -32,10 +32,15 @@ export async function finishReplayJob(db: D1Database, id: string, status: "done"
 
 /** A job as recorded, or null if the consumer has not started it yet. */
 export async function findReplayJob(db: D1Database, id: string): Promise<ReplayJobRecord | null> {
-  const row = await db
-    .prepare("SELECT id, kind, params, status, started_at, finished_at, report FROM replay_jobs WHERE id = ?1")
-    .bind(id)
-    .first<{ id: string; kind: ReplayJobKind; params: string; status: ReplayJobStatus; started_at: number; finished_at: number | null; report: string | null }>();
+  const row = await db.prepare("SELECT id, kind, params, status, started_at, finished_at, report FROM replay_jobs WHERE id = ?1").bind(id).first<{
+    id: string;
+    kind: ReplayJobKind;
+    params: string;
+    status: ReplayJobStatus;
+    started_at: number;
+    finished_at: number | null;
+    report: string | null;
+  }>();
   if (!row) return null;
   return {
     id: row.id,

@@ -34,7 +34,10 @@ export function rollupCutoffs(settings: Settings, now: number): Record<RollupTab
 
 /** Deletes every table's rows past its cutoff, one statement a table (for the caller's batch). */
 export function pruneRollups(db: D1Database, cutoffs: Record<RollupTable, number>): { table: RollupTable; statement: D1PreparedStatement }[] {
-  return (Object.keys(ROLLUP_TABLES) as RollupTable[]).map((table) => ({ table, statement: db.prepare(`DELETE FROM ${table} WHERE bucket < ?1`).bind(cutoffs[table]) }));
+  return (Object.keys(ROLLUP_TABLES) as RollupTable[]).map((table) => ({
+    table,
+    statement: db.prepare(`DELETE FROM ${table} WHERE bucket < ?1`).bind(cutoffs[table]),
+  }));
 }
 
 /** A condition on `bucket` that holds for the buckets of `table` wholly inside [from, to) (`?1`, `?2`), for comparing a range. */
@@ -46,7 +49,7 @@ export function bucketsWithinSql(table: RollupTable): string {
 // The fold
 
 /** Every rollup table's measure columns, in one order, and how two values combine: counts and sums add up, maxima keep the larger. */
-export const ROLLUP_MEASURES = [
+const ROLLUP_MEASURES = [
   ["attempts", "sum"],
   ["requests", "sum"],
   ["successes", "sum"],
@@ -86,7 +89,12 @@ const accumulate = ROLLUP_MEASURES.map(([m, how]) => (how === "max" ? `${m} = MA
  * in `dims`) and adds them to `${prefix}${table}`'s rows, creating those that
  * are missing.
  */
-export function foldRollupSql(prefix: string, table: KeyedRollupTable, source: FoldSource, dims: { bucket: string; key: string; model: string; client: string }): string {
+export function foldRollupSql(
+  prefix: string,
+  table: KeyedRollupTable,
+  source: FoldSource,
+  dims: { bucket: string; key: string; model: string; client: string },
+): string {
   const group = `${dims.bucket}, ${dims.key}, ${dims.model}, ${dims.client}`;
   return `INSERT INTO ${prefix}${table} (bucket, key_id, model, client_key_id, ${measureList})
     SELECT ${group}, ${aggregates(source)}
@@ -150,7 +158,13 @@ const wholePool = (f: StatsFilters) => !f.keyId && !f.model && !f.clientKeyId &&
  * pool's hourly series reads the pool-wide hour rollup (one row an hour) instead of
  * summing every key × model × client row of the hour.
  */
-export async function seriesRows(db: D1Database, table: KeyedRollupTable, from: number, to: number, filters: StatsFilters): Promise<(MetricSums & { bucket: number })[]> {
+export async function seriesRows(
+  db: D1Database,
+  table: KeyedRollupTable,
+  from: number,
+  to: number,
+  filters: StatsFilters,
+): Promise<(MetricSums & { bucket: number })[]> {
   const where = whereClause(from, to, filters);
   const source: RollupTable = table === "rollup_hour" && wholePool(filters) ? "rollup_pool_hour" : table;
   const { results } = await db
@@ -192,7 +206,9 @@ export async function rollingTotals(db: D1Database, from: number, to: number): P
   const firstFullHour = Math.ceil(from / HOUR_MS) * HOUR_MS;
   const [minutes, hours] = await db.batch<{ requests: number | null; tokens: number | null }>([
     db.prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_minute WHERE bucket >= ?1 AND bucket < ?2").bind(from, firstFullHour),
-    db.prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_pool_hour WHERE bucket >= ?1 AND bucket < ?2").bind(firstFullHour, to),
+    db
+      .prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_pool_hour WHERE bucket >= ?1 AND bucket < ?2")
+      .bind(firstFullHour, to),
   ]);
   const m = minutes!.results[0];
   const h = hours!.results[0];

@@ -11,7 +11,7 @@ export function selectSettings(db: D1Database): D1PreparedStatement {
 }
 
 /** The settings a `selectSettings` row holds: the stored JSON with defaults filled in (none or an invalid one gives the defaults). */
-export function settingsFromRow(row: Record<string, unknown> | null | undefined): Settings {
+function settingsFromRow(row: Record<string, unknown> | null | undefined): Settings {
   return parseStoredSettings(typeof row?.value === "string" ? row.value : null);
 }
 
@@ -23,7 +23,9 @@ export async function readSettings(db: D1Database): Promise<Settings> {
 /** Stores the settings (validated by the caller). */
 export async function writeSettings(db: D1Database, settings: Settings, now: number): Promise<void> {
   await db
-    .prepare("INSERT INTO settings (id, value, updated_at) VALUES (1, ?1, ?2) ON CONFLICT (id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
+    .prepare(
+      "INSERT INTO settings (id, value, updated_at) VALUES (1, ?1, ?2) ON CONFLICT (id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
     .bind(JSON.stringify(settings), now)
     .run();
 }

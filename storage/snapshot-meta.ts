@@ -46,6 +46,9 @@ export async function readPublishClaim(db: D1Database): Promise<number> {
  * D1 serialises the conditional update, so concurrent consumers cannot both win.
  */
 export async function claimPublish(db: D1Database, now: number, intervalMs: number): Promise<boolean> {
-  const result = await db.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_at' AND value <= ?2").bind(now, now - intervalMs).run();
+  const result = await db
+    .prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_at' AND value <= ?2")
+    .bind(now, now - intervalMs)
+    .run();
   return (result.meta.changes ?? 0) === 1;
 }

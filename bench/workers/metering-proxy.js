@@ -54,7 +54,16 @@ export default {
     const answer = await res.arrayBuffer();
     const usage = JSON.parse(decoder.decode(answer)).usage ?? {};
     if (env.EVENTS) {
-      const event = { id: crypto.randomUUID(), ts: started, key, model, status: res.status, ms: Date.now() - started, prompt: usage.prompt_tokens ?? 0, completion: usage.completion_tokens ?? 0 };
+      const event = {
+        id: crypto.randomUUID(),
+        ts: started,
+        key,
+        model,
+        status: res.status,
+        ms: Date.now() - started,
+        prompt: usage.prompt_tokens ?? 0,
+        completion: usage.completion_tokens ?? 0,
+      };
       ctx.waitUntil(ship(env.EVENTS, event));
     }
     return new Response(answer, res);

@@ -27,11 +27,7 @@ function unauthorized(message: string, code: string): KeypoolError {
  * as some SDKs send) among the snapshot's hashes; 401 when it is missing, unknown,
  * disabled or expired.
  */
-export async function authenticateClient(
-  headers: Headers,
-  byHash: Map<string, SnapshotClientKey>,
-  now: number,
-): Promise<SnapshotClientKey> {
+export async function authenticateClient(headers: Headers, byHash: Map<string, SnapshotClientKey>, now: number): Promise<SnapshotClientKey> {
   const auth = headers.get("authorization");
   const token = auth?.match(/^Bearer\s+(\S+)\s*$/i)?.[1] ?? headers.get("x-api-key")?.trim();
   if (!token) throw unauthorized("Missing API key: send your Keypool client key as 'Authorization: Bearer kp-…'.", "missing_api_key");

@@ -60,10 +60,7 @@ export function randomToken(bytes = 32): string {
  * comparing their SHA-256 digests byte by byte without early exit.
  */
 export async function constantTimeEqual(a: string, b: string): Promise<boolean> {
-  const [da, db] = await Promise.all([
-    crypto.subtle.digest("SHA-256", encoder.encode(a)),
-    crypto.subtle.digest("SHA-256", encoder.encode(b)),
-  ]);
+  const [da, db] = await Promise.all([crypto.subtle.digest("SHA-256", encoder.encode(a)), crypto.subtle.digest("SHA-256", encoder.encode(b))]);
   const x = new Uint8Array(da);
   const y = new Uint8Array(db);
   let diff = 0;

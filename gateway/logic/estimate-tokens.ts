@@ -51,7 +51,11 @@ export function answerText(body: unknown): string {
       for (const m of [choice?.message, choice?.delta] as Record<string, unknown>[]) {
         if (!m) continue;
         for (const field of ["content", "reasoning_content", "reasoning"]) if (typeof m[field] === "string") parts.push(m[field] as string);
-        if (Array.isArray(m.tool_calls)) collectText(m.tool_calls.map((t: { function?: { arguments?: unknown } }) => t?.function?.arguments), parts);
+        if (Array.isArray(m.tool_calls))
+          collectText(
+            m.tool_calls.map((t: { function?: { arguments?: unknown } }) => t?.function?.arguments),
+            parts,
+          );
       }
     }
   }

@@ -2,7 +2,7 @@ import { deriveKeyState, type HealthRules, type KeyFilter, type KeyState, type K
 import type { KeyRow } from "../../storage/keys";
 
 /** The masked view of a key, with its state at `now`. */
-export function toKeyView(r: KeyRow, rules: HealthRules, now: number): KeyView {
+function toKeyView(r: KeyRow, rules: HealthRules, now: number): KeyView {
   const health = deriveKeyState(r.facts, rules, now);
   return {
     id: r.id,
@@ -27,7 +27,7 @@ export function toKeyView(r: KeyRow, rules: HealthRules, now: number): KeyView {
 }
 
 /** Whether a key matches a filter: search text in its id, masked key or note; state; upstream; a model it serves. */
-export function matchesFilter(view: KeyView, row: KeyRow, f: KeyFilter): boolean {
+function matchesFilter(view: KeyView, row: KeyRow, f: KeyFilter): boolean {
   if (f.status && view.state !== f.status) return false;
   if (f.upstreamId && view.upstreamId !== f.upstreamId) return false;
   if (f.model) {
@@ -52,7 +52,15 @@ const SORT_VALUE: Record<string, (k: KeyView) => number> = {
 };
 
 /** Filters, sorts (ties by id, so pages are stable) and pages the keys. */
-export function listKeyViews(rows: KeyRow[], filter: KeyFilter, sort: string, limit: number, offset: number, rules: HealthRules, now: number): { total: number; data: KeyView[] } {
+export function listKeyViews(
+  rows: KeyRow[],
+  filter: KeyFilter,
+  sort: string,
+  limit: number,
+  offset: number,
+  rules: HealthRules,
+  now: number,
+): { total: number; data: KeyView[] } {
   const matched: KeyView[] = [];
   for (const row of rows) {
     const view = toKeyView(row, rules, now);

@@ -8,8 +8,8 @@ export interface ParsedKeyText {
 }
 
 const KEY_PATTERN = /^[\x21-\x7e]+$/;
-export const MIN_KEY_LENGTH = 16;
-export const MAX_KEY_LENGTH = 512;
+const MIN_KEY_LENGTH = 16;
+const MAX_KEY_LENGTH = 512;
 
 /**
  * Splits pasted text into keys: separated by newlines, commas, semicolons or any

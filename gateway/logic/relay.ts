@@ -127,11 +127,13 @@ function bodyKind(contentType: string | null): BodyKind {
  * gets it: one native read instead of a tee, and an answer cut mid-body can
  * still be retried on another key. Larger ones stream through (`relayBody`).
  */
-export const MAX_READ_WHOLE_BYTES = 1024 * 1024;
+const MAX_READ_WHOLE_BYTES = 1024 * 1024;
 
 /** Whether an answer is JSON of a declared size small enough to read whole. */
 export function readsWhole(contentType: string | null, contentLength: number | null): boolean {
-  return contentLength !== null && contentLength <= MAX_READ_WHOLE_BYTES && contentType !== null && contentType.includes("json") && bodyKind(contentType) === "text";
+  return (
+    contentLength !== null && contentLength <= MAX_READ_WHOLE_BYTES && contentType !== null && contentType.includes("json") && bodyKind(contentType) === "text"
+  );
 }
 
 /** Usage (or an estimate) from a JSON answer read whole. */
@@ -206,7 +208,10 @@ function identityStream(): { readable: ReadableStream<Uint8Array>; writable: Wri
   if (Native) return new Native();
   let out!: ReadableStreamDefaultController<Uint8Array>;
   let cancelled: unknown = null;
-  const readable = new ReadableStream<Uint8Array>({ start: (c) => void (out = c), cancel: (reason) => void (cancelled = reason ?? new Error("cancelled")) }, { highWaterMark: 0 });
+  const readable = new ReadableStream<Uint8Array>(
+    { start: (c) => void (out = c), cancel: (reason) => void (cancelled = reason ?? new Error("cancelled")) },
+    { highWaterMark: 0 },
+  );
   const writable = new WritableStream<Uint8Array>({
     write(chunk) {
       if (cancelled !== null) throw cancelled;
@@ -310,7 +315,11 @@ function chunkByChunk(upstream: ReadableStream<Uint8Array>, kind: BodyKind, opti
   const end = (aborted: boolean, failed: boolean) => {
     if (ended) return;
     ended = true;
-    const measured = sse ? { usage: streamMeter.usage, completionEstimate: streamMeter.completionEstimate() } : binary ? { usage: null, completionEstimate: 0 } : bodyMeter.result();
+    const measured = sse
+      ? { usage: streamMeter.usage, completionEstimate: streamMeter.completionEstimate() }
+      : binary
+        ? { usage: null, completionEstimate: 0 }
+        : bodyMeter.result();
     options.onEnd({ ...measured, aborted, failed });
     settle();
   };

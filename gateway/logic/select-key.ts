@@ -179,7 +179,11 @@ function modelOffered(index: PoolIndex, model: string): boolean {
  * Why nothing was selected: no upstream offers the model ("unknown"), no key
  * serves it now ("none"), or every key for it is cooling until a time.
  */
-export function explainNoKey(index: PoolIndex, model: string, ctx: SelectionContext): { kind: "unknown" } | { kind: "none" } | { kind: "cooling"; until: number } {
+export function explainNoKey(
+  index: PoolIndex,
+  model: string,
+  ctx: SelectionContext,
+): { kind: "unknown" } | { kind: "none" } | { kind: "cooling"; until: number } {
   let until = Infinity;
   const c = index.byModel.get(model) ?? index.anyModel;
   if (c.total === 0 && !modelOffered(index, model)) return { kind: "unknown" };

@@ -35,7 +35,7 @@ export function summarize(
 }
 
 /** The start of the bucket containing `ts`. */
-export function bucketStart(bucket: StatsBucket, ts: number, timeZone: string): number {
+function bucketStart(bucket: StatsBucket, ts: number, timeZone: string): number {
   return bucket === "minute" ? minuteStart(ts) : bucket === "hour" ? hourStart(ts) : dayStart(ts, timeZone);
 }
 
@@ -58,8 +58,21 @@ export function bucketStarts(bucket: StatsBucket, count: number, now: number, ti
 }
 
 const ZERO: MetricSums = {
-  requests: 0, attempts: 0, successes: 0, rateLimited: 0, failures: 0, clientErrors: 0, aborted: 0,
-  promptTokens: 0, completionTokens: 0, tokens: 0, estimatedTokens: 0, latencySum: 0, latencyMax: 0, ttfbSum: 0, ttfbCount: 0,
+  requests: 0,
+  attempts: 0,
+  successes: 0,
+  rateLimited: 0,
+  failures: 0,
+  clientErrors: 0,
+  aborted: 0,
+  promptTokens: 0,
+  completionTokens: 0,
+  tokens: 0,
+  estimatedTokens: 0,
+  latencySum: 0,
+  latencyMax: 0,
+  ttfbSum: 0,
+  ttfbCount: 0,
 };
 
 /** Derived metrics (rates and averages) from the sums of a group of rollup rows. */

@@ -14,7 +14,7 @@ import { proxyRequest } from "../proxy";
 import type { LoadedPool } from "../storage/snapshot-cache";
 
 /** Endpoints with a JSON body naming its `model`. */
-export const JSON_ENDPOINTS = [
+const JSON_ENDPOINTS = [
   "/chat/completions",
   "/completions",
   "/responses",
@@ -26,10 +26,10 @@ export const JSON_ENDPOINTS = [
 ] as const;
 
 /** Endpoints with a multipart body (files), forwarded byte for byte. */
-export const MULTIPART_ENDPOINTS = ["/images/edits", "/images/variations", "/audio/transcriptions", "/audio/translations"] as const;
+const MULTIPART_ENDPOINTS = ["/images/edits", "/images/variations", "/audio/transcriptions", "/audio/translations"] as const;
 
 /** Largest request body accepted (bigger ones get a 413 before anything goes upstream). */
-export const MAX_BODY_BYTES = 32 * 1024 * 1024;
+const MAX_BODY_BYTES = 32 * 1024 * 1024;
 
 type OpenAIContext = Context<GatewayHono>;
 
@@ -142,7 +142,13 @@ export function openAIRoutes(state: IsolateState) {
       const origin = c.req.header("origin");
       if (origin === undefined) return new Response(null, { status: 204, headers: { allow: "GET, POST, OPTIONS" } });
       const allow = allowOriginFor(origin, (await pool(c)).snapshot.settings.corsOrigins);
-      if (allow === null) throw new KeypoolError(403, "permission_error", "This origin may not call Keypool from a browser (see the corsOrigins setting).", "cors_origin_not_allowed");
+      if (allow === null)
+        throw new KeypoolError(
+          403,
+          "permission_error",
+          "This origin may not call Keypool from a browser (see the corsOrigins setting).",
+          "cors_origin_not_allowed",
+        );
       return preflightResponse(allow, c.req.header("access-control-request-headers"));
     });
   }
@@ -157,9 +163,16 @@ export function openAIRoutes(state: IsolateState) {
     if (!admitted.ok) {
       const seconds = Math.ceil(admitted.retryAfterMs / 1000);
       const what = admitted.code === "rpm_limit_exceeded" ? "requests" : "tokens";
-      throw new KeypoolError(429, "rate_limit_error", `This client key is limited to ${admitted.limit} ${what} per minute; retry in ${seconds}s.`, admitted.code, null, {
-        "retry-after": String(seconds),
-      });
+      throw new KeypoolError(
+        429,
+        "rate_limit_error",
+        `This client key is limited to ${admitted.limit} ${what} per minute; retry in ${seconds}s.`,
+        admitted.code,
+        null,
+        {
+          "retry-after": String(seconds),
+        },
+      );
     }
     return proxyRequest(
       {
@@ -187,8 +200,16 @@ export function openAIRoutes(state: IsolateState) {
     );
   };
 
-  for (const endpoint of JSON_ENDPOINTS) app.post(endpoint, openAIRoute((c) => forward(c, () => readJsonBody(c, endpoint))));
-  for (const endpoint of MULTIPART_ENDPOINTS) app.post(endpoint, openAIRoute((c) => forward(c, () => readMultipartBody(c, endpoint))));
+  for (const endpoint of JSON_ENDPOINTS)
+    app.post(
+      endpoint,
+      openAIRoute((c) => forward(c, () => readJsonBody(c, endpoint))),
+    );
+  for (const endpoint of MULTIPART_ENDPOINTS)
+    app.post(
+      endpoint,
+      openAIRoute((c) => forward(c, () => readMultipartBody(c, endpoint))),
+    );
 
   app.get(
     "/models",
@@ -208,7 +229,12 @@ export function openAIRoutes(state: IsolateState) {
 
   // The seed exposed a pool key's account here; balances are an admin feature in Keypool.
   app.all("/user/info", () => {
-    throw new KeypoolError(404, "not_found_error", "Upstream account details are not available to clients; balances are shown to admins on the dashboard.", "unknown_route");
+    throw new KeypoolError(
+      404,
+      "not_found_error",
+      "Upstream account details are not available to clients; balances are shown to admins on the dashboard.",
+      "unknown_route",
+    );
   });
 
   return app;

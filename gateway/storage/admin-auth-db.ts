@@ -1,10 +1,13 @@
 /** Failed logins allowed per client in one window. */
-export const LOGIN_FAILURES_ALLOWED = 5;
-export const LOGIN_WINDOW_MS = 60_000;
+const LOGIN_FAILURES_ALLOWED = 5;
+const LOGIN_WINDOW_MS = 60_000;
 
 /** When the client may try again (epoch ms), or null if it is not locked out. */
 export async function loginLockedUntil(db: D1Database, client: string, now: number): Promise<number | null> {
-  const row = await db.prepare("SELECT window_start, failures FROM login_attempts WHERE client = ?1").bind(client).first<{ window_start: number; failures: number }>();
+  const row = await db
+    .prepare("SELECT window_start, failures FROM login_attempts WHERE client = ?1")
+    .bind(client)
+    .first<{ window_start: number; failures: number }>();
   if (!row || row.window_start + LOGIN_WINDOW_MS <= now || row.failures < LOGIN_FAILURES_ALLOWED) return null;
   return row.window_start + LOGIN_WINDOW_MS;
 }

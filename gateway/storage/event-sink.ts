@@ -10,7 +10,7 @@ export interface EventPipe {
 }
 
 /** Waits before the second and third queue send of a message. */
-export const SEND_RETRY_DELAYS_MS = [50, 250] as const;
+const SEND_RETRY_DELAYS_MS = [50, 250] as const;
 
 const encoder = new TextEncoder();
 
@@ -33,9 +33,7 @@ export function queueEventSink(pipe: EventPipe, retryDelaysMs: readonly number[]
         continue;
       }
       try {
-        await pipe.DB.prepare("INSERT INTO event_outbox (created_at, events, body) VALUES (?1, ?2, ?3)")
-          .bind(Date.now(), message.events.length, body)
-          .run();
+        await pipe.DB.prepare("INSERT INTO event_outbox (created_at, events, body) VALUES (?1, ?2, ?3)").bind(Date.now(), message.events.length, body).run();
         console.error(`keypool: queue send failed; ${message.events.length} event(s) kept in the outbox`);
       } catch (err) {
         console.error(`keypool: queue send and outbox write failed; ${message.events.length} event(s) lost: ${err instanceof Error ? err.name : "error"}`);
@@ -59,7 +57,9 @@ async function sendWithRetries(queue: Queue, message: PackedEvents, retryDelaysM
 
 /** What the event outbox holds: messages and the events in them. */
 export async function eventOutboxBacklog(db: D1Database): Promise<{ messages: number; events: number }> {
-  const row = await db.prepare("SELECT COUNT(*) AS messages, COALESCE(SUM(events), 0) AS events FROM event_outbox").first<{ messages: number; events: number }>();
+  const row = await db
+    .prepare("SELECT COUNT(*) AS messages, COALESCE(SUM(events), 0) AS events FROM event_outbox")
+    .first<{ messages: number; events: number }>();
   return { messages: row?.messages ?? 0, events: row?.events ?? 0 };
 }
 
@@ -78,7 +78,7 @@ const OUTBOX_DRAIN_BUDGET_MS = 10_000;
 export async function drainEventOutbox(pipe: EventPipe, budgetMs = OUTBOX_DRAIN_BUDGET_MS): Promise<{ sent: number; waiting: number }> {
   const stopAt = Date.now() + budgetMs;
   let sent = 0;
-  for (let more = true; more && Date.now() < stopAt; ) {
+  for (let more = true; more && Date.now() < stopAt;) {
     const { results } = await pipe.DB.prepare("SELECT id, events, body FROM event_outbox ORDER BY id LIMIT ?1")
       .bind(OUTBOX_PAGE_ROWS)
       .all<{ id: number; events: number; body: string }>();

@@ -10,7 +10,7 @@ export interface LoadedPool {
 }
 
 /** The pool before the consumer has published anything: no keys, no clients. */
-export const EMPTY_SNAPSHOT: Snapshot = {
+const EMPTY_SNAPSHOT: Snapshot = {
   version: 0,
   generatedAt: 0,
   upstreams: [],
@@ -29,7 +29,7 @@ function prepare(snapshot: Snapshot, now: number): LoadedPool {
 }
 
 /** How often an isolate looks for a newer snapshot; it serves the one it has meanwhile. */
-export const SNAPSHOT_REFRESH_MS = 2_000;
+const SNAPSHOT_REFRESH_MS = 2_000;
 
 /**
  * One isolate's copy of the KV snapshot. Only the isolate's first request waits

@@ -11,7 +11,7 @@ export interface ProbeCandidate {
 
 const MINUTE = 60_000;
 /** A failing key is probed 1 min after it last failed, then at growing intervals. */
-export const FAILING_BACKOFF = [
+const FAILING_BACKOFF = [
   { failingFor: 0, every: MINUTE },
   { failingFor: 5 * MINUTE, every: 5 * MINUTE },
   { failingFor: 35 * MINUTE, every: 30 * MINUTE },

@@ -24,7 +24,12 @@ const HOUR = 3_600_000;
  * the gateway never sends attempts that way).
  */
 export const SHAPES = {
-  [`packed as the gateway sends them (${PACKED} events a message, ${BATCH} messages a batch), 50 keys over an hour`]: { perMessage: PACKED, keys: 50, spreadMs: HOUR, goal: true },
+  [`packed as the gateway sends them (${PACKED} events a message, ${BATCH} messages a batch), 50 keys over an hour`]: {
+    perMessage: PACKED,
+    keys: 50,
+    spreadMs: HOUR,
+    goal: true,
+  },
   "packed, as live traffic (the last 3 s), 10 keys": { perMessage: PACKED, keys: 10, spreadMs: 3_000, goal: true },
   "packed, as live traffic (the last 3 s), 10,000 keys": { perMessage: PACKED, keys: 10_000, spreadMs: 3_000, goal: true },
   [`one event a message (${BATCH} messages a batch), 50 keys over an hour`]: { perMessage: 1, keys: 50, spreadMs: HOUR, goal: false },
@@ -43,10 +48,29 @@ function attemptEvents(n, run, { keys, spreadMs }) {
   return Array.from({ length: n }, (_, i) => {
     const outcome = /** @type {string} */ (OUTCOMES[i % OUTCOMES.length]);
     return {
-      v: 1, type: "attempt", id: `bench-${run}-${i}-${now}`, ts: now - ((i * 7919) % spreadMs), requestId: `req-${run}-${i}`, attempt: 1, final: true,
-      keyId: `key-${(i * 7717) % keys}`, upstreamId: "up", clientKeyId: `client-${i % 5}`, model: `model-${i % 4}`, endpoint: "/chat/completions",
-      stream: i % 2 === 0, status: outcome === "ok" ? 200 : 500, outcome, latencyMs: 100 + (i % 900), ttfbMs: 20 + (i % 80),
-      promptTokens: 20, completionTokens: 80, totalTokens: 100, cachedTokens: 0, reasoningTokens: 0, usageSource: "upstream",
+      v: 1,
+      type: "attempt",
+      id: `bench-${run}-${i}-${now}`,
+      ts: now - ((i * 7919) % spreadMs),
+      requestId: `req-${run}-${i}`,
+      attempt: 1,
+      final: true,
+      keyId: `key-${(i * 7717) % keys}`,
+      upstreamId: "up",
+      clientKeyId: `client-${i % 5}`,
+      model: `model-${i % 4}`,
+      endpoint: "/chat/completions",
+      stream: i % 2 === 0,
+      status: outcome === "ok" ? 200 : 500,
+      outcome,
+      latencyMs: 100 + (i % 900),
+      ttfbMs: 20 + (i % 80),
+      promptTokens: 20,
+      completionTokens: 80,
+      totalTokens: 100,
+      cachedTokens: 0,
+      reasoningTokens: 0,
+      usageSource: "upstream",
       retryAfterMs: outcome === "rate_limited" ? 1000 : null,
     };
   });
@@ -61,7 +85,14 @@ function attemptEvents(n, run, { keys, spreadMs }) {
  */
 export async function consumerRates(work, { events, runs }) {
   const script = path.join(work, "consumer.js");
-  await build({ entryPoints: [path.join(ROOT, "stats-consumer/index.ts")], outfile: script, bundle: true, format: "esm", platform: "neutral", logLevel: "warning" });
+  await build({
+    entryPoints: [path.join(ROOT, "stats-consumer/index.ts")],
+    outfile: script,
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    logLevel: "warning",
+  });
   const mf = new Miniflare({
     modules: true,
     scriptPath: script,

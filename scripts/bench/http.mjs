@@ -36,7 +36,11 @@ const LONG_MESSAGES = [
  */
 export const SCENARIOS = [
   { name: "chat JSON", body: { model: "mock-gpt", messages: MESSAGES }, behavior: { words: 20 } },
-  { name: "chat SSE, 20 chunks", body: { model: "mock-gpt", messages: MESSAGES, stream: true, stream_options: { include_usage: true } }, behavior: { words: 20 } },
+  {
+    name: "chat SSE, 20 chunks",
+    body: { model: "mock-gpt", messages: MESSAGES, stream: true, stream_options: { include_usage: true } },
+    behavior: { words: 20 },
+  },
   {
     name: "chat SSE, 20 chunks 5 ms apart",
     body: { model: "mock-gpt", messages: MESSAGES, stream: true, stream_options: { include_usage: true } },
@@ -51,13 +55,13 @@ export const TARGETS = /** @type {const} */ (["direct", "null Worker", "Keypool 
 /** @typedef {(typeof TARGETS)[number]} TargetName */
 
 /** The metering floor's two rows of the breakdown: without and with its log (see startMeteringFloor). */
-export const FLOORS = {
+const FLOORS = {
   "metering floor: reads the request and the answer whole, nothing else": false,
   "metering floor with a log: the same, plus one small event a request to a queue, stored as one D1 row": true,
 };
 export const FLOOR_WITH_LOG = "metering floor with a log: the same, plus one small event a request to a queue, stored as one D1 row";
-export const CONSUMER_STORES_NOTHING = "Keypool, consumer stores nothing (validates, publishes the snapshot; no archive, no D1 writes)";
-export const GATEWAY_ALONE = "Keypool gateway alone (events not sent: no queue sends, nothing for the consumer)";
+const CONSUMER_STORES_NOTHING = "Keypool, consumer stores nothing (validates, publishes the snapshot; no archive, no D1 writes)";
+const GATEWAY_ALONE = "Keypool gateway alone (events not sent: no queue sends, nothing for the consumer)";
 
 /**
  * @typedef {object} HttpResults
@@ -85,7 +89,13 @@ export async function runHttpBench(work, { runs, log, smoke = false }) {
     stops.push(nullWorker.stop);
     log(`starting Keypool's gateway alone, Keypool with 10 keys and with ${largePool.toLocaleString("en-US")} keys…`);
     const aloneDir = path.join(work, "alone");
-    const alone = await startKeypool(work, await bundleKeypool(aloneDir, { gatewayEntry: "bench/workers/gateway-without-events.ts" }), "alone", mock.baseUrl, 10);
+    const alone = await startKeypool(
+      work,
+      await bundleKeypool(aloneDir, { gatewayEntry: "bench/workers/gateway-without-events.ts" }),
+      "alone",
+      mock.baseUrl,
+      10,
+    );
     stops.push(alone.stop);
     const small = await startKeypool(work, bundles, "kp10", mock.baseUrl, 10);
     stops.push(small.stop);
@@ -114,7 +124,12 @@ export async function runHttpBench(work, { runs, log, smoke = false }) {
       }
     }
     log("where Keypool's CPU goes: chat JSON, 50 connections, with a part switched off…");
-    const breakdown = await cpuBreakdown(work, mock, { nullWorker, keypool: small, alone: targets["Keypool gateway alone, 10 keys"] }, { runs, seconds: smoke ? 0.3 : 5, stops });
+    const breakdown = await cpuBreakdown(
+      work,
+      mock,
+      { nullWorker, keypool: small, alone: targets["Keypool gateway alone, 10 keys"] },
+      { runs, seconds: smoke ? 0.3 : 5, stops },
+    );
     log("stats API over 30 days × 1,000 keys of rollups…");
     const stats = await timeStatsApi(small);
     return { results, breakdown, stats, largePool };
@@ -147,7 +162,13 @@ async function cpuBreakdown(work, mock, { nullWorker, keypool, alone }, { runs, 
   }
   targets["Keypool, 10 keys"] = keypool;
   const dir = path.join(work, "stores-nothing");
-  const storesNothing = await startKeypool(work, await bundleKeypool(dir, { consumerEntry: "bench/workers/consumer-stores-nothing.ts" }), "stores-nothing", mock.baseUrl, 10);
+  const storesNothing = await startKeypool(
+    work,
+    await bundleKeypool(dir, { consumerEntry: "bench/workers/consumer-stores-nothing.ts" }),
+    "stores-nothing",
+    mock.baseUrl,
+    10,
+  );
   stops.push(storesNothing.stop);
   // Its events are validated and dropped: nothing to count, a while for the queue and consumer to finish.
   targets[CONSUMER_STORES_NOTHING] = { url: storesNothing.url, headers: storesNothing.headers, pid: storesNothing.pid, settleMs: 1_500 };
@@ -171,7 +192,8 @@ async function timeStatsApi(keypool) {
   const minute = Math.floor(now / 60_000) * 60_000;
   const hour = Math.floor(now / 3_600_000) * 3_600_000;
   const day = Math.floor(now / 86_400_000) * 86_400_000;
-  const cols = "bucket, key_id, model, client_key_id, requests, attempts, successes, prompt_tokens, completion_tokens, total_tokens, latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count";
+  const cols =
+    "bucket, key_id, model, client_key_id, requests, attempts, successes, prompt_tokens, completion_tokens, total_tokens, latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count";
   const values = "'stats-key-' || k.j, 'model-' || (k.j % 4), 'client-' || (k.j % 5), 60, 62, 59, 1200, 4800, 6000, 18000.0, 900, 2400.0, 90, 60";
   /** @param {string} table @param {number} count @param {string} bucketExpr */
   const seed = (table, count, bucketExpr) =>
@@ -187,9 +209,15 @@ async function timeStatsApi(keypool) {
   await keypool.db
     .prepare(
       `INSERT INTO rollup_pool_hour (bucket, ${sums}, latency_ms_max, ttfb_ms_max)
-       SELECT bucket, ${sums.split(", ").map((c) => `SUM(${c})`).join(", ")}, MAX(latency_ms_max), MAX(ttfb_ms_max)
+       SELECT bucket, ${sums
+         .split(", ")
+         .map((c) => `SUM(${c})`)
+         .join(", ")}, MAX(latency_ms_max), MAX(ttfb_ms_max)
        FROM rollup_hour WHERE key_id LIKE 'stats-key-%' GROUP BY bucket
-       ON CONFLICT (bucket) DO UPDATE SET ${sums.split(", ").map((c) => `${c} = ${c} + excluded.${c}`).join(", ")},
+       ON CONFLICT (bucket) DO UPDATE SET ${sums
+         .split(", ")
+         .map((c) => `${c} = ${c} + excluded.${c}`)
+         .join(", ")},
          latency_ms_max = MAX(latency_ms_max, excluded.latency_ms_max), ttfb_ms_max = MAX(ttfb_ms_max, excluded.ttfb_ms_max)`,
     )
     .run();
@@ -211,7 +239,7 @@ async function timeStatsApi(keypool) {
 }
 
 /** The admin stats queries the dashboard makes, timed over 30 days × 1,000 keys of rollups, and the goal of each (ms). */
-export const STATS_QUERIES = {
+const STATS_QUERIES = {
   "summary (RPM, RPD, TPM, TPD, last 24 h)": "/stats/summary",
   "30-day series, by day": "/stats/series?bucket=day&count=30",
   "30-day series, by hour (720 points)": "/stats/series?bucket=hour&count=720",

@@ -43,7 +43,14 @@ export function loadMany(target, { connections, seconds, body }) {
       (err, result) =>
         err
           ? reject(err)
-          : resolve({ rps: result.requests.average, requests: result.requests.total, p50: result.latency.p50, p99: result.latency.p99, ttfb: NaN, errors: result.errors + result.non2xx }),
+          : resolve({
+              rps: result.requests.average,
+              requests: result.requests.total,
+              p50: result.latency.p50,
+              p99: result.latency.p99,
+              ttfb: NaN,
+              errors: result.errors + result.non2xx,
+            }),
     );
   });
 }
@@ -56,7 +63,7 @@ export function loadMany(target, { connections, seconds, body }) {
  * @param {{ seconds: number, body: unknown }} load
  * @returns {Promise<Omit<Run, "cpuMs" | "counted">>}
  */
-export async function loadOne(target, { seconds, body }) {
+async function loadOne(target, { seconds, body }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const { hostname, port } = new URL(target.url);
   const payload = JSON.stringify(body);
@@ -72,7 +79,14 @@ export async function loadOne(target, { seconds, body }) {
     /** @type {{ status: number | undefined, first: number }} */
     const { status, first } = await new Promise((resolve, reject) => {
       const req = http.request(
-        { agent, hostname, port, path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload), ...target.headers } },
+        {
+          agent,
+          hostname,
+          port,
+          path: "/v1/chat/completions",
+          method: "POST",
+          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload), ...target.headers },
+        },
         (res) => {
           let first = NaN;
           res.on("data", () => {
@@ -92,7 +106,14 @@ export async function loadOne(target, { seconds, body }) {
   }
   agent.destroy();
   const elapsed = (performance.now() - started) / 1000;
-  return { rps: totals.length / elapsed, requests: totals.length, p50: percentile(totals, 0.5), p99: percentile(totals, 0.99), ttfb: percentile(firsts, 0.5), errors };
+  return {
+    rps: totals.length / elapsed,
+    requests: totals.length,
+    p50: percentile(totals, 0.5),
+    p99: percentile(totals, 0.99),
+    ttfb: percentile(firsts, 0.5),
+    errors,
+  };
 }
 
 /**

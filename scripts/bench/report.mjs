@@ -89,8 +89,18 @@ export function benchReport(b, { smoke }) {
   section("(a) Keypool's gateway alone (its events not sent) against the null Worker, 50 connections");
   for (const s of [json, sse]) {
     if (!s) continue;
-    goal(`${s}: throughput ÷ null Worker's`, med(runsOf(s, 50, "Keypool gateway alone, 10 keys"), (r) => r.rps) / nullOf(s, 50, (r) => r.rps), "≥ 0.80", atLeast(0.8));
-    goal(`${s}: CPU per request ÷ null Worker's`, med(runsOf(s, 50, "Keypool gateway alone, 10 keys"), (r) => r.cpuMs) / nullOf(s, 50, (r) => r.cpuMs), "≤ 1.30", atMost(1.3));
+    goal(
+      `${s}: throughput ÷ null Worker's`,
+      med(runsOf(s, 50, "Keypool gateway alone, 10 keys"), (r) => r.rps) / nullOf(s, 50, (r) => r.rps),
+      "≥ 0.80",
+      atLeast(0.8),
+    );
+    goal(
+      `${s}: CPU per request ÷ null Worker's`,
+      med(runsOf(s, 50, "Keypool gateway alone, 10 keys"), (r) => r.cpuMs) / nullOf(s, 50, (r) => r.cpuMs),
+      "≤ 1.30",
+      atMost(1.3),
+    );
   }
   section("(b) The stats consumer: events folded into local D1 per second (packed as the gateway sends them)");
   for (const [shape, rates] of Object.entries(b.consumer)) {
@@ -107,7 +117,13 @@ export function benchReport(b, { smoke }) {
     if (!json || !sse || !paced) break;
     goal(`${label(t)} — ${json}: added p50 latency (ms)`, med(runsOf(json, 1, t), (r) => r.p50) - nullOf(json, 1, (r) => r.p50), "≤ 0.30", atMost(0.3));
     goal(`${label(t)} — ${sse}: added time to first byte (ms)`, med(runsOf(sse, 1, t), (r) => r.ttfb) - nullOf(sse, 1, (r) => r.ttfb), "≤ 0.50", atMost(0.5));
-    goal(`${label(t)} — ${paced}: total time ÷ null Worker's`, med(runsOf(paced, 1, t), (r) => r.p50) / nullOf(paced, 1, (r) => r.p50), "≤ 1.02", atMost(1.02), 3);
+    goal(
+      `${label(t)} — ${paced}: total time ÷ null Worker's`,
+      med(runsOf(paced, 1, t), (r) => r.p50) / nullOf(paced, 1, (r) => r.p50),
+      "≤ 1.02",
+      atMost(1.02),
+      3,
+    );
   }
   section("Selection, snapshot, stats API, bundle");
   const picks = (/** @type {number} */ n) => median(b.selection[n] ?? []);
@@ -120,16 +136,22 @@ export function benchReport(b, { smoke }) {
   goal("gateway bundle, minified, gzipped (kB)", b.bundleBytes / 1024, "≤ 1,024", atMost(1024), 1);
 
   out.push("### Goals\n");
-  if (smoke) out.push("A `--smoke` run: a fraction of a second per figure, 100 keys for the large pool — it shows the harness works, not how fast Keypool is.\n");
+  if (smoke)
+    out.push("A `--smoke` run: a fraction of a second per figure, 100 keys for the large pool — it shows the harness works, not how fast Keypool is.\n");
   out.push("| measured | value | goal |", "|---|---|---|", ...goals.map((r) => `| ${r.join(" | ")} |`));
 
   out.push("\n### Over HTTP, side by side\n");
-  out.push("| scenario | connections | target | requests/s median (min – max) | p50 ms | p99 ms | first byte p50 ms | CPU ms / request | events stored / requests |", "|---|---|---|---|---|---|---|---|---|");
+  out.push(
+    "| scenario | connections | target | requests/s median (min – max) | p50 ms | p99 ms | first byte p50 ms | CPU ms / request | events stored / requests |",
+    "|---|---|---|---|---|---|---|---|---|",
+  );
   for (const { name } of SCENARIOS) {
     for (const c of [1, 50]) {
       for (const t of TARGETS) {
         const runs = runsOf(name, c, t);
-        out.push(`| ${name} | ${c} | ${label(t)} | ${throughput(runs)} | ${ms(med(runs, (r) => r.p50))} | ${ms(med(runs, (r) => r.p99))} | ${ms(med(runs, (r) => r.ttfb))} | ${t === "direct" ? "–" : ms(med(runs, (r) => r.cpuMs))} | ${stored(runs)} |`);
+        out.push(
+          `| ${name} | ${c} | ${label(t)} | ${throughput(runs)} | ${ms(med(runs, (r) => r.p50))} | ${ms(med(runs, (r) => r.p99))} | ${ms(med(runs, (r) => r.ttfb))} | ${t === "direct" ? "–" : ms(med(runs, (r) => r.cpuMs))} | ${stored(runs)} |`,
+        );
       }
     }
   }

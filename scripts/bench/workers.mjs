@@ -47,7 +47,10 @@ const COMPAT = { compatibilityDate: "2026-04-20", compatibilityFlags: ["enable_r
 
 /** The mock upstream in a child process; `behave` sets how every key answers. */
 export async function startMock() {
-  const child = spawn(process.execPath, [path.join(ROOT, "tools/mock-upstream/server.mjs")], { env: { ...process.env, MOCK_PORT: "0" }, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [path.join(ROOT, "tools/mock-upstream/server.mjs")], {
+    env: { ...process.env, MOCK_PORT: "0" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   /** @type {string} */
   const baseUrl = await new Promise((resolve, reject) => {
     let out = "";
@@ -64,7 +67,11 @@ export async function startMock() {
     pid: /** @type {number} */ (child.pid),
     /** @param {Record<string, unknown>} behavior */
     async behave(behavior) {
-      const res = await fetch(`${baseUrl.replace(/\/v1$/, "")}/__mock/keys`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key: "*", ...behavior }) });
+      const res = await fetch(`${baseUrl.replace(/\/v1$/, "")}/__mock/keys`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ key: "*", ...behavior }),
+      });
       if (!res.ok) throw new Error(`mock control failed: ${res.status}`);
     },
     stop() {
@@ -104,7 +111,15 @@ export async function startNullWorker(work, mockBaseUrl) {
   const script = path.join(work, "null.js");
   writeFileSync(script, NULL_WORKER);
   const port = await freePort();
-  const { mf, pid } = await startMiniflare({ modules: true, scriptPath: script, modulesRoot: work, ...COMPAT, port, host: "127.0.0.1", bindings: { UPSTREAM: mockBaseUrl } });
+  const { mf, pid } = await startMiniflare({
+    modules: true,
+    scriptPath: script,
+    modulesRoot: work,
+    ...COMPAT,
+    port,
+    host: "127.0.0.1",
+    bindings: { UPSTREAM: mockBaseUrl },
+  });
   return { url: `http://127.0.0.1:${port}`, headers: {}, pid, stop: () => mf.dispose() };
 }
 
@@ -122,14 +137,29 @@ const FLOOR = path.join(ROOT, "bench/workers");
  */
 export async function startMeteringFloor(work, mockBaseUrl, { log }) {
   const port = await freePort();
-  const proxy = { name: "floor", modules: true, scriptPath: path.join(FLOOR, "metering-proxy.js"), modulesRoot: FLOOR, ...COMPAT, bindings: { UPSTREAM: mockBaseUrl } };
+  const proxy = {
+    name: "floor",
+    modules: true,
+    scriptPath: path.join(FLOOR, "metering-proxy.js"),
+    modulesRoot: FLOOR,
+    ...COMPAT,
+    bindings: { UPSTREAM: mockBaseUrl },
+  };
   const options = log
     ? {
         d1Persist: path.join(work, "floor-d1"),
         workers: [
           { ...proxy, queueProducers: { EVENTS: { queueName: "floor-events" } } },
           // As Keypool's consumer in startKeypool: batches of up to 100 messages, at most a second apart.
-          { name: "floor-consumer", modules: true, scriptPath: path.join(FLOOR, "metering-log-consumer.js"), modulesRoot: FLOOR, ...COMPAT, d1Databases: { DB: "floor-db" }, queueConsumers: { "floor-events": { maxBatchTimeout: 1, maxBatchSize: 100 } } },
+          {
+            name: "floor-consumer",
+            modules: true,
+            scriptPath: path.join(FLOOR, "metering-log-consumer.js"),
+            modulesRoot: FLOOR,
+            ...COMPAT,
+            d1Databases: { DB: "floor-db" },
+            queueConsumers: { "floor-events": { maxBatchTimeout: 1, maxBatchSize: 100 } },
+          },
         ],
       }
     : proxy;
@@ -137,7 +167,11 @@ export async function startMeteringFloor(work, mockBaseUrl, { log }) {
   const target = { url: `http://127.0.0.1:${port}`, headers: {}, pid, stop: () => mf.dispose() };
   if (!log) return target;
   const db = await mf.getD1Database("DB", "floor-consumer");
-  await db.prepare("CREATE TABLE floor_events (id TEXT PRIMARY KEY, ts INTEGER, key INTEGER, model TEXT, status INTEGER, ms INTEGER, prompt INTEGER, completion INTEGER) WITHOUT ROWID").run();
+  await db
+    .prepare(
+      "CREATE TABLE floor_events (id TEXT PRIMARY KEY, ts INTEGER, key INTEGER, model TEXT, status INTEGER, ms INTEGER, prompt INTEGER, completion INTEGER) WITHOUT ROWID",
+    )
+    .run();
   const attempts = async () => Number((await db.prepare("SELECT COUNT(*) AS n FROM floor_events").first())?.n ?? 0);
   return { ...target, attempts };
 }
@@ -179,7 +213,14 @@ export async function bundleKeypool(work, { consumerEntry = "stats-consumer/inde
  * @param {number} keyCount
  * @param {KeypoolOptions} [options]
  */
-export async function startKeypool(work, bundles, name, mockBaseUrl, keyCount, { inspectorPort = undefined, keys: given = undefined, settings = undefined, consumerVars = {} } = {}) {
+export async function startKeypool(
+  work,
+  bundles,
+  name,
+  mockBaseUrl,
+  keyCount,
+  { inspectorPort = undefined, keys: given = undefined, settings = undefined, consumerVars = {} } = {},
+) {
   const secrets = generateSecrets();
   const port = await freePort();
   // The runtime's output (the Workers' console) is kept, for the chaos run's scan for secrets.
@@ -192,7 +233,10 @@ export async function startKeypool(work, bundles, name, mockBaseUrl, keyCount, {
     host: "127.0.0.1",
     port,
     inspectorPort,
-    handleRuntimeStdio: (/** @type {import("node:stream").Readable} */ stdout, /** @type {import("node:stream").Readable} */ stderr) => (keep(stdout), keep(stderr)),
+    handleRuntimeStdio: (/** @type {import("node:stream").Readable} */ stdout, /** @type {import("node:stream").Readable} */ stderr) => (
+      keep(stdout),
+      keep(stderr)
+    ),
     d1Persist: path.join(state, "d1"),
     kvPersist: path.join(state, "kv"),
     r2Persist: path.join(state, "r2"),
@@ -225,7 +269,14 @@ export async function startKeypool(work, bundles, name, mockBaseUrl, keyCount, {
   const url = `http://127.0.0.1:${port}`;
   const admin = await adminSession(url, secrets.ADMIN_PASSWORD);
   const keys = given ?? Array.from({ length: keyCount }, (_, i) => `sk-bench-${String(i).padStart(6, "0")}-aaaaaaaaaaaa`);
-  const { clientKey } = await provisionPool(admin, url, { baseUrl: mockBaseUrl, models: ["mock-gpt"], keys, settings, clientName: "bench", timeoutMs: 120_000 });
+  const { clientKey } = await provisionPool(admin, url, {
+    baseUrl: mockBaseUrl,
+    models: ["mock-gpt"],
+    keys,
+    settings,
+    clientName: "bench",
+    timeoutMs: 120_000,
+  });
   return {
     url,
     clientKey,

@@ -27,7 +27,16 @@ export const SOAK_MAX_IN_FLIGHT = 200;
 
 /** The exact command these options amount to. */
 export function command() {
-  const flags = [`--requests ${REQUESTS}`, `--concurrency ${CONCURRENCY}`, `--seed ${SEED}`, `--soak-seconds ${SOAK_SECONDS}`, `--soak-rate ${SOAK_RATE}`, MINIFLARE ? "--miniflare" : "", SMOKE ? "--smoke" : "", WRITE ? `--write ${WRITE}` : ""];
+  const flags = [
+    `--requests ${REQUESTS}`,
+    `--concurrency ${CONCURRENCY}`,
+    `--seed ${SEED}`,
+    `--soak-seconds ${SOAK_SECONDS}`,
+    `--soak-rate ${SOAK_RATE}`,
+    MINIFLARE ? "--miniflare" : "",
+    SMOKE ? "--smoke" : "",
+    WRITE ? `--write ${WRITE}` : "",
+  ];
   return `npm run chaos -- ${flags.filter(Boolean).join(" ")}`;
 }
 

@@ -39,9 +39,19 @@ export class Report {
    * @param {number} [attempts]
    */
   totals(label, stored, sent, devProxy, mock, attempts = mock.stats.requests) {
-    this.row(`${label}: rollup requests = requests sent${MINIFLARE ? "" : " − refused by the dev proxy"}`, `${stored.requests} = ${sent - devProxy}`, "equal", stored.requests === sent - devProxy);
+    this.row(
+      `${label}: rollup requests = requests sent${MINIFLARE ? "" : " − refused by the dev proxy"}`,
+      `${stored.requests} = ${sent - devProxy}`,
+      "equal",
+      stored.requests === sent - devProxy,
+    );
     this.row(`${label}: rollup attempts = attempts the mock saw`, `${stored.attempts} = ${attempts}`, "equal", stored.attempts === attempts);
-    this.row(`${label}: upstream-reported tokens = tokens the mock reported`, `${stored.reported} = ${mock.stats.reportedTokens}`, "equal", stored.reported === mock.stats.reportedTokens);
+    this.row(
+      `${label}: upstream-reported tokens = tokens the mock reported`,
+      `${stored.reported} = ${mock.stats.reportedTokens}`,
+      "equal",
+      stored.reported === mock.stats.reportedTokens,
+    );
   }
 
   /** Whether any goal was missed. */

@@ -137,7 +137,8 @@ export async function securityChecks(stack, mock) {
   await stack.admin("PATCH", "/settings", { corsOrigins: ["https://app.example"] });
   // The gateway picks up the new snapshot within a few seconds.
   let unlisted = await preflight("https://browser.example");
-  for (const deadline = Date.now() + 20_000; unlisted.status !== 403 && Date.now() < deadline; await sleep(250)) unlisted = await preflight("https://browser.example");
+  for (const deadline = Date.now() + 20_000; unlisted.status !== 403 && Date.now() < deadline; await sleep(250))
+    unlisted = await preflight("https://browser.example");
   const listed = await preflight("https://app.example");
   return { raw, jwt, anyOrigin, adminCrossOrigin, listed, unlisted };
 }

@@ -75,7 +75,7 @@ export async function soakRun(andThen) {
       const x = since();
       isolates.heapMiB().then((by) => (heaps.push({ x, by }), (heapBusy = false)));
     }, heapEveryMs);
-    for (let i = 0; ; ) {
+    for (let i = 0; ;) {
       const elapsed = performance.now() - started;
       if (elapsed >= SOAK_SECONDS * 1000) break;
       for (const due = Math.floor((elapsed / 1000) * SOAK_RATE); i < due; i++) {
@@ -97,14 +97,26 @@ export async function soakRun(andThen) {
     rss.push({ x: since(), by: stack.memory() });
     heaps.push({ x: since(), by: await isolates.heapMiB() });
     const t = tally(results);
-    const stored = await drainedTotals(stack.admin, () => t.sent - t.devProxy, () => mock.stats.requests);
+    const stored = await drainedTotals(
+      stack.admin,
+      () => t.sent - t.devProxy,
+      () => mock.stats.requests,
+    );
     // What the mock had seen by then: the checks below send a few requests of their own.
     const seen = { stats: { requests: mock.stats.requests, reportedTokens: mock.stats.reportedTokens } };
     const windows = [];
     for (let w = 0; w * windowMs < SOAK_SECONDS * 1000; w++) {
       const inWindow = results.filter((r) => r.at >= w * windowMs && r.at < (w + 1) * windowMs);
       const mem = rss.filter((m) => m.x * 1000 >= w * windowMs && m.x * 1000 < (w + 1) * windowMs).map((m) => sum(Object.values(m.by)));
-      windows.push({ from: (w * windowMs) / 1000, ...tally(inWindow), p50: percentile(inWindow.map((r) => r.ms), 0.5), memory: mem.length ? sum(mem) / mem.length : NaN });
+      windows.push({
+        from: (w * windowMs) / 1000,
+        ...tally(inWindow),
+        p50: percentile(
+          inWindow.map((r) => r.ms),
+          0.5,
+        ),
+        memory: mem.length ? sum(mem) / mem.length : NaN,
+      });
     }
     const checks = await andThen(stack, mock);
     return { t, stored, mock: seen, windows, rss, heaps, skipped, checks, roles: stack.roles() };

@@ -143,15 +143,34 @@ export async function startStack(mockBaseUrl, keys, consumerFaults, gatewayFault
   const secrets = generateSecrets();
   for (const s of Object.values(secrets)) if (s.length >= 16) secretsHeld.add(s);
   await applyMigrations(work, { quiet: true });
-  const consumerConfig = consumerFaults ? faultConfig("wrangler.consumer.toml", "test/fixtures/workers/consumer-faults.ts", "CONSUMER_FAULTS", consumerFaults, work) : undefined;
-  const gatewayConfig = gatewayFaults ? faultConfig("wrangler.gateway.toml", "test/fixtures/workers/gateway-faults.ts", "GATEWAY_FAULTS", gatewayFaults, work) : undefined;
+  const consumerConfig = consumerFaults
+    ? faultConfig("wrangler.consumer.toml", "test/fixtures/workers/consumer-faults.ts", "CONSUMER_FAULTS", consumerFaults, work)
+    : undefined;
+  const gatewayConfig = gatewayFaults
+    ? faultConfig("wrangler.gateway.toml", "test/fixtures/workers/gateway-faults.ts", "GATEWAY_FAULTS", gatewayFaults, work)
+    : undefined;
   const inspectorPort = await freePort();
-  const wrangler = startWrangler({ port: await freePort(), inspectorPort, persistTo: work, vars: secrets, quiet: true, logLevel: "log", consumerConfig, gatewayConfig });
+  const wrangler = startWrangler({
+    port: await freePort(),
+    inspectorPort,
+    persistTo: work,
+    vars: secrets,
+    quiet: true,
+    logLevel: "log",
+    consumerConfig,
+    gatewayConfig,
+  });
   const stop = async () => (printed.push(wrangler.log()), await wrangler.stop(), cleanup());
   try {
     await wrangler.ready();
     const admin = await adminSession(wrangler.url, secrets.ADMIN_PASSWORD);
-    const { clientKey } = await provisionPool(admin, wrangler.url, { baseUrl: mockBaseUrl, models: ["mock-gpt"], keys, settings: SETTINGS, clientName: "chaos" });
+    const { clientKey } = await provisionPool(admin, wrangler.url, {
+      baseUrl: mockBaseUrl,
+      models: ["mock-gpt"],
+      keys,
+      settings: SETTINGS,
+      clientName: "chaos",
+    });
     secretsHeld.add(clientKey);
     // wrangler runs in its own process group; its workerd processes are in it.
     const group = /** @type {number} */ (wrangler.child.pid);
@@ -167,7 +186,9 @@ export async function startStack(mockBaseUrl, keys, consumerFaults, gatewayFault
       roles: () => {
         const pids = groupWorkerd();
         const proxy = listenerOf(pids, Number(new URL(wrangler.url).port));
-        return Object.fromEntries(pids.map((pid) => [pid, pid === proxy ? "wrangler's dev proxy (no Keypool code)" : "the Workers' runtime (gateway, consumer, local D1/KV/R2/Queue)"]));
+        return Object.fromEntries(
+          pids.map((pid) => [pid, pid === proxy ? "wrangler's dev proxy (no Keypool code)" : "the Workers' runtime (gateway, consumer, local D1/KV/R2/Queue)"]),
+        );
       },
       // wrangler's inspector proxy reaches the first Worker only (the gateway), and takes devtools' origin only.
       inspect: () => inspectIsolates(`http://127.0.0.1:${inspectorPort}`, () => true, { origin: "https://devtools.devprod.cloudflare.dev" }),
@@ -206,6 +227,8 @@ export function sdkFor(stack) {
     apiKey: stack.clientKey,
     maxRetries: 0,
     timeout: 120_000,
-    fetch: /** @type {typeof fetch} */ (/** @type {unknown} */ ((/** @type {string} */ url, /** @type {any} */ init) => undiciFetch(url, { ...init, dispatcher: fresh }))),
+    fetch: /** @type {typeof fetch} */ (
+      /** @type {unknown} */ ((/** @type {string} */ url, /** @type {any} */ init) => undiciFetch(url, { ...init, dispatcher: fresh }))
+    ),
   });
 }

@@ -25,8 +25,17 @@ import { sdkFor, startFaultyMock, startStack } from "./stack.mjs";
  */
 export async function oneRequest(openai, i, mix) {
   const t0 = performance.now();
-  const messages = [{ role: /** @type {const} */ ("user"), content: `chaos request ${i}${mix === "soak" && i % 8 === 7 ? " with a longer prompt".repeat(40) : ""}` }];
-  const kind = mix === "burst" ? (i % 4 === 0 ? "stream+usage" : i % 2 === 0 ? "stream" : "json") : ["json", "json", "json", "stream", "stream", "stream+usage", "embeddings", "json"][i % 8];
+  const messages = [
+    { role: /** @type {const} */ ("user"), content: `chaos request ${i}${mix === "soak" && i % 8 === 7 ? " with a longer prompt".repeat(40) : ""}` },
+  ];
+  const kind =
+    mix === "burst"
+      ? i % 4 === 0
+        ? "stream+usage"
+        : i % 2 === 0
+          ? "stream"
+          : "json"
+      : ["json", "json", "json", "stream", "stream", "stream+usage", "embeddings", "json"][i % 8];
   let began = false;
   /** @type {Outcome} */
   const result = { outcome: "ok", ms: 0 };
@@ -34,7 +43,12 @@ export async function oneRequest(openai, i, mix) {
     if (kind === "embeddings") {
       await openai.embeddings.create({ model: "mock-gpt", input: [`chaos ${i}`, "second input"] });
     } else if (kind !== "json") {
-      const stream = await openai.chat.completions.create({ model: "mock-gpt", messages, stream: true, ...(kind === "stream+usage" ? { stream_options: { include_usage: true } } : {}) });
+      const stream = await openai.chat.completions.create({
+        model: "mock-gpt",
+        messages,
+        stream: true,
+        ...(kind === "stream+usage" ? { stream_options: { include_usage: true } } : {}),
+      });
       began = true;
       let finished = false;
       for await (const chunk of stream) if (chunk.choices[0]?.finish_reason) finished = true;
@@ -159,7 +173,11 @@ export async function burstRun(consumerFaults, gatewayFaults = null) {
     // The attempts the traffic made, before any scheduler tick (whose probes the mock would count too).
     const attemptsSeen = mock.stats.requests;
     const outbox = gatewayFaults ? await drainOutbox(stack) : null;
-    const stored = await drainedTotals(stack.admin, () => REQUESTS - t.devProxy, () => (gatewayFaults ? attemptsSeen : mock.stats.requests));
+    const stored = await drainedTotals(
+      stack.admin,
+      () => REQUESTS - t.devProxy,
+      () => (gatewayFaults ? attemptsSeen : mock.stats.requests),
+    );
     const list = /** @type {{ data: { state: string }[] }} */ (await stack.admin("GET", "/keys?limit=100"));
     const states = list.data.reduce((acc, k) => ({ ...acc, [k.state]: (acc[k.state] ?? 0) + 1 }), /** @type {Record<string, number>} */ ({}));
     const injected = [...stack.log().matchAll(/keypool consumer faults: (\{.*\})/g)].at(-1)?.[1];

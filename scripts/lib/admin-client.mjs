@@ -39,7 +39,7 @@ export async function adminSession(baseUrl, password) {
  * @param {string} clientKey
  * @param {string} model
  */
-export async function waitForModel(baseUrl, clientKey, model, timeoutMs = 20_000) {
+async function waitForModel(baseUrl, clientKey, model, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const res = await fetch(`${baseUrl}/v1/models`, { headers: { authorization: `Bearer ${clientKey}` } });
@@ -77,7 +77,8 @@ export async function provisionPool(admin, gatewayUrl, { baseUrl, models, keys, 
   if (settings) await admin("PATCH", "/settings", settings);
   const upstream = /** @type {{ id: string }} */ (await admin("POST", "/upstreams", { name, baseUrl, models }));
   let added = 0;
-  for (let i = 0; i < keys.length; i += 5_000) added += /** @type {{ added: number }} */ (await admin("POST", "/keys", { upstreamId: upstream.id, text: keys.slice(i, i + 5_000).join("\n") })).added;
+  for (let i = 0; i < keys.length; i += 5_000)
+    added += /** @type {{ added: number }} */ (await admin("POST", "/keys", { upstreamId: upstream.id, text: keys.slice(i, i + 5_000).join("\n") })).added;
   const client = /** @type {{ id: string, key: string }} */ (await admin("POST", "/client-keys", { name: clientName }));
   const first = models[0];
   if (first !== undefined) await waitForModel(gatewayUrl, client.key, first, timeoutMs);

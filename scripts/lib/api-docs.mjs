@@ -25,7 +25,14 @@ export async function adminApiDocument() {
   const work = mkdtempSync(path.join(tmpdir(), "keypool-api-docs-"));
   try {
     const out = path.join(work, "document.mjs");
-    await build({ entryPoints: [path.join(ROOT, "test/fixtures/admin-api-document.ts")], outfile: out, bundle: true, format: "esm", platform: "node", logLevel: "warning" });
+    await build({
+      entryPoints: [path.join(ROOT, "test/fixtures/admin-api-document.ts")],
+      outfile: out,
+      bundle: true,
+      format: "esm",
+      platform: "node",
+      logLevel: "warning",
+    });
     const mod = /** @type {{ adminApiDocument: () => { document: Schema, undocumented: string[] } }} */ (await import(pathToFileURL(out).href));
     return mod.adminApiDocument();
   } finally {
@@ -46,7 +53,8 @@ function typeOf(s) {
   if (alternatives) return alternatives.map(typeOf).join(" \\| ");
   if (Array.isArray(s.type)) return s.type.join(" \\| ");
   if (s.type === "array") return `${typeOf(s.items)}[]`;
-  if (s.type === "object" && s.additionalProperties && typeof s.additionalProperties === "object" && !s.properties) return `map of ${typeOf(s.additionalProperties)}`;
+  if (s.type === "object" && s.additionalProperties && typeof s.additionalProperties === "object" && !s.properties)
+    return `map of ${typeOf(s.additionalProperties)}`;
   return s.type ?? "any";
 }
 
@@ -94,7 +102,8 @@ function fieldRows(s, prefix = "") {
  */
 function schemaBlock(s) {
   const alternatives = s.anyOf ?? s.oneOf;
-  if (alternatives && alternatives.every((/** @type {Schema} */ a) => a.type === "object")) return alternatives.map((/** @type {Schema} */ a, /** @type {number} */ i) => `One of (${i + 1}):\n\n${schemaBlock(a)}`).join("\n\n");
+  if (alternatives && alternatives.every((/** @type {Schema} */ a) => a.type === "object"))
+    return alternatives.map((/** @type {Schema} */ a, /** @type {number} */ i) => `One of (${i + 1}):\n\n${schemaBlock(a)}`).join("\n\n");
   if (s.type !== "object" || !s.properties) return `\`${typeOf(s).replace(/\\\|/g, "|")}\``;
   return ["| field | type | required | notes |", "|---|---|---|---|", ...fieldRows(s)].join("\n");
 }
@@ -132,7 +141,7 @@ export function renderAdminApiPage(doc) {
     "",
     `Every path below is under \`${doc.servers[0].url}\`. JSON in and out; every answer is \`Cache-Control: no-store\`. The machine-readable document is [openapi.json](openapi.json), also served at \`GET ${doc.servers[0].url}/openapi.json\`.`,
     "",
-    "Errors have the OpenAI shape `{ \"error\": { \"message\", \"type\", \"param\", \"code\" } }`. Besides those each operation lists, these may answer any operation they apply to (401: every one not marked \"no session needed\"; 403, 413 and 415: those with a body):",
+    'Errors have the OpenAI shape `{ "error": { "message", "type", "param", "code" } }`. Besides those each operation lists, these may answer any operation they apply to (401: every one not marked "no session needed"; 403, 413 and 415: those with a body):',
     "",
     "| status | when |",
     "|---|---|",
@@ -148,7 +157,10 @@ export function renderAdminApiPage(doc) {
       const params = /** @type {Schema[]} */ (operation.parameters ?? []);
       if (params.length > 0) {
         lines.push("| parameter | in | type | required | notes |", "|---|---|---|---|---|");
-        for (const q of params) lines.push(`| \`${q.name}\` | ${q.in} | ${typeOf(q.schema)} | ${q.required ? "yes" : ""} | ${[q.description, limitsOf(q.schema)].filter(Boolean).join("; ")} |`);
+        for (const q of params)
+          lines.push(
+            `| \`${q.name}\` | ${q.in} | ${typeOf(q.schema)} | ${q.required ? "yes" : ""} | ${[q.description, limitsOf(q.schema)].filter(Boolean).join("; ")} |`,
+          );
         lines.push("");
       }
       const body = operation.requestBody?.content?.["application/json"]?.schema;

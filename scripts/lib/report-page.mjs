@@ -17,7 +17,7 @@ export const BEGIN = "<!-- generated: begin — written by the command named bel
 export const END = "<!-- generated: end -->";
 
 /** The commit the working tree is at, and whether it has changes not committed. */
-export function commitOfTree() {
+function commitOfTree() {
   const git = (/** @type {string[]} */ ...args) => execFileSync("git", args, { cwd: ROOT, encoding: "utf8" }).trim();
   try {
     const commit = git("rev-parse", "--short=12", "HEAD");

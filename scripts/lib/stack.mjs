@@ -17,7 +17,7 @@ const WRANGLER = path.join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 const VITE = path.join(ROOT, "node_modules/vite/bin/vite.js");
 
 /** Environment for wrangler: nothing leaves the machine, config stays in the project. */
-export const WRANGLER_ENV = {
+const WRANGLER_ENV = {
   ...process.env,
   WRANGLER_SEND_METRICS: "false",
   WRANGLER_SEND_ERROR_REPORTS: "false",
@@ -133,15 +133,43 @@ export function applyMigrations(persistTo, options = {}) {
  * wrangler.gateway.toml (the chaos run's Workers with injected faults).
  * @param {{ port: number, inspectorPort: number, persistTo: string, vars?: Record<string, string>, quiet?: boolean, logLevel?: string, consumerConfig?: string, gatewayConfig?: string }} options
  */
-export function startWrangler({ port, inspectorPort, persistTo, vars = {}, quiet = false, logLevel = "info", consumerConfig = "wrangler.consumer.toml", gatewayConfig = "wrangler.gateway.toml" }) {
+export function startWrangler({
+  port,
+  inspectorPort,
+  persistTo,
+  vars = {},
+  quiet = false,
+  logLevel = "info",
+  consumerConfig = "wrangler.consumer.toml",
+  gatewayConfig = "wrangler.gateway.toml",
+}) {
   const args = [
-    WRANGLER, "dev",
-    "-c", gatewayConfig, "-c", consumerConfig,
-    "--port", String(port), "--ip", "127.0.0.1", "--inspector-port", String(inspectorPort),
-    "--persist-to", persistTo, "--test-scheduled", "--show-interactive-dev-session=false", "--log-level", logLevel,
+    WRANGLER,
+    "dev",
+    "-c",
+    gatewayConfig,
+    "-c",
+    consumerConfig,
+    "--port",
+    String(port),
+    "--ip",
+    "127.0.0.1",
+    "--inspector-port",
+    String(inspectorPort),
+    "--persist-to",
+    persistTo,
+    "--test-scheduled",
+    "--show-interactive-dev-session=false",
+    "--log-level",
+    logLevel,
     ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
   ];
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: WRANGLER_ENV, detached: true, stdio: ["ignore", quiet ? "pipe" : "inherit", quiet ? "pipe" : "inherit"] });
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: WRANGLER_ENV,
+    detached: true,
+    stdio: ["ignore", quiet ? "pipe" : "inherit", quiet ? "pipe" : "inherit"],
+  });
   let log = "";
   child.stdout?.on("data", (d) => (log += d));
   child.stderr?.on("data", (d) => (log += d));

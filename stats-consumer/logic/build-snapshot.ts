@@ -16,7 +16,7 @@ export interface PoolRows {
  * A key's smoothed success rate: successes over attempts that say something about
  * the key, with a prior of two successes so a new key is not judged by one request.
  */
-export function smoothedSuccessRate(successes: number, judged: number): number {
+function smoothedSuccessRate(successes: number, judged: number): number {
   return (successes + 2) / (judged + 2);
 }
 

@@ -1,4 +1,3 @@
-
 /** Archive prefixes: consumed batches, and dead letters. */
 export const EVENTS_PREFIX = "events/";
 export const DEAD_PREFIX = "dead/";
@@ -49,4 +48,3 @@ export async function readArchived(bucket: R2Bucket, key: string): Promise<unkno
   }
   return out;
 }
-

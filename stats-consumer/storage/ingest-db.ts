@@ -58,8 +58,12 @@ function stageTuple(row: StageRow | AttemptRow): unknown[] {
  */
 const stageSql = (p: string, unseenOnly: boolean) => `INSERT INTO ingest_stage (${STAGE_FIELDS.join(", ")})
   SELECT ${STAGE_FIELDS.map((_, i) => `value->>${i}`).join(", ")}
-  FROM json_each(?1) AS e${unseenOnly ? `
-  WHERE NOT ${seenSql(p, `e.value->>${STAGE_FIELDS.length}`)}` : ""}`;
+  FROM json_each(?1) AS e${
+    unseenOnly
+      ? `
+  WHERE NOT ${seenSql(p, `e.value->>${STAGE_FIELDS.length}`)}`
+      : ""
+  }`;
 
 const CLEAR_STAGE = "DELETE FROM ingest_stage";
 

@@ -46,8 +46,13 @@ export async function publishSnapshot(db: D1Database, kv: KVNamespace, snapshot:
  * none), for deciding whether their state changed, and the version last
  * published, in one round trip.
  */
-export async function readKeyFacts(db: D1Database, keyIds: string[]): Promise<{ facts: Map<string, { enabled: boolean; facts: HealthFacts }>; publishedVersion: number }> {
-  const [version, rows] = await db.batch<Record<string, unknown>>(keyIds.length > 0 ? [selectPublishedVersion(db), selectKeyFacts(db, keyIds)] : [selectPublishedVersion(db)]);
+export async function readKeyFacts(
+  db: D1Database,
+  keyIds: string[],
+): Promise<{ facts: Map<string, { enabled: boolean; facts: HealthFacts }>; publishedVersion: number }> {
+  const [version, rows] = await db.batch<Record<string, unknown>>(
+    keyIds.length > 0 ? [selectPublishedVersion(db), selectKeyFacts(db, keyIds)] : [selectPublishedVersion(db)],
+  );
   return { facts: keyFactsFromRows(rows?.results ?? []), publishedVersion: Number(version!.results[0]?.value ?? 0) };
 }
 

@@ -41,7 +41,16 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     upstreamId = ((await stack.admin("GET", "/upstreams")) as { data: { id: string }[] }).data[0]!.id;
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
     });
     page = await browser.newPage({ viewport: { width: 1280, height: 900 }, locale: "en-US" });
   });
@@ -104,8 +113,12 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
   it("moves RPM and the per-minute chart when traffic flows", async () => {
     await traffic(stack.clientKey, 12);
     await open("overview");
-    await expect.poll(async () => Number((await page.textContent("[data-testid=stat-rpm]"))?.replace(/\D/g, "")), { timeout: 15_000 }).toBeGreaterThanOrEqual(12);
-    await expect.poll(async () => Number(await page.getAttribute("[data-testid=chart-requests]", "data-points")), { timeout: 15_000 }).toBeGreaterThanOrEqual(12);
+    await expect
+      .poll(async () => Number((await page.textContent("[data-testid=stat-rpm]"))?.replace(/\D/g, "")), { timeout: 15_000 })
+      .toBeGreaterThanOrEqual(12);
+    await expect
+      .poll(async () => Number(await page.getAttribute("[data-testid=chart-requests]", "data-points")), { timeout: 15_000 })
+      .toBeGreaterThanOrEqual(12);
     await shot("overview");
   });
 
@@ -122,11 +135,14 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     expect(stack.mock.stats.byKey[revoked]).toBeGreaterThan(0);
     const badge = (key: string) => page.getAttribute(`tr[data-key="${key.slice(0, 5)}…${key.slice(-4)}"] [data-state]`, "data-state");
     await expect
-      .poll(async () => {
-        await open("keys");
-        await page.waitForSelector("[data-testid=keys-table] tbody tr[data-key]");
-        return [await badge(limited), await badge(revoked)];
-      }, { timeout: 20_000, interval: 1_000 })
+      .poll(
+        async () => {
+          await open("keys");
+          await page.waitForSelector("[data-testid=keys-table] tbody tr[data-key]");
+          return [await badge(limited), await badge(revoked)];
+        },
+        { timeout: 20_000, interval: 1_000 },
+      )
       .toEqual(["cooling", "dead"]);
     await shot("keys");
   });
@@ -156,14 +172,19 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     const key = (await page.textContent("[data-testid=new-client-key]"))!.trim();
     expect(key).toMatch(/^kp-/);
     await shot("client-keys");
-    await expect.poll(async () => {
-      try {
-        await traffic(key, 1);
-        return "served";
-      } catch {
-        return "not yet";
-      }
-    }, { timeout: 15_000, interval: 500 }).toBe("served");
+    await expect
+      .poll(
+        async () => {
+          try {
+            await traffic(key, 1);
+            return "served";
+          } catch {
+            return "not yet";
+          }
+        },
+        { timeout: 15_000, interval: 500 },
+      )
+      .toBe("served");
   });
 
   it("switches the language to Simplified Chinese", async () => {

@@ -83,7 +83,11 @@ describe("every endpoint through the official openai SDK", () => {
   it("generates and edits images (the edit as a multipart upload)", async () => {
     const gen = await stack.openai.images.generate({ model: "mock-image", prompt: "a cat" });
     expect(gen.data?.[0]?.b64_json).toBeTruthy();
-    const edit = await stack.openai.images.edit({ model: "mock-image", prompt: "add a hat", image: await toFile(Buffer.from("fake png bytes"), "cat.png", { type: "image/png" }) });
+    const edit = await stack.openai.images.edit({
+      model: "mock-image",
+      prompt: "add a hat",
+      image: await toFile(Buffer.from("fake png bytes"), "cat.png", { type: "image/png" }),
+    });
     expect(edit.data?.[0]?.b64_json).toBeTruthy();
     expect(stack.mock.stats.lastBody).toEqual({ model: "mock-image", fileBytes: 14 });
   });

@@ -3,7 +3,14 @@ import type { SnapshotClientKey } from "../../schema";
 import { ClientLimiter } from "../../gateway/logic/client-limits";
 
 const client = (rpmLimit: number | null, tpmLimit: number | null): SnapshotClientKey => ({
-  id: `c-${rpmLimit}-${tpmLimit}`, name: "c", hash: "0".repeat(64), models: [], rpmLimit, tpmLimit, expiresAt: null, enabled: true,
+  id: `c-${rpmLimit}-${tpmLimit}`,
+  name: "c",
+  hash: "0".repeat(64),
+  models: [],
+  rpmLimit,
+  tpmLimit,
+  expiresAt: null,
+  enabled: true,
 });
 
 describe("ClientLimiter", () => {

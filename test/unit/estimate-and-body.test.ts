@@ -27,8 +27,19 @@ describe("token estimates", () => {
 
 describe("readUsage", () => {
   it("reads chat and Responses API usage", () => {
-    expect(readUsage({ usage: { prompt_tokens: 1, completion_tokens: 2 } })).toEqual({ promptTokens: 1, completionTokens: 2, totalTokens: 3, cachedTokens: 0, reasoningTokens: 0 });
-    expect(readUsage({ type: "response.completed", response: { usage: { input_tokens: 5, output_tokens: 7, total_tokens: 12, output_tokens_details: { reasoning_tokens: 4 } } } })).toMatchObject({
+    expect(readUsage({ usage: { prompt_tokens: 1, completion_tokens: 2 } })).toEqual({
+      promptTokens: 1,
+      completionTokens: 2,
+      totalTokens: 3,
+      cachedTokens: 0,
+      reasoningTokens: 0,
+    });
+    expect(
+      readUsage({
+        type: "response.completed",
+        response: { usage: { input_tokens: 5, output_tokens: 7, total_tokens: 12, output_tokens_details: { reasoning_tokens: 4 } } },
+      }),
+    ).toMatchObject({
       totalTokens: 12,
       reasoningTokens: 4,
     });
@@ -37,10 +48,25 @@ describe("readUsage", () => {
 });
 
 describe("bodyForUpstream", () => {
-  const upstream: SnapshotUpstream = { id: "u", name: "u", baseUrl: "https://u.test/v1", kind: "custom", models: [], aliases: { friendly: "vendor/x" }, enabled: true };
+  const upstream: SnapshotUpstream = {
+    id: "u",
+    name: "u",
+    baseUrl: "https://u.test/v1",
+    kind: "custom",
+    models: [],
+    aliases: { friendly: "vendor/x" },
+    enabled: true,
+  };
   const json = (fields: Record<string, unknown>, endpoint = "/chat/completions"): ClientBody => {
     const text = JSON.stringify(fields);
-    return { endpoint, bytes: new TextEncoder().encode(text).buffer as ArrayBuffer, json: fields, contentType: "application/json", model: String(fields.model), stream: fields.stream === true };
+    return {
+      endpoint,
+      bytes: new TextEncoder().encode(text).buffer as ArrayBuffer,
+      json: fields,
+      contentType: "application/json",
+      model: String(fields.model),
+      stream: fields.stream === true,
+    };
   };
 
   it("keeps the client's bytes when nothing needs changing", async () => {
@@ -65,7 +91,14 @@ describe("bodyForUpstream", () => {
     form.set("model", "friendly");
     form.set("file", new Blob([new Uint8Array([1, 2, 3])]), "a.wav");
     const req = new Request("https://x.test/", { method: "POST", body: form });
-    const multipart: ClientBody = { endpoint: "/audio/transcriptions", bytes: await req.arrayBuffer(), json: null, contentType: req.headers.get("content-type")!, model: "friendly", stream: false };
+    const multipart: ClientBody = {
+      endpoint: "/audio/transcriptions",
+      bytes: await req.arrayBuffer(),
+      json: null,
+      contentType: req.headers.get("content-type")!,
+      model: "friendly",
+      stream: false,
+    };
     const rebuilt = await bodyForUpstream(multipart, upstream);
     const parsed = await new Request("https://x.test/", { method: "POST", headers: { "content-type": rebuilt.contentType! }, body: rebuilt.body }).formData();
     expect(parsed.get("model")).toBe("vendor/x");

@@ -1,8 +1,27 @@
 import { describe, expect, it } from "vitest";
-import { MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES, QUEUE_MESSAGE_LIMIT_BYTES, attemptEventSchema, eventsOfMessage, newEventId, packEvents, sendBatchGroups, type KeypoolEvent } from "../../schema";
+import {
+  MAX_BATCH_BYTES,
+  MAX_BATCH_MESSAGES,
+  MAX_EVENTS_PER_MESSAGE,
+  MAX_MESSAGE_BYTES,
+  QUEUE_MESSAGE_LIMIT_BYTES,
+  attemptEventSchema,
+  eventsOfMessage,
+  newEventId,
+  packEvents,
+  sendBatchGroups,
+  type KeypoolEvent,
+} from "../../schema";
 
 const admin = (n: number, detail: Record<string, unknown> | null = null): KeypoolEvent => ({
-  v: 1, type: "admin", id: `evt-${String(n).padStart(8, "0")}`, ts: n, actor: "admin", action: "keys.update", target: null, detail,
+  v: 1,
+  type: "admin",
+  id: `evt-${String(n).padStart(8, "0")}`,
+  ts: n,
+  actor: "admin",
+  action: "keys.update",
+  target: null,
+  detail,
 });
 const bytes = (body: unknown) => new TextEncoder().encode(JSON.stringify(body)).byteLength;
 

@@ -8,9 +8,31 @@ const rules = { failureThreshold: 5, failureWindowMs: 300_000 };
 let seq = 0;
 function attempt(keyId: string, outcome: Outcome, ts: number, extra: Partial<AttemptEvent> = {}): AttemptEvent {
   return {
-    v: 1, type: "attempt", id: `e${++seq}`, ts, requestId: "r", attempt: 1, final: true, keyId, upstreamId: "u", clientKeyId: "c",
-    model: "m", endpoint: "/chat/completions", stream: false, status: outcome === "ok" ? 200 : 500, outcome, latencyMs: 1, ttfbMs: 1,
-    promptTokens: 0, completionTokens: 0, totalTokens: 0, cachedTokens: 0, reasoningTokens: 0, usageSource: "none", retryAfterMs: null, ...extra,
+    v: 1,
+    type: "attempt",
+    id: `e${++seq}`,
+    ts,
+    requestId: "r",
+    attempt: 1,
+    final: true,
+    keyId,
+    upstreamId: "u",
+    clientKeyId: "c",
+    model: "m",
+    endpoint: "/chat/completions",
+    stream: false,
+    status: outcome === "ok" ? 200 : 500,
+    outcome,
+    latencyMs: 1,
+    ttfbMs: 1,
+    promptTokens: 0,
+    completionTokens: 0,
+    totalTokens: 0,
+    cachedTokens: 0,
+    reasoningTokens: 0,
+    usageSource: "none",
+    retryAfterMs: null,
+    ...extra,
   };
 }
 

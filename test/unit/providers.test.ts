@@ -20,15 +20,30 @@ describe("provider balance parsers", () => {
 
   it("builds probe URLs from the base URL or its origin, and never a billed endpoint", () => {
     expect(probeUrl({ keyId: "k", kind: "deepseek", baseUrl: "https://api.deepseek.com/v1", secretEnc: "" })).toBe("https://api.deepseek.com/user/balance");
-    expect(probeUrl({ keyId: "k", kind: "siliconflow", baseUrl: "https://api.siliconflow.cn/v1", secretEnc: "" })).toBe("https://api.siliconflow.cn/v1/user/info");
+    expect(probeUrl({ keyId: "k", kind: "siliconflow", baseUrl: "https://api.siliconflow.cn/v1", secretEnc: "" })).toBe(
+      "https://api.siliconflow.cn/v1/user/info",
+    );
     expect(probeUrl({ keyId: "k", kind: "openrouter", baseUrl: "https://openrouter.ai/api/v1", secretEnc: "" })).toBe("https://openrouter.ai/api/v1/key");
     for (const kind of Object.values(providerKinds)) expect(kind.probe.path).not.toMatch(/completions|embeddings|images|audio|responses/);
   });
 });
 
 describe("probe planning", () => {
-  const facts = (f: Partial<HealthFacts> = {}): HealthFacts => ({ lastOkTs: 0, lastRateLimitTs: 0, coolUntil: 0, lastAuthFailTs: 0, lastNoBalanceTs: 0, failures: [], ...f });
-  const candidate = (keyId: string, f: Partial<HealthFacts> = {}, lastProbeTs = 0, enabled = true): ProbeCandidate => ({ keyId, enabled, facts: facts(f), lastProbeTs });
+  const facts = (f: Partial<HealthFacts> = {}): HealthFacts => ({
+    lastOkTs: 0,
+    lastRateLimitTs: 0,
+    coolUntil: 0,
+    lastAuthFailTs: 0,
+    lastNoBalanceTs: 0,
+    failures: [],
+    ...f,
+  });
+  const candidate = (keyId: string, f: Partial<HealthFacts> = {}, lastProbeTs = 0, enabled = true): ProbeCandidate => ({
+    keyId,
+    enabled,
+    facts: facts(f),
+    lastProbeTs,
+  });
 
   it("never probes disabled or cooling keys", () => {
     expect(nextProbeAt(candidate("a", {}, 0, false), defaultSettings, 1e9)).toBeNull();

@@ -26,7 +26,8 @@ function relay(stream: ReadableStream<Uint8Array>, contentType: string, dropUsag
   return { reader: out.body.getReader(), ended, metered: out.metered, client };
 }
 
-const USAGE = '{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6,"prompt_tokens_details":{"cached_tokens":3},"completion_tokens_details":{"reasoning_tokens":1}}';
+const USAGE =
+  '{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6,"prompt_tokens_details":{"cached_tokens":3},"completion_tokens_details":{"reasoning_tokens":1}}';
 
 describe("relayBody", () => {
   it("hands each chunk to the client before the upstream has produced the next", async () => {
@@ -45,7 +46,9 @@ describe("relayBody", () => {
   it("passes bytes through unchanged, emoji split across chunks included, and reads the usage chunk", async () => {
     const up = handFed();
     const { reader, ended, metered } = relay(up.stream, "text/event-stream; charset=utf-8");
-    const whole = encode(`: comment\r\nevent: x\r\ndata: {"choices":[{"delta":{"content":"😀"}}]}\r\n\r\ndata: {"choices":[],"usage":${USAGE}}\n\ndata: [DONE]\n\n`);
+    const whole = encode(
+      `: comment\r\nevent: x\r\ndata: {"choices":[{"delta":{"content":"😀"}}]}\r\n\r\ndata: {"choices":[],"usage":${USAGE}}\n\ndata: [DONE]\n\n`,
+    );
     const pieces = [whole.slice(0, 40), whole.slice(40, 41), whole.slice(41, 60), whole.slice(60)];
     const received: number[] = [];
     for (const p of pieces) {
@@ -56,7 +59,14 @@ describe("relayBody", () => {
     await reader.read();
     await metered;
     expect(new Uint8Array(received)).toEqual(whole);
-    expect(ended).toEqual([{ usage: { promptTokens: 4, completionTokens: 2, totalTokens: 6, cachedTokens: 3, reasoningTokens: 1 }, completionEstimate: 0, aborted: false, failed: false }]);
+    expect(ended).toEqual([
+      {
+        usage: { promptTokens: 4, completionTokens: 2, totalTokens: 6, cachedTokens: 3, reasoningTokens: 1 },
+        completionEstimate: 0,
+        aborted: false,
+        failed: false,
+      },
+    ]);
   });
 
   it("drops only the usage-only chunk when Keypool asked for it", async () => {
@@ -205,7 +215,7 @@ describe("SseFramer", () => {
   });
 
   it("joins multi-line data and ignores comments and other fields", () => {
-    expect(frameData(": ping\nevent: delta\ndata: {\"a\":\ndata:1}\nid: 7\n\n")).toBe('{"a":\n1}');
+    expect(frameData(': ping\nevent: delta\ndata: {"a":\ndata:1}\nid: 7\n\n')).toBe('{"a":\n1}');
     expect(frameData(": keep-alive\n\n")).toBeNull();
     expect(frameData("database: x\n\n")).toBeNull();
   });

@@ -4,10 +4,31 @@ import { changesSnapshot, toBatchRows } from "../../stats-consumer/logic/rollup-
 
 function attempt(id: string, extra: Partial<AttemptEvent> = {}): AttemptEvent {
   return {
-    v: 1, type: "attempt", id, ts: Date.UTC(2026, 0, 1, 23, 30), requestId: "r1", attempt: 1, final: true,
-    keyId: "k1", upstreamId: "u1", clientKeyId: "c1", model: "m", endpoint: "/chat/completions", stream: false,
-    status: 200, outcome: "ok", latencyMs: 12, ttfbMs: 5, promptTokens: 3, completionTokens: 4, totalTokens: 7, cachedTokens: 1, reasoningTokens: 2,
-    usageSource: "upstream", retryAfterMs: null, ...extra,
+    v: 1,
+    type: "attempt",
+    id,
+    ts: Date.UTC(2026, 0, 1, 23, 30),
+    requestId: "r1",
+    attempt: 1,
+    final: true,
+    keyId: "k1",
+    upstreamId: "u1",
+    clientKeyId: "c1",
+    model: "m",
+    endpoint: "/chat/completions",
+    stream: false,
+    status: 200,
+    outcome: "ok",
+    latencyMs: 12,
+    ttfbMs: 5,
+    promptTokens: 3,
+    completionTokens: 4,
+    totalTokens: 7,
+    cachedTokens: 1,
+    reasoningTokens: 2,
+    usageSource: "upstream",
+    retryAfterMs: null,
+    ...extra,
   };
 }
 
@@ -39,8 +60,28 @@ describe("toBatchRows", () => {
     );
     expect(rows.attempts).toHaveLength(6);
     expect(rows.groups).toHaveLength(4);
-    expect(rows.groups[0]).toMatchObject({ key: "k1", client: "c1", model: "m", n: 3, req: 2, ok: 2, ue: 1, tt: 21, et: 7, ls: 49, lm: 30, fs: 14, fm: 9, fc: 2 });
-    expect(rows.groups.map((g) => [g.key, g.n])).toEqual([["k1", 3], ["k2", 1], ["k1", 1], ["k1|c1", 1]]);
+    expect(rows.groups[0]).toMatchObject({
+      key: "k1",
+      client: "c1",
+      model: "m",
+      n: 3,
+      req: 2,
+      ok: 2,
+      ue: 1,
+      tt: 21,
+      et: 7,
+      ls: 49,
+      lm: 30,
+      fs: 14,
+      fm: 9,
+      fc: 2,
+    });
+    expect(rows.groups.map((g) => [g.key, g.n])).toEqual([
+      ["k1", 3],
+      ["k2", 1],
+      ["k1", 1],
+      ["k1|c1", 1],
+    ]);
     // The groups are copies: the attempt rows keep their own values.
     expect(rows.attempts[0]).toMatchObject({ id: "e1", n: 1, ls: 12, fc: 1 });
   });

@@ -4,7 +4,6 @@ import { LocalObservations } from "../../gateway/logic/local-observations";
 import { buildPoolIndex, explainNoKey, selectKey } from "../../gateway/logic/select-key";
 import { seeded } from "../shared/seeded";
 
-
 function key(id: string, extra: Partial<SnapshotKey> = {}): SnapshotKey {
   return { id, upstreamId: "u1", secret: "v1.x.y", weight: 1, models: [], state: "active", coolingUntil: null, successRate: 1, ...extra };
 }

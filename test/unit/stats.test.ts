@@ -42,8 +42,21 @@ describe("bucketStarts", () => {
 
 describe("series metrics", () => {
   const sums: MetricSums = {
-    requests: 8, attempts: 10, successes: 6, rateLimited: 1, failures: 1, clientErrors: 1, aborted: 1,
-    promptTokens: 30, completionTokens: 70, tokens: 100, estimatedTokens: 0, latencySum: 2_000, latencyMax: 900, ttfbSum: 400, ttfbCount: 8,
+    requests: 8,
+    attempts: 10,
+    successes: 6,
+    rateLimited: 1,
+    failures: 1,
+    clientErrors: 1,
+    aborted: 1,
+    promptTokens: 30,
+    completionTokens: 70,
+    tokens: 100,
+    estimatedTokens: 0,
+    latencySum: 2_000,
+    latencyMax: 900,
+    ttfbSum: 400,
+    ttfbCount: 8,
   };
 
   it("derives rates and averages from the sums", () => {

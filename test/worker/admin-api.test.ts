@@ -12,7 +12,11 @@ import { TEST_SECRETS } from "./secrets";
 const secretKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
 
 function login(password: string, ip: string) {
-  return gateway("/admin/api/login", { method: "POST", headers: { "content-type": "application/json", "cf-connecting-ip": ip }, body: JSON.stringify({ password }) });
+  return gateway("/admin/api/login", {
+    method: "POST",
+    headers: { "content-type": "application/json", "cf-connecting-ip": ip },
+    body: JSON.stringify({ password }),
+  });
 }
 
 async function signed(claims: Record<string, unknown>, secret = TEST_SECRETS.JWT_SECRET, alg = "HS256") {
@@ -81,12 +85,20 @@ describe("admin authentication", () => {
     const issue = async () => ((await (await login(TEST_SECRETS.ADMIN_PASSWORD, "192.0.2.1")).json()) as { token: string }).token;
     const a = await issue();
     const b = await issue();
-    const out = await gateway("/admin/api/logout", { method: "POST", headers: { authorization: `Bearer ${a}`, "content-type": "application/json" }, body: "{}" });
+    const out = await gateway("/admin/api/logout", {
+      method: "POST",
+      headers: { authorization: `Bearer ${a}`, "content-type": "application/json" },
+      body: "{}",
+    });
     expect(out.headers.get("set-cookie")).toContain("Max-Age=0");
     expect((await withToken(a)).status).toBe(401);
     expect((await withToken(b)).status).toBe(200);
     const c = await issue();
-    await gateway("/admin/api/logout", { method: "POST", headers: { authorization: `Bearer ${c}`, "content-type": "application/json" }, body: '{"everywhere":true}' });
+    await gateway("/admin/api/logout", {
+      method: "POST",
+      headers: { authorization: `Bearer ${c}`, "content-type": "application/json" },
+      body: '{"everywhere":true}',
+    });
     expect((await withToken(b)).status).toBe(401);
     expect((await withToken(await issue())).status).toBe(200);
   });
@@ -99,7 +111,11 @@ describe("admin authentication", () => {
       body: JSON.stringify({ name: "x", baseUrl: FAKE_BASE_URL }),
     });
     expect(evil.status).toBe(403);
-    const form = await gateway("/admin/api/upstreams", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/x-www-form-urlencoded" }, body: "name=x" });
+    const form = await gateway("/admin/api/upstreams", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/x-www-form-urlencoded" },
+      body: "name=x",
+    });
     expect(form.status).toBe(415);
     const sameOrigin = await gateway("/admin/api/upstreams", {
       method: "POST",
@@ -112,14 +128,29 @@ describe("admin authentication", () => {
   it("refuses to work without its secrets, naming the one to set", async () => {
     const app = createApp({ ...createIsolateState(), probe: async () => [] });
     const ctx = createExecutionContext();
-    const res = await app.fetch(new Request("https://keypool.test/admin/api/login", { method: "POST", headers: { "content-type": "application/json" }, body: '{"password":"x"}' }), { ...env, ADMIN_PASSWORD: "" }, ctx);
+    const res = await app.fetch(
+      new Request("https://keypool.test/admin/api/login", { method: "POST", headers: { "content-type": "application/json" }, body: '{"password":"x"}' }),
+      { ...env, ADMIN_PASSWORD: "" },
+      ctx,
+    );
     await waitOnExecutionContext(ctx);
     expect(res.status).toBe(503);
-    expect(((await res.json()) as { error: { message: string; code: string } }).error).toMatchObject({ code: "missing_secret", message: expect.stringContaining("ADMIN_PASSWORD") });
+    expect(((await res.json()) as { error: { message: string; code: string } }).error).toMatchObject({
+      code: "missing_secret",
+      message: expect.stringContaining("ADMIN_PASSWORD"),
+    });
     // The OpenAI endpoints, prefixed or not, need the key encryption key; a browser may read why (CORS).
-    for (const [path, method, origin] of [["/v1/chat/completions", "POST", null], ["/chat/completions", "POST", "https://app.example"], ["/models", "GET", null]] as const) {
+    for (const [path, method, origin] of [
+      ["/v1/chat/completions", "POST", null],
+      ["/chat/completions", "POST", "https://app.example"],
+      ["/models", "GET", null],
+    ] as const) {
       const keyless = await app.fetch(
-        new Request(`https://keypool.test${path}`, { method, headers: { "content-type": "application/json", ...(origin ? { origin } : {}) }, body: method === "POST" ? "{}" : undefined }),
+        new Request(`https://keypool.test${path}`, {
+          method,
+          headers: { "content-type": "application/json", ...(origin ? { origin } : {}) },
+          body: method === "POST" ? "{}" : undefined,
+        }),
         { ...env, KEY_ENCRYPTION_KEY: "" },
         createExecutionContext(),
       );
@@ -167,8 +198,28 @@ describe("management", () => {
     const id = await newUpstream();
     const [k1, k2, k3] = [secretKey("seed1"), secretKey("seed2"), secretKey("seed3")];
     const tokens = [
-      { key: k1, enabled: true, addedAt: "2025-01-01T00:00:00Z", lastUsed: null, usageCount: 10, errorCount: 0, consecutiveErrors: 0, balance: 12.5, lastChecked: "2025-06-01T00:00:00Z" },
-      { key: k2, enabled: false, addedAt: "2025-01-01T00:00:00Z", lastUsed: null, usageCount: 0, errorCount: 3, consecutiveErrors: 3, balance: "0", lastChecked: null },
+      {
+        key: k1,
+        enabled: true,
+        addedAt: "2025-01-01T00:00:00Z",
+        lastUsed: null,
+        usageCount: 10,
+        errorCount: 0,
+        consecutiveErrors: 0,
+        balance: 12.5,
+        lastChecked: "2025-06-01T00:00:00Z",
+      },
+      {
+        key: k2,
+        enabled: false,
+        addedAt: "2025-01-01T00:00:00Z",
+        lastUsed: null,
+        usageCount: 0,
+        errorCount: 3,
+        consecutiveErrors: 3,
+        balance: "0",
+        lastChecked: null,
+      },
       { key: k3, enabled: true, balance: null },
       { key: k1, enabled: true },
     ];
@@ -206,7 +257,11 @@ describe("management", () => {
   it("refuses a body that is not UTF-8 with 400 on the admin API and the OpenAI routes alike, storing nothing", async () => {
     const name = `utf8-${crypto.randomUUID()}`;
     const body = new Uint8Array([...new TextEncoder().encode(`{"name":"${name}`), 0xff, 0xfe, ...new TextEncoder().encode('"}')]);
-    const res = await gateway("/admin/api/client-keys", { method: "POST", headers: { authorization: `Bearer ${await adminToken()}`, "content-type": "application/json" }, body });
+    const res = await gateway("/admin/api/client-keys", {
+      method: "POST",
+      headers: { authorization: `Bearer ${await adminToken()}`, "content-type": "application/json" },
+      body,
+    });
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ error: { type: "invalid_request_error", code: "invalid_encoding" } });
     const stored = await env.DB.prepare("SELECT COUNT(*) AS n FROM client_keys WHERE name LIKE ?1").bind(`${name}%`).first<{ n: number }>();
@@ -232,7 +287,10 @@ describe("management", () => {
       expect(res.status).toBe(400);
       expect(res.body.error).toMatchObject({ type: "invalid_request_error", param });
     }
-    const ok = await admin<{ timeZone: string; maxAttempts: number; retention: { dedupeHours: number } }>("PATCH", "/settings", { timeZone: "Asia/Shanghai", retention: { dedupeHours: 96 } });
+    const ok = await admin<{ timeZone: string; maxAttempts: number; retention: { dedupeHours: number } }>("PATCH", "/settings", {
+      timeZone: "Asia/Shanghai",
+      retention: { dedupeHours: 96 },
+    });
     expect(ok.body).toMatchObject({ timeZone: "Asia/Shanghai", maxAttempts: 3, retention: { dedupeHours: 96 } });
     expect((await admin<{ timeZone: string }>("GET", "/settings")).body.timeZone).toBe("Asia/Shanghai");
     await admin("PATCH", "/settings", { timeZone: "UTC" });
@@ -296,8 +354,14 @@ describe("secrets never leak", () => {
     for (const path of ["/keys?limit=1000", "/keys/export", "/upstreams", "/client-keys", "/audit", "/settings", "/metrics", "/stats/summary"]) {
       answers.push(await (await gateway(`/admin/api${path}`, { headers: { authorization: `Bearer ${token}` } })).text());
     }
-    await waitFor(async () => ((await env.DB.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'client_key.create'").first<{ n: number }>())!.n > 0 ? true : undefined), "the audit log");
-    const tables = (await env.DB.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%' AND name NOT LIKE 'sqlite_%'").all<{ name: string }>()).results;
+    await waitFor(
+      async () =>
+        (await env.DB.prepare("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'client_key.create'").first<{ n: number }>())!.n > 0 ? true : undefined,
+      "the audit log",
+    );
+    const tables = (
+      await env.DB.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%' AND name NOT LIKE 'sqlite_%'").all<{ name: string }>()
+    ).results;
     for (const { name } of tables) answers.push(JSON.stringify((await env.DB.prepare(`SELECT * FROM "${name}"`).all()).results));
     answers.push((await env.SNAPSHOT.get(SNAPSHOT_KV_KEY)) ?? "");
     for (const text of answers) for (const secret of secrets) expect(text).not.toContain(secret);
@@ -321,8 +385,19 @@ describe("secrets never leak", () => {
     await admin("PATCH", "/settings", { maxAttempts: 3 });
     await admin("DELETE", `/upstreams/${id}?cascade=true`);
     const expected = [
-      "upstream.create", "upstream.update", "keys.add", "key.update", "keys.enable", "keys.import", "keys.import_seed", "key.delete",
-      "client_key.create", "client_key.update", "client_key.delete", "settings.update", "upstream.delete",
+      "upstream.create",
+      "upstream.update",
+      "keys.add",
+      "key.update",
+      "keys.enable",
+      "keys.import",
+      "keys.import_seed",
+      "key.delete",
+      "client_key.create",
+      "client_key.update",
+      "client_key.delete",
+      "settings.update",
+      "upstream.delete",
     ];
     const audit = await waitFor(async () => {
       const r = await admin<{ data: { action: string; actor: string; target: string | null }[] }>("GET", "/audit?limit=500");

@@ -11,10 +11,31 @@ import { waitFor } from "./helpers";
 
 function attempt(clientKeyId: string, extra: Partial<AttemptEvent> = {}): AttemptEvent {
   return {
-    v: 1, type: "attempt", id: crypto.randomUUID(), ts: Date.now(), requestId: crypto.randomUUID(), attempt: 1, final: true,
-    keyId: "k-unit", upstreamId: "u-unit", clientKeyId, model: "m-unit", endpoint: "/chat/completions", stream: false,
-    status: 200, outcome: "ok", latencyMs: 20, ttfbMs: 8, promptTokens: 10, completionTokens: 5, totalTokens: 15, cachedTokens: 2, reasoningTokens: 1,
-    usageSource: "upstream", retryAfterMs: null, ...extra,
+    v: 1,
+    type: "attempt",
+    id: crypto.randomUUID(),
+    ts: Date.now(),
+    requestId: crypto.randomUUID(),
+    attempt: 1,
+    final: true,
+    keyId: "k-unit",
+    upstreamId: "u-unit",
+    clientKeyId,
+    model: "m-unit",
+    endpoint: "/chat/completions",
+    stream: false,
+    status: 200,
+    outcome: "ok",
+    latencyMs: 20,
+    ttfbMs: 8,
+    promptTokens: 10,
+    completionTokens: 5,
+    totalTokens: 15,
+    cachedTokens: 2,
+    reasoningTokens: 1,
+    usageSource: "upstream",
+    retryAfterMs: null,
+    ...extra,
   };
 }
 
@@ -33,7 +54,9 @@ async function totals(clientKeyId: string) {
   const tables = ["rollup_minute", "rollup_hour", "rollup_day"];
   const rows = await Promise.all(
     tables.map((t) =>
-      env.DB.prepare(`SELECT SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(successes) AS ok, SUM(rate_limited) AS rl, SUM(total_tokens) AS tokens FROM ${t} WHERE client_key_id = ?1`)
+      env.DB.prepare(
+        `SELECT SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(successes) AS ok, SUM(rate_limited) AS rl, SUM(total_tokens) AS tokens FROM ${t} WHERE client_key_id = ?1`,
+      )
         .bind(clientKeyId)
         .first(),
     ),
@@ -50,7 +73,12 @@ describe("stats consumer", () => {
     // Each consumed batch is archived, raw, in consumption order.
     const archived = (await env.ARCHIVE.list({ prefix: "events/" })).objects.map((o) => o.key).sort();
     const text = await (await env.ARCHIVE.get(archived.at(-1)!))!.text();
-    expect(text.trim().split("\n").map((l) => JSON.parse(l).id)).toEqual(events.map((e) => e.id));
+    expect(
+      text
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).id),
+    ).toEqual(events.map((e) => e.id));
     await deliver(events);
     for (const row of await totals(client)) expect(row).toEqual({ requests: 3, attempts: 3, ok: 3, rl: 0, tokens: 45 });
   });
@@ -94,9 +122,18 @@ describe("stats consumer", () => {
     const result = await deliver([{ events: [...packed[0]!.events, { type: "attempt", id: "short" }] }, ...packed.slice(1), attempt(client)]);
     expect(result.ackAll).toBe(true);
     for (const row of await totals(client)) expect(row).toEqual({ requests: count + 1, attempts: count + 1, ok: count + 1, rl: 0, tokens: 15 * (count + 1) });
-    await waitFor(async () => ((await env.ARCHIVE.list({ prefix: "dead/" })).objects.length > dead.objects.length ? true : undefined), "the dead letter to be archived");
-    const newest = (await env.ARCHIVE.list({ prefix: "dead/" })).objects.map((o) => o.key).sort().at(-1)!;
-    const lines = (await (await env.ARCHIVE.get(newest))!.text()).trim().split("\n").map((l) => JSON.parse(l));
+    await waitFor(
+      async () => ((await env.ARCHIVE.list({ prefix: "dead/" })).objects.length > dead.objects.length ? true : undefined),
+      "the dead letter to be archived",
+    );
+    const newest = (await env.ARCHIVE.list({ prefix: "dead/" })).objects
+      .map((o) => o.key)
+      .sort()
+      .at(-1)!;
+    const lines = (await (await env.ARCHIVE.get(newest))!.text())
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(lines.map((l) => l.body)).toEqual([{ type: "attempt", id: "short" }]);
     // Delivered again (a transaction committed before a retry, say), nothing counts twice.
     await deliver(packed);
@@ -121,9 +158,18 @@ describe("stats consumer", () => {
     expect(result.ackAll).toBe(true);
     expect(result.retryBatch.retry).toBe(false);
     // The auxiliary consumer archives what reached the dead-letter queue.
-    await waitFor(async () => ((await env.ARCHIVE.list({ prefix: "dead/" })).objects.length > dead.objects.length ? true : undefined), "the dead letters to be archived");
-    const newest = (await env.ARCHIVE.list({ prefix: "dead/" })).objects.map((o) => o.key).sort().at(-1)!;
-    const lines = (await (await env.ARCHIVE.get(newest))!.text()).trim().split("\n").map((l) => JSON.parse(l));
+    await waitFor(
+      async () => ((await env.ARCHIVE.list({ prefix: "dead/" })).objects.length > dead.objects.length ? true : undefined),
+      "the dead letters to be archived",
+    );
+    const newest = (await env.ARCHIVE.list({ prefix: "dead/" })).objects
+      .map((o) => o.key)
+      .sort()
+      .at(-1)!;
+    const lines = (await (await env.ARCHIVE.get(newest))!.text())
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(lines.map((l) => l.body)).toEqual([{ type: "attempt", id: "short" }, "not json at all"]);
     expect(lines[0]).toMatchObject({ deadLetter: "malformed" });
     const [minute] = await totals(client);
@@ -146,7 +192,16 @@ describe("stats consumer", () => {
 
   it("publishes a newer snapshot after an admin event, with the version in its metadata", async () => {
     const before = await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY);
-    const event: AdminEvent = { v: 1, type: "admin", id: crypto.randomUUID(), ts: Date.now(), actor: "test", action: "snapshot.refresh", target: null, detail: null };
+    const event: AdminEvent = {
+      v: 1,
+      type: "admin",
+      id: crypto.randomUUID(),
+      ts: Date.now(),
+      actor: "test",
+      action: "snapshot.refresh",
+      target: null,
+      detail: null,
+    };
     await deliver([event]);
     const after = await env.SNAPSHOT.getWithMetadata<{ version: number }, { version: number }>(SNAPSHOT_KV_KEY, "json");
     expect(after.metadata?.version).toBeGreaterThan(before.metadata?.version ?? 0);

@@ -53,7 +53,10 @@ describe("CORS on the OpenAI endpoints", () => {
     // Server-side clients send no Origin and get no CORS headers.
     expect((await chatFrom(null, pool.clientKey, pool.model)).headers.get("access-control-allow-origin")).toBeNull();
 
-    const adminPre = await gateway("/admin/api/settings", { method: "OPTIONS", headers: { origin: "https://app.example", "access-control-request-method": "PATCH" } });
+    const adminPre = await gateway("/admin/api/settings", {
+      method: "OPTIONS",
+      headers: { origin: "https://app.example", "access-control-request-method": "PATCH" },
+    });
     expect(adminPre.headers.get("access-control-allow-origin")).toBeNull();
     expect(adminPre.status).toBe(403); // the admin API refuses cross-origin calls outright
     const adminGet = await gateway("/admin/api/settings", { headers: { origin: "https://app.example" } });

@@ -35,12 +35,25 @@ describe("queueEventSink", () => {
     const error = vi.spyOn(console, "error").mockImplementation(() => {});
     const id = `evt-${crypto.randomUUID()}`;
     const refused = vi.fn(async () => Promise.reject(new Error("queue down: secret sk-should-not-appear")));
-    await expect(queueEventSink(pipe({ send: refused }), [0, 0])([{ ...event, id }, { ...event, id: `${id}-2` }])).resolves.toBeUndefined();
+    await expect(
+      queueEventSink(
+        pipe({ send: refused }),
+        [0, 0],
+      )([
+        { ...event, id },
+        { ...event, id: `${id}-2` },
+      ]),
+    ).resolves.toBeUndefined();
     expect(refused).toHaveBeenCalledTimes(3);
     const kept = await outboxRows(id);
     expect(kept).toHaveLength(1);
     expect(kept[0]!.events).toBe(2);
-    expect(JSON.parse(kept[0]!.body)).toEqual({ events: [{ ...event, id }, { ...event, id: `${id}-2` }] });
+    expect(JSON.parse(kept[0]!.body)).toEqual({
+      events: [
+        { ...event, id },
+        { ...event, id: `${id}-2` },
+      ],
+    });
     expect(error).toHaveBeenCalledTimes(1);
     expect(String(error.mock.calls[0]![0])).toContain("2 event(s) kept in the outbox");
     expect(String(error.mock.calls[0]![0])).not.toContain("sk-should-not-appear");
@@ -53,7 +66,12 @@ describe("queueEventSink", () => {
     const batches: unknown[][] = [];
     const sendBatch = vi.fn(async (messages: Iterable<MessageSendRequest>) => void batches.push([...messages].map((m) => m.body)));
     const drained = await drainEventOutbox(pipe({ sendBatch }));
-    expect(batches.flat()).toContainEqual({ events: [{ ...event, id }, { ...event, id: `${id}-2` }] });
+    expect(batches.flat()).toContainEqual({
+      events: [
+        { ...event, id },
+        { ...event, id: `${id}-2` },
+      ],
+    });
     expect(drained.sent).toBeGreaterThanOrEqual(2);
     expect(drained.waiting).toBe(0);
     expect(await outboxRows(id)).toHaveLength(0);
@@ -62,7 +80,11 @@ describe("queueEventSink", () => {
   it("drains a backlog of several pages in one run, oldest first", async () => {
     const tag = crypto.randomUUID();
     const ids = Array.from({ length: 230 }, (_, i) => `${tag}-${String(i).padStart(3, "0")}`);
-    await env.DB.batch(ids.map((id, i) => env.DB.prepare("INSERT INTO event_outbox (created_at, events, body) VALUES (?1, 1, ?2)").bind(i, JSON.stringify({ events: [{ ...event, id }] }))));
+    await env.DB.batch(
+      ids.map((id, i) =>
+        env.DB.prepare("INSERT INTO event_outbox (created_at, events, body) VALUES (?1, 1, ?2)").bind(i, JSON.stringify({ events: [{ ...event, id }] })),
+      ),
+    );
     const sentIds: string[] = [];
     const sendBatch = vi.fn(async (messages: Iterable<MessageSendRequest>) => {
       for (const m of messages) sentIds.push(...(m.body as { events: KeypoolEvent[] }).events.map((e) => e.id));
@@ -85,7 +107,9 @@ describe("queueEventSink", () => {
 
   it("never throws, and logs the count lost, when the queue and D1 both fail", async () => {
     const error = vi.spyOn(console, "error").mockImplementation(() => {});
-    const brokenDb = { prepare: () => ({ bind: () => ({ run: async () => Promise.reject(new Error("D1 down sk-should-not-appear")) }) }) } as unknown as D1Database;
+    const brokenDb = {
+      prepare: () => ({ bind: () => ({ run: async () => Promise.reject(new Error("D1 down sk-should-not-appear")) }) }),
+    } as unknown as D1Database;
     const sink = queueEventSink({ EVENTS: { send: async () => Promise.reject(new Error("down")) } as unknown as Queue, DB: brokenDb }, [0, 0]);
     await expect(sink([event])).resolves.toBeUndefined();
     expect(error).toHaveBeenCalledTimes(1);

@@ -1,7 +1,8 @@
 import { vi } from "vitest";
 
 /** How a fake upstream key answers. */
-export type FakeMode = "ok" | "rate_limit" | "unauthorized" | "bad_request" | "server_error" | "stream" | "no_usage" | ((req: Request) => Response | Promise<Response>);
+export type FakeMode =
+  "ok" | "rate_limit" | "unauthorized" | "bad_request" | "server_error" | "stream" | "no_usage" | ((req: Request) => Response | Promise<Response>);
 
 export interface FakeCall {
   url: string;
@@ -71,9 +72,22 @@ export function installFakeUpstream(modes: Record<string, FakeMode>) {
       case "stream":
         return new Response(streamed(FAKE_SSE), { headers: { "content-type": "text/event-stream" } });
       case "no_usage":
-        return json(200, { id: "c1", object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: "你好世界 hello world" }, finish_reason: "stop" }] });
+        return json(200, {
+          id: "c1",
+          object: "chat.completion",
+          choices: [{ index: 0, message: { role: "assistant", content: "你好世界 hello world" }, finish_reason: "stop" }],
+        });
       default:
-        return json(200, { id: "c1", object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: "Hello" }, finish_reason: "stop" }], usage: FAKE_USAGE }, { "x-upstream": "yes", "set-cookie": "a=b" });
+        return json(
+          200,
+          {
+            id: "c1",
+            object: "chat.completion",
+            choices: [{ index: 0, message: { role: "assistant", content: "Hello" }, finish_reason: "stop" }],
+            usage: FAKE_USAGE,
+          },
+          { "x-upstream": "yes", "set-cookie": "a=b" },
+        );
     }
   });
   return { calls, restore: () => spy.mockRestore() };

@@ -7,9 +7,12 @@ import { TEST_SECRETS } from "./secrets";
 const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
 
 function chat(clientKey: string, body: string, path = "/v1/chat/completions") {
-  return gateway(path, { method: "POST", headers: { authorization: `Bearer ${clientKey}`, "content-type": "application/json", cookie: "session=secret" }, body });
+  return gateway(path, {
+    method: "POST",
+    headers: { authorization: `Bearer ${clientKey}`, "content-type": "application/json", cookie: "session=secret" },
+    body,
+  });
 }
-
 
 const fakes = resetAfterEach(afterEach);
 
@@ -33,7 +36,11 @@ describe("errors in OpenAI shape", () => {
 
 describe("admin API", () => {
   it("refuses a wrong password and issues a strict session cookie for the right one", async () => {
-    const wrong = await gateway("/admin/api/login", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ password: "nope" }) });
+    const wrong = await gateway("/admin/api/login", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ password: "nope" }),
+    });
     expect(wrong.status).toBe(401);
     const right = await gateway("/admin/api/login", {
       method: "POST",
@@ -139,7 +146,10 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     // The whole pool's hourly series comes from the pool-wide hour rollup, which the consumer keeps too.
     const poolSeries = await admin<{ points: { requests: number }[] }>("GET", "/stats/series?bucket=hour&count=2");
     expect(poolSeries.body.points.reduce((n, p) => n + p.requests, 0)).toBeGreaterThanOrEqual(1);
-    const byModel = await admin<{ rows: { id: string; requests: number }[] }>("GET", `/stats/breakdown?by=model&bucket=hour&count=1&upstreamId=${pool.upstreamId}`);
+    const byModel = await admin<{ rows: { id: string; requests: number }[] }>(
+      "GET",
+      `/stats/breakdown?by=model&bucket=hour&count=1&upstreamId=${pool.upstreamId}`,
+    );
     expect(byModel.body.rows).toEqual([expect.objectContaining({ id: pool.model, requests: 1 })]);
     const bad = await admin<{ error: { param: string } }>("GET", "/stats/series?bucket=week");
     expect(bad.status).toBe(400);

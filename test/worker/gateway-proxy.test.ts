@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { env, exports } from "cloudflare:workers";
+import { exports } from "cloudflare:workers";
 import OpenAI from "openai";
 import { FAKE_BASE_URL, FAKE_SSE, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
 import { admin, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForRollup } from "./helpers";
@@ -8,10 +8,13 @@ const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceA
 
 /** Sends a chat completion and reads the whole answer, as a client does (metering ends when the body does). */
 async function chat(clientKey: string, body: string): Promise<Response> {
-  const res = await gateway("/v1/chat/completions", { method: "POST", headers: { authorization: `Bearer ${clientKey}`, "content-type": "application/json" }, body });
+  const res = await gateway("/v1/chat/completions", {
+    method: "POST",
+    headers: { authorization: `Bearer ${clientKey}`, "content-type": "application/json" },
+    body,
+  });
   return new Response(await res.arrayBuffer(), res);
 }
-
 
 const fakes = resetAfterEach(afterEach);
 
@@ -102,11 +105,24 @@ describe("failure policy", () => {
     const pool = await createPool(FAKE_BASE_URL, [cool, bad1, bad2]);
     let coolCalls = 0;
     let othersFail = false;
-    const ok = () => new Response(JSON.stringify({ id: "c1", object: "chat.completion", choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }), { headers: { "content-type": "application/json" } });
-    const boom = () => new Response(JSON.stringify({ error: { message: "boom", type: "server_error", param: null, code: null } }), { status: 500, headers: { "content-type": "application/json" } });
+    const ok = () =>
+      new Response(JSON.stringify({ id: "c1", object: "chat.completion", choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }), {
+        headers: { "content-type": "application/json" },
+      });
+    const boom = () =>
+      new Response(JSON.stringify({ error: { message: "boom", type: "server_error", param: null, code: null } }), {
+        status: 500,
+        headers: { "content-type": "application/json" },
+      });
     const fake = installFakeUpstream({
       // The first call to `cool` answers 429 with Retry-After: 1, later ones succeed.
-      [cool]: () => (++coolCalls === 1 ? new Response(JSON.stringify({ error: { message: "slow down", type: "rate_limit_error", param: null, code: null } }), { status: 429, headers: { "content-type": "application/json", "retry-after": "1" } }) : ok()),
+      [cool]: () =>
+        ++coolCalls === 1
+          ? new Response(JSON.stringify({ error: { message: "slow down", type: "rate_limit_error", param: null, code: null } }), {
+              status: 429,
+              headers: { "content-type": "application/json", "retry-after": "1" },
+            })
+          : ok(),
       [bad1]: () => (othersFail ? boom() : ok()),
       [bad2]: () => (othersFail ? boom() : ok()),
     });
@@ -130,8 +146,14 @@ describe("failure policy", () => {
       const key = req.headers.get("authorization")!;
       calls.set(key, (calls.get(key) ?? 0) + 1);
       return calls.get(key) === 1
-        ? new Response(JSON.stringify({ error: { message: "boom", type: "server_error", param: null, code: null } }), { status: 500, headers: { "content-type": "application/json" } })
-        : new Response(JSON.stringify({ id: "c1", object: "chat.completion", choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }), { headers: { "content-type": "application/json" } });
+        ? new Response(JSON.stringify({ error: { message: "boom", type: "server_error", param: null, code: null } }), {
+            status: 500,
+            headers: { "content-type": "application/json" },
+          })
+        : new Response(
+            JSON.stringify({ id: "c1", object: "chat.completion", choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }),
+            { headers: { "content-type": "application/json" } },
+          );
     };
     const fake = installFakeUpstream({ [keys[0]!]: flaky, [keys[1]!]: flaky });
     fakes.set(fake.restore);
@@ -195,7 +217,12 @@ describe("clients and routing", () => {
     const first = uniqueKey("cutjson1");
     const second = uniqueKey("cutjson2");
     const pool = await createPool(FAKE_BASE_URL, [first, second]);
-    const whole = JSON.stringify({ id: "c1", object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: "Hello" } }], usage: FAKE_USAGE });
+    const whole = JSON.stringify({
+      id: "c1",
+      object: "chat.completion",
+      choices: [{ index: 0, message: { role: "assistant", content: "Hello" } }],
+      usage: FAKE_USAGE,
+    });
     let calls = 0;
     const answer = () => {
       if (calls++ > 0) return new Response(whole, { headers: { "content-type": "application/json", "content-length": String(whole.length) } });
@@ -238,7 +265,11 @@ describe("clients and routing", () => {
     const form = new FormData();
     form.set("model", pool.model);
     form.set("file", new File([new Uint8Array([0, 1, 2, 250, 251, 252])], "audio.wav", { type: "audio/wav" }));
-    const request = new Request("https://keypool.test/v1/audio/transcriptions", { method: "POST", headers: { authorization: `Bearer ${pool.clientKey}` }, body: form });
+    const request = new Request("https://keypool.test/v1/audio/transcriptions", {
+      method: "POST",
+      headers: { authorization: `Bearer ${pool.clientKey}` },
+      body: form,
+    });
     const sentBytes = new Uint8Array(await request.clone().arrayBuffer());
     const contentType = request.headers.get("content-type");
     // Send until the limited key has been tried first once.

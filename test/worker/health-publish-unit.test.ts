@@ -9,10 +9,31 @@ import { publishSnapshot } from "../../stats-consumer/storage/snapshot-store";
 
 function attempt(keyId: string, outcome: Outcome, ts: number, extra: Partial<AttemptEvent> = {}): AttemptEvent {
   return {
-    v: 1, type: "attempt", id: crypto.randomUUID(), ts, requestId: crypto.randomUUID(), attempt: 1, final: true, keyId, upstreamId: "u-health",
-    clientKeyId: "c-health", model: "m", endpoint: "/chat/completions", stream: false, status: outcome === "ok" ? 200 : 401, outcome,
-    latencyMs: 1, ttfbMs: 1, promptTokens: 1, completionTokens: 1, totalTokens: 2, cachedTokens: 0, reasoningTokens: 0,
-    usageSource: "upstream", retryAfterMs: null, ...extra,
+    v: 1,
+    type: "attempt",
+    id: crypto.randomUUID(),
+    ts,
+    requestId: crypto.randomUUID(),
+    attempt: 1,
+    final: true,
+    keyId,
+    upstreamId: "u-health",
+    clientKeyId: "c-health",
+    model: "m",
+    endpoint: "/chat/completions",
+    stream: false,
+    status: outcome === "ok" ? 200 : 401,
+    outcome,
+    latencyMs: 1,
+    ttfbMs: 1,
+    promptTokens: 1,
+    completionTokens: 1,
+    totalTokens: 2,
+    cachedTokens: 0,
+    reasoningTokens: 0,
+    usageSource: "upstream",
+    retryAfterMs: null,
+    ...extra,
   };
 }
 
@@ -30,15 +51,22 @@ function fakeTime(start: number) {
 }
 
 async function deliver(events: KeypoolEvent[], time = fakeTime(Date.now())) {
-  const batch = createMessageBatch("keypool-events", events.map((body, i) => ({ id: `m${i}-${crypto.randomUUID()}`, timestamp: new Date(), attempts: 1, body })));
+  const batch = createMessageBatch(
+    "keypool-events",
+    events.map((body, i) => ({ id: `m${i}-${crypto.randomUUID()}`, timestamp: new Date(), attempts: 1, body })),
+  );
   return handleBatch(batch, env, { now: time.now, sleep: time.sleep, published });
 }
 
 async function addKey(id: string, upstreamId = "u-health") {
   const now = Date.now();
   await env.DB.batch([
-    env.DB.prepare("INSERT OR IGNORE INTO upstreams (id, name, base_url, kind, models, enabled, created_at, updated_at) VALUES (?1, 'h', 'https://h.test/v1', 'custom', '[]', 1, ?2, ?2)").bind(upstreamId, now),
-    env.DB.prepare("INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, created_at, updated_at) VALUES (?1, ?2, 'v1.a.b', ?1, 'sk-…', ?3, ?3)").bind(id, upstreamId, now),
+    env.DB.prepare(
+      "INSERT OR IGNORE INTO upstreams (id, name, base_url, kind, models, enabled, created_at, updated_at) VALUES (?1, 'h', 'https://h.test/v1', 'custom', '[]', 1, ?2, ?2)",
+    ).bind(upstreamId, now),
+    env.DB.prepare(
+      "INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, created_at, updated_at) VALUES (?1, ?2, 'v1.a.b', ?1, 'sk-…', ?3, ?3)",
+    ).bind(id, upstreamId, now),
   ]);
 }
 
@@ -115,7 +143,8 @@ describe("snapshot publishing", () => {
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-    const publish = (events: KeypoolEvent[], at: number) => publishIfStale(events, defaultSettings, { db, kv: env.SNAPSHOT, now: () => at, sleep: async () => {}, published });
+    const publish = (events: KeypoolEvent[], at: number) =>
+      publishIfStale(events, defaultSettings, { db, kv: env.SNAPSHOT, now: () => at, sleep: async () => {}, published });
 
     expect(await publish([attempt(busy, "ok", now + 1), attempt(busy, "client_error", now + 2), attempt(cooled, "ok", now + 3)], now + 5_000)).toBeNull();
     expect(factReads).toEqual([]);
@@ -141,7 +170,9 @@ describe("snapshot publishing", () => {
 
   it("leaves a change to a publish that was claimed after it committed", async () => {
     const now = Date.now() + 120_000;
-    await env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_at'").bind(now + 500).run();
+    await env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_at'")
+      .bind(now + 500)
+      .run();
     const admin: KeypoolEvent = { v: 1, type: "admin", id: crypto.randomUUID(), ts: now, actor: "t", action: "x", target: null, detail: null };
     const time = fakeTime(now);
     expect(await publishIfStale([admin], defaultSettings, { db: env.DB, kv: env.SNAPSHOT, now: time.now, sleep: time.sleep, published })).toBeNull();
@@ -150,11 +181,20 @@ describe("snapshot publishing", () => {
   it("never replaces a newer snapshot with an older one", async () => {
     const versionBefore = await env.DB.prepare("SELECT value FROM meta WHERE name = 'snapshot_published_version'").first<number>("value");
     const current = await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY);
-    const newer: Snapshot = { version: (current.metadata?.version ?? 0) + 1000, generatedAt: 1, upstreams: [], keys: [], clientKeys: [], settings: defaultSettings };
+    const newer: Snapshot = {
+      version: (current.metadata?.version ?? 0) + 1000,
+      generatedAt: 1,
+      upstreams: [],
+      keys: [],
+      clientKeys: [],
+      settings: defaultSettings,
+    };
     expect(await publishSnapshot(env.DB, env.SNAPSHOT, newer)).toBe(true);
     expect(await publishSnapshot(env.DB, env.SNAPSHOT, { ...newer, version: newer.version - 1 })).toBe(false);
     expect((await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY)).metadata?.version).toBe(newer.version);
     await env.SNAPSHOT.delete(SNAPSHOT_KV_KEY);
-    await env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_version'").bind(versionBefore ?? 0).run();
+    await env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_version'")
+      .bind(versionBefore ?? 0)
+      .run();
   });
 });

@@ -27,7 +27,9 @@ describe("/admin/api/openapi.json", () => {
     expect(undocumented).toEqual([]);
     expect(served).toEqual(document);
     const routes = new Set(
-      app.routes.filter((r) => r.method !== "ALL" && r.path.startsWith("/admin/api/")).map((r) => `${r.method.toLowerCase()} ${r.path.slice("/admin/api".length).replace(/:(\w+)/g, "{$1}")}`),
+      app.routes
+        .filter((r) => r.method !== "ALL" && r.path.startsWith("/admin/api/"))
+        .map((r) => `${r.method.toLowerCase()} ${r.path.slice("/admin/api".length).replace(/:(\w+)/g, "{$1}")}`),
     );
     const documented = new Set(Object.entries(served.paths).flatMap(([p, methods]) => Object.keys(methods).map((m) => `${m} ${p}`)));
     expect([...documented].sort()).toEqual([...routes].sort());

@@ -8,13 +8,26 @@ import { rebuild, requeue } from "../../stats-consumer/replay";
 import { waitFor } from "./helpers";
 import { seeded } from "../shared/seeded";
 
-
-const OUTCOMES: Outcome[] = ["ok", "ok", "ok", "ok", "ok", "ok", "rate_limited", "upstream_error", "network_error", "client_error", "aborted", "auth_failed", "no_balance"];
+const OUTCOMES: Outcome[] = [
+  "ok",
+  "ok",
+  "ok",
+  "ok",
+  "ok",
+  "ok",
+  "rate_limited",
+  "upstream_error",
+  "network_error",
+  "client_error",
+  "aborted",
+  "auth_failed",
+  "no_balance",
+];
 
 /** 10,000 attempts (with retries, several keys, models and clients over three hours) plus probes and admin events. */
 function generateEvents(now: number): KeypoolEvent[] {
   const random = seeded(7);
-  const pick = <T,>(xs: T[]) => xs[Math.floor(random() * xs.length)]!;
+  const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)]!;
   const events: KeypoolEvent[] = [];
   let attempts = 0;
   for (let i = 0; attempts < 10_000; i++) {
@@ -25,18 +38,37 @@ function generateEvents(now: number): KeypoolEvent[] {
       const outcome = a < tries ? "rate_limited" : pick(OUTCOMES);
       const tokens = outcome === "ok" ? Math.floor(random() * 500) : 0;
       const event: AttemptEvent = {
-        v: 1, type: "attempt", id: `attempt-${i}-${a}`, ts: ts + a, requestId, attempt: a, final: a === tries,
-        keyId: `key-${Math.floor(random() * 40)}`, upstreamId: "up", clientKeyId: `client-${Math.floor(random() * 5)}`, model: pick(["m-a", "m-b", "m-c"]),
-        endpoint: "/chat/completions", stream: random() < 0.5, status: outcome === "ok" ? 200 : 500, outcome,
-        latencyMs: Math.floor(random() * 2_000), ttfbMs: outcome === "network_error" ? null : Math.floor(random() * 300),
-        promptTokens: Math.floor(tokens / 3), completionTokens: tokens - Math.floor(tokens / 3), totalTokens: tokens,
-        cachedTokens: 0, reasoningTokens: 0, usageSource: random() < 0.1 ? "estimated" : "upstream",
+        v: 1,
+        type: "attempt",
+        id: `attempt-${i}-${a}`,
+        ts: ts + a,
+        requestId,
+        attempt: a,
+        final: a === tries,
+        keyId: `key-${Math.floor(random() * 40)}`,
+        upstreamId: "up",
+        clientKeyId: `client-${Math.floor(random() * 5)}`,
+        model: pick(["m-a", "m-b", "m-c"]),
+        endpoint: "/chat/completions",
+        stream: random() < 0.5,
+        status: outcome === "ok" ? 200 : 500,
+        outcome,
+        latencyMs: Math.floor(random() * 2_000),
+        ttfbMs: outcome === "network_error" ? null : Math.floor(random() * 300),
+        promptTokens: Math.floor(tokens / 3),
+        completionTokens: tokens - Math.floor(tokens / 3),
+        totalTokens: tokens,
+        cachedTokens: 0,
+        reasoningTokens: 0,
+        usageSource: random() < 0.1 ? "estimated" : "upstream",
         retryAfterMs: outcome === "rate_limited" ? 1_000 : null,
       };
       events.push(event);
     }
-    if (i % 500 === 0) events.push({ v: 1, type: "probe", id: `probe-event-${i}`, ts, keyId: `key-${i % 40}`, kind: "balance", result: "ok", balance: i, detail: null });
-    if (i % 2_000 === 0) events.push({ v: 1, type: "admin", id: `admin-event-${i}`, ts, actor: "test", action: "settings.update", target: null, detail: { i } });
+    if (i % 500 === 0)
+      events.push({ v: 1, type: "probe", id: `probe-event-${i}`, ts, keyId: `key-${i % 40}`, kind: "balance", result: "ok", balance: i, detail: null });
+    if (i % 2_000 === 0)
+      events.push({ v: 1, type: "admin", id: `admin-event-${i}`, ts, actor: "test", action: "settings.update", target: null, detail: { i } });
   }
   return events;
 }
@@ -76,19 +108,30 @@ describe("audit replay over 10,000 events", () => {
       const times = i % 1_000 === 0 ? 2 : 1;
       for (let r = 0; r < times; r++) {
         clock.t += 1_000;
-        const batch = createMessageBatch("keypool-events", slice.map((body, j) => ({ id: `m-${i}-${j}-${r}`, timestamp: new Date(), attempts: 1, body })));
+        const batch = createMessageBatch(
+          "keypool-events",
+          slice.map((body, j) => ({ id: `m-${i}-${j}-${r}`, timestamp: new Date(), attempts: 1, body })),
+        );
         const result = await handleBatch(batch, env, time);
         expect(result).toMatchObject({ retried: false, malformed: 0 });
         delivered += slice.length;
       }
     }
-    const totals = await env.DB.prepare("SELECT SUM(requests) AS requests, SUM(attempts) AS attempts FROM rollup_minute").first<{ requests: number; attempts: number }>();
+    const totals = await env.DB.prepare("SELECT SUM(requests) AS requests, SUM(attempts) AS attempts FROM rollup_minute").first<{
+      requests: number;
+      attempts: number;
+    }>();
     const attempts = events.filter((e): e is AttemptEvent => e.type === "attempt");
     expect(totals).toEqual({ requests: attempts.filter((e) => e.final).length, attempts: attempts.length });
     // The pool-wide hour rollup is rollup_hour summed by hour, column for column.
     const columns = "requests, attempts, successes, rate_limited, total_tokens, estimated_tokens, cached_tokens, latency_ms_sum, ttfb_count";
     const summed = (from: string) =>
-      env.DB.prepare(`SELECT bucket, ${columns.split(", ").map((c) => `SUM(${c}) AS ${c}`).join(", ")}, MAX(latency_ms_max) AS latency_ms_max FROM ${from} GROUP BY bucket ORDER BY bucket`).all();
+      env.DB.prepare(
+        `SELECT bucket, ${columns
+          .split(", ")
+          .map((c) => `SUM(${c}) AS ${c}`)
+          .join(", ")}, MAX(latency_ms_max) AS latency_ms_max FROM ${from} GROUP BY bucket ORDER BY bucket`,
+      ).all();
     const pool = await summed("rollup_pool_hour");
     expect(pool.results.length).toBeGreaterThan(2);
     expect(pool.results).toEqual((await summed("rollup_hour")).results);
@@ -116,7 +159,11 @@ describe("audit replay over 10,000 events", () => {
     for (let q = 0; q < 4; q++) {
       const range = { jobId: `t3-${q}`, from: q === 0 ? 0 : start + q * 2_700_000, to: q === 3 ? Number.MAX_SAFE_INTEGER : start + (q + 1) * 2_700_000 };
       requeued += (await requeue(env, range)).requeued;
-      await waitFor(async () => ((await archivedRecords("events/")) >= archivedBefore + requeued ? true : undefined), "the requeued events to be consumed", 60_000);
+      await waitFor(
+        async () => ((await archivedRecords("events/")) >= archivedBefore + requeued ? true : undefined),
+        "the requeued events to be consumed",
+        60_000,
+      );
     }
     expect(requeued).toBe(archivedBefore);
     expect(await liveState()).toEqual(before);

@@ -13,7 +13,10 @@ export const clock = { t: Date.now() };
 /** Folds events through the real consumer, at the test's clock. */
 export async function fold(events: KeypoolEvent[]): Promise<void> {
   if (events.length === 0) return;
-  const batch = createMessageBatch("keypool-events", events.map((body, i) => ({ id: `m${i}-${crypto.randomUUID()}`, timestamp: new Date(), attempts: 1, body })));
+  const batch = createMessageBatch(
+    "keypool-events",
+    events.map((body, i) => ({ id: `m${i}-${crypto.randomUUID()}`, timestamp: new Date(), attempts: 1, body })),
+  );
   const result = await handleBatch(batch, env, { now: () => clock.t, sleep: async (ms) => void (clock.t += ms), published: new PublishedStates() });
   if (result.retried || result.malformed > 0) throw new Error(`the consumer did not store the events: ${JSON.stringify(result)}`);
 }
@@ -53,15 +56,17 @@ export async function addUpstreamWithKeys(kind: string, baseUrl: string, secrets
   const now = Date.now();
   const ids = secrets.map(() => crypto.randomUUID());
   await env.DB.batch([
-    env.DB.prepare("INSERT INTO upstreams (id, name, base_url, kind, models, enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, '[]', 1, ?5, ?5)").bind(upstreamId, kind, baseUrl, kind, now),
+    env.DB.prepare("INSERT INTO upstreams (id, name, base_url, kind, models, enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, '[]', 1, ?5, ?5)").bind(
+      upstreamId,
+      kind,
+      baseUrl,
+      kind,
+      now,
+    ),
     ...secrets.map((secret, i) =>
-      env.DB.prepare("INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?1, 'sk-…', ?4, ?5, ?5)").bind(
-        ids[i],
-        upstreamId,
-        `plain:${secret}`,
-        enabled ? 1 : 0,
-        now,
-      ),
+      env.DB.prepare(
+        "INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?1, 'sk-…', ?4, ?5, ?5)",
+      ).bind(ids[i], upstreamId, `plain:${secret}`, enabled ? 1 : 0, now),
     ),
   ]);
   return ids;

@@ -7,10 +7,30 @@ const json = (body: unknown, status = 200) => Response.json(body, { status });
 
 function attempt(keyId: string, outcome: Outcome, ts: number): AttemptEvent {
   return {
-    v: 1, type: "attempt", id: crypto.randomUUID(), ts, requestId: crypto.randomUUID(), attempt: 1, final: true, keyId, upstreamId: "u",
-    clientKeyId: "c", model: "m", endpoint: "/chat/completions", stream: false, status: outcome === "auth_failed" ? 401 : 500, outcome,
-    latencyMs: 1, ttfbMs: null, promptTokens: 0, completionTokens: 0, totalTokens: 0, cachedTokens: 0, reasoningTokens: 0,
-    usageSource: "none", retryAfterMs: null,
+    v: 1,
+    type: "attempt",
+    id: crypto.randomUUID(),
+    ts,
+    requestId: crypto.randomUUID(),
+    attempt: 1,
+    final: true,
+    keyId,
+    upstreamId: "u",
+    clientKeyId: "c",
+    model: "m",
+    endpoint: "/chat/completions",
+    stream: false,
+    status: outcome === "auth_failed" ? 401 : 500,
+    outcome,
+    latencyMs: 1,
+    ttfbMs: null,
+    promptTokens: 0,
+    completionTokens: 0,
+    totalTokens: 0,
+    cachedTokens: 0,
+    reasoningTokens: 0,
+    usageSource: "none",
+    retryAfterMs: null,
   };
 }
 
@@ -20,7 +40,14 @@ function providers(url: string, key: string): Response {
   if (key.startsWith("malformed")) return json({ data: { something: "else" } });
   if (key.startsWith("revoked")) return json({ error: { message: "invalid api key" } }, 401);
   if (url === "https://sf.test/v1/user/info") return json({ code: 20000, data: { totalBalance: key.startsWith("empty") ? "0" : "12.5" } });
-  if (url === "https://ds.test/user/balance") return json({ is_available: true, balance_infos: [{ currency: "CNY", total_balance: "110.00" }, { currency: "USD", total_balance: "5" }] });
+  if (url === "https://ds.test/user/balance")
+    return json({
+      is_available: true,
+      balance_infos: [
+        { currency: "CNY", total_balance: "110.00" },
+        { currency: "USD", total_balance: "5" },
+      ],
+    });
   if (url === "https://or.test/api/v1/key") return json({ data: { limit: 100, usage: 25, limit_remaining: 75 } });
   if (url === "https://oa.test/v1/models") return json({ object: "list", data: [] });
   return json({ error: "unexpected probe" }, 404);

@@ -5,7 +5,11 @@ import { addUpstreamWithKeys, clock, schedulerDeps } from "./scheduler-helpers";
 describe("scheduler budget", () => {
   it("covers 200 keys in 5 runs of 40 probes, least recently probed first, and then waits for their interval", async () => {
     clock.t = Date.now();
-    const ids = await addUpstreamWithKeys("openai", "https://oa.test/v1", Array.from({ length: 200 }, (_, i) => `key-${String(i).padStart(3, "0")}`));
+    const ids = await addUpstreamWithKeys(
+      "openai",
+      "https://oa.test/v1",
+      Array.from({ length: 200 }, (_, i) => `key-${String(i).padStart(3, "0")}`),
+    );
     expect(ids).toHaveLength(200);
     const seen = new Set<string>();
     for (let run = 0; run < 5; run++) {

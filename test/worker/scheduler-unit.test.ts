@@ -21,7 +21,9 @@ describe("scheduler", () => {
     const poolOld = now - 36 * 24 * HOUR_MS - Math.floor(Math.random() * 1e6);
     const poolNew = now - 34 * 24 * HOUR_MS - Math.floor(Math.random() * 1e6);
     await env.DB.prepare("INSERT INTO rollup_pool_hour (bucket, requests) VALUES (?1, 1), (?2, 1)").bind(poolOld, poolNew).run();
-    await env.DB.prepare("INSERT INTO seen_events (id, ts) VALUES (?1, ?2), (?3, ?4)").bind(`${tag}-old`, now - 73 * HOUR_MS, `${tag}-new`, now - HOUR_MS).run();
+    await env.DB.prepare("INSERT INTO seen_events (id, ts) VALUES (?1, ?2), (?3, ?4)")
+      .bind(`${tag}-old`, now - 73 * HOUR_MS, `${tag}-new`, now - HOUR_MS)
+      .run();
 
     const emitted: KeypoolEvent[] = [];
     await runScheduled({ db: env.DB, now: () => now, emit: async (e) => void emitted.push(...e), fetch, decrypt: async (s) => s, drainOutbox: empty });
@@ -72,7 +74,9 @@ describe("scheduler", () => {
     const log = vi.spyOn(console, "log").mockImplementation(() => {});
     const id = crypto.randomUUID();
     const kept: KeypoolEvent = { v: 1, type: "admin", id, ts: Date.now(), actor: "test", action: "test.outbox", target: null, detail: null };
-    await env.DB.prepare("INSERT INTO event_outbox (created_at, events, body) VALUES (?1, 1, ?2)").bind(Date.now(), JSON.stringify({ events: [kept] })).run();
+    await env.DB.prepare("INSERT INTO event_outbox (created_at, events, body) VALUES (?1, 1, ?2)")
+      .bind(Date.now(), JSON.stringify({ events: [kept] }))
+      .run();
     const ctx = createExecutionContext();
     await gateway.scheduled(createScheduledController({ scheduledTime: Date.now(), cron: "* * * * *" }), env, ctx);
     await waitOnExecutionContext(ctx);
@@ -80,7 +84,9 @@ describe("scheduler", () => {
     expect(line).toMatch(/outbox [1-9]\d* event\(s\) sent, 0 message\(s\) waiting/);
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM event_outbox").first("n")).toBe(0);
     // The consumer folds it like any queued event: it reaches the audit log.
-    await vi.waitFor(async () => expect(await env.DB.prepare("SELECT action FROM audit_log WHERE id = ?1").bind(id).first("action")).toBe("test.outbox"), { timeout: 5_000 });
+    await vi.waitFor(async () => expect(await env.DB.prepare("SELECT action FROM audit_log WHERE id = ?1").bind(id).first("action")).toBe("test.outbox"), {
+      timeout: 5_000,
+    });
     log.mockRestore();
   });
 });

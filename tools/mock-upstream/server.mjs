@@ -38,7 +38,7 @@ import { seeded } from "../seeded.mjs";
  */
 
 /** The faults a `faultRate` draws from, evenly. */
-export const FAULTS = ["rate_limit", "server_error", "reset", "stall", "cut", "malformed"];
+const FAULTS = ["rate_limit", "server_error", "reset", "stall", "cut", "malformed"];
 
 const REPLY = "Hello from the Keypool mock upstream. This answer is deterministic.";
 const MODELS = ["mock-gpt", "mock-gpt-mini", "mock-embed"];
@@ -100,7 +100,10 @@ async function chatCompletions({ res, body, b, stats, fault }) {
   const id = `chatcmpl-mock-${stats.requests}`;
   const created = Math.floor(Date.now() / 1000);
   const base = { id, created, model: body.model };
-  const toolCall = Array.isArray(body.tools) && body.tools.length > 0 ? { id: "call_mock_1", type: "function", function: { name: body.tools[0].function?.name ?? "tool", arguments: '{"city":"Paris"}' } } : null;
+  const toolCall =
+    Array.isArray(body.tools) && body.tools.length > 0
+      ? { id: "call_mock_1", type: "function", function: { name: body.tools[0].function?.name ?? "tool", arguments: '{"city":"Paris"}' } }
+      : null;
   const words = b.words ? Array.from({ length: b.words }, (_, i) => WORDS[i % WORDS.length]) : WORDS;
   const completionTokens = toolCall ? 8 : words.length;
   record(stats, promptTokens, completionTokens);
@@ -126,7 +129,13 @@ async function chatCompletions({ res, body, b, stats, fault }) {
   /** @param {Record<string, unknown>} delta @param {string | null} [finish] */
   const chunk = (delta, finish = null) => ({ ...base, object: "chat.completion.chunk", choices: [{ index: 0, delta, finish_reason: finish }] });
   if (toolCall) {
-    await sse.send(chunk({ role: "assistant", content: null, tool_calls: [{ index: 0, id: toolCall.id, type: "function", function: { name: toolCall.function.name, arguments: "" } }] }));
+    await sse.send(
+      chunk({
+        role: "assistant",
+        content: null,
+        tool_calls: [{ index: 0, id: toolCall.id, type: "function", function: { name: toolCall.function.name, arguments: "" } }],
+      }),
+    );
     for (const part of ['{"city":', '"Paris"}']) await sse.send(chunk({ tool_calls: [{ index: 0, function: { arguments: part } }] }));
     await sse.send(chunk({}, "tool_calls"));
   } else {
@@ -156,10 +165,15 @@ async function completions({ res, body, b, stats }) {
   record(stats, promptTokens, WORDS.length);
   const base = { id: `cmpl-mock-${stats.requests}`, object: "text_completion", created: Math.floor(Date.now() / 1000), model: body.model };
   if (!body.stream) {
-    return sendJson(res, 200, { ...base, choices: [{ index: 0, text: REPLY, finish_reason: "stop", logprobs: null }], ...(b.omitUsage ? {} : { usage: usage(promptTokens, WORDS.length) }) });
+    return sendJson(res, 200, {
+      ...base,
+      choices: [{ index: 0, text: REPLY, finish_reason: "stop", logprobs: null }],
+      ...(b.omitUsage ? {} : { usage: usage(promptTokens, WORDS.length) }),
+    });
   }
   const sse = sseWriter(res, b, stats);
-  for (let i = 0; i < WORDS.length; i++) await sse.send({ ...base, choices: [{ index: 0, text: (i ? " " : "") + WORDS[i], finish_reason: i === WORDS.length - 1 ? "stop" : null }] });
+  for (let i = 0; i < WORDS.length; i++)
+    await sse.send({ ...base, choices: [{ index: 0, text: (i ? " " : "") + WORDS[i], finish_reason: i === WORDS.length - 1 ? "stop" : null }] });
   if (body.stream_options?.include_usage && !b.omitUsage) await sse.send({ ...base, choices: [], usage: usage(promptTokens, WORDS.length) });
   sse.end();
 }
@@ -171,7 +185,13 @@ async function completions({ res, body, b, stats }) {
 async function responses({ res, body, b, stats }) {
   const promptTokens = countPromptTokens(body);
   record(stats, promptTokens, WORDS.length);
-  const u = { input_tokens: promptTokens, output_tokens: WORDS.length, total_tokens: promptTokens + WORDS.length, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } };
+  const u = {
+    input_tokens: promptTokens,
+    output_tokens: WORDS.length,
+    total_tokens: promptTokens + WORDS.length,
+    input_tokens_details: { cached_tokens: 0 },
+    output_tokens_details: { reasoning_tokens: 0 },
+  };
   /** @param {string} status @param {boolean} withOutput */
   const response = (status, withOutput) => ({
     id: `resp_mock_${stats.requests}`,
@@ -179,7 +199,9 @@ async function responses({ res, body, b, stats }) {
     created_at: Math.floor(Date.now() / 1000),
     model: body.model,
     status,
-    output: withOutput ? [{ id: "msg_mock", type: "message", role: "assistant", status: "completed", content: [{ type: "output_text", text: REPLY, annotations: [] }] }] : [],
+    output: withOutput
+      ? [{ id: "msg_mock", type: "message", role: "assistant", status: "completed", content: [{ type: "output_text", text: REPLY, annotations: [] }] }]
+      : [],
     ...(withOutput && !b.omitUsage ? { usage: u } : {}),
   });
   if (!body.stream) return sendJson(res, 200, response("completed", true));
@@ -191,7 +213,8 @@ async function responses({ res, body, b, stats }) {
     if (b.chunkDelayMs) await sleep(b.chunkDelayMs);
   };
   await send("response.created", { response: response("in_progress", false) });
-  for (let i = 0; i < WORDS.length; i++) await send("response.output_text.delta", { item_id: "msg_mock", output_index: 0, content_index: 0, delta: (i ? " " : "") + WORDS[i] });
+  for (let i = 0; i < WORDS.length; i++)
+    await send("response.output_text.delta", { item_id: "msg_mock", output_index: 0, content_index: 0, delta: (i ? " " : "") + WORDS[i] });
   await send("response.completed", { response: response("completed", true) });
   res.end();
 }
@@ -206,14 +229,22 @@ async function embeddings({ res, body, b, stats }) {
   return sendJson(res, 200, {
     object: "list",
     model: body.model,
-    data: inputs.map((/** @type {unknown} */ _, /** @type {number} */ index) => ({ object: "embedding", index, embedding: Array.from({ length: 8 }, (_, i) => (i + index) / 10) })),
+    data: inputs.map((/** @type {unknown} */ _, /** @type {number} */ index) => ({
+      object: "embedding",
+      index,
+      embedding: Array.from({ length: 8 }, (_, i) => (i + index) / 10),
+    })),
     ...(b.omitUsage ? {} : { usage: { prompt_tokens: promptTokens, total_tokens: promptTokens } }),
   });
 }
 
 /** @param {Exchange} exchange */
 async function moderations({ res, body }) {
-  return sendJson(res, 200, { id: "modr-mock", model: body.model, results: [{ flagged: false, categories: { violence: false }, category_scores: { violence: 0.001 } }] });
+  return sendJson(res, 200, {
+    id: "modr-mock",
+    model: body.model,
+    results: [{ flagged: false, categories: { violence: false }, category_scores: { violence: 0.001 } }],
+  });
 }
 
 /** @param {Exchange} exchange */
@@ -350,7 +381,18 @@ export async function startMockUpstream(options = {}) {
       if (url.pathname === "/__mock/stats") return sendJson(res, 200, stats);
       if (url.pathname === "/__mock/reset" && req.method === "POST") {
         behaviors.clear();
-        Object.assign(stats, { requests: 0, byKey: {}, promptTokens: 0, completionTokens: 0, totalTokens: 0, reportedTokens: 0, cancelledStreams: 0, faults: {}, headerNames: {}, lastBody: null });
+        Object.assign(stats, {
+          requests: 0,
+          byKey: {},
+          promptTokens: 0,
+          completionTokens: 0,
+          totalTokens: 0,
+          reportedTokens: 0,
+          cancelledStreams: 0,
+          faults: {},
+          headerNames: {},
+          lastBody: null,
+        });
         return sendJson(res, 200, { ok: true });
       }
 
@@ -364,12 +406,15 @@ export async function startMockUpstream(options = {}) {
       if (fault) stats.faults[fault] = (stats.faults[fault] ?? 0) + 1;
       if (b.delayMs) await sleep(b.delayMs);
       if (fault === "stall") await sleep(b.stallMs ?? 30_000);
-      if (fault === "rate_limit") return sendJson(res, 429, errorBody("Rate limit reached.", "rate_limit_error", "rate_limit_exceeded"), { "retry-after": "1" });
+      if (fault === "rate_limit")
+        return sendJson(res, 429, errorBody("Rate limit reached.", "rate_limit_error", "rate_limit_exceeded"), { "retry-after": "1" });
       if (fault === "server_error") return sendJson(res, 500, errorBody("The upstream had an error.", "server_error", null));
       if (fault === "reset") return void req.socket.destroy();
       switch (b.mode ?? "ok") {
         case "rate_limit":
-          return sendJson(res, 429, errorBody("Rate limit reached.", "rate_limit_error", "rate_limit_exceeded"), { "retry-after": String(b.retryAfterSeconds ?? 20) });
+          return sendJson(res, 429, errorBody("Rate limit reached.", "rate_limit_error", "rate_limit_exceeded"), {
+            "retry-after": String(b.retryAfterSeconds ?? 20),
+          });
         case "unauthorized":
           return sendJson(res, 401, errorBody("Incorrect API key provided.", "authentication_error", "invalid_api_key"));
         case "no_balance":
@@ -389,7 +434,8 @@ export async function startMockUpstream(options = {}) {
       const multipart = (req.headers["content-type"] ?? "").startsWith("multipart/form-data");
       const body = multipart ? await readForm(req, rawBytes) : raw ? JSON.parse(raw) : {};
       if (typeof body.model !== "string") return sendJson(res, 400, errorBody("You must provide a model parameter.", "invalid_request_error", null));
-      if (body.model === "unknown-model") return sendJson(res, 404, errorBody(`The model '${body.model}' does not exist.`, "invalid_request_error", "model_not_found"));
+      if (body.model === "unknown-model")
+        return sendJson(res, 404, errorBody(`The model '${body.model}' does not exist.`, "invalid_request_error", "model_not_found"));
       stats.lastBody = multipart ? { model: body.model, fileBytes: body.fileBytes } : body;
       const handler = ENDPOINTS[path];
       if (handler) return await handler({ req, res, body, b, stats, fault: fault ?? null });
@@ -426,7 +472,11 @@ export async function startMockUpstream(options = {}) {
  * @param {Buffer} rawBytes
  */
 async function readForm(req, rawBytes) {
-  const form = await new Request("http://mock/", { method: "POST", headers: { "content-type": req.headers["content-type"] ?? "" }, body: new Uint8Array(rawBytes) }).formData();
+  const form = await new Request("http://mock/", {
+    method: "POST",
+    headers: { "content-type": req.headers["content-type"] ?? "" },
+    body: new Uint8Array(rawBytes),
+  }).formData();
   // Audio uploads name the file `file`; image edits `image` (or `image[]` for several).
   const file = ["file", "image", "image[]"].map((name) => form.get(name)).find((v) => v && typeof v === "object");
   return { model: form.get("model"), fileBytes: file && typeof file === "object" ? file.size : 0, stream: form.get("stream") === "true" };

@@ -64,19 +64,23 @@ export const api = {
   logout: () => request<{ ok: boolean }>("POST", "/logout", {}),
   session: () => request<SessionView>("GET", "/session"),
   summary: () => request<StatsSummary>("GET", "/stats/summary"),
-  series: (bucket: StatsBucket, count: number, filters: Record<string, string> = {}) => request<StatsSeries>("GET", `/stats/series?${query({ bucket, count, ...filters })}`),
+  series: (bucket: StatsBucket, count: number, filters: Record<string, string> = {}) =>
+    request<StatsSeries>("GET", `/stats/series?${query({ bucket, count, ...filters })}`),
   breakdown: (by: string, bucket: StatsBucket, count: number) => request<StatsBreakdown>("GET", `/stats/breakdown?${query({ by, bucket, count })}`),
   keys: (q: KeyQuery) => request<{ total: number; data: KeyView[] }>("GET", `/keys?${query({ ...q })}`),
   addKeys: (upstreamId: string, text: string) => request<AddKeysResponse>("POST", "/keys", { upstreamId, text }),
-  importSeed: (upstreamId: string, tokens: unknown[]) => request<{ added: number; duplicates: number; disabled: number; balances: number }>("POST", "/keys/import-seed", { upstreamId, tokens }),
+  importSeed: (upstreamId: string, tokens: unknown[]) =>
+    request<{ added: number; duplicates: number; disabled: number; balances: number }>("POST", "/keys/import-seed", { upstreamId, tokens }),
   updateKey: (id: string, patch: Partial<Pick<KeyView, "enabled" | "weight" | "models" | "note">>) => request<unknown>("PATCH", `/keys/${id}`, patch),
-  batchKeys: (action: "enable" | "disable" | "delete" | "probe", ids: string[]) => request<{ matched: number; changed?: number }>("POST", "/keys/batch", { action, ids }),
+  batchKeys: (action: "enable" | "disable" | "delete" | "probe", ids: string[]) =>
+    request<{ matched: number; changed?: number }>("POST", "/keys/batch", { action, ids }),
   upstreams: () => request<{ data: (UpstreamView & { keys: number })[] }>("GET", "/upstreams"),
   createUpstream: (body: { name: string; baseUrl: string; kind: string; models: string[] }) => request<{ id: string }>("POST", "/upstreams", body),
   updateUpstream: (id: string, patch: Partial<UpstreamView>) => request<UpstreamView>("PATCH", `/upstreams/${id}`, patch),
   deleteUpstream: (id: string, cascade: boolean) => request<unknown>("DELETE", `/upstreams/${id}${cascade ? "?cascade=true" : ""}`),
   clientKeys: () => request<{ data: ClientKeyView[] }>("GET", "/client-keys"),
-  createClientKey: (body: { name: string; rpmLimit: number | null; tpmLimit: number | null; models: string[] }) => request<{ id: string; key: string }>("POST", "/client-keys", body),
+  createClientKey: (body: { name: string; rpmLimit: number | null; tpmLimit: number | null; models: string[] }) =>
+    request<{ id: string; key: string }>("POST", "/client-keys", body),
   updateClientKey: (id: string, patch: Partial<ClientKeyView>) => request<unknown>("PATCH", `/client-keys/${id}`, patch),
   deleteClientKey: (id: string) => request<unknown>("DELETE", `/client-keys/${id}`),
   settings: () => request<Settings>("GET", "/settings"),

@@ -34,7 +34,13 @@ export const fmt = {
   time: (ts: number) => new Intl.DateTimeFormat(i18n.locale === "zh" ? "zh-CN" : "en-US", { hour: "2-digit", minute: "2-digit" }).format(ts),
   date: (ts: number) => new Intl.DateTimeFormat(i18n.locale === "zh" ? "zh-CN" : "en-US", { month: "short", day: "numeric" }).format(ts),
   dateTime: (ts: number) =>
-    new Intl.DateTimeFormat(i18n.locale === "zh" ? "zh-CN" : "en-US", { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" }).format(ts),
+    new Intl.DateTimeFormat(i18n.locale === "zh" ? "zh-CN" : "en-US", {
+      month: "short",
+      day: "numeric",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+    }).format(ts),
   percent: (x: number | null) => (x === null ? "—" : `${(x * 100).toFixed(1)}%`),
   ms: (x: number | null) => (x === null ? "—" : `${Math.round(x)} ms`),
 };

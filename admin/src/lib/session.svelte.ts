@@ -19,7 +19,7 @@ export async function logOut(): Promise<void> {
 }
 
 /** Call when any API call answers 401: the session expired or was revoked. */
-export function sessionExpired(): void {
+function sessionExpired(): void {
   session.loggedIn = false;
 }
 

@@ -134,7 +134,8 @@ const en = {
   "settings.save": "Save",
   "settings.saved": "Saved. The gateway applies it within seconds.",
   "audit.replay": "Audit replay",
-  "audit.replayHelp": "Rebuild recomputes the numbers from the event archive and compares them with the live ones; requeue sends archived events through the pipeline again (nothing is counted twice).",
+  "audit.replayHelp":
+    "Rebuild recomputes the numbers from the event archive and compares them with the live ones; requeue sends archived events through the pipeline again (nothing is counted twice).",
   "audit.rebuild": "Rebuild and compare",
   "audit.requeue": "Requeue archive",
   "audit.status.pending": "Queued…",

@@ -5,14 +5,7 @@ import type { GatewayHono } from "../../context";
 import { KeypoolError } from "../../errors";
 import { SESSION_COOKIE, SESSION_SECONDS, issueAdminToken, sessionCookie, verifyAdminToken, type AdminSession } from "../../logic/admin-session";
 import { constantTimeEqual } from "../../logic/crypto";
-import {
-  clearLoginFailures,
-  loginLockedUntil,
-  recordLoginFailure,
-  revokeAllSessions,
-  revokeSession,
-  sessionIsValid,
-} from "../../storage/admin-auth-db";
+import { clearLoginFailures, loginLockedUntil, recordLoginFailure, revokeAllSessions, revokeSession, sessionIsValid } from "../../storage/admin-auth-db";
 import { op } from "./openapi";
 import type { AdminContext } from "./shared";
 
@@ -72,28 +65,31 @@ export function authRoutes() {
         tag: "session",
         public: true,
         summary: "Log in",
-        description: "Checks the admin password (in constant time) and starts a 12-hour session: the answer's token, and an HttpOnly, Secure, SameSite=Strict cookie.",
+        description:
+          "Checks the admin password (in constant time) and starts a 12-hour session: the answer's token, and an HttpOnly, Secure, SameSite=Strict cookie.",
         body: loginBodySchema,
         ok: { description: "The session's token and when it expires (epoch ms).", schema: loginResponseSchema },
         errors: { 401: "Wrong password.", 429: "Five failed logins within a minute from this client's IP; Retry-After says when to try again." },
       },
       async (c, { body }) => {
-    const now = Date.now();
-    const client = clientOf(c);
-    const lockedUntil = await loginLockedUntil(c.env.DB, client, now);
-    if (lockedUntil !== null) {
-      const seconds = Math.ceil((lockedUntil - now) / 1000);
-      throw new KeypoolError(429, "rate_limit_error", `Too many failed logins; try again in ${seconds}s.`, "login_rate_limited", null, { "retry-after": String(seconds) });
-    }
-    const { password } = body;
-    if (!(await constantTimeEqual(password, c.env.ADMIN_PASSWORD))) {
-      await recordLoginFailure(c.env.DB, client, now);
-      throw new KeypoolError(401, "authentication_error", "Wrong password.", "wrong_password", "password");
-    }
-    await clearLoginFailures(c.env.DB, client);
-    const session = await issueAdminToken(c.env.JWT_SECRET, now);
-    c.header("set-cookie", sessionCookie(session.token, SESSION_SECONDS));
-    return c.json(session);
+        const now = Date.now();
+        const client = clientOf(c);
+        const lockedUntil = await loginLockedUntil(c.env.DB, client, now);
+        if (lockedUntil !== null) {
+          const seconds = Math.ceil((lockedUntil - now) / 1000);
+          throw new KeypoolError(429, "rate_limit_error", `Too many failed logins; try again in ${seconds}s.`, "login_rate_limited", null, {
+            "retry-after": String(seconds),
+          });
+        }
+        const { password } = body;
+        if (!(await constantTimeEqual(password, c.env.ADMIN_PASSWORD))) {
+          await recordLoginFailure(c.env.DB, client, now);
+          throw new KeypoolError(401, "authentication_error", "Wrong password.", "wrong_password", "password");
+        }
+        await clearLoginFailures(c.env.DB, client);
+        const session = await issueAdminToken(c.env.JWT_SECRET, now);
+        c.header("set-cookie", sessionCookie(session.token, SESSION_SECONDS));
+        return c.json(session);
       },
     ),
   );
@@ -105,22 +101,23 @@ export function authRoutes() {
         tag: "session",
         public: true,
         summary: "Log out",
-        description: "Ends this session (its token stops working) and clears the cookie; with `everywhere`, ends every session issued so far, which needs a valid one.",
+        description:
+          "Ends this session (its token stops working) and clears the cookie; with `everywhere`, ends every session issued so far, which needs a valid one.",
         body: logoutBodySchema,
         ok: { description: "Logged out.", schema: logoutResponseSchema },
         errors: { 401: "`everywhere` without a valid session." },
       },
       async (c, { body }) => {
-    const { everywhere } = body;
-    const token = tokenOf(c);
-    const session = token ? await verifyAdminToken(c.env.JWT_SECRET, token, Date.now()) : null;
-    if (session) await revokeSession(c.env.DB, session.jti, session.expiresAtMs, Date.now());
-    if (everywhere) {
-      if (!session) throw new KeypoolError(401, "authentication_error", "Log in to log out everywhere.", "admin_login_required");
-      await revokeAllSessions(c.env.DB, Date.now());
-    }
-    c.header("set-cookie", sessionCookie("", 0));
-    return c.json({ ok: true, everywhere });
+        const { everywhere } = body;
+        const token = tokenOf(c);
+        const session = token ? await verifyAdminToken(c.env.JWT_SECRET, token, Date.now()) : null;
+        if (session) await revokeSession(c.env.DB, session.jti, session.expiresAtMs, Date.now());
+        if (everywhere) {
+          if (!session) throw new KeypoolError(401, "authentication_error", "Log in to log out everywhere.", "admin_login_required");
+          await revokeAllSessions(c.env.DB, Date.now());
+        }
+        c.header("set-cookie", sessionCookie("", 0));
+        return c.json({ ok: true, everywhere });
       },
     ),
   );

@@ -26,14 +26,25 @@ export function clientKeyRoutes() {
       {
         tag: "client keys",
         summary: "Create a client key",
-        description: "The key is in this answer and nowhere else: only its SHA-256 is stored. It may be limited to models, expire, and have RPM and TPM limits.",
+        description:
+          "The key is in this answer and nowhere else: only its SHA-256 is stored. It may be limited to models, expire, and have RPM and TPM limits.",
         body: createClientKeyBodySchema,
         ok: { status: 201, description: "The new key's id, and the key itself (shown once).", schema: createClientKeyResponseSchema },
       },
       async (c, { body }) => {
         const id = crypto.randomUUID();
         const key = CLIENT_KEY_PREFIX + randomToken(32);
-        const row = { id, name: body.name, masked: maskSecret(key), models: body.models, rpmLimit: body.rpmLimit, tpmLimit: body.tpmLimit, expiresAt: body.expiresAt, enabled: true, createdAt: Date.now() };
+        const row = {
+          id,
+          name: body.name,
+          masked: maskSecret(key),
+          models: body.models,
+          rpmLimit: body.rpmLimit,
+          tpmLimit: body.tpmLimit,
+          expiresAt: body.expiresAt,
+          enabled: true,
+          createdAt: Date.now(),
+        };
         await insertClientKey(c.env.DB, { ...row, hash: await sha256Hex(key) });
         const { masked: _masked, ...after } = row;
         await emitAdminEvent(c, "client_key.create", id, { after });
@@ -44,10 +55,17 @@ export function clientKeyRoutes() {
 
   app.get(
     "/",
-    op({ tag: "client keys", summary: "List the client keys", ok: { description: "Every client key, masked, with its limits and usage today.", schema: clientKeyListSchema } }, async (c) => {
-      const { timeZone } = await readSettings(c.env.DB);
-      return c.json({ data: await listClientKeys(c.env.DB, dayStart(Date.now(), timeZone)) });
-    }),
+    op(
+      {
+        tag: "client keys",
+        summary: "List the client keys",
+        ok: { description: "Every client key, masked, with its limits and usage today.", schema: clientKeyListSchema },
+      },
+      async (c) => {
+        const { timeZone } = await readSettings(c.env.DB);
+        return c.json({ data: await listClientKeys(c.env.DB, dayStart(Date.now(), timeZone)) });
+      },
+    ),
   );
 
   app.patch(
@@ -75,12 +93,15 @@ export function clientKeyRoutes() {
 
   app.delete(
     "/:id",
-    op({ tag: "client keys", summary: "Delete a client key", ok: { description: "Deleted.", schema: deletedSchema }, errors: { 404: "No such client key." } }, async (c) => {
-      const id = c.req.param("id")!;
-      if (!(await deleteClientKey(c.env.DB, id))) throw notFound("client key", id);
-      await emitAdminEvent(c, "client_key.delete", id, null);
-      return c.json({ deleted: true });
-    }),
+    op(
+      { tag: "client keys", summary: "Delete a client key", ok: { description: "Deleted.", schema: deletedSchema }, errors: { 404: "No such client key." } },
+      async (c) => {
+        const id = c.req.param("id")!;
+        if (!(await deleteClientKey(c.env.DB, id))) throw notFound("client key", id);
+        await emitAdminEvent(c, "client_key.delete", id, null);
+        return c.json({ deleted: true });
+      },
+    ),
   );
 
   return app;

@@ -23,7 +23,9 @@ export function adminRoutes(state: IsolateState) {
   // tools and SDK generators can read it without a session.
   app.get(
     "/openapi.json",
-    op({ tag: "session", public: true, summary: "This document", ok: { description: "The OpenAPI 3.1 description of the admin API." } }, (c) => c.json(openApiDocument(app, "").document)),
+    op({ tag: "session", public: true, summary: "This document", ok: { description: "The OpenAPI 3.1 description of the admin API." } }, (c) =>
+      c.json(openApiDocument(app, "").document),
+    ),
   );
   app.use("*", requireAdmin());
   app.route("/upstreams", upstreamRoutes());

@@ -80,7 +80,8 @@ async function idsMatching(c: AdminContext, filter: KeyFilter): Promise<string[]
   return listKeyViews(rows, filter, "created", Number.MAX_SAFE_INTEGER, 0, settings, now).data.map((k) => k.id);
 }
 
-const probeSummary = (events: ProbeEvent[]): ProbeResult[] => events.map((e) => ({ keyId: e.keyId, kind: e.kind, result: e.result, balance: e.balance, detail: e.detail }));
+const probeSummary = (events: ProbeEvent[]): ProbeResult[] =>
+  events.map((e) => ({ keyId: e.keyId, kind: e.kind, result: e.result, balance: e.balance, detail: e.detail }));
 
 /** Keys: batch add, list, update, delete, batch actions, probes, export and import (the seed's format too). */
 export function keyRoutes(state: IsolateState) {
@@ -93,7 +94,8 @@ export function keyRoutes(state: IsolateState) {
       {
         tag: "keys",
         summary: "Add keys",
-        description: "Keys separated by newlines, commas, semicolons or spaces, in any mix. Each is encrypted before it is stored; a key the upstream already holds counts as a duplicate.",
+        description:
+          "Keys separated by newlines, commas, semicolons or spaces, in any mix. Each is encrypted before it is stored; a key the upstream already holds counts as a duplicate.",
         body: addKeysBodySchema,
         ok: { description: "How many were added, how many were duplicates, and the lines that are no key.", schema: addKeysResponseSchema },
         errors: upstreamMissing,
@@ -101,9 +103,14 @@ export function keyRoutes(state: IsolateState) {
       async (c, { body }) => {
         const upstream = await requireUpstream(c, body.upstreamId);
         const parsed = parseKeyText(body.text);
-        const { rows, added } = await storeKeys(c, upstream.id, parsed.keys.map((key) => ({ key, enabled: true, weight: 1, models: [], note: "" })));
+        const { rows, added } = await storeKeys(
+          c,
+          upstream.id,
+          parsed.keys.map((key) => ({ key, enabled: true, weight: 1, models: [], note: "" })),
+        );
         const result: AddKeysResponse = { added: added.size, duplicates: parsed.repeats + (rows.length - added.size), invalid: parsed.invalid };
-        if (added.size > 0) await emitAdminEvent(c, "keys.add", upstream.id, { added: added.size, duplicates: result.duplicates, invalid: result.invalid.length });
+        if (added.size > 0)
+          await emitAdminEvent(c, "keys.add", upstream.id, { added: added.size, duplicates: result.duplicates, invalid: result.invalid.length });
         return c.json(result);
       },
     ),
@@ -115,7 +122,8 @@ export function keyRoutes(state: IsolateState) {
       {
         tag: "keys",
         summary: "List keys",
-        description: "Masked, with their state, balance, last error and usage today; searched (`q`: id, masked key, note), filtered, sorted (`-` for descending) and paged.",
+        description:
+          "Masked, with their state, balance, last error and usage today; searched (`q`: id, masked key, note), filtered, sorted (`-` for descending) and paged.",
         query: keyListQuerySchema,
         ok: { description: "A page of keys and how many match.", schema: keyListSchema },
       },
@@ -210,7 +218,8 @@ export function keyRoutes(state: IsolateState) {
       {
         tag: "keys",
         summary: "Probe keys now",
-        description: "Checks the given keys (or, with `all`, the least recently probed up to the probe budget) with a call that costs nothing — the provider's balance endpoint or its model list — whatever their schedule.",
+        description:
+          "Checks the given keys (or, with `all`, the least recently probed up to the probe budget) with a call that costs nothing — the provider's balance endpoint or its model list — whatever their schedule.",
         body: probeKeysBodySchema,
         ok: { description: "Each probe's result.", schema: probeResponseSchema },
       },
@@ -244,7 +253,8 @@ export function keyRoutes(state: IsolateState) {
       {
         tag: "keys",
         summary: "Import the seed pool's tokens",
-        description: "The single-file seed pool's KV `tokens` value (`wrangler kv key get tokens`): each key keeps its enabled state, and its balance becomes a probe reading.",
+        description:
+          "The single-file seed pool's KV `tokens` value (`wrangler kv key get tokens`): each key keeps its enabled state, and its balance becomes a probe reading.",
         body: importSeedBodySchema,
         ok: { description: "Keys added and already held, how many came in disabled, how many with a balance.", schema: importSeedResponseSchema },
         errors: upstreamMissing,
@@ -255,7 +265,11 @@ export function keyRoutes(state: IsolateState) {
         const first = new Map<string, (typeof body.tokens)[number]>();
         for (const t of body.tokens) if (!first.has(t.key)) first.set(t.key, t);
         const unique = [...first.values()];
-        const { rows, added } = await storeKeys(c, upstream.id, unique.map((t) => ({ key: t.key, enabled: t.enabled, weight: 1, models: [], note: "imported from the seed pool" })));
+        const { rows, added } = await storeKeys(
+          c,
+          upstream.id,
+          unique.map((t) => ({ key: t.key, enabled: t.enabled, weight: 1, models: [], note: "imported from the seed pool" })),
+        );
         const now = Date.now();
         const balances: ProbeEvent[] = [];
         unique.forEach((t, i) => {
@@ -277,7 +291,12 @@ export function keyRoutes(state: IsolateState) {
         });
         // The seed's balances become probe readings, folded into health like any other.
         await queueEventSink(c.env)(balances);
-        const result = { added: added.size, duplicates: body.tokens.length - added.size, disabled: unique.filter((t, i) => added.has(rows[i]!.id) && !t.enabled).length, balances: balances.length };
+        const result = {
+          added: added.size,
+          duplicates: body.tokens.length - added.size,
+          disabled: unique.filter((t, i) => added.has(rows[i]!.id) && !t.enabled).length,
+          balances: balances.length,
+        };
         await emitAdminEvent(c, "keys.import_seed", upstream.id, result);
         return c.json(result);
       },

@@ -106,7 +106,8 @@ export function openApiDocument(app: Hono<GatewayHono>, base: string, serverUrl 
     const spec = declarationOf(route.handler);
     if (!spec) {
       // A middleware on one route (the same path and method also holds the handler) is no operation of its own.
-      if (!app.routes.some((r) => r !== route && r.method === route.method && r.path === route.path && declarationOf(r.handler))) undocumented.push(`${route.method} ${route.path}`);
+      if (!app.routes.some((r) => r !== route && r.method === route.method && r.path === route.path && declarationOf(r.handler)))
+        undocumented.push(`${route.method} ${route.path}`);
       continue;
     }
     const parameters = [

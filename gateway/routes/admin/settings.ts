@@ -15,7 +15,9 @@ export function settingsRoutes() {
 
   app.get(
     "/settings",
-    op({ tag: "settings", summary: "Read the settings", ok: { description: "Every setting, defaults filled in.", schema: settingsSchema } }, async (c) => c.json(await readSettings(c.env.DB))),
+    op({ tag: "settings", summary: "Read the settings", ok: { description: "Every setting, defaults filled in.", schema: settingsSchema } }, async (c) =>
+      c.json(await readSettings(c.env.DB)),
+    ),
   );
 
   app.patch(
@@ -24,7 +26,8 @@ export function settingsRoutes() {
       {
         tag: "settings",
         summary: "Change settings",
-        description: "The fields given are merged into the settings (`retention` one level deep), the result is validated whole and applies without a redeploy: the gateway serves it within seconds.",
+        description:
+          "The fields given are merged into the settings (`retention` one level deep), the result is validated whole and applies without a redeploy: the gateway serves it within seconds.",
         body: z.record(z.string(), z.unknown()),
         bodyShape: settingsSchema.strict(),
         ok: { description: "The settings after the change.", schema: settingsSchema },
@@ -33,7 +36,11 @@ export function settingsRoutes() {
         const before = await readSettings(c.env.DB);
         const unknown = Object.keys(patch).filter((k) => !(k in settingsSchema.shape));
         if (unknown.length > 0) throw invalidRequest(`Unknown setting: ${unknown[0]}.`, unknown[0]!);
-        const merged = { ...before, ...patch, retention: { ...before.retention, ...(typeof patch.retention === "object" && patch.retention ? patch.retention : {}) } };
+        const merged = {
+          ...before,
+          ...patch,
+          retention: { ...before.retention, ...(typeof patch.retention === "object" && patch.retention ? patch.retention : {}) },
+        };
         const parsed = settingsSchema.safeParse(merged);
         if (!parsed.success) {
           const issue = parsed.error.issues[0]!;
@@ -52,7 +59,8 @@ export function settingsRoutes() {
       {
         tag: "audit",
         summary: "Read the audit trail",
-        description: "Admin events, newest first: who changed what, with the values before and after (never a secret). Page with `before` (the `ts` of the last one read).",
+        description:
+          "Admin events, newest first: who changed what, with the values before and after (never a secret). Page with `before` (the `ts` of the last one read).",
         query: auditQuerySchema,
         ok: { description: "Admin events, newest first.", schema: auditListSchema },
       },
@@ -82,12 +90,19 @@ export function settingsRoutes() {
 
   app.get(
     "/replay/:id",
-    op({ tag: "audit", summary: "Read a replay job", ok: { description: "The job: pending until the consumer starts it, then running, done (with its report) or failed.", schema: replayJobSchema } }, async (c) => {
-      const id = c.req.param("id")!;
-      // The consumer records the job when it starts it; until then it is queued.
-      const job: ReplayJob = ((await findReplayJob(c.env.DB, id)) as ReplayJob | null) ?? { id, status: "pending" };
-      return c.json(job);
-    }),
+    op(
+      {
+        tag: "audit",
+        summary: "Read a replay job",
+        ok: { description: "The job: pending until the consumer starts it, then running, done (with its report) or failed.", schema: replayJobSchema },
+      },
+      async (c) => {
+        const id = c.req.param("id")!;
+        // The consumer records the job when it starts it; until then it is queued.
+        const job: ReplayJob = ((await findReplayJob(c.env.DB, id)) as ReplayJob | null) ?? { id, status: "pending" };
+        return c.json(job);
+      },
+    ),
   );
 
   return app;

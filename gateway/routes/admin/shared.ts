@@ -16,7 +16,7 @@ function firstIssue(error: z.ZodError): KeypoolError {
 }
 
 /** Largest admin request body: far above a batch of 10,000 keys with their settings. */
-export const MAX_ADMIN_BODY_BYTES = 16 * 1024 * 1024;
+const MAX_ADMIN_BODY_BYTES = 16 * 1024 * 1024;
 
 const tooLarge = () => new KeypoolError(413, "invalid_request_error", `The request body is larger than ${MAX_ADMIN_BODY_BYTES} bytes.`, "body_too_large");
 

@@ -46,19 +46,20 @@ export function statsRoutes() {
       {
         tag: "stats",
         summary: "RPM, TPM, RPD, TPD",
-        description: "Requests and tokens over the last 60 seconds (from minute rollups, the way sliding-window limiters estimate), today in the settings' time zone, and the last 24 hours.",
+        description:
+          "Requests and tokens over the last 60 seconds (from minute rollups, the way sliding-window limiters estimate), today in the settings' time zone, and the last 24 hours.",
         ok: { description: "The pool's current rates and today's totals.", schema: statsSummarySchema },
       },
       async (c) => {
-    const now = Date.now();
-    const settings = await readSettings(c.env.DB);
-    const today = dayStart(now, settings.timeZone);
-    const [minutes, days, last24h] = await Promise.all([
-      bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
-      bucketTotals(c.env.DB, "rollup_day", today, today),
-      rollingTotals(c.env.DB, minuteStart(now) - DAY_MS + MINUTE_MS, now + 1),
-    ]);
-    return c.json(summarize(minutes, days[0], last24h, now, settings.timeZone));
+        const now = Date.now();
+        const settings = await readSettings(c.env.DB);
+        const today = dayStart(now, settings.timeZone);
+        const [minutes, days, last24h] = await Promise.all([
+          bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
+          bucketTotals(c.env.DB, "rollup_day", today, today),
+          rollingTotals(c.env.DB, minuteStart(now) - DAY_MS + MINUTE_MS, now + 1),
+        ]);
+        return c.json(summarize(minutes, days[0], last24h, now, settings.timeZone));
       },
     ),
   );
@@ -69,7 +70,8 @@ export function statsRoutes() {
       {
         tag: "stats",
         summary: "Usage over time",
-        description: "Every metric per minute, hour or day for the last `count` buckets (60 minutes, 48 hours or 30 days by default), zeros where there was no traffic; filtered by key, model, client key or upstream.",
+        description:
+          "Every metric per minute, hour or day for the last `count` buckets (60 minutes, 48 hours or 30 days by default), zeros where there was no traffic; filtered by key, model, client key or upstream.",
         query: statsQuerySchema,
         ok: { description: "One point per bucket, oldest first.", schema: statsSeriesSchema },
       },
@@ -108,53 +110,54 @@ export function statsRoutes() {
       {
         tag: "stats",
         summary: "Prometheus metrics",
-        description: "Text exposition format: requests, attempts by outcome and tokens over the last 24 hours, the current RPM and TPM, keys by state, events waiting in the outbox.",
+        description:
+          "Text exposition format: requests, attempts by outcome and tokens over the last 24 hours, the current RPM and TPM, keys by state, events waiting in the outbox.",
         ok: { description: "Prometheus text.", contentType: "text/plain; version=0.0.4" },
       },
       async (c) => {
-    const now = Date.now();
-    const settings = await readSettings(c.env.DB);
-    const from = hourStart(now) - 23 * HOUR_MS;
-    const [byUpstream, minutes, keys, outbox] = await Promise.all([
-      breakdownRows(c.env.DB, "rollup_hour", from, now, "upstream", {}, 1_000),
-      bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
-      loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS),
-      eventOutboxBacklog(c.env.DB),
-    ]);
-    const total = (field: keyof MetricSums) => byUpstream.reduce((n, r) => n + Number(r[field] ?? 0), 0);
-    const rates = summarize(minutes, undefined, { requests: 0, tokens: 0 }, now, settings.timeZone);
-    const byState: Record<KeyState, number> = { active: 0, cooling: 0, exhausted: 0, failing: 0, dead: 0, disabled: 0 };
-    for (const k of keys) byState[k.enabled ? deriveKeyState(k.facts, settings, now).state : "disabled"]++;
-    const lines = [
-      "# HELP keypool_requests_24h Client requests in the last 24 hours (whole hours).",
-      "# TYPE keypool_requests_24h gauge",
-      `keypool_requests_24h ${total("requests")}`,
-      "# HELP keypool_attempts_24h Upstream attempts in the last 24 hours by outcome.",
-      "# TYPE keypool_attempts_24h gauge",
-      `keypool_attempts_24h{outcome="ok"} ${total("successes")}`,
-      `keypool_attempts_24h{outcome="rate_limited"} ${total("rateLimited")}`,
-      `keypool_attempts_24h{outcome="key_failure"} ${total("failures")}`,
-      `keypool_attempts_24h{outcome="client_error"} ${total("clientErrors")}`,
-      `keypool_attempts_24h{outcome="aborted"} ${total("aborted")}`,
-      "# HELP keypool_tokens_24h Tokens in the last 24 hours.",
-      "# TYPE keypool_tokens_24h gauge",
-      `keypool_tokens_24h{kind="prompt"} ${total("promptTokens")}`,
-      `keypool_tokens_24h{kind="completion"} ${total("completionTokens")}`,
-      `keypool_tokens_24h{kind="total"} ${total("tokens")}`,
-      "# HELP keypool_requests_per_minute Client requests over the last 60 seconds.",
-      "# TYPE keypool_requests_per_minute gauge",
-      `keypool_requests_per_minute ${rates.rpm}`,
-      "# HELP keypool_tokens_per_minute Tokens over the last 60 seconds.",
-      "# TYPE keypool_tokens_per_minute gauge",
-      `keypool_tokens_per_minute ${rates.tpm}`,
-      "# HELP keypool_keys Upstream keys by state.",
-      "# TYPE keypool_keys gauge",
-      ...Object.entries(byState).map(([state, n]) => `keypool_keys{state="${state}"} ${n}`),
-      "# HELP keypool_event_outbox_events Events the queue refused, kept in D1 until the scheduler sends them on (normally 0).",
-      "# TYPE keypool_event_outbox_events gauge",
-      `keypool_event_outbox_events ${outbox.events}`,
-    ];
-    return c.text(lines.join("\n") + "\n", 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+        const now = Date.now();
+        const settings = await readSettings(c.env.DB);
+        const from = hourStart(now) - 23 * HOUR_MS;
+        const [byUpstream, minutes, keys, outbox] = await Promise.all([
+          breakdownRows(c.env.DB, "rollup_hour", from, now, "upstream", {}, 1_000),
+          bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
+          loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS),
+          eventOutboxBacklog(c.env.DB),
+        ]);
+        const total = (field: keyof MetricSums) => byUpstream.reduce((n, r) => n + Number(r[field] ?? 0), 0);
+        const rates = summarize(minutes, undefined, { requests: 0, tokens: 0 }, now, settings.timeZone);
+        const byState: Record<KeyState, number> = { active: 0, cooling: 0, exhausted: 0, failing: 0, dead: 0, disabled: 0 };
+        for (const k of keys) byState[k.enabled ? deriveKeyState(k.facts, settings, now).state : "disabled"]++;
+        const lines = [
+          "# HELP keypool_requests_24h Client requests in the last 24 hours (whole hours).",
+          "# TYPE keypool_requests_24h gauge",
+          `keypool_requests_24h ${total("requests")}`,
+          "# HELP keypool_attempts_24h Upstream attempts in the last 24 hours by outcome.",
+          "# TYPE keypool_attempts_24h gauge",
+          `keypool_attempts_24h{outcome="ok"} ${total("successes")}`,
+          `keypool_attempts_24h{outcome="rate_limited"} ${total("rateLimited")}`,
+          `keypool_attempts_24h{outcome="key_failure"} ${total("failures")}`,
+          `keypool_attempts_24h{outcome="client_error"} ${total("clientErrors")}`,
+          `keypool_attempts_24h{outcome="aborted"} ${total("aborted")}`,
+          "# HELP keypool_tokens_24h Tokens in the last 24 hours.",
+          "# TYPE keypool_tokens_24h gauge",
+          `keypool_tokens_24h{kind="prompt"} ${total("promptTokens")}`,
+          `keypool_tokens_24h{kind="completion"} ${total("completionTokens")}`,
+          `keypool_tokens_24h{kind="total"} ${total("tokens")}`,
+          "# HELP keypool_requests_per_minute Client requests over the last 60 seconds.",
+          "# TYPE keypool_requests_per_minute gauge",
+          `keypool_requests_per_minute ${rates.rpm}`,
+          "# HELP keypool_tokens_per_minute Tokens over the last 60 seconds.",
+          "# TYPE keypool_tokens_per_minute gauge",
+          `keypool_tokens_per_minute ${rates.tpm}`,
+          "# HELP keypool_keys Upstream keys by state.",
+          "# TYPE keypool_keys gauge",
+          ...Object.entries(byState).map(([state, n]) => `keypool_keys{state="${state}"} ${n}`),
+          "# HELP keypool_event_outbox_events Events the queue refused, kept in D1 until the scheduler sends them on (normally 0).",
+          "# TYPE keypool_event_outbox_events gauge",
+          `keypool_event_outbox_events ${outbox.events}`,
+        ];
+        return c.text(lines.join("\n") + "\n", 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
       },
     ),
   );

@@ -25,7 +25,8 @@ export function upstreamRoutes() {
       {
         tag: "upstreams",
         summary: "Add an upstream",
-        description: "`baseUrl` is what an OpenAI SDK takes as `baseURL`; `kind` picks how keys are probed; an empty `models` serves any model; `aliases` maps a client's model name to the upstream's.",
+        description:
+          "`baseUrl` is what an OpenAI SDK takes as `baseURL`; `kind` picks how keys are probed; an empty `models` serves any model; `aliases` maps a client's model name to the upstream's.",
         body: createUpstreamBodySchema,
         ok: { status: 201, description: "The new upstream's id.", schema: createdSchema },
       },
@@ -41,8 +42,9 @@ export function upstreamRoutes() {
 
   app.get(
     "/",
-    op({ tag: "upstreams", summary: "List the upstreams", ok: { description: "Every upstream, with how many keys it holds.", schema: upstreamListSchema } }, async (c) =>
-      c.json({ data: await listUpstreams(c.env.DB) }),
+    op(
+      { tag: "upstreams", summary: "List the upstreams", ok: { description: "Every upstream, with how many keys it holds.", schema: upstreamListSchema } },
+      async (c) => c.json({ data: await listUpstreams(c.env.DB) }),
     ),
   );
 
@@ -86,7 +88,12 @@ export function upstreamRoutes() {
         if (!upstream) throw notFound("upstream", id);
         const keys = await countKeys(c.env.DB, id);
         if (keys > 0 && query.cascade !== "true") {
-          throw new KeypoolError(409, "invalid_request_error", `Upstream '${upstream.name}' still has ${keys} key(s); delete them first or pass ?cascade=true.`, "upstream_in_use");
+          throw new KeypoolError(
+            409,
+            "invalid_request_error",
+            `Upstream '${upstream.name}' still has ${keys} key(s); delete them first or pass ?cascade=true.`,
+            "upstream_in_use",
+          );
         }
         const deletedKeys = await deleteUpstream(c.env.DB, id, query.cascade === "true");
         await emitAdminEvent(c, "upstream.delete", id, { before: upstream, deletedKeys });
