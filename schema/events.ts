@@ -7,9 +7,8 @@ export const EVENT_VERSION = 1;
  * A new event id: a UUIDv7 (RFC 9562) — the time in milliseconds in its first
  * 48 bits, then 74 random bits — so ids made later sort later. The consumer's
  * dedupe window (`seen_events`, keyed by id) then grows at its end, where
- * random (v4) ids land on any page of it: with 300,000 ids in the window an
- * insert cost 12.5 µs of CPU in local D1 with v4 ids and 3.3 µs with these
- * (18 and 3.3 with a million), and the window holds days of traffic.
+ * random (v4) ids land on any page of it, and an insert gets dearer as the
+ * window — days of traffic — grows (docs/performance.md has the figures).
  */
 export function newEventId(now: number): string {
   const time = Math.min(Math.max(0, Math.floor(now)), 0xffffffffffff)

@@ -58,8 +58,8 @@ export const MAX_JSON_DEPTH = 64;
 
 /**
  * Bodies larger than this are scanned for their nesting before they are parsed:
- * `JSON.parse` of megabytes of `[[[[…` builds millions of arrays (16 MiB of them,
- * 8 M levels, took 464 MiB of heap in Node), more than an isolate may hold.
+ * `JSON.parse` of megabytes of `[[[[…` builds millions of arrays, more heap
+ * than an isolate may hold.
  * Smaller bodies are checked after parsing, which costs a long prompt almost
  * nothing (see `nestsDeeperThan`).
  */

@@ -104,7 +104,7 @@ interface OpenBatch {
  * Gathers the events of all requests in this isolate for `delayMs` (a batch
  * takes at most 100; the next request then opens another) and sends them as
  * one queue message. A queue send costs about as much CPU as forwarding the
- * request itself, so one send per request would halve the gateway's
+ * request itself, so one send per request would cost the gateway much of its
  * throughput; one per batch costs almost nothing.
  *
  * The request that opens a batch owns it: its timer and its queue call run in

@@ -41,9 +41,9 @@ const STAGE_FIELDS = ["m", "h", "d", "key", "model", "client", ...Object.values(
 /**
  * A staged row as the JSON parameter carries it: its values in STAGE_FIELDS
  * order (an attempt's id after them). SQLite reads an array element by
- * position, where it finds an object's member by comparing names: staging took
- * 26 µs of CPU a row with objects and 14 with arrays, timed alone in local D1 —
- * about a row per event in a pool of thousands of keys.
+ * position, where it finds an object's member by comparing names, which made
+ * staging — about a row per event in a pool of thousands of keys — the
+ * costliest statement of the fold (docs/performance.md).
  */
 function stageTuple(row: StageRow | AttemptRow): unknown[] {
   const tuple: unknown[] = STAGE_FIELDS.map((f) => row[f]);
