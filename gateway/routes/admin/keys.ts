@@ -72,12 +72,21 @@ async function requireUpstream(c: AdminContext, id: string) {
   return upstream;
 }
 
-/** The ids of the keys a filter selects. */
-async function idsMatching(c: AdminContext, filter: KeyFilter): Promise<string[]> {
+/** The keys a filter selects, as the list shows them (state at this moment, usage today), sorted and paged; every one by default. */
+async function keyViews(
+  c: AdminContext,
+  filter: KeyFilter,
+  page: { sort: string; limit: number; offset: number } = { sort: "created", limit: Number.MAX_SAFE_INTEGER, offset: 0 },
+) {
   const now = Date.now();
   const settings = await readSettings(c.env.DB);
   const rows = await loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS, filter.upstreamId);
-  return listKeyViews(rows, filter, "created", Number.MAX_SAFE_INTEGER, 0, settings, now).data.map((k) => k.id);
+  return listKeyViews(rows, filter, page.sort, page.limit, page.offset, settings, now);
+}
+
+/** The ids of the keys a filter selects. */
+async function idsMatching(c: AdminContext, filter: KeyFilter): Promise<string[]> {
+  return (await keyViews(c, filter)).data.map((k) => k.id);
 }
 
 const probeSummary = (events: ProbeEvent[]): ProbeResult[] =>
@@ -129,10 +138,7 @@ export function keyRoutes(state: IsolateState) {
       },
       async (c, { query }) => {
         const { limit, offset, sort, ...filter } = query;
-        const now = Date.now();
-        const settings = await readSettings(c.env.DB);
-        const rows = await loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS, filter.upstreamId);
-        const page = listKeyViews(rows, filter, sort, limit, offset, settings, now);
+        const page = await keyViews(c, filter, { sort, limit, offset });
         return c.json({ total: page.total, limit, offset, data: page.data });
       },
     ),
@@ -149,9 +155,7 @@ export function keyRoutes(state: IsolateState) {
       },
       async (c) => {
         const now = Date.now();
-        const settings = await readSettings(c.env.DB);
-        const rows = await loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS);
-        const { data } = listKeyViews(rows, {}, "created", Number.MAX_SAFE_INTEGER, 0, settings, now);
+        const { data } = await keyViews(c, {});
         c.header("content-disposition", `attachment; filename="keypool-keys-${new Date(now).toISOString().slice(0, 10)}.json"`);
         return c.json({ exportedAt: now, masked: true, keys: data });
       },
