@@ -16,13 +16,18 @@ import { ROOT } from "./stack.mjs";
 export const BEGIN = "<!-- generated: begin — written by the command named below; edit outside these markers only -->";
 export const END = "<!-- generated: end -->";
 
-/** The commit the working tree is at, and whether it has changes not committed. */
+/**
+ * The commit the working tree is at, and whether it has changes not committed
+ * (edits to Markdown pages, which no command runs, do not count).
+ */
 function commitOfTree() {
   const git = (/** @type {string[]} */ ...args) => execFileSync("git", args, { cwd: ROOT, encoding: "utf8" }).trim();
   try {
     const commit = git("rev-parse", "--short=12", "HEAD");
-    const dirty = git("status", "--porcelain", "--untracked-files=no") !== "";
-    return dirty ? `${commit} with uncommitted changes` : commit;
+    const changed = git("status", "--porcelain", "--untracked-files=no")
+      .split("\n")
+      .filter((line) => line.trim() !== "" && !line.trim().endsWith(".md"));
+    return changed.length > 0 ? `${commit} with uncommitted changes` : commit;
   } catch {
     return "unknown (not a git checkout)";
   }
