@@ -1,7 +1,8 @@
 import { EVENT_VERSION, providerKinds, type AttemptEvent, type Outcome, type SnapshotClientKey } from "../schema";
 import { KeypoolError } from "./errors";
-import { classifyNetworkError, classifyResponse, parseRetryAfter, type Verdict } from "./logic/failure-policy";
+import { classifyNetworkError, classifyResponse, type Verdict } from "./logic/failure-policy";
 import { clientResponse, upstreamRequestHeaders } from "./logic/headers";
+import { readRetryAfterMs } from "./logic/rate-limit-headers";
 import type { LocalObservations } from "./logic/local-observations";
 import { meterWholeBody, readsWhole, relayBody, type RelayResult } from "./logic/relay";
 import { bodyForUpstream, type ClientBody } from "./logic/request-body";
@@ -195,7 +196,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     const { res } = sent;
     record.status = res.status;
     record.ttfbMs = sent.ttfbMs;
-    record.retryAfterMs = parseRetryAfter(res.headers.get("retry-after"), deps.now());
+    record.retryAfterMs = readRetryAfterMs(res.headers, deps.now());
     if (res.ok) {
       const onEnd = (result: RelayResult) => {
         if (result.aborted) record.outcome = "aborted";

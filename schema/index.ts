@@ -6,3 +6,4 @@ export * from "./snapshot";
 export * from "./admin-api";
 export * from "./buckets";
 export * from "./health";
+export * from "./capacity";

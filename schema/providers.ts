@@ -27,6 +27,11 @@ export interface ProviderKind {
   authHeader: string;
   authPrefix: string;
   probe: ProbeSpec;
+  /**
+   * Which limit the `x-ratelimit-*-requests` and `-tokens` headers describe: OpenAI's
+   * are per minute; Groq's requests headers count the day (RPD), its tokens the minute.
+   */
+  rateLimitHeaders: { requests: "minute" | "day"; tokens: "minute" | "day" };
 }
 
 const num = (v: unknown): number | null => {
@@ -68,15 +73,18 @@ function parseOpenRouter(body: unknown): BalanceReading {
 }
 
 const bearer = { authHeader: "authorization", authPrefix: "Bearer " } as const;
+/** The common reading of the rate-limit headers (OpenAI's, and most that copy it): both windows are a minute. */
+const perMinute = { rateLimitHeaders: { requests: "minute", tokens: "minute" } } as const;
 const liveness: ProbeSpec = { path: "/models", from: "base", parse: null };
 
 export const providerKinds = {
-  openai: { id: "openai", label: "OpenAI", defaultBaseUrl: "https://api.openai.com/v1", ...bearer, probe: liveness },
+  openai: { id: "openai", label: "OpenAI", defaultBaseUrl: "https://api.openai.com/v1", ...bearer, ...perMinute, probe: liveness },
   siliconflow: {
     id: "siliconflow",
     label: "SiliconFlow",
     defaultBaseUrl: "https://api.siliconflow.cn/v1",
     ...bearer,
+    ...perMinute,
     probe: { path: "/user/info", from: "base", parse: parseSiliconFlow },
   },
   deepseek: {
@@ -84,6 +92,7 @@ export const providerKinds = {
     label: "DeepSeek",
     defaultBaseUrl: "https://api.deepseek.com/v1",
     ...bearer,
+    ...perMinute,
     probe: { path: "/user/balance", from: "origin", parse: parseDeepSeek },
   },
   openrouter: {
@@ -91,10 +100,18 @@ export const providerKinds = {
     label: "OpenRouter",
     defaultBaseUrl: "https://openrouter.ai/api/v1",
     ...bearer,
+    ...perMinute,
     probe: { path: "/key", from: "base", parse: parseOpenRouter },
   },
-  groq: { id: "groq", label: "Groq", defaultBaseUrl: "https://api.groq.com/openai/v1", ...bearer, probe: liveness },
-  custom: { id: "custom", label: "Any OpenAI-compatible API", defaultBaseUrl: "", ...bearer, probe: liveness },
+  groq: {
+    id: "groq",
+    label: "Groq",
+    defaultBaseUrl: "https://api.groq.com/openai/v1",
+    ...bearer,
+    rateLimitHeaders: { requests: "day", tokens: "minute" },
+    probe: liveness,
+  },
+  custom: { id: "custom", label: "Any OpenAI-compatible API", defaultBaseUrl: "", ...bearer, ...perMinute, probe: liveness },
 } as const satisfies Record<string, ProviderKind>;
 
 export type ProviderKindId = keyof typeof providerKinds;

@@ -1,7 +1,7 @@
 import { z } from "zod";
 
 /** True when `tz` is an IANA time zone this runtime knows. */
-function isTimeZone(tz: string): boolean {
+export function isTimeZone(tz: string): boolean {
   try {
     new Intl.DateTimeFormat("en-US", { timeZone: tz });
     return true;

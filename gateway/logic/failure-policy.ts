@@ -14,15 +14,6 @@ export interface Verdict {
 const BALANCE_HINT = /insufficient[_ ](balance|quota|funds)|balance (is )?(insufficient|not enough)|quota exceeded|exceeded your current quota/i;
 const INVALID_KEY_HINT = /invalid[_ ]api[_ ]key|incorrect api key|api key (is )?invalid/i;
 
-/** Parses a Retry-After header (seconds or HTTP date) into milliseconds from `now`. */
-export function parseRetryAfter(value: string | null, now: number): number | null {
-  if (!value) return null;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? null : Math.max(0, date - now);
-}
-
 const DEAD_BLOCK_MS = 10 * 60_000;
 const ERROR_BLOCK_MS = 5_000;
 

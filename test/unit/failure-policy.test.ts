@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { classifyResponse, parseRetryAfter } from "../../gateway/logic/failure-policy";
+import { classifyResponse } from "../../gateway/logic/failure-policy";
 import { defaultSettings } from "../../schema";
 
 /** The pool's cooldown for a 429 without Retry-After, as the settings give it. */
@@ -28,14 +28,5 @@ describe("classifyResponse", () => {
   it("passes other 4xx to the client without penalising the key", () => {
     expect(classifyResponse(400, null, '{"error":{"message":"context too long"}}', COOL)).toEqual({ outcome: "client_error", retry: false, blockMs: 0 });
     expect(classifyResponse(404, null, "model not found", COOL)).toEqual({ outcome: "client_error", retry: false, blockMs: 0 });
-  });
-});
-
-describe("parseRetryAfter", () => {
-  it("reads seconds and HTTP dates", () => {
-    expect(parseRetryAfter("3", 0)).toBe(3_000);
-    expect(parseRetryAfter(new Date(10_000).toUTCString(), 4_000)).toBe(6_000);
-    expect(parseRetryAfter("soon", 0)).toBeNull();
-    expect(parseRetryAfter(null, 0)).toBeNull();
   });
 });
