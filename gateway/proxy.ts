@@ -1,8 +1,8 @@
-import { EVENT_VERSION, providerKinds, type AttemptEvent, type Outcome, type SnapshotClientKey } from "../schema";
+import { EVENT_VERSION, providerKinds, type AttemptEvent, type Outcome, type RateLimitReading, type SnapshotClientKey } from "../schema";
 import { KeypoolError } from "./errors";
 import { classifyNetworkError, classifyResponse, type Verdict } from "./logic/failure-policy";
 import { clientResponse, upstreamRequestHeaders } from "./logic/headers";
-import { readRetryAfterMs } from "./logic/rate-limit-headers";
+import { readRateLimitHeaders, readRetryAfterMs } from "./logic/rate-limit-headers";
 import type { LocalObservations } from "./logic/local-observations";
 import { meterWholeBody, readsWhole, relayBody, type RelayResult } from "./logic/relay";
 import { bodyForUpstream, type ClientBody } from "./logic/request-body";
@@ -51,6 +51,8 @@ interface AttemptRecord {
   usage: Usage | null;
   estimated: boolean;
   retryAfterMs: number | null;
+  /** What the answer's rate-limit headers said of the key, if anything. */
+  rateLimit: RateLimitReading | null;
 }
 
 /** One upstream call: its response (headers arrived) or why there is none. */
@@ -184,6 +186,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
       usage: null,
       estimated: false,
       retryAfterMs: null,
+      rateLimit: null,
     };
     attempts.push(record);
 
@@ -197,6 +200,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     record.status = res.status;
     record.ttfbMs = sent.ttfbMs;
     record.retryAfterMs = readRetryAfterMs(res.headers, deps.now());
+    record.rateLimit = readRateLimitHeaders(res.headers, deps.now());
     if (res.ok) {
       const onEnd = (result: RelayResult) => {
         if (result.aborted) record.outcome = "aborted";
@@ -310,5 +314,6 @@ function toEvent(req: ProxyRequest, requestId: string, a: AttemptRecord, index: 
     reasoningTokens: a.usage?.reasoningTokens ?? 0,
     usageSource: a.usage ? (a.estimated ? "estimated" : "upstream") : "none",
     retryAfterMs: a.retryAfterMs,
+    rateLimit: a.rateLimit,
   };
 }

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { rateLimitReadingSchema } from "./capacity";
 
 /** Version of the event envelope; bump it (and keep parsing the old one) when a field changes meaning. */
 export const EVENT_VERSION = 1;
@@ -60,6 +61,8 @@ export const attemptEventSchema = z.object({
   reasoningTokens: tokenCount.default(0),
   usageSource: z.enum(["upstream", "estimated", "none"]),
   retryAfterMs: z.number().int().nonnegative().nullable(),
+  /** What the answer's rate-limit headers said of the key's windows; null when it sent none (and in events older than them). */
+  rateLimit: rateLimitReadingSchema.nullable().default(null),
 });
 export type AttemptEvent = z.infer<typeof attemptEventSchema>;
 

@@ -1,4 +1,5 @@
 import { eventsOfMessage, keypoolEventSchema, type KeypoolEvent } from "../schema";
+import { toCapacityRows } from "./logic/capacity-rows";
 import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
 import { PublishedStates, publishIfStale } from "./publish";
@@ -79,7 +80,7 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv
       const settings = await readSettings(env.DB);
       for (let i = 0; i < events.length; i += EVENTS_PER_TRANSACTION) {
         const chunk = events.slice(i, i + EVENTS_PER_TRANSACTION);
-        await ingestBatch(env.DB, toBatchRows(chunk, settings.timeZone), toHealthRows(chunk, settings));
+        await ingestBatch(env.DB, toBatchRows(chunk, settings.timeZone), toHealthRows(chunk, settings), toCapacityRows(chunk));
       }
       result.published = await publishIfStale(events, settings, { db: env.DB, kv: env.SNAPSHOT, ...deps });
       await runReplayJobs(events, env, deps.now);

@@ -2,6 +2,7 @@ import { keypoolEventSchema, packEvents, type AdminEvent, type KeypoolEvent } fr
 import { finishReplayJob, startReplayJob } from "../storage/replay-jobs";
 import { ROLLUP_TABLES, rollupCutoffs, type RollupTable } from "../storage/rollups";
 import { readSettings } from "../storage/settings";
+import { toCapacityRows } from "./logic/capacity-rows";
 import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
 import { DEAD_PREFIX, EVENTS_PREFIX, listArchive, readArchived } from "./storage/archive";
@@ -61,7 +62,7 @@ export async function rebuild(env: ConsumerEnv, p: ReplayParams, now: number): P
     unparseable += parsed.unparseable;
     if (parsed.events.length === 0) continue;
     events += parsed.events.length;
-    await ingestBatch(env.DB, toBatchRows(parsed.events, settings.timeZone), toHealthRows(parsed.events, settings), "shadow_");
+    await ingestBatch(env.DB, toBatchRows(parsed.events, settings.timeZone), toHealthRows(parsed.events, settings), toCapacityRows(parsed.events), "shadow_");
   }
   const floor = rollupCutoffs(settings, now);
   const compared: Record<string, TableDiff> = {};
@@ -71,6 +72,7 @@ export async function rebuild(env: ConsumerEnv, p: ReplayParams, now: number): P
   }
   if (p.from === undefined && p.to === undefined) {
     compared.key_health = await diffTable(env.DB, "key_health");
+    compared.key_capacity = await diffTable(env.DB, "key_capacity");
     compared.audit_log = await diffTable(env.DB, "audit_log");
   }
   const identical = Object.values(compared).every((d) => d.onlyLive === 0 && d.onlyRebuilt === 0);

@@ -72,6 +72,11 @@ function attemptEvents(n, run, { keys, spreadMs }) {
       reasoningTokens: 0,
       usageSource: "upstream",
       retryAfterMs: outcome === "rate_limited" ? 1000 : null,
+      // Most providers send their rate-limit headers with every answer, and each becomes a reading.
+      rateLimit: {
+        requests: { limit: 10_000, remaining: 9_999 - (i % 100), resetMs: 6 },
+        tokens: { limit: 2_000_000, remaining: 1_999_900 - (i % 100) * 100, resetMs: 1 },
+      },
     };
   });
 }

@@ -1,5 +1,6 @@
 import { insertAuditSql } from "../../storage/audit-log";
 import { insertSeenSql, seenSql } from "../../storage/dedupe-window";
+import { capacityRowsParam, mergeCapacitySql, type CapacityRow } from "../../storage/key-capacity";
 import { healthRowsParam, mergeHealthSql, type HealthRow } from "../../storage/key-health";
 import { foldPoolHourSql, foldRollupSql, type FoldSource, type RollupMeasure } from "../../storage/rollups";
 import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
@@ -68,7 +69,7 @@ const stageSql = (p: string, unseenOnly: boolean) => `INSERT INTO ingest_stage (
 const CLEAR_STAGE = "DELETE FROM ingest_stage";
 
 /** The projection tables a batch writes; a rebuild writes the same ones with the `shadow_` prefix. */
-export const PROJECTION_TABLES = ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "key_health", "audit_log", "seen_events"] as const;
+export const PROJECTION_TABLES = ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "key_health", "key_capacity", "audit_log", "seen_events"] as const;
 
 /** Table-name prefix: live projections, or a rebuild's shadow copies. */
 export type Projection = "" | "shadow_";
@@ -83,6 +84,7 @@ const statementsFor = (p: Projection) => ({
     foldPoolHourSql(p, STAGE, "e.h"),
   ],
   health: mergeHealthSql(p),
+  capacity: mergeCapacitySql(p),
   /** A batch of new events only: its ids join the window first (any seen one fails it), then its groups are staged. */
   allNew: { seen: insertSeenSql(p, true), stage: stageSql(p, false), audit: insertAuditSql(p, false) },
   /** A batch with events seen before: its unseen attempts are staged one by one, then its ids join the window. */
@@ -93,16 +95,17 @@ const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
 /**
  * Folds a batch into D1 in one transaction, so a failure leaves nothing
  * half-applied: the rollups fold from what is staged, key health merges its
- * order-independent facts, the audit log takes the admin events, the batch's ids
+ * order-independent facts, key capacity its latest rate-limit readings, the
+ * audit log takes the admin events, the batch's ids
  * join the dedupe window and the stage is emptied. Nearly every batch is all new
  * events: it is folded as groups summed here, and its ids go into the window
  * first and strictly, so one id seen before fails the whole transaction. Then
  * (and whenever the fast transaction fails) the batch is folded again checking
  * each event against the window: a redelivered batch changes nothing, and a
- * partly redelivered one counts only its new events. At most nine statements
+ * partly redelivered one counts only its new events. At most ten statements
  * whatever the batch size.
  */
-export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], projection: Projection = ""): Promise<void> {
+export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], capacity: CapacityRow[], projection: Projection = ""): Promise<void> {
   if (rows.seen.length === 0) return;
   const sql = projection === "" ? SQL.live : SQL.shadow;
   const fold = (stage: string, stageRows: readonly (StageRow | AttemptRow)[], audit: string): D1PreparedStatement[] => {
@@ -112,6 +115,7 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
       for (const rollup of sql.rollups) statements.push(db.prepare(rollup));
     }
     if (health.length > 0) statements.push(db.prepare(sql.health).bind(healthRowsParam(health)));
+    if (capacity.length > 0) statements.push(db.prepare(sql.capacity).bind(capacityRowsParam(capacity)));
     if (rows.admin.length > 0) statements.push(db.prepare(audit).bind(JSON.stringify(rows.admin)));
     return statements;
   };

@@ -32,6 +32,7 @@ function attempt(keyId: string, outcome: Outcome, ts: number, extra: Partial<Att
     reasoningTokens: 0,
     usageSource: "none",
     retryAfterMs: null,
+    rateLimit: null,
     ...extra,
   };
 }

@@ -28,6 +28,7 @@ function attempt(id: string, extra: Partial<AttemptEvent> = {}): AttemptEvent {
     reasoningTokens: 2,
     usageSource: "upstream",
     retryAfterMs: null,
+    rateLimit: null,
     ...extra,
   };
 }

@@ -35,6 +35,7 @@ function attempt(clientKeyId: string, extra: Partial<AttemptEvent> = {}): Attemp
     reasoningTokens: 1,
     usageSource: "upstream",
     retryAfterMs: null,
+    rateLimit: null,
     ...extra,
   };
 }
@@ -104,7 +105,7 @@ describe("stats consumer", () => {
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-    const fold = () => ingestBatch(db, toBatchRows(events, "UTC"), toHealthRows(events, defaultSettings));
+    const fold = () => ingestBatch(db, toBatchRows(events, "UTC"), toHealthRows(events, defaultSettings), []);
     expect(toBatchRows(events, "UTC").groups.length).toBeLessThanOrEqual(2); // one key, model and client: a minute or two
     await fold();
     expect(transactions).toHaveLength(1);
@@ -188,6 +189,35 @@ describe("stats consumer", () => {
     const shape = async (client: string) =>
       (await env.DB.prepare("SELECT bucket, requests, total_tokens FROM rollup_minute WHERE client_key_id = ?1 ORDER BY bucket").bind(client).all()).results;
     expect(await shape(b)).toEqual(await shape(a));
+  });
+
+  it("keeps each key's latest rate-limit reading per window, whatever the order and batching, and a redelivery changes nothing", async () => {
+    const base = Date.now() - 60_000;
+    const reading = (remaining: number, at: number, tokens = false) =>
+      attempt("rl-client", {
+        ts: at,
+        ttfbMs: 10,
+        rateLimit: { requests: { limit: 60, remaining, resetMs: 2_000 }, tokens: tokens ? { limit: 1_000, remaining: remaining * 10, resetMs: 500 } : null },
+      });
+    const capacity = async (key: string) => env.DB.prepare("SELECT * FROM key_capacity WHERE key_id = ?1").bind(key).first();
+    const events = (key: string) => [reading(50, base, true), reading(40, base + 1_000), reading(45, base + 2_000)].map((e) => ({ ...e, keyId: key }));
+    const [a, b] = [`cap-a-${crypto.randomUUID()}`, `cap-b-${crypto.randomUUID()}`];
+    await deliver(events(a));
+    const reversed = events(b).reverse();
+    for (const e of reversed) await deliver([e]);
+    await deliver(reversed);
+    const row = await capacity(a);
+    // The requests window from the latest answer; the tokens window from the only one that had it.
+    expect(row).toMatchObject({
+      req_ts: base + 2_010,
+      req_limit: 60,
+      req_remaining: 45,
+      req_reset_at: base + 4_010,
+      tok_ts: base + 10,
+      tok_remaining: 500,
+      tok_reset_at: base + 510,
+    });
+    expect({ ...(await capacity(b)), key_id: a }).toEqual(row);
   });
 
   it("publishes a newer snapshot after an admin event, with the version in its metadata", async () => {

@@ -162,6 +162,39 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     expect(summary.body.rpm).toBeGreaterThanOrEqual(1);
   });
 
+  it("carries what the upstream's rate-limit headers say into the key's capacity, pool-wide", async () => {
+    const key = uniqueKey("ratelimit");
+    const pool = await createPool(FAKE_BASE_URL, [key]);
+    const headers = {
+      "content-type": "application/json",
+      "x-ratelimit-limit-requests": "14400",
+      "x-ratelimit-remaining-requests": "14399",
+      "x-ratelimit-reset-requests": "6s",
+      "x-ratelimit-limit-tokens": "6000",
+      "x-ratelimit-remaining-tokens": "5988",
+      "x-ratelimit-reset-tokens": "120ms",
+    };
+    const fake = installFakeUpstream({
+      [key]: () => new Response(JSON.stringify({ id: "c1", object: "chat.completion", choices: [], usage: FAKE_USAGE }), { headers }),
+    });
+    fakes.set(fake.restore);
+    const sent = Date.now();
+    expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    const listed = await admin<{ data: { id: string }[] }>("GET", `/keys?upstreamId=${pool.upstreamId}`);
+    const keyId = listed.body.data[0]!.id;
+    const row = await waitFor(
+      async () =>
+        (await env.DB.prepare("SELECT * FROM key_capacity WHERE key_id = ?1")
+          .bind(keyId)
+          .first<{ req_ts: number; req_reset_at: number; tok_ts: number; tok_reset_at: number }>()) ?? undefined,
+      "the capacity reading",
+    );
+    expect(row).toMatchObject({ req_limit: 14_400, req_remaining: 14_399, tok_limit: 6_000, tok_remaining: 5_988 });
+    expect(row.req_ts).toBeGreaterThanOrEqual(sent);
+    expect(row.req_reset_at - row.req_ts).toBe(6_000);
+    expect(row.tok_reset_at - row.tok_ts).toBe(120);
+  });
+
   it("retries a 429 on another key and counts one request with two attempts", async () => {
     const limited = uniqueKey("limited");
     const healthy = uniqueKey("healthy");

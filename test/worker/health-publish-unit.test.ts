@@ -33,6 +33,7 @@ function attempt(keyId: string, outcome: Outcome, ts: number, extra: Partial<Att
     reasoningTokens: 0,
     usageSource: "upstream",
     retryAfterMs: null,
+    rateLimit: null,
     ...extra,
   };
 }

@@ -62,6 +62,7 @@ function generateEvents(now: number): KeypoolEvent[] {
         reasoningTokens: 0,
         usageSource: random() < 0.1 ? "estimated" : "upstream",
         retryAfterMs: outcome === "rate_limited" ? 1_000 : null,
+        rateLimit: i % 3 === 0 ? { requests: { limit: 60, remaining: Math.floor(random() * 60), resetMs: 1_000 }, tokens: null } : null,
       };
       events.push(event);
     }
@@ -74,8 +75,8 @@ function generateEvents(now: number): KeypoolEvent[] {
 }
 
 async function liveState() {
-  const tables = ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "key_health", "audit_log"];
-  const order: Record<string, string> = { key_health: "key_id", audit_log: "id", rollup_pool_hour: "bucket" };
+  const tables = ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "key_health", "key_capacity", "audit_log"];
+  const order: Record<string, string> = { key_health: "key_id", key_capacity: "key_id", audit_log: "id", rollup_pool_hour: "bucket" };
   const out: Record<string, unknown[]> = {};
   for (const t of tables) out[t] = (await env.DB.prepare(`SELECT * FROM ${t} ORDER BY ${order[t] ?? "bucket, key_id, model, client_key_id"}`).all()).results;
   return out;
@@ -149,6 +150,7 @@ describe("audit replay over 10,000 events", () => {
     expect(ranged.identical).toBe(true);
     expect(ranged.compared.rollup_minute!.live).toBeGreaterThan(0);
     expect(ranged.compared.key_health).toBeUndefined();
+    expect(report.compared.key_capacity!.live).toBeGreaterThan(0);
 
     const before = await liveState();
     const archivedBefore = await archivedRecords("events/");

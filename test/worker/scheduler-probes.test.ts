@@ -31,6 +31,7 @@ function attempt(keyId: string, outcome: Outcome, ts: number): AttemptEvent {
     reasoningTokens: 0,
     usageSource: "none",
     retryAfterMs: null,
+    rateLimit: null,
   };
 }
 
