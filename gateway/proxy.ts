@@ -1,13 +1,25 @@
-import { EVENT_VERSION, providerKinds, type AttemptEvent, type Outcome, type RateLimitReading, type SnapshotClientKey } from "../schema";
+import {
+  DEFAULT_DAY,
+  EVENT_VERSION,
+  effectiveLimits,
+  nextDayReset,
+  providerKinds,
+  type AttemptEvent,
+  type Outcome,
+  type RateLimitReading,
+  type SnapshotClientKey,
+  type SnapshotKey,
+} from "../schema";
 import { KeypoolError } from "./errors";
 import { classifyNetworkError, classifyResponse, type Verdict } from "./logic/failure-policy";
 import { clientResponse, upstreamRequestHeaders } from "./logic/headers";
 import { readRateLimitHeaders, readRetryAfterMs } from "./logic/rate-limit-headers";
 import type { LocalObservations } from "./logic/local-observations";
 import { meterWholeBody, readsWhole, relayBody, type RelayResult } from "./logic/relay";
-import { bodyForUpstream, type ClientBody } from "./logic/request-body";
+import { bodyForUpstream, requestedCompletionTokens, type ClientBody } from "./logic/request-body";
 import type { SecretCache } from "./logic/secrets";
-import { explainNoKey, selectKey } from "./logic/select-key";
+import type { Need } from "./logic/capacity";
+import { explainNoKey, selectKey, tracksCapacity, type PoolIndex } from "./logic/select-key";
 import type { Usage } from "./logic/usage";
 import type { EventSink } from "./storage/event-sink";
 import type { LoadedPool } from "./storage/snapshot-cache";
@@ -53,6 +65,8 @@ interface AttemptRecord {
   retryAfterMs: number | null;
   /** What the answer's rate-limit headers said of the key, if anything. */
   rateLimit: RateLimitReading | null;
+  /** Tokens charged to the key's capacity when the attempt was sent (an estimate), or null when its capacity is not tracked. */
+  charged: number | null;
 }
 
 /** One upstream call: its response (headers arrived) or why there is none. */
@@ -118,6 +132,9 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
   const attempts: AttemptRecord[] = [];
   const tried = new Set<string>();
   const emit = () => {
+    const now = deps.now();
+    // What each attempt really used, in place of its estimate, for the keys whose capacity this isolate counts.
+    for (const a of attempts) if (a.charged !== null) deps.observations.capacity.adjust(a.keyId, (a.usage?.totalTokens ?? 0) - a.charged, now);
     const events = attempts.map((a, i) => toEvent(req, requestId, a, i, i === attempts.length - 1, deps));
     deps.spend(events.reduce((n, e) => n + e.totalTokens, 0));
     return deps.sink(events);
@@ -132,8 +149,12 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     return aborted;
   };
 
+  // What the request needs of a key's token windows: asked only when a candidate has some.
+  let needed: Need | null = null;
+  const need = () => (needed ??= { tokens: req.promptEstimate() + requestedCompletionTokens(body.json) });
+
   for (let budget = settings.maxAttempts; budget > 0 && !req.signal.aborted;) {
-    const ctx = { now: deps.now(), random: deps.random, excluded: tried, observations: deps.observations };
+    const ctx = { now: deps.now(), random: deps.random, excluded: tried, observations: deps.observations, usage: pool.usage, need };
     // Keys this isolate merely avoids (a recent 5xx or network error) are the fallback, not out.
     const key = selectKey(pool.index, body.model, ctx) ?? selectKey(pool.index, body.model, { ...ctx, includeAvoided: true });
     if (!key) {
@@ -187,8 +208,14 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
       estimated: false,
       retryAfterMs: null,
       rateLimit: null,
+      charged: null,
     };
     attempts.push(record);
+    if (tracksCapacity(pool.index, key, ctx)) {
+      // The estimate if selection already made one, else nothing until the answer says what was used.
+      record.charged = (needed as Need | null)?.tokens ?? 0;
+      deps.observations.capacity.record(key.id, record.charged, started);
+    }
 
     if (sent.kind === "failed") {
       if (noAnswer(record, sent.aborted)) break;
@@ -201,6 +228,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     record.ttfbMs = sent.ttfbMs;
     record.retryAfterMs = readRetryAfterMs(res.headers, deps.now());
     record.rateLimit = readRateLimitHeaders(res.headers, deps.now());
+    if (record.rateLimit) deps.observations.capacity.learn(key.id, record.rateLimit, deps.now());
     if (res.ok) {
       const onEnd = (result: RelayResult) => {
         if (result.aborted) record.outcome = "aborted";
@@ -248,6 +276,12 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     const verdict = classifyResponse(res.status, record.retryAfterMs, text.slice(0, 4096), settings.defaultCooldownMs);
     record.outcome = verdict.outcome;
     record.latencyMs = deps.now() - started;
+    if (verdict.quota) {
+      // Spent until the provider's reset: the pool (through the event) and this isolate cool the key until then.
+      const until = quotaResetAt(record, pool.index, key, deps.now());
+      verdict.blockMs = Math.max(0, until - deps.now());
+      record.retryAfterMs = Math.max(0, until - record.startedAt);
+    }
     hold(deps.observations, key.id, verdict, deps.now());
     lastFailure = { status: res.status, headers: res.headers, text };
     if (!verdict.retry) break;
@@ -262,6 +296,19 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
   return clientResponse(lastFailure.text, lastFailure.status, lastFailure.headers, requestId, attempts.length);
 }
 
+/**
+ * When a key whose quota or day's limit is spent can serve again: the reset of
+ * the window its headers say is empty (the latest of them), else its
+ * Retry-After, else the start of its provider's next day (the key's day rule).
+ */
+function quotaResetAt(record: AttemptRecord, index: PoolIndex, key: SnapshotKey, now: number): number {
+  const empty = [record.rateLimit?.requests, record.rateLimit?.tokens].filter((w) => w && w.remaining === 0 && w.resetMs !== null);
+  if (empty.length > 0) return now + Math.max(...empty.map((w) => w!.resetMs!));
+  if (record.retryAfterMs !== null && record.retryAfterMs > 0) return now + record.retryAfterMs;
+  const rule = effectiveLimits(index.upstreams.get(key.upstreamId)?.limits ?? {}, key.limits ?? {}).day ?? DEFAULT_DAY;
+  return nextDayReset(rule, now);
+}
+
 /** Keeps a key that just failed out of this isolate's selection for a while: blocked, or only avoided. */
 function hold(observations: LocalObservations, keyId: string, verdict: Verdict, now: number): void {
   if (verdict.blockMs <= 0) return;
@@ -272,9 +319,16 @@ function hold(observations: LocalObservations, keyId: string, verdict: Verdict, 
 function noKeyError(why: ReturnType<typeof explainNoKey>, model: string, now: number): KeypoolError {
   if (why.kind === "cooling") {
     const seconds = Math.max(1, Math.ceil((why.until - now) / 1000));
-    return new KeypoolError(429, "rate_limit_error", `Every key for model '${model}' is cooling down; retry in ${seconds}s.`, "all_keys_cooling", null, {
-      "retry-after": String(seconds),
-    });
+    return new KeypoolError(
+      429,
+      "rate_limit_error",
+      `Every key for model '${model}' is cooling down or at its limits; retry in ${seconds}s.`,
+      "all_keys_cooling",
+      null,
+      {
+        "retry-after": String(seconds),
+      },
+    );
   }
   if (why.kind === "unknown") {
     return new KeypoolError(

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { limitsSchema } from "./capacity";
 import { providerKindIdSchema } from "./providers";
 import { keyStateSchema, snapshotUpstreamSchema } from "./snapshot";
 
@@ -18,10 +19,12 @@ export const createUpstreamBodySchema = z.object({
   kind: providerKindIdSchema.default("custom"),
   models: z.array(z.string().trim().min(1).max(200)).max(1000).default([]),
   aliases: z.record(z.string().trim().min(1).max(200), z.string().trim().min(1).max(200)).default({}),
+  /** Limits the provider puts on each key of this upstream (a key may override them); unknown ones left out. */
+  limits: limitsSchema.default({}),
 });
 
-/** An upstream as the admin API lists it: what the snapshot carries, plus when it was created. */
-export const upstreamViewSchema = snapshotUpstreamSchema.extend({ createdAt: z.number() });
+/** An upstream as the admin API lists it: what the snapshot carries (its limits always, `{}` for none), plus when it was created. */
+export const upstreamViewSchema = snapshotUpstreamSchema.extend({ limits: limitsSchema, createdAt: z.number() });
 export type UpstreamView = z.infer<typeof upstreamViewSchema>;
 
 export const addKeysBodySchema = z.object({
@@ -45,6 +48,8 @@ export const updateUpstreamBodySchema = z
     models: z.array(z.string().trim().min(1).max(200)).max(1000),
     aliases: z.record(z.string().trim().min(1).max(200), z.string().trim().min(1).max(200)),
     enabled: z.boolean(),
+    /** Replaces the upstream's limits (`{}`: none known). */
+    limits: limitsSchema,
   })
   .partial()
   .strict();
@@ -73,18 +78,22 @@ export const updateKeyBodySchema = z
     weight: z.number().min(0.01).max(1000),
     models: z.array(z.string().trim().min(1).max(200)).max(1000),
     note: z.string().max(500),
+    /** Replaces the key's own limits, which override its upstream's one by one (`{}`: its upstream's). */
+    limits: limitsSchema,
   })
   .partial()
   .strict();
 
-/** One action on many keys, chosen by ids or by a filter. */
+/** One action on many keys, chosen by ids or by a filter: `limits` sets their own limits (replacing what they had). */
 export const keyBatchBodySchema = z
   .object({
-    action: z.enum(["enable", "disable", "delete", "probe"]),
+    action: z.enum(["enable", "disable", "delete", "probe", "limits"]),
     ids: z.array(z.string().min(1).max(100)).min(1).max(10_000).optional(),
     filter: keyFilterSchema.optional(),
+    limits: limitsSchema.optional(),
   })
-  .refine((b) => (b.ids === undefined) !== (b.filter === undefined), { message: "give either ids or filter" });
+  .refine((b) => (b.ids === undefined) !== (b.filter === undefined), { message: "give either ids or filter" })
+  .refine((b) => (b.action === "limits") === (b.limits !== undefined), { message: "give limits with the limits action, and only with it", path: ["limits"] });
 
 /** Keys with their settings, e.g. from another system (the key list export is masked and cannot be imported). */
 export const importKeysBodySchema = z.object({
@@ -142,6 +151,9 @@ const keyViewSchema = z.object({
   lastError: z.object({ at: z.number(), message: z.string() }).nullable(),
   lastUsedAt: z.number().nullable(),
   note: z.string(),
+  /** The key's own limits, and the limits in force: its own over its upstream's, one by one. */
+  limits: limitsSchema,
+  effectiveLimits: limitsSchema,
   /** Successes over attempts that say something about the key, last hour; null without such attempts. */
   successRate: z.number().nullable(),
   requestsToday: z.number(),
@@ -280,7 +292,14 @@ export const keyListSchema = z.object({ total: z.number().int(), limit: z.number
 export const keyExportSchema = z.object({ exportedAt: z.number(), masked: z.literal(true), keys: z.array(keyViewSchema) });
 
 /** A key's editable fields after an update. */
-export const keyFieldsSchema = z.object({ id: z.string(), enabled: z.boolean(), weight: z.number(), models: z.array(z.string()), note: z.string() });
+export const keyFieldsSchema = z.object({
+  id: z.string(),
+  enabled: z.boolean(),
+  weight: z.number(),
+  models: z.array(z.string()),
+  note: z.string(),
+  limits: limitsSchema,
+});
 
 /** The answer to deleting one resource. */
 export const deletedSchema = z.object({ deleted: z.literal(true) });

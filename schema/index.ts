@@ -7,3 +7,4 @@ export * from "./admin-api";
 export * from "./buckets";
 export * from "./health";
 export * from "./capacity";
+export * from "./usage";

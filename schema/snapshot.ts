@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { limitsSchema } from "./capacity";
 import { providerKindIdSchema } from "./providers";
 import { settingsSchema } from "./settings";
 
@@ -16,6 +17,8 @@ export const snapshotUpstreamSchema = z.object({
   /** Client model name → the name this upstream knows it by; an alias is served too. */
   aliases: z.record(z.string(), z.string()),
   enabled: z.boolean(),
+  /** The provider's limits on each of its keys, where known (absent: none known). */
+  limits: limitsSchema.optional(),
 });
 export type SnapshotUpstream = z.infer<typeof snapshotUpstreamSchema>;
 
@@ -32,6 +35,8 @@ const snapshotKeySchema = z.object({
   coolingUntil: z.number().nullable(),
   /** Smoothed success rate in [0, 1]. */
   successRate: z.number().min(0).max(1),
+  /** This key's own limits, over its upstream's one by one (absent: its upstream's). */
+  limits: limitsSchema.optional(),
 });
 export type SnapshotKey = z.infer<typeof snapshotKeySchema>;
 

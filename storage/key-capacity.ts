@@ -63,8 +63,7 @@ export function mergeCapacitySql(prefix: string): string {
 }
 
 /** The columns a SELECT that joins `key_capacity` as `c` lists for `capacityFromRow`. */
-export const CAPACITY_COLUMNS =
-  "c.req_ts, c.req_limit, c.req_remaining, c.req_reset_at, c.tok_ts, c.tok_limit, c.tok_remaining, c.tok_reset_at";
+export const CAPACITY_COLUMNS = "c.req_ts, c.req_limit, c.req_remaining, c.req_reset_at, c.tok_ts, c.tok_limit, c.tok_remaining, c.tok_reset_at";
 
 /** The readings of a row selected with CAPACITY_COLUMNS (null where the key has none). */
 export function capacityFromRow(row: object): { requests: WindowReading | null; tokens: WindowReading | null } {

@@ -1,6 +1,7 @@
-import type { HealthFacts, ProviderKindId } from "../schema";
+import type { HealthFacts, Limits, ProviderKindId } from "../schema";
 import { HEALTH_FACT_COLUMNS, healthFactsFromRow } from "./key-health";
 import { recentSuccessSql, usageOnDaySql } from "./rollups";
+import { limitsFromColumn } from "./upstreams";
 
 /**
  * The `keys` table: upstream keys (AES-GCM ciphertext, a fingerprint to refuse
@@ -66,11 +67,14 @@ export interface KeyRow {
   id: string;
   upstreamId: string;
   upstreamModels: string[];
+  upstreamLimits: Limits;
   masked: string;
   weight: number;
   models: string[];
   enabled: boolean;
   note: string;
+  /** The key's own limits (its upstream's apply where it has none). */
+  limits: Limits;
   createdAt: number;
   facts: HealthFacts;
   balance: number | null;
@@ -96,7 +100,7 @@ export interface KeyRow {
 export async function loadKeyRows(db: D1Database, todayBucket: number, since: number, upstreamId?: string): Promise<KeyRow[]> {
   const { results } = await db
     .prepare(
-      `SELECT k.id, k.upstream_id, u.models AS upstream_models, k.masked, k.weight, k.models, k.enabled, k.note, k.created_at,
+      `SELECT k.id, k.upstream_id, u.models AS upstream_models, u.limits AS upstream_limits, k.masked, k.weight, k.models, k.enabled, k.note, k.limits, k.created_at,
               ${HEALTH_FACT_COLUMNS}, h.balance, h.balance_ts, h.last_probe_ts, h.last_probe_result, h.last_error_ts, h.last_error, h.last_used_at,
               d.requests, d.tokens, m.successes, m.judged
        FROM keys k
@@ -112,11 +116,13 @@ export async function loadKeyRows(db: D1Database, todayBucket: number, since: nu
     id: String(r.id),
     upstreamId: String(r.upstream_id),
     upstreamModels: JSON.parse(String(r.upstream_models)) as string[],
+    upstreamLimits: limitsFromColumn(r.upstream_limits as string),
     masked: String(r.masked),
     weight: Number(r.weight),
     models: JSON.parse(String(r.models)) as string[],
     enabled: r.enabled === 1,
     note: String(r.note ?? ""),
+    limits: limitsFromColumn(r.limits as string),
     createdAt: Number(r.created_at),
     facts: healthFactsFromRow(r),
     balance: r.balance === null || r.balance === undefined ? null : Number(r.balance),
@@ -141,6 +147,8 @@ export interface KeySnapshotRow {
   weight: number;
   models: string;
   enabled: number;
+  /** JSON: the key's own limits. */
+  limits: string;
   last_ok_ts: number | null;
   last_rate_limit_ts: number | null;
   cool_until: number | null;
@@ -155,7 +163,7 @@ export interface KeySnapshotRow {
 export function selectKeysForSnapshot(db: D1Database, since: number): D1PreparedStatement {
   return db
     .prepare(
-      `SELECT k.id, k.upstream_id, k.secret_enc, k.weight, k.models, k.enabled, ${HEALTH_FACT_COLUMNS}, r.successes, r.judged
+      `SELECT k.id, k.upstream_id, k.secret_enc, k.weight, k.models, k.enabled, k.limits, ${HEALTH_FACT_COLUMNS}, r.successes, r.judged
        FROM keys k
        LEFT JOIN key_health h ON h.key_id = k.id
        LEFT JOIN (${recentSuccessSql("?1")}) r ON r.key_id = k.id`,
@@ -208,25 +216,40 @@ export async function readProbeCandidates(db: D1Database): Promise<KeyProbeRow[]
   }));
 }
 
-/** The editable fields of one key, or null if there is no such key. */
-export async function findKeyFields(db: D1Database, id: string): Promise<{ enabled: boolean; weight: number; models: string[]; note: string } | null> {
-  const row = await db
-    .prepare("SELECT enabled, weight, models, note FROM keys WHERE id = ?1")
-    .bind(id)
-    .first<{ enabled: number; weight: number; models: string; note: string }>();
-  return row ? { enabled: row.enabled === 1, weight: row.weight, models: JSON.parse(row.models) as string[], note: row.note } : null;
+/** What an admin may change of a key. */
+export interface KeyFields {
+  enabled: boolean;
+  weight: number;
+  models: string[];
+  note: string;
+  limits: Limits;
 }
 
-export async function updateKeyFields(
-  db: D1Database,
-  id: string,
-  f: { enabled: boolean; weight: number; models: string[]; note: string },
-  now: number,
-): Promise<void> {
+/** The editable fields of one key, or null if there is no such key. */
+export async function findKeyFields(db: D1Database, id: string): Promise<KeyFields | null> {
+  const row = await db
+    .prepare("SELECT enabled, weight, models, note, limits FROM keys WHERE id = ?1")
+    .bind(id)
+    .first<{ enabled: number; weight: number; models: string; note: string; limits: string }>();
+  return row
+    ? { enabled: row.enabled === 1, weight: row.weight, models: JSON.parse(row.models) as string[], note: row.note, limits: limitsFromColumn(row.limits) }
+    : null;
+}
+
+export async function updateKeyFields(db: D1Database, id: string, f: KeyFields, now: number): Promise<void> {
   await db
-    .prepare("UPDATE keys SET enabled = ?2, weight = ?3, models = ?4, note = ?5, updated_at = ?6 WHERE id = ?1")
-    .bind(id, f.enabled ? 1 : 0, f.weight, JSON.stringify(f.models), f.note, now)
+    .prepare("UPDATE keys SET enabled = ?2, weight = ?3, models = ?4, note = ?5, limits = ?6, updated_at = ?7 WHERE id = ?1")
+    .bind(id, f.enabled ? 1 : 0, f.weight, JSON.stringify(f.models), f.note, JSON.stringify(f.limits), now)
     .run();
+}
+
+/** Replaces the own limits of keys by id; returns how many changed. */
+export async function setKeysLimits(db: D1Database, ids: string[], limits: Limits, now: number): Promise<number> {
+  const r = await db
+    .prepare("UPDATE keys SET limits = ?2, updated_at = ?3 WHERE limits != ?2 AND id IN (SELECT value FROM json_each(?1))")
+    .bind(JSON.stringify(ids), JSON.stringify(limits), now)
+    .run();
+  return r.meta.changes ?? 0;
 }
 
 /** Enables or disables keys by id; returns how many changed. */

@@ -1,4 +1,4 @@
-import type { ProviderKindId, UpstreamView } from "../schema";
+import { limitsSchema, type Limits, type ProviderKindId, type UpstreamView } from "../schema";
 
 /**
  * The `upstreams` table: the providers' endpoints and what they serve. Written
@@ -16,6 +16,18 @@ export interface UpstreamRow {
   aliases: string;
   enabled: number;
   created_at: number;
+  /** JSON, validated by schema/capacity.ts. */
+  limits: string;
+}
+
+/** Limits as stored: JSON the admin API validated; anything else reads as none known. */
+export function limitsFromColumn(json: string | null | undefined): Limits {
+  try {
+    const parsed = limitsSchema.safeParse(JSON.parse(json ?? "{}"));
+    return parsed.success ? parsed.data : {};
+  } catch {
+    return {};
+  }
 }
 
 function toUpstream(r: UpstreamRow): UpstreamView {
@@ -27,14 +39,17 @@ function toUpstream(r: UpstreamRow): UpstreamView {
     models: JSON.parse(r.models) as string[],
     aliases: JSON.parse(r.aliases) as Record<string, string>,
     enabled: r.enabled === 1,
+    limits: limitsFromColumn(r.limits),
     createdAt: r.created_at,
   };
 }
 
 export async function insertUpstream(db: D1Database, u: UpstreamView): Promise<void> {
   await db
-    .prepare("INSERT INTO upstreams (id, name, base_url, kind, models, aliases, enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)")
-    .bind(u.id, u.name, u.baseUrl, u.kind, JSON.stringify(u.models), JSON.stringify(u.aliases), u.enabled ? 1 : 0, u.createdAt)
+    .prepare(
+      "INSERT INTO upstreams (id, name, base_url, kind, models, aliases, enabled, limits, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+    )
+    .bind(u.id, u.name, u.baseUrl, u.kind, JSON.stringify(u.models), JSON.stringify(u.aliases), u.enabled ? 1 : 0, JSON.stringify(u.limits), u.createdAt)
     .run();
 }
 
@@ -53,14 +68,14 @@ export async function listUpstreams(db: D1Database): Promise<(UpstreamView & { k
 
 /** Every upstream as stored (for the snapshot's batch); rows are `UpstreamRow`s. */
 export function selectAllUpstreams(db: D1Database): D1PreparedStatement {
-  return db.prepare("SELECT id, name, base_url, kind, models, aliases, enabled, created_at FROM upstreams");
+  return db.prepare("SELECT id, name, base_url, kind, models, aliases, enabled, limits, created_at FROM upstreams");
 }
 
 /** Writes an upstream's editable fields. */
 export async function updateUpstream(db: D1Database, u: UpstreamView, now: number): Promise<void> {
   await db
-    .prepare("UPDATE upstreams SET name = ?2, base_url = ?3, kind = ?4, models = ?5, aliases = ?6, enabled = ?7, updated_at = ?8 WHERE id = ?1")
-    .bind(u.id, u.name, u.baseUrl, u.kind, JSON.stringify(u.models), JSON.stringify(u.aliases), u.enabled ? 1 : 0, now)
+    .prepare("UPDATE upstreams SET name = ?2, base_url = ?3, kind = ?4, models = ?5, aliases = ?6, enabled = ?7, limits = ?8, updated_at = ?9 WHERE id = ?1")
+    .bind(u.id, u.name, u.baseUrl, u.kind, JSON.stringify(u.models), JSON.stringify(u.aliases), u.enabled ? 1 : 0, JSON.stringify(u.limits), now)
     .run();
 }
 

@@ -1,4 +1,4 @@
-import { deriveKeyState, type HealthRules, type KeyFilter, type KeyState, type KeyView } from "../../schema";
+import { deriveKeyState, effectiveLimits, type HealthRules, type KeyFilter, type KeyState, type KeyView } from "../../schema";
 import type { KeyRow } from "../../storage/keys";
 
 /** The masked view of a key, with its state at `now`. */
@@ -19,6 +19,8 @@ function toKeyView(r: KeyRow, rules: HealthRules, now: number): KeyView {
     lastError: r.lastErrorTs ? { at: r.lastErrorTs, message: r.lastError } : null,
     lastUsedAt: r.lastUsedAt || null,
     note: r.note,
+    limits: r.limits,
+    effectiveLimits: effectiveLimits(r.upstreamLimits, r.limits),
     successRate: r.judgedLastHour > 0 ? r.successesLastHour / r.judgedLastHour : null,
     requestsToday: r.requestsToday,
     tokensToday: r.tokensToday,

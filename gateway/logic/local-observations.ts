@@ -1,3 +1,5 @@
+import { CapacityLedger } from "./capacity";
+
 /**
  * What this isolate has seen of keys since the last snapshot: cooldowns from 429s,
  * dead or exhausted keys, keys that just failed transiently, and requests in
@@ -11,6 +13,8 @@
  * and the pool would refuse work it could do.
  */
 export class LocalObservations {
+  /** What this isolate sent with keys that have limits, and the providers' word on them from its answers. */
+  readonly capacity = new CapacityLedger();
   private readonly blockedUntil = new Map<string, number>();
   private readonly avoidedUntil = new Map<string, number>();
   private readonly inflightByKey = new Map<string, number>();

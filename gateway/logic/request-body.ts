@@ -53,6 +53,21 @@ export async function bodyForUpstream(body: ClientBody, upstream: SnapshotUpstre
   return { body: await rebuilt.arrayBuffer(), contentType: rebuilt.headers.get("content-type"), dropUsageChunk: false };
 }
 
+/**
+ * The completion tokens a request asks for at most (`max_tokens`,
+ * `max_completion_tokens`, or the Responses API's `max_output_tokens`); 0 when
+ * it sets none. Providers count it against a tokens-per-minute limit when the
+ * request arrives.
+ */
+export function requestedCompletionTokens(json: Record<string, unknown> | null): number {
+  if (!json) return 0;
+  for (const field of ["max_completion_tokens", "max_tokens", "max_output_tokens"]) {
+    const v = json[field];
+    if (typeof v === "number" && Number.isFinite(v) && v > 0) return Math.floor(v);
+  }
+  return 0;
+}
+
 /** Deepest nesting of arrays and objects a request body may have; real requests (tool schemas included) stay far below. */
 export const MAX_JSON_DEPTH = 64;
 

@@ -1,4 +1,5 @@
-import type { Snapshot, SnapshotKey, SnapshotUpstream } from "../../schema";
+import { effectiveLimits, type KeyUsage, type Limits, type Snapshot, type SnapshotKey, type SnapshotUpstream } from "../../schema";
+import { headroom, type Need } from "./capacity";
 import type { LocalObservations } from "./local-observations";
 
 /**
@@ -10,6 +11,8 @@ import type { LocalObservations } from "./local-observations";
 export interface KeyList {
   keys: SnapshotKey[];
   hot: Float64Array;
+  /** Each key's limits in force (its own over its upstream's), or null when it has none configured. */
+  limits: (Limits | null)[];
 }
 
 /**
@@ -32,6 +35,12 @@ export interface PoolIndex {
   byModel: Map<string, Candidates>;
 }
 
+/** The pool's usage against its keys' limits as the consumer last counted it, when it was counted. */
+export interface UsageView {
+  at: number;
+  keys: Map<string, KeyUsage>;
+}
+
 export interface SelectionContext {
   now: number;
   /** Uniform in [0, 1); injected so tests are deterministic. */
@@ -41,6 +50,10 @@ export interface SelectionContext {
   observations: LocalObservations;
   /** Take keys this isolate only avoids (recent 5xx or network errors) as well. */
   includeAvoided?: boolean;
+  /** The pool's usage against limits, when the consumer has published one. */
+  usage?: UsageView | null;
+  /** What this request needs of a key's windows (its token estimate), asked only of a key that has token limits. */
+  need?: () => Need;
 }
 
 /** Key states that may carry traffic (cooling only once its time has passed). */
@@ -64,12 +77,16 @@ export function buildPoolIndex(snapshot: Snapshot): PoolIndex {
     if (group) group.keys.push(key);
     else groups.set(signature, { models, keys: [key] });
   }
+  const limitsOf = (key: SnapshotKey): Limits | null => {
+    const limits = effectiveLimits(upstreams.get(key.upstreamId)?.limits ?? {}, key.limits ?? {});
+    return limits.rpm !== undefined || limits.rpd !== undefined || limits.tpm !== undefined || limits.tpd !== undefined ? limits : null;
+  };
   const anyGroup = groups.get("[]");
-  const anyLists = anyGroup ? [keyList(anyGroup.keys)] : [];
+  const anyLists = anyGroup ? [keyList(anyGroup.keys, limitsOf)] : [];
   const listsByModel = new Map<string, KeyList[]>();
   for (const [signature, group] of groups) {
     if (signature === "[]") continue;
-    const list = keyList(group.keys);
+    const list = keyList(group.keys, limitsOf);
     for (const model of new Set(group.models)) {
       const lists = listsByModel.get(model);
       if (lists) lists.push(list);
@@ -80,13 +97,13 @@ export function buildPoolIndex(snapshot: Snapshot): PoolIndex {
   return { upstreams, anyModel: candidates(anyLists), byModel };
 }
 
-function keyList(keys: SnapshotKey[]): KeyList {
+function keyList(keys: SnapshotKey[], limitsOf: (key: SnapshotKey) => Limits | null): KeyList {
   const hot = new Float64Array(keys.length * 2);
   keys.forEach((key, p) => {
     hot[2 * p] = key.weight * Math.max(key.successRate, 0.01);
     hot[2 * p + 1] = key.state === "cooling" && key.coolingUntil !== null ? key.coolingUntil : 0;
   });
-  return { keys, hot };
+  return { keys, hot, limits: keys.map(limitsOf) };
 }
 
 function candidates(lists: KeyList[]): Candidates {
@@ -111,21 +128,57 @@ function listIndex(c: Candidates, p: number): number {
   return lo;
 }
 
-/** When the key at position `q` of `list` can take traffic (epoch ms): after its snapshot cooling and this isolate's block; never if tried. */
-function availableAt(list: KeyList, q: number, ctx: SelectionContext): number {
-  const snapshotUntil = list.hot[2 * q + 1]!;
-  if (ctx.excluded.size === 0 && !ctx.observations.blocksAny()) return snapshotUntil;
+const NO_NEED: Need = { tokens: 0 };
+
+/**
+ * The key's headroom, when anything is known of its capacity: limits configured,
+ * the pool's usage, or the provider's word seen here; null when nothing is.
+ */
+function capacityOf(list: KeyList, q: number, ctx: SelectionContext) {
+  const limits = list.limits[q];
+  const capacity = ctx.observations.capacity;
+  // Most keys in most pools have no limit and no reading: decided without touching the key's object.
+  if (!limits && !capacity.learnedAny() && !(ctx.usage && ctx.usage.keys.size > 0)) return null;
   const id = list.keys[q]!.id;
-  if (ctx.excluded.has(id)) return Infinity;
-  const avoided = ctx.includeAvoided ? 0 : (ctx.observations.avoidedUntilOf(id, ctx.now) ?? 0);
-  return Math.max(ctx.observations.blockedUntilOf(id, ctx.now) ?? 0, avoided, snapshotUntil);
+  const usage = ctx.usage?.keys.get(id);
+  if (!limits && !usage && !capacity.knows(id)) return null;
+  const learned = capacity.learned(id);
+  const word = {
+    requests: newest(learned.requests, usage?.requests ?? null),
+    tokens: newest(learned.tokens, usage?.tokens ?? null),
+  };
+  const need = limits?.tpm !== undefined || limits?.tpd !== undefined || word.tokens ? (ctx.need?.() ?? NO_NEED) : NO_NEED;
+  return headroom(limits ?? {}, usage, ctx.usage?.at ?? 0, word, capacity, id, need, ctx.now);
 }
 
-/** Preference for a key: admin weight × smoothed success rate, shared with its requests in flight here. */
+function newest<T extends { at: number }>(a: T | null, b: T | null): T | null {
+  return !a ? b : !b ? a : a.at >= b.at ? a : b;
+}
+
+/** When the key at position `q` of `list` can take traffic (epoch ms): after its snapshot cooling, this isolate's block and its capacity's next free moment; never if tried. */
+function availableAt(list: KeyList, q: number, ctx: SelectionContext): number {
+  let until = list.hot[2 * q + 1]!;
+  if (ctx.excluded.size > 0 || ctx.observations.blocksAny()) {
+    const id = list.keys[q]!.id;
+    if (ctx.excluded.has(id)) return Infinity;
+    const avoided = ctx.includeAvoided ? 0 : (ctx.observations.avoidedUntilOf(id, ctx.now) ?? 0);
+    until = Math.max(ctx.observations.blockedUntilOf(id, ctx.now) ?? 0, avoided, until);
+  }
+  const capacity = capacityOf(list, q, ctx);
+  return capacity ? Math.max(until, capacity.freesAt) : until;
+}
+
+/**
+ * Preference for a key: admin weight × smoothed success rate, shared with its
+ * requests in flight here, and scaled by the share of its tightest window still
+ * free — so keys with limits run down together instead of one after another.
+ */
 function score(list: KeyList, q: number, ctx: SelectionContext): number {
+  let s = list.hot[2 * q]!;
   // Reading the key's id touches its object, a cache miss in a large pool: only when needed.
-  if (!ctx.observations.hasInflight()) return list.hot[2 * q]!;
-  return list.hot[2 * q]! / (1 + ctx.observations.inflight(list.keys[q]!.id));
+  if (ctx.observations.hasInflight()) s /= 1 + ctx.observations.inflight(list.keys[q]!.id);
+  const capacity = capacityOf(list, q, ctx);
+  return capacity ? s * Math.max(capacity.fraction, 0.01) : s;
 }
 
 function isAvailable(c: Candidates, p: number, ctx: SelectionContext): boolean {
@@ -136,9 +189,9 @@ function isAvailable(c: Candidates, p: number, ctx: SelectionContext): boolean {
 const SAMPLE_TRIES = 8;
 
 /**
- * Picks a key for `model` by the power of two choices: two random available
- * candidates, the better-scored one winning with probability proportional to its
- * score. Cost does not grow with the pool unless most candidates are unavailable.
+ * Picks a key for `model` by the power of two choices: two different random
+ * available candidates, the better-scored one winning with probability
+ * proportional to its score. Cost does not grow with the pool unless most candidates are unavailable.
  */
 export function selectKey(index: PoolIndex, model: string, ctx: SelectionContext): SnapshotKey | null {
   const c = index.byModel.get(model) ?? index.anyModel;
@@ -148,7 +201,8 @@ export function selectKey(index: PoolIndex, model: string, ctx: SelectionContext
   let b = -1;
   for (let t = 0; t < SAMPLE_TRIES && b < 0; t++) {
     const p = Math.floor(ctx.random() * n);
-    if (!isAvailable(c, p, ctx)) continue;
+    // Two different candidates: the same one twice is no choice, and would take a key its score disfavours.
+    if (p === a || !isAvailable(c, p, ctx)) continue;
     if (a < 0) a = p;
     else b = p;
   }
@@ -157,14 +211,23 @@ export function selectKey(index: PoolIndex, model: string, ctx: SelectionContext
     const open: number[] = [];
     for (let p = 0; p < n; p++) if (isAvailable(c, p, ctx)) open.push(p);
     if (open.length === 0) return null;
-    a = open[Math.floor(ctx.random() * open.length)]!;
-    b = open.length === 1 ? a : open[Math.floor(ctx.random() * open.length)]!;
+    const i = Math.floor(ctx.random() * open.length);
+    a = open[i]!;
+    // A second, different one: any of the others, uniformly.
+    b = open.length === 1 ? a : open[(i + 1 + Math.floor(ctx.random() * (open.length - 1))) % open.length]!;
   }
   const ja = listIndex(c, a);
   const jb = listIndex(c, b);
   const sa = score(c.lists[ja]!, a - c.starts[ja]!, ctx);
   const sb = score(c.lists[jb]!, b - c.starts[jb]!, ctx);
   return ctx.random() * (sa + sb) < sa ? c.lists[ja]!.keys[a - c.starts[ja]!]! : c.lists[jb]!.keys[b - c.starts[jb]!]!;
+}
+
+/** Whether the isolate counts what it sends with `key`: it has limits, or the pool or this isolate knows a provider's word on it. */
+export function tracksCapacity(index: PoolIndex, key: SnapshotKey, ctx: SelectionContext): boolean {
+  const limits = effectiveLimits(index.upstreams.get(key.upstreamId)?.limits ?? {}, key.limits ?? {});
+  if (limits.rpm !== undefined || limits.rpd !== undefined || limits.tpm !== undefined || limits.tpd !== undefined) return true;
+  return (ctx.usage?.keys.has(key.id) ?? false) || ctx.observations.capacity.knows(key.id);
 }
 
 /** Whether some enabled upstream offers `model`: lists it or an alias of it, or lists nothing (serves any). */

@@ -1,5 +1,5 @@
-import { SNAPSHOT_KV_KEY, defaultSettings, snapshotSchema, type Snapshot } from "../../schema";
-import { buildPoolIndex, type PoolIndex } from "../logic/select-key";
+import { SNAPSHOT_KV_KEY, USAGE_KV_KEY, defaultSettings, keyUsageOf, poolUsageSchema, snapshotSchema, type Snapshot } from "../../schema";
+import { buildPoolIndex, type PoolIndex, type UsageView } from "../logic/select-key";
 
 /** A snapshot with the lookups the request path needs, built once per version. */
 export interface LoadedPool {
@@ -7,6 +7,10 @@ export interface LoadedPool {
   index: PoolIndex;
   clientKeysByHash: Map<string, Snapshot["clientKeys"][number]>;
   loadedAt: number;
+  /** The pool's usage against its keys' limits, refreshed with the snapshot (null until the consumer publishes one). */
+  usage: UsageView | null;
+  /** The version of that usage. */
+  usageVersion: number;
 }
 
 /** The pool before the consumer has published anything: no keys, no clients. */
@@ -25,6 +29,8 @@ function prepare(snapshot: Snapshot, now: number): LoadedPool {
     index: buildPoolIndex(snapshot),
     clientKeysByHash: new Map(snapshot.clientKeys.map((c) => [c.hash, c])),
     loadedAt: now,
+    usage: null,
+    usageVersion: 0,
   };
 }
 
@@ -67,6 +73,24 @@ export class PoolCache {
   }
 
   private async refresh(kv: KVNamespace, now: number): Promise<void> {
+    const [, usage] = await Promise.all([
+      this.refreshSnapshot(kv, now),
+      kv.getWithMetadata<{ version?: number }>(USAGE_KV_KEY, { type: "text", cacheTtl: 30 }),
+    ]);
+    this.takeUsage(usage.value, usage.metadata?.version);
+  }
+
+  /** Takes the pool's usage if it is newer than the one held (none held: any). */
+  private takeUsage(value: string | null, version: number | undefined): void {
+    const pool = this.current;
+    if (!pool || value === null || (typeof version === "number" && version <= pool.usageVersion)) return;
+    const parsed = poolUsageSchema.safeParse(JSON.parse(value));
+    if (!parsed.success || parsed.data.version < pool.usageVersion) return;
+    pool.usage = { at: parsed.data.generatedAt, keys: new Map(Object.entries(parsed.data.keys).map(([id, t]) => [id, keyUsageOf(t)])) };
+    pool.usageVersion = parsed.data.version;
+  }
+
+  private async refreshSnapshot(kv: KVNamespace, now: number): Promise<void> {
     const current = this.current;
     // cacheTtl lets the edge cache the value between isolates' checks (30 s is KV's minimum).
     const { value, metadata } = await kv.getWithMetadata<{ version?: number }>(SNAPSHOT_KV_KEY, { type: "text", cacheTtl: 30 });
@@ -86,7 +110,9 @@ export class PoolCache {
       else this.current = prepare(EMPTY_SNAPSHOT, now);
       return;
     }
-    if (!current || parsed.data.version >= current.snapshot.version) this.current = prepare(parsed.data, now);
-    else current.loadedAt = now;
+    if (!current || parsed.data.version >= current.snapshot.version) {
+      // A new snapshot keeps the usage held (they are published apart).
+      this.current = { ...prepare(parsed.data, now), usage: current?.usage ?? null, usageVersion: current?.usageVersion ?? 0 };
+    } else current.loadedAt = now;
   }
 }

@@ -1,8 +1,11 @@
-import { deriveKeyState, parseStoredSettings, snapshotSchema, type Snapshot } from "../../schema";
+import { deriveKeyState, parseStoredSettings, snapshotSchema, type Limits, type Snapshot } from "../../schema";
 import type { ClientKeyRow } from "../../storage/client-keys";
 import { healthFactsFromRow } from "../../storage/key-health";
 import type { KeySnapshotRow } from "../../storage/keys";
-import type { UpstreamRow } from "../../storage/upstreams";
+import { limitsFromColumn, type UpstreamRow } from "../../storage/upstreams";
+
+/** `{ limits }` when there are any: most keys have none, and the snapshot is read by every isolate. */
+const nonEmpty = (limits: Limits) => (Object.keys(limits).length > 0 ? { limits } : {});
 
 /** Configuration and health rows as the consumer reads them from D1. */
 export interface PoolRows {
@@ -39,6 +42,7 @@ export function buildSnapshot(rows: PoolRows, version: number, now: number): Sna
       models: JSON.parse(u.models),
       aliases: JSON.parse(u.aliases),
       enabled: u.enabled === 1,
+      ...nonEmpty(limitsFromColumn(u.limits)),
     })),
     keys: rows.keys.map((k) => {
       const health = deriveKeyState(healthFactsFromRow(k), settings, now);
@@ -51,6 +55,7 @@ export function buildSnapshot(rows: PoolRows, version: number, now: number): Sna
         state: k.enabled === 1 ? health.state : "disabled",
         coolingUntil: health.coolingUntil,
         successRate: smoothedSuccessRate(k.successes ?? 0, k.judged ?? 0),
+        ...nonEmpty(limitsFromColumn(k.limits)),
       };
     }),
     clientKeys: rows.clientKeys.map((c) => ({

@@ -69,7 +69,16 @@ const stageSql = (p: string, unseenOnly: boolean) => `INSERT INTO ingest_stage (
 const CLEAR_STAGE = "DELETE FROM ingest_stage";
 
 /** The projection tables a batch writes; a rebuild writes the same ones with the `shadow_` prefix. */
-export const PROJECTION_TABLES = ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "key_health", "key_capacity", "audit_log", "seen_events"] as const;
+export const PROJECTION_TABLES = [
+  "rollup_minute",
+  "rollup_hour",
+  "rollup_day",
+  "rollup_pool_hour",
+  "key_health",
+  "key_capacity",
+  "audit_log",
+  "seen_events",
+] as const;
 
 /** Table-name prefix: live projections, or a rebuild's shadow copies. */
 export type Projection = "" | "shadow_";

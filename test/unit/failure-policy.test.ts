@@ -6,6 +6,23 @@ import { defaultSettings } from "../../schema";
 const COOL = defaultSettings.defaultCooldownMs;
 
 describe("classifyResponse", () => {
+  it("takes a 429 that says a quota or a day's limit is spent as a rate limit until the provider's reset", () => {
+    for (const body of [
+      '{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","code":"insufficient_quota"}}',
+      '{"error":{"message":"Rate limit reached for model `llama` on requests per day (RPD): Limit 14400, Used 14400, Requested 1."}}',
+      '{"error":{"message":"Daily limit exceeded for this key"}}',
+    ]) {
+      expect(classifyResponse(429, null, body, COOL)).toEqual({ outcome: "rate_limited", retry: true, blockMs: 0, quota: true });
+    }
+    // A Retry-After hours away says the same without words.
+    expect(classifyResponse(429, 5 * 3_600_000, "", COOL)).toMatchObject({ outcome: "rate_limited", quota: true });
+    // A short rate limit is none of that.
+    expect(classifyResponse(429, 20_000, '{"error":{"message":"Rate limit reached for requests per minute"}}', COOL)).toEqual({
+      outcome: "rate_limited",
+      retry: true,
+      blockMs: 20_000,
+    });
+  });
   it("cools a key on 429 for Retry-After and retries elsewhere", () => {
     expect(classifyResponse(429, 7_000, "", COOL)).toEqual({ outcome: "rate_limited", retry: true, blockMs: 7_000 });
   });
@@ -20,7 +37,7 @@ describe("classifyResponse", () => {
   });
   it("treats 402 and balance messages as exhausted", () => {
     expect(classifyResponse(402, null, "", COOL).outcome).toBe("no_balance");
-    expect(classifyResponse(429, null, "You exceeded your current quota", COOL).outcome).toBe("no_balance");
+    expect(classifyResponse(429, null, '{"error":{"message":"Insufficient balance"}}', COOL).outcome).toBe("no_balance");
   });
   it("retries 5xx on another key", () => {
     expect(classifyResponse(503, null, "", COOL)).toMatchObject({ outcome: "upstream_error", retry: true });

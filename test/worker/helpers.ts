@@ -75,10 +75,16 @@ export interface TestPool {
 export async function createPool(
   baseUrl: string,
   keys: string[],
-  options: { aliases?: Record<string, string>; client?: Record<string, unknown> } = {},
+  options: { aliases?: Record<string, string>; client?: Record<string, unknown>; limits?: Record<string, unknown> } = {},
 ): Promise<TestPool> {
   const model = `model-${crypto.randomUUID()}`;
-  const up = await admin<{ id: string }>("POST", "/upstreams", { name: `up-${model}`, baseUrl, models: [model], aliases: options.aliases ?? {} });
+  const up = await admin<{ id: string }>("POST", "/upstreams", {
+    name: `up-${model}`,
+    baseUrl,
+    models: [model],
+    aliases: options.aliases ?? {},
+    limits: options.limits ?? {},
+  });
   const added = await admin<{ added: number }>("POST", "/keys", { upstreamId: up.body.id, text: keys.join("\n") });
   if (added.body.added !== keys.length) throw new Error(`expected ${keys.length} keys added, got ${JSON.stringify(added.body)}`);
   const client = await admin<{ id: string; key: string }>("POST", "/client-keys", { name: "test client", ...options.client });

@@ -30,7 +30,7 @@ import { listKeyViews } from "../../logic/key-listing";
 import { parseKeyText } from "../../logic/parse-key-text";
 import { secretCacheFor } from "../../logic/secrets";
 import { queueEventSink } from "../../storage/event-sink";
-import { deleteKeys, findKeyFields, insertKeys, loadKeyRows, setKeysEnabled, updateKeyFields, type NewKeyRow } from "../../../storage/keys";
+import { deleteKeys, findKeyFields, insertKeys, loadKeyRows, setKeysEnabled, setKeysLimits, updateKeyFields, type NewKeyRow } from "../../../storage/keys";
 import { SUCCESS_RATE_WINDOW_MS } from "../../../storage/rollups";
 import { readSettings } from "../../../storage/settings";
 import { findUpstream } from "../../../storage/upstreams";
@@ -168,7 +168,7 @@ export function keyRoutes(state: IsolateState) {
       {
         tag: "keys",
         summary: "Change a key",
-        description: "Enable or disable it, or set its weight, models or note; fields left out keep their values.",
+        description: "Enable or disable it, or set its weight, models, note or own limits; fields left out keep their values.",
         body: updateKeyBodySchema,
         ok: { description: "The key's editable fields after the change.", schema: keyFieldsSchema },
         errors: { 404: "No such key." },
@@ -200,8 +200,9 @@ export function keyRoutes(state: IsolateState) {
     op(
       {
         tag: "keys",
-        summary: "Enable, disable, delete or probe many keys",
-        description: "The keys given by id, or every key a filter selects (the list's filters).",
+        summary: "Enable, disable, delete, probe or set the limits of many keys",
+        description:
+          "The keys given by id, or every key a filter selects (the list's filters). `limits` replaces their own limits with `limits` (`{}`: their upstream's).",
         body: keyBatchBodySchema,
         ok: { description: "How many keys matched and changed, or for `probe` the probes' results.", schema: keyBatchResponseSchema },
       },
@@ -209,8 +210,14 @@ export function keyRoutes(state: IsolateState) {
         const ids = body.ids ?? (await idsMatching(c, body.filter!));
         const now = Date.now();
         if (body.action === "probe") return c.json({ matched: ids.length, data: probeSummary(await state.probe(c.env, ids)) });
-        const changed = body.action === "delete" ? await deleteKeys(c.env.DB, ids) : await setKeysEnabled(c.env.DB, ids, body.action === "enable", now);
-        await emitAdminEvent(c, `keys.${body.action}`, null, { matched: ids.length, changed, ids: ids.slice(0, 1000) });
+        const changed =
+          body.action === "delete"
+            ? await deleteKeys(c.env.DB, ids)
+            : body.action === "limits"
+              ? await setKeysLimits(c.env.DB, ids, body.limits!, now)
+              : await setKeysEnabled(c.env.DB, ids, body.action === "enable", now);
+        const detail = { matched: ids.length, changed, ids: ids.slice(0, 1000), ...(body.limits ? { limits: body.limits } : {}) };
+        await emitAdminEvent(c, `keys.${body.action}`, null, detail);
         return c.json({ matched: ids.length, changed });
       },
     ),

@@ -32,9 +32,9 @@ export function upstreamRoutes() {
       },
       async (c, { body }) => {
         const id = crypto.randomUUID();
-        const { name, baseUrl, kind, models, aliases } = body;
-        await insertUpstream(c.env.DB, { id, name, baseUrl, kind, models, aliases, enabled: true, createdAt: Date.now() });
-        await emitAdminEvent(c, "upstream.create", id, { after: { name, baseUrl, kind, models, aliases } });
+        const { name, baseUrl, kind, models, aliases, limits } = body;
+        await insertUpstream(c.env.DB, { id, name, baseUrl, kind, models, aliases, limits, enabled: true, createdAt: Date.now() });
+        await emitAdminEvent(c, "upstream.create", id, { after: { name, baseUrl, kind, models, aliases, limits } });
         return c.json({ id }, 201);
       },
     ),

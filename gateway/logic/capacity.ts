@@ -1,0 +1,206 @@
+import {
+  DEFAULT_DAY,
+  MINUTE_MS,
+  dayWindowStart,
+  minuteStart,
+  nextDayReset,
+  type KeyUsage,
+  type Limits,
+  type RateLimitReading,
+  type UsageReading,
+} from "../../schema";
+
+/**
+ * Whether a key has room for one more request, from everything the isolate
+ * knows: its limits (configured), the pool's usage as the consumer last counted
+ * it, the provider's latest word on what remains, and what this isolate sent
+ * itself since. Pure: data in, an answer out.
+ */
+
+/** How long the isolate remembers what it sent with a key: well past a minute window and a usage refresh. */
+export const LEDGER_MS = 5 * MINUTE_MS;
+
+/** What a key's windows say of one more request: when it may be sent (`now` or earlier: at once), and the share of its tightest window still free. */
+export interface Headroom {
+  freesAt: number;
+  fraction: number;
+}
+
+interface KeyLedger {
+  /** [second, requests, tokens] triples, oldest first. */
+  sends: number[];
+  requests: UsageReading | null;
+  tokens: UsageReading | null;
+}
+
+/** A reading wins over another when it is newer; on a tie, when less remains (as the consumer folds them). */
+function newer(a: UsageReading, b: UsageReading | null): boolean {
+  return !b || a.at > b.at || (a.at === b.at && (a.remaining ?? -1) < (b.remaining ?? -1));
+}
+
+/**
+ * What this isolate sent with each key it used lately, by second, and the
+ * provider's latest word on each key's windows from the answers it saw.
+ */
+export class CapacityLedger {
+  private readonly keys = new Map<string, KeyLedger>();
+  /** Whether any answer seen here carried a provider's word (most pools: all or none). */
+  private anyWord = false;
+
+  /** Whether any key has a provider's word here: when none has, selection need not look keys up. */
+  learnedAny(): boolean {
+    return this.anyWord;
+  }
+
+  private entry(keyId: string): KeyLedger {
+    let e = this.keys.get(keyId);
+    if (!e) this.keys.set(keyId, (e = { sends: [], requests: null, tokens: null }));
+    return e;
+  }
+
+  /** Records one request sent with the key at `at`, counting `tokens` for it. */
+  record(keyId: string, tokens: number, at: number): void {
+    this.add(keyId, 1, tokens, at);
+  }
+
+  /** Adds `tokens` (more, or fewer when negative) to what the key was charged at `at`: the answer's usage, once known. */
+  adjust(keyId: string, tokens: number, at: number): void {
+    if (tokens !== 0) this.add(keyId, 0, tokens, at);
+  }
+
+  private add(keyId: string, requests: number, tokens: number, at: number): void {
+    const sends = this.entry(keyId).sends;
+    const second = Math.floor(at / 1000);
+    // Sends come in time order, nearly always into the last second kept: look from the end.
+    let i = sends.length - 3;
+    while (i >= 0 && sends[i]! > second) i -= 3;
+    if (i >= 0 && sends[i] === second) {
+      sends[i + 1]! += requests;
+      sends[i + 2]! += tokens;
+    } else sends.splice(i + 3, 0, second, requests, tokens);
+    // Forget what is past the ledger's horizon, a few entries at a time.
+    const horizon = Math.floor((at - LEDGER_MS) / 1000);
+    let drop = 0;
+    while (drop < sends.length && sends[drop]! < horizon) drop += 3;
+    if (drop > 0) sends.splice(0, drop);
+  }
+
+  /** What this isolate sent with the key from `from` on (as far back as it remembers). */
+  sentSince(keyId: string, from: number): { requests: number; tokens: number } {
+    const sends = this.keys.get(keyId)?.sends;
+    let requests = 0;
+    let tokens = 0;
+    if (!sends) return { requests, tokens };
+    const second = Math.floor(from / 1000);
+    for (let i = sends.length - 3; i >= 0 && sends[i]! >= second; i -= 3) {
+      requests += sends[i + 1]!;
+      tokens += sends[i + 2]!;
+    }
+    return { requests, tokens };
+  }
+
+  /** Takes an answer's rate-limit headers as the provider's latest word on the key, read at `at`. */
+  learn(keyId: string, reading: RateLimitReading, at: number): void {
+    const e = this.entry(keyId);
+    for (const w of ["requests", "tokens"] as const) {
+      const r = reading[w];
+      if (!r) continue;
+      const next = { at, limit: r.limit, remaining: r.remaining, resetAt: r.resetMs === null ? null : at + r.resetMs };
+      if (newer(next, e[w])) e[w] = next;
+      this.anyWord = true;
+    }
+  }
+
+  /** The provider's latest word this isolate saw on the key's requests and tokens windows. */
+  learned(keyId: string): { requests: UsageReading | null; tokens: UsageReading | null } {
+    const e = this.keys.get(keyId);
+    return { requests: e?.requests ?? null, tokens: e?.tokens ?? null };
+  }
+
+  /** Whether this isolate knows anything of the key (a cheap test before the work). */
+  knows(keyId: string): boolean {
+    return this.keys.size > 0 && this.keys.has(keyId);
+  }
+}
+
+/** What a request needs of a key: one request, and this many tokens (an estimate). */
+export interface Need {
+  tokens: number;
+}
+
+/**
+ * The key's headroom for one more request at `now`.
+ *
+ * - Configured per-minute limits count the pool's last two minute buckets the
+ *   way sliding-window limiters do (this minute, plus the previous one weighted
+ *   by how much of it is still inside the window), plus what this isolate sent
+ *   since the pool's count; a full window frees at the next minute.
+ * - Configured per-day limits count the pool's day so far plus this isolate's
+ *   sends since; a full day frees when the provider's day resets.
+ * - The provider's own word (remaining until a reset), minus what this isolate
+ *   sent since it was read, frees at its reset.
+ */
+export function headroom(
+  limits: Limits,
+  usage: KeyUsage | undefined,
+  usageAt: number,
+  learned: { requests: UsageReading | null; tokens: UsageReading | null },
+  ledger: CapacityLedger,
+  keyId: string,
+  need: Need,
+  now: number,
+): Headroom {
+  let freesAt = -Infinity;
+  let fraction = 1;
+  /** One window: `used` so far against `limit`, needing `more`; full until `until`. */
+  const check = (used: number, more: number, limit: number | undefined | null, until: number) => {
+    if (limit === undefined || limit === null || limit <= 0) return;
+    if (used + more > limit) freesAt = Math.max(freesAt, until);
+    fraction = Math.min(fraction, Math.max(0, (limit - used) / limit));
+  };
+
+  if (limits.rpm !== undefined || limits.tpm !== undefined) {
+    const thisMinute = minuteStart(now);
+    const weight = 1 - (now - thisMinute) / MINUTE_MS;
+    const pool =
+      usage === undefined
+        ? { requests: 0, tokens: 0 }
+        : usage.minuteStart === thisMinute
+          ? { requests: usage.minute.requests + usage.previousMinute.requests * weight, tokens: usage.minute.tokens + usage.previousMinute.tokens * weight }
+          : usage.minuteStart === thisMinute - MINUTE_MS
+            ? { requests: usage.minute.requests * weight, tokens: usage.minute.tokens * weight }
+            : { requests: 0, tokens: 0 };
+    const local = ledger.sentSince(keyId, Math.max(usageAt, now - MINUTE_MS));
+    check(pool.requests + local.requests, 1, limits.rpm, thisMinute + MINUTE_MS);
+    check(pool.tokens + local.tokens, need.tokens, limits.tpm, thisMinute + MINUTE_MS);
+  }
+
+  if (limits.rpd !== undefined || limits.tpd !== undefined) {
+    const rule = limits.day ?? DEFAULT_DAY;
+    const start = dayWindowStart(rule, now);
+    // The pool's count covers this day only if it was made in it; a rolling day is approximated by the count as made.
+    const sameDay = usage !== undefined && (rule.reset === "rolling" || usage.dayStart === start);
+    const local = ledger.sentSince(keyId, sameDay ? usageAt : start);
+    const used = { requests: (sameDay ? usage!.day.requests : 0) + local.requests, tokens: (sameDay ? usage!.day.tokens : 0) + local.tokens };
+    const reset = nextDayReset(rule, now);
+    check(used.requests, 1, limits.rpd, reset);
+    check(used.tokens, need.tokens, limits.tpd, reset);
+  }
+
+  for (const [word, more] of [
+    [learned.requests, 1],
+    [learned.tokens, need.tokens],
+  ] as const) {
+    // A window whose reset has passed says nothing any more; one without a reset is taken for a minute.
+    if (!word || word.remaining === null) continue;
+    const resetAt = word.resetAt ?? word.at + MINUTE_MS;
+    if (resetAt <= now) continue;
+    const sent = ledger.sentSince(keyId, word.at);
+    const used = more === 1 ? sent.requests : sent.tokens;
+    const remaining = word.remaining - used;
+    if (remaining < more) freesAt = Math.max(freesAt, resetAt);
+    if (word.limit) fraction = Math.min(fraction, Math.max(0, remaining / word.limit));
+  }
+
+  return { freesAt, fraction };
+}

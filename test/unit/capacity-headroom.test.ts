@@ -1,0 +1,110 @@
+import { describe, expect, it } from "vitest";
+import { CapacityLedger, LEDGER_MS, headroom } from "../../gateway/logic/capacity";
+import type { KeyUsage, Limits, UsageReading } from "../../schema";
+
+const T0 = Date.UTC(2026, 11, 4, 12, 0, 0); // a minute boundary, 04:00 in Los Angeles
+const none: { requests: UsageReading | null; tokens: UsageReading | null } = { requests: null, tokens: null };
+
+function usage(over: Partial<KeyUsage> = {}): KeyUsage {
+  return {
+    minuteStart: T0,
+    minute: { requests: 0, tokens: 0 },
+    previousMinute: { requests: 0, tokens: 0 },
+    dayStart: Date.UTC(2026, 11, 4),
+    dayResetAt: Date.UTC(2026, 11, 5),
+    day: { requests: 0, tokens: 0 },
+    requests: null,
+    tokens: null,
+    ...over,
+  };
+}
+
+const room = (limits: Limits, u: KeyUsage | undefined, ledger = new CapacityLedger(), now = T0 + 30_000, tokens = 10, learned = none) =>
+  headroom(limits, u, T0 + 20_000, learned, ledger, "k", { tokens }, now);
+
+describe("headroom against configured limits", () => {
+  it("has room under every limit, and says how much of the tightest is left", () => {
+    const h = room({ rpm: 10, rpd: 100 }, usage({ minute: { requests: 4, tokens: 0 }, day: { requests: 50, tokens: 0 } }));
+    expect(h.freesAt).toBeLessThanOrEqual(T0 + 30_000);
+    expect(h.fraction).toBeCloseTo(0.5);
+  });
+
+  it("counts the previous minute by the share of it still inside the window", () => {
+    // At :30, half of the previous minute's 8 requests still count: 4 + 5 + 1 > 9.
+    const u = usage({ minute: { requests: 5, tokens: 0 }, previousMinute: { requests: 8, tokens: 0 } });
+    expect(room({ rpm: 9 }, u).freesAt).toBe(T0 + 60_000);
+    expect(room({ rpm: 10 }, u).freesAt).toBe(-Infinity);
+  });
+
+  it("adds what this isolate sent since the pool's count, and frees at the next minute", () => {
+    const ledger = new CapacityLedger();
+    for (let i = 0; i < 3; i++) ledger.record("k", 10, T0 + 25_000 + i);
+    ledger.record("k", 10, T0 + 10_000); // before the count: already in it
+    expect(room({ rpm: 4 }, usage({ minute: { requests: 1, tokens: 0 } }), ledger).freesAt).toBe(T0 + 60_000);
+    expect(room({ rpm: 5 }, usage({ minute: { requests: 1, tokens: 0 } }), ledger).freesAt).toBe(-Infinity);
+  });
+
+  it("counts tokens: the request's estimate must fit too", () => {
+    const u = usage({ minute: { requests: 0, tokens: 950 } });
+    expect(room({ tpm: 1_000 }, u, undefined, T0 + 30_000, 40).freesAt).toBe(-Infinity);
+    expect(room({ tpm: 1_000 }, u, undefined, T0 + 30_000, 60).freesAt).toBe(T0 + 60_000);
+  });
+
+  it("frees a full day when the provider's day resets, at midnight Pacific", () => {
+    const day = { reset: "local", hour: 0, timeZone: "America/Los_Angeles" } as const;
+    const u = usage({ dayStart: Date.UTC(2026, 11, 4, 8), day: { requests: 1_000, tokens: 0 } });
+    const now = Date.UTC(2026, 11, 4, 20);
+    expect(room({ rpd: 1_000, day }, u, undefined, now).freesAt).toBe(Date.UTC(2026, 11, 5, 8));
+    // A count made in the previous day says nothing of this one.
+    expect(room({ rpd: 1_000, day }, u, undefined, Date.UTC(2026, 11, 5, 9)).freesAt).toBe(-Infinity);
+  });
+
+  it("without the pool's count, still counts what this isolate sent", () => {
+    const ledger = new CapacityLedger();
+    ledger.record("k", 0, T0 + 1_000);
+    ledger.record("k", 0, T0 + 2_000);
+    expect(room({ rpd: 2 }, undefined, ledger).freesAt).toBe(Date.UTC(2026, 11, 5));
+  });
+});
+
+describe("headroom against the provider's own word", () => {
+  it("keeps a key whose window has room, and frees an empty one at its reset", () => {
+    const word = { at: T0 + 10_000, limit: 60, remaining: 0, resetAt: T0 + 45_000 };
+    expect(room({}, undefined, undefined, T0 + 30_000, 1, { requests: word, tokens: null }).freesAt).toBe(T0 + 45_000);
+    expect(room({}, undefined, undefined, T0 + 46_000, 1, { requests: word, tokens: null }).freesAt).toBe(-Infinity);
+    const some = { ...word, remaining: 30 };
+    const h = room({}, undefined, undefined, T0 + 30_000, 1, { requests: some, tokens: null });
+    expect(h.freesAt).toBe(-Infinity);
+    expect(h.fraction).toBeCloseTo(0.5);
+  });
+
+  it("takes off what this isolate sent after the reading", () => {
+    const ledger = new CapacityLedger();
+    ledger.record("k", 500, T0 + 12_000);
+    ledger.record("k", 500, T0 + 13_000);
+    const word = { at: T0 + 10_000, limit: 10, remaining: 2, resetAt: T0 + 50_000 };
+    expect(room({}, undefined, ledger, T0 + 30_000, 1, { requests: word, tokens: null }).freesAt).toBe(T0 + 50_000);
+    const tokens = { at: T0 + 10_000, limit: 2_000, remaining: 1_050, resetAt: T0 + 50_000 };
+    expect(room({}, undefined, ledger, T0 + 30_000, 100, { requests: null, tokens }).freesAt).toBe(T0 + 50_000);
+    expect(room({}, undefined, ledger, T0 + 30_000, 100, { requests: null, tokens: { ...tokens, remaining: 1_100 } }).freesAt).toBe(-Infinity);
+  });
+});
+
+describe("the ledger", () => {
+  it("keeps the newest reading of each window, and what was sent within its horizon", () => {
+    const ledger = new CapacityLedger();
+    ledger.learn("k", { requests: { limit: 10, remaining: 5, resetMs: 1_000 }, tokens: null }, T0 + 2_000);
+    ledger.learn("k", { requests: { limit: 10, remaining: 9, resetMs: 1_000 }, tokens: { limit: 100, remaining: 50, resetMs: 10 } }, T0 + 1_000);
+    expect(ledger.learned("k")).toEqual({
+      requests: { at: T0 + 2_000, limit: 10, remaining: 5, resetAt: T0 + 3_000 },
+      tokens: { at: T0 + 1_000, limit: 100, remaining: 50, resetAt: T0 + 1_010 },
+    });
+    ledger.record("k", 5, T0);
+    ledger.adjust("k", 20, T0 + 500);
+    expect(ledger.sentSince("k", T0)).toEqual({ requests: 1, tokens: 25 });
+    ledger.record("k", 1, T0 + LEDGER_MS + 2_000);
+    expect(ledger.sentSince("k", 0)).toEqual({ requests: 1, tokens: 1 });
+    expect(ledger.knows("k")).toBe(true);
+    expect(ledger.knows("other")).toBe(false);
+  });
+});

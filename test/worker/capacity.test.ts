@@ -1,0 +1,132 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { FAKE_BASE_URL, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
+import { admin, chatBody, createPool, gateway, resetAfterEach, waitForSnapshot } from "./helpers";
+
+const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
+const fakes = resetAfterEach(afterEach);
+
+async function chat(clientKey: string, body: string): Promise<Response> {
+  const res = await gateway("/v1/chat/completions", {
+    method: "POST",
+    headers: { authorization: `Bearer ${clientKey}`, "content-type": "application/json" },
+    body,
+  });
+  return new Response(await res.arrayBuffer(), res);
+}
+
+/** A chat answer with the given rate-limit headers. */
+function answer(headers: Record<string, string>): Response {
+  return new Response(JSON.stringify({ id: "c1", object: "chat.completion", choices: [], usage: FAKE_USAGE }), {
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+async function keyIds(upstreamId: string): Promise<Map<string, string>> {
+  const listed = await admin<{ data: { id: string; masked: string }[] }>("GET", `/keys?upstreamId=${upstreamId}`);
+  return new Map(listed.body.data.map((k) => [k.masked, k.id]));
+}
+const masked = (k: string) => `${k.slice(0, 5)}…${k.slice(-4)}`;
+
+describe("limits as data", () => {
+  it("sets limits on an upstream and on keys (one, or many by filter), shows own and effective apart, and refuses bad ones", async () => {
+    const pool = await createPool(FAKE_BASE_URL, [uniqueKey("lim-a"), uniqueKey("lim-b")], {
+      limits: { rpm: 60, rpd: 1_000, day: { reset: "local", hour: 0, timeZone: "America/Los_Angeles" } },
+    });
+    const ids = [...(await keyIds(pool.upstreamId)).values()];
+    expect((await admin("PATCH", `/keys/${ids[0]}`, { limits: { rpd: 500 } })).status).toBe(200);
+    const list = await admin<{ data: { id: string; limits: object; effectiveLimits: object }[] }>("GET", `/keys?upstreamId=${pool.upstreamId}`);
+    const view = (id: string) => list.body.data.find((k) => k.id === id)!;
+    expect(view(ids[0]!)).toMatchObject({
+      limits: { rpd: 500 },
+      effectiveLimits: { rpm: 60, rpd: 500, day: { reset: "local", hour: 0, timeZone: "America/Los_Angeles" } },
+    });
+    expect(view(ids[1]!)).toMatchObject({ limits: {}, effectiveLimits: { rpm: 60, rpd: 1_000 } });
+    const batch = await admin<{ matched: number; changed: number }>("POST", "/keys/batch", {
+      action: "limits",
+      filter: { upstreamId: pool.upstreamId },
+      limits: { tpm: 10_000 },
+    });
+    expect(batch.body).toEqual({ matched: 2, changed: 2 });
+    for (const bad of [{ rpm: 0 }, { rpd: "many" }, { day: { reset: "local", hour: 25, timeZone: "UTC" } }, { rps: 1 }]) {
+      const res = await admin<{ error: { param: string } }>("PATCH", `/upstreams/${pool.upstreamId}`, { limits: bad });
+      expect(res.status).toBe(400);
+      expect(res.body.error.param).toMatch(/^limits/);
+    }
+    expect((await admin("POST", "/keys/batch", { action: "limits", ids })).status).toBe(400);
+    const snapshot = await waitForSnapshot((s) => s.keys.some((k) => k.id === ids[0] && k.limits?.tpm === 10_000));
+    expect(snapshot.upstreams.find((u) => u.id === pool.upstreamId)?.limits).toMatchObject({ rpm: 60, rpd: 1_000 });
+  });
+});
+
+describe("scheduling by capacity", () => {
+  it("does not send a request the provider said it has no room for: an empty window waits for its reset on another key", async () => {
+    const [full, free] = [uniqueKey("full"), uniqueKey("free")];
+    const pool = await createPool(FAKE_BASE_URL, [full, free]);
+    const empty = { "x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "40s" };
+    const fake = installFakeUpstream({
+      [full]: () => answer(empty),
+      [free]: () => answer({ "x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59", "x-ratelimit-reset-requests": "1s" }),
+    });
+    fakes.set(fake.restore);
+    for (let i = 0; i < 12; i++) expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    // Once `full` said its window is empty, nothing more went to it.
+    expect(fake.calls.filter((c) => c.authorization === `Bearer ${full}`)).toHaveLength(1);
+  });
+
+  it("answers 429 with Retry-After when its only key is at a configured per-minute limit, without calling the upstream", async () => {
+    const key = uniqueKey("rpm");
+    const pool = await createPool(FAKE_BASE_URL, [key], { limits: { rpm: 3 } });
+    const fake = installFakeUpstream({});
+    fakes.set(fake.restore);
+    // Clear of the end of a minute, so the three land in one.
+    const intoMinute = Date.now() % 60_000;
+    if (intoMinute > 50_000) await new Promise((r) => setTimeout(r, 60_500 - intoMinute));
+    for (let i = 0; i < 3; i++) expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    const refused = await chat(pool.clientKey, chatBody(pool.model));
+    expect(refused.status).toBe(429);
+    expect(await refused.json()).toMatchObject({ error: { type: "rate_limit_error", code: "all_keys_cooling" } });
+    const retryAfter = Number(refused.headers.get("retry-after"));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(Math.ceil((60_000 - (Date.now() % 60_000)) / 1000) + 1);
+    expect(fake.calls).toHaveLength(3);
+  });
+
+  it("cools a key whose quota is spent until its provider's day resets, pool-wide, instead of a short cooldown", async () => {
+    const [spent, other] = [uniqueKey("quota"), uniqueKey("quota-other")];
+    const day = { reset: "local", hour: 0, timeZone: "America/Los_Angeles" } as const;
+    const pool = await createPool(FAKE_BASE_URL, [spent, other], { limits: { day } });
+    const quota = {
+      error: {
+        message: "You exceeded your current quota, please check your plan and billing details.",
+        type: "insufficient_quota",
+        param: null,
+        code: "insufficient_quota",
+      },
+    };
+    const fake = installFakeUpstream({ [spent]: () => new Response(JSON.stringify(quota), { status: 429, headers: { "content-type": "application/json" } }) });
+    fakes.set(fake.restore);
+    for (let i = 0; i < 8; i++) expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    expect(fake.calls.filter((c) => c.authorization === `Bearer ${spent}`)).toHaveLength(1);
+    const id = (await keyIds(pool.upstreamId)).get(masked(spent))!;
+    const snapshot = await waitForSnapshot((s) => s.keys.some((k) => k.id === id && k.state === "cooling"));
+    const cooling = snapshot.keys.find((k) => k.id === id)!.coolingUntil!;
+    // Midnight in Los Angeles is 07:00 or 08:00 UTC, within the next 24 hours.
+    expect(new Date(cooling).getUTCMinutes()).toBe(0);
+    expect([7, 8]).toContain(new Date(cooling).getUTCHours());
+    expect(cooling - Date.now()).toBeGreaterThan(0);
+    expect(cooling - Date.now()).toBeLessThanOrEqual(86_400_000);
+  });
+
+  it("prefers the key with more of its window left, so limited keys run down together", async () => {
+    const [low, high] = [uniqueKey("low"), uniqueKey("high")];
+    const pool = await createPool(FAKE_BASE_URL, [low, high]);
+    const left = (remaining: number) => () =>
+      answer({ "x-ratelimit-limit-requests": "1000", "x-ratelimit-remaining-requests": String(remaining), "x-ratelimit-reset-requests": "1m" });
+    const fake = installFakeUpstream({ [low]: left(50), [high]: left(950) });
+    fakes.set(fake.restore);
+    for (let i = 0; i < 60; i++) expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    const toLow = fake.calls.filter((c) => c.authorization === `Bearer ${low}`).length;
+    // With 5 % left against 95 %, the low key takes a small share (after the first answers told the isolate).
+    expect(toLow).toBeLessThan(15);
+  });
+});
