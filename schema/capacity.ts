@@ -72,6 +72,12 @@ export function nextDayReset(rule: DayRule, now: number): number {
   return next > now ? next : next + DAY_MS;
 }
 
+/**
+ * A window with less than this share left is "nearly spent": the pool shares
+ * the provider's word on it, and a request's token estimate is worth making.
+ */
+export const NEARLY_SPENT = 0.2;
+
 /** One of a provider's rate-limit windows as its headers describe it at an answer. */
 export const rateLimitWindowSchema = z.object({
   /** The window's limit, remaining allowance, and how long until it resets (ms), where the headers say. */

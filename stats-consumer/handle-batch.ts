@@ -7,6 +7,7 @@ import { runReplayJobs } from "./replay";
 import { DEAD_PREFIX, EVENTS_PREFIX, appendToArchive, archiveKey } from "./storage/archive";
 import { ingestBatch } from "./storage/ingest-db";
 import { sendToQueue } from "./storage/queues";
+import { publishUsage } from "./storage/usage-store";
 import { readSettings } from "../storage/settings";
 
 /**
@@ -83,6 +84,7 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv
         await ingestBatch(env.DB, toBatchRows(chunk, settings.timeZone), toHealthRows(chunk, settings), toCapacityRows(chunk));
       }
       result.published = await publishIfStale(events, settings, { db: env.DB, kv: env.SNAPSHOT, ...deps });
+      if (events.some((e) => e.type === "attempt")) await publishUsageQuietly(env, deps.now());
       await runReplayJobs(events, env, deps.now);
     }
   } catch (err) {
@@ -93,6 +95,18 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv
   }
   batch.ackAll();
   return result;
+}
+
+/**
+ * Publishes the pool's usage after a batch that may have moved it. A failure is
+ * logged, not retried: the batch is stored, and the next one publishes again.
+ */
+async function publishUsageQuietly(env: ConsumerEnv, now: number): Promise<void> {
+  try {
+    await publishUsage(env.DB, env.SNAPSHOT, now);
+  } catch (err) {
+    console.error(`keypool consumer: publishing the pool's usage failed (the next batch tries again): ${err instanceof Error ? err.message : "error"}`);
+  }
 }
 
 /** Keeps dead letters in the archive under dead/, where requeue can find them. */

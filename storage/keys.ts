@@ -1,5 +1,6 @@
 import type { HealthFacts, Limits, ProviderKindId } from "../schema";
 import { HEALTH_FACT_COLUMNS, healthFactsFromRow } from "./key-health";
+import { CAPACITY_COLUMNS, capacityFromRow, type WindowReading } from "./key-capacity";
 import { recentSuccessSql, usageOnDaySql } from "./rollups";
 import { limitsFromColumn } from "./upstreams";
 
@@ -271,4 +272,39 @@ export async function deleteKeys(db: D1Database, ids: string[]): Promise<number>
 export async function countKeys(db: D1Database, upstreamId: string): Promise<number> {
   const row = await db.prepare("SELECT COUNT(*) AS n FROM keys WHERE upstream_id = ?1").bind(upstreamId).first<{ n: number }>();
   return row?.n ?? 0;
+}
+
+/** A key whose capacity the pool counts: its limits (its own, and its upstream's) and the providers' latest word on it. */
+export interface CapacityKeyRow {
+  keyId: string;
+  limits: Limits;
+  upstreamLimits: Limits;
+  requests: WindowReading | null;
+  tokens: WindowReading | null;
+}
+
+/**
+ * Every enabled key with a limit configured (on it or its upstream), or whose
+ * provider's latest word says less than `share` of a window is left and the
+ * window has not reset by `now` (or nothing is left, where no limit is said):
+ * the keys the pool's usage covers.
+ */
+export async function readCapacityKeys(db: D1Database, now: number, share: number): Promise<CapacityKeyRow[]> {
+  const spent = (p: "req" | "tok") =>
+    `(c.${p}_remaining IS NOT NULL AND (c.${p}_reset_at IS NULL OR c.${p}_reset_at > ?1)
+      AND (CASE WHEN c.${p}_limit > 0 THEN c.${p}_remaining < c.${p}_limit * ?2 ELSE c.${p}_remaining = 0 END))`;
+  const { results } = await db
+    .prepare(
+      `SELECT k.id, k.limits, u.limits AS upstream_limits, ${CAPACITY_COLUMNS}
+       FROM keys k JOIN upstreams u ON u.id = k.upstream_id LEFT JOIN key_capacity c ON c.key_id = k.id
+       WHERE k.enabled = 1 AND (k.limits != '{}' OR u.limits != '{}' OR ${spent("req")} OR ${spent("tok")})`,
+    )
+    .bind(now, share)
+    .all<Record<string, unknown>>();
+  return results.map((r) => ({
+    keyId: String(r.id),
+    limits: limitsFromColumn(r.limits as string),
+    upstreamLimits: limitsFromColumn(r.upstream_limits as string),
+    ...capacityFromRow(r),
+  }));
 }

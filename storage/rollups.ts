@@ -235,3 +235,43 @@ export function recentSuccessSql(param: string): string {
 export function usageOnDaySql(dimension: "key_id" | "client_key_id", param: string): string {
   return `SELECT ${dimension}, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_day WHERE bucket = ${param} GROUP BY ${dimension}`;
 }
+
+/** Requests and tokens by key, for the keys in `keyIds` (a JSON array parameter). */
+export interface KeyCounts {
+  key_id: string;
+  requests: number;
+  tokens: number;
+}
+
+/** Per key of `keyIds` and minute bucket from `from` on: requests and tokens (for the pool's usage against per-minute limits). */
+export function selectKeyMinutes(db: D1Database, keyIds: string, from: number): D1PreparedStatement {
+  return db
+    .prepare(
+      `SELECT key_id, bucket, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_minute
+       WHERE bucket >= ?2 AND key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id, bucket`,
+    )
+    .bind(keyIds, from);
+}
+
+/**
+ * Per key of `keyIds`: requests and tokens from `from` on, exactly — minute
+ * buckets for the ragged first hour, hour buckets after it (for the pool's
+ * usage against per-day limits). Two statements, for the caller's batch.
+ */
+export function selectKeyUsageSince(db: D1Database, keyIds: string, from: number): D1PreparedStatement[] {
+  const firstFullHour = Math.ceil(from / HOUR_MS) * HOUR_MS;
+  return [
+    db
+      .prepare(
+        `SELECT key_id, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_minute
+         WHERE bucket >= ?2 AND bucket < ?3 AND key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id`,
+      )
+      .bind(keyIds, from, firstFullHour),
+    db
+      .prepare(
+        `SELECT key_id, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_hour
+         WHERE bucket >= ?2 AND key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id`,
+      )
+      .bind(keyIds, firstFullHour),
+  ];
+}

@@ -52,3 +52,34 @@ export async function claimPublish(db: D1Database, now: number, intervalMs: numb
     .run();
   return (result.meta.changes ?? 0) === 1;
 }
+
+/** Claims the right to publish the pool's usage at `now` if nobody has in the last `intervalMs`. */
+export async function claimUsagePublish(db: D1Database, now: number, intervalMs: number): Promise<boolean> {
+  const result = await db
+    .prepare("UPDATE meta SET value = ?1 WHERE name = 'usage_published_at' AND value <= ?2")
+    .bind(now, now - intervalMs)
+    .run();
+  return (result.meta.changes ?? 0) === 1;
+}
+
+/** Takes the next usage version (for the batch that reads the usage it describes); its row's `value` is the version. */
+export function takeUsageVersion(db: D1Database): D1PreparedStatement {
+  return db.prepare("UPDATE meta SET value = value + 1 WHERE name = 'usage_version' RETURNING value");
+}
+
+/** Claims `version` as the usage to write unless a newer one was claimed already. */
+export async function claimUsageVersion(db: D1Database, version: number): Promise<boolean> {
+  const claimed = await db.prepare("UPDATE meta SET value = ?1 WHERE name = 'usage_published_version' AND value < ?1").bind(version).run();
+  return (claimed.meta.changes ?? 0) === 1;
+}
+
+/** How many keys the usage last written held (-1: none written yet). */
+export async function readUsagePublishedKeys(db: D1Database): Promise<number> {
+  const row = await db.prepare("SELECT value FROM meta WHERE name = 'usage_published_keys'").first<{ value: number }>();
+  return row?.value ?? -1;
+}
+
+/** Records how many keys the usage just written holds. */
+export async function recordUsagePublishedKeys(db: D1Database, keys: number): Promise<void> {
+  await db.prepare("UPDATE meta SET value = ?1 WHERE name = 'usage_published_keys'").bind(keys).run();
+}

@@ -187,16 +187,17 @@ export function headroom(
     check(used.tokens, need.tokens, limits.tpd, reset);
   }
 
+  // Any request takes at least one token of a tokens window, estimated or not.
   for (const [word, more] of [
     [learned.requests, 1],
-    [learned.tokens, need.tokens],
+    [learned.tokens, Math.max(1, need.tokens)],
   ] as const) {
     // A window whose reset has passed says nothing any more; one without a reset is taken for a minute.
     if (!word || word.remaining === null) continue;
     const resetAt = word.resetAt ?? word.at + MINUTE_MS;
     if (resetAt <= now) continue;
     const sent = ledger.sentSince(keyId, word.at);
-    const used = more === 1 ? sent.requests : sent.tokens;
+    const used = word === learned.requests ? sent.requests : sent.tokens;
     const remaining = word.remaining - used;
     if (remaining < more) freesAt = Math.max(freesAt, resetAt);
     if (word.limit) fraction = Math.min(fraction, Math.max(0, remaining / word.limit));

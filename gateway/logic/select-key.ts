@@ -1,4 +1,4 @@
-import { effectiveLimits, type KeyUsage, type Limits, type Snapshot, type SnapshotKey, type SnapshotUpstream } from "../../schema";
+import { NEARLY_SPENT, effectiveLimits, type KeyUsage, type Limits, type Snapshot, type SnapshotKey, type SnapshotUpstream } from "../../schema";
 import { headroom, type Need } from "./capacity";
 import type { LocalObservations } from "./local-observations";
 
@@ -147,7 +147,10 @@ function capacityOf(list: KeyList, q: number, ctx: SelectionContext) {
     requests: newest(learned.requests, usage?.requests ?? null),
     tokens: newest(learned.tokens, usage?.tokens ?? null),
   };
-  const need = limits?.tpm !== undefined || limits?.tpd !== undefined || word.tokens ? (ctx.need?.() ?? NO_NEED) : NO_NEED;
+  // The token estimate walks the prompt: made only when a token window could turn on it.
+  const tokensTight =
+    word.tokens !== null && word.tokens.remaining !== null && (!word.tokens.limit || word.tokens.remaining < word.tokens.limit * NEARLY_SPENT);
+  const need = limits?.tpm !== undefined || limits?.tpd !== undefined || tokensTight ? (ctx.need?.() ?? NO_NEED) : NO_NEED;
   return headroom(limits ?? {}, usage, ctx.usage?.at ?? 0, word, capacity, id, need, ctx.now);
 }
 

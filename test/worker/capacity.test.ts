@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { FAKE_BASE_URL, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
-import { admin, chatBody, createPool, gateway, resetAfterEach, waitForSnapshot } from "./helpers";
+import { env } from "cloudflare:workers";
+import { USAGE_KV_KEY, newEventId } from "../../schema";
+import { admin, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForSnapshot } from "./helpers";
 
 const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
 const fakes = resetAfterEach(afterEach);
@@ -115,6 +117,56 @@ describe("scheduling by capacity", () => {
     expect([7, 8]).toContain(new Date(cooling).getUTCHours());
     expect(cooling - Date.now()).toBeGreaterThan(0);
     expect(cooling - Date.now()).toBeLessThanOrEqual(86_400_000);
+  });
+
+  it("counts other isolates' traffic through the pool's usage: a key whose day the pool says is spent gets no request", async () => {
+    const key = uniqueKey("pool-day");
+    const pool = await createPool(FAKE_BASE_URL, [key], { limits: { rpd: 3 } });
+    const id = (await keyIds(pool.upstreamId)).get(masked(key))!;
+    const fake = installFakeUpstream({});
+    fakes.set(fake.restore);
+    // Three requests served elsewhere (another isolate, another location) reach the consumer as events.
+    const now = Date.now();
+    const events = [0, 1, 2].map((i) => ({
+      v: 1,
+      type: "attempt",
+      id: newEventId(now),
+      ts: now - i,
+      requestId: crypto.randomUUID(),
+      attempt: 1,
+      final: true,
+      keyId: id,
+      upstreamId: pool.upstreamId,
+      clientKeyId: pool.clientKeyId,
+      model: pool.model,
+      endpoint: "/chat/completions",
+      stream: false,
+      status: 200,
+      outcome: "ok",
+      latencyMs: 5,
+      ttfbMs: 5,
+      promptTokens: 1,
+      completionTokens: 1,
+      totalTokens: 2,
+      cachedTokens: 0,
+      reasoningTokens: 0,
+      usageSource: "upstream",
+      retryAfterMs: null,
+      rateLimit: null,
+    }));
+    await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
+    await env.EVENTS.send({ events });
+    await waitFor(async () => {
+      const usage = await env.SNAPSHOT.get<{ keys: Record<string, number[]> }>(USAGE_KV_KEY, "json");
+      return usage?.keys[id]?.[7] === 3 ? true : undefined;
+    }, "the pool's usage to count them");
+    forgetSnapshot();
+    const refused = await chat(pool.clientKey, chatBody(pool.model));
+    expect(refused.status).toBe(429);
+    // Until the provider's day resets: midnight UTC by default.
+    const midnight = Math.ceil((Date.now() + 1) / 86_400_000) * 86_400_000;
+    expect(Math.abs(Number(refused.headers.get("retry-after")) - (midnight - Date.now()) / 1000)).toBeLessThanOrEqual(2);
+    expect(fake.calls).toHaveLength(0);
   });
 
   it("prefers the key with more of its window left, so limited keys run down together", async () => {

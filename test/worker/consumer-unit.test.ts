@@ -1,7 +1,7 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { SNAPSHOT_KV_KEY, defaultSettings, packEvents, type AdminEvent, type AttemptEvent } from "../../schema";
+import { SNAPSHOT_KV_KEY, USAGE_KV_KEY, defaultSettings, packEvents, type AdminEvent, type AttemptEvent } from "../../schema";
 import { EVENTS_PER_TRANSACTION } from "../../stats-consumer/handle-batch";
 import { toHealthRows } from "../../stats-consumer/logic/health-rows";
 import { toBatchRows } from "../../stats-consumer/logic/rollup-rows";
@@ -218,6 +218,34 @@ describe("stats consumer", () => {
       tok_reset_at: base + 510,
     });
     expect({ ...(await capacity(b)), key_id: a }).toEqual(row);
+  });
+
+  it("publishes the pool's usage against limits: counts for keys with limits, the provider's word for keys nearly spent, nothing for the rest", async () => {
+    const now = Date.now();
+    const [limited, spent, roomy] = ["limited", "spent", "roomy"].map((n) => `usage-${n}-${crypto.randomUUID()}`) as [string, string, string];
+    const upstream = `usage-up-${crypto.randomUUID()}`;
+    await env.DB.batch([
+      env.DB.prepare(
+        "INSERT INTO upstreams (id, name, base_url, kind, models, enabled, created_at, updated_at) VALUES (?1, 'u', 'https://u.test/v1', 'custom', '[]', 1, ?2, ?2)",
+      ).bind(upstream, now),
+      ...[limited, spent, roomy].map((id, i) =>
+        env.DB.prepare(
+          "INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, limits, created_at, updated_at) VALUES (?1, ?2, 'v1.a.b', ?1, 'sk-…', ?3, ?4, ?4)",
+        ).bind(id, upstream, i === 0 ? JSON.stringify({ rpm: 100, rpd: 1_000 }) : "{}", now),
+      ),
+    ]);
+    const word = (remaining: number) => ({ requests: { limit: 100, remaining, resetMs: 30_000 }, tokens: null });
+    await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
+    await deliver([
+      attempt("usage-client", { keyId: limited, totalTokens: 15 }),
+      attempt("usage-client", { keyId: limited, totalTokens: 15 }),
+      attempt("usage-client", { keyId: spent, rateLimit: word(5) }),
+      attempt("usage-client", { keyId: roomy, rateLimit: word(90) }),
+    ]);
+    const usage = await env.SNAPSHOT.get<{ version: number; keys: Record<string, unknown[]> }>(USAGE_KV_KEY, "json");
+    expect(usage?.keys[limited]).toMatchObject([expect.any(Number), 2, 30, 0, 0, expect.any(Number), expect.any(Number), 2, 30, null, null]);
+    expect(usage?.keys[spent]?.[9]).toMatchObject([expect.any(Number), 100, 5, expect.any(Number)]);
+    expect(usage?.keys[roomy]).toBeUndefined();
   });
 
   it("publishes a newer snapshot after an admin event, with the version in its metadata", async () => {

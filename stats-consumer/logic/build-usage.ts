@@ -1,0 +1,68 @@
+import {
+  DEFAULT_DAY,
+  MINUTE_MS,
+  NEARLY_SPENT,
+  dayWindowStart,
+  effectiveLimits,
+  keyUsageTuple,
+  minuteStart,
+  nextDayReset,
+  type Limits,
+  type PoolUsage,
+  type UsageReading,
+} from "../../schema";
+import type { CapacityKeyRow } from "../../storage/keys";
+import type { WindowReading } from "../../storage/key-capacity";
+
+/**
+ * The pool's usage against its keys' limits, published beside the snapshot:
+ * for each key with a limit configured, its last two minute buckets and its day
+ * so far; for any key, the provider's latest word when it says the key is
+ * nearly spent (a key with plenty left needs no word from the pool: each isolate
+ * reads its own answers).
+ */
+
+const hasLimit = (l: Limits) => l.rpm !== undefined || l.rpd !== undefined || l.tpm !== undefined || l.tpd !== undefined;
+
+/** The reading, if it says the window is nearly spent and has not reset yet. */
+function nearlySpent(r: WindowReading | null, now: number): UsageReading | null {
+  if (!r || r.remaining === null || (r.resetAt !== null && r.resetAt <= now)) return null;
+  const spent = r.limit ? r.remaining / r.limit < NEARLY_SPENT : r.remaining === 0;
+  return spent ? { at: r.ts, limit: r.limit, remaining: r.remaining, resetAt: r.resetAt } : null;
+}
+
+/** The day windows the usage needs counted: each key's day start at `now`, by its day rule. */
+export function dayStarts(keys: CapacityKeyRow[], now: number): Map<string, number> {
+  return new Map(keys.map((k) => [k.keyId, dayWindowStart(effectiveLimits(k.upstreamLimits, k.limits).day ?? DEFAULT_DAY, now)]));
+}
+
+/** What the rollups hold for the keys: minute buckets by key, and the day so far by key. */
+export interface UsageCounts {
+  minutes: Map<string, Map<number, { requests: number; tokens: number }>>;
+  days: Map<string, { requests: number; tokens: number }>;
+}
+
+export function buildPoolUsage(keys: CapacityKeyRow[], counts: UsageCounts, version: number, now: number): PoolUsage {
+  const thisMinute = minuteStart(now);
+  const zero = { requests: 0, tokens: 0 };
+  const out: PoolUsage["keys"] = {};
+  for (const k of keys) {
+    const limits = effectiveLimits(k.upstreamLimits, k.limits);
+    const requests = nearlySpent(k.requests, now);
+    const tokens = nearlySpent(k.tokens, now);
+    if (!hasLimit(limits) && !requests && !tokens) continue;
+    const minutes = counts.minutes.get(k.keyId);
+    const rule = limits.day ?? DEFAULT_DAY;
+    out[k.keyId] = keyUsageTuple({
+      minuteStart: thisMinute,
+      minute: minutes?.get(thisMinute) ?? zero,
+      previousMinute: minutes?.get(thisMinute - MINUTE_MS) ?? zero,
+      dayStart: dayWindowStart(rule, now),
+      dayResetAt: nextDayReset(rule, now),
+      day: counts.days.get(k.keyId) ?? zero,
+      requests,
+      tokens,
+    });
+  }
+  return { version, generatedAt: now, keys: out };
+}

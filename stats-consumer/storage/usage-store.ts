@@ -1,0 +1,46 @@
+import { MINUTE_MS, NEARLY_SPENT, USAGE_KV_KEY, minuteStart } from "../../schema";
+import { readCapacityKeys } from "../../storage/keys";
+import { selectKeyMinutes, selectKeyUsageSince, type KeyCounts } from "../../storage/rollups";
+import { claimUsagePublish, claimUsageVersion, readUsagePublishedKeys, recordUsagePublishedKeys, takeUsageVersion } from "../../storage/snapshot-meta";
+import { buildPoolUsage, dayStarts, type UsageCounts } from "../logic/build-usage";
+
+/** KV allows one write a second to a key. */
+const USAGE_INTERVAL_MS = 1_000;
+
+/**
+ * Publishes the pool's usage against its keys' limits (KV `usage:v1`) unless
+ * another consumer did within the last second — the next batch then will. A
+ * pool without limits writes it once, empty. Returns the version written, if any.
+ */
+export async function publishUsage(db: D1Database, kv: KVNamespace, now: number): Promise<number | null> {
+  if (!(await claimUsagePublish(db, now, USAGE_INTERVAL_MS))) return null;
+  const keys = await readCapacityKeys(db, now, NEARLY_SPENT);
+  const starts = dayStarts(keys, now);
+  const groups = new Map<number, string[]>();
+  for (const [keyId, start] of starts) groups.set(start, [...(groups.get(start) ?? []), keyId]);
+  const thisMinute = minuteStart(now);
+  const [version, minutes, ...days] = await db.batch<Record<string, unknown>>([
+    takeUsageVersion(db),
+    selectKeyMinutes(db, JSON.stringify(keys.map((k) => k.keyId)), thisMinute - MINUTE_MS),
+    ...[...groups].flatMap(([start, ids]) => selectKeyUsageSince(db, JSON.stringify(ids), start)),
+  ]);
+  const counts: UsageCounts = { minutes: new Map(), days: new Map() };
+  for (const r of (minutes?.results ?? []) as unknown as (KeyCounts & { bucket: number })[]) {
+    const byBucket = counts.minutes.get(r.key_id) ?? new Map<number, { requests: number; tokens: number }>();
+    byBucket.set(r.bucket, { requests: r.requests, tokens: r.tokens });
+    counts.minutes.set(r.key_id, byBucket);
+  }
+  for (const result of days) {
+    for (const r of (result?.results ?? []) as unknown as KeyCounts[]) {
+      const sum = counts.days.get(r.key_id) ?? { requests: 0, tokens: 0 };
+      counts.days.set(r.key_id, { requests: sum.requests + r.requests, tokens: sum.tokens + r.tokens });
+    }
+  }
+  const usage = buildPoolUsage(keys, counts, Number(version!.results[0]!.value), now);
+  const held = Object.keys(usage.keys).length;
+  if (held === 0 && (await readUsagePublishedKeys(db)) === 0) return null;
+  if (!(await claimUsageVersion(db, usage.version))) return null;
+  await kv.put(USAGE_KV_KEY, JSON.stringify(usage), { metadata: { version: usage.version, generatedAt: usage.generatedAt } });
+  await recordUsagePublishedKeys(db, held);
+  return usage.version;
+}
