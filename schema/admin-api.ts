@@ -55,14 +55,28 @@ export const updateUpstreamBodySchema = z
   .strict();
 
 /** Sort orders of the key list; a leading `-` means descending. */
-const keySortSchema = z.enum(["created", "-created", "lastUsed", "-lastUsed", "balance", "-balance", "state", "-state", "requests", "-requests"]);
+const keySortSchema = z.enum([
+  "created",
+  "-created",
+  "lastUsed",
+  "-lastUsed",
+  "balance",
+  "-balance",
+  "state",
+  "-state",
+  "requests",
+  "-requests",
+  "nearLimit",
+  "-nearLimit",
+]);
 
-/** Which keys: search text (id, masked key, note), state, upstream, model. */
+/** Which keys: search text (id, masked key, note), state, upstream, model, and how near a limit (at least this share of one used). */
 const keyFilterSchema = z.object({
   q: z.string().trim().max(200).optional(),
   status: keyStateSchema.optional(),
   upstreamId: z.string().max(100).optional(),
   model: z.string().max(200).optional(),
+  nearLimit: z.coerce.number().min(0).max(1).optional(),
 });
 export type KeyFilter = z.infer<typeof keyFilterSchema>;
 
@@ -133,6 +147,26 @@ export const updateClientKeyBodySchema = z
   .partial()
   .strict();
 
+/** One of a key's limits as the pool stands against it: used of limit, where the limit came from, when its window resets. */
+const windowFigureSchema = z.object({
+  used: z.number(),
+  limit: z.number(),
+  source: z.enum(["configured", "learned"]),
+  resetAt: z.number().nullable(),
+});
+export type WindowFigure = z.infer<typeof windowFigureSchema>;
+
+/** A key's capacity: each limit known (configured, else learned from its provider's headers) with what is used, and the largest share used. */
+const capacityFiguresSchema = z.object({
+  rpm: windowFigureSchema.nullable(),
+  rpd: windowFigureSchema.nullable(),
+  tpm: windowFigureSchema.nullable(),
+  tpd: windowFigureSchema.nullable(),
+  /** The largest share of a known limit used (0–1), or null when no limit is known. */
+  nearLimit: z.number().nullable(),
+});
+export type CapacityFigures = z.infer<typeof capacityFiguresSchema>;
+
 const keyViewSchema = z.object({
   id: z.string(),
   upstreamId: z.string(),
@@ -154,6 +188,7 @@ const keyViewSchema = z.object({
   /** The key's own limits, and the limits in force: its own over its upstream's, one by one. */
   limits: limitsSchema,
   effectiveLimits: limitsSchema,
+  capacity: capacityFiguresSchema,
   /** Successes over attempts that say something about the key, last hour; null without such attempts. */
   successRate: z.number().nullable(),
   requestsToday: z.number(),

@@ -69,6 +69,7 @@ export interface KeyRow {
   upstreamId: string;
   upstreamModels: string[];
   upstreamLimits: Limits;
+  upstreamKind: ProviderKindId;
   masked: string;
   weight: number;
   models: string[];
@@ -90,6 +91,8 @@ export interface KeyRow {
   /** The last hour's successes, and attempts that say something about the key. */
   successesLastHour: number;
   judgedLastHour: number;
+  /** The providers' latest word on the key's requests and tokens windows. */
+  readings: { requests: WindowReading | null; tokens: WindowReading | null };
 }
 
 /**
@@ -101,12 +104,14 @@ export interface KeyRow {
 export async function loadKeyRows(db: D1Database, todayBucket: number, since: number, upstreamId?: string): Promise<KeyRow[]> {
   const { results } = await db
     .prepare(
-      `SELECT k.id, k.upstream_id, u.models AS upstream_models, u.limits AS upstream_limits, k.masked, k.weight, k.models, k.enabled, k.note, k.limits, k.created_at,
+      `SELECT k.id, k.upstream_id, u.models AS upstream_models, u.limits AS upstream_limits, u.kind AS upstream_kind,
+              k.masked, k.weight, k.models, k.enabled, k.note, k.limits, k.created_at,
               ${HEALTH_FACT_COLUMNS}, h.balance, h.balance_ts, h.last_probe_ts, h.last_probe_result, h.last_error_ts, h.last_error, h.last_used_at,
-              d.requests, d.tokens, m.successes, m.judged
+              ${CAPACITY_COLUMNS}, d.requests, d.tokens, m.successes, m.judged
        FROM keys k
        JOIN upstreams u ON u.id = k.upstream_id
        LEFT JOIN key_health h ON h.key_id = k.id
+       LEFT JOIN key_capacity c ON c.key_id = k.id
        LEFT JOIN (${usageOnDaySql("key_id", "?1")}) d ON d.key_id = k.id
        LEFT JOIN (${recentSuccessSql("?3")}) m ON m.key_id = k.id
        WHERE ?2 IS NULL OR k.upstream_id = ?2`,
@@ -118,6 +123,7 @@ export async function loadKeyRows(db: D1Database, todayBucket: number, since: nu
     upstreamId: String(r.upstream_id),
     upstreamModels: JSON.parse(String(r.upstream_models)) as string[],
     upstreamLimits: limitsFromColumn(r.upstream_limits as string),
+    upstreamKind: String(r.upstream_kind) as ProviderKindId,
     masked: String(r.masked),
     weight: Number(r.weight),
     models: JSON.parse(String(r.models)) as string[],
@@ -137,6 +143,7 @@ export async function loadKeyRows(db: D1Database, todayBucket: number, since: nu
     tokensToday: Number(r.tokens ?? 0),
     successesLastHour: Number(r.successes ?? 0),
     judgedLastHour: Number(r.judged ?? 0),
+    readings: capacityFromRow(r),
   }));
 }
 

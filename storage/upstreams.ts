@@ -20,14 +20,23 @@ export interface UpstreamRow {
   limits: string;
 }
 
-/** Limits as stored: JSON the admin API validated; anything else reads as none known. */
+/** Parsed limits by their stored text: a pool repeats a few (one per upstream, most keys none). */
+const parsedLimits = new Map<string, Limits>();
+
+/** Limits as stored: JSON the admin API validated; anything else reads as none known. Treat the result as read-only: it is shared. */
 export function limitsFromColumn(json: string | null | undefined): Limits {
+  const text = json ?? "{}";
+  let limits = parsedLimits.get(text);
+  if (limits) return limits;
   try {
-    const parsed = limitsSchema.safeParse(JSON.parse(json ?? "{}"));
-    return parsed.success ? parsed.data : {};
+    const parsed = limitsSchema.safeParse(JSON.parse(text));
+    limits = parsed.success ? parsed.data : {};
   } catch {
-    return {};
+    limits = {};
   }
+  if (parsedLimits.size >= 1_000) parsedLimits.clear();
+  parsedLimits.set(text, limits);
+  return limits;
 }
 
 function toUpstream(r: UpstreamRow): UpstreamView {

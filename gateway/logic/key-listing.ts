@@ -1,9 +1,12 @@
-import { deriveKeyState, effectiveLimits, type HealthRules, type KeyFilter, type KeyState, type KeyView } from "../../schema";
+import { deriveKeyState, effectiveLimits, providerKinds, type HealthRules, type KeyFilter, type KeyState, type KeyView } from "../../schema";
 import type { KeyRow } from "../../storage/keys";
+import { capacityFigures } from "./capacity-figures";
+import type { UsageView } from "./select-key";
 
-/** The masked view of a key, with its state at `now`. */
-function toKeyView(r: KeyRow, rules: HealthRules, now: number): KeyView {
+/** The masked view of a key, with its state at `now` and its capacity as the pool's published usage counts it. */
+function toKeyView(r: KeyRow, rules: HealthRules, usage: UsageView | null, now: number): KeyView {
   const health = deriveKeyState(r.facts, rules, now);
+  const limits = effectiveLimits(r.upstreamLimits, r.limits);
   return {
     id: r.id,
     upstreamId: r.upstreamId,
@@ -20,7 +23,8 @@ function toKeyView(r: KeyRow, rules: HealthRules, now: number): KeyView {
     lastUsedAt: r.lastUsedAt || null,
     note: r.note,
     limits: r.limits,
-    effectiveLimits: effectiveLimits(r.upstreamLimits, r.limits),
+    effectiveLimits: limits,
+    capacity: capacityFigures(limits, usage?.keys.get(r.id), r.readings, providerKinds[r.upstreamKind].rateLimitHeaders, now),
     successRate: r.judgedLastHour > 0 ? r.successesLastHour / r.judgedLastHour : null,
     requestsToday: r.requestsToday,
     tokensToday: r.tokensToday,
@@ -28,10 +32,11 @@ function toKeyView(r: KeyRow, rules: HealthRules, now: number): KeyView {
   };
 }
 
-/** Whether a key matches a filter: search text in its id, masked key or note; state; upstream; a model it serves. */
+/** Whether a key matches a filter: search text in its id, masked key or note; state; upstream; a model it serves; a share of a limit used. */
 function matchesFilter(view: KeyView, row: KeyRow, f: KeyFilter): boolean {
   if (f.status && view.state !== f.status) return false;
   if (f.upstreamId && view.upstreamId !== f.upstreamId) return false;
+  if (f.nearLimit !== undefined && (view.capacity.nearLimit ?? -1) < f.nearLimit) return false;
   if (f.model) {
     const models = row.models.length > 0 ? row.models : row.upstreamModels;
     if (models.length > 0 && !models.includes(f.model)) return false;
@@ -51,6 +56,7 @@ const SORT_VALUE: Record<string, (k: KeyView) => number> = {
   balance: (k) => k.balance ?? -Infinity,
   state: (k) => STATE_ORDER[k.state],
   requests: (k) => k.requestsToday,
+  nearLimit: (k) => k.capacity.nearLimit ?? -1,
 };
 
 /** Filters, sorts (ties by id, so pages are stable) and pages the keys. */
@@ -61,11 +67,12 @@ export function listKeyViews(
   limit: number,
   offset: number,
   rules: HealthRules,
+  usage: UsageView | null,
   now: number,
 ): { total: number; data: KeyView[] } {
   const matched: KeyView[] = [];
   for (const row of rows) {
-    const view = toKeyView(row, rules, now);
+    const view = toKeyView(row, rules, usage, now);
     if (matchesFilter(view, row, filter)) matched.push(view);
   }
   const descending = sort.startsWith("-");

@@ -34,6 +34,26 @@ function prepare(snapshot: Snapshot, now: number): LoadedPool {
   };
 }
 
+/** The pool's usage as published, or null when the value is not one. */
+function parsePoolUsage(value: string): { version: number; view: UsageView } | null {
+  let json: unknown;
+  try {
+    json = JSON.parse(value);
+  } catch {
+    return null;
+  }
+  const parsed = poolUsageSchema.safeParse(json);
+  if (!parsed.success) return null;
+  const keys = new Map(Object.entries(parsed.data.keys).map(([id, t]) => [id, keyUsageOf(t)]));
+  return { version: parsed.data.version, view: { at: parsed.data.generatedAt, keys } };
+}
+
+/** The pool's usage as last published (the admin API's view of it), or null before the first. */
+export async function readPoolUsage(kv: KVNamespace): Promise<UsageView | null> {
+  const value = await kv.get(USAGE_KV_KEY, "text");
+  return value === null ? null : (parsePoolUsage(value)?.view ?? null);
+}
+
 /** How often an isolate looks for a newer snapshot; it serves the one it has meanwhile. */
 const SNAPSHOT_REFRESH_MS = 2_000;
 
@@ -84,10 +104,10 @@ export class PoolCache {
   private takeUsage(value: string | null, version: number | undefined): void {
     const pool = this.current;
     if (!pool || value === null || (typeof version === "number" && version <= pool.usageVersion)) return;
-    const parsed = poolUsageSchema.safeParse(JSON.parse(value));
-    if (!parsed.success || parsed.data.version < pool.usageVersion) return;
-    pool.usage = { at: parsed.data.generatedAt, keys: new Map(Object.entries(parsed.data.keys).map(([id, t]) => [id, keyUsageOf(t)])) };
-    pool.usageVersion = parsed.data.version;
+    const usage = parsePoolUsage(value);
+    if (!usage || usage.version < pool.usageVersion) return;
+    pool.usage = usage.view;
+    pool.usageVersion = usage.version;
   }
 
   private async refreshSnapshot(kv: KVNamespace, now: number): Promise<void> {

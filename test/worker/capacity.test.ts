@@ -160,6 +160,13 @@ describe("scheduling by capacity", () => {
       const usage = await env.SNAPSHOT.get<{ keys: Record<string, number[]> }>(USAGE_KV_KEY, "json");
       return usage?.keys[id]?.[7] === 3 ? true : undefined;
     }, "the pool's usage to count them");
+    // The key list shows the day spent, and a near-limit filter finds the key.
+    const near = await admin<{ data: { id: string; capacity: { rpd: object; rpm: null; nearLimit: number } }[] }>(
+      "GET",
+      `/keys?upstreamId=${pool.upstreamId}&nearLimit=0.9&sort=-nearLimit`,
+    );
+    expect(near.body.data).toHaveLength(1);
+    expect(near.body.data[0]!.capacity).toMatchObject({ rpd: { used: 3, limit: 3, source: "configured" }, rpm: null, nearLimit: 1 });
     forgetSnapshot();
     const refused = await chat(pool.clientKey, chatBody(pool.model));
     expect(refused.status).toBe(429);
@@ -180,5 +187,18 @@ describe("scheduling by capacity", () => {
     const toLow = fake.calls.filter((c) => c.authorization === `Bearer ${low}`).length;
     // With 5 % left against 95 %, the low key takes a small share (after the first answers told the isolate).
     expect(toLow).toBeLessThan(15);
+    // The key list shows the limit the provider stated, and sorts the nearer key first.
+    const listed = await waitFor(async () => {
+      const list = await admin<{ data: { masked: string; capacity: { rpm: { used: number; source: string } | null } }[] }>(
+        "GET",
+        `/keys?upstreamId=${pool.upstreamId}&sort=-nearLimit`,
+      );
+      return list.body.data.every((k) => k.capacity.rpm !== null) ? list.body.data : undefined;
+    }, "the providers' readings to reach the key list");
+    expect(listed.map((k) => k.masked)).toEqual([masked(low), masked(high)]);
+    expect(listed.map((k) => k.capacity.rpm)).toEqual([
+      { used: 950, limit: 1_000, source: "learned", resetAt: expect.any(Number) },
+      { used: 50, limit: 1_000, source: "learned", resetAt: expect.any(Number) },
+    ]);
   });
 });

@@ -30,6 +30,7 @@ import { listKeyViews } from "../../logic/key-listing";
 import { parseKeyText } from "../../logic/parse-key-text";
 import { secretCacheFor } from "../../logic/secrets";
 import { queueEventSink } from "../../storage/event-sink";
+import { readPoolUsage } from "../../storage/snapshot-cache";
 import { deleteKeys, findKeyFields, insertKeys, loadKeyRows, setKeysEnabled, setKeysLimits, updateKeyFields, type NewKeyRow } from "../../../storage/keys";
 import { SUCCESS_RATE_WINDOW_MS } from "../../../storage/rollups";
 import { readSettings } from "../../../storage/settings";
@@ -80,8 +81,11 @@ async function keyViews(
 ) {
   const now = Date.now();
   const settings = await readSettings(c.env.DB);
-  const rows = await loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS, filter.upstreamId);
-  return listKeyViews(rows, filter, page.sort, page.limit, page.offset, settings, now);
+  const [rows, usage] = await Promise.all([
+    loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS, filter.upstreamId),
+    readPoolUsage(c.env.SNAPSHOT),
+  ]);
+  return listKeyViews(rows, filter, page.sort, page.limit, page.offset, settings, usage, now);
 }
 
 /** The ids of the keys a filter selects. */
