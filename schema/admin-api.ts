@@ -251,6 +251,32 @@ export const statsSummarySchema = z.object({
 });
 export type StatsSummary = z.infer<typeof statsSummarySchema>;
 
+/** One window summed over a group of keys: the limits known, what is used of them, what is free now (on keys that can take traffic). */
+const windowHeadroomSchema = z.object({
+  limit: z.number(),
+  used: z.number(),
+  free: z.number(),
+  /** Keys with a limit known for this window, and keys that can serve without one (their room is not in the figures). */
+  keys: z.number().int(),
+  unknownKeys: z.number().int(),
+});
+export type WindowHeadroom = z.infer<typeof windowHeadroomSchema>;
+
+const headroomSchema = z.object({ rpm: windowHeadroomSchema, rpd: windowHeadroomSchema, tpm: windowHeadroomSchema, tpd: windowHeadroomSchema });
+export type Headroom = z.infer<typeof headroomSchema>;
+
+/** The pool's room against its keys' limits, whole, by upstream and by model. */
+export const statsHeadroomSchema = z.object({
+  pool: headroomSchema,
+  byUpstream: z.array(headroomSchema.extend({ id: z.string(), name: z.string() })),
+  /** Models some key or upstream lists; a key listing none counts for each. */
+  byModel: z.array(headroomSchema.extend({ model: z.string() })),
+  /** When the consumer counted the usage behind the figures (null: not yet). */
+  usageAt: z.number().nullable(),
+  generatedAt: z.number(),
+});
+export type StatsHeadroom = z.infer<typeof statsHeadroomSchema>;
+
 /** Every metric of a group of rollup rows. */
 const metricsSchema = z.object({
   requests: z.number(),

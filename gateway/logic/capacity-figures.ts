@@ -5,6 +5,8 @@ import {
   minuteStart,
   nextDayReset,
   type CapacityFigures,
+  type Headroom,
+  type KeyView,
   type KeyUsage,
   type Limits,
   type ProviderKind,
@@ -58,4 +60,35 @@ export function capacityFigures(
     .filter((f): f is WindowFigure => f !== null)
     .map((f) => Math.min(1, f.used / f.limit));
   return { ...figures, nearLimit: shares.length > 0 ? Math.max(...shares) : null };
+}
+
+const WINDOWS = ["rpm", "rpd", "tpm", "tpd"] as const;
+
+/** Nothing summed yet. */
+export function emptyHeadroom(): Headroom {
+  const empty = () => ({ limit: 0, used: 0, free: 0, keys: 0, unknownKeys: 0 });
+  return { rpm: empty(), rpd: empty(), tpm: empty(), tpd: empty() };
+}
+
+/**
+ * Adds a key to a group's headroom. A disabled or dead key adds nothing; a key
+ * that is cooling, failing or exhausted adds its limits and use but no free
+ * room (nothing will be sent to it now).
+ */
+export function addToHeadroom(sum: Headroom, key: KeyView): void {
+  if (key.state === "disabled" || key.state === "dead") return;
+  const serving = key.state === "active";
+  for (const w of WINDOWS) {
+    const f = key.capacity[w];
+    const into = sum[w];
+    if (!f) {
+      if (serving) into.unknownKeys++;
+      continue;
+    }
+    const used = Math.min(f.used, f.limit);
+    into.keys++;
+    into.limit += f.limit;
+    into.used += used;
+    if (serving) into.free += f.limit - used;
+  }
 }

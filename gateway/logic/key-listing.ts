@@ -4,7 +4,7 @@ import { capacityFigures } from "./capacity-figures";
 import type { UsageView } from "./select-key";
 
 /** The masked view of a key, with its state at `now` and its capacity as the pool's published usage counts it. */
-function toKeyView(r: KeyRow, rules: HealthRules, usage: UsageView | null, now: number): KeyView {
+export function toKeyView(r: KeyRow, rules: HealthRules, usage: UsageView | null, now: number): KeyView {
   const health = deriveKeyState(r.facts, rules, now);
   const limits = effectiveLimits(r.upstreamLimits, r.limits);
   return {

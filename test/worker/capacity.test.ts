@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { FAKE_BASE_URL, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
 import { env } from "cloudflare:workers";
-import { USAGE_KV_KEY, newEventId } from "../../schema";
-import { admin, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForSnapshot } from "./helpers";
+import { USAGE_KV_KEY, newEventId, type StatsHeadroom } from "../../schema";
+import { admin, adminToken, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForSnapshot } from "./helpers";
 
 const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
 const fakes = resetAfterEach(afterEach);
@@ -167,6 +167,15 @@ describe("scheduling by capacity", () => {
     );
     expect(near.body.data).toHaveLength(1);
     expect(near.body.data[0]!.capacity).toMatchObject({ rpd: { used: 3, limit: 3, source: "configured" }, rpm: null, nearLimit: 1 });
+    // So do the headroom figures, for the upstream and the model, and the Prometheus gauges.
+    const headroom = await admin<StatsHeadroom>("GET", "/stats/headroom");
+    const spent = { rpd: { limit: 3, used: 3, free: 0, keys: 1, unknownKeys: 0 }, rpm: { limit: 0, used: 0, free: 0, keys: 0, unknownKeys: 1 } };
+    expect(headroom.body.byUpstream.find((u) => u.id === pool.upstreamId)).toMatchObject(spent);
+    expect(headroom.body.byModel.find((m) => m.model === pool.model)).toMatchObject(spent);
+    expect(headroom.body.pool.rpd.used).toBeGreaterThanOrEqual(3);
+    const metrics = await (await gateway("/admin/api/metrics", { headers: { authorization: `Bearer ${await adminToken()}` } })).text();
+    expect(metrics).toContain(`keypool_capacity_used{window="rpd",upstream="${pool.upstreamId}"} 3`);
+    expect(metrics).toContain(`keypool_capacity_free{window="rpd",upstream="${pool.upstreamId}"} 0`);
     forgetSnapshot();
     const refused = await chat(pool.clientKey, chatBody(pool.model));
     expect(refused.status).toBe(429);

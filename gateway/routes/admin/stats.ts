@@ -13,15 +13,22 @@ import {
   statsQuerySchema,
   statsSeriesSchema,
   statsSummarySchema,
+  statsHeadroomSchema,
+  type Headroom,
   type KeyState,
+  type StatsHeadroom,
 } from "../../../schema";
 import type { GatewayHono } from "../../context";
+import { addToHeadroom, emptyHeadroom } from "../../logic/capacity-figures";
+import { toKeyView } from "../../logic/key-listing";
 import { bucketStarts, fillSeries, summarize, toMetrics } from "../../logic/stats";
 import { eventOutboxBacklog } from "../../storage/event-sink";
+import { readPoolUsage } from "../../storage/snapshot-cache";
 import { loadKeyRows } from "../../../storage/keys";
 import type { MetricSums } from "../../../storage/rollup-sums";
 import { SUCCESS_RATE_WINDOW_MS, breakdownRows, bucketTotals, rollingTotals, rollupTableFor, seriesRows, type BreakdownBy } from "../../../storage/rollups";
 import { readSettings } from "../../../storage/settings";
+import { listUpstreams } from "../../../storage/upstreams";
 import { op } from "./openapi";
 import type { AdminContext } from "./shared";
 
@@ -34,6 +41,73 @@ async function statsRange(c: AdminContext, query: z.infer<typeof statsQuerySchem
   const { timeZone } = await readSettings(c.env.DB);
   const starts = bucketStarts(bucket, count ?? DEFAULT_COUNT[bucket], Date.now(), timeZone);
   return { bucket, starts, filters, table: rollupTableFor(bucket) };
+}
+
+/** The most models the headroom breaks down by. */
+const HEADROOM_MODELS = 200;
+
+/** Reads what the headroom is computed from. */
+async function headroomInputs(c: AdminContext, now: number) {
+  const settings = await readSettings(c.env.DB);
+  const [rows, upstreams, usage] = await Promise.all([
+    loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS),
+    listUpstreams(c.env.DB),
+    readPoolUsage(c.env.SNAPSHOT),
+  ]);
+  return { settings, rows, upstreams, usage };
+}
+
+/** The pool's headroom against its keys' limits at `now`: whole, by enabled upstream, by model. */
+function poolHeadroom({ settings, rows, upstreams, usage }: Awaited<ReturnType<typeof headroomInputs>>, now: number): StatsHeadroom {
+  const byUpstream = new Map(upstreams.map((u) => [u.id, { id: u.id, name: u.name, enabled: u.enabled, sum: emptyHeadroom() }]));
+  const pool = emptyHeadroom();
+  const byModel = new Map<string, Headroom>();
+  const anyModel: Parameters<typeof addToHeadroom>[1][] = [];
+  for (const row of rows) {
+    const upstream = byUpstream.get(row.upstreamId);
+    if (!upstream?.enabled) continue;
+    const view = toKeyView(row, settings, usage, now);
+    addToHeadroom(pool, view);
+    addToHeadroom(upstream.sum, view);
+    const models = row.models.length > 0 ? row.models : row.upstreamModels;
+    if (models.length === 0) anyModel.push(view);
+    for (const model of models) {
+      let sum = byModel.get(model);
+      if (!sum) byModel.set(model, (sum = emptyHeadroom()));
+      addToHeadroom(sum, view);
+    }
+  }
+  const models = [...byModel.keys()].sort().slice(0, HEADROOM_MODELS);
+  for (const model of models) for (const view of anyModel) addToHeadroom(byModel.get(model)!, view);
+  return {
+    pool,
+    byUpstream: [...byUpstream.values()].filter((u) => u.enabled).map((u) => ({ id: u.id, name: u.name, ...u.sum })),
+    byModel: models.map((model) => ({ model, ...byModel.get(model)! })),
+    usageAt: usage?.at ?? null,
+    generatedAt: now,
+  };
+}
+
+/** Prometheus gauges of the headroom: the pool's, and each upstream's by id. */
+function headroomLines(h: StatsHeadroom): string[] {
+  const gauges = [
+    ["limit", "Limits known, summed over keys that have one"],
+    ["used", "Used of those limits"],
+    ["free", "Free now on keys that can take traffic"],
+  ] as const;
+  const lines: string[] = [];
+  for (const [field, help] of gauges) {
+    lines.push(`# HELP keypool_capacity_${field} ${help}, by window (rpm, rpd, tpm, tpd); without an upstream label, the pool's.`);
+    lines.push(`# TYPE keypool_capacity_${field} gauge`);
+    for (const w of ["rpm", "rpd", "tpm", "tpd"] as const) {
+      lines.push(`keypool_capacity_${field}{window="${w}"} ${h.pool[w][field]}`);
+      for (const u of h.byUpstream) lines.push(`keypool_capacity_${field}{window="${w}",upstream="${u.id}"} ${u[w][field]}`);
+    }
+  }
+  lines.push("# HELP keypool_capacity_unknown_keys Keys that can serve without a known limit, by window.");
+  lines.push("# TYPE keypool_capacity_unknown_keys gauge");
+  for (const w of ["rpm", "rpd", "tpm", "tpd"] as const) lines.push(`keypool_capacity_unknown_keys{window="${w}"} ${h.pool[w].unknownKeys}`);
+  return lines;
 }
 
 /** Usage numbers for the dashboard and for monitoring, all read from the rollups. */
@@ -105,25 +179,43 @@ export function statsRoutes() {
   );
 
   app.get(
+    "/stats/headroom",
+    op(
+      {
+        tag: "stats",
+        summary: "Headroom against limits",
+        description:
+          "For each of RPM, RPD, TPM and TPD: the limits known (configured, else learned from the providers' headers) summed over the keys of enabled upstreams, what is used of them and what is free now on keys that can take traffic — for the pool, each upstream and each model. Keys without a known limit are counted apart.",
+        ok: { description: "The pool's headroom.", schema: statsHeadroomSchema },
+      },
+      async (c) => {
+        const now = Date.now();
+        return c.json(poolHeadroom(await headroomInputs(c, now), now));
+      },
+    ),
+  );
+
+  app.get(
     "/metrics",
     op(
       {
         tag: "stats",
         summary: "Prometheus metrics",
         description:
-          "Text exposition format: requests, attempts by outcome and tokens over the last 24 hours, the current RPM and TPM, keys by state, events waiting in the outbox.",
+          "Text exposition format: requests, attempts by outcome and tokens over the last 24 hours, the current RPM and TPM, keys by state, headroom against the keys' limits (pool and per upstream), events waiting in the outbox.",
         ok: { description: "Prometheus text.", contentType: "text/plain; version=0.0.4" },
       },
       async (c) => {
         const now = Date.now();
-        const settings = await readSettings(c.env.DB);
         const from = hourStart(now) - 23 * HOUR_MS;
-        const [byUpstream, minutes, keys, outbox] = await Promise.all([
+        const [byUpstream, minutes, inputs, outbox] = await Promise.all([
           breakdownRows(c.env.DB, "rollup_hour", from, now, "upstream", {}, 1_000),
           bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
-          loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS),
+          headroomInputs(c, now),
           eventOutboxBacklog(c.env.DB),
         ]);
+        const { settings, rows: keys } = inputs;
+        const headroom = poolHeadroom(inputs, now);
         const total = (field: keyof MetricSums) => byUpstream.reduce((n, r) => n + Number(r[field] ?? 0), 0);
         const rates = summarize(minutes, undefined, { requests: 0, tokens: 0 }, now, settings.timeZone);
         const byState: Record<KeyState, number> = { active: 0, cooling: 0, exhausted: 0, failing: 0, dead: 0, disabled: 0 };
@@ -153,6 +245,7 @@ export function statsRoutes() {
           "# HELP keypool_keys Upstream keys by state.",
           "# TYPE keypool_keys gauge",
           ...Object.entries(byState).map(([state, n]) => `keypool_keys{state="${state}"} ${n}`),
+          ...headroomLines(headroom),
           "# HELP keypool_event_outbox_events Events the queue refused, kept in D1 until the scheduler sends them on (normally 0).",
           "# TYPE keypool_event_outbox_events gauge",
           `keypool_event_outbox_events ${outbox.events}`,
