@@ -318,16 +318,16 @@ function hold(observations: LocalObservations, keyId: string, verdict: Verdict, 
 
 function noKeyError(why: ReturnType<typeof explainNoKey>, model: string, now: number): KeypoolError {
   if (why.kind === "cooling") {
-    const seconds = Math.max(1, Math.ceil((why.until - now) / 1000));
+    const ms = Math.max(1, Math.ceil(why.until - now));
+    const seconds = Math.ceil(ms / 1000);
     return new KeypoolError(
       429,
       "rate_limit_error",
       `Every key for model '${model}' is cooling down or at its limits; retry in ${seconds}s.`,
       "all_keys_cooling",
       null,
-      {
-        "retry-after": String(seconds),
-      },
+      // Retry-After in whole seconds for every client; retry-after-ms to the millisecond for the OpenAI SDKs, which read it first.
+      { "retry-after": String(seconds), "retry-after-ms": String(ms) },
     );
   }
   if (why.kind === "unknown") {

@@ -99,6 +99,16 @@ export class CapacityLedger {
     return { requests, tokens };
   }
 
+  /** What this isolate sent with the key from `from` on, second by second, oldest first: [second, requests, tokens] triples. */
+  sendsSince(keyId: string, from: number): number[] {
+    const sends = this.keys.get(keyId)?.sends;
+    if (!sends) return [];
+    const second = Math.floor(from / 1000);
+    let i = sends.length;
+    while (i >= 3 && sends[i - 3]! >= second) i -= 3;
+    return sends.slice(i);
+  }
+
   /** Takes an answer's rate-limit headers as the provider's latest word on the key, read at `at`. */
   learn(keyId: string, reading: RateLimitReading, at: number): void {
     const e = this.entry(keyId);
@@ -134,7 +144,8 @@ export interface Need {
  * - Configured per-minute limits count the pool's last two minute buckets the
  *   way sliding-window limiters do (this minute, plus the previous one weighted
  *   by how much of it is still inside the window), plus what this isolate sent
- *   since the pool's count; a full window frees at the next minute.
+ *   since the pool's count in the last 60 seconds; a full window frees when
+ *   that estimate first leaves room (see `minuteFreesAt`).
  * - Configured per-day limits count the pool's day so far plus this isolate's
  *   sends since; a full day frees when the provider's day resets.
  * - The provider's own word (remaining until a reset), minus what this isolate
@@ -152,10 +163,10 @@ export function headroom(
 ): Headroom {
   let freesAt = -Infinity;
   let fraction = 1;
-  /** One window: `used` so far against `limit`, needing `more`; full until `until`. */
-  const check = (used: number, more: number, limit: number | undefined | null, until: number) => {
-    if (limit === undefined || limit === null || limit <= 0) return;
-    if (used + more > limit) freesAt = Math.max(freesAt, until);
+  /** One window: `used` so far against `limit`, needing `more`; full until `until` (a time, or how to work it out). */
+  const check = (used: number, more: number, limit: number | undefined | null, until: number | null | (() => number)) => {
+    if (limit === undefined || limit === null || limit <= 0 || until === null) return;
+    if (used + more > limit) freesAt = Math.max(freesAt, typeof until === "number" ? until : until());
     fraction = Math.min(fraction, Math.max(0, (limit - used) / limit));
   };
 
@@ -171,8 +182,11 @@ export function headroom(
             ? { requests: usage.minute.requests * weight, tokens: usage.minute.tokens * weight }
             : { requests: 0, tokens: 0 };
     const local = ledger.sentSince(keyId, Math.max(usageAt, now - MINUTE_MS));
-    check(pool.requests + local.requests, 1, limits.rpm, thisMinute + MINUTE_MS);
-    check(pool.tokens + local.tokens, need.tokens, limits.tpm, thisMinute + MINUTE_MS);
+    // When a window is full, the moment it frees is worked out only then: most checks find room.
+    const frees = (what: "requests" | "tokens", more: number, limit: number) => () =>
+      minuteFreesAt(usage, ledger.sendsSince(keyId, Math.max(usageAt, now - MINUTE_MS)), what, more, limit, now);
+    check(pool.requests + local.requests, 1, limits.rpm, limits.rpm === undefined ? null : frees("requests", 1, limits.rpm));
+    check(pool.tokens + local.tokens, need.tokens, limits.tpm, limits.tpm === undefined ? null : frees("tokens", need.tokens, limits.tpm));
   }
 
   if (limits.rpd !== undefined || limits.tpd !== undefined) {
@@ -204,4 +218,55 @@ export function headroom(
   }
 
   return { freesAt, fraction };
+}
+
+/**
+ * When a per-minute estimate first leaves room for `more` under `limit`. The
+ * estimate at a moment t is what `headroom` counts: each minute bucket the pool
+ * counted, whole while t is in it and fading linearly over the minute after
+ * (the sliding-window weight), plus this isolate's own sends of the last 60
+ * seconds, each dropping out 60 seconds after its second. It only falls as t
+ * grows, piecewise linearly between those moments; the answer is exact to the
+ * millisecond (rounded up), so a client told to come back then finds room.
+ */
+export function minuteFreesAt(usage: KeyUsage | undefined, sends: number[], what: "requests" | "tokens", more: number, limit: number, now: number): number {
+  const buckets: [start: number, count: number][] = [];
+  if (usage) {
+    buckets.push([usage.minuteStart, usage.minute[what]]);
+    buckets.push([usage.minuteStart - MINUTE_MS, usage.previousMinute[what]]);
+  }
+  /** The pool's part at t: each bucket whole within its minute, fading over the next. */
+  const pooled = (t: number) => {
+    let n = 0;
+    for (const [start, count] of buckets) {
+      if (t < start) continue;
+      const faded = (t - start - MINUTE_MS) / MINUTE_MS;
+      n += count * Math.min(1, Math.max(0, 1 - faded));
+    }
+    return n;
+  };
+  const column = what === "requests" ? 1 : 2;
+  // The moments the estimate's slope or level changes, after now: the buckets' fades, and each send dropping out.
+  const moments = new Set<number>();
+  for (const [start] of buckets) for (const m of [start + MINUTE_MS, start + 2 * MINUTE_MS]) if (m > now) moments.add(m);
+  for (let i = 0; i < sends.length; i += 3) moments.add((sends[i]! + 1) * 1000 + MINUTE_MS);
+  const ordered = [...moments].filter((m) => m > now).sort((a, b) => a - b);
+  /** This isolate's part at t: the sends whose second ends within the 60 seconds before t. */
+  const local = (t: number) => {
+    let n = 0;
+    for (let i = 0; i < sends.length; i += 3) if ((sends[i]! + 1) * 1000 + MINUTE_MS > t) n += sends[i + column]!;
+    return n;
+  };
+  const room = limit - more;
+  let from = now;
+  for (const to of ordered) {
+    // Between `from` and `to` this isolate's part is fixed and the pool's falls linearly.
+    const fixed = local(from);
+    const [a, b] = [pooled(from), pooled(to)];
+    if (a + fixed <= room) return from;
+    if (b + fixed <= room) return Math.ceil(from + ((a + fixed - room) / (a - b)) * (to - from));
+    from = to;
+  }
+  // Past every moment nothing is counted. (A request larger than the limit never fits: it is let through then, for the provider to refuse.)
+  return from;
 }

@@ -6,7 +6,7 @@
  */
 
 /** Headers a browser client may read from our answers: Keypool's own and the upstream's request-scoped ones. */
-const EXPOSED_HEADERS = "x-keypool-request-id, x-keypool-attempts, retry-after, x-request-id, openai-processing-ms, openai-version";
+const EXPOSED_HEADERS = "x-keypool-request-id, x-keypool-attempts, retry-after, retry-after-ms, x-request-id, openai-processing-ms, openai-version";
 
 /** Headers a preflight allows when the browser names none we can echo. */
 const DEFAULT_ALLOWED_HEADERS = "authorization, content-type, openai-beta, openai-organization, openai-project";

@@ -161,7 +161,8 @@ export function openAIRoutes(state: IsolateState) {
     assertModelAllowed(client, body.model);
     const admitted = state.limits.admit(client, now);
     if (!admitted.ok) {
-      const seconds = Math.ceil(admitted.retryAfterMs / 1000);
+      const ms = Math.max(1, Math.ceil(admitted.retryAfterMs));
+      const seconds = Math.ceil(ms / 1000);
       const what = admitted.code === "rpm_limit_exceeded" ? "requests" : "tokens";
       throw new KeypoolError(
         429,
@@ -169,9 +170,7 @@ export function openAIRoutes(state: IsolateState) {
         `This client key is limited to ${admitted.limit} ${what} per minute; retry in ${seconds}s.`,
         admitted.code,
         null,
-        {
-          "retry-after": String(seconds),
-        },
+        { "retry-after": String(seconds), "retry-after-ms": String(ms) },
       );
     }
     return proxyRequest(

@@ -32,22 +32,38 @@ describe("headroom against configured limits", () => {
   it("counts the previous minute by the share of it still inside the window", () => {
     // At :30, half of the previous minute's 8 requests still count: 4 + 5 + 1 > 9.
     const u = usage({ minute: { requests: 5, tokens: 0 }, previousMinute: { requests: 8, tokens: 0 } });
-    expect(room({ rpm: 9 }, u).freesAt).toBe(T0 + 60_000);
+    // Room comes when the previous minute's share falls to 3 of its 8: at :37.5.
+    expect(room({ rpm: 9 }, u).freesAt).toBe(T0 + 37_500);
     expect(room({ rpm: 10 }, u).freesAt).toBe(-Infinity);
   });
 
-  it("adds what this isolate sent since the pool's count, and frees at the next minute", () => {
+  it("adds what this isolate sent since the pool's count, and frees when enough of it is a minute old", () => {
     const ledger = new CapacityLedger();
     for (let i = 0; i < 3; i++) ledger.record("k", 10, T0 + 25_000 + i);
     ledger.record("k", 10, T0 + 10_000); // before the count: already in it
-    expect(room({ rpm: 4 }, usage({ minute: { requests: 1, tokens: 0 } }), ledger).freesAt).toBe(T0 + 60_000);
+    // 1 counted + 3 sent here fill 4; the three sends leave the window 60 s after their second (:26), the counted one fades after :60.
+    expect(room({ rpm: 4 }, usage({ minute: { requests: 1, tokens: 0 } }), ledger).freesAt).toBe(T0 + 86_000);
     expect(room({ rpm: 5 }, usage({ minute: { requests: 1, tokens: 0 } }), ledger).freesAt).toBe(-Infinity);
   });
 
   it("counts tokens: the request's estimate must fit too", () => {
     const u = usage({ minute: { requests: 0, tokens: 950 } });
     expect(room({ tpm: 1_000 }, u, undefined, T0 + 30_000, 40).freesAt).toBe(-Infinity);
-    expect(room({ tpm: 1_000 }, u, undefined, T0 + 30_000, 60).freesAt).toBe(T0 + 60_000);
+    // 950 must fade to 940: 0.632 s into the next minute, rounded up to the millisecond.
+    expect(room({ tpm: 1_000 }, u, undefined, T0 + 30_000, 60).freesAt).toBe(T0 + 60_632);
+  });
+
+  it("frees exactly when the estimate leaves room, whatever mix of the pool's count and this isolate's sends fills it", () => {
+    // Walk time forward in 10 ms steps: the first moment with room is the one promised (to the step).
+    const ledger = new CapacityLedger();
+    for (let i = 0; i < 6; i++) ledger.record("k", 0, T0 + 20_000 + i * 3_000);
+    const u = usage({ minute: { requests: 3, tokens: 0 }, previousMinute: { requests: 12, tokens: 0 } });
+    const now = T0 + 36_000;
+    const promised = room({ rpm: 12 }, u, ledger, now).freesAt;
+    let t = now;
+    while (room({ rpm: 12 }, u, ledger, t).freesAt > t) t += 10;
+    expect(promised).toBeGreaterThan(now);
+    expect(Math.abs(t - promised)).toBeLessThanOrEqual(10);
   });
 
   it("frees a full day when the provider's day resets, at midnight Pacific", () => {
