@@ -18,7 +18,7 @@ import type { LocalObservations } from "./logic/local-observations";
 import { meterWholeBody, readsWhole, relayBody, type RelayResult } from "./logic/relay";
 import { bodyForUpstream, requestedCompletionTokens, type ClientBody } from "./logic/request-body";
 import type { SecretCache } from "./logic/secrets";
-import type { Need } from "./logic/capacity";
+import type { Need, SendCount } from "./logic/capacity";
 import { explainNoKey, selectKey, tracksCapacity, type PoolIndex } from "./logic/select-key";
 import type { Usage } from "./logic/usage";
 import type { EventSink } from "./storage/event-sink";
@@ -186,6 +186,10 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     const headers = upstreamRequestHeaders(req.headers, kind.authHeader, kind.authPrefix + secret);
     if (outgoing.contentType) headers.set("content-type", outgoing.contentType);
     const started = deps.now();
+    // Counted against the key's windows as it goes out, so requests meanwhile see it.
+    let sentWith: SendCount | undefined;
+    const charged = tracksCapacity(pool.index, key, ctx) ? ((needed as Need | null)?.tokens ?? 0) : null;
+    if (charged !== null) sentWith = deps.observations.capacity.record(key.id, charged, started);
     const timeout = Math.max(1, Math.min(settings.attemptTimeoutMs, deadline - started));
     const sent = await sendAttempt(
       req,
@@ -208,14 +212,10 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
       estimated: false,
       retryAfterMs: null,
       rateLimit: null,
-      charged: null,
+      // The estimate if selection already made one, else nothing until the answer says what was used.
+      charged,
     };
     attempts.push(record);
-    if (tracksCapacity(pool.index, key, ctx)) {
-      // The estimate if selection already made one, else nothing until the answer says what was used.
-      record.charged = (needed as Need | null)?.tokens ?? 0;
-      deps.observations.capacity.record(key.id, record.charged, started);
-    }
 
     if (sent.kind === "failed") {
       if (noAnswer(record, sent.aborted)) break;
@@ -228,7 +228,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     record.ttfbMs = sent.ttfbMs;
     record.retryAfterMs = readRetryAfterMs(res.headers, deps.now());
     record.rateLimit = readRateLimitHeaders(res.headers, deps.now());
-    if (record.rateLimit) deps.observations.capacity.learn(key.id, record.rateLimit, deps.now());
+    if (record.rateLimit) deps.observations.capacity.learn(key.id, record.rateLimit, deps.now(), sentWith);
     if (res.ok) {
       const onEnd = (result: RelayResult) => {
         if (result.aborted) record.outcome = "aborted";
@@ -293,7 +293,26 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
   if (lastFailure === "unreachable") {
     throw new KeypoolError(502, "server_error", "The upstream could not be reached with any key.", "upstream_unreachable");
   }
-  return clientResponse(lastFailure.text, lastFailure.status, lastFailure.headers, requestId, attempts.length);
+  let headers = lastFailure.headers;
+  if (lastFailure.status === 429) {
+    // The last key's Retry-After speaks for that key; the client needs to know when the pool has room again.
+    const now = deps.now();
+    const why = explainNoKey(pool.index, body.model, {
+      now,
+      random: deps.random,
+      excluded: new Set(),
+      observations: deps.observations,
+      usage: pool.usage,
+      includeAvoided: true,
+    });
+    if (why.kind === "cooling" && why.until > now) {
+      const ms = Math.ceil(why.until - now);
+      headers = new Headers(headers);
+      headers.set("retry-after", String(Math.ceil(ms / 1000)));
+      headers.set("retry-after-ms", String(ms));
+    }
+  }
+  return clientResponse(lastFailure.text, lastFailure.status, headers, requestId, attempts.length);
 }
 
 /**

@@ -26,11 +26,24 @@ export interface Headroom {
   fraction: number;
 }
 
+/** Running totals of what this isolate sent with a key: requests, and tokens charged. */
+export interface SendCount {
+  requests: number;
+  tokens: number;
+}
+
+/** A provider's word read here, with the key's send totals as they stood when the request that brought it was sent. */
+export interface LocalReading extends UsageReading {
+  sent: SendCount;
+}
+
 interface KeyLedger {
   /** [second, requests, tokens] triples, oldest first. */
   sends: number[];
-  requests: UsageReading | null;
-  tokens: UsageReading | null;
+  /** Everything sent with the key since the isolate began: reading totals apart gives what was sent after a reading, exactly. */
+  total: SendCount;
+  requests: LocalReading | null;
+  tokens: LocalReading | null;
 }
 
 /** A reading wins over another when it is newer; on a tie, when less remains (as the consumer folds them). */
@@ -54,13 +67,15 @@ export class CapacityLedger {
 
   private entry(keyId: string): KeyLedger {
     let e = this.keys.get(keyId);
-    if (!e) this.keys.set(keyId, (e = { sends: [], requests: null, tokens: null }));
+    if (!e) this.keys.set(keyId, (e = { sends: [], total: { requests: 0, tokens: 0 }, requests: null, tokens: null }));
     return e;
   }
 
-  /** Records one request sent with the key at `at`, counting `tokens` for it. */
-  record(keyId: string, tokens: number, at: number): void {
+  /** Records one request sent with the key at `at`, counting `tokens` for it; returns the key's send totals with it. */
+  record(keyId: string, tokens: number, at: number): SendCount {
     this.add(keyId, 1, tokens, at);
+    const total = this.entry(keyId).total;
+    return { requests: total.requests, tokens: total.tokens };
   }
 
   /** Adds `tokens` (more, or fewer when negative) to what the key was charged at `at`: the answer's usage, once known. */
@@ -69,7 +84,10 @@ export class CapacityLedger {
   }
 
   private add(keyId: string, requests: number, tokens: number, at: number): void {
-    const sends = this.entry(keyId).sends;
+    const e = this.entry(keyId);
+    e.total.requests += requests;
+    e.total.tokens += tokens;
+    const sends = e.sends;
     const second = Math.floor(at / 1000);
     // Sends come in time order, nearly always into the last second kept: look from the end.
     let i = sends.length - 3;
@@ -109,20 +127,32 @@ export class CapacityLedger {
     return sends.slice(i);
   }
 
-  /** Takes an answer's rate-limit headers as the provider's latest word on the key, read at `at`. */
-  learn(keyId: string, reading: RateLimitReading, at: number): void {
+  /**
+   * Takes an answer's rate-limit headers as the provider's latest word on the
+   * key, read at `at`; `sent` is what `record` returned when that request was
+   * sent, so what went out after it is known exactly (by the second, it would
+   * count the request itself and its neighbours again).
+   */
+  learn(keyId: string, reading: RateLimitReading, at: number, sent?: SendCount): void {
     const e = this.entry(keyId);
     for (const w of ["requests", "tokens"] as const) {
       const r = reading[w];
       if (!r) continue;
-      const next = { at, limit: r.limit, remaining: r.remaining, resetAt: r.resetMs === null ? null : at + r.resetMs };
+      const next = { at, limit: r.limit, remaining: r.remaining, resetAt: r.resetMs === null ? null : at + r.resetMs, sent: sent ?? { ...e.total } };
       if (newer(next, e[w])) e[w] = next;
       this.anyWord = true;
     }
   }
 
+  /** What this isolate sent with the key after a reading: exactly for one read here, by the second for the pool's. */
+  sentAfter(keyId: string, reading: UsageReading | LocalReading): SendCount {
+    if (!("sent" in reading)) return this.sentSince(keyId, reading.at);
+    const total = this.keys.get(keyId)?.total;
+    return { requests: (total?.requests ?? 0) - reading.sent.requests, tokens: (total?.tokens ?? 0) - reading.sent.tokens };
+  }
+
   /** The provider's latest word this isolate saw on the key's requests and tokens windows. */
-  learned(keyId: string): { requests: UsageReading | null; tokens: UsageReading | null } {
+  learned(keyId: string): { requests: LocalReading | null; tokens: LocalReading | null } {
     const e = this.keys.get(keyId);
     return { requests: e?.requests ?? null, tokens: e?.tokens ?? null };
   }
@@ -210,7 +240,7 @@ export function headroom(
     if (!word || word.remaining === null) continue;
     const resetAt = word.resetAt ?? word.at + MINUTE_MS;
     if (resetAt <= now) continue;
-    const sent = ledger.sentSince(keyId, word.at);
+    const sent = ledger.sentAfter(keyId, word);
     const used = word === learned.requests ? sent.requests : sent.tokens;
     const remaining = word.remaining - used;
     if (remaining < more) freesAt = Math.max(freesAt, resetAt);

@@ -60,6 +60,7 @@ async function waitForModel(baseUrl, clientKey, model, timeoutMs = 20_000) {
  * @property {string} [name] the upstream's name
  * @property {string} [clientName] the client key's name
  * @property {Record<string, unknown>} [settings] settings to apply first
+ * @property {Record<string, unknown>} [limits] the upstream's limits (rpm, rpd, tpm, tpd, day)
  * @property {number} [timeoutMs] how long the gateway may take to serve the first model
  */
 
@@ -73,9 +74,9 @@ async function waitForModel(baseUrl, clientKey, model, timeoutMs = 20_000) {
  * @param {PoolSpec} spec
  * @returns {Promise<{ upstreamId: string, added: number, clientKeyId: string, clientKey: string }>}
  */
-export async function provisionPool(admin, gatewayUrl, { baseUrl, models, keys, name = "mock", clientName = "client", settings, timeoutMs = 60_000 }) {
+export async function provisionPool(admin, gatewayUrl, { baseUrl, models, keys, name = "mock", clientName = "client", settings, limits, timeoutMs = 60_000 }) {
   if (settings) await admin("PATCH", "/settings", settings);
-  const upstream = /** @type {{ id: string }} */ (await admin("POST", "/upstreams", { name, baseUrl, models }));
+  const upstream = /** @type {{ id: string }} */ (await admin("POST", "/upstreams", { name, baseUrl, models, ...(limits ? { limits } : {}) }));
   let added = 0;
   for (let i = 0; i < keys.length; i += 5_000)
     added += /** @type {{ added: number }} */ (await admin("POST", "/keys", { upstreamId: upstream.id, text: keys.slice(i, i + 5_000).join("\n") })).added;

@@ -1,5 +1,6 @@
 import OpenAI from "openai";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { provisionPool } from "../../scripts/lib/admin-client.mjs";
 import { startStack, summaryWhen, type Stack, type Summary } from "./fixture";
 
 let stack: Stack;
@@ -74,4 +75,84 @@ describe("the local stack, driven by the official openai SDK", () => {
     expect(log).toContain("POST /v1/chat/completions");
     for (const secret of [...stack.poolKeys, stack.clientKey, stack.secrets.ADMIN_PASSWORD]) expect(log).not.toContain(secret);
   });
+});
+
+/** Waits, if need be, for a minute with at least `ms` left in it: the mock's windows and Keypool's are whole minutes. */
+async function roomyMinute(ms = 25_000): Promise<void> {
+  const left = 60_000 - (Date.now() % 60_000);
+  if (left < ms) await new Promise((r) => setTimeout(r, left + 200));
+}
+
+/** Fresh keys, each limited by the mock as `limits` says, in a pool of their own serving `model`. */
+async function limitedPool(model: string, limits: Record<string, unknown>, keyLimits: Record<string, unknown> = {}) {
+  const keys = Array.from({ length: 3 }, (_, i) => `sk-cap-${i}-${crypto.randomUUID().replaceAll("-", "")}`);
+  for (const key of keys) stack.mock.setKeyBehavior(key, { limits: keyLimits });
+  const pool = await provisionPool(stack.admin, stack.url, { baseUrl: stack.mock.baseUrl, models: [model], keys, name: model, clientName: model, limits });
+  const openai = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: pool.clientKey, maxRetries: 0 });
+  const chat = (content: string) => openai.chat.completions.create({ model, messages: [{ role: "user", content }] });
+  const raw = () =>
+    fetch(`${stack.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${pool.clientKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ model, messages: [{ role: "user", content: "one more" }] }),
+    });
+  return { keys, pool, chat, raw };
+}
+
+describe("capacity, against the mock's enforced limits", () => {
+  it("spends configured per-minute limits evenly without one upstream 429, then answers 429 until the window frees", async () => {
+    const { keys, chat, raw } = await limitedPool("cap-configured", { rpm: 4 }, { requests: 4 });
+    await roomyMinute();
+    const limitedBefore = stack.mock.stats.limited.window;
+    for (let i = 0; i < 12; i++) expect((await chat(`configured ${i}`)).choices).toHaveLength(1);
+    expect(stack.mock.stats.limited.window).toBe(limitedBefore);
+    expect(keys.map((k) => stack.mock.stats.served[k]?.requests)).toEqual([4, 4, 4]);
+    const requestsBefore = stack.mock.stats.requests;
+    const refused = await raw();
+    expect(refused.status).toBe(429);
+    expect(await refused.json()).toMatchObject({ error: { type: "rate_limit_error", code: "all_keys_cooling" } });
+    // Not before the minute ends (the mock's window), and within the minute after (Keypool's sliding estimate).
+    const retryAfterMs = Number(refused.headers.get("retry-after-ms"));
+    expect(retryAfterMs).toBeGreaterThanOrEqual(60_000 - (Date.now() % 60_000) - 1_000);
+    expect(retryAfterMs).toBeLessThanOrEqual(62_000);
+    expect(stack.mock.stats.requests).toBe(requestsBefore);
+  }, 90_000);
+
+  it("learns limits from the provider's headers: no request over them, and the 429's Retry-After is the provider's reset", async () => {
+    const { keys, chat, raw } = await limitedPool("cap-learned", {}, { requests: 3, headers: true });
+    await roomyMinute();
+    const limitedBefore = stack.mock.stats.limited.window;
+    for (let i = 0; i < 9; i++) expect((await chat(`learned ${i}`)).choices).toHaveLength(1);
+    expect(stack.mock.stats.limited.window).toBe(limitedBefore);
+    expect(keys.map((k) => stack.mock.stats.served[k]?.requests)).toEqual([3, 3, 3]);
+    const refused = await raw();
+    expect(refused.status).toBe(429);
+    const untilMinuteEnds = 60_000 - (Date.now() % 60_000);
+    expect(Math.abs(Number(refused.headers.get("retry-after-ms")) - untilMinuteEnds)).toBeLessThanOrEqual(1_500);
+  }, 90_000);
+
+  it("cools a key whose daily quota is spent until the provider's day resets, and a probe does not revive it", async () => {
+    const { keys, pool, raw } = await limitedPool("cap-quota", {}, { dailyRequests: 2 });
+    const limitedBefore = stack.mock.stats.limited.day;
+    let refused: Response | null = null;
+    for (let i = 0; i < 10 && !refused; i++) {
+      const res = await raw();
+      if (res.status === 429) refused = res;
+      else expect(res.status).toBe(200);
+    }
+    // Every key served its two, and told Keypool once that its quota is spent — then was left alone.
+    expect(keys.map((k) => stack.mock.stats.served[k]?.requests)).toEqual([2, 2, 2]);
+    expect(stack.mock.stats.limited.day - limitedBefore).toBe(3);
+    const midnight = Math.ceil(Date.now() / 86_400_000) * 86_400_000;
+    expect(Math.abs(Number(refused!.headers.get("retry-after-ms")) - (midnight - Date.now()))).toBeLessThanOrEqual(5_000);
+    const listed = async () =>
+      ((await stack.admin("GET", `/keys?upstreamId=${pool.upstreamId}`)) as { data: { state: string; coolingUntil: number | null }[] }).data;
+    await vi.waitFor(async () => expect((await listed()).map((k) => k.state)).toEqual(["cooling", "cooling", "cooling"]), { timeout: 15_000, interval: 100 });
+    for (const k of await listed()) expect(Math.abs(k.coolingUntil! - midnight)).toBeLessThanOrEqual(5_000);
+    await stack.admin("POST", "/keys/probe", { all: true });
+    expect(stack.mock.stats.limited.day - limitedBefore).toBe(3);
+    expect((await listed()).map((k) => k.state)).toEqual(["cooling", "cooling", "cooling"]);
+    expect((await raw()).status).toBe(429);
+    for (const key of keys) stack.mock.setKeyBehavior(key, {});
+  }, 90_000);
 });

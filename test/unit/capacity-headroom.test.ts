@@ -107,13 +107,27 @@ describe("headroom against the provider's own word", () => {
 });
 
 describe("the ledger", () => {
+  it("counts exactly what went out after the request that brought a reading, however many share its second", () => {
+    const ledger = new CapacityLedger();
+    const first = ledger.record("k", 10, T0 + 100);
+    ledger.record("k", 10, T0 + 200); // sent before the first answer came back
+    ledger.learn("k", { requests: { limit: 3, remaining: 2, resetMs: 30_000 }, tokens: null }, T0 + 300, first);
+    const word = ledger.learned("k").requests!;
+    expect(ledger.sentAfter("k", word)).toEqual({ requests: 1, tokens: 10 });
+    // One left after the request sent meanwhile: room for exactly one more.
+    expect(room({}, undefined, ledger, T0 + 400, 1, { requests: word, tokens: null }).freesAt).toBe(-Infinity);
+    ledger.record("k", 10, T0 + 500);
+    expect(room({}, undefined, ledger, T0 + 600, 1, { requests: word, tokens: null }).freesAt).toBe(T0 + 30_300);
+  });
+
   it("keeps the newest reading of each window, and what was sent within its horizon", () => {
     const ledger = new CapacityLedger();
     ledger.learn("k", { requests: { limit: 10, remaining: 5, resetMs: 1_000 }, tokens: null }, T0 + 2_000);
     ledger.learn("k", { requests: { limit: 10, remaining: 9, resetMs: 1_000 }, tokens: { limit: 100, remaining: 50, resetMs: 10 } }, T0 + 1_000);
+    const nothingSent = { requests: 0, tokens: 0 };
     expect(ledger.learned("k")).toEqual({
-      requests: { at: T0 + 2_000, limit: 10, remaining: 5, resetAt: T0 + 3_000 },
-      tokens: { at: T0 + 1_000, limit: 100, remaining: 50, resetAt: T0 + 1_010 },
+      requests: { at: T0 + 2_000, limit: 10, remaining: 5, resetAt: T0 + 3_000, sent: nothingSent },
+      tokens: { at: T0 + 1_000, limit: 100, remaining: 50, resetAt: T0 + 1_010, sent: nothingSent },
     });
     ledger.record("k", 5, T0);
     ledger.adjust("k", 20, T0 + 500);

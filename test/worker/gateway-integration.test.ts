@@ -179,7 +179,10 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     });
     fakes.set(fake.restore);
     const sent = Date.now();
-    expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    const res = await chat(pool.clientKey, chatBody(pool.model));
+    expect(res.status).toBe(200);
+    // Read through: an answer without a declared length is metered as the client reads it, and its event follows the end.
+    await res.arrayBuffer();
     const listed = await admin<{ data: { id: string }[] }>("GET", `/keys?upstreamId=${pool.upstreamId}`);
     const keyId = listed.body.data[0]!.id;
     const row = await waitFor(

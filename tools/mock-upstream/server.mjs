@@ -14,6 +14,13 @@
  * `stallMs` before answering, an answer cut off mid-way, and an SSE stream
  * carrying a line that is no SSE field (which readers must ignore).
  * `stats.reportedTokens` counts only usage the mock actually delivered.
+ * Limits: `limits` makes the mock enforce a key's requests and tokens per window
+ * (fixed windows of `windowMs`, aligned to the epoch, a minute by default) and a
+ * daily quota of requests and tokens (the UTC day), answering 429 with the
+ * bodies OpenAI sends for a rate limit and for a spent quota; with `headers`
+ * it sends the x-ratelimit-* headers of the window and Retry-After on a 429,
+ * without them nothing says when to come back (as some providers do).
+ * `stats.limited` counts those 429s; `stats.served` what each key was served.
  * It serves chat completions (JSON, SSE, tool calls), completions, responses,
  * embeddings, moderations, rerank, image generation and edits, transcriptions,
  * translations and speech. `GET /__mock/stats` reports what it served, so tests
@@ -23,10 +30,18 @@ import http from "node:http";
 import { pathToFileURL } from "node:url";
 import { seeded } from "../seeded.mjs";
 
-/** @typedef {{ mode?: "ok" | "rate_limit" | "unauthorized" | "no_balance" | "server_error" | "drop", retryAfterSeconds?: number, delayMs?: number, chunkDelayMs?: number, omitUsage?: boolean, words?: number, faultRate?: number, stallMs?: number }} KeyBehavior */
+/**
+ * A key's limits as the mock enforces them: per window (`windowMs`, a minute by default) and per UTC day; `headers` sends the rate-limit headers.
+ * @typedef {{ requests?: number, tokens?: number, windowMs?: number, dailyRequests?: number, dailyTokens?: number, headers?: boolean }} MockLimits
+ */
+/** @typedef {{ mode?: "ok" | "rate_limit" | "unauthorized" | "no_balance" | "server_error" | "drop", retryAfterSeconds?: number, delayMs?: number, chunkDelayMs?: number, omitUsage?: boolean, words?: number, faultRate?: number, stallMs?: number, limits?: MockLimits }} KeyBehavior */
+/**
+ * A key's use of its limits: the current window's and the current day's counts.
+ * @typedef {{ windowStart: number, requests: number, tokens: number, day: number, dayRequests: number, dayTokens: number }} LimitState
+ */
 /**
  * What the mock has served so far.
- * @typedef {{ requests: number, byKey: Record<string, number>, promptTokens: number, completionTokens: number, totalTokens: number, reportedTokens: number, cancelledStreams: number, faults: Record<string, number>, headerNames: Record<string, number>, lastBody: unknown }} MockStats
+ * @typedef {{ requests: number, byKey: Record<string, number>, promptTokens: number, completionTokens: number, totalTokens: number, reportedTokens: number, cancelledStreams: number, faults: Record<string, number>, headerNames: Record<string, number>, lastBody: unknown, limited: { window: number, day: number }, served: Record<string, { requests: number, tokens: number, maxWindowRequests: number, maxWindowTokens: number }> }} MockStats
  */
 /**
  * A request body as the endpoints read it: JSON, or a multipart form's fields.
@@ -49,19 +64,25 @@ const WORDS = REPLY.split(" ");
  * The response headers OpenAI sends with a chat answer (besides content type and
  * length), so a gateway that copies headers pays for as many as it would in
  * production: request id, processing time, version, rate-limit state, a cookie.
+ * A key under enforced limits gets its own rate-limit headers (or none) instead.
+ * @param {KeyBehavior} b
  */
-function providerHeaders() {
+function providerHeaders(b) {
   return {
     "x-request-id": `req_${Math.random().toString(36).slice(2, 14)}`,
     "openai-organization": "mock-org",
     "openai-processing-ms": "12",
     "openai-version": "2020-10-01",
-    "x-ratelimit-limit-requests": "10000",
-    "x-ratelimit-limit-tokens": "2000000",
-    "x-ratelimit-remaining-requests": "9999",
-    "x-ratelimit-remaining-tokens": "1999950",
-    "x-ratelimit-reset-requests": "6ms",
-    "x-ratelimit-reset-tokens": "1ms",
+    ...(b.limits
+      ? {}
+      : {
+          "x-ratelimit-limit-requests": "10000",
+          "x-ratelimit-limit-tokens": "2000000",
+          "x-ratelimit-remaining-requests": "9999",
+          "x-ratelimit-remaining-tokens": "1999950",
+          "x-ratelimit-reset-requests": "6ms",
+          "x-ratelimit-reset-tokens": "1ms",
+        }),
     "strict-transport-security": "max-age=31536000; includeSubDomains; preload",
     "x-content-type-options": "nosniff",
     "set-cookie": "__cf_bm=mock; path=/; HttpOnly; Secure; SameSite=None",
@@ -75,7 +96,7 @@ function providerHeaders() {
  * @param {MockStats} stats
  */
 function sseWriter(res, b, stats) {
-  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...providerHeaders() });
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...providerHeaders(b) });
   res.on("close", () => {
     if (!res.writableEnded) stats.cancelledStreams++;
   });
@@ -123,7 +144,7 @@ async function chatCompletions({ res, body, b, stats, fault }) {
       return void res.destroy();
     }
     if (!b.omitUsage && !res.destroyed) stats.reportedTokens += promptTokens + completionTokens;
-    return sendJson(res, 200, answer, providerHeaders());
+    return sendJson(res, 200, answer, providerHeaders(b));
   }
   const sse = sseWriter(res, b, stats);
   /** @param {Record<string, unknown>} delta @param {string | null} [finish] */
@@ -341,6 +362,99 @@ function errorBody(message, type, code) {
   return { error: { message, type, param: null, code } };
 }
 
+const DAY = 86_400_000;
+
+/**
+ * A duration the way OpenAI writes its resets: `1m2.5s`, `0.8s`, `120ms`.
+ * @param {number} ms
+ */
+function goDuration(ms) {
+  if (ms < 1000) return `${Math.max(1, Math.ceil(ms))}ms`;
+  const minutes = Math.floor(ms / 60_000);
+  const seconds = Math.round((ms % 60_000) / 100) / 10;
+  return minutes > 0 ? `${minutes}m${seconds}s` : `${seconds}s`;
+}
+
+/**
+ * Checks a request against a key's limits and, if it fits, counts it. Returns
+ * the 429 to answer (status, body, headers) or the headers to add to the answer.
+ * @param {MockLimits} limits
+ * @param {LimitState} state
+ * @param {number} tokens the request's tokens (prompt and completion, known in advance here)
+ * @param {string} model
+ * @param {number} now
+ * @returns {{ refuse: { body: unknown, headers: Record<string, string>, kind: "window" | "day" } | null, headers: Record<string, string> }}
+ */
+function applyLimits(limits, state, tokens, model, now) {
+  const windowMs = limits.windowMs ?? 60_000;
+  const windowStart = now - (now % windowMs);
+  if (state.windowStart !== windowStart) Object.assign(state, { windowStart, requests: 0, tokens: 0 });
+  const day = Math.floor(now / DAY);
+  if (state.day !== day) Object.assign(state, { day, dayRequests: 0, dayTokens: 0 });
+  const resetMs = windowStart + windowMs - now;
+  /** @param {number} requests @param {number} used */
+  const headers = (requests, used) =>
+    limits.headers
+      ? {
+          ...(limits.requests !== undefined
+            ? {
+                "x-ratelimit-limit-requests": String(limits.requests),
+                "x-ratelimit-remaining-requests": String(Math.max(0, limits.requests - requests)),
+                "x-ratelimit-reset-requests": goDuration(resetMs),
+              }
+            : {}),
+          ...(limits.tokens !== undefined
+            ? {
+                "x-ratelimit-limit-tokens": String(limits.tokens),
+                "x-ratelimit-remaining-tokens": String(Math.max(0, limits.tokens - used)),
+                "x-ratelimit-reset-tokens": goDuration(resetMs),
+              }
+            : {}),
+        }
+      : {};
+  const untilTomorrow = (day + 1) * DAY - now;
+  if (limits.dailyRequests !== undefined && state.dayRequests + 1 > limits.dailyRequests) {
+    return {
+      refuse: {
+        kind: "day",
+        body: errorBody("You exceeded your current quota, please check your plan and billing details.", "insufficient_quota", "insufficient_quota"),
+        headers: limits.headers ? { "retry-after": String(Math.ceil(untilTomorrow / 1000)) } : {},
+      },
+      headers: {},
+    };
+  }
+  if (limits.dailyTokens !== undefined && state.dayTokens + tokens > limits.dailyTokens) {
+    const message = `Rate limit reached for ${model} on tokens per day (TPD): Limit ${limits.dailyTokens}, Used ${state.dayTokens}, Requested ${tokens}.`;
+    return {
+      refuse: {
+        kind: "day",
+        body: errorBody(message, "tokens", "rate_limit_exceeded"),
+        headers: limits.headers ? { "retry-after": String(Math.ceil(untilTomorrow / 1000)) } : {},
+      },
+      headers: {},
+    };
+  }
+  const overRequests = limits.requests !== undefined && state.requests + 1 > limits.requests;
+  const overTokens = limits.tokens !== undefined && state.tokens + tokens > limits.tokens;
+  if (overRequests || overTokens) {
+    const [what, unit, limit, used] = overRequests ? ["requests", "RPM", limits.requests, state.requests] : ["tokens", "TPM", limits.tokens, state.tokens];
+    const message = `Rate limit reached for ${model} on ${what} per min (${unit}): Limit ${limit}, Used ${used}, Requested ${overRequests ? 1 : tokens}. Please try again in ${goDuration(resetMs)}.`;
+    return {
+      refuse: {
+        kind: "window",
+        body: errorBody(message, what, "rate_limit_exceeded"),
+        headers: limits.headers ? { ...headers(state.requests, state.tokens), "retry-after": String(Math.ceil(resetMs / 1000)) } : {},
+      },
+      headers: {},
+    };
+  }
+  state.requests++;
+  state.tokens += tokens;
+  state.dayRequests++;
+  state.dayTokens += tokens;
+  return { refuse: null, headers: headers(state.requests, state.tokens) };
+}
+
 /**
  * Starts the mock on `port` (0: any free port) at 127.0.0.1; `seed` seeds the fault draws.
  * @param {{ port?: number, seed?: number }} [options]
@@ -361,7 +475,13 @@ export async function startMockUpstream(options = {}) {
     /** How many requests carried each header name (lower case): shows which headers a gateway forwards. */
     headerNames: /** @type {Record<string, number>} */ ({}),
     lastBody: /** @type {unknown} */ (null),
+    /** 429s the mock's enforced limits answered: a window's, a day's. */
+    limited: { window: 0, day: 0 },
+    /** Per key under limits: requests and tokens served, and the most in one window. */
+    served: /** @type {MockStats["served"]} */ ({}),
   };
+  /** @type {Map<string, LimitState>} */
+  const limitStates = new Map();
   const random = seeded(options.seed ?? 1);
 
   const server = http.createServer(async (req, res) => {
@@ -376,6 +496,7 @@ export async function startMockUpstream(options = {}) {
       if (url.pathname === "/__mock/keys" && req.method === "POST") {
         const { key, ...behavior } = JSON.parse(raw);
         behaviors.set(key, behavior);
+        limitStates.delete(key);
         return sendJson(res, 200, { ok: true });
       }
       if (url.pathname === "/__mock/stats") return sendJson(res, 200, stats);
@@ -392,7 +513,10 @@ export async function startMockUpstream(options = {}) {
           faults: {},
           headerNames: {},
           lastBody: null,
+          limited: { window: 0, day: 0 },
+          served: {},
         });
+        limitStates.clear();
         return sendJson(res, 200, { ok: true });
       }
 
@@ -438,6 +562,22 @@ export async function startMockUpstream(options = {}) {
         return sendJson(res, 404, errorBody(`The model '${body.model}' does not exist.`, "invalid_request_error", "model_not_found"));
       stats.lastBody = multipart ? { model: body.model, fileBytes: body.fileBytes } : body;
       const handler = ENDPOINTS[path];
+      if (handler && b.limits) {
+        const tokens = countPromptTokens(body) + (path === "/chat/completions" ? (b.words ?? WORDS.length) : 0);
+        let state = limitStates.get(key);
+        if (!state) limitStates.set(key, (state = { windowStart: 0, requests: 0, tokens: 0, day: 0, dayRequests: 0, dayTokens: 0 }));
+        const checked = applyLimits(b.limits, state, tokens, body.model, Date.now());
+        if (checked.refuse) {
+          stats.limited[checked.refuse.kind]++;
+          return sendJson(res, 429, checked.refuse.body, checked.refuse.headers);
+        }
+        const served = (stats.served[key] ??= { requests: 0, tokens: 0, maxWindowRequests: 0, maxWindowTokens: 0 });
+        served.requests++;
+        served.tokens += tokens;
+        served.maxWindowRequests = Math.max(served.maxWindowRequests, state.requests);
+        served.maxWindowTokens = Math.max(served.maxWindowTokens, state.tokens);
+        for (const [name, value] of Object.entries(checked.headers)) res.setHeader(name, value);
+      }
       if (handler) return await handler({ req, res, body, b, stats, fault: fault ?? null });
       return sendJson(res, 404, errorBody(`Unknown route ${req.method} ${url.pathname}`, "invalid_request_error", null));
     } catch (err) {
