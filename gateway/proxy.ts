@@ -84,8 +84,8 @@ async function sendAttempt(
   deps: ProxyDeps,
   keyId: string,
   started: number,
+  done: () => void,
 ): Promise<Sent> {
-  const done = deps.observations.begin(keyId);
   const controller = new AbortController();
   const onClientAbort = () => controller.abort();
   req.signal.addEventListener("abort", onClientAbort);
@@ -96,6 +96,8 @@ async function sendAttempt(
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
     const res = await deps.fetch(url, { ...init, signal: controller.signal });
+    // A success ends a trial at once; a refusal ends it once read, with the key blocked again.
+    if (res.ok) deps.observations.answered(keyId);
     return { kind: "response", res, ttfbMs: deps.now() - started, finish };
   } catch {
     finish();
@@ -171,25 +173,34 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     }
     budget--;
     tried.add(key.id);
+    // In flight and counted against the key's windows from the moment it is chosen, before anything
+    // awaits: requests choosing meanwhile see it (a key on trial takes one, a nearly full window fills).
+    const release = deps.observations.begin(key.id);
+    let sentWith: SendCount | undefined;
+    const charged = tracksCapacity(pool.index, key, ctx) ? ((needed as Need | null)?.tokens ?? 0) : null;
+    if (charged !== null) sentWith = deps.observations.capacity.record(key.id, charged, ctx.now);
     const upstream = pool.index.upstreams.get(key.upstreamId)!;
     const kind = providerKinds[upstream.kind];
     let secret: string;
     try {
       secret = await deps.secrets.decrypt(key.secret);
     } catch {
+      release();
       console.error(`keypool: key ${key.id} cannot be decrypted with the current KEY_ENCRYPTION_KEY`);
       deps.observations.block(key.id, ctx.now + 10 * 60_000);
       continue;
     }
 
-    const outgoing = await bodyForUpstream(body, upstream);
+    let outgoing: Awaited<ReturnType<typeof bodyForUpstream>>;
+    try {
+      outgoing = await bodyForUpstream(body, upstream);
+    } catch (err) {
+      release();
+      throw err;
+    }
     const headers = upstreamRequestHeaders(req.headers, kind.authHeader, kind.authPrefix + secret);
     if (outgoing.contentType) headers.set("content-type", outgoing.contentType);
     const started = deps.now();
-    // Counted against the key's windows as it goes out, so requests meanwhile see it.
-    let sentWith: SendCount | undefined;
-    const charged = tracksCapacity(pool.index, key, ctx) ? ((needed as Need | null)?.tokens ?? 0) : null;
-    if (charged !== null) sentWith = deps.observations.capacity.record(key.id, charged, started);
     const timeout = Math.max(1, Math.min(settings.attemptTimeoutMs, deadline - started));
     const sent = await sendAttempt(
       req,
@@ -199,6 +210,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
       deps,
       key.id,
       started,
+      release,
     );
     const record: AttemptRecord = {
       startedAt: started,

@@ -1,14 +1,4 @@
-import {
-  DEFAULT_DAY,
-  MINUTE_MS,
-  dayWindowStart,
-  minuteStart,
-  nextDayReset,
-  type KeyUsage,
-  type Limits,
-  type RateLimitReading,
-  type UsageReading,
-} from "../../schema";
+import { DEFAULT_DAY, MINUTE_MS, dayWindowStart, nextDayReset, type KeyUsage, type Limits, type RateLimitReading, type UsageReading } from "../../schema";
 
 /**
  * Whether a key has room for one more request, from everything the isolate
@@ -19,6 +9,9 @@ import {
 
 /** How long the isolate remembers what it sent with a key: well past a minute window and a usage refresh. */
 export const LEDGER_MS = 5 * MINUTE_MS;
+
+/** How long a key whose renewed window this isolate already spent waits for a fresh reading. */
+const RENEWED_WAIT_MS = 1_000;
 
 /** What a key's windows say of one more request: when it may be sent (`now` or earlier: at once), and the share of its tightest window still free. */
 export interface Headroom {
@@ -117,6 +110,21 @@ export class CapacityLedger {
     return { requests, tokens };
   }
 
+  /** What this isolate sent with the key in the minute starting at `start` (as far back as it remembers). */
+  sentInMinute(keyId: string, start: number): SendCount {
+    const sends = this.keys.get(keyId)?.sends;
+    let requests = 0;
+    let tokens = 0;
+    if (!sends) return { requests, tokens };
+    const [from, to] = [Math.floor(start / 1000), Math.floor(start / 1000) + 60];
+    for (let i = sends.length - 3; i >= 0 && sends[i]! >= from; i -= 3) {
+      if (sends[i]! >= to) continue;
+      requests += sends[i + 1]!;
+      tokens += sends[i + 2]!;
+    }
+    return { requests, tokens };
+  }
+
   /** What this isolate sent with the key from `from` on, second by second, oldest first: [second, requests, tokens] triples. */
   sendsSince(keyId: string, from: number): number[] {
     const sends = this.keys.get(keyId)?.sends;
@@ -171,11 +179,12 @@ export interface Need {
 /**
  * The key's headroom for one more request at `now`.
  *
- * - Configured per-minute limits count the pool's last two minute buckets the
- *   way sliding-window limiters do (this minute, plus the previous one weighted
- *   by how much of it is still inside the window), plus what this isolate sent
- *   since the pool's count in the last 60 seconds; a full window frees when
- *   that estimate first leaves room (see `minuteFreesAt`).
+ * - Configured per-minute limits count other isolates' traffic from the pool's
+ *   last two minute buckets the way sliding-window limiters do (this minute,
+ *   plus the previous one weighted by how much of it is still inside the
+ *   window) — the buckets less what this isolate sent in those minutes — and
+ *   this isolate's own sends of the last 60 seconds exactly; a full window
+ *   frees when that estimate first leaves room (see `minuteFreesAt`).
  * - Configured per-day limits count the pool's day so far plus this isolate's
  *   sends since; a full day frees when the provider's day resets.
  * - The provider's own word (remaining until a reset), minus what this isolate
@@ -201,20 +210,19 @@ export function headroom(
   };
 
   if (limits.rpm !== undefined || limits.tpm !== undefined) {
-    const thisMinute = minuteStart(now);
-    const weight = 1 - (now - thisMinute) / MINUTE_MS;
-    const pool =
-      usage === undefined
-        ? { requests: 0, tokens: 0 }
-        : usage.minuteStart === thisMinute
-          ? { requests: usage.minute.requests + usage.previousMinute.requests * weight, tokens: usage.minute.tokens + usage.previousMinute.tokens * weight }
-          : usage.minuteStart === thisMinute - MINUTE_MS
-            ? { requests: usage.minute.requests * weight, tokens: usage.minute.tokens * weight }
-            : { requests: 0, tokens: 0 };
-    const local = ledger.sentSince(keyId, Math.max(usageAt, now - MINUTE_MS));
+    // Other isolates' traffic from the pool's minute buckets, weighted the sliding-window way; this
+    // isolate's own, exactly, from its ledger (the last 60 seconds of it).
+    const others = othersBuckets(usage, ledger, keyId);
+    const pool = { requests: 0, tokens: 0 };
+    for (const b of others) {
+      const w = bucketWeight(b.start, now);
+      pool.requests += b.requests * w;
+      pool.tokens += b.tokens * w;
+    }
+    const local = ledger.sentSince(keyId, now - MINUTE_MS);
     // When a window is full, the moment it frees is worked out only then: most checks find room.
     const frees = (what: "requests" | "tokens", more: number, limit: number) => () =>
-      minuteFreesAt(usage, ledger.sendsSince(keyId, Math.max(usageAt, now - MINUTE_MS)), what, more, limit, now);
+      minuteFreesAt(others, ledger.sendsSince(keyId, now - MINUTE_MS), what, more, limit, now);
     check(pool.requests + local.requests, 1, limits.rpm, limits.rpm === undefined ? null : frees("requests", 1, limits.rpm));
     check(pool.tokens + local.tokens, need.tokens, limits.tpm, limits.tpm === undefined ? null : frees("tokens", need.tokens, limits.tpm));
   }
@@ -236,10 +244,19 @@ export function headroom(
     [learned.requests, 1],
     [learned.tokens, Math.max(1, need.tokens)],
   ] as const) {
-    // A window whose reset has passed says nothing any more; one without a reset is taken for a minute.
+    // One without a reset is taken for a minute.
     if (!word || word.remaining === null) continue;
     const resetAt = word.resetAt ?? word.at + MINUTE_MS;
-    if (resetAt <= now) continue;
+    if (resetAt <= now) {
+      // The window has begun again: its whole limit, less what this isolate sent since (by the second, so
+      // a little more). Spent before anyone answered: wait for the answers out to say when it resets next.
+      if (!word.limit) continue;
+      const since = ledger.sentSince(keyId, resetAt);
+      const remaining = word.limit - (word === learned.requests ? since.requests : since.tokens);
+      if (remaining < more) freesAt = Math.max(freesAt, now + RENEWED_WAIT_MS);
+      fraction = Math.min(fraction, Math.max(0, remaining / word.limit));
+      continue;
+    }
     const sent = ledger.sentAfter(keyId, word);
     const used = word === learned.requests ? sent.requests : sent.tokens;
     const remaining = word.remaining - used;
@@ -252,33 +269,24 @@ export function headroom(
 
 /**
  * When a per-minute estimate first leaves room for `more` under `limit`. The
- * estimate at a moment t is what `headroom` counts: each minute bucket the pool
- * counted, whole while t is in it and fading linearly over the minute after
- * (the sliding-window weight), plus this isolate's own sends of the last 60
- * seconds, each dropping out 60 seconds after its second. It only falls as t
+ * estimate at a moment t is what `headroom` counts: each minute bucket of other
+ * isolates' traffic, whole while t is in it and fading linearly over the minute
+ * after (the sliding-window weight), plus this isolate's own sends of the last
+ * 60 seconds, each dropping out 60 seconds after its second. It only falls as t
  * grows, piecewise linearly between those moments; the answer is exact to the
  * millisecond (rounded up), so a client told to come back then finds room.
  */
-export function minuteFreesAt(usage: KeyUsage | undefined, sends: number[], what: "requests" | "tokens", more: number, limit: number, now: number): number {
-  const buckets: [start: number, count: number][] = [];
-  if (usage) {
-    buckets.push([usage.minuteStart, usage.minute[what]]);
-    buckets.push([usage.minuteStart - MINUTE_MS, usage.previousMinute[what]]);
-  }
+export function minuteFreesAt(buckets: MinuteBucket[], sends: number[], what: "requests" | "tokens", more: number, limit: number, now: number): number {
   /** The pool's part at t: each bucket whole within its minute, fading over the next. */
   const pooled = (t: number) => {
     let n = 0;
-    for (const [start, count] of buckets) {
-      if (t < start) continue;
-      const faded = (t - start - MINUTE_MS) / MINUTE_MS;
-      n += count * Math.min(1, Math.max(0, 1 - faded));
-    }
+    for (const b of buckets) n += b[what] * bucketWeight(b.start, t);
     return n;
   };
   const column = what === "requests" ? 1 : 2;
   // The moments the estimate's slope or level changes, after now: the buckets' fades, and each send dropping out.
   const moments = new Set<number>();
-  for (const [start] of buckets) for (const m of [start + MINUTE_MS, start + 2 * MINUTE_MS]) if (m > now) moments.add(m);
+  for (const { start } of buckets) for (const m of [start + MINUTE_MS, start + 2 * MINUTE_MS]) if (m > now) moments.add(m);
   for (let i = 0; i < sends.length; i += 3) moments.add((sends[i]! + 1) * 1000 + MINUTE_MS);
   const ordered = [...moments].filter((m) => m > now).sort((a, b) => a - b);
   /** This isolate's part at t: the sends whose second ends within the 60 seconds before t. */
@@ -299,4 +307,27 @@ export function minuteFreesAt(usage: KeyUsage | undefined, sends: number[], what
   }
   // Past every moment nothing is counted. (A request larger than the limit never fits: it is let through then, for the provider to refuse.)
   return from;
+}
+
+/** A minute of other isolates' traffic with a key. */
+export interface MinuteBucket {
+  start: number;
+  requests: number;
+  tokens: number;
+}
+
+/** How much of a minute bucket a sliding 60-second window ending at t holds: all of it while t is in it, fading over the minute after. */
+function bucketWeight(start: number, t: number): number {
+  if (t < start) return 0;
+  return Math.min(1, Math.max(0, 1 - (t - start - MINUTE_MS) / MINUTE_MS));
+}
+
+/** The pool's last two minute buckets of the key, less what this isolate sent in those minutes (its own are counted apart, exactly). */
+function othersBuckets(usage: KeyUsage | undefined, ledger: CapacityLedger, keyId: string): MinuteBucket[] {
+  if (!usage) return [];
+  const bucket = (start: number, counted: { requests: number; tokens: number }): MinuteBucket => {
+    const own = ledger.sentInMinute(keyId, start);
+    return { start, requests: Math.max(0, counted.requests - own.requests), tokens: Math.max(0, counted.tokens - own.tokens) };
+  };
+  return [bucket(usage.minuteStart, usage.minute), bucket(usage.minuteStart - MINUTE_MS, usage.previousMinute)];
 }

@@ -11,6 +11,10 @@ import { CapacityLedger } from "./capacity";
  * while another is free, and takes it when every other key is avoided too —
  * otherwise an upstream failing at random would soon have every key avoided
  * and the pool would refuse work it could do.
+ *
+ * A key whose block ran out is on trial (a circuit breaker's half-open state):
+ * one request at a time until one has been answered, so requests that waited
+ * for it do not all land on it at once and meet the same 429.
  */
 export class LocalObservations {
   /** What this isolate sent with keys that have limits, and the providers' word on them from its answers. */
@@ -18,6 +22,8 @@ export class LocalObservations {
   private readonly blockedUntil = new Map<string, number>();
   private readonly avoidedUntil = new Map<string, number>();
   private readonly inflightByKey = new Map<string, number>();
+  /** Keys whose block ran out and that have not been answered since. */
+  private readonly onTrial = new Set<string>();
 
   /** Keeps `keyId` out of selection until `until` (epoch ms). */
   block(keyId: string, until: number): void {
@@ -31,14 +37,28 @@ export class LocalObservations {
     if (until > prev) this.avoidedUntil.set(keyId, until);
   }
 
-  /** Whether any key is blocked or avoided here (a cheap check before looking one up). */
+  /** Whether any key is blocked, avoided or on trial here (a cheap check before looking one up). */
   blocksAny(): boolean {
-    return this.blockedUntil.size > 0 || this.avoidedUntil.size > 0;
+    return this.blockedUntil.size > 0 || this.avoidedUntil.size > 0 || this.onTrial.size > 0;
   }
 
-  /** Epoch ms until which the key is blocked here, if it is. */
+  /** Epoch ms until which the key is blocked here, if it is; a block that ran out puts the key on trial. */
   blockedUntilOf(keyId: string, now: number): number | undefined {
-    return liveUntil(this.blockedUntil, keyId, now);
+    if (this.blockedUntil.size === 0) return undefined;
+    const had = this.blockedUntil.has(keyId);
+    const until = liveUntil(this.blockedUntil, keyId, now);
+    if (had && until === undefined) this.onTrial.add(keyId);
+    return until;
+  }
+
+  /** The key answered with a success: its trial, if any, is over. */
+  answered(keyId: string): void {
+    if (this.onTrial.size > 0) this.onTrial.delete(keyId);
+  }
+
+  /** Whether the key is on trial with a request already out: it takes no other until that one is answered. */
+  trialBusy(keyId: string): boolean {
+    return this.onTrial.size > 0 && this.onTrial.has(keyId) && this.inflight(keyId) > 0;
   }
 
   /** Epoch ms until which the key is avoided here, if it is. */
@@ -63,6 +83,8 @@ export class LocalObservations {
     return () => {
       if (done) return;
       done = true;
+      // Answered: the trial is over (a new 429 blocks the key again, and its end starts another).
+      this.onTrial.delete(keyId);
       const n = this.inflight(keyId) - 1;
       if (n <= 0) this.inflightByKey.delete(keyId);
       else this.inflightByKey.set(keyId, n);

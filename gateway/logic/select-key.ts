@@ -130,6 +130,9 @@ function listIndex(c: Candidates, p: number): number {
 
 const NO_NEED: Need = { tokens: 0 };
 
+/** How long a request waits, at most, for the answer of a key's trial request before looking again. */
+const TRIAL_WAIT_MS = 250;
+
 /**
  * The key's headroom, when anything is known of its capacity: limits configured,
  * the pool's usage, or the provider's word seen here; null when nothing is.
@@ -166,6 +169,8 @@ function availableAt(list: KeyList, q: number, ctx: SelectionContext): number {
     if (ctx.excluded.has(id)) return Infinity;
     const avoided = ctx.includeAvoided ? 0 : (ctx.observations.avoidedUntilOf(id, ctx.now) ?? 0);
     until = Math.max(ctx.observations.blockedUntilOf(id, ctx.now) ?? 0, avoided, until);
+    // On trial with its one request out: soon, once that is answered.
+    if (ctx.observations.trialBusy(id)) until = Math.max(until, ctx.now + TRIAL_WAIT_MS);
   }
   const capacity = capacityOf(list, q, ctx);
   return capacity ? Math.max(until, capacity.freesAt) : until;

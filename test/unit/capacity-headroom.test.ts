@@ -37,13 +37,17 @@ describe("headroom against configured limits", () => {
     expect(room({ rpm: 10 }, u).freesAt).toBe(-Infinity);
   });
 
-  it("adds what this isolate sent since the pool's count, and frees when enough of it is a minute old", () => {
+  it("counts this isolate's own sends exactly, and of the pool's count only what others sent", () => {
     const ledger = new CapacityLedger();
     for (let i = 0; i < 3; i++) ledger.record("k", 10, T0 + 25_000 + i);
-    ledger.record("k", 10, T0 + 10_000); // before the count: already in it
-    // 1 counted + 3 sent here fill 4; the three sends leave the window 60 s after their second (:26), the counted one fades after :60.
-    expect(room({ rpm: 4 }, usage({ minute: { requests: 1, tokens: 0 } }), ledger).freesAt).toBe(T0 + 86_000);
-    expect(room({ rpm: 5 }, usage({ minute: { requests: 1, tokens: 0 } }), ledger).freesAt).toBe(-Infinity);
+    ledger.record("k", 10, T0 + 10_000);
+    // The pool counted 6 this minute: these 4, and 2 from elsewhere. 2 + 4 + 1 fits 7, not 6.
+    const u = usage({ minute: { requests: 6, tokens: 0 } });
+    expect(room({ rpm: 7 }, u, ledger).freesAt).toBe(-Infinity);
+    // Room comes when the send at :10 leaves the window (its second ends, plus 60 s), before the others' 2 fade enough.
+    expect(room({ rpm: 6 }, u, ledger).freesAt).toBe(T0 + 71_000);
+    // The pool's count not yet holding this isolate's sends takes nothing from the others' share.
+    expect(room({ rpm: 5 }, usage({ minute: { requests: 0, tokens: 0 } }), ledger).freesAt).toBe(-Infinity);
   });
 
   it("counts tokens: the request's estimate must fit too", () => {
@@ -59,9 +63,9 @@ describe("headroom against configured limits", () => {
     for (let i = 0; i < 6; i++) ledger.record("k", 0, T0 + 20_000 + i * 3_000);
     const u = usage({ minute: { requests: 3, tokens: 0 }, previousMinute: { requests: 12, tokens: 0 } });
     const now = T0 + 36_000;
-    const promised = room({ rpm: 12 }, u, ledger, now).freesAt;
+    const promised = room({ rpm: 11 }, u, ledger, now).freesAt;
     let t = now;
-    while (room({ rpm: 12 }, u, ledger, t).freesAt > t) t += 10;
+    while (room({ rpm: 11 }, u, ledger, t).freesAt > t) t += 10;
     expect(promised).toBeGreaterThan(now);
     expect(Math.abs(t - promised)).toBeLessThanOrEqual(10);
   });
@@ -92,6 +96,16 @@ describe("headroom against the provider's own word", () => {
     const h = room({}, undefined, undefined, T0 + 30_000, 1, { requests: some, tokens: null });
     expect(h.freesAt).toBe(-Infinity);
     expect(h.fraction).toBeCloseTo(0.5);
+  });
+
+  it("after a window's reset, counts its whole limit again less what this isolate sent since", () => {
+    const ledger = new CapacityLedger();
+    const word = { at: T0 + 1_000, limit: 3, remaining: 0, resetAt: T0 + 10_000 };
+    const learned = { requests: word, tokens: null };
+    expect(room({}, undefined, ledger, T0 + 11_000, 1, learned)).toMatchObject({ freesAt: -Infinity, fraction: 1 });
+    for (let i = 0; i < 3; i++) ledger.record("k", 0, T0 + 11_000 + i);
+    // Spent before any answer said more: wait a moment for one.
+    expect(room({}, undefined, ledger, T0 + 11_500, 1, learned).freesAt).toBe(T0 + 12_500);
   });
 
   it("takes off what this isolate sent after the reading", () => {

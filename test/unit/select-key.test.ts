@@ -114,6 +114,26 @@ describe("selectKey", () => {
     expect(explainNoKey(cooling, "m", ctx)).toEqual({ kind: "cooling", until: 3_000 });
   });
 
+  it("lets one request at a time try a key whose block ran out, until it is answered", () => {
+    const observations = new LocalObservations();
+    const index = buildPoolIndex(snapshot([key("a")]));
+    const ctx = (now: number) => ({ now, random: seeded(5), excluded: new Set<string>(), observations });
+    observations.block("a", 2_000);
+    expect(selectKey(index, "m", ctx(1_500))).toBeNull();
+    expect(selectKey(index, "m", ctx(2_001))?.id).toBe("a");
+    const done = observations.begin("a");
+    // The trial request is out: the next one waits a moment for its answer instead of piling on.
+    expect(selectKey(index, "m", ctx(2_002))).toBeNull();
+    expect(explainNoKey(index, "m", ctx(2_002))).toEqual({ kind: "cooling", until: 2_252 });
+    observations.answered("a");
+    expect(selectKey(index, "m", ctx(2_003))?.id).toBe("a");
+    done();
+    // Unblocked keys are never on trial: any number may go at once.
+    const other = observations.begin("a");
+    expect(selectKey(index, "m", ctx(2_004))?.id).toBe("a");
+    other();
+  });
+
   it("excludes keys this request already tried", () => {
     const index = buildPoolIndex(snapshot([key("a"), key("b")]));
     const ctx = { now: 1, random: seeded(3), excluded: new Set(["a"]), observations: new LocalObservations() };
