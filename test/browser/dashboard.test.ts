@@ -187,6 +187,44 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
       .toBe("served");
   });
 
+  it("sets an upstream's limits, and shows each key's use of them as bars and the pool's headroom", { timeout: 90_000 }, async () => {
+    onTestFailed(() => console.log(`wrangler's log, last lines:\n${stack.log().slice(-4_000)}`));
+    await open("upstreams");
+    await page.click("tbody details summary");
+    await page.fill("[data-testid=limits-form] input[name=rpm]", "100");
+    await page.fill("[data-testid=limits-form] input[name=rpd]", "1000");
+    await page.click("[data-testid=limits-form] button[type=submit]");
+    await expect.poll(() => page.textContent("tbody details summary"), { timeout: 15_000 }).toBe("100 RPM · 1,000 RPD");
+    await traffic(stack.clientKey, 5);
+    // Each key's RPD bar measures against 1,000, and together they count today's traffic once the consumer publishes it.
+    const meters = async () => {
+      await open("keys");
+      await page.waitForSelector("[data-testid=keys-table] tbody tr[data-key]");
+      return page.$$eval("[data-limit=rpd] [role=meter]", (els) =>
+        els.map((e) => [Number(e.getAttribute("aria-valuenow")), Number(e.getAttribute("aria-valuemax"))]),
+      );
+    };
+    await expect
+      .poll(
+        async () => {
+          const m = await meters();
+          return m.length > 0 && m.every(([, max]) => max === 1_000) && m.reduce((n, [now]) => n + now!, 0) >= 5;
+        },
+        { timeout: 20_000, interval: 1_000 },
+      )
+      .toBe(true);
+    await shot("keys-capacity");
+    // No key has used half of a limit: the near-limit filter finds none.
+    await page.selectOption("select[aria-label='Near a limit']", "0.5");
+    await expect.poll(() => page.textContent("[data-testid=keys-table] tbody")).toContain("No keys match.");
+    await open("overview");
+    await expect
+      .poll(() => page.textContent("[data-testid=headroom]"), { timeout: 15_000 })
+      .toMatch(/of [\d,]+ RPM free · [\d,]+ of [\d,]+ requests left today/);
+    await shot("overview-headroom");
+    await stack.admin("PATCH", `/upstreams/${upstreamId}`, { limits: {} });
+  });
+
   it("switches the language to Simplified Chinese", async () => {
     await open("overview");
     await page.selectOption("select[aria-label=Language]", "zh");

@@ -4,12 +4,14 @@ import type {
   ClientKeyView,
   KeyState,
   KeyView,
+  Limits,
   OpenAIError,
   ReplayJob,
   SessionView,
   Settings,
   StatsBreakdown,
   StatsBucket,
+  StatsHeadroom,
   StatsSeries,
   StatsSummary,
   UpstreamView,
@@ -50,6 +52,7 @@ export interface KeyQuery {
   status?: KeyState | "";
   upstreamId?: string;
   sort?: string;
+  nearLimit?: number | "";
 }
 
 const query = (params: Record<string, string | number | undefined>) =>
@@ -64,6 +67,7 @@ export const api = {
   logout: () => request<{ ok: boolean }>("POST", "/logout", {}),
   session: () => request<SessionView>("GET", "/session"),
   summary: () => request<StatsSummary>("GET", "/stats/summary"),
+  headroom: () => request<StatsHeadroom>("GET", "/stats/headroom"),
   series: (bucket: StatsBucket, count: number, filters: Record<string, string> = {}) =>
     request<StatsSeries>("GET", `/stats/series?${query({ bucket, count, ...filters })}`),
   breakdown: (by: string, bucket: StatsBucket, count: number) => request<StatsBreakdown>("GET", `/stats/breakdown?${query({ by, bucket, count })}`),
@@ -71,9 +75,11 @@ export const api = {
   addKeys: (upstreamId: string, text: string) => request<AddKeysResponse>("POST", "/keys", { upstreamId, text }),
   importSeed: (upstreamId: string, tokens: unknown[]) =>
     request<{ added: number; duplicates: number; disabled: number; balances: number }>("POST", "/keys/import-seed", { upstreamId, tokens }),
-  updateKey: (id: string, patch: Partial<Pick<KeyView, "enabled" | "weight" | "models" | "note">>) => request<unknown>("PATCH", `/keys/${id}`, patch),
+  updateKey: (id: string, patch: Partial<Pick<KeyView, "enabled" | "weight" | "models" | "note" | "limits">>) =>
+    request<unknown>("PATCH", `/keys/${id}`, patch),
   batchKeys: (action: "enable" | "disable" | "delete" | "probe", ids: string[]) =>
     request<{ matched: number; changed?: number }>("POST", "/keys/batch", { action, ids }),
+  setKeyLimits: (ids: string[], limits: Limits) => request<{ matched: number; changed: number }>("POST", "/keys/batch", { action: "limits", ids, limits }),
   upstreams: () => request<{ data: (UpstreamView & { keys: number })[] }>("GET", "/upstreams"),
   createUpstream: (body: { name: string; baseUrl: string; kind: string; models: string[] }) => request<{ id: string }>("POST", "/upstreams", body),
   updateUpstream: (id: string, patch: Partial<UpstreamView>) => request<UpstreamView>("PATCH", `/upstreams/${id}`, patch),

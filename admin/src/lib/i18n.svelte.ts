@@ -41,6 +41,19 @@ export const fmt = {
       minute: "2-digit",
       second: "2-digit",
     }).format(ts),
+  /** Counts in full up to 99,999, short beyond: 1,250,000 → 1.3M (万 in Chinese). */
+  compact: (n: number) =>
+    new Intl.NumberFormat(i18n.locale === "zh" ? "zh-CN" : "en-US", n < 100_000 ? {} : { notation: "compact", maximumFractionDigits: 1 }).format(n),
+  /** A moment ahead, with its zone: the time if it is today, else the day too ("Dec 5, 00:00 PST"). */
+  until: (ts: number) => {
+    const sameDay = new Date(ts).toDateString() === new Date().toDateString();
+    return new Intl.DateTimeFormat(i18n.locale === "zh" ? "zh-CN" : "en-US", {
+      ...(sameDay ? {} : { month: "short", day: "numeric" }),
+      hour: "2-digit",
+      minute: "2-digit",
+      timeZoneName: "short",
+    }).format(ts);
+  },
   percent: (x: number | null) => (x === null ? "—" : `${(x * 100).toFixed(1)}%`),
   ms: (x: number | null) => (x === null ? "—" : `${Math.round(x)} ms`),
 };
