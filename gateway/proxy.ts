@@ -1,6 +1,7 @@
 import {
   DEFAULT_DAY,
   EVENT_VERSION,
+  MINUTE_MS,
   effectiveLimits,
   nextDayReset,
   providerKinds,
@@ -175,7 +176,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     tried.add(key.id);
     // In flight and counted against the key's windows from the moment it is chosen, before anything
     // awaits: requests choosing meanwhile see it (a key on trial takes one, a nearly full window fills).
-    const release = deps.observations.begin(key.id);
+    const release = deps.observations.begin(key.id, ctx.now);
     let sentWith: SendCount | undefined;
     const charged = tracksCapacity(pool.index, key, ctx) ? ((needed as Need | null)?.tokens ?? 0) : null;
     if (charged !== null) sentWith = deps.observations.capacity.record(key.id, charged, ctx.now);
@@ -239,7 +240,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     record.status = res.status;
     record.ttfbMs = sent.ttfbMs;
     record.retryAfterMs = readRetryAfterMs(res.headers, deps.now());
-    record.rateLimit = readRateLimitHeaders(res.headers, deps.now());
+    record.rateLimit = settings.learnLimits ? readRateLimitHeaders(res.headers, deps.now()) : null;
     if (record.rateLimit) deps.observations.capacity.learn(key.id, record.rateLimit, deps.now(), sentWith);
     if (res.ok) {
       const onEnd = (result: RelayResult) => {
@@ -293,6 +294,14 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
       const until = quotaResetAt(record, pool.index, key, deps.now());
       verdict.blockMs = Math.max(0, until - deps.now());
       record.retryAfterMs = Math.max(0, until - record.startedAt);
+    }
+    if (verdict.outcome === "rate_limited" && !verdict.quota && settings.learnLimits && !record.rateLimit?.requests) {
+      // Refused with nothing said of the window: take what was sent with the key this minute, less this one,
+      // as its limit until the window resets (the Retry-After, else the next minute) and for one window after.
+      const now = deps.now();
+      const limit = Math.max(1, deps.observations.sentThisMinute(key.id, now) - 1);
+      const resetMs = record.retryAfterMs ?? MINUTE_MS - (now % MINUTE_MS);
+      deps.observations.capacity.learn(key.id, { requests: { limit, remaining: 0, resetMs }, tokens: null }, now, sentWith);
     }
     hold(deps.observations, key.id, verdict, deps.now());
     lastFailure = { status: res.status, headers: res.headers, text };

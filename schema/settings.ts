@@ -36,6 +36,11 @@ export const settingsSchema = z.object({
   coolingWaitMs: z.number().int().min(0).max(60_000).default(5_000),
   /** A 429 without Retry-After cools its key this long. */
   defaultCooldownMs: z.number().int().min(1_000).max(3_600_000).default(20_000),
+  /**
+   * Learn keys' limits from what providers say — their rate-limit headers, and a 429's count — and schedule by
+   * them (configured limits apply either way). Off: a key is only cooled when refused, as before Keypool knew limits.
+   */
+  learnLimits: z.boolean().default(true),
   /** This many 5xx/network failures since the key's last success… */
   failureThreshold: z.number().int().min(1).max(16).default(5),
   /** …within this window make the key `failing` (out of rotation until a probe or request succeeds). */

@@ -250,7 +250,8 @@ export function headroom(
     if (resetAt <= now) {
       // The window has begun again: its whole limit, less what this isolate sent since (by the second, so
       // a little more). Spent before anyone answered: wait for the answers out to say when it resets next.
-      if (!word.limit) continue;
+      // A minute past the reset with no newer word, the reading is too old to say anything.
+      if (!word.limit || now >= resetAt + MINUTE_MS) continue;
       const since = ledger.sentSince(keyId, resetAt);
       const remaining = word.limit - (word === learned.requests ? since.requests : since.tokens);
       if (remaining < more) freesAt = Math.max(freesAt, now + RENEWED_WAIT_MS);

@@ -24,6 +24,9 @@ export class LocalObservations {
   private readonly inflightByKey = new Map<string, number>();
   /** Keys whose block ran out and that have not been answered since. */
   private readonly onTrial = new Set<string>();
+  /** Attempts sent with each key this UTC minute (all keys: what a 429 with nothing else to say is read against). */
+  private minuteSends = new Map<string, number>();
+  private minute = 0;
 
   /** Keeps `keyId` out of selection until `until` (epoch ms). */
   block(keyId: string, until: number): void {
@@ -76,8 +79,19 @@ export class LocalObservations {
     return this.inflightByKey.get(keyId) ?? 0;
   }
 
-  /** Marks one request as started on the key; call the returned function when it ends. */
-  begin(keyId: string): () => void {
+  /** Attempts this isolate sent with the key in the UTC minute of `now`. */
+  sentThisMinute(keyId: string, now: number): number {
+    return Math.floor(now / 60_000) === this.minute ? (this.minuteSends.get(keyId) ?? 0) : 0;
+  }
+
+  /** Marks one request as started on the key at `now`; call the returned function when it ends. */
+  begin(keyId: string, now: number): () => void {
+    const minute = Math.floor(now / 60_000);
+    if (minute !== this.minute) {
+      this.minute = minute;
+      this.minuteSends = new Map();
+    }
+    this.minuteSends.set(keyId, (this.minuteSends.get(keyId) ?? 0) + 1);
     this.inflightByKey.set(keyId, this.inflight(keyId) + 1);
     let done = false;
     return () => {

@@ -121,7 +121,7 @@ describe("selectKey", () => {
     observations.block("a", 2_000);
     expect(selectKey(index, "m", ctx(1_500))).toBeNull();
     expect(selectKey(index, "m", ctx(2_001))?.id).toBe("a");
-    const done = observations.begin("a");
+    const done = observations.begin("a", 2_002);
     // The trial request is out: the next one waits a moment for its answer instead of piling on.
     expect(selectKey(index, "m", ctx(2_002))).toBeNull();
     expect(explainNoKey(index, "m", ctx(2_002))).toEqual({ kind: "cooling", until: 2_252 });
@@ -129,7 +129,7 @@ describe("selectKey", () => {
     expect(selectKey(index, "m", ctx(2_003))?.id).toBe("a");
     done();
     // Unblocked keys are never on trial: any number may go at once.
-    const other = observations.begin("a");
+    const other = observations.begin("a", 2_002);
     expect(selectKey(index, "m", ctx(2_004))?.id).toBe("a");
     other();
   });

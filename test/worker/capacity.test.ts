@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { FAKE_BASE_URL, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
 import { env } from "cloudflare:workers";
 import { USAGE_KV_KEY, newEventId, type StatsHeadroom } from "../../schema";
+import { isolate } from "../fixtures/workers/gateway";
 import { admin, adminToken, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForSnapshot } from "./helpers";
 
 const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
@@ -185,6 +186,31 @@ describe("scheduling by capacity", () => {
     const midnight = Math.ceil((Date.now() + 1) / 86_400_000) * 86_400_000;
     expect(Math.abs(Number(refused.headers.get("retry-after")) - (midnight - Date.now()) / 1000)).toBeLessThanOrEqual(2);
     expect(fake.calls).toHaveLength(0);
+  });
+
+  it("reads a 429 that says nothing as the key's limit for its window: what it was sent this minute, less the refused one", async () => {
+    const key = uniqueKey("silent");
+    const pool = await createPool(FAKE_BASE_URL, [key]);
+    let served = 0;
+    const fake = installFakeUpstream({
+      [key]: () =>
+        ++served <= 4
+          ? answer({})
+          : new Response(JSON.stringify({ error: { message: "Too many requests", type: "rate_limit_error", param: null, code: null } }), { status: 429 }),
+    });
+    fakes.set(fake.restore);
+    // Clear of the end of a minute, so the five land in one.
+    const intoMinute = Date.now() % 60_000;
+    if (intoMinute > 50_000) await new Promise((r) => setTimeout(r, 60_500 - intoMinute));
+    for (let i = 0; i < 4; i++) expect((await chat(pool.clientKey, chatBody(pool.model))).status).toBe(200);
+    const refused = await chat(pool.clientKey, chatBody(pool.model));
+    expect(refused.status).toBe(429);
+    const id = (await keyIds(pool.upstreamId)).get(masked(key))!;
+    const nextMinute = Math.ceil(Date.now() / 60_000) * 60_000;
+    expect(isolate.observations.capacity.learned(id).requests).toMatchObject({ limit: 4, remaining: 0 });
+    expect(Math.abs(isolate.observations.capacity.learned(id).requests!.resetAt! - nextMinute)).toBeLessThanOrEqual(1_000);
+    // The client is told when the key frees: its cooldown, the setting's 20 s by default.
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(19);
   });
 
   it("prefers the key with more of its window left, so limited keys run down together", async () => {

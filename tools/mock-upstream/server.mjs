@@ -19,8 +19,9 @@
  * daily quota of requests and tokens (the UTC day), answering 429 with the
  * bodies OpenAI sends for a rate limit and for a spent quota; with `headers`
  * it sends the x-ratelimit-* headers of the window and Retry-After on a 429,
- * without them nothing says when to come back (as some providers do).
- * `stats.limited` counts those 429s; `stats.served` what each key was served.
+ * with `headers: "retry-after"` only the latter, without them nothing says when
+ * to come back (as some providers do). `stats.limited` counts those 429s,
+ * `stats.limitedByKey` each key's by window start; `stats.served` what each key was served.
  * It serves chat completions (JSON, SSE, tool calls), completions, responses,
  * embeddings, moderations, rerank, image generation and edits, transcriptions,
  * translations and speech. `GET /__mock/stats` reports what it served, so tests
@@ -32,7 +33,7 @@ import { seeded } from "../seeded.mjs";
 
 /**
  * A key's limits as the mock enforces them: per window (`windowMs`, a minute by default) and per UTC day; `headers` sends the rate-limit headers.
- * @typedef {{ requests?: number, tokens?: number, windowMs?: number, dailyRequests?: number, dailyTokens?: number, headers?: boolean }} MockLimits
+ * @typedef {{ requests?: number, tokens?: number, windowMs?: number, dailyRequests?: number, dailyTokens?: number, headers?: boolean | "retry-after" }} MockLimits
  */
 /** @typedef {{ mode?: "ok" | "rate_limit" | "unauthorized" | "no_balance" | "server_error" | "drop", retryAfterSeconds?: number, delayMs?: number, chunkDelayMs?: number, omitUsage?: boolean, words?: number, faultRate?: number, stallMs?: number, limits?: MockLimits }} KeyBehavior */
 /**
@@ -41,7 +42,7 @@ import { seeded } from "../seeded.mjs";
  */
 /**
  * What the mock has served so far.
- * @typedef {{ requests: number, byKey: Record<string, number>, promptTokens: number, completionTokens: number, totalTokens: number, reportedTokens: number, cancelledStreams: number, faults: Record<string, number>, headerNames: Record<string, number>, lastBody: unknown, limited: { window: number, day: number }, served: Record<string, { requests: number, tokens: number, maxWindowRequests: number, maxWindowTokens: number }> }} MockStats
+ * @typedef {{ requests: number, byKey: Record<string, number>, promptTokens: number, completionTokens: number, totalTokens: number, reportedTokens: number, cancelledStreams: number, faults: Record<string, number>, headerNames: Record<string, number>, lastBody: unknown, limited: { window: number, day: number }, limitedByKey: Record<string, Record<string, number>>, served: Record<string, { requests: number, tokens: number, maxWindowRequests: number, maxWindowTokens: number }> }} MockStats
  */
 /**
  * A request body as the endpoints read it: JSON, or a multipart form's fields.
@@ -365,13 +366,15 @@ function errorBody(message, type, code) {
 const DAY = 86_400_000;
 
 /**
- * A duration the way OpenAI writes its resets: `1m2.5s`, `0.8s`, `120ms`.
+ * A duration the way OpenAI writes its resets (`1m2.5s`, `0.8s`, `120ms`),
+ * rounded up to the millisecond so a client that trusts it is never early.
  * @param {number} ms
  */
 function goDuration(ms) {
-  if (ms < 1000) return `${Math.max(1, Math.ceil(ms))}ms`;
-  const minutes = Math.floor(ms / 60_000);
-  const seconds = Math.round((ms % 60_000) / 100) / 10;
+  const total = Math.max(1, Math.ceil(ms));
+  if (total < 1000) return `${total}ms`;
+  const minutes = Math.floor(total / 60_000);
+  const seconds = (total % 60_000) / 1000;
   return minutes > 0 ? `${minutes}m${seconds}s` : `${seconds}s`;
 }
 
@@ -383,7 +386,7 @@ function goDuration(ms) {
  * @param {number} tokens the request's tokens (prompt and completion, known in advance here)
  * @param {string} model
  * @param {number} now
- * @returns {{ refuse: { body: unknown, headers: Record<string, string>, kind: "window" | "day" } | null, headers: Record<string, string> }}
+ * @returns {{ refuse: { body: unknown, headers: Record<string, string>, kind: "window" | "day", windowStart: number } | null, headers: Record<string, string> }}
  */
 function applyLimits(limits, state, tokens, model, now) {
   const windowMs = limits.windowMs ?? 60_000;
@@ -394,7 +397,7 @@ function applyLimits(limits, state, tokens, model, now) {
   const resetMs = windowStart + windowMs - now;
   /** @param {number} requests @param {number} used */
   const headers = (requests, used) =>
-    limits.headers
+    limits.headers === true
       ? {
           ...(limits.requests !== undefined
             ? {
@@ -417,6 +420,7 @@ function applyLimits(limits, state, tokens, model, now) {
     return {
       refuse: {
         kind: "day",
+        windowStart: day * DAY,
         body: errorBody("You exceeded your current quota, please check your plan and billing details.", "insufficient_quota", "insufficient_quota"),
         headers: limits.headers ? { "retry-after": String(Math.ceil(untilTomorrow / 1000)) } : {},
       },
@@ -428,6 +432,7 @@ function applyLimits(limits, state, tokens, model, now) {
     return {
       refuse: {
         kind: "day",
+        windowStart: day * DAY,
         body: errorBody(message, "tokens", "rate_limit_exceeded"),
         headers: limits.headers ? { "retry-after": String(Math.ceil(untilTomorrow / 1000)) } : {},
       },
@@ -442,6 +447,7 @@ function applyLimits(limits, state, tokens, model, now) {
     return {
       refuse: {
         kind: "window",
+        windowStart,
         body: errorBody(message, what, "rate_limit_exceeded"),
         headers: limits.headers ? { ...headers(state.requests, state.tokens), "retry-after": String(Math.ceil(resetMs / 1000)) } : {},
       },
@@ -475,8 +481,9 @@ export async function startMockUpstream(options = {}) {
     /** How many requests carried each header name (lower case): shows which headers a gateway forwards. */
     headerNames: /** @type {Record<string, number>} */ ({}),
     lastBody: /** @type {unknown} */ (null),
-    /** 429s the mock's enforced limits answered: a window's, a day's. */
+    /** 429s the mock's enforced limits answered: a window's, a day's; and by key, by the start of the window refused. */
     limited: { window: 0, day: 0 },
+    limitedByKey: /** @type {MockStats["limitedByKey"]} */ ({}),
     /** Per key under limits: requests and tokens served, and the most in one window. */
     served: /** @type {MockStats["served"]} */ ({}),
   };
@@ -514,6 +521,7 @@ export async function startMockUpstream(options = {}) {
           headerNames: {},
           lastBody: null,
           limited: { window: 0, day: 0 },
+          limitedByKey: {},
           served: {},
         });
         limitStates.clear();
@@ -569,6 +577,8 @@ export async function startMockUpstream(options = {}) {
         const checked = applyLimits(b.limits, state, tokens, body.model, Date.now());
         if (checked.refuse) {
           stats.limited[checked.refuse.kind]++;
+          const byWindow = (stats.limitedByKey[key] ??= {});
+          byWindow[checked.refuse.windowStart] = (byWindow[checked.refuse.windowStart] ?? 0) + 1;
           return sendJson(res, 429, checked.refuse.body, checked.refuse.headers);
         }
         const served = (stats.served[key] ??= { requests: 0, tokens: 0, maxWindowRequests: 0, maxWindowTokens: 0 });

@@ -170,6 +170,7 @@ const en = {
   "settings.requestDeadlineMs": "Request deadline",
   "settings.coolingWaitMs": "Wait for a cooling key at most",
   "settings.defaultCooldownMs": "Cooldown after a 429 without Retry-After",
+  "settings.learnLimits": "Learn keys' limits from the providers' rate-limit headers and 429s",
   "settings.failureThreshold": "Failures that make a key failing",
   "settings.failureWindowMs": "…within",
   "settings.probeBudget": "Probes per scheduler run",

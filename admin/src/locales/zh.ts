@@ -172,6 +172,7 @@ const zh: Record<keyof typeof en, string> = {
   "settings.requestDeadlineMs": "请求总时限",
   "settings.coolingWaitMs": "等待冷却密钥的最长时间",
   "settings.defaultCooldownMs": "429 未给出 Retry-After 时的冷却时间",
+  "settings.learnLimits": "从服务商的限流响应头和 429 中学习密钥限额",
   "settings.failureThreshold": "判定故障的失败次数",
   "settings.failureWindowMs": "……在此时间内",
   "settings.probeBudget": "每次调度的检测数",
