@@ -297,11 +297,11 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     }
     if (verdict.outcome === "rate_limited" && !verdict.quota && settings.learnLimits && !record.rateLimit?.requests) {
       // Refused with nothing said of the window: take what was sent with the key this minute, less this one,
-      // as its limit until the window resets (the Retry-After, else the next minute) and for one window after.
+      // as its limit per minute from when the window resets (the Retry-After, else the next minute).
       const now = deps.now();
       const limit = Math.max(1, deps.observations.sentThisMinute(key.id, now) - 1);
       const resetMs = record.retryAfterMs ?? MINUTE_MS - (now % MINUTE_MS);
-      deps.observations.capacity.learn(key.id, { requests: { limit, remaining: 0, resetMs }, tokens: null }, now, sentWith);
+      deps.observations.capacity.learn(key.id, { requests: { limit, remaining: 0, resetMs }, tokens: null }, now, sentWith, MINUTE_MS);
     }
     hold(deps.observations, key.id, verdict, deps.now());
     lastFailure = { status: res.status, headers: res.headers, text };

@@ -10,9 +10,6 @@ import { DEFAULT_DAY, MINUTE_MS, dayWindowStart, nextDayReset, type KeyUsage, ty
 /** How long the isolate remembers what it sent with a key: well past a minute window and a usage refresh. */
 export const LEDGER_MS = 5 * MINUTE_MS;
 
-/** How long a key whose renewed window this isolate already spent waits for a fresh reading. */
-const RENEWED_WAIT_MS = 1_000;
-
 /** What a key's windows say of one more request: when it may be sent (`now` or earlier: at once), and the share of its tightest window still free. */
 export interface Headroom {
   freesAt: number;
@@ -28,6 +25,8 @@ export interface SendCount {
 /** A provider's word read here, with the key's send totals as they stood when the request that brought it was sent. */
 export interface LocalReading extends UsageReading {
   sent: SendCount;
+  /** For a limit read from a 429 that said nothing else: the window it is taken to repeat every (ms). */
+  windowMs?: number;
 }
 
 interface KeyLedger {
@@ -141,12 +140,19 @@ export class CapacityLedger {
    * sent, so what went out after it is known exactly (by the second, it would
    * count the request itself and its neighbours again).
    */
-  learn(keyId: string, reading: RateLimitReading, at: number, sent?: SendCount): void {
+  learn(keyId: string, reading: RateLimitReading, at: number, sent?: SendCount, windowMs?: number): void {
     const e = this.entry(keyId);
     for (const w of ["requests", "tokens"] as const) {
       const r = reading[w];
       if (!r) continue;
-      const next = { at, limit: r.limit, remaining: r.remaining, resetAt: r.resetMs === null ? null : at + r.resetMs, sent: sent ?? { ...e.total } };
+      const next: LocalReading = {
+        at,
+        limit: r.limit,
+        remaining: r.remaining,
+        resetAt: r.resetMs === null ? null : at + r.resetMs,
+        sent: sent ?? { ...e.total },
+      };
+      if (windowMs !== undefined) next.windowMs = windowMs;
       if (newer(next, e[w])) e[w] = next;
       this.anyWord = true;
     }
@@ -248,13 +254,18 @@ export function headroom(
     if (!word || word.remaining === null) continue;
     const resetAt = word.resetAt ?? word.at + MINUTE_MS;
     if (resetAt <= now) {
-      // The window has begun again: its whole limit, less what this isolate sent since (by the second, so
-      // a little more). Spent before anyone answered: wait for the answers out to say when it resets next.
-      // A minute past the reset with no newer word, the reading is too old to say anything.
-      if (!word.limit || now >= resetAt + MINUTE_MS) continue;
-      const since = ledger.sentSince(keyId, resetAt);
+      // The window has begun again: its whole limit, less what this isolate sent since (by the second, so a
+      // little more), until it too is spent. A provider's word is good for one window (its next answer says
+      // more); a limit read from a 429 rolls on, a minute at a time, as far back as the ledger remembers.
+      if (!word.limit) continue;
+      const rollsEvery = (word as Partial<LocalReading>).windowMs;
+      const rolling = rollsEvery !== undefined;
+      const windowMs = rollsEvery ?? MINUTE_MS;
+      if (now >= resetAt + (rolling ? LEDGER_MS - windowMs : windowMs)) continue;
+      const start = resetAt + Math.floor((now - resetAt) / windowMs) * windowMs;
+      const since = ledger.sentSince(keyId, start);
       const remaining = word.limit - (word === learned.requests ? since.requests : since.tokens);
-      if (remaining < more) freesAt = Math.max(freesAt, now + RENEWED_WAIT_MS);
+      if (remaining < more) freesAt = Math.max(freesAt, start + windowMs);
       fraction = Math.min(fraction, Math.max(0, remaining / word.limit));
       continue;
     }

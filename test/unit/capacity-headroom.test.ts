@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { CapacityLedger, LEDGER_MS, headroom } from "../../gateway/logic/capacity";
-import type { KeyUsage, Limits, UsageReading } from "../../schema";
+import { MINUTE_MS, type KeyUsage, type Limits, type UsageReading } from "../../schema";
 
 const T0 = Date.UTC(2026, 11, 4, 12, 0, 0); // a minute boundary, 04:00 in Los Angeles
 const none: { requests: UsageReading | null; tokens: UsageReading | null } = { requests: null, tokens: null };
@@ -104,8 +104,25 @@ describe("headroom against the provider's own word", () => {
     const learned = { requests: word, tokens: null };
     expect(room({}, undefined, ledger, T0 + 11_000, 1, learned)).toMatchObject({ freesAt: -Infinity, fraction: 1 });
     for (let i = 0; i < 3; i++) ledger.record("k", 0, T0 + 11_000 + i);
-    // Spent before any answer said more: wait a moment for one.
-    expect(room({}, undefined, ledger, T0 + 11_500, 1, learned).freesAt).toBe(T0 + 12_500);
+    // Spent before any answer said more: until that window, a minute, is over (an answer may say otherwise sooner).
+    expect(room({}, undefined, ledger, T0 + 11_500, 1, learned).freesAt).toBe(T0 + 70_000);
+    // A minute on, a provider's word says nothing more.
+    expect(room({}, undefined, ledger, T0 + 70_000, 1, learned).freesAt).toBe(-Infinity);
+  });
+
+  it("rolls a limit read from a 429 on, a minute at a time, as far as the ledger remembers", () => {
+    const ledger = new CapacityLedger();
+    ledger.learn("k", { requests: { limit: 2, remaining: 0, resetMs: 30_000 }, tokens: null }, T0 + 30_000, undefined, MINUTE_MS);
+    const learned = ledger.learned("k");
+    expect(room({}, undefined, ledger, T0 + 40_000, 1, learned).freesAt).toBe(T0 + 60_000);
+    for (let i = 0; i < 2; i++) ledger.record("k", 0, T0 + 61_000 + i);
+    expect(room({}, undefined, ledger, T0 + 62_500, 1, learned).freesAt).toBe(T0 + 120_000);
+    // Two minutes later, the third window: two sent in it, then full again.
+    expect(room({}, undefined, ledger, T0 + 185_000, 1, learned).freesAt).toBe(-Infinity);
+    for (let i = 0; i < 2; i++) ledger.record("k", 0, T0 + 186_000 + i);
+    expect(room({}, undefined, ledger, T0 + 187_500, 1, learned).freesAt).toBe(T0 + 240_000);
+    // Past what the ledger remembers, it is forgotten.
+    expect(room({}, undefined, ledger, T0 + 60_000 + LEDGER_MS, 1, learned).freesAt).toBe(-Infinity);
   });
 
   it("takes off what this isolate sent after the reading", () => {
