@@ -26,6 +26,8 @@ export const keyUsageTupleSchema = z.tuple([
   // The provider's latest word on its requests and tokens windows.
   usageReadingSchema.nullable(),
   usageReadingSchema.nullable(),
+  // The latest attempt with the key the counts hold (when it was sent, epoch ms; absent from a usage written before it was published).
+  z.number().optional(),
 ]);
 
 export const poolUsageSchema = z.object({
@@ -56,6 +58,11 @@ export interface KeyUsage {
   day: { requests: number; tokens: number };
   requests: UsageReading | null;
   tokens: UsageReading | null;
+  /**
+   * When the latest attempt with the key that the counts hold was sent (0: none,
+   * or not known): an isolate counts its own sends after it, exactly.
+   */
+  countedTo: number;
 }
 
 const reading = (t: z.infer<typeof usageReadingSchema> | null): UsageReading | null => (t ? { at: t[0], limit: t[1], remaining: t[2], resetAt: t[3] } : null);
@@ -72,6 +79,7 @@ export function keyUsageOf(t: z.infer<typeof keyUsageTupleSchema>): KeyUsage {
     day: { requests: t[7], tokens: t[8] },
     requests: reading(t[9]),
     tokens: reading(t[10]),
+    countedTo: t[11] ?? 0,
   };
 }
 
@@ -89,5 +97,6 @@ export function keyUsageTuple(u: KeyUsage): z.infer<typeof keyUsageTupleSchema> 
     u.day.tokens,
     tuple(u.requests),
     tuple(u.tokens),
+    u.countedTo,
   ];
 }

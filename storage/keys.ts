@@ -291,6 +291,15 @@ export interface CapacityKeyRow {
 }
 
 /**
+ * Per key of `keyIds` (a JSON array): when the latest attempt the consumer has
+ * folded was sent (`last_used_at`), for the caller's batch — read in one
+ * transaction with the rollups, it says exactly which attempts they hold.
+ */
+export function selectLastUsed(db: D1Database, keyIds: string): D1PreparedStatement {
+  return db.prepare(`SELECT key_id, last_used_at FROM key_health WHERE key_id IN (SELECT value FROM json_each(?1))`).bind(keyIds);
+}
+
+/**
  * Every enabled key with a limit configured (on it or its upstream), or whose
  * provider's latest word says less than `share` of a window is left and the
  * window has not reset by `now` (or nothing is left, where no limit is said):

@@ -10,6 +10,9 @@ import { DEFAULT_DAY, MINUTE_MS, dayWindowStart, nextDayReset, type KeyUsage, ty
 /** How long the isolate remembers what it sent with a key: well past a minute window and a usage refresh. */
 export const LEDGER_MS = 5 * MINUTE_MS;
 
+/** How many of a key's latest sends the isolate keeps to the millisecond: enough to count exactly after the pool's count was made. */
+export const RECENT_SENDS = 512;
+
 /** What a key's windows say of one more request: when it may be sent (`now` or earlier: at once), and the share of its tightest window still free. */
 export interface Headroom {
   freesAt: number;
@@ -34,6 +37,10 @@ interface KeyLedger {
   sends: number[];
   /** Everything sent with the key since the isolate began: reading totals apart gives what was sent after a reading, exactly. */
   total: SendCount;
+  /** When each of the key's latest requests went out (ms), oldest first, for at most the ledger's horizon and `RECENT_SENDS` of them. */
+  recent: number[];
+  /** Every request sent at or after this moment is in `recent` (the latest one forgotten was before it). */
+  recentFrom: number;
   requests: LocalReading | null;
   tokens: LocalReading | null;
 }
@@ -59,15 +66,22 @@ export class CapacityLedger {
 
   private entry(keyId: string): KeyLedger {
     let e = this.keys.get(keyId);
-    if (!e) this.keys.set(keyId, (e = { sends: [], total: { requests: 0, tokens: 0 }, requests: null, tokens: null }));
+    if (!e) this.keys.set(keyId, (e = { sends: [], total: { requests: 0, tokens: 0 }, recent: [], recentFrom: -Infinity, requests: null, tokens: null }));
     return e;
   }
 
   /** Records one request sent with the key at `at`, counting `tokens` for it; returns the key's send totals with it. */
   record(keyId: string, tokens: number, at: number): SendCount {
     this.add(keyId, 1, tokens, at);
-    const total = this.entry(keyId).total;
-    return { requests: total.requests, tokens: total.tokens };
+    const e = this.entry(keyId);
+    const recent = e.recent;
+    let i = recent.length;
+    while (i > 0 && recent[i - 1]! > at) i--;
+    recent.splice(i, 0, at);
+    let drop = 0;
+    while (drop < recent.length && (recent.length - drop > RECENT_SENDS || recent[drop]! < at - LEDGER_MS)) drop++;
+    if (drop > 0) e.recentFrom = recent.splice(0, drop)[drop - 1]! + 1;
+    return { requests: e.total.requests, tokens: e.total.tokens };
   }
 
   /** Adds `tokens` (more, or fewer when negative) to what the key was charged at `at`: the answer's usage, once known. */
@@ -107,6 +121,20 @@ export class CapacityLedger {
       tokens += sends[i + 2]!;
     }
     return { requests, tokens };
+  }
+
+  /**
+   * How many requests this isolate sent with the key after `t` (ms), exactly;
+   * null when it no longer remembers its sends that far back to the millisecond.
+   */
+  requestsAfter(keyId: string, t: number): number | null {
+    const e = this.keys.get(keyId);
+    if (!e) return 0;
+    if (e.recentFrom > t + 1) return null;
+    const recent = e.recent;
+    let i = recent.length;
+    while (i > 0 && recent[i - 1]! > t) i--;
+    return recent.length - i;
   }
 
   /** What this isolate sent with the key in the minute starting at `start` (as far back as it remembers). */
@@ -192,7 +220,8 @@ export interface Need {
  *   this isolate's own sends of the last 60 seconds exactly; a full window
  *   frees when that estimate first leaves room (see `minuteFreesAt`).
  * - Configured per-day limits count the pool's day so far plus this isolate's
- *   sends since; a full day frees when the provider's day resets.
+ *   requests sent after the latest attempt that count holds (to the
+ *   millisecond); a full day frees when the provider's day resets.
  * - The provider's own word (remaining until a reset), minus what this isolate
  *   sent since it was read, frees at its reset.
  */
@@ -238,7 +267,13 @@ export function headroom(
     const start = dayWindowStart(rule, now);
     // The pool's count covers this day only if it was made in it; a rolling day is approximated by the count as made.
     const sameDay = usage !== undefined && (rule.reset === "rolling" || usage.dayStart === start);
-    const local = ledger.sentSince(keyId, sameDay ? usageAt : start);
+    const from = sameDay ? usageAt : start;
+    const bySecond = ledger.sentSince(keyId, from);
+    // Requests: when the count says which attempt it holds last, exactly those sent after it (by the second,
+    // one sent in the second the count was made would count twice, and a key one short of its day look
+    // spent until midnight). Tokens by the second: an answer's usage is charged when it arrives.
+    const after = sameDay && usage!.countedTo > 0 ? ledger.requestsAfter(keyId, Math.max(usage!.countedTo, start - 1)) : null;
+    const local = { requests: after ?? bySecond.requests, tokens: bySecond.tokens };
     const used = { requests: (sameDay ? usage!.day.requests : 0) + local.requests, tokens: (sameDay ? usage!.day.tokens : 0) + local.tokens };
     const reset = nextDayReset(rule, now);
     check(used.requests, 1, limits.rpd, reset);

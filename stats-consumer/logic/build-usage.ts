@@ -40,6 +40,8 @@ export function dayStarts(keys: CapacityKeyRow[], now: number): Map<string, numb
 export interface UsageCounts {
   minutes: Map<string, Map<number, { requests: number; tokens: number }>>;
   days: Map<string, { requests: number; tokens: number }>;
+  /** When the latest attempt the counts hold was sent, by key. */
+  countedTo: Map<string, number>;
 }
 
 export function buildPoolUsage(keys: CapacityKeyRow[], counts: UsageCounts, version: number, now: number): PoolUsage {
@@ -62,6 +64,7 @@ export function buildPoolUsage(keys: CapacityKeyRow[], counts: UsageCounts, vers
       day: counts.days.get(k.keyId) ?? zero,
       requests,
       tokens,
+      countedTo: counts.countedTo.get(k.keyId) ?? 0,
     });
   }
   return { version, generatedAt: now, keys: out };

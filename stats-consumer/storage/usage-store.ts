@@ -1,30 +1,36 @@
 import { MINUTE_MS, NEARLY_SPENT, USAGE_KV_KEY, minuteStart } from "../../schema";
-import { readCapacityKeys } from "../../storage/keys";
+import { readCapacityKeys, selectLastUsed } from "../../storage/keys";
 import { selectKeyMinutes, selectKeyUsageSince, type KeyCounts } from "../../storage/rollups";
 import { claimUsagePublish, claimUsageVersion, readUsagePublishedKeys, recordUsagePublishedKeys, takeUsageVersion } from "../../storage/snapshot-meta";
 import { buildPoolUsage, dayStarts, type UsageCounts } from "../logic/build-usage";
 
 /** KV allows one write a second to a key. */
-const USAGE_INTERVAL_MS = 1_000;
+export const USAGE_INTERVAL_MS = 1_000;
 
 /**
  * Publishes the pool's usage against its keys' limits (KV `usage:v1`) unless
- * another consumer did within the last second — the next batch then will. A
- * pool without limits writes it once, empty. Returns the version written, if any.
+ * another consumer did within the last second: then it returns "recent", and
+ * what was committed before the call is published by the first claim a second
+ * from now (the caller's, if nobody else's). A pool without limits writes it
+ * once, empty. Returns the version written, if any.
  */
-export async function publishUsage(db: D1Database, kv: KVNamespace, now: number): Promise<number | null> {
-  if (!(await claimUsagePublish(db, now, USAGE_INTERVAL_MS))) return null;
+export async function publishUsage(db: D1Database, kv: KVNamespace, now: number): Promise<number | "recent" | null> {
+  if (!(await claimUsagePublish(db, now, USAGE_INTERVAL_MS))) return "recent";
   const keys = await readCapacityKeys(db, now, NEARLY_SPENT);
   const starts = dayStarts(keys, now);
   const groups = new Map<number, string[]>();
   for (const [keyId, start] of starts) groups.set(start, [...(groups.get(start) ?? []), keyId]);
   const thisMinute = minuteStart(now);
-  const [version, minutes, ...days] = await db.batch<Record<string, unknown>>([
+  const ids = JSON.stringify(keys.map((k) => k.keyId));
+  // One transaction: the latest attempt folded, and the counts that hold exactly the attempts up to it.
+  const [version, lastUsed, minutes, ...days] = await db.batch<Record<string, unknown>>([
     takeUsageVersion(db),
-    selectKeyMinutes(db, JSON.stringify(keys.map((k) => k.keyId)), thisMinute - MINUTE_MS),
+    selectLastUsed(db, ids),
+    selectKeyMinutes(db, ids, thisMinute - MINUTE_MS),
     ...[...groups].flatMap(([start, ids]) => selectKeyUsageSince(db, JSON.stringify(ids), start)),
   ]);
-  const counts: UsageCounts = { minutes: new Map(), days: new Map() };
+  const counts: UsageCounts = { minutes: new Map(), days: new Map(), countedTo: new Map() };
+  for (const r of (lastUsed?.results ?? []) as unknown as { key_id: string; last_used_at: number }[]) counts.countedTo.set(r.key_id, Number(r.last_used_at));
   for (const r of (minutes?.results ?? []) as unknown as (KeyCounts & { bucket: number })[]) {
     const byBucket = counts.minutes.get(r.key_id) ?? new Map<number, { requests: number; tokens: number }>();
     byBucket.set(r.bucket, { requests: r.requests, tokens: r.tokens });

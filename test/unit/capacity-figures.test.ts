@@ -17,6 +17,7 @@ function usage(over: Partial<KeyUsage> = {}): KeyUsage {
     day: { requests: 0, tokens: 0 },
     requests: null,
     tokens: null,
+    countedTo: 0,
     ...over,
   };
 }

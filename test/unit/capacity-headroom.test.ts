@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CapacityLedger, LEDGER_MS, headroom } from "../../gateway/logic/capacity";
+import { CapacityLedger, LEDGER_MS, RECENT_SENDS, headroom } from "../../gateway/logic/capacity";
 import { MINUTE_MS, type KeyUsage, type Limits, type UsageReading } from "../../schema";
 
 const T0 = Date.UTC(2026, 11, 4, 12, 0, 0); // a minute boundary, 04:00 in Los Angeles
@@ -15,6 +15,7 @@ function usage(over: Partial<KeyUsage> = {}): KeyUsage {
     day: { requests: 0, tokens: 0 },
     requests: null,
     tokens: null,
+    countedTo: 0,
     ...over,
   };
 }
@@ -77,6 +78,29 @@ describe("headroom against configured limits", () => {
     expect(room({ rpd: 1_000, day }, u, undefined, now).freesAt).toBe(Date.UTC(2026, 11, 5, 8));
     // A count made in the previous day says nothing of this one.
     expect(room({ rpd: 1_000, day }, u, undefined, Date.UTC(2026, 11, 5, 9)).freesAt).toBe(-Infinity);
+  });
+
+  it("counts a day's requests sent after the latest attempt the pool's count holds, to the millisecond", () => {
+    // Three sent in one second; the count was made within it and holds the first two (the latest sent at :01.200).
+    const ledger = new CapacityLedger();
+    for (const ms of [100, 200, 700]) ledger.record("k", 0, T0 + 1_000 + ms);
+    const counted = (countedTo: number) => usage({ day: { requests: 9, tokens: 0 }, countedTo });
+    const at = (u: KeyUsage) => headroom({ rpd: 11 }, u, T0 + 1_500, none, ledger, "k", { tokens: 0 }, T0 + 2_000).freesAt;
+    // 9 counted + the one sent after = 10: room for the 11th.
+    expect(at(counted(T0 + 1_200))).toBe(-Infinity);
+    // By the second (no latest attempt known) all three count again on top of the 9: full until the day resets.
+    expect(at(counted(0))).toBe(Date.UTC(2026, 11, 5));
+    // A count whose latest attempt is from the day before holds none of today's sends: all three are added.
+    expect(at(counted(T0 - 86_400_000))).toBe(Date.UTC(2026, 11, 5));
+  });
+
+  it("counts by the second when it no longer remembers its sends to the millisecond", () => {
+    const ledger = new CapacityLedger();
+    for (let i = 0; i < RECENT_SENDS + 10; i++) ledger.record("k", 0, T0 + 1_000 + i);
+    expect(ledger.requestsAfter("k", T0 + 1_000 + RECENT_SENDS)).toBe(9);
+    // The first ten are forgotten to the millisecond: counting after one of them cannot be exact.
+    expect(ledger.requestsAfter("k", T0 + 1_005)).toBeNull();
+    expect(ledger.requestsAfter("k", T0 + 1_009)).toBe(RECENT_SENDS);
   });
 
   it("without the pool's count, still counts what this isolate sent", () => {

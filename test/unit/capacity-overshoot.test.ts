@@ -42,6 +42,7 @@ function simulate(opts: { isolates: number; perIsolatePerSecond: number; limit: 
           day: { requests: 0, tokens: 0 },
           requests: null,
           tokens: null,
+          countedTo: sends.reduce((latest, t) => (t <= counted && t > latest ? t : latest), 0),
         },
       };
       nextPublish = now + opts.publishMs;

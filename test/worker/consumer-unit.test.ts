@@ -1,4 +1,4 @@
-import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { createExecutionContext, createMessageBatch, getQueueResult, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { SNAPSHOT_KV_KEY, USAGE_KV_KEY, defaultSettings, packEvents, type AdminEvent, type AttemptEvent } from "../../schema";
@@ -47,7 +47,7 @@ function messages(bodies: unknown[]) {
 async function deliver(bodies: unknown[]) {
   const batch = createMessageBatch("keypool-events", messages(bodies));
   const ctx = createExecutionContext();
-  await consumer.queue(batch, env);
+  await consumer.queue(batch, env, ctx);
   return getQueueResult(batch, ctx);
 }
 
@@ -237,15 +237,41 @@ describe("stats consumer", () => {
     const word = (remaining: number) => ({ requests: { limit: 100, remaining, resetMs: 30_000 }, tokens: null });
     await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
     await deliver([
-      attempt("usage-client", { keyId: limited, totalTokens: 15 }),
-      attempt("usage-client", { keyId: limited, totalTokens: 15 }),
+      attempt("usage-client", { keyId: limited, totalTokens: 15, ts: now - 5 }),
+      attempt("usage-client", { keyId: limited, totalTokens: 15, ts: now - 3 }),
       attempt("usage-client", { keyId: spent, rateLimit: word(5) }),
       attempt("usage-client", { keyId: roomy, rateLimit: word(90) }),
     ]);
     const usage = await env.SNAPSHOT.get<{ version: number; keys: Record<string, unknown[]> }>(USAGE_KV_KEY, "json");
-    expect(usage?.keys[limited]).toMatchObject([expect.any(Number), 2, 30, 0, 0, expect.any(Number), expect.any(Number), 2, 30, null, null]);
+    // Last: when the latest attempt the counts hold was sent.
+    expect(usage?.keys[limited]).toMatchObject([expect.any(Number), 2, 30, 0, 0, expect.any(Number), expect.any(Number), 2, 30, null, null, now - 3]);
     expect(usage?.keys[spent]?.[9]).toMatchObject([expect.any(Number), 100, 5, expect.any(Number)]);
     expect(usage?.keys[roomy]).toBeUndefined();
+  });
+
+  it("publishes the usage of a batch that came less than a second after the last publication, once that second has passed", async () => {
+    const now = Date.now();
+    const [key, upstream] = [`usage-late-${crypto.randomUUID()}`, `usage-late-up-${crypto.randomUUID()}`];
+    await env.DB.batch([
+      env.DB.prepare(
+        "INSERT INTO upstreams (id, name, base_url, kind, models, enabled, created_at, updated_at) VALUES (?1, 'u', 'https://u.test/v1', 'custom', '[]', 1, ?2, ?2)",
+      ).bind(upstream, now),
+      env.DB.prepare(
+        "INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, limits, created_at, updated_at) VALUES (?1, ?2, 'v1.a.b', ?1, 'sk-…', ?3, ?4, ?4)",
+      ).bind(key, upstream, JSON.stringify({ rpd: 1_000 }), now),
+    ]);
+    const dayCount = async () => (await env.SNAPSHOT.get<{ keys: Record<string, number[]> }>(USAGE_KV_KEY, "json"))?.keys[key]?.[7];
+    await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
+    await deliver([attempt("usage-late", { keyId: key })]);
+    expect(await dayCount()).toBe(1);
+    // The next batch finds the last publication too recent: it is acknowledged at once, and published a second later.
+    const ctx = createExecutionContext();
+    const batch = createMessageBatch("keypool-events", messages([attempt("usage-late", { keyId: key }), attempt("usage-late", { keyId: key })]));
+    await consumer.queue(batch, env, ctx);
+    expect(await dayCount()).toBe(1);
+    await waitOnExecutionContext(ctx);
+    expect((await getQueueResult(batch, ctx)).ackAll).toBe(true);
+    expect(await dayCount()).toBe(3);
   });
 
   it("publishes a newer snapshot after an admin event, with the version in its metadata", async () => {
