@@ -19,15 +19,17 @@
  *
  * Figures per scenario: upstream 429s per 1,000 client requests, client
  * success, Keypool's own 429s and how near their Retry-After came to when the
- * pool next served (the first success after it), the spread of use across keys
+ * pool next served (the first success of a request sent after it), the spread of use across keys
  * (max ÷ min served), and the most 429s one key took in one window after its
  * first. Printed as Markdown; `--write FILE` puts it in FILE's generated section.
  *
  *   --minutes N  how long the load runs (3)   --keys N  keys per scenario (20)
  *   --rpm N  each key's requests per minute (10)   --write FILE
  *   --smoke  a few seconds, 3 keys: `npm test` runs it so the harness cannot rot (goals are not judged)
+ *   --only TEXT  only the scenarios whose name holds TEXT (not with --write)
+ *   --outcomes FILE  every client request's outcome, per scenario, as JSON (to look into a miss)
  */
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { adminSession, provisionPool } from "./lib/admin-client.mjs";
@@ -43,6 +45,9 @@ const MINUTES = numberArg("minutes", SMOKE ? 0.1 : 3);
 const KEYS = numberArg("keys", SMOKE ? 3 : 20);
 const RPM = numberArg("rpm", 10);
 const WRITE = stringArg("write");
+const ONLY = stringArg("only");
+const OUTCOMES = stringArg("outcomes");
+if (ONLY && WRITE) throw new Error("--only measures part of the table: it cannot --write it");
 const COMMAND = `npm run bench:capacity -- --minutes ${MINUTES} --keys ${KEYS} --rpm ${RPM}${SMOKE ? " --smoke" : ""}${WRITE ? ` --write ${WRITE}` : ""}`;
 const log = (/** @type {string} */ m) => console.error(`bench:capacity: ${m}`);
 
@@ -74,6 +79,8 @@ SCENARIOS.push({
   mock: { requests: RPM, dailyRequests: DAILY_QUOTA },
   keypool: { rpm: RPM, rpd: DAILY_QUOTA },
 });
+
+if (ONLY) SCENARIOS.splice(0, SCENARIOS.length, ...SCENARIOS.filter((s) => s.name.includes(ONLY)));
 
 /** One client request's outcome: when it was sent and answered, its status, and for Keypool's own 429s the Retry-After in ms. */
 /** @typedef {{ at: number, doneAt: number, status: number, retryAfterMs: number | null, keypool429: boolean }} Outcome */
@@ -114,22 +121,20 @@ async function offer(url, clientKey, model, rate, ms, random) {
 
 /**
  * How near each of Keypool's 429s came to the pool's next success: the moment its Retry-After named (from when the
- * 429 arrived) less when the first request answered after it succeeded — requests keep arriving, some waiting a
- * moment for room, so that is when the pool had room again (none: it never did in the run, and the moment is the
- * day's reset instead).
+ * 429 arrived) less when the first request sent after it succeeded — requests keep arriving, some waiting a moment
+ * for room, so that is when the pool had room again (none: it never did in the run, and the moment is the day's
+ * reset instead). A request sent before the 429 may have taken the last room and be answered after it: its success
+ * says nothing of room freeing.
  * @param {Outcome[]} outcomes
  * @param {number | null} fallback when capacity frees if no later request succeeded (epoch ms), or null to skip those
  */
 function retryAfterErrors(outcomes, fallback) {
-  const successes = outcomes
-    .filter((o) => o.status === 200)
-    .map((o) => o.doneAt)
-    .sort((a, b) => a - b);
+  const successes = outcomes.filter((o) => o.status === 200).sort((a, b) => a.doneAt - b.doneAt);
   /** @type {number[]} */
   const errors = [];
   for (const o of outcomes) {
     if (!o.keypool429 || o.retryAfterMs === null) continue;
-    const next = successes.find((t) => t > o.doneAt);
+    const next = successes.find((s) => s.at >= o.doneAt)?.doneAt;
     const freed = next ?? fallback;
     if (freed !== null) errors.push(o.doneAt + o.retryAfterMs - freed);
   }
@@ -186,6 +191,7 @@ try {
     })),
   );
 
+  if (OUTCOMES) writeFileSync(OUTCOMES, JSON.stringify(runs.map((r) => ({ scenario: r.scenario.name, outcomes: r.outcomes }))));
   const nextMidnight = Math.ceil(Date.now() / 86_400_000) * 86_400_000;
   const rows = [];
   /** @type {string[]} */
