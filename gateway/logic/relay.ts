@@ -1,5 +1,6 @@
 import { answerText, estimateTextTokens } from "./estimate-tokens";
 import { SseFramer, frameData } from "./sse-frames";
+import { MAX_KEPT_BYTES, SseTap } from "./sse-tap";
 import { readUsage, type Usage } from "./usage";
 
 /** How a relayed body ended, and what it said about usage. */
@@ -37,21 +38,10 @@ export interface Relayed {
 }
 
 /** Largest body (or sum of stream data) kept to read usage or estimate tokens from. */
-const MAX_KEPT_CHARS = 8 * 1024 * 1024;
+const MAX_KEPT_CHARS = MAX_KEPT_BYTES;
 
-const encoder = new TextEncoder();
 /** Decodes whole bodies (no `stream` option, so it keeps no state between calls). */
 const wholeDecoder = new TextDecoder();
-
-function isUsageOnlyChunk(data: string): boolean {
-  if (!data.includes('"usage"')) return false;
-  try {
-    const chunk = JSON.parse(data) as { choices?: unknown; usage?: unknown };
-    return Array.isArray(chunk.choices) && chunk.choices.length === 0 && typeof chunk.usage === "object" && chunk.usage !== null;
-  } catch {
-    return false;
-  }
-}
 
 /** Reads usage from SSE frames as they pass; keeps the data of the rest to estimate from if none comes. */
 class StreamMeter {
@@ -187,15 +177,17 @@ function allFrames(text: string): string[] {
  * needs changing and the body is bounded (a stream of tokens, or text of a
  * declared size), the client gets one branch of a `tee()` — the runtime moves
  * those bytes natively, chunk by chunk as they arrive — and the other branch is
- * read whole, natively, then parsed once for usage. Touching every chunk from
- * JavaScript costs tens of microseconds of CPU a chunk, more than forwarding
- * the rest of the request, so that is done only when bytes must change (the
- * usage chunk Keypool asked for itself) or the body may be too large to keep.
+ * read whole, natively, then parsed once for usage. Every chunk JavaScript
+ * reads costs the runtime tens of microseconds of CPU, whatever it does with
+ * it, so that is done only when bytes must change (the usage chunk Keypool
+ * asked for itself: `leavingOutUsage`) or the body may be too large to keep.
  */
 export function relayBody(upstream: ReadableStream<Uint8Array>, options: RelayOptions): Relayed {
   const kind = bodyKind(options.contentType);
+  if (kind === "sse" && options.dropUsageChunk) return leavingOutUsage(upstream, options);
   const bounded = kind === "sse" || (kind === "text" && options.contentLength !== null && options.contentLength <= MAX_KEPT_CHARS);
-  return !options.dropUsageChunk && kind !== "binary" && bounded ? passThrough(upstream, kind, options) : chunkByChunk(upstream, kind, options);
+  if (kind !== "binary" && bounded) return passThrough(upstream, kind, options);
+  return chunkByChunk(upstream, kind === "binary" ? "binary" : "text", options);
 }
 
 /**
@@ -295,18 +287,80 @@ async function readQueued(stream: ReadableStream<Uint8Array>): Promise<{ text: s
 }
 
 /**
- * The JavaScript path: relays the body chunk by chunk as it arrives, reading
- * usage on the side. Bytes are forwarded unchanged; only when `dropUsageChunk`
- * is set are SSE frames forwarded whole, minus the usage-only one. A client that
- * goes away cancels the upstream read.
+ * The stream whose usage chunk Keypool asked for itself, with that chunk left
+ * out. Each chunk is read here — the runtime cannot drop bytes from a stream
+ * on its own — and written on to the client as it came: `SseTap` scans its
+ * bytes for the end of the last event and for a usage object, and decodes only
+ * the event that holds one. The client's stream is the runtime's identity
+ * stream, written from here (no JavaScript pulls on the client's side). A
+ * client that goes away aborts the request's signal (workerd), or fails the
+ * next write: either cancels the upstream. Usage comes from the chunk left out,
+ * or — a stream cut before it — is estimated from what was kept.
  */
-function chunkByChunk(upstream: ReadableStream<Uint8Array>, kind: BodyKind, options: RelayOptions): Relayed {
+function leavingOutUsage(upstream: ReadableStream<Uint8Array>, options: RelayOptions): Relayed {
+  const reader = upstream.getReader();
+  const tap = new SseTap(true);
+  const client = identityStream();
+  const writer = client.writable.getWriter();
+  const stop = () => void reader.cancel().catch(() => {});
+  options.signal.addEventListener("abort", stop);
+  const end = (aborted: boolean, failed: boolean) => {
+    options.signal.removeEventListener("abort", stop);
+    const measured = tap.usage ? { usage: tap.usage, completionEstimate: 0 } : meterKept(tap);
+    options.onEnd({ ...measured, aborted, failed });
+  };
+  const metered = (async () => {
+    let writing = false;
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        // Cancelled because the client left: the end of nothing it will read.
+        if (done && options.signal.aborted) throw options.signal.reason ?? new Error("the client went away");
+        if (done) break;
+        const out = tap.push(value);
+        if (out) {
+          writing = true;
+          await writer.write(out);
+          writing = false;
+        }
+      }
+      const rest = tap.finish();
+      writing = true;
+      if (rest) await writer.write(rest);
+      await writer.close();
+      end(false, false);
+    } catch (err) {
+      // A failed write is the client gone; a failed read, the upstream broken — unless workerd failed it
+      // because the client left (it aborts the request's signal then).
+      const aborted = writing || options.signal.aborted;
+      if (aborted) stop();
+      void writer.abort(err).catch(() => {});
+      end(aborted, !aborted);
+    }
+  })();
+  return { body: client.readable, metered };
+}
+
+/** Usage (or an estimate) from what a tap kept of a stream: the tail first, where usage comes, when the rest was too large to keep. */
+function meterKept(tap: SseTap): { usage: Usage | null; completionEstimate: number } {
+  const kept = tap.keptText();
+  if (kept.tail !== null) {
+    const last = meterSseText(kept.tail);
+    if (last.usage) return last;
+  }
+  return meterSseText(kept.text);
+}
+
+/**
+ * The JavaScript path for text and binary bodies too large to keep whole:
+ * relays the body chunk by chunk as it arrives, unchanged, keeping text
+ * (bounded) to read usage from at the end. A client that goes away cancels the
+ * upstream read.
+ */
+function chunkByChunk(upstream: ReadableStream<Uint8Array>, kind: "text" | "binary", options: RelayOptions): Relayed {
   const reader = upstream.getReader();
   const decoder = new TextDecoder();
-  const sse = kind === "sse";
   const binary = kind === "binary";
-  const framer = sse ? new SseFramer() : null;
-  const streamMeter = new StreamMeter();
   const bodyMeter = new BodyMeter();
   let ended = false;
   let settle!: () => void;
@@ -315,57 +369,22 @@ function chunkByChunk(upstream: ReadableStream<Uint8Array>, kind: BodyKind, opti
   const end = (aborted: boolean, failed: boolean) => {
     if (ended) return;
     ended = true;
-    const measured = sse
-      ? { usage: streamMeter.usage, completionEstimate: streamMeter.completionEstimate() }
-      : binary
-        ? { usage: null, completionEstimate: 0 }
-        : bodyMeter.result();
-    options.onEnd({ ...measured, aborted, failed });
+    options.onEnd({ ...(binary ? { usage: null, completionEstimate: 0 } : bodyMeter.result()), aborted, failed });
     settle();
-  };
-
-  /** Passes a chunk's text through the meters; returns what to forward (null: the chunk itself). */
-  const inspect = (text: string): Uint8Array | null => {
-    if (!framer) {
-      if (!binary) bodyMeter.see(text);
-      return null;
-    }
-    const frames = framer.push(text);
-    let forward = "";
-    for (const frame of frames) {
-      const data = frameData(frame);
-      if (data !== null) streamMeter.see(data);
-      if (options.dropUsageChunk && data !== null && isUsageOnlyChunk(data)) continue;
-      forward += frame;
-    }
-    return options.dropUsageChunk ? encoder.encode(forward) : null;
   };
 
   const body = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
         try {
-          // Read until there is something to hand on: a held partial SSE frame yields nothing yet.
-          for (;;) {
-            const { done, value } = await reader.read();
-            if (done) {
-              const rest = framer ? framer.flush() : "";
-              if (rest) {
-                const data = frameData(rest);
-                if (data !== null) streamMeter.see(data);
-                if (options.dropUsageChunk) controller.enqueue(encoder.encode(rest));
-              }
-              controller.close();
-              end(false, false);
-              return;
-            }
-            const replaced = binary ? null : inspect(decoder.decode(value, { stream: true }));
-            const out = replaced ?? value;
-            if (out.byteLength > 0) {
-              controller.enqueue(out);
-              return;
-            }
+          const { done, value } = await reader.read();
+          if (done) {
+            controller.close();
+            end(false, false);
+            return;
           }
+          if (!binary) bodyMeter.see(decoder.decode(value, { stream: true }));
+          controller.enqueue(value);
         } catch (err) {
           const aborted = options.signal.aborted;
           end(aborted, !aborted);

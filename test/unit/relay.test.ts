@@ -81,16 +81,66 @@ describe("relayBody", () => {
     expect(text).toBe(frames[0]! + frames[2]!);
   });
 
-  it("cancels the upstream when the client goes away, and reports an estimate of what was seen", async () => {
+  it("leaves out a usage chunk split across network reads, reads its usage, and passes the rest as it came", async () => {
     const up = handFed();
-    const { reader, ended } = relay(up.stream, "text/event-stream", true);
-    up.push('data: {"choices":[{"delta":{"content":"你好，这是一个部分回答"}}]}\n\n');
+    const { reader, ended, metered } = relay(up.stream, "text/event-stream", true);
+    const content = 'data: {"choices":[{"delta":{"content":"é😀"}}],"usage":null}\r\n\r\n';
+    const usage = `data: {"id":"x","choices":[],"usage":${USAGE}}\r\n\r\n`;
+    const whole = encode(content + usage + "data: [DONE]\r\n\r\n");
+    const start = encode(content).byteLength;
+    // The usage event arrives in three reads, the first of them sharing a read with the content before it.
+    for (const [a, b] of [
+      [0, start + 9],
+      [start + 9, start + 40],
+      [start + 40, start + 41],
+      [start + 41, whole.byteLength],
+    ] as const)
+      up.push(whole.slice(a, b));
+    up.close();
+    const received: number[] = [];
+    for (let r = await reader.read(); !r.done; r = await reader.read()) received.push(...r.value);
+    await metered;
+    expect(new TextDecoder().decode(new Uint8Array(received))).toBe(content + "data: [DONE]\r\n\r\n");
+    expect(ended).toEqual([
+      {
+        usage: { promptTokens: 4, completionTokens: 2, totalTokens: 6, cachedTokens: 3, reasoningTokens: 1 },
+        completionEstimate: 0,
+        aborted: false,
+        failed: false,
+      },
+    ]);
+  });
+
+  it("leaving out the usage chunk, reports a body that breaks mid-way as failed, with an estimate", async () => {
+    const up = handFed();
+    const { reader, ended, metered } = relay(up.stream, "text/event-stream", true);
+    up.push('data: {"choices":[{"delta":{"content":"a partial answer, cut short"}}]}\n\n');
     await reader.read();
-    await reader.cancel();
-    expect(up.state.cancelled).toBe(true);
+    up.error(new Error("connection reset"));
+    await expect(reader.read()).rejects.toThrow();
+    await metered;
     expect(ended).toHaveLength(1);
-    expect(ended[0]).toMatchObject({ usage: null, aborted: true, failed: false });
-    expect(ended[0]!.completionEstimate).toBeGreaterThan(5);
+    expect(ended[0]).toMatchObject({ usage: null, aborted: false, failed: true });
+    expect(ended[0]!.completionEstimate).toBeGreaterThan(3);
+  });
+
+  it("cancels the upstream when the client goes away, and reports an estimate of what was seen", async () => {
+    // workerd aborts the request's signal when the client leaves: the upstream is cancelled at once.
+    for (const signalled of [true, false]) {
+      const up = handFed();
+      const { reader, ended, metered, client } = relay(up.stream, "text/event-stream", true);
+      up.push('data: {"choices":[{"delta":{"content":"你好，这是一个部分回答"}}]}\n\n');
+      await reader.read();
+      await reader.cancel();
+      if (signalled) client.abort();
+      // Without the signal, the relay notices when it next writes: at the upstream's next chunk.
+      else up.push('data: {"choices":[{"delta":{"content":"更多"}}]}\n\n');
+      await metered;
+      expect(up.state.cancelled).toBe(true);
+      expect(ended).toHaveLength(1);
+      expect(ended[0]).toMatchObject({ usage: null, aborted: true, failed: false });
+      expect(ended[0]!.completionEstimate).toBeGreaterThan(5);
+    }
   });
 
   it("on the pass-through path too, cancels the upstream when the client goes away and estimates from what had arrived", async () => {
