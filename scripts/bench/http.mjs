@@ -50,6 +50,18 @@ export const SCENARIOS = [
   { name: "chat JSON, 44 kB prompt", body: { model: "mock-gpt", messages: LONG_MESSAGES }, behavior: { words: 20 } },
 ];
 
+/**
+ * Long streams as real answers come: hundreds to a thousand chunks, each its
+ * own write, 1 ms apart; the client asking for usage or not (then Keypool asks
+ * the upstream itself and leaves the usage chunk out, while the null Worker
+ * passes the request as it is). The null Worker and Keypool side by side.
+ */
+export const LONG_STREAM = /** @type {const} */ ({ chunks: [200, 1_000], connections: [1, 10], chunkDelayMs: 1, targets: ["null Worker", "Keypool, 10 keys"] });
+/** @typedef {"asked" | "not asked"} UsageAsk */
+/** The long-stream runs' key: whether the client asked for usage, chunks, connections, target. */
+export const longKey = (/** @type {UsageAsk} */ ask, /** @type {number} */ chunks, /** @type {number} */ connections, /** @type {string} */ target) =>
+  `${ask}|${chunks}|${connections}|${target}`;
+
 /** The targets of the main table, in the order each repetition visits them. */
 export const TARGETS = /** @type {const} */ (["direct", "null Worker", "Keypool gateway alone, 10 keys", "Keypool, 10 keys", "Keypool, large pool"]);
 /** @typedef {(typeof TARGETS)[number]} TargetName */
@@ -67,9 +79,39 @@ const GATEWAY_ALONE = "Keypool gateway alone (events not sent: no queue sends, n
  * @typedef {object} HttpResults
  * @property {Record<string, Record<number, Record<TargetName, Run[]>>>} results by scenario, connections and target
  * @property {Record<string, Run[]>} breakdown by target
+ * @property {Record<string, Run[]>} long long-stream runs by `longKey`
  * @property {Record<string, number>} stats median ms by query
  * @property {number} largePool keys in the large pool
  */
+
+/**
+ * The long streams (`LONG_STREAM`), alternating the null Worker and Keypool
+ * within each repetition.
+ * @param {Awaited<ReturnType<typeof startMock>>} mock
+ * @param {Record<TargetName, Target>} targets
+ * @param {{ runs: number, smoke: boolean, log: (message: string) => void }} options
+ * @returns {Promise<Record<string, Run[]>>}
+ */
+async function longStreams(mock, targets, { runs, smoke, log }) {
+  /** @type {Record<string, Run[]>} */
+  const out = {};
+  for (const chunks of LONG_STREAM.chunks) {
+    await mock.behave({ words: chunks, chunkDelayMs: LONG_STREAM.chunkDelayMs });
+    for (const ask of /** @type {UsageAsk[]} */ (["asked", "not asked"])) {
+      const body = { model: "mock-gpt", messages: MESSAGES, stream: true, ...(ask === "asked" ? { stream_options: { include_usage: true } } : {}) };
+      for (const connections of LONG_STREAM.connections) {
+        // Long enough for several whole streams at one connection (a 1,000-chunk one takes over a second).
+        const seconds = smoke ? 0.5 : chunks >= 1_000 && connections === 1 ? 7 : 5;
+        log(`a stream of ${chunks} chunks ${LONG_STREAM.chunkDelayMs} ms apart, usage ${ask}, ${connections} connection(s)…`);
+        for (const t of LONG_STREAM.targets) await measure(targets[t], { body }, connections, smoke ? 0.3 : 1.5); // warm-up, not recorded
+        for (let rep = 0; rep < runs; rep++)
+          for (const t of LONG_STREAM.targets)
+            (out[longKey(ask, chunks, connections, t)] ??= []).push(await measure(targets[t], { body }, connections, seconds));
+      }
+    }
+  }
+  return out;
+}
 
 /**
  * Every scenario at 1 and 50 connections against the targets, alternating
@@ -123,6 +165,7 @@ export async function runHttpBench(work, { runs, log, smoke = false }) {
         (results[scenario.name] ??= {})[connections] = byTarget;
       }
     }
+    const long = await longStreams(mock, targets, { runs, smoke, log });
     log("where Keypool's CPU goes: chat JSON, 50 connections, with a part switched off…");
     const breakdown = await cpuBreakdown(
       work,
@@ -132,7 +175,7 @@ export async function runHttpBench(work, { runs, log, smoke = false }) {
     );
     log("stats API over 30 days × 1,000 keys of rollups…");
     const stats = await timeStatsApi(small);
-    return { results, breakdown, stats, largePool };
+    return { results, long, breakdown, stats, largePool };
   } finally {
     for (const stop of stops.reverse()) await stop();
   }

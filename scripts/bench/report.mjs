@@ -5,7 +5,7 @@
  */
 import { SHAPES } from "./consumer.mjs";
 import { median } from "../lib/numbers.mjs";
-import { FLOOR_WITH_LOG, SCENARIOS, TARGETS } from "./http.mjs";
+import { FLOOR_WITH_LOG, LONG_STREAM, SCENARIOS, TARGETS, longKey } from "./http.mjs";
 
 /** @typedef {import("./load.mjs").Run} Run */
 /** @typedef {import("./http.mjs").HttpResults} HttpResults */
@@ -57,7 +57,7 @@ function stored(runs) {
  * @returns {{ markdown: string, missed: string[] }}
  */
 export function benchReport(b, { smoke }) {
-  const { results, breakdown, stats, largePool } = b.http;
+  const { results, long, breakdown, stats, largePool } = b.http;
   const out = [];
   /** @type {string[]} */
   const missed = [];
@@ -125,6 +125,41 @@ export function benchReport(b, { smoke }) {
       3,
     );
   }
+  const [few, many] = LONG_STREAM.chunks;
+  /** Median of `f` over a long-stream cell. */
+  const longMed = (
+    /** @type {import("./http.mjs").UsageAsk} */ ask,
+    /** @type {number} */ chunks,
+    /** @type {number} */ c,
+    /** @type {string} */ t,
+    /** @type {(r: Run) => number} */ f,
+  ) => med(long[longKey(ask, chunks, c, t)] ?? [], f);
+  /** CPU ms Keypool adds to a stream over the null Worker's. */
+  const addedCpu = (/** @type {import("./http.mjs").UsageAsk} */ ask, /** @type {number} */ chunks, /** @type {number} */ c) =>
+    longMed(ask, chunks, c, "Keypool, 10 keys", (r) => r.cpuMs) - longMed(ask, chunks, c, "null Worker", (r) => r.cpuMs);
+  /** What Keypool adds per chunk: the growth of its added CPU from the short stream to the long one, per chunk more (µs). */
+  const perChunk = (/** @type {import("./http.mjs").UsageAsk} */ ask, /** @type {number} */ c) =>
+    ((addedCpu(ask, many, c) - addedCpu(ask, few, c)) / (many - few)) * 1000;
+  const [, manyConnections] = LONG_STREAM.connections;
+  section(`Long streams, ${LONG_STREAM.chunkDelayMs} ms a chunk, Keypool with events on (10 keys) against the null Worker`);
+  for (const ask of /** @type {const} */ (["asked", "not asked"])) {
+    const who = ask === "asked" ? "client asked for usage" : "client did not ask (Keypool leaves its usage chunk out)";
+    goal(`${who}: added CPU per chunk (µs), ${manyConnections} connections`, perChunk(ask, manyConnections), "≤ 5", atMost(5), 1);
+    goal(`${who}: a ${fmt(many)}-chunk stream's added CPU (ms), ${manyConnections} connections`, addedCpu(ask, many, manyConnections), "≤ 10", atMost(10));
+    goal(
+      `${who}: a ${fmt(many)}-chunk stream's total time ÷ null Worker's, 1 connection`,
+      longMed(ask, many, 1, "Keypool, 10 keys", (r) => r.p50) / longMed(ask, many, 1, "null Worker", (r) => r.p50),
+      "≤ 1.02",
+      atMost(1.02),
+      3,
+    );
+    goal(
+      `${who}: added time to first byte (ms), ${fmt(few)} chunks, 1 connection`,
+      longMed(ask, few, 1, "Keypool, 10 keys", (r) => r.ttfb) - longMed(ask, few, 1, "null Worker", (r) => r.ttfb),
+      "≤ 0.50",
+      atMost(0.5),
+    );
+  }
   section("Selection, snapshot, stats API, bundle");
   const picks = (/** @type {number} */ n) => median(b.selection[n] ?? []);
   goal("key selection: picks/s at 100,000 keys ÷ at 10 keys", picks(100_000) / picks(10), "≥ 0.50", atLeast(0.5));
@@ -155,6 +190,31 @@ export function benchReport(b, { smoke }) {
       }
     }
   }
+
+  out.push(`\n### Long streams: chunks ${LONG_STREAM.chunkDelayMs} ms apart, each its own write\n`);
+  out.push(
+    "Added per chunk: how much more CPU Keypool adds to a stream of " +
+      `${fmt(many)} chunks than to one of ${fmt(few)}, per chunk more — what a longer answer costs, apart from what every request costs.\n`,
+  );
+  out.push(
+    "| usage | chunks | connections | target | requests/s median (min – max) | p50 ms | first byte p50 ms | CPU ms / request | added over null Worker ms |",
+    "|---|---|---|---|---|---|---|---|---|",
+  );
+  for (const ask of /** @type {const} */ (["asked", "not asked"])) {
+    for (const chunks of LONG_STREAM.chunks) {
+      for (const c of LONG_STREAM.connections) {
+        for (const t of LONG_STREAM.targets) {
+          const runs = long[longKey(ask, chunks, c, t)] ?? [];
+          const added = t === "null Worker" ? "–" : ms(addedCpu(ask, chunks, c));
+          out.push(
+            `| ${ask} | ${fmt(chunks)} | ${c} | ${t} | ${throughput(runs)} | ${ms(med(runs, (r) => r.p50))} | ${ms(med(runs, (r) => r.ttfb))} | ${ms(med(runs, (r) => r.cpuMs))} | ${added} |`,
+          );
+        }
+      }
+    }
+  }
+  for (const ask of /** @type {const} */ (["asked", "not asked"]))
+    for (const c of LONG_STREAM.connections) out.push(`\nAdded per chunk, usage ${ask}, ${c} connection(s): ${perChunk(ask, c).toFixed(1)} µs.`);
 
   out.push(`\n### Where Keypool's CPU goes: ${json}, 50 connections\n`);
   const nullCpu = med(breakdown["null Worker"] ?? [], (r) => r.cpuMs);
