@@ -33,11 +33,20 @@ function commitOfTree() {
   }
 }
 
+/** The tree as a run found it when it began (this module loads as the run starts): what it measured. */
+const TREE_AT_START = commitOfTree();
+
 /** This machine as a run's heading states it: cores, CPU model, memory, OS, Node. */
 export function machine() {
   const cpus = os.cpus();
   const model = (cpus[0]?.model ?? "unknown CPU").replace(/\s+/g, " ").trim();
   return `${cpus.length} cores (${model}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, Node ${process.version}`;
+}
+
+/** The commit a run measured; if the tree moved while it ran, that too (its Workers were bundled along the way). */
+function treeOfRun() {
+  const now = commitOfTree();
+  return now === TREE_AT_START ? now : `${TREE_AT_START} (the tree changed to ${now} during the run)`;
 }
 
 /**
@@ -49,7 +58,7 @@ export function machine() {
 export function runHeading(command, started, ended) {
   return [
     `- **When:** ${started.toISOString().replace(/\.\d+Z$/, "Z")} to ${ended.toISOString().replace(/\.\d+Z$/, "Z")}`,
-    `- **Commit:** ${commitOfTree()}`,
+    `- **Commit:** ${treeOfRun()}`,
     `- **Machine:** ${machine()}`,
     `- **Command:** \`${command}\``,
   ].join("\n");
