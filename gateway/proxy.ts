@@ -17,6 +17,7 @@ import { clientResponse, upstreamRequestHeaders } from "./logic/headers";
 import { readRateLimitHeaders, readRetryAfterMs } from "./logic/rate-limit-headers";
 import type { LocalObservations } from "./logic/local-observations";
 import { meterWholeBody, readsWhole, relayBody, type RelayResult } from "./logic/relay";
+import { smoothStream } from "./logic/smooth";
 import { bodyForUpstream, requestedCompletionTokens, type ClientBody } from "./logic/request-body";
 import type { SecretCache } from "./logic/secrets";
 import type { Need, SendCount } from "./logic/capacity";
@@ -281,7 +282,13 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
         onEnd,
       });
       deps.waitUntil(relayed.metered);
-      return clientResponse(relayed.body, res.status, res.headers, requestId, attempts.length);
+      // Smoothed only when this client (or the pool, for a client that does not say) asked for it: off costs nothing.
+      const smooth =
+        body.stream &&
+        body.endpoint === "/chat/completions" &&
+        (req.client.smoothStreams ?? settings.smoothStreams) &&
+        contentType?.includes("text/event-stream");
+      return clientResponse(smooth ? smoothStream(relayed.body) : relayed.body, res.status, res.headers, requestId, attempts.length);
     }
 
     const text = await res.text().catch(() => "");

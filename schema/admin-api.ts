@@ -143,6 +143,7 @@ export const updateClientKeyBodySchema = z
     tpmLimit: z.number().int().positive().nullable(),
     expiresAt: z.number().int().positive().nullable(),
     enabled: z.boolean(),
+    smoothStreams: z.boolean().nullable(),
   })
   .partial()
   .strict();
@@ -203,6 +204,8 @@ export const createClientKeyBodySchema = z.object({
   rpmLimit: z.number().int().positive().nullable().default(null),
   tpmLimit: z.number().int().positive().nullable().default(null),
   expiresAt: z.number().int().positive().nullable().default(null),
+  /** Smooth its streams (true / false), or follow the pool's `smoothStreams` setting (null). */
+  smoothStreams: z.boolean().nullable().default(null),
 });
 /** A client key as the admin API lists it: never the key, only its masked form, plus today's usage. */
 const clientKeyViewSchema = z.object({
@@ -214,6 +217,8 @@ const clientKeyViewSchema = z.object({
   tpmLimit: z.number().nullable(),
   expiresAt: z.number().nullable(),
   enabled: z.boolean(),
+  /** Smooth its streams: on, off, or as the pool's setting says (null). */
+  smoothStreams: z.boolean().nullable(),
   createdAt: z.number(),
   requestsToday: z.number(),
   tokensToday: z.number(),

@@ -41,6 +41,12 @@ export const settingsSchema = z.object({
    * them (configured limits apply either way). Off: a key is only cooled when refused, as before Keypool knew limits.
    */
   learnLimits: z.boolean().default(true),
+  /**
+   * Smooth streamed chat answers for client keys that do not say otherwise: text that arrives in bursts is handed
+   * on a few characters at a time at an even pace, ending at most 100 ms after the upstream's last byte. Off: a
+   * stream is relayed as it comes.
+   */
+  smoothStreams: z.boolean().default(false),
   /** This many 5xx/network failures since the key's last success… */
   failureThreshold: z.number().int().min(1).max(16).default(5),
   /** …within this window make the key `failing` (out of rotation until a probe or request succeeds). */

@@ -51,6 +51,8 @@ const snapshotClientKeySchema = z.object({
   tpmLimit: z.number().int().positive().nullable(),
   expiresAt: z.number().nullable(),
   enabled: z.boolean(),
+  /** Smooth its streams: on, off, or as the pool's `smoothStreams` setting says (null). */
+  smoothStreams: z.boolean().nullable().default(null),
 });
 export type SnapshotClientKey = z.infer<typeof snapshotClientKeySchema>;
 

@@ -39,7 +39,7 @@ export async function adminSession(baseUrl, password) {
  * @param {string} clientKey
  * @param {string} model
  */
-async function waitForModel(baseUrl, clientKey, model, timeoutMs = 20_000) {
+export async function waitForModel(baseUrl, clientKey, model, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const res = await fetch(`${baseUrl}/v1/models`, { headers: { authorization: `Bearer ${clientKey}` } });

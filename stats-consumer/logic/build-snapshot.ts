@@ -67,6 +67,7 @@ export function buildSnapshot(rows: PoolRows, version: number, now: number): Sna
       tpmLimit: c.tpm_limit,
       expiresAt: c.expires_at,
       enabled: c.enabled === 1,
+      smoothStreams: c.smooth_streams === null ? null : c.smooth_streams === 1,
     })),
     settings,
   });

@@ -1,6 +1,6 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { provisionPool } from "../../scripts/lib/admin-client.mjs";
+import { provisionPool, waitForModel } from "../../scripts/lib/admin-client.mjs";
 import { startStack, summaryWhen, type Stack, type Summary } from "./fixture";
 
 let stack: Stack;
@@ -75,6 +75,43 @@ describe("the local stack, driven by the official openai SDK", () => {
     expect(log).toContain("POST /v1/chat/completions");
     for (const secret of [...stack.poolKeys, stack.clientKey, stack.secrets.ADMIN_PASSWORD]) expect(log).not.toContain(secret);
   });
+});
+
+describe("smooth streaming, through the official openai SDK", () => {
+  it("hands a bursty stream on in small even pieces to a client key that asked for it, and as it came to the rest", async () => {
+    const model = "smooth-gpt";
+    const keys = Array.from({ length: 2 }, (_, i) => `sk-smooth-${i}-${crypto.randomUUID().replaceAll("-", "")}`);
+    // Eight words a chunk: text in bursts, as a fast model or a buffering proxy sends it.
+    for (const key of keys) stack.mock.setKeyBehavior(key, { words: 40, wordsPerChunk: 8 });
+    const pool = await provisionPool(stack.admin, stack.url, { baseUrl: stack.mock.baseUrl, models: [model], keys, name: model, clientName: "plain" });
+    const smoothed = (await stack.admin("POST", "/client-keys", { name: "smoothed", smoothStreams: true })) as { key: string };
+    await waitForModel(stack.url, smoothed.key, model);
+    const stream = async (apiKey: string) => {
+      const openai = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey, maxRetries: 0 });
+      const chunks = [];
+      // The client does not ask for usage: Keypool asks, and leaves the usage chunk out, smoothed or not.
+      for await (const chunk of await openai.chat.completions.create({ model, stream: true, messages: [{ role: "user", content: "tell me" }] }))
+        chunks.push(chunk);
+      return chunks;
+    };
+    const plain = await stream(pool.clientKey);
+    const smooth = await stream(smoothed.key);
+    const text = (chunks: typeof plain) => chunks.map((c) => c.choices[0]?.delta.content ?? "").join("");
+    const pieces = (chunks: typeof plain) => chunks.filter((c) => (c.choices[0]?.delta.content ?? "") !== "");
+    expect(text(smooth)).toBe(text(plain));
+    expect(text(plain).split(" ")).toHaveLength(40);
+    // Five bursts as they came; smoothed, pieces of at most six characters.
+    expect(pieces(plain)).toHaveLength(5);
+    expect(pieces(smooth).length).toBeGreaterThan(text(plain).length / 6);
+    for (const c of pieces(smooth)) expect(Array.from(c.choices[0]!.delta.content!).length).toBeLessThanOrEqual(6);
+    // The same end: the finish, no usage chunk the client did not ask for, one stream.
+    for (const chunks of [plain, smooth]) {
+      expect(chunks.at(-1)?.choices[0]?.finish_reason).toBe("stop");
+      expect(chunks.every((c) => c.choices.length === 1)).toBe(true);
+    }
+    expect(smooth[0]?.choices[0]?.delta.role).toBe("assistant");
+    expect(smooth.filter((c) => c.choices[0]?.delta.role)).toHaveLength(1);
+  }, 60_000);
 });
 
 /** Waits, if need be, for a minute with at least `ms` left in it: the mock's windows and Keypool's are whole minutes. */

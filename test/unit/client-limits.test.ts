@@ -11,6 +11,7 @@ const client = (rpmLimit: number | null, tpmLimit: number | null): SnapshotClien
   tpmLimit,
   expiresAt: null,
   enabled: true,
+  smoothStreams: null,
 });
 
 describe("ClientLimiter", () => {

@@ -248,8 +248,17 @@ describe("management", () => {
     const row = list.body.data.find((k) => k.id === created.body.id)!;
     expect(row).toMatchObject({ name: "team a", requestsToday: 0 });
     expect(JSON.stringify(list.body)).not.toContain(created.body.key);
+    expect(row).toMatchObject({ smoothStreams: null });
     const updated = await admin<{ enabled: boolean; tpmLimit: number }>("PATCH", `/client-keys/${created.body.id}`, { enabled: false, tpmLimit: 5000 });
     expect(updated.body).toMatchObject({ enabled: false, tpmLimit: 5000 });
+    // Smoothing: on for this key, back to the pool's setting, and nothing else accepted.
+    expect((await admin("PATCH", `/client-keys/${created.body.id}`, { smoothStreams: true })).body).toMatchObject({ smoothStreams: true, tpmLimit: 5000 });
+    const smoothed = await admin<{ data: { id: string; smoothStreams: boolean | null }[] }>("GET", "/client-keys");
+    expect(smoothed.body.data.find((k) => k.id === created.body.id)?.smoothStreams).toBe(true);
+    expect((await admin("PATCH", `/client-keys/${created.body.id}`, { smoothStreams: null })).body).toMatchObject({ smoothStreams: null });
+    const bad = await admin<{ error: { param: string } }>("PATCH", `/client-keys/${created.body.id}`, { smoothStreams: "yes" });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.param).toBe("smoothStreams");
     expect((await admin("DELETE", `/client-keys/${created.body.id}`)).status).toBe(200);
     expect((await admin("PATCH", `/client-keys/${created.body.id}`, { enabled: true })).status).toBe(404);
   });

@@ -6,7 +6,8 @@
  *   ok | rate_limit (429 + Retry-After) | unauthorized (401) | no_balance (402)
  *   | server_error (500) | drop (connection destroyed), plus `delayMs` before answering,
  *   `chunkDelayMs` between stream chunks, `omitUsage` (answers without usage) and
- *   `words` (a chat answer of that many words, one stream chunk each). The key
+ *   `words` (a chat answer of that many words, one stream chunk each, or
+ *   `wordsPerChunk` of them a chunk: text in bursts). The key
  *   `*` sets the behaviour of every key not told otherwise.
  * Fault profiles for chaos runs: `faultRate` (0–1) makes that share of a key's
  * requests fail, each in one of FAULTS picked at random (seeded, so a run can
@@ -35,7 +36,7 @@ import { seeded } from "../seeded.mjs";
  * A key's limits as the mock enforces them: per window (`windowMs`, a minute by default) and per UTC day; `headers` sends the rate-limit headers.
  * @typedef {{ requests?: number, tokens?: number, windowMs?: number, dailyRequests?: number, dailyTokens?: number, headers?: boolean | "retry-after" }} MockLimits
  */
-/** @typedef {{ mode?: "ok" | "rate_limit" | "unauthorized" | "no_balance" | "server_error" | "drop", retryAfterSeconds?: number, delayMs?: number, chunkDelayMs?: number, omitUsage?: boolean, words?: number, faultRate?: number, stallMs?: number, limits?: MockLimits }} KeyBehavior */
+/** @typedef {{ mode?: "ok" | "rate_limit" | "unauthorized" | "no_balance" | "server_error" | "drop", retryAfterSeconds?: number, delayMs?: number, chunkDelayMs?: number, omitUsage?: boolean, words?: number, wordsPerChunk?: number, faultRate?: number, stallMs?: number, limits?: MockLimits }} KeyBehavior */
 /**
  * A key's use of its limits: the current window's and the current day's counts.
  * @typedef {{ windowStart: number, requests: number, tokens: number, day: number, dayRequests: number, dayTokens: number }} LimitState
@@ -161,12 +162,14 @@ async function chatCompletions({ res, body, b, stats, fault }) {
     for (const part of ['{"city":', '"Paris"}']) await sse.send(chunk({ tool_calls: [{ index: 0, function: { arguments: part } }] }));
     await sse.send(chunk({}, "tool_calls"));
   } else {
-    for (let i = 0; i < words.length; i++) {
-      if (fault === "cut" && i === words.length >> 1) {
+    const per = Math.max(1, b.wordsPerChunk ?? 1);
+    for (let i = 0; i < words.length; i += per) {
+      if (fault === "cut" && i >= words.length >> 1 && i - per < words.length >> 1) {
         await sleep(5); // let what was written reach the reader first: the answer has begun
         return void res.destroy();
       }
-      await sse.send(chunk(i === 0 ? { role: "assistant", content: words[i] } : { content: ` ${words[i]}` }));
+      const text = words.slice(i, i + per).join(" ");
+      await sse.send(chunk(i === 0 ? { role: "assistant", content: text } : { content: ` ${text}` }));
       if (fault === "malformed" && i === 0) res.write("this line is no SSE field\n\n");
     }
     await sse.send(chunk({}, "stop"));

@@ -85,7 +85,7 @@ export const api = {
   updateUpstream: (id: string, patch: Partial<UpstreamView>) => request<UpstreamView>("PATCH", `/upstreams/${id}`, patch),
   deleteUpstream: (id: string, cascade: boolean) => request<unknown>("DELETE", `/upstreams/${id}${cascade ? "?cascade=true" : ""}`),
   clientKeys: () => request<{ data: ClientKeyView[] }>("GET", "/client-keys"),
-  createClientKey: (body: { name: string; rpmLimit: number | null; tpmLimit: number | null; models: string[] }) =>
+  createClientKey: (body: { name: string; rpmLimit: number | null; tpmLimit: number | null; models: string[]; smoothStreams: boolean | null }) =>
     request<{ id: string; key: string }>("POST", "/client-keys", body),
   updateClientKey: (id: string, patch: Partial<ClientKeyView>) => request<unknown>("PATCH", `/client-keys/${id}`, patch),
   deleteClientKey: (id: string) => request<unknown>("DELETE", `/client-keys/${id}`),

@@ -43,6 +43,7 @@ export function clientKeyRoutes() {
           tpmLimit: body.tpmLimit,
           expiresAt: body.expiresAt,
           enabled: true,
+          smoothStreams: body.smoothStreams,
           createdAt: Date.now(),
         };
         await insertClientKey(c.env.DB, { ...row, hash: await sha256Hex(key) });
