@@ -56,7 +56,14 @@ export const SCENARIOS = [
  * the upstream itself and leaves the usage chunk out, while the null Worker
  * passes the request as it is). The null Worker and Keypool side by side.
  */
-export const LONG_STREAM = /** @type {const} */ ({ chunks: [200, 1_000], connections: [1, 10], chunkDelayMs: 1, targets: ["null Worker", "Keypool, 10 keys"] });
+export const LONG_STREAM = /** @type {const} */ ({
+  chunks: [200, 1_000],
+  connections: [1, 10],
+  chunkDelayMs: 1,
+  targets: ["null Worker", "chunk relay floor", "Keypool, 10 keys"],
+});
+/** The long streams' third target: the null Worker with each chunk read and written on in JavaScript (startNullWorker's `chunkRelay`). */
+export const CHUNK_RELAY_FLOOR = "chunk relay floor";
 /** @typedef {"asked" | "not asked"} UsageAsk */
 /** The long-stream runs' key: whether the client asked for usage, chunks, connections, target. */
 export const longKey = (/** @type {UsageAsk} */ ask, /** @type {number} */ chunks, /** @type {number} */ connections, /** @type {string} */ target) =>
@@ -88,7 +95,7 @@ const GATEWAY_ALONE = "Keypool gateway alone (events not sent: no queue sends, n
  * The long streams (`LONG_STREAM`), alternating the null Worker and Keypool
  * within each repetition.
  * @param {Awaited<ReturnType<typeof startMock>>} mock
- * @param {Record<TargetName, Target>} targets
+ * @param {Record<(typeof LONG_STREAM.targets)[number], Target>} targets
  * @param {{ runs: number, smoke: boolean, log: (message: string) => void }} options
  * @returns {Promise<Record<string, Run[]>>}
  */
@@ -165,7 +172,9 @@ export async function runHttpBench(work, { runs, log, smoke = false }) {
         (results[scenario.name] ??= {})[connections] = byTarget;
       }
     }
-    const long = await longStreams(mock, targets, { runs, smoke, log });
+    const chunkRelay = await startNullWorker(work, mock.baseUrl, { chunkRelay: true });
+    stops.push(chunkRelay.stop);
+    const long = await longStreams(mock, { ...targets, [CHUNK_RELAY_FLOOR]: chunkRelay }, { runs, smoke, log });
     log("where Keypool's CPU goes: chat JSON, 50 connections, with a part switched off…");
     const breakdown = await cpuBreakdown(
       work,

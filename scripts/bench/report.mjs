@@ -5,7 +5,7 @@
  */
 import { SHAPES } from "./consumer.mjs";
 import { median } from "../lib/numbers.mjs";
-import { FLOOR_WITH_LOG, LONG_STREAM, SCENARIOS, TARGETS, longKey } from "./http.mjs";
+import { CHUNK_RELAY_FLOOR, FLOOR_WITH_LOG, LONG_STREAM, SCENARIOS, TARGETS, longKey } from "./http.mjs";
 
 /** @typedef {import("./load.mjs").Run} Run */
 /** @typedef {import("./http.mjs").HttpResults} HttpResults */
@@ -134,12 +134,12 @@ export function benchReport(b, { smoke }) {
     /** @type {string} */ t,
     /** @type {(r: Run) => number} */ f,
   ) => med(long[longKey(ask, chunks, c, t)] ?? [], f);
-  /** CPU ms Keypool adds to a stream over the null Worker's. */
-  const addedCpu = (/** @type {import("./http.mjs").UsageAsk} */ ask, /** @type {number} */ chunks, /** @type {number} */ c) =>
-    longMed(ask, chunks, c, "Keypool, 10 keys", (r) => r.cpuMs) - longMed(ask, chunks, c, "null Worker", (r) => r.cpuMs);
-  /** What Keypool adds per chunk: the growth of its added CPU from the short stream to the long one, per chunk more (µs). */
-  const perChunk = (/** @type {import("./http.mjs").UsageAsk} */ ask, /** @type {number} */ c) =>
-    ((addedCpu(ask, many, c) - addedCpu(ask, few, c)) / (many - few)) * 1000;
+  /** CPU ms a target (Keypool unless said) adds to a stream over the null Worker's. */
+  const addedCpu = (/** @type {import("./http.mjs").UsageAsk} */ ask, /** @type {number} */ chunks, /** @type {number} */ c, t = "Keypool, 10 keys") =>
+    longMed(ask, chunks, c, t, (r) => r.cpuMs) - longMed(ask, chunks, c, "null Worker", (r) => r.cpuMs);
+  /** What a target adds per chunk: the growth of its added CPU from the short stream to the long one, per chunk more (µs). */
+  const perChunk = (/** @type {import("./http.mjs").UsageAsk} */ ask, /** @type {number} */ c, t = "Keypool, 10 keys") =>
+    ((addedCpu(ask, many, c, t) - addedCpu(ask, few, c, t)) / (many - few)) * 1000;
   const [, manyConnections] = LONG_STREAM.connections;
   section(`Long streams, ${LONG_STREAM.chunkDelayMs} ms a chunk, Keypool with events on (10 keys) against the null Worker`);
   for (const ask of /** @type {const} */ (["asked", "not asked"])) {
@@ -160,6 +160,13 @@ export function benchReport(b, { smoke }) {
       atMost(0.5),
     );
   }
+  goal(
+    `${CHUNK_RELAY_FLOOR} (each chunk read and written on in JavaScript, nothing else): added CPU per chunk (µs), ${manyConnections} connections`,
+    perChunk("not asked", manyConnections, CHUNK_RELAY_FLOOR),
+    "– (reported)",
+    null,
+    1,
+  );
   section("Selection, snapshot, stats API, bundle");
   const picks = (/** @type {number} */ n) => median(b.selection[n] ?? []);
   goal("key selection: picks/s at 100,000 keys ÷ at 10 keys", picks(100_000) / picks(10), "≥ 0.50", atLeast(0.5));
@@ -205,7 +212,7 @@ export function benchReport(b, { smoke }) {
       for (const c of LONG_STREAM.connections) {
         for (const t of LONG_STREAM.targets) {
           const runs = long[longKey(ask, chunks, c, t)] ?? [];
-          const added = t === "null Worker" ? "–" : ms(addedCpu(ask, chunks, c));
+          const added = t === "null Worker" ? "–" : ms(addedCpu(ask, chunks, c, t));
           out.push(
             `| ${ask} | ${fmt(chunks)} | ${c} | ${t} | ${throughput(runs)} | ${ms(med(runs, (r) => r.p50))} | ${ms(med(runs, (r) => r.ttfb))} | ${ms(med(runs, (r) => r.cpuMs))} | ${added} |`,
           );
@@ -214,7 +221,10 @@ export function benchReport(b, { smoke }) {
     }
   }
   for (const ask of /** @type {const} */ (["asked", "not asked"]))
-    for (const c of LONG_STREAM.connections) out.push(`\nAdded per chunk, usage ${ask}, ${c} connection(s): ${perChunk(ask, c).toFixed(1)} µs.`);
+    for (const c of LONG_STREAM.connections)
+      out.push(
+        `\nAdded per chunk, usage ${ask}, ${c} connection(s): Keypool ${perChunk(ask, c).toFixed(1)} µs, ${CHUNK_RELAY_FLOOR} ${perChunk(ask, c, CHUNK_RELAY_FLOOR).toFixed(1)} µs.`,
+      );
 
   out.push(`\n### Where Keypool's CPU goes: ${json}, 50 connections\n`);
   const nullCpu = med(breakdown["null Worker"] ?? [], (r) => r.cpuMs);

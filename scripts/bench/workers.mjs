@@ -43,6 +43,36 @@ export default {
   },
 };`;
 
+/**
+ * The null Worker, but every chunk of the answer passes through JavaScript: read
+ * from the upstream's body and written on to the runtime's identity stream that
+ * goes to the client, nothing else — the least a relay that may change a byte
+ * (Keypool's, leaving out a usage chunk) does per chunk.
+ */
+const CHUNK_RELAY_WORKER = `
+const KEYS = ["sk-null-0-aaaaaaaaaaaaaaaa", "sk-null-1-aaaaaaaaaaaaaaaa", "sk-null-2-aaaaaaaaaaaaaaaa"];
+let n = 0;
+export default {
+  async fetch(request, env, ctx) {
+    const url = new URL(request.url);
+    const headers = new Headers({ "content-type": "application/json", authorization: "Bearer " + KEYS[n++ % KEYS.length] });
+    const res = await fetch(env.UPSTREAM + url.pathname.replace(/^\\/v1/, ""), { method: "POST", headers, body: request.body });
+    const reader = res.body.getReader();
+    const { readable, writable } = new IdentityTransformStream();
+    const writer = writable.getWriter();
+    ctx.waitUntil((async () => {
+      try {
+        for (let r = await reader.read(); !r.done; r = await reader.read()) await writer.write(r.value);
+        await writer.close();
+      } catch (err) {
+        await reader.cancel().catch(() => {});
+        await writer.abort(err).catch(() => {});
+      }
+    })());
+    return new Response(readable, res);
+  },
+};`;
+
 const COMPAT = { compatibilityDate: "2026-04-20", compatibilityFlags: ["enable_request_signal"] };
 
 /** The mock upstream in a child process; `behave` sets how every key answers. */
@@ -102,14 +132,16 @@ async function startMiniflare(options) {
 }
 
 /**
- * The null Worker: the floor any Worker in this runtime pays.
+ * The null Worker: the floor any Worker in this runtime pays; with `chunkRelay`,
+ * the same with each chunk of the answer read and written on in JavaScript.
  * @param {string} work a scratch folder
  * @param {string} mockBaseUrl
+ * @param {{ chunkRelay?: boolean }} [options]
  * @returns {Promise<Running>}
  */
-export async function startNullWorker(work, mockBaseUrl) {
-  const script = path.join(work, "null.js");
-  writeFileSync(script, NULL_WORKER);
+export async function startNullWorker(work, mockBaseUrl, { chunkRelay = false } = {}) {
+  const script = path.join(work, chunkRelay ? "chunk-relay.js" : "null.js");
+  writeFileSync(script, chunkRelay ? CHUNK_RELAY_WORKER : NULL_WORKER);
   const port = await freePort();
   const { mf, pid } = await startMiniflare({
     modules: true,
