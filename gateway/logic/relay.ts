@@ -302,7 +302,11 @@ function leavingOutUsage(upstream: ReadableStream<Uint8Array>, options: RelayOpt
   const tap = new SseTap(true);
   const client = identityStream();
   const writer = client.writable.getWriter();
-  const stop = () => void reader.cancel().catch(() => {});
+  let stopped = false;
+  const stop = () => {
+    stopped = true;
+    void reader.cancel().catch(() => {});
+  };
   options.signal.addEventListener("abort", stop);
   const end = (aborted: boolean, failed: boolean) => {
     options.signal.removeEventListener("abort", stop);
@@ -314,8 +318,8 @@ function leavingOutUsage(upstream: ReadableStream<Uint8Array>, options: RelayOpt
     try {
       for (;;) {
         const { done, value } = await reader.read();
-        // Cancelled because the client left: the end of nothing it will read.
-        if (done && options.signal.aborted) throw options.signal.reason ?? new Error("the client went away");
+        // Cancelled here because the client left: the end of nothing it will read.
+        if (done && stopped) throw options.signal.reason ?? new Error("the client went away");
         if (done) break;
         const out = tap.push(value);
         if (out) {

@@ -1,26 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { capacityFigures } from "../../gateway/logic/capacity-figures";
-import { providerKinds, type KeyUsage } from "../../schema";
+import { providerKinds } from "../../schema";
 import type { WindowReading } from "../../storage/key-capacity";
+import { T0, usageAt } from "./capacity-fixtures";
 
-const T0 = Date.UTC(2026, 11, 4, 12, 0, 0); // a minute boundary
 const none = { requests: null, tokens: null };
 const perMinute = providerKinds.openai.rateLimitHeaders;
 
-function usage(over: Partial<KeyUsage> = {}): KeyUsage {
-  return {
-    minuteStart: T0,
-    minute: { requests: 0, tokens: 0 },
-    previousMinute: { requests: 0, tokens: 0 },
-    dayStart: Date.UTC(2026, 11, 4),
-    dayResetAt: Date.UTC(2026, 11, 5),
-    day: { requests: 0, tokens: 0 },
-    requests: null,
-    tokens: null,
-    countedTo: 0,
-    ...over,
-  };
-}
+const usage = usageAt;
 
 const reading = (limit: number, remaining: number, resetAt: number | null): WindowReading => ({ ts: T0, limit, remaining, resetAt });
 

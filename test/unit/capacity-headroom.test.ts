@@ -1,24 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { CapacityLedger, LEDGER_MS, RECENT_SENDS, headroom } from "../../gateway/logic/capacity";
 import { MINUTE_MS, type KeyUsage, type Limits, type UsageReading } from "../../schema";
+import { T0, usageAt } from "./capacity-fixtures";
 
-const T0 = Date.UTC(2026, 11, 4, 12, 0, 0); // a minute boundary, 04:00 in Los Angeles
 const none: { requests: UsageReading | null; tokens: UsageReading | null } = { requests: null, tokens: null };
 
-function usage(over: Partial<KeyUsage> = {}): KeyUsage {
-  return {
-    minuteStart: T0,
-    minute: { requests: 0, tokens: 0 },
-    previousMinute: { requests: 0, tokens: 0 },
-    dayStart: Date.UTC(2026, 11, 4),
-    dayResetAt: Date.UTC(2026, 11, 5),
-    day: { requests: 0, tokens: 0 },
-    requests: null,
-    tokens: null,
-    countedTo: 0,
-    ...over,
-  };
-}
+const usage = usageAt;
 
 const room = (limits: Limits, u: KeyUsage | undefined, ledger = new CapacityLedger(), now = T0 + 30_000, tokens = 10, learned = none) =>
   headroom(limits, u, T0 + 20_000, learned, ledger, "k", { tokens }, now);

@@ -51,6 +51,22 @@ async function deliver(bodies: unknown[]) {
   return getQueueResult(batch, ctx);
 }
 
+/** Keys with the limits given, in an upstream of their own. */
+async function addKeys(...keys: [id: string, limits: Record<string, unknown>][]) {
+  const now = Date.now();
+  const upstream = `usage-up-${crypto.randomUUID()}`;
+  await env.DB.batch([
+    env.DB.prepare(
+      "INSERT INTO upstreams (id, name, base_url, kind, models, enabled, created_at, updated_at) VALUES (?1, 'u', 'https://u.test/v1', 'custom', '[]', 1, ?2, ?2)",
+    ).bind(upstream, now),
+    ...keys.map(([id, limits]) =>
+      env.DB.prepare(
+        "INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, limits, created_at, updated_at) VALUES (?1, ?2, 'v1.a.b', ?1, 'sk-…', ?3, ?4, ?4)",
+      ).bind(id, upstream, JSON.stringify(limits), now),
+    ),
+  ]);
+}
+
 async function totals(clientKeyId: string) {
   const tables = ["rollup_minute", "rollup_hour", "rollup_day"];
   const rows = await Promise.all(
@@ -223,17 +239,7 @@ describe("stats consumer", () => {
   it("publishes the pool's usage against limits: counts for keys with limits, the provider's word for keys nearly spent, nothing for the rest", async () => {
     const now = Date.now();
     const [limited, spent, roomy] = ["limited", "spent", "roomy"].map((n) => `usage-${n}-${crypto.randomUUID()}`) as [string, string, string];
-    const upstream = `usage-up-${crypto.randomUUID()}`;
-    await env.DB.batch([
-      env.DB.prepare(
-        "INSERT INTO upstreams (id, name, base_url, kind, models, enabled, created_at, updated_at) VALUES (?1, 'u', 'https://u.test/v1', 'custom', '[]', 1, ?2, ?2)",
-      ).bind(upstream, now),
-      ...[limited, spent, roomy].map((id, i) =>
-        env.DB.prepare(
-          "INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, limits, created_at, updated_at) VALUES (?1, ?2, 'v1.a.b', ?1, 'sk-…', ?3, ?4, ?4)",
-        ).bind(id, upstream, i === 0 ? JSON.stringify({ rpm: 100, rpd: 1_000 }) : "{}", now),
-      ),
-    ]);
+    await addKeys([limited, { rpm: 100, rpd: 1_000 }], [spent, {}], [roomy, {}]);
     const word = (remaining: number) => ({ requests: { limit: 100, remaining, resetMs: 30_000 }, tokens: null });
     await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
     await deliver([
@@ -250,16 +256,8 @@ describe("stats consumer", () => {
   });
 
   it("publishes the usage of a batch that came less than a second after the last publication, once that second has passed", async () => {
-    const now = Date.now();
-    const [key, upstream] = [`usage-late-${crypto.randomUUID()}`, `usage-late-up-${crypto.randomUUID()}`];
-    await env.DB.batch([
-      env.DB.prepare(
-        "INSERT INTO upstreams (id, name, base_url, kind, models, enabled, created_at, updated_at) VALUES (?1, 'u', 'https://u.test/v1', 'custom', '[]', 1, ?2, ?2)",
-      ).bind(upstream, now),
-      env.DB.prepare(
-        "INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, limits, created_at, updated_at) VALUES (?1, ?2, 'v1.a.b', ?1, 'sk-…', ?3, ?4, ?4)",
-      ).bind(key, upstream, JSON.stringify({ rpd: 1_000 }), now),
-    ]);
+    const key = `usage-late-${crypto.randomUUID()}`;
+    await addKeys([key, { rpd: 1_000 }]);
     const dayCount = async () => (await env.SNAPSHOT.get<{ keys: Record<string, number[]> }>(USAGE_KV_KEY, "json"))?.keys[key]?.[7];
     await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
     await deliver([attempt("usage-late", { keyId: key })]);
