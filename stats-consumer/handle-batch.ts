@@ -7,7 +7,7 @@ import { runReplayJobs } from "./replay";
 import { DEAD_PREFIX, EVENTS_PREFIX, appendToArchive, archiveKey } from "./storage/archive";
 import { ingestBatch } from "./storage/ingest-db";
 import { sendToQueue } from "./storage/queues";
-import { USAGE_INTERVAL_MS, publishUsage } from "./storage/usage-store";
+import { publishUsage } from "./storage/usage-store";
 import { readSettings } from "../storage/settings";
 
 /**
@@ -38,15 +38,11 @@ export interface BatchDeps {
   sleep: (ms: number) => Promise<void>;
   /** What this isolate knows of the published snapshot. */
   published: PublishedStates;
-  /** Keeps the invocation alive for work after the batch is acknowledged (the queue handler's `waitUntil`); without it, none is left. */
-  defer?: (work: Promise<unknown>) => void;
-  /** Whether this isolate has a usage publication waiting for the next free second. */
-  usageWaiting?: { pending: boolean };
 }
 
 /** An isolate's dependencies: the real clock, and its own memory of what was published. */
 export function isolateDeps(): BatchDeps {
-  return { now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)), published: new PublishedStates(), usageWaiting: { pending: false } };
+  return { now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)), published: new PublishedStates() };
 }
 
 /** Every event of every message of a batch (one, or several packed), validated: the valid ones, and the rest as dead letters. */
@@ -88,7 +84,7 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv
         await ingestBatch(env.DB, toBatchRows(chunk, settings.timeZone), toHealthRows(chunk, settings), toCapacityRows(chunk));
       }
       result.published = await publishIfStale(events, settings, { db: env.DB, kv: env.SNAPSHOT, ...deps });
-      if (events.some((e) => e.type === "attempt")) await publishUsageQuietly(env, deps);
+      if (events.some((e) => e.type === "attempt")) await publishUsageQuietly(env, deps.now());
       await runReplayJobs(events, env, deps.now);
     }
   } catch (err) {
@@ -102,37 +98,15 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv
 }
 
 /**
- * Publishes the pool's usage after a batch that may have moved it. When another
- * publication was less than a second ago, one more is made when the second has
- * passed, after the batch is acknowledged (one waiting per isolate covers every
- * batch committed before it): the last batch before traffic stops is published
- * too, not left until the next one. A failure is logged, not retried: the batch
- * is stored, and the next one publishes again.
+ * Publishes the pool's usage after a batch that may have moved it. A failure is
+ * logged, not retried: the batch is stored, and the next one publishes again.
  */
-async function publishUsageQuietly(env: ConsumerEnv, deps: BatchDeps): Promise<void> {
-  const attempt = async () => {
-    try {
-      return await publishUsage(env.DB, env.SNAPSHOT, deps.now());
-    } catch (err) {
-      console.error(`keypool consumer: publishing the pool's usage failed (the next batch tries again): ${err instanceof Error ? err.message : "error"}`);
-      return null;
-    }
-  };
-  if ((await attempt()) !== "recent" || !deps.defer || !deps.usageWaiting || deps.usageWaiting.pending) return;
-  const waiting = deps.usageWaiting;
-  waiting.pending = true;
-  deps.defer(
-    (async () => {
-      try {
-        await deps.sleep(USAGE_INTERVAL_MS);
-      } finally {
-        // A batch committed from here on may not be in this read: it waits for its own turn.
-        waiting.pending = false;
-      }
-      // Still "recent": another consumer claimed after this batch committed, and its read holds it.
-      await attempt();
-    })(),
-  );
+async function publishUsageQuietly(env: ConsumerEnv, now: number): Promise<void> {
+  try {
+    await publishUsage(env.DB, env.SNAPSHOT, now);
+  } catch (err) {
+    console.error(`keypool consumer: publishing the pool's usage failed (the next batch tries again): ${err instanceof Error ? err.message : "error"}`);
+  }
 }
 
 /** Keeps dead letters in the archive under dead/, where requeue can find them. */

@@ -7,8 +7,8 @@ const DEAD_LETTER_QUEUE = "keypool-events-dlq";
 const deps = isolateDeps();
 
 export default {
-  async queue(batch, env, ctx) {
+  async queue(batch, env) {
     if (batch.queue === DEAD_LETTER_QUEUE) await handleDeadLetters(batch, env, deps);
-    else await handleBatch(batch, env, { ...deps, defer: (work) => ctx.waitUntil(work) });
+    else await handleBatch(batch, env, deps);
   },
 } satisfies ExportedHandler<ConsumerEnv, unknown>;

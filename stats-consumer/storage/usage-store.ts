@@ -5,17 +5,15 @@ import { claimUsagePublish, claimUsageVersion, readUsagePublishedKeys, recordUsa
 import { buildPoolUsage, dayStarts, type UsageCounts } from "../logic/build-usage";
 
 /** KV allows one write a second to a key. */
-export const USAGE_INTERVAL_MS = 1_000;
+const USAGE_INTERVAL_MS = 1_000;
 
 /**
  * Publishes the pool's usage against its keys' limits (KV `usage:v1`) unless
- * another consumer did within the last second: then it returns "recent", and
- * what was committed before the call is published by the first claim a second
- * from now (the caller's, if nobody else's). A pool without limits writes it
- * once, empty. Returns the version written, if any.
+ * another consumer did within the last second — the next batch then will. A
+ * pool without limits writes it once, empty. Returns the version written, if any.
  */
-export async function publishUsage(db: D1Database, kv: KVNamespace, now: number): Promise<number | "recent" | null> {
-  if (!(await claimUsagePublish(db, now, USAGE_INTERVAL_MS))) return "recent";
+export async function publishUsage(db: D1Database, kv: KVNamespace, now: number): Promise<number | null> {
+  if (!(await claimUsagePublish(db, now, USAGE_INTERVAL_MS))) return null;
   const keys = await readCapacityKeys(db, now, NEARLY_SPENT);
   const starts = dayStarts(keys, now);
   const groups = new Map<number, string[]>();

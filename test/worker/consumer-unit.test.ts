@@ -1,4 +1,4 @@
-import { createExecutionContext, createMessageBatch, getQueueResult, waitOnExecutionContext } from "cloudflare:test";
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { SNAPSHOT_KV_KEY, USAGE_KV_KEY, defaultSettings, packEvents, type AdminEvent, type AttemptEvent } from "../../schema";
@@ -47,7 +47,7 @@ function messages(bodies: unknown[]) {
 async function deliver(bodies: unknown[]) {
   const batch = createMessageBatch("keypool-events", messages(bodies));
   const ctx = createExecutionContext();
-  await consumer.queue(batch, env, ctx);
+  await consumer.queue(batch, env);
   return getQueueResult(batch, ctx);
 }
 
@@ -253,23 +253,6 @@ describe("stats consumer", () => {
     expect(usage?.keys[limited]).toMatchObject([expect.any(Number), 2, 30, 0, 0, expect.any(Number), expect.any(Number), 2, 30, null, null, now - 3]);
     expect(usage?.keys[spent]?.[9]).toMatchObject([expect.any(Number), 100, 5, expect.any(Number)]);
     expect(usage?.keys[roomy]).toBeUndefined();
-  });
-
-  it("publishes the usage of a batch that came less than a second after the last publication, once that second has passed", async () => {
-    const key = `usage-late-${crypto.randomUUID()}`;
-    await addKeys([key, { rpd: 1_000 }]);
-    const dayCount = async () => (await env.SNAPSHOT.get<{ keys: Record<string, number[]> }>(USAGE_KV_KEY, "json"))?.keys[key]?.[7];
-    await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
-    await deliver([attempt("usage-late", { keyId: key })]);
-    expect(await dayCount()).toBe(1);
-    // The next batch finds the last publication too recent: it is acknowledged at once, and published a second later.
-    const ctx = createExecutionContext();
-    const batch = createMessageBatch("keypool-events", messages([attempt("usage-late", { keyId: key }), attempt("usage-late", { keyId: key })]));
-    await consumer.queue(batch, env, ctx);
-    expect(await dayCount()).toBe(1);
-    await waitOnExecutionContext(ctx);
-    expect((await getQueueResult(batch, ctx)).ackAll).toBe(true);
-    expect(await dayCount()).toBe(3);
   });
 
   it("publishes a newer snapshot after an admin event, with the version in its metadata", async () => {
