@@ -37,9 +37,6 @@ export interface Relayed {
   metered: Promise<void>;
 }
 
-/** Largest body (or sum of stream data) kept to read usage or estimate tokens from. */
-const MAX_KEPT_CHARS = MAX_KEPT_BYTES;
-
 /** Decodes whole bodies (no `stream` option, so it keeps no state between calls). */
 const wholeDecoder = new TextDecoder();
 
@@ -62,7 +59,7 @@ class StreamMeter {
       }
     }
     // Kept for the estimate, `"usage": null` chunks too (OpenAI sends one with every token).
-    if (this.keptChars < MAX_KEPT_CHARS) {
+    if (this.keptChars < MAX_KEPT_BYTES) {
       this.kept.push(data);
       this.keptChars += data.length;
     }
@@ -89,7 +86,7 @@ class BodyMeter {
 
   see(text: string): void {
     if (this.overflow) return;
-    if (this.text.length + text.length > MAX_KEPT_CHARS) this.overflow = true;
+    if (this.text.length + text.length > MAX_KEPT_BYTES) this.overflow = true;
     else this.text += text;
   }
 
@@ -185,7 +182,7 @@ function allFrames(text: string): string[] {
 export function relayBody(upstream: ReadableStream<Uint8Array>, options: RelayOptions): Relayed {
   const kind = bodyKind(options.contentType);
   if (kind === "sse" && options.dropUsageChunk) return leavingOutUsage(upstream, options);
-  const bounded = kind === "sse" || (kind === "text" && options.contentLength !== null && options.contentLength <= MAX_KEPT_CHARS);
+  const bounded = kind === "sse" || (kind === "text" && options.contentLength !== null && options.contentLength <= MAX_KEPT_BYTES);
   if (kind !== "binary" && bounded) return passThrough(upstream, kind, options);
   return chunkByChunk(upstream, kind === "binary" ? "binary" : "text", options);
 }

@@ -89,13 +89,3 @@ export function findUsageObject(b: Uint8Array, from = 0, to = b.length): number 
   }
   return -1;
 }
-
-/** The start of the event holding byte `at`, given the event ends found before it (`ends`, ascending) and where the scan began. */
-export function eventStartBefore(ends: number[], at: number, from: number): number {
-  let start = from;
-  for (const end of ends) {
-    if (end > at) break;
-    start = end;
-  }
-  return start;
-}

@@ -2,7 +2,7 @@ import { eventEnds, findUsageObject, lastEventEnd } from "./sse-bytes";
 import { frameData } from "./sse-frames";
 import { readUsage, type Usage } from "./usage";
 
-/** Largest part of a stream kept to estimate tokens from when no usage comes. */
+/** Largest part of a body kept to read usage or estimate tokens from (bytes of a stream, characters of a text body). */
 export const MAX_KEPT_BYTES = 8 * 1024 * 1024;
 /** The end of a stream kept apart once the rest is too large to keep: its usage comes last. */
 const TAIL_BYTES = 64 * 1024;

@@ -1,24 +1,16 @@
 import { describe, expect, it } from "vitest";
 import type { AttemptEvent, KeypoolEvent } from "../../schema";
 import { changesSnapshot, toBatchRows } from "../../stats-consumer/logic/rollup-rows";
+import { attemptEvent } from "../fixtures/events";
 
 function attempt(id: string, extra: Partial<AttemptEvent> = {}): AttemptEvent {
-  return {
-    v: 1,
-    type: "attempt",
+  return attemptEvent({
     id,
     ts: Date.UTC(2026, 0, 1, 23, 30),
     requestId: "r1",
-    attempt: 1,
-    final: true,
     keyId: "k1",
     upstreamId: "u1",
     clientKeyId: "c1",
-    model: "m",
-    endpoint: "/chat/completions",
-    stream: false,
-    status: 200,
-    outcome: "ok",
     latencyMs: 12,
     ttfbMs: 5,
     promptTokens: 3,
@@ -26,11 +18,8 @@ function attempt(id: string, extra: Partial<AttemptEvent> = {}): AttemptEvent {
     totalTokens: 7,
     cachedTokens: 1,
     reasoningTokens: 2,
-    usageSource: "upstream",
-    retryAfterMs: null,
-    rateLimit: null,
     ...extra,
-  };
+  });
 }
 
 describe("toBatchRows", () => {

@@ -4,6 +4,7 @@ import { env } from "cloudflare:workers";
 import { USAGE_KV_KEY, newEventId, type StatsHeadroom } from "../../schema";
 import { isolate } from "../fixtures/workers/gateway";
 import { admin, adminToken, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForSnapshot } from "./helpers";
+import { attemptEvent } from "../fixtures/events";
 
 const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
 const fakes = resetAfterEach(afterEach);
@@ -130,33 +131,18 @@ describe("scheduling by capacity", () => {
     fakes.set(fake.restore);
     // Three requests served elsewhere (another isolate, another location) reach the consumer as events.
     const now = Date.now();
-    const events = [0, 1, 2].map((i) => ({
-      v: 1,
-      type: "attempt",
-      id: newEventId(now),
-      ts: now - i,
-      requestId: crypto.randomUUID(),
-      attempt: 1,
-      final: true,
-      keyId: id,
-      upstreamId: pool.upstreamId,
-      clientKeyId: pool.clientKeyId,
-      model: pool.model,
-      endpoint: "/chat/completions",
-      stream: false,
-      status: 200,
-      outcome: "ok",
-      latencyMs: 5,
-      ttfbMs: 5,
-      promptTokens: 1,
-      completionTokens: 1,
-      totalTokens: 2,
-      cachedTokens: 0,
-      reasoningTokens: 0,
-      usageSource: "upstream",
-      retryAfterMs: null,
-      rateLimit: null,
-    }));
+    const events = [0, 1, 2].map((i) =>
+      attemptEvent({
+        id: newEventId(now),
+        ts: now - i,
+        keyId: id,
+        upstreamId: pool.upstreamId,
+        clientKeyId: pool.clientKeyId,
+        model: pool.model,
+        latencyMs: 5,
+        ttfbMs: 5,
+      }),
+    );
     await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
     await env.EVENTS.send({ events });
     await waitFor(async () => {

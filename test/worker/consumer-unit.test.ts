@@ -8,24 +8,14 @@ import { toBatchRows } from "../../stats-consumer/logic/rollup-rows";
 import { ingestBatch } from "../../stats-consumer/storage/ingest-db";
 import consumer from "../../stats-consumer/index";
 import { waitFor } from "./helpers";
+import { attemptEvent } from "../fixtures/events";
 
 function attempt(clientKeyId: string, extra: Partial<AttemptEvent> = {}): AttemptEvent {
-  return {
-    v: 1,
-    type: "attempt",
-    id: crypto.randomUUID(),
-    ts: Date.now(),
-    requestId: crypto.randomUUID(),
-    attempt: 1,
-    final: true,
+  return attemptEvent({
+    clientKeyId,
     keyId: "k-unit",
     upstreamId: "u-unit",
-    clientKeyId,
     model: "m-unit",
-    endpoint: "/chat/completions",
-    stream: false,
-    status: 200,
-    outcome: "ok",
     latencyMs: 20,
     ttfbMs: 8,
     promptTokens: 10,
@@ -33,11 +23,8 @@ function attempt(clientKeyId: string, extra: Partial<AttemptEvent> = {}): Attemp
     totalTokens: 15,
     cachedTokens: 2,
     reasoningTokens: 1,
-    usageSource: "upstream",
-    retryAfterMs: null,
-    rateLimit: null,
     ...extra,
-  };
+  });
 }
 
 function messages(bodies: unknown[]) {

@@ -6,36 +6,10 @@ import { handleBatch } from "../../stats-consumer/handle-batch";
 import { toHealthRows } from "../../stats-consumer/logic/health-rows";
 import { PublishedStates, publishIfStale } from "../../stats-consumer/publish";
 import { publishSnapshot } from "../../stats-consumer/storage/snapshot-store";
+import { attemptEvent } from "../fixtures/events";
 
 function attempt(keyId: string, outcome: Outcome, ts: number, extra: Partial<AttemptEvent> = {}): AttemptEvent {
-  return {
-    v: 1,
-    type: "attempt",
-    id: crypto.randomUUID(),
-    ts,
-    requestId: crypto.randomUUID(),
-    attempt: 1,
-    final: true,
-    keyId,
-    upstreamId: "u-health",
-    clientKeyId: "c-health",
-    model: "m",
-    endpoint: "/chat/completions",
-    stream: false,
-    status: outcome === "ok" ? 200 : 401,
-    outcome,
-    latencyMs: 1,
-    ttfbMs: 1,
-    promptTokens: 1,
-    completionTokens: 1,
-    totalTokens: 2,
-    cachedTokens: 0,
-    reasoningTokens: 0,
-    usageSource: "upstream",
-    retryAfterMs: null,
-    rateLimit: null,
-    ...extra,
-  };
+  return attemptEvent({ keyId, outcome, ts, status: outcome === "ok" ? 200 : 401, upstreamId: "u-health", clientKeyId: "c-health", ...extra });
 }
 
 /** A clock the test moves, and a sleep that moves it. */

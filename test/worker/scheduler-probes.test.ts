@@ -2,37 +2,13 @@ import { describe, expect, it } from "vitest";
 import type { AttemptEvent, Outcome } from "../../schema";
 import { runScheduled } from "../../scheduler";
 import { addUpstreamWithKeys, clock, fold, health, schedulerDeps } from "./scheduler-helpers";
+import { attemptEvent } from "../fixtures/events";
 
 const json = (body: unknown, status = 200) => Response.json(body, { status });
 
 function attempt(keyId: string, outcome: Outcome, ts: number): AttemptEvent {
-  return {
-    v: 1,
-    type: "attempt",
-    id: crypto.randomUUID(),
-    ts,
-    requestId: crypto.randomUUID(),
-    attempt: 1,
-    final: true,
-    keyId,
-    upstreamId: "u",
-    clientKeyId: "c",
-    model: "m",
-    endpoint: "/chat/completions",
-    stream: false,
-    status: outcome === "auth_failed" ? 401 : 500,
-    outcome,
-    latencyMs: 1,
-    ttfbMs: null,
-    promptTokens: 0,
-    completionTokens: 0,
-    totalTokens: 0,
-    cachedTokens: 0,
-    reasoningTokens: 0,
-    usageSource: "none",
-    retryAfterMs: null,
-    rateLimit: null,
-  };
+  const status = outcome === "auth_failed" ? 401 : 500;
+  return attemptEvent({ keyId, outcome, ts, status, ttfbMs: null, promptTokens: 0, completionTokens: 0, totalTokens: 0, usageSource: "none" });
 }
 
 /** Probe answers of the fake providers, by URL and key. */
