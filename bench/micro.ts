@@ -32,6 +32,7 @@ export function makeSnapshot(n: number): Snapshot {
     })),
     clientKeys: [],
     settings: defaultSettings,
+    prices: [],
   };
 }
 

@@ -37,8 +37,8 @@ export interface ProxyDeps {
   waitUntil: (p: Promise<unknown>) => void;
   secrets: SecretCache;
   observations: LocalObservations;
-  /** Told the tokens a finished request used (client TPM accounting). */
-  spend: (tokens: number) => void;
+  /** Told the attempts of a finished request (the client's quotas count its tokens and cost). */
+  settle: (events: AttemptEvent[]) => void;
 }
 
 /** One client request, already authenticated and read. */
@@ -140,7 +140,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     // What each attempt really used, in place of its estimate, for the keys whose capacity this isolate counts.
     for (const a of attempts) if (a.charged !== null) deps.observations.capacity.adjust(a.keyId, (a.usage?.totalTokens ?? 0) - a.charged, now);
     const events = attempts.map((a, i) => toEvent(req, requestId, a, i, i === attempts.length - 1, deps));
-    deps.spend(events.reduce((n, e) => n + e.totalTokens, 0));
+    deps.settle(events);
     return deps.sink(events);
   };
   // The answer to give if no attempt succeeds: the last upstream error, or "unreachable".

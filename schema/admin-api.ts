@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { limitsSchema } from "./capacity";
+import { moneySchema } from "./prices";
 import { providerKindIdSchema } from "./providers";
 import { keyStateSchema, snapshotUpstreamSchema } from "./snapshot";
 
@@ -135,12 +136,23 @@ const seedTokenSchema = z.looseObject({
 });
 export const importSeedBodySchema = z.object({ upstreamId: z.string().min(1), tokens: z.array(seedTokenSchema).min(1).max(10_000) });
 
+/** A client key's quotas beyond RPM and TPM: each optional (null: none). Days and months are the pool's, in its time zone. */
+const quotaFields = {
+  rpdLimit: z.number().int().positive().nullable(),
+  tpdLimit: z.number().int().positive().nullable(),
+  monthlyTokenLimit: z.number().int().positive().nullable(),
+  /** Budgets in units of the pool's currency (e.g. 5 for $5), at most six decimals. */
+  dailyBudget: moneySchema.nullable(),
+  monthlyBudget: moneySchema.nullable(),
+};
+
 export const updateClientKeyBodySchema = z
   .object({
     name: z.string().trim().min(1).max(100),
     models: z.array(z.string().trim().min(1).max(200)).max(1000),
     rpmLimit: z.number().int().positive().nullable(),
     tpmLimit: z.number().int().positive().nullable(),
+    ...quotaFields,
     expiresAt: z.number().int().positive().nullable(),
     enabled: z.boolean(),
     smoothStreams: z.boolean().nullable(),
@@ -203,6 +215,11 @@ export const createClientKeyBodySchema = z.object({
   models: z.array(z.string().trim().min(1).max(200)).max(1000).default([]),
   rpmLimit: z.number().int().positive().nullable().default(null),
   tpmLimit: z.number().int().positive().nullable().default(null),
+  rpdLimit: quotaFields.rpdLimit.default(null),
+  tpdLimit: quotaFields.tpdLimit.default(null),
+  monthlyTokenLimit: quotaFields.monthlyTokenLimit.default(null),
+  dailyBudget: quotaFields.dailyBudget.default(null),
+  monthlyBudget: quotaFields.monthlyBudget.default(null),
   expiresAt: z.number().int().positive().nullable().default(null),
   /** Smooth its streams (true / false), or follow the pool's `smoothStreams` setting (null). */
   smoothStreams: z.boolean().nullable().default(null),
@@ -215,6 +232,12 @@ const clientKeyViewSchema = z.object({
   models: z.array(z.string()),
   rpmLimit: z.number().nullable(),
   tpmLimit: z.number().nullable(),
+  rpdLimit: z.number().nullable(),
+  tpdLimit: z.number().nullable(),
+  monthlyTokenLimit: z.number().nullable(),
+  /** Budgets in units of the pool's currency. */
+  dailyBudget: z.number().nullable(),
+  monthlyBudget: z.number().nullable(),
   expiresAt: z.number().nullable(),
   enabled: z.boolean(),
   /** Smooth its streams: on, off, or as the pool's setting says (null). */
@@ -222,6 +245,8 @@ const clientKeyViewSchema = z.object({
   createdAt: z.number(),
   requestsToday: z.number(),
   tokensToday: z.number(),
+  /** Spend today in integer micro-units of the pool's currency (priced attempts only). */
+  costTodayMicros: z.number().int(),
 });
 export type ClientKeyView = z.infer<typeof clientKeyViewSchema>;
 
@@ -251,6 +276,12 @@ export const statsSummarySchema = z.object({
   tpd: z.number(),
   /** Requests and tokens in the last 24 hours (to the minute). */
   last24h: z.object({ requests: z.number(), tokens: z.number() }),
+  /** Spend today and this month (from the 1st, in `timeZone`), in integer micro-units of `currency`; `unpriced` attempts had usage but no price. */
+  spend: z.object({
+    currency: z.string(),
+    today: z.object({ costMicros: z.number().int(), unpriced: z.number().int() }),
+    month: z.object({ costMicros: z.number().int(), unpriced: z.number().int() }),
+  }),
   timeZone: z.string(),
   generatedAt: z.number(),
 });
@@ -301,6 +332,10 @@ const metricsSchema = z.object({
   latencyAvgMs: z.number().nullable(),
   latencyMaxMs: z.number(),
   ttfbAvgMs: z.number().nullable(),
+  /** What the attempts cost, in integer micro-units of the pool's currency (prices in force at each attempt's time). */
+  costMicros: z.number().int(),
+  /** Attempts with usage but no price: their cost is unknown, and not in `costMicros`. */
+  unpriced: z.number().int(),
 });
 export type Metrics = z.infer<typeof metricsSchema>;
 
@@ -399,7 +434,7 @@ export const importSeedResponseSchema = importKeysResponseSchema.extend({ disabl
 export const clientKeyListSchema = z.object({ data: z.array(clientKeyViewSchema) });
 
 /** A client key after an update (without today's usage). */
-export const clientKeyRecordSchema = clientKeyViewSchema.omit({ requestsToday: true, tokensToday: true });
+export const clientKeyRecordSchema = clientKeyViewSchema.omit({ requestsToday: true, tokensToday: true, costTodayMicros: true });
 
 /** An admin event as the audit log keeps it. */
 const auditEntrySchema = z.object({

@@ -75,3 +75,20 @@ export function dayStart(ts: number, timeZone: string): number {
   if (ts < end) lastDay.set(timeZone, { start, end });
   return start;
 }
+
+/** The instant the local month containing `ts` began in `timeZone`: midnight of its first day. */
+export function monthStart(ts: number, timeZone: string): number {
+  let start = dayStart(ts, timeZone);
+  // Walk back a day at a time to the 1st (at most 30 steps; each a cached or cheap midnight).
+  for (;;) {
+    const day = new Date(wallClockAsUtc(start, timeZone)).getUTCDate();
+    if (day === 1) return start;
+    start = dayStart(start - HOUR_MS, timeZone);
+  }
+}
+
+/** The instant the local month after the one containing `ts` begins in `timeZone`. */
+export function nextMonthStart(ts: number, timeZone: string): number {
+  // 32 days after a month's first midnight is inside the next month.
+  return monthStart(monthStart(ts, timeZone) + 32 * DAY_MS, timeZone);
+}

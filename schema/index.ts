@@ -8,3 +8,4 @@ export * from "./buckets";
 export * from "./health";
 export * from "./capacity";
 export * from "./usage";
+export * from "./prices";

@@ -79,6 +79,11 @@ export const settingsSchema = z.object({
    * origins; empty: none. The admin API and the dashboard never answer cross-origin, whatever this says.
    */
   corsOrigins: z.array(z.string().refine(isOriginOrAny, 'not "*" or an origin like https://app.example.com')).max(50).default(["*"]),
+  /** The currency prices, spend and budgets are in (ISO 4217 code); every price is taken to be in it. */
+  currency: z
+    .string()
+    .regex(/^[A-Z]{3}$/, "a three-letter ISO 4217 code such as USD")
+    .default("USD"),
   /** Time zone whose midnight starts the day for RPD/TPD. */
   timeZone: z.string().refine(isTimeZone, "unknown IANA time zone").default("UTC"),
   /** How long the rollups and the dedupe window are kept. */

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { snapshotPriceSchema } from "./prices";
 import { limitsSchema } from "./capacity";
 import { providerKindIdSchema } from "./providers";
 import { settingsSchema } from "./settings";
@@ -49,6 +50,12 @@ const snapshotClientKeySchema = z.object({
   models: z.array(z.string()),
   rpmLimit: z.number().int().positive().nullable(),
   tpmLimit: z.number().int().positive().nullable(),
+  /** Quotas beyond RPM and TPM (absent from snapshots written before them: none). Budgets in micro-units. */
+  rpdLimit: z.number().int().positive().nullable().default(null),
+  tpdLimit: z.number().int().positive().nullable().default(null),
+  monthlyTokenLimit: z.number().int().positive().nullable().default(null),
+  dailyBudgetMicros: z.number().int().nonnegative().nullable().default(null),
+  monthlyBudgetMicros: z.number().int().nonnegative().nullable().default(null),
   expiresAt: z.number().nullable(),
   enabled: z.boolean(),
   /** Smooth its streams: on, off, or as the pool's `smoothStreams` setting says (null). */
@@ -64,6 +71,8 @@ export const snapshotSchema = z.object({
   keys: z.array(snapshotKeySchema),
   clientKeys: z.array(snapshotClientKeySchema),
   settings: settingsSchema,
+  /** The prices in force when it was written (an isolate counts its own spend by them until the consumer's count comes). */
+  prices: z.array(snapshotPriceSchema).default([]),
 });
 export type Snapshot = z.infer<typeof snapshotSchema>;
 

@@ -30,10 +30,33 @@ export const keyUsageTupleSchema = z.tuple([
   z.number().optional(),
 ]);
 
+/** One client key's usage against its quotas, by position: see `clientUsageOf`. */
+export const clientUsageTupleSchema = z.tuple([
+  // The minute bucket counted last, its requests and tokens, and the minute before's.
+  z.number(),
+  z.number(),
+  z.number(),
+  z.number(),
+  z.number(),
+  // The pool's day (in its time zone): when it began, its requests, tokens and spend (micro-units) so far.
+  z.number(),
+  z.number(),
+  z.number(),
+  z.number(),
+  // The month: when it began, its tokens and spend so far.
+  z.number(),
+  z.number(),
+  z.number(),
+  // The latest attempt of the client the counts hold (when it was sent, epoch ms; 0: none this month).
+  z.number(),
+]);
+
 export const poolUsageSchema = z.object({
   version: z.number().int().nonnegative(),
   generatedAt: z.number().int(),
   keys: z.record(z.string(), keyUsageTupleSchema),
+  /** Client keys with quotas (absent from usage published before them). */
+  clients: z.record(z.string(), clientUsageTupleSchema).default({}),
 });
 export type PoolUsage = z.infer<typeof poolUsageSchema>;
 
@@ -100,3 +123,80 @@ export function keyUsageTuple(u: KeyUsage): z.infer<typeof keyUsageTupleSchema> 
     u.countedTo,
   ];
 }
+
+/** One client key's usage as counted by the consumer, by name. */
+export interface ClientUsage {
+  minuteStart: number;
+  minute: { requests: number; tokens: number };
+  previousMinute: { requests: number; tokens: number };
+  dayStart: number;
+  day: { requests: number; tokens: number; costMicros: number };
+  monthStart: number;
+  month: { tokens: number; costMicros: number };
+  /** When the latest attempt of the client the counts hold was sent (0: none this month). */
+  countedTo: number;
+}
+
+export function clientUsageOf(t: z.infer<typeof clientUsageTupleSchema>): ClientUsage {
+  return {
+    minuteStart: t[0],
+    minute: { requests: t[1], tokens: t[2] },
+    previousMinute: { requests: t[3], tokens: t[4] },
+    dayStart: t[5],
+    day: { requests: t[6], tokens: t[7], costMicros: t[8] },
+    monthStart: t[9],
+    month: { tokens: t[10], costMicros: t[11] },
+    countedTo: t[12],
+  };
+}
+
+export function clientUsageTuple(u: ClientUsage): z.infer<typeof clientUsageTupleSchema> {
+  return [
+    u.minuteStart,
+    u.minute.requests,
+    u.minute.tokens,
+    u.previousMinute.requests,
+    u.previousMinute.tokens,
+    u.dayStart,
+    u.day.requests,
+    u.day.tokens,
+    u.day.costMicros,
+    u.monthStart,
+    u.month.tokens,
+    u.month.costMicros,
+    u.countedTo,
+  ];
+}
+
+/** One of a client key's quotas as `GET /v1/key` shows it. */
+const quotaStatusSchema = z.object({
+  /** rpm, tpm, rpd, tpd, monthly_tokens, daily_budget, monthly_budget */
+  name: z.string(),
+  unit: z.enum(["requests", "tokens", "micros"]),
+  limit: z.number(),
+  used: z.number(),
+  remaining: z.number(),
+  /** When the window is next empty or starts again (epoch seconds). */
+  resets_at: z.number().int(),
+});
+
+/** What a client key may read about itself: `GET /v1/key`. */
+export const clientKeyStatusSchema = z.object({
+  object: z.literal("client_key"),
+  id: z.string(),
+  name: z.string(),
+  /** Models it may use; empty: all. */
+  models: z.array(z.string()),
+  /** Epoch seconds, or null. */
+  expires_at: z.number().int().nullable(),
+  currency: z.string(),
+  /** Its quotas as enforced now: the pool's count plus what this gateway instance admitted since. */
+  quotas: z.array(quotaStatusSchema),
+  /** Its usage as counted (the pool's day and month, in `time_zone`): requests, tokens and spend in integer micro-units. */
+  usage: z.object({
+    today: z.object({ requests: z.number().int(), tokens: z.number().int(), cost_micros: z.number().int() }),
+    month: z.object({ tokens: z.number().int(), cost_micros: z.number().int() }),
+  }),
+  time_zone: z.string(),
+});
+export type ClientKeyStatus = z.infer<typeof clientKeyStatusSchema>;

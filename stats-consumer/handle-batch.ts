@@ -8,6 +8,7 @@ import { DEAD_PREFIX, EVENTS_PREFIX, appendToArchive, archiveKey } from "./stora
 import { ingestBatch } from "./storage/ingest-db";
 import { sendToQueue } from "./storage/queues";
 import { publishUsage } from "./storage/usage-store";
+import { readPriceBook } from "../storage/prices";
 import { readSettings } from "../storage/settings";
 
 /**
@@ -78,10 +79,10 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv
     }
     if (events.length > 0) {
       await appendToArchive(env.ARCHIVE, archiveKey(EVENTS_PREFIX, deps.now(), crypto.randomUUID()), events);
-      const settings = await readSettings(env.DB);
+      const [settings, prices] = await Promise.all([readSettings(env.DB), readPriceBook(env.DB)]);
       for (let i = 0; i < events.length; i += EVENTS_PER_TRANSACTION) {
         const chunk = events.slice(i, i + EVENTS_PER_TRANSACTION);
-        await ingestBatch(env.DB, toBatchRows(chunk, settings.timeZone), toHealthRows(chunk, settings), toCapacityRows(chunk));
+        await ingestBatch(env.DB, toBatchRows(chunk, settings.timeZone, prices), toHealthRows(chunk, settings), toCapacityRows(chunk));
       }
       result.published = await publishIfStale(events, settings, { db: env.DB, kv: env.SNAPSHOT, ...deps });
       if (events.some((e) => e.type === "attempt")) await publishUsageQuietly(env, deps.now());

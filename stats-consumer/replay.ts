@@ -1,6 +1,7 @@
 import { keypoolEventSchema, packEvents, type AdminEvent, type KeypoolEvent } from "../schema";
 import { finishReplayJob, startReplayJob } from "../storage/replay-jobs";
 import { ROLLUP_TABLES, rollupCutoffs, type RollupTable } from "../storage/rollups";
+import { readPriceBook } from "../storage/prices";
 import { readSettings } from "../storage/settings";
 import { toCapacityRows } from "./logic/capacity-rows";
 import { toHealthRows } from "./logic/health-rows";
@@ -53,7 +54,7 @@ export interface RebuildReport {
  */
 export async function rebuild(env: ConsumerEnv, p: ReplayParams, now: number): Promise<RebuildReport> {
   await resetShadowTables(env.DB);
-  const settings = await readSettings(env.DB);
+  const [settings, prices] = await Promise.all([readSettings(env.DB), readPriceBook(env.DB)]);
   const keys = await listArchive(env.ARCHIVE, EVENTS_PREFIX);
   let events = 0;
   let unparseable = 0;
@@ -62,7 +63,13 @@ export async function rebuild(env: ConsumerEnv, p: ReplayParams, now: number): P
     unparseable += parsed.unparseable;
     if (parsed.events.length === 0) continue;
     events += parsed.events.length;
-    await ingestBatch(env.DB, toBatchRows(parsed.events, settings.timeZone), toHealthRows(parsed.events, settings), toCapacityRows(parsed.events), "shadow_");
+    await ingestBatch(
+      env.DB,
+      toBatchRows(parsed.events, settings.timeZone, prices),
+      toHealthRows(parsed.events, settings),
+      toCapacityRows(parsed.events),
+      "shadow_",
+    );
   }
   const floor = rollupCutoffs(settings, now);
   const compared: Record<string, TableDiff> = {};

@@ -27,6 +27,15 @@ export interface MetricSums {
   latencyMax: number;
   ttfbSum: number;
   ttfbCount: number;
+  /** What the attempts cost (micro-units of the pool's currency), and how many had usage but no price. */
+  costMicros: number;
+  unpriced: number;
+}
+
+/** Spend over a range: micro-units, and attempts with usage but no price (their cost unknown). */
+export interface SpendSums {
+  costMicros: number;
+  unpriced: number;
 }
 
 /** Dimension filters of the stats queries. */

@@ -1,5 +1,5 @@
 import { DAY_MS, HOUR_MS, MINUTE_MS, type Settings, type StatsBucket } from "../schema";
-import type { BucketTotals, MetricSums, StatsFilters } from "./rollup-sums";
+import type { BucketTotals, MetricSums, SpendSums, StatsFilters } from "./rollup-sums";
 
 /**
  * The rollup tables: usage summed per minute, hour and day × key × model ×
@@ -15,11 +15,12 @@ export const ROLLUP_TABLES = {
   rollup_pool_hour: { widthMs: HOUR_MS, keptMs: (s: Settings) => s.retention.hourRollupDays * DAY_MS },
   // A local day lasts 23 to 25 hours (daylight saving time); days start at midnight in the settings' time zone.
   rollup_day: { widthMs: DAY_MS + HOUR_MS, keptMs: (s: Settings) => s.retention.dayRollupDays * DAY_MS },
+  rollup_client_day: { widthMs: DAY_MS + HOUR_MS, keptMs: (s: Settings) => s.retention.dayRollupDays * DAY_MS },
 } as const;
 
 export type RollupTable = keyof typeof ROLLUP_TABLES;
-/** The tables keyed by key × model × client key (the pool-wide hour table is not). */
-export type KeyedRollupTable = Exclude<RollupTable, "rollup_pool_hour">;
+/** The tables keyed by key × model × client key (the pool-wide hour table and the client-day one are not). */
+export type KeyedRollupTable = Exclude<RollupTable, "rollup_pool_hour" | "rollup_client_day">;
 
 /** The keyed table of a bucket size. */
 export function rollupTableFor(bucket: StatsBucket): KeyedRollupTable {
@@ -29,7 +30,13 @@ export function rollupTableFor(bucket: StatsBucket): KeyedRollupTable {
 /** The instant (epoch ms) before which each table's rows are past retention. */
 export function rollupCutoffs(settings: Settings, now: number): Record<RollupTable, number> {
   const cut = (t: RollupTable) => now - ROLLUP_TABLES[t].keptMs(settings);
-  return { rollup_minute: cut("rollup_minute"), rollup_hour: cut("rollup_hour"), rollup_pool_hour: cut("rollup_pool_hour"), rollup_day: cut("rollup_day") };
+  return {
+    rollup_minute: cut("rollup_minute"),
+    rollup_hour: cut("rollup_hour"),
+    rollup_pool_hour: cut("rollup_pool_hour"),
+    rollup_day: cut("rollup_day"),
+    rollup_client_day: cut("rollup_client_day"),
+  };
 }
 
 /** Deletes every table's rows past its cutoff, one statement a table (for the caller's batch). */
@@ -71,6 +78,9 @@ const ROLLUP_MEASURES = [
   ["ttfb_ms_sum", "sum"],
   ["ttfb_ms_max", "max"],
   ["ttfb_count", "sum"],
+  ["cost_micros", "sum"],
+  ["unpriced", "sum"],
+  ["last_at", "max"],
 ] as const;
 export type RollupMeasure = (typeof ROLLUP_MEASURES)[number][0];
 
@@ -112,6 +122,24 @@ export function foldPoolHourSql(prefix: string, source: FoldSource, hour: string
     ON CONFLICT (bucket) DO UPDATE SET ${accumulate}`;
 }
 
+/**
+ * Sums the source's rows per day and client key into `${prefix}rollup_client_day`
+ * (migration 0014): what client quotas are counted against. `cols` names the
+ * source's day, client, requests, tokens, cost, unpriced and latest-send columns.
+ */
+export function foldClientDaySql(
+  prefix: string,
+  from: string,
+  cols: { day: string; client: string; requests: string; tokens: string; cost: string; unpriced: string; lastAt: string },
+): string {
+  return `INSERT INTO ${prefix}rollup_client_day (bucket, client_key_id, requests, total_tokens, cost_micros, unpriced, last_at)
+    SELECT ${cols.day}, ${cols.client}, SUM(${cols.requests}), SUM(${cols.tokens}), SUM(${cols.cost}), SUM(${cols.unpriced}), MAX(${cols.lastAt})
+    FROM ${from}
+    GROUP BY ${cols.day}, ${cols.client}
+    ON CONFLICT (client_key_id, bucket) DO UPDATE SET requests = requests + excluded.requests, total_tokens = total_tokens + excluded.total_tokens,
+      cost_micros = cost_micros + excluded.cost_micros, unpriced = unpriced + excluded.unpriced, last_at = MAX(last_at, excluded.last_at)`;
+}
+
 // ---------------------------------------------------------------------------
 // Reading
 
@@ -127,13 +155,29 @@ export async function bucketTotals(db: D1Database, table: KeyedRollupTable, from
   return results;
 }
 
+/** Spend today and this month (days from `month` on, today from `today` on): micro-units, and attempts with usage but no price. */
+export async function spendTotals(db: D1Database, month: number, today: number): Promise<{ today: SpendSums; month: SpendSums }> {
+  const row = await db
+    .prepare(
+      `SELECT SUM(CASE WHEN bucket >= ?2 THEN cost_micros ELSE 0 END) AS todayCost, SUM(CASE WHEN bucket >= ?2 THEN unpriced ELSE 0 END) AS todayUnpriced,
+         SUM(cost_micros) AS monthCost, SUM(unpriced) AS monthUnpriced
+       FROM rollup_day WHERE bucket >= ?1`,
+    )
+    .bind(month, today)
+    .first<Record<string, number | null>>();
+  return {
+    today: { costMicros: Number(row?.todayCost ?? 0), unpriced: Number(row?.todayUnpriced ?? 0) },
+    month: { costMicros: Number(row?.monthCost ?? 0), unpriced: Number(row?.monthUnpriced ?? 0) },
+  };
+}
+
 /** The metric columns every series point and breakdown row carries, summed. */
 const METRICS = `SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(successes) AS successes,
   SUM(rate_limited) AS rateLimited, SUM(auth_failed + no_balance + upstream_error + network_error) AS failures,
   SUM(client_error) AS clientErrors, SUM(aborted) AS aborted,
   SUM(prompt_tokens) AS promptTokens, SUM(completion_tokens) AS completionTokens, SUM(total_tokens) AS tokens,
   SUM(estimated_tokens) AS estimatedTokens, SUM(latency_ms_sum) AS latencySum, MAX(latency_ms_max) AS latencyMax,
-  SUM(ttfb_ms_sum) AS ttfbSum, SUM(ttfb_count) AS ttfbCount`;
+  SUM(ttfb_ms_sum) AS ttfbSum, SUM(ttfb_count) AS ttfbCount, SUM(cost_micros) AS costMicros, SUM(unpriced) AS unpriced`;
 
 /** The WHERE clause for a bucket range and the dimension filters, with its bindings. */
 function whereClause(from: number, to: number, f: StatsFilters): { sql: string; params: unknown[] } {
@@ -233,7 +277,38 @@ export function recentSuccessSql(param: string): string {
 
 /** Per value of `dimension` (key_id or client_key_id), requests and tokens on the day starting at `param`: a sub-query. */
 export function usageOnDaySql(dimension: "key_id" | "client_key_id", param: string): string {
-  return `SELECT ${dimension}, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_day WHERE bucket = ${param} GROUP BY ${dimension}`;
+  return `SELECT ${dimension}, SUM(requests) AS requests, SUM(total_tokens) AS tokens, SUM(cost_micros) AS cost FROM rollup_day WHERE bucket = ${param} GROUP BY ${dimension}`;
+}
+
+/** Per client that `clients` (a sub-query of ids) selects, and minute bucket from `from` on: requests and tokens. */
+export function selectClientMinutes(db: D1Database, clients: string, from: number): D1PreparedStatement {
+  return db
+    .prepare(
+      `SELECT client_key_id, bucket, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_minute
+       WHERE bucket >= ?1 AND client_key_id IN (${clients}) GROUP BY client_key_id, bucket`,
+    )
+    .bind(from);
+}
+
+/**
+ * Per client that `clients` (a sub-query of ids) selects: its day from `today` (requests, tokens, spend)
+ * and its month from `month` (tokens, spend), and the latest attempt those hold (`last_at`), from rollup_client_day.
+ */
+export function selectClientDays(db: D1Database, clients: string, month: number, today: number, ...params: unknown[]): D1PreparedStatement {
+  return db
+    .prepare(
+      `SELECT client_key_id,
+         SUM(CASE WHEN bucket >= ?2 THEN requests ELSE 0 END) AS day_requests, SUM(CASE WHEN bucket >= ?2 THEN total_tokens ELSE 0 END) AS day_tokens,
+         SUM(CASE WHEN bucket >= ?2 THEN cost_micros ELSE 0 END) AS day_cost, SUM(total_tokens) AS month_tokens, SUM(cost_micros) AS month_cost,
+         MAX(last_at) AS last_at
+       FROM rollup_client_day WHERE client_key_id IN (${clients}) AND bucket >= ?1 GROUP BY client_key_id`,
+    )
+    .bind(month, today, ...params);
+}
+
+/** One client's day and month as `selectClientDays` reads them (null: nothing this month). */
+export function readClientDays(db: D1Database, clientId: string, month: number, today: number): Promise<Record<string, number> | null> {
+  return selectClientDays(db, "SELECT ?3", month, today, clientId).first<Record<string, number>>();
 }
 
 /** Requests and tokens by key, for the keys in `keyIds` (a JSON array parameter). */

@@ -364,13 +364,17 @@ export interface MinuteBucket {
 }
 
 /** How much of a minute bucket a sliding 60-second window ending at t holds: all of it while t is in it, fading over the minute after. */
-function bucketWeight(start: number, t: number): number {
+export function bucketWeight(start: number, t: number): number {
   if (t < start) return 0;
   return Math.min(1, Math.max(0, 1 - (t - start - MINUTE_MS) / MINUTE_MS));
 }
 
-/** The pool's last two minute buckets of the key, less what this isolate sent in those minutes (its own are counted apart, exactly). */
-function othersBuckets(usage: KeyUsage | undefined, ledger: CapacityLedger, keyId: string): MinuteBucket[] {
+/** The pool's last two minute buckets of the key (or client), less what this isolate sent in those minutes (its own are counted apart, exactly). */
+export function othersBuckets(
+  usage: Pick<KeyUsage, "minuteStart" | "minute" | "previousMinute"> | undefined,
+  ledger: CapacityLedger,
+  keyId: string,
+): MinuteBucket[] {
   if (!usage) return [];
   const bucket = (start: number, counted: { requests: number; tokens: number }): MinuteBucket => {
     const own = ledger.sentInMinute(keyId, start);

@@ -1,78 +1,189 @@
-import type { SnapshotClientKey } from "../../schema";
+import { MINUTE_MS, dayStart, monthStart, nextMonthStart, type ClientUsage, type SnapshotClientKey } from "../../schema";
+import { CapacityLedger, bucketWeight, minuteFreesAt, othersBuckets, type MinuteBucket } from "./capacity";
 
-const WINDOW_SECONDS = 60;
+/**
+ * Client keys' quotas — requests and tokens a minute and a day, tokens a month,
+ * budgets a day and a month — enforced pool-wide: what the consumer last
+ * counted for the client across every isolate (published beside the snapshot),
+ * plus what this isolate admitted itself that the count does not hold yet.
+ * Pure: data in, a verdict out; the clock is passed in.
+ *
+ * Per-minute windows slide: the pool's last two minute buckets, less this
+ * isolate's own traffic in them, weighted the way sliding-window limiters do,
+ * plus this isolate's own last 60 seconds exactly (one isolate alone is exact).
+ * Days and months are the pool's, in its time zone: the consumer's count plus
+ * this isolate's requests admitted after the latest attempt that count holds
+ * (to the millisecond), and its tokens and spend since the count was made.
+ *
+ * A request is admitted while every window has room for it: one request, one
+ * token (its size is known only at its end), one micro-unit of money. Its
+ * tokens and cost are counted when it ends.
+ */
 
-/** Per-second counts over the last minute, in a ring. */
-class MinuteWindow {
-  private readonly counts = new Float64Array(WINDOW_SECONDS);
-  private readonly seconds = new Float64Array(WINDOW_SECONDS).fill(-1);
+/** Which limit refused a request (the OpenAI-shaped error's `code`). */
+export type QuotaCode =
+  | "rpm_limit_exceeded"
+  | "tpm_limit_exceeded"
+  | "daily_request_quota_exceeded"
+  | "daily_token_quota_exceeded"
+  | "monthly_token_quota_exceeded"
+  | "daily_budget_exceeded"
+  | "monthly_budget_exceeded";
 
-  add(second: number, amount: number): void {
-    const slot = second % WINDOW_SECONDS;
-    if (this.seconds[slot] !== second) {
-      this.seconds[slot] = second;
-      this.counts[slot] = 0;
+/** One quota as it stands: used of limit, what one more request needs of it, and when it frees. */
+export interface QuotaWindow {
+  code: QuotaCode;
+  kind: "requests" | "tokens" | "money";
+  limit: number;
+  used: number;
+  /** When room for one more request comes back (only asked of a full window). */
+  freesAt: () => number;
+  /** When the window is next empty or starts again (for the `x-ratelimit-reset-*` headers). */
+  resetAt: () => number;
+}
+
+export type QuotaVerdict =
+  { ok: true; windows: QuotaWindow[] } | { ok: false; code: QuotaCode; limit: number; retryAfterMs: number; window: QuotaWindow; windows: QuotaWindow[] };
+
+/** The pool's time zone, whose days and months the quotas count. */
+export interface QuotaClock {
+  now: number;
+  timeZone: string;
+}
+
+/** Whether the client has any quota (most have none: the check is skipped). */
+export function hasQuota(c: SnapshotClientKey): boolean {
+  return (
+    c.rpmLimit !== null ||
+    c.tpmLimit !== null ||
+    c.rpdLimit !== null ||
+    c.tpdLimit !== null ||
+    c.monthlyTokenLimit !== null ||
+    c.dailyBudgetMicros !== null ||
+    c.monthlyBudgetMicros !== null
+  );
+}
+
+/** What one isolate admitted per client key: requests and tokens, and spend (in micro-units, as "tokens" of a second ledger). */
+export class ClientLimiter {
+  readonly sent = new CapacityLedger();
+  readonly spent = new CapacityLedger();
+
+  /** The client's windows at `clock.now`, from the consumer's count (if any) and this isolate's own traffic. */
+  windows(client: SnapshotClientKey, usage: ClientUsage | undefined, usageAt: number, clock: QuotaClock): QuotaWindow[] {
+    const { now, timeZone } = clock;
+    const id = client.id;
+    const out: QuotaWindow[] = [];
+
+    if (client.rpmLimit !== null || client.tpmLimit !== null) {
+      const others: MinuteBucket[] = othersBuckets(usage, this.sent, id);
+      const own = this.sent.sentSince(id, now - MINUTE_MS);
+      const sends = () => this.sent.sendsSince(id, now - MINUTE_MS);
+      const minute = (code: QuotaCode, what: "requests" | "tokens", limit: number) => {
+        let pooled = 0;
+        for (const b of others) pooled += b[what] * bucketWeight(b.start, now);
+        out.push({
+          code,
+          kind: what,
+          limit,
+          used: pooled + own[what],
+          freesAt: () => minuteFreesAt(others, sends(), what, 1, limit, now),
+          resetAt: () => minuteFreesAt(others, sends(), what, limit, limit, now),
+        });
+      };
+      if (client.rpmLimit !== null) minute("rpm_limit_exceeded", "requests", client.rpmLimit);
+      if (client.tpmLimit !== null) minute("tpm_limit_exceeded", "tokens", client.tpmLimit);
     }
-    this.counts[slot]! += amount;
+
+    const today = dayStart(now, timeZone);
+    const month = monthStart(now, timeZone);
+    // The count covers this day (month) only if it was made in it.
+    const sameDay = usage !== undefined && usage.dayStart === today;
+    const sameMonth = usage !== undefined && usage.monthStart === month;
+    const ownSince = (from: number) => ({ sent: this.sent.sentSince(id, from), spent: this.spent.sentSince(id, from).tokens });
+
+    if (client.rpdLimit !== null || client.tpdLimit !== null || client.dailyBudgetMicros !== null) {
+      const own = ownSince(sameDay ? usageAt : today);
+      // Requests: exactly those admitted after the latest attempt the count holds (by the second, one admitted
+      // in the second the count was made would count twice).
+      const after = sameDay && usage!.countedTo > 0 ? this.sent.requestsAfter(id, Math.max(usage!.countedTo, today - 1)) : null;
+      const tomorrow = () => dayStart(today + 26 * 3_600_000, timeZone);
+      const day = (code: QuotaCode, kind: QuotaWindow["kind"], limit: number | null, counted: number, local: number) => {
+        if (limit !== null) out.push({ code, kind, limit, used: (sameDay ? counted : 0) + local, freesAt: tomorrow, resetAt: tomorrow });
+      };
+      day("daily_request_quota_exceeded", "requests", client.rpdLimit, usage?.day.requests ?? 0, after ?? own.sent.requests);
+      day("daily_token_quota_exceeded", "tokens", client.tpdLimit, usage?.day.tokens ?? 0, own.sent.tokens);
+      day("daily_budget_exceeded", "money", client.dailyBudgetMicros, usage?.day.costMicros ?? 0, own.spent);
+    }
+
+    if (client.monthlyTokenLimit !== null || client.monthlyBudgetMicros !== null) {
+      const own = ownSince(sameMonth ? usageAt : month);
+      const next = () => nextMonthStart(now, timeZone);
+      const monthly = (code: QuotaCode, kind: QuotaWindow["kind"], limit: number | null, counted: number, local: number) => {
+        if (limit !== null) out.push({ code, kind, limit, used: (sameMonth ? counted : 0) + local, freesAt: next, resetAt: next });
+      };
+      monthly("monthly_token_quota_exceeded", "tokens", client.monthlyTokenLimit, usage?.month.tokens ?? 0, own.sent.tokens);
+      monthly("monthly_budget_exceeded", "money", client.monthlyBudgetMicros, usage?.month.costMicros ?? 0, own.spent);
+    }
+    return out;
   }
 
-  /** The sum over the 60 seconds ending with `second`. */
-  total(second: number): number {
-    let sum = 0;
-    for (let i = 0; i < WINDOW_SECONDS; i++) if (this.seconds[i]! > second - WINDOW_SECONDS) sum += this.counts[i]!;
-    return sum;
+  /**
+   * Admits one request (and counts it) unless a window has no room for it; a
+   * refusal names the window that frees last (the one a client must wait for:
+   * retrying when an earlier one frees would meet the next).
+   */
+  admit(client: SnapshotClientKey, usage: ClientUsage | undefined, usageAt: number, clock: QuotaClock): QuotaVerdict {
+    const windows = this.windows(client, usage, usageAt, clock);
+    let refusal: { window: QuotaWindow; at: number } | null = null;
+    for (const w of windows) {
+      if (w.used + 1 <= w.limit) continue;
+      const at = w.freesAt();
+      if (!refusal || at > refusal.at) refusal = { window: w, at };
+    }
+    if (refusal) {
+      const { window, at } = refusal;
+      return { ok: false, code: window.code, limit: window.limit, retryAfterMs: Math.max(1_000, at - clock.now), window, windows };
+    }
+    this.sent.record(client.id, 0, clock.now);
+    return { ok: true, windows };
   }
 
-  /** The earliest second still in the window that holds a count, or null. */
-  oldest(second: number): number | null {
-    let oldest: number | null = null;
-    for (let i = 0; i < WINDOW_SECONDS; i++) {
-      const s = this.seconds[i]!;
-      if (s > second - WINDOW_SECONDS && this.counts[i]! > 0 && (oldest === null || s < oldest)) oldest = s;
-    }
-    return oldest;
+  /** Counts what a finished request used: its tokens and its cost (micro-units; 0 when unknown). */
+  settle(client: SnapshotClientKey, tokens: number, costMicros: number, now: number): void {
+    if (tokens > 0) this.sent.adjust(client.id, tokens, now);
+    if (costMicros > 0) this.spent.adjust(client.id, costMicros, now);
   }
 }
 
-export type LimitVerdict = { ok: true } | { ok: false; code: "rpm_limit_exceeded" | "tpm_limit_exceeded"; limit: number; retryAfterMs: number };
+/** A duration the way OpenAI writes its reset headers: `20ms`, `1s`, `6m0s`, `1h2m3s` (seconds rounded up). */
+export function formatReset(ms: number): string {
+  if (ms <= 0) return "0s";
+  if (ms < 1_000) return `${Math.ceil(ms)}ms`;
+  const total = Math.ceil(ms / 1_000);
+  const [h, m, s] = [Math.floor(total / 3_600), Math.floor((total % 3_600) / 60), total % 60];
+  return h > 0 ? `${h}h${m}m${s}s` : m > 0 ? `${m}m${s}s` : `${s}s`;
+}
 
 /**
- * Client keys' RPM and TPM limits, counted in this isolate over a sliding minute
- * (per-second buckets). Each isolate enforces the full limit on its own traffic:
- * exact for one isolate, and at most (isolates serving the key) × limit overall.
+ * The `x-ratelimit-*` headers of an answer for the client's own limits, as
+ * OpenAI's API sends them: for requests and for tokens, the window with the
+ * least room left (after this request, when it was admitted), its limit and
+ * when it is next empty.
  */
-export class ClientLimiter {
-  private readonly requests = new Map<string, MinuteWindow>();
-  private readonly tokens = new Map<string, MinuteWindow>();
-
-  private window(map: Map<string, MinuteWindow>, id: string): MinuteWindow {
-    let w = map.get(id);
-    if (!w) {
-      if (map.size >= 100_000) map.clear();
-      w = new MinuteWindow();
-      map.set(id, w);
+export function quotaHeaders(windows: QuotaWindow[], admitted: boolean, now: number): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const kind of ["requests", "tokens"] as const) {
+    let tightest: { w: QuotaWindow; remaining: number } | null = null;
+    for (const w of windows) {
+      if (w.kind !== kind) continue;
+      const remaining = Math.max(0, Math.floor(w.limit - w.used - (admitted && kind === "requests" ? 1 : 0)));
+      if (!tightest || remaining < tightest.remaining) tightest = { w, remaining };
     }
-    return w;
+    if (!tightest) continue;
+    headers[`x-ratelimit-limit-${kind}`] = String(tightest.w.limit);
+    headers[`x-ratelimit-remaining-${kind}`] = String(tightest.remaining);
+    headers[`x-ratelimit-reset-${kind}`] = formatReset(tightest.w.resetAt() - now);
   }
-
-  /** Admits one request (and counts it) unless the client is at its RPM or TPM limit. */
-  admit(client: SnapshotClientKey, now: number): LimitVerdict {
-    const second = Math.floor(now / 1000);
-    const verdict = (map: Map<string, MinuteWindow>, limit: number | null, code: "rpm_limit_exceeded" | "tpm_limit_exceeded"): LimitVerdict | null => {
-      if (limit === null) return null;
-      const w = this.window(map, client.id);
-      if (w.total(second) < limit) return null;
-      const oldest = w.oldest(second) ?? second;
-      return { ok: false, code, limit, retryAfterMs: Math.max(1000, (oldest + WINDOW_SECONDS) * 1000 - now) };
-    };
-    const refused = verdict(this.requests, client.rpmLimit, "rpm_limit_exceeded") ?? verdict(this.tokens, client.tpmLimit, "tpm_limit_exceeded");
-    if (refused) return refused;
-    if (client.rpmLimit !== null) this.window(this.requests, client.id).add(second, 1);
-    return { ok: true };
-  }
-
-  /** Counts tokens a finished request used against the client's TPM. */
-  spend(client: SnapshotClientKey, tokens: number, now: number): void {
-    if (client.tpmLimit !== null && tokens > 0) this.window(this.tokens, client.id).add(Math.floor(now / 1000), tokens);
-  }
+  return headers;
 }

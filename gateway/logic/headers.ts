@@ -14,6 +14,13 @@ const DROPPED_RESPONSE_HEADERS = new Set([
   "set-cookie",
   "content-length",
   "content-encoding",
+  // A pool key's rate limits, not the client's: a client with limits of its own gets those instead.
+  "x-ratelimit-limit-requests",
+  "x-ratelimit-remaining-requests",
+  "x-ratelimit-reset-requests",
+  "x-ratelimit-limit-tokens",
+  "x-ratelimit-remaining-tokens",
+  "x-ratelimit-reset-tokens",
 ]);
 
 /** The headers of an upstream request: the client's safe headers plus the chosen key's auth. */
@@ -27,8 +34,8 @@ export function upstreamRequestHeaders(client: Headers, authHeader: string, auth
 }
 
 /**
- * The client's answer: the upstream's status and headers minus hop-by-hop ones,
- * plus Keypool's request id and attempt count. The headers are copied once, by
+ * The client's answer: the upstream's status and headers minus hop-by-hop ones
+ * and the key's rate limits, plus Keypool's request id and attempt count. The headers are copied once, by
  * the runtime, into the new answer and trimmed there: walking them from
  * JavaScript (a callback per header) cost about as much as the copy itself.
  */

@@ -1,4 +1,13 @@
-import { NEARLY_SPENT, effectiveLimits, type KeyUsage, type Limits, type Snapshot, type SnapshotKey, type SnapshotUpstream } from "../../schema";
+import {
+  NEARLY_SPENT,
+  effectiveLimits,
+  type ClientUsage,
+  type KeyUsage,
+  type Limits,
+  type Snapshot,
+  type SnapshotKey,
+  type SnapshotUpstream,
+} from "../../schema";
 import { headroom, type Need } from "./capacity";
 import type { LocalObservations } from "./local-observations";
 
@@ -39,6 +48,8 @@ export interface PoolIndex {
 export interface UsageView {
   at: number;
   keys: Map<string, KeyUsage>;
+  /** Client keys with quotas, as counted (absent: none). */
+  clients?: Map<string, ClientUsage>;
 }
 
 export interface SelectionContext {

@@ -11,6 +11,7 @@ export function summarize(
   minutes: BucketTotals[],
   today: BucketTotals | undefined,
   last24h: { requests: number; tokens: number },
+  spend: StatsSummary["spend"],
   now: number,
   timeZone: string,
 ): StatsSummary {
@@ -29,6 +30,7 @@ export function summarize(
     rpd: today?.requests ?? 0,
     tpd: today?.tokens ?? 0,
     last24h,
+    spend,
     timeZone,
     generatedAt: now,
   };
@@ -73,6 +75,8 @@ const ZERO: MetricSums = {
   latencyMax: 0,
   ttfbSum: 0,
   ttfbCount: 0,
+  costMicros: 0,
+  unpriced: 0,
 };
 
 /** Derived metrics (rates and averages) from the sums of a group of rollup rows. */
@@ -95,6 +99,8 @@ export function toMetrics(sums: MetricSums | undefined): Metrics {
     latencyAvgMs: s.attempts > 0 ? s.latencySum / s.attempts : null,
     latencyMaxMs: s.latencyMax,
     ttfbAvgMs: s.ttfbCount > 0 ? s.ttfbSum / s.ttfbCount : null,
+    costMicros: s.costMicros ?? 0,
+    unpriced: s.unpriced ?? 0,
   };
 }
 

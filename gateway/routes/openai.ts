@@ -1,12 +1,15 @@
 import { Hono, type Context } from "hono";
-import { newEventId } from "../../schema";
+import { dayStart, fromMicros, monthStart, newEventId, type ClientKeyStatus } from "../../schema";
+import { readClientDays } from "../../storage/rollups";
 import type { GatewayHono, IsolateState } from "../context";
 import { KeypoolError, errorResponse, invalidRequest } from "../errors";
 import { assertModelAllowed, authenticateClient } from "../logic/client-auth";
+import { hasQuota, quotaHeaders, type QuotaVerdict } from "../logic/client-limits";
 import { addCorsHeaders, allowOriginFor, preflightResponse } from "../logic/cors";
 import { estimatePromptTokens } from "../logic/estimate-tokens";
 import { MAX_JSON_DEPTH, SCAN_BEFORE_PARSE_BYTES, jsonNestsDeeperThan, nestsDeeperThan, type ClientBody } from "../logic/request-body";
 import { secretCacheFor } from "../logic/secrets";
+import { requestCost } from "../logic/spend";
 import { decodeUtf8Body } from "../logic/utf8";
 import { missingSecrets } from "../middleware";
 import { listModels } from "../models";
@@ -32,6 +35,40 @@ const MULTIPART_ENDPOINTS = ["/images/edits", "/images/variations", "/audio/tran
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
 
 type OpenAIContext = Context<GatewayHono>;
+
+/** What each quota is called in a refusal. */
+const QUOTA_WORDS: Record<Exclude<QuotaVerdict, { ok: true }>["code"], (limit: string) => string> = {
+  rpm_limit_exceeded: (n) => `is limited to ${n} requests per minute`,
+  tpm_limit_exceeded: (n) => `is limited to ${n} tokens per minute`,
+  daily_request_quota_exceeded: (n) => `has used its ${n} requests for today`,
+  daily_token_quota_exceeded: (n) => `has used its ${n} tokens for today`,
+  monthly_token_quota_exceeded: (n) => `has used its ${n} tokens for this month`,
+  daily_budget_exceeded: (n) => `has spent its daily budget of ${n}`,
+  monthly_budget_exceeded: (n) => `has spent its monthly budget of ${n}`,
+};
+
+/** Each quota's name in `GET /v1/key`. */
+const QUOTA_NAMES: Record<Exclude<QuotaVerdict, { ok: true }>["code"], string> = {
+  rpm_limit_exceeded: "rpm",
+  tpm_limit_exceeded: "tpm",
+  daily_request_quota_exceeded: "rpd",
+  daily_token_quota_exceeded: "tpd",
+  monthly_token_quota_exceeded: "monthly_tokens",
+  daily_budget_exceeded: "daily_budget",
+  monthly_budget_exceeded: "monthly_budget",
+};
+
+/** The 429 for a client over one of its own limits: which one, when it frees (Retry-After), and its x-ratelimit-* headers. */
+function quotaRefusal(verdict: Exclude<QuotaVerdict, { ok: true }>, currency: string, now: number): KeypoolError {
+  const ms = Math.max(1, Math.ceil(verdict.retryAfterMs));
+  const seconds = Math.ceil(ms / 1000);
+  const limit = verdict.window.kind === "money" ? `${fromMicros(verdict.limit).toFixed(2)} ${currency}` : String(verdict.limit);
+  return new KeypoolError(429, "rate_limit_error", `This client key ${QUOTA_WORDS[verdict.code](limit)}; retry in ${seconds}s.`, verdict.code, null, {
+    ...quotaHeaders(verdict.windows, false, now),
+    "retry-after": String(seconds),
+    "retry-after-ms": String(ms),
+  });
+}
 
 const tooLarge = () => new KeypoolError(413, "invalid_request_error", `The request body is larger than ${MAX_BODY_BYTES} bytes.`, "body_too_large");
 
@@ -137,7 +174,7 @@ export function openAIRoutes(state: IsolateState) {
       return res;
     };
 
-  for (const path of [...JSON_ENDPOINTS, ...MULTIPART_ENDPOINTS, "/models"]) {
+  for (const path of [...JSON_ENDPOINTS, ...MULTIPART_ENDPOINTS, "/models", "/key"]) {
     app.options(path, async (c) => {
       const origin = c.req.header("origin");
       if (origin === undefined) return new Response(null, { status: 204, headers: { allow: "GET, POST, OPTIONS" } });
@@ -159,44 +196,59 @@ export function openAIRoutes(state: IsolateState) {
     const client = await authenticateClient(c.req.raw.headers, loaded.clientKeysByHash, now);
     const body = await read();
     assertModelAllowed(client, body.model);
-    const admitted = state.limits.admit(client, now);
-    if (!admitted.ok) {
-      const ms = Math.max(1, Math.ceil(admitted.retryAfterMs));
-      const seconds = Math.ceil(ms / 1000);
-      const what = admitted.code === "rpm_limit_exceeded" ? "requests" : "tokens";
-      throw new KeypoolError(
-        429,
-        "rate_limit_error",
-        `This client key is limited to ${admitted.limit} ${what} per minute; retry in ${seconds}s.`,
-        admitted.code,
-        null,
-        { "retry-after": String(seconds), "retry-after-ms": String(ms) },
+    const quota = hasQuota(client)
+      ? state.limits.admit(client, loaded.usage?.clients?.get(client.id), loaded.usage?.at ?? 0, { now, timeZone: loaded.snapshot.settings.timeZone })
+      : null;
+    if (quota && !quota.ok) throw quotaRefusal(quota, loaded.snapshot.settings.currency, now);
+    const quotaHeadersFor = quota ? () => quotaHeaders(quota.windows, true, now) : null;
+    let res: Response;
+    try {
+      res = await proxyRequest(
+        {
+          pool: loaded,
+          client,
+          body,
+          search: searchOf(c.req.url),
+          headers: c.req.raw.headers,
+          // Walks the whole prompt: only for an answer that reports no usage.
+          promptEstimate: () => (body.json ? estimatePromptTokens(body.json) : 0),
+          signal: c.req.raw.signal,
+        },
+        {
+          fetch: (input, init) => fetch(input, init),
+          now: Date.now,
+          random: Math.random,
+          sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+          newId: () => newEventId(Date.now()),
+          sink: state.events.sink(c.env),
+          waitUntil: (p) => c.executionCtx.waitUntil(p),
+          secrets: secretCacheFor(c.env.KEY_ENCRYPTION_KEY),
+          observations: state.observations,
+          settle: (events) =>
+            state.limits.settle(
+              client,
+              events.reduce((n, e) => n + e.totalTokens, 0),
+              requestCost(loaded.prices, events),
+              Date.now(),
+            ),
+        },
       );
+    } catch (err) {
+      // Keypool's own refusals (no key, every key cooling…) carry the client's limits too.
+      if (quotaHeadersFor && err instanceof KeypoolError) Object.assign(err.headers, quotaHeadersFor());
+      throw err;
     }
-    return proxyRequest(
-      {
-        pool: loaded,
-        client,
-        body,
-        search: searchOf(c.req.url),
-        headers: c.req.raw.headers,
-        // Walks the whole prompt: only for an answer that reports no usage.
-        promptEstimate: () => (body.json ? estimatePromptTokens(body.json) : 0),
-        signal: c.req.raw.signal,
-      },
-      {
-        fetch: (input, init) => fetch(input, init),
-        now: Date.now,
-        random: Math.random,
-        sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
-        newId: () => newEventId(Date.now()),
-        sink: state.events.sink(c.env),
-        waitUntil: (p) => c.executionCtx.waitUntil(p),
-        secrets: secretCacheFor(c.env.KEY_ENCRYPTION_KEY),
-        observations: state.observations,
-        spend: (tokens) => state.limits.spend(client, tokens, Date.now()),
-      },
-    );
+    if (quotaHeadersFor) {
+      // The upstream's x-ratelimit-* headers were about one pool key; these are about the client.
+      const headers = quotaHeadersFor();
+      try {
+        for (const [name, value] of Object.entries(headers)) res.headers.set(name, value);
+      } catch {
+        res = new Response(res.body, res);
+        for (const [name, value] of Object.entries(headers)) res.headers.set(name, value);
+      }
+    }
+    return res;
   };
 
   for (const endpoint of JSON_ENDPOINTS)
@@ -223,6 +275,42 @@ export function openAIRoutes(state: IsolateState) {
         observations: state.observations,
       });
       return c.json({ object: "list", data });
+    }),
+  );
+
+  // A client key's own quotas and usage, readable with the key itself (OpenRouter answers the same question at /key).
+  app.get(
+    "/key",
+    openAIRoute(async (c) => {
+      const now = Date.now();
+      const loaded = await pool(c);
+      const client = await authenticateClient(c.req.raw.headers, loaded.clientKeysByHash, now);
+      const { timeZone, currency } = loaded.snapshot.settings;
+      const windows = hasQuota(client) ? state.limits.windows(client, loaded.usage?.clients?.get(client.id), loaded.usage?.at ?? 0, { now, timeZone }) : [];
+      const counted = await readClientDays(c.env.DB, client.id, monthStart(now, timeZone), dayStart(now, timeZone));
+      const n = (field: string) => Number(counted?.[field] ?? 0);
+      const status: ClientKeyStatus = {
+        object: "client_key",
+        id: client.id,
+        name: client.name,
+        models: client.models,
+        expires_at: client.expiresAt === null ? null : Math.floor(client.expiresAt / 1000),
+        currency,
+        quotas: windows.map((w) => ({
+          name: QUOTA_NAMES[w.code],
+          unit: w.kind === "money" ? "micros" : w.kind,
+          limit: w.limit,
+          used: Math.ceil(w.used),
+          remaining: Math.max(0, Math.floor(w.limit - w.used)),
+          resets_at: Math.ceil(w.resetAt() / 1000),
+        })),
+        usage: {
+          today: { requests: n("day_requests"), tokens: n("day_tokens"), cost_micros: n("day_cost") },
+          month: { tokens: n("month_tokens"), cost_micros: n("month_cost") },
+        },
+        time_zone: timeZone,
+      };
+      return c.json(status);
     }),
   );
 

@@ -1,11 +1,14 @@
-import { SNAPSHOT_KV_KEY, USAGE_KV_KEY, defaultSettings, keyUsageOf, poolUsageSchema, snapshotSchema, type Snapshot } from "../../schema";
+import { SNAPSHOT_KV_KEY, USAGE_KV_KEY, clientUsageOf, defaultSettings, keyUsageOf, poolUsageSchema, snapshotSchema, type Snapshot } from "../../schema";
 import { buildPoolIndex, type PoolIndex, type UsageView } from "../logic/select-key";
+import { priceIndexOf, type PriceIndex } from "../logic/spend";
 
 /** A snapshot with the lookups the request path needs, built once per version. */
 export interface LoadedPool {
   snapshot: Snapshot;
   index: PoolIndex;
   clientKeysByHash: Map<string, Snapshot["clientKeys"][number]>;
+  /** The prices the snapshot carries, for counting this isolate's own spend against client budgets. */
+  prices: PriceIndex;
   loadedAt: number;
   /** The pool's usage against its keys' limits, refreshed with the snapshot (null until the consumer publishes one). */
   usage: UsageView | null;
@@ -21,6 +24,7 @@ const EMPTY_SNAPSHOT: Snapshot = {
   keys: [],
   clientKeys: [],
   settings: defaultSettings,
+  prices: [],
 };
 
 function prepare(snapshot: Snapshot, now: number): LoadedPool {
@@ -28,6 +32,7 @@ function prepare(snapshot: Snapshot, now: number): LoadedPool {
     snapshot,
     index: buildPoolIndex(snapshot),
     clientKeysByHash: new Map(snapshot.clientKeys.map((c) => [c.hash, c])),
+    prices: priceIndexOf(snapshot),
     loadedAt: now,
     usage: null,
     usageVersion: 0,
@@ -45,7 +50,8 @@ function parsePoolUsage(value: string): { version: number; view: UsageView } | n
   const parsed = poolUsageSchema.safeParse(json);
   if (!parsed.success) return null;
   const keys = new Map(Object.entries(parsed.data.keys).map(([id, t]) => [id, keyUsageOf(t)]));
-  return { version: parsed.data.version, view: { at: parsed.data.generatedAt, keys } };
+  const clients = new Map(Object.entries(parsed.data.clients).map(([id, t]) => [id, clientUsageOf(t)]));
+  return { version: parsed.data.version, view: { at: parsed.data.generatedAt, keys, clients } };
 }
 
 /** The pool's usage as last published (the admin API's view of it), or null before the first. */

@@ -1,4 +1,4 @@
-import { deriveKeyState, parseStoredSettings, snapshotSchema, type Limits, type Snapshot } from "../../schema";
+import { deriveKeyState, parseStoredSettings, snapshotSchema, type Limits, type PriceBook, type Snapshot } from "../../schema";
 import type { ClientKeyRow } from "../../storage/client-keys";
 import { healthFactsFromRow } from "../../storage/key-health";
 import type { KeySnapshotRow } from "../../storage/keys";
@@ -13,6 +13,7 @@ export interface PoolRows {
   keys: KeySnapshotRow[];
   clientKeys: ClientKeyRow[];
   settings: string | null;
+  prices: PriceBook;
 }
 
 /**
@@ -65,10 +66,20 @@ export function buildSnapshot(rows: PoolRows, version: number, now: number): Sna
       models: JSON.parse(c.models),
       rpmLimit: c.rpm_limit,
       tpmLimit: c.tpm_limit,
+      rpdLimit: c.rpd_limit,
+      tpdLimit: c.tpd_limit,
+      monthlyTokenLimit: c.monthly_token_limit,
+      dailyBudgetMicros: c.daily_budget_micros,
+      monthlyBudgetMicros: c.monthly_budget_micros,
       expiresAt: c.expires_at,
       enabled: c.enabled === 1,
       smoothStreams: c.smooth_streams === null ? null : c.smooth_streams === 1,
     })),
     settings,
+    // Those in force now: a change set for later reaches the isolates with the next snapshot after it.
+    prices: rows.prices
+      .current(now)
+      .filter((p) => p.effectiveFrom <= now)
+      .map((p) => [p.model, p.upstreamId, p.input, p.cachedInput, p.output, p.perRequest]),
   });
 }

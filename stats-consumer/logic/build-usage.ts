@@ -1,6 +1,7 @@
 import {
   DEFAULT_DAY,
   MINUTE_MS,
+  clientUsageTuple,
   NEARLY_SPENT,
   dayWindowStart,
   effectiveLimits,
@@ -44,7 +45,18 @@ export interface UsageCounts {
   countedTo: Map<string, number>;
 }
 
-export function buildPoolUsage(keys: CapacityKeyRow[], counts: UsageCounts, version: number, now: number): PoolUsage {
+/** What rollup_client_day and the minute rollups hold for the client keys with quotas. */
+export interface ClientCounts {
+  /** The month and the day they were counted for (the pool's, in its time zone). */
+  month: number;
+  today: number;
+  /** Minute buckets by client. */
+  minutes: Map<string, Map<number, { requests: number; tokens: number }>>;
+  /** Per client: day_requests, day_tokens, day_cost, month_tokens, month_cost, last_at (a `selectClientDays` row). */
+  days: Map<string, Record<string, number>>;
+}
+
+export function buildPoolUsage(keys: CapacityKeyRow[], counts: UsageCounts, clientCounts: ClientCounts, version: number, now: number): PoolUsage {
   const thisMinute = minuteStart(now);
   const zero = { requests: 0, tokens: 0 };
   const out: PoolUsage["keys"] = {};
@@ -67,5 +79,20 @@ export function buildPoolUsage(keys: CapacityKeyRow[], counts: UsageCounts, vers
       countedTo: counts.countedTo.get(k.keyId) ?? 0,
     });
   }
-  return { version, generatedAt: now, keys: out };
+  const clients: PoolUsage["clients"] = {};
+  for (const id of new Set([...clientCounts.minutes.keys(), ...clientCounts.days.keys()])) {
+    const minutes = clientCounts.minutes.get(id);
+    const d = clientCounts.days.get(id);
+    clients[id] = clientUsageTuple({
+      minuteStart: thisMinute,
+      minute: minutes?.get(thisMinute) ?? zero,
+      previousMinute: minutes?.get(thisMinute - MINUTE_MS) ?? zero,
+      dayStart: clientCounts.today,
+      day: { requests: Number(d?.day_requests ?? 0), tokens: Number(d?.day_tokens ?? 0), costMicros: Number(d?.day_cost ?? 0) },
+      monthStart: clientCounts.month,
+      month: { tokens: Number(d?.month_tokens ?? 0), costMicros: Number(d?.month_cost ?? 0) },
+      countedTo: Number(d?.last_at ?? 0),
+    });
+  }
+  return { version, generatedAt: now, keys: out, clients };
 }

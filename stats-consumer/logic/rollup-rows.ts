@@ -1,4 +1,4 @@
-import { dayStart, hourStart, minuteStart, type AdminEvent, type AttemptEvent, type KeypoolEvent } from "../../schema";
+import { billable, costMicros, dayStart, hourStart, minuteStart, type AdminEvent, type AttemptEvent, type KeypoolEvent, type PriceBook } from "../../schema";
 
 /**
  * What attempts sharing a minute, day, key, model and client add to the rollups:
@@ -35,6 +35,10 @@ export interface StageRow {
   fs: number;
   fm: number;
   fc: number;
+  /** What the attempts cost (micro-units), how many had usage and no price, and when the latest was sent. */
+  cost: number;
+  unpriced: number;
+  la: number;
 }
 
 /** One attempt's contribution, with its event id (checked against the dedupe window). */
@@ -64,7 +68,17 @@ export interface BatchRows {
 
 const bit = (b: boolean): 0 | 1 => (b ? 1 : 0);
 
-function attemptRow(e: AttemptEvent, timeZone: string): AttemptRow {
+/** An attempt's cost at the price in force when it was sent: [micro-units, 1 when it had usage and no price]. */
+function attemptCost(e: AttemptEvent, prices: PriceBook): [number, 0 | 1] {
+  if (e.ts < prices.since) return [0, 0];
+  const usage = { promptTokens: e.promptTokens, completionTokens: e.completionTokens, cachedTokens: e.cachedTokens, answered: e.outcome === "ok" };
+  if (!billable(usage)) return [0, 0];
+  const price = prices.priceAt(e.upstreamId, e.model, e.ts);
+  return price ? [costMicros(price, usage), 0] : [0, 1];
+}
+
+function attemptRow(e: AttemptEvent, timeZone: string, prices: PriceBook): AttemptRow {
+  const [cost, unpriced] = attemptCost(e, prices);
   return {
     id: e.id,
     m: minuteStart(e.ts),
@@ -94,11 +108,36 @@ function attemptRow(e: AttemptEvent, timeZone: string): AttemptRow {
     fs: e.ttfbMs ?? 0,
     fm: e.ttfbMs ?? 0,
     fc: e.ttfbMs === null ? 0 : 1,
+    cost,
+    unpriced,
+    la: e.ts < prices.since ? 0 : e.ts,
   };
 }
 
-/** The fields of a stage row that add up; `lm` and `fm` keep the larger instead. */
-const SUMMED = ["n", "req", "ok", "rl", "af", "nb", "ue", "ne", "ce", "ab", "pt", "ct", "tt", "et", "cached", "reasoning", "ls", "fs", "fc"] as const;
+/** The fields of a stage row that add up; `lm`, `fm` and `la` keep the larger instead. */
+const SUMMED = [
+  "n",
+  "req",
+  "ok",
+  "rl",
+  "af",
+  "nb",
+  "ue",
+  "ne",
+  "ce",
+  "ab",
+  "pt",
+  "ct",
+  "tt",
+  "et",
+  "cached",
+  "reasoning",
+  "ls",
+  "fs",
+  "fc",
+  "cost",
+  "unpriced",
+] as const;
 
 /** The attempts summed per minute, day, key, model and client (the hour follows from the minute). */
 function groupAttempts(attempts: AttemptRow[]): StageRow[] {
@@ -114,6 +153,7 @@ function groupAttempts(attempts: AttemptRow[]): StageRow[] {
     for (const f of SUMMED) group[f] += row[f];
     group.lm = Math.max(group.lm, row.lm);
     group.fm = Math.max(group.fm, row.fm);
+    group.la = Math.max(group.la, row.la);
   }
   return [...groups.values()];
 }
@@ -125,16 +165,17 @@ function adminRow(e: AdminEvent): AdminRow {
 /**
  * Shapes a batch's events into rows, dropping repeats of an id inside the batch
  * (repeats across batches are dropped by the SQL against the dedupe window).
- * Day buckets start at local midnight in `timeZone`.
+ * Day buckets start at local midnight in `timeZone`; each attempt is priced by
+ * the price in force at its time.
  */
-export function toBatchRows(events: KeypoolEvent[], timeZone: string): BatchRows {
+export function toBatchRows(events: KeypoolEvent[], timeZone: string, prices: PriceBook): BatchRows {
   const ids = new Set<string>();
   const rows: BatchRows = { seen: [], attempts: [], groups: [], admin: [] };
   for (const e of events) {
     if (ids.has(e.id)) continue;
     ids.add(e.id);
     rows.seen.push({ id: e.id, ts: e.ts });
-    if (e.type === "attempt") rows.attempts.push(attemptRow(e, timeZone));
+    if (e.type === "attempt") rows.attempts.push(attemptRow(e, timeZone, prices));
     else if (e.type === "admin") rows.admin.push(adminRow(e));
   }
   rows.groups = groupAttempts(rows.attempts);

@@ -2,7 +2,7 @@ import { insertAuditSql } from "../../storage/audit-log";
 import { insertSeenSql, seenSql } from "../../storage/dedupe-window";
 import { capacityRowsParam, mergeCapacitySql, type CapacityRow } from "../../storage/key-capacity";
 import { healthRowsParam, mergeHealthSql, type HealthRow } from "../../storage/key-health";
-import { foldPoolHourSql, foldRollupSql, type FoldSource, type RollupMeasure } from "../../storage/rollups";
+import { foldClientDaySql, foldPoolHourSql, foldRollupSql, type FoldSource, type RollupMeasure } from "../../storage/rollups";
 import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
 
 /** The stage's column for each rollup measure (ingest_stage, migration 0010: short names keep the JSON parameter small). */
@@ -28,6 +28,9 @@ const STAGE_MEASURES = {
   ttfb_ms_sum: "fs",
   ttfb_ms_max: "fm",
   ttfb_count: "fc",
+  cost_micros: "cost",
+  unpriced: "unpriced",
+  last_at: "la",
 } as const satisfies Record<RollupMeasure, keyof StageRow>;
 
 /** The stage as the rollups' fold source. */
@@ -74,6 +77,7 @@ export const PROJECTION_TABLES = [
   "rollup_hour",
   "rollup_day",
   "rollup_pool_hour",
+  "rollup_client_day",
   "key_health",
   "key_capacity",
   "audit_log",
@@ -91,6 +95,15 @@ const statementsFor = (p: Projection) => ({
     foldRollupSql(p, "rollup_hour", STAGE, dims("h")),
     foldRollupSql(p, "rollup_day", STAGE, dims("d")),
     foldPoolHourSql(p, STAGE, "e.h"),
+    foldClientDaySql(p, "ingest_stage AS e", {
+      day: "e.d",
+      client: "e.client",
+      requests: "e.req",
+      tokens: "e.tt",
+      cost: "e.cost",
+      unpriced: "e.unpriced",
+      lastAt: "e.la",
+    }),
   ],
   health: mergeHealthSql(p),
   capacity: mergeCapacitySql(p),
@@ -111,7 +124,7 @@ const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
  * first and strictly, so one id seen before fails the whole transaction. Then
  * (and whenever the fast transaction fails) the batch is folded again checking
  * each event against the window: a redelivered batch changes nothing, and a
- * partly redelivered one counts only its new events. At most ten statements
+ * partly redelivered one counts only its new events. At most eleven statements
  * whatever the batch size.
  */
 export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], capacity: CapacityRow[], projection: Projection = ""): Promise<void> {

@@ -2,6 +2,7 @@ import { SNAPSHOT_KV_KEY, snapshotSchema, type HealthFacts, type Snapshot } from
 import { selectAllClientKeys, type ClientKeyRow } from "../../storage/client-keys";
 import { keyFactsFromRows, selectKeyFacts, selectKeysForSnapshot, type KeySnapshotRow } from "../../storage/keys";
 import { SUCCESS_RATE_WINDOW_MS } from "../../storage/rollups";
+import { priceBookOf, selectPriceHistory, selectSpendSince } from "../../storage/prices";
 import { selectSettings } from "../../storage/settings";
 import { claimPublishedVersion, recordPublishedGeneratedAt, selectPublishedVersion, takeSnapshotVersion } from "../../storage/snapshot-meta";
 import { selectAllUpstreams, type UpstreamRow } from "../../storage/upstreams";
@@ -9,11 +10,13 @@ import type { PoolRows } from "../logic/build-snapshot";
 
 /** Reads configuration, health facts and recent success counts, and takes the next snapshot version, in one transaction. */
 export async function readPoolRows(db: D1Database, now: number): Promise<{ rows: PoolRows; version: number }> {
-  const [upstreams, keys, clientKeys, settings, version] = await db.batch<Record<string, unknown>>([
+  const [upstreams, keys, clientKeys, settings, prices, since, version] = await db.batch<Record<string, unknown>>([
     selectAllUpstreams(db),
     selectKeysForSnapshot(db, now - SUCCESS_RATE_WINDOW_MS),
     selectAllClientKeys(db),
     selectSettings(db),
+    selectPriceHistory(db),
+    selectSpendSince(db),
     takeSnapshotVersion(db),
   ]);
   return {
@@ -22,6 +25,7 @@ export async function readPoolRows(db: D1Database, now: number): Promise<{ rows:
       keys: keys!.results as unknown as KeySnapshotRow[],
       clientKeys: clientKeys!.results as unknown as ClientKeyRow[],
       settings: (settings!.results[0]?.value as string | undefined) ?? null,
+      prices: priceBookOf(prices!.results, since!.results),
     },
     version: Number(version!.results[0]!.value),
   };

@@ -1,8 +1,10 @@
-import { MINUTE_MS, NEARLY_SPENT, USAGE_KV_KEY, minuteStart } from "../../schema";
+import { MINUTE_MS, NEARLY_SPENT, USAGE_KV_KEY, dayStart, minuteStart, monthStart, parseStoredSettings } from "../../schema";
+import { QUOTA_CLIENT_IDS_SQL } from "../../storage/client-keys";
 import { readCapacityKeys, selectLastUsed } from "../../storage/keys";
-import { selectKeyMinutes, selectKeyUsageSince, type KeyCounts } from "../../storage/rollups";
+import { selectClientDays, selectClientMinutes, selectKeyMinutes, selectKeyUsageSince, type KeyCounts } from "../../storage/rollups";
+import { selectSettings } from "../../storage/settings";
 import { claimUsagePublish, claimUsageVersion, readUsagePublishedKeys, recordUsagePublishedKeys, takeUsageVersion } from "../../storage/snapshot-meta";
-import { buildPoolUsage, dayStarts, type UsageCounts } from "../logic/build-usage";
+import { buildPoolUsage, dayStarts, type ClientCounts, type UsageCounts } from "../logic/build-usage";
 
 /** KV allows one write a second to a key. */
 const USAGE_INTERVAL_MS = 1_000;
@@ -20,11 +22,15 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, now: number)
   for (const [keyId, start] of starts) groups.set(start, [...(groups.get(start) ?? []), keyId]);
   const thisMinute = minuteStart(now);
   const ids = JSON.stringify(keys.map((k) => k.keyId));
+  const { timeZone } = parseStoredSettings(((await selectSettings(db).first<{ value: string }>()) ?? { value: null }).value);
+  const [month, today] = [monthStart(now, timeZone), dayStart(now, timeZone)];
   // One transaction: the latest attempt folded, and the counts that hold exactly the attempts up to it.
-  const [version, lastUsed, minutes, ...days] = await db.batch<Record<string, unknown>>([
+  const [version, lastUsed, minutes, clientMinutes, clientDays, ...days] = await db.batch<Record<string, unknown>>([
     takeUsageVersion(db),
     selectLastUsed(db, ids),
     selectKeyMinutes(db, ids, thisMinute - MINUTE_MS),
+    selectClientMinutes(db, QUOTA_CLIENT_IDS_SQL, thisMinute - MINUTE_MS),
+    selectClientDays(db, QUOTA_CLIENT_IDS_SQL, month, today),
     ...[...groups].flatMap(([start, ids]) => selectKeyUsageSince(db, JSON.stringify(ids), start)),
   ]);
   const counts: UsageCounts = { minutes: new Map(), days: new Map(), countedTo: new Map() };
@@ -40,8 +46,15 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, now: number)
       counts.days.set(r.key_id, { requests: sum.requests + r.requests, tokens: sum.tokens + r.tokens });
     }
   }
-  const usage = buildPoolUsage(keys, counts, Number(version!.results[0]!.value), now);
-  const held = Object.keys(usage.keys).length;
+  const clients: ClientCounts = { month, today, minutes: new Map(), days: new Map() };
+  for (const r of (clientMinutes?.results ?? []) as unknown as { client_key_id: string; bucket: number; requests: number; tokens: number }[]) {
+    const byBucket = clients.minutes.get(r.client_key_id) ?? new Map<number, { requests: number; tokens: number }>();
+    byBucket.set(r.bucket, { requests: r.requests, tokens: r.tokens });
+    clients.minutes.set(r.client_key_id, byBucket);
+  }
+  for (const r of (clientDays?.results ?? []) as Record<string, number>[]) clients.days.set(String(r.client_key_id), r);
+  const usage = buildPoolUsage(keys, counts, clients, Number(version!.results[0]!.value), now);
+  const held = Object.keys(usage.keys).length + Object.keys(usage.clients).length;
   if (held === 0 && (await readUsagePublishedKeys(db)) === 0) return null;
   if (!(await claimUsageVersion(db, usage.version))) return null;
   await kv.put(USAGE_KV_KEY, JSON.stringify(usage), { metadata: { version: usage.version, generatedAt: usage.generatedAt } });

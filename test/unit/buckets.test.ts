@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dayStart, hourStart, minuteStart } from "../../schema";
+import { dayStart, hourStart, minuteStart, monthStart, nextMonthStart } from "../../schema";
 
 describe("time buckets", () => {
   const ts = Date.UTC(2026, 10, 26, 17, 42, 13, 250);
@@ -53,5 +53,20 @@ describe("time buckets", () => {
         expect(localDate.format(start - 1), `${zone} ${new Date(t).toISOString()}`).not.toBe(localDate.format(t));
       }
     }
+  });
+});
+
+describe("monthStart", () => {
+  it("is local midnight of the month's first day, and the next month's follows it", () => {
+    const ts = Date.UTC(2026, 2, 15, 12); // 15 March 2026
+    expect(monthStart(ts, "UTC")).toBe(Date.UTC(2026, 2, 1));
+    expect(nextMonthStart(ts, "UTC")).toBe(Date.UTC(2026, 3, 1));
+    // Los Angeles: 1 March at midnight PST (UTC−8); 1 April at midnight PDT (UTC−7).
+    expect(monthStart(ts, "America/Los_Angeles")).toBe(Date.UTC(2026, 2, 1, 8));
+    expect(nextMonthStart(ts, "America/Los_Angeles")).toBe(Date.UTC(2026, 3, 1, 7));
+    // The first moment of a month belongs to it; the moment before, to the month before.
+    expect(monthStart(Date.UTC(2026, 0, 1), "UTC")).toBe(Date.UTC(2026, 0, 1));
+    expect(monthStart(Date.UTC(2026, 0, 1) - 1, "UTC")).toBe(Date.UTC(2025, 11, 1));
+    expect(nextMonthStart(Date.UTC(2026, 11, 31, 23), "UTC")).toBe(Date.UTC(2027, 0, 1));
   });
 });

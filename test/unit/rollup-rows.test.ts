@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { AttemptEvent, KeypoolEvent } from "../../schema";
+import { PriceBook, type AttemptEvent, type KeypoolEvent } from "../../schema";
 import { changesSnapshot, toBatchRows } from "../../stats-consumer/logic/rollup-rows";
 import { attemptEvent } from "../fixtures/events";
 
@@ -22,15 +22,17 @@ function attempt(id: string, extra: Partial<AttemptEvent> = {}): AttemptEvent {
   });
 }
 
+const NO_PRICES = new PriceBook([]);
+
 describe("toBatchRows", () => {
   it("drops repeated ids inside a batch", () => {
-    const rows = toBatchRows([attempt("e1"), attempt("e1"), attempt("e2")], "UTC");
+    const rows = toBatchRows([attempt("e1"), attempt("e1"), attempt("e2")], "UTC", NO_PRICES);
     expect(rows.seen.map((s) => s.id)).toEqual(["e1", "e2"]);
     expect(rows.attempts).toHaveLength(2);
   });
 
   it("counts a request only on its final attempt and flags the outcome class", () => {
-    const [retried, served] = toBatchRows([attempt("e1", { final: false, outcome: "rate_limited", status: 429 }), attempt("e2")], "UTC").attempts;
+    const [retried, served] = toBatchRows([attempt("e1", { final: false, outcome: "rate_limited", status: 429 }), attempt("e2")], "UTC", NO_PRICES).attempts;
     expect(retried).toMatchObject({ req: 0, ok: 0, rl: 1 });
     expect(served).toMatchObject({ req: 1, ok: 1, rl: 0, tt: 7, et: 0 });
   });
@@ -47,6 +49,7 @@ describe("toBatchRows", () => {
         attempt("e6", { keyId: "k1|c1", clientKeyId: "m", model: "" }),
       ],
       "UTC",
+      NO_PRICES,
     );
     expect(rows.attempts).toHaveLength(6);
     expect(rows.groups).toHaveLength(4);
@@ -77,7 +80,7 @@ describe("toBatchRows", () => {
   });
 
   it("puts the day bucket at local midnight of the time zone", () => {
-    const [row] = toBatchRows([attempt("e1")], "Asia/Shanghai").attempts;
+    const [row] = toBatchRows([attempt("e1")], "Asia/Shanghai", NO_PRICES).attempts;
     // 23:30 UTC on Jan 1 is 07:30 on Jan 2 in Beijing.
     expect(row!.d).toBe(Date.UTC(2026, 0, 1, 16));
     expect(row!.m).toBe(Date.UTC(2026, 0, 1, 23, 30));

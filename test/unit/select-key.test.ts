@@ -16,6 +16,7 @@ function snapshot(keys: SnapshotKey[], upstreamModels: string[] = []): Snapshot 
     keys,
     clientKeys: [],
     settings: defaultSettings,
+    prices: [],
   };
 }
 

@@ -5,6 +5,7 @@ import type { MetricSums } from "../../storage/rollup-sums";
 describe("summarize", () => {
   const minute = 60_000 * 1000;
   const day = { requests: 100, tokens: 1_000 };
+  const spend = { currency: "USD", today: { costMicros: 12, unpriced: 1 }, month: { costMicros: 345, unpriced: 2 } };
 
   it("counts the current minute fully and the previous one by the share still in the window", () => {
     const now = minute + 15_000; // a quarter into the current minute
@@ -15,14 +16,15 @@ describe("summarize", () => {
       ],
       { bucket: 0, ...day },
       { requests: 150, tokens: 1_500 },
+      spend,
       now,
       "UTC",
     );
-    expect(s).toEqual({ rpm: 33, tpm: 330, rpd: 100, tpd: 1_000, last24h: { requests: 150, tokens: 1_500 }, timeZone: "UTC", generatedAt: now });
+    expect(s).toEqual({ rpm: 33, tpm: 330, rpd: 100, tpd: 1_000, last24h: { requests: 150, tokens: 1_500 }, spend, timeZone: "UTC", generatedAt: now });
   });
 
   it("is zero with no traffic", () => {
-    expect(summarize([], undefined, { requests: 0, tokens: 0 }, 5, "Asia/Shanghai")).toMatchObject({ rpm: 0, rpd: 0, tpm: 0, tpd: 0 });
+    expect(summarize([], undefined, { requests: 0, tokens: 0 }, spend, 5, "Asia/Shanghai")).toMatchObject({ rpm: 0, rpd: 0, tpm: 0, tpd: 0 });
   });
 });
 
@@ -57,10 +59,12 @@ describe("series metrics", () => {
     latencyMax: 900,
     ttfbSum: 400,
     ttfbCount: 8,
+    costMicros: 1_234,
+    unpriced: 2,
   };
 
   it("derives rates and averages from the sums", () => {
-    expect(toMetrics(sums)).toMatchObject({ successRate: 6 / 8, latencyAvgMs: 200, ttfbAvgMs: 50, latencyMaxMs: 900 });
+    expect(toMetrics(sums)).toMatchObject({ successRate: 6 / 8, latencyAvgMs: 200, ttfbAvgMs: 50, latencyMaxMs: 900, costMicros: 1_234, unpriced: 2 });
     expect(toMetrics(undefined)).toMatchObject({ requests: 0, successRate: null, latencyAvgMs: null, ttfbAvgMs: null });
   });
 

@@ -1,7 +1,7 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { SNAPSHOT_KV_KEY, USAGE_KV_KEY, defaultSettings, packEvents, type AdminEvent, type AttemptEvent } from "../../schema";
+import { PriceBook, SNAPSHOT_KV_KEY, USAGE_KV_KEY, defaultSettings, packEvents, type AdminEvent, type AttemptEvent } from "../../schema";
 import { EVENTS_PER_TRANSACTION } from "../../stats-consumer/handle-batch";
 import { toHealthRows } from "../../stats-consumer/logic/health-rows";
 import { toBatchRows } from "../../stats-consumer/logic/rollup-rows";
@@ -108,8 +108,8 @@ describe("stats consumer", () => {
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-    const fold = () => ingestBatch(db, toBatchRows(events, "UTC"), toHealthRows(events, defaultSettings), []);
-    expect(toBatchRows(events, "UTC").groups.length).toBeLessThanOrEqual(2); // one key, model and client: a minute or two
+    const fold = () => ingestBatch(db, toBatchRows(events, "UTC", new PriceBook([])), toHealthRows(events, defaultSettings), []);
+    expect(toBatchRows(events, "UTC", new PriceBook([])).groups.length).toBeLessThanOrEqual(2); // one key, model and client: a minute or two
     await fold();
     expect(transactions).toHaveLength(1);
     await fold();

@@ -163,6 +163,7 @@ describe("snapshot publishing", () => {
       keys: [],
       clientKeys: [],
       settings: defaultSettings,
+      prices: [],
     };
     expect(await publishSnapshot(env.DB, env.SNAPSHOT, newer)).toBe(true);
     expect(await publishSnapshot(env.DB, env.SNAPSHOT, { ...newer, version: newer.version - 1 })).toBe(false);

@@ -1,7 +1,8 @@
 import { createMessageBatch } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { AttemptEvent, KeypoolEvent, Outcome } from "../../schema";
+import { PriceBook, costMicros, type AttemptEvent, type KeypoolEvent, type Outcome, type PriceRow } from "../../schema";
+import { insertPriceRow } from "../../storage/prices";
 import { handleBatch } from "../../stats-consumer/handle-batch";
 import { PublishedStates } from "../../stats-consumer/publish";
 import { rebuild, requeue } from "../../stats-consumer/replay";
@@ -75,8 +76,14 @@ function generateEvents(now: number): KeypoolEvent[] {
 }
 
 async function liveState() {
-  const tables = ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "key_health", "key_capacity", "audit_log"];
-  const order: Record<string, string> = { key_health: "key_id", key_capacity: "key_id", audit_log: "id", rollup_pool_hour: "bucket" };
+  const tables = ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "rollup_client_day", "key_health", "key_capacity", "audit_log"];
+  const order: Record<string, string> = {
+    key_health: "key_id",
+    key_capacity: "key_id",
+    audit_log: "id",
+    rollup_pool_hour: "bucket",
+    rollup_client_day: "client_key_id, bucket",
+  };
   const out: Record<string, unknown[]> = {};
   for (const t of tables) out[t] = (await env.DB.prepare(`SELECT * FROM ${t} ORDER BY ${order[t] ?? "bucket, key_id, model, client_key_id"}`).all()).results;
   return out;
@@ -98,6 +105,38 @@ describe("audit replay over 10,000 events", () => {
     const now = Date.now();
     const events = generateEvents(now);
     expect(events.filter((e) => e.type === "attempt").length).toBeGreaterThanOrEqual(10_000);
+    // Prices with a history: m-a's changes halfway through, m-b has a pool-wide price and its upstream's own
+    // (which wins) until it is removed an hour before now; m-c has none (its cost is unknown).
+    const half = now - 90 * 60_000;
+    const prices: PriceRow[] = [
+      { model: "m-a", upstreamId: "", input: 150_000, cachedInput: null, output: 600_000, perRequest: null, source: "t", effectiveFrom: 0, removed: false },
+      {
+        model: "m-a",
+        upstreamId: "",
+        input: 2_500_000,
+        cachedInput: null,
+        output: 10_000_000,
+        perRequest: null,
+        source: "t",
+        effectiveFrom: half,
+        removed: false,
+      },
+      { model: "m-b", upstreamId: "", input: 270_000, cachedInput: null, output: 1_100_000, perRequest: 1_000, source: "t", effectiveFrom: 0, removed: false },
+      { model: "m-b", upstreamId: "up", input: 1, cachedInput: null, output: 1, perRequest: null, source: "t", effectiveFrom: 0, removed: false },
+      {
+        model: "m-b",
+        upstreamId: "up",
+        input: null,
+        cachedInput: null,
+        output: null,
+        perRequest: null,
+        source: "t",
+        effectiveFrom: now - 3_600_000,
+        removed: true,
+      },
+    ];
+    await env.DB.batch(prices.map((p, i) => insertPriceRow(env.DB, `replay-price-${i}`, p, p.removed, now)));
+    const book = new PriceBook(prices);
     // Delivered out of order, in batches of 100, with a tenth of the batches delivered twice.
     const random = seeded(11);
     const shuffled = [...events].sort(() => random() - 0.5);
@@ -133,6 +172,20 @@ describe("audit replay over 10,000 events", () => {
           .map((c) => `SUM(${c}) AS ${c}`)
           .join(", ")}, MAX(latency_ms_max) AS latency_ms_max FROM ${from} GROUP BY bucket ORDER BY bucket`,
       ).all();
+    // Spend is each attempt's usage at the price in force at its time, summed exactly; m-c's is unknown.
+    let cost = 0;
+    let unpriced = 0;
+    for (const e of attempts) {
+      const usage = { promptTokens: e.promptTokens, completionTokens: e.completionTokens, cachedTokens: e.cachedTokens, answered: e.outcome === "ok" };
+      if (usage.promptTokens + usage.completionTokens === 0 && !usage.answered) continue;
+      const price = book.priceAt(e.upstreamId, e.model, e.ts);
+      if (price) cost += costMicros(price, usage);
+      else unpriced++;
+    }
+    expect(cost).toBeGreaterThan(0);
+    expect(unpriced).toBeGreaterThan(0);
+    for (const table of ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "rollup_client_day"])
+      expect(await env.DB.prepare(`SELECT SUM(cost_micros) AS cost, SUM(unpriced) AS unpriced FROM ${table}`).first()).toEqual({ cost, unpriced });
     const pool = await summed("rollup_pool_hour");
     expect(pool.results.length).toBeGreaterThan(2);
     expect(pool.results).toEqual((await summed("rollup_hour")).results);

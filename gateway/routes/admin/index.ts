@@ -4,6 +4,7 @@ import { authRoutes, requireAdmin, sameOriginOnly } from "./auth";
 import { clientKeyRoutes } from "./client-keys";
 import { keyRoutes } from "./keys";
 import { op, openApiDocument } from "./openapi";
+import { priceRoutes } from "./prices";
 import { settingsRoutes } from "./settings";
 import { statsRoutes } from "./stats";
 import { upstreamRoutes } from "./upstreams";
@@ -31,6 +32,7 @@ export function adminRoutes(state: IsolateState) {
   app.route("/upstreams", upstreamRoutes());
   app.route("/keys", keyRoutes(state));
   app.route("/client-keys", clientKeyRoutes());
+  app.route("/prices", priceRoutes());
   app.route("/", statsRoutes());
   app.route("/", settingsRoutes());
 

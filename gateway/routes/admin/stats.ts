@@ -8,6 +8,7 @@ import {
   deriveKeyState,
   hourStart,
   minuteStart,
+  monthStart,
   statsBreakdownQuerySchema,
   statsBreakdownSchema,
   statsQuerySchema,
@@ -26,11 +27,23 @@ import { eventOutboxBacklog } from "../../storage/event-sink";
 import { readPoolUsage } from "../../storage/snapshot-cache";
 import { loadKeyRows } from "../../../storage/keys";
 import type { MetricSums } from "../../../storage/rollup-sums";
-import { SUCCESS_RATE_WINDOW_MS, breakdownRows, bucketTotals, rollingTotals, rollupTableFor, seriesRows, type BreakdownBy } from "../../../storage/rollups";
+import {
+  SUCCESS_RATE_WINDOW_MS,
+  breakdownRows,
+  bucketTotals,
+  rollingTotals,
+  rollupTableFor,
+  seriesRows,
+  spendTotals,
+  type BreakdownBy,
+} from "../../../storage/rollups";
 import { readSettings } from "../../../storage/settings";
 import { listUpstreams } from "../../../storage/upstreams";
 import { op } from "./openapi";
 import type { AdminContext } from "./shared";
+
+/** The metrics page's rates need no spend. */
+const NO_SPEND = { currency: "", today: { costMicros: 0, unpriced: 0 }, month: { costMicros: 0, unpriced: 0 } };
 
 /** Buckets a series covers when the query does not say: an hour of minutes, two days of hours, a month of days. */
 const DEFAULT_COUNT = { minute: 60, hour: 48, day: 30 } as const;
@@ -128,12 +141,13 @@ export function statsRoutes() {
         const now = Date.now();
         const settings = await readSettings(c.env.DB);
         const today = dayStart(now, settings.timeZone);
-        const [minutes, days, last24h] = await Promise.all([
+        const [minutes, days, last24h, spend] = await Promise.all([
           bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
           bucketTotals(c.env.DB, "rollup_day", today, today),
           rollingTotals(c.env.DB, minuteStart(now) - DAY_MS + MINUTE_MS, now + 1),
+          spendTotals(c.env.DB, monthStart(now, settings.timeZone), today),
         ]);
-        return c.json(summarize(minutes, days[0], last24h, now, settings.timeZone));
+        return c.json(summarize(minutes, days[0], last24h, { currency: settings.currency, ...spend }, now, settings.timeZone));
       },
     ),
   );
@@ -217,7 +231,7 @@ export function statsRoutes() {
         const { settings, rows: keys } = inputs;
         const headroom = poolHeadroom(inputs, now);
         const total = (field: keyof MetricSums) => byUpstream.reduce((n, r) => n + Number(r[field] ?? 0), 0);
-        const rates = summarize(minutes, undefined, { requests: 0, tokens: 0 }, now, settings.timeZone);
+        const rates = summarize(minutes, undefined, { requests: 0, tokens: 0 }, NO_SPEND, now, settings.timeZone);
         const byState: Record<KeyState, number> = { active: 0, cooling: 0, exhausted: 0, failing: 0, dead: 0, disabled: 0 };
         for (const k of keys) byState[k.enabled ? deriveKeyState(k.facts, settings, now).state : "disabled"]++;
         const lines = [
@@ -236,6 +250,13 @@ export function statsRoutes() {
           `keypool_tokens_24h{kind="prompt"} ${total("promptTokens")}`,
           `keypool_tokens_24h{kind="completion"} ${total("completionTokens")}`,
           `keypool_tokens_24h{kind="total"} ${total("tokens")}`,
+          `# HELP keypool_spend_micros_24h What attempts cost in the last 24 hours, in micro-units of ${settings.currency}, by upstream (priced attempts only).`,
+          "# TYPE keypool_spend_micros_24h gauge",
+          `keypool_spend_micros_24h ${total("costMicros")}`,
+          ...byUpstream.map((r) => `keypool_spend_micros_24h{upstream="${r.id}"} ${Number(r.costMicros ?? 0)}`),
+          "# HELP keypool_unpriced_attempts_24h Attempts in the last 24 hours with usage but no price (their cost is unknown).",
+          "# TYPE keypool_unpriced_attempts_24h gauge",
+          `keypool_unpriced_attempts_24h ${total("unpriced")}`,
           "# HELP keypool_requests_per_minute Client requests over the last 60 seconds.",
           "# TYPE keypool_requests_per_minute gauge",
           `keypool_requests_per_minute ${rates.rpm}`,
