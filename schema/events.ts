@@ -110,6 +110,18 @@ export const QUEUE_MESSAGE_LIMIT_BYTES = 128_000;
 /** Packed messages stay under this many bytes of JSON, below the queue's limit. */
 export const MAX_MESSAGE_BYTES = 120_000;
 
+/**
+ * A message on the events queue that is not an event: the consumer asking
+ * itself, a second later, to publish the pool's usage (a batch that came
+ * within a second of the last publish could not). Never archived or folded.
+ */
+export const PUBLISH_USAGE_MESSAGE = { control: "publish-usage" } as const;
+
+/** Whether a message body is a control message rather than events. */
+export function isControlMessage(body: unknown): boolean {
+  return typeof body === "object" && body !== null && (body as { control?: unknown }).control === PUBLISH_USAGE_MESSAGE.control;
+}
+
 /** The events one queue message carries: the packed ones, or the body itself as a single event. */
 export function eventsOfMessage(body: unknown): unknown[] {
   if (typeof body === "object" && body !== null && !("type" in body) && Array.isArray((body as { events?: unknown }).events)) {

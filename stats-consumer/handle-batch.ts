@@ -1,4 +1,4 @@
-import { eventsOfMessage, keypoolEventSchema, type KeypoolEvent } from "../schema";
+import { eventsOfMessage, isControlMessage, keypoolEventSchema, type KeypoolEvent } from "../schema";
 import { toCapacityRows } from "./logic/capacity-rows";
 import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
@@ -47,17 +47,22 @@ export function isolateDeps(): BatchDeps {
 }
 
 /** Every event of every message of a batch (one, or several packed), validated: the valid ones, and the rest as dead letters. */
-export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[]; dead: DeadLetter[] } {
+export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[]; dead: DeadLetter[]; controls: number } {
   const events: KeypoolEvent[] = [];
   const dead: DeadLetter[] = [];
+  let controls = 0;
   for (const message of batch.messages) {
+    if (isControlMessage(message.body)) {
+      controls++;
+      continue;
+    }
     for (const body of eventsOfMessage(message.body)) {
       const parsed = keypoolEventSchema.safeParse(body);
       if (parsed.success) events.push(parsed.data);
       else dead.push({ deadLetter: "malformed", error: parsed.error.issues[0]?.message ?? "invalid", messageId: message.id, body });
     }
   }
-  return { events, dead };
+  return { events, dead, controls };
 }
 
 /**
@@ -70,7 +75,7 @@ export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[
  * and nothing is acknowledged until it is stored.
  */
 export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv, deps: BatchDeps): Promise<BatchResult> {
-  const { events, dead } = readBatch(batch);
+  const { events, dead, controls } = readBatch(batch);
   const result: BatchResult = { valid: events.length, malformed: dead.length, published: null, retried: false };
   try {
     if (dead.length > 0) {
@@ -85,9 +90,9 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv
         await ingestBatch(env.DB, toBatchRows(chunk, settings.timeZone, prices), toHealthRows(chunk, settings), toCapacityRows(chunk));
       }
       result.published = await publishIfStale(events, settings, { db: env.DB, kv: env.SNAPSHOT, ...deps });
-      if (events.some((e) => e.type === "attempt")) await publishUsageQuietly(env, deps.now());
+      if (controls > 0 || events.some((e) => e.type === "attempt")) await publishUsageQuietly(env, deps.now());
       await runReplayJobs(events, env, deps.now);
-    }
+    } else if (controls > 0) await publishUsageQuietly(env, deps.now());
   } catch (err) {
     console.error(`keypool consumer: batch of ${batch.messages.length} failed, retrying: ${err instanceof Error ? err.message : "error"}`);
     batch.retryAll();
@@ -104,7 +109,7 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv
  */
 async function publishUsageQuietly(env: ConsumerEnv, now: number): Promise<void> {
   try {
-    await publishUsage(env.DB, env.SNAPSHOT, now);
+    await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, now);
   } catch (err) {
     console.error(`keypool consumer: publishing the pool's usage failed (the next batch tries again): ${err instanceof Error ? err.message : "error"}`);
   }

@@ -75,3 +75,9 @@ CREATE TABLE rollup_client_day (
 
 INSERT INTO rollup_client_day (bucket, client_key_id, requests, total_tokens)
   SELECT bucket, client_key_id, SUM(requests), SUM(total_tokens) FROM rollup_day GROUP BY bucket, client_key_id;
+
+-- When the consumer last asked the queue to bring a usage republish (a batch
+-- that came within a second of the last publish leaves its counts unpublished
+-- until then; a control message delivered a second later publishes them even
+-- when no more traffic comes).
+INSERT INTO meta (name, value) VALUES ('usage_refresh_at', 0);

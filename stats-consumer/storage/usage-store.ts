@@ -1,21 +1,34 @@
-import { MINUTE_MS, NEARLY_SPENT, USAGE_KV_KEY, dayStart, minuteStart, monthStart, parseStoredSettings } from "../../schema";
+import { MINUTE_MS, NEARLY_SPENT, PUBLISH_USAGE_MESSAGE, USAGE_KV_KEY, dayStart, minuteStart, monthStart, parseStoredSettings } from "../../schema";
 import { QUOTA_CLIENT_IDS_SQL } from "../../storage/client-keys";
 import { readCapacityKeys, selectLastUsed } from "../../storage/keys";
 import { selectClientDays, selectClientMinutes, selectKeyMinutes, selectKeyUsageSince, type KeyCounts } from "../../storage/rollups";
 import { selectSettings } from "../../storage/settings";
-import { claimUsagePublish, claimUsageVersion, readUsagePublishedKeys, recordUsagePublishedKeys, takeUsageVersion } from "../../storage/snapshot-meta";
+import {
+  claimUsagePublish,
+  claimUsageRefresh,
+  claimUsageVersion,
+  readUsagePublishedKeys,
+  recordUsagePublishedKeys,
+  takeUsageVersion,
+} from "../../storage/snapshot-meta";
 import { buildPoolUsage, dayStarts, type ClientCounts, type UsageCounts } from "../logic/build-usage";
 
 /** KV allows one write a second to a key. */
 const USAGE_INTERVAL_MS = 1_000;
 
 /**
- * Publishes the pool's usage against its keys' limits (KV `usage:v1`) unless
- * another consumer did within the last second — the next batch then will. A
- * pool without limits writes it once, empty. Returns the version written, if any.
+ * Publishes the pool's usage against its keys' and client keys' limits (KV
+ * `usage:v1`) unless another consumer did within the last second: then it asks
+ * the queue for a control message a second later (one pending at a time),
+ * whose batch publishes what this one could not — also when no more traffic
+ * comes. A pool without limits writes it once, empty. Returns the version
+ * written, if any.
  */
-export async function publishUsage(db: D1Database, kv: KVNamespace, now: number): Promise<number | null> {
-  if (!(await claimUsagePublish(db, now, USAGE_INTERVAL_MS))) return null;
+export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue, now: number): Promise<number | null> {
+  if (!(await claimUsagePublish(db, now, USAGE_INTERVAL_MS))) {
+    if (await claimUsageRefresh(db, now, USAGE_INTERVAL_MS)) await queue.send(PUBLISH_USAGE_MESSAGE, { contentType: "json", delaySeconds: 1 });
+    return null;
+  }
   const keys = await readCapacityKeys(db, now, NEARLY_SPENT);
   const starts = dayStarts(keys, now);
   const groups = new Map<number, string[]>();
