@@ -363,7 +363,8 @@ export const statsBreakdownSchema = z.object({
   bucket: statsBucketSchema,
   from: z.number(),
   to: z.number(),
-  rows: z.array(metricsSchema.extend({ id: z.string() })),
+  /** `name`: a key's masked form, a client key's or an upstream's name (null once deleted); a model's name is its id. */
+  rows: z.array(metricsSchema.extend({ id: z.string(), name: z.string().nullable() })),
 });
 export type StatsBreakdown = z.infer<typeof statsBreakdownSchema>;
 

@@ -1,4 +1,4 @@
-import { fromMicros, toMicros, type ClientKeyView } from "../schema";
+import { fromMicros, toMicros, type ClientKeyView, type SnapshotClientKey } from "../schema";
 import { usageOnDaySql } from "./rollups";
 
 /**
@@ -152,3 +152,23 @@ export async function deleteClientKey(db: D1Database, id: string): Promise<boole
 export const QUOTA_CLIENT_IDS_SQL = `SELECT id FROM client_keys WHERE enabled = 1 AND (rpm_limit IS NOT NULL OR tpm_limit IS NOT NULL
   OR rpd_limit IS NOT NULL OR tpd_limit IS NOT NULL OR monthly_token_limit IS NOT NULL OR daily_budget_micros IS NOT NULL
   OR monthly_budget_micros IS NOT NULL)`;
+
+/** A client key as the snapshot would carry it (without its hash, which the admin API never reads): for working out its quotas. */
+export function snapshotClientOf(k: ClientKeyRecord): SnapshotClientKey {
+  return {
+    id: k.id,
+    name: k.name,
+    hash: "0".repeat(64),
+    models: k.models,
+    rpmLimit: k.rpmLimit,
+    tpmLimit: k.tpmLimit,
+    rpdLimit: k.rpdLimit,
+    tpdLimit: k.tpdLimit,
+    monthlyTokenLimit: k.monthlyTokenLimit,
+    dailyBudgetMicros: k.dailyBudget === null ? null : toMicros(k.dailyBudget),
+    monthlyBudgetMicros: k.monthlyBudget === null ? null : toMicros(k.monthlyBudget),
+    expiresAt: k.expiresAt,
+    enabled: k.enabled,
+    smoothStreams: k.smoothStreams,
+  };
+}

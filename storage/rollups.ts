@@ -227,7 +227,14 @@ const GROUP_BY = {
 } as const;
 export type BreakdownBy = keyof typeof GROUP_BY;
 
-/** Every metric per value of `by` over [from, to], busiest first (at most `limit` rows). */
+/** What a breakdown row's id is called where it names something that has a name: a key's masked form, a client key's or an upstream's name. */
+const NAME_OF: Partial<Record<BreakdownBy, string>> = {
+  key: "(SELECT masked FROM keys WHERE keys.id = g.id)",
+  client: "(SELECT name FROM client_keys WHERE client_keys.id = g.id)",
+  upstream: "(SELECT name FROM upstreams WHERE upstreams.id = g.id)",
+};
+
+/** Every metric per value of `by` over [from, to], busiest first (at most `limit` rows), with its name where it has one (null: deleted). */
 export async function breakdownRows(
   db: D1Database,
   table: KeyedRollupTable,
@@ -236,12 +243,13 @@ export async function breakdownRows(
   by: BreakdownBy,
   filters: StatsFilters,
   limit: number,
-): Promise<(MetricSums & { id: string })[]> {
+): Promise<(MetricSums & { id: string; name: string | null })[]> {
   const where = whereClause(from, to, filters);
+  const grouped = `SELECT ${GROUP_BY[by]} AS id, ${METRICS} FROM ${table} WHERE ${where.sql} GROUP BY 1 ORDER BY requests DESC, attempts DESC LIMIT ${limit}`;
   const { results } = await db
-    .prepare(`SELECT ${GROUP_BY[by]} AS id, ${METRICS} FROM ${table} WHERE ${where.sql} GROUP BY 1 ORDER BY requests DESC, attempts DESC LIMIT ${limit}`)
+    .prepare(`SELECT g.*, ${NAME_OF[by] ?? "g.id"} AS name FROM (${grouped}) g ORDER BY g.requests DESC, g.attempts DESC`)
     .bind(...where.params)
-    .all<MetricSums & { id: string }>();
+    .all<MetricSums & { id: string; name: string | null }>();
   return results;
 }
 

@@ -1,4 +1,4 @@
-import { MINUTE_MS, dayStart, monthStart, nextMonthStart, type ClientUsage, type SnapshotClientKey } from "../../schema";
+import { MINUTE_MS, dayStart, monthStart, nextMonthStart, type ClientKeyStatus, type ClientUsage, type SnapshotClientKey } from "../../schema";
 import { CapacityLedger, bucketWeight, minuteFreesAt, othersBuckets, type MinuteBucket } from "./capacity";
 
 /**
@@ -186,4 +186,49 @@ export function quotaHeaders(windows: QuotaWindow[], admitted: boolean, now: num
     headers[`x-ratelimit-reset-${kind}`] = formatReset(tightest.w.resetAt() - now);
   }
   return headers;
+}
+
+/** Each quota's name where a client (`GET /v1/key`) or an admin reads it. */
+const QUOTA_NAMES: Record<QuotaCode, string> = {
+  rpm_limit_exceeded: "rpm",
+  tpm_limit_exceeded: "tpm",
+  daily_request_quota_exceeded: "rpd",
+  daily_token_quota_exceeded: "tpd",
+  monthly_token_quota_exceeded: "monthly_tokens",
+  daily_budget_exceeded: "daily_budget",
+  monthly_budget_exceeded: "monthly_budget",
+};
+
+/**
+ * A client key's quotas and usage as it (or an admin) reads them: the windows
+ * as enforced, and the day and month as counted (a `selectClientDays` row).
+ */
+export function clientKeyStatus(
+  client: SnapshotClientKey,
+  windows: QuotaWindow[],
+  counted: Record<string, number> | null,
+  pool: { currency: string; timeZone: string },
+): ClientKeyStatus {
+  const n = (field: string) => Number(counted?.[field] ?? 0);
+  return {
+    object: "client_key",
+    id: client.id,
+    name: client.name,
+    models: client.models,
+    expires_at: client.expiresAt === null ? null : Math.floor(client.expiresAt / 1000),
+    currency: pool.currency,
+    quotas: windows.map((w) => ({
+      name: QUOTA_NAMES[w.code],
+      unit: w.kind === "money" ? "micros" : w.kind,
+      limit: w.limit,
+      used: Math.ceil(w.used),
+      remaining: Math.max(0, Math.floor(w.limit - w.used)),
+      resets_at: Math.ceil(w.resetAt() / 1000),
+    })),
+    usage: {
+      today: { requests: n("day_requests"), tokens: n("day_tokens"), cost_micros: n("day_cost") },
+      month: { tokens: n("month_tokens"), cost_micros: n("month_cost") },
+    },
+    time_zone: pool.timeZone,
+  };
 }

@@ -1,10 +1,10 @@
 import { Hono, type Context } from "hono";
-import { dayStart, fromMicros, monthStart, newEventId, type ClientKeyStatus } from "../../schema";
+import { dayStart, fromMicros, monthStart, newEventId } from "../../schema";
 import { readClientDays } from "../../storage/rollups";
 import type { GatewayHono, IsolateState } from "../context";
 import { KeypoolError, errorResponse, invalidRequest } from "../errors";
 import { assertModelAllowed, authenticateClient } from "../logic/client-auth";
-import { hasQuota, quotaHeaders, type QuotaVerdict } from "../logic/client-limits";
+import { clientKeyStatus, hasQuota, quotaHeaders, type QuotaVerdict } from "../logic/client-limits";
 import { addCorsHeaders, allowOriginFor, preflightResponse } from "../logic/cors";
 import { estimatePromptTokens } from "../logic/estimate-tokens";
 import { MAX_JSON_DEPTH, SCAN_BEFORE_PARSE_BYTES, jsonNestsDeeperThan, nestsDeeperThan, type ClientBody } from "../logic/request-body";
@@ -45,17 +45,6 @@ const QUOTA_WORDS: Record<Exclude<QuotaVerdict, { ok: true }>["code"], (limit: s
   monthly_token_quota_exceeded: (n) => `has used its ${n} tokens for this month`,
   daily_budget_exceeded: (n) => `has spent its daily budget of ${n}`,
   monthly_budget_exceeded: (n) => `has spent its monthly budget of ${n}`,
-};
-
-/** Each quota's name in `GET /v1/key`. */
-const QUOTA_NAMES: Record<Exclude<QuotaVerdict, { ok: true }>["code"], string> = {
-  rpm_limit_exceeded: "rpm",
-  tpm_limit_exceeded: "tpm",
-  daily_request_quota_exceeded: "rpd",
-  daily_token_quota_exceeded: "tpd",
-  monthly_token_quota_exceeded: "monthly_tokens",
-  daily_budget_exceeded: "daily_budget",
-  monthly_budget_exceeded: "monthly_budget",
 };
 
 /** The 429 for a client over one of its own limits: which one, when it frees (Retry-After), and its x-ratelimit-* headers. */
@@ -288,28 +277,7 @@ export function openAIRoutes(state: IsolateState) {
       const { timeZone, currency } = loaded.snapshot.settings;
       const windows = hasQuota(client) ? state.limits.windows(client, loaded.usage?.clients?.get(client.id), loaded.usage?.at ?? 0, { now, timeZone }) : [];
       const counted = await readClientDays(c.env.DB, client.id, monthStart(now, timeZone), dayStart(now, timeZone));
-      const n = (field: string) => Number(counted?.[field] ?? 0);
-      const status: ClientKeyStatus = {
-        object: "client_key",
-        id: client.id,
-        name: client.name,
-        models: client.models,
-        expires_at: client.expiresAt === null ? null : Math.floor(client.expiresAt / 1000),
-        currency,
-        quotas: windows.map((w) => ({
-          name: QUOTA_NAMES[w.code],
-          unit: w.kind === "money" ? "micros" : w.kind,
-          limit: w.limit,
-          used: Math.ceil(w.used),
-          remaining: Math.max(0, Math.floor(w.limit - w.used)),
-          resets_at: Math.ceil(w.resetAt() / 1000),
-        })),
-        usage: {
-          today: { requests: n("day_requests"), tokens: n("day_tokens"), cost_micros: n("day_cost") },
-          month: { tokens: n("month_tokens"), cost_micros: n("month_cost") },
-        },
-        time_zone: timeZone,
-      };
+      const status = clientKeyStatus(client, windows, counted, { currency, timeZone });
       return c.json(status);
     }),
   );

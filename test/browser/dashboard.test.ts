@@ -208,11 +208,8 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
       .poll(
         async () => {
           const m = await meters();
-          const counted = m.length > 0 && m.every(([, max]) => max === 1_000) && m.reduce((n, [now]) => n + now!, 0) >= 5;
-          // The pool's usage is published at most once a second, by the batch of events that follows: a burst's
-          // last second shows once more traffic comes (each gateway isolate counts its own sends meanwhile).
-          if (!counted) await traffic(stack.clientKey, 1);
-          return counted;
+          // The pool's usage is published at most once a second; the last of a burst, a second after it.
+          return m.length > 0 && m.every(([, max]) => max === 1_000) && m.reduce((n, [now]) => n + now!, 0) >= 5;
         },
         { timeout: 20_000, interval: 1_000 },
       )
@@ -229,11 +226,51 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     await stack.admin("PATCH", `/upstreams/${upstreamId}`, { limits: {} });
   });
 
+  it("prices a model, and shows spend on the overview and a client key's page with its quotas", { timeout: 90_000 }, async () => {
+    onTestFailed(() => console.log(`wrangler's log, last lines:\n${stack.log().slice(-4_000)}`));
+    await open("prices");
+    await page.fill("form[aria-label='Set a price'] input[name=model]", "mock-gpt");
+    await page.fill("form[aria-label='Set a price'] input[name=input]", "2.5");
+    await page.fill("form[aria-label='Set a price'] input[name=output]", "10");
+    await page.click("form[aria-label='Set a price'] button[type=submit]");
+    await expect.poll(() => page.textContent("[data-testid=prices] tbody"), { timeout: 15_000 }).toContain("mock-gpt");
+    await shot("prices");
+    const { id, key } = (await stack.admin("POST", "/client-keys", { name: "budgeted team", rpdLimit: 50, dailyBudget: 1 })) as { id: string; key: string };
+    await expect
+      .poll(
+        async () => {
+          try {
+            await traffic(key, 1);
+            return "served";
+          } catch {
+            return "not yet";
+          }
+        },
+        { timeout: 15_000, interval: 500 },
+      )
+      .toBe("served");
+    await traffic(key, 2);
+    await open("client-keys");
+    await page.click(`a[href='#/client-key/${id}']`);
+    // The quotas as the pool counts them, and the spend the consumer priced.
+    await expect
+      .poll(() => page.$eval("[data-quota=rpd] [role=meter]", (e) => [e.getAttribute("aria-valuenow"), e.getAttribute("aria-valuemax")]), { timeout: 20_000 })
+      .toEqual(["3", "50"]);
+    await expect.poll(() => page.getAttribute("[data-quota=daily_budget] [role=meter]", "aria-valuemax")).toBe("1000000");
+    await expect.poll(async () => (await page.textContent("[data-testid=client-spend-today]"))?.trim(), { timeout: 15_000 }).toMatch(/^\$0\.0*[1-9]\d*$/);
+    await expect.poll(() => page.textContent("[data-testid=client-requests-today]")).toBe("3");
+    await shot("client-key");
+    await open("overview");
+    await expect.poll(async () => (await page.textContent("[data-testid=stat-spend-today]"))?.trim(), { timeout: 15_000 }).toMatch(/^\$\d/);
+    await expect.poll(() => page.textContent("[data-testid='breakdown-By client key'] tbody")).toContain("budgeted team");
+    await shot("overview-spend");
+  });
+
   it("switches the language to Simplified Chinese", async () => {
     await open("overview");
     await page.selectOption("select[aria-label=Language]", "zh");
     await expect.poll(() => page.textContent("header nav a[aria-current=page]")).toBe("概览");
-    for (const route of ["upstreams", "settings", "audit"]) {
+    for (const route of ["upstreams", "prices", "settings", "audit"]) {
       await open(route);
       await page.waitForTimeout(500);
       await shot(route);

@@ -1,11 +1,14 @@
 import type {
   AddKeysResponse,
   AuditEntry,
+  ClientKeyStatus,
   ClientKeyView,
   KeyState,
   KeyView,
   Limits,
   OpenAIError,
+  PriceBody,
+  PriceView,
   ReplayJob,
   SessionView,
   Settings,
@@ -17,7 +20,20 @@ import type {
   UpstreamView,
 } from "../../../schema";
 
-export type { AuditEntry, ClientKeyView, ReplayJob };
+export type { AuditEntry, ClientKeyStatus, ClientKeyView, PriceView, ReplayJob };
+
+/** A client key's fields as the create form sends them. */
+export type NewClientKey = Pick<
+  ClientKeyView,
+  "name" | "rpmLimit" | "tpmLimit" | "rpdLimit" | "tpdLimit" | "monthlyTokenLimit" | "dailyBudget" | "monthlyBudget" | "models" | "smoothStreams"
+>;
+
+/** The price list: in force now and set for later, and the published prices Keypool knows. */
+export interface PriceList {
+  currency: string;
+  data: PriceView[];
+  published: { readOn: string; prices: PriceView[] };
+}
 
 /** An admin API failure, carrying the server's message. */
 export class ApiError extends Error {
@@ -70,7 +86,8 @@ export const api = {
   headroom: () => request<StatsHeadroom>("GET", "/stats/headroom"),
   series: (bucket: StatsBucket, count: number, filters: Record<string, string> = {}) =>
     request<StatsSeries>("GET", `/stats/series?${query({ bucket, count, ...filters })}`),
-  breakdown: (by: string, bucket: StatsBucket, count: number) => request<StatsBreakdown>("GET", `/stats/breakdown?${query({ by, bucket, count })}`),
+  breakdown: (by: string, bucket: StatsBucket, count: number, filters: Record<string, string> = {}) =>
+    request<StatsBreakdown>("GET", `/stats/breakdown?${query({ by, bucket, count, ...filters })}`),
   keys: (q: KeyQuery) => request<{ total: number; data: KeyView[] }>("GET", `/keys?${query({ ...q })}`),
   addKeys: (upstreamId: string, text: string) => request<AddKeysResponse>("POST", "/keys", { upstreamId, text }),
   importSeed: (upstreamId: string, tokens: unknown[]) =>
@@ -85,8 +102,12 @@ export const api = {
   updateUpstream: (id: string, patch: Partial<UpstreamView>) => request<UpstreamView>("PATCH", `/upstreams/${id}`, patch),
   deleteUpstream: (id: string, cascade: boolean) => request<unknown>("DELETE", `/upstreams/${id}${cascade ? "?cascade=true" : ""}`),
   clientKeys: () => request<{ data: ClientKeyView[] }>("GET", "/client-keys"),
-  createClientKey: (body: { name: string; rpmLimit: number | null; tpmLimit: number | null; models: string[]; smoothStreams: boolean | null }) =>
-    request<{ id: string; key: string }>("POST", "/client-keys", body),
+  createClientKey: (body: NewClientKey) => request<{ id: string; key: string }>("POST", "/client-keys", body),
+  clientKeyUsage: (id: string) => request<ClientKeyStatus>("GET", `/client-keys/${encodeURIComponent(id)}/usage`),
+  prices: () => request<PriceList>("GET", "/prices"),
+  setPrice: (body: Partial<PriceBody> & { model: string }) => request<PriceView>("PUT", "/prices", body),
+  removePrice: (model: string, upstreamId: string | null) => request<unknown>("DELETE", `/prices?${query({ model, upstreamId: upstreamId ?? undefined })}`),
+  addPublishedPrices: () => request<{ added: number }>("POST", "/prices/published"),
   updateClientKey: (id: string, patch: Partial<ClientKeyView>) => request<unknown>("PATCH", `/client-keys/${id}`, patch),
   deleteClientKey: (id: string) => request<unknown>("DELETE", `/client-keys/${id}`),
   settings: () => request<Settings>("GET", "/settings"),

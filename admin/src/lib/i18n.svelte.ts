@@ -54,6 +54,17 @@ export const fmt = {
       timeZoneName: "short",
     }).format(ts);
   },
+  /** Money from integer micro-units: cents as usual, more digits for amounts under a cent ($0.000068). */
+  money: (micros: number, currency: string) =>
+    new Intl.NumberFormat(i18n.locale === "zh" ? "zh-CN" : "en-US", {
+      style: "currency",
+      currency: currency || "USD",
+      minimumFractionDigits: 2,
+      maximumFractionDigits: micros !== 0 && Math.abs(micros) < 10_000 ? 6 : 2,
+    }).format(micros / 1_000_000),
+  /** Spend with what it leaves out: "$1.20", "$1.20 + unknown" when some usage had no price, "unknown" when all of it. */
+  spend: (micros: number, unpriced: number, currency: string) =>
+    unpriced > 0 && micros === 0 ? t("spend.unknown") : unpriced > 0 ? `${fmt.money(micros, currency)} + ${t("spend.unknown")}` : fmt.money(micros, currency),
   percent: (x: number | null) => (x === null ? "—" : `${(x * 100).toFixed(1)}%`),
   ms: (x: number | null) => (x === null ? "—" : `${Math.round(x)} ms`),
 };

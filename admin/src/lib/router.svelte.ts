@@ -1,7 +1,7 @@
 /** The dashboard's pages, addressed by the URL hash so the Worker serves one page. */
-export type Page = "overview" | "keys" | "key" | "upstreams" | "client-keys" | "settings" | "audit";
+export type Page = "overview" | "keys" | "key" | "upstreams" | "client-keys" | "client-key" | "prices" | "settings" | "audit";
 
-const PAGES: Page[] = ["overview", "keys", "key", "upstreams", "client-keys", "settings", "audit"];
+const PAGES: Page[] = ["overview", "keys", "key", "upstreams", "client-keys", "client-key", "prices", "settings", "audit"];
 
 function parse(hash: string): { page: Page; id: string | null } {
   const [page, id] = hash.replace(/^#\/?/, "").split("/");

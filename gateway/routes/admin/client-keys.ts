@@ -1,14 +1,19 @@
 import { Hono } from "hono";
 import {
   clientKeyListSchema,
+  clientKeyStatusSchema,
   clientKeyRecordSchema,
   createClientKeyBodySchema,
   createClientKeyResponseSchema,
   dayStart,
   deletedSchema,
+  monthStart,
   updateClientKeyBodySchema,
 } from "../../../schema";
-import { deleteClientKey, findClientKey, insertClientKey, listClientKeys, updateClientKey } from "../../../storage/client-keys";
+import { deleteClientKey, findClientKey, insertClientKey, listClientKeys, snapshotClientOf, updateClientKey } from "../../../storage/client-keys";
+import { readClientDays } from "../../../storage/rollups";
+import { ClientLimiter, clientKeyStatus, hasQuota } from "../../logic/client-limits";
+import { readPoolUsage } from "../../storage/snapshot-cache";
 import { readSettings } from "../../../storage/settings";
 import type { GatewayHono } from "../../context";
 import { CLIENT_KEY_PREFIX } from "../../logic/client-auth";
@@ -93,6 +98,31 @@ export function clientKeyRoutes() {
         await updateClientKey(c.env.DB, after, Date.now());
         await emitAdminEvent(c, "client_key.update", id, { before, after });
         return c.json(after);
+      },
+    ),
+  );
+
+  app.get(
+    "/:id/usage",
+    op(
+      {
+        tag: "client keys",
+        summary: "A client key's quotas and usage",
+        description:
+          "What the client itself reads at GET /v1/key: each quota with what is used of it, as the pool last counted it (the consumer's count, published about once a second), and its requests, tokens and spend today and this month.",
+        ok: { description: "The client key's quotas and usage.", schema: clientKeyStatusSchema },
+        errors: { 404: "No such client key." },
+      },
+      async (c) => {
+        const id = c.req.param("id")!;
+        const now = Date.now();
+        const [record, settings, usage] = await Promise.all([findClientKey(c.env.DB, id), readSettings(c.env.DB), readPoolUsage(c.env.SNAPSHOT)]);
+        if (!record) throw notFound("client key", id);
+        const client = snapshotClientOf(record);
+        const clock = { now, timeZone: settings.timeZone };
+        const windows = hasQuota(client) ? new ClientLimiter().windows(client, usage?.clients?.get(id), usage?.at ?? 0, clock) : [];
+        const counted = await readClientDays(c.env.DB, id, monthStart(now, settings.timeZone), dayStart(now, settings.timeZone));
+        return c.json(clientKeyStatus(client, windows, counted, settings));
       },
     ),
   );

@@ -187,7 +187,7 @@ export function statsRoutes() {
         const from = starts[0]!;
         const to = starts.at(-1)!;
         const rows = await breakdownRows(c.env.DB, table, from, to, by satisfies BreakdownBy, filters, 100);
-        return c.json({ by, bucket, from, to, rows: rows.map(({ id, ...sums }) => ({ id, ...toMetrics(sums) })) });
+        return c.json({ by, bucket, from, to, rows: rows.map(({ id, name, ...sums }) => ({ id, name, ...toMetrics(sums) })) });
       },
     ),
   );
