@@ -1,6 +1,7 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { provisionPool, waitForModel } from "../../scripts/lib/admin-client.mjs";
+import { costMicros, toMicros, type ClientKeyStatus, type StatsBreakdown } from "../../schema";
 import { startStack, summaryWhen, type Stack, type Summary } from "./fixture";
 
 let stack: Stack;
@@ -74,6 +75,50 @@ describe("the local stack, driven by the official openai SDK", () => {
     const log = stack.log();
     expect(log).toContain("POST /v1/chat/completions");
     for (const secret of [...stack.poolKeys, stack.clientKey, stack.secrets.ADMIN_PASSWORD]) expect(log).not.toContain(secret);
+  });
+});
+
+describe("spend, against the mock's usage", () => {
+  it("is the mock's reported usage at the price table's price, to the micro-unit, for answers JSON and streamed", async () => {
+    const price = { input: 0.15, cachedInput: 0.075, output: 0.6 };
+    expect(await stack.admin("PUT", "/prices", { model: "mock-gpt", ...price, source: "e2e" })).toMatchObject({ input: 0.15 });
+    const { id, key } = (await stack.admin("POST", "/client-keys", { name: "spend e2e" })) as { id: string; key: string };
+    const openai = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: key, maxRetries: 0 });
+    const micros = { input: toMicros(price.input), cachedInput: toMicros(price.cachedInput), output: toMicros(price.output), perRequest: null };
+    let expected = 0;
+    const bill = (u: { prompt_tokens: number; completion_tokens: number } | null | undefined) => {
+      expect(u).toBeTruthy();
+      expected += costMicros(micros, { promptTokens: u!.prompt_tokens, completionTokens: u!.completion_tokens, cachedTokens: 0, answered: true });
+    };
+    await vi.waitFor(() => openai.chat.completions.create({ model: "mock-gpt", messages: [{ role: "user", content: "first" }] }).then((r) => bill(r.usage)), {
+      timeout: 15_000,
+      interval: 250,
+    });
+    for (let i = 1; i < 5; i++) {
+      const r = await openai.chat.completions.create({ model: "mock-gpt", messages: [{ role: "user", content: "word ".repeat(i * 40) }] });
+      bill(r.usage);
+    }
+    const stream = await openai.chat.completions.create({
+      model: "mock-gpt",
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: "user", content: "stream" }],
+    });
+    let streamed: { prompt_tokens: number; completion_tokens: number } | null = null;
+    for await (const chunk of stream) streamed = chunk.usage ?? streamed;
+    bill(streamed);
+    const row = await vi.waitFor(
+      async () => {
+        const b = (await stack.admin("GET", `/stats/breakdown?by=client&bucket=day&count=1&clientKeyId=${id}`)) as StatsBreakdown;
+        const r = b.rows.find((x) => x.id === id);
+        if (r?.requests !== 6) throw new Error(`not yet: ${JSON.stringify(r)}`);
+        return r;
+      },
+      { timeout: 15_000, interval: 200 },
+    );
+    expect({ costMicros: row.costMicros, unpriced: row.unpriced }).toEqual({ costMicros: expected, unpriced: 0 });
+    const own = (await (await fetch(`${stack.url}/v1/key`, { headers: { authorization: `Bearer ${key}` } })).json()) as ClientKeyStatus;
+    expect(own.usage.today.cost_micros).toBe(expected);
   });
 });
 
