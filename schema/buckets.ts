@@ -76,8 +76,20 @@ export function dayStart(ts: number, timeZone: string): number {
   return start;
 }
 
+/** The local month each zone was last asked about, as [start, end): client quotas ask on every request. */
+const lastMonth = new Map<string, { start: number; end: number }>();
+
 /** The instant the local month containing `ts` began in `timeZone`: midnight of its first day. */
 export function monthStart(ts: number, timeZone: string): number {
+  const month = lastMonth.get(timeZone);
+  if (month && ts >= month.start && ts < month.end) return month.start;
+  const start = firstOfMonth(ts, timeZone);
+  const end = firstOfMonth(start + 32 * DAY_MS, timeZone);
+  if (ts < end) lastMonth.set(timeZone, { start, end });
+  return start;
+}
+
+function firstOfMonth(ts: number, timeZone: string): number {
   let start = dayStart(ts, timeZone);
   // Walk back a day at a time to the 1st (at most 30 steps; each a cached or cheap midnight).
   for (;;) {

@@ -204,6 +204,7 @@ const en = {
   "audit.what": "What",
   "audit.target": "Target",
   "nav.prices": "Prices",
+  "overview.unpriced": "Attempts without a price",
   "overview.byClient": "By client key",
   "overview.byKey": "By key",
   "spend.today": "Spend today",

@@ -205,6 +205,7 @@ const zh: Record<keyof typeof en, string> = {
   "audit.what": "操作",
   "audit.target": "对象",
   "nav.prices": "价格",
+  "overview.unpriced": "未定价的尝试",
   "overview.byClient": "按客户端密钥",
   "overview.byKey": "按密钥",
   "spend.today": "今日花费",
