@@ -51,7 +51,9 @@ const QUOTA_WORDS: Record<Exclude<QuotaVerdict, { ok: true }>["code"], (limit: s
 function quotaRefusal(verdict: Exclude<QuotaVerdict, { ok: true }>, currency: string, now: number): KeypoolError {
   const ms = Math.max(1, Math.ceil(verdict.retryAfterMs));
   const seconds = Math.ceil(ms / 1000);
-  const limit = verdict.window.kind === "money" ? `${fromMicros(verdict.limit).toFixed(2)} ${currency}` : String(verdict.limit);
+  const units = fromMicros(verdict.limit);
+  // Cents as usual; a budget below a cent in full.
+  const limit = verdict.window.kind === "money" ? `${Number.isInteger(units * 100) ? units.toFixed(2) : String(units)} ${currency}` : String(verdict.limit);
   return new KeypoolError(429, "rate_limit_error", `This client key ${QUOTA_WORDS[verdict.code](limit)}; retry in ${seconds}s.`, verdict.code, null, {
     ...quotaHeaders(verdict.windows, false, now),
     "retry-after": String(seconds),
