@@ -28,6 +28,23 @@ async function traffic(clientKey: string, n: number) {
   for (let i = 0; i < n; i++) await openai.chat.completions.create({ model: "mock-gpt", messages: [{ role: "user", content: `ui ${i}` }] });
 }
 
+/** Sends one request with a new client key as soon as the gateway knows it (within seconds of its creation). */
+async function servedOnceKnown(clientKey: string) {
+  await expect
+    .poll(
+      async () => {
+        try {
+          await traffic(clientKey, 1);
+          return "served";
+        } catch {
+          return "not yet";
+        }
+      },
+      { timeout: 15_000, interval: 500 },
+    )
+    .toBe("served");
+}
+
 /** Goes to a page of the dashboard (hash route), reloading so its data is fresh. */
 async function open(route: string) {
   await page.goto(`${stack.url}/#/${route}`);
@@ -172,19 +189,7 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     const key = (await page.textContent("[data-testid=new-client-key]"))!.trim();
     expect(key).toMatch(/^kp-/);
     await shot("client-keys");
-    await expect
-      .poll(
-        async () => {
-          try {
-            await traffic(key, 1);
-            return "served";
-          } catch {
-            return "not yet";
-          }
-        },
-        { timeout: 15_000, interval: 500 },
-      )
-      .toBe("served");
+    await servedOnceKnown(key);
   });
 
   it("sets an upstream's limits, and shows each key's use of them as bars and the pool's headroom", { timeout: 90_000 }, async () => {
@@ -236,19 +241,7 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     await expect.poll(() => page.textContent("[data-testid=prices] tbody"), { timeout: 15_000 }).toContain("mock-gpt");
     await shot("prices");
     const { id, key } = (await stack.admin("POST", "/client-keys", { name: "budgeted team", rpdLimit: 50, dailyBudget: 1 })) as { id: string; key: string };
-    await expect
-      .poll(
-        async () => {
-          try {
-            await traffic(key, 1);
-            return "served";
-          } catch {
-            return "not yet";
-          }
-        },
-        { timeout: 15_000, interval: 500 },
-      )
-      .toBe("served");
+    await servedOnceKnown(key);
     await traffic(key, 2);
     await open("client-keys");
     await page.click(`a[href='#/client-key/${id}']`);
