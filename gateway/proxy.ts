@@ -13,6 +13,7 @@ import {
 } from "../schema";
 import { KeypoolError } from "./errors";
 import { classifyNetworkError, classifyResponse, type Verdict } from "./logic/failure-policy";
+import { errorExcerpt } from "./logic/error-excerpt";
 import { clientResponse, upstreamRequestHeaders } from "./logic/headers";
 import { readRateLimitHeaders, readRetryAfterMs } from "./logic/rate-limit-headers";
 import type { LocalObservations } from "./logic/local-observations";
@@ -69,6 +70,10 @@ interface AttemptRecord {
   rateLimit: RateLimitReading | null;
   /** Tokens charged to the key's capacity when the attempt was sent (an estimate), or null when its capacity is not tracked. */
   charged: number | null;
+  /** The model name sent upstream where an alias changed it. */
+  upstreamModel: string | null;
+  /** The upstream's refusal (redacted), or why there was no answer. */
+  error: string | null;
 }
 
 /** One upstream call: its response (headers arrived) or why there is none. */
@@ -149,6 +154,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
   const noAnswer = (record: AttemptRecord, aborted: boolean): boolean => {
     record.latencyMs = deps.now() - record.startedAt;
     record.outcome = aborted ? "aborted" : "network_error";
+    record.error = aborted ? "the client left before the answer" : "no answer from the upstream (network error or timeout)";
     if (!aborted) hold(deps.observations, record.keyId, classifyNetworkError(), deps.now());
     return aborted;
   };
@@ -228,6 +234,8 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
       rateLimit: null,
       // The estimate if selection already made one, else nothing until the answer says what was used.
       charged,
+      upstreamModel: upstream.aliases[body.model] ?? null,
+      error: null,
     };
     attempts.push(record);
 
@@ -293,6 +301,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
 
     const text = await res.text().catch(() => "");
     sent.finish();
+    record.error = errorExcerpt(text);
     const verdict = classifyResponse(res.status, record.retryAfterMs, text.slice(0, 4096), settings.defaultCooldownMs);
     record.outcome = verdict.outcome;
     record.latencyMs = deps.now() - started;
@@ -416,5 +425,8 @@ function toEvent(req: ProxyRequest, requestId: string, a: AttemptRecord, index: 
     usageSource: a.usage ? (a.estimated ? "estimated" : "upstream") : "none",
     retryAfterMs: a.retryAfterMs,
     rateLimit: a.rateLimit,
+    upstreamModel: a.upstreamModel,
+    error: a.error,
+    userAgent: final ? (req.headers.get("user-agent")?.slice(0, 200) ?? null) : null,
   };
 }

@@ -63,6 +63,12 @@ export const attemptEventSchema = z.object({
   retryAfterMs: z.number().int().nonnegative().nullable(),
   /** What the answer's rate-limit headers said of the key's windows; null when it sent none (and in events older than them). */
   rateLimit: rateLimitReadingSchema.nullable().default(null),
+  /** The model name the upstream was sent, where an alias changed it (null: the same as `model`). */
+  upstreamModel: z.string().max(200).nullable().default(null),
+  /** What the upstream said when it refused the attempt (or why there was no answer), redacted of anything key-like. */
+  error: z.string().max(300).nullable().default(null),
+  /** The client's User-Agent (on the final attempt only). */
+  userAgent: z.string().max(200).nullable().default(null),
 });
 export type AttemptEvent = z.infer<typeof attemptEventSchema>;
 

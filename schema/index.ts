@@ -9,3 +9,4 @@ export * from "./health";
 export * from "./capacity";
 export * from "./usage";
 export * from "./prices";
+export * from "./requests";

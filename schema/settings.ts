@@ -103,6 +103,8 @@ export const settingsSchema = z.object({
         .min(24)
         .max(24 * 14)
         .default(72),
+      /** How long the request log keeps each request and its attempts. */
+      requestLogDays: z.number().int().min(1).max(90).default(7),
     })
     .prefault({}),
 });

@@ -1,6 +1,7 @@
 import { keypoolEventSchema, packEvents, type AdminEvent, type KeypoolEvent } from "../schema";
 import { finishReplayJob, startReplayJob } from "../storage/replay-jobs";
 import { ROLLUP_TABLES, rollupCutoffs, type RollupTable } from "../storage/rollups";
+import { requestLogCutoff } from "../storage/request-log";
 import { readPriceBook } from "../storage/prices";
 import { readSettings } from "../storage/settings";
 import { toCapacityRows } from "./logic/capacity-rows";
@@ -9,7 +10,7 @@ import { toBatchRows } from "./logic/rollup-rows";
 import { DEAD_PREFIX, EVENTS_PREFIX, listArchive, readArchived } from "./storage/archive";
 import { ingestBatch } from "./storage/ingest-db";
 import { sendToQueue } from "./storage/queues";
-import { diffRollup, diffTable, resetShadowTables, type TableDiff } from "./storage/shadow-db";
+import { diffRequestLog, diffRollup, diffTable, resetShadowTables, type TableDiff } from "./storage/shadow-db";
 
 /** Parameters of a replay job, carried in its admin event's detail. */
 export interface ReplayParams {
@@ -81,6 +82,7 @@ export async function rebuild(env: ConsumerEnv, p: ReplayParams, now: number): P
     compared.key_health = await diffTable(env.DB, "key_health");
     compared.key_capacity = await diffTable(env.DB, "key_capacity");
     compared.audit_log = await diffTable(env.DB, "audit_log");
+    Object.assign(compared, await diffRequestLog(env.DB, requestLogCutoff(settings, now)));
   }
   const identical = Object.values(compared).every((d) => d.onlyLive === 0 && d.onlyRebuilt === 0);
   return { objects: keys.length, events, unparseable, compared, identical };

@@ -1,15 +1,26 @@
 import type { Settings } from "../../schema";
 import { pruneSeenEvents, seenEventsCutoff } from "../../storage/dedupe-window";
+import { requestLogCutoff, pruneRequestLog } from "../../storage/request-log";
 import { pruneRollups, rollupCutoffs } from "../../storage/rollups";
 
 /**
- * Deletes rollup rows and dedupe ids past their retention horizons, in one
+ * Deletes rollup rows, dedupe ids and the request log past their retention horizons, in one
  * transaction, through the modules that own those tables: the only write the
  * scheduler makes to the consumer's projections. Returns the rows deleted per table.
  */
 export async function pruneProjections(db: D1Database, settings: Settings, now: number): Promise<Record<string, number>> {
   const rollups = pruneRollups(db, rollupCutoffs(settings, now));
-  const results = await db.batch([...rollups.map((r) => r.statement), pruneSeenEvents(db, seenEventsCutoff(settings, now))]);
+  const results = await db.batch([
+    ...rollups.map((r) => r.statement),
+    pruneSeenEvents(db, seenEventsCutoff(settings, now)),
+    ...pruneRequestLog(db, requestLogCutoff(settings, now)),
+  ]);
   const changes = results.map((r) => r.meta.changes ?? 0);
-  return { ...Object.fromEntries(rollups.map((r, i) => [r.table, changes[i]!])), seen_events: changes[rollups.length]! };
+  const n = rollups.length;
+  return {
+    ...Object.fromEntries(rollups.map((r, i) => [r.table, changes[i]!])),
+    seen_events: changes[n]!,
+    request_log: changes[n + 1]!,
+    request_attempts: changes[n + 2]!,
+  };
 }

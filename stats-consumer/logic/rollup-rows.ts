@@ -55,6 +55,14 @@ export interface AdminRow {
   detail: string | null;
 }
 
+/**
+ * One attempt as the request log keeps it: values in `ATTEMPT_COLUMNS` order
+ * (storage/request-log.ts) — request id, position, time, final, key, upstream,
+ * client, model, upstream model, endpoint, stream, status, outcome, latency,
+ * first byte, the five token counts, usage source, cost, unpriced, error, user agent.
+ */
+export type LogAttempt = (string | number | null)[];
+
 /** What one queue batch contributes, ready for one D1 transaction. */
 export interface BatchRows {
   /** Every distinct event id of the batch, with its time (the dedupe window). */
@@ -64,6 +72,8 @@ export interface BatchRows {
   /** The same attempts summed per minute, day, key, model and client. */
   groups: StageRow[];
   admin: AdminRow[];
+  /** Each attempt for the request log. */
+  log: LogAttempt[];
 }
 
 const bit = (b: boolean): 0 | 1 => (b ? 1 : 0);
@@ -158,6 +168,36 @@ function groupAttempts(attempts: AttemptRow[]): StageRow[] {
   return [...groups.values()];
 }
 
+function logAttempt(e: AttemptEvent, row: AttemptRow): LogAttempt {
+  return [
+    e.requestId,
+    e.attempt,
+    e.ts,
+    bit(e.final),
+    e.keyId,
+    e.upstreamId,
+    e.clientKeyId,
+    e.model,
+    e.upstreamModel,
+    e.endpoint,
+    bit(e.stream),
+    e.status,
+    e.outcome,
+    e.latencyMs,
+    e.ttfbMs,
+    e.promptTokens,
+    e.completionTokens,
+    e.totalTokens,
+    e.cachedTokens,
+    e.reasoningTokens,
+    e.usageSource,
+    row.cost,
+    row.unpriced,
+    e.error,
+    e.userAgent,
+  ];
+}
+
 function adminRow(e: AdminEvent): AdminRow {
   return { id: e.id, ts: e.ts, actor: e.actor, action: e.action, target: e.target, detail: e.detail ? JSON.stringify(e.detail) : null };
 }
@@ -170,13 +210,16 @@ function adminRow(e: AdminEvent): AdminRow {
  */
 export function toBatchRows(events: KeypoolEvent[], timeZone: string, prices: PriceBook): BatchRows {
   const ids = new Set<string>();
-  const rows: BatchRows = { seen: [], attempts: [], groups: [], admin: [] };
+  const rows: BatchRows = { seen: [], attempts: [], groups: [], admin: [], log: [] };
   for (const e of events) {
     if (ids.has(e.id)) continue;
     ids.add(e.id);
     rows.seen.push({ id: e.id, ts: e.ts });
-    if (e.type === "attempt") rows.attempts.push(attemptRow(e, timeZone, prices));
-    else if (e.type === "admin") rows.admin.push(adminRow(e));
+    if (e.type === "attempt") {
+      const row = attemptRow(e, timeZone, prices);
+      rows.attempts.push(row);
+      rows.log.push(logAttempt(e, row));
+    } else if (e.type === "admin") rows.admin.push(adminRow(e));
   }
   rows.groups = groupAttempts(rows.attempts);
   return rows;

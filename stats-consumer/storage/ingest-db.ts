@@ -2,6 +2,7 @@ import { insertAuditSql } from "../../storage/audit-log";
 import { insertSeenSql, seenSql } from "../../storage/dedupe-window";
 import { capacityRowsParam, mergeCapacitySql, type CapacityRow } from "../../storage/key-capacity";
 import { healthRowsParam, mergeHealthSql, type HealthRow } from "../../storage/key-health";
+import { insertAttemptsSql, upsertRequestsSql } from "../../storage/request-log";
 import { foldClientDaySql, foldPoolHourSql, foldRollupSql, type FoldSource, type RollupMeasure } from "../../storage/rollups";
 import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
 
@@ -78,6 +79,8 @@ export const PROJECTION_TABLES = [
   "rollup_day",
   "rollup_pool_hour",
   "rollup_client_day",
+  "request_attempts",
+  "request_log",
   "key_health",
   "key_capacity",
   "audit_log",
@@ -105,6 +108,7 @@ const statementsFor = (p: Projection) => ({
       lastAt: "e.la",
     }),
   ],
+  requests: { attempts: insertAttemptsSql(p), log: upsertRequestsSql(p) },
   health: mergeHealthSql(p),
   capacity: mergeCapacitySql(p),
   /** A batch of new events only: its ids join the window first (any seen one fails it), then its groups are staged. */
@@ -124,7 +128,7 @@ const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
  * first and strictly, so one id seen before fails the whole transaction. Then
  * (and whenever the fast transaction fails) the batch is folded again checking
  * each event against the window: a redelivered batch changes nothing, and a
- * partly redelivered one counts only its new events. At most eleven statements
+ * partly redelivered one counts only its new events. At most thirteen statements
  * whatever the batch size.
  */
 export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], capacity: CapacityRow[], projection: Projection = ""): Promise<void> {
@@ -135,6 +139,11 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
     if (stageRows.length > 0) {
       statements.push(db.prepare(stage).bind(JSON.stringify(stageRows.map(stageTuple))));
       for (const rollup of sql.rollups) statements.push(db.prepare(rollup));
+    }
+    if (rows.log.length > 0) {
+      // The request log: attempts already there (a redelivery) are kept, and each request's row is recomputed from its attempts.
+      const log = JSON.stringify(rows.log);
+      statements.push(db.prepare(sql.requests.attempts).bind(log), db.prepare(sql.requests.log).bind(log));
     }
     if (health.length > 0) statements.push(db.prepare(sql.health).bind(healthRowsParam(health)));
     if (capacity.length > 0) statements.push(db.prepare(sql.capacity).bind(capacityRowsParam(capacity)));

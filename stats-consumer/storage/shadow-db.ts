@@ -65,3 +65,11 @@ export function diffTable(db: D1Database, table: "key_health" | "key_capacity" |
 export function diffRollup(db: D1Database, table: RollupTable, from: number, to: number): Promise<TableDiff> {
   return diffRows(db, table, bucketsWithinSql(table), [from, to]);
 }
+
+/** Compares the request log with its shadow over what retention still keeps live: requests started, and attempts sent, from `cutoff` on. */
+export async function diffRequestLog(db: D1Database, cutoff: number): Promise<{ request_log: TableDiff; request_attempts: TableDiff }> {
+  return {
+    request_log: await diffRows(db, "request_log", "started_at >= ?1", [cutoff]),
+    request_attempts: await diffRows(db, "request_attempts", "ts >= ?1", [cutoff]),
+  };
+}

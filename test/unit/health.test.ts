@@ -1,40 +1,26 @@
 import { describe, expect, it } from "vitest";
 import { defaultSettings, deriveKeyState, failureEntry, type AttemptEvent, type HealthFacts, type KeypoolEvent, type Outcome } from "../../schema";
 import { toHealthRows } from "../../stats-consumer/logic/health-rows";
+import { attemptEvent } from "../fixtures/events";
 
 const NO_FACTS: HealthFacts = { lastOkTs: 0, lastRateLimitTs: 0, coolUntil: 0, lastAuthFailTs: 0, lastNoBalanceTs: 0, failures: [] };
 const rules = { failureThreshold: 5, failureWindowMs: 300_000 };
 
 let seq = 0;
 function attempt(keyId: string, outcome: Outcome, ts: number, extra: Partial<AttemptEvent> = {}): AttemptEvent {
-  return {
-    v: 1,
-    type: "attempt",
+  return attemptEvent({
     id: `e${++seq}`,
     ts,
     requestId: "r",
-    attempt: 1,
-    final: true,
     keyId,
-    upstreamId: "u",
-    clientKeyId: "c",
-    model: "m",
-    endpoint: "/chat/completions",
-    stream: false,
     status: outcome === "ok" ? 200 : 500,
     outcome,
-    latencyMs: 1,
-    ttfbMs: 1,
     promptTokens: 0,
     completionTokens: 0,
     totalTokens: 0,
-    cachedTokens: 0,
-    reasoningTokens: 0,
     usageSource: "none",
-    retryAfterMs: null,
-    rateLimit: null,
     ...extra,
-  };
+  });
 }
 
 /** Folds events one batch at a time, merging like the SQL does, and returns the facts of `key`. */

@@ -64,6 +64,9 @@ function generateEvents(now: number): KeypoolEvent[] {
         usageSource: random() < 0.1 ? "estimated" : "upstream",
         retryAfterMs: outcome === "rate_limited" ? 1_000 : null,
         rateLimit: i % 3 === 0 ? { requests: { limit: 60, remaining: Math.floor(random() * 60), resetMs: 1_000 }, tokens: null } : null,
+        upstreamModel: null,
+        error: outcome === "ok" ? null : `refused (${outcome})`,
+        userAgent: a === tries ? "replay-test/1.0" : null,
       };
       events.push(event);
     }
@@ -76,13 +79,26 @@ function generateEvents(now: number): KeypoolEvent[] {
 }
 
 async function liveState() {
-  const tables = ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "rollup_client_day", "key_health", "key_capacity", "audit_log"];
+  const tables = [
+    "rollup_minute",
+    "rollup_hour",
+    "rollup_day",
+    "rollup_pool_hour",
+    "rollup_client_day",
+    "request_log",
+    "request_attempts",
+    "key_health",
+    "key_capacity",
+    "audit_log",
+  ];
   const order: Record<string, string> = {
     key_health: "key_id",
     key_capacity: "key_id",
     audit_log: "id",
     rollup_pool_hour: "bucket",
     rollup_client_day: "client_key_id, bucket",
+    request_log: "request_id",
+    request_attempts: "request_id, attempt",
   };
   const out: Record<string, unknown[]> = {};
   for (const t of tables) out[t] = (await env.DB.prepare(`SELECT * FROM ${t} ORDER BY ${order[t] ?? "bucket, key_id, model, client_key_id"}`).all()).results;
@@ -186,6 +202,11 @@ describe("audit replay over 10,000 events", () => {
     expect(unpriced).toBeGreaterThan(0);
     for (const table of ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "rollup_client_day"])
       expect(await env.DB.prepare(`SELECT SUM(cost_micros) AS cost, SUM(unpriced) AS unpriced FROM ${table}`).first()).toEqual({ cost, unpriced });
+    // The request log: a row per request (its final attempt) and per attempt, whatever order and batches they came in.
+    expect(await env.DB.prepare("SELECT COUNT(*) AS requests, SUM(attempts) AS attempts FROM request_log").first()).toEqual({
+      requests: attempts.filter((e) => e.final).length,
+      attempts: attempts.length,
+    });
     const pool = await summed("rollup_pool_hour");
     expect(pool.results.length).toBeGreaterThan(2);
     expect(pool.results).toEqual((await summed("rollup_hour")).results);

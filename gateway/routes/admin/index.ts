@@ -5,6 +5,7 @@ import { clientKeyRoutes } from "./client-keys";
 import { keyRoutes } from "./keys";
 import { op, openApiDocument } from "./openapi";
 import { priceRoutes } from "./prices";
+import { requestRoutes } from "./requests";
 import { settingsRoutes } from "./settings";
 import { statsRoutes } from "./stats";
 import { upstreamRoutes } from "./upstreams";
@@ -33,6 +34,7 @@ export function adminRoutes(state: IsolateState) {
   app.route("/keys", keyRoutes(state));
   app.route("/client-keys", clientKeyRoutes());
   app.route("/prices", priceRoutes());
+  app.route("/requests", requestRoutes());
   app.route("/", statsRoutes());
   app.route("/", settingsRoutes());
 

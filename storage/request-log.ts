@@ -1,0 +1,167 @@
+import { DAY_MS, type Settings } from "../schema";
+
+/**
+ * The request log (migration 0015): `request_attempts`, one row per upstream
+ * attempt, and `request_log`, one per client request. Written by the consumer
+ * in the same transaction as the rollups (a projection of the event log:
+ * idempotent, rebuilt by a replay); read by the admin API; pruned by the
+ * scheduler after `retention.requestLogDays`.
+ */
+
+/** request_attempts' columns, in the order a staged attempt's JSON tuple lists them. */
+export const ATTEMPT_COLUMNS = [
+  "request_id",
+  "attempt",
+  "ts",
+  "final",
+  "key_id",
+  "upstream_id",
+  "client_key_id",
+  "model",
+  "upstream_model",
+  "endpoint",
+  "stream",
+  "status",
+  "outcome",
+  "latency_ms",
+  "ttfb_ms",
+  "prompt_tokens",
+  "completion_tokens",
+  "total_tokens",
+  "cached_tokens",
+  "reasoning_tokens",
+  "usage_source",
+  "cost_micros",
+  "unpriced",
+  "error",
+  "user_agent",
+] as const;
+
+/** Inserts the JSON parameter's attempts (tuples in ATTEMPT_COLUMNS order); one already there (a redelivery) is left as it is. */
+export function insertAttemptsSql(prefix: string): string {
+  return `INSERT OR IGNORE INTO ${prefix}request_attempts (${ATTEMPT_COLUMNS.join(", ")})
+    SELECT ${ATTEMPT_COLUMNS.map((_, i) => `value->>${i}`).join(", ")} FROM json_each(?1)`;
+}
+
+/**
+ * Recomputes the request rows of the JSON parameter's attempts from all their
+ * attempts (so the order and the batches they came in do not matter): the
+ * final attempt's answer, the first attempt's start, every attempt's cost.
+ */
+export function upsertRequestsSql(prefix: string): string {
+  return `INSERT OR REPLACE INTO ${prefix}request_log (request_id, started_at, client_key_id, model, upstream_model, endpoint, stream,
+      key_id, upstream_id, status, outcome, attempts, latency_ms, ttfb_ms, prompt_tokens, completion_tokens, total_tokens,
+      cached_tokens, reasoning_tokens, usage_source, cost_micros, unpriced, user_agent)
+    SELECT f.request_id, g.started, f.client_key_id, f.model, f.upstream_model, f.endpoint, f.stream,
+      f.key_id, f.upstream_id, f.status, f.outcome, g.n, f.ts + f.latency_ms - g.started,
+      CASE WHEN f.ttfb_ms IS NULL THEN NULL ELSE f.ts + f.ttfb_ms - g.started END,
+      f.prompt_tokens, f.completion_tokens, f.total_tokens, f.cached_tokens, f.reasoning_tokens, f.usage_source, g.cost, g.unpriced, f.user_agent
+    FROM ${prefix}request_attempts f
+    JOIN (SELECT request_id, MIN(ts) AS started, COUNT(*) AS n, SUM(cost_micros) AS cost, SUM(unpriced) AS unpriced
+          FROM ${prefix}request_attempts WHERE request_id IN (SELECT DISTINCT value->>0 FROM json_each(?1)) GROUP BY request_id) g
+      ON g.request_id = f.request_id
+    WHERE f.final = 1`;
+}
+
+/** The instant before which the request log is past retention. */
+export function requestLogCutoff(settings: Settings, now: number): number {
+  return now - settings.retention.requestLogDays * DAY_MS;
+}
+
+/** Deletes requests started, and attempts sent, before `cutoff` (for the scheduler's retention batch). */
+export function pruneRequestLog(db: D1Database, cutoff: number): D1PreparedStatement[] {
+  return [db.prepare("DELETE FROM request_log WHERE started_at < ?1").bind(cutoff), db.prepare("DELETE FROM request_attempts WHERE ts < ?1").bind(cutoff)];
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+/** The filters of a page or an export (see schema/requests.ts). */
+export interface RequestFilters {
+  from?: number | undefined;
+  to?: number | undefined;
+  clientKeyId?: string | undefined;
+  keyId?: string | undefined;
+  upstreamId?: string | undefined;
+  model?: string | undefined;
+  endpoint?: string | undefined;
+  outcome?: string | undefined;
+  status?: string | undefined;
+  stream?: "true" | "false" | undefined;
+  minLatencyMs?: number | undefined;
+  requestId?: string | undefined;
+}
+
+/** A request row with the names the list shows. */
+export type RequestRow = Record<string, unknown>;
+
+const REQUEST_SELECT = `SELECT r.*, c.name AS client_name, k.masked AS key_masked, u.name AS upstream_name
+  FROM request_log r
+  LEFT JOIN client_keys c ON c.id = r.client_key_id
+  LEFT JOIN keys k ON k.id = r.key_id
+  LEFT JOIN upstreams u ON u.id = r.upstream_id`;
+
+/** The WHERE clause for the filters and a cursor (older than `before`, newest first), with its bindings. */
+function requestWhere(f: RequestFilters, before: { startedAt: number; requestId: string } | null): { sql: string; params: unknown[] } {
+  const parts: string[] = [];
+  const params: unknown[] = [];
+  /** Adds a condition, numbering its `?`s after those before it. */
+  const add = (sql: string, ...values: unknown[]) => {
+    let i = 0;
+    parts.push(
+      sql.replace(/\?/g, () => {
+        params.push(values[i++]);
+        return `?${params.length}`;
+      }),
+    );
+  };
+  if (f.requestId) add("r.request_id = ?", f.requestId);
+  if (f.from !== undefined) add("r.started_at >= ?", f.from);
+  if (f.to !== undefined) add("r.started_at < ?", f.to);
+  if (f.clientKeyId) add("r.client_key_id = ?", f.clientKeyId);
+  // Any attempt on the key, found through its index (an attempt is never sent before its request started).
+  if (f.keyId) add("r.request_id IN (SELECT request_id FROM request_attempts WHERE key_id = ? AND ts >= ?)", f.keyId, f.from ?? 0);
+  if (f.upstreamId) add("r.upstream_id = ?", f.upstreamId);
+  if (f.model) add("r.model = ?", f.model);
+  if (f.endpoint) add("r.endpoint = ?", f.endpoint);
+  if (f.outcome) add("r.outcome = ?", f.outcome);
+  if (f.status) {
+    if (f.status.endsWith("xx")) add("r.status >= ? AND r.status < ?", Number(f.status[0]) * 100, Number(f.status[0]) * 100 + 100);
+    else add("r.status = ?", Number(f.status));
+  }
+  if (f.stream) add("r.stream = ?", f.stream === "true" ? 1 : 0);
+  if (f.minLatencyMs !== undefined) add("r.latency_ms >= ?", f.minLatencyMs);
+  if (before) add("(r.started_at < ? OR (r.started_at = ? AND r.request_id < ?))", before.startedAt, before.startedAt, before.requestId);
+  return { sql: parts.length > 0 ? `WHERE ${parts.join(" AND ")}` : "", params };
+}
+
+/** A page of requests matching the filters, newest first, older than the cursor; one more than `limit` tells whether another page follows. */
+export async function listRequests(
+  db: D1Database,
+  f: RequestFilters,
+  cursor: { startedAt: number; requestId: string } | null,
+  limit: number,
+): Promise<RequestRow[]> {
+  const where = requestWhere(f, cursor);
+  const { results } = await db
+    .prepare(`${REQUEST_SELECT} ${where.sql} ORDER BY r.started_at DESC, r.request_id DESC LIMIT ${limit + 1}`)
+    .bind(...where.params)
+    .all<RequestRow>();
+  return results;
+}
+
+/** One request and its attempts in order (null when the log does not hold it). */
+export async function findRequest(db: D1Database, requestId: string): Promise<{ request: RequestRow; attempts: RequestRow[] } | null> {
+  const [request, attempts] = await db.batch<RequestRow>([
+    db.prepare(`${REQUEST_SELECT} WHERE r.request_id = ?1`).bind(requestId),
+    db
+      .prepare(
+        `SELECT a.*, k.masked AS key_masked, u.name AS upstream_name FROM request_attempts a
+         LEFT JOIN keys k ON k.id = a.key_id LEFT JOIN upstreams u ON u.id = a.upstream_id
+         WHERE a.request_id = ?1 ORDER BY a.attempt`,
+      )
+      .bind(requestId),
+  ]);
+  const row = request?.results[0];
+  return row ? { request: row, attempts: attempts?.results ?? [] } : null;
+}

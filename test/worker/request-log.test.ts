@@ -1,0 +1,124 @@
+import { afterEach, describe, expect, it } from "vitest";
+import type { RequestDetail, RequestPage } from "../../schema";
+import { FAKE_BASE_URL, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
+import { admin, adminToken, chatBody, createPool, gateway, resetAfterEach, waitFor } from "./helpers";
+
+const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
+const masked = (k: string) => `${k.slice(0, 5)}…${k.slice(-4)}`;
+const fakes = resetAfterEach(afterEach);
+
+async function chat(clientKey: string, model: string, userAgent = "request-log-test/1.0"): Promise<Response> {
+  const res = await gateway("/v1/chat/completions", {
+    method: "POST",
+    headers: { authorization: `Bearer ${clientKey}`, "content-type": "application/json", "user-agent": userAgent },
+    body: chatBody(model),
+  });
+  return new Response(await res.arrayBuffer(), res);
+}
+
+/** The log's page for a filter, once it holds `n` requests. */
+function pageWhen(query: string, n: number): Promise<RequestPage> {
+  return waitFor(async () => {
+    const page = await admin<RequestPage>("GET", `/requests?${query}`);
+    return page.body.data.length >= n ? page.body : undefined;
+  }, `the request log to hold ${n} request(s) for ${query}`);
+}
+
+describe("the request log", () => {
+  it("records a request that failed over: both attempts in order, the refusal's message redacted, the answer's key and usage", async () => {
+    const [limited, serving] = [uniqueKey("limited"), uniqueKey("serving")];
+    const pool = await createPool(FAKE_BASE_URL, [limited, serving]);
+    const fake = installFakeUpstream({
+      // The refusal echoes the key, as some providers do: the log must not keep it.
+      [limited]: () =>
+        new Response(JSON.stringify({ error: { message: `Rate limit reached for ${limited} on requests per min`, type: "rate_limit_error" } }), {
+          status: 429,
+          headers: { "content-type": "application/json", "retry-after": "30" },
+        }),
+    });
+    fakes.set(fake.restore);
+    // Until the limited key has been tried once, a request may land on either; keep going until one failed over.
+    let requestId: string | null = null;
+    for (let i = 0; i < 20 && requestId === null; i++) {
+      const res = await chat(pool.clientKey, pool.model);
+      expect(res.status).toBe(200);
+      if (res.headers.get("x-keypool-attempts") === "2") requestId = res.headers.get("x-keypool-request-id");
+    }
+    expect(requestId).not.toBeNull();
+    const page = await pageWhen(`requestId=${requestId}`, 1);
+    expect(page.data[0]).toMatchObject({
+      requestId,
+      clientKeyId: pool.clientKeyId,
+      clientName: "test client",
+      model: pool.model,
+      endpoint: "/chat/completions",
+      stream: false,
+      status: 200,
+      outcome: "ok",
+      attempts: 2,
+      keyMasked: masked(serving),
+      upstreamId: pool.upstreamId,
+      tokens: { prompt: FAKE_USAGE.prompt_tokens, completion: FAKE_USAGE.completion_tokens, total: FAKE_USAGE.total_tokens, source: "upstream" },
+      userAgent: "request-log-test/1.0",
+    });
+    const detail = await admin<RequestDetail>("GET", `/requests/${requestId}`);
+    expect(detail.status).toBe(200);
+    expect(detail.body.attemptList.map((a) => [a.attempt, a.keyMasked, a.status, a.outcome])).toEqual([
+      [1, masked(limited), 429, "rate_limited"],
+      [2, masked(serving), 200, "ok"],
+    ]);
+    const refusal = detail.body.attemptList[0]!.error!;
+    expect(refusal).toContain("Rate limit reached for [redacted]");
+    expect(JSON.stringify(detail.body)).not.toContain(limited.slice(3, 20));
+    expect(detail.body.latencyMs).toBeGreaterThanOrEqual(detail.body.attemptList[1]!.latencyMs);
+    // Found by the key of either attempt, and by its outcome; not by another.
+    expect((await admin<RequestPage>("GET", `/requests?keyId=${await keyId(pool.upstreamId, limited)}&limit=500`)).body.data.map((r) => r.requestId)).toContain(
+      requestId,
+    );
+    expect((await admin<RequestPage>("GET", `/requests?requestId=${requestId}&outcome=rate_limited`)).body.data).toHaveLength(0);
+    expect((await admin<RequestPage>("GET", `/requests?requestId=${requestId}&status=2xx&stream=false`)).body.data).toHaveLength(1);
+    expect((await admin("GET", "/requests/no-such-request")).status).toBe(404);
+    expect((await admin<{ error: { param: string } }>("GET", "/requests?status=abc")).body.error.param).toBe("status");
+  });
+
+  it("pages newest first with a cursor, filters by client, model and latency, and exports NDJSON and CSV", async () => {
+    const pool = await createPool(FAKE_BASE_URL, [uniqueKey("paged")]);
+    fakes.set(installFakeUpstream({}).restore);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await chat(pool.clientKey, pool.model, i === 0 ? '=cmd|" /C calc"!A0' : "t")).headers.get("x-keypool-request-id")!);
+    await pageWhen(`clientKeyId=${pool.clientKeyId}`, 5);
+    const seen: string[] = [];
+    let cursor: string | null = "";
+    while (cursor !== null) {
+      const page: RequestPage = (
+        await admin<RequestPage>("GET", `/requests?clientKeyId=${pool.clientKeyId}&model=${pool.model}&limit=2${cursor ? `&cursor=${cursor}` : ""}`)
+      ).body;
+      expect(page.data.length).toBeLessThanOrEqual(2);
+      seen.push(...page.data.map((r) => r.requestId));
+      cursor = page.nextCursor;
+    }
+    expect(seen).toEqual([...ids].reverse());
+    expect((await admin<RequestPage>("GET", `/requests?clientKeyId=${pool.clientKeyId}&minLatencyMs=600000`)).body.data).toHaveLength(0);
+    const token = await adminToken();
+    const ndjson = await gateway(`/admin/api/requests/export?clientKeyId=${pool.clientKeyId}`, { headers: { authorization: `Bearer ${token}` } });
+    expect(ndjson.headers.get("content-type")).toBe("application/x-ndjson");
+    const lines = (await ndjson.text()).trim().split("\n");
+    expect(lines.map((l) => (JSON.parse(l) as { requestId: string }).requestId)).toEqual([...ids].reverse());
+    const csv = await (
+      await gateway(`/admin/api/requests/export?clientKeyId=${pool.clientKeyId}&format=csv&max=3`, { headers: { authorization: `Bearer ${token}` } })
+    ).text();
+    const rows = csv.trim().split("\r\n");
+    expect(rows[0]).toMatch(/^request_id,started_at,client_key,/);
+    expect(rows).toHaveLength(4);
+    // A user agent that a spreadsheet would run as a formula is written as text.
+    const all = await (
+      await gateway(`/admin/api/requests/export?clientKeyId=${pool.clientKeyId}&format=csv`, { headers: { authorization: `Bearer ${token}` } })
+    ).text();
+    expect(all).toContain(`"'=cmd|"" /C calc""!A0"`);
+  });
+});
+
+async function keyId(upstreamId: string, key: string): Promise<string> {
+  const listed = await admin<{ data: { id: string; masked: string }[] }>("GET", `/keys?upstreamId=${upstreamId}`);
+  return listed.body.data.find((k) => k.masked === masked(key))!.id;
+}
