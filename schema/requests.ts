@@ -15,6 +15,8 @@ export const requestQuerySchema = z.object({
   model: z.string().max(200).optional(),
   endpoint: z.string().max(100).optional(),
   outcome: outcomeSchema.optional(),
+  /** `true`: only requests that did not end `ok`. */
+  failed: z.enum(["true"]).optional(),
   /** `2xx`, `4xx`, `5xx` (any status of the class), or one status. */
   status: z
     .string()

@@ -86,6 +86,7 @@ export interface RequestFilters {
   model?: string | undefined;
   endpoint?: string | undefined;
   outcome?: string | undefined;
+  failed?: "true" | undefined;
   status?: string | undefined;
   stream?: "true" | "false" | undefined;
   minLatencyMs?: number | undefined;
@@ -125,6 +126,7 @@ function requestWhere(f: RequestFilters, before: { startedAt: number; requestId:
   if (f.model) add("r.model = ?", f.model);
   if (f.endpoint) add("r.endpoint = ?", f.endpoint);
   if (f.outcome) add("r.outcome = ?", f.outcome);
+  if (f.failed) add("r.outcome != ?", "ok");
   if (f.status) {
     if (f.status.endsWith("xx")) add("r.status >= ? AND r.status < ?", Number(f.status[0]) * 100, Number(f.status[0]) * 100 + 100);
     else add("r.status = ?", Number(f.status));

@@ -196,10 +196,11 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     onTestFailed(() => console.log(`wrangler's log, last lines:\n${stack.log().slice(-4_000)}`));
     await open("upstreams");
     await page.click("tbody details summary");
-    await page.fill("[data-testid=limits-form] input[name=rpm]", "100");
+    // Far above what the tests before send in a minute (the near-limit filter below must find no key), whatever their pace.
+    await page.fill("[data-testid=limits-form] input[name=rpm]", "10000");
     await page.fill("[data-testid=limits-form] input[name=rpd]", "1000");
     await page.click("[data-testid=limits-form] button[type=submit]");
-    await expect.poll(() => page.textContent("tbody details summary"), { timeout: 15_000 }).toBe("100 RPM · 1,000 RPD");
+    await expect.poll(() => page.textContent("tbody details summary"), { timeout: 15_000 }).toBe("10,000 RPM · 1,000 RPD");
     await traffic(stack.clientKey, 5);
     // Each key's RPD bar measures against 1,000, and together they count today's traffic once the consumer publishes it.
     const meters = async () => {
@@ -259,11 +260,61 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     await shot("overview-spend");
   });
 
+  it("finds a request that failed over in the request log, with both attempts on its timeline", { timeout: 90_000 }, async () => {
+    onTestFailed(() => console.log(`wrangler's log, last lines:\n${stack.log().slice(-4_000)}`));
+    // An upstream of its own with two keys, one refusing with a 429: a request that tries it first goes on to the other.
+    const [refusing, serving] = ["refusing", "serving"].map((name) => `sk-log-${name}-${crypto.randomUUID().replaceAll("-", "")}`);
+    const upstream = (await stack.admin("POST", "/upstreams", { name: "failover", baseUrl: stack.mock.baseUrl, models: ["mock-failover"] })) as { id: string };
+    await stack.admin("POST", "/keys", { upstreamId: upstream.id, text: `${refusing}\n${serving}` });
+    stack.mock.setKeyBehavior(refusing!, { mode: "rate_limit", retryAfterSeconds: 60 });
+    const { id, key } = (await stack.admin("POST", "/client-keys", { name: "log reader" })) as { id: string; key: string };
+    const chat = () =>
+      fetch(`${stack.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "mock-failover", messages: [{ role: "user", content: "hi" }] }),
+      });
+    // Until the refusing key has been tried once (then it cools), each request starts on either key.
+    let failedOver: string | null = null;
+    let sent = 0;
+    const deadline = Date.now() + 30_000;
+    while (failedOver === null && Date.now() < deadline) {
+      const res = await chat();
+      await res.arrayBuffer();
+      if (res.status !== 200) {
+        await new Promise((r) => setTimeout(r, 300)); // the gateway does not know the new keys yet
+        continue;
+      }
+      sent++;
+      if (res.headers.get("x-keypool-attempts") === "2") failedOver = res.headers.get("x-keypool-request-id");
+    }
+    expect(failedOver).not.toBeNull();
+    // The page shows what the log holds when it opens (live mode follows, below): wait for the consumer to fold them.
+    await expect
+      .poll(async () => ((await stack.admin("GET", `/requests?clientKeyId=${id}`)) as { data: unknown[] }).data.length, { timeout: 15_000 })
+      .toBe(sent);
+    await open(`requests/clientKeyId=${id}`);
+    await expect.poll(() => page.$$eval("[data-testid=requests-table] tbody tr[data-request]", (rows) => rows.length), { timeout: 15_000 }).toBe(sent);
+    await shot("requests");
+    await page.click(`tr[data-request='${failedOver}'] td:first-child a`);
+    await expect.poll(() => page.$$eval("[data-testid=attempts-table] tbody tr", (rows) => rows.length), { timeout: 15_000 }).toBe(2);
+    const attempts = await page.$$eval("[data-testid=attempts-table] tbody tr", (rows) => rows.map((r) => r.textContent ?? ""));
+    expect(attempts[0]).toContain("429 rate_limited");
+    expect(attempts[1]).toContain("200 ok");
+    expect(await page.textContent("body")).not.toContain(refusing!.slice(7));
+    await shot("request-detail");
+    // Live mode picks up a new request without a reload.
+    await open(`requests/clientKeyId=${id}`);
+    await page.check("input[name=live]");
+    await (await chat()).arrayBuffer();
+    await expect.poll(() => page.$$eval("[data-testid=requests-table] tbody tr[data-request]", (rows) => rows.length), { timeout: 15_000 }).toBe(sent + 1);
+  });
+
   it("switches the language to Simplified Chinese", async () => {
     await open("overview");
     await page.selectOption("select[aria-label=Language]", "zh");
     await expect.poll(() => page.textContent("header nav a[aria-current=page]")).toBe("概览");
-    for (const route of ["upstreams", "prices", "settings", "audit"]) {
+    for (const route of ["upstreams", "requests", "prices", "settings", "audit"]) {
       await open(route);
       await page.waitForTimeout(500);
       await shot(route);

@@ -9,6 +9,8 @@ import type {
   OpenAIError,
   PriceBody,
   PriceView,
+  RequestDetail,
+  RequestPage,
   ReplayJob,
   SessionView,
   Settings,
@@ -20,7 +22,7 @@ import type {
   UpstreamView,
 } from "../../../schema";
 
-export type { AuditEntry, ClientKeyStatus, ClientKeyView, PriceView, ReplayJob };
+export type { AuditEntry, ClientKeyStatus, ClientKeyView, PriceView, ReplayJob, RequestDetail, RequestPage };
 
 /** A client key's fields as the create form sends them. */
 export type NewClientKey = Pick<
@@ -108,6 +110,11 @@ export const api = {
   setPrice: (body: Partial<PriceBody> & { model: string }) => request<PriceView>("PUT", "/prices", body),
   removePrice: (model: string, upstreamId: string | null) => request<unknown>("DELETE", `/prices?${query({ model, upstreamId: upstreamId ?? undefined })}`),
   addPublishedPrices: () => request<{ added: number }>("POST", "/prices/published"),
+  requests: (filters: Record<string, string | number | undefined>) => request<RequestPage>("GET", `/requests?${query(filters)}`),
+  request: (id: string) => request<RequestDetail>("GET", `/requests/${encodeURIComponent(id)}`),
+  /** The URL of an export of the requests a filter selects (the browser downloads it with the session cookie). */
+  requestsExportUrl: (filters: Record<string, string | number | undefined>, format: "ndjson" | "csv") =>
+    `/admin/api/requests/export?${query({ ...filters, format })}`,
   updateClientKey: (id: string, patch: Partial<ClientKeyView>) => request<unknown>("PATCH", `/client-keys/${id}`, patch),
   deleteClientKey: (id: string) => request<unknown>("DELETE", `/client-keys/${id}`),
   settings: () => request<Settings>("GET", "/settings"),

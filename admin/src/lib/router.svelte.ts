@@ -1,7 +1,7 @@
 /** The dashboard's pages, addressed by the URL hash so the Worker serves one page. */
-export type Page = "overview" | "keys" | "key" | "upstreams" | "client-keys" | "client-key" | "prices" | "settings" | "audit";
+export type Page = "overview" | "keys" | "key" | "upstreams" | "client-keys" | "client-key" | "requests" | "request" | "prices" | "settings" | "audit";
 
-const PAGES: Page[] = ["overview", "keys", "key", "upstreams", "client-keys", "client-key", "prices", "settings", "audit"];
+const PAGES: Page[] = ["overview", "keys", "key", "upstreams", "client-keys", "client-key", "requests", "request", "prices", "settings", "audit"];
 
 function parse(hash: string): { page: Page; id: string | null } {
   const [page, id] = hash.replace(/^#\/?/, "").split("/");
@@ -15,4 +15,9 @@ window.addEventListener("hashchange", () => Object.assign(route, parse(location.
 /** The href of a page. */
 export function href(page: Page, id?: string): string {
   return `#/${page}${id ? `/${encodeURIComponent(id)}` : ""}`;
+}
+
+/** The href of the request log filtered as `filters` says (they ride in the hash: `#/requests/clientKeyId=…&failed=true`). */
+export function requestsHref(filters: Record<string, string>): string {
+  return href("requests", new URLSearchParams(filters).toString());
 }
