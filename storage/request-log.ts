@@ -133,7 +133,8 @@ function requestWhere(f: RequestFilters, before: { startedAt: number; requestId:
   }
   if (f.stream) add("r.stream = ?", f.stream === "true" ? 1 : 0);
   if (f.minLatencyMs !== undefined) add("r.latency_ms >= ?", f.minLatencyMs);
-  if (before) add("(r.started_at < ? OR (r.started_at = ? AND r.request_id < ?))", before.startedAt, before.startedAt, before.requestId);
+  // Written so the time index bounds the scan (an OR of two ranges would not).
+  if (before) add("r.started_at <= ? AND (r.started_at < ? OR r.request_id < ?)", before.startedAt, before.startedAt, before.requestId);
   return { sql: parts.length > 0 ? `WHERE ${parts.join(" AND ")}` : "", params };
 }
 

@@ -88,6 +88,7 @@ const GATEWAY_ALONE = "Keypool gateway alone (events not sent: no queue sends, n
  * @property {Record<string, Run[]>} breakdown by target
  * @property {Record<string, Run[]>} long long-stream runs by `longKey`
  * @property {Record<string, number>} stats median ms by query
+ * @property {{ size: number, times: Record<string, number> }} requestLog median ms by page, over `size` requests
  * @property {number} largePool keys in the large pool
  */
 
@@ -184,7 +185,10 @@ export async function runHttpBench(work, { runs, log, smoke = false }) {
     );
     log("stats API over 30 days × 1,000 keys of rollups…");
     const stats = await timeStatsApi(small);
-    return { results, long, breakdown, stats, largePool };
+    const logSize = smoke ? 20_000 : 1_000_000;
+    log(`request log: pages over ${logSize.toLocaleString("en-US")} requests…`);
+    const requestLog = { size: logSize, times: await timeRequestLog(small, logSize) };
+    return { results, long, breakdown, stats, requestLog, largePool };
   } finally {
     for (const stop of stops.reverse()) await stop();
   }
@@ -277,6 +281,76 @@ async function timeStatsApi(keypool) {
   /** @type {Record<string, number>} */
   const times = {};
   for (const [what, query] of Object.entries(STATS_QUERIES)) {
+    await keypool.admin("GET", query);
+    /** @type {number[]} */
+    const ms = [];
+    for (let i = 0; i < 15; i++) {
+      const t0 = performance.now();
+      await keypool.admin("GET", query);
+      ms.push(performance.now() - t0);
+    }
+    times[what] = percentile(ms, 0.5);
+  }
+  return times;
+}
+
+/**
+ * Fills the request log with `n` requests over the last 7 days (its default
+ * retention) — 1,000 keys, 20 models, 100 client keys, one in ten retried, a
+ * few percent failures — then times the pages the Requests page asks for:
+ * median of 15 answers each, in ms, over HTTP with a session.
+ * @param {Awaited<ReturnType<typeof startKeypool>>} keypool
+ * @param {number} n
+ * @returns {Promise<Record<string, number>>}
+ */
+async function timeRequestLog(keypool, n) {
+  const now = Date.now();
+  const week = 7 * 86_400_000;
+  // Newest first as i grows; a UUIDv7-like id that sorts with its time.
+  const rows = `WITH RECURSIVE t(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM t WHERE i < ${n - 1})
+    SELECT i, ${now} - (i * ${Math.floor(week / n)}) AS ts, printf('%012x-bench-%08d', ${now} - i * ${Math.floor(week / n)}, i) AS id FROM t`;
+  const outcome = "CASE WHEN i % 100 = 7 THEN 'rate_limited' WHEN i % 50 = 3 THEN 'upstream_error' WHEN i % 200 = 11 THEN 'client_error' ELSE 'ok' END";
+  const status = "CASE WHEN i % 100 = 7 THEN 429 WHEN i % 50 = 3 THEN 502 WHEN i % 200 = 11 THEN 400 ELSE 200 END";
+  await keypool.db
+    .prepare(
+      `INSERT INTO request_log (request_id, started_at, client_key_id, model, upstream_model, endpoint, stream, key_id, upstream_id, status, outcome,
+         attempts, latency_ms, ttfb_ms, prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens, usage_source, cost_micros, unpriced, user_agent)
+       SELECT id, ts, 'log-client-' || (i % 100), 'log-model-' || (i % 20), NULL, '/chat/completions', i % 2, 'log-key-' || ((i * 7) % 1000), 'log-up-' || (i % 5),
+         ${status}, ${outcome}, 1 + (i % 10 = 0), 200 + (i * 37) % 4000, 50 + (i * 13) % 500, 100, 200, 300, 0, 0, 'upstream', 450, 0, 'bench/1.0'
+       FROM (${rows})`,
+    )
+    .run();
+  await keypool.db
+    .prepare(
+      `INSERT INTO request_attempts (request_id, attempt, ts, final, key_id, upstream_id, client_key_id, model, upstream_model, endpoint, stream, status,
+         outcome, latency_ms, ttfb_ms, prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens, usage_source, cost_micros, unpriced, error, user_agent)
+       SELECT id, 1, ts, 1, 'log-key-' || ((i * 7) % 1000), 'log-up-' || (i % 5), 'log-client-' || (i % 100), 'log-model-' || (i % 20), NULL, '/chat/completions',
+         i % 2, ${status}, ${outcome}, 200, 50, 100, 200, 300, 0, 0, 'upstream', 450, 0, NULL, 'bench/1.0'
+       FROM (${rows})`,
+    )
+    .run();
+  // A page deep into the log: where the 50th page of everything begins.
+  const deep = /** @type {{ data: { startedAt: number, requestId: string }[] }} */ (
+    await keypool.admin("GET", `/requests?limit=500&cursor=${now - 86_400_000}_z`)
+  );
+  const last = deep.data.at(-1);
+  const cursor = last ? `${last.startedAt}_${last.requestId}` : `${now}_z`;
+  /** @type {Record<string, string>} */
+  const queries = {
+    "first page, no filter": "/requests",
+    "first page, one client key": "/requests?clientKeyId=log-client-42",
+    "first page, one model, last 24 h": `/requests?model=log-model-7&from=${now - 86_400_000}`,
+    "first page, rate-limited only (1 %)": "/requests?outcome=rate_limited",
+    "first page, 5xx only (2 %)": "/requests?status=5xx",
+    "first page, failed only": "/requests?failed=true",
+    "first page, one key (any attempt)": "/requests?keyId=log-key-123",
+    "first page, slower than 4 s (none)": "/requests?minLatencyMs=4000&from=" + (now - 86_400_000),
+    "a page a day back (cursor)": `/requests?cursor=${cursor}`,
+    "one request by id": `/requests?requestId=${encodeURIComponent(last?.requestId ?? "none")}`,
+  };
+  /** @type {Record<string, number>} */
+  const times = {};
+  for (const [what, query] of Object.entries(queries)) {
     await keypool.admin("GET", query);
     /** @type {number[]} */
     const ms = [];

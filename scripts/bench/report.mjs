@@ -57,7 +57,7 @@ function stored(runs) {
  * @returns {{ markdown: string, missed: string[] }}
  */
 export function benchReport(b, { smoke }) {
-  const { results, long, breakdown, stats, largePool } = b.http;
+  const { results, long, breakdown, stats, requestLog, largePool } = b.http;
   const out = [];
   /** @type {string[]} */
   const missed = [];
@@ -175,6 +175,7 @@ export function benchReport(b, { smoke }) {
     const limit = what.startsWith("summary") ? 50 : what.includes("series") ? 150 : null;
     goal(`stats API: ${what} (ms)`, t, limit === null ? "–" : `≤ ${limit}`, limit === null ? null : atMost(limit), 1);
   }
+  for (const [what, t] of Object.entries(requestLog.times)) goal(`request log, ${fmt(requestLog.size)} requests: ${what} (ms)`, t, "≤ 100", atMost(100), 1);
   goal("gateway bundle, minified, gzipped (kB)", b.bundleBytes / 1024, "≤ 1,024", atMost(1024), 1);
 
   out.push("### Goals\n");
@@ -247,5 +248,9 @@ export function benchReport(b, { smoke }) {
   out.push("\n### Admin stats API over 30 days × 1,000 keys of rollups\n");
   out.push("| query | median ms (15 answers) |", "|---|---|");
   for (const [what, t] of Object.entries(stats)) out.push(`| ${what} | ${t.toFixed(1)} |`);
+
+  out.push(`\n### Request log over ${fmt(requestLog.size)} requests (7 days, 1,000 keys, 100 client keys)\n`);
+  out.push("| page | median ms (15 answers) |", "|---|---|");
+  for (const [what, t] of Object.entries(requestLog.times)) out.push(`| ${what} | ${t.toFixed(1)} |`);
   return { markdown: out.join("\n"), missed };
 }
