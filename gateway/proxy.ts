@@ -6,6 +6,8 @@ import {
   nextDayReset,
   providerKinds,
   type AttemptEvent,
+  type CapturedBody,
+  type KeptBodies,
   type Outcome,
   type RateLimitReading,
   type SnapshotClientKey,
@@ -13,6 +15,7 @@ import {
 } from "../schema";
 import { KeypoolError } from "./errors";
 import { classifyNetworkError, classifyResponse, type Verdict } from "./logic/failure-policy";
+import { captureBytes, keptBodies, readCapped } from "./logic/body-capture";
 import { errorExcerpt } from "./logic/error-excerpt";
 import { clientResponse, upstreamRequestHeaders } from "./logic/headers";
 import { readRateLimitHeaders, readRetryAfterMs } from "./logic/rate-limit-headers";
@@ -40,6 +43,8 @@ export interface ProxyDeps {
   observations: LocalObservations;
   /** Told the attempts of a finished request (the client's quotas count its tokens and cost). */
   settle: (events: AttemptEvent[]) => void;
+  /** Sends a request's kept bodies on (only called when the request asked for them to be kept). */
+  sendBodies?: (bodies: KeptBodies) => Promise<void>;
 }
 
 /** One client request, already authenticated and read. */
@@ -53,6 +58,8 @@ export interface ProxyRequest {
   /** Estimates the prompt's tokens; called only if the upstream reports no usage. */
   promptEstimate: () => number;
   signal: AbortSignal;
+  /** Keep this request's and its answer's bodies (at most `maxBytes` each), without `secrets` (the client's key) or any key used; null: keep none. */
+  keepBodies?: { maxBytes: number; secrets: string[] } | null;
 }
 
 interface AttemptRecord {
@@ -140,8 +147,22 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
   const deadline = deps.now() + settings.requestDeadlineMs;
   const attempts: AttemptRecord[] = [];
   const tried = new Set<string>();
+  // Kept bodies, when asked for: the request's now, the answer's as it is read (a promise, for a stream read beside the relay).
+  const keep = req.keepBodies ?? null;
+  const usedSecrets: string[] = [];
+  let answerBody: Promise<CapturedBody | null> | CapturedBody | null = null;
+  const requestBody = keep ? captureBytes(new Uint8Array(body.bytes), body.contentType, keep.maxBytes) : null;
   const emit = () => {
     const now = deps.now();
+    if (keep && requestBody && deps.sendBodies) {
+      const send = deps.sendBodies;
+      const started = attempts[0]?.startedAt ?? now;
+      deps.waitUntil(
+        Promise.resolve(answerBody)
+          .then((answer) => send(keptBodies(requestId, started, requestBody, answer, [...keep.secrets, ...usedSecrets])))
+          .catch((err: unknown) => console.error(`keypool: a request's bodies could not be kept: ${err instanceof Error ? err.message : "error"}`)),
+      );
+    }
     // What each attempt really used, in place of its estimate, for the keys whose capacity this isolate counts.
     for (const a of attempts) if (a.charged !== null) deps.observations.capacity.adjust(a.keyId, (a.usage?.totalTokens ?? 0) - a.charged, now);
     const events = attempts.map((a, i) => toEvent(req, requestId, a, i, i === attempts.length - 1, deps));
@@ -192,6 +213,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     let secret: string;
     try {
       secret = await deps.secrets.decrypt(key.secret);
+      if (keep) usedSecrets.push(secret);
     } catch {
       release();
       console.error(`keypool: key ${key.id} cannot be decrypted with the current KEY_ENCRYPTION_KEY`);
@@ -279,10 +301,19 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
           lastFailure = "unreachable";
           continue;
         }
+        if (keep) answerBody = captureBytes(new Uint8Array(bytes), contentType, keep.maxBytes);
         onEnd({ ...meterWholeBody(bytes), aborted: false, failed: false });
         return clientResponse(bytes, res.status, res.headers, requestId, attempts.length);
       }
-      const relayed = relayBody(res.body, {
+      let upstreamBody = res.body;
+      if (keep) {
+        // Read beside the relay, up to the cap: the client's stream is not held up by it.
+        const [forClient, forLog] = res.body.tee();
+        upstreamBody = forClient;
+        const cap = keep.maxBytes;
+        answerBody = readCapped(forLog, cap).then(({ bytes, total }) => captureBytes(bytes, contentType, cap, total));
+      }
+      const relayed = relayBody(upstreamBody, {
         contentType,
         contentLength,
         dropUsageChunk: outgoing.dropUsageChunk,
@@ -302,6 +333,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     const text = await res.text().catch(() => "");
     sent.finish();
     record.error = errorExcerpt(text);
+    if (keep) answerBody = captureBytes(new TextEncoder().encode(text), res.headers.get("content-type"), keep.maxBytes);
     const verdict = classifyResponse(res.status, record.retryAfterMs, text.slice(0, 4096), settings.defaultCooldownMs);
     record.outcome = verdict.outcome;
     record.latencyMs = deps.now() - started;

@@ -156,6 +156,7 @@ export const updateClientKeyBodySchema = z
     expiresAt: z.number().int().positive().nullable(),
     enabled: z.boolean(),
     smoothStreams: z.boolean().nullable(),
+    storeBodies: z.boolean().nullable(),
   })
   .partial()
   .strict();
@@ -223,6 +224,8 @@ export const createClientKeyBodySchema = z.object({
   expiresAt: z.number().int().positive().nullable().default(null),
   /** Smooth its streams (true / false), or follow the pool's `smoothStreams` setting (null). */
   smoothStreams: z.boolean().nullable().default(null),
+  /** Keep its requests' bodies in the request log (true / false), or follow the pool's `storeBodies` setting (null). */
+  storeBodies: z.boolean().nullable().default(null),
 });
 /** A client key as the admin API lists it: never the key, only its masked form, plus today's usage. */
 const clientKeyViewSchema = z.object({
@@ -242,6 +245,8 @@ const clientKeyViewSchema = z.object({
   enabled: z.boolean(),
   /** Smooth its streams: on, off, or as the pool's setting says (null). */
   smoothStreams: z.boolean().nullable(),
+  /** Keep its requests' bodies: on, off, or as the pool's setting says (null). */
+  storeBodies: z.boolean().nullable(),
   createdAt: z.number(),
   requestsToday: z.number(),
   tokensToday: z.number(),

@@ -10,3 +10,4 @@ export * from "./capacity";
 export * from "./usage";
 export * from "./prices";
 export * from "./requests";
+export * from "./bodies";

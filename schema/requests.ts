@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { keptBodiesSchema } from "./bodies";
 
 /** The outcomes an attempt (and so a request, by its final attempt) can end in. */
 const outcomeSchema = z.enum(["ok", "rate_limited", "auth_failed", "no_balance", "upstream_error", "network_error", "client_error", "aborted"]);
@@ -103,7 +104,11 @@ export const requestPageSchema = z.object({
 });
 export type RequestPage = z.infer<typeof requestPageSchema>;
 
-export const requestDetailSchema = requestRecordSchema.extend({ attemptList: z.array(requestAttemptSchema) });
+export const requestDetailSchema = requestRecordSchema.extend({
+  attemptList: z.array(requestAttemptSchema),
+  /** The request's and its answer's bodies, when they were kept (the `storeBodies` setting) and are still within `retention.bodyDays`. */
+  bodies: keptBodiesSchema.nullable(),
+});
 export type RequestDetail = z.infer<typeof requestDetailSchema>;
 
 export const requestExportQuerySchema = requestQuerySchema.omit({ cursor: true, limit: true }).extend({

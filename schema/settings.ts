@@ -47,6 +47,12 @@ export const settingsSchema = z.object({
    * stream is relayed as it comes.
    */
   smoothStreams: z.boolean().default(false),
+  /**
+   * Keep each request's and answer's body (a streamed answer reassembled) in the request log, for client keys that
+   * do not say otherwise; at most `bodyMaxBytes` of each, kept `retention.bodyDays`. Off: no body is kept.
+   */
+  storeBodies: z.boolean().default(false),
+  bodyMaxBytes: z.number().int().min(1_024).max(48_000).default(16_384),
   /** This many 5xx/network failures since the key's last success… */
   failureThreshold: z.number().int().min(1).max(16).default(5),
   /** …within this window make the key `failing` (out of rotation until a probe or request succeeds). */
@@ -105,6 +111,8 @@ export const settingsSchema = z.object({
         .default(72),
       /** How long the request log keeps each request and its attempts. */
       requestLogDays: z.number().int().min(1).max(90).default(7),
+      /** How long kept bodies are kept. */
+      bodyDays: z.number().int().min(1).max(30).default(3),
     })
     .prefault({}),
 });

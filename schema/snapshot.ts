@@ -60,6 +60,8 @@ const snapshotClientKeySchema = z.object({
   enabled: z.boolean(),
   /** Smooth its streams: on, off, or as the pool's `smoothStreams` setting says (null). */
   smoothStreams: z.boolean().nullable().default(null),
+  /** Keep its requests' bodies: on, off, or as the pool's `storeBodies` setting says (null). */
+  storeBodies: z.boolean().nullable().default(null),
 });
 export type SnapshotClientKey = z.infer<typeof snapshotClientKeySchema>;
 

@@ -1,4 +1,6 @@
-import { eventsOfMessage, isControlMessage, keypoolEventSchema, type KeypoolEvent } from "../schema";
+import { eventsOfMessage, isBodiesMessage, isControlMessage, keptBodiesSchema, keypoolEventSchema, type KeptBodies, type KeypoolEvent } from "../schema";
+import { claimBodiesPrune } from "../storage/snapshot-meta";
+import { pruneBodies, storeBodies } from "./storage/bodies";
 import { toCapacityRows } from "./logic/capacity-rows";
 import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
@@ -47,13 +49,20 @@ export function isolateDeps(): BatchDeps {
 }
 
 /** Every event of every message of a batch (one, or several packed), validated: the valid ones, and the rest as dead letters. */
-export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[]; dead: DeadLetter[]; controls: number } {
+export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[]; dead: DeadLetter[]; controls: number; bodies: KeptBodies[] } {
   const events: KeypoolEvent[] = [];
   const dead: DeadLetter[] = [];
+  const bodies: KeptBodies[] = [];
   let controls = 0;
   for (const message of batch.messages) {
     if (isControlMessage(message.body)) {
       controls++;
+      continue;
+    }
+    if (isBodiesMessage(message.body)) {
+      const parsed = keptBodiesSchema.safeParse(message.body.bodies);
+      if (parsed.success) bodies.push(parsed.data);
+      else dead.push({ deadLetter: "malformed", error: parsed.error.issues[0]?.message ?? "invalid", messageId: message.id, body: message.body });
       continue;
     }
     for (const body of eventsOfMessage(message.body)) {
@@ -62,7 +71,7 @@ export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[
       else dead.push({ deadLetter: "malformed", error: parsed.error.issues[0]?.message ?? "invalid", messageId: message.id, body });
     }
   }
-  return { events, dead, controls };
+  return { events, dead, controls, bodies };
 }
 
 /**
@@ -75,13 +84,14 @@ export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[
  * and nothing is acknowledged until it is stored.
  */
 export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv, deps: BatchDeps): Promise<BatchResult> {
-  const { events, dead, controls } = readBatch(batch);
+  const { events, dead, controls, bodies } = readBatch(batch);
   const result: BatchResult = { valid: events.length, malformed: dead.length, published: null, retried: false };
   try {
     if (dead.length > 0) {
       console.error(`keypool consumer: ${dead.length} malformed event(s) sent to the dead-letter queue (first: ${dead[0]!.error})`);
       await sendToQueue(env.DEAD_LETTERS, dead);
     }
+    if (bodies.length > 0) await keepBodies(bodies, env, deps.now());
     if (events.length > 0) {
       await appendToArchive(env.ARCHIVE, archiveKey(EVENTS_PREFIX, deps.now(), crypto.randomUUID()), events);
       const [settings, prices] = await Promise.all([readSettings(env.DB), readPriceBook(env.DB)]);
@@ -112,6 +122,18 @@ async function publishUsageQuietly(env: ConsumerEnv, now: number): Promise<void>
     await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, now);
   } catch (err) {
     console.error(`keypool consumer: publishing the pool's usage failed (the next batch tries again): ${err instanceof Error ? err.message : "error"}`);
+  }
+}
+
+/**
+ * Stores kept bodies (not events: nothing is folded from them), and deletes
+ * days past retention at most once an hour.
+ */
+async function keepBodies(bodies: KeptBodies[], env: ConsumerEnv, now: number): Promise<void> {
+  await storeBodies(env.ARCHIVE, bodies);
+  if (await claimBodiesPrune(env.DB, now, 3_600_000)) {
+    const { retention } = await readSettings(env.DB);
+    await pruneBodies(env.ARCHIVE, retention.bodyDays, now);
   }
 }
 

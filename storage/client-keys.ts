@@ -30,14 +30,15 @@ export interface ClientKeyRow {
   expires_at: number | null;
   enabled: number;
   smooth_streams: number | null;
+  store_bodies: number | null;
 }
 
 export async function insertClientKey(db: D1Database, k: NewClientKey): Promise<void> {
   await db
     .prepare(
       `INSERT INTO client_keys (id, name, hash, masked, models, rpm_limit, tpm_limit, expires_at, enabled, smooth_streams, created_at, updated_at,
-         rpd_limit, tpd_limit, monthly_token_limit, daily_budget_micros, monthly_budget_micros)
-       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14, ?15, ?16)`,
+         rpd_limit, tpd_limit, monthly_token_limit, daily_budget_micros, monthly_budget_micros, store_bodies)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14, ?15, ?16, ?17)`,
     )
     .bind(
       k.id,
@@ -52,6 +53,7 @@ export async function insertClientKey(db: D1Database, k: NewClientKey): Promise<
       smoothColumn(k.smoothStreams),
       k.createdAt,
       ...quotaColumns(k),
+      smoothColumn(k.storeBodies),
     )
     .run();
 }
@@ -65,7 +67,7 @@ const quotaColumns = (k: ClientKeyRecord) => [
   k.monthlyBudget === null ? null : toMicros(k.monthlyBudget),
 ];
 
-/** `smooth_streams` as stored: 1, 0, or NULL for the pool's setting. */
+/** `smooth_streams` (and `store_bodies`) as stored: 1, 0, or NULL for the pool's setting. */
 const smoothColumn = (on: boolean | null) => (on === null ? null : on ? 1 : 0);
 
 const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
@@ -86,6 +88,7 @@ function toClientKey(r: Record<string, unknown>): ClientKeyRecord {
     expiresAt: r.expires_at === null ? null : Number(r.expires_at),
     enabled: r.enabled === 1,
     smoothStreams: r.smooth_streams === null || r.smooth_streams === undefined ? null : r.smooth_streams === 1,
+    storeBodies: r.store_bodies === null || r.store_bodies === undefined ? null : r.store_bodies === 1,
     createdAt: Number(r.created_at),
   };
 }
@@ -113,7 +116,7 @@ export async function listClientKeys(db: D1Database, todayBucket: number): Promi
 export function selectAllClientKeys(db: D1Database): D1PreparedStatement {
   return db.prepare(
     `SELECT id, name, hash, models, rpm_limit, tpm_limit, rpd_limit, tpd_limit, monthly_token_limit, daily_budget_micros, monthly_budget_micros,
-       expires_at, enabled, smooth_streams FROM client_keys`,
+       expires_at, enabled, smooth_streams, store_bodies FROM client_keys`,
   );
 }
 
@@ -126,7 +129,8 @@ export async function updateClientKey(db: D1Database, k: ClientKeyRecord, now: n
   await db
     .prepare(
       `UPDATE client_keys SET name = ?2, models = ?3, rpm_limit = ?4, tpm_limit = ?5, expires_at = ?6, enabled = ?7, smooth_streams = ?8, updated_at = ?9,
-         rpd_limit = ?10, tpd_limit = ?11, monthly_token_limit = ?12, daily_budget_micros = ?13, monthly_budget_micros = ?14 WHERE id = ?1`,
+         rpd_limit = ?10, tpd_limit = ?11, monthly_token_limit = ?12, daily_budget_micros = ?13, monthly_budget_micros = ?14, store_bodies = ?15
+       WHERE id = ?1`,
     )
     .bind(
       k.id,
@@ -139,6 +143,7 @@ export async function updateClientKey(db: D1Database, k: ClientKeyRecord, now: n
       smoothColumn(k.smoothStreams),
       now,
       ...quotaColumns(k),
+      smoothColumn(k.storeBodies),
     )
     .run();
 }
@@ -170,5 +175,6 @@ export function snapshotClientOf(k: ClientKeyRecord): SnapshotClientKey {
     expiresAt: k.expiresAt,
     enabled: k.enabled,
     smoothStreams: k.smoothStreams,
+    storeBodies: k.storeBodies,
   };
 }

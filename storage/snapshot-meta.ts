@@ -74,6 +74,15 @@ export async function claimUsageRefresh(db: D1Database, now: number, intervalMs:
   return (result.meta.changes ?? 0) === 1;
 }
 
+/** Claims the hourly prune of kept bodies (none claimed within the last `intervalMs`). */
+export async function claimBodiesPrune(db: D1Database, now: number, intervalMs: number): Promise<boolean> {
+  const result = await db
+    .prepare("UPDATE meta SET value = ?1 WHERE name = 'bodies_pruned_at' AND value <= ?2")
+    .bind(now, now - intervalMs)
+    .run();
+  return (result.meta.changes ?? 0) === 1;
+}
+
 /** Takes the next usage version (for the batch that reads the usage it describes); its row's `value` is the version. */
 export function takeUsageVersion(db: D1Database): D1PreparedStatement {
   return db.prepare("UPDATE meta SET value = value + 1 WHERE name = 'usage_version' RETURNING value");

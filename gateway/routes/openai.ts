@@ -47,6 +47,16 @@ const QUOTA_WORDS: Record<Exclude<QuotaVerdict, { ok: true }>["code"], (limit: s
   monthly_budget_exceeded: (n) => `has spent its monthly budget of ${n}`,
 };
 
+/** The keys a client presented (its Authorization and x-api-key values), never to be kept in a stored body. */
+function presentedKeys(headers: Headers): string[] {
+  const keys: string[] = [];
+  const auth = headers.get("authorization");
+  if (auth) keys.push(auth.replace(/^Bearer\s+/i, "").trim());
+  const apiKey = headers.get("x-api-key");
+  if (apiKey) keys.push(apiKey.trim());
+  return keys;
+}
+
 /** The 429 for a client over one of its own limits: which one, when it frees (Retry-After), and its x-ratelimit-* headers. */
 function quotaRefusal(verdict: Exclude<QuotaVerdict, { ok: true }>, currency: string, now: number): KeypoolError {
   const ms = Math.max(1, Math.ceil(verdict.retryAfterMs));
@@ -204,6 +214,10 @@ export function openAIRoutes(state: IsolateState) {
           // Walks the whole prompt: only for an answer that reports no usage.
           promptEstimate: () => (body.json ? estimatePromptTokens(body.json) : 0),
           signal: c.req.raw.signal,
+          keepBodies:
+            (client.storeBodies ?? loaded.snapshot.settings.storeBodies)
+              ? { maxBytes: loaded.snapshot.settings.bodyMaxBytes, secrets: presentedKeys(c.req.raw.headers) }
+              : null,
         },
         {
           fetch: (input, init) => fetch(input, init),
@@ -215,6 +229,7 @@ export function openAIRoutes(state: IsolateState) {
           waitUntil: (p) => c.executionCtx.waitUntil(p),
           secrets: secretCacheFor(c.env.KEY_ENCRYPTION_KEY),
           observations: state.observations,
+          sendBodies: async (bodies) => void (await c.env.EVENTS.send({ bodies }, { contentType: "json" })),
           settle: (events) =>
             state.limits.settle(
               client,

@@ -74,6 +74,7 @@ export function buildSnapshot(rows: PoolRows, version: number, now: number): Sna
       expiresAt: c.expires_at,
       enabled: c.enabled === 1,
       smoothStreams: c.smooth_streams === null ? null : c.smooth_streams === 1,
+      storeBodies: c.store_bodies === null || c.store_bodies === undefined ? null : c.store_bodies === 1,
     })),
     settings,
     // Those in force now: a change set for later reaches the isolates with the next snapshot after it.

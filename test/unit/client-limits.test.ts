@@ -17,6 +17,7 @@ const client = (limits: Partial<SnapshotClientKey> = {}): SnapshotClientKey => (
   expiresAt: null,
   enabled: true,
   smoothStreams: null,
+  storeBodies: null,
   ...limits,
 });
 

@@ -1,7 +1,9 @@
+import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
+import { pruneBodies } from "../../stats-consumer/storage/bodies";
 import type { RequestDetail, RequestPage } from "../../schema";
-import { FAKE_BASE_URL, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
-import { admin, adminToken, chatBody, createPool, gateway, resetAfterEach, waitFor } from "./helpers";
+import { FAKE_BASE_URL, FAKE_SSE, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
+import { admin, adminToken, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForSnapshot } from "./helpers";
 
 const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
 const masked = (k: string) => `${k.slice(0, 5)}…${k.slice(-4)}`;
@@ -117,6 +119,85 @@ describe("the request log", () => {
     expect(all).toContain(`"'=cmd|"" /C calc""!A0"`);
   });
 });
+
+describe("kept bodies", () => {
+  it("are kept only for a client key that asks, redacted of every key, a streamed answer reassembled", async () => {
+    const upstreamKey = uniqueKey("bodies");
+    const pool = await createPool(FAKE_BASE_URL, [upstreamKey], { client: { storeBodies: true } });
+    const other = await admin<{ id: string; key: string }>("POST", "/client-keys", { name: "keeps nothing" });
+    await waitForSnapshot((s) => s.clientKeys.some((c) => c.id === other.body.id));
+    forgetSnapshot();
+    fakes.set(
+      installFakeUpstream({ [upstreamKey]: async (req) => (((await req.json()) as { stream?: boolean }).stream ? streamAnswer() : jsonAnswer()) }).restore,
+    );
+    // The client pastes its own key and the upstream's into the prompt: neither may be kept.
+    const prompt = `my key is ${pool.clientKey} and theirs ${upstreamKey}`;
+    const send = (clientKey: string, stream: boolean) =>
+      gateway("/v1/chat/completions", {
+        method: "POST",
+        headers: { authorization: `Bearer ${clientKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: pool.model, stream, messages: [{ role: "user", content: prompt }] }),
+      }).then(async (res) => {
+        await res.arrayBuffer();
+        return res.headers.get("x-keypool-request-id")!;
+      });
+    const json = await send(pool.clientKey, false);
+    const streamed = await send(pool.clientKey, true);
+    const none = await send(other.body.key, false);
+    const detail = (id: string) =>
+      waitFor(async () => {
+        const d = await admin<RequestDetail>("GET", `/requests/${id}`);
+        return d.status === 200 && (id === none || d.body.bodies) ? d.body : undefined;
+      }, "the request and its bodies");
+    const kept = await detail(json);
+    expect(kept.bodies!.request.text).toContain("my key is [redacted] and theirs [redacted]");
+    expect(kept.bodies!.response?.text).toContain('"content":"Hello"');
+    const reassembled = await detail(streamed);
+    expect(JSON.parse(reassembled.bodies!.response!.text!)).toMatchObject({ role: "assistant", content: "Hello 😀", finish_reason: "stop" });
+    for (const d of [kept, reassembled]) {
+      const text = JSON.stringify(d);
+      expect(text).not.toContain(pool.clientKey);
+      expect(text).not.toContain(upstreamKey);
+    }
+    expect((await detail(none)).bodies).toBeNull();
+  });
+});
+
+describe("kept bodies' retention", () => {
+  it("deletes the days past retention.bodyDays and keeps the rest", async () => {
+    // Years back, so the bodies other tests keep today are newer than the cutoff and stay.
+    const now = Date.UTC(2020, 11, 10, 12);
+    const day = (d: number) => new Date(Date.UTC(2020, 11, d)).toISOString().slice(0, 10);
+    for (const d of [1, 2, 7, 8, 10]) await env.ARCHIVE.put(`bodies/${day(d)}/r-${d}.json`, "{}");
+    // Three days kept: the 7th (three days before the 10th) and later stay.
+    expect(await pruneBodies(env.ARCHIVE, 3, now)).toBe(2);
+    const left = (await env.ARCHIVE.list({ prefix: "bodies/" })).objects.map((o) => o.key).filter((k) => /r-\d+\.json$/.test(k));
+    expect(left.sort()).toEqual([`bodies/${day(10)}/r-10.json`, `bodies/${day(7)}/r-7.json`, `bodies/${day(8)}/r-8.json`].sort());
+  });
+});
+
+function jsonAnswer(): Response {
+  const body = JSON.stringify({
+    id: "c1",
+    object: "chat.completion",
+    choices: [{ index: 0, message: { role: "assistant", content: "Hello" }, finish_reason: "stop" }],
+    usage: FAKE_USAGE,
+  });
+  return new Response(body, { headers: { "content-type": "application/json", "content-length": String(new TextEncoder().encode(body).byteLength) } });
+}
+
+function streamAnswer(): Response {
+  const bytes = new TextEncoder().encode(FAKE_SSE);
+  return new Response(
+    new ReadableStream({
+      start(controller) {
+        controller.enqueue(bytes);
+        controller.close();
+      },
+    }),
+    { headers: { "content-type": "text/event-stream" } },
+  );
+}
 
 async function keyId(upstreamId: string, key: string): Promise<string> {
   const listed = await admin<{ data: { id: string; masked: string }[] }>("GET", `/keys?upstreamId=${upstreamId}`);

@@ -291,6 +291,17 @@ const en = {
   "requests.ofKey": "Requests with this key",
   "requests.ofClient": "Requests of this client key",
   "requests.failedLink": "failed requests →",
+  "settings.storeBodies": "Keep request and response bodies in the request log (client keys may say otherwise)",
+  "settings.currency": "Currency (prices, spend, budgets)",
+  "settings.bodyMaxBytes": "Largest body kept",
+  "requests.requestBody": "Request body",
+  "requests.responseBody": "Response body (a stream reassembled)",
+  "requests.truncated": "Cut at the size cap; the whole body was {bytes} bytes.",
+  "requests.notText": "{type}, {bytes} bytes: not text, not kept.",
+  "client.storeBodies": "Keep bodies",
+  "client.storeBodiesDefault": "As the pool's setting says",
+  "client.storeBodiesOn": "Keep",
+  "client.storeBodiesOff": "Do not keep",
 } as const;
 
 export default en;

@@ -291,6 +291,17 @@ const zh: Record<keyof typeof en, string> = {
   "requests.ofKey": "使用此密钥的请求",
   "requests.ofClient": "此客户端密钥的请求",
   "requests.failedLink": "失败的请求 →",
+  "settings.storeBodies": "在请求日志中保存请求和响应正文（客户端密钥可另行设置）",
+  "settings.currency": "货币（价格、花费、预算）",
+  "settings.bodyMaxBytes": "保存的正文最大字节数",
+  "requests.requestBody": "请求正文",
+  "requests.responseBody": "响应正文（流式响应已拼合）",
+  "requests.truncated": "已按大小上限截断；完整正文为 {bytes} 字节。",
+  "requests.notText": "{type}，{bytes} 字节：非文本，未保存。",
+  "client.storeBodies": "保存正文",
+  "client.storeBodiesDefault": "按密钥池设置",
+  "client.storeBodiesOn": "保存",
+  "client.storeBodiesOff": "不保存",
 };
 
 export default zh;

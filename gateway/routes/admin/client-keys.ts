@@ -54,6 +54,7 @@ export function clientKeyRoutes() {
           expiresAt: body.expiresAt,
           enabled: true,
           smoothStreams: body.smoothStreams,
+          storeBodies: body.storeBodies,
           createdAt: Date.now(),
         };
         await insertClientKey(c.env.DB, { ...row, hash: await sha256Hex(key) });

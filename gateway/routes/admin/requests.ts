@@ -1,5 +1,14 @@
 import { Hono } from "hono";
-import { requestDetailSchema, requestExportQuerySchema, requestPageSchema, requestQuerySchema, type RequestAttempt, type RequestRecord } from "../../../schema";
+import {
+  bodiesKey,
+  keptBodiesSchema,
+  requestDetailSchema,
+  requestExportQuerySchema,
+  requestPageSchema,
+  requestQuerySchema,
+  type RequestAttempt,
+  type RequestRecord,
+} from "../../../schema";
 import { findRequest, listRequests, type RequestFilters, type RequestRow } from "../../../storage/request-log";
 import type { GatewayHono } from "../../context";
 import { op } from "./openapi";
@@ -193,7 +202,10 @@ export function requestRoutes() {
         const id = c.req.param("id")!;
         const found = await findRequest(c.env.DB, id);
         if (!found) throw notFound("request", id);
-        return c.json({ ...recordOf(found.request), attemptList: found.attempts.map(attemptOf) });
+        const record = recordOf(found.request);
+        const kept = await c.env.ARCHIVE.get(bodiesKey(record.requestId, record.startedAt));
+        const bodies = kept ? keptBodiesSchema.safeParse(await kept.json()) : null;
+        return c.json({ ...record, attemptList: found.attempts.map(attemptOf), bodies: bodies?.success ? bodies.data : null });
       },
     ),
   );
