@@ -460,5 +460,6 @@ function toEvent(req: ProxyRequest, requestId: string, a: AttemptRecord, index: 
     upstreamModel: a.upstreamModel,
     error: a.error,
     userAgent: final ? (req.headers.get("user-agent")?.slice(0, 200) ?? null) : null,
+    clientIp: final && req.pool.snapshot.settings.logClientIp ? (req.headers.get("cf-connecting-ip")?.slice(0, 64) ?? null) : null,
   };
 }

@@ -69,6 +69,8 @@ export const attemptEventSchema = z.object({
   error: z.string().max(300).nullable().default(null),
   /** The client's User-Agent (on the final attempt only). */
   userAgent: z.string().max(200).nullable().default(null),
+  /** The client's address, when the `logClientIp` setting asks for it (on the final attempt only). */
+  clientIp: z.string().max(64).nullable().default(null),
 });
 export type AttemptEvent = z.infer<typeof attemptEventSchema>;
 

@@ -74,6 +74,8 @@ export const requestRecordSchema = z.object({
   costMicros: z.number().int(),
   unpriced: z.number().int(),
   userAgent: z.string().nullable(),
+  /** The client's address, only when the `logClientIp` setting asked for it. */
+  clientIp: z.string().nullable(),
 });
 export type RequestRecord = z.infer<typeof requestRecordSchema>;
 

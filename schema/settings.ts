@@ -52,6 +52,8 @@ export const settingsSchema = z.object({
    * do not say otherwise; at most `bodyMaxBytes` of each, kept `retention.bodyDays`. Off: no body is kept.
    */
   storeBodies: z.boolean().default(false),
+  /** Record each request's client address (`CF-Connecting-IP`) in the request log. Off: none is recorded. */
+  logClientIp: z.boolean().default(false),
   bodyMaxBytes: z.number().int().min(1_024).max(48_000).default(16_384),
   /** This many 5xx/network failures since the key's last success… */
   failureThreshold: z.number().int().min(1).max(16).default(5),

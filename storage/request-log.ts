@@ -35,6 +35,7 @@ export const ATTEMPT_COLUMNS = [
   "unpriced",
   "error",
   "user_agent",
+  "client_ip",
 ] as const;
 
 /** Inserts the JSON parameter's attempts (tuples in ATTEMPT_COLUMNS order); one already there (a redelivery) is left as it is. */
@@ -51,11 +52,11 @@ export function insertAttemptsSql(prefix: string): string {
 export function upsertRequestsSql(prefix: string): string {
   return `INSERT OR REPLACE INTO ${prefix}request_log (request_id, started_at, client_key_id, model, upstream_model, endpoint, stream,
       key_id, upstream_id, status, outcome, attempts, latency_ms, ttfb_ms, prompt_tokens, completion_tokens, total_tokens,
-      cached_tokens, reasoning_tokens, usage_source, cost_micros, unpriced, user_agent)
+      cached_tokens, reasoning_tokens, usage_source, cost_micros, unpriced, user_agent, client_ip)
     SELECT f.request_id, g.started, f.client_key_id, f.model, f.upstream_model, f.endpoint, f.stream,
       f.key_id, f.upstream_id, f.status, f.outcome, g.n, f.ts + f.latency_ms - g.started,
       CASE WHEN f.ttfb_ms IS NULL THEN NULL ELSE f.ts + f.ttfb_ms - g.started END,
-      f.prompt_tokens, f.completion_tokens, f.total_tokens, f.cached_tokens, f.reasoning_tokens, f.usage_source, g.cost, g.unpriced, f.user_agent
+      f.prompt_tokens, f.completion_tokens, f.total_tokens, f.cached_tokens, f.reasoning_tokens, f.usage_source, g.cost, g.unpriced, f.user_agent, f.client_ip
     FROM ${prefix}request_attempts f
     JOIN (SELECT request_id, MIN(ts) AS started, COUNT(*) AS n, SUM(cost_micros) AS cost, SUM(unpriced) AS unpriced
           FROM ${prefix}request_attempts WHERE request_id IN (SELECT DISTINCT value->>0 FROM json_each(?1)) GROUP BY request_id) g

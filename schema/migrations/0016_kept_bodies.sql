@@ -4,3 +4,7 @@
 -- retention.bodyDays, at most once an hour (`bodies_pruned_at`).
 ALTER TABLE client_keys ADD COLUMN store_bodies INTEGER;
 INSERT INTO meta (name, value) VALUES ('bodies_pruned_at', 0);
+
+-- The client's address, only when the `logClientIp` setting asks for it (off by default).
+ALTER TABLE request_attempts ADD COLUMN client_ip TEXT;
+ALTER TABLE request_log ADD COLUMN client_ip TEXT;

@@ -59,7 +59,7 @@ export interface AdminRow {
  * One attempt as the request log keeps it: values in `ATTEMPT_COLUMNS` order
  * (storage/request-log.ts) — request id, position, time, final, key, upstream,
  * client, model, upstream model, endpoint, stream, status, outcome, latency,
- * first byte, the five token counts, usage source, cost, unpriced, error, user agent.
+ * first byte, the five token counts, usage source, cost, unpriced, error, user agent, client address.
  */
 export type LogAttempt = (string | number | null)[];
 
@@ -195,6 +195,7 @@ function logAttempt(e: AttemptEvent, row: AttemptRow): LogAttempt {
     row.unpriced,
     e.error,
     e.userAgent,
+    e.clientIp,
   ];
 }
 

@@ -67,6 +67,7 @@ function generateEvents(now: number): KeypoolEvent[] {
         upstreamModel: null,
         error: outcome === "ok" ? null : `refused (${outcome})`,
         userAgent: a === tries ? "replay-test/1.0" : null,
+        clientIp: a === tries && i % 2 === 0 ? "203.0.113.7" : null,
       };
       events.push(event);
     }

@@ -62,6 +62,8 @@ describe("the request log", () => {
       upstreamId: pool.upstreamId,
       tokens: { prompt: FAKE_USAGE.prompt_tokens, completion: FAKE_USAGE.completion_tokens, total: FAKE_USAGE.total_tokens, source: "upstream" },
       userAgent: "request-log-test/1.0",
+      // No address unless the logClientIp setting asks for one.
+      clientIp: null,
     });
     const detail = await admin<RequestDetail>("GET", `/requests/${requestId}`);
     expect(detail.status).toBe(200);
@@ -160,6 +162,34 @@ describe("kept bodies", () => {
       expect(text).not.toContain(upstreamKey);
     }
     expect((await detail(none)).bodies).toBeNull();
+  });
+});
+
+describe("client addresses", () => {
+  it("are recorded only while the logClientIp setting is on", async () => {
+    const pool = await createPool(FAKE_BASE_URL, [uniqueKey("address")]);
+    fakes.set(installFakeUpstream({}).restore);
+    const send = () =>
+      gateway("/v1/chat/completions", {
+        method: "POST",
+        headers: { authorization: `Bearer ${pool.clientKey}`, "content-type": "application/json", "cf-connecting-ip": "203.0.113.9" },
+        body: chatBody(pool.model),
+      }).then(async (res) => {
+        await res.arrayBuffer();
+        return res.headers.get("x-keypool-request-id")!;
+      });
+    const before = await send();
+    expect((await admin("PATCH", "/settings", { logClientIp: true })).status).toBe(200);
+    try {
+      await waitForSnapshot((s) => s.settings.logClientIp);
+      forgetSnapshot();
+      const after = await send();
+      const [a, b] = [(await pageWhen(`requestId=${before}`, 1)).data[0]!, (await pageWhen(`requestId=${after}`, 1)).data[0]!];
+      expect([a.clientIp, b.clientIp]).toEqual([null, "203.0.113.9"]);
+    } finally {
+      await admin("PATCH", "/settings", { logClientIp: false });
+      await waitForSnapshot((s) => !s.settings.logClientIp);
+    }
   });
 });
 

@@ -286,6 +286,7 @@ const en = {
   "requests.more": "Older requests",
   "requests.timeline": "Attempts",
   "requests.error": "Upstream said",
+  "requests.clientIp": "Client address",
   "requests.userAgent": "User agent",
   "requests.tokensLine": "{prompt} prompt ({cached} cached) · {completion} completion ({reasoning} reasoning)",
   "requests.ofKey": "Requests with this key",

@@ -286,6 +286,7 @@ const zh: Record<keyof typeof en, string> = {
   "requests.more": "更早的请求",
   "requests.timeline": "尝试",
   "requests.error": "上游返回",
+  "requests.clientIp": "客户端地址",
   "requests.userAgent": "User-Agent",
   "requests.tokensLine": "提示 {prompt}（缓存 {cached}）· 补全 {completion}（推理 {reasoning}）",
   "requests.ofKey": "使用此密钥的请求",

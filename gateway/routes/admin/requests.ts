@@ -51,6 +51,7 @@ function recordOf(r: RequestRow): RequestRecord {
     costMicros: num(r.cost_micros),
     unpriced: num(r.unpriced),
     userAgent: str(r.user_agent),
+    clientIp: str(r.client_ip),
   };
 }
 
@@ -103,6 +104,7 @@ const CSV_COLUMNS: [string, (r: RequestRecord) => unknown][] = [
   ["cost_micros", (r) => r.costMicros],
   ["unpriced", (r) => r.unpriced],
   ["user_agent", (r) => r.userAgent ?? ""],
+  ["client_ip", (r) => r.clientIp ?? ""],
 ];
 
 /** A CSV field, quoted when it must be (RFC 4180), and never read as a formula by a spreadsheet. */
