@@ -1,4 +1,4 @@
-import { toFile } from "openai";
+import OpenAI, { toFile } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startStack, summaryWhen, type Stack, type Summary } from "./fixture";
 
@@ -11,6 +11,35 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.stop();
 });
+
+/** A client key that keeps its requests' bodies (made once, when a test first needs it). */
+let keeping: { id: string; key: string; openai: OpenAI } | null = null;
+async function keepingClient(): Promise<OpenAI> {
+  if (!keeping) {
+    const { id, key } = (await stack.admin("POST", "/client-keys", { name: "keeps bodies", storeBodies: true })) as { id: string; key: string };
+    keeping = { id, key, openai: new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: key, maxRetries: 0 }) };
+    // The gateway knows a new client key within seconds.
+    await waitFor(
+      async () =>
+        await keeping!.openai.models
+          .list()
+          .then(() => true)
+          .catch(() => undefined),
+    );
+  }
+  return keeping.openai;
+}
+
+/** Polls `check` until it returns something (10 s at most). */
+async function waitFor<T>(check: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 const setAllKeys = (behavior: Parameters<Stack["mock"]["setKeyBehavior"]>[1]) => {
   for (const key of stack.poolKeys) stack.mock.setKeyBehavior(key, behavior);
@@ -109,16 +138,41 @@ describe("every endpoint through the official openai SDK", () => {
 });
 
 describe("streaming behaviour end to end", () => {
-  it("delivers a paced stream as it is produced, not at the end", async () => {
+  it.each([
+    ["as it comes", false, {}],
+    ["with its bodies kept (read beside the relay), usage not asked", true, {}],
+    ["with its bodies kept, usage asked by the client (piped natively)", true, { stream_options: { include_usage: true } }],
+  ])("delivers a paced stream as it is produced, not at the end: %s", async (_case, keep, extra) => {
+    const openai = keep ? await keepingClient() : stack.openai;
     setAllKeys({ chunkDelayMs: 150 });
     try {
       const started = Date.now();
-      const stream = await stack.openai.chat.completions.create({ model: "mock-gpt", stream: true, messages: [{ role: "user", content: "slowly" }] });
+      const stream = await openai.chat.completions.create({ model: "mock-gpt", stream: true, messages: [{ role: "user", content: "slowly" }], ...extra });
       const arrivals: number[] = [];
-      for await (const chunk of stream) if (chunk.choices[0]?.delta.content) arrivals.push(Date.now() - started);
+      let text = "";
+      for await (const chunk of stream) {
+        const piece = chunk.choices[0]?.delta.content;
+        if (piece) {
+          arrivals.push(Date.now() - started);
+          text += piece;
+        }
+      }
       expect(arrivals.length).toBe(10);
       // Ten words 150 ms apart: the first arrives long before the last.
       expect(arrivals[9]! - arrivals[0]!).toBeGreaterThanOrEqual(9 * 150 * 0.8);
+      if (keep) {
+        // And the answer was kept, reassembled into the message the client read.
+        const page = await waitFor(async () => {
+          const p = (await stack.admin("GET", `/requests?clientKeyId=${keeping!.id}&limit=1`)) as { data: { requestId: string }[] };
+          return p.data[0];
+        });
+        const detail = await waitFor(async () => {
+          const d = (await stack.admin("GET", `/requests/${page.requestId}`)) as { bodies: { response: { text: string } | null } | null };
+          return d.bodies?.response ? d : undefined;
+        });
+        expect(JSON.parse(detail.bodies!.response!.text)).toMatchObject({ role: "assistant", content: text });
+        expect(JSON.stringify(detail)).not.toContain(keeping!.key);
+      }
     } finally {
       setAllKeys({});
     }
