@@ -79,9 +79,11 @@ export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[
  * is validated; malformed ones go to the dead-letter queue. The valid events are
  * archived (the log of record), then rollups, health, audit rows and the dedupe
  * window commit in D1, one transaction per 1,000 events, then the snapshot is
- * republished if the batch changed it. Any failure retries the batch — the
- * dedupe window makes that safe, also for transactions that already committed —
- * and nothing is acknowledged until it is stored.
+ * republished if the batch changed it. Messages that are not events — kept
+ * request bodies, and the consumer's own ask to publish the usage a second
+ * later — are stored or acted on, never archived or folded. Any failure
+ * retries the batch — the dedupe window makes that safe, also for transactions
+ * that already committed — and nothing is acknowledged until it is stored.
  */
 export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv, deps: BatchDeps): Promise<BatchResult> {
   const { events, dead, controls, bodies } = readBatch(batch);
@@ -132,8 +134,13 @@ async function publishUsageQuietly(env: ConsumerEnv, now: number): Promise<void>
 async function keepBodies(bodies: KeptBodies[], env: ConsumerEnv, now: number): Promise<void> {
   await storeBodies(env.ARCHIVE, bodies);
   if (await claimBodiesPrune(env.DB, now, 3_600_000)) {
-    const { retention } = await readSettings(env.DB);
-    await pruneBodies(env.ARCHIVE, retention.bodyDays, now);
+    // Housekeeping: a failure waits for the next hour's prune, it does not fail the batch.
+    try {
+      const { retention } = await readSettings(env.DB);
+      await pruneBodies(env.ARCHIVE, retention.bodyDays, now);
+    } catch (err) {
+      console.error(`keypool consumer: pruning kept bodies failed (the next hour tries again): ${err instanceof Error ? err.message : "error"}`);
+    }
   }
 }
 
