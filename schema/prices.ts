@@ -138,6 +138,17 @@ export function costMicros(price: Pick<Price, "input" | "cachedInput" | "output"
 /** Whether an attempt incurred anything a price could bill: tokens, or an answer. */
 export const billable = (u: BilledUsage): boolean => u.promptTokens > 0 || u.completionTokens > 0 || u.answered;
 
+/** What pricing an attempt reads of its event. */
+export interface AttemptCostInput {
+  ts: number;
+  upstreamId: string;
+  model: string;
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+  outcome: string;
+}
+
 /**
  * The prices in force at any moment, from their history: for a model at an
  * upstream, the upstream's own latest row in force (unless it was removed),
@@ -163,10 +174,6 @@ export class PriceBook {
     }
   }
 
-  get size(): number {
-    return this.rows.size;
-  }
-
   private inForce(upstreamId: string, model: string, at: number): Price | null {
     const list = this.rows.get(`${upstreamId}\u0000${model}`);
     if (!list) return null;
@@ -181,6 +188,35 @@ export class PriceBook {
   priceAt(upstreamId: string, model: string, at: number): Price | null {
     if (this.rows.size === 0) return null;
     return this.inForce(upstreamId, model, at) ?? this.inForce("", model, at);
+  }
+
+  /**
+   * What an attempt cost at the price in force when it was sent: [micro-units, 1 when it had usage and no price].
+   * An attempt before `since`, or without usage or an answer, costs nothing and is not unpriced.
+   */
+  attemptCost(e: AttemptCostInput): [number, 0 | 1] {
+    if (e.ts < this.since) return [0, 0];
+    const usage = { promptTokens: e.promptTokens, completionTokens: e.completionTokens, cachedTokens: e.cachedTokens, answered: e.outcome === "ok" };
+    if (!billable(usage)) return [0, 0];
+    const price = this.priceAt(e.upstreamId, e.model, e.ts);
+    return price ? [costMicros(price, usage), 0] : [0, 1];
+  }
+
+  /** The prices a snapshot carries (those in force when it was written), as a book. */
+  static fromSnapshot(prices: readonly z.infer<typeof snapshotPriceSchema>[]): PriceBook {
+    return new PriceBook(
+      prices.map(([model, upstreamId, input, cachedInput, output, perRequest]) => ({
+        model,
+        upstreamId,
+        input,
+        cachedInput,
+        output,
+        perRequest,
+        source: "",
+        effectiveFrom: 0,
+        removed: false,
+      })),
+    );
   }
 
   /** Every price in force at `at`, then those set to come into force after it. */

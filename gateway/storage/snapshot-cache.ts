@@ -1,6 +1,15 @@
-import { SNAPSHOT_KV_KEY, USAGE_KV_KEY, clientUsageOf, defaultSettings, keyUsageOf, poolUsageSchema, snapshotSchema, type Snapshot } from "../../schema";
+import {
+  PriceBook,
+  SNAPSHOT_KV_KEY,
+  USAGE_KV_KEY,
+  clientUsageOf,
+  defaultSettings,
+  keyUsageOf,
+  poolUsageSchema,
+  snapshotSchema,
+  type Snapshot,
+} from "../../schema";
 import { buildPoolIndex, type PoolIndex, type UsageView } from "../logic/select-key";
-import { priceIndexOf, type PriceIndex } from "../logic/spend";
 
 /** A snapshot with the lookups the request path needs, built once per version. */
 export interface LoadedPool {
@@ -8,7 +17,7 @@ export interface LoadedPool {
   index: PoolIndex;
   clientKeysByHash: Map<string, Snapshot["clientKeys"][number]>;
   /** The prices the snapshot carries, for counting this isolate's own spend against client budgets. */
-  prices: PriceIndex;
+  prices: PriceBook;
   loadedAt: number;
   /** The pool's usage against its keys' limits, refreshed with the snapshot (null until the consumer publishes one). */
   usage: UsageView | null;
@@ -32,7 +41,7 @@ function prepare(snapshot: Snapshot, now: number): LoadedPool {
     snapshot,
     index: buildPoolIndex(snapshot),
     clientKeysByHash: new Map(snapshot.clientKeys.map((c) => [c.hash, c])),
-    prices: priceIndexOf(snapshot),
+    prices: PriceBook.fromSnapshot(snapshot.prices),
     loadedAt: now,
     usage: null,
     usageVersion: 0,

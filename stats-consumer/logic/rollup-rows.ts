@@ -1,4 +1,4 @@
-import { billable, costMicros, dayStart, hourStart, minuteStart, type AdminEvent, type AttemptEvent, type KeypoolEvent, type PriceBook } from "../../schema";
+import { dayStart, hourStart, minuteStart, type AdminEvent, type AttemptEvent, type KeypoolEvent, type PriceBook } from "../../schema";
 
 /**
  * What attempts sharing a minute, day, key, model and client add to the rollups:
@@ -78,17 +78,8 @@ export interface BatchRows {
 
 const bit = (b: boolean): 0 | 1 => (b ? 1 : 0);
 
-/** An attempt's cost at the price in force when it was sent: [micro-units, 1 when it had usage and no price]. */
-function attemptCost(e: AttemptEvent, prices: PriceBook): [number, 0 | 1] {
-  if (e.ts < prices.since) return [0, 0];
-  const usage = { promptTokens: e.promptTokens, completionTokens: e.completionTokens, cachedTokens: e.cachedTokens, answered: e.outcome === "ok" };
-  if (!billable(usage)) return [0, 0];
-  const price = prices.priceAt(e.upstreamId, e.model, e.ts);
-  return price ? [costMicros(price, usage), 0] : [0, 1];
-}
-
 function attemptRow(e: AttemptEvent, timeZone: string, prices: PriceBook): AttemptRow {
-  const [cost, unpriced] = attemptCost(e, prices);
+  const [cost, unpriced] = prices.attemptCost(e);
   return {
     id: e.id,
     m: minuteStart(e.ts),

@@ -75,6 +75,13 @@ describe("PriceBook", () => {
     expect(book.priceAt("u1", "unknown", t0)).toBeNull();
   });
 
+  it("prices an isolate's own attempts from the snapshot's prices the way the consumer does", () => {
+    const snapshotBook = PriceBook.fromSnapshot([["m", "", 200, null, null, null]]);
+    const e = attemptEvent({ ts: t0 + 1500, model: "m", upstreamId: "u1", promptTokens: 10_000, completionTokens: 0, totalTokens: 10_000 });
+    expect(snapshotBook.attemptCost(e)).toEqual(book.attemptCost(e));
+    expect(PriceBook.fromSnapshot([]).attemptCost(e)).toEqual([0, 1]);
+  });
+
   it("lists the prices in force now and those to come", () => {
     const now = book.current(t0 + 3000).map((p) => [p.model, p.upstreamId, p.input]);
     expect(now).toEqual([

@@ -1,7 +1,7 @@
 import { createMessageBatch } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { PriceBook, costMicros, type AttemptEvent, type KeypoolEvent, type Outcome, type PriceRow } from "../../schema";
+import { PriceBook, type AttemptEvent, type KeypoolEvent, type Outcome, type PriceRow } from "../../schema";
 import { insertPriceRow } from "../../storage/prices";
 import { handleBatch } from "../../stats-consumer/handle-batch";
 import { PublishedStates } from "../../stats-consumer/publish";
@@ -193,11 +193,9 @@ describe("audit replay over 10,000 events", () => {
     let cost = 0;
     let unpriced = 0;
     for (const e of attempts) {
-      const usage = { promptTokens: e.promptTokens, completionTokens: e.completionTokens, cachedTokens: e.cachedTokens, answered: e.outcome === "ok" };
-      if (usage.promptTokens + usage.completionTokens === 0 && !usage.answered) continue;
-      const price = book.priceAt(e.upstreamId, e.model, e.ts);
-      if (price) cost += costMicros(price, usage);
-      else unpriced++;
+      const [micros, none] = book.attemptCost(e);
+      cost += micros;
+      unpriced += none;
     }
     expect(cost).toBeGreaterThan(0);
     expect(unpriced).toBeGreaterThan(0);
