@@ -35,6 +35,7 @@ export default defineConfig({
                   modules: true,
                   scriptPath: "./.tmp/consumer.js",
                   compatibilityDate: "2026-04-20",
+                  bindings: { ALERT_ENCRYPTION_KEY: TEST_SECRETS.ALERT_ENCRYPTION_KEY },
                   kvNamespaces: { SNAPSHOT: KV_ID },
                   d1Databases: { DB: D1_ID },
                   r2Buckets: { ARCHIVE: ARCHIVE_BUCKET },

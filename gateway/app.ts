@@ -3,9 +3,10 @@ import type { GatewayHono, IsolateState } from "./context";
 import { KeypoolError, errorResponse } from "./errors";
 import { DASHBOARD_SECURITY_HEADERS, requireSecrets } from "./middleware";
 import { adminRoutes } from "./routes/admin";
+import { scrapeRoutes } from "./routes/admin/metrics";
 import { openAIRoutes } from "./routes/openai";
 
-const API_PATH = /^\/(v1|admin\/api)(\/|$)/;
+const API_PATH = /^\/(v1|admin\/api|metrics)(\/|$)/;
 
 /** The gateway: OpenAI routes at /v1 and the root, the admin API, and the dashboard's assets. */
 export function createApp(state: IsolateState) {
@@ -16,6 +17,8 @@ export function createApp(state: IsolateState) {
 
   app.use("/admin/api/*", requireSecrets("ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTION_KEY"));
   app.route("/admin/api", adminRoutes(state));
+  // Prometheus reads this with its own scrape token, never the admin session.
+  app.route("/", scrapeRoutes());
 
   // The OpenAI routes check their secret and answer CORS themselves, route by route.
   app.route("/v1", openai);

@@ -3,7 +3,7 @@ import { createApp } from "./app";
 import type { IsolateState } from "./context";
 import { ClientLimiter } from "./logic/client-limits";
 import { LocalObservations } from "./logic/local-observations";
-import { secretCacheFor } from "./logic/secrets";
+import { alertSecretCacheFor, secretCacheFor } from "./logic/secrets";
 import { EventBatcher, drainEventOutbox, queueEventSink } from "./storage/event-sink";
 import { PoolCache } from "./storage/snapshot-cache";
 
@@ -15,8 +15,14 @@ function schedulerDeps(env: GatewayEnv): SchedulerDeps {
     drainOutbox: () => drainEventOutbox(env),
     fetch: (input, init) => fetch(input, init),
     decrypt: (sealed) => secretCacheFor(env.KEY_ENCRYPTION_KEY).decrypt(sealed),
+    openAlertSecret: async (sealed) => alertSecretCacheFor(env.ALERT_ENCRYPTION_KEY).decrypt(sealed),
     now: Date.now,
   };
+}
+
+function alertsReport(alerts: ScheduledReport["alerts"]): string {
+  if (alerts === "failed") return "failed (the next run tries again)";
+  return `${alerts.raised} raised, ${alerts.sent} delivery(ies) sent, ${alerts.failed} failed, ${alerts.retrying} to retry`;
 }
 
 function outboxReport(outbox: ScheduledReport["outbox"]): string {
@@ -47,7 +53,7 @@ export function createWorker(state: IsolateState) {
       ctx.waitUntil(
         runScheduled(schedulerDeps(env)).then((r) =>
           console.log(
-            `keypool scheduler: probed ${r.probed} of ${r.due} due key(s), pruned ${JSON.stringify(r.pruned)}, snapshot refresh ${r.refreshRequested ? "requested" : "not needed"}, outbox ${outboxReport(r.outbox)}`,
+            `keypool scheduler: probed ${r.probed} of ${r.due} due key(s), pruned ${JSON.stringify(r.pruned)}, snapshot refresh ${r.refreshRequested ? "requested" : "not needed"}, outbox ${outboxReport(r.outbox)}, alerts ${alertsReport(r.alerts)}`,
           ),
         ),
       );

@@ -1,4 +1,5 @@
-import { EVENT_VERSION, newEventId, type KeypoolEvent, type ProbeEvent } from "../schema";
+import { EVENT_VERSION, newEventId, type KeypoolEvent, type ProbeEvent, type Settings } from "../schema";
+import { deliverDue, evaluateGroup } from "../storage/alerts";
 import { readProbeCandidates } from "../storage/keys";
 import { readSettings } from "../storage/settings";
 import { readPublishedGeneratedAt } from "../storage/snapshot-meta";
@@ -15,6 +16,8 @@ export interface SchedulerDeps {
   drainOutbox: () => Promise<{ sent: number; waiting: number }>;
   fetch: typeof fetch;
   decrypt: (sealed: string) => Promise<string>;
+  /** Opens sealed alert destinations (ALERT_ENCRYPTION_KEY). */
+  openAlertSecret: (sealed: string) => Promise<string>;
   now: () => number;
 }
 
@@ -28,6 +31,8 @@ export interface ScheduledReport {
   due: number;
   /** The event outbox drain: what it sent and what waits, or that it failed (the rows stay). */
   outbox: { sent: number; waiting: number } | "failed";
+  /** Alerts this run raised (a stale snapshot) and the deliveries its sweep sent, failed or left to retry; or that it failed. */
+  alerts: { raised: number; sent: number; failed: number; retrying: number } | "failed";
 }
 
 /**
@@ -55,12 +60,49 @@ export async function runScheduled(deps: SchedulerDeps): Promise<ScheduledReport
     now + settings.probeTimeBudgetMs,
   );
   const pruned = await pruneProjections(deps.db, settings, now);
-  const refreshRequested = snapshotNeedsRefresh(await readPublishedGeneratedAt(deps.db), now, SNAPSHOT_MAX_AGE_MS);
+  const generatedAt = await readPublishedGeneratedAt(deps.db);
+  const refreshRequested = snapshotNeedsRefresh(generatedAt, now, SNAPSHOT_MAX_AGE_MS);
   if (refreshRequested) {
     events.push({ v: EVENT_VERSION, type: "admin", id: newEventId(now), ts: now, actor: "scheduler", action: "snapshot.refresh", target: null, detail: null });
   }
   await deps.emit(events);
-  return { pruned, refreshRequested, probed: events.filter((e) => e.type === "probe").length, due: planned.length, outbox };
+  const alerts = await scheduledAlerts(deps, settings, generatedAt, now).catch((err: unknown) => {
+    console.error(`keypool scheduler: alerts failed (the next run tries again): ${err instanceof Error ? err.message : "error"}`);
+    return "failed" as const;
+  });
+  return { pruned, refreshRequested, probed: events.filter((e) => e.type === "probe").length, due: planned.length, outbox, alerts };
+}
+
+/**
+ * The scheduler's part of alerting: whether the published snapshot is older
+ * than the threshold (the consumer republishes at least every ten minutes, so
+ * an old one means it is not running or cannot write), and a sweep of the
+ * deliveries whose retry is due, in case the consumer's own retry message was
+ * lost — or the consumer is what is down.
+ */
+export async function scheduledAlerts(
+  deps: SchedulerDeps,
+  settings: Settings,
+  generatedAt: number | null,
+  now: number,
+): Promise<{ raised: number; sent: number; failed: number; retrying: number }> {
+  const rule = settings.alerts.rules.snapshot_stale;
+  const ageMin = generatedAt === null ? 0 : (now - generatedAt) / 60_000;
+  const found =
+    rule.enabled && ageMin > rule.threshold
+      ? [
+          {
+            subject: "snapshot:age",
+            kind: "snapshot_stale" as const,
+            value: "stale",
+            label: "KV snapshot",
+            detail: `last published ${Math.round(ageMin)} min ago (threshold ${rule.threshold} min): the consumer is not folding or cannot write`,
+          },
+        ]
+      : [];
+  const raised = await evaluateGroup(deps.db, "scheduler", found, settings.alerts, now);
+  const sweep = await deliverDue({ db: deps.db, open: deps.openAlertSecret, fetch: deps.fetch, now: deps.now });
+  return { raised, sent: sweep.sent, failed: sweep.failed, retrying: sweep.retrying };
 }
 
 /**

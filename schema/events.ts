@@ -125,9 +125,22 @@ export const MAX_MESSAGE_BYTES = 120_000;
  */
 export const PUBLISH_USAGE_MESSAGE = { control: "publish-usage" } as const;
 
+/**
+ * The consumer asking itself to send alert deliveries whose retry is due (a
+ * delayed message at the backoff). Never archived or folded either.
+ */
+export const CONTROL_DELIVER_ALERTS = { control: "deliver-alerts" } as const;
+
+/** Which control message a body is, or null for events. */
+export function controlOf(body: unknown): "publish-usage" | "deliver-alerts" | null {
+  if (typeof body !== "object" || body === null) return null;
+  const control = (body as { control?: unknown }).control;
+  return control === PUBLISH_USAGE_MESSAGE.control || control === CONTROL_DELIVER_ALERTS.control ? control : null;
+}
+
 /** Whether a message body is a control message rather than events. */
 export function isControlMessage(body: unknown): boolean {
-  return typeof body === "object" && body !== null && (body as { control?: unknown }).control === PUBLISH_USAGE_MESSAGE.control;
+  return controlOf(body) !== null;
 }
 
 /** The events one queue message carries: the packed ones, or the body itself as a single event. */

@@ -11,3 +11,5 @@ export * from "./usage";
 export * from "./prices";
 export * from "./requests";
 export * from "./bodies";
+export * from "./alerts";
+export * from "./metrics";

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { alertSettingsSchema } from "./alerts";
 
 /** True when `tz` is an IANA time zone this runtime knows. */
 export function isTimeZone(tz: string): boolean {
@@ -94,6 +95,10 @@ export const settingsSchema = z.object({
     .default("USD"),
   /** Time zone whose midnight starts the day for RPD/TPD. */
   timeZone: z.string().refine(isTimeZone, "unknown IANA time zone").default("UTC"),
+  /** What the pool tells its operators about, and when (docs/alerts.md). */
+  alerts: alertSettingsSchema,
+  /** `/metrics` labels series by key only while the pool has at most this many keys (0: never), so a large pool cannot blow up a Prometheus. */
+  metricsKeyLabelsMax: z.number().int().min(0).max(1_000).default(100),
   /** How long the rollups and the dedupe window are kept. */
   retention: z
     .object({
@@ -115,6 +120,8 @@ export const settingsSchema = z.object({
       requestLogDays: z.number().int().min(1).max(90).default(7),
       /** How long kept bodies are kept. */
       bodyDays: z.number().int().min(1).max(30).default(3),
+      /** How long the history of alerts (and their deliveries) is kept. */
+      alertDays: z.number().int().min(1).max(365).default(30),
     })
     .prefault({}),
 });

@@ -1,4 +1,14 @@
-import { eventsOfMessage, isBodiesMessage, isControlMessage, keptBodiesSchema, keypoolEventSchema, type KeptBodies, type KeypoolEvent } from "../schema";
+import {
+  controlOf,
+  defaultSettings,
+  eventsOfMessage,
+  isBodiesMessage,
+  keptBodiesSchema,
+  keypoolEventSchema,
+  type KeptBodies,
+  type KeypoolEvent,
+} from "../schema";
+import { alertConsumerHealth, alertDeadLetters, alertOnPublish, alertOnUsage, deliverSoon, type AlertDeps } from "./alerts";
 import { claimBodiesPrune } from "../storage/snapshot-meta";
 import { pruneBodies, storeBodies } from "./storage/bodies";
 import { toCapacityRows } from "./logic/capacity-rows";
@@ -11,7 +21,7 @@ import { ingestBatch } from "./storage/ingest-db";
 import { sendToQueue } from "./storage/queues";
 import { publishUsage } from "./storage/usage-store";
 import { readPriceBook } from "../storage/prices";
-import { readSettings } from "../storage/settings";
+import { readSettings, selectSettings } from "../storage/settings";
 
 /**
  * Events folded per D1 transaction. A batch holds up to 100 messages of up to
@@ -41,24 +51,56 @@ export interface BatchDeps {
   sleep: (ms: number) => Promise<void>;
   /** What this isolate knows of the published snapshot. */
   published: PublishedStates;
+  /** Batches in a row this isolate failed, and when it last looked at its own alert (consumer_failing); none: not tracked. */
+  health?: { failures: number; checkedAt: number };
+  /** Where alert deliveries go: the network unless a test passes its own. */
+  fetch?: typeof fetch;
 }
 
-/** An isolate's dependencies: the real clock, and its own memory of what was published. */
+/** An isolate's dependencies: the real clock, and its own memory of what was published and of its failures. */
 export function isolateDeps(): BatchDeps {
-  return { now: Date.now, sleep: (ms) => new Promise((r) => setTimeout(r, ms)), published: new PublishedStates() };
+  return {
+    now: Date.now,
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    published: new PublishedStates(),
+    health: { failures: 0, checkedAt: 0 },
+    fetch: (input, init) => fetch(input, init),
+  };
+}
+
+/** How often a healthy consumer looks whether a consumer_failing alert (perhaps another isolate's) is left to clear. */
+const HEALTH_CHECK_MS = 60_000;
+
+/** The alert dependencies of one batch. */
+function alertDeps(env: ConsumerEnv, deps: BatchDeps, waitUntil: (p: Promise<unknown>) => void): AlertDeps {
+  return {
+    db: env.DB,
+    queue: env.EVENTS,
+    now: deps.now,
+    waitUntil,
+    encryptionKey: env.ALERT_ENCRYPTION_KEY,
+    fetch: deps.fetch ?? ((input, init) => fetch(input, init)),
+  };
 }
 
 /** Every event of every message of a batch (one, or several packed), validated: the valid ones, and the rest as dead letters. */
-export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[]; dead: DeadLetter[]; controls: number; bodies: KeptBodies[] } {
+export function readBatch(batch: MessageBatch<unknown>): {
+  events: KeypoolEvent[];
+  dead: DeadLetter[];
+  controls: number;
+  deliverAlerts: boolean;
+  bodies: KeptBodies[];
+} {
   const events: KeypoolEvent[] = [];
   const dead: DeadLetter[] = [];
   const bodies: KeptBodies[] = [];
   let controls = 0;
+  let deliverAlerts = false;
   for (const message of batch.messages) {
-    if (isControlMessage(message.body)) {
-      controls++;
-      continue;
-    }
+    const control = controlOf(message.body);
+    if (control === "publish-usage") controls++;
+    if (control === "deliver-alerts") deliverAlerts = true;
+    if (control !== null) continue;
     if (isBodiesMessage(message.body)) {
       const parsed = keptBodiesSchema.safeParse(message.body.bodies);
       if (parsed.success) bodies.push(parsed.data);
@@ -71,7 +113,7 @@ export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[
       else dead.push({ deadLetter: "malformed", error: parsed.error.issues[0]?.message ?? "invalid", messageId: message.id, body });
     }
   }
-  return { events, dead, controls, bodies };
+  return { events, dead, controls, deliverAlerts, bodies };
 }
 
 /**
@@ -85,9 +127,15 @@ export function readBatch(batch: MessageBatch<unknown>): { events: KeypoolEvent[
  * retries the batch — the dedupe window makes that safe, also for transactions
  * that already committed — and nothing is acknowledged until it is stored.
  */
-export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv, deps: BatchDeps): Promise<BatchResult> {
-  const { events, dead, controls, bodies } = readBatch(batch);
+export async function handleBatch(
+  batch: MessageBatch<unknown>,
+  env: ConsumerEnv,
+  deps: BatchDeps,
+  waitUntil: (p: Promise<unknown>) => void = () => {},
+): Promise<BatchResult> {
+  const { events, dead, controls, deliverAlerts, bodies } = readBatch(batch);
   const result: BatchResult = { valid: events.length, malformed: dead.length, published: null, retried: false };
+  const alerts = alertDeps(env, deps, waitUntil);
   try {
     if (dead.length > 0) {
       console.error(`keypool consumer: ${dead.length} malformed event(s) sent to the dead-letter queue (first: ${dead[0]!.error})`);
@@ -101,14 +149,26 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv
         const chunk = events.slice(i, i + EVENTS_PER_TRANSACTION);
         await ingestBatch(env.DB, toBatchRows(chunk, settings.timeZone, prices), toHealthRows(chunk, settings), toCapacityRows(chunk));
       }
-      result.published = await publishIfStale(events, settings, { db: env.DB, kv: env.SNAPSHOT, ...deps });
-      if (controls > 0 || events.some((e) => e.type === "attempt")) await publishUsageQuietly(env, deps.now());
+      result.published = await publishIfStale(events, settings, {
+        db: env.DB,
+        kv: env.SNAPSHOT,
+        ...deps,
+        onPublished: (snapshot, rows) => alertOnPublish(snapshot, rows, alerts),
+      });
+      if (controls > 0 || events.some((e) => e.type === "attempt")) await publishUsageQuietly(env, deps.now(), alerts);
       await runReplayJobs(events, env, deps.now);
-    } else if (controls > 0) await publishUsageQuietly(env, deps.now());
+      await checkOwnHealth(deps, settings, alerts);
+    } else if (controls > 0) await publishUsageQuietly(env, deps.now(), alerts);
+    if (deliverAlerts) deliverSoon(alerts);
   } catch (err) {
     console.error(`keypool consumer: batch of ${batch.messages.length} failed, retrying: ${err instanceof Error ? err.message : "error"}`);
     batch.retryAll();
     result.retried = true;
+    if (deps.health) {
+      deps.health.failures++;
+      const settings = await readSettings(env.DB).catch(() => defaultSettings);
+      if (deps.health.failures >= settings.alerts.rules.consumer_failing.threshold) await alertConsumerHealth(deps.health.failures, settings, alerts);
+    }
     return result;
   }
   batch.ackAll();
@@ -116,12 +176,27 @@ export async function handleBatch(batch: MessageBatch<unknown>, env: ConsumerEnv
 }
 
 /**
+ * After a stored batch: clears this isolate's failure count, and looks whether
+ * a consumer_failing alert is left to clear — at once after failures, else at
+ * most once a minute (another isolate may have raised it).
+ */
+async function checkOwnHealth(deps: BatchDeps, settings: Awaited<ReturnType<typeof readSettings>>, alerts: AlertDeps): Promise<void> {
+  const health = deps.health;
+  if (!health) return;
+  const failed = health.failures > 0;
+  health.failures = 0;
+  if (!failed && deps.now() - health.checkedAt < HEALTH_CHECK_MS) return;
+  health.checkedAt = deps.now();
+  await alertConsumerHealth(0, settings, alerts);
+}
+
+/**
  * Publishes the pool's usage after a batch that may have moved it. A failure is
  * logged, not retried: the batch is stored, and the next one publishes again.
  */
-async function publishUsageQuietly(env: ConsumerEnv, now: number): Promise<void> {
+async function publishUsageQuietly(env: ConsumerEnv, now: number, alerts: AlertDeps): Promise<void> {
   try {
-    await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, now);
+    if ((await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, now)) !== null) await alertOnUsage(alerts);
   } catch (err) {
     console.error(`keypool consumer: publishing the pool's usage failed (the next batch tries again): ${err instanceof Error ? err.message : "error"}`);
   }
@@ -144,8 +219,13 @@ async function keepBodies(bodies: KeptBodies[], env: ConsumerEnv, now: number): 
   }
 }
 
-/** Keeps dead letters in the archive under dead/, where requeue can find them. */
-export async function handleDeadLetters(batch: MessageBatch<unknown>, env: ConsumerEnv, deps: Pick<BatchDeps, "now">): Promise<void> {
+/** Keeps dead letters in the archive under dead/, where requeue can find them, and raises an alert for them. */
+export async function handleDeadLetters(
+  batch: MessageBatch<unknown>,
+  env: ConsumerEnv,
+  deps: Pick<BatchDeps, "now" | "fetch" | "sleep" | "published" | "health">,
+  waitUntil: (p: Promise<unknown>) => void = () => {},
+): Promise<void> {
   try {
     await appendToArchive(
       env.ARCHIVE,
@@ -156,5 +236,10 @@ export async function handleDeadLetters(batch: MessageBatch<unknown>, env: Consu
   } catch (err) {
     console.error(`keypool consumer: could not archive ${batch.messages.length} dead letter(s), retrying: ${err instanceof Error ? err.message : "error"}`);
     batch.retryAll();
+    return;
   }
+  const settings = await selectSettings(env.DB)
+    .first<{ value: string }>()
+    .catch(() => null);
+  await alertDeadLetters(batch.messages.length, settings?.value ?? null, alertDeps(env, deps, waitUntil));
 }

@@ -7,8 +7,9 @@ const DEAD_LETTER_QUEUE = "keypool-events-dlq";
 const deps = isolateDeps();
 
 export default {
-  async queue(batch, env) {
-    if (batch.queue === DEAD_LETTER_QUEUE) await handleDeadLetters(batch, env, deps);
-    else await handleBatch(batch, env, deps);
+  async queue(batch, env, ctx) {
+    const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
+    if (batch.queue === DEAD_LETTER_QUEUE) await handleDeadLetters(batch, env, deps, waitUntil);
+    else await handleBatch(batch, env, deps, waitUntil);
   },
 } satisfies ExportedHandler<ConsumerEnv, unknown>;

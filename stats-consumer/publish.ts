@@ -1,5 +1,5 @@
 import { deriveKeyState, type KeypoolEvent, type KeyState, type Outcome, type Settings, type Snapshot } from "../schema";
-import { buildSnapshot } from "./logic/build-snapshot";
+import { buildSnapshot, type PoolRows } from "./logic/build-snapshot";
 import { changesSnapshot } from "./logic/rollup-rows";
 import { claimPublish, readPublishClaim } from "../storage/snapshot-meta";
 import { publishSnapshot, readKeyFacts, readPoolRows, readPublishedSnapshot } from "./storage/snapshot-store";
@@ -38,6 +38,8 @@ export interface PublishDeps {
   now: () => number;
   sleep: (ms: number) => Promise<void>;
   published: PublishedStates;
+  /** Called with each snapshot this consumer published and the rows it was built from (alerts). */
+  onPublished?: (snapshot: Snapshot, rows: PoolRows) => Promise<void>;
 }
 
 /** Outcomes that can move a key out of "active" (see `deriveKeyState`); the rest only move keys towards it, or say nothing about them. */
@@ -80,6 +82,7 @@ async function publishNow(deps: PublishDeps): Promise<number | null> {
   const snapshot = buildSnapshot(rows, version, deps.now());
   if (!(await publishSnapshot(deps.db, deps.kv, snapshot))) return null;
   deps.published.remember(snapshot);
+  await deps.onPublished?.(snapshot, rows);
   return version;
 }
 

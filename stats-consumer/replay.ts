@@ -50,8 +50,9 @@ export interface RebuildReport {
  * Recomputes the projections from the archive into shadow tables, replaying the
  * archived batches in the order they were consumed through the very same fold,
  * then compares them with the live tables value by value. Rollups are compared
- * for the range (clipped to retention); key health and the audit log, which are
- * not bounded by time, only when the whole log is replayed.
+ * for the range (clipped to retention); key health, the audit log and the
+ * Prometheus counters, which are not bounded by time, only when the whole log is
+ * replayed.
  */
 export async function rebuild(env: ConsumerEnv, p: ReplayParams, now: number): Promise<RebuildReport> {
   await resetShadowTables(env.DB);
@@ -82,6 +83,7 @@ export async function rebuild(env: ConsumerEnv, p: ReplayParams, now: number): P
     compared.key_health = await diffTable(env.DB, "key_health");
     compared.key_capacity = await diffTable(env.DB, "key_capacity");
     compared.audit_log = await diffTable(env.DB, "audit_log");
+    compared.metric_total = await diffTable(env.DB, "metric_total");
     Object.assign(compared, await diffRequestLog(env.DB, requestLogCutoff(settings, now)));
   }
   const identical = Object.values(compared).every((d) => d.onlyLive === 0 && d.onlyRebuilt === 0);

@@ -165,13 +165,16 @@ export interface KeySnapshotRow {
   failures: string | null;
   successes: number | null;
   judged: number | null;
+  /** For alerts: the key's masked form and last balance reading. */
+  masked: string;
+  balance: number | null;
 }
 
 /** Every key as the snapshot carries it, with success counts since `since` (for its batch); rows are `KeySnapshotRow`s. */
 export function selectKeysForSnapshot(db: D1Database, since: number): D1PreparedStatement {
   return db
     .prepare(
-      `SELECT k.id, k.upstream_id, k.secret_enc, k.weight, k.models, k.enabled, k.limits, ${HEALTH_FACT_COLUMNS}, r.successes, r.judged
+      `SELECT k.id, k.upstream_id, k.secret_enc, k.weight, k.models, k.enabled, k.limits, k.masked, h.balance, ${HEALTH_FACT_COLUMNS}, r.successes, r.judged
        FROM keys k
        LEFT JOIN key_health h ON h.key_id = k.id
        LEFT JOIN (${recentSuccessSql("?1")}) r ON r.key_id = k.id`,

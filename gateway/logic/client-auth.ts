@@ -1,6 +1,6 @@
 import type { SnapshotClientKey } from "../../schema";
 import { KeypoolError } from "../errors";
-import { sha256Hex } from "./crypto";
+import { sha256Hex } from "../../schema/crypto";
 
 /** Client keys look like `kp-` followed by 43 base64url characters. */
 export const CLIENT_KEY_PREFIX = "kp-";

@@ -1,4 +1,4 @@
-import { decryptSecret, importEncryptionKey } from "./crypto";
+import { decryptSecret, importEncryptionKey } from "../../schema/crypto";
 
 /**
  * Decrypts upstream keys once per isolate: the AES key is imported once per secret
@@ -9,10 +9,13 @@ export class SecretCache {
   private keyPromise: Promise<CryptoKey> | null = null;
   private readonly plain = new Map<string, Promise<string>>();
 
-  constructor(readonly encryptionKey: string) {}
+  constructor(
+    readonly encryptionKey: string,
+    private readonly secretName = "KEY_ENCRYPTION_KEY",
+  ) {}
 
   cryptoKey(): Promise<CryptoKey> {
-    this.keyPromise ??= importEncryptionKey(this.encryptionKey);
+    this.keyPromise ??= importEncryptionKey(this.encryptionKey, this.secretName);
     return this.keyPromise;
   }
 
@@ -35,4 +38,14 @@ export function secretCacheFor(encryptionKey: string): SecretCache {
   if (shared?.encryptionKey === encryptionKey) return shared;
   shared = new SecretCache(encryptionKey);
   return shared;
+}
+
+let alerts: SecretCache | null = null;
+
+/** The isolate's cache for alert destinations, sealed under ALERT_ENCRYPTION_KEY; throws when the secret is not set. */
+export function alertSecretCacheFor(encryptionKey: string | undefined): SecretCache {
+  if (!encryptionKey) throw new Error("ALERT_ENCRYPTION_KEY is not set");
+  if (alerts?.encryptionKey === encryptionKey) return alerts;
+  alerts = new SecretCache(encryptionKey, "ALERT_ENCRYPTION_KEY");
+  return alerts;
 }

@@ -1,10 +1,11 @@
 import type { Settings } from "../../schema";
+import { pruneAlerts } from "../../storage/alerts";
 import { pruneSeenEvents, seenEventsCutoff } from "../../storage/dedupe-window";
 import { requestLogCutoff, pruneRequestLog } from "../../storage/request-log";
 import { pruneRollups, rollupCutoffs } from "../../storage/rollups";
 
 /**
- * Deletes rollup rows, dedupe ids and the request log past their retention horizons, in one
+ * Deletes rollup rows, dedupe ids, the request log and alert history past their retention horizons, in one
  * transaction, through the modules that own those tables: the only write the
  * scheduler makes to the consumer's projections. Returns the rows deleted per table.
  */
@@ -14,6 +15,7 @@ export async function pruneProjections(db: D1Database, settings: Settings, now: 
     ...rollups.map((r) => r.statement),
     pruneSeenEvents(db, seenEventsCutoff(settings, now)),
     ...pruneRequestLog(db, requestLogCutoff(settings, now)),
+    ...pruneAlerts(db, now - settings.retention.alertDays * 86_400_000),
   ]);
   const changes = results.map((r) => r.meta.changes ?? 0);
   const n = rollups.length;
@@ -22,5 +24,6 @@ export async function pruneProjections(db: D1Database, settings: Settings, now: 
     seen_events: changes[n]!,
     request_log: changes[n + 1]!,
     request_attempts: changes[n + 2]!,
+    alerts: changes[n + 4]!,
   };
 }

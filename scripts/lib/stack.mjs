@@ -25,12 +25,13 @@ const WRANGLER_ENV = {
   XDG_CONFIG_HOME: path.join(ROOT, ".wrangler/config"),
 };
 
-/** Fresh secrets for a local run: a random admin password, JWT secret and key-encryption key. */
+/** Fresh secrets for a local run: a random admin password, JWT secret, key-encryption key and alert-encryption key. */
 export function generateSecrets() {
   return {
     ADMIN_PASSWORD: randomBytes(12).toString("base64url"),
     JWT_SECRET: randomBytes(32).toString("base64url"),
     KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64url"),
+    ALERT_ENCRYPTION_KEY: randomBytes(32).toString("base64url"),
   };
 }
 

@@ -1,3 +1,4 @@
+import { metricRow, sumMetricRows, type MetricRow } from "../../schema";
 import { dayStart, hourStart, minuteStart, type AdminEvent, type AttemptEvent, type KeypoolEvent, type PriceBook } from "../../schema";
 
 /**
@@ -74,6 +75,9 @@ export interface BatchRows {
   admin: AdminRow[];
   /** Each attempt for the request log. */
   log: LogAttempt[];
+  /** Each attempt's contribution to the Prometheus counters (ids in `attempts` order), and the same summed per upstream, model and hour. */
+  metricAttempts: MetricRow[];
+  metrics: MetricRow[];
 }
 
 const bit = (b: boolean): 0 | 1 => (b ? 1 : 0);
@@ -202,7 +206,7 @@ function adminRow(e: AdminEvent): AdminRow {
  */
 export function toBatchRows(events: KeypoolEvent[], timeZone: string, prices: PriceBook): BatchRows {
   const ids = new Set<string>();
-  const rows: BatchRows = { seen: [], attempts: [], groups: [], admin: [], log: [] };
+  const rows: BatchRows = { seen: [], attempts: [], groups: [], admin: [], log: [], metricAttempts: [], metrics: [] };
   for (const e of events) {
     if (ids.has(e.id)) continue;
     ids.add(e.id);
@@ -211,9 +215,11 @@ export function toBatchRows(events: KeypoolEvent[], timeZone: string, prices: Pr
       const row = attemptRow(e, timeZone, prices);
       rows.attempts.push(row);
       rows.log.push(logAttempt(e, row));
+      rows.metricAttempts.push(metricRow(e, row.cost, row.unpriced));
     } else if (e.type === "admin") rows.admin.push(adminRow(e));
   }
   rows.groups = groupAttempts(rows.attempts);
+  rows.metrics = sumMetricRows(rows.metricAttempts);
   return rows;
 }
 

@@ -2,6 +2,7 @@ import { insertAuditSql } from "../../storage/audit-log";
 import { insertSeenSql, seenSql } from "../../storage/dedupe-window";
 import { capacityRowsParam, mergeCapacitySql, type CapacityRow } from "../../storage/key-capacity";
 import { healthRowsParam, mergeHealthSql, type HealthRow } from "../../storage/key-health";
+import { foldMetricsSql, metricRowsParam, newestFoldedSql } from "../../storage/metrics";
 import { insertAttemptsSql, upsertRequestsSql } from "../../storage/request-log";
 import { foldClientDaySql, foldPoolHourSql, foldRollupSql, type FoldSource, type RollupMeasure } from "../../storage/rollups";
 import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
@@ -79,6 +80,7 @@ export const PROJECTION_TABLES = [
   "rollup_day",
   "rollup_pool_hour",
   "rollup_client_day",
+  "metric_total",
   "request_attempts",
   "request_log",
   "key_health",
@@ -112,9 +114,9 @@ const statementsFor = (p: Projection) => ({
   health: mergeHealthSql(p),
   capacity: mergeCapacitySql(p),
   /** A batch of new events only: its ids join the window first (any seen one fails it), then its groups are staged. */
-  allNew: { seen: insertSeenSql(p, true), stage: stageSql(p, false), audit: insertAuditSql(p, false) },
+  allNew: { seen: insertSeenSql(p, true), stage: stageSql(p, false), audit: insertAuditSql(p, false), metrics: foldMetricsSql(p, false) },
   /** A batch with events seen before: its unseen attempts are staged one by one, then its ids join the window. */
-  someSeen: { stage: stageSql(p, true), audit: insertAuditSql(p, true), seen: insertSeenSql(p, false) },
+  someSeen: { stage: stageSql(p, true), audit: insertAuditSql(p, true), seen: insertSeenSql(p, false), metrics: foldMetricsSql(p, true) },
 });
 const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
 
@@ -128,17 +130,19 @@ const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
  * first and strictly, so one id seen before fails the whole transaction. Then
  * (and whenever the fast transaction fails) the batch is folded again checking
  * each event against the window: a redelivered batch changes nothing, and a
- * partly redelivered one counts only its new events. At most thirteen statements
+ * partly redelivered one counts only its new events. The Prometheus counters
+ * (metric_total) fold from the same attempts. At most fifteen statements
  * whatever the batch size.
  */
 export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], capacity: CapacityRow[], projection: Projection = ""): Promise<void> {
   if (rows.seen.length === 0) return;
   const sql = projection === "" ? SQL.live : SQL.shadow;
-  const fold = (stage: string, stageRows: readonly (StageRow | AttemptRow)[], audit: string): D1PreparedStatement[] => {
+  const fold = (stage: string, stageRows: readonly (StageRow | AttemptRow)[], audit: string, metrics: string, metricRows: string): D1PreparedStatement[] => {
     const statements: D1PreparedStatement[] = [];
     if (stageRows.length > 0) {
       statements.push(db.prepare(stage).bind(JSON.stringify(stageRows.map(stageTuple))));
       for (const rollup of sql.rollups) statements.push(db.prepare(rollup));
+      statements.push(db.prepare(metrics).bind(metricRows));
     }
     if (rows.log.length > 0) {
       // The request log: attempts already there (a redelivery) are kept, and each request's row is recomputed from its attempts.
@@ -152,11 +156,24 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
   };
   const seen = JSON.stringify(rows.seen);
   const clear = rows.attempts.length > 0 ? [db.prepare(CLEAR_STAGE)] : [];
+  // Consumer lag is a live figure, not a projection: a rebuild leaves it alone.
+  const newest = projection === "" ? [db.prepare(newestFoldedSql()).bind(rows.seen.reduce((m, e) => Math.max(m, e.ts), 0))] : [];
   try {
-    await db.batch([db.prepare(sql.allNew.seen).bind(seen), ...fold(sql.allNew.stage, rows.groups, sql.allNew.audit), ...clear]);
+    await db.batch([
+      db.prepare(sql.allNew.seen).bind(seen),
+      ...fold(sql.allNew.stage, rows.groups, sql.allNew.audit, sql.allNew.metrics, metricRowsParam(rows.metrics)),
+      ...clear,
+      ...newest,
+    ]);
     return;
   } catch {
     // An id seen before (a redelivery), or D1 failing: fold event by event, which settles both.
   }
-  await db.batch([...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit), db.prepare(sql.someSeen.seen).bind(seen), ...clear]);
+  const metricIds = rows.attempts.map((a) => a.id);
+  await db.batch([
+    ...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit, sql.someSeen.metrics, metricRowsParam(rows.metricAttempts, metricIds)),
+    db.prepare(sql.someSeen.seen).bind(seen),
+    ...clear,
+    ...newest,
+  ]);
 }

@@ -57,7 +57,7 @@ async function diffRows(db: D1Database, table: string, where: string, params: un
 }
 
 /** Compares a projection with its shadow over every row. */
-export function diffTable(db: D1Database, table: "key_health" | "key_capacity" | "audit_log"): Promise<TableDiff> {
+export function diffTable(db: D1Database, table: "key_health" | "key_capacity" | "audit_log" | "metric_total"): Promise<TableDiff> {
   return diffRows(db, table, "1 = 1", []);
 }
 

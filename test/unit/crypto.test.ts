@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { constantTimeEqual, decryptSecret, encryptSecret, importEncryptionKey, maskSecret, sha256Hex } from "../../gateway/logic/crypto";
+import { constantTimeEqual, decryptSecret, encryptSecret, importEncryptionKey, maskSecret, sha256Hex } from "../../schema/crypto";
 
 const KEK = Buffer.from(Array.from({ length: 32 }, (_, i) => i)).toString("base64url");
 

@@ -337,8 +337,8 @@ describe("management", () => {
     expect(res.headers.get("content-type")).toContain("text/plain; version=0.0.4");
     const text = await res.text();
     expect(text).toMatch(/^# HELP keypool_requests_24h/m);
-    expect(text).toMatch(/^keypool_keys\{state="active"\} \d+$/m);
-    expect(text).toMatch(/^keypool_attempts_24h\{outcome="ok"\} \d+$/m);
+    expect(text).toMatch(/^keypool_keys\{state="active",upstream="[^"]+"\} \d+$/m);
+    expect(text).toMatch(/^# TYPE keypool_attempts_total counter$/m);
     // Events the queue refused show as a backlog until the scheduler sends them on.
     const backlog = (t: string) => Number(/^keypool_event_outbox_events (\d+)$/m.exec(t)?.[1]);
     const before = backlog(text);

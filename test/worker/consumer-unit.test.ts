@@ -34,7 +34,7 @@ function messages(bodies: unknown[]) {
 async function deliver(bodies: unknown[]) {
   const batch = createMessageBatch("keypool-events", messages(bodies));
   const ctx = createExecutionContext();
-  await consumer.queue(batch, env);
+  await consumer.queue(batch, env, ctx);
   return getQueueResult(batch, ctx);
 }
 

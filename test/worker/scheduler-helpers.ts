@@ -44,6 +44,7 @@ export function schedulerDeps(answer: (url: string, key: string) => Response | P
       return answer(req.url, authorization?.replace(/^Bearer /, "") ?? "");
     }) as unknown as typeof fetch,
     decrypt: async (sealed) => sealed.replace(/^plain:/, ""),
+    openAlertSecret: async (sealed) => sealed,
     now: () => clock.t,
     drainOutbox: async () => ({ sent: 0, waiting: 0 }),
   };

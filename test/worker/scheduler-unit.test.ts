@@ -26,7 +26,15 @@ describe("scheduler", () => {
       .run();
 
     const emitted: KeypoolEvent[] = [];
-    await runScheduled({ db: env.DB, now: () => now, emit: async (e) => void emitted.push(...e), fetch, decrypt: async (s) => s, drainOutbox: empty });
+    await runScheduled({
+      db: env.DB,
+      now: () => now,
+      emit: async (e) => void emitted.push(...e),
+      fetch,
+      decrypt: async (s) => s,
+      openAlertSecret: async (s) => s,
+      drainOutbox: empty,
+    });
 
     const left = async (table: string) =>
       (await env.DB.prepare(`SELECT key_id FROM ${table} WHERE key_id LIKE ?1`).bind(`${tag}%`).all<{ key_id: string }>()).results.map((r) => r.key_id);
@@ -40,7 +48,14 @@ describe("scheduler", () => {
 
   it("asks the consumer to republish a snapshot that is stale, and not a fresh one", async () => {
     const emitted: KeypoolEvent[] = [];
-    const deps = { db: env.DB, emit: async (e: KeypoolEvent[]) => void emitted.push(...e), fetch, decrypt: async (s: string) => s, drainOutbox: empty };
+    const deps = {
+      db: env.DB,
+      emit: async (e: KeypoolEvent[]) => void emitted.push(...e),
+      fetch,
+      decrypt: async (s: string) => s,
+      openAlertSecret: async (s: string) => s,
+      drainOutbox: empty,
+    };
     const setGeneratedAt = (t: number) => env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_generated_at'").bind(t).run();
     const before = await env.DB.prepare("SELECT value FROM meta WHERE name = 'snapshot_published_generated_at'").first<number>("value");
     await setGeneratedAt(1_000);
@@ -62,6 +77,7 @@ describe("scheduler", () => {
       emit: async (e) => void emitted.push(...e),
       fetch,
       decrypt: async (s) => s,
+      openAlertSecret: async (s) => s,
       drainOutbox: async () => Promise.reject(new Error("queue down")),
     });
     expect(report.outbox).toBe("failed");

@@ -4,7 +4,7 @@ import { loginBodySchema, loginResponseSchema, logoutBodySchema, logoutResponseS
 import type { GatewayHono } from "../../context";
 import { KeypoolError } from "../../errors";
 import { SESSION_COOKIE, SESSION_SECONDS, issueAdminToken, sessionCookie, verifyAdminToken, type AdminSession } from "../../logic/admin-session";
-import { constantTimeEqual } from "../../logic/crypto";
+import { constantTimeEqual } from "../../../schema/crypto";
 import { clearLoginFailures, loginLockedUntil, recordLoginFailure, revokeAllSessions, revokeSession, sessionIsValid } from "../../storage/admin-auth-db";
 import { op } from "./openapi";
 import type { AdminContext } from "./shared";

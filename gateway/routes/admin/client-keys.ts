@@ -17,7 +17,7 @@ import { readPoolUsage } from "../../storage/snapshot-cache";
 import { readSettings } from "../../../storage/settings";
 import type { GatewayHono } from "../../context";
 import { CLIENT_KEY_PREFIX } from "../../logic/client-auth";
-import { maskSecret, randomToken, sha256Hex } from "../../logic/crypto";
+import { maskSecret, randomToken, sha256Hex } from "../../../schema/crypto";
 import { op } from "./openapi";
 import { emitAdminEvent, notFound } from "./shared";
 

@@ -1,8 +1,10 @@
 import { Hono } from "hono";
 import type { GatewayHono, IsolateState } from "../../context";
+import { alertRoutes } from "./alerts";
 import { authRoutes, requireAdmin, sameOriginOnly } from "./auth";
 import { clientKeyRoutes } from "./client-keys";
 import { keyRoutes } from "./keys";
+import { metricsRoutes } from "./metrics";
 import { op, openApiDocument } from "./openapi";
 import { priceRoutes } from "./prices";
 import { requestRoutes } from "./requests";
@@ -35,7 +37,9 @@ export function adminRoutes(state: IsolateState) {
   app.route("/client-keys", clientKeyRoutes());
   app.route("/prices", priceRoutes());
   app.route("/requests", requestRoutes());
+  app.route("/alerts", alertRoutes());
   app.route("/", statsRoutes());
+  app.route("/", metricsRoutes());
   app.route("/", settingsRoutes());
 
   return app;

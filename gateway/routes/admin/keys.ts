@@ -25,7 +25,7 @@ import {
   type ProbeResult,
 } from "../../../schema";
 import type { GatewayHono, IsolateState } from "../../context";
-import { encryptSecret, maskSecret, sha256Hex } from "../../logic/crypto";
+import { encryptSecret, maskSecret, sha256Hex } from "../../../schema/crypto";
 import { listKeyViews } from "../../logic/key-listing";
 import { parseKeyText } from "../../logic/parse-key-text";
 import { secretCacheFor } from "../../logic/secrets";

@@ -2,11 +2,8 @@ import { Hono } from "hono";
 import { z } from "zod";
 import {
   DAY_MS,
-  HOUR_MS,
   MINUTE_MS,
   dayStart,
-  deriveKeyState,
-  hourStart,
   minuteStart,
   monthStart,
   statsBreakdownQuerySchema,
@@ -16,17 +13,14 @@ import {
   statsSummarySchema,
   statsHeadroomSchema,
   type Headroom,
-  type KeyState,
   type StatsHeadroom,
 } from "../../../schema";
 import type { GatewayHono } from "../../context";
 import { addToHeadroom, emptyHeadroom } from "../../logic/capacity-figures";
 import { toKeyView } from "../../logic/key-listing";
 import { bucketStarts, fillSeries, summarize, toMetrics } from "../../logic/stats";
-import { eventOutboxBacklog } from "../../storage/event-sink";
 import { readPoolUsage } from "../../storage/snapshot-cache";
 import { loadKeyRows } from "../../../storage/keys";
-import type { MetricSums } from "../../../storage/rollup-sums";
 import {
   SUCCESS_RATE_WINDOW_MS,
   breakdownRows,
@@ -41,9 +35,6 @@ import { readSettings } from "../../../storage/settings";
 import { listUpstreams } from "../../../storage/upstreams";
 import { op } from "./openapi";
 import type { AdminContext } from "./shared";
-
-/** The metrics page's rates need no spend. */
-const NO_SPEND = { currency: "", today: { costMicros: 0, unpriced: 0 }, month: { costMicros: 0, unpriced: 0 } };
 
 /** Buckets a series covers when the query does not say: an hour of minutes, two days of hours, a month of days. */
 const DEFAULT_COUNT = { minute: 60, hour: 48, day: 30 } as const;
@@ -60,7 +51,7 @@ async function statsRange(c: AdminContext, query: z.infer<typeof statsQuerySchem
 const HEADROOM_MODELS = 200;
 
 /** Reads what the headroom is computed from. */
-async function headroomInputs(c: AdminContext, now: number) {
+export async function headroomInputs(c: AdminContext, now: number) {
   const settings = await readSettings(c.env.DB);
   const [rows, upstreams, usage] = await Promise.all([
     loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS),
@@ -71,7 +62,7 @@ async function headroomInputs(c: AdminContext, now: number) {
 }
 
 /** The pool's headroom against its keys' limits at `now`: whole, by enabled upstream, by model. */
-function poolHeadroom({ settings, rows, upstreams, usage }: Awaited<ReturnType<typeof headroomInputs>>, now: number): StatsHeadroom {
+export function poolHeadroom({ settings, rows, upstreams, usage }: Awaited<ReturnType<typeof headroomInputs>>, now: number): StatsHeadroom {
   const byUpstream = new Map(upstreams.map((u) => [u.id, { id: u.id, name: u.name, enabled: u.enabled, sum: emptyHeadroom() }]));
   const pool = emptyHeadroom();
   const byModel = new Map<string, Headroom>();
@@ -102,7 +93,7 @@ function poolHeadroom({ settings, rows, upstreams, usage }: Awaited<ReturnType<t
 }
 
 /** Prometheus gauges of the headroom: the pool's, and each upstream's by id. */
-function headroomLines(h: StatsHeadroom): string[] {
+export function headroomLines(h: StatsHeadroom): string[] {
   const gauges = [
     ["limit", "Limits known, summed over keys that have one"],
     ["used", "Used of those limits"],
@@ -205,73 +196,6 @@ export function statsRoutes() {
       async (c) => {
         const now = Date.now();
         return c.json(poolHeadroom(await headroomInputs(c, now), now));
-      },
-    ),
-  );
-
-  app.get(
-    "/metrics",
-    op(
-      {
-        tag: "stats",
-        summary: "Prometheus metrics",
-        description:
-          "Text exposition format: requests, attempts by outcome and tokens over the last 24 hours, the current RPM and TPM, keys by state, headroom against the keys' limits (pool and per upstream), events waiting in the outbox.",
-        ok: { description: "Prometheus text.", contentType: "text/plain; version=0.0.4" },
-      },
-      async (c) => {
-        const now = Date.now();
-        const from = hourStart(now) - 23 * HOUR_MS;
-        const [byUpstream, minutes, inputs, outbox] = await Promise.all([
-          breakdownRows(c.env.DB, "rollup_hour", from, now, "upstream", {}, 1_000),
-          bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
-          headroomInputs(c, now),
-          eventOutboxBacklog(c.env.DB),
-        ]);
-        const { settings, rows: keys } = inputs;
-        const headroom = poolHeadroom(inputs, now);
-        const total = (field: keyof MetricSums) => byUpstream.reduce((n, r) => n + Number(r[field] ?? 0), 0);
-        const rates = summarize(minutes, undefined, { requests: 0, tokens: 0 }, NO_SPEND, now, settings.timeZone);
-        const byState: Record<KeyState, number> = { active: 0, cooling: 0, exhausted: 0, failing: 0, dead: 0, disabled: 0 };
-        for (const k of keys) byState[k.enabled ? deriveKeyState(k.facts, settings, now).state : "disabled"]++;
-        const lines = [
-          "# HELP keypool_requests_24h Client requests in the last 24 hours (whole hours).",
-          "# TYPE keypool_requests_24h gauge",
-          `keypool_requests_24h ${total("requests")}`,
-          "# HELP keypool_attempts_24h Upstream attempts in the last 24 hours by outcome.",
-          "# TYPE keypool_attempts_24h gauge",
-          `keypool_attempts_24h{outcome="ok"} ${total("successes")}`,
-          `keypool_attempts_24h{outcome="rate_limited"} ${total("rateLimited")}`,
-          `keypool_attempts_24h{outcome="key_failure"} ${total("failures")}`,
-          `keypool_attempts_24h{outcome="client_error"} ${total("clientErrors")}`,
-          `keypool_attempts_24h{outcome="aborted"} ${total("aborted")}`,
-          "# HELP keypool_tokens_24h Tokens in the last 24 hours.",
-          "# TYPE keypool_tokens_24h gauge",
-          `keypool_tokens_24h{kind="prompt"} ${total("promptTokens")}`,
-          `keypool_tokens_24h{kind="completion"} ${total("completionTokens")}`,
-          `keypool_tokens_24h{kind="total"} ${total("tokens")}`,
-          `# HELP keypool_spend_micros_24h What attempts cost in the last 24 hours, in micro-units of ${settings.currency}, by upstream (priced attempts only).`,
-          "# TYPE keypool_spend_micros_24h gauge",
-          `keypool_spend_micros_24h ${total("costMicros")}`,
-          ...byUpstream.map((r) => `keypool_spend_micros_24h{upstream="${r.id}"} ${Number(r.costMicros ?? 0)}`),
-          "# HELP keypool_unpriced_attempts_24h Attempts in the last 24 hours with usage but no price (their cost is unknown).",
-          "# TYPE keypool_unpriced_attempts_24h gauge",
-          `keypool_unpriced_attempts_24h ${total("unpriced")}`,
-          "# HELP keypool_requests_per_minute Client requests over the last 60 seconds.",
-          "# TYPE keypool_requests_per_minute gauge",
-          `keypool_requests_per_minute ${rates.rpm}`,
-          "# HELP keypool_tokens_per_minute Tokens over the last 60 seconds.",
-          "# TYPE keypool_tokens_per_minute gauge",
-          `keypool_tokens_per_minute ${rates.tpm}`,
-          "# HELP keypool_keys Upstream keys by state.",
-          "# TYPE keypool_keys gauge",
-          ...Object.entries(byState).map(([state, n]) => `keypool_keys{state="${state}"} ${n}`),
-          ...headroomLines(headroom),
-          "# HELP keypool_event_outbox_events Events the queue refused, kept in D1 until the scheduler sends them on (normally 0).",
-          "# TYPE keypool_event_outbox_events gauge",
-          `keypool_event_outbox_events ${outbox.events}`,
-        ];
-        return c.text(lines.join("\n") + "\n", 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
       },
     ),
   );

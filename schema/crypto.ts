@@ -1,5 +1,6 @@
 /**
- * Secrets at rest: AES-GCM under the KEY_ENCRYPTION_KEY secret, SHA-256 hashes for
+ * Secrets at rest: AES-GCM under a Worker secret (KEY_ENCRYPTION_KEY for upstream
+ * keys, ALERT_ENCRYPTION_KEY for alert destinations), SHA-256 hashes for
  * client keys and fingerprints, random tokens. WebCrypto only, no bindings.
  */
 
@@ -20,10 +21,10 @@ function fromBase64Url(text: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Imports the base64url (or base64) 32-byte key-encryption key; throws on a wrong length. */
-export async function importEncryptionKey(secret: string): Promise<CryptoKey> {
+/** Imports a base64url (or base64) 32-byte encryption key; throws on a wrong length, naming the secret. */
+export async function importEncryptionKey(secret: string, name = "KEY_ENCRYPTION_KEY"): Promise<CryptoKey> {
   const raw = fromBase64Url(secret.trim());
-  if (raw.length !== 32) throw new Error("KEY_ENCRYPTION_KEY must be 32 bytes, base64-encoded");
+  if (raw.length !== 32) throw new Error(`${name} must be 32 bytes, base64-encoded`);
   return crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
 }
 

@@ -1,0 +1,101 @@
+import { HOUR_MS } from "./buckets";
+import type { AttemptEvent } from "./events";
+
+/**
+ * The Prometheus counters' arithmetic (storage/metrics.ts keeps them in D1):
+ * what an attempt adds, by upstream, model and hour, with its latency and
+ * time to first byte in histogram buckets.
+ */
+
+/** Histogram bucket upper bounds in seconds; a last bucket (+Inf) follows. */
+export const LATENCY_BOUNDS_S = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120] as const;
+
+/** The bucket a duration in ms falls in (LATENCY_BOUNDS_S.length for +Inf). */
+export function latencyBucket(ms: number): number {
+  const s = ms / 1000;
+  for (let i = 0; i < LATENCY_BOUNDS_S.length; i++) if (s <= LATENCY_BOUNDS_S[i]!) return i;
+  return LATENCY_BOUNDS_S.length;
+}
+
+/** What attempts of one upstream, model and hour add to the counters; values in METRIC_FIELDS order. */
+export interface MetricRow {
+  upstream: string;
+  model: string;
+  /** The hour the attempts were sent in: attempts of hours wholly before `metrics_counted_since` are not counted. */
+  h: number;
+  req: number;
+  n: number;
+  ok: number;
+  rl: number;
+  af: number;
+  nb: number;
+  ue: number;
+  ne: number;
+  ce: number;
+  ab: number;
+  pt: number;
+  ct: number;
+  cost: number;
+  unpriced: number;
+  ls: number;
+  lb: number[];
+  fs: number;
+  fc: number;
+  fb: number[];
+}
+
+const SUMS = ["req", "n", "ok", "rl", "af", "nb", "ue", "ne", "ce", "ab", "pt", "ct", "cost", "unpriced", "ls", "fs", "fc"] as const;
+
+export const emptyBuckets = () => new Array<number>(LATENCY_BOUNDS_S.length + 1).fill(0);
+
+/** One attempt's contribution (cost as the rollups priced it). */
+export function metricRow(e: AttemptEvent, cost: number, unpriced: number): MetricRow {
+  const lb = emptyBuckets();
+  lb[latencyBucket(e.latencyMs)] = 1;
+  const fb = emptyBuckets();
+  if (e.ttfbMs !== null) fb[latencyBucket(e.ttfbMs)] = 1;
+  const is = (o: AttemptEvent["outcome"]) => (e.outcome === o ? 1 : 0);
+  return {
+    upstream: e.upstreamId,
+    model: e.model,
+    h: e.ts - (e.ts % HOUR_MS),
+    req: e.final ? 1 : 0,
+    n: 1,
+    ok: is("ok"),
+    rl: is("rate_limited"),
+    af: is("auth_failed"),
+    nb: is("no_balance"),
+    ue: is("upstream_error"),
+    ne: is("network_error"),
+    ce: is("client_error"),
+    ab: is("aborted"),
+    pt: e.promptTokens,
+    ct: e.completionTokens,
+    cost,
+    unpriced,
+    ls: e.latencyMs,
+    lb,
+    fs: e.ttfbMs ?? 0,
+    fc: e.ttfbMs === null ? 0 : 1,
+    fb,
+  };
+}
+
+/** Attempts' contributions summed per upstream, model and hour. */
+export function sumMetricRows(rows: MetricRow[]): MetricRow[] {
+  const groups = new Map<string, MetricRow>();
+  for (const row of rows) {
+    const k = `${row.h}|${row.upstream.length}:${row.upstream}|${row.model}`;
+    const g = groups.get(k);
+    if (!g) {
+      groups.set(k, { ...row, lb: [...row.lb], fb: [...row.fb] });
+      continue;
+    }
+    for (const f of SUMS) g[f] += row[f];
+    for (let i = 0; i < g.lb.length; i++) {
+      g.lb[i]! += row.lb[i]!;
+      g.fb[i]! += row.fb[i]!;
+    }
+  }
+  return [...groups.values()];
+}

@@ -1,0 +1,177 @@
+import { HOUR_MS, LATENCY_BOUNDS_S, emptyBuckets, type MetricRow } from "../schema";
+import { seenSql } from "./dedupe-window";
+
+/**
+ * The `metric_total` table (migration 0017): Prometheus counters by upstream and
+ * model since `metrics_counted_since`, with latency and time-to-first-byte
+ * histograms. Written by the consumer in the batch's transaction (a projection
+ * of the event log, rebuilt by a full replay); read by `/metrics`.
+ */
+
+const FIELDS = [
+  "upstream",
+  "model",
+  "h",
+  "req",
+  "n",
+  "ok",
+  "rl",
+  "af",
+  "nb",
+  "ue",
+  "ne",
+  "ce",
+  "ab",
+  "pt",
+  "ct",
+  "cost",
+  "unpriced",
+  "ls",
+  "lb",
+  "fs",
+  "fc",
+  "fb",
+] as const;
+/** The table's columns for FIELDS[3..] in order. */
+const COLUMNS = [
+  "requests",
+  "attempts",
+  "ok",
+  "rate_limited",
+  "auth_failed",
+  "no_balance",
+  "upstream_error",
+  "network_error",
+  "client_error",
+  "aborted",
+  "prompt_tokens",
+  "completion_tokens",
+  "cost_micros",
+  "unpriced",
+  "latency_ms_sum",
+  "latency_buckets",
+  "ttfb_ms_sum",
+  "ttfb_count",
+  "ttfb_buckets",
+] as const;
+
+/** The JSON parameter of `foldMetricsSql`: rows as arrays in FIELDS order, each attempt's id after them when given. */
+export function metricRowsParam(rows: MetricRow[], ids?: string[]): string {
+  return JSON.stringify(rows.map((r, i) => (ids ? [...FIELDS.map((f) => r[f]), ids[i]] : FIELDS.map((f) => r[f]))));
+}
+
+const addBuckets = (col: string, prefix: string) =>
+  `(SELECT json_group_array(v) FROM (SELECT a.value + b.value AS v FROM json_each(${prefix}metric_total.${col}) a JOIN json_each(excluded.${col}) b ON a.key = b.key ORDER BY a.key))`;
+
+/**
+ * Adds the rows of `metricRowsParam` (`?1`) to `${prefix}metric_total`, one row at
+ * a time (so rows of one upstream and model need no grouping here), skipping
+ * hours wholly before `metrics_counted_since` — and, with `unseenOnly`,
+ * attempts the dedupe window has seen (run it before their ids join the window).
+ */
+export function foldMetricsSql(prefix: string, unseenOnly: boolean): string {
+  const at = (f: (typeof FIELDS)[number]) => FIELDS.indexOf(f);
+  const value = (f: (typeof FIELDS)[number]) => (f === "lb" || f === "fb" ? `value->${at(f)}` : `value->>${at(f)}`);
+  return `INSERT INTO ${prefix}metric_total (upstream_id, model, ${COLUMNS.join(", ")})
+  SELECT ${FIELDS.filter((f) => f !== "h")
+    .map(value)
+    .join(", ")}
+  FROM json_each(?1)
+  WHERE value->>${at("h")} + ${HOUR_MS} > (SELECT value FROM meta WHERE name = 'metrics_counted_since')${
+    unseenOnly ? ` AND NOT ${seenSql(prefix, `value->>${FIELDS.length}`)}` : ""
+  }
+  ON CONFLICT (upstream_id, model) DO UPDATE SET
+    ${COLUMNS.map((c) => (c.endsWith("_buckets") ? `${c} = ${addBuckets(c, prefix)}` : `${c} = ${c} + excluded.${c}`)).join(",\n    ")}`;
+}
+
+/** Records the newest event a batch folded (consumer lag on /metrics). */
+export function newestFoldedSql(): string {
+  return `UPDATE meta SET value = MAX(value, ?1) WHERE name = 'newest_folded_ts'`;
+}
+
+/** A row of `metric_total` as `/metrics` reads it. */
+export interface MetricTotal {
+  upstreamId: string;
+  model: string;
+  requests: number;
+  attempts: number;
+  outcomes: Record<"ok" | "rate_limited" | "auth_failed" | "no_balance" | "upstream_error" | "network_error" | "client_error" | "aborted", number>;
+  promptTokens: number;
+  completionTokens: number;
+  costMicros: number;
+  unpriced: number;
+  latencyMsSum: number;
+  latencyBuckets: number[];
+  ttfbMsSum: number;
+  ttfbCount: number;
+  ttfbBuckets: number[];
+}
+
+/** Every counter row, and the consumer's newest folded event and dead letters archived. */
+export async function readMetricTotals(db: D1Database): Promise<{ totals: MetricTotal[]; newestFoldedTs: number; deadLetters: number }> {
+  const [totals, meta] = await db.batch<Record<string, unknown>>([
+    db.prepare("SELECT * FROM metric_total ORDER BY upstream_id, model"),
+    db.prepare("SELECT name, value FROM meta WHERE name IN ('newest_folded_ts', 'dead_letters_total')"),
+  ]);
+  const m = new Map(meta!.results.map((r) => [String(r.name), Number(r.value)]));
+  const buckets = (v: unknown) => {
+    const parsed = JSON.parse(String(v ?? "[]")) as number[];
+    return parsed.length === LATENCY_BOUNDS_S.length + 1 ? parsed : emptyBuckets();
+  };
+  return {
+    totals: totals!.results.map((r) => ({
+      upstreamId: String(r.upstream_id),
+      model: String(r.model),
+      requests: Number(r.requests),
+      attempts: Number(r.attempts),
+      outcomes: {
+        ok: Number(r.ok),
+        rate_limited: Number(r.rate_limited),
+        auth_failed: Number(r.auth_failed),
+        no_balance: Number(r.no_balance),
+        upstream_error: Number(r.upstream_error),
+        network_error: Number(r.network_error),
+        client_error: Number(r.client_error),
+        aborted: Number(r.aborted),
+      },
+      promptTokens: Number(r.prompt_tokens),
+      completionTokens: Number(r.completion_tokens),
+      costMicros: Number(r.cost_micros),
+      unpriced: Number(r.unpriced),
+      latencyMsSum: Number(r.latency_ms_sum),
+      latencyBuckets: buckets(r.latency_buckets),
+      ttfbMsSum: Number(r.ttfb_ms_sum),
+      ttfbCount: Number(r.ttfb_count),
+      ttfbBuckets: buckets(r.ttfb_buckets),
+    })),
+    newestFoldedTs: m.get("newest_folded_ts") ?? 0,
+    deadLetters: m.get("dead_letters_total") ?? 0,
+  };
+}
+
+/** Adds archived dead letters to their count. */
+export function countDeadLetters(db: D1Database, n: number): Promise<unknown> {
+  return db.prepare("UPDATE meta SET value = value + ?1 WHERE name = 'dead_letters_total'").bind(n).run();
+}
+
+/** The scrape token's hash and when it was made, or null when none is set. */
+export async function readScrapeToken(db: D1Database): Promise<{ hash: string; createdAt: number } | null> {
+  const row = await db.prepare("SELECT token_hash, created_at FROM metrics_access WHERE id = 1").first<{ token_hash: string; created_at: number }>();
+  return row ? { hash: row.token_hash, createdAt: row.created_at } : null;
+}
+
+/** Sets the scrape token (its SHA-256), replacing the one before. */
+export async function setScrapeToken(db: D1Database, hash: string, createdAt: number): Promise<void> {
+  await db
+    .prepare(
+      "INSERT INTO metrics_access (id, token_hash, created_at) VALUES (1, ?1, ?2) ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at",
+    )
+    .bind(hash, createdAt)
+    .run();
+}
+
+/** Removes the scrape token; whether there was one. */
+export async function clearScrapeToken(db: D1Database): Promise<boolean> {
+  const result = await db.prepare("DELETE FROM metrics_access WHERE id = 1").run();
+  return (result.meta.changes ?? 0) > 0;
+}
