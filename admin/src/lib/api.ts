@@ -1,5 +1,9 @@
 import type {
   AddKeysResponse,
+  AlertKind,
+  AlertView,
+  DestinationKind,
+  DestinationView,
   AuditEntry,
   ClientKeyStatus,
   ClientKeyView,
@@ -22,6 +26,7 @@ import type {
   UpstreamView,
 } from "../../../schema";
 
+export type { AlertKind, AlertView, DestinationKind, DestinationView };
 export type { AuditEntry, ClientKeyStatus, ClientKeyView, PriceView, ReplayJob, RequestDetail, RequestPage };
 
 /** A client key's fields as the create form sends them. */
@@ -120,6 +125,23 @@ export const api = {
   settings: () => request<Settings>("GET", "/settings"),
   updateSettings: (patch: Partial<Settings>) => request<Settings>("PATCH", "/settings", patch),
   audit: (limit: number) => request<{ data: AuditEntry[] }>("GET", `/audit?limit=${limit}`),
+  destinations: () => request<{ data: DestinationView[] }>("GET", "/alerts/destinations"),
+  createDestination: (body: { name: string; kind: DestinationKind; url: string; kinds: AlertKind[] }) =>
+    request<DestinationView>("POST", "/alerts/destinations", body),
+  updateDestination: (id: string, patch: Partial<{ name: string; url: string; kinds: AlertKind[]; enabled: boolean; rotateSecret: true }>) =>
+    request<DestinationView>("PATCH", `/alerts/destinations/${encodeURIComponent(id)}`, patch),
+  deleteDestination: (id: string) => request<unknown>("DELETE", `/alerts/destinations/${encodeURIComponent(id)}`),
+  testDestination: (id: string) =>
+    request<{ delivered: boolean; status: number | null; error: string | null; alertId: string }>(
+      "POST",
+      `/alerts/destinations/${encodeURIComponent(id)}/test`,
+      {},
+    ),
+  alerts: (filters: Record<string, string | number | undefined>) =>
+    request<{ alerts: AlertView[]; nextCursor: string | null }>("GET", `/alerts?${query(filters)}`),
+  scrapeToken: () => request<{ configured: boolean; createdAt: number | null }>("GET", "/metrics/token"),
+  createScrapeToken: () => request<{ token: string; createdAt: number }>("POST", "/metrics/token", {}),
+  revokeScrapeToken: () => request<{ deleted: boolean }>("DELETE", "/metrics/token"),
   startReplay: (kind: "rebuild" | "requeue") => request<{ id: string }>("POST", "/replay", { kind }),
   replay: (id: string) => request<ReplayJob>("GET", `/replay/${id}`),
 };

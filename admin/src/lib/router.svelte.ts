@@ -1,7 +1,8 @@
 /** The dashboard's pages, addressed by the URL hash so the Worker serves one page. */
-export type Page = "overview" | "keys" | "key" | "upstreams" | "client-keys" | "client-key" | "requests" | "request" | "prices" | "settings" | "audit";
+export type Page =
+  "overview" | "keys" | "key" | "upstreams" | "client-keys" | "client-key" | "requests" | "request" | "prices" | "alerts" | "settings" | "audit";
 
-const PAGES: Page[] = ["overview", "keys", "key", "upstreams", "client-keys", "client-key", "requests", "request", "prices", "settings", "audit"];
+const PAGES: Page[] = ["overview", "keys", "key", "upstreams", "client-keys", "client-key", "requests", "request", "prices", "alerts", "settings", "audit"];
 
 function parse(hash: string): { page: Page; id: string | null } {
   const [page, id] = hash.replace(/^#\/?/, "").split("/");
