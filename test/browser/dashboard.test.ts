@@ -1,9 +1,12 @@
 import { existsSync, mkdirSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import OpenAI from "openai";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import { ROOT } from "../../scripts/lib/stack.mjs";
+import { verifySignature } from "../../schema";
 import { startStack, type Stack } from "../e2e/fixture";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -310,11 +313,59 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     await expect.poll(() => page.$$eval("[data-testid=requests-table] tbody tr[data-request]", (rows) => rows.length), { timeout: 15_000 }).toBe(sent + 1);
   });
 
+  it("adds a webhook on the Alerts page, sends a signed test, and opens /metrics with a scrape token", { timeout: 90_000 }, async () => {
+    const got: { headers: Record<string, string>; body: string }[] = [];
+    const receiver = createServer((req, res) => {
+      let body = "";
+      req.on("data", (d: Buffer) => (body += d.toString("utf8")));
+      req.on("end", () => {
+        got.push({ headers: Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)])), body });
+        res.end("ok");
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+    try {
+      const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks/keypool-secret-path`;
+      await open("alerts");
+      await page.fill("form[aria-label='Add destination'] input[name=name]", "ops webhook");
+      await page.fill("form[aria-label='Add destination'] input[name=url]", url);
+      await page.click("form[aria-label='Add destination'] button[type=submit]");
+      const secret = (await page.textContent("[data-testid=secret-once] code", { timeout: 15_000 }))!.trim();
+      expect(secret).toMatch(/^whsec_/);
+      const row = page.locator("[data-testid=destinations] tbody tr", { hasText: "ops webhook" });
+      // The URL is shown masked: its path is a secret.
+      expect(await row.textContent()).not.toContain("keypool-secret-path");
+      await row.getByRole("button", { name: "Send a test" }).click();
+      await expect.poll(() => page.textContent("[data-testid=alerts-notice]"), { timeout: 15_000 }).toContain("the receiver answered 200");
+      expect(got).toHaveLength(1);
+      expect(await verifySignature(secret, got[0]!.headers["keypool-signature"]!, got[0]!.headers["keypool-timestamp"]!, got[0]!.body, Date.now() / 1000)).toBe(
+        true,
+      );
+      await expect.poll(() => page.textContent("[data-testid=alert-history] tbody"), { timeout: 15_000 }).toContain("ops webhook: sent (200)");
+      // Rules: one kind switched off, saved, and still off after a reload.
+      await page.getByRole("checkbox", { name: "Every key of a model is cooling" }).uncheck();
+      await page.click("form[aria-label='What to alert on'] button[type=submit]");
+      await expect.poll(() => page.textContent("[data-testid=alerts-notice]")).toContain("Alert rules saved");
+      await open("alerts");
+      expect(await page.getByRole("checkbox", { name: "Every key of a model is cooling" }).isChecked()).toBe(false);
+      // The scrape token: shown once, and it opens /metrics without a session.
+      await page.getByRole("button", { name: "Create a scrape token" }).click();
+      const token = (await page.textContent("[data-testid=secret-once] code", { timeout: 15_000 }))!.trim();
+      await shot("alerts");
+      expect((await fetch(`${stack.url}/metrics`)).status).toBe(401);
+      const metrics = await fetch(`${stack.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+      expect(metrics.status).toBe(200);
+      expect(await metrics.text()).toMatch(/^keypool_requests_total\{upstream="[^"]+",model="mock-gpt"\} \d+$/m);
+    } finally {
+      receiver.close();
+    }
+  });
+
   it("switches the language to Simplified Chinese", async () => {
     await open("overview");
     await page.selectOption("select[aria-label=Language]", "zh");
     await expect.poll(() => page.textContent("header nav a[aria-current=page]")).toBe("概览");
-    for (const route of ["upstreams", "requests", "prices", "settings", "audit"]) {
+    for (const route of ["upstreams", "requests", "prices", "alerts", "settings", "audit"]) {
       await open(route);
       await page.waitForTimeout(500);
       await shot(route);
