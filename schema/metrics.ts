@@ -99,3 +99,8 @@ export function sumMetricRows(rows: MetricRow[]): MetricRow[] {
   }
   return [...groups.values()];
 }
+
+/** A Prometheus label value as the text format wants it: backslash, double quote and newline escaped. */
+export function labelValue(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}

@@ -1,6 +1,6 @@
 import { CONTROL_DELIVER_ALERTS, parseStoredSettings, type Condition, type Settings, type Snapshot } from "../schema";
 import { decryptSecret, importEncryptionKey } from "../schema/crypto";
-import { deliverDue, evaluateGroup, raiseAlerts, type AlertGroup, type DeliveryDeps } from "../storage/alerts";
+import { claimAlertWakeup, deliverDue, evaluateGroup, raiseAlerts, type AlertGroup, type DeliveryDeps } from "../storage/alerts";
 import { countDeadLetters } from "../storage/metrics";
 import { clientConditions, poolConditions, type KeyExtras } from "./logic/alert-conditions";
 import type { PoolRows } from "./logic/build-snapshot";
@@ -48,16 +48,18 @@ const errorText = (err: unknown) => (err instanceof Error ? err.message : "error
 const MAX_DELAY_S = 43_200;
 
 /**
- * Sends what is due now, after the batch; when deliveries wait for a retry,
- * asks the queue to bring a control message when the first is due.
+ * Sends what is due now, after the batch; when deliveries wait — a retry, or
+ * an alert held by its kind's cool-down — asks the queue for a control message
+ * when the first is due (one pending at a time).
  */
 export function deliverSoon(deps: AlertDeps): void {
   deps.waitUntil(
     (async () => {
       try {
         const report = await deliverDue(deliveryDeps(deps));
-        if (report.retrying > 0 && report.nextAt !== null) {
-          const delaySeconds = Math.min(MAX_DELAY_S, Math.max(1, Math.ceil((report.nextAt - deps.now()) / 1000)));
+        const now = deps.now();
+        if (report.nextAt !== null && (await claimAlertWakeup(deps.db, Math.max(report.nextAt, now + 1_000), now))) {
+          const delaySeconds = Math.min(MAX_DELAY_S, Math.max(1, Math.ceil((report.nextAt - now) / 1000)));
           await deps.queue.send(CONTROL_DELIVER_ALERTS, { contentType: "json", delaySeconds });
         }
       } catch (err) {
@@ -68,25 +70,25 @@ export function deliverSoon(deps: AlertDeps): void {
 }
 
 /** Commits a group's evaluation and sends what it raised. */
-async function evaluate(group: AlertGroup, found: Condition[], settings: Settings, deps: AlertDeps): Promise<void> {
-  if ((await evaluateGroup(deps.db, group, found, settings.alerts, deps.now())) > 0) deliverSoon(deps);
+async function evaluate(group: AlertGroup, found: Condition[], settings: Settings, deps: AlertDeps, version?: number): Promise<void> {
+  if ((await evaluateGroup(deps.db, group, found, settings.alerts, deps.now(), version)) > 0) deliverSoon(deps);
 }
 
 /** After a snapshot was published: keys, balances, the pool's and each model's keys in service. */
 export async function alertOnPublish(snapshot: Snapshot, rows: PoolRows, deps: AlertDeps): Promise<void> {
   try {
     const extras = new Map<string, KeyExtras>(rows.keys.map((k) => [k.id, { masked: k.masked, balance: k.balance }]));
-    await evaluate("pool", poolConditions(snapshot, extras, snapshot.settings.alerts), snapshot.settings, deps);
+    await evaluate("pool", poolConditions(snapshot, extras, snapshot.settings.alerts), snapshot.settings, deps, snapshot.version);
   } catch (err) {
     console.error(`keypool consumer: evaluating the pool's alerts failed (the next publish tries again): ${errorText(err)}`);
   }
 }
 
-/** After the usage was published: client keys near or at their day and month quotas. */
-export async function alertOnUsage(deps: AlertDeps): Promise<void> {
+/** After usage `version` was published: client keys near or at their day and month quotas. */
+export async function alertOnUsage(deps: AlertDeps, version: number): Promise<void> {
   try {
     const { settings, rows, today, month } = await readClientQuotaRows(deps.db, deps.now());
-    await evaluate("clients", clientConditions(rows, settings.alerts, today, month, settings.currency), settings, deps);
+    await evaluate("clients", clientConditions(rows, settings.alerts, today, month, settings.currency), settings, deps, version);
   } catch (err) {
     console.error(`keypool consumer: evaluating client quota alerts failed (the next usage count tries again): ${errorText(err)}`);
   }

@@ -196,7 +196,8 @@ async function checkOwnHealth(deps: BatchDeps, settings: Awaited<ReturnType<type
  */
 async function publishUsageQuietly(env: ConsumerEnv, now: number, alerts: AlertDeps): Promise<void> {
   try {
-    if ((await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, now)) !== null) await alertOnUsage(alerts);
+    const version = await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, now);
+    if (version !== null) await alertOnUsage(alerts, version);
   } catch (err) {
     console.error(`keypool consumer: publishing the pool's usage failed (the next batch tries again): ${err instanceof Error ? err.message : "error"}`);
   }

@@ -175,7 +175,7 @@ const INSERT_DELIVERIES = (condition: string, only: boolean) => `INSERT INTO ale
 /**
  * Writes an evaluation — conditions stored and dropped, alerts and their
  * deliveries — if no other evaluation of the group committed since `seq` was
- * read; every statement checks it, and the last moves it on. Returns whether it
+ * read; every statement checks it, and the last moves it on to `next`. Returns whether it
  * committed: one that did not leaves its differences to the next evaluation,
  * which reads what the winner stored.
  */
@@ -183,12 +183,17 @@ export async function commitEvaluation(
   db: D1Database,
   group: AlertGroup,
   seq: number,
+  next: number,
   evaluation: Evaluation,
   settings: AlertSettings,
   lastByKind: Map<string, number>,
   now: number,
 ): Promise<{ committed: boolean; alerts: number }> {
-  if (evaluation.upserts.length === 0 && evaluation.deletes.length === 0) return { committed: true, alerts: 0 };
+  if (evaluation.upserts.length === 0 && evaluation.deletes.length === 0) {
+    // Nothing to write; the sequence still moves to a later version, so an older one evaluated late is skipped.
+    if (next > seq + 1) await db.prepare("UPDATE meta SET value = ?3 WHERE name = ?1 AND value = ?2").bind(`alert_seq:${group}`, seq, next).run();
+    return { committed: true, alerts: 0 };
+  }
   const unchanged = `(SELECT value FROM meta WHERE name = 'alert_seq:${group}') = ${Number(seq)}`;
   const rows = JSON.stringify(alertRows(evaluation.alerts, now, settings, lastByKind));
   const results = await db.batch([
@@ -201,7 +206,7 @@ export async function commitEvaluation(
     db.prepare(`DELETE FROM alert_state WHERE subject IN (SELECT value FROM json_each(?1)) AND ${unchanged}`).bind(JSON.stringify(evaluation.deletes)),
     db.prepare(INSERT_ALERTS(unchanged)).bind(rows),
     db.prepare(INSERT_DELIVERIES(unchanged, false)).bind(rows, now),
-    db.prepare("UPDATE meta SET value = value + 1 WHERE name = ?1 AND value = ?2").bind(`alert_seq:${group}`, seq),
+    db.prepare("UPDATE meta SET value = ?3 WHERE name = ?1 AND value = ?2").bind(`alert_seq:${group}`, seq, next),
   ]);
   return { committed: (results[4]!.meta.changes ?? 0) === 1, alerts: evaluation.alerts.length };
 }
@@ -211,11 +216,21 @@ export async function commitEvaluation(
  * difference; when another evaluation of the group committed first, compares
  * again with what that one stored. Returns how many alerts it raised.
  */
-export async function evaluateGroup(db: D1Database, group: AlertGroup, found: Condition[], settings: AlertSettings, now: number): Promise<number> {
+export async function evaluateGroup(
+  db: D1Database,
+  group: AlertGroup,
+  found: Condition[],
+  settings: AlertSettings,
+  now: number,
+  version?: number,
+): Promise<number> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const state = await readAlertGroup(db, group);
+    // Conditions read from a published version (the snapshot's, the usage's) never overrule a later one's.
+    const next = version ?? state.seq + 1;
+    if (next <= state.seq) return 0;
     const evaluation = diffConditions(found, state.stored, settings.notifyResolved);
-    const result = await commitEvaluation(db, group, state.seq, evaluation, settings, state.lastByKind, now);
+    const result = await commitEvaluation(db, group, state.seq, next, evaluation, settings, state.lastByKind, now);
     if (result.committed) return result.alerts;
   }
   return 0;
@@ -386,6 +401,15 @@ async function send(deps: DeliveryDeps, d: DestinationRow, alerts: DeliveredAler
     const message = err instanceof Error ? `${err.name}: ${err.message}` : "network error";
     return { ok: false, status: null, error: message.split(url).join(d.url_masked).slice(0, 200), final: false };
   }
+}
+
+/**
+ * Claims the wake-up for deliveries due at `at` (a delayed message the caller
+ * then sends): true unless one is already pending for that moment or earlier.
+ */
+export async function claimAlertWakeup(db: D1Database, at: number, now: number): Promise<boolean> {
+  const result = await db.prepare("UPDATE meta SET value = ?1 WHERE name = 'alert_wakeup_at' AND (value <= ?2 OR value > ?1)").bind(at, now).run();
+  return (result.meta.changes ?? 0) === 1;
 }
 
 // ---------------------------------------------------------------------------

@@ -59,6 +59,8 @@ CREATE TABLE alert_state (
 CREATE INDEX alert_state_by_group ON alert_state (grp);
 
 INSERT INTO meta (name, value) VALUES ('alert_seq:pool', 0), ('alert_seq:clients', 0), ('alert_seq:consumer', 0), ('alert_seq:scheduler', 0);
+-- When the consumer's next wake-up for due deliveries (a delayed control message) comes: one pending at a time.
+INSERT INTO meta (name, value) VALUES ('alert_wakeup_at', 0);
 
 -- The scrape token of /metrics: its SHA-256 only.
 CREATE TABLE metrics_access (

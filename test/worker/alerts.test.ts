@@ -311,6 +311,14 @@ describe("alerts", () => {
     expect(text).toMatch(/^keypool_attempt_duration_seconds_bucket\{upstream="[^"]+",model="[^"]+",le="\+Inf"\} \d+$/m);
     expect(text).toMatch(/^keypool_consumer_lag_seconds [\d.]+$/m);
     expect(text).toMatch(/^keypool_dead_letters_total \d+$/m);
+    // Every line is a comment or a sample of the text format, and every sample's family is declared.
+    const declared = new Set([...text.matchAll(/^# TYPE (\w+) (counter|gauge|histogram)$/gm)].map((m) => m[1]));
+    for (const line of text.trimEnd().split("\n")) {
+      if (line.startsWith("# HELP ") || line.startsWith("# TYPE ")) continue;
+      const m = /^(\w+)(\{(\w+="([^"\\\n]|\\["\\n])*"(,\w+="([^"\\\n]|\\["\\n])*")*)?\})? (-?[\d.]+(e[+-]?\d+)?|NaN|\+Inf)$/.exec(line);
+      expect(m, line).not.toBeNull();
+      expect(declared.has(m![1]!.replace(/_(bucket|sum|count)$/, "")) || declared.has(m![1]!), line).toBe(true);
+    }
     expect((await admin<{ configured: boolean }>("GET", "/metrics/token")).body.configured).toBe(true);
     await admin("DELETE", "/metrics/token");
     expect((await gateway("/metrics", { headers: { authorization: `Bearer ${created.body.token}` } })).status).toBe(401);

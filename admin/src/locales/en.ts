@@ -295,6 +295,7 @@ const en = {
   "settings.storeBodies": "Keep request and response bodies in the request log (client keys may say otherwise)",
   "settings.currency": "Currency (prices, spend, budgets)",
   "settings.bodyMaxBytes": "Largest body kept",
+  "settings.metricsKeyLabelsMax": "Keys labelled one by one on /metrics (at most)",
   "requests.requestBody": "Request body",
   "requests.responseBody": "Response body (a stream reassembled)",
   "requests.truncated": "Cut at the size cap; the whole body was {bytes} bytes.",

@@ -295,6 +295,7 @@ const zh: Record<keyof typeof en, string> = {
   "settings.storeBodies": "在请求日志中保存请求和响应正文（客户端密钥可另行设置）",
   "settings.currency": "货币（价格、花费、预算）",
   "settings.bodyMaxBytes": "保存的正文最大字节数",
+  "settings.metricsKeyLabelsMax": "/metrics 按密钥单独标注的上限",
   "requests.requestBody": "请求正文",
   "requests.responseBody": "响应正文（流式响应已拼合）",
   "requests.truncated": "已按大小上限截断；完整正文为 {bytes} 字节。",

@@ -1,6 +1,6 @@
 import { Hono, type Context } from "hono";
 import { z } from "zod";
-import { HOUR_MS, LATENCY_BOUNDS_S, MINUTE_MS, deriveKeyState, hourStart, minuteStart, type KeyState } from "../../../schema";
+import { HOUR_MS, LATENCY_BOUNDS_S, MINUTE_MS, deriveKeyState, hourStart, labelValue, minuteStart, type KeyState } from "../../../schema";
 import { constantTimeEqual, randomToken, sha256Hex } from "../../../schema/crypto";
 import { alertDeliveryCounts } from "../../../storage/alerts";
 import { clearScrapeToken, readMetricTotals, readScrapeToken, setScrapeToken, type MetricTotal } from "../../../storage/metrics";
@@ -16,11 +16,6 @@ import { headroomInputs, headroomLines, poolHeadroom } from "./stats";
 
 /** The rates on this page need no spend. */
 const NO_SPEND = { currency: "", today: { costMicros: 0, unpriced: 0 }, month: { costMicros: 0, unpriced: 0 } };
-
-/** A label value as the text format wants it: backslash, double quote and newline escaped. */
-export function labelValue(v: string): string {
-  return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
-}
 
 /** `{a="x",b="y"}` from pairs, values escaped. */
 function labels(pairs: Record<string, string>): string {
