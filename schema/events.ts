@@ -138,11 +138,6 @@ export function controlOf(body: unknown): "publish-usage" | "deliver-alerts" | n
   return control === PUBLISH_USAGE_MESSAGE.control || control === CONTROL_DELIVER_ALERTS.control ? control : null;
 }
 
-/** Whether a message body is a control message rather than events. */
-export function isControlMessage(body: unknown): boolean {
-  return controlOf(body) !== null;
-}
-
 /** The events one queue message carries: the packed ones, or the body itself as a single event. */
 export function eventsOfMessage(body: unknown): unknown[] {
   if (typeof body === "object" && body !== null && !("type" in body) && Array.isArray((body as { events?: unknown }).events)) {

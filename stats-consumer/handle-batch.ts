@@ -121,11 +121,14 @@ export function readBatch(batch: MessageBatch<unknown>): {
  * is validated; malformed ones go to the dead-letter queue. The valid events are
  * archived (the log of record), then rollups, health, audit rows and the dedupe
  * window commit in D1, one transaction per 1,000 events, then the snapshot is
- * republished if the batch changed it. Messages that are not events — kept
- * request bodies, and the consumer's own ask to publish the usage a second
- * later — are stored or acted on, never archived or folded. Any failure
+ * republished if the batch changed it (and the pool's alerts evaluated on it).
+ * Messages that are not events — kept request bodies, and the consumer's own
+ * asks to publish the usage a second later or to send alert deliveries that
+ * are due — are stored or acted on, never archived or folded. Any failure
  * retries the batch — the dedupe window makes that safe, also for transactions
- * that already committed — and nothing is acknowledged until it is stored.
+ * that already committed — and nothing is acknowledged until it is stored;
+ * batches failing in a row raise consumer_failing. Alerts are sent after the
+ * batch (`waitUntil`) and never fail it.
  */
 export async function handleBatch(
   batch: MessageBatch<unknown>,

@@ -311,6 +311,11 @@ export async function deliverDue(deps: DeliveryDeps, alertIds?: string[]): Promi
           .map((r) => alertById.get(r.alert_id))
           .filter((a) => a !== undefined)
           .map(deliveredAlert);
+        // Switched off since the alert was raised: nothing more goes there (a test still does).
+        if (d.enabled !== 1 && delivered.some((a) => a.kind !== "test")) {
+          const off: SendOutcome = { ok: false, status: null, error: "the destination is disabled", final: true };
+          return { rows, outcome: off };
+        }
         return { rows, outcome: await send(deps, d, delivered) };
       }),
     );

@@ -175,6 +175,20 @@ describe("alerts", () => {
     await sendEvents([attemptEvent({ ...on, keyId: dead!, ts: Date.now() })]);
     await exactlyOnce(d.path, `key:${dead}`, "key_dead", "resolved");
 
+    // The pool's share of keys in service: switched off (its condition cleared), then on at 100 % — some key
+    // of the pool is out of service (three of ours are), so it fires, once.
+    await admin("PATCH", "/settings", { alerts: { cooldownMinutes: 0, rules: { pool_active_keys: { enabled: false, threshold: 0.5 } } } });
+    await waitFor(
+      async () => ((await env.DB.prepare("SELECT 1 FROM alert_state WHERE subject = 'pool:active'").first()) === null ? true : undefined),
+      "the pool condition to clear",
+    );
+    const enabledAt = Date.now();
+    await admin("PATCH", "/settings", { alerts: { cooldownMinutes: 0, rules: { pool_active_keys: { enabled: true, threshold: 1 } } } });
+    const firing = async () => (await itemsAbout(d.path, "pool:active", "pool_active_keys")).filter(({ message }) => message.at >= enabledAt);
+    await waitFor(async () => ((await firing()).length > 0 ? true : undefined), "the pool's keys-in-service alert", 20_000);
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(await firing()).toHaveLength(1);
+
     // A message the consumer cannot read goes to the dead-letter queue, and says so.
     const before = (await alertsAt(d.path)).filter(({ alert }) => alert.kind === "dead_letters").length;
     await env.EVENTS.send({ type: "not-an-event" }, { contentType: "json" });
@@ -278,6 +292,9 @@ describe("alerts", () => {
         .first<Record<string, unknown>>();
     await waitFor(async () => (Number((await row())!.attempts) >= 1 && (await row())!.next_at !== null ? true : undefined), "the first failed attempt", 20_000);
     expect(await row()).toMatchObject({ status: "pending", last_status: 500 });
+    // The consumer asked the queue to wake it for the retry (a delayed control message), one wake-up pending.
+    const wakeup = await env.DB.prepare("SELECT value FROM meta WHERE name = 'alert_wakeup_at'").first<{ value: number }>();
+    expect(wakeup!.value).toBeGreaterThan(t0);
     const open = new SecretCache(TEST_SECRETS.ALERT_ENCRYPTION_KEY, "ALERT_ENCRYPTION_KEY");
     let clock = Date.now();
     for (let i = 0; i < 8 && (await row())!.status === "pending"; i++) {
