@@ -364,16 +364,10 @@ function markDelivery(
     .bind(r.alert_id, r.destination_id, status, nextAt, httpStatus, error, now);
 }
 
+/** An alert as it goes out: its row, with the time it was raised in ISO 8601. */
 function deliveredAlert(a: Record<string, unknown>): DeliveredAlert {
-  return {
-    id: String(a.id),
-    kind: a.kind as DeliveredAlert["kind"],
-    status: a.status as DeliveredAlert["status"],
-    title: String(a.title),
-    count: Number(a.count),
-    items: JSON.parse(String(a.items)) as DeliveredAlert["items"],
-    raisedAt: new Date(Number(a.created_at)).toISOString(),
-  };
+  const { createdAt, notBefore: _held, ...alert } = alertOfRow(a);
+  return { ...alert, raisedAt: new Date(createdAt).toISOString() };
 }
 
 type SendOutcome = { ok: true; status: number } | { ok: false; status: number | null; error: string; final: boolean };
@@ -484,10 +478,11 @@ async function withDeliveries(db: D1Database, page: Record<string, unknown>[]): 
       updatedAt: Number(x.updated_at),
     });
   }
-  return page.map((a) => ({ ...deliveredAlertView(a), deliveries: byAlert.get(String(a.id)) ?? [] }));
+  return page.map((a) => ({ ...alertOfRow(a), deliveries: byAlert.get(String(a.id)) ?? [] }));
 }
 
-function deliveredAlertView(a: Record<string, unknown>): Omit<AlertView, "deliveries"> {
+/** An `alerts` row as the API shows it (without its deliveries). */
+function alertOfRow(a: Record<string, unknown>): Omit<AlertView, "deliveries"> {
   return {
     id: String(a.id),
     kind: a.kind as AlertView["kind"],
