@@ -123,11 +123,12 @@ export async function deleteDestination(db: D1Database, id: string): Promise<boo
 export async function readAlertGroup(
   db: D1Database,
   group: AlertGroup,
+  now: number,
 ): Promise<{ seq: number; stored: Map<string, StoredCondition>; lastByKind: Map<string, number> }> {
   const [seq, rows, last] = await db.batch<Record<string, unknown>>([
     db.prepare("SELECT value FROM meta WHERE name = ?1").bind(`alert_seq:${group}`),
     db.prepare("SELECT subject, value FROM alert_state WHERE grp = ?1").bind(group),
-    lastByKindStatement(db),
+    lastByKindStatement(db, now),
   ]);
   return {
     seq: Number(seq!.results[0]?.value ?? 0),
@@ -136,9 +137,14 @@ export async function readAlertGroup(
   };
 }
 
-/** When each kind's latest alert was (or will be) sent. */
-function lastByKindStatement(db: D1Database): D1PreparedStatement {
-  return db.prepare("SELECT kind, MAX(COALESCE(not_before, created_at)) AS at FROM alerts WHERE kind != 'test' GROUP BY kind");
+/**
+ * When each kind's latest alert was (or will be) sent. Only the last two days
+ * can matter: a cool-down is at most a day, and so is what an alert is held for.
+ */
+function lastByKindStatement(db: D1Database, now: number): D1PreparedStatement {
+  return db
+    .prepare("SELECT kind, MAX(COALESCE(not_before, created_at)) AS at FROM alerts WHERE created_at >= ?1 AND kind != 'test' GROUP BY kind")
+    .bind(now - 2 * 86_400_000);
 }
 
 function lastByKindOf(rows: Record<string, unknown>[]): Map<string, number> {
@@ -225,7 +231,7 @@ export async function evaluateGroup(
   version?: number,
 ): Promise<number> {
   for (let attempt = 0; attempt < 3; attempt++) {
-    const state = await readAlertGroup(db, group);
+    const state = await readAlertGroup(db, group, now);
     // Conditions read from a published version (the snapshot's, the usage's) never overrule a later one's.
     const next = version ?? state.seq + 1;
     if (next <= state.seq) return 0;
@@ -239,7 +245,7 @@ export async function evaluateGroup(
 /** Raises alerts that are events rather than conditions (dead letters) — or a test to one destination — with their deliveries. Returns their ids. */
 export async function raiseAlerts(db: D1Database, alerts: RaisedAlert[], settings: AlertSettings, now: number, onlyDestination?: string): Promise<string[]> {
   if (alerts.length === 0) return [];
-  const [last] = await db.batch<Record<string, unknown>>([lastByKindStatement(db)]);
+  const [last] = await db.batch<Record<string, unknown>>([lastByKindStatement(db, now)]);
   const rows = alertRows(alerts, now, settings, lastByKindOf(last!.results));
   const param = JSON.stringify(rows);
   await db.batch([
