@@ -1,4 +1,3 @@
-import { HOUR_MS } from "./buckets";
 import type { AttemptEvent } from "./events";
 
 /**
@@ -48,37 +47,18 @@ const SUMS = ["req", "n", "ok", "rl", "af", "nb", "ue", "ne", "ce", "ab", "pt", 
 
 export const emptyBuckets = () => new Array<number>(LATENCY_BOUNDS_S.length + 1).fill(0);
 
-/** One attempt's contribution (cost as the rollups priced it). */
-export function metricRow(e: AttemptEvent, cost: number, unpriced: number): MetricRow {
+/** The counts an attempt adds, as its rollup row already holds them (outcome bits, tokens, cost, latency and first-byte sums). */
+export type MetricCounts = Pick<MetricRow, "h" | (typeof SUMS)[number]>;
+
+/** One attempt's contribution: its rollup row's counts, by its upstream and model, with its durations in their buckets. */
+export function metricRow(e: AttemptEvent, counts: MetricCounts): MetricRow {
   const lb = emptyBuckets();
   lb[latencyBucket(e.latencyMs)] = 1;
   const fb = emptyBuckets();
   if (e.ttfbMs !== null) fb[latencyBucket(e.ttfbMs)] = 1;
-  const is = (o: AttemptEvent["outcome"]) => (e.outcome === o ? 1 : 0);
-  return {
-    upstream: e.upstreamId,
-    model: e.model,
-    h: e.ts - (e.ts % HOUR_MS),
-    req: e.final ? 1 : 0,
-    n: 1,
-    ok: is("ok"),
-    rl: is("rate_limited"),
-    af: is("auth_failed"),
-    nb: is("no_balance"),
-    ue: is("upstream_error"),
-    ne: is("network_error"),
-    ce: is("client_error"),
-    ab: is("aborted"),
-    pt: e.promptTokens,
-    ct: e.completionTokens,
-    cost,
-    unpriced,
-    ls: e.latencyMs,
-    lb,
-    fs: e.ttfbMs ?? 0,
-    fc: e.ttfbMs === null ? 0 : 1,
-    fb,
-  };
+  const row = { upstream: e.upstreamId, model: e.model, h: counts.h, lb, fb } as MetricRow;
+  for (const f of SUMS) row[f] = counts[f];
+  return row;
 }
 
 /** Attempts' contributions summed per upstream, model and hour. */

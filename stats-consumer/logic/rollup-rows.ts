@@ -215,7 +215,7 @@ export function toBatchRows(events: KeypoolEvent[], timeZone: string, prices: Pr
       const row = attemptRow(e, timeZone, prices);
       rows.attempts.push(row);
       rows.log.push(logAttempt(e, row));
-      rows.metricAttempts.push(metricRow(e, row.cost, row.unpriced));
+      rows.metricAttempts.push(metricRow(e, row));
     } else if (e.type === "admin") rows.admin.push(adminRow(e));
   }
   rows.groups = groupAttempts(rows.attempts);

@@ -10,14 +10,14 @@ import {
   messageBody,
   signBody,
   snapshotSchema,
-  sumMetricRows,
   verifySignature,
-  metricRow,
+  PriceBook,
   type Condition,
   type DeliveredAlert,
   type KeyState,
   type StoredCondition,
 } from "../../schema";
+import { toBatchRows } from "../../stats-consumer/logic/rollup-rows";
 import { clientConditions, poolConditions, type ClientQuotaRow } from "../../stats-consumer/logic/alert-conditions";
 import { attemptEvent } from "../fixtures/events";
 
@@ -214,20 +214,34 @@ describe("metric counters", () => {
     expect(latencyBucket(120_001)).toBe(LATENCY_BOUNDS_S.length);
   });
 
-  it("sums attempts per upstream, model and hour, buckets included", () => {
+  it("sums attempts per upstream, model and hour from their rollup rows, buckets included", () => {
     const hour = 1_700_000_000_000 - (1_700_000_000_000 % 3_600_000);
-    const rows = [
-      metricRow(attemptEvent({ ts: hour + 1, latencyMs: 50, ttfbMs: 20 }), 3, 0),
-      metricRow(attemptEvent({ ts: hour + 2, latencyMs: 700, ttfbMs: null, outcome: "rate_limited", final: false }), 0, 0),
-      metricRow(attemptEvent({ ts: hour + 3_600_000, latencyMs: 50 }), 1, 1),
-    ];
-    const sums = sumMetricRows(rows);
-    expect(sums).toHaveLength(2);
-    expect(sums[0]).toMatchObject({ h: hour, n: 2, req: 1, ok: 1, rl: 1, cost: 3, ls: 750, fs: 20, fc: 1 });
-    expect(sums[0]!.lb).toEqual([1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
-    expect(sums[0]!.fb).toEqual([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    const prices = PriceBook.fromSnapshot([["m", "", 1_000_000, null, 2_000_000, null]]);
+    const { metrics, metricAttempts } = toBatchRows(
+      [
+        attemptEvent({ ts: hour + 1, latencyMs: 50, ttfbMs: 20 }),
+        attemptEvent({
+          ts: hour + 2,
+          latencyMs: 700,
+          ttfbMs: null,
+          outcome: "rate_limited",
+          final: false,
+          promptTokens: 0,
+          completionTokens: 0,
+          totalTokens: 0,
+        }),
+        attemptEvent({ ts: hour + 3_600_000, latencyMs: 50, model: "unpriced" }),
+      ],
+      "UTC",
+      prices,
+    );
+    expect(metrics).toHaveLength(2);
+    expect(metrics[0]).toMatchObject({ upstream: "u", model: "m", h: hour, n: 2, req: 1, ok: 1, rl: 1, pt: 1, ct: 1, cost: 3, ls: 750, fs: 20, fc: 1 });
+    expect(metrics[0]!.lb).toEqual([1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+    expect(metrics[0]!.fb).toEqual([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    expect(metrics[1]).toMatchObject({ model: "unpriced", h: hour + 3_600_000, cost: 0, unpriced: 1 });
     // The rows summed are not changed.
-    expect(rows[0]!.lb).toEqual([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    expect(metricAttempts[0]!.lb).toEqual([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
   });
 
   it("escapes label values as the text format wants", () => {

@@ -261,9 +261,7 @@ describe("alerts", () => {
       body: { events: events.slice(i * 100, i * 100 + 100) },
     }));
     const pending: Promise<unknown>[] = [];
-    const started = Date.now();
     const result = await handleBatch(createMessageBatch("keypool-events", messages), env as unknown as ConsumerEnv, isolateDeps(), (p) => pending.push(p));
-    const batchMs = Date.now() - started;
     expect(result.retried).toBe(false);
     // The alert it raised, with its deliveries: the slow receiver (3 s) had not answered when the batch was done.
     const alert = await env.DB.prepare("SELECT id, count FROM alerts WHERE kind = 'key_dead' AND created_at >= ?1 AND count >= 1000")
@@ -275,7 +273,6 @@ describe("alerts", () => {
       .bind(alertId, slow.id)
       .first<{ status: string }>();
     expect(slowDelivery!.status).toBe("pending");
-    expect(batchMs).toBeGreaterThan(0);
     await Promise.all(pending);
     // One message about the thousand, to each destination that takes it.
     const delivered = await waitFor(async () => ((await alertsAt(ok.path)).length > 0 ? alertsAt(ok.path) : undefined), "the grouped alert", 20_000);
