@@ -1,10 +1,32 @@
 import { Hono } from "hono";
 import type { GatewayHono, IsolateState } from "./context";
 import { KeypoolError, errorResponse } from "./errors";
-import { DASHBOARD_SECURITY_HEADERS, requireSecrets } from "./middleware";
+import { SCHEMA_MIGRATION } from "../schema";
+import { appliedMigration } from "../storage/schema-version";
+import { DASHBOARD_SECURITY_HEADERS, type SecretName, missingSecrets, requireSecrets } from "./middleware";
 import { adminRoutes } from "./routes/admin";
 import { scrapeRoutes } from "./routes/admin/metrics";
 import { openAIRoutes } from "./routes/openai";
+
+const ALL_SECRETS: SecretName[] = ["ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTION_KEY", "ALERT_ENCRYPTION_KEY"];
+
+/**
+ * What a deploy checks before it calls itself done: every secret set (named when
+ * missing, never shown), D1 reachable, and the migrations this code needs applied.
+ * 503 when any is not.
+ */
+async function deepHealth(env: GatewayEnv) {
+  const missing = ALL_SECRETS.filter((n) => missingSecrets(env, [n]) !== null);
+  let database: { ok: boolean; migration?: string | null; expected: string; error?: string };
+  try {
+    const migration = await appliedMigration(env.DB);
+    database = { ok: migration !== null && migration >= SCHEMA_MIGRATION, migration, expected: SCHEMA_MIGRATION };
+  } catch {
+    database = { ok: false, expected: SCHEMA_MIGRATION, error: "D1 did not answer, or its migrations table is missing" };
+  }
+  const ok = missing.length === 0 && database.ok;
+  return Response.json({ ok, secrets: { ok: missing.length === 0, missing }, database }, { status: ok ? 200 : 503 });
+}
 
 const API_PATH = /^\/(v1|admin\/api|metrics)(\/|$)/;
 
@@ -13,7 +35,10 @@ export function createApp(state: IsolateState) {
   const app = new Hono<GatewayHono>();
   const openai = openAIRoutes(state);
 
-  app.get("/healthz", (c) => c.json({ ok: true }));
+  app.get("/healthz", async (c) => {
+    if (c.req.query("deep") === undefined) return c.json({ ok: true });
+    return deepHealth(c.env);
+  });
 
   app.use("/admin/api/*", requireSecrets("ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTION_KEY"));
   app.route("/admin/api", adminRoutes(state));

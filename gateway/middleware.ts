@@ -2,7 +2,7 @@ import type { Context, Next } from "hono";
 import type { GatewayHono } from "./context";
 import { KeypoolError } from "./errors";
 
-export type SecretName = "ADMIN_PASSWORD" | "JWT_SECRET" | "KEY_ENCRYPTION_KEY";
+export type SecretName = "ADMIN_PASSWORD" | "JWT_SECRET" | "KEY_ENCRYPTION_KEY" | "ALERT_ENCRYPTION_KEY";
 
 /** The 503 for secrets a route needs but the Worker lacks, naming them, or null when all are set. */
 export function missingSecrets(env: GatewayEnv, names: readonly SecretName[]): KeypoolError | null {

@@ -13,3 +13,4 @@ export * from "./requests";
 export * from "./bodies";
 export * from "./alerts";
 export * from "./metrics";
+export * from "./version";

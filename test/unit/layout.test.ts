@@ -79,3 +79,13 @@ describe("the layout", () => {
     expect(harness).toEqual([]);
   });
 });
+
+describe("the schema version", () => {
+  it("names the newest migration file, so the deep health check asks for the migrations this code needs", async () => {
+    const { SCHEMA_MIGRATION } = await import("../../schema/version");
+    const files = readdirSync(path.join(ROOT, "schema/migrations"))
+      .filter((f) => /^\d{4}_.*\.sql$/.test(f))
+      .sort();
+    expect(SCHEMA_MIGRATION).toBe(files.at(-1));
+  });
+});

@@ -2,7 +2,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
-import { SNAPSHOT_KV_KEY } from "../../schema";
+import { SCHEMA_MIGRATION, SNAPSHOT_KV_KEY } from "../../schema";
 import { createApp } from "../../gateway/app";
 import { createIsolateState } from "../../gateway/worker";
 import { FAKE_BASE_URL } from "./fake-upstream";
@@ -158,6 +158,30 @@ describe("admin authentication", () => {
       expect(((await keyless.json()) as { error: { message: string } }).error.message).toContain("KEY_ENCRYPTION_KEY");
       expect(keyless.headers.get("access-control-allow-origin")).toBe(origin ? "*" : null);
     }
+  });
+
+  it("answers the deploy's deep health check: secrets, D1 and the schema's migration", async () => {
+    const healthy = await gateway("/healthz?deep=1");
+    expect(healthy.status).toBe(200);
+    expect(await healthy.json()).toEqual({
+      ok: true,
+      secrets: { ok: true, missing: [] },
+      database: { ok: true, migration: SCHEMA_MIGRATION, expected: SCHEMA_MIGRATION },
+    });
+    const app = createApp({ ...createIsolateState(), probe: async () => [] });
+    const unset = await app.fetch(
+      new Request("https://keypool.test/healthz?deep=1"),
+      { ...env, JWT_SECRET: "", ALERT_ENCRYPTION_KEY: " " },
+      createExecutionContext(),
+    );
+    expect(unset.status).toBe(503);
+    const body = (await unset.json()) as { ok: boolean; secrets: { missing: string[] } };
+    expect(body.ok).toBe(false);
+    expect(body.secrets.missing).toEqual(["JWT_SECRET", "ALERT_ENCRYPTION_KEY"]);
+    // Names only: no secret's value is in the answer.
+    expect(JSON.stringify(body)).not.toContain(env.KEY_ENCRYPTION_KEY);
+    // The shallow check stays a cheap liveness probe.
+    expect(await (await gateway("/healthz")).json()).toEqual({ ok: true });
   });
 });
 

@@ -1,0 +1,472 @@
+// @ts-check
+/**
+ * `npm run deploy`: puts Keypool on Cloudflare in one command, and keeps it there.
+ *
+ *   npm run deploy [-- --env staging] [--dry-run] [--domain keypool.example.com]
+ *                  [--route "example.com/keypool/*" --zone example.com] [--url https://…] [--no-build]
+ *
+ * Every step looks before it acts, so a second run changes nothing and a run
+ * that failed halfway finishes the job:
+ *   1. the KV namespace, D1 database, R2 bucket, events queue and dead-letter queue
+ *      are found by name or created;
+ *   2. the remote D1 migrations not yet applied are applied (before any Worker
+ *      that needs them is deployed);
+ *   3. each Worker's secrets that are missing are generated; generated values are
+ *      kept in .deploy/<env>/pending-secrets.json (mode 600) until both Workers hold
+ *      them, so a resumed run uploads the same values (the two Workers share
+ *      ALERT_ENCRYPTION_KEY);
+ *   4. the consumer, then the gateway, is deployed when its bundle, assets or
+ *      configuration changed (a tag on the deployed version says which build it
+ *      is) or when it lacks a secret;
+ *   5. the gateway's /healthz?deep=1 must answer: secrets present, D1 reachable,
+ *      migrations applied.
+ * The admin password is printed once, by the run that created it; no other secret
+ * is ever printed. Resource ids go into generated configs under .deploy/<env>/
+ * (never committed), not into wrangler.*.toml.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { parse as parseToml } from "smol-toml";
+import { flag, stringArg } from "./lib/args.mjs";
+import { ApiError, apiClient, apiCredentials, resolveAccount, wrangler } from "./lib/cloudflare.mjs";
+import { ROOT, buildDashboard } from "./lib/stack.mjs";
+
+const envName = stringArg("env") ?? "production";
+if (!/^[a-z][a-z0-9-]{0,30}$/.test(envName)) fail(`--env takes a short lower-case name (letters, digits, dashes), not "${envName}"`);
+const dryRun = flag("dry-run");
+const STATE_DIR = path.resolve(process.env.KEYPOOL_DEPLOY_DIR ?? path.join(ROOT, ".deploy"), envName);
+const OPTIONS_FILE = path.join(STATE_DIR, "options.json");
+const PENDING_FILE = path.join(STATE_DIR, "pending-secrets.json");
+
+/** @param {string} message @returns {never} */
+function fail(message) {
+  console.error(`\n✘ ${message}`);
+  process.exit(1);
+}
+
+/** @param {string} message */
+const step = (message) => console.log(`• ${message}`);
+/** @param {string} message */
+const detail = (message) => console.log(`    ${message}`);
+
+// ---------------------------------------------------------------- names and options
+
+/** Everything one copy of Keypool is made of, named after its environment. */
+function names() {
+  const prefix = envName === "production" ? "keypool" : `keypool-${envName}`;
+  return {
+    gateway: `${prefix}-gateway`,
+    consumer: `${prefix}-stats-consumer`,
+    kv: `${prefix}-snapshot`,
+    d1: prefix,
+    r2: `${prefix}-archive`,
+    queue: `${prefix}-events`,
+    dlq: `${prefix}-events-dlq`,
+  };
+}
+
+/**
+ * The routes and domain this environment is served on: from the flags, else as
+ * the last run saved them.
+ * @returns {{ domain?: string, routes: { pattern: string, zone_name: string }[], url?: string }}
+ */
+function deployOptions() {
+  const saved = existsSync(OPTIONS_FILE) ? JSON.parse(readFileSync(OPTIONS_FILE, "utf8")) : {};
+  const options = { domain: saved.domain, routes: saved.routes ?? [], url: saved.url };
+  const domain = stringArg("domain");
+  if (domain !== undefined) {
+    if (!/^(?=.{1,253}$)([a-z0-9-]+\.)+[a-z]{2,}$/i.test(domain)) fail(`--domain takes a host name such as keypool.example.com, not "${domain}"`);
+    options.domain = domain.toLowerCase();
+  }
+  const route = stringArg("route");
+  if (route !== undefined) {
+    const zone = stringArg("zone");
+    if (!zone) fail("--route needs --zone, the Cloudflare zone the route is on (e.g. --zone example.com)");
+    options.routes = [{ pattern: route, zone_name: zone }];
+  }
+  const url = stringArg("url");
+  if (url !== undefined) options.url = url.replace(/\/$/, "");
+  return options;
+}
+
+// ---------------------------------------------------------------- configs
+
+/** @param {string} file */
+const readToml = (file) => /** @type {Record<string, any>} */ (parseToml(readFileSync(path.join(ROOT, file), "utf8")));
+
+/**
+ * The committed wrangler configs with this environment's names and resource ids,
+ * written as JSON under .deploy/<env>/ (paths relative to there).
+ * @param {ReturnType<typeof names>} n
+ * @param {{ accountId: string, kvId: string, d1Id: string }} ids
+ * @param {ReturnType<typeof deployOptions>} options
+ */
+function writeConfigs(n, ids, options) {
+  mkdirSync(STATE_DIR, { recursive: true });
+  const rel = (/** @type {string} */ p) => path.relative(STATE_DIR, path.join(ROOT, p));
+  const queueName = (/** @type {string} */ q) => (q === "keypool-events" ? n.queue : q === "keypool-events-dlq" ? n.dlq : q);
+  /** @param {Record<string, any>} c @param {string} name */
+  const adapt = (c, name) => {
+    c.name = name;
+    c.account_id = ids.accountId;
+    c.main = rel(c.main);
+    if (c.assets) c.assets.directory = rel(c.assets.directory);
+    for (const kv of c.kv_namespaces ?? []) kv.id = ids.kvId;
+    for (const db of c.d1_databases ?? []) Object.assign(db, { database_name: n.d1, database_id: ids.d1Id, migrations_dir: rel(db.migrations_dir) });
+    for (const b of c.r2_buckets ?? []) b.bucket_name = n.r2;
+    for (const p of c.queues?.producers ?? []) p.queue = queueName(p.queue);
+    for (const q of c.queues?.consumers ?? [])
+      Object.assign(q, { queue: queueName(q.queue), ...(q.dead_letter_queue ? { dead_letter_queue: queueName(q.dead_letter_queue) } : {}) });
+    return c;
+  };
+  const gateway = adapt(readToml("wrangler.gateway.toml"), n.gateway);
+  const routes = [...options.routes];
+  if (options.domain) routes.push(/** @type {any} */ ({ pattern: options.domain, custom_domain: true }));
+  if (routes.length > 0) gateway.routes = routes;
+  const consumer = adapt(readToml("wrangler.consumer.toml"), n.consumer);
+  const files = { gateway: path.join(STATE_DIR, "wrangler.gateway.json"), consumer: path.join(STATE_DIR, "wrangler.consumer.json") };
+  writeFileSync(files.gateway, `${JSON.stringify(gateway, null, 2)}\n`);
+  writeFileSync(files.consumer, `${JSON.stringify(consumer, null, 2)}\n`);
+  return { files, gateway, consumer };
+}
+
+// ---------------------------------------------------------------- resources
+
+/**
+ * Finds each resource by name, or creates it (or says it would).
+ * @param {import("./lib/cloudflare.mjs").Api} api
+ * @param {string} account
+ * @param {ReturnType<typeof names>} n
+ */
+async function ensureResources(api, account, n) {
+  const a = `/accounts/${account}`;
+  /** @type {string[]} */
+  const created = [];
+  /** @template T @param {string} label @param {() => Promise<T | undefined>} find @param {() => Promise<T>} create @returns {Promise<T | undefined>} */
+  async function ensure(label, find, create) {
+    const found = await find();
+    if (found !== undefined) {
+      detail(`${label}: exists`);
+      return found;
+    }
+    if (dryRun) {
+      detail(`${label}: would be created`);
+      created.push(label);
+      return undefined;
+    }
+    const made = await create();
+    detail(`${label}: created`);
+    created.push(label);
+    return made;
+  }
+
+  const kv = await ensure(
+    `KV namespace ${n.kv}`,
+    async () => (await api.list(`${a}/storage/kv/namespaces`)).find((x) => x.title === n.kv),
+    () => api.post(`${a}/storage/kv/namespaces`, { title: n.kv }),
+  );
+  const d1 = await ensure(
+    `D1 database ${n.d1}`,
+    async () => (await api.list(`${a}/d1/database?name=${encodeURIComponent(n.d1)}`)).find((x) => x.name === n.d1),
+    () => api.post(`${a}/d1/database`, { name: n.d1 }),
+  );
+  await ensure(
+    `R2 bucket ${n.r2}`,
+    async () => {
+      const result = await api.get(`${a}/r2/buckets`);
+      return (result?.buckets ?? []).find((/** @type {any} */ b) => b.name === n.r2);
+    },
+    () => api.post(`${a}/r2/buckets`, { name: n.r2 }),
+  );
+  for (const queue of [n.queue, n.dlq]) {
+    await ensure(
+      `queue ${queue}`,
+      async () => (await api.list(`${a}/queues`)).find((q) => q.queue_name === queue),
+      () => api.post(`${a}/queues`, { queue_name: queue }),
+    );
+  }
+  return { kvId: kv?.id ?? "(to be created)", d1Id: d1?.uuid ?? "(to be created)", created };
+}
+
+// ---------------------------------------------------------------- migrations
+
+/** The migration files in schema/migrations, in order. */
+function localMigrations() {
+  return readdirSync(path.join(ROOT, "schema/migrations"))
+    .filter((f) => /^\d{4}_.*\.sql$/.test(f))
+    .sort();
+}
+
+/**
+ * The migrations the remote database has not applied.
+ * @param {import("./lib/cloudflare.mjs").Api} api
+ * @param {string} account
+ * @param {string} d1Id
+ */
+async function pendingMigrations(api, account, d1Id) {
+  if (d1Id.startsWith("(")) return localMigrations();
+  /** @type {string[]} */
+  let applied = [];
+  try {
+    const result = await api.post(`/accounts/${account}/d1/database/${d1Id}/query`, { sql: "SELECT * FROM d1_migrations ORDER BY id" });
+    applied = (result?.[0]?.results ?? []).map((/** @type {any} */ r) => String(r.name));
+  } catch (e) {
+    // A new database has no migrations table yet.
+    if (!(e instanceof ApiError && /no such table/i.test(e.message))) throw e;
+  }
+  return localMigrations().filter((m) => !applied.includes(m));
+}
+
+// ---------------------------------------------------------------- secrets
+
+/** A fresh value for a secret: the admin password readable, the keys 32 random bytes. */
+function generateSecret(/** @type {string} */ name) {
+  return name === "ADMIN_PASSWORD" ? randomBytes(15).toString("base64url") : randomBytes(32).toString("base64url");
+}
+
+/**
+ * The names of the secrets a Worker holds; none when it does not exist yet.
+ * @param {import("./lib/cloudflare.mjs").Api} api
+ * @param {string} account
+ * @param {string} worker
+ * @returns {Promise<Set<string>>}
+ */
+async function secretNames(api, account, worker) {
+  try {
+    const list = await api.get(`/accounts/${account}/workers/scripts/${worker}/secrets`);
+    return new Set((list ?? []).map((/** @type {any} */ s) => String(s.name)));
+  } catch (e) {
+    if (e instanceof ApiError && (e.status === 404 || e.code === 10007)) return new Set();
+    throw e;
+  }
+}
+
+/** @returns {{ values: Record<string, string>, adminPasswordShown: boolean }} */
+function readPending() {
+  if (!existsSync(PENDING_FILE)) return { values: {}, adminPasswordShown: false };
+  return JSON.parse(readFileSync(PENDING_FILE, "utf8"));
+}
+
+/** @param {{ values: Record<string, string>, adminPasswordShown: boolean }} pending */
+function writePending(pending) {
+  mkdirSync(STATE_DIR, { recursive: true });
+  writeFileSync(PENDING_FILE, `${JSON.stringify(pending, null, 2)}\n`, { mode: 0o600 });
+}
+
+// ---------------------------------------------------------------- builds
+
+/**
+ * A digest of everything a deploy uploads for one Worker: wrangler's bundle (built
+ * with --dry-run), its generated config, and the dashboard's files for the gateway.
+ * @param {string} configFile
+ * @param {string} worker
+ * @param {string | undefined} assetsDir
+ */
+async function buildTag(configFile, worker, assetsDir) {
+  const outdir = path.join(STATE_DIR, "build", worker);
+  rmSync(outdir, { recursive: true, force: true });
+  await wrangler(["deploy", "--dry-run", "-c", configFile, "--outdir", outdir]);
+  const hash = createHash("sha256");
+  hash.update(readFileSync(configFile));
+  /** @param {string} dir */
+  const addTree = (dir) => {
+    for (const entry of readdirSync(dir).sort()) {
+      const file = path.join(dir, entry);
+      if (statSync(file).isDirectory()) addTree(file);
+      else if (!entry.endsWith(".map") && entry !== "README.md") hash.update(`${path.relative(dir, file)}\0`).update(readFileSync(file));
+    }
+  };
+  addTree(outdir);
+  if (assetsDir) addTree(assetsDir);
+  return `keypool-${hash.digest("hex").slice(0, 16)}`;
+}
+
+/**
+ * The build tag of the version a Worker serves now, if it was deployed by this script.
+ * @param {import("./lib/cloudflare.mjs").Api} api
+ * @param {string} account
+ * @param {string} worker
+ */
+async function deployedTag(api, account, worker) {
+  try {
+    const { deployments } = await api.get(`/accounts/${account}/workers/scripts/${worker}/deployments`);
+    const versionId = deployments?.[0]?.versions?.find((/** @type {any} */ v) => v.percentage === 100)?.version_id;
+    if (!versionId) return undefined;
+    const version = await api.get(`/accounts/${account}/workers/scripts/${worker}/versions/${versionId}`);
+    return /** @type {string | undefined} */ (version?.annotations?.["workers/tag"]);
+  } catch (e) {
+    if (e instanceof ApiError && (e.status === 404 || e.code === 10007)) return undefined;
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------- health
+
+/**
+ * Polls the gateway's deep health check until it answers 200, or gives up.
+ * @param {string} url
+ */
+async function checkHealth(url, timeoutMs = Number(process.env.KEYPOOL_HEALTH_TIMEOUT_MS ?? 90_000)) {
+  const deadline = Date.now() + timeoutMs;
+  let last = "no answer";
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`${url}/healthz?deep=1`, { signal: AbortSignal.timeout(10_000) });
+      const text = await res.text();
+      if (res.ok) return;
+      last = `HTTP ${res.status}: ${text.slice(0, 300)}`;
+    } catch (e) {
+      last = e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e);
+    }
+    await new Promise((r) => setTimeout(r, 2_000));
+  }
+  fail(
+    `the gateway at ${url} did not pass its health check within ${Math.round(timeoutMs / 1000)} s (${last}). A new workers.dev subdomain can take a few minutes to resolve; run npm run deploy again to re-check.`,
+  );
+}
+
+// ---------------------------------------------------------------- the run
+
+async function main() {
+  const n = names();
+  const options = deployOptions();
+  console.log(`Keypool deploy — environment "${envName}"${dryRun ? " (dry run: nothing will be changed)" : ""}`);
+
+  const api = apiClient(await apiCredentials());
+  const account = await resolveAccount(api);
+  step(`Cloudflare account ${account}`);
+
+  step("Resources");
+  const resources = await ensureResources(api, account, n);
+  const { files, gateway, consumer } = writeConfigs(n, { accountId: account, ...resources }, options);
+  if (!dryRun) writeFileSync(OPTIONS_FILE, `${JSON.stringify({ domain: options.domain, routes: options.routes, url: options.url }, null, 2)}\n`);
+
+  step("D1 migrations");
+  const pending = await pendingMigrations(api, account, resources.d1Id);
+  if (pending.length === 0) detail("all applied");
+  else if (dryRun) detail(`would apply ${pending.length}: ${pending.join(", ")}`);
+  else {
+    await wrangler(["d1", "migrations", "apply", "DB", "--remote", "-c", files.gateway]);
+    const left = await pendingMigrations(api, account, resources.d1Id);
+    if (left.length > 0) fail(`D1 migrations still pending after apply: ${left.join(", ")}`);
+    detail(`applied ${pending.length}: ${pending.join(", ")}`);
+  }
+
+  step("Secrets");
+  const required = {
+    [n.consumer]: /** @type {string[]} */ (consumer.secrets?.required ?? []),
+    [n.gateway]: /** @type {string[]} */ (gateway.secrets?.required ?? []),
+  };
+  const held = { [n.consumer]: await secretNames(api, account, n.consumer), [n.gateway]: await secretNames(api, account, n.gateway) };
+  const stash = readPending();
+  /** @type {Record<string, Record<string, string>>} */
+  const toUpload = { [n.consumer]: {}, [n.gateway]: {} };
+  for (const [worker, list] of Object.entries(required)) {
+    for (const name of list) {
+      if (held[worker]?.has(name)) continue;
+      // A secret two Workers share, held by one and lost from the stash, cannot be read back: a new value goes to both.
+      const sharers = Object.keys(required).filter((w) => required[w]?.includes(name));
+      if (!stash.values[name] && sharers.some((w) => held[w]?.has(name))) {
+        console.log(
+          `    ! ${name} is held by ${sharers.filter((w) => held[w]?.has(name)).join(", ")} but not ${worker}, and its value is not in ${path.relative(ROOT, PENDING_FILE)}: a new value is set in ${sharers.join(" and ")}`,
+        );
+        for (const w of sharers) held[w]?.delete(name);
+      }
+      stash.values[name] ??= generateSecret(name);
+    }
+  }
+  for (const [worker, list] of Object.entries(required)) {
+    for (const name of list)
+      if (!held[worker]?.has(name)) /** @type {Record<string, string>} */ (toUpload[worker])[name] = /** @type {string} */ (stash.values[name]);
+  }
+  for (const worker of Object.keys(required)) {
+    const missing = Object.keys(toUpload[worker] ?? {});
+    detail(`${worker}: ${missing.length === 0 ? "all set" : `${dryRun ? "would set" : "to set"} ${missing.join(", ")}`}`);
+  }
+  if (!dryRun && Object.keys(stash.values).length > 0) writePending(stash);
+
+  step("Workers");
+  /** @type {string[]} */
+  const deployed = [];
+  for (const [worker, file, assets] of /** @type {const} */ ([
+    [n.consumer, files.consumer, undefined],
+    [n.gateway, files.gateway, path.join(ROOT, "admin/dist")],
+  ])) {
+    const tag = await buildTag(file, worker, assets);
+    const current = await deployedTag(api, account, worker);
+    const secrets = toUpload[worker] ?? {};
+    if (current === tag && Object.keys(secrets).length === 0) {
+      detail(`${worker}: up to date (${tag})`);
+      continue;
+    }
+    const why = current === undefined ? "not deployed yet" : current !== tag ? `${current} → ${tag}` : "secrets to set";
+    if (dryRun) {
+      detail(`${worker}: would deploy (${why})`);
+      continue;
+    }
+    const args = ["deploy", "-c", file, "--tag", tag, "--message", `npm run deploy (${tag})`];
+    const secretsFile = path.join(STATE_DIR, `secrets.${worker}.json`);
+    if (Object.keys(secrets).length > 0) {
+      writeFileSync(secretsFile, JSON.stringify(secrets), { mode: 0o600 });
+      args.push("--secrets-file", secretsFile);
+    }
+    try {
+      await wrangler(args);
+    } catch (e) {
+      const output = /** @type {{ output?: string }} */ (e).output ?? "";
+      fail(
+        `deploying ${worker} failed; run npm run deploy again to resume.\n${
+          output
+            .split("\n")
+            .filter((l) => /ERROR|✘|error/i.test(l))
+            .slice(0, 8)
+            .join("\n") || output.slice(-2000)
+        }`,
+      );
+    } finally {
+      rmSync(secretsFile, { force: true });
+    }
+    detail(`${worker}: deployed (${why})`);
+    deployed.push(worker);
+  }
+
+  if (dryRun) {
+    console.log("\nDry run: nothing was changed.");
+    return;
+  }
+
+  // Both Workers now hold every secret they need: the stash has done its job.
+  const fresh = { [n.consumer]: await secretNames(api, account, n.consumer), [n.gateway]: await secretNames(api, account, n.gateway) };
+  const stillMissing = Object.entries(required).flatMap(([w, list]) => list.filter((s) => !fresh[w]?.has(s)).map((s) => `${w}: ${s}`));
+  if (stillMissing.length > 0) fail(`secrets still missing after deploy (${stillMissing.join(", ")}); run npm run deploy again.`);
+
+  const subdomain = options.url || options.domain ? undefined : (await api.get(`/accounts/${account}/workers/subdomain`))?.subdomain;
+  const url = options.url ?? (options.domain ? `https://${options.domain}` : `https://${n.gateway}.${subdomain}.workers.dev`);
+  step(`Health check ${url}/healthz`);
+  await checkHealth(url);
+  detail("ok");
+
+  const adminPassword = stash.values.ADMIN_PASSWORD;
+  if (adminPassword && !stash.adminPasswordShown) {
+    console.log(`\nAdmin password (shown this once; keep it in your password manager): ${adminPassword}`);
+    stash.adminPasswordShown = true;
+  }
+  rmSync(PENDING_FILE, { force: true });
+
+  const changed = resources.created.length > 0 || pending.length > 0 || deployed.length > 0;
+  console.log(changed ? `\nKeypool is deployed. Dashboard: ${url}/` : `\nNothing to change: Keypool is up to date. Dashboard: ${url}/`);
+}
+
+if (!flag("no-build")) {
+  try {
+    await buildDashboard({ quiet: true });
+  } catch (e) {
+    fail(`building the dashboard failed: ${e instanceof Error ? e.message : e}`);
+  }
+}
+try {
+  await main();
+} catch (e) {
+  fail(e instanceof Error ? e.message : String(e));
+}

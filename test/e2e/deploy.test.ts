@@ -1,0 +1,220 @@
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ROOT, buildDashboard } from "../../scripts/lib/stack.mjs";
+import { secretDigest, startStandin } from "../../tools/cf-api-standin/server.mjs";
+
+/**
+ * `npm run deploy` with the real wrangler against a local stand-in for the
+ * Cloudflare API: a first deploy, a re-deploy that changes nothing, a run that
+ * fails halfway and the run that finishes it, an upgrade whose migration goes
+ * first, and no secret printed or logged more than the once it must be.
+ */
+
+type Standin = Awaited<ReturnType<typeof startStandin>>;
+type Call = Standin["calls"][number];
+
+let standin: Standin;
+let work: string;
+/** Everything the deploys printed, for the secrets check at the end. */
+const outputs: string[] = [];
+
+/** Runs `node scripts/deploy.mjs --no-build …` against the stand-in; its exit code and output. */
+function deploy(args: string[]): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, "scripts/deploy.mjs"), "--no-build", ...args], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        CLOUDFLARE_API_BASE_URL: standin.apiBaseUrl,
+        CLOUDFLARE_API_TOKEN: "standin-token",
+        CLOUDFLARE_ACCOUNT_ID: "",
+        KEYPOOL_DEPLOY_DIR: path.join(work, "deploy"),
+        KEYPOOL_HEALTH_TIMEOUT_MS: "10000",
+        XDG_CONFIG_HOME: path.join(work, "wrangler-config"),
+        CLOUDFLARE_CF_FETCH_ENABLED: "false",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (d) => (output += d));
+    child.stderr.on("data", (d) => (output += d));
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      outputs.push(output);
+      resolve({ code: code ?? -1, output });
+    });
+  });
+}
+
+/** The stand-in's health route for a Worker: what the deploy checks in place of workers.dev. */
+const healthUrl = (worker: string) => `${standin.origin}/__workers/${worker}`;
+
+/** Calls that change something (a SELECT through D1's query endpoint changes nothing). */
+const mutating = (calls: Call[]) => calls.filter((c) => c.method !== "GET" && !(c.path.endsWith("/query") && !c.body));
+const uploads = (calls: Call[], worker: string) =>
+  calls.filter(
+    (c) =>
+      (c.method === "PUT" && c.path.endsWith(`/workers/scripts/${worker}`)) || (c.method === "POST" && c.path.endsWith(`/workers/scripts/${worker}/versions`)),
+  );
+
+beforeAll(async () => {
+  if (!existsSync(path.join(ROOT, "admin/dist/index.html"))) await buildDashboard({ quiet: true });
+  work = mkdtempSync(path.join(tmpdir(), "keypool-deploy-"));
+  standin = await startStandin();
+});
+
+afterAll(async () => {
+  await standin?.close();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe("npm run deploy against a stand-in Cloudflare API", () => {
+  it("plans without changing anything, then deploys everything in order, then finds nothing to change", { timeout: 180_000 }, async () => {
+    const plan = await deploy(["--dry-run"]);
+    expect(plan.code, plan.output).toBe(0);
+    expect(plan.output).toContain("KV namespace keypool-snapshot: would be created");
+    expect(plan.output).toContain("would apply 17");
+    expect(plan.output).toContain("keypool-gateway: would deploy (not deployed yet)");
+    expect(mutating(standin.calls)).toEqual([]);
+
+    const first = await deploy(["--url", healthUrl("keypool-gateway")]);
+    expect(first.code, first.output).toBe(0);
+    const { kv, d1, r2, queues, scripts } = standin.state;
+    expect(kv.map((n) => n.title)).toEqual(["keypool-snapshot"]);
+    expect(d1.map((d) => d.name)).toEqual(["keypool"]);
+    expect(d1[0]!.migrations).toEqual(
+      readdirSync(path.join(ROOT, "schema/migrations"))
+        .filter((f) => f.endsWith(".sql"))
+        .sort(),
+    );
+    expect(r2.map((b) => b.name)).toEqual(["keypool-archive"]);
+    const events = queues.find((q) => q.queue_name === "keypool-events")!;
+    expect(events.consumers).toEqual([expect.objectContaining({ script: "keypool-stats-consumer", dead_letter_queue: "keypool-events-dlq" })]);
+    expect(queues.find((q) => q.queue_name === "keypool-events-dlq")!.consumers).toHaveLength(1);
+
+    const gateway = scripts.get("keypool-gateway")!;
+    const consumer = scripts.get("keypool-stats-consumer")!;
+    expect([...gateway.secrets.keys()].sort()).toEqual(["ADMIN_PASSWORD", "ALERT_ENCRYPTION_KEY", "JWT_SECRET", "KEY_ENCRYPTION_KEY"]);
+    expect([...consumer.secrets.keys()]).toEqual(["ALERT_ENCRYPTION_KEY"]);
+    // The two Workers share one alert-encryption key.
+    expect(consumer.secrets.get("ALERT_ENCRYPTION_KEY")).toBe(gateway.secrets.get("ALERT_ENCRYPTION_KEY"));
+    // Bound to the resources just made, with the dashboard's assets and the scheduler's cron.
+    const bound = gateway.versions.at(-1)!.bindings;
+    expect(bound).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ type: "kv_namespace", name: "SNAPSHOT", namespace_id: kv[0]!.id }),
+        expect.objectContaining({ type: "d1", name: "DB", id: d1[0]!.uuid }),
+        expect.objectContaining({ type: "r2_bucket", name: "ARCHIVE", bucket_name: "keypool-archive" }),
+        expect.objectContaining({ type: "queue", name: "EVENTS", queue_name: "keypool-events" }),
+      ]),
+    );
+    expect(gateway.assets).toContain("/index.html");
+    expect(gateway.schedules).toEqual(["* * * * *"]);
+
+    // Migrations before the consumer, the consumer before the gateway.
+    const order = standin.calls.map((c, i) => ({ c, i }));
+    const lastMigration = Math.max(...order.filter(({ c }) => (c.body as { migration?: string } | undefined)?.migration).map(({ i }) => i));
+    const consumerUpload = standin.calls.indexOf(uploads(standin.calls, "keypool-stats-consumer")[0]!);
+    const gatewayUpload = standin.calls.indexOf(uploads(standin.calls, "keypool-gateway")[0]!);
+    expect(lastMigration).toBeLessThan(consumerUpload);
+    expect(consumerUpload).toBeLessThan(gatewayUpload);
+
+    expect(first.output).toMatch(/Admin password \(shown this once[^)]*\): \S{20}/);
+    expect(first.output).toContain(`Keypool is deployed. Dashboard: ${healthUrl("keypool-gateway")}/`);
+    expect(existsSync(path.join(work, "deploy/production/pending-secrets.json"))).toBe(false);
+    // No account-specific id lands in a committed file.
+    for (const file of ["wrangler.gateway.toml", "wrangler.consumer.toml"]) {
+      const text = readFileSync(path.join(ROOT, file), "utf8");
+      expect(text).not.toContain(kv[0]!.id);
+      expect(text).not.toContain(d1[0]!.uuid);
+    }
+
+    const before = standin.calls.length;
+    const again = await deploy([]);
+    expect(again.code, again.output).toBe(0);
+    expect(again.output).toContain("Nothing to change: Keypool is up to date.");
+    expect(again.output).not.toContain("Admin password");
+    expect(mutating(standin.calls.slice(before))).toEqual([]);
+  });
+
+  it("finishes a deploy that failed halfway, creating nothing twice, with the secrets of the first attempt", { timeout: 180_000 }, async () => {
+    // A second copy (staging) with resources of its own; its gateway upload is refused once.
+    standin.failNext("PUT", /\/workers\/scripts\/keypool-staging-gateway$/, 1, 400);
+    const from = standin.calls.length;
+    const failed = await deploy(["--env", "staging", "--url", healthUrl("keypool-staging-gateway")]);
+    expect(failed.code).not.toBe(0);
+    expect(failed.output).toContain("deploying keypool-staging-gateway failed; run npm run deploy again to resume");
+    expect(failed.output).not.toContain("Admin password");
+    const pendingFile = path.join(work, "deploy/staging/pending-secrets.json");
+    expect(statSync(pendingFile).mode & 0o777).toBe(0o600);
+    const stash = JSON.parse(readFileSync(pendingFile, "utf8")) as { values: Record<string, string> };
+    expect(Object.keys(stash.values).sort()).toEqual(["ADMIN_PASSWORD", "ALERT_ENCRYPTION_KEY", "JWT_SECRET", "KEY_ENCRYPTION_KEY"]);
+    const consumer = standin.state.scripts.get("keypool-staging-stats-consumer")!;
+    expect(consumer.secrets.get("ALERT_ENCRYPTION_KEY")).toBe(secretDigest(stash.values.ALERT_ENCRYPTION_KEY!));
+
+    const resumed = await deploy(["--env", "staging"]);
+    expect(resumed.code, resumed.output).toBe(0);
+    expect(resumed.output).toContain("keypool-staging-stats-consumer: up to date");
+    expect(resumed.output).toContain("keypool-staging-gateway: deployed");
+    const gateway = standin.state.scripts.get("keypool-staging-gateway")!;
+    for (const [name, value] of Object.entries(stash.values)) expect(gateway.secrets.get(name), name).toBe(secretDigest(value));
+    // Every resource of staging created once, none of production's touched.
+    const creations = mutating(standin.calls.slice(from)).filter((c) => /\/(storage\/kv\/namespaces|d1\/database|r2\/buckets|queues)$/.test(c.path));
+    expect(creations.map((c) => Object.values(c.body as object)[0]).sort()).toEqual([
+      "keypool-staging",
+      "keypool-staging-archive",
+      "keypool-staging-events",
+      "keypool-staging-events-dlq",
+      "keypool-staging-snapshot",
+    ]);
+    expect(uploads(standin.calls.slice(from), "keypool-stats-consumer")).toEqual([]);
+    expect(existsSync(pendingFile)).toBe(false);
+
+    // The admin password: printed by the run that completed, once, and by no other.
+    const printed = outputs.join("\n").split(stash.values.ADMIN_PASSWORD!).length - 1;
+    expect(printed).toBe(1);
+    expect(resumed.output).toContain(stash.values.ADMIN_PASSWORD);
+    // The other secrets: never printed, never in a call the stand-in recorded, never in wrangler's logs.
+    const logs = readdirSync(path.join(work, "wrangler-config"), { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => readFileSync(path.join(e.parentPath, e.name), "utf8"))
+      .join("\n");
+    for (const name of ["JWT_SECRET", "KEY_ENCRYPTION_KEY", "ALERT_ENCRYPTION_KEY"]) {
+      const value = stash.values[name]!;
+      expect(outputs.join("\n"), name).not.toContain(value);
+      expect(JSON.stringify(standin.calls), name).not.toContain(value);
+      expect(logs, name).not.toContain(value);
+    }
+    expect(logs).not.toContain(stash.values.ADMIN_PASSWORD);
+  });
+
+  it("upgrades a database one migration behind before deploying the Worker that needs it, and sets a custom domain", { timeout: 180_000 }, async () => {
+    // Production as an older version left it: the newest migration not applied yet.
+    const db = standin.state.d1.find((d) => d.name === "keypool")!;
+    const newest = db.migrations.pop()!;
+    const from = standin.calls.length;
+    const upgrade = await deploy(["--domain", "keypool.example.com", "--url", healthUrl("keypool-gateway")]);
+    expect(upgrade.code, upgrade.output).toBe(0);
+    expect(upgrade.output).toContain(`applied 1: ${newest}`);
+    const calls = standin.calls.slice(from);
+    const migration = calls.findIndex((c) => (c.body as { migration?: string } | undefined)?.migration === newest);
+    const gatewayUpload = calls.indexOf(uploads(calls, "keypool-gateway")[0]!);
+    expect(migration).toBeGreaterThanOrEqual(0);
+    expect(migration).toBeLessThan(gatewayUpload);
+    expect(db.migrations.at(-1)).toBe(newest);
+    expect(standin.state.scripts.get("keypool-gateway")!.domains).toEqual([expect.objectContaining({ hostname: "keypool.example.com" })]);
+    // The domain is remembered: the next run changes nothing.
+    const again = await deploy([]);
+    expect(again.code, again.output).toBe(0);
+    expect(again.output).toContain("Nothing to change");
+  });
+
+  it("stops at a health check that fails, and says why", { timeout: 120_000 }, async () => {
+    const res = await deploy(["--url", `${standin.origin}/__workers/no-such-worker`]);
+    expect(res.code).not.toBe(0);
+    expect(res.output).toMatch(/did not pass its health check within 10 s \(HTTP 404/);
+  });
+});
