@@ -3,6 +3,7 @@ import type { GatewayHono, IsolateState } from "./context";
 import { KeypoolError, errorResponse } from "./errors";
 import { SCHEMA_MIGRATION } from "../schema";
 import { appliedMigration } from "../storage/schema-version";
+import { optionalSecret } from "./logic/secrets";
 import { DASHBOARD_SECURITY_HEADERS, type SecretName, missingSecrets, requireSecrets } from "./middleware";
 import { adminRoutes } from "./routes/admin";
 import { scrapeRoutes } from "./routes/admin/metrics";
@@ -13,9 +14,10 @@ const ALL_SECRETS: SecretName[] = ["ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTI
 /**
  * What a deploy checks before it calls itself done: every secret set (named when
  * missing, never shown), D1 reachable, and the migrations this code needs applied.
- * 503 when any is not.
+ * 503 when any is not. It also says which rotations this isolate is part of and how
+ * fresh its snapshot is, which `npm run rotate` waits on.
  */
-async function deepHealth(env: GatewayEnv) {
+async function deepHealth(env: GatewayEnv, snapshot: { version: number; generatedAt: number }) {
   const missing = ALL_SECRETS.filter((n) => missingSecrets(env, [n]) !== null);
   let database: { ok: boolean; migration?: string | null; expected: string; error?: string };
   try {
@@ -25,7 +27,13 @@ async function deepHealth(env: GatewayEnv) {
     database = { ok: false, expected: SCHEMA_MIGRATION, error: "D1 did not answer, or its migrations table is missing" };
   }
   const ok = missing.length === 0 && database.ok;
-  return Response.json({ ok, secrets: { ok: missing.length === 0, missing }, database }, { status: ok ? 200 : 503 });
+  // Which rotations this isolate is in the middle of (npm run rotate waits on these); names only, never values.
+  const rotating = (name: "KEY_ENCRYPTION_KEY" | "JWT_SECRET") => {
+    const next = optionalSecret(env, `${name}_NEXT`);
+    return next !== undefined && next !== env[name];
+  };
+  const rotation = { keyEncryptionKey: rotating("KEY_ENCRYPTION_KEY"), jwtSecret: rotating("JWT_SECRET") };
+  return Response.json({ ok, secrets: { ok: missing.length === 0, missing }, database, rotation, snapshot }, { status: ok ? 200 : 503 });
 }
 
 const API_PATH = /^\/(v1|admin\/api|metrics)(\/|$)/;
@@ -37,7 +45,8 @@ export function createApp(state: IsolateState) {
 
   app.get("/healthz", async (c) => {
     if (c.req.query("deep") === undefined) return c.json({ ok: true });
-    return deepHealth(c.env);
+    const pool = await state.pools.load(c.env.SNAPSHOT, Date.now(), (p) => c.executionCtx.waitUntil(p));
+    return deepHealth(c.env, { version: pool.snapshot.version, generatedAt: pool.snapshot.generatedAt });
   });
 
   app.use("/admin/api/*", requireSecrets("ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTION_KEY"));

@@ -3,7 +3,7 @@ import { createApp } from "./app";
 import type { IsolateState } from "./context";
 import { ClientLimiter } from "./logic/client-limits";
 import { LocalObservations } from "./logic/local-observations";
-import { alertSecretCacheFor, secretCacheFor } from "./logic/secrets";
+import { alertSecretCacheFor, keyringFor } from "./logic/secrets";
 import { EventBatcher, drainEventOutbox, queueEventSink } from "./storage/event-sink";
 import { PoolCache } from "./storage/snapshot-cache";
 
@@ -14,7 +14,7 @@ function schedulerDeps(env: GatewayEnv): SchedulerDeps {
     emit: queueEventSink(env),
     drainOutbox: () => drainEventOutbox(env),
     fetch: (input, init) => fetch(input, init),
-    decrypt: (sealed) => secretCacheFor(env.KEY_ENCRYPTION_KEY).decrypt(sealed),
+    decrypt: (sealed) => keyringFor(env).decrypt(sealed),
     openAlertSecret: async (sealed) => alertSecretCacheFor(env.ALERT_ENCRYPTION_KEY).decrypt(sealed),
     now: Date.now,
   };

@@ -499,3 +499,14 @@ export const upstreamDeleteQuerySchema = z.object({ cascade: z.enum(["true", "fa
 export const statsBreakdownQuerySchema = statsQuerySchema.extend({ by: z.enum(["model", "key", "client", "upstream"]).default("model") });
 
 export const logoutBodySchema = z.object({ everywhere: z.boolean().default(false) });
+
+/** One page of a key-encryption-key rotation: re-seal the keys after `after` (by id) under KEY_ENCRYPTION_KEY_NEXT. */
+export const resealKeysBodySchema = z.object({ after: z.string().max(100).default(""), limit: z.number().int().min(1).max(1000).default(500) });
+
+/** What one page of re-sealing did, and where the next page starts (null: done). */
+export const resealKeysResponseSchema = z.object({
+  resealed: z.number().int(),
+  alreadySealed: z.number().int(),
+  unreadable: z.array(z.string()),
+  next: z.string().nullable(),
+});

@@ -327,3 +327,24 @@ export async function readCapacityKeys(db: D1Database, now: number, share: numbe
     ...capacityFromRow(r),
   }));
 }
+
+/** A page of keys' ciphertexts in id order, after `afterId`: what a key-encryption-key rotation re-seals. */
+export async function readSealedKeys(db: D1Database, afterId: string, limit: number): Promise<{ id: string; secretEnc: string }[]> {
+  const { results } = await db
+    .prepare("SELECT id, secret_enc FROM keys WHERE id > ?1 ORDER BY id LIMIT ?2")
+    .bind(afterId, limit)
+    .all<{ id: string; secret_enc: string }>();
+  return results.map((r) => ({ id: r.id, secretEnc: r.secret_enc }));
+}
+
+/**
+ * Replaces keys' ciphertexts, each only if it is still the one that was read (a
+ * key deleted or re-sealed meanwhile is left as it is). Returns how many changed.
+ */
+export async function replaceSealedKeys(db: D1Database, changes: { id: string; from: string; to: string }[]): Promise<number> {
+  if (changes.length === 0) return 0;
+  const results = await db.batch(
+    changes.map((ch) => db.prepare("UPDATE keys SET secret_enc = ?3 WHERE id = ?1 AND secret_enc = ?2").bind(ch.id, ch.from, ch.to)),
+  );
+  return results.reduce((n, r) => n + (r.meta.changes ?? 0), 0);
+}

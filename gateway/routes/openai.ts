@@ -8,7 +8,7 @@ import { clientKeyStatus, hasQuota, quotaHeaders, type QuotaVerdict } from "../l
 import { addCorsHeaders, allowOriginFor, preflightResponse } from "../logic/cors";
 import { estimatePromptTokens } from "../logic/estimate-tokens";
 import { MAX_JSON_DEPTH, SCAN_BEFORE_PARSE_BYTES, jsonNestsDeeperThan, nestsDeeperThan, type ClientBody } from "../logic/request-body";
-import { secretCacheFor } from "../logic/secrets";
+import { keyringFor } from "../logic/secrets";
 import { requestCost } from "../logic/spend";
 import { decodeUtf8Body } from "../logic/utf8";
 import { missingSecrets } from "../middleware";
@@ -227,7 +227,7 @@ export function openAIRoutes(state: IsolateState) {
           newId: () => newEventId(Date.now()),
           sink: state.events.sink(c.env),
           waitUntil: (p) => c.executionCtx.waitUntil(p),
-          secrets: secretCacheFor(c.env.KEY_ENCRYPTION_KEY),
+          secrets: keyringFor(c.env),
           observations: state.observations,
           sendBodies: async (bodies) => void (await c.env.EVENTS.send({ bodies }, { contentType: "json" })),
           settle: (events) =>
@@ -277,7 +277,7 @@ export function openAIRoutes(state: IsolateState) {
         fetch: (input, init) => fetch(input, init),
         now: Date.now,
         random: Math.random,
-        secrets: secretCacheFor(c.env.KEY_ENCRYPTION_KEY),
+        secrets: keyringFor(c.env),
         observations: state.observations,
       });
       return c.json({ object: "list", data });

@@ -34,3 +34,23 @@ describe("secrets at rest", () => {
     expect(await constantTimeEqual("", "x")).toBe(false);
   });
 });
+
+describe("the keyring during a rotation", () => {
+  it("opens what either key sealed, seals under the next one, and opens only its own key's once the rotation is over", async () => {
+    const { SecretCache } = await import("../../gateway/logic/secrets");
+    const NEXT = Buffer.from(Array.from({ length: 32 }, (_, i) => 64 + i)).toString("base64url");
+    const underOld = await encryptSecret(await importEncryptionKey(KEK), "sk-sealed-before");
+    const underNext = await encryptSecret(await importEncryptionKey(NEXT), "sk-sealed-during");
+
+    const rotating = new SecretCache(KEK, "KEY_ENCRYPTION_KEY", NEXT);
+    expect(await rotating.decrypt(underOld)).toBe("sk-sealed-before");
+    expect(await rotating.decrypt(underNext)).toBe("sk-sealed-during");
+    expect(await decryptSecret(await importEncryptionKey(NEXT), await encryptSecret(await rotating.sealingKey(), "x"))).toBe("x");
+
+    await expect(new SecretCache(KEK).decrypt(underNext)).rejects.toThrow();
+    const finished = new SecretCache(NEXT, "KEY_ENCRYPTION_KEY", NEXT);
+    expect(finished.nextCryptoKey()).toBeNull();
+    expect(await finished.decrypt(underNext)).toBe("sk-sealed-during");
+    await expect(finished.decrypt(underOld)).rejects.toThrow();
+  });
+});

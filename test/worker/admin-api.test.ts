@@ -165,8 +165,10 @@ describe("admin authentication", () => {
     expect(healthy.status).toBe(200);
     expect(await healthy.json()).toEqual({
       ok: true,
+      snapshot: { version: expect.any(Number), generatedAt: expect.any(Number) },
       secrets: { ok: true, missing: [] },
       database: { ok: true, migration: SCHEMA_MIGRATION, expected: SCHEMA_MIGRATION },
+      rotation: { keyEncryptionKey: false, jwtSecret: false },
     });
     const app = createApp({ ...createIsolateState(), probe: async () => [] });
     const unset = await app.fetch(

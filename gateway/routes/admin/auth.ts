@@ -4,6 +4,7 @@ import { loginBodySchema, loginResponseSchema, logoutBodySchema, logoutResponseS
 import type { GatewayHono } from "../../context";
 import { KeypoolError } from "../../errors";
 import { SESSION_COOKIE, SESSION_SECONDS, issueAdminToken, sessionCookie, verifyAdminToken, type AdminSession } from "../../logic/admin-session";
+import { optionalSecret } from "../../logic/secrets";
 import { constantTimeEqual } from "../../../schema/crypto";
 import { clearLoginFailures, loginLockedUntil, recordLoginFailure, revokeAllSessions, revokeSession, sessionIsValid } from "../../storage/admin-auth-db";
 import { op } from "./openapi";
@@ -18,10 +19,19 @@ function tokenOf(c: AdminContext): string | undefined {
   return c.req.header("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1] ?? getCookie(c, SESSION_COOKIE);
 }
 
+/**
+ * A token's session, signed with JWT_SECRET or — while `npm run rotate` moves to a
+ * new one — with JWT_SECRET_NEXT, so sessions from before the rotation keep working.
+ */
+async function verifySession(env: GatewayEnv, token: string, now: number): Promise<AdminSession | null> {
+  const next = optionalSecret(env, "JWT_SECRET_NEXT");
+  return (await verifyAdminToken(env.JWT_SECRET, token, now)) ?? (next ? await verifyAdminToken(next, token, now) : null);
+}
+
 /** The request's admin session (the cookie or a Bearer token): signed with JWT_SECRET, unexpired, not logged out; else null. */
 async function currentSession(c: AdminContext): Promise<AdminSession | null> {
   const token = tokenOf(c);
-  const session = token ? await verifyAdminToken(c.env.JWT_SECRET, token, Date.now()) : null;
+  const session = token ? await verifySession(c.env, token, Date.now()) : null;
   if (!session || !(await sessionIsValid(c.env.DB, session.jti, session.issuedAtMs))) return null;
   return session;
 }
@@ -87,7 +97,8 @@ export function authRoutes() {
           throw new KeypoolError(401, "authentication_error", "Wrong password.", "wrong_password", "password");
         }
         await clearLoginFailures(c.env.DB, client);
-        const session = await issueAdminToken(c.env.JWT_SECRET, now);
+        // While a rotation is under way, new sessions are signed with the secret it moves to.
+        const session = await issueAdminToken(optionalSecret(c.env, "JWT_SECRET_NEXT") ?? c.env.JWT_SECRET, now);
         c.header("set-cookie", sessionCookie(session.token, SESSION_SECONDS));
         return c.json(session);
       },
@@ -110,7 +121,7 @@ export function authRoutes() {
       async (c, { body }) => {
         const { everywhere } = body;
         const token = tokenOf(c);
-        const session = token ? await verifyAdminToken(c.env.JWT_SECRET, token, Date.now()) : null;
+        const session = token ? await verifySession(c.env, token, Date.now()) : null;
         if (session) await revokeSession(c.env.DB, session.jti, session.expiresAtMs, Date.now());
         if (everywhere) {
           if (!session) throw new KeypoolError(401, "authentication_error", "Log in to log out everywhere.", "admin_login_required");

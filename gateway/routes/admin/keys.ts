@@ -9,6 +9,8 @@ import {
   importKeysResponseSchema,
   importSeedBodySchema,
   importSeedResponseSchema,
+  resealKeysBodySchema,
+  resealKeysResponseSchema,
   keyBatchBodySchema,
   keyBatchResponseSchema,
   keyExportSchema,
@@ -25,13 +27,25 @@ import {
   type ProbeResult,
 } from "../../../schema";
 import type { GatewayHono, IsolateState } from "../../context";
-import { encryptSecret, maskSecret, sha256Hex } from "../../../schema/crypto";
+import { KeypoolError } from "../../errors";
+import { decryptSecret, encryptSecret, maskSecret, sha256Hex } from "../../../schema/crypto";
 import { listKeyViews } from "../../logic/key-listing";
 import { parseKeyText } from "../../logic/parse-key-text";
-import { secretCacheFor } from "../../logic/secrets";
+import { keyringFor } from "../../logic/secrets";
 import { queueEventSink } from "../../storage/event-sink";
 import { readPoolUsage } from "../../storage/snapshot-cache";
-import { deleteKeys, findKeyFields, insertKeys, loadKeyRows, setKeysEnabled, setKeysLimits, updateKeyFields, type NewKeyRow } from "../../../storage/keys";
+import {
+  deleteKeys,
+  findKeyFields,
+  insertKeys,
+  loadKeyRows,
+  readSealedKeys,
+  replaceSealedKeys,
+  setKeysEnabled,
+  setKeysLimits,
+  updateKeyFields,
+  type NewKeyRow,
+} from "../../../storage/keys";
 import { SUCCESS_RATE_WINDOW_MS } from "../../../storage/rollups";
 import { readSettings } from "../../../storage/settings";
 import { findUpstream } from "../../../storage/upstreams";
@@ -48,7 +62,7 @@ interface KeyInput {
 
 /** Encrypts and stores keys for an upstream; returns the ids of those that were new (others were already in the pool). */
 async function storeKeys(c: AdminContext, upstreamId: string, keys: KeyInput[]): Promise<{ rows: NewKeyRow[]; added: Set<string> }> {
-  const cryptoKey = await secretCacheFor(c.env.KEY_ENCRYPTION_KEY).cryptoKey();
+  const cryptoKey = await keyringFor(c.env).sealingKey();
   const now = Date.now();
   const rows = await Promise.all(
     keys.map(async (k) => ({
@@ -239,6 +253,52 @@ export function keyRoutes(state: IsolateState) {
         ok: { description: "Each probe's result.", schema: probeResponseSchema },
       },
       async (c, { body }) => c.json({ data: probeSummary(await state.probe(c.env, body.all ? "all" : body.ids!)) }),
+    ),
+  );
+
+  app.post(
+    "/reseal",
+    op(
+      {
+        tag: "keys",
+        summary: "Re-seal keys under the next key-encryption key",
+        description:
+          "A step of `npm run rotate -- key-encryption-key`: while `KEY_ENCRYPTION_KEY_NEXT` is set, re-encrypts a page of keys (by id, after `after`) under it. A key already sealed under it is left alone; one that opens under neither key is listed in `unreadable`. Call again with `next` until it is null.",
+        body: resealKeysBodySchema,
+        ok: { description: "What this page did, and where the next starts.", schema: resealKeysResponseSchema },
+        errors: { 409: "No rotation under way: `KEY_ENCRYPTION_KEY_NEXT` is not set (or equals the current key)." },
+      },
+      async (c, { body }) => {
+        const keyring = keyringFor(c.env);
+        const next = keyring.nextCryptoKey();
+        if (!next) {
+          throw new KeypoolError(
+            409,
+            "invalid_request_error",
+            "No key-encryption-key rotation is under way: KEY_ENCRYPTION_KEY_NEXT is not set.",
+            "rotation_not_started",
+          );
+        }
+        const [current, target] = await Promise.all([keyring.cryptoKey(), next]);
+        const page = await readSealedKeys(c.env.DB, body.after, body.limit);
+        const changes: { id: string; from: string; to: string }[] = [];
+        const unreadable: string[] = [];
+        let alreadySealed = 0;
+        for (const row of page) {
+          const underNext = await decryptSecret(target, row.secretEnc).catch(() => null);
+          if (underNext !== null) {
+            alreadySealed += 1;
+            continue;
+          }
+          const plain = await decryptSecret(current, row.secretEnc).catch(() => null);
+          if (plain === null) unreadable.push(row.id);
+          else changes.push({ id: row.id, from: row.secretEnc, to: await encryptSecret(target, plain) });
+        }
+        const resealed = await replaceSealedKeys(c.env.DB, changes);
+        // The consumer republishes the snapshot, so the gateway serves the new ciphertexts.
+        if (resealed > 0) await emitAdminEvent(c, "keys.reseal", null, { resealed, alreadySealed, unreadable: unreadable.length });
+        return c.json({ resealed, alreadySealed, unreadable, next: page.length === body.limit ? page.at(-1)!.id : null });
+      },
     ),
   );
 
