@@ -30,12 +30,17 @@ import path from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { flag, stringArg } from "./lib/args.mjs";
 import { ApiError, apiClient, apiCredentials, resolveAccount, wrangler } from "./lib/cloudflare.mjs";
+import { deploymentNames, environmentName, gatewayUrl, savedOptions, stateDir, waitForHealth } from "./lib/deployment.mjs";
 import { ROOT, buildDashboard } from "./lib/stack.mjs";
 
-const envName = stringArg("env") ?? "production";
-if (!/^[a-z][a-z0-9-]{0,30}$/.test(envName)) fail(`--env takes a short lower-case name (letters, digits, dashes), not "${envName}"`);
+let envName = "production";
+try {
+  envName = environmentName(stringArg("env"));
+} catch (e) {
+  fail(e instanceof Error ? e.message : String(e));
+}
 const dryRun = flag("dry-run");
-const STATE_DIR = path.resolve(process.env.KEYPOOL_DEPLOY_DIR ?? path.join(ROOT, ".deploy"), envName);
+const STATE_DIR = stateDir(envName);
 const OPTIONS_FILE = path.join(STATE_DIR, "options.json");
 const PENDING_FILE = path.join(STATE_DIR, "pending-secrets.json");
 
@@ -52,19 +57,7 @@ const detail = (message) => console.log(`    ${message}`);
 
 // ---------------------------------------------------------------- names and options
 
-/** Everything one copy of Keypool is made of, named after its environment. */
-function names() {
-  const prefix = envName === "production" ? "keypool" : `keypool-${envName}`;
-  return {
-    gateway: `${prefix}-gateway`,
-    consumer: `${prefix}-stats-consumer`,
-    kv: `${prefix}-snapshot`,
-    d1: prefix,
-    r2: `${prefix}-archive`,
-    queue: `${prefix}-events`,
-    dlq: `${prefix}-events-dlq`,
-  };
-}
+const names = () => deploymentNames(envName);
 
 /**
  * The routes and domain this environment is served on: from the flags, else as
@@ -72,8 +65,7 @@ function names() {
  * @returns {{ domain?: string, routes: { pattern: string, zone_name: string }[], url?: string }}
  */
 function deployOptions() {
-  const saved = existsSync(OPTIONS_FILE) ? JSON.parse(readFileSync(OPTIONS_FILE, "utf8")) : {};
-  const options = { domain: saved.domain, routes: saved.routes ?? [], url: saved.url };
+  const options = savedOptions(envName);
   const domain = stringArg("domain");
   if (domain !== undefined) {
     if (!/^(?=.{1,253}$)([a-z0-9-]+\.)+[a-z]{2,}$/i.test(domain)) fail(`--domain takes a host name such as keypool.example.com, not "${domain}"`);
@@ -304,26 +296,17 @@ async function deployedTag(api, account, worker) {
 // ---------------------------------------------------------------- health
 
 /**
- * Polls the gateway's deep health check until it answers 200, or gives up.
+ * Waits for the gateway's deep health check to answer 200, or stops the deploy saying why.
  * @param {string} url
  */
-async function checkHealth(url, timeoutMs = Number(process.env.KEYPOOL_HEALTH_TIMEOUT_MS ?? 90_000)) {
-  const deadline = Date.now() + timeoutMs;
-  let last = "no answer";
-  while (Date.now() < deadline) {
-    try {
-      const res = await fetch(`${url}/healthz?deep=1`, { signal: AbortSignal.timeout(10_000) });
-      const text = await res.text();
-      if (res.ok) return;
-      last = `HTTP ${res.status}: ${text.slice(0, 300)}`;
-    } catch (e) {
-      last = e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e);
-    }
-    await new Promise((r) => setTimeout(r, 2_000));
+async function checkHealth(url) {
+  const timeoutMs = Number(process.env.KEYPOOL_HEALTH_TIMEOUT_MS ?? 90_000);
+  const result = await waitForHealth(url, () => true, { timeoutMs });
+  if (!result.ok) {
+    fail(
+      `the gateway at ${url} did not pass its health check within ${Math.round(timeoutMs / 1000)} s (${result.last}). A new workers.dev subdomain can take a few minutes to resolve; run npm run deploy again to re-check.`,
+    );
   }
-  fail(
-    `the gateway at ${url} did not pass its health check within ${Math.round(timeoutMs / 1000)} s (${last}). A new workers.dev subdomain can take a few minutes to resolve; run npm run deploy again to re-check.`,
-  );
 }
 
 // ---------------------------------------------------------------- the run
@@ -441,8 +424,7 @@ async function main() {
   const stillMissing = Object.entries(required).flatMap(([w, list]) => list.filter((s) => !fresh[w]?.has(s)).map((s) => `${w}: ${s}`));
   if (stillMissing.length > 0) fail(`secrets still missing after deploy (${stillMissing.join(", ")}); run npm run deploy again.`);
 
-  const subdomain = options.url || options.domain ? undefined : (await api.get(`/accounts/${account}/workers/subdomain`))?.subdomain;
-  const url = options.url ?? (options.domain ? `https://${options.domain}` : `https://${n.gateway}.${subdomain}.workers.dev`);
+  const url = await gatewayUrl(api, account, envName, options);
   step(`Health check ${url}/healthz`);
   await checkHealth(url);
   detail("ok");

@@ -18,16 +18,25 @@ type Call = Standin["calls"][number];
 
 let standin: Standin;
 let work: string;
+/** The production deploy's admin password, as its first run printed it. */
+let adminPassword = "";
 /** Everything the deploys printed, for the secrets check at the end. */
 const outputs: string[] = [];
 
 /** Runs `node scripts/deploy.mjs --no-build …` against the stand-in; its exit code and output. */
 function deploy(args: string[]): Promise<{ code: number; output: string }> {
+  return script("deploy.mjs", ["--no-build", ...args]);
+}
+
+/** Runs one of the deploy scripts against the stand-in. */
+function script(name: string, args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, "scripts/deploy.mjs"), "--no-build", ...args], {
+    const child = spawn(process.execPath, [path.join(ROOT, "scripts", name), ...args], {
       cwd: ROOT,
       env: {
         ...process.env,
+        ...extraEnv,
+        KEYPOOL_ROTATE_TIMEOUT_MS: "20000",
         CLOUDFLARE_API_BASE_URL: standin.apiBaseUrl,
         CLOUDFLARE_API_TOKEN: "standin-token",
         CLOUDFLARE_ACCOUNT_ID: "",
@@ -122,7 +131,8 @@ describe("npm run deploy against a stand-in Cloudflare API", () => {
     expect(lastMigration).toBeLessThan(consumerUpload);
     expect(consumerUpload).toBeLessThan(gatewayUpload);
 
-    expect(first.output).toMatch(/Admin password \(shown this once[^)]*\): \S{20}/);
+    adminPassword = /Admin password \(shown this once[^)]*\): (\S{20})/.exec(first.output)?.[1] ?? "";
+    expect(adminPassword).toHaveLength(20);
     expect(first.output).toContain(`Keypool is deployed. Dashboard: ${healthUrl("keypool-gateway")}/`);
     expect(existsSync(path.join(work, "deploy/production/pending-secrets.json"))).toBe(false);
     // No account-specific id lands in a committed file.
@@ -210,6 +220,54 @@ describe("npm run deploy against a stand-in Cloudflare API", () => {
     const again = await deploy([]);
     expect(again.code, again.output).toBe(0);
     expect(again.output).toContain("Nothing to change");
+  });
+
+  it("rotates the key-encryption key: next key set, keys re-sealed under it, then promoted, and the next key deleted", { timeout: 180_000 }, async () => {
+    const gateway = standin.state.scripts.get("keypool-gateway")!;
+    const before = gateway.secrets.get("KEY_ENCRYPTION_KEY");
+    const from = standin.calls.length;
+    const refused = await script("rotate.mjs", ["key-encryption-key"]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.output).toContain("set KEYPOOL_ADMIN_PASSWORD");
+    // The refused run got as far as setting the next key; the next run resumes from there with the same value.
+    const stash = JSON.parse(readFileSync(path.join(work, "deploy/production/rotation-key-encryption-key.json"), "utf8")) as { value: string; phase: string };
+    expect(stash.phase).toBe("reseal");
+    expect(gateway.secrets.get("KEY_ENCRYPTION_KEY_NEXT")).toBe(secretDigest(stash.value));
+
+    const rotated = await script("rotate.mjs", ["key-encryption-key"], { KEYPOOL_ADMIN_PASSWORD: adminPassword });
+    expect(rotated.code, rotated.output).toBe(0);
+    expect(rotated.output).toContain("KEY_ENCRYPTION_KEY is rotated.");
+    expect(gateway.secrets.get("KEY_ENCRYPTION_KEY")).toBe(secretDigest(stash.value));
+    expect(gateway.secrets.get("KEY_ENCRYPTION_KEY")).not.toBe(before);
+    expect(gateway.secrets.has("KEY_ENCRYPTION_KEY_NEXT")).toBe(false);
+    // In order: the next key set, the keys re-sealed under it, the key promoted, the next key deleted.
+    const calls = standin.calls.slice(from);
+    const at = (test: (c: Call) => boolean) => calls.findIndex(test);
+    const setNext = at((c) => (c.body as { secretsSet?: string[] } | undefined)?.secretsSet?.includes("KEY_ENCRYPTION_KEY_NEXT") === true);
+    const reseal = at((c) => c.path.endsWith("/keys/reseal"));
+    const promote = at((c) => (c.body as { secretsSet?: string[] } | undefined)?.secretsSet?.includes("KEY_ENCRYPTION_KEY") === true);
+    const cleanup = at((c) => (c.body as { secretDeleted?: string } | undefined)?.secretDeleted === "KEY_ENCRYPTION_KEY_NEXT");
+    expect(setNext).toBeGreaterThanOrEqual(0);
+    expect([setNext, reseal, promote, cleanup]).toEqual([setNext, reseal, promote, cleanup].sort((a, b) => a - b));
+    expect((calls[reseal]!.body as { resealedUnder: string }).resealedUnder).toBe(secretDigest(stash.value));
+    expect(existsSync(path.join(work, "deploy/production/rotation-key-encryption-key.json"))).toBe(false);
+    expect(outputs.join("\n")).not.toContain(stash.value);
+  });
+
+  it("rotates the JWT secret in two steps, keeping older sessions until they could have expired", { timeout: 180_000 }, async () => {
+    const gateway = standin.state.scripts.get("keypool-gateway")!;
+    const started = await script("rotate.mjs", ["jwt-secret"]);
+    expect(started.code, started.output).toBe(0);
+    expect(started.output).toMatch(/stay valid until .*run npm run rotate -- jwt-secret again after that/s);
+    const stash = JSON.parse(readFileSync(path.join(work, "deploy/production/rotation-jwt-secret.json"), "utf8")) as { value: string };
+    expect(gateway.secrets.get("JWT_SECRET_NEXT")).toBe(secretDigest(stash.value));
+    expect(gateway.secrets.get("JWT_SECRET")).not.toBe(secretDigest(stash.value));
+
+    const finished = await script("rotate.mjs", ["jwt-secret", "--now"]);
+    expect(finished.code, finished.output).toBe(0);
+    expect(gateway.secrets.get("JWT_SECRET")).toBe(secretDigest(stash.value));
+    expect(gateway.secrets.has("JWT_SECRET_NEXT")).toBe(false);
+    expect(outputs.join("\n")).not.toContain(stash.value);
   });
 
   it("stops at a health check that fails, and says why", { timeout: 120_000 }, async () => {

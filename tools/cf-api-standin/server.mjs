@@ -6,8 +6,8 @@
  * assets, secrets, schedules, routes, custom domains and the workers.dev
  * subdomain. It keeps what was created in memory, records every call (secret
  * values are never recorded, only a digest), can be told to fail a call, and
- * answers `GET /__workers/<script>/healthz` like a deployed gateway would, so the
- * deploy's health check has something real to ask.
+ * answers `/__workers/<script>/…` like the deployed gateway would for the few
+ * routes the deploy and rotate commands ask (see gatewayAnswer).
  *
  * Point wrangler at it with CLOUDFLARE_API_BASE_URL=<url>/client/v4. It is a test
  * tool: it accepts any API token and knows one account.
@@ -100,6 +100,64 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
     return s;
   }
 
+  /** When the snapshot was last rebuilt, per Worker: what the consumer does after keys are re-sealed. */
+  const snapshotAt = new Map();
+  /** A rebuild on its way: when it will be done. */
+  const snapshotDue = new Map();
+  /** Admin sessions the stand-in's gateway handed out. */
+  const sessions = new Set();
+
+  /**
+   * The deployed gateway, as far as the deploy's tools go, judged from what was
+   * uploaded: /healthz?deep=1 (secrets present, rotations under way, the
+   * snapshot's age), the admin login (checked against ADMIN_PASSWORD's digest)
+   * and /admin/api/keys/reseal (refused unless KEY_ENCRYPTION_KEY_NEXT is set and
+   * differs; a re-seal rebuilds the snapshot). The real routes are tested in the
+   * Worker tests; this is what npm run deploy and npm run rotate talk to.
+   * @param {string} name
+   * @param {string} route
+   * @returns {{ status: number, body: unknown }}
+   */
+  function gatewayAnswer(name, route, /** @type {string} */ method, /** @type {any} */ json, /** @type {string} */ auth) {
+    const s = scripts.get(name);
+    if (!s || !deployedVersion(s)) return { status: 404, body: { error: "no such Worker" } };
+    const rotating = (/** @type {string} */ n) => s.secrets.has(`${n}_NEXT`) && s.secrets.get(`${n}_NEXT`) !== s.secrets.get(n);
+    if (route === "healthz") {
+      const due = snapshotDue.get(name);
+      if (due !== undefined && Date.now() >= due) {
+        snapshotAt.set(name, due);
+        snapshotDue.delete(name);
+      }
+      const missing = ["ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTION_KEY", "ALERT_ENCRYPTION_KEY"].filter((n) => !s.secrets.has(n));
+      const ok = missing.length === 0;
+      return {
+        status: ok ? 200 : 503,
+        body: {
+          ok,
+          secrets: { ok, missing },
+          rotation: { keyEncryptionKey: rotating("KEY_ENCRYPTION_KEY"), jwtSecret: rotating("JWT_SECRET") },
+          snapshot: { version: 1, generatedAt: snapshotAt.get(name) ?? 0 },
+        },
+      };
+    }
+    if (route === "admin/api/login" && method === "POST") {
+      if (secretDigest(String(json?.password)) !== s.secrets.get("ADMIN_PASSWORD"))
+        return { status: 401, body: { error: { message: "Wrong password.", code: "wrong_password" } } };
+      const token = `standin-session-${hexId()}`;
+      sessions.add(token);
+      return { status: 200, body: { token, expiresAt: Date.now() + 3_600_000 } };
+    }
+    if (!sessions.has(auth.replace(/^Bearer /, ""))) return { status: 401, body: { error: { message: "Log in first.", code: "admin_login_required" } } };
+    if (route === "admin/api/keys/reseal" && method === "POST") {
+      if (!rotating("KEY_ENCRYPTION_KEY")) return { status: 409, body: { error: { message: "No rotation under way.", code: "rotation_not_started" } } };
+      calls.push({ method, path: `/__workers/${name}/${route}`, query: "", status: 200, body: { resealedUnder: s.secrets.get("KEY_ENCRYPTION_KEY_NEXT") } });
+      // The consumer republishes the snapshot a moment after the re-seal's admin event.
+      snapshotDue.set(name, Date.now() + 500);
+      return { status: 200, body: { resealed: 3, alreadySealed: 0, unreadable: [], next: null } };
+    }
+    return { status: 404, body: { error: { message: `the stand-in's gateway has no ${method} /${route}` } } };
+  }
+
   const server = http.createServer(async (req, res) => {
     /** @type {Buffer[]} */
     const chunks = [];
@@ -142,15 +200,8 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
       return send(404, { error: "unknown stand-in route" });
     }
     if (p.startsWith("/__workers/")) {
-      // The deployed gateway, as far as its health check goes: it answers once it was
-      // uploaded with every secret its config requires.
-      const [, , name, ...rest] = p.split("/");
-      const s = scripts.get(name ?? "");
-      const latest = deployedVersion(s);
-      if (!s || !latest || rest.join("/") !== "healthz") return send(404, { error: "no such Worker" });
-      const missing = ["ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTION_KEY", "ALERT_ENCRYPTION_KEY"].filter((n) => !s.secrets.has(n));
-      if (missing.length > 0) return send(503, { ok: false, missing });
-      return send(200, { ok: true, version: latest.id, tag: latest.tag });
+      const answer = gatewayAnswer(p.split("/")[2] ?? "", p.split("/").slice(3).join("/"), method, json, String(req.headers.authorization ?? ""));
+      return send(answer.status, answer.body);
     }
 
     calls.push(call);
@@ -458,6 +509,30 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
             ]
           : [],
       });
+    }
+    if ((m = /^\/accounts\/\w+\/workers\/scripts\/([^/]+)\/settings$/.exec(p)) && method === "PATCH") {
+      // wrangler secret bulk: every binding, the existing ones as `inherit`, the new secrets with their text.
+      const s = scripts.get(m[1] ?? "");
+      if (!s) return fail(404, 10007, "workers.api.error.script_not_found");
+      const part = parseMultipart(raw, contentType).find((x) => x.name === "settings");
+      const settings = part ? JSON.parse(part.data.toString("utf8")) : {};
+      /** @type {string[]} */
+      const set = [];
+      for (const b of settings.bindings ?? []) {
+        if (b.type === "secret_text" && typeof b.text === "string") {
+          s.secrets.set(b.name, secretDigest(b.text));
+          set.push(b.name);
+        }
+      }
+      call.body = { secretsSet: set };
+      return ok({ bindings: settings.bindings?.map((/** @type {any} */ b) => ({ type: b.type, name: b.name })) ?? [] });
+    }
+    if ((m = /^\/accounts\/\w+\/workers\/scripts\/([^/]+)\/secrets\/([^/]+)$/.exec(p)) && method === "DELETE") {
+      const s = scripts.get(m[1] ?? "");
+      if (!s?.secrets.has(m[2])) return fail(404, 10056, "secret not found");
+      s.secrets.delete(m[2]);
+      call.body = { secretDeleted: m[2] };
+      return ok(null);
     }
     if ((m = /^\/accounts\/\w+\/workers\/scripts\/([^/]+)\/settings$/.exec(p)) && method === "GET") {
       const s = scripts.get(m[1] ?? "");
