@@ -74,3 +74,28 @@ export function maskSecret(secret: string): string {
   if (secret.length <= 12) return `${secret.slice(0, 2)}…${secret.slice(-2)}`;
   return `${secret.slice(0, 5)}…${secret.slice(-4)}`;
 }
+
+/** PBKDF2 iterations for a backup's passphrase: the most the Workers runtime allows. */
+export const PASSPHRASE_ITERATIONS = 100_000;
+
+/** An AES-GCM key derived from a passphrase (PBKDF2-SHA-256), for archives that must not depend on a deployment's secrets. */
+export async function passphraseKey(passphrase: string, salt: Uint8Array<ArrayBuffer>, iterations = PASSPHRASE_ITERATIONS): Promise<CryptoKey> {
+  const material = await crypto.subtle.importKey("raw", encoder.encode(passphrase), "PBKDF2", false, ["deriveKey"]);
+  return crypto.subtle.deriveKey({ name: "PBKDF2", hash: "SHA-256", salt, iterations }, material, { name: "AES-GCM", length: 256 }, false, [
+    "encrypt",
+    "decrypt",
+  ]);
+}
+
+/** Seals text under a passphrase: the salt, the iterations and the sealed text, all needed (with the passphrase) to open it. */
+export async function sealWithPassphrase(passphrase: string, plaintext: string): Promise<{ salt: string; iterations: number; sealed: string }> {
+  const salt = crypto.getRandomValues(new Uint8Array(16));
+  const key = await passphraseKey(passphrase, salt);
+  return { salt: toBase64Url(salt), iterations: PASSPHRASE_ITERATIONS, sealed: await encryptSecret(key, plaintext) };
+}
+
+/** Opens what `sealWithPassphrase` sealed; throws when the passphrase is wrong or the text was changed. */
+export async function openWithPassphrase(passphrase: string, sealed: { salt: string; iterations: number; sealed: string }): Promise<string> {
+  const key = await passphraseKey(passphrase, fromBase64Url(sealed.salt), sealed.iterations);
+  return decryptSecret(key, sealed.sealed);
+}

@@ -14,3 +14,4 @@ export * from "./bodies";
 export * from "./alerts";
 export * from "./metrics";
 export * from "./version";
+export * from "./backup";

@@ -21,8 +21,11 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-/** Starts the stack on free ports with fresh secrets and state; `stop()` removes everything it made. */
-export async function startStack(models: string[] = ["mock-gpt"], keyCount = 3): Promise<Stack> {
+/**
+ * Starts the stack on free ports with fresh secrets and state; `stop()` removes everything it made.
+ * With `provision: false` it stays empty (no upstream, key or client key; `clientKey` is "").
+ */
+export async function startStack(models: string[] = ["mock-gpt"], keyCount = 3, { provision = true } = {}): Promise<Stack> {
   if (!existsSync(path.join(ROOT, "admin/dist/index.html"))) await buildDashboard({ quiet: true });
   const secrets = generateSecrets();
   const mock = await startMockUpstream();
@@ -37,9 +40,11 @@ export async function startStack(models: string[] = ["mock-gpt"], keyCount = 3):
   try {
     await wrangler.ready();
     const admin = await adminSession(wrangler.url, secrets.ADMIN_PASSWORD);
-    const poolKeys = Array.from({ length: keyCount }, (_, i) => `sk-e2e-${i}-${crypto.randomUUID().replaceAll("-", "")}`);
-    const { clientKey } = await provisionPool(admin, wrangler.url, { baseUrl: mock.baseUrl, models, keys: poolKeys, clientName: "e2e" });
-    const openai = new OpenAI({ baseURL: `${wrangler.url}/v1`, apiKey: clientKey, maxRetries: 0 });
+    const poolKeys = provision ? Array.from({ length: keyCount }, (_, i) => `sk-e2e-${i}-${crypto.randomUUID().replaceAll("-", "")}`) : [];
+    const { clientKey } = provision
+      ? await provisionPool(admin, wrangler.url, { baseUrl: mock.baseUrl, models, keys: poolKeys, clientName: "e2e" })
+      : { clientKey: "" };
+    const openai = new OpenAI({ baseURL: `${wrangler.url}/v1`, apiKey: clientKey || "no-client-key-yet", maxRetries: 0 });
     return { url: wrangler.url, mock, admin, openai, clientKey, poolKeys, secrets, log: wrangler.log, stop };
   } catch (err) {
     await stop();

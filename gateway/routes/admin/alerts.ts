@@ -31,7 +31,7 @@ import { op } from "./openapi";
 import { emitAdminEvent, notFound, type AdminContext } from "./shared";
 
 /** The key that seals destinations, or a 503 saying which secret to set. */
-async function sealingKey(c: AdminContext): Promise<CryptoKey> {
+export async function sealingKey(c: AdminContext): Promise<CryptoKey> {
   try {
     return await importEncryptionKey(c.env.ALERT_ENCRYPTION_KEY ?? "", "ALERT_ENCRYPTION_KEY");
   } catch {

@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import type { GatewayHono, IsolateState } from "../../context";
 import { alertRoutes } from "./alerts";
+import { backupRoutes } from "./backup";
 import { authRoutes, requireAdmin, sameOriginOnly } from "./auth";
 import { clientKeyRoutes } from "./client-keys";
 import { keyRoutes } from "./keys";
@@ -38,6 +39,7 @@ export function adminRoutes(state: IsolateState) {
   app.route("/prices", priceRoutes());
   app.route("/requests", requestRoutes());
   app.route("/alerts", alertRoutes());
+  app.route("/", backupRoutes());
   app.route("/", statsRoutes());
   app.route("/", metricsRoutes());
   app.route("/", settingsRoutes());

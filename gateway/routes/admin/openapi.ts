@@ -17,7 +17,7 @@ export interface Operation<B extends z.ZodType | undefined = undefined, Q extend
   summary: string;
   description?: string;
   /** Where the dashboard and the docs group it. */
-  tag: "session" | "upstreams" | "keys" | "client keys" | "prices" | "requests" | "alerts" | "stats" | "settings" | "audit";
+  tag: "session" | "upstreams" | "keys" | "client keys" | "prices" | "requests" | "alerts" | "stats" | "settings" | "audit" | "backup";
   /** Reachable without a session. */
   public?: boolean;
   /** The JSON body, validated before the handler runs (400 naming the field otherwise). */
@@ -156,7 +156,7 @@ export function openApiDocument(app: Hono<GatewayHono>, base: string, serverUrl 
     },
     servers: [{ url: serverUrl }],
     security: [{ session: [] }, { bearer: [] }],
-    tags: ["session", "upstreams", "keys", "client keys", "prices", "requests", "alerts", "stats", "settings", "audit"].map((name) => ({ name })),
+    tags: ["session", "upstreams", "keys", "client keys", "prices", "requests", "alerts", "stats", "settings", "audit", "backup"].map((name) => ({ name })),
     paths,
     components: {
       securitySchemes: {
