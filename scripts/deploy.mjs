@@ -379,11 +379,16 @@ async function main() {
     const tag = await buildTag(file, worker, assets);
     const current = await deployedTag(api, account, worker);
     const secrets = toUpload[worker] ?? {};
-    if (current === tag && Object.keys(secrets).length === 0) {
+    // Written before wrangler deploys, removed after: a deploy that stopped after the upload
+    // (its triggers, routes or domains not yet set) is done again even though the tag matches.
+    const marker = path.join(STATE_DIR, `deploying.${worker}`);
+    const unfinished = existsSync(marker);
+    if (current === tag && Object.keys(secrets).length === 0 && !unfinished) {
       detail(`${worker}: up to date (${tag})`);
       continue;
     }
-    const why = current === undefined ? "not deployed yet" : current !== tag ? `${current} → ${tag}` : "secrets to set";
+    const why =
+      current === undefined ? "not deployed yet" : current !== tag ? `${current} → ${tag}` : unfinished ? "its last deploy did not finish" : "secrets to set";
     if (dryRun) {
       detail(`${worker}: would deploy (${why})`);
       continue;
@@ -394,10 +399,13 @@ async function main() {
       writeFileSync(secretsFile, JSON.stringify(secrets), { mode: 0o600 });
       args.push("--secrets-file", secretsFile);
     }
+    writeFileSync(marker, `${tag}\n`);
     try {
       await wrangler(args);
+      rmSync(marker, { force: true });
     } catch (e) {
-      const output = /** @type {{ output?: string }} */ (e).output ?? "";
+      // wrangler colours its errors; the message is read here, often in a CI log.
+      const output = /** @type {{ output?: string }} */ ((e).output ?? "").replace(/\x1b\[[0-9;]*m/g, "");
       fail(
         `deploying ${worker} failed; run npm run deploy again to resume.\n${
           output

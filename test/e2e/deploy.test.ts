@@ -199,6 +199,22 @@ describe("npm run deploy against a stand-in Cloudflare API", () => {
       expect(logs, name).not.toContain(value);
     }
     expect(logs).not.toContain(stash.values.ADMIN_PASSWORD);
+
+    // A deploy that uploads the gateway but stops while setting its triggers is finished by the next run,
+    // although the version it left has the right tag.
+    standin.failNext("PUT", /\/workers\/scripts\/keypool-staging-gateway\/schedules$/, 1, 400);
+    const routed = await deploy(["--env", "staging", "--route", "example.com/keypool-staging/*", "--zone", "example.com"]);
+    expect(routed.code).not.toBe(0);
+    expect(routed.output).not.toMatch(/\x1b\[/);
+    const staging = standin.state.scripts.get("keypool-staging-gateway")!;
+    expect(staging.routes).toEqual([expect.objectContaining({ pattern: "example.com/keypool-staging/*" })]);
+    staging.schedules = [];
+    const finished = await deploy(["--env", "staging"]);
+    expect(finished.code, finished.output).toBe(0);
+    expect(finished.output).toContain("keypool-staging-gateway: deployed (its last deploy did not finish)");
+    expect(staging.schedules).toEqual(["* * * * *"]);
+    const settled = await deploy(["--env", "staging"]);
+    expect(settled.output).toContain("Nothing to change");
   });
 
   it("upgrades a database one migration behind before deploying the Worker that needs it, and sets a custom domain", { timeout: 180_000 }, async () => {

@@ -82,6 +82,8 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
   const queues = [];
   /** @type {Map<string, Script>} */
   const scripts = new Map();
+  /** @type {{ id: string, zone: string, pattern: string, script: string }[]} */
+  const zoneRoutes = [];
   /** Asset hashes the stand-in holds (uploaded once, shared by every Worker, like Cloudflare's). */
   const assetStore = new Set();
   /** @type {Map<string, { script: string, manifest: Record<string, { hash: string }> }>} */
@@ -333,6 +335,21 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
       return ok(consumer);
     }
 
+    // Zones: every name is a zone of the account (routes need one); routes on them.
+    if (p === "/zones" && method === "GET") {
+      const name = url.searchParams.get("name") ?? "";
+      return ok(name ? [{ id: createHash("sha256").update(name).digest("hex").slice(0, 32), name, account: { id: ACCOUNT_ID } }] : []);
+    }
+    if ((m = /^\/zones\/([^/]+)\/workers\/routes$/.exec(p))) {
+      if (method === "GET") return ok(zoneRoutes.filter((r) => r.zone === m[1]).map(({ id, pattern, script }) => ({ id, pattern, script })));
+      if (method === "POST") {
+        const route = { id: hexId(), zone: String(m[1]), pattern: String(json?.pattern), script: String(json?.script) };
+        zoneRoutes.push(route);
+        call.body = { route: route.pattern, script: route.script };
+        return ok({ id: route.id });
+      }
+    }
+
     // The account's workers.dev subdomain.
     if (p === `${a}/workers/subdomain` && method === "GET") return ok({ subdomain: SUBDOMAIN });
 
@@ -552,7 +569,7 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
     apiBaseUrl: `${origin}/client/v4`,
     calls,
     failures,
-    state: { kv, d1, r2, queues, scripts },
+    state: { kv, d1, r2, queues, scripts, zoneRoutes },
     /** Makes the next `times` calls of `method` on a path matching `path` fail with `status`. */
     failNext(/** @type {string} */ method, /** @type {RegExp} */ path, times = 1, status = 500) {
       failures.push({ method, path, status, times });
