@@ -405,7 +405,8 @@ async function main() {
       rmSync(marker, { force: true });
     } catch (e) {
       // wrangler colours its errors; the message is read here, often in a CI log.
-      const output = /** @type {{ output?: string }} */ (e.output ?? "").replace(/\x1b\[[0-9;]*m/g, "");
+      const failure = /** @type {{ output?: string }} */ (e);
+      const output = (failure.output ?? "").replace(/\x1b\[[0-9;]*m/g, "");
       fail(
         `deploying ${worker} failed; run npm run deploy again to resume.\n${
           output

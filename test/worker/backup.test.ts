@@ -1,12 +1,9 @@
-import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { BackupArchive } from "../../schema";
 import { decryptSecret, importEncryptionKey, sha256Hex } from "../../schema/crypto";
-import { createApp } from "../../gateway/app";
-import { createIsolateState } from "../../gateway/worker";
 import { FAKE_BASE_URL } from "./fake-upstream";
-import { admin, adminToken } from "./helpers";
+import { admin, adminToken, gatewayWith } from "./helpers";
 
 /**
  * Backup and restore through the admin API: the archive is sealed under its
@@ -19,12 +16,6 @@ const PASSPHRASE = "correct horse battery staple";
 // Another deployment's key-encryption key and alert key (32 bytes 96..127 and 128..159).
 const OTHER_KEK = "YGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn8";
 const OTHER_ALERT_KEY = "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8";
-
-function gatewayWith(secrets: Record<string, string>) {
-  const app = createApp({ ...createIsolateState(), probe: async () => [] });
-  return (path: string, init: RequestInit = {}) =>
-    app.fetch(new Request(`https://keypool.test${path}`, init), { ...env, ...secrets }, createExecutionContext());
-}
 
 async function post(call: ReturnType<typeof gatewayWith>, path: string, body: unknown) {
   const res = await call(`/admin/api${path}`, {

@@ -1,4 +1,7 @@
+import { createExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
+import { createApp } from "../../gateway/app";
+import { createIsolateState } from "../../gateway/worker";
 import { SNAPSHOT_KV_KEY, snapshotSchema, type Snapshot } from "../../schema";
 import { isolate } from "../fixtures/workers/gateway";
 import { TEST_SECRETS } from "./secrets";
@@ -6,6 +9,16 @@ import { TEST_SECRETS } from "./secrets";
 /** Makes the gateway isolate read KV on its next request, instead of 2 s after its last look. */
 export function forgetSnapshot(): void {
   isolate.pools.forget();
+}
+
+/**
+ * A gateway of its own (a fresh isolate state) that runs with these secrets in
+ * place of the test's: another deployment's keys, or a rotation under way.
+ */
+export function gatewayWith(secrets: Record<string, string>) {
+  const app = createApp({ ...createIsolateState(), probe: async () => [] });
+  return (path: string, init: RequestInit = {}) =>
+    app.fetch(new Request(`https://keypool.test${path}`, init), { ...env, ...secrets }, createExecutionContext());
 }
 
 /** Calls the gateway Worker through its real entry point. */

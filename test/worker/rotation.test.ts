@@ -1,11 +1,8 @@
-import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { decryptSecret, importEncryptionKey } from "../../schema/crypto";
-import { createApp } from "../../gateway/app";
-import { createIsolateState } from "../../gateway/worker";
 import { FAKE_BASE_URL } from "./fake-upstream";
-import { admin, adminToken } from "./helpers";
+import { admin, adminToken, gatewayWith } from "./helpers";
 import { TEST_SECRETS } from "./secrets";
 
 /**
@@ -17,13 +14,6 @@ import { TEST_SECRETS } from "./secrets";
 // 32 bytes 64 to 95, base64url: the key-encryption key the rotation moves to.
 const NEXT_KEK = "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8";
 const NEXT_JWT = "rotated-jwt-secret-rotated-jwt-secret-0123";
-
-/** The gateway with these secrets in place of the test's own. */
-function gatewayWith(secrets: Record<string, string>) {
-  const app = createApp({ ...createIsolateState(), probe: async () => [] });
-  return (path: string, init: RequestInit = {}) =>
-    app.fetch(new Request(`https://keypool.test${path}`, init), { ...env, ...secrets }, createExecutionContext());
-}
 
 const json = (body: unknown, token?: string): RequestInit => ({
   method: "POST",
