@@ -59,20 +59,24 @@ function localMidnight(ts: number, timeZone: string): number {
 }
 
 /**
- * The local day each zone was last asked about, as [start, end): the consumer asks
- * once per event, nearly always about today, and working a midnight out costs three
- * `formatToParts` calls — more than the rest of folding the event.
+ * The local days each zone was last asked about, as [start, end), newest first:
+ * the consumer asks once per event, nearly always about today; key selection asks
+ * about today and tomorrow (when a key's day resets) on every pick. Working a
+ * midnight out costs three `formatToParts` calls — more than the rest of folding
+ * an event or picking a key — so a few days are kept, not one.
  */
-const lastDay = new Map<string, { start: number; end: number }>();
+const recentDays = new Map<string, { start: number; end: number }[]>();
+const DAYS_KEPT = 4;
 
 /** The instant of the most recent local midnight in `timeZone` at or before `ts`. */
 export function dayStart(ts: number, timeZone: string): number {
-  const day = lastDay.get(timeZone);
-  if (day && ts >= day.start && ts < day.end) return day.start;
+  const days = recentDays.get(timeZone);
+  const known = days?.find((d) => ts >= d.start && ts < d.end);
+  if (known) return known.start;
   const start = localMidnight(ts, timeZone);
   // A local day lasts 23 to 25 hours: 26 hours on is inside the next one, whose start ends this.
   const end = localMidnight(start + DAY_MS + 2 * HOUR_MS, timeZone);
-  if (ts < end) lastDay.set(timeZone, { start, end });
+  if (ts < end) recentDays.set(timeZone, [{ start, end }, ...(days ?? [])].slice(0, DAYS_KEPT));
   return start;
 }
 

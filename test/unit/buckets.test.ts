@@ -70,3 +70,24 @@ describe("monthStart", () => {
     expect(nextMonthStart(Date.UTC(2026, 11, 31, 23), "UTC")).toBe(Date.UTC(2027, 0, 1));
   });
 });
+
+describe("dayStart's cache", () => {
+  it("answers today and tomorrow in turn without working a midnight out again (key selection asks both on every pick)", async () => {
+    const { vi } = await import("vitest");
+    const zone = "Europe/Berlin";
+    const now = Date.UTC(2026, 11, 4, 12);
+    const today = dayStart(now, zone);
+    const tomorrow = dayStart(now + 86_400_000 + 2 * 3_600_000, zone);
+    expect(tomorrow - today).toBe(86_400_000);
+    const formatted = vi.spyOn(Intl.DateTimeFormat.prototype, "formatToParts");
+    try {
+      for (let i = 0; i < 1_000; i++) {
+        expect(dayStart(now + i, zone)).toBe(today);
+        expect(dayStart(now + 86_400_000 + 2 * 3_600_000 + i, zone)).toBe(tomorrow);
+      }
+      expect(formatted).not.toHaveBeenCalled();
+    } finally {
+      formatted.mockRestore();
+    }
+  });
+});
