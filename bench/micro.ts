@@ -38,15 +38,25 @@ export function makeSnapshot(n: number): Snapshot {
 
 /** Picks per second of `selectKey` over a pool of `n` keys, for about `ms` milliseconds. */
 export function selectionRate(n: number, ms: number): number {
-  const index = buildPoolIndex(makeSnapshot(n));
+  return selectionRateOver(makeSnapshot(n), "any-model", ms);
+}
+
+/** Picks per second of `selectKey` for `model` over the pool of `snapshot`, for about `ms` milliseconds. */
+export function selectionRateOver(snapshot: Snapshot, model: string, ms: number): number {
+  const index = buildPoolIndex(snapshot);
   const observations = new LocalObservations();
   const ctx = { now: Date.now(), random: Math.random, excluded: new Set<string>(), observations };
   let picks = 0;
   const started = performance.now();
   while (performance.now() - started < ms) {
-    for (let i = 0; i < 1_000; i++) if (selectKey(index, "any-model", ctx) !== null) picks++;
+    for (let i = 0; i < 1_000; i++) if (selectKey(index, model, ctx) !== null) picks++;
   }
   return picks / ((performance.now() - started) / 1000);
+}
+
+/** The pool of an `n`-key snapshot's KV text, parsed, validated and indexed: what an isolate holds. */
+export function loadPool(text: string) {
+  return buildPoolIndex(snapshotSchema.parse(JSON.parse(text)));
 }
 
 /** Milliseconds to turn the KV text of an `n`-key snapshot into a servable pool: parse, validate, index. */

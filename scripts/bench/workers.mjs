@@ -232,6 +232,7 @@ export async function bundleKeypool(work, { consumerEntry = "stats-consumer/inde
  * @property {string[]} [keys] the upstream keys (default: `keyCount` made-up ones)
  * @property {Record<string, unknown>} [settings] applied before the pool is set up
  * @property {Record<string, string>} [consumerVars] given to the consumer (the chaos run's faults)
+ * @property {boolean} [provision] false: no upstream, key or client key (the caller writes its own pool; `clientKey` is "")
  */
 
 /**
@@ -251,7 +252,7 @@ export async function startKeypool(
   name,
   mockBaseUrl,
   keyCount,
-  { inspectorPort = undefined, keys: given = undefined, settings = undefined, consumerVars = {} } = {},
+  { inspectorPort = undefined, keys: given = undefined, settings = undefined, consumerVars = {}, provision = true } = {},
 ) {
   const secrets = generateSecrets();
   const port = await freePort();
@@ -301,20 +302,24 @@ export async function startKeypool(
   const url = `http://127.0.0.1:${port}`;
   const admin = await adminSession(url, secrets.ADMIN_PASSWORD);
   const keys = given ?? Array.from({ length: keyCount }, (_, i) => `sk-bench-${String(i).padStart(6, "0")}-aaaaaaaaaaaa`);
-  const { clientKey } = await provisionPool(admin, url, {
-    baseUrl: mockBaseUrl,
-    models: ["mock-gpt"],
-    keys,
-    settings,
-    clientName: "bench",
-    timeoutMs: 120_000,
-  });
+  const { clientKey } = provision
+    ? await provisionPool(admin, url, {
+        baseUrl: mockBaseUrl,
+        models: ["mock-gpt"],
+        keys,
+        settings,
+        clientName: "bench",
+        timeoutMs: 120_000,
+      })
+    : { clientKey: "" };
   return {
     url,
     clientKey,
     headers: { authorization: `Bearer ${clientKey}` },
     pid,
     db,
+    /** The snapshot's KV namespace, as the Workers see it. */
+    kv: await mf.getKVNamespace("SNAPSHOT", "gateway"),
     admin,
     secrets,
     /** What the runtime printed so far. */

@@ -1,0 +1,119 @@
+/**
+ * A large pool as D1 rows, for `npm run scale`: bundled by scripts/scale.mjs and
+ * run in Node. Shaped like a big deployment — an upstream per thousand keys, each
+ * serving five of fifty models with provider limits, half the keys with limits of
+ * their own, every key with health facts and a capacity reading, a thousand client
+ * keys (fewer in small pools) — and sealed with the deployment's real key, so the
+ * consumer and the gateway do exactly the work they would.
+ */
+import { snapshotSchema } from "../schema";
+import { encryptSecret, importEncryptionKey, maskSecret, sha256Hex } from "../schema/crypto";
+
+export const MODELS = Array.from({ length: 50 }, (_, i) => `model-${String(i).padStart(2, "0")}`);
+
+export type Row = Record<string, string | number | null>;
+
+export interface PoolRows {
+  upstreams: Row[];
+  keys: Row[];
+  health: Row[];
+  capacity: Row[];
+  clientKeys: Row[];
+  /** One client key in clear, to call the gateway with. */
+  clientKey: string;
+  /** The models the first upstream serves. */
+  firstModels: string[];
+}
+
+export async function poolRows(n: number, keyEncryptionKey: string, baseUrl: string, now = Date.now()): Promise<PoolRows> {
+  const cryptoKey = await importEncryptionKey(keyEncryptionKey);
+  const upstreamCount = Math.max(1, Math.round(n / 1000));
+  const upstreams: Row[] = Array.from({ length: upstreamCount }, (_, u) => ({
+    id: `scale-up-${u}`,
+    name: `provider ${u}`,
+    base_url: baseUrl,
+    kind: "custom",
+    models: JSON.stringify(Array.from({ length: 5 }, (_, m) => MODELS[(u * 5 + m) % MODELS.length])),
+    aliases: "{}",
+    limits: JSON.stringify({ rpm: 500, tpm: 200_000, rpd: 10_000 }),
+    enabled: 1,
+    created_at: now,
+    updated_at: now,
+  }));
+  const keys: Row[] = [];
+  const health: Row[] = [];
+  const capacity: Row[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = `scale-key-${String(i).padStart(6, "0")}`;
+    const plain = `sk-scale-${String(i).padStart(6, "0")}-${(i * 2654435761).toString(36).padStart(12, "x")}`;
+    keys.push({
+      id,
+      upstream_id: `scale-up-${i % upstreamCount}`,
+      secret_enc: await encryptSecret(cryptoKey, plain),
+      fingerprint: await sha256Hex(plain),
+      masked: maskSecret(plain),
+      weight: 1 + (i % 3),
+      models: "[]",
+      enabled: i % 100 === 99 ? 0 : 1,
+      note: "",
+      limits: i % 2 === 0 ? JSON.stringify({ rpm: 60 + (i % 7) * 10, tpm: 100_000 }) : "{}",
+      created_at: now - 86_400_000,
+      updated_at: now - 86_400_000,
+    });
+    health.push({
+      key_id: id,
+      last_ok_ts: now - (i % 600) * 1000,
+      last_rate_limit_ts: i % 20 === 0 ? now - 30_000 : 0,
+      cool_until: i % 50 === 0 ? now + 60_000 : 0,
+      last_auth_fail_ts: 0,
+      last_no_balance_ts: 0,
+      failures: "[]",
+      last_error_ts: i % 20 === 0 ? now - 30_000 : 0,
+      last_error: i % 20 === 0 ? "429 rate limited" : "",
+      last_used_at: now - (i % 600) * 1000,
+      balance: 10 + (i % 90),
+      balance_ts: now - 3_600_000,
+      last_probe_ts: now - 3_600_000,
+      last_probe_result: "ok",
+    });
+    capacity.push({
+      key_id: id,
+      req_ts: now - 5_000,
+      req_limit: 500,
+      req_remaining: 400 + (i % 100),
+      req_reset_at: now + 55_000,
+      tok_ts: now - 5_000,
+      tok_limit: 200_000,
+      tok_remaining: 150_000 + (i % 50_000),
+      tok_reset_at: now + 55_000,
+    });
+  }
+  const clientCount = Math.min(1000, Math.max(10, Math.round(n / 100)));
+  const clientKeys: Row[] = [];
+  let clientKey = "";
+  for (let c = 0; c < clientCount; c++) {
+    const plain = `kp-scale-client-${String(c).padStart(4, "0")}-${"c".repeat(24)}`;
+    if (c === 0) clientKey = plain;
+    clientKeys.push({
+      id: `scale-client-${c}`,
+      name: `client ${c}`,
+      hash: await sha256Hex(plain),
+      masked: maskSecret(plain),
+      models: "[]",
+      rpm_limit: c % 4 === 0 ? 600 : null,
+      tpm_limit: null,
+      rpd_limit: c % 10 === 0 ? 50_000 : null,
+      enabled: 1,
+      created_at: now,
+      updated_at: now,
+    });
+  }
+  return { upstreams, keys, health, capacity, clientKeys, clientKey, firstModels: JSON.parse(String(upstreams[0]!.models)) as string[] };
+}
+
+export { loadPool, selectionRateOver } from "./micro";
+
+/** The snapshot's KV text, parsed and validated as the gateway does. */
+export function parseSnapshot(text: string) {
+  return snapshotSchema.parse(JSON.parse(text));
+}
