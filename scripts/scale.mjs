@@ -100,6 +100,8 @@ const work = mkdtempSync(path.join(tmpdir(), "keypool-scale-"));
 const started = new Date();
 /** @type {Record<string, string>[]} */
 const results = [];
+/** The figures of the largest pool measured, as numbers, for the headroom table. @type {{ keys: number, bytes?: number, publishCpuS?: number, loadCpuS?: number, heapMiB?: number } | null} */
+let largest = null;
 const mock = await startMock();
 try {
   const dataFile = path.join(work, "scale-data.mjs");
@@ -142,9 +144,12 @@ try {
         r.snapshot = `not published: ${why.slice(0, 120)}`;
         continue;
       }
-      r.publish = `${(published.ms / 1000).toFixed(1)} s wall, ${(cpuSeconds(kp.pid) - cpu0).toFixed(1)} s CPU`;
+      const publishCpuS = cpuSeconds(kp.pid) - cpu0;
+      r.publish = `${(published.ms / 1000).toFixed(1)} s wall, ${publishCpuS.toFixed(1)} s CPU`;
+      largest = { keys: n, publishCpuS };
       const text = /** @type {string} */ (await kp.kv.get(SNAPSHOT_KEY));
       const bytes = Buffer.byteLength(text);
+      largest.bytes = bytes;
       r.snapshot = `${(bytes / 2 ** 20).toFixed(2)} MiB (${Math.round(bytes / n)} B/key)`;
 
       // The gateway's first request loads it.
@@ -154,7 +159,9 @@ try {
       const t1 = performance.now();
       const first = await fetch(`${kp.url}/healthz?deep=1`);
       const health = /** @type {{ snapshot?: { version: number } }} */ (await first.json());
-      r.firstLoad = `${Math.round(performance.now() - t1)} ms wall, ${Math.round((cpuSeconds(kp.pid) - cpu1) * 1000)} ms CPU`;
+      const loadCpuS = cpuSeconds(kp.pid) - cpu1;
+      largest.loadCpuS = loadCpuS;
+      r.firstLoad = `${Math.round(performance.now() - t1)} ms wall, ${Math.round(loadCpuS * 1000)} ms CPU`;
       const rss1 = rssMiB([kp.pid])[kp.pid] ?? 0;
       r.loadRss = `+${Math.round(rss1 - rss0)} MiB`;
       if ((health.snapshot?.version ?? 0) <= before) r.firstLoad += " (served an older version)";
@@ -179,12 +186,18 @@ try {
 
       // The same pool in Node: its V8 heap, and selection over it.
       log(`${n} keys: heap and selection, in Node…`);
+      // What the pool retains: the heap with it held, less the heap once it is let go.
+      /** @type {{ pool: unknown }} */
+      const holder = { pool: data.loadPool(text) };
       gc();
-      const heap0 = process.memoryUsage().heapUsed;
-      const pool = data.loadPool(text);
       gc();
-      r.heap = `${Math.round((process.memoryUsage().heapUsed - heap0) / 2 ** 20)} MiB`;
-      if (!pool) throw new Error("no pool");
+      const held = process.memoryUsage().heapUsed;
+      holder.pool = null;
+      gc();
+      gc();
+      const heapMiB = (held - process.memoryUsage().heapUsed) / 2 ** 20;
+      largest.heapMiB = heapMiB;
+      r.heap = `${Math.round(heapMiB)} MiB`;
       const snapshot = data.parseSnapshot(text);
       r.picks = `${Math.round(data.selectionRateOver(snapshot, /** @type {string} */ (rows.firstModels[0]), SMOKE ? 50 : 1_000)).toLocaleString("en-US")}/s`;
 
@@ -227,6 +240,44 @@ const table = [
   `|${used.map(() => "---").join("|")}|`,
   ...results.map((r) => `| ${used.map(([k]) => r[k] ?? "—").join(" | ")} |`),
 ].join("\n");
-const page = `${runHeading(COMMAND, started, new Date())}\n\n${table}\n\n${SMOKE ? "A smoke run: a small pool, figures not meant to be read." : ""}`;
+/**
+ * The limits the largest pool's figures meet, with the headroom each leaves: the
+ * limits as docs/scale.md cites them, the loads from this run.
+ */
+function headroomTable() {
+  const l = /** @type {{ keys: number, bytes?: number, publishCpuS?: number, loadCpuS?: number, heapMiB?: number } | null} */ (largest);
+  if (!l) return "";
+  const rows = [];
+  const x = (/** @type {number} */ v) => `${v.toFixed(2)}×`;
+  const mib = (/** @type {number} */ b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  if (l.bytes !== undefined) rows.push(["the snapshot as one KV value", "25 MiB a value", mib(l.bytes), x((25 * 2 ** 20) / l.bytes)]);
+  if (l.publishCpuS !== undefined)
+    rows.push([
+      "consumer CPU, a publish a second (a key changed state every second)",
+      "1 s of CPU a second",
+      `${l.publishCpuS.toFixed(1)} s a publish`,
+      x(1 / l.publishCpuS),
+    ]);
+  if (l.loadCpuS !== undefined)
+    rows.push([
+      "each gateway isolate's CPU, a new version a second",
+      "1 s of CPU a second",
+      `${Math.round(l.loadCpuS * 1000)} ms a version`,
+      x(1 / l.loadCpuS),
+    ]);
+  if (l.heapMiB !== undefined && l.bytes !== undefined) {
+    const peak = 2 * l.heapMiB + l.bytes / 2 ** 20;
+    rows.push(["gateway isolate memory at a refresh: two pools and the new text", "128 MB an isolate", `${peak.toFixed(0)} MiB`, x(128e6 / 2 ** 20 / peak)]);
+  }
+  return [
+    `Headroom of the largest pool measured (${l.keys.toLocaleString("en-US")} keys) against the limits it meets:`,
+    "",
+    "| what | limit | load | headroom |",
+    "|---|---|---|---|",
+    ...rows.map((row) => `| ${row.join(" | ")} |`),
+  ].join("\n");
+}
+
+const page = `${runHeading(COMMAND, started, new Date())}\n\n${table}\n\n${headroomTable()}\n\n${SMOKE ? "A smoke run: a small pool, figures not meant to be read." : ""}`;
 console.log(page);
 if (WRITE) log(`written to ${writeGenerated(WRITE, page, "Scale")}`);
