@@ -80,3 +80,10 @@ export type Snapshot = z.infer<typeof snapshotSchema>;
 
 /** The KV key the snapshot lives under. */
 export const SNAPSHOT_KV_KEY = "snapshot:v1";
+
+/**
+ * A small KV key holding the snapshot's version, written after the snapshot: an
+ * isolate's periodic check reads it, and downloads the snapshot (which grows with
+ * the pool) only when the version moved.
+ */
+export const SNAPSHOT_VERSION_KV_KEY = "snapshot:v1:version";

@@ -1,6 +1,7 @@
 import {
   PriceBook,
   SNAPSHOT_KV_KEY,
+  SNAPSHOT_VERSION_KV_KEY,
   USAGE_KV_KEY,
   clientUsageOf,
   defaultSettings,
@@ -127,6 +128,15 @@ export class PoolCache {
 
   private async refreshSnapshot(kv: KVNamespace, now: number): Promise<void> {
     const current = this.current;
+    // The version key first: the snapshot grows with the pool, and most checks find it unchanged.
+    // (None yet — a consumer from before it — means reading the snapshot as before.)
+    if (current) {
+      const published = await kv.get(SNAPSHOT_VERSION_KV_KEY, { type: "text", cacheTtl: 30 });
+      if (published !== null && Number(published) <= current.snapshot.version) {
+        current.loadedAt = now;
+        return;
+      }
+    }
     // cacheTtl lets the edge cache the value between isolates' checks (30 s is KV's minimum).
     const { value, metadata } = await kv.getWithMetadata<{ version?: number }>(SNAPSHOT_KV_KEY, { type: "text", cacheTtl: 30 });
     if (current && typeof metadata?.version === "number" && metadata.version <= current.snapshot.version) {

@@ -1,4 +1,4 @@
-import { SNAPSHOT_KV_KEY, snapshotSchema, type HealthFacts, type Snapshot } from "../../schema";
+import { SNAPSHOT_KV_KEY, SNAPSHOT_VERSION_KV_KEY, snapshotSchema, type HealthFacts, type Snapshot } from "../../schema";
 import { selectAllClientKeys, type ClientKeyRow } from "../../storage/client-keys";
 import { keyFactsFromRows, selectKeyFacts, selectKeysForSnapshot, type KeySnapshotRow } from "../../storage/keys";
 import { SUCCESS_RATE_WINDOW_MS } from "../../storage/rollups";
@@ -34,13 +34,17 @@ export async function readPoolRows(db: D1Database, now: number): Promise<{ rows:
 /**
  * Writes the snapshot to KV unless a newer version has been written already
  * (checked and recorded in D1, which serialises concurrent consumers); the
- * version and generation time ride in the KV metadata so readers can skip an
- * unchanged value. The generation time is recorded once the write succeeded,
+ * version and generation time ride in the KV metadata, and the version alone in
+ * a small key of its own, so readers can skip an unchanged value without
+ * downloading it. The generation time is recorded once the write succeeded,
  * so a failed write leaves the snapshot looking stale to the scheduler.
  */
 export async function publishSnapshot(db: D1Database, kv: KVNamespace, snapshot: Snapshot): Promise<boolean> {
   if (!(await claimPublishedVersion(db, snapshot.version))) return false;
-  await kv.put(SNAPSHOT_KV_KEY, JSON.stringify(snapshot), { metadata: { version: snapshot.version, generatedAt: snapshot.generatedAt } });
+  const metadata = { version: snapshot.version, generatedAt: snapshot.generatedAt };
+  await kv.put(SNAPSHOT_KV_KEY, JSON.stringify(snapshot), { metadata });
+  // After the snapshot: a reader that sees the new version finds the snapshot written.
+  await kv.put(SNAPSHOT_VERSION_KV_KEY, String(snapshot.version), { metadata });
   await recordPublishedGeneratedAt(db, snapshot.generatedAt);
   return true;
 }

@@ -1,7 +1,7 @@
 import { createMessageBatch } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
-import { SNAPSHOT_KV_KEY, defaultSettings, type AttemptEvent, type KeypoolEvent, type Outcome, type Snapshot } from "../../schema";
+import { SNAPSHOT_KV_KEY, SNAPSHOT_VERSION_KV_KEY, defaultSettings, type AttemptEvent, type KeypoolEvent, type Outcome, type Snapshot } from "../../schema";
 import { handleBatch } from "../../stats-consumer/handle-batch";
 import { toHealthRows } from "../../stats-consumer/logic/health-rows";
 import { PublishedStates, publishIfStale } from "../../stats-consumer/publish";
@@ -169,6 +169,7 @@ describe("snapshot publishing", () => {
     expect(await publishSnapshot(env.DB, env.SNAPSHOT, { ...newer, version: newer.version - 1 })).toBe(false);
     expect((await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY)).metadata?.version).toBe(newer.version);
     await env.SNAPSHOT.delete(SNAPSHOT_KV_KEY);
+    await env.SNAPSHOT.delete(SNAPSHOT_VERSION_KV_KEY);
     await env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_version'")
       .bind(versionBefore ?? 0)
       .run();
