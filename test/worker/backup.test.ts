@@ -57,6 +57,17 @@ describe("backup and restore", () => {
     const text = JSON.stringify(archive);
     for (const secret of [...plainKeys, webhook, await sha256Hex(client.body.key), "backed-up client"]) expect(text).not.toContain(secret);
 
+    // Destinations it cannot open stop a backup, with the reason; none is left out silently.
+    const withoutAlertKey = await post(gatewayWith({ ALERT_ENCRYPTION_KEY: "" }), "/backup", { passphrase: PASSPHRASE });
+    expect(withoutAlertKey.status).toBe(503);
+    expect(withoutAlertKey.body.error.code).toBe("alerts_not_configured");
+    const otherAlertKey = await post(gatewayWith({ ALERT_ENCRYPTION_KEY: OTHER_ALERT_KEY }), "/backup", { passphrase: PASSPHRASE });
+    expect(otherAlertKey.status).toBe(409);
+    expect(otherAlertKey.body.error.code).toBe("destinations_unreadable");
+    const otherKek = await post(gatewayWith({ KEY_ENCRYPTION_KEY: OTHER_KEK }), "/backup", { passphrase: PASSPHRASE });
+    expect(otherKek.status).toBe(409);
+    expect(otherKek.body.error.code).toBe("keys_unreadable");
+
     // Not into a deployment that has a pool.
     const busy = await post(call, "/restore", { passphrase: PASSPHRASE, archive });
     expect(busy.status).toBe(409);

@@ -40,12 +40,13 @@ export function backupRoutes() {
           "An archive of everything an operator configured: upstreams, upstream keys (opened with this deployment's key and sealed with the archive), client keys as their hashes with their limits, prices, settings, alert destinations and the scrape token's hash — sealed with AES-GCM under a key derived from the passphrase (PBKDF2-SHA-256). Usage and health are not in it: they are rebuilt from the event log. `npm run backup` calls this.",
         body: backupBodySchema,
         ok: { description: "The archive; store it, and the passphrase apart from it.", schema: backupArchiveSchema },
-        errors: { 409: "A key cannot be opened with this deployment's key-encryption key." },
+        errors: { 409: "A key or an alert destination cannot be opened with this deployment's keys." },
       },
       async (c, { body }) => {
         const tables = await readConfiguration(c.env.DB);
         const keyring = keyringFor(c.env);
-        const alerts = tables.alert_destinations.length > 0 ? alertSecretCacheFor(c.env.ALERT_ENCRYPTION_KEY) : null;
+        // Destinations need the alert key: without it, a 503 naming it (as the alert routes answer).
+        const alerts = tables.alert_destinations.length > 0 ? (await alertSealingKey(c), alertSecretCacheFor(c.env.ALERT_ENCRYPTION_KEY)) : null;
         const unreadable: string[] = [];
         const keys: Row[] = [];
         for (const { secret_enc, ...row } of tables.keys) {
@@ -62,12 +63,21 @@ export function backupRoutes() {
           );
         }
         const destinations: Row[] = [];
-        for (const { url_enc, secret_enc, ...row } of tables.alert_destinations) {
-          destinations.push({
-            ...row,
-            url: await alerts!.decrypt(String(url_enc)),
-            secret: secret_enc === null ? null : await alerts!.decrypt(String(secret_enc)),
-          });
+        try {
+          for (const { url_enc, secret_enc, ...row } of tables.alert_destinations) {
+            destinations.push({
+              ...row,
+              url: await alerts!.decrypt(String(url_enc)),
+              secret: secret_enc === null ? null : await alerts!.decrypt(String(secret_enc)),
+            });
+          }
+        } catch {
+          throw new KeypoolError(
+            409,
+            "invalid_request_error",
+            "An alert destination cannot be opened with this deployment's ALERT_ENCRYPTION_KEY; re-enter or remove it, then back up.",
+            "destinations_unreadable",
+          );
         }
         const payload: BackupPayload = { tables: { ...tables, keys, alert_destinations: destinations } };
         const sealed = await sealWithPassphrase(body.passphrase, JSON.stringify(payload));
@@ -132,7 +142,13 @@ export function backupRoutes() {
             "passphrase",
           );
         }
-        const payload = backupPayloadSchema.safeParse(JSON.parse(opened));
+        let contents: unknown = null;
+        try {
+          contents = JSON.parse(opened);
+        } catch {
+          // refused just below, as contents that are not a configuration
+        }
+        const payload = backupPayloadSchema.safeParse(contents);
         if (!payload.success)
           throw new KeypoolError(
             400,
