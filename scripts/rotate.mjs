@@ -7,7 +7,7 @@
  *   1. KEY_ENCRYPTION_KEY_NEXT = a new key. Isolates open keys sealed under either
  *      and seal new ones under the next. Waits until the gateway reports it.
  *   2. Every key is re-sealed under the next key (POST /admin/api/keys/reseal),
- *      and the gateway must serve a snapshot built after that.
+ *      and the gateway must serve a snapshot newer than the one it served before.
  *   3. KEY_ENCRYPTION_KEY = the new key; waits until no isolate reports the rotation.
  *   4. KEY_ENCRYPTION_KEY_NEXT is deleted.
  * jwt-secret:
@@ -27,7 +27,7 @@ import path from "node:path";
 import { adminSession } from "./lib/admin-client.mjs";
 import { flag, stringArg } from "./lib/args.mjs";
 import { apiClient, apiCredentials, resolveAccount, wrangler } from "./lib/cloudflare.mjs";
-import { deploymentNames, environmentName, gatewayUrl, savedOptions, stateDir, waitForHealth } from "./lib/deployment.mjs";
+import { deepHealth, deploymentNames, environmentName, gatewayUrl, savedOptions, stateDir, waitForHealth } from "./lib/deployment.mjs";
 
 const SESSION_HOURS = 12;
 const WHICH = /** @type {const} */ ({ "key-encryption-key": "KEY_ENCRYPTION_KEY", "jwt-secret": "JWT_SECRET" });
@@ -98,6 +98,19 @@ async function waitUntil(url, ready, what) {
   if (!result.ok) fail(`the gateway did not ${what} in time (${result.last}); run the command again to resume.`);
 }
 
+/**
+ * The highest snapshot version the gateway's isolates report over a few answers.
+ * @param {string} url
+ */
+async function servedVersion(url) {
+  let version = 0;
+  for (let i = 0; i < 5; i++) {
+    const h = await deepHealth(url);
+    version = Math.max(version, h.body?.snapshot?.version ?? 0);
+  }
+  return version;
+}
+
 const api = apiClient(await apiCredentials());
 const account = await resolveAccount(api);
 const url = await gatewayUrl(api, account, env, savedOptions(env));
@@ -120,6 +133,9 @@ if (state.phase === "reseal") {
   const password = process.env.KEYPOOL_ADMIN_PASSWORD;
   if (!password) fail("set KEYPOOL_ADMIN_PASSWORD: the keys are re-sealed through the admin API. Run the command again with it to resume.");
   const admin = await adminSession(url, password);
+  // The version the gateway serves now: a snapshot built after the re-seal has a higher one.
+  const before = await servedVersion(url);
+  let total = 0;
   // Twice: the second pass catches a key an isolate without the next key sealed meanwhile.
   for (const pass of [1, 2]) {
     let after = "";
@@ -132,12 +148,13 @@ if (state.phase === "reseal") {
       unreadable.push(...page.unreadable);
       after = page.next ?? "";
     } while (after !== "");
+    total += resealed;
     step(`re-sealed ${resealed} key(s) (pass ${pass})`);
     if (unreadable.length > 0)
       console.log(`    ! ${unreadable.length} key(s) open under neither key and stay as they are: ${unreadable.slice(0, 20).join(", ")}`);
   }
-  const resealedAt = Date.now();
-  await waitUntil(url, (h) => (h.snapshot?.generatedAt ?? 0) > resealedAt, "serve a snapshot with the re-sealed keys");
+  // A re-seal republishes the snapshot; nothing re-sealed (an earlier run did it), nothing to wait for.
+  if (total > 0) await waitUntil(url, (h) => (h.snapshot?.version ?? 0) > before, "serve a snapshot with the re-sealed keys");
   state.phase = "promote";
   saveState(state);
 }

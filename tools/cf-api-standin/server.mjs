@@ -104,6 +104,8 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
 
   /** When the snapshot was last rebuilt, per Worker: what the consumer does after keys are re-sealed. */
   const snapshotAt = new Map();
+  /** Each Worker's snapshot version, as its deep health check reports it. */
+  const snapshotVersion = new Map();
   /** A rebuild on its way: when it will be done. */
   const snapshotDue = new Map();
   /** Admin sessions the stand-in's gateway handed out. */
@@ -128,6 +130,7 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
       const due = snapshotDue.get(name);
       if (due !== undefined && Date.now() >= due) {
         snapshotAt.set(name, due);
+        snapshotVersion.set(name, (snapshotVersion.get(name) ?? 1) + 1);
         snapshotDue.delete(name);
       }
       const missing = ["ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTION_KEY", "ALERT_ENCRYPTION_KEY"].filter((n) => !s.secrets.has(n));
@@ -138,7 +141,7 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
           ok,
           secrets: { ok, missing },
           rotation: { keyEncryptionKey: rotating("KEY_ENCRYPTION_KEY"), jwtSecret: rotating("JWT_SECRET") },
-          snapshot: { version: 1, generatedAt: snapshotAt.get(name) ?? 0 },
+          snapshot: { version: snapshotVersion.get(name) ?? 1, generatedAt: snapshotAt.get(name) ?? 0 },
         },
       };
     }
