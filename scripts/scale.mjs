@@ -17,7 +17,10 @@
  * - the loaded pool's V8 heap, measured in Node (same engine) from the same text;
  * - picks per second of the gateway's key selection over that pool (in Node);
  * - the gateway's added latency: median of 100 chat requests through it minus
- *   the median of 100 straight to the mock upstream, one at a time.
+ *   the median of 100 straight to the mock upstream, one at a time;
+ * - the consumer folding 20,000 attempt events over the pool's keys, models and
+ *   clients, packed as the gateway sends them (50 a message, 100 messages a
+ *   batch), straight into its queue handler: events a second, and CPU.
  *
  * A step that fails (a snapshot larger than KV takes, a publish that never
  * comes) is reported as such, and the sizes after it still run.
@@ -36,6 +39,7 @@ import { median } from "./lib/numbers.mjs";
 import { cpuSeconds, rssMiB } from "./lib/procfs.mjs";
 import { runHeading, writeGenerated } from "./lib/report-page.mjs";
 import { ROOT } from "./lib/stack.mjs";
+import { attemptEvents } from "./bench/consumer.mjs";
 import { bundleKeypool, startKeypool, startMock } from "./bench/workers.mjs";
 
 const SMOKE = flag("smoke");
@@ -100,7 +104,7 @@ const work = mkdtempSync(path.join(tmpdir(), "keypool-scale-"));
 const started = new Date();
 /** @type {Record<string, string>[]} */
 const results = [];
-/** The figures of the largest pool measured, as numbers, for the headroom table. @type {{ keys: number, bytes?: number, publishCpuS?: number, loadCpuS?: number, heapMiB?: number } | null} */
+/** The figures of the largest pool measured, as numbers, for the headroom table. @type {{ keys: number, bytes?: number, publishCpuS?: number, loadCpuS?: number, heapMiB?: number, foldRate?: number } | null} */
 let largest = null;
 const mock = await startMock();
 try {
@@ -208,6 +212,38 @@ try {
       const via = await medianLatency(`${kp.url}/v1/chat/completions`, { authorization: `Bearer ${rows.clientKey}` }, body, count);
       const straight = await medianLatency(`${mock.baseUrl}/chat/completions`, { authorization: "Bearer sk-scale-direct" }, body, count);
       r.added = `${(via - straight).toFixed(1)} ms`;
+
+      // The consumer folding live traffic over this pool: packed as the gateway sends it, handed
+      // straight to its queue handler. A batch that changes a key's state republishes the snapshot.
+      log(`${n} keys: the consumer folding live traffic…`);
+      const total = SMOKE ? 1_000 : 20_000;
+      const modelsOf = new Map(rows.upstreams.map((u) => [String(u.id), /** @type {string[]} */ (JSON.parse(String(u.models)))]));
+      const events = attemptEvents(total, `scale-${n}`, {
+        keys: n,
+        spreadMs: 3_000,
+        target: (i) => {
+          const key = /** @type {Record<string, unknown>} */ (rows.keys[(i * 7717) % rows.keys.length]);
+          const models = modelsOf.get(String(key.upstream_id)) ?? ["model-00"];
+          return {
+            keyId: String(key.id),
+            upstreamId: String(key.upstream_id),
+            model: /** @type {string} */ (models[i % models.length]),
+            clientKeyId: String(rows.clientKeys[i % rows.clientKeys.length]?.id),
+          };
+        },
+      });
+      const bodies = [];
+      for (let i = 0; i < events.length; i += 50) bodies.push({ events: events.slice(i, i + 50) });
+      const cpu2 = cpuSeconds(kp.pid);
+      const t2 = performance.now();
+      for (let i = 0; i < bodies.length; i += 100) {
+        const messages = bodies.slice(i, i + 100).map((body, j) => ({ id: `scale-${n}-${i + j}`, timestamp: new Date(), attempts: 1, body }));
+        const result = await kp.consumer.queue("keypool-events", messages);
+        if (result.outcome !== "ok" || result.retryBatch.retry) throw new Error(`a batch was not stored: ${JSON.stringify(result).slice(0, 200)}`);
+      }
+      const foldRate = total / ((performance.now() - t2) / 1000);
+      largest.foldRate = foldRate;
+      r.fold = `${Math.round(foldRate).toLocaleString("en-US")} events/s, ${((cpuSeconds(kp.pid) - cpu2) / (total / 1000)).toFixed(2)} s CPU per 1,000`;
     } catch (e) {
       r.error = e instanceof Error ? e.message.slice(0, 200) : String(e);
       log(`${n} keys: ${r.error}`);
@@ -232,6 +268,7 @@ const columns = /** @type {const} */ ([
   ["heap", "V8 heap of the pool (Node)"],
   ["picks", "selection picks"],
   ["added", "added latency (p50)"],
+  ["fold", "consumer folding live traffic"],
   ["error", "stopped by"],
 ]);
 const used = columns.filter(([k]) => results.some((r) => r[k] !== undefined));
@@ -245,10 +282,10 @@ const table = [
  * limits as docs/scale.md cites them, the loads from this run.
  */
 function headroomTable() {
-  const l = /** @type {{ keys: number, bytes?: number, publishCpuS?: number, loadCpuS?: number, heapMiB?: number } | null} */ (largest);
+  const l = /** @type {{ keys: number, bytes?: number, publishCpuS?: number, loadCpuS?: number, heapMiB?: number, foldRate?: number } | null} */ (largest);
   if (!l) return "";
   const rows = [];
-  const x = (/** @type {number} */ v) => `${v.toFixed(2)}×`;
+  const x = (/** @type {number} */ v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : "— (too small to measure)");
   const mib = (/** @type {number} */ b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
   if (l.bytes !== undefined) rows.push(["the snapshot as one KV value", "25 MiB a value", mib(l.bytes), x((25 * 2 ** 20) / l.bytes)]);
   if (l.publishCpuS !== undefined)
@@ -269,6 +306,13 @@ function headroomTable() {
     const peak = 2 * l.heapMiB + l.bytes / 2 ** 20;
     rows.push(["gateway isolate memory at a refresh: two pools and the new text", "128 MB an isolate", `${peak.toFixed(0)} MiB`, x(128e6 / 2 ** 20 / peak)]);
   }
+  if (l.foldRate !== undefined)
+    rows.push([
+      "one consumer folding into D1 (10,000 req/s are about 10,500 events/s)",
+      `${Math.round(l.foldRate).toLocaleString("en-US")} events/s measured`,
+      "10,500 events/s",
+      x(l.foldRate / 10_500),
+    ]);
   return [
     `Headroom of the largest pool measured (${l.keys.toLocaleString("en-US")} keys) against the limits it meets:`,
     "",

@@ -39,14 +39,16 @@ const OUTCOMES = ["ok", "ok", "ok", "ok", "ok", "ok", "ok", "rate_limited", "ups
 
 /**
  * Attempt events over `keys` keys, 4 models and 5 clients: spread over `spreadMs` before now.
+ * `target` replaces the made-up key, upstream, model and client (npm run scale uses its pool's).
  * @param {number} n
  * @param {string} run
- * @param {{ keys: number, spreadMs: number }} spread
+ * @param {{ keys: number, spreadMs: number, target?: (i: number) => { keyId: string, upstreamId: string, model: string, clientKeyId: string } }} spread
  */
-function attemptEvents(n, run, { keys, spreadMs }) {
+export function attemptEvents(n, run, { keys, spreadMs, target }) {
   const now = Date.now();
   return Array.from({ length: n }, (_, i) => {
     const outcome = /** @type {string} */ (OUTCOMES[i % OUTCOMES.length]);
+    const who = target ? target(i) : { keyId: `key-${(i * 7717) % keys}`, upstreamId: "up", clientKeyId: `client-${i % 5}`, model: `model-${i % 4}` };
     return {
       v: 1,
       type: "attempt",
@@ -55,10 +57,7 @@ function attemptEvents(n, run, { keys, spreadMs }) {
       requestId: `req-${run}-${i}`,
       attempt: 1,
       final: true,
-      keyId: `key-${(i * 7717) % keys}`,
-      upstreamId: "up",
-      clientKeyId: `client-${i % 5}`,
-      model: `model-${i % 4}`,
+      ...who,
       endpoint: "/chat/completions",
       stream: i % 2 === 0,
       status: outcome === "ok" ? 200 : 500,

@@ -320,6 +320,8 @@ export async function startKeypool(
     db,
     /** The snapshot's KV namespace, as the Workers see it. */
     kv: await mf.getKVNamespace("SNAPSHOT", "gateway"),
+    /** The consumer Worker, to hand queue batches to directly. */
+    consumer: await mf.getWorker("consumer"),
     admin,
     secrets,
     /** What the runtime printed so far. */
