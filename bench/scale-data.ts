@@ -7,6 +7,8 @@
  * consumer and the gateway do exactly the work they would.
  */
 import { snapshotSchema } from "../schema";
+
+export { SNAPSHOT_KV_KEY } from "../schema";
 import { encryptSecret, importEncryptionKey, maskSecret, sha256Hex } from "../schema/crypto";
 
 export const MODELS = Array.from({ length: 50 }, (_, i) => `model-${String(i).padStart(2, "0")}`);

@@ -46,7 +46,6 @@ const SMOKE = flag("smoke");
 const SIZES = (stringArg("sizes") ?? (SMOKE ? "200" : "1000,10000,100000")).split(",").map(Number);
 const WRITE = stringArg("write");
 const COMMAND = `npm run scale -- --sizes ${SIZES.join(",")}${SMOKE ? " --smoke" : ""}${WRITE ? ` --write ${WRITE}` : ""}`;
-const SNAPSHOT_KEY = "snapshot:v1";
 const log = (/** @type {string} */ m) => console.error(`scale: ${m}`);
 
 v8.setFlagsFromString("--expose-gc");
@@ -66,9 +65,9 @@ async function insertRows(db, table, rows) {
   for (let i = 0; i < statements.length; i += 50) await db.batch(statements.slice(i, i + 50));
 }
 
-/** @param {Keypool["kv"]} kv */
-async function snapshotVersion(kv) {
-  const { metadata } = await kv.getWithMetadata(SNAPSHOT_KEY);
+/** @param {Keypool["kv"]} kv @param {string} key the snapshot's KV key */
+async function snapshotVersion(kv, key) {
+  const { metadata } = await kv.getWithMetadata(key);
   return Number(/** @type {{ version?: number } | null} */ (metadata)?.version ?? 0);
 }
 
@@ -115,7 +114,8 @@ try {
    * @type {{
    *   poolRows(n: number, kek: string, baseUrl: string): Promise<{ upstreams: Record<string, unknown>[], keys: Record<string, unknown>[], health: Record<string, unknown>[],
    *     capacity: Record<string, unknown>[], clientKeys: Record<string, unknown>[], clientKey: string, firstModels: string[] }>,
-   *   loadPool(text: string): unknown, parseSnapshot(text: string): unknown, selectionRateOver(snapshot: unknown, model: string, ms: number): number
+   *   loadPool(text: string): unknown, parseSnapshot(text: string): unknown, selectionRateOver(snapshot: unknown, model: string, ms: number): number,
+   *   SNAPSHOT_KV_KEY: string
    * }}
    */
   const data = await import(dataFile);
@@ -139,10 +139,10 @@ try {
 
       // The consumer publishes the snapshot after an admin change.
       log(`${n} keys: the consumer's publish…`);
-      const before = await snapshotVersion(kp.kv);
+      const before = await snapshotVersion(kp.kv, data.SNAPSHOT_KV_KEY);
       const cpu0 = cpuSeconds(kp.pid);
       await kp.admin("PATCH", "/settings", { maxAttempts: 3 });
-      const published = await until(async () => (await snapshotVersion(kp.kv)) > before, kp.pid, 300_000);
+      const published = await until(async () => (await snapshotVersion(kp.kv, data.SNAPSHOT_KV_KEY)) > before, kp.pid, 300_000);
       if (!published) {
         const why = /Value length[^\n]*|exceeds[^\n]*|Error[^\n]*snapshot[^\n]*/i.exec(kp.log())?.[0] ?? "no new version within 300 s";
         r.snapshot = `not published: ${why.slice(0, 120)}`;
@@ -151,7 +151,7 @@ try {
       const publishCpuS = cpuSeconds(kp.pid) - cpu0;
       r.publish = `${(published.ms / 1000).toFixed(1)} s wall, ${publishCpuS.toFixed(1)} s CPU`;
       largest = { keys: n, publishCpuS };
-      const text = /** @type {string} */ (await kp.kv.get(SNAPSHOT_KEY));
+      const text = /** @type {string} */ (await kp.kv.get(data.SNAPSHOT_KV_KEY));
       const bytes = Buffer.byteLength(text);
       largest.bytes = bytes;
       r.snapshot = `${(bytes / 2 ** 20).toFixed(2)} MiB (${Math.round(bytes / n)} B/key)`;
@@ -172,9 +172,9 @@ try {
 
       // A refresh to the next version while the old one is held.
       log(`${n} keys: a refresh with the old snapshot held…`);
-      const current = await snapshotVersion(kp.kv);
+      const current = await snapshotVersion(kp.kv, data.SNAPSHOT_KV_KEY);
       await kp.admin("PATCH", "/settings", { maxAttempts: 3 });
-      const republished = await until(async () => (await snapshotVersion(kp.kv)) > current, kp.pid, 300_000);
+      const republished = await until(async () => (await snapshotVersion(kp.kv, data.SNAPSHOT_KV_KEY)) > current, kp.pid, 300_000);
       const rss2 = rssMiB([kp.pid])[kp.pid] ?? 0;
       const refreshed =
         republished &&

@@ -7,10 +7,7 @@
  * CLOUDFLARE_API_BASE_URL points both at another API (the tests' stand-in).
  */
 import { spawn } from "node:child_process";
-import path from "node:path";
-import { ROOT } from "./stack.mjs";
-
-const WRANGLER = path.join(ROOT, "node_modules/wrangler/bin/wrangler.js");
+import { ROOT, WRANGLER } from "./stack.mjs";
 
 /** wrangler's environment: no telemetry, its config under the project unless the operator set XDG_CONFIG_HOME. */
 export function wranglerEnv() {

@@ -13,7 +13,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const WRANGLER = path.join(ROOT, "node_modules/wrangler/bin/wrangler.js");
+/** wrangler's entry point, run with this Node. */
+export const WRANGLER = path.join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 const VITE = path.join(ROOT, "node_modules/vite/bin/vite.js");
 
 /** Environment for wrangler: nothing leaves the machine, config stays in the project. */
