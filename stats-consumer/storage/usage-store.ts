@@ -32,7 +32,11 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
   const keys = await readCapacityKeys(db, now, NEARLY_SPENT);
   const starts = dayStarts(keys, now);
   const groups = new Map<number, string[]>();
-  for (const [keyId, start] of starts) groups.set(start, [...(groups.get(start) ?? []), keyId]);
+  for (const [keyId, start] of starts) {
+    const group = groups.get(start);
+    if (group) group.push(keyId);
+    else groups.set(start, [keyId]);
+  }
   const thisMinute = minuteStart(now);
   const ids = JSON.stringify(keys.map((k) => k.keyId));
   const { timeZone } = parseStoredSettings(((await selectSettings(db).first<{ value: string }>()) ?? { value: null }).value);
