@@ -78,12 +78,188 @@ export const snapshotSchema = z.object({
 });
 export type Snapshot = z.infer<typeof snapshotSchema>;
 
-/** The KV key the snapshot lives under. */
-export const SNAPSHOT_KV_KEY = "snapshot:v1";
+/**
+ * The snapshot as stored in KV (format 2). One value would grow with the pool
+ * past what KV holds (25 MiB) and what an isolate can re-read every time a key's
+ * state changes, so it is split by how often each part changes:
+ *
+ * - key parts: each key's configuration (id, upstream, sealed secret, weight,
+ *   models, limits, disabled), a few thousand keys a value under a name derived
+ *   from its content — they change only when an admin changes keys, and a reader
+ *   downloads only the parts it does not hold;
+ * - the head: everything else (upstreams, client keys, settings, prices), the
+ *   names of the key parts, and the state of each key whose state is not the
+ *   default (active, not cooling, every judged attempt a success) — rewritten
+ *   whenever a key's state changes, and small however large the pool.
+ *
+ * Readers assemble the two into a `Snapshot`; the assembled value is what the
+ * consumer built.
+ */
+const snapshotKeyConfigSchema = z.object({
+  id: z.string(),
+  upstreamId: z.string(),
+  secret: z.string(),
+  weight: z.number().positive(),
+  models: z.array(z.string()),
+  limits: limitsSchema.optional(),
+  /** Disabled by an admin (absent: enabled). */
+  disabled: z.literal(true).optional(),
+});
+export type SnapshotKeyConfig = z.infer<typeof snapshotKeyConfigSchema>;
+
+export const snapshotKeyPartSchema = z.array(snapshotKeyConfigSchema);
+
+/** A key's state when it is not the default: [state, coolingUntil, successRate]. */
+const keyStateEntrySchema = z.tuple([keyStateSchema, z.number().nullable(), z.number().min(0).max(1)]);
+export type KeyStateEntry = z.infer<typeof keyStateEntrySchema>;
+
+export const snapshotHeadSchema = z.object({
+  format: z.literal(2),
+  version: z.number().int().nonnegative(),
+  generatedAt: z.number().int(),
+  upstreams: z.array(snapshotUpstreamSchema),
+  clientKeys: z.array(snapshotClientKeySchema),
+  settings: settingsSchema,
+  prices: z.array(snapshotPriceSchema),
+  /** The KV keys of the key parts, in order. */
+  keyParts: z.array(z.string()),
+  /** How many keys the parts hold together (a reader checks what it assembled). */
+  keyCount: z.number().int().nonnegative(),
+  /** Keys not in the default state, by id; a key absent is active, not cooling, success rate 1. */
+  states: z.record(z.string(), keyStateEntrySchema),
+});
+export type SnapshotHead = z.infer<typeof snapshotHeadSchema>;
+
+/** The head's KV key. */
+export const SNAPSHOT_KV_KEY = "snapshot:v2";
 
 /**
- * A small KV key holding the snapshot's version, written after the snapshot: an
- * isolate's periodic check reads it, and downloads the snapshot (which grows with
- * the pool) only when the version moved.
+ * A small KV key holding the snapshot's version, written after the head: an
+ * isolate's periodic check reads it, and reads the head only when it moved.
  */
-export const SNAPSHOT_VERSION_KV_KEY = "snapshot:v1:version";
+export const SNAPSHOT_VERSION_KV_KEY = "snapshot:v2:version";
+
+/** Key parts live under this prefix followed by a digest of their content. */
+export const SNAPSHOT_PART_PREFIX = "snapshot:v2:keys:";
+
+/** Where format 1 (one value) lived; read only until a format-2 head has been written. */
+export const LEGACY_SNAPSHOT_KV_KEY = "snapshot:v1";
+
+/** The default state a head leaves out. */
+const DEFAULT_STATE = { state: "active", coolingUntil: null, successRate: 1 } as const;
+
+/** A snapshot key's state as the head stores it, or null when it is the default. */
+export function stateEntryOf(key: Pick<SnapshotKey, "state" | "coolingUntil" | "successRate">): KeyStateEntry | null {
+  // A disabled key's state is its configuration; only a success rate that is not 1 is kept.
+  if (key.state === "disabled") return key.successRate === 1 ? null : ["disabled", null, key.successRate];
+  if (key.state === DEFAULT_STATE.state && key.coolingUntil === null && key.successRate === 1) return null;
+  return [key.state, key.coolingUntil, key.successRate];
+}
+
+/** A key's configuration as a key part stores it. */
+export function keyConfigOf(key: SnapshotKey): SnapshotKeyConfig {
+  return {
+    id: key.id,
+    upstreamId: key.upstreamId,
+    secret: key.secret,
+    weight: key.weight,
+    models: key.models,
+    ...(key.limits ? { limits: key.limits } : {}),
+    ...(key.state === "disabled" ? { disabled: true as const } : {}),
+  };
+}
+
+/** Keys per part: large enough that a pool of 100,000 keys is a few dozen values, small enough that adding one key rewrites little. */
+export const KEYS_PER_PART = 2_000;
+
+/** How many parts a pool of `n` keys is spread over: a power of two, so a part's keys move only when the pool doubles or halves. */
+export function partCount(n: number): number {
+  let parts = 1;
+  while (parts * KEYS_PER_PART < n) parts *= 2;
+  return parts;
+}
+
+/** The part a key belongs to among `parts` (FNV-1a of its id), stable while the part count is. */
+export function partOf(keyId: string, parts: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < keyId.length; i++) {
+    h ^= keyId.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % parts;
+}
+
+/** Spreads a snapshot's keys over parts (each in the snapshot's order); the head is built from their names. */
+export function splitKeys(keys: SnapshotKey[]): SnapshotKeyConfig[][] {
+  const n = partCount(keys.length);
+  const parts: SnapshotKeyConfig[][] = Array.from({ length: n }, () => []);
+  for (const key of keys) parts[partOf(key.id, n)]!.push(keyConfigOf(key));
+  return parts.filter((p) => p.length > 0);
+}
+
+/** The head of `snapshot` whose key parts are stored under `keyParts`. */
+export function headOf(snapshot: Snapshot, keyParts: string[]): SnapshotHead {
+  const states: SnapshotHead["states"] = {};
+  for (const key of snapshot.keys) {
+    const entry = stateEntryOf(key);
+    if (entry) states[key.id] = entry;
+  }
+  return {
+    format: 2,
+    version: snapshot.version,
+    generatedAt: snapshot.generatedAt,
+    upstreams: snapshot.upstreams,
+    clientKeys: snapshot.clientKeys,
+    settings: snapshot.settings,
+    prices: snapshot.prices,
+    keyParts,
+    keyCount: snapshot.keys.length,
+    states,
+  };
+}
+
+/**
+ * A key in the state a head leaves out (disabled when its configuration says so).
+ * Built property by property: an isolate holds one per key, and an object made
+ * by spreading another takes several times the memory in V8.
+ */
+export function keyFromConfig(config: SnapshotKeyConfig): SnapshotKey {
+  const disabled = config.disabled === true;
+  return withLimits(
+    {
+      id: config.id,
+      upstreamId: config.upstreamId,
+      secret: config.secret,
+      weight: config.weight,
+      models: config.models,
+      state: disabled ? "disabled" : "active",
+      coolingUntil: null,
+      successRate: 1,
+    },
+    config.limits,
+  );
+}
+
+function withLimits(key: SnapshotKey, limits: SnapshotKey["limits"]): SnapshotKey {
+  if (limits) key.limits = limits;
+  return key;
+}
+
+/** `key` (as `keyFromConfig` made it) with the state its head holds for it, if any. */
+export function withState(key: SnapshotKey, entry: KeyStateEntry | undefined): SnapshotKey {
+  if (!entry) return key;
+  const disabled = key.state === "disabled";
+  return withLimits(
+    {
+      id: key.id,
+      upstreamId: key.upstreamId,
+      secret: key.secret,
+      weight: key.weight,
+      models: key.models,
+      state: disabled ? "disabled" : entry[0],
+      coolingUntil: disabled ? null : entry[1],
+      successRate: entry[2],
+    },
+    key.limits,
+  );
+}

@@ -3,7 +3,6 @@ import { decryptSecret, importEncryptionKey } from "../schema/crypto";
 import { claimAlertWakeup, deliverDue, evaluateGroup, raiseAlerts, type AlertGroup, type DeliveryDeps } from "../storage/alerts";
 import { countDeadLetters } from "../storage/metrics";
 import { clientConditions, poolConditions, type KeyExtras } from "./logic/alert-conditions";
-import type { PoolRows } from "./logic/build-snapshot";
 import { readClientQuotaRows } from "./storage/alert-inputs";
 
 /**
@@ -75,9 +74,8 @@ async function evaluate(group: AlertGroup, found: Condition[], settings: Setting
 }
 
 /** After a snapshot was published: keys, balances, the pool's and each model's keys in service. */
-export async function alertOnPublish(snapshot: Snapshot, rows: PoolRows, deps: AlertDeps): Promise<void> {
+export async function alertOnPublish(snapshot: Snapshot, extras: Map<string, KeyExtras>, deps: AlertDeps): Promise<void> {
   try {
-    const extras = new Map<string, KeyExtras>(rows.keys.map((k) => [k.id, { masked: k.masked, balance: k.balance }]));
     await evaluate("pool", poolConditions(snapshot, extras, snapshot.settings.alerts), snapshot.settings, deps, snapshot.version);
   } catch (err) {
     console.error(`keypool consumer: evaluating the pool's alerts failed (the next publish tries again): ${errorText(err)}`);

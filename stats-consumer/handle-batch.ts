@@ -156,7 +156,7 @@ export async function handleBatch(
         db: env.DB,
         kv: env.SNAPSHOT,
         ...deps,
-        onPublished: (snapshot, rows) => alertOnPublish(snapshot, rows, alerts),
+        onPublished: (snapshot, extras) => alertOnPublish(snapshot, extras, alerts),
       });
       if (controls > 0 || events.some((e) => e.type === "attempt")) await publishUsageQuietly(env, deps.now(), alerts);
       await runReplayJobs(events, env, deps.now);

@@ -1,8 +1,20 @@
-import { deriveKeyState, type KeypoolEvent, type KeyState, type Outcome, type Settings, type Snapshot } from "../schema";
-import { buildSnapshot, type PoolRows } from "./logic/build-snapshot";
+import { deriveKeyState, headOf, splitKeys, type KeypoolEvent, type KeyState, type Outcome, type Settings, type Snapshot, type SnapshotHead } from "../schema";
+import { selectKeyLabels } from "../storage/keys";
+import { SnapshotReader } from "../storage/snapshot-reader";
+import { buildSnapshot, buildStateHead, type PoolRows } from "./logic/build-snapshot";
 import { changesSnapshot } from "./logic/rollup-rows";
-import { claimPublish, readPublishClaim } from "../storage/snapshot-meta";
-import { publishSnapshot, readKeyFacts, readPoolRows, readPublishedSnapshot } from "./storage/snapshot-store";
+import type { KeyExtras } from "./logic/alert-conditions";
+import { claimPublish, readPublishClaims } from "../storage/snapshot-meta";
+import {
+  deleteRetiredParts,
+  publishHead,
+  readKeyFacts,
+  readPoolRows,
+  readPublishedHead,
+  readStateRows,
+  recordKeyParts,
+  writeKeyParts,
+} from "./storage/snapshot-store";
 
 /** KV allows one write per second to a key. */
 const PUBLISH_INTERVAL_MS = 1_000;
@@ -10,26 +22,33 @@ const PUBLISH_INTERVAL_MS = 1_000;
 const PUBLISH_PATIENCE_MS = 10_000;
 
 /**
- * The key states of the last snapshot an isolate saw published (by itself, or
- * read from KV), so deciding whether a batch changed them rarely reads KV. One
- * per isolate; a fresh one knows nothing and reads KV the first time.
+ * What this isolate knows of the published snapshot: the key states of the last
+ * head it saw (published by itself, or read from KV), so deciding whether a
+ * batch changed them rarely reads KV; and the key parts it holds, so a publish
+ * of states can hand the alerts the whole pool without reading it again. One per
+ * isolate; a fresh one knows nothing and reads KV the first time.
  */
 export class PublishedStates {
   private last: { version: number; states: Map<string, KeyState> } | null = null;
+  readonly parts = new SnapshotReader();
 
-  /** The key states of snapshot `version`, from memory if this isolate published or read it, else from KV. */
+  /** The key states of snapshot `version` (keys absent are active), from memory if this isolate published or read it, else from KV. */
   async of(kv: KVNamespace, version: number): Promise<Map<string, KeyState>> {
     if (!this.last || version > this.last.version) {
-      const snapshot = await readPublishedSnapshot(kv);
-      this.last = { version: snapshot?.version ?? 0, states: new Map(snapshot?.keys.map((k) => [k.id, k.state]) ?? []) };
+      const head = await readPublishedHead(kv);
+      this.last = { version: head?.version ?? 0, states: statesOf(head) };
     }
     return this.last.states;
   }
 
-  /** Remembers the snapshot this isolate just published. */
-  remember(snapshot: Snapshot): void {
-    this.last = { version: snapshot.version, states: new Map(snapshot.keys.map((k) => [k.id, k.state])) };
+  /** Remembers the head this isolate just published. */
+  remember(head: SnapshotHead): void {
+    this.last = { version: head.version, states: statesOf(head) };
   }
+}
+
+function statesOf(head: SnapshotHead | null): Map<string, KeyState> {
+  return new Map(Object.entries(head?.states ?? {}).map(([id, entry]) => [id, entry[0]]));
 }
 
 export interface PublishDeps {
@@ -38,8 +57,36 @@ export interface PublishDeps {
   now: () => number;
   sleep: (ms: number) => Promise<void>;
   published: PublishedStates;
-  /** Called with each snapshot this consumer published and the rows it was built from (alerts). */
-  onPublished?: (snapshot: Snapshot, rows: PoolRows) => Promise<void>;
+  /** Called with each snapshot this consumer published and what the alerts know of its keys besides (masked form, balance). */
+  onPublished?: (snapshot: Snapshot, extras: Map<string, KeyExtras>) => Promise<void>;
+}
+
+/**
+ * Admin actions that leave every key's configuration as it was: a publish
+ * after them rewrites the head (upstreams, client keys, settings, prices and
+ * states are read afresh) and not the key parts. Any other action — on keys,
+ * deleting an upstream, a restore, or one added later — rereads every key.
+ */
+const KEEPS_KEYS: ReadonlySet<string> = new Set([
+  "snapshot.refresh",
+  "settings.update",
+  "upstream.create",
+  "upstream.update",
+  "client_key.create",
+  "client_key.update",
+  "client_key.delete",
+  "price.set",
+  "price.remove",
+  "price.add_published",
+  "alert_destination.create",
+  "alert_destination.update",
+  "alert_destination.delete",
+  "backup.create",
+]);
+
+/** Whether these events may have changed a key's configuration (so the key parts are rebuilt). */
+export function changesKeys(events: KeypoolEvent[]): boolean {
+  return events.some((e) => e.type === "admin" && !KEEPS_KEYS.has(e.action));
 }
 
 /** Outcomes that can move a key out of "active" (see `deriveKeyState`); the rest only move keys towards it, or say nothing about them. */
@@ -76,36 +123,98 @@ async function snapshotIsStale(events: KeypoolEvent[], settings: Settings, deps:
   });
 }
 
-/** Reads the pool, builds the snapshot and writes it; remembers what it published. */
-async function publishNow(deps: PublishDeps): Promise<number | null> {
-  const { rows, version } = await readPoolRows(deps.db, deps.now());
-  const snapshot = buildSnapshot(rows, version, deps.now());
-  if (!(await publishSnapshot(deps.db, deps.kv, snapshot))) return null;
-  deps.published.remember(snapshot);
-  await deps.onPublished?.(snapshot, rows);
+/** Masked form and balance of the keys the pool's alerts may name (keys in trouble, balances under a threshold). */
+async function alertExtras(db: D1Database, head: SnapshotHead): Promise<Map<string, KeyExtras>> {
+  const { rules, lowBalanceByUpstream } = head.settings.alerts;
+  const troubled = Object.entries(head.states)
+    .filter(([, entry]) => entry[0] === "dead" || entry[0] === "exhausted" || entry[0] === "failing")
+    .map(([id]) => id);
+  const below = rules.low_balance.enabled ? Math.max(rules.low_balance.threshold, ...Object.values(lowBalanceByUpstream)) : null;
+  const { results } = await selectKeyLabels(db, troubled, below).all<{ id: string; masked: string; balance: number | null }>();
+  return new Map(results.map((r) => [r.id, { masked: r.masked, balance: r.balance }]));
+}
+
+/**
+ * A publish of key states: the head rebuilt over the key parts the newest head
+ * names. Null when there are no parts yet (the first publish, or a pool of no
+ * keys): then the pool is read whole.
+ */
+async function publishStates(deps: PublishDeps, now: number): Promise<{ version: number | null } | null> {
+  const { rows, states, keyParts, version } = await readStateRows(deps.db, now);
+  if (keyParts.names.length === 0) return null;
+  const head = buildStateHead(rows, states, keyParts, version, now);
+  if (!(await publishHead(deps.db, deps.kv, head))) return { version: null };
+  deps.published.remember(head);
+  if (deps.onPublished) {
+    try {
+      const snapshot = await deps.published.parts.assemble(deps.kv, head);
+      await deps.onPublished(snapshot, await alertExtras(deps.db, head));
+    } catch (err) {
+      console.error(`keypool consumer: the pool's alerts were not evaluated for this publish: ${err instanceof Error ? err.message : "error"}`);
+    }
+  }
+  return { version };
+}
+
+/** A publish of the whole pool: key parts written where they changed, their list recorded, the head written. */
+async function publishAll(deps: PublishDeps, now: number): Promise<number | null> {
+  const rows: PoolRows = await readPoolRows(deps.db, now);
+  const built = buildSnapshot(rows, 0, now);
+  const parts = splitKeys(built.keys);
+  const names = await writeKeyParts(deps.db, deps.kv, parts);
+  const version = await recordKeyParts(
+    deps.db,
+    names,
+    parts.map((p) => p.length),
+    now,
+  );
+  const snapshot = { ...built, version };
+  const head = headOf(snapshot, names);
+  if (!(await publishHead(deps.db, deps.kv, head))) return null;
+  deps.published.remember(head);
+  deps.published.parts.hold(names, parts);
+  await deps.onPublished?.(snapshot, new Map(rows.keys.map((k) => [k.id, { masked: k.masked, balance: k.balance }])));
+  return version;
+}
+
+/**
+ * Publishes the states only, or the whole pool when `keys` may have changed (or
+ * nothing was published in parts yet); then deletes the parts retired long enough.
+ */
+async function publishNow(deps: PublishDeps, keys: boolean): Promise<number | null> {
+  const now = deps.now();
+  const states = keys ? null : await publishStates(deps, now);
+  const version = states ? states.version : await publishAll(deps, now);
+  try {
+    await deleteRetiredParts(deps.db, deps.kv, now);
+  } catch (err) {
+    console.error(`keypool consumer: deleting retired snapshot parts failed (the next publish tries again): ${err instanceof Error ? err.message : "error"}`);
+  }
   return version;
 }
 
 /**
  * Republishes the snapshot after a committed batch if the batch changed what it
  * shows. Writes are coalesced to one a second across all consumers: a batch whose
- * change a later claim will read anyway does nothing; otherwise it waits for the
- * next free second and publishes itself. Returns the version published, if any.
+ * change a later claim will read anyway does nothing (a change to keys needs a
+ * later claim that reads every key); otherwise it waits for the next free second
+ * and publishes itself. Returns the version published, if any.
  */
 export async function publishIfStale(events: KeypoolEvent[], settings: Settings, deps: PublishDeps): Promise<number | null> {
-  if (!(await snapshotIsStale(events, settings, deps))) return null;
+  const keys = changesKeys(events);
+  if (!keys && !(await snapshotIsStale(events, settings, deps))) return null;
   const committedAt = deps.now();
   const giveUpAt = committedAt + PUBLISH_PATIENCE_MS;
   while (deps.now() < giveUpAt) {
-    const claimedAt = await readPublishClaim(deps.db);
+    const claims = await readPublishClaims(deps.db);
     // Someone claimed after this batch committed: their read includes it.
-    if (claimedAt > committedAt) return null;
-    const wait = claimedAt + PUBLISH_INTERVAL_MS - deps.now();
+    if ((keys ? claims.keys : claims.any) > committedAt) return null;
+    const wait = claims.any + PUBLISH_INTERVAL_MS - deps.now();
     if (wait > 0) {
       await deps.sleep(wait);
       continue;
     }
-    if (await claimPublish(deps.db, deps.now(), PUBLISH_INTERVAL_MS)) return publishNow(deps);
+    if (await claimPublish(deps.db, deps.now(), PUBLISH_INTERVAL_MS, keys)) return publishNow(deps, keys);
   }
   console.error("keypool consumer: could not claim a snapshot publish in time; the next publish will include this change");
   return null;

@@ -1,7 +1,7 @@
 import type { HealthFacts, Limits, ProviderKindId } from "../schema";
 import { HEALTH_FACT_COLUMNS, healthFactsFromRow } from "./key-health";
 import { CAPACITY_COLUMNS, capacityFromRow, type WindowReading } from "./key-capacity";
-import { recentSuccessSql, usageOnDaySql } from "./rollups";
+import { recentMissesSql, recentSuccessSql, usageOnDaySql } from "./rollups";
 import { limitsFromColumn } from "./upstreams";
 
 /**
@@ -170,16 +170,65 @@ export interface KeySnapshotRow {
   balance: number | null;
 }
 
-/** Every key as the snapshot carries it, with success counts since `since` (for its batch); rows are `KeySnapshotRow`s. */
+/** Every key as the snapshot carries it, with success counts since `since` where a judged attempt failed (for its batch); rows are `KeySnapshotRow`s. */
 export function selectKeysForSnapshot(db: D1Database, since: number): D1PreparedStatement {
   return db
     .prepare(
       `SELECT k.id, k.upstream_id, k.secret_enc, k.weight, k.models, k.enabled, k.limits, k.masked, h.balance, ${HEALTH_FACT_COLUMNS}, r.successes, r.judged
        FROM keys k
        LEFT JOIN key_health h ON h.key_id = k.id
-       LEFT JOIN (${recentSuccessSql("?1")}) r ON r.key_id = k.id`,
+       LEFT JOIN (${recentMissesSql("?1")}) r ON r.key_id = k.id`,
     )
     .bind(since);
+}
+
+/** A key whose state may not be the default, as `selectKeyStates` reads it. */
+export interface KeyStateRow {
+  id: string;
+  enabled: number;
+  last_ok_ts: number | null;
+  last_rate_limit_ts: number | null;
+  cool_until: number | null;
+  last_auth_fail_ts: number | null;
+  last_no_balance_ts: number | null;
+  failures: string | null;
+  successes: number | null;
+  judged: number | null;
+}
+
+/**
+ * The keys whose snapshot state may not be the default at `now` — health facts
+ * that can make a key dead, exhausted, failing or cooling, or a judged attempt
+ * since `since` that failed — with their facts and success counts (for its
+ * batch; rows are `KeyStateRow`s). Every other key is active with a success
+ * rate of 1, so a pool where few keys are in trouble reads few rows.
+ */
+export function selectKeyStates(db: D1Database, now: number, since: number): D1PreparedStatement {
+  return db
+    .prepare(
+      `WITH r AS (${recentMissesSql("?1")}),
+            s AS (SELECT key_id FROM key_health
+                   WHERE last_auth_fail_ts > last_ok_ts OR last_no_balance_ts > last_ok_ts
+                      OR (last_rate_limit_ts > last_ok_ts AND cool_until > ?2)
+                      OR (failures <> '[]' AND EXISTS (
+                            SELECT 1 FROM json_each(failures) WHERE CAST(substr(value, 1, 15) AS INTEGER) > last_ok_ts))
+                  UNION SELECT key_id FROM r)
+       SELECT k.id, k.enabled, ${HEALTH_FACT_COLUMNS}, r.successes, r.judged
+       FROM s JOIN keys k ON k.id = s.key_id
+       LEFT JOIN key_health h ON h.key_id = k.id
+       LEFT JOIN r ON r.key_id = k.id`,
+    )
+    .bind(since, now);
+}
+
+/** The masked form and balance of the keys `ids` names and of every key whose balance is below `below` (null: none), for the pool's alerts. */
+export function selectKeyLabels(db: D1Database, ids: string[], below: number | null): D1PreparedStatement {
+  return db
+    .prepare(
+      `SELECT k.id, k.masked, h.balance FROM keys k LEFT JOIN key_health h ON h.key_id = k.id
+       WHERE k.id IN (SELECT value FROM json_each(?1)) OR h.balance < ?2`,
+    )
+    .bind(JSON.stringify(ids), below);
 }
 
 /** The admin state and health facts of the given keys (for a batch); rows go to `keyFactsFromRows`. */

@@ -283,6 +283,20 @@ export function recentSuccessSql(param: string): string {
     FROM rollup_minute WHERE bucket >= ${param} GROUP BY key_id`;
 }
 
+/**
+ * `recentSuccessSql` for the keys whose success rate is not 1 only: those with a
+ * minute since `param` in which an attempt that says something about the key
+ * did not succeed (found by the partial index of migration 0018). A key absent
+ * had every judged attempt succeed, or none.
+ */
+export function recentMissesSql(param: string): string {
+  return `SELECT key_id, SUM(successes) AS successes, SUM(attempts - client_error - aborted) AS judged
+    FROM rollup_minute
+    WHERE bucket >= ${param} AND key_id IN (
+      SELECT key_id FROM rollup_minute WHERE bucket >= ${param} AND successes < attempts - client_error - aborted)
+    GROUP BY key_id`;
+}
+
 /** Per value of `dimension` (key_id or client_key_id), requests and tokens on the day starting at `param`: a sub-query. */
 export function usageOnDaySql(dimension: "key_id" | "client_key_id", param: string): string {
   return `SELECT ${dimension}, SUM(requests) AS requests, SUM(total_tokens) AS tokens, SUM(cost_micros) AS cost FROM rollup_day WHERE bucket = ${param} GROUP BY ${dimension}`;

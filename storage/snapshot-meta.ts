@@ -35,22 +35,28 @@ export async function readPublishedGeneratedAt(db: D1Database): Promise<number |
   return row && row.value > 0 ? row.value : null;
 }
 
-/** When the right to publish was last claimed (epoch ms). */
-export async function readPublishClaim(db: D1Database): Promise<number> {
-  const row = await db.prepare("SELECT value FROM meta WHERE name = 'snapshot_published_at'").first<{ value: number }>();
-  return row?.value ?? 0;
+/** When the right to publish was last claimed (epoch ms), by any publish and by one that read every key. */
+export async function readPublishClaims(db: D1Database): Promise<{ any: number; keys: number }> {
+  const { results } = await db
+    .prepare("SELECT name, value FROM meta WHERE name IN ('snapshot_published_at', 'snapshot_keys_claimed_at')")
+    .all<{ name: string; value: number }>();
+  const value = (name: string) => results.find((r) => r.name === name)?.value ?? 0;
+  return { any: value("snapshot_published_at"), keys: value("snapshot_keys_claimed_at") };
 }
 
 /**
  * Claims the right to publish at `now` if nobody has in the last `intervalMs`;
  * D1 serialises the conditional update, so concurrent consumers cannot both win.
+ * A claim for a publish that reads every key (`keys`) is recorded as such too.
  */
-export async function claimPublish(db: D1Database, now: number, intervalMs: number): Promise<boolean> {
+export async function claimPublish(db: D1Database, now: number, intervalMs: number, keys = false): Promise<boolean> {
   const result = await db
     .prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_at' AND value <= ?2")
     .bind(now, now - intervalMs)
     .run();
-  return (result.meta.changes ?? 0) === 1;
+  const won = (result.meta.changes ?? 0) === 1;
+  if (won && keys) await db.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_keys_claimed_at'").bind(now).run();
+  return won;
 }
 
 /** Claims the right to publish the pool's usage at `now` if nobody has in the last `intervalMs`. */

@@ -1,16 +1,7 @@
-import {
-  PriceBook,
-  SNAPSHOT_KV_KEY,
-  SNAPSHOT_VERSION_KV_KEY,
-  USAGE_KV_KEY,
-  clientUsageOf,
-  defaultSettings,
-  keyUsageOf,
-  poolUsageSchema,
-  snapshotSchema,
-  type Snapshot,
-} from "../../schema";
+import { PriceBook, SNAPSHOT_VERSION_KV_KEY, USAGE_KV_KEY, defaultSettings, type Snapshot } from "../../schema";
+import { SnapshotReader } from "../../storage/snapshot-reader";
 import { buildPoolIndex, type PoolIndex, type UsageView } from "../logic/select-key";
+import { parsePoolUsage } from "../logic/usage-view";
 
 /** A snapshot with the lookups the request path needs, built once per version. */
 export interface LoadedPool {
@@ -49,21 +40,6 @@ function prepare(snapshot: Snapshot, now: number): LoadedPool {
   };
 }
 
-/** The pool's usage as published, or null when the value is not one. */
-function parsePoolUsage(value: string): { version: number; view: UsageView } | null {
-  let json: unknown;
-  try {
-    json = JSON.parse(value);
-  } catch {
-    return null;
-  }
-  const parsed = poolUsageSchema.safeParse(json);
-  if (!parsed.success) return null;
-  const keys = new Map(Object.entries(parsed.data.keys).map(([id, t]) => [id, keyUsageOf(t)]));
-  const clients = new Map(Object.entries(parsed.data.clients).map(([id, t]) => [id, clientUsageOf(t)]));
-  return { version: parsed.data.version, view: { at: parsed.data.generatedAt, keys, clients } };
-}
-
 /** The pool's usage as last published (the admin API's view of it), or null before the first. */
 export async function readPoolUsage(kv: KVNamespace): Promise<UsageView | null> {
   const value = await kv.get(USAGE_KV_KEY, "text");
@@ -82,6 +58,7 @@ const SNAPSHOT_REFRESH_MS = 2_000;
 export class PoolCache {
   private current: LoadedPool | null = null;
   private refreshing: Promise<void> | null = null;
+  private readonly reader = new SnapshotReader();
 
   /** The pool to serve this request from. */
   async load(kv: KVNamespace, now: number, waitUntil: (p: Promise<unknown>) => void): Promise<LoadedPool> {
@@ -97,6 +74,7 @@ export class PoolCache {
   forget(): void {
     this.current = null;
     this.refreshing = null;
+    this.reader.forget();
   }
 
   private refreshOnce(kv: KVNamespace, now: number): Promise<void> {
@@ -137,27 +115,28 @@ export class PoolCache {
         return;
       }
     }
-    // cacheTtl lets the edge cache the value between isolates' checks (30 s is KV's minimum).
-    const { value, metadata } = await kv.getWithMetadata<{ version?: number }>(SNAPSHOT_KV_KEY, { type: "text", cacheTtl: 30 });
-    if (current && typeof metadata?.version === "number" && metadata.version <= current.snapshot.version) {
-      current.loadedAt = now;
-      return;
-    }
-    if (value === null) {
-      this.current ??= prepare(EMPTY_SNAPSHOT, now);
-      this.current.loadedAt = now;
-      return;
-    }
-    const parsed = snapshotSchema.safeParse(JSON.parse(value));
-    if (!parsed.success) {
-      console.error("keypool: the KV snapshot failed validation; keeping the previous one");
+    // cacheTtl lets the edge cache the head between isolates' checks (30 s is KV's minimum).
+    let read: Awaited<ReturnType<SnapshotReader["readHead"]>>;
+    let snapshot: Snapshot;
+    try {
+      read = await this.reader.readHead(kv, 30);
+      if (read === null) {
+        this.current ??= prepare(EMPTY_SNAPSHOT, now);
+        this.current.loadedAt = now;
+        return;
+      }
+      if (current && ("head" in read ? read.head.version : read.legacy.version) <= current.snapshot.version) {
+        current.loadedAt = now;
+        return;
+      }
+      snapshot = "head" in read ? await this.reader.assemble(kv, read.head) : read.legacy;
+    } catch (err) {
+      console.error(`keypool: the KV snapshot could not be read (${err instanceof Error ? err.message : "error"}); keeping the previous one`);
       if (current) current.loadedAt = now;
       else this.current = prepare(EMPTY_SNAPSHOT, now);
       return;
     }
-    if (!current || parsed.data.version >= current.snapshot.version) {
-      // A new snapshot keeps the usage held (they are published apart).
-      this.current = { ...prepare(parsed.data, now), usage: current?.usage ?? null, usageVersion: current?.usageVersion ?? 0 };
-    } else current.loadedAt = now;
+    // A new snapshot keeps the usage held (they are published apart).
+    this.current = { ...prepare(snapshot, now), usage: current?.usage ?? null, usageVersion: current?.usageVersion ?? 0 };
   }
 }

@@ -1,7 +1,17 @@
-import { deriveKeyState, parseStoredSettings, snapshotSchema, type Limits, type PriceBook, type Snapshot } from "../../schema";
+import {
+  deriveKeyState,
+  parseStoredSettings,
+  snapshotSchema,
+  stateEntryOf,
+  type Limits,
+  type PriceBook,
+  type Settings,
+  type Snapshot,
+  type SnapshotHead,
+} from "../../schema";
 import type { ClientKeyRow } from "../../storage/client-keys";
 import { healthFactsFromRow } from "../../storage/key-health";
-import type { KeySnapshotRow } from "../../storage/keys";
+import type { KeySnapshotRow, KeyStateRow } from "../../storage/keys";
 import { limitsFromColumn, type UpstreamRow } from "../../storage/upstreams";
 
 /** `{ limits }` when there are any: most keys have none, and the snapshot is read by every isolate. */
@@ -22,6 +32,16 @@ export interface PoolRows {
  */
 function smoothedSuccessRate(successes: number, judged: number): number {
   return (successes + 2) / (judged + 2);
+}
+
+/** A key's state, cooling time and success rate at `now`, from its admin state, health facts and success counts. */
+function keyState(k: KeyStateRow, settings: Settings, now: number) {
+  const health = deriveKeyState(healthFactsFromRow(k), settings, now);
+  return {
+    state: k.enabled === 1 ? health.state : ("disabled" as const),
+    coolingUntil: health.coolingUntil,
+    successRate: smoothedSuccessRate(k.successes ?? 0, k.judged ?? 0),
+  };
 }
 
 /**
@@ -45,20 +65,15 @@ export function buildSnapshot(rows: PoolRows, version: number, now: number): Sna
       enabled: u.enabled === 1,
       ...nonEmpty(limitsFromColumn(u.limits)),
     })),
-    keys: rows.keys.map((k) => {
-      const health = deriveKeyState(healthFactsFromRow(k), settings, now);
-      return {
-        id: k.id,
-        upstreamId: k.upstream_id,
-        secret: k.secret_enc,
-        weight: k.weight,
-        models: JSON.parse(k.models),
-        state: k.enabled === 1 ? health.state : "disabled",
-        coolingUntil: health.coolingUntil,
-        successRate: smoothedSuccessRate(k.successes ?? 0, k.judged ?? 0),
-        ...nonEmpty(limitsFromColumn(k.limits)),
-      };
-    }),
+    keys: rows.keys.map((k) => ({
+      id: k.id,
+      upstreamId: k.upstream_id,
+      secret: k.secret_enc,
+      weight: k.weight,
+      models: JSON.parse(k.models),
+      ...keyState(k, settings, now),
+      ...nonEmpty(limitsFromColumn(k.limits)),
+    })),
     clientKeys: rows.clientKeys.map((c) => ({
       id: c.id,
       name: c.name,
@@ -83,4 +98,27 @@ export function buildSnapshot(rows: PoolRows, version: number, now: number): Sna
       .filter((p) => p.effectiveFrom <= now)
       .map((p) => [p.model, p.upstreamId, p.input, p.cachedInput, p.output, p.perRequest]),
   });
+}
+
+/**
+ * The head of a snapshot whose keys did not change, only their states: the
+ * configuration from `rows` (its `keys` unused), the key parts last published
+ * (`keyParts`, holding `keyCount` keys), and the state of each key in
+ * `states` (the rows of `selectKeyStates`) that is not the default.
+ */
+export function buildStateHead(
+  rows: Omit<PoolRows, "keys">,
+  states: KeyStateRow[],
+  keyParts: { names: string[]; keyCount: number },
+  version: number,
+  now: number,
+): SnapshotHead {
+  const config = buildSnapshot({ ...rows, keys: [] }, version, now);
+  const entries: SnapshotHead["states"] = {};
+  for (const row of states) {
+    const entry = stateEntryOf(keyState(row, config.settings, now));
+    if (entry) entries[row.id] = entry;
+  }
+  const { keys: _none, ...rest } = config;
+  return { format: 2, ...rest, keyParts: keyParts.names, keyCount: keyParts.keyCount, states: entries };
 }

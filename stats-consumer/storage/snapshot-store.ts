@@ -1,6 +1,14 @@
-import { SNAPSHOT_KV_KEY, SNAPSHOT_VERSION_KV_KEY, snapshotSchema, type HealthFacts, type Snapshot } from "../../schema";
+import {
+  SNAPSHOT_KV_KEY,
+  SNAPSHOT_PART_PREFIX,
+  SNAPSHOT_VERSION_KV_KEY,
+  snapshotHeadSchema,
+  type HealthFacts,
+  type SnapshotHead,
+  type SnapshotKeyConfig,
+} from "../../schema";
 import { selectAllClientKeys, type ClientKeyRow } from "../../storage/client-keys";
-import { keyFactsFromRows, selectKeyFacts, selectKeysForSnapshot, type KeySnapshotRow } from "../../storage/keys";
+import { keyFactsFromRows, selectKeyFacts, selectKeyStates, selectKeysForSnapshot, type KeySnapshotRow, type KeyStateRow } from "../../storage/keys";
 import { SUCCESS_RATE_WINDOW_MS } from "../../storage/rollups";
 import { priceBookOf, selectPriceHistory, selectSpendSince } from "../../storage/prices";
 import { selectSettings } from "../../storage/settings";
@@ -8,44 +16,130 @@ import { claimPublishedVersion, recordPublishedGeneratedAt, selectPublishedVersi
 import { selectAllUpstreams, type UpstreamRow } from "../../storage/upstreams";
 import type { PoolRows } from "../logic/build-snapshot";
 
-/** Reads configuration, health facts and recent success counts, and takes the next snapshot version, in one transaction. */
-export async function readPoolRows(db: D1Database, now: number): Promise<{ rows: PoolRows; version: number }> {
-  const [upstreams, keys, clientKeys, settings, prices, since, version] = await db.batch<Record<string, unknown>>([
-    selectAllUpstreams(db),
-    selectKeysForSnapshot(db, now - SUCCESS_RATE_WINDOW_MS),
-    selectAllClientKeys(db),
-    selectSettings(db),
-    selectPriceHistory(db),
-    selectSpendSince(db),
+/** How long a key part no head names any more stays in KV: isolates still reading an older head may need it. */
+const RETIRED_PART_TTL_MS = 3_600_000;
+
+/** The statements that read the configuration a head carries besides keys. */
+function configStatements(db: D1Database): D1PreparedStatement[] {
+  return [selectAllUpstreams(db), selectAllClientKeys(db), selectSettings(db), selectPriceHistory(db), selectSpendSince(db)];
+}
+
+function configRows(results: D1Result<Record<string, unknown>>[]): Omit<PoolRows, "keys"> {
+  const [upstreams, clientKeys, settings, prices, since] = results;
+  return {
+    upstreams: upstreams!.results as unknown as UpstreamRow[],
+    clientKeys: clientKeys!.results as unknown as ClientKeyRow[],
+    settings: (settings!.results[0]?.value as string | undefined) ?? null,
+    prices: priceBookOf(prices!.results, since!.results),
+  };
+}
+
+/**
+ * Reads the whole pool — configuration, every key with its health facts and
+ * recent success counts — in one transaction, for a publish that rewrites the
+ * key parts. Its version is taken later, when the parts are stored
+ * (`recordKeyParts`).
+ */
+export async function readPoolRows(db: D1Database, now: number): Promise<PoolRows> {
+  const [keys, ...config] = await db.batch<Record<string, unknown>>([selectKeysForSnapshot(db, now - SUCCESS_RATE_WINDOW_MS), ...configStatements(db)]);
+  return { keys: keys!.results as unknown as KeySnapshotRow[], ...configRows(config) };
+}
+
+/**
+ * For a publish of key states only, in one transaction: the next snapshot
+ * version, the key parts the newest head names, the configuration besides keys,
+ * and the keys whose state may not be the default. The parts are read with the
+ * version, so a head never names parts older than a head with a lower version.
+ */
+export async function readStateRows(
+  db: D1Database,
+  now: number,
+): Promise<{ rows: Omit<PoolRows, "keys">; states: KeyStateRow[]; keyParts: { names: string[]; keyCount: number }; version: number }> {
+  const [version, parts, states, ...config] = await db.batch<Record<string, unknown>>([
     takeSnapshotVersion(db),
+    db.prepare("SELECT name, keys FROM snapshot_parts WHERE retired_at IS NULL ORDER BY ord"),
+    selectKeyStates(db, now, now - SUCCESS_RATE_WINDOW_MS),
+    ...configStatements(db),
   ]);
   return {
-    rows: {
-      upstreams: upstreams!.results as unknown as UpstreamRow[],
-      keys: keys!.results as unknown as KeySnapshotRow[],
-      clientKeys: clientKeys!.results as unknown as ClientKeyRow[],
-      settings: (settings!.results[0]?.value as string | undefined) ?? null,
-      prices: priceBookOf(prices!.results, since!.results),
+    rows: configRows(config),
+    states: states!.results as unknown as KeyStateRow[],
+    keyParts: {
+      names: parts!.results.map((p) => String(p.name)),
+      keyCount: parts!.results.reduce((n, p) => n + Number(p.keys), 0),
     },
     version: Number(version!.results[0]!.value),
   };
 }
 
+/** A part's KV key: the prefix and the SHA-256 of its text (so equal content is one value, written once). */
+async function partName(text: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return SNAPSHOT_PART_PREFIX + [...digest.slice(0, 16)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /**
- * Writes the snapshot to KV unless a newer version has been written already
+ * Writes the key parts the newest head does not name already (a part that is
+ * there under its name holds the same keys), and returns every part's name.
+ */
+export async function writeKeyParts(db: D1Database, kv: KVNamespace, parts: SnapshotKeyConfig[][]): Promise<string[]> {
+  const texts = parts.map((p) => JSON.stringify(p));
+  const names = await Promise.all(texts.map(partName));
+  const { results } = await db.prepare("SELECT name FROM snapshot_parts WHERE retired_at IS NULL").all<{ name: string }>();
+  const current = new Set(results.map((r) => r.name));
+  const writes = names.map((name, i) => ({ name, text: texts[i]! })).filter((p) => !current.has(p.name));
+  for (let i = 0; i < writes.length; i += 6) await Promise.all(writes.slice(i, i + 6).map((p) => kv.put(p.name, p.text)));
+  return names;
+}
+
+/**
+ * Records `names` (holding `counts` keys each) as the parts the next head names,
+ * retiring the others, and takes that head's version — one transaction, so the
+ * versions order the part lists as they order heads.
+ */
+export async function recordKeyParts(db: D1Database, names: string[], counts: number[], now: number): Promise<number> {
+  const list = JSON.stringify(names.map((name, i) => [name, i, counts[i]]));
+  const [, , version] = await db.batch<Record<string, unknown>>([
+    db.prepare("UPDATE snapshot_parts SET retired_at = ?2 WHERE retired_at IS NULL AND name NOT IN (SELECT value->>0 FROM json_each(?1))").bind(list, now),
+    db
+      .prepare(
+        `INSERT INTO snapshot_parts (name, ord, keys, retired_at) SELECT value->>0, value->>1, value->>2, NULL FROM json_each(?1) WHERE true
+         ON CONFLICT (name) DO UPDATE SET ord = excluded.ord, keys = excluded.keys, retired_at = NULL`,
+      )
+      .bind(list),
+    takeSnapshotVersion(db),
+  ]);
+  return Number(version!.results[0]!.value);
+}
+
+/**
+ * Deletes from KV the key parts retired more than an hour before `now` (no
+ * head an isolate may still hold names them), and forgets them.
+ */
+export async function deleteRetiredParts(db: D1Database, kv: KVNamespace, now: number): Promise<number> {
+  const { results } = await db
+    .prepare("DELETE FROM snapshot_parts WHERE retired_at IS NOT NULL AND retired_at < ?1 RETURNING name")
+    .bind(now - RETIRED_PART_TTL_MS)
+    .all<{ name: string }>();
+  for (let i = 0; i < results.length; i += 6) await Promise.all(results.slice(i, i + 6).map((r) => kv.delete(r.name)));
+  return results.length;
+}
+
+/**
+ * Writes the head to KV unless a newer version has been written already
  * (checked and recorded in D1, which serialises concurrent consumers); the
  * version and generation time ride in the KV metadata, and the version alone in
- * a small key of its own, so readers can skip an unchanged value without
+ * a small key of its own, so readers can skip an unchanged head without
  * downloading it. The generation time is recorded once the write succeeded,
  * so a failed write leaves the snapshot looking stale to the scheduler.
  */
-export async function publishSnapshot(db: D1Database, kv: KVNamespace, snapshot: Snapshot): Promise<boolean> {
-  if (!(await claimPublishedVersion(db, snapshot.version))) return false;
-  const metadata = { version: snapshot.version, generatedAt: snapshot.generatedAt };
-  await kv.put(SNAPSHOT_KV_KEY, JSON.stringify(snapshot), { metadata });
-  // After the snapshot: a reader that sees the new version finds the snapshot written.
-  await kv.put(SNAPSHOT_VERSION_KV_KEY, String(snapshot.version), { metadata });
-  await recordPublishedGeneratedAt(db, snapshot.generatedAt);
+export async function publishHead(db: D1Database, kv: KVNamespace, head: SnapshotHead): Promise<boolean> {
+  if (!(await claimPublishedVersion(db, head.version))) return false;
+  const metadata = { version: head.version, generatedAt: head.generatedAt };
+  await kv.put(SNAPSHOT_KV_KEY, JSON.stringify(head), { metadata });
+  // After the head: a reader that sees the new version finds the head written.
+  await kv.put(SNAPSHOT_VERSION_KV_KEY, String(head.version), { metadata });
+  await recordPublishedGeneratedAt(db, head.generatedAt);
   return true;
 }
 
@@ -64,9 +158,9 @@ export async function readKeyFacts(
   return { facts: keyFactsFromRows(rows?.results ?? []), publishedVersion: Number(version!.results[0]?.value ?? 0) };
 }
 
-/** The published snapshot itself, or null when there is none. */
-export async function readPublishedSnapshot(kv: KVNamespace): Promise<Snapshot | null> {
+/** The published head, or null when there is none (or it is not valid). */
+export async function readPublishedHead(kv: KVNamespace): Promise<SnapshotHead | null> {
   const raw = await kv.get(SNAPSHOT_KV_KEY, "json");
-  const parsed = snapshotSchema.safeParse(raw);
+  const parsed = snapshotHeadSchema.safeParse(raw);
   return parsed.success ? parsed.data : null;
 }

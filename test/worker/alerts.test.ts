@@ -138,7 +138,10 @@ describe("alerts", () => {
     await sendEvents([
       { v: 1, type: "probe", id: crypto.randomUUID(), ts: Date.now(), keyId: last!, kind: "balance", result: "ok", balance: 0.5, detail: null },
     ]);
-    await exactlyOnce(d.path, `balance:${last}`, "low_balance");
+    const lowBalance = await exactlyOnce(d.path, `balance:${last}`, "low_balance");
+    // Alerts after a publish of states name keys by their masked form too (read for the keys they name).
+    expect(deadAlert.alert.items.find((i) => i.subject === `key:${dead}`)?.label).toMatch(/^sk-al…\d{4} \(/);
+    expect(lowBalance.alert.items.find((i) => i.subject === `balance:${last}`)?.label).toMatch(/^sk-al…\d{4} \(/);
     await sendEvents([attemptEvent({ ...on, keyId: last!, outcome: "rate_limited", status: 429, retryAfterMs: 120_000, final: false })]);
     await exactlyOnce(d.path, `model:${pool.model}:cooling`, "model_all_cooling");
 

@@ -1,11 +1,21 @@
 import { createMessageBatch } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
-import { SNAPSHOT_KV_KEY, SNAPSHOT_VERSION_KV_KEY, defaultSettings, type AttemptEvent, type KeypoolEvent, type Outcome, type Snapshot } from "../../schema";
+import {
+  SNAPSHOT_KV_KEY,
+  SNAPSHOT_VERSION_KV_KEY,
+  defaultSettings,
+  headOf,
+  type AttemptEvent,
+  type KeypoolEvent,
+  type Outcome,
+  type Snapshot,
+} from "../../schema";
+import { readSnapshot } from "../../storage/snapshot-reader";
 import { handleBatch } from "../../stats-consumer/handle-batch";
 import { toHealthRows } from "../../stats-consumer/logic/health-rows";
 import { PublishedStates, publishIfStale } from "../../stats-consumer/publish";
-import { publishSnapshot } from "../../stats-consumer/storage/snapshot-store";
+import { publishHead } from "../../stats-consumer/storage/snapshot-store";
 import { attemptEvent } from "../fixtures/events";
 
 function attempt(keyId: string, outcome: Outcome, ts: number, extra: Partial<AttemptEvent> = {}): AttemptEvent {
@@ -46,7 +56,7 @@ async function addKey(id: string, upstreamId = "u-health") {
 }
 
 async function publishedSnapshot(): Promise<Snapshot> {
-  return (await env.SNAPSHOT.get(SNAPSHOT_KV_KEY, "json")) as Snapshot;
+  return (await readSnapshot(env.SNAPSHOT))!;
 }
 
 /** What this file's consumer knows of the published snapshot: fresh for every test. */
@@ -55,7 +65,7 @@ let published = new PublishedStates();
 beforeEach(async () => {
   published = new PublishedStates();
   // Every test may publish at once.
-  await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'snapshot_published_at'").run();
+  await env.DB.prepare("UPDATE meta SET value = 0 WHERE name IN ('snapshot_published_at', 'snapshot_keys_claimed_at')").run();
 });
 
 describe("health folding in D1", () => {
@@ -143,14 +153,23 @@ describe("snapshot publishing", () => {
     expect(b.published).toBe(a.published! + 1);
   });
 
-  it("leaves a change to a publish that was claimed after it committed", async () => {
+  it("leaves a change to a publish that was claimed after it committed, and a change of keys only to one that reads every key", async () => {
     const now = Date.now() + 120_000;
-    await env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_at'")
-      .bind(now + 500)
-      .run();
-    const admin: KeypoolEvent = { v: 1, type: "admin", id: crypto.randomUUID(), ts: now, actor: "t", action: "x", target: null, detail: null };
-    const time = fakeTime(now);
-    expect(await publishIfStale([admin], defaultSettings, { db: env.DB, kv: env.SNAPSHOT, now: time.now, sleep: time.sleep, published })).toBeNull();
+    const claim = (name: string, at: number) => env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = ?2").bind(at, name).run();
+    const admin = (action: string): KeypoolEvent => ({ v: 1, type: "admin", id: crypto.randomUUID(), ts: now, actor: "t", action, target: null, detail: null });
+    const publish = (action: string) => {
+      const time = fakeTime(now);
+      return publishIfStale([admin(action)], defaultSettings, { db: env.DB, kv: env.SNAPSHOT, now: time.now, sleep: time.sleep, published });
+    };
+    // A publish of states claimed after the batch: it rereads settings, so a settings change is left to it…
+    await claim("snapshot_published_at", now + 500);
+    expect(await publish("settings.update")).toBeNull();
+    // …but not a change of keys, which waits for its turn and publishes every key.
+    expect(await publish("keys.add")).toBeGreaterThan(0);
+    // A publish of every key claimed after the batch takes a change of keys too.
+    await claim("snapshot_published_at", now + 2_000);
+    await claim("snapshot_keys_claimed_at", now + 2_000);
+    expect(await publish("keys.add")).toBeNull();
   });
 
   it("never replaces a newer snapshot with an older one", async () => {
@@ -165,8 +184,8 @@ describe("snapshot publishing", () => {
       settings: defaultSettings,
       prices: [],
     };
-    expect(await publishSnapshot(env.DB, env.SNAPSHOT, newer)).toBe(true);
-    expect(await publishSnapshot(env.DB, env.SNAPSHOT, { ...newer, version: newer.version - 1 })).toBe(false);
+    expect(await publishHead(env.DB, env.SNAPSHOT, headOf(newer, []))).toBe(true);
+    expect(await publishHead(env.DB, env.SNAPSHOT, headOf({ ...newer, version: newer.version - 1 }, []))).toBe(false);
     expect((await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY)).metadata?.version).toBe(newer.version);
     await env.SNAPSHOT.delete(SNAPSHOT_KV_KEY);
     await env.SNAPSHOT.delete(SNAPSHOT_VERSION_KV_KEY);

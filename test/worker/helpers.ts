@@ -2,7 +2,8 @@ import { createExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { createApp } from "../../gateway/app";
 import { createIsolateState } from "../../gateway/worker";
-import { SNAPSHOT_KV_KEY, snapshotSchema, type Snapshot } from "../../schema";
+import type { Snapshot } from "../../schema";
+import { readSnapshot } from "../../storage/snapshot-reader";
 import { isolate } from "../fixtures/workers/gateway";
 import { TEST_SECRETS } from "./secrets";
 
@@ -65,10 +66,8 @@ export async function waitFor<T>(check: () => Promise<T | undefined>, what: stri
 /** The snapshot the consumer published, once `ready` accepts it. */
 export function waitForSnapshot(ready: (s: Snapshot) => boolean): Promise<Snapshot> {
   return waitFor(async () => {
-    const raw = await env.SNAPSHOT.get(SNAPSHOT_KV_KEY, "json");
-    if (raw === null) return undefined;
-    const snapshot = snapshotSchema.parse(raw);
-    return ready(snapshot) ? snapshot : undefined;
+    const snapshot = await readSnapshot(env.SNAPSHOT);
+    return snapshot && ready(snapshot) ? snapshot : undefined;
   }, "the consumer to publish the snapshot");
 }
 
