@@ -6,9 +6,12 @@
  * keys (fewer in small pools) — and sealed with the deployment's real key, so the
  * consumer and the gateway do exactly the work they would.
  */
-import { snapshotSchema } from "../schema";
+import { snapshotHeadSchema, snapshotSchema, type SnapshotHead } from "../schema";
+import { buildPoolIndex } from "../gateway/logic/select-key";
+import { SnapshotReader } from "../storage/snapshot-reader";
 
-export { SNAPSHOT_KV_KEY } from "../schema";
+export { SNAPSHOT_KV_KEY, USAGE_KV_KEY } from "../schema";
+export { parsePoolUsage } from "../gateway/logic/usage-view";
 import { encryptSecret, importEncryptionKey, maskSecret, sha256Hex } from "../schema/crypto";
 
 export const MODELS = Array.from({ length: 50 }, (_, i) => `model-${String(i).padStart(2, "0")}`);
@@ -118,4 +121,48 @@ export { loadPool, selectionRateOver } from "./micro";
 /** The snapshot's KV text, parsed and validated as the gateway does. */
 export function parseSnapshot(text: string) {
   return snapshotSchema.parse(JSON.parse(text));
+}
+
+/**
+ * An isolate's hold on the snapshot, in Node: a reader over the texts the scale
+ * run read from KV (head and key parts), and what loading a head costs it — the
+ * parts it lacks read and validated, the keys assembled with the head's states,
+ * the pool indexed, as the gateway's cache does.
+ */
+export function isolateOver(texts: Map<string, string>) {
+  const kv = { get: async (key: string) => texts.get(key) ?? null };
+  const reader = new SnapshotReader();
+  return {
+    async load(headText: string) {
+      const snapshot = await reader.assemble(kv, snapshotHeadSchema.parse(JSON.parse(headText)));
+      return { snapshot, index: buildPoolIndex(snapshot) };
+    },
+  };
+}
+
+/**
+ * The head with `share` of the keys `ids` turned cooling at a lower success rate
+ * — what a publish of states writes after a wave of 429s — and a version higher.
+ */
+export function headWithCooledKeys(headText: string, ids: string[], share: number, now: number): string {
+  const head = JSON.parse(headText) as SnapshotHead;
+  const states = { ...head.states };
+  const step = Math.max(1, Math.round(1 / share));
+  for (let i = 0; i < ids.length; i += step) states[ids[i]!] = ["cooling", now + 60_000, 0.8];
+  return JSON.stringify({ ...head, version: head.version + 1, states });
+}
+
+/**
+ * The head over the same keys with every part under a new name — what readers
+ * meet when the part count doubles and every key moves — with the renamed parts
+ * added to `texts`, and a version higher.
+ */
+export function headWithEveryPartNew(headText: string, texts: Map<string, string>): string {
+  const head = JSON.parse(headText) as SnapshotHead;
+  const keyParts = head.keyParts.map((name) => {
+    const renamed = `${name}-moved`;
+    texts.set(renamed, texts.get(name)!);
+    return renamed;
+  });
+  return JSON.stringify({ ...head, version: head.version + 1, keyParts });
 }

@@ -8,13 +8,19 @@
  * and capacity readings, health facts, up to 1,000 client keys; keys sealed with
  * the deployment's real key). Then, measured:
  *
- * - the consumer's snapshot publish: wall time from the admin change to the new
- *   version in KV, and the runtime's CPU for it; the snapshot's bytes in KV;
- * - the gateway's first load of it (its first request: KV read, parse, validate,
- *   index): wall and CPU time, and the runtime's resident memory it adds;
- * - a refresh to the next version while the old one is held: how long until it is
- *   served, and the most resident memory it took above the runtime's before;
- * - the loaded pool's V8 heap, measured in Node (same engine) from the same text;
+ * - the consumer's first publish, which reads every key and writes the key
+ *   parts and the head: wall time from the admin change to the new version in
+ *   KV, and the runtime's CPU; the snapshot's bytes in KV (parts, head, the
+ *   largest single value);
+ * - the gateway's first load of it (its first request: every part read,
+ *   validated, assembled, indexed): wall and CPU time, and the resident memory
+ *   it adds;
+ * - a publish of states (what a change of key state costs from then on: the
+ *   head rewritten over the parts) and the gateway's refresh to it: wall, CPU,
+ *   peak resident memory;
+ * - in Node (same engine), from the texts in KV: the V8 heap an isolate holds
+ *   for the pool, and the CPU and heap of a new version of states with 1% of the
+ *   keys changed, assembled over the parts held;
  * - picks per second of the gateway's key selection over that pool (in Node);
  * - the gateway's added latency: median of 100 chat requests through it minus
  *   the median of 100 straight to the mock upstream, one at a time;
@@ -103,7 +109,13 @@ const work = mkdtempSync(path.join(tmpdir(), "keypool-scale-"));
 const started = new Date();
 /** @type {Record<string, string>[]} */
 const results = [];
-/** The figures of the largest pool measured, as numbers, for the headroom table. @type {{ keys: number, bytes?: number, publishCpuS?: number, loadCpuS?: number, heapMiB?: number, foldRate?: number } | null} */
+/**
+ * The figures of the largest pool measured, as numbers, for the headroom table.
+ * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
+ *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number,
+ *   usageBytes?: number, usageCpuS?: number }} Figures
+ * @type {Figures | null}
+ */
 let largest = null;
 const mock = await startMock();
 try {
@@ -114,8 +126,12 @@ try {
    * @type {{
    *   poolRows(n: number, kek: string, baseUrl: string): Promise<{ upstreams: Record<string, unknown>[], keys: Record<string, unknown>[], health: Record<string, unknown>[],
    *     capacity: Record<string, unknown>[], clientKeys: Record<string, unknown>[], clientKey: string, firstModels: string[] }>,
-   *   loadPool(text: string): unknown, parseSnapshot(text: string): unknown, selectionRateOver(snapshot: unknown, model: string, ms: number): number,
-   *   SNAPSHOT_KV_KEY: string
+   *   isolateOver(texts: Map<string, string>): { load(headText: string): Promise<{ snapshot: unknown, index: unknown }> },
+   *   headWithCooledKeys(headText: string, ids: string[], share: number, now: number): string,
+   *   headWithEveryPartNew(headText: string, texts: Map<string, string>): string,
+   *   selectionRateOver(snapshot: unknown, model: string, ms: number): number,
+   *   parsePoolUsage(text: string): unknown,
+   *   SNAPSHOT_KV_KEY: string, USAGE_KV_KEY: string
    * }}
    */
   const data = await import(dataFile);
@@ -137,8 +153,8 @@ try {
       await insertRows(kp.db, "key_capacity", rows.capacity);
       await insertRows(kp.db, "client_keys", rows.clientKeys);
 
-      // The consumer publishes the snapshot after an admin change.
-      log(`${n} keys: the consumer's publish…`);
+      // The consumer's first publish reads every key and writes the key parts and the head.
+      log(`${n} keys: the consumer's publish of every key…`);
       const before = await snapshotVersion(kp.kv, data.SNAPSHOT_KV_KEY);
       const cpu0 = cpuSeconds(kp.pid);
       await kp.admin("PATCH", "/settings", { maxAttempts: 3 });
@@ -150,13 +166,19 @@ try {
       }
       const publishCpuS = cpuSeconds(kp.pid) - cpu0;
       r.publish = `${(published.ms / 1000).toFixed(1)} s wall, ${publishCpuS.toFixed(1)} s CPU`;
-      largest = { keys: n, publishCpuS };
-      const text = /** @type {string} */ (await kp.kv.get(data.SNAPSHOT_KV_KEY));
-      const bytes = Buffer.byteLength(text);
-      largest.bytes = bytes;
-      r.snapshot = `${(bytes / 2 ** 20).toFixed(2)} MiB (${Math.round(bytes / n)} B/key)`;
+      /** @type {Figures} */
+      const l = { keys: n, publishCpuS };
+      largest = l;
+      const headText = /** @type {string} */ (await kp.kv.get(data.SNAPSHOT_KV_KEY));
+      const texts = new Map([[data.SNAPSHOT_KV_KEY, headText]]);
+      for (const name of /** @type {{ keyParts: string[] }} */ (JSON.parse(headText)).keyParts) texts.set(name, /** @type {string} */ (await kp.kv.get(name)));
+      const sizes = [...texts.values()].map((t) => Buffer.byteLength(t));
+      l.bytes = sizes.reduce((a, b) => a + b, 0);
+      l.largestValue = Math.max(...sizes);
+      l.headBytes = /** @type {number} */ (sizes[0]);
+      r.snapshot = `${(l.bytes / 2 ** 20).toFixed(2)} MiB in ${texts.size - 1} part${texts.size === 2 ? "" : "s"} + head of ${(l.headBytes / 1024).toFixed(0)} KiB; largest value ${(l.largestValue / 2 ** 20).toFixed(2)} MiB`;
 
-      // The gateway's first request loads it.
+      // The gateway's first request loads all of it.
       log(`${n} keys: the gateway's first load…`);
       const rss0 = rssMiB([kp.pid])[kp.pid] ?? 0;
       const cpu1 = cpuSeconds(kp.pid);
@@ -164,18 +186,27 @@ try {
       const first = await fetch(`${kp.url}/healthz?deep=1`);
       const health = /** @type {{ snapshot?: { version: number } }} */ (await first.json());
       const loadCpuS = cpuSeconds(kp.pid) - cpu1;
-      largest.loadCpuS = loadCpuS;
+      l.loadCpuS = loadCpuS;
       r.firstLoad = `${Math.round(performance.now() - t1)} ms wall, ${Math.round(loadCpuS * 1000)} ms CPU`;
       const rss1 = rssMiB([kp.pid])[kp.pid] ?? 0;
       r.loadRss = `+${Math.round(rss1 - rss0)} MiB`;
       if ((health.snapshot?.version ?? 0) <= before) r.firstLoad += " (served an older version)";
 
-      // A refresh to the next version while the old one is held.
-      log(`${n} keys: a refresh with the old snapshot held…`);
+      // A publish of states (what a key's change of state costs from now on), and the gateway's refresh to it.
+      log(`${n} keys: a publish of states, and the gateway's refresh to it…`);
       const current = await snapshotVersion(kp.kv, data.SNAPSHOT_KV_KEY);
-      await kp.admin("PATCH", "/settings", { maxAttempts: 3 });
+      const cpu3 = cpuSeconds(kp.pid);
+      await kp.admin("PATCH", "/settings", { maxAttempts: 2 });
       const republished = await until(async () => (await snapshotVersion(kp.kv, data.SNAPSHOT_KV_KEY)) > current, kp.pid, 300_000);
+      const stateCpuS = cpuSeconds(kp.pid) - cpu3;
+      if (republished) {
+        l.stateCpuS = stateCpuS;
+        r.statePublish = `${(republished.ms / 1000).toFixed(1)} s wall, ${Math.round(stateCpuS * 1000)} ms CPU`;
+      } else r.statePublish = "not published within 300 s";
+      // The isolate looks again 2 s after its last look: wait that out, then time the refresh itself.
+      await new Promise((res) => setTimeout(res, 2_100));
       const rss2 = rssMiB([kp.pid])[kp.pid] ?? 0;
+      const cpu4 = cpuSeconds(kp.pid);
       const refreshed =
         republished &&
         (await until(
@@ -186,24 +217,53 @@ try {
           kp.pid,
           60_000,
         ));
-      r.refresh = refreshed ? `${(refreshed.ms / 1000).toFixed(1)} s, peak +${Math.round(refreshed.peakMiB - rss2)} MiB` : "not served within 60 s";
+      r.refresh = refreshed
+        ? `${(refreshed.ms / 1000).toFixed(2)} s, ${Math.round((cpuSeconds(kp.pid) - cpu4) * 1000)} ms CPU, peak +${Math.max(0, Math.round(refreshed.peakMiB - rss2))} MiB`
+        : "not served within 60 s";
 
-      // The same pool in Node: its V8 heap, and selection over it.
-      log(`${n} keys: heap and selection, in Node…`);
-      // What the pool retains: the heap with it held, less the heap once it is let go.
-      /** @type {{ pool: unknown }} */
-      const holder = { pool: data.loadPool(text) };
+      // The same pool in Node: the heap an isolate holds, what a new version of states adds and costs, selection.
+      log(`${n} keys: heap, a version of states, selection, in Node…`);
+      const ids = rows.keys.map((k) => String(k.id));
+      /** @type {{ a: unknown, b: unknown }} */
+      const holder = { a: null, b: null };
+      gc();
+      gc();
+      const empty = process.memoryUsage().heapUsed;
+      const isolate = data.isolateOver(texts);
+      const loaded = await isolate.load(headText);
+      holder.a = loaded;
       gc();
       gc();
       const held = process.memoryUsage().heapUsed;
-      holder.pool = null;
+      l.heapMiB = (held - empty) / 2 ** 20;
+      r.heap = `${Math.round(l.heapMiB)} MiB`;
+      // A wave of 429s cooled 1% of the keys: the next head, assembled over the parts held.
+      const next = data.headWithCooledKeys(headText, ids, 0.01, Date.now());
+      const cpuStart = process.cpuUsage();
+      holder.b = await isolate.load(next);
+      const used = process.cpuUsage(cpuStart);
+      l.versionCpuS = (used.user + used.system) / 1e6;
       gc();
       gc();
-      const heapMiB = (held - process.memoryUsage().heapUsed) / 2 ** 20;
-      largest.heapMiB = heapMiB;
-      r.heap = `${Math.round(heapMiB)} MiB`;
-      const snapshot = data.parseSnapshot(text);
-      r.picks = `${Math.round(data.selectionRateOver(snapshot, /** @type {string} */ (rows.firstModels[0]), SMOKE ? 50 : 1_000)).toLocaleString("en-US")}/s`;
+      l.versionMiB = (process.memoryUsage().heapUsed - held) / 2 ** 20;
+      r.version = `${Math.round(l.versionCpuS * 1000)} ms CPU, +${l.versionMiB.toFixed(1)} MiB while both are held`;
+      // The worst change of parts: every key in a part of a new name (the part count doubled).
+      holder.b = null;
+      gc();
+      gc();
+      const before2 = process.memoryUsage().heapUsed;
+      const moved = data.headWithEveryPartNew(next, texts);
+      const cpuMoved = process.cpuUsage();
+      holder.b = await isolate.load(moved);
+      const usedMoved = process.cpuUsage(cpuMoved);
+      l.movedCpuS = (usedMoved.user + usedMoved.system) / 1e6;
+      gc();
+      gc();
+      l.movedMiB = (process.memoryUsage().heapUsed - before2) / 2 ** 20;
+      r.moved = `${Math.round(l.movedCpuS * 1000)} ms CPU, +${l.movedMiB.toFixed(1)} MiB while both are held`;
+      r.picks = `${Math.round(data.selectionRateOver(loaded.snapshot, /** @type {string} */ (rows.firstModels[0]), SMOKE ? 50 : 1_000)).toLocaleString("en-US")}/s`;
+      holder.a = null;
+      holder.b = null;
 
       // The latency the gateway adds with this pool.
       log(`${n} keys: added latency…`);
@@ -242,11 +302,21 @@ try {
         if (result.outcome !== "ok" || result.retryBatch.retry) throw new Error(`a batch was not stored: ${JSON.stringify(result).slice(0, 200)}`);
       }
       const foldRate = total / ((performance.now() - t2) / 1000);
-      largest.foldRate = foldRate;
+      l.foldRate = foldRate;
+      // The pool's usage the consumer published meanwhile (at most once a second), and what an isolate spends taking it.
+      const usageText = await kp.kv.get(data.USAGE_KV_KEY);
+      if (usageText) {
+        l.usageBytes = Buffer.byteLength(usageText);
+        const cpuUsage = process.cpuUsage();
+        if (!data.parsePoolUsage(usageText)) throw new Error("the published usage did not parse");
+        const spent = process.cpuUsage(cpuUsage);
+        l.usageCpuS = (spent.user + spent.system) / 1e6;
+        r.usage = `${(l.usageBytes / 2 ** 20).toFixed(2)} MiB; ${Math.round(l.usageCpuS * 1000)} ms CPU to take it (Node)`;
+      }
       r.fold = `${Math.round(foldRate).toLocaleString("en-US")} events/s, ${((cpuSeconds(kp.pid) - cpu2) / (total / 1000)).toFixed(2)} s CPU per 1,000`;
     } catch (e) {
       r.error = e instanceof Error ? e.message.slice(0, 200) : String(e);
-      log(`${n} keys: ${r.error}`);
+      log(`${n} keys: ${r.error}; the runtime's last words:\n${kp.log().split("\n").slice(-15).join("\n")}`);
     } finally {
       await kp.stop();
     }
@@ -261,14 +331,18 @@ const columns = /** @type {const} */ ([
   ["upstreams", "upstreams"],
   ["clients", "client keys"],
   ["snapshot", "snapshot in KV"],
-  ["publish", "consumer publish"],
+  ["publish", "consumer: publish of every key"],
   ["firstLoad", "gateway's first load"],
   ["loadRss", "runtime memory after it"],
-  ["refresh", "refresh, old one held"],
+  ["statePublish", "consumer: publish of states"],
+  ["refresh", "gateway's refresh to it"],
   ["heap", "V8 heap of the pool (Node)"],
+  ["version", "a version of states, 1% of keys changed (Node)"],
+  ["moved", "a version with every part new (Node)"],
   ["picks", "selection picks"],
   ["added", "added latency (p50)"],
   ["fold", "consumer folding live traffic"],
+  ["usage", "the pool's usage in KV after it"],
   ["error", "stopped by"],
 ]);
 const used = columns.filter(([k]) => results.some((r) => r[k] !== undefined));
@@ -282,37 +356,60 @@ const table = [
  * limits as docs/scale.md cites them, the loads from this run.
  */
 function headroomTable() {
-  const l = /** @type {{ keys: number, bytes?: number, publishCpuS?: number, loadCpuS?: number, heapMiB?: number, foldRate?: number } | null} */ (largest);
+  const l = /** @type {Figures | null} */ (largest);
   if (!l) return "";
   const rows = [];
   const x = (/** @type {number} */ v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : "— (too small to measure)");
-  const mib = (/** @type {number} */ b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-  if (l.bytes !== undefined) rows.push(["the snapshot as one KV value", "25 MiB a value", mib(l.bytes), x((25 * 2 ** 20) / l.bytes)]);
+  const mib = (/** @type {number} */ b) => `${(b / 2 ** 20).toFixed(2)} MiB`;
+  const ms = (/** @type {number} */ sec) => `${Math.round(sec * 1000)} ms`;
+  if (l.largestValue !== undefined)
+    rows.push(["the largest KV value of the snapshot (a key part or the head)", "25 MiB a value", mib(l.largestValue), x((25 * 2 ** 20) / l.largestValue)]);
+  if (l.stateCpuS !== undefined)
+    rows.push([
+      "consumer CPU, a publish of states a second (keys change state every second)",
+      "1 s of CPU a second",
+      `${ms(l.stateCpuS)} a publish`,
+      x(1 / l.stateCpuS),
+    ]);
   if (l.publishCpuS !== undefined)
     rows.push([
-      "consumer CPU, a publish a second (a key changed state every second)",
-      "1 s of CPU a second",
+      "consumer CPU, a publish of every key (after a change of keys: at most one a second, in one invocation)",
+      "30 s of CPU an invocation",
       `${l.publishCpuS.toFixed(1)} s a publish`,
-      x(1 / l.publishCpuS),
+      x(30 / l.publishCpuS),
     ]);
+  if (l.versionCpuS !== undefined)
+    rows.push(["each gateway isolate's CPU, a new version of states a second", "1 s of CPU a second", `${ms(l.versionCpuS)} a version`, x(1 / l.versionCpuS)]);
   if (l.loadCpuS !== undefined)
+    rows.push(["an isolate's first request, which loads every part", "30 s of CPU a request", `${ms(l.loadCpuS)}`, x(30 / l.loadCpuS)]);
+  if (l.heapMiB !== undefined && l.versionMiB !== undefined)
     rows.push([
-      "each gateway isolate's CPU, a new version a second",
-      "1 s of CPU a second",
-      `${Math.round(l.loadCpuS * 1000)} ms a version`,
-      x(1 / l.loadCpuS),
+      "gateway isolate memory at a refresh of states: the pool and the next version",
+      "128 MB an isolate",
+      `${(l.heapMiB + l.versionMiB).toFixed(0)} MiB`,
+      x(128e6 / 2 ** 20 / (l.heapMiB + l.versionMiB)),
     ]);
-  if (l.heapMiB !== undefined && l.bytes !== undefined) {
-    const peak = 2 * l.heapMiB + l.bytes / 2 ** 20;
-    rows.push(["gateway isolate memory at a refresh: two pools and the new text", "128 MB an isolate", `${peak.toFixed(0)} MiB`, x(128e6 / 2 ** 20 / peak)]);
+  if (l.heapMiB !== undefined && l.movedMiB !== undefined && l.largestValue !== undefined) {
+    // Plus six parts' text, read at once.
+    const peak = l.heapMiB + l.movedMiB + (6 * l.largestValue) / 2 ** 20;
+    rows.push([
+      "gateway isolate memory when every part is new: the pool, the next one, six parts' text",
+      "128 MB an isolate",
+      `${peak.toFixed(0)} MiB`,
+      x(128e6 / 2 ** 20 / peak),
+    ]);
   }
   if (l.foldRate !== undefined)
     rows.push([
       "one consumer folding into D1 (10,000 req/s are about 10,500 events/s)",
-      `${Math.round(l.foldRate).toLocaleString("en-US")} events/s measured`,
+      `${Math.round(l.foldRate).toLocaleString("en-US")} events/s it folds (measured)`,
       "10,500 events/s",
       x(l.foldRate / 10_500),
     ]);
+  if (l.usageBytes !== undefined && l.usageCpuS !== undefined) {
+    rows.push(["the pool's usage as one KV value", "25 MiB a value", mib(l.usageBytes), x((25 * 2 ** 20) / l.usageBytes)]);
+    rows.push(["each gateway isolate's CPU taking the usage, a new one a second", "1 s of CPU a second", `${ms(l.usageCpuS)} a version`, x(1 / l.usageCpuS)]);
+  }
   return [
     `Headroom of the largest pool measured (${l.keys.toLocaleString("en-US")} keys) against the limits it meets:`,
     "",
