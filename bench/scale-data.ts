@@ -9,6 +9,8 @@
 import { snapshotHeadSchema, snapshotSchema, type SnapshotHead } from "../schema";
 import { buildPoolIndex } from "../gateway/logic/select-key";
 import { SnapshotReader } from "../storage/snapshot-reader";
+import { EVENT_BATCH_DELAY_MS, EVENT_MESSAGES_PER_SECOND, EventBatcher } from "../gateway/logic/event-batcher";
+import type { KeypoolEvent } from "../schema";
 
 export { SNAPSHOT_KV_KEY, USAGE_KV_KEY } from "../schema";
 export { parsePoolUsage } from "../gateway/logic/usage-view";
@@ -165,4 +167,66 @@ export function headWithEveryPartNew(headText: string, texts: Map<string, string
     return renamed;
   });
   return JSON.stringify({ ...head, version: head.version + 1, keyParts });
+}
+
+/** A small seeded generator (mulberry32), so a simulation gives the same figures for the same seed. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/**
+ * Queue messages the gateway sends for `requestsPerSecond` client requests
+ * spread over `isolates` isolates (arrivals at random, each isolate equally
+ * likely; 1.05 attempt events a request, as a pool that retries one request in
+ * twenty), for `seconds` of simulated time: the real `EventBatcher` of each
+ * isolate on a simulated clock, with the production window and, unless
+ * `uncapped`, the production cap on batches a second. Returns messages a second
+ * and per 1,000 requests, and the longest an event waited.
+ */
+export async function queueMessages(isolates: number, requestsPerSecond: number, seconds: number, uncapped = false) {
+  const random = seeded(isolates * 7_919 + (uncapped ? 1 : 0));
+  let t = 0;
+  const timers: { at: number; fire: () => void }[] = [];
+  const clock = { now: () => t, sleep: (ms: number) => new Promise<void>((fire) => timers.push({ at: t + ms, fire })) };
+  let messages = 0;
+  let longest = 0;
+  // Each event carries when its request came (in `ts`), so a send knows how long its first one waited.
+  const send = async (events: KeypoolEvent[]) => {
+    messages += Math.ceil(events.length / 100);
+    longest = Math.max(longest, t - events[0]!.ts);
+  };
+  const batchers = Array.from(
+    { length: isolates },
+    () => new EventBatcher(EVENT_BATCH_DELAY_MS, uncapped ? Number.POSITIVE_INFINITY : EVENT_MESSAGES_PER_SECOND, clock),
+  );
+  const fireUntil = async (to: number) => {
+    for (;;) {
+      let first = -1;
+      for (let i = 0; i < timers.length; i++) if (first < 0 || timers[i]!.at < timers[first]!.at) first = i;
+      if (first < 0 || timers[first]!.at > to) break;
+      const [timer] = timers.splice(first, 1);
+      t = timer!.at;
+      timer!.fire();
+      // Let the batch's send run before the clock moves on.
+      for (let i = 0; i < 4; i++) await Promise.resolve();
+    }
+    t = to;
+  };
+  const end = seconds * 1000;
+  let requests = 0;
+  for (let at = -Math.log(1 - random()) * (1000 / requestsPerSecond); at < end; at += -Math.log(1 - random()) * (1000 / requestsPerSecond)) {
+    await fireUntil(at);
+    const event = { ts: at } as KeypoolEvent;
+    void batchers[Math.floor(random() * isolates)]!.add(send, random() < 0.05 ? [event, event] : [event]);
+    requests++;
+  }
+  await fireUntil(Number.POSITIVE_INFINITY);
+  return { messagesPerSecond: messages / seconds, per1000: (messages / requests) * 1000, longestWaitMs: longest };
 }

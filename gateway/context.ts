@@ -2,7 +2,7 @@ import type { ProbeEvent } from "../schema";
 import type { AdminSession } from "./logic/admin-session";
 import type { ClientLimiter } from "./logic/client-limits";
 import type { LocalObservations } from "./logic/local-observations";
-import type { EventBatcher } from "./storage/event-sink";
+import type { EventBatcher } from "./logic/event-batcher";
 import type { PoolCache } from "./storage/snapshot-cache";
 
 /** Hono's type parameters for the gateway: bindings plus what middleware sets. */

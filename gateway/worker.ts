@@ -4,7 +4,8 @@ import type { IsolateState } from "./context";
 import { ClientLimiter } from "./logic/client-limits";
 import { LocalObservations } from "./logic/local-observations";
 import { alertSecretCacheFor, keyringFor } from "./logic/secrets";
-import { EventBatcher, drainEventOutbox, queueEventSink } from "./storage/event-sink";
+import { EVENT_BATCH_DELAY_MS, EVENT_MESSAGES_PER_SECOND, EventBatcher } from "./logic/event-batcher";
+import { drainEventOutbox, queueEventSink } from "./storage/event-sink";
 import { PoolCache } from "./storage/snapshot-cache";
 
 /** The scheduler's dependencies, from this Worker's bindings: it runs here but lives in scheduler/. */
@@ -30,16 +31,13 @@ function outboxReport(outbox: ScheduledReport["outbox"]): string {
   return outbox.waiting === 0 && outbox.sent === 0 ? "empty" : `${outbox.sent} event(s) sent, ${outbox.waiting} message(s) waiting`;
 }
 
-/** How long an attempt event may wait for others to share its queue send. */
-const EVENT_BATCH_DELAY_MS = 20;
-
 /** What one isolate keeps between requests: its snapshot, its own observations and limits, its event batch. */
 export function createIsolateState(): IsolateState {
   return {
     pools: new PoolCache(),
     observations: new LocalObservations(),
     limits: new ClientLimiter(),
-    events: new EventBatcher(EVENT_BATCH_DELAY_MS),
+    events: new EventBatcher(EVENT_BATCH_DELAY_MS, EVENT_MESSAGES_PER_SECOND),
     probe: (env, keyIds) => probeNow(schedulerDeps(env), keyIds),
   };
 }

@@ -105,6 +105,9 @@ async function medianLatency(/** @type {string} */ url, /** @type {Record<string
   return median(times);
 }
 
+/** Messages a second one queue takes (Cloudflare Queues, read 2026-12-04; docs/scale.md links the page). */
+const QUEUE_LIMIT = 5_000;
+let queueTable = "";
 const work = mkdtempSync(path.join(tmpdir(), "keypool-scale-"));
 const started = new Date();
 /** @type {Record<string, string>[]} */
@@ -131,6 +134,7 @@ try {
    *   headWithEveryPartNew(headText: string, texts: Map<string, string>): string,
    *   selectionRateOver(snapshot: unknown, model: string, ms: number): number,
    *   parsePoolUsage(text: string): unknown,
+   *   queueMessages(isolates: number, requestsPerSecond: number, seconds: number, uncapped?: boolean): Promise<{ messagesPerSecond: number, per1000: number, longestWaitMs: number }>,
    *   SNAPSHOT_KV_KEY: string, USAGE_KV_KEY: string
    * }}
    */
@@ -321,6 +325,26 @@ try {
       await kp.stop();
     }
   }
+  // The queue: messages a second from the gateway's isolates at 10,000 requests a second, on a simulated clock.
+  log("queue messages from many isolates (simulated clock)…");
+  const seconds = SMOKE ? 1 : 10;
+  const rows = [];
+  for (const isolates of SMOKE ? [1, 10] : [1, 10, 100, 1_000, 2_000, 5_000]) {
+    const window = await data.queueMessages(isolates, 10_000, seconds, true);
+    const capped = await data.queueMessages(isolates, 10_000, seconds);
+    const x = (/** @type {number} */ m) => `${(QUEUE_LIMIT / m).toFixed(2)}×`;
+    rows.push(
+      `| ${isolates.toLocaleString("en-US")} | ${Math.round(window.messagesPerSecond).toLocaleString("en-US")} (${Math.round(window.per1000)} per 1,000 requests) | ${x(window.messagesPerSecond)} | ` +
+        `${Math.round(capped.messagesPerSecond).toLocaleString("en-US")} (${Math.round(capped.per1000)} per 1,000 requests) | ${x(capped.messagesPerSecond)} | ${Math.round(capped.longestWaitMs)} ms |`,
+    );
+  }
+  queueTable = [
+    `Queue messages a second at 10,000 requests a second spread evenly over the gateway's busy isolates (${seconds} s simulated, arrivals at random, 1.05 events a request): each isolate's real \`EventBatcher\` on a simulated clock, with only the 20 ms window (before) and with the cap of batches a second an isolate sends (now). Headroom against one queue's ${QUEUE_LIMIT.toLocaleString("en-US")} messages a second:`,
+    "",
+    "| busy isolates | messages/s, window only | headroom | messages/s, window and cap | headroom | longest an event waited |",
+    "|---|---|---|---|---|---|",
+    ...rows,
+  ].join("\n");
 } finally {
   await mock.stop();
   rmSync(work, { recursive: true, force: true });
@@ -419,6 +443,6 @@ function headroomTable() {
   ].join("\n");
 }
 
-const page = `${runHeading(COMMAND, started, new Date())}\n\n${table}\n\n${headroomTable()}\n\n${SMOKE ? "A smoke run: a small pool, figures not meant to be read." : ""}`;
+const page = `${runHeading(COMMAND, started, new Date())}\n\n${table}\n\n${headroomTable()}\n\n${queueTable}\n\n${SMOKE ? "A smoke run: a small pool, figures not meant to be read." : ""}`;
 console.log(page);
 if (WRITE) log(`written to ${writeGenerated(WRITE, page, "Scale")}`);

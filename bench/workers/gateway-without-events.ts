@@ -5,7 +5,7 @@
  * consumer then does with them.
  */
 import { createIsolateState, createWorker } from "../../gateway/worker";
-import { EventBatcher, type EventSink } from "../../gateway/storage/event-sink";
+import { EventBatcher, type EventSink } from "../../gateway/logic/event-batcher";
 
 class DroppingBatcher extends EventBatcher {
   override sink(): EventSink {

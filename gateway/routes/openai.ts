@@ -15,6 +15,7 @@ import { missingSecrets } from "../middleware";
 import { listModels } from "../models";
 import { proxyRequest } from "../proxy";
 import type { LoadedPool } from "../storage/snapshot-cache";
+import { queueEventSink } from "../storage/event-sink";
 
 /** Endpoints with a JSON body naming its `model`. */
 const JSON_ENDPOINTS = [
@@ -225,7 +226,7 @@ export function openAIRoutes(state: IsolateState) {
           random: Math.random,
           sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
           newId: () => newEventId(Date.now()),
-          sink: state.events.sink(c.env),
+          sink: state.events.sink(queueEventSink(c.env)),
           waitUntil: (p) => c.executionCtx.waitUntil(p),
           secrets: keyringFor(c.env),
           observations: state.observations,

@@ -1,7 +1,7 @@
-import { MAX_EVENTS_PER_MESSAGE, QUEUE_MESSAGE_LIMIT_BYTES, packEvents, sendBatchGroups, type KeypoolEvent, type PackedEvents } from "../../schema";
+import { QUEUE_MESSAGE_LIMIT_BYTES, packEvents, sendBatchGroups, type PackedEvents } from "../../schema";
+import type { EventSink } from "../logic/event-batcher";
 
-/** Where the gateway's events go; the queue in production, a fake in unit tests. */
-export type EventSink = (events: KeypoolEvent[]) => Promise<void>;
+export type { EventSink } from "../logic/event-batcher";
 
 /** The bindings events travel through: the queue, and D1 for the outbox. */
 export interface EventPipe {
@@ -92,58 +92,4 @@ export async function drainEventOutbox(pipe: EventPipe, budgetMs = OUTBOX_DRAIN_
     more = results.length === OUTBOX_PAGE_ROWS;
   }
   return { sent, waiting: (await eventOutboxBacklog(pipe.DB)).messages };
-}
-
-interface OpenBatch {
-  events: KeypoolEvent[];
-  /** Settles once this batch's send has finished. */
-  sent: Promise<void>;
-}
-
-/**
- * Gathers the events of all requests in this isolate for `delayMs` (a batch
- * takes at most 100; the next request then opens another) and sends them as
- * one queue message. A queue send costs about as much CPU as forwarding the
- * request itself, so one send per request would cost the gateway much of its
- * throughput; one per batch costs almost nothing.
- *
- * The request that opens a batch owns it: its timer and its queue call run in
- * that request's context, and the promise it gets (for its `ctx.waitUntil`)
- * settles once the batch is sent, which keeps the request alive until then.
- * Requests that join get a settled promise: waiting on another request's
- * promise, or settling it, is cross-request work that workerd cancels (and
- * warns about) once that request is done — their events ride in the owner's
- * send instead, and nothing here ever touches another request's promise or timer.
- */
-export class EventBatcher {
-  #open: OpenBatch | null = null;
-
-  constructor(private readonly delayMs: number) {}
-
-  /** An event sink for one request, batching through this isolate's batcher. */
-  sink(pipe: EventPipe): EventSink {
-    return (events) => this.add(queueEventSink(pipe), events);
-  }
-
-  add(send: EventSink, events: KeypoolEvent[]): Promise<void> {
-    if (events.length === 0) return Promise.resolve();
-    const joining = this.#open;
-    const batch = joining ?? this.#openBatch(send);
-    batch.events.push(...events);
-    if (batch.events.length >= MAX_EVENTS_PER_MESSAGE) this.#open = null;
-    return joining ? Promise.resolve() : batch.sent;
-  }
-
-  #openBatch(send: EventSink): OpenBatch {
-    const events: KeypoolEvent[] = [];
-    const batch: OpenBatch = {
-      events,
-      sent: new Promise<void>((resolve) => setTimeout(resolve, this.delayMs)).then(() => {
-        if (this.#open === batch) this.#open = null;
-        return send(events);
-      }),
-    };
-    this.#open = batch;
-    return batch;
-  }
 }

@@ -1,7 +1,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { KeypoolEvent } from "../../schema";
-import { EventBatcher, drainEventOutbox, queueEventSink } from "../../gateway/storage/event-sink";
+import { EventBatcher } from "../../gateway/logic/event-batcher";
+import { drainEventOutbox, queueEventSink } from "../../gateway/storage/event-sink";
 
 const event: KeypoolEvent = { v: 1, type: "admin", id: "evt-00000001", ts: 1, actor: "a", action: "x", target: null, detail: null };
 
@@ -131,7 +132,7 @@ describe("EventBatcher", () => {
   it("sends the events of requests arriving within the delay in one queue call, owned by the request that opened it", async () => {
     const { sends, queue } = recordingQueue();
     const batcher = new EventBatcher(30);
-    const sink = batcher.sink(pipe(queue));
+    const sink = batcher.sink(queueEventSink(pipe(queue)));
     let ownerDone = false;
     const owner = sink([ev(1)]).then(() => void (ownerDone = true));
     // Joiners never wait on the owner's promise (cross-request in workerd): theirs is settled.
@@ -148,7 +149,7 @@ describe("EventBatcher", () => {
   it("closes a batch at 100 events, so the next request opens and owns a new one", async () => {
     const { sends, queue } = recordingQueue();
     const batcher = new EventBatcher(20);
-    const sink = batcher.sink(pipe(queue));
+    const sink = batcher.sink(queueEventSink(pipe(queue)));
     const first = sink(Array.from({ length: 60 }, (_, i) => ev(i)));
     await sink(Array.from({ length: 40 }, (_, i) => ev(60 + i)));
     const second = sink([ev(100)]);
@@ -157,11 +158,68 @@ describe("EventBatcher", () => {
     expect(sends.flat()).toHaveLength(101);
   });
 
+  it("sends at most so many batches a second that are not full, gathering what comes meanwhile; a full batch takes no turn", async () => {
+    // A clock the test moves: timers fire when it passes them.
+    let t = 1_000_000;
+    const timers: { at: number; fire: () => void }[] = [];
+    const clock = { now: () => t, sleep: (ms: number) => new Promise<void>((fire) => timers.push({ at: t + ms, fire })) };
+    const advance = async (to: number) => {
+      for (;;) {
+        timers.sort((a, b) => a.at - b.at);
+        const next = timers[0];
+        if (!next || next.at > to) break;
+        timers.shift();
+        t = next.at;
+        next.fire();
+        await new Promise((r) => setTimeout(r, 0));
+      }
+      t = to;
+    };
+    const sends: { at: number; n: number }[] = [];
+    const send = async (events: KeypoolEvent[]) => void sends.push({ at: t, n: events.length });
+    const batcher = new EventBatcher(20, 2, clock);
+    const start = t;
+    // A quiet isolate: its first batch goes after 20 ms, as without a cap.
+    void batcher.add(send, [ev(1)]);
+    await advance(start + 20);
+    expect(sends).toEqual([{ at: start + 20, n: 1 }]);
+    // Ten requests a second: the next batch waits for its turn (500 ms after the last) and gathers them.
+    for (let i = 1; i <= 9; i++) {
+      await advance(start + 20 + i * 100);
+      void batcher.add(send, [ev(1 + i)]);
+    }
+    await advance(start + 2_000);
+    expect(sends.map((s) => s.at - start)).toEqual([20, 520, 1_020]);
+    expect(sends.map((s) => s.n)).toEqual([1, 4, 5]);
+    // A busy moment: full batches go at once with the batch whose turn it is, and take no turn of their own.
+    sends.length = 0;
+    const burst = start + 2_000;
+    void batcher.add(send, [ev(100)]);
+    for (let i = 0; i < 3; i++)
+      void batcher.add(
+        send,
+        Array.from({ length: 100 }, (_, j) => ev(200 + 100 * i + j)),
+      );
+    // The first batch filled up, so its turn is free again: the next one that is not full takes it…
+    void batcher.add(send, [ev(999)]);
+    // …and the one after waits for the turn after.
+    await advance(burst + 100);
+    void batcher.add(send, [ev(1000)]);
+    await advance(burst + 2_000);
+    expect(sends.map((s) => [s.at - burst, s.n])).toEqual([
+      [20, 101],
+      [20, 100],
+      [20, 100],
+      [20, 1],
+      [520, 1],
+    ]);
+  });
+
   it("resolves at once for no events and never rejects when the queue fails", async () => {
     const error = vi.spyOn(console, "error").mockImplementation(() => {});
     const batcher = new EventBatcher(1);
     const send = vi.fn(async () => Promise.reject(new Error("down")));
-    const sink = batcher.sink(pipe({ send }));
+    const sink = batcher.sink(queueEventSink(pipe({ send })));
     await expect(sink([])).resolves.toBeUndefined();
     expect(send).not.toHaveBeenCalled();
     const id = `evt-${crypto.randomUUID()}`;
