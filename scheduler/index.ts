@@ -1,4 +1,4 @@
-import { EVENT_VERSION, newEventId, type KeypoolEvent, type ProbeEvent, type Settings } from "../schema";
+import { EVENT_VERSION, newEventId, providerKinds, type KeypoolEvent, type ProbeEvent, type Settings } from "../schema";
 import { deliverDue, evaluateGroup } from "../storage/alerts";
 import { readProbeCandidates } from "../storage/keys";
 import { readSettings } from "../storage/settings";
@@ -51,7 +51,11 @@ export async function runScheduled(deps: SchedulerDeps): Promise<ScheduledReport
   const now = deps.now();
   const settings = await readSettings(deps.db);
   const candidates = await readProbeCandidates(deps.db);
-  const planned = planProbes(candidates, settings, now);
+  const planned = planProbes(
+    candidates.map((c) => ({ ...c, livenessOnly: providerKinds[c.kind].probe.parse === null })),
+    settings,
+    now,
+  );
   const byId = new Map(candidates.map((c) => [c.keyId, c]));
   const events: KeypoolEvent[] = await probeAll(
     planned.map((c) => byId.get(c.keyId)!),

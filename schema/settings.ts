@@ -60,8 +60,12 @@ export const settingsSchema = z.object({
   failureThreshold: z.number().int().min(1).max(16).default(5),
   /** …within this window make the key `failing` (out of rotation until a probe or request succeeds). */
   failureWindowMs: z.number().int().min(1_000).max(86_400_000).default(300_000),
-  /** Scheduler: probes per cron run at most (each is one subrequest), how many at once, and the run's time budget. */
-  probeBudget: z.number().int().min(1).max(45).default(40),
+  /**
+   * Scheduler: probes per cron run at most (each is one subrequest: keep it
+   * under 45 on Workers Free, which allows 50 a run; Workers Paid allows
+   * 10,000), how many at once, and the run's time budget.
+   */
+  probeBudget: z.number().int().min(1).max(1_000).default(40),
   probeConcurrency: z.number().int().min(1).max(20).default(6),
   probeTimeBudgetMs: z.number().int().min(1_000).max(25_000).default(20_000),
   /** How often healthy keys' balance (or liveness) is checked, exhausted keys' balance, and dead keys. */

@@ -116,7 +116,7 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number,
- *   usageBytes?: number, usageCpuS?: number }} Figures
+ *   usageBytes?: number, usageCpuS?: number, probeRate?: number, probeCpuS?: number }} Figures
  * @type {Figures | null}
  */
 let largest = null;
@@ -318,6 +318,28 @@ try {
         r.usage = `${(l.usageBytes / 2 ** 20).toFixed(2)} MiB; ${Math.round(l.usageCpuS * 1000)} ms CPU to take it (Node)`;
       }
       r.fold = `${Math.round(foldRate).toLocaleString("en-US")} events/s, ${((cpuSeconds(kp.pid) - cpu2) / (total / 1000)).toFixed(2)} s CPU per 1,000`;
+
+      // One scheduler run with probes due: the keys idle since their last probe (a liveness probe is due after an
+      // hour without a success) and a budget a paid plan allows; how many it probed, how long it took, its CPU.
+      log(`${n} keys: one probe round…`);
+      const budget = SMOKE ? 20 : 1_000;
+      await kp.admin("PATCH", "/settings", { probeBudget: budget });
+      await kp.db
+        .prepare("UPDATE key_health SET last_ok_ts = 0, last_probe_ts = 0 WHERE key_id IN (SELECT id FROM keys ORDER BY id LIMIT ?1)")
+        .bind(2 * budget)
+        .run();
+      const logged = kp.log().length;
+      const cpu5 = cpuSeconds(kp.pid);
+      const t5 = performance.now();
+      await kp.gateway.scheduled({ cron: "* * * * *", scheduledTime: new Date() });
+      const round = await until(async () => /keypool scheduler: probed \d+ of \d+ due/.test(kp.log().slice(logged)), kp.pid, 120_000);
+      const line = /keypool scheduler: probed (\d+) of (\d+) due/.exec(kp.log().slice(logged));
+      if (round && line) {
+        const probed = Number(line[1]);
+        l.probeRate = probed / ((performance.now() - t5) / 1000);
+        l.probeCpuS = (cpuSeconds(kp.pid) - cpu5) / Math.max(1, probed);
+        r.probes = `${probed} of ${line[2]} due in ${(round.ms / 1000).toFixed(1)} s (${Math.round(l.probeRate)}/s), ${(l.probeCpuS * 1000).toFixed(1)} ms CPU a probe`;
+      } else r.probes = "no run reported within 120 s";
     } catch (e) {
       r.error = e instanceof Error ? e.message.slice(0, 200) : String(e);
       log(`${n} keys: ${r.error}; the runtime's last words:\n${kp.log().split("\n").slice(-15).join("\n")}`);
@@ -367,6 +389,7 @@ const columns = /** @type {const} */ ([
   ["added", "added latency (p50)"],
   ["fold", "consumer folding live traffic"],
   ["usage", "the pool's usage in KV after it"],
+  ["probes", "one probe round (budget 1,000; smoke: 20)"],
   ["error", "stopped by"],
 ]);
 const used = columns.filter(([k]) => results.some((r) => r[k] !== undefined));
@@ -433,6 +456,16 @@ function headroomTable() {
   if (l.usageBytes !== undefined && l.usageCpuS !== undefined) {
     rows.push(["the pool's usage as one KV value", "25 MiB a value", mib(l.usageBytes), x((25 * 2 ** 20) / l.usageBytes)]);
     rows.push(["each gateway isolate's CPU taking the usage, a new one a second", "1 s of CPU a second", `${ms(l.usageCpuS)} a version`, x(1 / l.usageCpuS)]);
+  }
+  if (l.probeRate !== undefined && l.probeCpuS !== undefined) {
+    // A balance probe an hour for every key (the default interval), a cron a minute whose run probes for at most its time budget.
+    const needed = l.keys / 3_600;
+    rows.push([
+      "probes: a balance probe an hour for every key, by a run a minute of at most 20 s (local mock: an upper bound)",
+      `${Math.round((l.probeRate * 20) / 60)} probes/s over a minute (the measured rate for 20 s)`,
+      `${needed.toFixed(1)} probes/s`,
+      x((l.probeRate * 20) / 60 / needed),
+    ]);
   }
   return [
     `Headroom of the largest pool measured (${l.keys.toLocaleString("en-US")} keys) against the limits it meets:`,

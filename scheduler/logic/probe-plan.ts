@@ -7,6 +7,12 @@ export interface ProbeCandidate {
   facts: HealthFacts;
   /** When it was last probed (0: never). */
   lastProbeTs: number;
+  /**
+   * Whether its provider's probe only checks that the key works (no balance to
+   * read): then a success by traffic tells as much, and an active key is not
+   * probed while it keeps succeeding.
+   */
+  livenessOnly?: boolean;
 }
 
 const MINUTE = 60_000;
@@ -22,7 +28,9 @@ const FAILING_BACKOFF = [
  * When the key is next due for a probe, or null if it never is now: disabled keys
  * are never touched and cooling keys recover by their timer. Active keys are
  * checked every balance interval, exhausted ones more often, dead ones daily, and
- * failing ones on the growing backoff counted from their last failure.
+ * failing ones on the growing backoff counted from their last failure. An active
+ * key whose probe is only a liveness check counts its last success (by traffic
+ * or probe) as one: a pool whose keys serve is not probed at all.
  */
 export function nextProbeAt(c: ProbeCandidate, settings: Settings, now: number): number | null {
   if (!c.enabled) return null;
@@ -41,7 +49,7 @@ export function nextProbeAt(c: ProbeCandidate, settings: Settings, now: number):
       return Math.max(failedAt + MINUTE, c.lastProbeTs + step.every);
     }
     default:
-      return c.lastProbeTs + settings.balanceProbeIntervalMs;
+      return (c.livenessOnly ? Math.max(c.lastProbeTs, c.facts.lastOkTs) : c.lastProbeTs) + settings.balanceProbeIntervalMs;
   }
 }
 

@@ -322,6 +322,8 @@ export async function startKeypool(
     kv: await mf.getKVNamespace("SNAPSHOT", "gateway"),
     /** The consumer Worker, to hand queue batches to directly. */
     consumer: await mf.getWorker("consumer"),
+    /** The gateway Worker, to run its cron (the scheduler) directly. */
+    gateway: await mf.getWorker("gateway"),
     admin,
     secrets,
     /** What the runtime printed so far. */

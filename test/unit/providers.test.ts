@@ -58,6 +58,21 @@ describe("probe planning", () => {
     expect(nextProbeAt(failing(1_000_005 + 3_600_000), defaultSettings, 1_000_005 + 3_600_000)).toBe(1_000_005 + 3_600_000 + 1_800_000);
   });
 
+  it("counts a success by traffic as a liveness check, but not as a balance reading", () => {
+    const hour = defaultSettings.balanceProbeIntervalMs;
+    const now = 10 * hour;
+    // Probed long ago, served a request successfully a minute ago.
+    const served = { ...candidate("s", { lastOkTs: now - 60_000 }, now - 3 * hour) };
+    expect(nextProbeAt({ ...served, livenessOnly: true }, defaultSettings, now)).toBe(now - 60_000 + hour);
+    expect(nextProbeAt({ ...served, livenessOnly: false }, defaultSettings, now)).toBe(now - 2 * hour);
+    // No success since its last probe: due an interval after the probe, either way.
+    const idle = { ...candidate("i", { lastOkTs: now - 5 * hour }, now - 2 * hour), livenessOnly: true };
+    expect(nextProbeAt(idle, defaultSettings, now)).toBe(now - hour);
+    // A busy pool of liveness-only keys plans no probe at all.
+    const busy = Array.from({ length: 100 }, (_, i) => ({ ...candidate(`b${i}`, { lastOkTs: now - i * 1_000 }, 0), livenessOnly: true }));
+    expect(planProbes(busy, defaultSettings, now)).toEqual([]);
+  });
+
   it("takes the least recently probed due keys, up to the budget", () => {
     const keys = Array.from({ length: 50 }, (_, i) => candidate(`k${i}`, {}, i * 10));
     const plan = planProbes(keys, { ...defaultSettings, probeBudget: 3 }, 10_000_000);
