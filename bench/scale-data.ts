@@ -9,6 +9,7 @@
 import { snapshotHeadSchema, snapshotSchema, type SnapshotHead } from "../schema";
 import { buildPoolIndex } from "../gateway/logic/select-key";
 import { SnapshotReader } from "../storage/snapshot-reader";
+import { seeded } from "../tools/seeded.mjs";
 import { EVENT_BATCH_DELAY_MS, EVENT_MESSAGES_PER_SECOND, EventBatcher } from "../gateway/logic/event-batcher";
 import type { KeypoolEvent } from "../schema";
 
@@ -167,18 +168,6 @@ export function headWithEveryPartNew(headText: string, texts: Map<string, string
     return renamed;
   });
   return JSON.stringify({ ...head, version: head.version + 1, keyParts });
-}
-
-/** A small seeded generator (mulberry32), so a simulation gives the same figures for the same seed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 /**

@@ -1,13 +1,14 @@
 import { deriveKeyState, headOf, splitKeys, type KeypoolEvent, type KeyState, type Outcome, type Settings, type Snapshot, type SnapshotHead } from "../schema";
 import { selectKeyLabels } from "../storage/keys";
 import { SnapshotReader } from "../storage/snapshot-reader";
-import { buildSnapshot, buildStateHead, type PoolRows } from "./logic/build-snapshot";
+import { buildSnapshot, buildStateHead } from "./logic/build-snapshot";
 import { changesSnapshot } from "./logic/rollup-rows";
 import type { KeyExtras } from "./logic/alert-conditions";
 import { claimPublish, readPublishClaims } from "../storage/snapshot-meta";
 import {
   deleteRetiredParts,
   publishHead,
+  readPartsVersion,
   readKeyFacts,
   readPoolRows,
   readPublishedHead,
@@ -134,16 +135,23 @@ async function alertExtras(db: D1Database, head: SnapshotHead): Promise<Map<stri
   return new Map(results.map((r) => [r.id, { masked: r.masked, balance: r.balance }]));
 }
 
+/** What a publish came to: a version written, one superseded by a newer publish, or one to make again. */
+type Published = { version: number } | "superseded" | "again";
+
 /**
- * A publish of key states: the head rebuilt over the key parts the newest head
+ * A publish of key states: the head rebuilt over the key parts the newest list
  * names. Null when there are no parts yet (the first publish, or a pool of no
- * keys): then the pool is read whole.
+ * keys): then the pool is read whole. "again" when a publish of every key
+ * recorded a newer list after this one read it: its head must not name the
+ * older parts.
  */
-async function publishStates(deps: PublishDeps, now: number): Promise<{ version: number | null } | null> {
+async function publishStates(deps: PublishDeps, now: number): Promise<Published | null> {
   const { rows, states, keyParts, version } = await readStateRows(deps.db, now);
   if (keyParts.names.length === 0) return null;
   const head = buildStateHead(rows, states, keyParts, version, now);
-  if (!(await publishHead(deps.db, deps.kv, head))) return { version: null };
+  if (!(await publishHead(deps.db, deps.kv, head, keyParts.version))) {
+    return (await readPartsVersion(deps.db)) === keyParts.version ? "superseded" : "again";
+  }
   deps.published.remember(head);
   if (deps.onPublished) {
     try {
@@ -156,41 +164,48 @@ async function publishStates(deps: PublishDeps, now: number): Promise<{ version:
   return { version };
 }
 
-/** A publish of the whole pool: key parts written where they changed, their list recorded, the head written. */
-async function publishAll(deps: PublishDeps, now: number): Promise<number | null> {
-  const rows: PoolRows = await readPoolRows(deps.db, now);
-  const built = buildSnapshot(rows, 0, now);
-  const parts = splitKeys(built.keys);
+/**
+ * A publish of the whole pool: key parts written where they changed, their list
+ * recorded (unless a publish that read the pool later recorded its own), the
+ * head written. "again" when a publish of states that read the older list wrote
+ * a newer head meanwhile: a publish of states then names this list.
+ */
+async function publishAll(deps: PublishDeps, now: number): Promise<Published> {
+  const { rows, version } = await readPoolRows(deps.db, now);
+  const snapshot = buildSnapshot(rows, version, now);
+  const parts = splitKeys(snapshot.keys);
   const names = await writeKeyParts(deps.db, deps.kv, parts);
-  const version = await recordKeyParts(
-    deps.db,
-    names,
-    parts.map((p) => p.length),
-    now,
-  );
-  const snapshot = { ...built, version };
+  if (
+    !(await recordKeyParts(
+      deps.db,
+      names,
+      parts.map((p) => p.length),
+      version,
+      now,
+    ))
+  )
+    return "superseded";
   const head = headOf(snapshot, names);
-  if (!(await publishHead(deps.db, deps.kv, head))) return null;
+  if (!(await publishHead(deps.db, deps.kv, head))) return "again";
   deps.published.remember(head);
   deps.published.parts.hold(names, parts);
   await deps.onPublished?.(snapshot, new Map(rows.keys.map((k) => [k.id, { masked: k.masked, balance: k.balance }])));
-  return version;
+  return { version };
 }
 
 /**
  * Publishes the states only, or the whole pool when `keys` may have changed (or
  * nothing was published in parts yet); then deletes the parts retired long enough.
  */
-async function publishNow(deps: PublishDeps, keys: boolean): Promise<number | null> {
+async function publishNow(deps: PublishDeps, keys: boolean): Promise<Published> {
   const now = deps.now();
-  const states = keys ? null : await publishStates(deps, now);
-  const version = states ? states.version : await publishAll(deps, now);
+  const published = (keys ? null : await publishStates(deps, now)) ?? (await publishAll(deps, now));
   try {
     await deleteRetiredParts(deps.db, deps.kv, now);
   } catch (err) {
     console.error(`keypool consumer: deleting retired snapshot parts failed (the next publish tries again): ${err instanceof Error ? err.message : "error"}`);
   }
-  return version;
+  return published;
 }
 
 /**
@@ -201,9 +216,9 @@ async function publishNow(deps: PublishDeps, keys: boolean): Promise<number | nu
  * and publishes itself. Returns the version published, if any.
  */
 export async function publishIfStale(events: KeypoolEvent[], settings: Settings, deps: PublishDeps): Promise<number | null> {
-  const keys = changesKeys(events);
+  let keys = changesKeys(events);
   if (!keys && !(await snapshotIsStale(events, settings, deps))) return null;
-  const committedAt = deps.now();
+  let committedAt = deps.now();
   const giveUpAt = committedAt + PUBLISH_PATIENCE_MS;
   while (deps.now() < giveUpAt) {
     const claims = await readPublishClaims(deps.db);
@@ -214,7 +229,13 @@ export async function publishIfStale(events: KeypoolEvent[], settings: Settings,
       await deps.sleep(wait);
       continue;
     }
-    if (await claimPublish(deps.db, deps.now(), PUBLISH_INTERVAL_MS, keys)) return publishNow(deps, keys);
+    if (!(await claimPublish(deps.db, deps.now(), PUBLISH_INTERVAL_MS, keys))) continue;
+    const published = await publishNow(deps, keys);
+    if (published === "superseded") return null;
+    if (published !== "again") return published.version;
+    // Two consumers' publishes crossed (see publishStates, publishAll): states are published again, over the newest list, at the next free second.
+    keys = false;
+    committedAt = deps.now();
   }
   console.error("keypool consumer: could not claim a snapshot publish in time; the next publish will include this change");
   return null;

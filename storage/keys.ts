@@ -148,23 +148,13 @@ export async function loadKeyRows(db: D1Database, todayBucket: number, since: nu
 }
 
 /** A key as the snapshot's batch reads it: its configuration, its health facts and its recent success counts. */
-export interface KeySnapshotRow {
-  id: string;
+export interface KeySnapshotRow extends KeyStateRow {
   upstream_id: string;
   secret_enc: string;
   weight: number;
   models: string;
-  enabled: number;
   /** JSON: the key's own limits. */
   limits: string;
-  last_ok_ts: number | null;
-  last_rate_limit_ts: number | null;
-  cool_until: number | null;
-  last_auth_fail_ts: number | null;
-  last_no_balance_ts: number | null;
-  failures: string | null;
-  successes: number | null;
-  judged: number | null;
   /** For alerts: the key's masked form and last balance reading. */
   masked: string;
   balance: number | null;

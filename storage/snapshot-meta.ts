@@ -16,11 +16,19 @@ export function selectPublishedVersion(db: D1Database): D1PreparedStatement {
 }
 
 /**
- * Claims `version` as the one to write unless a newer one was claimed already;
- * D1 serialises the conditional update, so of two writers only the newer wins.
+ * Claims `version` as the one to write unless a newer one was claimed already
+ * (or, given `partsVersion`, the key part list changed since it was read); D1
+ * serialises the conditional update, so of two writers only the newer wins.
  */
-export async function claimPublishedVersion(db: D1Database, version: number): Promise<boolean> {
-  const claimed = await db.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_version' AND value < ?1").bind(version).run();
+export async function claimPublishedVersion(db: D1Database, version: number, partsVersion: number | null = null): Promise<boolean> {
+  // With `partsVersion`: only while the key part list recorded is still the one the head names.
+  const claimed = await db
+    .prepare(
+      `UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_version' AND value < ?1
+         AND (?2 IS NULL OR ?2 = (SELECT value FROM meta WHERE name = 'snapshot_parts_version'))`,
+    )
+    .bind(version, partsVersion)
+    .run();
   return (claimed.meta.changes ?? 0) === 1;
 }
 

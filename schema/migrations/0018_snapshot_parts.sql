@@ -19,3 +19,7 @@ CREATE INDEX rollup_minute_misses ON rollup_minute(bucket, key_id)
 -- When a publish that reads every key last claimed its turn (a batch that
 -- changed keys leaves its publish to such a claim made after it committed).
 INSERT INTO meta (name, value) VALUES ('snapshot_keys_claimed_at', 0);
+
+-- The snapshot version whose publish recorded the part list: a publish of
+-- states writes its head only if the list it read is still the newest.
+INSERT INTO meta (name, value) VALUES ('snapshot_parts_version', 0);

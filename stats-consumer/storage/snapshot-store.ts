@@ -36,28 +36,37 @@ function configRows(results: D1Result<Record<string, unknown>>[]): Omit<PoolRows
 
 /**
  * Reads the whole pool — configuration, every key with its health facts and
- * recent success counts — in one transaction, for a publish that rewrites the
- * key parts. Its version is taken later, when the parts are stored
- * (`recordKeyParts`).
+ * recent success counts — and takes the next snapshot version, in one
+ * transaction, for a publish that rewrites the key parts.
  */
-export async function readPoolRows(db: D1Database, now: number): Promise<PoolRows> {
-  const [keys, ...config] = await db.batch<Record<string, unknown>>([selectKeysForSnapshot(db, now - SUCCESS_RATE_WINDOW_MS), ...configStatements(db)]);
-  return { keys: keys!.results as unknown as KeySnapshotRow[], ...configRows(config) };
+export async function readPoolRows(db: D1Database, now: number): Promise<{ rows: PoolRows; version: number }> {
+  const [version, keys, ...config] = await db.batch<Record<string, unknown>>([
+    takeSnapshotVersion(db),
+    selectKeysForSnapshot(db, now - SUCCESS_RATE_WINDOW_MS),
+    ...configStatements(db),
+  ]);
+  return { rows: { keys: keys!.results as unknown as KeySnapshotRow[], ...configRows(config) }, version: Number(version!.results[0]!.value) };
 }
 
 /**
  * For a publish of key states only, in one transaction: the next snapshot
- * version, the key parts the newest head names, the configuration besides keys,
- * and the keys whose state may not be the default. The parts are read with the
- * version, so a head never names parts older than a head with a lower version.
+ * version, the key parts the newest list names and the version that recorded
+ * it, the configuration besides keys, and the keys whose state may not be the
+ * default.
  */
 export async function readStateRows(
   db: D1Database,
   now: number,
-): Promise<{ rows: Omit<PoolRows, "keys">; states: KeyStateRow[]; keyParts: { names: string[]; keyCount: number }; version: number }> {
-  const [version, parts, states, ...config] = await db.batch<Record<string, unknown>>([
+): Promise<{
+  rows: Omit<PoolRows, "keys">;
+  states: KeyStateRow[];
+  keyParts: { names: string[]; keyCount: number; version: number };
+  version: number;
+}> {
+  const [version, parts, partsVersion, states, ...config] = await db.batch<Record<string, unknown>>([
     takeSnapshotVersion(db),
     db.prepare("SELECT name, keys FROM snapshot_parts WHERE retired_at IS NULL ORDER BY ord"),
+    db.prepare("SELECT value FROM meta WHERE name = 'snapshot_parts_version'"),
     selectKeyStates(db, now, now - SUCCESS_RATE_WINDOW_MS),
     ...configStatements(db),
   ]);
@@ -67,6 +76,7 @@ export async function readStateRows(
     keyParts: {
       names: parts!.results.map((p) => String(p.name)),
       keyCount: parts!.results.reduce((n, p) => n + Number(p.keys), 0),
+      version: Number(partsVersion!.results[0]?.value ?? 0),
     },
     version: Number(version!.results[0]!.value),
   };
@@ -93,23 +103,32 @@ export async function writeKeyParts(db: D1Database, kv: KVNamespace, parts: Snap
 }
 
 /**
- * Records `names` (holding `counts` keys each) as the parts the next head names,
- * retiring the others, and takes that head's version — one transaction, so the
- * versions order the part lists as they order heads.
+ * Records `names` (holding `counts` keys each) as the parts the heads from
+ * `version` on name, retiring the others — unless a publish with a newer
+ * version recorded its list already (then false: that one is newer). One
+ * transaction: the check and the writes cannot interleave with another's.
  */
-export async function recordKeyParts(db: D1Database, names: string[], counts: number[], now: number): Promise<number> {
+export async function recordKeyParts(db: D1Database, names: string[], counts: number[], version: number, now: number): Promise<boolean> {
   const list = JSON.stringify(names.map((name, i) => [name, i, counts[i]]));
-  const [, , version] = await db.batch<Record<string, unknown>>([
-    db.prepare("UPDATE snapshot_parts SET retired_at = ?2 WHERE retired_at IS NULL AND name NOT IN (SELECT value->>0 FROM json_each(?1))").bind(list, now),
+  const older = (param: string) => `(SELECT value FROM meta WHERE name = 'snapshot_parts_version') < ${param}`;
+  const [, , recorded] = await db.batch([
+    db
+      .prepare(`UPDATE snapshot_parts SET retired_at = ?2 WHERE retired_at IS NULL AND name NOT IN (SELECT value->>0 FROM json_each(?1)) AND ${older("?3")}`)
+      .bind(list, now, version),
     db
       .prepare(
-        `INSERT INTO snapshot_parts (name, ord, keys, retired_at) SELECT value->>0, value->>1, value->>2, NULL FROM json_each(?1) WHERE true
+        `INSERT INTO snapshot_parts (name, ord, keys, retired_at) SELECT value->>0, value->>1, value->>2, NULL FROM json_each(?1) WHERE ${older("?2")}
          ON CONFLICT (name) DO UPDATE SET ord = excluded.ord, keys = excluded.keys, retired_at = NULL`,
       )
-      .bind(list),
-    takeSnapshotVersion(db),
+      .bind(list, version),
+    db.prepare("UPDATE meta SET value = ?1 WHERE name = 'snapshot_parts_version' AND value < ?1").bind(version),
   ]);
-  return Number(version!.results[0]!.value);
+  return (recorded!.meta.changes ?? 0) === 1;
+}
+
+/** The version whose publish recorded the newest key part list (0: none yet). */
+export async function readPartsVersion(db: D1Database): Promise<number> {
+  return (await db.prepare("SELECT value FROM meta WHERE name = 'snapshot_parts_version'").first<number>("value")) ?? 0;
 }
 
 /**
@@ -126,15 +145,17 @@ export async function deleteRetiredParts(db: D1Database, kv: KVNamespace, now: n
 }
 
 /**
- * Writes the head to KV unless a newer version has been written already
- * (checked and recorded in D1, which serialises concurrent consumers); the
+ * Writes the head to KV unless a newer version has been written already, or
+ * (given `partsVersion`, for a publish of states) the key part list it names
+ * is no longer the newest (checked and recorded in D1, which serialises
+ * concurrent consumers); the
  * version and generation time ride in the KV metadata, and the version alone in
  * a small key of its own, so readers can skip an unchanged head without
  * downloading it. The generation time is recorded once the write succeeded,
  * so a failed write leaves the snapshot looking stale to the scheduler.
  */
-export async function publishHead(db: D1Database, kv: KVNamespace, head: SnapshotHead): Promise<boolean> {
-  if (!(await claimPublishedVersion(db, head.version))) return false;
+export async function publishHead(db: D1Database, kv: KVNamespace, head: SnapshotHead, partsVersion: number | null = null): Promise<boolean> {
+  if (!(await claimPublishedVersion(db, head.version, partsVersion))) return false;
   const metadata = { version: head.version, generatedAt: head.generatedAt };
   await kv.put(SNAPSHOT_KV_KEY, JSON.stringify(head), { metadata });
   // After the head: a reader that sees the new version finds the head written.

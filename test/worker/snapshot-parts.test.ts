@@ -4,7 +4,9 @@ import { MINUTE_MS, SNAPSHOT_KV_KEY, SNAPSHOT_PART_PREFIX, SNAPSHOT_VERSION_KV_K
 import { readSnapshot } from "../../storage/snapshot-reader";
 import { buildSnapshot } from "../../stats-consumer/logic/build-snapshot";
 import { PublishedStates, publishIfStale } from "../../stats-consumer/publish";
-import { readPoolRows } from "../../stats-consumer/storage/snapshot-store";
+import { buildStateHead } from "../../stats-consumer/logic/build-snapshot";
+import { publishHead, readPoolRows, readStateRows, recordKeyParts, writeKeyParts } from "../../stats-consumer/storage/snapshot-store";
+import { headOf, splitKeys } from "../../schema";
 import { defaultSettings } from "../../schema";
 
 /**
@@ -43,7 +45,7 @@ const admin = (action: string, ts: number): KeypoolEvent => ({
 
 /** The snapshot a publish of the whole pool would build at `now`, keys in id order, version and time left out. */
 async function expected(now: number): Promise<Omit<Snapshot, "version" | "generatedAt">> {
-  const { version: _v, generatedAt: _g, ...rest } = buildSnapshot(await readPoolRows(env.DB, now), 0, now);
+  const { version: _v, generatedAt: _g, ...rest } = buildSnapshot((await readPoolRows(env.DB, now)).rows, 0, now);
   return { ...rest, keys: [...rest.keys].sort((a, b) => (a.id < b.id ? -1 : 1)) };
 }
 
@@ -164,5 +166,83 @@ describe("the snapshot in parts", () => {
     expect(await env.SNAPSHOT.get(old!)).toBeNull();
     expect((await env.DB.prepare("SELECT COUNT(*) AS n FROM snapshot_parts").first<{ n: number }>())!.n).toBe(2);
     expect((await published()).keys).toHaveLength(KEYS + 1);
+  });
+
+  it("never lets a head name an older part list when two consumers' publishes cross", async () => {
+    const upstream = "u-cross";
+    await env.DB.prepare(
+      "INSERT INTO upstreams (id, name, base_url, kind, models, enabled, created_at, updated_at) VALUES (?1, 'cross', 'https://cross.test/v1', 'custom', '[]', 1, ?2, ?2)",
+    )
+      .bind(upstream, Date.now())
+      .run();
+    const add = (id: string) =>
+      env.DB.prepare("INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, created_at, updated_at) VALUES (?1, ?2, 'v1.x.y', ?1, 'sk-…', 1, 1)")
+        .bind(id, upstream)
+        .run();
+    const published = new PublishedStates();
+    // Later than every claim the test before made.
+    let t = Date.now() + 180 * MINUTE_MS;
+    const publish = (events: KeypoolEvent[], kv: KVNamespace = env.SNAPSHOT) =>
+      publishIfStale(events, defaultSettings, { db: env.DB, kv, now: () => t, sleep: async (ms) => void (t += ms), published });
+    await add("cross-1");
+    expect(await publish([admin("keys.add", t)])).toBeGreaterThan(0);
+    const names = async () => new Set(JSON.parse((await env.SNAPSHOT.get(SNAPSHOT_KV_KEY))!).keyParts as string[]);
+    const listed = async () =>
+      new Set((await env.DB.prepare("SELECT name FROM snapshot_parts WHERE retired_at IS NULL").all<{ name: string }>()).results.map((r) => r.name));
+
+    // 1. A publish of every key reads the pool, then one of states reads (a newer version, the older list), then the
+    //    first records its list and writes its head: the publish of states must not write a head over the older list.
+    await add("cross-2");
+    t += 2_000;
+    const all = await readPoolRows(env.DB, t);
+    const states = await readStateRows(env.DB, t);
+    expect(states.version).toBeGreaterThan(all.version);
+    const snapshot = buildSnapshot(all.rows, all.version, t);
+    const parts = splitKeys(snapshot.keys);
+    const partNames = await writeKeyParts(env.DB, env.SNAPSHOT, parts);
+    expect(
+      await recordKeyParts(
+        env.DB,
+        partNames,
+        parts.map((p) => p.length),
+        all.version,
+        t,
+      ),
+    ).toBe(true);
+    expect(await publishHead(env.DB, env.SNAPSHOT, headOf(snapshot, partNames))).toBe(true);
+    const stale = buildStateHead(states.rows, states.states, states.keyParts, states.version, t);
+    expect(await publishHead(env.DB, env.SNAPSHOT, stale, states.keyParts.version)).toBe(false);
+    expect(await names()).toEqual(new Set(partNames));
+    // An older publish of every key cannot record its list over a newer one's either.
+    expect(await recordKeyParts(env.DB, ["snapshot:v2:keys:older"], [1], all.version - 1, t)).toBe(false);
+    expect(await listed()).toEqual(new Set(partNames));
+
+    // 2. The other order: the publish of states writes its head (over the older list) before the publish of every key
+    //    records its own; that one's head is then refused, and it publishes states again, over its list.
+    await add("cross-3");
+    t += 2_000;
+    let crossed = false;
+    const interleaving = new Proxy(env.SNAPSHOT, {
+      get(target, prop) {
+        if (prop === "put")
+          return async (key: string, ...rest: unknown[]) => {
+            if (key.startsWith(SNAPSHOT_PART_PREFIX) && !crossed) {
+              crossed = true;
+              const other = await readStateRows(env.DB, t);
+              expect(
+                await publishHead(env.DB, env.SNAPSHOT, buildStateHead(other.rows, other.states, other.keyParts, other.version, t), other.keyParts.version),
+              ).toBe(true);
+            }
+            return (target.put as (...a: unknown[]) => Promise<void>)(key, ...rest);
+          };
+        const value = Reflect.get(target, prop) as unknown;
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    expect(await publish([admin("keys.add", t)], interleaving)).toBeGreaterThan(0);
+    expect(crossed).toBe(true);
+    expect(await names()).toEqual(await listed());
+    const served = (await readSnapshot(env.SNAPSHOT))!.keys.map((k) => k.id);
+    expect(served).toEqual(expect.arrayContaining(["cross-1", "cross-2", "cross-3"]));
   });
 });
