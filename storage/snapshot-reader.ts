@@ -35,8 +35,8 @@ const PARALLEL_READS = 6;
 /**
  * Reads the snapshot from KV as the consumer stores it (see `snapshotHeadSchema`),
  * holding the key parts it has read: a new head costs one small read, and a
- * part is downloaded only when the head names one this reader does not hold.
- * Parts never change under a name, so the edge may cache them for long.
+ * part is downloaded only when the head names one this reader does not hold
+ * (parts never change under a name).
  */
 export class SnapshotReader {
   /** Each part held, as its keys in the default state (disabled ones disabled). */
@@ -80,7 +80,9 @@ export class SnapshotReader {
     for (let i = 0; i < missing.length; i += PARALLEL_READS) {
       await Promise.all(
         missing.slice(i, i + PARALLEL_READS).map(async (name) => {
-          const text = await kv.get(name, { type: "text", cacheTtl: 3_600 });
+          // KV's default edge cache (60 s), not a longer one: a part read at a location before its write
+          // arrived there would have its absence cached as long, and the isolate kept on its old snapshot.
+          const text = await kv.get(name, { type: "text" });
           if (text === null) throw new Error(`the snapshot's key part ${name} is not in KV`);
           const part = snapshotKeyPartSchema.safeParse(JSON.parse(text));
           if (!part.success) throw new Error(`the snapshot's key part ${name} failed validation`);
