@@ -57,11 +57,6 @@ export class SnapshotReader {
     return { legacy: parsed.data };
   }
 
-  /** How many parts this reader holds (its memory grows with them). */
-  get heldParts(): number {
-    return this.parts.size;
-  }
-
   /**
    * The snapshot `head` describes: its parts (read from KV when not held) with
    * the head's key states. Parts the head does not name are let go. Throws when
