@@ -95,13 +95,7 @@ export type Snapshot = z.infer<typeof snapshotSchema>;
  * Readers assemble the two into a `Snapshot`; the assembled value is what the
  * consumer built.
  */
-const snapshotKeyConfigSchema = z.object({
-  id: z.string(),
-  upstreamId: z.string(),
-  secret: z.string(),
-  weight: z.number().positive(),
-  models: z.array(z.string()),
-  limits: limitsSchema.optional(),
+const snapshotKeyConfigSchema = snapshotKeySchema.pick({ id: true, upstreamId: true, secret: true, weight: true, models: true, limits: true }).extend({
   /** Disabled by an admin (absent: enabled). */
   disabled: z.literal(true).optional(),
 });

@@ -244,30 +244,28 @@ try {
       const held = process.memoryUsage().heapUsed;
       l.heapMiB = (held - empty) / 2 ** 20;
       r.heap = `${Math.round(l.heapMiB)} MiB`;
+      /** CPU and heap (with the pool held) of loading `head` as the isolate's next version. @param {string} head */
+      const nextVersion = async (head) => {
+        holder.b = null;
+        gc();
+        gc();
+        const before = process.memoryUsage().heapUsed;
+        const cpuStart = process.cpuUsage();
+        holder.b = await isolate.load(head);
+        const used = process.cpuUsage(cpuStart);
+        gc();
+        gc();
+        return { cpuS: (used.user + used.system) / 1e6, mib: (process.memoryUsage().heapUsed - before) / 2 ** 20 };
+      };
       // A wave of 429s cooled 1% of the keys: the next head, assembled over the parts held.
       const next = data.headWithCooledKeys(headText, ids, 0.01, Date.now());
-      const cpuStart = process.cpuUsage();
-      holder.b = await isolate.load(next);
-      const used = process.cpuUsage(cpuStart);
-      l.versionCpuS = (used.user + used.system) / 1e6;
-      gc();
-      gc();
-      l.versionMiB = (process.memoryUsage().heapUsed - held) / 2 ** 20;
-      r.version = `${Math.round(l.versionCpuS * 1000)} ms CPU, ${signedMiB(l.versionMiB)} while both are held`;
+      const version = await nextVersion(next);
+      [l.versionCpuS, l.versionMiB] = [version.cpuS, version.mib];
+      r.version = `${Math.round(version.cpuS * 1000)} ms CPU, ${signedMiB(version.mib)} while both are held`;
       // The worst change of parts: every key in a part of a new name (the part count doubled).
-      holder.b = null;
-      gc();
-      gc();
-      const before2 = process.memoryUsage().heapUsed;
-      const moved = data.headWithEveryPartNew(next, texts);
-      const cpuMoved = process.cpuUsage();
-      holder.b = await isolate.load(moved);
-      const usedMoved = process.cpuUsage(cpuMoved);
-      l.movedCpuS = (usedMoved.user + usedMoved.system) / 1e6;
-      gc();
-      gc();
-      l.movedMiB = (process.memoryUsage().heapUsed - before2) / 2 ** 20;
-      r.moved = `${Math.round(l.movedCpuS * 1000)} ms CPU, ${signedMiB(l.movedMiB)} while both are held`;
+      const moved = await nextVersion(data.headWithEveryPartNew(next, texts));
+      [l.movedCpuS, l.movedMiB] = [moved.cpuS, moved.mib];
+      r.moved = `${Math.round(moved.cpuS * 1000)} ms CPU, ${signedMiB(moved.mib)} while both are held`;
       r.picks = `${Math.round(data.selectionRateOver(loaded.snapshot, /** @type {string} */ (rows.firstModels[0]), SMOKE ? 50 : 1_000)).toLocaleString("en-US")}/s`;
       holder.a = null;
       holder.b = null;
