@@ -4,7 +4,7 @@
  */
 import { defaultSettings, snapshotSchema, type Snapshot } from "../schema";
 import { LocalObservations } from "../gateway/logic/local-observations";
-import { buildPoolIndex, selectKey } from "../gateway/logic/select-key";
+import { buildPoolIndex, selectKey, type UsageView } from "../gateway/logic/select-key";
 
 /** A snapshot with `n` keys over 10 upstreams serving any model, varied weights and success rates. */
 export function makeSnapshot(n: number): Snapshot {
@@ -42,10 +42,10 @@ export function selectionRate(n: number, ms: number): number {
 }
 
 /** Picks per second of `selectKey` for `model` over the pool of `snapshot`, for about `ms` milliseconds. */
-export function selectionRateOver(snapshot: Snapshot, model: string, ms: number): number {
+export function selectionRateOver(snapshot: Snapshot, model: string, ms: number, usage: UsageView | null = null): number {
   const index = buildPoolIndex(snapshot);
   const observations = new LocalObservations();
-  const ctx = { now: Date.now(), random: Math.random, excluded: new Set<string>(), observations };
+  const ctx = { now: Date.now(), random: Math.random, excluded: new Set<string>(), observations, usage };
   let picks = 0;
   const started = performance.now();
   while (performance.now() - started < ms) {

@@ -2,33 +2,13 @@ import { z } from "zod";
 
 /**
  * The pool's usage against its keys' limits, as the consumer last counted it:
- * a second KV value beside the snapshot, small (only keys with a limit or a
- * provider's reading) and republished at most once a second while they carry
+ * a second KV value beside the snapshot, holding only keys with a limit or a
+ * provider's reading, republished at most once a second while they carry
  * traffic. Each gateway isolate adds what it sent itself since `generatedAt`.
  */
 
 /** One provider window as the pool last read it: when, its limit, what remained, when it resets (epoch ms). */
 export const usageReadingSchema = z.tuple([z.number(), z.number().nullable(), z.number().nullable(), z.number().nullable()]);
-
-/** One key's usage, by position (the value is read by every isolate): see `keyUsageOf`. */
-export const keyUsageTupleSchema = z.tuple([
-  // The minute bucket counted last, its requests and tokens, and the minute before's.
-  z.number(),
-  z.number(),
-  z.number(),
-  z.number(),
-  z.number(),
-  // The key's day window: when it began, when it resets, its requests and tokens so far.
-  z.number(),
-  z.number(),
-  z.number(),
-  z.number(),
-  // The provider's latest word on its requests and tokens windows.
-  usageReadingSchema.nullable(),
-  usageReadingSchema.nullable(),
-  // The latest attempt with the key the counts hold (when it was sent, epoch ms; absent from a usage written before it was published).
-  z.number().optional(),
-]);
 
 /** One client key's usage against its quotas, by position: see `clientUsageOf`. */
 export const clientUsageTupleSchema = z.tuple([
@@ -51,17 +31,62 @@ export const clientUsageTupleSchema = z.tuple([
   z.number(),
 ]);
 
-export const poolUsageSchema = z.object({
-  version: z.number().int().nonnegative(),
-  generatedAt: z.number().int(),
-  keys: z.record(z.string(), keyUsageTupleSchema),
-  /** Client keys with quotas (absent from usage published before them). */
-  clients: z.record(z.string(), clientUsageTupleSchema).default({}),
-});
+/**
+ * Each key's counts in `keyCounts`, this many numbers a key in `keyIds` order:
+ * the minute bucket's requests and tokens, the minute before's, the key's day
+ * window (an index into `dayWindows`), its day's requests and tokens, and
+ * `generatedAt` minus the latest attempt the counts hold (so 0 — none known —
+ * is `generatedAt`).
+ */
+export const KEY_USAGE_WIDTH = 8;
+
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === "string");
+/** A plain loop: zod's per-element parse of a long column costs about what the JSON parse of it does. */
+function isNumbers(v: unknown): v is number[] {
+  if (!Array.isArray(v)) return false;
+  for (let i = 0; i < v.length; i++) if (typeof v[i] !== "number") return false;
+  return true;
+}
+
+/**
+ * The pool's usage, in columns: one array of ids and one of numbers for the
+ * keys rather than an object per key, because every isolate parses the whole
+ * value at each new version and a large pool holds an entry for every key with
+ * a limit. Readers build a key's usage only when they ask for it.
+ */
+export const poolUsageSchema = z
+  .object({
+    version: z.number().int().nonnegative(),
+    generatedAt: z.number().int(),
+    /** The minute bucket counted last (the keys' and the clients'). */
+    minuteStart: z.number().int(),
+    /** The keys' day windows: when each began and when it resets (epoch ms). */
+    dayWindows: z.array(z.tuple([z.number(), z.number()])),
+    keyIds: z.custom<string[]>(isStrings, "keyIds must be an array of strings"),
+    keyCounts: z.custom<number[]>(isNumbers, "keyCounts must be an array of numbers"),
+    /** The provider's latest word on a key's requests and tokens windows, for the keys it says are nearly spent. */
+    keyReadings: z.record(z.string(), z.tuple([usageReadingSchema.nullable(), usageReadingSchema.nullable()])),
+    /** Client keys with quotas. */
+    clients: z.record(z.string(), clientUsageTupleSchema),
+  })
+  .refine(
+    (u) => {
+      if (u.keyCounts.length !== u.keyIds.length * KEY_USAGE_WIDTH) return false;
+      for (let o = 4; o < u.keyCounts.length; o += KEY_USAGE_WIDTH) {
+        const w = u.keyCounts[o]!;
+        if (!Number.isInteger(w) || w < 0 || w >= u.dayWindows.length) return false;
+      }
+      return true;
+    },
+    { message: "keyCounts must hold 8 numbers a key, each naming a day window" },
+  );
 export type PoolUsage = z.infer<typeof poolUsageSchema>;
 
-/** The KV key the pool's usage lives under. */
-export const USAGE_KV_KEY = "usage:v1";
+/**
+ * The KV key the pool's usage lives under. (`usage:v1`, an object of tuples by
+ * key, is what versions before the columns wrote; an upgrade leaves it.)
+ */
+export const USAGE_KV_KEY = "usage:v2";
 
 /** A provider window as counted: when read, its limit, what remained, when it resets. */
 export interface UsageReading {
@@ -91,37 +116,28 @@ export interface KeyUsage {
 const reading = (t: z.infer<typeof usageReadingSchema> | null): UsageReading | null => (t ? { at: t[0], limit: t[1], remaining: t[2], resetAt: t[3] } : null);
 const tuple = (r: UsageReading | null): z.infer<typeof usageReadingSchema> | null => (r ? [r.at, r.limit, r.remaining, r.resetAt] : null);
 
-/** A key's usage from its tuple. */
-export function keyUsageOf(t: z.infer<typeof keyUsageTupleSchema>): KeyUsage {
+/** The usage of the key at position `i` of `u.keyIds`. */
+export function keyUsageAt(u: PoolUsage, i: number): KeyUsage {
+  const c = u.keyCounts;
+  const o = i * KEY_USAGE_WIDTH;
+  const [dayStart, dayResetAt] = u.dayWindows[c[o + 4]!]!;
+  const readings = u.keyReadings[u.keyIds[i]!];
   return {
-    minuteStart: t[0],
-    minute: { requests: t[1], tokens: t[2] },
-    previousMinute: { requests: t[3], tokens: t[4] },
-    dayStart: t[5],
-    dayResetAt: t[6],
-    day: { requests: t[7], tokens: t[8] },
-    requests: reading(t[9]),
-    tokens: reading(t[10]),
-    countedTo: t[11] ?? 0,
+    minuteStart: u.minuteStart,
+    minute: { requests: c[o]!, tokens: c[o + 1]! },
+    previousMinute: { requests: c[o + 2]!, tokens: c[o + 3]! },
+    dayStart,
+    dayResetAt,
+    day: { requests: c[o + 5]!, tokens: c[o + 6]! },
+    requests: reading(readings?.[0] ?? null),
+    tokens: reading(readings?.[1] ?? null),
+    countedTo: u.generatedAt - c[o + 7]!,
   };
 }
 
-/** A key's usage as its tuple. */
-export function keyUsageTuple(u: KeyUsage): z.infer<typeof keyUsageTupleSchema> {
-  return [
-    u.minuteStart,
-    u.minute.requests,
-    u.minute.tokens,
-    u.previousMinute.requests,
-    u.previousMinute.tokens,
-    u.dayStart,
-    u.dayResetAt,
-    u.day.requests,
-    u.day.tokens,
-    tuple(u.requests),
-    tuple(u.tokens),
-    u.countedTo,
-  ];
+/** The provider's readings of a key, as `keyReadings` holds them (null: neither says it is nearly spent). */
+export function keyReadingsTuple(u: Pick<KeyUsage, "requests" | "tokens">): [ReturnType<typeof tuple>, ReturnType<typeof tuple>] | null {
+  return u.requests || u.tokens ? [tuple(u.requests), tuple(u.tokens)] : null;
 }
 
 /** One client key's usage as counted by the consumer, by name. */

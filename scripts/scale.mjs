@@ -135,8 +135,8 @@ try {
    *   isolateOver(texts: Map<string, string>): { load(headText: string): Promise<{ snapshot: unknown, index: unknown }> },
    *   headWithCooledKeys(headText: string, ids: string[], share: number, now: number): string,
    *   headWithEveryPartNew(headText: string, texts: Map<string, string>): string,
-   *   selectionRateOver(snapshot: unknown, model: string, ms: number): number,
-   *   parsePoolUsage(text: string): unknown,
+   *   selectionRateOver(snapshot: unknown, model: string, ms: number, usage?: unknown): number,
+   *   parsePoolUsage(text: string): { version: number, view: unknown } | null,
    *   queueMessages(isolates: number, requestsPerSecond: number, seconds: number, uncapped?: boolean): Promise<{ messagesPerSecond: number, per1000: number, longestWaitMs: number }>,
    *   SNAPSHOT_KV_KEY: string, USAGE_KV_KEY: string
    * }}
@@ -313,10 +313,13 @@ try {
       if (usageText) {
         l.usageBytes = Buffer.byteLength(usageText);
         const cpuUsage = process.cpuUsage();
-        if (!data.parsePoolUsage(usageText)) throw new Error("the published usage did not parse");
+        const usage = data.parsePoolUsage(usageText);
         const spent = process.cpuUsage(cpuUsage);
+        if (!usage) throw new Error("the published usage did not parse");
         l.usageCpuS = (spent.user + spent.system) / 1e6;
-        r.usage = `${(l.usageBytes / 2 ** 20).toFixed(2)} MiB; ${Math.round(l.usageCpuS * 1000)} ms CPU to take it (Node)`;
+        // Selection reads a key's usage when it weighs the key: picks with it, beside the picks without it above.
+        const picks = data.selectionRateOver(loaded.snapshot, /** @type {string} */ (rows.firstModels[0]), SMOKE ? 50 : 1_000, usage.view);
+        r.usage = `${(l.usageBytes / 2 ** 20).toFixed(2)} MiB; ${Math.round(l.usageCpuS * 1000)} ms CPU to take it (Node); ${Math.round(picks).toLocaleString("en-US")} picks/s with it`;
       }
       r.fold = `${Math.round(foldRate).toLocaleString("en-US")} events/s, ${((cpuSeconds(kp.pid) - cpu2) / (total / 1000)).toFixed(2)} s CPU per 1,000`;
 

@@ -47,7 +47,8 @@ export interface PoolIndex {
 /** The pool's usage against its keys' limits as the consumer last counted it, when it was counted. */
 export interface UsageView {
   at: number;
-  keys: Map<string, KeyUsage>;
+  /** By key id (a Map, or the published columns read in place). */
+  keys: Pick<ReadonlyMap<string, KeyUsage>, "get" | "has" | "size">;
   /** Client keys with quotas, as counted (absent: none). */
   clients?: Map<string, ClientUsage>;
 }

@@ -5,7 +5,7 @@ import {
   NEARLY_SPENT,
   dayWindowStart,
   effectiveLimits,
-  keyUsageTuple,
+  keyReadingsTuple,
   minuteStart,
   nextDayReset,
   type Limits,
@@ -59,25 +59,33 @@ export interface ClientCounts {
 export function buildPoolUsage(keys: CapacityKeyRow[], counts: UsageCounts, clientCounts: ClientCounts, version: number, now: number): PoolUsage {
   const thisMinute = minuteStart(now);
   const zero = { requests: 0, tokens: 0 };
-  const out: PoolUsage["keys"] = {};
+  const keyIds: string[] = [];
+  const keyCounts: number[] = [];
+  const keyReadings: PoolUsage["keyReadings"] = {};
+  const dayWindows: PoolUsage["dayWindows"] = [];
+  const windowAt = new Map<string, number>();
   for (const k of keys) {
     const limits = effectiveLimits(k.upstreamLimits, k.limits);
     const requests = nearlySpent(k.requests, now);
     const tokens = nearlySpent(k.tokens, now);
     if (!hasLimit(limits) && !requests && !tokens) continue;
     const minutes = counts.minutes.get(k.keyId);
+    const minute = minutes?.get(thisMinute) ?? zero;
+    const previous = minutes?.get(thisMinute - MINUTE_MS) ?? zero;
+    const day = counts.days.get(k.keyId) ?? zero;
     const rule = limits.day ?? DEFAULT_DAY;
-    out[k.keyId] = keyUsageTuple({
-      minuteStart: thisMinute,
-      minute: minutes?.get(thisMinute) ?? zero,
-      previousMinute: minutes?.get(thisMinute - MINUTE_MS) ?? zero,
-      dayStart: dayWindowStart(rule, now),
-      dayResetAt: nextDayReset(rule, now),
-      day: counts.days.get(k.keyId) ?? zero,
-      requests,
-      tokens,
-      countedTo: counts.countedTo.get(k.keyId) ?? 0,
-    });
+    const start = dayWindowStart(rule, now);
+    const resetAt = nextDayReset(rule, now);
+    // Keys share a handful of day windows (one per day rule), so each is written once.
+    let w = windowAt.get(`${start}:${resetAt}`);
+    if (w === undefined) {
+      w = dayWindows.push([start, resetAt]) - 1;
+      windowAt.set(`${start}:${resetAt}`, w);
+    }
+    keyIds.push(k.keyId);
+    keyCounts.push(minute.requests, minute.tokens, previous.requests, previous.tokens, w, day.requests, day.tokens, now - (counts.countedTo.get(k.keyId) ?? 0));
+    const readings = keyReadingsTuple({ requests, tokens });
+    if (readings) keyReadings[k.keyId] = readings;
   }
   const clients: PoolUsage["clients"] = {};
   for (const id of new Set([...clientCounts.minutes.keys(), ...clientCounts.days.keys()])) {
@@ -94,5 +102,5 @@ export function buildPoolUsage(keys: CapacityKeyRow[], counts: UsageCounts, clie
       countedTo: Number(d?.last_at ?? 0),
     });
   }
-  return { version, generatedAt: now, keys: out, clients };
+  return { version, generatedAt: now, minuteStart: thisMinute, dayWindows, keyIds, keyCounts, keyReadings, clients };
 }

@@ -18,7 +18,7 @@ const USAGE_INTERVAL_MS = 1_000;
 
 /**
  * Publishes the pool's usage against its keys' and client keys' limits (KV
- * `usage:v1`) unless another consumer did within the last second: then it asks
+ * `usage:v2`) unless another consumer did within the last second: then it asks
  * the queue for a control message a second later (one pending at a time),
  * whose batch publishes what this one could not — also when no more traffic
  * comes. A pool without limits writes it once, empty. Returns the version
@@ -71,7 +71,7 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
   }
   for (const r of (clientDays?.results ?? []) as Record<string, number>[]) clients.days.set(String(r.client_key_id), r);
   const usage = buildPoolUsage(keys, counts, clients, Number(version!.results[0]!.value), now);
-  const held = Object.keys(usage.keys).length + Object.keys(usage.clients).length;
+  const held = usage.keyIds.length + Object.keys(usage.clients).length;
   if (held === 0 && (await readUsagePublishedKeys(db)) === 0) return null;
   if (!(await claimUsageVersion(db, usage.version))) return null;
   await kv.put(USAGE_KV_KEY, JSON.stringify(usage), { metadata: { version: usage.version, generatedAt: usage.generatedAt } });

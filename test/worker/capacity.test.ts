@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { FAKE_BASE_URL, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
 import { env } from "cloudflare:workers";
 import { USAGE_KV_KEY, newEventId, type StatsHeadroom } from "../../schema";
+import { parsePoolUsage } from "../../gateway/logic/usage-view";
 import { isolate } from "../fixtures/workers/gateway";
 import { admin, adminToken, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForSnapshot } from "./helpers";
 import { attemptEvent } from "../fixtures/events";
@@ -150,8 +151,8 @@ describe("scheduling by capacity", () => {
     await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
     await env.EVENTS.send({ events });
     await waitFor(async () => {
-      const usage = await env.SNAPSHOT.get<{ keys: Record<string, number[]> }>(USAGE_KV_KEY, "json");
-      return usage?.keys[id]?.[7] === 3 ? true : undefined;
+      const usage = parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")?.view;
+      return usage?.keys.get(id)?.day.requests === 3 ? true : undefined;
     }, "the pool's usage to count them");
     // The key list shows the day spent, and a near-limit filter finds the key.
     const near = await admin<{ data: { id: string; capacity: { rpd: object; rpm: null; nearLimit: number } }[] }>(

@@ -2,6 +2,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { USAGE_KV_KEY, costMicros, toMicros, type ClientKeyStatus, type StatsBreakdown, type StatsSummary } from "../../schema";
+import { parsePoolUsage } from "../../gateway/logic/usage-view";
 import { createIsolateState, createWorker } from "../../gateway/worker";
 import { FAKE_BASE_URL, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
 import { admin, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForSnapshot } from "./helpers";
@@ -167,8 +168,8 @@ describe("client quotas", () => {
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("daily_budget_exceeded");
     // The second instance never served this client: it learns the spend from the published usage.
     await waitFor(async () => {
-      const usage = await env.SNAPSHOT.get<{ clients: Record<string, number[]> }>(USAGE_KV_KEY, "json");
-      return (usage?.clients[pool.clientKeyId]?.[8] ?? 0) >= answerCost ? true : undefined;
+      const usage = parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")?.view;
+      return (usage?.clients?.get(pool.clientKeyId)?.day.costMicros ?? 0) >= answerCost ? true : undefined;
     }, "the consumer to publish the client's spend");
     const elsewhere = await waitFor(async () => {
       const res = await chat(viaSecond, pool.clientKey, pool.model);
@@ -190,8 +191,8 @@ describe("client quotas", () => {
     let stop = false;
     const watcher = (async () => {
       while (!stop) {
-        const usage = await env.SNAPSHOT.get<{ clients: Record<string, number[]> }>(USAGE_KV_KEY, "json");
-        const counted = usage?.clients[pool.clientKeyId]?.[6] ?? 0;
+        const usage = parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")?.view;
+        const counted = usage?.clients?.get(pool.clientKeyId)?.day.requests ?? 0;
         while (visible.length < counted) visible.push(Date.now());
         await new Promise((r) => setTimeout(r, 50));
       }

@@ -2,6 +2,7 @@ import { createExecutionContext, createMessageBatch, getQueueResult } from "clou
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { PriceBook, SNAPSHOT_KV_KEY, USAGE_KV_KEY, defaultSettings, packEvents, type AdminEvent, type AttemptEvent } from "../../schema";
+import { parsePoolUsage } from "../../gateway/logic/usage-view";
 import { EVENTS_PER_TRANSACTION } from "../../stats-consumer/handle-batch";
 import { toHealthRows } from "../../stats-consumer/logic/health-rows";
 import { toBatchRows } from "../../stats-consumer/logic/rollup-rows";
@@ -235,11 +236,19 @@ describe("stats consumer", () => {
       attempt("usage-client", { keyId: spent, rateLimit: word(5) }),
       attempt("usage-client", { keyId: roomy, rateLimit: word(90) }),
     ]);
-    const usage = await env.SNAPSHOT.get<{ version: number; keys: Record<string, unknown[]> }>(USAGE_KV_KEY, "json");
-    // Last: when the latest attempt the counts hold was sent.
-    expect(usage?.keys[limited]).toMatchObject([expect.any(Number), 2, 30, 0, 0, expect.any(Number), expect.any(Number), 2, 30, null, null, now - 3]);
-    expect(usage?.keys[spent]?.[9]).toMatchObject([expect.any(Number), 100, 5, expect.any(Number)]);
-    expect(usage?.keys[roomy]).toBeUndefined();
+    const usage = parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")?.view;
+    // countedTo: when the latest attempt the counts hold was sent.
+    expect(usage?.keys.get(limited)).toMatchObject({
+      minute: { requests: 2, tokens: 30 },
+      previousMinute: { requests: 0, tokens: 0 },
+      day: { requests: 2, tokens: 30 },
+      requests: null,
+      tokens: null,
+      countedTo: now - 3,
+    });
+    expect(usage?.keys.get(spent)).toMatchObject({ requests: { limit: 100, remaining: 5 }, tokens: null });
+    expect(usage?.keys.get(roomy)).toBeUndefined();
+    expect(usage?.keys.size).toBe(2);
   });
 
   it("publishes a newer snapshot after an admin event, with the version in its metadata", async () => {
