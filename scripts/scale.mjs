@@ -26,7 +26,12 @@
  *   the median of 100 straight to the mock upstream, one at a time;
  * - the consumer folding 20,000 attempt events over the pool's keys, models and
  *   clients, packed as the gateway sends them (50 a message, 100 messages a
- *   batch), straight into its queue handler: events a second, and CPU.
+ *   batch), straight into its queue handler: events a second, and CPU;
+ * - the pool's usage it published meanwhile: its bytes, the CPU an isolate
+ *   spends taking it (in Node) and selection's picks a second with it; then one
+ *   publish of it on its own (a batch of the control message alone): wall and CPU;
+ * - one scheduler run with 1,000 probes due, and the queue's messages a second
+ *   from the gateway's event batcher at 10,000 requests a second (simulated).
  *
  * A step that fails (a snapshot larger than KV takes, a publish that never
  * comes) is reported as such, and the sizes after it still run.
@@ -119,7 +124,7 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number,
- *   usageBytes?: number, usageCpuS?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
+ *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
  * @type {Figures | null}
  */
 let largest = null;
@@ -323,6 +328,20 @@ try {
       }
       r.fold = `${Math.round(foldRate).toLocaleString("en-US")} events/s, ${((cpuSeconds(kp.pid) - cpu2) / (total / 1000)).toFixed(2)} s CPU per 1,000`;
 
+      // One publish of the pool's usage on its own (a batch of the control message alone), over the counts just folded:
+      // the work some consumer does every second while traffic flows.
+      log(`${n} keys: a publish of the pool's usage…`);
+      await kp.db.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
+      const usageBefore = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
+      const cpu6 = cpuSeconds(kp.pid);
+      const t6 = performance.now();
+      const control = await kp.consumer.queue("keypool-events", [{ id: `scale-${n}-usage`, timestamp: new Date(), attempts: 1, body: { control: "publish-usage" } }]);
+      l.usagePublishS = (performance.now() - t6) / 1000;
+      const usagePublishCpuS = cpuSeconds(kp.pid) - cpu6;
+      const usageAfter = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
+      if (control.outcome !== "ok" || usageAfter <= usageBefore) throw new Error("the control message did not publish the pool's usage");
+      r.usagePublish = `${l.usagePublishS.toFixed(2)} s wall, ${Math.round(usagePublishCpuS * 1000)} ms CPU`;
+
       // One scheduler run with probes due: the keys idle since their last probe (a liveness probe is due after an
       // hour without a success) and a budget a paid plan allows; how many it probed, how long it took, its CPU.
       log(`${n} keys: one probe round…`);
@@ -394,6 +413,7 @@ const columns = /** @type {const} */ ([
   ["added", "added latency (p50)"],
   ["fold", "consumer folding live traffic"],
   ["usage", "the pool's usage in KV after it"],
+  ["usagePublish", "consumer: a publish of the pool's usage"],
   ["probes", "one probe round (budget 1,000; smoke: 20)"],
   ["error", "stopped by"],
 ]);
@@ -462,6 +482,13 @@ function headroomTable() {
     rows.push(["the pool's usage as one KV value", "25 MiB a value", mib(l.usageBytes), x((25 * 2 ** 20) / l.usageBytes)]);
     rows.push(["each gateway isolate's CPU taking the usage, a new one a second", "1 s of CPU a second", `${ms(l.usageCpuS)} a version`, x(1 / l.usageCpuS)]);
   }
+  if (l.usagePublishS !== undefined)
+    rows.push([
+      "the consumer's publish of the pool's usage, once a second while traffic flows (its D1 reads hold the one database meanwhile)",
+      "1 s a second",
+      `${ms(l.usagePublishS)} a publish (wall)`,
+      x(1 / l.usagePublishS),
+    ]);
   if (l.probeCpuS !== undefined && l.probeBudget !== undefined)
     rows.push([
       `the scheduler's CPU for a run of ${l.probeBudget.toLocaleString("en-US")} probes`,

@@ -345,26 +345,39 @@ export function selectLastUsed(db: D1Database, keyIds: string): D1PreparedStatem
  * Every enabled key with a limit configured (on it or its upstream), or whose
  * provider's latest word says less than `share` of a window is left and the
  * window has not reset by `now` (or nothing is left, where no limit is said):
- * the keys the pool's usage covers.
+ * the keys the pool's usage covers. The readings come only for the keys they
+ * say are nearly spent (the usage carries no others): a pool's usage publish
+ * reads every limited key each second, and a row's cost grows with its cells.
  */
 export async function readCapacityKeys(db: D1Database, now: number, share: number): Promise<CapacityKeyRow[]> {
   const spent = (p: "req" | "tok") =>
     `(c.${p}_remaining IS NOT NULL AND (c.${p}_reset_at IS NULL OR c.${p}_reset_at > ?1)
       AND (CASE WHEN c.${p}_limit > 0 THEN c.${p}_remaining < c.${p}_limit * ?2 ELSE c.${p}_remaining = 0 END))`;
-  const { results } = await db
-    .prepare(
-      `SELECT k.id, k.limits, u.limits AS upstream_limits, ${CAPACITY_COLUMNS}
-       FROM keys k JOIN upstreams u ON u.id = k.upstream_id LEFT JOIN key_capacity c ON c.key_id = k.id
-       WHERE k.enabled = 1 AND (k.limits != '{}' OR u.limits != '{}' OR ${spent("req")} OR ${spent("tok")})`,
-    )
-    .bind(now, share)
-    .all<Record<string, unknown>>();
-  return results.map((r) => ({
-    keyId: String(r.id),
-    limits: limitsFromColumn(r.limits as string),
-    upstreamLimits: limitsFromColumn(r.upstream_limits as string),
-    ...capacityFromRow(r),
-  }));
+  const [upstreams, limited, nearlySpent] = await db.batch<Record<string, unknown>>([
+    db.prepare("SELECT id, limits FROM upstreams"),
+    db.prepare(
+      `SELECT k.id, k.upstream_id, k.limits FROM keys k JOIN upstreams u ON u.id = k.upstream_id
+       WHERE k.enabled = 1 AND (k.limits != '{}' OR u.limits != '{}')`,
+    ),
+    db
+      .prepare(
+        `SELECT k.id, k.upstream_id, k.limits, ${CAPACITY_COLUMNS} FROM keys k JOIN key_capacity c ON c.key_id = k.id
+         WHERE k.enabled = 1 AND (${spent("req")} OR ${spent("tok")})`,
+      )
+      .bind(now, share),
+  ]);
+  const upstreamLimits = new Map((upstreams?.results ?? []).map((u) => [String(u.id), limitsFromColumn(u.limits as string)]));
+  const keys = new Map<string, CapacityKeyRow>();
+  const add = (r: Record<string, unknown>, readings: Pick<CapacityKeyRow, "requests" | "tokens">) =>
+    keys.set(String(r.id), {
+      keyId: String(r.id),
+      limits: limitsFromColumn(r.limits as string),
+      upstreamLimits: upstreamLimits.get(String(r.upstream_id)) ?? {},
+      ...readings,
+    });
+  for (const r of limited?.results ?? []) add(r, { requests: null, tokens: null });
+  for (const r of nearlySpent?.results ?? []) add(r, capacityFromRow(r));
+  return [...keys.values()];
 }
 
 /** A page of keys' ciphertexts in id order, after `afterId`: what a key-encryption-key rotation re-seals. */

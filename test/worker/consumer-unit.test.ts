@@ -226,8 +226,13 @@ describe("stats consumer", () => {
 
   it("publishes the pool's usage against limits: counts for keys with limits, the provider's word for keys nearly spent, nothing for the rest", async () => {
     const now = Date.now();
-    const [limited, spent, roomy] = ["limited", "spent", "roomy"].map((n) => `usage-${n}-${crypto.randomUUID()}`) as [string, string, string];
-    await addKeys([limited, { rpm: 100, rpd: 1_000 }], [spent, {}], [roomy, {}]);
+    const [limited, spent, roomy, both] = ["limited", "spent", "roomy", "both"].map((n) => `usage-${n}-${crypto.randomUUID()}`) as [
+      string,
+      string,
+      string,
+      string,
+    ];
+    await addKeys([limited, { rpm: 100, rpd: 1_000 }], [spent, {}], [roomy, {}], [both, { rpd: 50 }]);
     const word = (remaining: number) => ({ requests: { limit: 100, remaining, resetMs: 30_000 }, tokens: null });
     await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
     await deliver([
@@ -235,6 +240,7 @@ describe("stats consumer", () => {
       attempt("usage-client", { keyId: limited, totalTokens: 15, ts: now - 3 }),
       attempt("usage-client", { keyId: spent, rateLimit: word(5) }),
       attempt("usage-client", { keyId: roomy, rateLimit: word(90) }),
+      attempt("usage-client", { keyId: both, totalTokens: 15, rateLimit: word(0) }),
     ]);
     const usage = parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")?.view;
     // countedTo: when the latest attempt the counts hold was sent.
@@ -248,7 +254,9 @@ describe("stats consumer", () => {
     });
     expect(usage?.keys.get(spent)).toMatchObject({ requests: { limit: 100, remaining: 5 }, tokens: null });
     expect(usage?.keys.get(roomy)).toBeUndefined();
-    expect(usage?.keys.size).toBe(2);
+    // A key with a limit that its provider says is spent: its counts and the word.
+    expect(usage?.keys.get(both)).toMatchObject({ day: { requests: 1, tokens: 15 }, requests: { limit: 100, remaining: 0 }, tokens: null });
+    expect(usage?.keys.size).toBe(3);
   });
 
   it("publishes a newer snapshot after an admin event, with the version in its metadata", async () => {
