@@ -335,7 +335,9 @@ try {
       const usageBefore = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
       const cpu6 = cpuSeconds(kp.pid);
       const t6 = performance.now();
-      const control = await kp.consumer.queue("keypool-events", [{ id: `scale-${n}-usage`, timestamp: new Date(), attempts: 1, body: { control: "publish-usage" } }]);
+      const control = await kp.consumer.queue("keypool-events", [
+        { id: `scale-${n}-usage`, timestamp: new Date(), attempts: 1, body: { control: "publish-usage" } },
+      ]);
       l.usagePublishS = (performance.now() - t6) / 1000;
       const usagePublishCpuS = cpuSeconds(kp.pid) - cpu6;
       const usageAfter = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
