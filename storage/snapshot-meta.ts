@@ -67,11 +67,19 @@ export async function claimPublish(db: D1Database, now: number, intervalMs: numb
   return won;
 }
 
-/** Claims the right to publish the pool's usage at `now` if nobody has in the last `intervalMs`. */
-export async function claimUsagePublish(db: D1Database, now: number, intervalMs: number): Promise<boolean> {
+/**
+ * Claims the right to publish the pool's usage at `now` if nobody has in the
+ * last `spacing.minMs`, or — when the last publish took longer than
+ * `spacing.share` of that — in the time it took over the share (at most
+ * `spacing.maxMs`).
+ */
+export async function claimUsagePublish(db: D1Database, now: number, spacing: { minMs: number; maxMs: number; share: number }): Promise<boolean> {
   const result = await db
-    .prepare("UPDATE meta SET value = ?1 WHERE name = 'usage_published_at' AND value <= ?2")
-    .bind(now, now - intervalMs)
+    .prepare(
+      `UPDATE meta SET value = ?1 WHERE name = 'usage_published_at'
+       AND value <= ?1 - MIN(?3, MAX(?2, COALESCE((SELECT value FROM meta WHERE name = 'usage_publish_ms'), 0) / ?4))`,
+    )
+    .bind(now, spacing.minMs, spacing.maxMs, spacing.share)
     .run();
   return (result.meta.changes ?? 0) === 1;
 }
@@ -114,7 +122,10 @@ export async function readUsagePublishedKeys(db: D1Database): Promise<number> {
   return row?.value ?? -1;
 }
 
-/** Records how many keys the usage just written holds. */
-export async function recordUsagePublishedKeys(db: D1Database, keys: number): Promise<void> {
-  await db.prepare("UPDATE meta SET value = ?1 WHERE name = 'usage_published_keys'").bind(keys).run();
+/** Records how many keys the usage just written holds, and how long its publish took (ms). */
+export async function recordUsagePublished(db: D1Database, keys: number, tookMs: number): Promise<void> {
+  await db.batch([
+    db.prepare("UPDATE meta SET value = ?1 WHERE name = 'usage_published_keys'").bind(keys),
+    db.prepare("UPDATE meta SET value = ?1 WHERE name = 'usage_publish_ms'").bind(Math.max(0, Math.round(tookMs))),
+  ]);
 }

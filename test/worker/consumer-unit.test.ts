@@ -259,6 +259,34 @@ describe("stats consumer", () => {
     expect(usage?.keys.size).toBe(3);
   });
 
+  it("publishes the pool's usage less often when its publish takes long: as much as keeps it to its share of the time, at most every 30 s", async () => {
+    const key = `usage-spaced-${crypto.randomUUID()}`;
+    await addKeys([key, { rpd: 1_000 }]);
+    const version = async () => parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")?.version ?? 0;
+    const setMeta = (name: string, value: number) => env.DB.prepare("UPDATE meta SET value = ?1 WHERE name = ?2").bind(value, name).run();
+    const publishMs = async () => (await env.DB.prepare("SELECT value FROM meta WHERE name = 'usage_publish_ms'").first<{ value: number }>())?.value;
+    // The last publish took 2 s: with USAGE_SPACING's share of 0.4, the next may come 5 s after it.
+    await setMeta("usage_publish_ms", 2_000);
+    await setMeta("usage_published_at", Date.now() - 3_000);
+    const before = await version();
+    await deliver([attempt("usage-client", { keyId: key })]);
+    expect(await version()).toBe(before);
+    await setMeta("usage_published_at", Date.now() - 5_100);
+    await deliver([attempt("usage-client", { keyId: key })]);
+    const after = await version();
+    expect(after).toBeGreaterThan(before);
+    // It records what this publish took (a local one: well under the 2 s set above).
+    expect(await publishMs()).toBeLessThan(2_000);
+    // However long the last one took, the usage is published within 30 s.
+    await setMeta("usage_publish_ms", 3_600_000);
+    await setMeta("usage_published_at", Date.now() - 29_000);
+    await deliver([attempt("usage-client", { keyId: key })]);
+    expect(await version()).toBe(after);
+    await setMeta("usage_published_at", Date.now() - 30_100);
+    await deliver([attempt("usage-client", { keyId: key })]);
+    expect(await version()).toBeGreaterThan(after);
+  });
+
   it("publishes a newer snapshot after an admin event, with the version in its metadata", async () => {
     const before = await env.SNAPSHOT.getWithMetadata<{ version: number }>(SNAPSHOT_KV_KEY);
     const event: AdminEvent = {
