@@ -76,6 +76,41 @@ async function insertRows(db, table, rows) {
   for (let i = 0; i < statements.length; i += 50) await db.batch(statements.slice(i, i + 50));
 }
 
+/** The local D1 database's size in bytes, as D1 reports it after a statement. @param {Keypool["db"]} db */
+async function databaseBytes(db) {
+  return Number((await db.prepare("SELECT 1").run()).meta.size_after ?? 0);
+}
+
+/**
+ * Writes `perHour` rows into rollup_hour for each of the last 48 hours and
+ * `perMinute` into rollup_minute for each of the last 60 minutes, spread over
+ * the pool's keys (`scale-key-NNNNNN`), 50 models and its client keys, as the
+ * fold would at a rate where nearly every request is a row of its own. Returns
+ * what a rollup_hour row takes in D1 (its primary key and index included).
+ * @param {Keypool["db"]} db @param {number} keys @param {number} clients @param {number} perHour @param {number} perMinute
+ */
+async function rollupVolume(db, keys, clients, perHour, perMinute) {
+  const HOUR = 3_600_000;
+  const now = Date.now();
+  /** @param {string} table @param {number} bucket @param {number} count @param {number} salt */
+  const fill = (table, bucket, count, salt) =>
+    db
+      .prepare(
+        `WITH RECURSIVE i(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM i WHERE x < ?2 - 1)
+         INSERT OR IGNORE INTO ${table} (bucket, key_id, model, client_key_id, requests, attempts, successes, prompt_tokens,
+           completion_tokens, total_tokens, latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count)
+         SELECT ?1, 'scale-key-' || printf('%06d', (x * 7717 + ?3) % ?4), 'model-' || printf('%02d', (x + ?3) % 50),
+           'scale-client-' || ((x * 31 + ?3) % ?5), 1, 1, 1, 100, 50, 150, 900, 900, 300, 300, 1 FROM i`,
+      )
+      .bind(bucket, count, salt, keys, clients)
+      .run();
+  const before = await databaseBytes(db);
+  for (let h = 0; h < 48; h++) await fill("rollup_hour", now - (now % HOUR) - h * HOUR, perHour, h * 7919);
+  const hourRowBytes = ((await databaseBytes(db)) - before) / (48 * perHour);
+  for (let m = 0; m < 60; m++) await fill("rollup_minute", now - (now % 60_000) - m * 60_000, perMinute, m * 104_729);
+  return { hourRowBytes };
+}
+
 /** @param {Keypool["kv"]} kv @param {string} key the snapshot's KV key */
 async function snapshotVersion(kv, key) {
   const { metadata } = await kv.getWithMetadata(key);
@@ -124,7 +159,8 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number,
- *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
+ *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, bytesPerEvent?: number, hourRowBytes?: number, hourRows?: number,
+ *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number }, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
  * @type {Figures | null}
  */
 let largest = null;
@@ -304,6 +340,7 @@ try {
       });
       const bodies = [];
       for (let i = 0; i < events.length; i += 50) bodies.push({ events: events.slice(i, i + 50) });
+      const sizeBefore = await databaseBytes(kp.db);
       const cpu2 = cpuSeconds(kp.pid);
       const t2 = performance.now();
       for (let i = 0; i < bodies.length; i += 100) {
@@ -313,6 +350,8 @@ try {
       }
       const foldRate = total / ((performance.now() - t2) / 1000);
       l.foldRate = foldRate;
+      // What the fold added to D1 (every projection: rollups, request log, dedupe window, health), by event.
+      l.bytesPerEvent = ((await databaseBytes(kp.db)) - sizeBefore) / total;
       // The pool's usage the consumer published meanwhile (at most once a second), and what an isolate spends taking it.
       const usageText = await kp.kv.get(data.USAGE_KV_KEY);
       if (usageText) {
@@ -343,6 +382,41 @@ try {
       const usageAfter = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
       if (control.outcome !== "ok" || usageAfter <= usageBefore) throw new Error("the control message did not publish the pool's usage");
       r.usagePublish = `${l.usagePublishS.toFixed(2)} s wall, ${Math.round(usagePublishCpuS * 1000)} ms CPU`;
+      r.bytes = `${Math.round(l.bytesPerEvent)} bytes an event`;
+
+      // The dashboard's heaviest reads over a volume of rollups: rows written straight into rollup_hour (48 hours)
+      // and rollup_minute (60 minutes) over the pool's keys, 50 models and its client keys.
+      const perHour = SMOKE ? 500 : 20_000;
+      const perMinute = SMOKE ? 100 : 10_000;
+      log(
+        `${n} keys: the dashboard's reads over ${(48 * perHour).toLocaleString("en-US")} hour and ${(60 * perMinute).toLocaleString("en-US")} minute rollup rows…`,
+      );
+      const volume = await rollupVolume(kp.db, n, rows.clientKeys.length, perHour, perMinute);
+      l.hourRowBytes = volume.hourRowBytes;
+      l.hourRows = 48 * perHour;
+      /** The best of two runs of an admin read, in ms. @param {string} path */
+      const timed = async (path) => {
+        let best = Infinity;
+        for (let run = 0; run < 2; run++) {
+          const t = performance.now();
+          await kp.admin("GET", path);
+          best = Math.min(best, performance.now() - t);
+        }
+        return best;
+      };
+      const reads = {
+        byKey: await timed("/stats/breakdown?by=key&bucket=hour&count=48"),
+        byClient: await timed("/stats/breakdown?by=client&bucket=hour&count=48"),
+        oneKey: await timed("/stats/series?bucket=hour&count=48&keyId=scale-key-000000"),
+        minutes: await timed("/stats/breakdown?by=model&bucket=minute&count=60"),
+        keys: await timed("/keys?sort=-nearLimit&limit=50"),
+        headroom: await timed("/stats/headroom"),
+      };
+      l.dashboard = reads;
+      r.dashboard =
+        `by key, 48 h: ${Math.round(reads.byKey)} ms; by client, 48 h: ${Math.round(reads.byClient)} ms; one key's series, 48 h: ${Math.round(reads.oneKey)} ms; ` +
+        `by model, 60 min: ${Math.round(reads.minutes)} ms; keys nearest a limit: ${Math.round(reads.keys)} ms; headroom: ${Math.round(reads.headroom)} ms ` +
+        `(${Math.round(volume.hourRowBytes)} bytes a rollup row)`;
 
       // One scheduler run with probes due: the keys idle since their last probe (a liveness probe is due after an
       // hour without a success) and a budget a paid plan allows; how many it probed, how long it took, its CPU.
@@ -416,6 +490,8 @@ const columns = /** @type {const} */ ([
   ["fold", "consumer folding live traffic"],
   ["usage", "the pool's usage in KV after it"],
   ["usagePublish", "consumer: a publish of the pool's usage"],
+  ["bytes", "D1 added by the fold"],
+  ["dashboard", "the dashboard's heaviest reads over 960,000 hour and 600,000 minute rollup rows (smoke: fewer)"],
   ["probes", "one probe round (budget 1,000; smoke: 20)"],
   ["error", "stopped by"],
 ]);
@@ -483,6 +559,35 @@ function headroomTable() {
   if (l.usageBytes !== undefined && l.usageCpuS !== undefined) {
     rows.push(["the pool's usage as one KV value", "25 MiB a value", mib(l.usageBytes), x((25 * 2 ** 20) / l.usageBytes)]);
     rows.push(["each gateway isolate's CPU taking the usage, a new one a second", "1 s of CPU a second", `${ms(l.usageCpuS)} a version`, x(1 / l.usageCpuS)]);
+  }
+  if (l.bytesPerEvent !== undefined) {
+    const perDay = l.bytesPerEvent * 10_500 * 86_400;
+    rows.push([
+      "D1 storage: what the fold adds in a day at 10,500 events/s (minute rollups are kept 48 h, the request log 7 days, hour rollups 35)",
+      "10 GB a database",
+      `${(perDay / 1e9).toFixed(0)} GB a day (${Math.round(l.bytesPerEvent)} bytes an event)`,
+      x(10e9 / perDay),
+    ]);
+  }
+  if (l.dashboard !== undefined && l.hourRows !== undefined) {
+    // Rows an hour of rollup_hour at 10,000 req/s: distinct (key, model, client) among 36 M requests over
+    // 100,000 keys × 5 models × 1,000 clients, drawn evenly.
+    const combos = 100_000 * 5 * 1_000;
+    const perHour = combos * (1 - Math.exp(-36e6 / combos));
+    const scaled = (l.dashboard.byKey / 1000) * ((48 * perHour) / l.hourRows);
+    rows.push([
+      `the dashboard's usage by key over 48 h, at 10,000 req/s (${(perHour / 1e6).toFixed(1)} M hour rollup rows an hour; measured on ${l.hourRows.toLocaleString("en-US")} rows, scaled by rows)`,
+      "30 s a D1 query",
+      `${scaled.toFixed(0)} s`,
+      x(30 / scaled),
+    ]);
+    rows.push([
+      "the dashboard's key list sorted by nearest a limit (every key read)",
+      "30 s a D1 query",
+      `${Math.round(l.dashboard.keys)} ms`,
+      x(30_000 / l.dashboard.keys),
+    ]);
+    rows.push(["the dashboard's headroom (every key read)", "30 s a D1 query", `${Math.round(l.dashboard.headroom)} ms`, x(30_000 / l.dashboard.headroom)]);
   }
   if (l.usagePublishS !== undefined)
     rows.push([
