@@ -13,9 +13,8 @@ import { seeded } from "../tools/seeded.mjs";
 import { EVENT_BATCH_DELAY_MS, EVENT_MESSAGES_PER_SECOND, EventBatcher } from "../gateway/logic/event-batcher";
 import type { KeypoolEvent } from "../schema";
 
-export { SNAPSHOT_KV_KEY, USAGE_KV_KEY } from "../schema";
+export { SNAPSHOT_KV_KEY, USAGE_KV_KEY, USAGE_SPACING } from "../schema";
 export { parsePoolUsage } from "../gateway/logic/usage-view";
-export { USAGE_SPACING } from "../stats-consumer/storage/usage-store";
 import { encryptSecret, importEncryptionKey, maskSecret, sha256Hex } from "../schema/crypto";
 
 export const MODELS = Array.from({ length: 50 }, (_, i) => `model-${String(i).padStart(2, "0")}`);

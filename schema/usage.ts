@@ -88,6 +88,15 @@ export type PoolUsage = z.infer<typeof poolUsageSchema>;
  */
 export const USAGE_KV_KEY = "usage:v2";
 
+/**
+ * How often the consumer publishes the usage: every second (KV allows one write
+ * a second to a key), unless a publish takes more than `share` of the time
+ * between two — then as much less often as keeps it to that share (its D1 reads
+ * hold the one database the events are folded into), up to every 30 s (how
+ * long KV's edge cache may keep a value anyway).
+ */
+export const USAGE_SPACING = { minMs: 1_000, maxMs: 30_000, share: 0.4 };
+
 /** A provider window as counted: when read, its limit, what remained, when it resets. */
 export interface UsageReading {
   at: number;

@@ -1,4 +1,14 @@
-import { MINUTE_MS, NEARLY_SPENT, PUBLISH_USAGE_MESSAGE, USAGE_KV_KEY, dayStart, minuteStart, monthStart, parseStoredSettings } from "../../schema";
+import {
+  MINUTE_MS,
+  NEARLY_SPENT,
+  PUBLISH_USAGE_MESSAGE,
+  USAGE_KV_KEY,
+  USAGE_SPACING,
+  dayStart,
+  minuteStart,
+  monthStart,
+  parseStoredSettings,
+} from "../../schema";
 import { QUOTA_CLIENT_IDS_SQL } from "../../storage/client-keys";
 import { readCapacityKeys, selectLastUsed } from "../../storage/keys";
 import { selectClientDays, selectClientMinutes, selectKeyMinutes, selectKeyUsageSince, type KeyCounts } from "../../storage/rollups";
@@ -13,16 +23,6 @@ import {
 } from "../../storage/snapshot-meta";
 import { buildPoolUsage, dayStarts, type ClientCounts, type UsageCounts } from "../logic/build-usage";
 
-/** KV allows one write a second to a key. */
-const USAGE_INTERVAL_MS = 1_000;
-/**
- * How often the usage is published: every second, unless a publish takes more
- * than `share` of the time between two — then as much less often as keeps it to
- * that share (its D1 reads hold the one database the events are folded into),
- * up to every 30 s (how long KV's edge cache may keep a value anyway).
- */
-export const USAGE_SPACING = { minMs: USAGE_INTERVAL_MS, maxMs: 30_000, share: 0.4 };
-
 /**
  * Publishes the pool's usage against its keys' and client keys' limits (KV
  * `usage:v2`) unless another consumer did within the last second (or longer,
@@ -35,7 +35,7 @@ export const USAGE_SPACING = { minMs: USAGE_INTERVAL_MS, maxMs: 30_000, share: 0
 export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue, now: number): Promise<number | null> {
   const started = Date.now();
   if (!(await claimUsagePublish(db, now, USAGE_SPACING))) {
-    if (await claimUsageRefresh(db, now, USAGE_INTERVAL_MS)) await queue.send(PUBLISH_USAGE_MESSAGE, { contentType: "json", delaySeconds: 1 });
+    if (await claimUsageRefresh(db, now, USAGE_SPACING.minMs)) await queue.send(PUBLISH_USAGE_MESSAGE, { contentType: "json", delaySeconds: 1 });
     return null;
   }
   const keys = await readCapacityKeys(db, now, NEARLY_SPENT);
