@@ -131,7 +131,7 @@ async function alertExtras(db: D1Database, head: SnapshotHead): Promise<Map<stri
     .filter(([, entry]) => entry[0] === "dead" || entry[0] === "exhausted" || entry[0] === "failing")
     .map(([id]) => id);
   const below = rules.low_balance.enabled ? Math.max(rules.low_balance.threshold, ...Object.values(lowBalanceByUpstream)) : null;
-  const { results } = await selectKeyLabels(db, troubled, below).all<{ id: string; masked: string; balance: number | null }>();
+  const results = (await db.batch<{ id: string; masked: string; balance: number | null }>(selectKeyLabels(db, troubled, below))).flatMap((r) => r.results);
   return new Map(results.map((r) => [r.id, { masked: r.masked, balance: r.balance }]));
 }
 

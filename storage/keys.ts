@@ -211,14 +211,22 @@ export function selectKeyStates(db: D1Database, now: number, since: number): D1P
     .bind(since, now);
 }
 
-/** The masked form and balance of the keys `ids` names and of every key whose balance is below `below` (null: none), for the pool's alerts. */
-export function selectKeyLabels(db: D1Database, ids: string[], below: number | null): D1PreparedStatement {
-  return db
-    .prepare(
-      `SELECT k.id, k.masked, h.balance FROM keys k LEFT JOIN key_health h ON h.key_id = k.id
-       WHERE k.id IN (SELECT value FROM json_each(?1)) OR h.balance < ?2`,
-    )
-    .bind(JSON.stringify(ids), below);
+/**
+ * The masked form and balance of the keys `ids` names and of every key whose
+ * balance is below `below` (null: none), for the pool's alerts: statements for
+ * one batch (the ids in lists D1 takes — in an outage they can be every key),
+ * whose rows may name a key twice.
+ */
+export function selectKeyLabels(db: D1Database, ids: string[], below: number | null): D1PreparedStatement[] {
+  const lists = keyIdLists(ids);
+  return (lists.length > 0 ? lists : ["[]"]).map((list) =>
+    db
+      .prepare(
+        `SELECT k.id, k.masked, h.balance FROM keys k LEFT JOIN key_health h ON h.key_id = k.id
+         WHERE k.id IN (SELECT value FROM json_each(?1)) OR h.balance < ?2`,
+      )
+      .bind(list, below),
+  );
 }
 
 /** The admin state and health facts of the given keys (for a batch); rows go to `keyFactsFromRows`. */
@@ -330,6 +338,34 @@ export interface CapacityKeyRow {
   upstreamLimits: Limits;
   requests: WindowReading | null;
   tokens: WindowReading | null;
+}
+
+/** Half of the 2,000,000 bytes D1 takes in one string: room for the rest of a statement's parameters. */
+const ID_LIST_BYTES = 1_000_000;
+
+/**
+ * `ids` as JSON arrays of at most `maxBytes` each, for `json_each(?1)`
+ * parameters: a pool's limited keys as one list can be longer than the string
+ * D1 takes (a UUID is 39 bytes of JSON). Each id is in exactly one list; none
+ * for no ids.
+ */
+export function keyIdLists(ids: readonly string[], maxBytes = ID_LIST_BYTES): string[] {
+  const lists: string[] = [];
+  let start = 0;
+  let bytes = 2;
+  for (let i = 0; i < ids.length; i++) {
+    const json = JSON.stringify(ids[i]);
+    // UTF-8 takes at most three bytes for a UTF-16 code unit; ids are nearly always ASCII.
+    const size = (/[^\x00-\x7f]/.test(json) ? json.length * 3 : json.length) + 1;
+    if (i > start && bytes + size > maxBytes) {
+      lists.push(JSON.stringify(ids.slice(start, i)));
+      start = i;
+      bytes = 2;
+    }
+    bytes += size;
+  }
+  if (start < ids.length) lists.push(JSON.stringify(ids.slice(start)));
+  return lists;
 }
 
 /**

@@ -10,7 +10,7 @@ import {
   parseStoredSettings,
 } from "../../schema";
 import { QUOTA_CLIENT_IDS_SQL } from "../../storage/client-keys";
-import { readCapacityKeys, selectLastUsed } from "../../storage/keys";
+import { keyIdLists, readCapacityKeys, selectLastUsed } from "../../storage/keys";
 import { selectClientDays, selectClientMinutes, selectKeyMinutes, selectKeyUsageSince, type KeyCounts } from "../../storage/rollups";
 import { selectSettings } from "../../storage/settings";
 import {
@@ -30,9 +30,10 @@ import { buildPoolUsage, dayStarts, type ClientCounts, type UsageCounts } from "
  * the queue for a control message a second later (one pending at a time),
  * whose batch publishes what this one could not — also when no more traffic
  * comes. A pool without limits writes it once, empty. Returns the version
- * written, if any.
+ * written, if any. (`idListBytes`: the longest list of key ids one statement
+ * takes; tests make it short.)
  */
-export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue, now: number): Promise<number | null> {
+export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue, now: number, idListBytes?: number): Promise<number | null> {
   const started = Date.now();
   if (!(await claimUsagePublish(db, now, USAGE_SPACING))) {
     if (await claimUsageRefresh(db, now, USAGE_SPACING.minMs)) await queue.send(PUBLISH_USAGE_MESSAGE, { contentType: "json", delaySeconds: 1 });
@@ -47,30 +48,37 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
     else groups.set(start, [keyId]);
   }
   const thisMinute = minuteStart(now);
-  const ids = JSON.stringify(keys.map((k) => k.keyId));
+  // The keys go to D1 as lists of ids (json_each), each under the string D1 takes.
+  const lists = keyIdLists(
+    keys.map((k) => k.keyId),
+    idListBytes,
+  );
+  const dayLists = [...groups].flatMap(([start, ids]) => keyIdLists(ids, idListBytes).map((list) => ({ start, list })));
   const { timeZone } = parseStoredSettings(((await selectSettings(db).first<{ value: string }>()) ?? { value: null }).value);
   const [month, today] = [monthStart(now, timeZone), dayStart(now, timeZone)];
   // One transaction: the latest attempt folded, and the counts that hold exactly the attempts up to it.
-  const [version, lastUsed, minutes, clientMinutes, clientDays, ...days] = await db.batch<Record<string, unknown>>([
+  const [version, clientMinutes, clientDays, ...perList] = await db.batch<Record<string, unknown>>([
     takeUsageVersion(db),
-    selectLastUsed(db, ids),
-    selectKeyMinutes(db, ids, thisMinute - MINUTE_MS),
     selectClientMinutes(db, QUOTA_CLIENT_IDS_SQL, thisMinute - MINUTE_MS),
     selectClientDays(db, QUOTA_CLIENT_IDS_SQL, month, today),
-    ...[...groups].flatMap(([start, ids]) => selectKeyUsageSince(db, JSON.stringify(ids), start)),
+    ...lists.map((list) => selectLastUsed(db, list)),
+    ...lists.map((list) => selectKeyMinutes(db, list, thisMinute - MINUTE_MS)),
+    ...dayLists.flatMap(({ start, list }) => selectKeyUsageSince(db, list, start)),
   ]);
+  const rowsOf = <T>(results: (D1Result<Record<string, unknown>> | undefined)[]) => results.flatMap((r) => (r?.results ?? []) as unknown as T[]);
+  const lastUsed = rowsOf<{ key_id: string; last_used_at: number }>(perList.slice(0, lists.length));
+  const minutes = rowsOf<KeyCounts & { bucket: number }>(perList.slice(lists.length, 2 * lists.length));
+  const days = rowsOf<KeyCounts>(perList.slice(2 * lists.length));
   const counts: UsageCounts = { minutes: new Map(), days: new Map(), countedTo: new Map() };
-  for (const r of (lastUsed?.results ?? []) as unknown as { key_id: string; last_used_at: number }[]) counts.countedTo.set(r.key_id, Number(r.last_used_at));
-  for (const r of (minutes?.results ?? []) as unknown as (KeyCounts & { bucket: number })[]) {
+  for (const r of lastUsed) counts.countedTo.set(r.key_id, Number(r.last_used_at));
+  for (const r of minutes) {
     const byBucket = counts.minutes.get(r.key_id) ?? new Map<number, { requests: number; tokens: number }>();
     byBucket.set(r.bucket, { requests: r.requests, tokens: r.tokens });
     counts.minutes.set(r.key_id, byBucket);
   }
-  for (const result of days) {
-    for (const r of (result?.results ?? []) as unknown as KeyCounts[]) {
-      const sum = counts.days.get(r.key_id) ?? { requests: 0, tokens: 0 };
-      counts.days.set(r.key_id, { requests: sum.requests + r.requests, tokens: sum.tokens + r.tokens });
-    }
+  for (const r of days) {
+    const sum = counts.days.get(r.key_id) ?? { requests: 0, tokens: 0 };
+    counts.days.set(r.key_id, { requests: sum.requests + r.requests, tokens: sum.tokens + r.tokens });
   }
   const clients: ClientCounts = { month, today, minutes: new Map(), days: new Map() };
   for (const r of (clientMinutes?.results ?? []) as unknown as { client_key_id: string; bucket: number; requests: number; tokens: number }[]) {

@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { PriceBook, SNAPSHOT_KV_KEY, USAGE_KV_KEY, defaultSettings, packEvents, type AdminEvent, type AttemptEvent } from "../../schema";
 import { parsePoolUsage } from "../../gateway/logic/usage-view";
+import { publishUsage } from "../../stats-consumer/storage/usage-store";
 import { EVENTS_PER_TRANSACTION } from "../../stats-consumer/handle-batch";
 import { toHealthRows } from "../../stats-consumer/logic/health-rows";
 import { toBatchRows } from "../../stats-consumer/logic/rollup-rows";
@@ -257,6 +258,29 @@ describe("stats consumer", () => {
     // A key with a limit that its provider says is spent: its counts and the word.
     expect(usage?.keys.get(both)).toMatchObject({ day: { requests: 1, tokens: 15 }, requests: { limit: 100, remaining: 0 }, tokens: null });
     expect(usage?.keys.size).toBe(3);
+  });
+
+  it("publishes the same usage when the keys go to D1 in many short id lists as in one", async () => {
+    const ids = Array.from({ length: 7 }, () => crypto.randomUUID());
+    await addKeys(...ids.map((id, i): [string, Record<string, unknown>] => [id, i % 2 === 0 ? { rpm: 100 } : { rpd: 1_000, day: { reset: "rolling" } }]));
+    const now = Date.now();
+    await deliver(
+      ids.flatMap((keyId, i) => Array.from({ length: i + 1 }, (_, j) => attempt("usage-client", { keyId, totalTokens: 10 + j, ts: now - 100 + j }))),
+    );
+    const publishWith = async (idListBytes?: number) => {
+      await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
+      expect(await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, Date.now(), idListBytes)).not.toBeNull();
+      const view = parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")!.view;
+      return ids.map((id) => view.keys.get(id));
+    };
+    // Two UUIDs a list: four lists of keys, and two day windows (UTC midnight and rolling) split again.
+    const short = await publishWith(80);
+    const whole = await publishWith();
+    expect(short.map((u) => u?.day.requests)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(short.map((u) => u?.countedTo)).toEqual(ids.map((_, i) => now - 100 + i));
+    expect(short.map((u) => ({ ...u, minuteStart: 0, dayStart: 0, dayResetAt: 0 }))).toEqual(
+      whole.map((u) => ({ ...u, minuteStart: 0, dayStart: 0, dayResetAt: 0 })),
+    );
   });
 
   it("publishes the pool's usage less often when its publish takes long: as much as keeps it to its share of the time, at most every 30 s", async () => {
