@@ -17,6 +17,9 @@ export { SNAPSHOT_KV_KEY, USAGE_KV_KEY, USAGE_SPACING } from "../schema";
 export { parsePoolUsage } from "../gateway/logic/usage-view";
 import { encryptSecret, importEncryptionKey, maskSecret, sha256Hex } from "../schema/crypto";
 
+/** Key ids: this, then the key's number in 12 digits (a UUID's shape). */
+export const KEY_ID_PREFIX = "5ca1e000-0000-4000-8000-";
+
 export const MODELS = Array.from({ length: 50 }, (_, i) => `model-${String(i).padStart(2, "0")}`);
 
 export type Row = Record<string, string | number | null>;
@@ -52,7 +55,8 @@ export async function poolRows(n: number, keyEncryptionKey: string, baseUrl: str
   const health: Row[] = [];
   const capacity: Row[] = [];
   for (let i = 0; i < n; i++) {
-    const id = `scale-key-${String(i).padStart(6, "0")}`;
+    // Shaped like the admin API's ids (UUIDs), so lists of ids are as long as a real pool's.
+    const id = `${KEY_ID_PREFIX}${String(i).padStart(12, "0")}`;
     const plain = `sk-scale-${String(i).padStart(6, "0")}-${(i * 2654435761).toString(36).padStart(12, "x")}`;
     keys.push({
       id,

@@ -84,12 +84,12 @@ async function databaseBytes(db) {
 /**
  * Writes `perHour` rows into rollup_hour for each of the last 48 hours and
  * `perMinute` into rollup_minute for each of the last 60 minutes, spread over
- * the pool's keys (`scale-key-NNNNNN`), 50 models and its client keys, as the
+ * the pool's keys (`keyIdPrefix` and 12 digits), 50 models and its client keys, as the
  * fold would at a rate where nearly every request is a row of its own. Returns
  * what a rollup_hour row takes in D1 (its primary key and index included).
- * @param {Keypool["db"]} db @param {number} keys @param {number} clients @param {number} perHour @param {number} perMinute
+ * @param {Keypool["db"]} db @param {string} keyIdPrefix @param {number} keys @param {number} clients @param {number} perHour @param {number} perMinute
  */
-async function rollupVolume(db, keys, clients, perHour, perMinute) {
+async function rollupVolume(db, keyIdPrefix, keys, clients, perHour, perMinute) {
   const HOUR = 3_600_000;
   const now = Date.now();
   /** @param {string} table @param {number} bucket @param {number} count @param {number} salt */
@@ -99,10 +99,10 @@ async function rollupVolume(db, keys, clients, perHour, perMinute) {
         `WITH RECURSIVE i(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM i WHERE x < ?2 - 1)
          INSERT OR IGNORE INTO ${table} (bucket, key_id, model, client_key_id, requests, attempts, successes, prompt_tokens,
            completion_tokens, total_tokens, latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count)
-         SELECT ?1, 'scale-key-' || printf('%06d', (x * 7717 + ?3) % ?4), 'model-' || printf('%02d', (x + ?3) % 50),
+         SELECT ?1, ?6 || printf('%012d', (x * 7717 + ?3) % ?4), 'model-' || printf('%02d', (x + ?3) % 50),
            'scale-client-' || ((x * 31 + ?3) % ?5), 1, 1, 1, 100, 50, 150, 900, 900, 300, 300, 1 FROM i`,
       )
-      .bind(bucket, count, salt, keys, clients)
+      .bind(bucket, count, salt, keys, clients, keyIdPrefix)
       .run()
       .then((result) => Number(result.meta.changes ?? 0));
   const before = await databaseBytes(db);
@@ -182,7 +182,7 @@ try {
    *   selectionRateOver(snapshot: unknown, model: string, ms: number, usage?: unknown): number,
    *   parsePoolUsage(text: string): { version: number, view: unknown } | null,
    *   queueMessages(isolates: number, requestsPerSecond: number, seconds: number, uncapped?: boolean): Promise<{ messagesPerSecond: number, per1000: number, longestWaitMs: number }>,
-   *   SNAPSHOT_KV_KEY: string, USAGE_KV_KEY: string, USAGE_SPACING: { minMs: number, maxMs: number, share: number }
+   *   SNAPSHOT_KV_KEY: string, USAGE_KV_KEY: string, KEY_ID_PREFIX: string, USAGE_SPACING: { minMs: number, maxMs: number, share: number }
    * }}
    */
   const data = await import(dataFile);
@@ -397,7 +397,7 @@ try {
       log(
         `${n} keys: the dashboard's reads over up to ${(48 * perHour).toLocaleString("en-US")} hour and ${(60 * perMinute).toLocaleString("en-US")} minute rollup rows…`,
       );
-      const volume = await rollupVolume(kp.db, n, rows.clientKeys.length, perHour, perMinute);
+      const volume = await rollupVolume(kp.db, data.KEY_ID_PREFIX, n, rows.clientKeys.length, perHour, perMinute);
       l.hourRowBytes = volume.hourRowBytes;
       l.hourRows = volume.hourRows;
       /** The best of two runs of an admin read, in ms. @param {string} path */
@@ -413,7 +413,7 @@ try {
       const reads = {
         byKey: await timed("/stats/breakdown?by=key&bucket=hour&count=48"),
         byClient: await timed("/stats/breakdown?by=client&bucket=hour&count=48"),
-        oneKey: await timed("/stats/series?bucket=hour&count=48&keyId=scale-key-000000"),
+        oneKey: await timed(`/stats/series?bucket=hour&count=48&keyId=${rows.keys[0]?.id}`),
         minutes: await timed("/stats/breakdown?by=model&bucket=minute&count=60"),
         keys: await timed("/keys?sort=-nearLimit&limit=50"),
         headroom: await timed("/stats/headroom"),
