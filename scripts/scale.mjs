@@ -85,8 +85,10 @@ async function databaseBytes(db) {
  * Writes `perHour` rows into rollup_hour for each of the last 48 hours and
  * `perMinute` into rollup_minute for each of the last 60 minutes, spread over
  * the pool's keys (`keyIdPrefix` and 12 digits), 50 models and its client keys, as the
- * fold would at a rate where nearly every request is a row of its own. Returns
- * what a rollup_hour row takes in D1 (its primary key and index included).
+ * fold would at a rate where nearly every request is a row of its own (in a
+ * small pool some land on the same row and are skipped). Returns the rows
+ * written and what a rollup_hour row takes in D1 (its primary key and index
+ * included).
  * @param {Keypool["db"]} db @param {string} keyIdPrefix @param {number} keys @param {number} clients @param {number} perHour @param {number} perMinute
  */
 async function rollupVolume(db, keyIdPrefix, keys, clients, perHour, perMinute) {
