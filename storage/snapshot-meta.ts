@@ -16,6 +16,12 @@ export function selectPublishedVersion(db: D1Database): D1PreparedStatement {
 }
 
 /**
+ * The snapshot version whose publish recorded the newest key part list (0: none
+ * yet): a sub-query, so a statement can compare with it in its own step.
+ */
+export const PARTS_VERSION_SQL = "SELECT value FROM meta WHERE name = 'snapshot_parts_version'";
+
+/**
  * Claims `version` as the one to write unless a newer one was claimed already
  * (or, given `partsVersion`, the key part list changed since it was read); D1
  * serialises the conditional update, so of two writers only the newer wins.
@@ -25,7 +31,7 @@ export async function claimPublishedVersion(db: D1Database, version: number, par
   const claimed = await db
     .prepare(
       `UPDATE meta SET value = ?1 WHERE name = 'snapshot_published_version' AND value < ?1
-         AND (?2 IS NULL OR ?2 = (SELECT value FROM meta WHERE name = 'snapshot_parts_version'))`,
+         AND (?2 IS NULL OR ?2 = (${PARTS_VERSION_SQL}))`,
     )
     .bind(version, partsVersion)
     .run();

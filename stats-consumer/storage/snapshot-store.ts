@@ -12,7 +12,7 @@ import { keyFactsFromRows, selectKeyFacts, selectKeyStates, selectKeysForSnapsho
 import { SUCCESS_RATE_WINDOW_MS } from "../../storage/rollups";
 import { priceBookOf, selectPriceHistory, selectSpendSince } from "../../storage/prices";
 import { selectSettings } from "../../storage/settings";
-import { claimPublishedVersion, recordPublishedGeneratedAt, selectPublishedVersion, takeSnapshotVersion } from "../../storage/snapshot-meta";
+import { PARTS_VERSION_SQL, claimPublishedVersion, recordPublishedGeneratedAt, selectPublishedVersion, takeSnapshotVersion } from "../../storage/snapshot-meta";
 import { selectAllUpstreams, type UpstreamRow } from "../../storage/upstreams";
 import type { PoolRows } from "../logic/build-snapshot";
 
@@ -66,7 +66,7 @@ export async function readStateRows(
   const [version, parts, partsVersion, states, ...config] = await db.batch<Record<string, unknown>>([
     takeSnapshotVersion(db),
     db.prepare("SELECT name, keys FROM snapshot_parts WHERE retired_at IS NULL ORDER BY ord"),
-    db.prepare("SELECT value FROM meta WHERE name = 'snapshot_parts_version'"),
+    db.prepare(PARTS_VERSION_SQL),
     selectKeyStates(db, now, now - SUCCESS_RATE_WINDOW_MS),
     ...configStatements(db),
   ]);
@@ -110,7 +110,7 @@ export async function writeKeyParts(db: D1Database, kv: KVNamespace, parts: Snap
  */
 export async function recordKeyParts(db: D1Database, names: string[], counts: number[], version: number, now: number): Promise<boolean> {
   const list = JSON.stringify(names.map((name, i) => [name, i, counts[i]]));
-  const older = (param: string) => `(SELECT value FROM meta WHERE name = 'snapshot_parts_version') < ${param}`;
+  const older = (param: string) => `(${PARTS_VERSION_SQL}) < ${param}`;
   const [, , recorded] = await db.batch([
     db
       .prepare(`UPDATE snapshot_parts SET retired_at = ?2 WHERE retired_at IS NULL AND name NOT IN (SELECT value->>0 FROM json_each(?1)) AND ${older("?3")}`)
@@ -128,7 +128,7 @@ export async function recordKeyParts(db: D1Database, names: string[], counts: nu
 
 /** The version whose publish recorded the newest key part list (0: none yet). */
 export async function readPartsVersion(db: D1Database): Promise<number> {
-  return (await db.prepare("SELECT value FROM meta WHERE name = 'snapshot_parts_version'").first<number>("value")) ?? 0;
+  return (await db.prepare(PARTS_VERSION_SQL).first<number>("value")) ?? 0;
 }
 
 /**
