@@ -223,6 +223,15 @@ async function keepBodies(bodies: KeptBodies[], env: ConsumerEnv, now: number): 
   }
 }
 
+/**
+ * Whether a batch comes from the dead-letter queue: `keypool-events-dlq`, or
+ * `keypool-<env>-events-dlq` as `npm run deploy -- --env <env>` names it. The
+ * event queues (`keypool-events`, `keypool-events-2`…) are not.
+ */
+export function isDeadLetterQueue(queue: string): boolean {
+  return queue.endsWith("-dlq");
+}
+
 /** Keeps dead letters in the archive under dead/, where requeue can find them, and raises an alert for them. */
 export async function handleDeadLetters(
   batch: MessageBatch<unknown>,

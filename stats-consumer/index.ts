@@ -1,7 +1,4 @@
-import { handleBatch, handleDeadLetters, isolateDeps } from "./handle-batch";
-
-/** The dead-letter queue's name (wrangler.consumer.toml). */
-const DEAD_LETTER_QUEUE = "keypool-events-dlq";
+import { handleBatch, handleDeadLetters, isDeadLetterQueue, isolateDeps } from "./handle-batch";
 
 /** This isolate's clock and memory of the published snapshot, kept between batches. */
 const deps = isolateDeps();
@@ -9,7 +6,7 @@ const deps = isolateDeps();
 export default {
   async queue(batch, env, ctx) {
     const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
-    if (batch.queue === DEAD_LETTER_QUEUE) await handleDeadLetters(batch, env, deps, waitUntil);
+    if (isDeadLetterQueue(batch.queue)) await handleDeadLetters(batch, env, deps, waitUntil);
     else await handleBatch(batch, env, deps, waitUntil);
   },
 } satisfies ExportedHandler<ConsumerEnv, unknown>;

@@ -33,8 +33,8 @@ function messages(bodies: unknown[]) {
   return bodies.map((body, i) => ({ id: `m${i}-${crypto.randomUUID()}`, timestamp: new Date(), attempts: 1, body }));
 }
 
-async function deliver(bodies: unknown[]) {
-  const batch = createMessageBatch("keypool-events", messages(bodies));
+async function deliver(bodies: unknown[], queue = "keypool-events") {
+  const batch = createMessageBatch(queue, messages(bodies));
   const ctx = createExecutionContext();
   await consumer.queue(batch, env, ctx);
   return getQueueResult(batch, ctx);
@@ -144,6 +144,28 @@ describe("stats consumer", () => {
     // Delivered again (a transaction committed before a retry, say), nothing counts twice.
     await deliver(packed);
     for (const row of await totals(client)) expect(row).toMatchObject({ requests: count + 1, attempts: count + 1 });
+  });
+
+  it("folds a batch from any event queue alike, and keeps a batch from another environment's dead-letter queue as dead letters", async () => {
+    const counted = crypto.randomUUID();
+    const result = await deliver([attempt(counted)], "keypool-events-3");
+    expect(result.ackAll).toBe(true);
+    for (const row of await totals(counted)) expect(row).toMatchObject({ requests: 1, attempts: 1 });
+    // `npm run deploy -- --env staging` names the dead-letter queue keypool-staging-events-dlq.
+    const deadClient = crypto.randomUUID();
+    const dead = await env.ARCHIVE.list({ prefix: "dead/" });
+    await deliver([attempt(deadClient)], "keypool-staging-events-dlq");
+    await waitFor(
+      async () => ((await env.ARCHIVE.list({ prefix: "dead/" })).objects.length > dead.objects.length ? true : undefined),
+      "the dead letter to be archived",
+    );
+    const archived = await Promise.all(
+      (await env.ARCHIVE.list({ prefix: "dead/" })).objects
+        .filter((o) => !dead.objects.some((d) => d.key === o.key))
+        .map(async (o) => (await env.ARCHIVE.get(o.key))!.text()),
+    );
+    expect(archived.join("\n")).toContain(deadClient);
+    for (const row of await totals(deadClient)) expect(row).toMatchObject({ requests: null });
   });
 
   it("counts retries of one request as one request and several attempts", async () => {
