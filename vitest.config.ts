@@ -1,5 +1,6 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
+import { queueConsumers, queueProducers } from "./scripts/lib/queue-config.mjs";
 import { TEST_SECRETS } from "./test/worker/secrets.ts";
 
 const KV_ID = "00000000000000000000000000000001";
@@ -39,8 +40,9 @@ export default defineConfig({
                   kvNamespaces: { SNAPSHOT: KV_ID },
                   d1Databases: { DB: D1_ID },
                   r2Buckets: { ARCHIVE: ARCHIVE_BUCKET },
-                  queueProducers: { EVENTS: { queueName: "keypool-events" }, DEAD_LETTERS: { queueName: DLQ } },
-                  queueConsumers: { "keypool-events": { maxBatchTimeout: 0.05, deadLetterQueue: DLQ }, [DLQ]: { maxBatchTimeout: 0.05 } },
+                  // Its queues as wrangler.consumer.toml has them (every event queue the gateway sends to), batched for 50 ms.
+                  queueProducers: queueProducers("wrangler.consumer.toml"),
+                  queueConsumers: queueConsumers({ maxBatchTimeout: 0.05 }),
                 },
               ],
             },

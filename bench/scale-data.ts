@@ -180,21 +180,27 @@ export function headWithEveryPartNew(headText: string, texts: Map<string, string
  * likely; 1.05 attempt events a request, as a pool that retries one request in
  * twenty), for `seconds` of simulated time: the real `EventBatcher` of each
  * isolate on a simulated clock, with the production window and, unless
- * `uncapped`, the production cap on batches a second. Returns messages a second
- * and per 1,000 requests, and the longest an event waited.
+ * `uncapped`, the production cap on batches a second. Each isolate sends its
+ * messages to `queues` event queues in turn from a random one, as the gateway's
+ * sink does. Returns messages a second (all queues) and per 1,000 requests, the
+ * busiest queue's messages a second, and the longest an event waited.
  */
-export async function queueMessages(isolates: number, requestsPerSecond: number, seconds: number, uncapped = false) {
+export async function queueMessages(isolates: number, requestsPerSecond: number, seconds: number, uncapped = false, queues = 1) {
   const random = seeded(isolates * 7_919 + (uncapped ? 1 : 0));
+  const perQueue = new Array<number>(queues).fill(0);
+  const turns = Array.from({ length: isolates }, () => Math.floor(random() * queues));
   let t = 0;
   const timers: { at: number; fire: () => void }[] = [];
   const clock = { now: () => t, sleep: (ms: number) => new Promise<void>((fire) => timers.push({ at: t + ms, fire })) };
   let messages = 0;
   let longest = 0;
   // Each event carries when its request came (in `ts`), so a send knows how long its first one waited.
-  const send = async (events: KeypoolEvent[]) => {
+  const sendFrom = (isolate: number) => async (events: KeypoolEvent[]) => {
+    for (let m = Math.ceil(events.length / 100); m > 0; m--) perQueue[turns[isolate]!++ % queues]!++;
     messages += Math.ceil(events.length / 100);
     longest = Math.max(longest, t - events[0]!.ts);
   };
+  const sends = Array.from({ length: isolates }, (_, i) => sendFrom(i));
   const batchers = Array.from(
     { length: isolates },
     () => new EventBatcher(EVENT_BATCH_DELAY_MS, uncapped ? Number.POSITIVE_INFINITY : EVENT_MESSAGES_PER_SECOND, clock),
@@ -217,9 +223,15 @@ export async function queueMessages(isolates: number, requestsPerSecond: number,
   for (let at = -Math.log(1 - random()) * (1000 / requestsPerSecond); at < end; at += -Math.log(1 - random()) * (1000 / requestsPerSecond)) {
     await fireUntil(at);
     const event = { ts: at } as KeypoolEvent;
-    void batchers[Math.floor(random() * isolates)]!.add(send, random() < 0.05 ? [event, event] : [event]);
+    const isolate = Math.floor(random() * isolates);
+    void batchers[isolate]!.add(sends[isolate]!, random() < 0.05 ? [event, event] : [event]);
     requests++;
   }
   await fireUntil(Number.POSITIVE_INFINITY);
-  return { messagesPerSecond: messages / seconds, per1000: (messages / requests) * 1000, longestWaitMs: longest };
+  return {
+    messagesPerSecond: messages / seconds,
+    per1000: (messages / requests) * 1000,
+    busiestQueuePerSecond: Math.max(...perQueue) / seconds,
+    longestWaitMs: longest,
+  };
 }

@@ -7,8 +7,8 @@
  *
  * Every step looks before it acts, so a second run changes nothing and a run
  * that failed halfway finishes the job:
- *   1. the KV namespace, D1 database, R2 bucket, events queue and dead-letter queue
- *      are found by name or created;
+ *   1. the KV namespace, D1 database, R2 bucket, the event queues and the
+ *      dead-letter queue (every queue the configs name) are found by name or created;
  *   2. the remote D1 migrations not yet applied are applied (before any Worker
  *      that needs them is deployed);
  *   3. each Worker's secrets that are missing are generated; generated values are
@@ -97,7 +97,7 @@ const readToml = (file) => /** @type {Record<string, any>} */ (parseToml(readFil
 function writeConfigs(n, ids, options) {
   mkdirSync(STATE_DIR, { recursive: true });
   const rel = (/** @type {string} */ p) => path.relative(STATE_DIR, path.join(ROOT, p));
-  const queueName = (/** @type {string} */ q) => (q === "keypool-events" ? n.queue : q === "keypool-events-dlq" ? n.dlq : q);
+  const queueName = (/** @type {string} */ q) => deployedQueueName(n, q);
   /** @param {Record<string, any>} c @param {string} name */
   const adapt = (c, name) => {
     c.name = name;
@@ -121,6 +121,36 @@ function writeConfigs(n, ids, options) {
   writeFileSync(files.gateway, `${JSON.stringify(gateway, null, 2)}\n`);
   writeFileSync(files.consumer, `${JSON.stringify(consumer, null, 2)}\n`);
   return { files, gateway, consumer };
+}
+
+/**
+ * A queue's name in this environment: the committed configs' `keypool-events…`
+ * names (the event queues `keypool-events`, `keypool-events-2`…, and the
+ * dead-letter queue `keypool-events-dlq`) take the environment's prefix.
+ * @param {ReturnType<typeof names>} n
+ * @param {string} queue
+ */
+function deployedQueueName(n, queue) {
+  return queue.startsWith("keypool-events") ? `${n.queue}${queue.slice("keypool-events".length)}` : queue;
+}
+
+/**
+ * Every queue the committed configs name (producers, consumers, dead-letter
+ * queues), as this environment names them, in the order first named.
+ * @param {ReturnType<typeof names>} n
+ */
+function configQueues(n) {
+  /** @type {Set<string>} */
+  const queues = new Set();
+  for (const file of ["wrangler.gateway.toml", "wrangler.consumer.toml"]) {
+    const c = readToml(file);
+    for (const p of c.queues?.producers ?? []) queues.add(deployedQueueName(n, p.queue));
+    for (const q of c.queues?.consumers ?? []) {
+      queues.add(deployedQueueName(n, q.queue));
+      if (q.dead_letter_queue) queues.add(deployedQueueName(n, q.dead_letter_queue));
+    }
+  }
+  return [...queues];
 }
 
 // ---------------------------------------------------------------- resources
@@ -171,10 +201,11 @@ async function ensureResources(api, account, n) {
     },
     () => api.post(`${a}/r2/buckets`, { name: n.r2 }),
   );
-  for (const queue of [n.queue, n.dlq]) {
+  const queues = await api.list(`${a}/queues`);
+  for (const queue of configQueues(n)) {
     await ensure(
       `queue ${queue}`,
-      async () => (await api.list(`${a}/queues`)).find((q) => q.queue_name === queue),
+      async () => queues.find((q) => q.queue_name === queue),
       () => api.post(`${a}/queues`, { queue_name: queue }),
     );
   }

@@ -30,8 +30,9 @@
  * - the pool's usage it published meanwhile: its bytes, the CPU an isolate
  *   spends taking it (in Node) and selection's picks a second with it; then one
  *   publish of it on its own (a batch of the control message alone): wall and CPU;
- * - one scheduler run with 1,000 probes due, and the queue's messages a second
- *   from the gateway's event batcher at 10,000 requests a second (simulated).
+ * - one scheduler run with 1,000 probes due, and the queues' messages a second
+ *   from the gateway's event batcher at 10,000 requests a second (simulated),
+ *   to one queue and spread over the event queues the gateway's config binds.
  *
  * A step that fails (a snapshot larger than KV takes, a publish that never
  * comes) is reported as such, and the sizes after it still run.
@@ -49,6 +50,7 @@ import { flag, stringArg } from "./lib/args.mjs";
 import { median } from "./lib/numbers.mjs";
 import { cpuSeconds, rssMiB } from "./lib/procfs.mjs";
 import { runHeading, writeGenerated } from "./lib/report-page.mjs";
+import { eventQueueNames } from "./lib/queue-config.mjs";
 import { ROOT } from "./lib/stack.mjs";
 import { attemptEvents } from "./bench/consumer.mjs";
 import { bundleKeypool, startKeypool, startMock } from "./bench/workers.mjs";
@@ -155,7 +157,13 @@ async function medianLatency(/** @type {string} */ url, /** @type {Record<string
 
 /** Messages a second one queue takes (Cloudflare Queues, read 2026-12-04; docs/scale.md links the page). */
 const QUEUE_LIMIT = 5_000;
+/** The event queues the gateway sends to, as its config binds them. */
+const EVENT_QUEUES = eventQueueNames().length;
+/** The busy isolates the headroom table's queue row is read at. */
+const QUEUE_MODEL_ISOLATES = 5_000;
 let queueTable = "";
+/** The busiest event queue's messages a second at QUEUE_MODEL_ISOLATES busy isolates (not measured in a smoke run). */
+let queueHeadroom = 0;
 const work = mkdtempSync(path.join(tmpdir(), "keypool-scale-"));
 const started = new Date();
 /** @type {Record<string, string>[]} */
@@ -183,7 +191,8 @@ try {
    *   headWithEveryPartNew(headText: string, texts: Map<string, string>): string,
    *   selectionRateOver(snapshot: unknown, model: string, ms: number, usage?: unknown): number,
    *   parsePoolUsage(text: string): { version: number, view: unknown } | null,
-   *   queueMessages(isolates: number, requestsPerSecond: number, seconds: number, uncapped?: boolean): Promise<{ messagesPerSecond: number, per1000: number, longestWaitMs: number }>,
+   *   queueMessages(isolates: number, requestsPerSecond: number, seconds: number, uncapped?: boolean, queues?: number):
+   *     Promise<{ messagesPerSecond: number, per1000: number, busiestQueuePerSecond: number, longestWaitMs: number }>,
    *   SNAPSHOT_KV_KEY: string, USAGE_KV_KEY: string, KEY_ID_PREFIX: string, USAGE_SPACING: { minMs: number, maxMs: number, share: number }
    * }}
    */
@@ -461,18 +470,21 @@ try {
   const rows = [];
   for (const isolates of SMOKE ? [1, 10] : [1, 10, 100, 1_000, 2_000, 5_000]) {
     const window = await data.queueMessages(isolates, 10_000, seconds, true);
-    const capped = await data.queueMessages(isolates, 10_000, seconds);
+    const capped = await data.queueMessages(isolates, 10_000, seconds, false, EVENT_QUEUES);
     const x = (/** @type {number} */ m) => `${(QUEUE_LIMIT / m).toFixed(2)}×`;
+    const rate = (/** @type {number} */ m) => Math.round(m).toLocaleString("en-US");
     rows.push(
-      `| ${isolates.toLocaleString("en-US")} | ${Math.round(window.messagesPerSecond).toLocaleString("en-US")} (${Math.round(window.per1000)} per 1,000 requests) | ${x(window.messagesPerSecond)} | ` +
-        `${Math.round(capped.messagesPerSecond).toLocaleString("en-US")} (${Math.round(capped.per1000)} per 1,000 requests) | ${x(capped.messagesPerSecond)} | ${Math.round(capped.longestWaitMs)} ms |`,
+      `| ${isolates.toLocaleString("en-US")} | ${rate(window.messagesPerSecond)} (${Math.round(window.per1000)} per 1,000 requests) | ${x(window.messagesPerSecond)} | ` +
+        `${rate(capped.messagesPerSecond)} (${Math.round(capped.per1000)} per 1,000 requests) | ${x(capped.messagesPerSecond)} | ` +
+        `${rate(capped.busiestQueuePerSecond)} | ${x(capped.busiestQueuePerSecond)} | ${Math.round(capped.longestWaitMs)} ms |`,
     );
+    if (isolates === QUEUE_MODEL_ISOLATES) queueHeadroom = capped.busiestQueuePerSecond;
   }
   queueTable = [
-    `Queue messages a second at 10,000 requests a second spread evenly over the gateway's busy isolates (${seconds} s simulated, arrivals at random, 1.05 events a request): each isolate's real \`EventBatcher\` on a simulated clock, with only the 20 ms window (before) and with the cap of batches a second an isolate sends (now). Headroom against one queue's ${QUEUE_LIMIT.toLocaleString("en-US")} messages a second:`,
+    `Queue messages a second at 10,000 requests a second spread evenly over the gateway's busy isolates (${seconds} s simulated, arrivals at random, 1.05 events a request): each isolate's real \`EventBatcher\` on a simulated clock, with only the 20 ms window, with the cap of batches a second an isolate sends — all to one queue —, and with the cap over the ${EVENT_QUEUES} event queues wrangler.gateway.toml binds, each isolate's messages taking them in turn (now; the busiest queue's share). Headroom against one queue's ${QUEUE_LIMIT.toLocaleString("en-US")} messages a second:`,
     "",
-    "| busy isolates | messages/s, window only | headroom | messages/s, window and cap | headroom | longest an event waited |",
-    "|---|---|---|---|---|---|",
+    `| busy isolates | messages/s, window only, one queue | headroom | messages/s, window and cap, one queue | headroom | busiest of ${EVENT_QUEUES} queues, messages/s | headroom | longest an event waited |`,
+    "|---|---|---|---|---|---|---|---|",
     ...rows,
   ].join("\n");
 } finally {
@@ -606,6 +618,13 @@ function headroomTable() {
       x(every / l.usagePublishS),
     ]);
   }
+  if (queueHeadroom > 0)
+    rows.push([
+      `the busiest event queue at ${QUEUE_MODEL_ISOLATES.toLocaleString("en-US")} busy gateway isolates, ${EVENT_QUEUES} queues (the queue table below)`,
+      `${QUEUE_LIMIT.toLocaleString("en-US")} messages a second a queue`,
+      `${Math.round(queueHeadroom).toLocaleString("en-US")} messages a second`,
+      x(QUEUE_LIMIT / queueHeadroom),
+    ]);
   if (l.probeCpuS !== undefined && l.probeBudget !== undefined)
     rows.push([
       `the scheduler's CPU for a run of ${l.probeBudget.toLocaleString("en-US")} probes`,

@@ -15,7 +15,7 @@ import { missingSecrets } from "../middleware";
 import { listModels } from "../models";
 import { proxyRequest } from "../proxy";
 import type { LoadedPool } from "../storage/snapshot-cache";
-import { queueEventSink } from "../storage/event-sink";
+import { nextEventQueue, queueEventSink } from "../storage/event-sink";
 
 /** Endpoints with a JSON body naming its `model`. */
 const JSON_ENDPOINTS = [
@@ -230,7 +230,7 @@ export function openAIRoutes(state: IsolateState) {
           waitUntil: (p) => c.executionCtx.waitUntil(p),
           secrets: keyringFor(c.env),
           observations: state.observations,
-          sendBodies: async (bodies) => void (await c.env.EVENTS.send({ bodies }, { contentType: "json" })),
+          sendBodies: async (bodies) => void (await nextEventQueue(c.env).send({ bodies }, { contentType: "json" })),
           settle: (events) =>
             state.limits.settle(
               client,

@@ -3,10 +3,47 @@ import type { EventSink } from "../logic/event-batcher";
 
 export type { EventSink } from "../logic/event-batcher";
 
-/** The bindings events travel through: the queue, and D1 for the outbox. */
+/**
+ * The bindings events travel through: the event queues, and D1 for the outbox.
+ * `EVENTS` is the first queue; `EVENTS_2`, `EVENTS_3`… (wrangler.gateway.toml)
+ * are the others, found by name.
+ */
 export interface EventPipe {
   EVENTS: Queue;
   DB: D1Database;
+}
+
+const OTHER_QUEUE = /^EVENTS_(\d+)$/;
+const queuesOf = new WeakMap<EventPipe, Queue[]>();
+
+/** The event queues `pipe` binds: `EVENTS`, then `EVENTS_2`, `EVENTS_3`… in order of their number. */
+export function eventQueues(pipe: EventPipe): Queue[] {
+  let queues = queuesOf.get(pipe);
+  if (!queues) {
+    const others: [number, Queue][] = [];
+    for (const [name, value] of Object.entries(pipe)) {
+      const match = OTHER_QUEUE.exec(name);
+      if (match && value) others.push([Number(match[1]), value as Queue]);
+    }
+    queues = [pipe.EVENTS, ...others.sort((a, b) => a[0] - b[0]).map(([, queue]) => queue)];
+    queuesOf.set(pipe, queues);
+  }
+  return queues;
+}
+
+/** This isolate's next turn: its messages take the event queues in turn, from a random one, so each queue gets an equal share. */
+let turn = -1;
+
+/** The position in `queues` the next message goes to first. */
+function takeTurn(queues: readonly Queue[]): number {
+  if (turn < 0) turn = Math.floor(Math.random() * 1_000_000);
+  return turn++ % queues.length;
+}
+
+/** The event queue this isolate's next message goes to. */
+export function nextEventQueue(pipe: EventPipe): Queue {
+  const queues = eventQueues(pipe);
+  return queues[takeTurn(queues)]!;
 }
 
 /** Waits before the second and third queue send of a message. */
@@ -15,9 +52,10 @@ const SEND_RETRY_DELAYS_MS = [50, 250] as const;
 const encoder = new TextEncoder();
 
 /**
- * Sends events to the queue packed: one message for up to 100 events (see
- * `packEvents`). A send that fails is tried twice more; a message the queue
- * still refuses is kept in D1's event outbox, which the scheduler sends on
+ * Sends events to the queues packed: one message for up to 100 events (see
+ * `packEvents`), each message to the next event queue in this isolate's turn.
+ * A send that fails is tried twice more, each time on the next queue; a message
+ * the queues still refuse is kept in D1's event outbox, which the scheduler sends on
  * within a minute — so an event is queued, kept, or (only when D1 fails too)
  * logged as lost, by count, never by contents. It never throws; the request
  * path calls it in `waitUntil`, after the answer.
@@ -25,7 +63,7 @@ const encoder = new TextEncoder();
 export function queueEventSink(pipe: EventPipe, retryDelaysMs: readonly number[] = SEND_RETRY_DELAYS_MS): EventSink {
   return async (events) => {
     for (const message of packEvents(events)) {
-      if (await sendWithRetries(pipe.EVENTS, message, retryDelaysMs)) continue;
+      if (await sendWithRetries(eventQueues(pipe), message, retryDelaysMs)) continue;
       const body = JSON.stringify(message);
       if (encoder.encode(body).byteLength > QUEUE_MESSAGE_LIMIT_BYTES) {
         // One event too large for any message: the queue will never take it, so keeping it would block the outbox.
@@ -42,10 +80,11 @@ export function queueEventSink(pipe: EventPipe, retryDelaysMs: readonly number[]
   };
 }
 
-async function sendWithRetries(queue: Queue, message: PackedEvents, retryDelaysMs: readonly number[]): Promise<boolean> {
+async function sendWithRetries(queues: readonly Queue[], message: PackedEvents, retryDelaysMs: readonly number[]): Promise<boolean> {
+  const first = takeTurn(queues);
   for (let attempt = 0; ; attempt++) {
     try {
-      await queue.send(message, { contentType: "json" });
+      await queues[(first + attempt) % queues.length]!.send(message, { contentType: "json" });
       return true;
     } catch {
       const delay = retryDelaysMs[attempt];
@@ -69,7 +108,7 @@ const OUTBOX_PAGE_ROWS = 100;
 const OUTBOX_DRAIN_BUDGET_MS = 10_000;
 
 /**
- * Sends the outbox's messages to the queue, oldest first, deleting each group
+ * Sends the outbox's messages to the event queues (a group to each in turn), oldest first, deleting each group
  * once it is sent (a crash between the two sends it again; the consumer
  * dedupes). Stops at the first failed send (it throws; the rest waits for the
  * next run) or when its time budget is spent. Returns the events sent and the
@@ -83,7 +122,7 @@ export async function drainEventOutbox(pipe: EventPipe, budgetMs = OUTBOX_DRAIN_
       .bind(OUTBOX_PAGE_ROWS)
       .all<{ id: number; events: number; body: string }>();
     for (const group of sendBatchGroups(results, (row) => encoder.encode(row.body).byteLength)) {
-      await pipe.EVENTS.sendBatch(group.map((row) => ({ body: JSON.parse(row.body) as PackedEvents, contentType: "json" as const })));
+      await nextEventQueue(pipe).sendBatch(group.map((row) => ({ body: JSON.parse(row.body) as PackedEvents, contentType: "json" as const })));
       await pipe.DB.prepare("DELETE FROM event_outbox WHERE id IN (SELECT value FROM json_each(?1))")
         .bind(JSON.stringify(group.map((row) => row.id)))
         .run();

@@ -18,6 +18,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { adminSession, provisionPool } from "../lib/admin-client.mjs";
 import { migrationStatements } from "../lib/migrations.mjs";
+import { queueConsumers, queueProducers } from "../lib/queue-config.mjs";
 import { workerdProcesses } from "../lib/procfs.mjs";
 import { ROOT, freePort, generateSecrets } from "../lib/stack.mjs";
 
@@ -279,7 +280,7 @@ export async function startKeypool(
         scriptPath: bundles.gateway,
         ...shared,
         bindings: secrets,
-        queueProducers: { EVENTS: { queueName: "keypool-events" } },
+        queueProducers: queueProducers("wrangler.gateway.toml"),
         serviceBindings: { ASSETS: async () => new Response(null, { status: 404 }) },
       },
       {
@@ -288,12 +289,9 @@ export async function startKeypool(
         ...shared,
         bindings: consumerVars,
         r2Buckets: { ARCHIVE: "keypool-archive" },
-        queueProducers: { EVENTS: { queueName: "keypool-events" }, DEAD_LETTERS: { queueName: "keypool-events-dlq" } },
-        // As wrangler.consumer.toml: a failing batch is retried up to 10 times, then dead-lettered.
-        queueConsumers: {
-          "keypool-events": { maxBatchTimeout: 1, maxBatchSize: 100, maxRetries: 10, deadLetterQueue: "keypool-events-dlq" },
-          "keypool-events-dlq": { maxBatchTimeout: 5, maxBatchSize: 100 },
-        },
+        // As wrangler.consumer.toml: every event queue, a failing batch retried up to 10 times, then dead-lettered.
+        queueProducers: queueProducers("wrangler.consumer.toml"),
+        queueConsumers: queueConsumers(),
       },
     ],
   });

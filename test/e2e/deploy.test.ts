@@ -100,8 +100,13 @@ describe("npm run deploy against a stand-in Cloudflare API", () => {
         .sort(),
     );
     expect(r2.map((b) => b.name)).toEqual(["keypool-archive"]);
-    const events = queues.find((q) => q.queue_name === "keypool-events")!;
-    expect(events.consumers).toEqual([expect.objectContaining({ script: "keypool-stats-consumer", dead_letter_queue: "keypool-events-dlq" })]);
+    // Four event queues, each consumed by the consumer with the one dead-letter queue behind them.
+    const eventQueues = ["keypool-events", "keypool-events-2", "keypool-events-3", "keypool-events-4"];
+    expect(queues.map((q) => q.queue_name).sort()).toEqual([...eventQueues, "keypool-events-dlq"].sort());
+    for (const name of eventQueues)
+      expect(queues.find((q) => q.queue_name === name)!.consumers).toEqual([
+        expect.objectContaining({ script: "keypool-stats-consumer", dead_letter_queue: "keypool-events-dlq" }),
+      ]);
     expect(queues.find((q) => q.queue_name === "keypool-events-dlq")!.consumers).toHaveLength(1);
 
     const gateway = scripts.get("keypool-gateway")!;
@@ -118,6 +123,7 @@ describe("npm run deploy against a stand-in Cloudflare API", () => {
         expect.objectContaining({ type: "d1", name: "DB", id: d1[0]!.uuid }),
         expect.objectContaining({ type: "r2_bucket", name: "ARCHIVE", bucket_name: "keypool-archive" }),
         expect.objectContaining({ type: "queue", name: "EVENTS", queue_name: "keypool-events" }),
+        expect.objectContaining({ type: "queue", name: "EVENTS_4", queue_name: "keypool-events-4" }),
       ]),
     );
     expect(gateway.assets).toContain("/index.html");
@@ -177,8 +183,15 @@ describe("npm run deploy against a stand-in Cloudflare API", () => {
       "keypool-staging",
       "keypool-staging-archive",
       "keypool-staging-events",
+      "keypool-staging-events-2",
+      "keypool-staging-events-3",
+      "keypool-staging-events-4",
       "keypool-staging-events-dlq",
       "keypool-staging-snapshot",
+    ]);
+    // Staging's consumer takes staging's event queues, dead-lettering to staging's queue.
+    expect(standin.state.queues.find((q) => q.queue_name === "keypool-staging-events-3")!.consumers).toEqual([
+      expect.objectContaining({ script: "keypool-staging-stats-consumer", dead_letter_queue: "keypool-staging-events-dlq" }),
     ]);
     expect(uploads(standin.calls.slice(from), "keypool-stats-consumer")).toEqual([]);
     expect(existsSync(pendingFile)).toBe(false);

@@ -200,12 +200,19 @@ describe("streaming behaviour end to end", () => {
         }
       }
       await waitUntil(() => stack.mock.stats.cancelledStreams > cancelledBefore, 5_000);
-      const { summary } = await summaryWhen(stack, (s) => s.rpd >= before.rpd + 1, 5_000);
-      expect(summary.tpd).toBeGreaterThan(before.tpd);
+      // Waits for this request's own count: an earlier test's request may still be on its way
+      // (on another of the event queues), so a moved total alone does not say this one arrived.
+      let outcomes = await todaysOutcomes();
+      for (const deadline = Date.now() + 10_000; outcomes.aborted < outcomesBefore.aborted + 1 && Date.now() < deadline;) {
+        await new Promise((r) => setTimeout(r, 50));
+        outcomes = await todaysOutcomes();
+      }
       // Counted as the client leaving, not as a failure of the key (which would push it towards "failing").
-      const outcomes = await todaysOutcomes();
       expect(outcomes.aborted).toBe(outcomesBefore.aborted + 1);
       expect(outcomes.failures).toBe(outcomesBefore.failures);
+      const summary = (await stack.admin("GET", "/stats/summary")) as Summary;
+      expect(summary.rpd).toBeGreaterThanOrEqual(before.rpd + 1);
+      expect(summary.tpd).toBeGreaterThan(before.tpd);
     } finally {
       setAllKeys({});
     }
@@ -215,21 +222,31 @@ describe("streaming behaviour end to end", () => {
     setAllKeys({ omitUsage: true });
     try {
       const before = (await stack.admin("GET", "/stats/summary")) as Summary;
+      const estimatedBefore = (await todaysOutcomes()).estimatedTokens;
       const res = await stack.openai.chat.completions.create({ model: "mock-gpt", messages: [{ role: "user", content: "no usage here" }] });
       expect(res.usage).toBeUndefined();
       const { summary } = await summaryWhen(stack, (s) => s.rpd >= before.rpd + 1, 5_000);
       expect(summary.tpd).toBeGreaterThan(before.tpd);
+      // This request's own tokens counted as estimated (an earlier request arriving late would not move these).
+      let estimated = (await todaysOutcomes()).estimatedTokens;
+      for (const deadline = Date.now() + 10_000; estimated <= estimatedBefore && Date.now() < deadline;) {
+        await new Promise((r) => setTimeout(r, 50));
+        estimated = (await todaysOutcomes()).estimatedTokens;
+      }
+      expect(estimated).toBeGreaterThan(estimatedBefore);
     } finally {
       setAllKeys({});
     }
   });
 });
 
-/** Today's aborted and failed attempts of the mock model, from the rollups. */
-async function todaysOutcomes(): Promise<{ aborted: number; failures: number }> {
-  const { rows } = (await stack.admin("GET", "/stats/breakdown?by=model&bucket=day&count=1")) as { rows: { id: string; aborted: number; failures: number }[] };
+/** Today's aborted and failed attempts of the mock model, and its estimated tokens, from the rollups. */
+async function todaysOutcomes(): Promise<{ aborted: number; failures: number; estimatedTokens: number }> {
+  const { rows } = (await stack.admin("GET", "/stats/breakdown?by=model&bucket=day&count=1")) as {
+    rows: { id: string; aborted: number; failures: number; estimatedTokens: number }[];
+  };
   const row = rows.find((r) => r.id === "mock-gpt");
-  return { aborted: row?.aborted ?? 0, failures: row?.failures ?? 0 };
+  return { aborted: row?.aborted ?? 0, failures: row?.failures ?? 0, estimatedTokens: row?.estimatedTokens ?? 0 };
 }
 
 async function waitUntil(check: () => boolean, timeoutMs: number): Promise<void> {

@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { KeypoolEvent } from "../../schema";
 import { EventBatcher } from "../../gateway/logic/event-batcher";
-import { drainEventOutbox, queueEventSink } from "../../gateway/storage/event-sink";
+import { drainEventOutbox, eventQueues, queueEventSink } from "../../gateway/storage/event-sink";
 
 const event: KeypoolEvent = { v: 1, type: "admin", id: "evt-00000001", ts: 1, actor: "a", action: "x", target: null, detail: null };
 
@@ -90,10 +90,48 @@ describe("queueEventSink", () => {
     const sendBatch = vi.fn(async (messages: Iterable<MessageSendRequest>) => {
       for (const m of messages) sentIds.push(...(m.body as { events: KeypoolEvent[] }).events.map((e) => e.id));
     });
-    const drained = await drainEventOutbox(pipe({ sendBatch }));
+    const other = vi.fn(async (messages: Iterable<MessageSendRequest>) => sendBatch(messages));
+    // Two event queues: the drain's groups take them in turn.
+    const twoQueues = { ...pipe({ sendBatch }), EVENTS_2: { sendBatch: other } as unknown as Queue };
+    const drained = await drainEventOutbox(twoQueues);
     expect(sentIds.filter((id) => id.startsWith(tag))).toEqual(ids);
     expect(drained).toEqual({ sent: sentIds.length, waiting: 0 });
     expect(sendBatch.mock.calls.length).toBeGreaterThanOrEqual(3);
+    expect(other).toHaveBeenCalled();
+    // sendBatch saw every group (the second queue's too): the first queue's share is the rest.
+    expect(Math.abs(sendBatch.mock.calls.length - 2 * other.mock.calls.length)).toBeLessThanOrEqual(1);
+  });
+
+  it("finds the event queues by name: EVENTS, then EVENTS_2, EVENTS_3… by number, nothing else", () => {
+    const q = (name: string) => ({ name }) as unknown as Queue;
+    const bound = { EVENTS: q("1"), EVENTS_10: q("10"), EVENTS_2: q("2"), EVENTS_AUDIT: q("audit"), EVENTSX: q("x"), DEAD_LETTERS: q("dlq"), DB: env.DB };
+    expect(eventQueues(bound).map((queue) => (queue as unknown as { name: string }).name)).toEqual(["1", "2", "10"]);
+    expect(eventQueues(pipe(q("only")))).toHaveLength(1);
+  });
+
+  it("sends an isolate's messages to each event queue in turn", async () => {
+    const sent: number[] = [];
+    const queue = (n: number) => ({ send: vi.fn(async () => void sent.push(n)) }) as unknown as Queue;
+    const bound = { EVENTS: queue(0), EVENTS_2: queue(1), EVENTS_3: queue(2), DB: env.DB };
+    for (let i = 0; i < 9; i++) await queueEventSink(bound)([{ ...event, id: `evt-turn-${i}` }]);
+    expect(sent).toHaveLength(9);
+    // Each message went to the queue after the last one's.
+    for (let i = 1; i < sent.length; i++) expect(sent[i]).toBe((sent[i - 1]! + 1) % 3);
+    expect([0, 1, 2].map((n) => sent.filter((m) => m === n).length)).toEqual([3, 3, 3]);
+  });
+
+  it("tries a message one queue refuses again on the next, and keeps nothing in the outbox while another takes it", async () => {
+    const took: string[] = [];
+    const refused = vi.fn(async () => Promise.reject(new Error("queue down")));
+    const taking = (name: string) => ({ send: vi.fn(async () => void took.push(name)) }) as unknown as Queue;
+    const bound = { EVENTS: taking("first"), EVENTS_2: { send: refused } as unknown as Queue, EVENTS_3: taking("third"), DB: env.DB };
+    const tag = crypto.randomUUID();
+    for (let i = 0; i < 6; i++) await queueEventSink(bound, [0, 0])([{ ...event, id: `evt-${tag}-${i}` }]);
+    // Two of the six had the refusing queue's turn; each went on to the third queue.
+    expect(refused).toHaveBeenCalledTimes(2);
+    expect(took).toHaveLength(6);
+    expect(took.filter((name) => name === "third")).toHaveLength(4);
+    expect(await outboxRows(tag)).toHaveLength(0);
   });
 
   it("does not keep an event too large for any queue message, which would block the outbox", async () => {
