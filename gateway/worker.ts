@@ -1,4 +1,5 @@
-import { probeNow, runScheduled, type ScheduledReport, type SchedulerDeps } from "../scheduler";
+import { probeJobSchema, sendBatchGroups } from "../schema";
+import { probeNow, runProbeJob, runScheduled, type ScheduledReport, type SchedulerDeps } from "../scheduler";
 import { createApp } from "./app";
 import type { IsolateState } from "./context";
 import { ClientLimiter } from "./logic/client-limits";
@@ -17,13 +18,24 @@ function schedulerDeps(env: GatewayEnv): SchedulerDeps {
     fetch: (input, init) => fetch(input, init),
     decrypt: (sealed) => keyringFor(env).decrypt(sealed),
     openAlertSecret: async (sealed) => alertSecretCacheFor(env.ALERT_ENCRYPTION_KEY).decrypt(sealed),
+    sendProbeJobs: async (jobs) => {
+      for (const group of sendBatchGroups(jobs, (job) => encoder.encode(JSON.stringify(job)).byteLength))
+        await env.PROBES.sendBatch(group.map((body) => ({ body, contentType: "json" as const })));
+    },
     now: Date.now,
   };
 }
 
+const encoder = new TextEncoder();
+
 function alertsReport(alerts: ScheduledReport["alerts"]): string {
   if (alerts === "failed") return "failed (the next run tries again)";
   return `${alerts.raised} raised, ${alerts.sent} delivery(ies) sent, ${alerts.failed} failed, ${alerts.retrying} to retry`;
+}
+
+function handedOnReport(handedOn: ScheduledReport["handedOn"]): string {
+  if (handedOn === "failed") return ", probe jobs failed to send (the next run plans them again)";
+  return handedOn.jobs === 0 ? "" : `, ${handedOn.keys} handed on in ${handedOn.jobs} probe job(s)`;
 }
 
 function outboxReport(outbox: ScheduledReport["outbox"]): string {
@@ -42,7 +54,11 @@ export function createIsolateState(): IsolateState {
   };
 }
 
-/** The gateway Worker's handlers over one isolate's state: the app, and the scheduler's cron (its code lives in scheduler/). */
+/**
+ * The gateway Worker's handlers over one isolate's state: the app, the
+ * scheduler's cron, and the probe jobs a cron run hands on (the scheduler's
+ * code lives in scheduler/).
+ */
 export function createWorker(state: IsolateState) {
   const app = createApp(state);
   return {
@@ -51,10 +67,29 @@ export function createWorker(state: IsolateState) {
       ctx.waitUntil(
         runScheduled(schedulerDeps(env)).then((r) =>
           console.log(
-            `keypool scheduler: probed ${r.probed} of ${r.due} due key(s), pruned ${JSON.stringify(r.pruned)}, snapshot refresh ${r.refreshRequested ? "requested" : "not needed"}, outbox ${outboxReport(r.outbox)}, alerts ${alertsReport(r.alerts)}`,
+            `keypool scheduler: probed ${r.probed} of ${r.due} due key(s)${handedOnReport(r.handedOn)}, pruned ${JSON.stringify(r.pruned)}, snapshot refresh ${r.refreshRequested ? "requested" : "not needed"}, outbox ${outboxReport(r.outbox)}, alerts ${alertsReport(r.alerts)}`,
           ),
         ),
       );
     },
-  } satisfies ExportedHandler<GatewayEnv>;
+    /** The probes queue: each message a probe job (one a batch), probed here with this invocation's own connections. */
+    async queue(batch, env, _ctx) {
+      for (const message of batch.messages) {
+        const job = probeJobSchema.safeParse(message.body);
+        if (!job.success) {
+          console.error(`keypool scheduler: a message on ${batch.queue} is not a probe job; dropped`);
+          message.ack();
+          continue;
+        }
+        try {
+          const r = await runProbeJob(schedulerDeps(env), job.data);
+          console.log(`keypool scheduler: probe job: probed ${r.probed} of ${job.data.keyIds.length} key(s), ${r.skipped} no longer due`);
+          message.ack();
+        } catch (err) {
+          console.error(`keypool scheduler: probe job failed, tried again once: ${err instanceof Error ? err.name : "error"}`);
+          message.retry();
+        }
+      }
+    },
+  } satisfies ExportedHandler<GatewayEnv, unknown>;
 }

@@ -1,9 +1,9 @@
-import { EVENT_VERSION, newEventId, providerKinds, type KeypoolEvent, type ProbeEvent, type Settings } from "../schema";
+import { EVENT_VERSION, newEventId, providerKinds, type KeypoolEvent, type ProbeEvent, type ProbeJob, type Settings } from "../schema";
 import { deliverDue, evaluateGroup } from "../storage/alerts";
-import { readProbeCandidates } from "../storage/keys";
+import { readProbeCandidates, type KeyProbeRow } from "../storage/keys";
 import { readSettings } from "../storage/settings";
 import { readPublishedGeneratedAt } from "../storage/snapshot-meta";
-import { planProbes } from "./logic/probe-plan";
+import { planProbes, probeJobsFor } from "./logic/probe-plan";
 import { snapshotNeedsRefresh } from "./logic/snapshot-refresh";
 import { probeAll } from "./probe";
 import { pruneProjections } from "./storage/retention";
@@ -18,6 +18,8 @@ export interface SchedulerDeps {
   decrypt: (sealed: string) => Promise<string>;
   /** Opens sealed alert destinations (ALERT_ENCRYPTION_KEY). */
   openAlertSecret: (sealed: string) => Promise<string>;
+  /** Hands probe jobs on to other invocations (the probes queue); a host without one hands nothing on. */
+  sendProbeJobs?: (jobs: ProbeJob[]) => Promise<void>;
   now: () => number;
 }
 
@@ -29,10 +31,22 @@ export interface ScheduledReport {
   refreshRequested: boolean;
   probed: number;
   due: number;
+  /** Keys handed on in probe jobs (settings `probeJobs`), and the jobs; or that sending them failed (the next run plans them again). */
+  handedOn: { keys: number; jobs: number } | "failed";
   /** The event outbox drain: what it sent and what waits, or that it failed (the rows stay). */
   outbox: { sent: number; waiting: number } | "failed";
   /** Alerts this run raised (a stale snapshot) and the deliveries its sweep sent, failed or left to retry; or that it failed. */
   alerts: { raised: number; sent: number; failed: number; retrying: number } | "failed";
+}
+
+/** The keys of `candidates` due for a probe at `now`, least recently probed first, at most `limit`. */
+function dueKeys(candidates: KeyProbeRow[], settings: Settings, now: number, limit: number): KeyProbeRow[] {
+  return planProbes(
+    candidates.map((c) => ({ ...c, livenessOnly: providerKinds[c.kind].probe.parse === null })),
+    settings,
+    now,
+    limit,
+  );
 }
 
 /**
@@ -40,6 +54,9 @@ export interface ScheduledReport {
  * probe budget, time budget and concurrency), prunes projections past their
  * retention horizons, and asks the consumer to republish a missing or stale
  * snapshot. Probe results are events; the consumer folds them into health.
+ * When more keys are due than the budget and settings allow `probeJobs`, the
+ * next ones due go out first as probe jobs of up to `probeBudget` keys each,
+ * which other invocations probe meanwhile (`runProbeJob`).
  * First it sends on the events the queue refused earlier (the host's outbox); a
  * failure there is reported and the rest of the run goes on.
  */
@@ -50,15 +67,20 @@ export async function runScheduled(deps: SchedulerDeps): Promise<ScheduledReport
   });
   const now = deps.now();
   const settings = await readSettings(deps.db);
-  const candidates = await readProbeCandidates(deps.db);
-  const planned = planProbes(
-    candidates.map((c) => ({ ...c, livenessOnly: providerKinds[c.kind].probe.parse === null })),
-    settings,
-    now,
+  const jobs = deps.sendProbeJobs ? settings.probeJobs : 0;
+  const planned = dueKeys(await readProbeCandidates(deps.db), settings, now, settings.probeBudget * (1 + jobs));
+  const own = planned.slice(0, settings.probeBudget);
+  const handedOn = await handOn(
+    deps,
+    probeJobsFor(
+      planned.slice(settings.probeBudget).map((c) => c.keyId),
+      settings.probeBudget,
+      jobs,
+      now,
+    ),
   );
-  const byId = new Map(candidates.map((c) => [c.keyId, c]));
   const events: KeypoolEvent[] = await probeAll(
-    planned.map((c) => byId.get(c.keyId)!),
+    own,
     { fetch: deps.fetch, decrypt: deps.decrypt, now: deps.now, newId: () => newEventId(deps.now()) },
     settings.probeConcurrency,
     now + settings.probeTimeBudgetMs,
@@ -74,7 +96,40 @@ export async function runScheduled(deps: SchedulerDeps): Promise<ScheduledReport
     console.error(`keypool scheduler: alerts failed (the next run tries again): ${err instanceof Error ? err.message : "error"}`);
     return "failed" as const;
   });
-  return { pruned, refreshRequested, probed: events.filter((e) => e.type === "probe").length, due: planned.length, outbox, alerts };
+  return { pruned, refreshRequested, probed: events.filter((e) => e.type === "probe").length, due: planned.length, handedOn, outbox, alerts };
+}
+
+/** Sends probe jobs on; a failure is logged and reported, and the keys wait for the next run. */
+async function handOn(deps: SchedulerDeps, jobs: ProbeJob[]): Promise<ScheduledReport["handedOn"]> {
+  if (jobs.length === 0 || !deps.sendProbeJobs) return { keys: 0, jobs: 0 };
+  try {
+    await deps.sendProbeJobs(jobs);
+    return { keys: jobs.reduce((n, j) => n + j.keyIds.length, 0), jobs: jobs.length };
+  } catch (err) {
+    console.error(
+      `keypool scheduler: handing on ${jobs.length} probe job(s) failed (the next run plans them again): ${err instanceof Error ? err.name : "error"}`,
+    );
+    return "failed";
+  }
+}
+
+/**
+ * One probe job, in an invocation of its own: probes those of the job's keys
+ * that are still due (a key probed since, disabled, or deleted is skipped),
+ * within the settings' concurrency and time budget, and emits the results.
+ */
+export async function runProbeJob(deps: SchedulerDeps, job: ProbeJob): Promise<{ probed: number; skipped: number }> {
+  const now = deps.now();
+  const settings = await readSettings(deps.db);
+  const due = dueKeys(await readProbeCandidates(deps.db, job.keyIds), settings, now, job.keyIds.length);
+  const events = await probeAll(
+    due,
+    { fetch: deps.fetch, decrypt: deps.decrypt, now: deps.now, newId: () => newEventId(deps.now()) },
+    settings.probeConcurrency,
+    now + settings.probeTimeBudgetMs,
+  );
+  await deps.emit(events);
+  return { probed: events.length, skipped: job.keyIds.length - due.length };
 }
 
 /**

@@ -15,3 +15,4 @@ export * from "./alerts";
 export * from "./metrics";
 export * from "./version";
 export * from "./backup";
+export * from "./probe-jobs";

@@ -68,6 +68,13 @@ export const settingsSchema = z.object({
   probeBudget: z.number().int().min(1).max(1_000).default(40),
   probeConcurrency: z.number().int().min(1).max(20).default(6),
   probeTimeBudgetMs: z.number().int().min(1_000).max(25_000).default(20_000),
+  /**
+   * Probe jobs a cron run may hand on when more keys are due than it probes
+   * itself: each names up to `probeBudget` of the next keys due and runs in an
+   * invocation of its own, with its own connections and subrequests (a queue;
+   * docs/scale.md). 0: a run probes only what it can itself.
+   */
+  probeJobs: z.number().int().min(0).max(50).default(0),
   /** How often healthy keys' balance (or liveness) is checked, exhausted keys' balance, and dead keys. */
   balanceProbeIntervalMs: z
     .number()

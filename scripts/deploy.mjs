@@ -124,14 +124,15 @@ function writeConfigs(n, ids, options) {
 }
 
 /**
- * A queue's name in this environment: the committed configs' `keypool-events…`
- * names (the event queues `keypool-events`, `keypool-events-2`…, and the
- * dead-letter queue `keypool-events-dlq`) take the environment's prefix.
+ * A queue's name in this environment: the committed configs' `keypool-…` names
+ * (the event queues `keypool-events`, `keypool-events-2`…, the dead-letter queue
+ * `keypool-events-dlq`, the probes queue `keypool-probes`) take the
+ * environment's prefix (`keypool-staging-events`…).
  * @param {ReturnType<typeof names>} n
  * @param {string} queue
  */
 function deployedQueueName(n, queue) {
-  return queue.startsWith("keypool-events") ? `${n.queue}${queue.slice("keypool-events".length)}` : queue;
+  return queue.startsWith("keypool-") ? `${n.prefix}${queue.slice("keypool".length)}` : queue;
 }
 
 /**

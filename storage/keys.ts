@@ -254,15 +254,17 @@ export interface KeyProbeRow {
   secretEnc: string;
 }
 
-/** Every key of an enabled upstream, with its upstream and health facts, for planning probes. */
-export async function readProbeCandidates(db: D1Database): Promise<KeyProbeRow[]> {
-  const { results } = await db
-    .prepare(
-      `SELECT k.id, k.enabled, k.secret_enc, u.base_url, u.kind, ${HEALTH_FACT_COLUMNS}, h.last_probe_ts
+/**
+ * Every key of an enabled upstream, with its upstream and health facts, for
+ * planning probes; or only the keys `keyIds` names (a probe job's, at most a
+ * thousand), those of them that still exist.
+ */
+export async function readProbeCandidates(db: D1Database, keyIds?: readonly string[]): Promise<KeyProbeRow[]> {
+  const sql = `SELECT k.id, k.enabled, k.secret_enc, u.base_url, u.kind, ${HEALTH_FACT_COLUMNS}, h.last_probe_ts
        FROM keys k JOIN upstreams u ON u.id = k.upstream_id LEFT JOIN key_health h ON h.key_id = k.id
-       WHERE u.enabled = 1`,
-    )
-    .all<Record<string, unknown>>();
+       WHERE u.enabled = 1`;
+  const statement = keyIds ? db.prepare(`${sql} AND k.id IN (SELECT value FROM json_each(?1))`).bind(JSON.stringify(keyIds)) : db.prepare(sql);
+  const { results } = await statement.all<Record<string, unknown>>();
   return results.map((r) => ({
     keyId: String(r.id),
     enabled: r.enabled === 1,

@@ -1,4 +1,4 @@
-import { deriveKeyState, lastFailureTs, type HealthFacts, type KeyState, type Settings } from "../../schema";
+import { PROBE_JOB_MAX_ID_BYTES, deriveKeyState, lastFailureTs, type HealthFacts, type KeyState, type ProbeJob, type Settings } from "../../schema";
 
 /** A key as the scheduler sees it. */
 export interface ProbeCandidate {
@@ -53,13 +53,41 @@ export function nextProbeAt(c: ProbeCandidate, settings: Settings, now: number):
   }
 }
 
-/** The keys to probe this run: those due, least recently probed first, at most `settings.probeBudget`. */
-export function planProbes(candidates: ProbeCandidate[], settings: Settings, now: number): ProbeCandidate[] {
+/** The keys due for a probe, least recently probed first, at most `limit` (a run's `settings.probeBudget` unless it hands jobs on). */
+export function planProbes<C extends ProbeCandidate>(candidates: C[], settings: Settings, now: number, limit = settings.probeBudget): C[] {
   return candidates
     .filter((c) => {
       const due = nextProbeAt(c, settings, now);
       return due !== null && due <= now;
     })
     .sort((a, b) => a.lastProbeTs - b.lastProbeTs || (a.keyId < b.keyId ? -1 : 1))
-    .slice(0, settings.probeBudget);
+    .slice(0, limit);
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * The probe jobs for keys a run hands on, in their order: at most `perJob` keys
+ * and `maxIdBytes` of ids a job (so a job fits a queue message), at most `jobs`
+ * jobs. Keys past the last job are left for the next run.
+ */
+export function probeJobsFor(keyIds: readonly string[], perJob: number, jobs: number, plannedAt: number, maxIdBytes = PROBE_JOB_MAX_ID_BYTES): ProbeJob[] {
+  const out: ProbeJob[] = [];
+  if (jobs < 1 || perJob < 1) return out;
+  let ids: string[] = [];
+  let bytes = 0;
+  for (const id of keyIds) {
+    // An id's JSON: its bytes, two quotes and a comma.
+    const size = encoder.encode(id).byteLength + 3;
+    if (ids.length === perJob || (ids.length > 0 && bytes + size > maxIdBytes)) {
+      out.push({ type: "probe-job", keyIds: ids, plannedAt });
+      if (out.length === jobs) return out;
+      ids = [];
+      bytes = 0;
+    }
+    ids.push(id);
+    bytes += size;
+  }
+  if (ids.length > 0 && out.length < jobs) out.push({ type: "probe-job", keyIds: ids, plannedAt });
+  return out;
 }

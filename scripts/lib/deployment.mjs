@@ -25,6 +25,7 @@ export function environmentName(value) {
 export function deploymentNames(env) {
   const prefix = env === "production" ? "keypool" : `keypool-${env}`;
   return {
+    prefix,
     gateway: `${prefix}-gateway`,
     consumer: `${prefix}-stats-consumer`,
     kv: `${prefix}-snapshot`,

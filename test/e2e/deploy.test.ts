@@ -102,12 +102,14 @@ describe("npm run deploy against a stand-in Cloudflare API", () => {
     expect(r2.map((b) => b.name)).toEqual(["keypool-archive"]);
     // Four event queues, each consumed by the consumer with the one dead-letter queue behind them.
     const eventQueues = ["keypool-events", "keypool-events-2", "keypool-events-3", "keypool-events-4"];
-    expect(queues.map((q) => q.queue_name).sort()).toEqual([...eventQueues, "keypool-events-dlq"].sort());
+    expect(queues.map((q) => q.queue_name).sort()).toEqual([...eventQueues, "keypool-events-dlq", "keypool-probes"].sort());
     for (const name of eventQueues)
       expect(queues.find((q) => q.queue_name === name)!.consumers).toEqual([
         expect.objectContaining({ script: "keypool-stats-consumer", dead_letter_queue: "keypool-events-dlq" }),
       ]);
     expect(queues.find((q) => q.queue_name === "keypool-events-dlq")!.consumers).toHaveLength(1);
+    // The gateway takes the probe jobs its own cron hands on.
+    expect(queues.find((q) => q.queue_name === "keypool-probes")!.consumers).toEqual([expect.objectContaining({ script: "keypool-gateway" })]);
 
     const gateway = scripts.get("keypool-gateway")!;
     const consumer = scripts.get("keypool-stats-consumer")!;
@@ -124,6 +126,7 @@ describe("npm run deploy against a stand-in Cloudflare API", () => {
         expect.objectContaining({ type: "r2_bucket", name: "ARCHIVE", bucket_name: "keypool-archive" }),
         expect.objectContaining({ type: "queue", name: "EVENTS", queue_name: "keypool-events" }),
         expect.objectContaining({ type: "queue", name: "EVENTS_4", queue_name: "keypool-events-4" }),
+        expect.objectContaining({ type: "queue", name: "PROBES", queue_name: "keypool-probes" }),
       ]),
     );
     expect(gateway.assets).toContain("/index.html");
@@ -187,6 +190,7 @@ describe("npm run deploy against a stand-in Cloudflare API", () => {
       "keypool-staging-events-3",
       "keypool-staging-events-4",
       "keypool-staging-events-dlq",
+      "keypool-staging-probes",
       "keypool-staging-snapshot",
     ]);
     // Staging's consumer takes staging's event queues, dead-lettering to staging's queue.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { defaultSettings, failureEntry, providerKinds, type HealthFacts } from "../../schema";
-import { nextProbeAt, planProbes, type ProbeCandidate } from "../../scheduler/logic/probe-plan";
+import { defaultSettings, failureEntry, probeJobSchema, providerKinds, type HealthFacts } from "../../schema";
+import { nextProbeAt, planProbes, probeJobsFor, type ProbeCandidate } from "../../scheduler/logic/probe-plan";
 import { probeUrl } from "../../scheduler/probe";
 
 describe("provider balance parsers", () => {
@@ -77,5 +77,40 @@ describe("probe planning", () => {
     const keys = Array.from({ length: 50 }, (_, i) => candidate(`k${i}`, {}, i * 10));
     const plan = planProbes(keys, { ...defaultSettings, probeBudget: 3 }, 10_000_000);
     expect(plan.map((c) => c.keyId)).toEqual(["k0", "k1", "k2"]);
+    // A run that hands jobs on plans further, in the same order.
+    expect(planProbes(keys, { ...defaultSettings, probeBudget: 3 }, 10_000_000, 7).map((c) => c.keyId)).toEqual(["k0", "k1", "k2", "k3", "k4", "k5", "k6"]);
+  });
+});
+
+describe("probe jobs", () => {
+  const ids = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `key-${String(from + i).padStart(4, "0")}`);
+
+  it("hands keys on in order, a budget a job, no more jobs than allowed", () => {
+    const jobs = probeJobsFor(ids(10), 3, 5, 1_000);
+    expect(jobs.map((j) => j.keyIds)).toEqual([ids(3), ids(3, 3), ids(3, 6), ids(1, 9)]);
+    for (const job of jobs) expect(probeJobSchema.parse(job)).toEqual({ type: "probe-job", keyIds: job.keyIds, plannedAt: 1_000 });
+    // Two jobs allowed: the keys past them wait for the next run.
+    expect(probeJobsFor(ids(10), 3, 2, 1_000).map((j) => j.keyIds)).toEqual([ids(3), ids(3, 3)]);
+    expect(probeJobsFor(ids(6), 3, 2, 1_000).map((j) => j.keyIds)).toEqual([ids(3), ids(3, 3)]);
+    expect(probeJobsFor(ids(10), 3, 0, 1_000)).toEqual([]);
+    expect(probeJobsFor([], 3, 5, 1_000)).toEqual([]);
+  });
+
+  it("keeps a job's ids under the bytes a queue message takes", () => {
+    // Eight bytes of JSON an id: "key-0000", each with two quotes and a comma, is 11.
+    const jobs = probeJobsFor(ids(10), 1_000, 10, 1_000, 35);
+    expect(jobs.map((j) => j.keyIds.length)).toEqual([3, 3, 3, 1]);
+    expect(jobs.flatMap((j) => j.keyIds)).toEqual(ids(10));
+    // The largest job at the default budget: a thousand UUIDs fit a message.
+    const uuids = Array.from({ length: 1_000 }, () => crypto.randomUUID());
+    const [job] = probeJobsFor(uuids, 1_000, 1, 1_000);
+    expect(job!.keyIds).toHaveLength(1_000);
+    expect(new TextEncoder().encode(JSON.stringify(job)).byteLength).toBeLessThan(128_000);
+  });
+
+  it("refuses a message that is not a probe job", () => {
+    expect(probeJobSchema.safeParse({ type: "probe-job", keyIds: [], plannedAt: 1 }).success).toBe(false);
+    expect(probeJobSchema.safeParse({ type: "probe-job", keyIds: ids(1_001), plannedAt: 1 }).success).toBe(false);
+    expect(probeJobSchema.safeParse({ events: [] }).success).toBe(false);
   });
 });

@@ -180,6 +180,7 @@ const en = {
   "settings.failureThreshold": "Failures that make a key failing",
   "settings.failureWindowMs": "…within",
   "settings.probeBudget": "Probes per scheduler run",
+  "settings.probeJobs": "Probe jobs a run may hand on (each probes as many again)",
   "settings.balanceProbeIntervalMs": "Check healthy keys every",
   "settings.save": "Save",
   "settings.saved": "Saved. The gateway applies it within seconds.",

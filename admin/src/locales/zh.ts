@@ -182,6 +182,7 @@ const zh: Record<keyof typeof en, string> = {
   "settings.failureThreshold": "判定故障的失败次数",
   "settings.failureWindowMs": "……在此时间内",
   "settings.probeBudget": "每次调度的检测数",
+  "settings.probeJobs": "每次调度可分派的检测任务数（每个任务再检测同样多）",
   "settings.balanceProbeIntervalMs": "正常密钥的检测间隔",
   "settings.save": "保存",
   "settings.saved": "已保存，网关将在数秒内生效。",
