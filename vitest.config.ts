@@ -1,6 +1,6 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
-import { queueConsumers, queueProducers } from "./scripts/lib/queue-config.mjs";
+import { queueConsumers, queueProducers } from "./scripts/lib/wrangler-config.mjs";
 import { TEST_SECRETS } from "./test/worker/secrets.ts";
 
 const KV_ID = "00000000000000000000000000000001";

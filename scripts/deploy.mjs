@@ -7,8 +7,9 @@
  *
  * Every step looks before it acts, so a second run changes nothing and a run
  * that failed halfway finishes the job:
- *   1. the KV namespace, D1 database, R2 bucket, the event queues and the
- *      dead-letter queue (every queue the configs name) are found by name or created;
+ *   1. the KV namespace, D1 database, R2 bucket and every queue the configs name
+ *      (the event queues, the dead-letter queue, the probes queue) are found by
+ *      name or created;
  *   2. the remote D1 migrations not yet applied are applied (before any Worker
  *      that needs them is deployed);
  *   3. each Worker's secrets that are missing are generated; generated values are
@@ -27,11 +28,11 @@
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { parse as parseToml } from "smol-toml";
 import { flag, stringArg } from "./lib/args.mjs";
 import { ApiError, apiClient, apiCredentials, resolveAccount, wrangler } from "./lib/cloudflare.mjs";
 import { deploymentNames, environmentName, gatewayUrl, savedOptions, stateDir, waitForHealth } from "./lib/deployment.mjs";
 import { ROOT, buildDashboard } from "./lib/stack.mjs";
+import { readWranglerConfig } from "./lib/wrangler-config.mjs";
 
 let envName = "production";
 try {
@@ -84,9 +85,6 @@ function deployOptions() {
 
 // ---------------------------------------------------------------- configs
 
-/** @param {string} file */
-const readToml = (file) => /** @type {Record<string, any>} */ (parseToml(readFileSync(path.join(ROOT, file), "utf8")));
-
 /**
  * The committed wrangler configs with this environment's names and resource ids,
  * written as JSON under .deploy/<env>/ (paths relative to there).
@@ -112,11 +110,11 @@ function writeConfigs(n, ids, options) {
       Object.assign(q, { queue: queueName(q.queue), ...(q.dead_letter_queue ? { dead_letter_queue: queueName(q.dead_letter_queue) } : {}) });
     return c;
   };
-  const gateway = adapt(readToml("wrangler.gateway.toml"), n.gateway);
+  const gateway = adapt(readWranglerConfig("wrangler.gateway.toml"), n.gateway);
   const routes = [...options.routes];
   if (options.domain) routes.push(/** @type {any} */ ({ pattern: options.domain, custom_domain: true }));
   if (routes.length > 0) gateway.routes = routes;
-  const consumer = adapt(readToml("wrangler.consumer.toml"), n.consumer);
+  const consumer = adapt(readWranglerConfig("wrangler.consumer.toml"), n.consumer);
   const files = { gateway: path.join(STATE_DIR, "wrangler.gateway.json"), consumer: path.join(STATE_DIR, "wrangler.consumer.json") };
   writeFileSync(files.gateway, `${JSON.stringify(gateway, null, 2)}\n`);
   writeFileSync(files.consumer, `${JSON.stringify(consumer, null, 2)}\n`);
@@ -144,7 +142,7 @@ function configQueues(n) {
   /** @type {Set<string>} */
   const queues = new Set();
   for (const file of ["wrangler.gateway.toml", "wrangler.consumer.toml"]) {
-    const c = readToml(file);
+    const c = readWranglerConfig(file);
     for (const p of c.queues?.producers ?? []) queues.add(deployedQueueName(n, p.queue));
     for (const q of c.queues?.consumers ?? []) {
       queues.add(deployedQueueName(n, q.queue));

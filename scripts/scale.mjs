@@ -50,7 +50,7 @@ import { flag, stringArg } from "./lib/args.mjs";
 import { median } from "./lib/numbers.mjs";
 import { cpuSeconds, rssMiB } from "./lib/procfs.mjs";
 import { runHeading, writeGenerated } from "./lib/report-page.mjs";
-import { eventQueueNames } from "./lib/queue-config.mjs";
+import { eventQueueNames } from "./lib/wrangler-config.mjs";
 import { ROOT } from "./lib/stack.mjs";
 import { attemptEvents } from "./bench/consumer.mjs";
 import { bundleKeypool, startKeypool, startMock } from "./bench/workers.mjs";

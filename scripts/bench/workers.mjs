@@ -18,7 +18,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { adminSession, provisionPool } from "../lib/admin-client.mjs";
 import { migrationStatements } from "../lib/migrations.mjs";
-import { queueConsumers, queueProducers } from "../lib/queue-config.mjs";
+import { queueConsumers, queueProducers } from "../lib/wrangler-config.mjs";
 import { workerdProcesses } from "../lib/procfs.mjs";
 import { ROOT, freePort, generateSecrets } from "../lib/stack.mjs";
 

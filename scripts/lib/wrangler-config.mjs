@@ -1,17 +1,21 @@
 // @ts-check
 /**
- * The queues the committed wrangler configs bind, as Miniflare options: so the
- * harnesses that start the Workers without `wrangler dev` (the bench, the scale
- * run, the Worker tests) send to and consume from the same queues a deploy has —
- * the event queues `EVENTS`, `EVENTS_2`… and the dead-letter queue.
+ * The committed wrangler configs, read: whole (for `npm run deploy`), and their
+ * queues as Miniflare options, so the harnesses that start the Workers without
+ * `wrangler dev` (the bench, the scale run, the Worker tests) send to and
+ * consume from the queues a deploy has — the event queues `EVENTS`,
+ * `EVENTS_2`…, the dead-letter queue, the probes queue.
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { ROOT } from "./stack.mjs";
 
-/** @param {string} file */
-const readToml = (file) => /** @type {Record<string, any>} */ (parseToml(readFileSync(path.join(ROOT, file), "utf8")));
+/**
+ * A committed wrangler config, parsed.
+ * @param {string} file wrangler.gateway.toml or wrangler.consumer.toml
+ */
+export const readWranglerConfig = (file) => /** @type {Record<string, any>} */ (parseToml(readFileSync(path.join(ROOT, file), "utf8")));
 
 /**
  * A config's queue producers: binding → queue name.
@@ -19,7 +23,7 @@ const readToml = (file) => /** @type {Record<string, any>} */ (parseToml(readFil
  * @returns {Record<string, { queueName: string }>}
  */
 export function queueProducers(file) {
-  const producers = /** @type {{ binding: string, queue: string }[]} */ (readToml(file).queues?.producers ?? []);
+  const producers = /** @type {{ binding: string, queue: string }[]} */ (readWranglerConfig(file).queues?.producers ?? []);
   return Object.fromEntries(producers.map((p) => [p.binding, { queueName: p.queue }]));
 }
 
@@ -30,7 +34,7 @@ export function queueProducers(file) {
  * @returns {Record<string, { maxBatchSize?: number, maxBatchTimeout?: number, maxRetries?: number, deadLetterQueue?: string }>}
  */
 export function queueConsumers(override = {}) {
-  const consumers = /** @type {Record<string, any>[]} */ (readToml("wrangler.consumer.toml").queues?.consumers ?? []);
+  const consumers = /** @type {Record<string, any>[]} */ (readWranglerConfig("wrangler.consumer.toml").queues?.consumers ?? []);
   return Object.fromEntries(
     consumers.map((c) => [
       c.queue,
