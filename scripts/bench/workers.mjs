@@ -8,7 +8,7 @@
  *   the null Worker — forwards to one of a few fixed keys and streams the answer back;
  *   the metering floor (bench/workers/metering-*.js) — only what counting usage
  *     needs, with and without a minimal event log;
- *   Keypool — gateway and consumer on one queue, as `npm start` runs them, or
+ *   Keypool — gateway and consumer on the event queues, as `npm start` runs them, or
  *     with an entry swapped (the bench's variants, the chaos run's faults).
  */
 import { build } from "esbuild";
@@ -237,7 +237,7 @@ export async function bundleKeypool(work, { consumerEntry = "stats-consumer/inde
  */
 
 /**
- * Keypool (gateway + consumer on one queue, like `npm start`) with `keyCount`
+ * Keypool (gateway + consumer on the event queues, like `npm start`) with `keyCount`
  * keys of the mock (or the `keys` given) and one client key. `attempts()` reads
  * how many attempts the rollups hold, so a run can wait until its events are stored.
  * @param {string} work
