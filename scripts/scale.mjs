@@ -84,6 +84,20 @@ async function databaseBytes(db) {
 }
 
 /**
+ * The rows in each of Keypool's tables (D1's and SQLite's own left out).
+ * @param {Keypool["db"]} db
+ * @returns {Promise<Map<string, number>>}
+ */
+async function tableRows(db) {
+  const { results } = await db
+    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name <> 'd1_migrations'")
+    .all();
+  const names = results.map((r) => String(/** @type {{ name: unknown }} */ (r).name));
+  const counts = await db.batch(names.map((name) => db.prepare(`SELECT COUNT(*) AS n FROM "${name}"`)));
+  return new Map(names.map((name, i) => [name, Number(/** @type {{ n: unknown }} */ (counts[i]?.results[0])?.n ?? 0)]));
+}
+
+/**
  * Writes `perHour` rows into rollup_hour for each of the last 48 hours and
  * `perMinute` into rollup_minute for each of the last 60 minutes, spread over
  * the pool's keys (`keyIdPrefix` and 12 digits), 50 models and its client keys, as the
@@ -355,6 +369,7 @@ try {
       const bodies = [];
       for (let i = 0; i < events.length; i += 50) bodies.push({ events: events.slice(i, i + 50) });
       const sizeBefore = await databaseBytes(kp.db);
+      const rowsBefore = await tableRows(kp.db);
       const cpu2 = cpuSeconds(kp.pid);
       const t2 = performance.now();
       for (let i = 0; i < bodies.length; i += 100) {
@@ -366,6 +381,13 @@ try {
       l.foldRate = foldRate;
       // What the fold added to D1 (every projection: rollups, request log, dedupe window, health), by event.
       l.bytesPerEvent = ((await databaseBytes(kp.db)) - sizeBefore) / total;
+      // Which tables those bytes went to: the rows each gained, per 1,000 events (updated rows are not counted).
+      const rowsAfter = await tableRows(kp.db);
+      const gained = [...rowsAfter]
+        .map(([name, after]) => /** @type {[string, number]} */ ([name, ((after - (rowsBefore.get(name) ?? 0)) / total) * 1000]))
+        .filter(([, per1000]) => per1000 >= 0.5)
+        .sort((a, b) => b[1] - a[1]);
+      const rowsPerEvent = gained.reduce((sum, [, per1000]) => sum + per1000 / 1000, 0);
       // The pool's usage the consumer published meanwhile (at most once a second), and what an isolate spends taking it.
       const usageText = await kp.kv.get(data.USAGE_KV_KEY);
       if (usageText) {
@@ -399,7 +421,9 @@ try {
       const usageAfter = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
       if (control.outcome !== "ok" || usageAfter <= usageBefore) throw new Error("the control message did not publish the pool's usage");
       r.usagePublish = `${l.usagePublishS.toFixed(2)} s wall, ${Math.round(usagePublishCpuS * 1000)} ms CPU`;
-      r.bytes = `${Math.round(l.bytesPerEvent)} bytes an event`;
+      r.bytes = `${Math.round(l.bytesPerEvent)} bytes an event, ${rowsPerEvent.toFixed(1)} new rows an event — per 1,000 events: ${gained
+        .map(([name, per1000]) => `${name} ${Math.round(per1000).toLocaleString("en-US")}`)
+        .join(", ")}`;
 
       // The dashboard's heaviest reads over a volume of rollups: rows written straight into rollup_hour (48 hours)
       // and rollup_minute (60 minutes) over the pool's keys, 50 models and its client keys.
