@@ -108,11 +108,11 @@ const OUTBOX_PAGE_ROWS = 100;
 const OUTBOX_DRAIN_BUDGET_MS = 10_000;
 
 /**
- * Sends the outbox's messages to the event queues (a group to each in turn), oldest first, deleting each group
- * once it is sent (a crash between the two sends it again; the consumer
- * dedupes). Stops at the first failed send (it throws; the rest waits for the
- * next run) or when its time budget is spent. Returns the events sent and the
- * messages still waiting.
+ * Sends the outbox's messages to the event queues (a group to each in turn),
+ * oldest first, deleting each group once it is sent (a crash between the two
+ * sends it again; the consumer dedupes). Stops at the first failed send (it
+ * throws; the rest waits for the next run) or when its time budget is spent.
+ * Returns the events sent and the messages still waiting.
  */
 export async function drainEventOutbox(pipe: EventPipe, budgetMs = OUTBOX_DRAIN_BUDGET_MS): Promise<{ sent: number; waiting: number }> {
   const stopAt = Date.now() + budgetMs;
