@@ -90,7 +90,9 @@ async function databaseBytes(db) {
  */
 async function tableRows(db) {
   const { results } = await db
-    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name <> 'd1_migrations'")
+    .prepare(
+      "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name <> 'd1_migrations'",
+    )
     .all();
   const names = results.map((r) => String(/** @type {{ name: unknown }} */ (r).name));
   const counts = await db.batch(names.map((name) => db.prepare(`SELECT COUNT(*) AS n FROM "${name}"`)));
