@@ -1,4 +1,4 @@
-import { probeJobSchema, sendBatchGroups } from "../schema";
+import { probeJobSchema } from "../schema";
 import { probeNow, runProbeJob, runScheduled, type ScheduledReport, type SchedulerDeps } from "../scheduler";
 import { createApp } from "./app";
 import type { IsolateState } from "./context";
@@ -7,6 +7,7 @@ import { LocalObservations } from "./logic/local-observations";
 import { alertSecretCacheFor, keyringFor } from "./logic/secrets";
 import { EVENT_BATCH_DELAY_MS, EVENT_MESSAGES_PER_SECOND, EventBatcher } from "./logic/event-batcher";
 import { drainEventOutbox, queueEventSink } from "./storage/event-sink";
+import { sendToQueue } from "../storage/queues";
 import { PoolCache } from "./storage/snapshot-cache";
 
 /** The scheduler's dependencies, from this Worker's bindings: it runs here but lives in scheduler/. */
@@ -18,15 +19,10 @@ function schedulerDeps(env: GatewayEnv): SchedulerDeps {
     fetch: (input, init) => fetch(input, init),
     decrypt: (sealed) => keyringFor(env).decrypt(sealed),
     openAlertSecret: async (sealed) => alertSecretCacheFor(env.ALERT_ENCRYPTION_KEY).decrypt(sealed),
-    sendProbeJobs: async (jobs) => {
-      for (const group of sendBatchGroups(jobs, (job) => encoder.encode(JSON.stringify(job)).byteLength))
-        await env.PROBES.sendBatch(group.map((body) => ({ body, contentType: "json" as const })));
-    },
+    sendProbeJobs: (jobs) => sendToQueue(env.PROBES, jobs),
     now: Date.now,
   };
 }
-
-const encoder = new TextEncoder();
 
 function alertsReport(alerts: ScheduledReport["alerts"]): string {
   if (alerts === "failed") return "failed (the next run tries again)";

@@ -175,21 +175,37 @@ export function packEvents(events: readonly unknown[]): PackedEvents[] {
 export const MAX_BATCH_MESSAGES = 100;
 export const MAX_BATCH_BYTES = 200_000;
 
-/** Splits message bodies, in order, into groups one sendBatch call takes: by count, and by `sizeOf` (bytes). */
-export function sendBatchGroups<T>(bodies: readonly T[], sizeOf: (body: T) => number): T[][] {
+/**
+ * Splits items, in order, into groups of at most `maxCount` items whose sizes
+ * (`sizeOf`) add up to at most `maxBytes`; an item larger than that alone gets
+ * a group of its own.
+ */
+export function groupsUnder<T>(items: readonly T[], sizeOf: (item: T) => number, maxCount: number, maxBytes: number): T[][] {
   const groups: T[][] = [];
   let group: T[] = [];
   let bytes = 0;
-  for (const body of bodies) {
-    const size = sizeOf(body);
-    if (group.length === MAX_BATCH_MESSAGES || (group.length > 0 && bytes + size > MAX_BATCH_BYTES)) {
+  for (const item of items) {
+    const size = sizeOf(item);
+    if (group.length === maxCount || (group.length > 0 && bytes + size > maxBytes)) {
       groups.push(group);
       group = [];
       bytes = 0;
     }
-    group.push(body);
+    group.push(item);
     bytes += size;
   }
   if (group.length > 0) groups.push(group);
   return groups;
+}
+
+/** Splits message bodies, in order, into groups one sendBatch call takes: by count, and by `sizeOf` (bytes). */
+export function sendBatchGroups<T>(bodies: readonly T[], sizeOf: (body: T) => number): T[][] {
+  return groupsUnder(bodies, sizeOf, MAX_BATCH_MESSAGES, MAX_BATCH_BYTES);
+}
+
+const utf8 = new TextEncoder();
+
+/** The bytes an id adds to a JSON array of ids: its JSON string in UTF-8, and a comma. */
+export function idJsonBytes(id: string): number {
+  return utf8.encode(JSON.stringify(id)).byteLength + 1;
 }

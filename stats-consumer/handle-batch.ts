@@ -18,7 +18,7 @@ import { PublishedStates, publishIfStale } from "./publish";
 import { runReplayJobs } from "./replay";
 import { DEAD_PREFIX, EVENTS_PREFIX, appendToArchive, archiveKey } from "./storage/archive";
 import { ingestBatch } from "./storage/ingest-db";
-import { sendToQueue } from "./storage/queues";
+import { sendToQueue } from "../storage/queues";
 import { publishUsage } from "./storage/usage-store";
 import { readPriceBook } from "../storage/prices";
 import { readSettings, selectSettings } from "../storage/settings";

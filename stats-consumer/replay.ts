@@ -9,7 +9,7 @@ import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
 import { DEAD_PREFIX, EVENTS_PREFIX, listArchive, readArchived } from "./storage/archive";
 import { ingestBatch } from "./storage/ingest-db";
-import { sendToQueue } from "./storage/queues";
+import { sendToQueue } from "../storage/queues";
 import { diffRequestLog, diffRollup, diffTable, resetShadowTables, type TableDiff } from "./storage/shadow-db";
 
 /** Parameters of a replay job, carried in its admin event's detail. */

@@ -1,4 +1,4 @@
-import type { HealthFacts, Limits, ProviderKindId } from "../schema";
+import { groupsUnder, idJsonBytes, type HealthFacts, type Limits, type ProviderKindId } from "../schema";
 import { HEALTH_FACT_COLUMNS, healthFactsFromRow } from "./key-health";
 import { CAPACITY_COLUMNS, capacityFromRow, type WindowReading } from "./key-capacity";
 import { recentMissesSql, recentSuccessSql, usageOnDaySql } from "./rollups";
@@ -352,22 +352,8 @@ const ID_LIST_BYTES = 1_000_000;
  * for no ids.
  */
 export function keyIdLists(ids: readonly string[], maxBytes = ID_LIST_BYTES): string[] {
-  const lists: string[] = [];
-  let start = 0;
-  let bytes = 2;
-  for (let i = 0; i < ids.length; i++) {
-    const json = JSON.stringify(ids[i]);
-    // UTF-8 takes at most three bytes for a UTF-16 code unit; ids are nearly always ASCII.
-    const size = (/[^\x00-\x7f]/.test(json) ? json.length * 3 : json.length) + 1;
-    if (i > start && bytes + size > maxBytes) {
-      lists.push(JSON.stringify(ids.slice(start, i)));
-      start = i;
-      bytes = 2;
-    }
-    bytes += size;
-  }
-  if (start < ids.length) lists.push(JSON.stringify(ids.slice(start)));
-  return lists;
+  // Two bytes of the budget for the brackets.
+  return groupsUnder(ids, idJsonBytes, Number.POSITIVE_INFINITY, maxBytes - 2).map((list) => JSON.stringify(list));
 }
 
 /**

@@ -13,7 +13,11 @@ export interface EventPipe {
   DB: D1Database;
 }
 
-const OTHER_QUEUE = /^EVENTS_(\d+)$/;
+/** Whether a binding's name is an event queue's: `EVENTS`, `EVENTS_2`, `EVENTS_3`… */
+export function isEventQueueBinding(name: string): boolean {
+  return /^EVENTS(_\d+)?$/.test(name);
+}
+
 const queuesOf = new WeakMap<EventPipe, Queue[]>();
 
 /** The event queues `pipe` binds: `EVENTS`, then `EVENTS_2`, `EVENTS_3`… in order of their number. */
@@ -21,10 +25,8 @@ export function eventQueues(pipe: EventPipe): Queue[] {
   let queues = queuesOf.get(pipe);
   if (!queues) {
     const others: [number, Queue][] = [];
-    for (const [name, value] of Object.entries(pipe)) {
-      const match = OTHER_QUEUE.exec(name);
-      if (match && value) others.push([Number(match[1]), value as Queue]);
-    }
+    for (const [name, value] of Object.entries(pipe))
+      if (name !== "EVENTS" && isEventQueueBinding(name) && value) others.push([Number(name.slice("EVENTS_".length)), value as Queue]);
     queues = [pipe.EVENTS, ...others.sort((a, b) => a[0] - b[0]).map(([, queue]) => queue)];
     queuesOf.set(pipe, queues);
   }

@@ -1,4 +1,14 @@
-import { PROBE_JOB_MAX_ID_BYTES, deriveKeyState, lastFailureTs, type HealthFacts, type KeyState, type ProbeJob, type Settings } from "../../schema";
+import {
+  PROBE_JOB_MAX_ID_BYTES,
+  deriveKeyState,
+  groupsUnder,
+  idJsonBytes,
+  lastFailureTs,
+  type HealthFacts,
+  type KeyState,
+  type ProbeJob,
+  type Settings,
+} from "../../schema";
 
 /** A key as the scheduler sees it. */
 export interface ProbeCandidate {
@@ -64,30 +74,14 @@ export function planProbes<C extends ProbeCandidate>(candidates: C[], settings: 
     .slice(0, limit);
 }
 
-const encoder = new TextEncoder();
-
 /**
  * The probe jobs for keys a run hands on, in their order: at most `perJob` keys
  * and `maxIdBytes` of ids a job (so a job fits a queue message), at most `jobs`
  * jobs. Keys past the last job are left for the next run.
  */
 export function probeJobsFor(keyIds: readonly string[], perJob: number, jobs: number, plannedAt: number, maxIdBytes = PROBE_JOB_MAX_ID_BYTES): ProbeJob[] {
-  const out: ProbeJob[] = [];
-  if (jobs < 1 || perJob < 1) return out;
-  let ids: string[] = [];
-  let bytes = 0;
-  for (const id of keyIds) {
-    // An id's JSON: its bytes, two quotes and a comma.
-    const size = encoder.encode(id).byteLength + 3;
-    if (ids.length === perJob || (ids.length > 0 && bytes + size > maxIdBytes)) {
-      out.push({ type: "probe-job", keyIds: ids, plannedAt });
-      if (out.length === jobs) return out;
-      ids = [];
-      bytes = 0;
-    }
-    ids.push(id);
-    bytes += size;
-  }
-  if (ids.length > 0 && out.length < jobs) out.push({ type: "probe-job", keyIds: ids, plannedAt });
-  return out;
+  if (jobs < 1 || perJob < 1) return [];
+  return groupsUnder(keyIds, idJsonBytes, perJob, maxIdBytes)
+    .slice(0, jobs)
+    .map((ids) => ({ type: "probe-job", keyIds: ids, plannedAt }));
 }

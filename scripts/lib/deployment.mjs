@@ -31,8 +31,6 @@ export function deploymentNames(env) {
     kv: `${prefix}-snapshot`,
     d1: prefix,
     r2: `${prefix}-archive`,
-    queue: `${prefix}-events`,
-    dlq: `${prefix}-events-dlq`,
   };
 }
 

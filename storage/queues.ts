@@ -1,4 +1,4 @@
-import { sendBatchGroups } from "../../schema";
+import { sendBatchGroups } from "../schema";
 
 const encoder = new TextEncoder();
 
