@@ -437,10 +437,21 @@ describe("secrets never leak", () => {
       "settings.update",
       "upstream.delete",
     ];
+    // This test's own changes of the upstream, its key and its client key: earlier tests left events of the same kinds, and
+    // events come over several queues in any order.
+    const mine: Record<string, string> = {
+      "upstream.update": id,
+      "upstream.delete": id,
+      "key.update": keyId,
+      "key.delete": keyId,
+      "client_key.update": client.body.id,
+      "client_key.delete": client.body.id,
+    };
     const audit = await waitFor(async () => {
       const r = await admin<{ data: { action: string; actor: string; target: string | null }[] }>("GET", "/audit?limit=500");
-      return expected.every((a) => r.body.data.some((e) => e.action === a)) ? r.body.data : undefined;
+      const found = (a: string) => r.body.data.some((e) => e.action === a && (mine[a] === undefined || e.target === mine[a]));
+      return expected.every(found) ? r.body.data : undefined;
     }, "every change to reach the audit log");
-    expect(audit.find((e) => e.action === "upstream.update")).toMatchObject({ actor: "admin", target: id });
+    expect(audit.filter((e) => e.action === "upstream.update" && e.target === id)).toEqual([expect.objectContaining({ actor: "admin", target: id })]);
   });
 });
