@@ -347,8 +347,7 @@ export type Metrics = z.infer<typeof metricsSchema>;
 const statsBucketSchema = z.enum(["minute", "hour", "day"]);
 export type StatsBucket = z.infer<typeof statsBucketSchema>;
 
-/** Query of /stats/series and /stats/breakdown: a bucket size, how many buckets back, and filters. */
-export const statsQuerySchema = z.object({
+const statsRangeSchema = z.object({
   bucket: statsBucketSchema.default("minute"),
   count: z.coerce.number().int().min(1).max(2_880).optional(),
   keyId: z.string().max(100).optional(),
@@ -356,6 +355,26 @@ export const statsQuerySchema = z.object({
   clientKeyId: z.string().max(100).optional(),
   upstreamId: z.string().max(100).optional(),
 });
+
+/**
+ * Refuses a client key together with a key or an upstream (as filters, or as
+ * what a breakdown is by): the rollups count usage per key × model and per
+ * client key × model, not per key × client key (docs/stats-pipeline.md).
+ */
+function oneSideOnly(query: z.infer<typeof statsRangeSchema> & { by?: string }, ctx: z.RefinementCtx): void {
+  const keySide = query.keyId ? "keyId" : query.upstreamId ? "upstreamId" : query.by === "key" || query.by === "upstream" ? "by" : null;
+  const clientSide = query.clientKeyId ? "clientKeyId" : query.by === "client" ? "by" : null;
+  if (!keySide || !clientSide) return;
+  ctx.addIssue({
+    code: "custom",
+    path: [clientSide === "by" ? "by" : "clientKeyId"],
+    message:
+      "Usage is counted per key and per client key, not per key and client key together: use a client key with a model only (the request log has each request's key and client key).",
+  });
+}
+
+/** Query of /stats/series and /stats/breakdown: a bucket size, how many buckets back, and filters. */
+export const statsQuerySchema = statsRangeSchema.superRefine(oneSideOnly);
 
 export const statsSeriesSchema = z.object({
   bucket: statsBucketSchema,
@@ -496,7 +515,9 @@ export type ReplayJob = z.infer<typeof replayJobSchema>;
 export const upstreamDeleteQuerySchema = z.object({ cascade: z.enum(["true", "false"]).default("false") });
 
 /** Query of /stats/breakdown: the dimension, and the series parameters. */
-export const statsBreakdownQuerySchema = statsQuerySchema.extend({ by: z.enum(["model", "key", "client", "upstream"]).default("model") });
+export const statsBreakdownQuerySchema = statsRangeSchema
+  .extend({ by: z.enum(["model", "key", "client", "upstream"]).default("model") })
+  .superRefine(oneSideOnly);
 
 export const logoutBodySchema = z.object({ everywhere: z.boolean().default(false) });
 

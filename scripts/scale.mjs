@@ -100,38 +100,67 @@ async function tableRows(db) {
 }
 
 /**
- * Writes `perHour` rows into rollup_hour for each of the last 48 hours and
- * `perMinute` into rollup_minute for each of the last 60 minutes, spread over
- * the pool's keys (`keyIdPrefix` and 12 digits), 50 models and its client keys, as the
- * fold would at a rate where nearly every request is a row of its own (in a
- * small pool some land on the same row and are skipped). Returns the rows
- * written and what a rollup_hour row takes in D1 (its primary key and index
- * included).
+ * Distinct rows `events` make when each lands on one of `combos` rows evenly at random (the expected count).
+ * @param {number} events @param {number} combos
+ */
+function distinctRows(events, combos) {
+  return combos * (1 - Math.exp(-events / combos));
+}
+
+/**
+ * Writes rollup rows as the fold keeps them (migration 0020) straight into
+ * D1: for each of the last 48 hours `perHour` key rows into rollup_hour,
+ * spread over the pool's keys (`keyIdPrefix` and 12 digits) and 50 models,
+ * and a tenth as many client rows, spread over its client keys and the 50
+ * models (100,000 keys × 5 models to 1,000 client keys × 50 models, the
+ * largest pool's proportion); for each of the last 60 minutes `perMinute` and
+ * a tenth into rollup_minute. In a small pool some land on the same row and
+ * are skipped. Returns the rows written and what a rollup_hour row takes in D1
+ * (its primary key and index included).
  * @param {Keypool["db"]} db @param {string} keyIdPrefix @param {number} keys @param {number} clients @param {number} perHour @param {number} perMinute
  */
 async function rollupVolume(db, keyIdPrefix, keys, clients, perHour, perMinute) {
   const HOUR = 3_600_000;
   const now = Date.now();
+  const values = "1, 1, 1, 100, 50, 150, 900, 900, 300, 300, 1";
+  const columns =
+    "bucket, key_id, model, client_key_id, requests, attempts, successes, prompt_tokens, completion_tokens, total_tokens, latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count";
   /** @param {string} table @param {number} bucket @param {number} count @param {number} salt */
-  const fill = (table, bucket, count, salt) =>
-    db
-      .prepare(
-        `WITH RECURSIVE i(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM i WHERE x < ?2 - 1)
-         INSERT OR IGNORE INTO ${table} (bucket, key_id, model, client_key_id, requests, attempts, successes, prompt_tokens,
-           completion_tokens, total_tokens, latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count)
-         SELECT ?1, ?6 || printf('%012d', (x * 7717 + ?3) % ?4), 'model-' || printf('%02d', (x + ?3) % 50),
-           'scale-client-' || ((x * 31 + ?3) % ?5), 1, 1, 1, 100, 50, 150, 900, 900, 300, 300, 1 FROM i`,
-      )
-      .bind(bucket, count, salt, keys, clients, keyIdPrefix)
-      .run()
-      .then((result) => Number(result.meta.changes ?? 0));
+  const fill = async (table, bucket, count, salt) => {
+    const run = (/** @type {string} */ select, /** @type {number} */ n, /** @type {unknown[]} */ ...params) =>
+      db
+        .prepare(`WITH RECURSIVE i(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM i WHERE x < ?2 - 1) INSERT OR IGNORE INTO ${table} (${columns}) ${select}`)
+        .bind(bucket, n, salt, ...params)
+        .run()
+        .then((result) => Number(result.meta.changes ?? 0));
+    const keyRows = await run(
+      `SELECT ?1, ?5 || printf('%012d', (x * 7717 + ?3) % ?4), 'model-' || printf('%02d', (x + ?3) % 50), '*', ${values} FROM i`,
+      count,
+      keys,
+      keyIdPrefix,
+    );
+    const clientRows = await run(
+      `SELECT ?1, '*', 'model-' || printf('%02d', (x + ?3) % 50), 'scale-client-' || ((x * 31 + ?3) % ?4), ${values} FROM i`,
+      Math.max(1, Math.round(count / 10)),
+      clients,
+    );
+    return { keyRows, clientRows };
+  };
   const before = await databaseBytes(db);
   let hourRows = 0;
-  for (let h = 0; h < 48; h++) hourRows += await fill("rollup_hour", now - (now % HOUR) - h * HOUR, perHour, h * 7919);
+  let keyHourRows = 0;
+  for (let h = 0; h < 48; h++) {
+    const written = await fill("rollup_hour", now - (now % HOUR) - h * HOUR, perHour, h * 7919);
+    keyHourRows += written.keyRows;
+    hourRows += written.keyRows + written.clientRows;
+  }
   const hourRowBytes = ((await databaseBytes(db)) - before) / hourRows;
   let minuteRows = 0;
-  for (let m = 0; m < 60; m++) minuteRows += await fill("rollup_minute", now - (now % 60_000) - m * 60_000, perMinute, m * 104_729);
-  return { hourRowBytes, hourRows, minuteRows };
+  for (let m = 0; m < 60; m++) {
+    const written = await fill("rollup_minute", now - (now % 60_000) - m * 60_000, perMinute, m * 104_729);
+    minuteRows += written.keyRows + written.clientRows;
+  }
+  return { hourRowBytes, hourRows, keyHourRows, minuteRows };
 }
 
 /** @param {Keypool["kv"]} kv @param {string} key the snapshot's KV key */
@@ -188,7 +217,7 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number,
- *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, bytesPerEvent?: number, hourRowBytes?: number, hourRows?: number,
+ *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number }, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
  * @type {Figures | null}
  */
@@ -390,6 +419,9 @@ try {
         .filter(([, per1000]) => per1000 >= 0.5)
         .sort((a, b) => b[1] - a[1]);
       const rowsPerEvent = gained.reduce((sum, [, per1000]) => sum + per1000 / 1000, 0);
+      l.rowsPerEvent = rowsPerEvent;
+      // The tables that gain rows with every event whatever the traffic (the rollups are modelled by their bound).
+      l.eventTableRows = gained.filter(([name]) => !name.startsWith("rollup_")).reduce((sum, [, per1000]) => sum + per1000 / 1000, 0);
       // The pool's usage the consumer published meanwhile (at most once a second), and what an isolate spends taking it.
       const usageText = await kp.kv.get(data.USAGE_KV_KEY);
       if (usageText) {
@@ -437,6 +469,7 @@ try {
       const volume = await rollupVolume(kp.db, data.KEY_ID_PREFIX, n, rows.clientKeys.length, perHour, perMinute);
       l.hourRowBytes = volume.hourRowBytes;
       l.hourRows = volume.hourRows;
+      l.keyHourRows = volume.keyHourRows;
       /** The best of two runs of an admin read, in ms. @param {string} path */
       const timed = async (path) => {
         let best = Infinity;
@@ -459,7 +492,7 @@ try {
       r.dashboard =
         `by key, 48 h: ${Math.round(reads.byKey)} ms; by client, 48 h: ${Math.round(reads.byClient)} ms; one key's series, 48 h: ${Math.round(reads.oneKey)} ms; ` +
         `by model, 60 min: ${Math.round(reads.minutes)} ms; keys nearest a limit: ${Math.round(reads.keys)} ms; headroom: ${Math.round(reads.headroom)} ms ` +
-        `(over ${volume.hourRows.toLocaleString("en-US")} hour and ${volume.minuteRows.toLocaleString("en-US")} minute rollup rows, ${Math.round(volume.hourRowBytes)} bytes a row)`;
+        `(over ${volume.hourRows.toLocaleString("en-US")} hour rollup rows, ${volume.keyHourRows.toLocaleString("en-US")} of them keys', and ${volume.minuteRows.toLocaleString("en-US")} minute rollup rows; ${Math.round(volume.hourRowBytes)} bytes a row)`;
 
       // One scheduler run with probes due: the keys idle since their last probe (a liveness probe is due after an
       // hour without a success) and a budget a paid plan allows; how many it probed, how long it took, its CPU.
@@ -606,23 +639,30 @@ function headroomTable() {
     rows.push(["the pool's usage as one KV value", "25 MiB a value", mib(l.usageBytes), x((25 * 2 ** 20) / l.usageBytes)]);
     rows.push(["each gateway isolate's CPU taking the usage, a new one a second", "1 s of CPU a second", `${ms(l.usageCpuS)} a version`, x(1 / l.usageCpuS)]);
   }
-  if (l.bytesPerEvent !== undefined) {
-    const perDay = l.bytesPerEvent * 10_500 * 86_400;
+  // Rollup rows a bucket at 10,500 events/s (migration 0020): distinct key × model rows among the bucket's events over
+  // 100,000 keys × 5 models, and client × model rows over 1,000 client keys × 50 models, events landing evenly.
+  const KEY_COMBOS = 100_000 * 5;
+  const CLIENT_COMBOS = 1_000 * 50;
+  /** @param {number} seconds */
+  const rollupRows = (seconds) => distinctRows(10_500 * seconds, KEY_COMBOS) + distinctRows(10_500 * seconds, CLIENT_COMBOS);
+  if (l.bytesPerEvent !== undefined && l.rowsPerEvent !== undefined && l.eventTableRows !== undefined) {
+    const rollupsADay = 1_440 * rollupRows(60) + 24 * rollupRows(3_600) + rollupRows(86_400);
+    const eventRowsADay = l.eventTableRows * 10_500 * 86_400;
+    const rowBytes = l.bytesPerEvent / l.rowsPerEvent;
+    const perDay = (rollupsADay + eventRowsADay) * rowBytes;
     rows.push([
-      "D1 storage: what the fold adds in a day at 10,500 events/s (minute rollups are kept 48 h, the request log 7 days, hour rollups 35)",
+      `D1 storage: what the fold adds in a day at 10,500 events/s — rollups bounded by keys × models and client keys × models, ${(rollupsADay / 1e6).toFixed(0)} M rows a day; the request log and dedupe window, ${(eventRowsADay / 1e6).toFixed(0)} M (${l.eventTableRows.toFixed(1)} rows an event); ${Math.round(rowBytes)} bytes a row as the fold wrote them (minute rollups are kept 48 h, the request log 7 days, hour rollups 35)`,
       "10 GB a database",
-      `${(perDay / 1e9).toFixed(0)} GB a day (${Math.round(l.bytesPerEvent)} bytes an event)`,
+      `${(perDay / 1e9).toFixed(0)} GB a day`,
       x(10e9 / perDay),
     ]);
   }
-  if (l.dashboard !== undefined && l.hourRows !== undefined) {
-    // Rows an hour of rollup_hour at 10,000 req/s: distinct (key, model, client) among 36 M requests over
-    // 100,000 keys × 5 models × 1,000 clients, drawn evenly.
-    const combos = 100_000 * 5 * 1_000;
-    const perHour = combos * (1 - Math.exp(-36e6 / combos));
-    const scaled = (l.dashboard.byKey / 1000) * ((48 * perHour) / l.hourRows);
+  if (l.dashboard !== undefined && l.keyHourRows !== undefined) {
+    // The by-key read sums key rows only: rollup_hour's key rows an hour at 10,000 req/s (36 M requests).
+    const perHour = distinctRows(36e6, KEY_COMBOS);
+    const scaled = (l.dashboard.byKey / 1000) * ((48 * perHour) / l.keyHourRows);
     rows.push([
-      `the dashboard's usage by key over 48 h, at 10,000 req/s (${(perHour / 1e6).toFixed(1)} M hour rollup rows an hour; measured on ${l.hourRows.toLocaleString("en-US")} rows, scaled by rows)`,
+      `the dashboard's usage by key over 48 h, at 10,000 req/s (${Math.round(perHour).toLocaleString("en-US")} key rows of rollup_hour an hour; measured on ${l.keyHourRows.toLocaleString("en-US")} key rows, scaled by rows)`,
       "30 s a D1 query",
       `${scaled.toFixed(0)} s`,
       x(30 / scaled),

@@ -2,10 +2,18 @@ import { DAY_MS, HOUR_MS, MINUTE_MS, type Settings, type StatsBucket } from "../
 import type { BucketTotals, MetricSums, SpendSums, StatsFilters } from "./rollup-sums";
 
 /**
- * The rollup tables: usage summed per minute, hour and day × key × model ×
- * client key, and per hour for the whole pool. Written by the consumer (one
- * fold per batch); read by the admin API (stats, key and client-key lists) and
- * the consumer (the snapshot's success rates); pruned by the scheduler.
+ * The rollup tables: usage summed per minute, hour and day, per key × model
+ * and per client key × model, and per hour for the whole pool. Written by the
+ * consumer (one fold per batch); read by the admin API (stats, key and
+ * client-key lists) and the consumer (the snapshot's success rates, the pool's
+ * usage); pruned by the scheduler.
+ *
+ * The keyed tables hold two kinds of rows (migration 0020): a key's, summed
+ * over client keys (`client_key_id` is `ALL`), and a client key's, summed over
+ * keys (`key_id` is `ALL`). Key × model × client rows made nearly every request
+ * a row of its own in a large pool; these are bounded by keys × models plus
+ * client keys × models a bucket. Every read names the kind it sums
+ * (`KEY_ROWS`, `CLIENT_ROWS`): summing both would count each attempt twice.
  */
 
 /** How long each table's bucket is, and how long the retention settings keep its rows. */
@@ -19,8 +27,15 @@ export const ROLLUP_TABLES = {
 } as const;
 
 export type RollupTable = keyof typeof ROLLUP_TABLES;
-/** The tables keyed by key × model × client key (the pool-wide hour table and the client-day one are not). */
+/** The tables of key rows and client rows by model (the pool-wide hour table and the client-day one are not). */
 export type KeyedRollupTable = Exclude<RollupTable, "rollup_pool_hour" | "rollup_client_day">;
+
+/** Stands for "every one" in the dimension a row is summed over. */
+export const ALL = "*";
+/** The condition that picks a key's rows (summed over client keys) from a keyed table. */
+export const KEY_ROWS = `client_key_id = '${ALL}'`;
+/** The condition that picks a client key's rows (summed over keys) from a keyed table. */
+export const CLIENT_ROWS = `key_id = '${ALL}'`;
 
 /** The keyed table of a bucket size. */
 export function rollupTableFor(bucket: StatsBucket): KeyedRollupTable {
@@ -95,22 +110,25 @@ const aggregates = (source: FoldSource) => ROLLUP_MEASURES.map(([m, how]) => `${
 const accumulate = ROLLUP_MEASURES.map(([m, how]) => (how === "max" ? `${m} = MAX(${m}, excluded.${m})` : `${m} = ${m} + excluded.${m}`)).join(",\n      ");
 
 /**
- * Sums the source's rows per bucket, key, model and client key (the expressions
- * in `dims`) and adds them to `${prefix}${table}`'s rows, creating those that
- * are missing.
+ * Sums the source's rows per bucket, key and model, and per bucket, client key
+ * and model (the expressions in `dims`), and adds them to `${prefix}${table}`'s
+ * key rows and client rows, creating those that are missing: two statements.
  */
 export function foldRollupSql(
   prefix: string,
   table: KeyedRollupTable,
   source: FoldSource,
   dims: { bucket: string; key: string; model: string; client: string },
-): string {
-  const group = `${dims.bucket}, ${dims.key}, ${dims.model}, ${dims.client}`;
-  return `INSERT INTO ${prefix}${table} (bucket, key_id, model, client_key_id, ${measureList})
-    SELECT ${group}, ${aggregates(source)}
+): [keyRows: string, clientRows: string] {
+  const fold = (key: string, client: string, group: string) => `INSERT INTO ${prefix}${table} (bucket, key_id, model, client_key_id, ${measureList})
+    SELECT ${dims.bucket}, ${key}, ${dims.model}, ${client}, ${aggregates(source)}
     FROM ${source.from}
     GROUP BY ${group}
     ON CONFLICT (bucket, key_id, model, client_key_id) DO UPDATE SET ${accumulate}`;
+  return [
+    fold(dims.key, `'${ALL}'`, `${dims.bucket}, ${dims.key}, ${dims.model}`),
+    fold(`'${ALL}'`, dims.client, `${dims.bucket}, ${dims.client}, ${dims.model}`),
+  ];
 }
 
 /** Sums the source's rows per hour (the expression `hour`) into `${prefix}rollup_pool_hour`: the whole pool, one row an hour. */
@@ -148,7 +166,7 @@ export async function bucketTotals(db: D1Database, table: KeyedRollupTable, from
   const { results } = await db
     .prepare(
       `SELECT bucket, SUM(requests) AS requests, SUM(total_tokens) AS tokens
-       FROM ${table} WHERE bucket >= ?1 AND bucket <= ?2 GROUP BY bucket ORDER BY bucket`,
+       FROM ${table} WHERE bucket >= ?1 AND bucket <= ?2 AND ${KEY_ROWS} GROUP BY bucket ORDER BY bucket`,
     )
     .bind(from, to)
     .all<BucketTotals>();
@@ -161,7 +179,7 @@ export async function spendTotals(db: D1Database, month: number, today: number):
     .prepare(
       `SELECT SUM(CASE WHEN bucket >= ?2 THEN cost_micros ELSE 0 END) AS todayCost, SUM(CASE WHEN bucket >= ?2 THEN unpriced ELSE 0 END) AS todayUnpriced,
          SUM(cost_micros) AS monthCost, SUM(unpriced) AS monthUnpriced
-       FROM rollup_day WHERE bucket >= ?1`,
+       FROM rollup_day WHERE bucket >= ?1 AND ${KEY_ROWS}`,
     )
     .bind(month, today)
     .first<Record<string, number | null>>();
@@ -179,9 +197,29 @@ const METRICS = `SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(succe
   SUM(estimated_tokens) AS estimatedTokens, SUM(latency_ms_sum) AS latencySum, MAX(latency_ms_max) AS latencyMax,
   SUM(ttfb_ms_sum) AS ttfbSum, SUM(ttfb_count) AS ttfbCount, SUM(cost_micros) AS costMicros, SUM(unpriced) AS unpriced`;
 
-/** The WHERE clause for a bucket range and the dimension filters, with its bindings. */
-function whereClause(from: number, to: number, f: StatsFilters): { sql: string; params: unknown[] } {
-  const parts = ["bucket >= ?1", "bucket <= ?2"];
+/**
+ * The kind of rows that answer a read filtered as `f` (and broken down by
+ * `by`): client rows when it names a client key, else key rows. Null when it
+ * needs both a client key and a key (or upstream) in one row, which the
+ * rollups no longer hold (the request log does, request by request).
+ */
+export function rowsFor(f: StatsFilters, by?: BreakdownBy): "key" | "client" | null {
+  const client = Boolean(f.clientKeyId) || by === "client";
+  const key = Boolean(f.keyId || f.upstreamId) || by === "key" || by === "upstream";
+  if (client && key) return null;
+  return client ? "client" : "key";
+}
+
+/** `rowsFor`, for callers that validated the query already. */
+function rowsOrThrow(f: StatsFilters, by?: BreakdownBy): "key" | "client" {
+  const rows = rowsFor(f, by);
+  if (!rows) throw new RangeError("No rollup rows hold a client key together with a key or an upstream.");
+  return rows;
+}
+
+/** The WHERE clause for a bucket range and the dimension filters, with its bindings (`rowsFor` says which rows answer it). */
+function whereClause(from: number, to: number, f: StatsFilters, rows: "key" | "client"): { sql: string; params: unknown[] } {
+  const parts = ["bucket >= ?1", "bucket <= ?2", rows === "key" ? KEY_ROWS : CLIENT_ROWS];
   const params: unknown[] = [from, to];
   const add = (sql: string, value: string) => {
     params.push(value);
@@ -209,10 +247,10 @@ export async function seriesRows(
   to: number,
   filters: StatsFilters,
 ): Promise<(MetricSums & { bucket: number })[]> {
-  const where = whereClause(from, to, filters);
-  const source: RollupTable = table === "rollup_hour" && wholePool(filters) ? "rollup_pool_hour" : table;
+  const pool = table === "rollup_hour" && wholePool(filters);
+  const where = pool ? { sql: "bucket >= ?1 AND bucket <= ?2", params: [from, to] } : whereClause(from, to, filters, rowsOrThrow(filters));
   const { results } = await db
-    .prepare(`SELECT bucket, ${METRICS} FROM ${source} WHERE ${where.sql} GROUP BY bucket ORDER BY bucket`)
+    .prepare(`SELECT bucket, ${METRICS} FROM ${pool ? "rollup_pool_hour" : table} WHERE ${where.sql} GROUP BY bucket ORDER BY bucket`)
     .bind(...where.params)
     .all<MetricSums & { bucket: number }>();
   return results;
@@ -244,7 +282,7 @@ export async function breakdownRows(
   filters: StatsFilters,
   limit: number,
 ): Promise<(MetricSums & { id: string; name: string | null })[]> {
-  const where = whereClause(from, to, filters);
+  const where = whereClause(from, to, filters, rowsOrThrow(filters, by));
   const grouped = `SELECT ${GROUP_BY[by]} AS id, ${METRICS} FROM ${table} WHERE ${where.sql} GROUP BY 1 ORDER BY requests DESC, attempts DESC LIMIT ${limit}`;
   const { results } = await db
     .prepare(`SELECT g.*, ${NAME_OF[by] ?? "g.id"} AS name FROM (${grouped}) g ORDER BY g.requests DESC, g.attempts DESC`)
@@ -257,7 +295,9 @@ export async function breakdownRows(
 export async function rollingTotals(db: D1Database, from: number, to: number): Promise<{ requests: number; tokens: number }> {
   const firstFullHour = Math.ceil(from / HOUR_MS) * HOUR_MS;
   const [minutes, hours] = await db.batch<{ requests: number | null; tokens: number | null }>([
-    db.prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_minute WHERE bucket >= ?1 AND bucket < ?2").bind(from, firstFullHour),
+    db
+      .prepare(`SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_minute WHERE bucket >= ?1 AND bucket < ?2 AND ${KEY_ROWS}`)
+      .bind(from, firstFullHour),
     db
       .prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_pool_hour WHERE bucket >= ?1 AND bucket < ?2")
       .bind(firstFullHour, to),
@@ -280,7 +320,7 @@ export const SUCCESS_RATE_WINDOW_MS = HOUR_MS;
  */
 export function recentSuccessSql(param: string): string {
   return `SELECT key_id, SUM(successes) AS successes, SUM(attempts - client_error - aborted) AS judged
-    FROM rollup_minute WHERE bucket >= ${param} GROUP BY key_id`;
+    FROM rollup_minute WHERE bucket >= ${param} AND ${KEY_ROWS} GROUP BY key_id`;
 }
 
 /**
@@ -292,14 +332,15 @@ export function recentSuccessSql(param: string): string {
 export function recentMissesSql(param: string): string {
   return `SELECT key_id, SUM(successes) AS successes, SUM(attempts - client_error - aborted) AS judged
     FROM rollup_minute
-    WHERE bucket >= ${param} AND key_id IN (
-      SELECT key_id FROM rollup_minute WHERE bucket >= ${param} AND successes < attempts - client_error - aborted)
+    WHERE bucket >= ${param} AND ${KEY_ROWS} AND key_id IN (
+      SELECT key_id FROM rollup_minute WHERE bucket >= ${param} AND ${KEY_ROWS} AND successes < attempts - client_error - aborted)
     GROUP BY key_id`;
 }
 
 /** Per value of `dimension` (key_id or client_key_id), requests and tokens on the day starting at `param`: a sub-query. */
 export function usageOnDaySql(dimension: "key_id" | "client_key_id", param: string): string {
-  return `SELECT ${dimension}, SUM(requests) AS requests, SUM(total_tokens) AS tokens, SUM(cost_micros) AS cost FROM rollup_day WHERE bucket = ${param} GROUP BY ${dimension}`;
+  const rows = dimension === "key_id" ? KEY_ROWS : CLIENT_ROWS;
+  return `SELECT ${dimension}, SUM(requests) AS requests, SUM(total_tokens) AS tokens, SUM(cost_micros) AS cost FROM rollup_day WHERE bucket = ${param} AND ${rows} GROUP BY ${dimension}`;
 }
 
 /** Per client that `clients` (a sub-query of ids) selects, and minute bucket from `from` on: requests and tokens. */
@@ -307,7 +348,7 @@ export function selectClientMinutes(db: D1Database, clients: string, from: numbe
   return db
     .prepare(
       `SELECT client_key_id, bucket, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_minute
-       WHERE bucket >= ?1 AND client_key_id IN (${clients}) GROUP BY client_key_id, bucket`,
+       WHERE bucket >= ?1 AND ${CLIENT_ROWS} AND client_key_id IN (${clients}) GROUP BY client_key_id, bucket`,
     )
     .bind(from);
 }
@@ -345,7 +386,7 @@ export function selectKeyMinutes(db: D1Database, keyIds: string, from: number): 
   return db
     .prepare(
       `SELECT key_id, bucket, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_minute
-       WHERE bucket >= ?2 AND key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id, bucket`,
+       WHERE bucket >= ?2 AND ${KEY_ROWS} AND key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id, bucket`,
     )
     .bind(keyIds, from);
 }
@@ -361,13 +402,13 @@ export function selectKeyUsageSince(db: D1Database, keyIds: string, from: number
     db
       .prepare(
         `SELECT key_id, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_minute
-         WHERE bucket >= ?2 AND bucket < ?3 AND key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id`,
+         WHERE bucket >= ?2 AND bucket < ?3 AND ${KEY_ROWS} AND key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id`,
       )
       .bind(keyIds, from, firstFullHour),
     db
       .prepare(
         `SELECT key_id, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_hour
-         WHERE bucket >= ?2 AND key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id`,
+         WHERE bucket >= ?2 AND ${KEY_ROWS} AND key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id`,
       )
       .bind(keyIds, firstFullHour),
   ];

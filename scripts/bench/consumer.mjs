@@ -131,7 +131,7 @@ export async function consumerRates(work, { events, runs }) {
         rates[shape]?.push(events / ((performance.now() - started) / 1000));
       }
     }
-    const totals = await db.prepare("SELECT SUM(attempts) AS attempts FROM rollup_minute").first();
+    const totals = await db.prepare("SELECT SUM(attempts) AS attempts FROM rollup_minute WHERE client_key_id = '*'").first();
     const expected = events * runs * Object.keys(SHAPES).length;
     if (totals?.attempts !== expected) throw new Error(`rollups hold ${totals?.attempts} attempts, expected ${expected}`);
     return rates;

@@ -238,8 +238,10 @@ async function cpuBreakdown(work, mock, { nullWorker, keypool, alone }, { runs, 
 
 /**
  * Fills the rollups with 30 days × 1,000 keys (hours and days for every key,
- * minutes every 10 minutes of the last day), then times the admin stats API the
- * dashboard calls: median of 15 answers each, in ms, over HTTP with a session.
+ * minutes every 10 minutes of the last day) of 4 models, used by 5 client keys
+ * — a key's rows and, summed over keys, the client keys' (migration 0020) —
+ * then times the admin stats API the dashboard calls: median of 15 answers
+ * each, in ms, over HTTP with a session.
  * @param {Awaited<ReturnType<typeof startKeypool>>} keypool
  * @returns {Promise<Record<string, number>>}
  */
@@ -250,16 +252,25 @@ async function timeStatsApi(keypool) {
   const day = Math.floor(now / 86_400_000) * 86_400_000;
   const cols =
     "bucket, key_id, model, client_key_id, requests, attempts, successes, prompt_tokens, completion_tokens, total_tokens, latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count";
-  const values = "'stats-key-' || k.j, 'model-' || (k.j % 4), 'client-' || (k.j % 5), 60, 62, 59, 1200, 4800, 6000, 18000.0, 900, 2400.0, 90, 60";
+  // A key's row (summed over client keys), and a client key's (summed over keys: the 50 keys of each of the 20 model × client pairs).
+  const keyValues = "'stats-key-' || k.j, 'model-' || (k.j % 4), '*', 60, 62, 59, 1200, 4800, 6000, 18000.0, 900, 2400.0, 90, 60";
+  const clientValues = "'*', 'model-' || (k.j % 4), 'client-' || (k.j % 5), 3000, 3100, 2950, 60000, 240000, 300000, 900000.0, 900, 120000.0, 90, 3000";
   /** @param {string} table @param {number} count @param {string} bucketExpr */
-  const seed = (table, count, bucketExpr) =>
-    keypool.db.prepare(
-      `WITH RECURSIVE t(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM t WHERE i < ${count - 1}),
-       k(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j < 999)
-       INSERT INTO ${table} (${cols}) SELECT ${bucketExpr}, ${values} FROM t, k`,
-    );
-  await seed("rollup_day", 30, `${day} - t.i * 86400000`).run();
-  await seed("rollup_hour", 30 * 24, `${hour} - t.i * 3600000`).run();
+  const seed = async (table, count, bucketExpr) => {
+    for (const [values, keys] of /** @type {[string, number][]} */ ([
+      [keyValues, 1000],
+      [clientValues, 20],
+    ]))
+      await keypool.db
+        .prepare(
+          `WITH RECURSIVE t(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM t WHERE i < ${count - 1}),
+           k(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j < ${keys - 1})
+           INSERT INTO ${table} (${cols}) SELECT ${bucketExpr}, ${values} FROM t, k`,
+        )
+        .run();
+  };
+  await seed("rollup_day", 30, `${day} - t.i * 86400000`);
+  await seed("rollup_hour", 30 * 24, `${hour} - t.i * 3600000`);
   // The consumer keeps the pool-wide hour rollup in step with rollup_hour; seeded rows get theirs here.
   const sums = "requests, attempts, successes, prompt_tokens, completion_tokens, total_tokens, latency_ms_sum, ttfb_ms_sum, ttfb_count";
   await keypool.db
@@ -269,7 +280,7 @@ async function timeStatsApi(keypool) {
          .split(", ")
          .map((c) => `SUM(${c})`)
          .join(", ")}, MAX(latency_ms_max), MAX(ttfb_ms_max)
-       FROM rollup_hour WHERE key_id LIKE 'stats-key-%' GROUP BY bucket
+       FROM rollup_hour WHERE key_id LIKE 'stats-key-%' AND client_key_id = '*' GROUP BY bucket
        ON CONFLICT (bucket) DO UPDATE SET ${sums
          .split(", ")
          .map((c) => `${c} = ${c} + excluded.${c}`)
@@ -277,7 +288,7 @@ async function timeStatsApi(keypool) {
          latency_ms_max = MAX(latency_ms_max, excluded.latency_ms_max), ttfb_ms_max = MAX(ttfb_ms_max, excluded.ttfb_ms_max)`,
     )
     .run();
-  await seed("rollup_minute", 144, `${minute} - (t.i * 10 + k.j % 10) * 60000`).run();
+  await seed("rollup_minute", 144, `${minute} - (t.i * 10 + k.j % 10) * 60000`);
   return timeAdminQueries(keypool, STATS_QUERIES);
 }
 

@@ -327,7 +327,7 @@ export async function startKeypool(
     /** What the runtime printed so far. */
     log: () => log,
     async attempts() {
-      const row = await db.prepare("SELECT COALESCE(SUM(attempts), 0) AS n FROM rollup_minute").first();
+      const row = await db.prepare("SELECT COALESCE(SUM(attempts), 0) AS n FROM rollup_minute WHERE client_key_id = '*'").first();
       return Number(row?.n ?? 0);
     },
     stop: () => mf.dispose(),

@@ -96,9 +96,9 @@ const dims = (bucket: "m" | "h" | "d") => ({ bucket: `e.${bucket}`, key: "e.key"
 
 const statementsFor = (p: Projection) => ({
   rollups: [
-    foldRollupSql(p, "rollup_minute", STAGE, dims("m")),
-    foldRollupSql(p, "rollup_hour", STAGE, dims("h")),
-    foldRollupSql(p, "rollup_day", STAGE, dims("d")),
+    ...foldRollupSql(p, "rollup_minute", STAGE, dims("m")),
+    ...foldRollupSql(p, "rollup_hour", STAGE, dims("h")),
+    ...foldRollupSql(p, "rollup_day", STAGE, dims("d")),
     foldPoolHourSql(p, STAGE, "e.h"),
     foldClientDaySql(p, "ingest_stage AS e", {
       day: "e.d",
@@ -131,7 +131,7 @@ const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
  * (and whenever the fast transaction fails) the batch is folded again checking
  * each event against the window: a redelivered batch changes nothing, and a
  * partly redelivered one counts only its new events. The Prometheus counters
- * (metric_total) fold from the same attempts. At most fifteen statements
+ * (metric_total) fold from the same attempts. At most eighteen statements
  * whatever the batch size.
  */
 export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], capacity: CapacityRow[], projection: Projection = ""): Promise<void> {

@@ -151,6 +151,29 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
       `/stats/breakdown?by=model&bucket=hour&count=1&upstreamId=${pool.upstreamId}`,
     );
     expect(byModel.body.rows).toEqual([expect.objectContaining({ id: pool.model, requests: 1 })]);
+    // A client key's usage by model comes from its own rows (summed over keys); by upstream, from the keys' rows.
+    const clientByModel = await admin<{ rows: { id: string; requests: number }[] }>(
+      "GET",
+      `/stats/breakdown?by=model&bucket=hour&count=1&clientKeyId=${pool.clientKeyId}`,
+    );
+    expect(clientByModel.body.rows).toEqual([expect.objectContaining({ id: pool.model, requests: 1 })]);
+    const byUpstream = await admin<{ rows: { id: string; requests: number }[] }>("GET", `/stats/breakdown?by=upstream&bucket=hour&count=1&model=${pool.model}`);
+    expect(byUpstream.body.rows).toEqual([expect.objectContaining({ id: pool.upstreamId, requests: 1 })]);
+    // The rollups hold no key × client key rows: a read that needs one is refused, naming the parameter.
+    for (const [query, param] of [
+      [`/stats/series?bucket=hour&upstreamId=${pool.upstreamId}&clientKeyId=${pool.clientKeyId}`, "clientKeyId"],
+      [`/stats/breakdown?by=key&bucket=hour&clientKeyId=${pool.clientKeyId}`, "clientKeyId"],
+      [`/stats/breakdown?by=client&bucket=hour&upstreamId=${pool.upstreamId}`, "by"],
+    ]) {
+      const refused = await admin<{ error: { type: string; param: string; message: string } }>("GET", query!);
+      expect({ query, status: refused.status, type: refused.body.error.type, param: refused.body.error.param }).toEqual({
+        query,
+        status: 400,
+        type: "invalid_request_error",
+        param,
+      });
+      expect(refused.body.error.message).toContain("request log");
+    }
     const bad = await admin<{ error: { param: string } }>("GET", "/stats/series?bucket=week");
     expect(bad.status).toBe(400);
     expect(bad.body.error.param).toBe("bucket");

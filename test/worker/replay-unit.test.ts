@@ -174,12 +174,22 @@ describe("audit replay over 10,000 events", () => {
         delivered += slice.length;
       }
     }
-    const totals = await env.DB.prepare("SELECT SUM(requests) AS requests, SUM(attempts) AS attempts FROM rollup_minute").first<{
-      requests: number;
-      attempts: number;
-    }>();
     const attempts = events.filter((e): e is AttemptEvent => e.type === "attempt");
-    expect(totals).toEqual({ requests: attempts.filter((e) => e.final).length, attempts: attempts.length });
+    // Each keyed rollup holds every attempt twice: once in its key's rows, once in its client key's.
+    const KINDS = ["client_key_id = '*'", "key_id = '*'"];
+    for (const table of ["rollup_minute", "rollup_hour", "rollup_day"])
+      for (const kind of KINDS)
+        expect({
+          table,
+          kind,
+          ...(await env.DB.prepare(`SELECT SUM(requests) AS requests, SUM(attempts) AS attempts FROM ${table} WHERE ${kind}`).first()),
+        }).toEqual({
+          table,
+          kind,
+          requests: attempts.filter((e) => e.final).length,
+          attempts: attempts.length,
+        });
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM rollup_minute WHERE key_id <> '*' AND client_key_id <> '*'").first()).toEqual({ n: 0 });
     // The pool-wide hour rollup is rollup_hour summed by hour, column for column.
     const columns = "requests, attempts, successes, rate_limited, total_tokens, estimated_tokens, cached_tokens, latency_ms_sum, ttfb_count";
     const summed = (from: string) =>
@@ -199,8 +209,16 @@ describe("audit replay over 10,000 events", () => {
     }
     expect(cost).toBeGreaterThan(0);
     expect(unpriced).toBeGreaterThan(0);
-    for (const table of ["rollup_minute", "rollup_hour", "rollup_day", "rollup_pool_hour", "rollup_client_day"])
-      expect(await env.DB.prepare(`SELECT SUM(cost_micros) AS cost, SUM(unpriced) AS unpriced FROM ${table}`).first()).toEqual({ cost, unpriced });
+    for (const from of [
+      ...["rollup_minute", "rollup_hour", "rollup_day"].flatMap((table) => KINDS.map((kind) => `${table} WHERE ${kind}`)),
+      "rollup_pool_hour",
+      "rollup_client_day",
+    ])
+      expect({ from, ...(await env.DB.prepare(`SELECT SUM(cost_micros) AS cost, SUM(unpriced) AS unpriced FROM ${from}`).first()) }).toEqual({
+        from,
+        cost,
+        unpriced,
+      });
     // The request log: a row per request (its final attempt) and per attempt, whatever order and batches they came in.
     expect(await env.DB.prepare("SELECT COUNT(*) AS requests, SUM(attempts) AS attempts FROM request_log").first()).toEqual({
       requests: attempts.filter((e) => e.final).length,
@@ -208,7 +226,7 @@ describe("audit replay over 10,000 events", () => {
     });
     const pool = await summed("rollup_pool_hour");
     expect(pool.results.length).toBeGreaterThan(2);
-    expect(pool.results).toEqual((await summed("rollup_hour")).results);
+    for (const kind of KINDS) expect(pool.results).toEqual((await summed(`rollup_hour WHERE ${kind}`)).results);
 
     const report = await rebuild(env, { jobId: "t1" }, clock.t);
     expect(report.events).toBe(delivered);

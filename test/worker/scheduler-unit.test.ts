@@ -12,7 +12,7 @@ describe("scheduler", () => {
   it("prunes exactly the rollup rows and dedupe ids past their horizons", async () => {
     const now = Date.now();
     const insert = (table: string, bucket: number, key: string) =>
-      env.DB.prepare(`INSERT INTO ${table} (bucket, key_id, model, client_key_id, requests) VALUES (?1, ?2, 'm', 'c', 1)`).bind(bucket, key).run();
+      env.DB.prepare(`INSERT INTO ${table} (bucket, key_id, model, client_key_id, requests) VALUES (?1, ?2, 'm', '*', 1)`).bind(bucket, key).run();
     const tag = crypto.randomUUID();
     await insert("rollup_minute", now - 49 * HOUR_MS, `${tag}-old`);
     await insert("rollup_minute", now - 47 * HOUR_MS, `${tag}-new`);

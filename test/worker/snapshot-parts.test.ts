@@ -102,7 +102,7 @@ describe("the snapshot in parts", () => {
       [ids[9]!, 3, 3],
     ] as const) {
       await env.DB.prepare(
-        "INSERT INTO rollup_minute (bucket, key_id, model, client_key_id, requests, attempts, successes, upstream_error) VALUES (?1, ?2, 'm-parts', 'c', ?3, ?3, ?4, ?3 - ?4)",
+        "INSERT INTO rollup_minute (bucket, key_id, model, client_key_id, requests, attempts, successes, upstream_error) VALUES (?1, ?2, 'm-parts', '*', ?3, ?3, ?4, ?3 - ?4)",
       )
         .bind(bucket, key, attempts, successes)
         .run();

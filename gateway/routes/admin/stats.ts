@@ -150,7 +150,7 @@ export function statsRoutes() {
         tag: "stats",
         summary: "Usage over time",
         description:
-          "Every metric per minute, hour or day for the last `count` buckets (60 minutes, 48 hours or 30 days by default), zeros where there was no traffic; filtered by key, model, client key or upstream.",
+          "Every metric per minute, hour or day for the last `count` buckets (60 minutes, 48 hours or 30 days by default), zeros where there was no traffic; filtered by key, model, client key or upstream. Usage is counted per key × model and per client key × model, so a client key goes with a model only: with a key or an upstream it is refused (400, `param` `clientKeyId`) — the request log has each request's key and client key.",
         query: statsQuerySchema,
         ok: { description: "One point per bucket, oldest first.", schema: statsSeriesSchema },
       },
@@ -168,7 +168,8 @@ export function statsRoutes() {
       {
         tag: "stats",
         summary: "Usage by model, key, client key or upstream",
-        description: "Every metric summed over the same range as a series, per value of `by`, busiest first (at most 100).",
+        description:
+          "Every metric summed over the same range as a series, per value of `by`, busiest first (at most 100). As for a series, a client key (a filter, or `by=client`) does not go with a key or an upstream (a filter, or `by=key` / `by=upstream`): refused with 400.",
         query: statsBreakdownQuerySchema,
         ok: { description: "One row per value of `by`.", schema: statsBreakdownSchema },
       },
