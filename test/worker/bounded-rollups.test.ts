@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { recentMissesSql } from "../../storage/rollups";
+import { breakdownRows, recentMissesSql } from "../../storage/rollups";
 
 /**
  * The keyed rollups hold a key's rows (summed over client keys) and a client
@@ -92,6 +92,37 @@ describe("bounded rollups", () => {
         env.DB.prepare("INSERT INTO rollup_minute (bucket, key_id, model, client_key_id) VALUES (0, ?1, 'm', ?2)").bind(key, client).run(),
       ).rejects.toThrow(/CHECK constraint failed/);
     await env.DB.prepare("INSERT INTO rollup_minute (bucket, key_id, model, client_key_id) VALUES (0, 'k-1', 'm', '*'), (0, '*', 'm', 'c-1')").run();
+  });
+
+  it("breaks usage down by key: the busiest keys, every metric summed over their models and the range", async () => {
+    const hour = 3_600_000;
+    const from = hour * 2_000;
+    const rows: [number, string, string, number, number, number][] = [
+      // bucket, key, model, requests, attempts, tokens
+      [from, "bk-1", "m-1", 5, 6, 50],
+      [from + hour, "bk-1", "m-2", 5, 5, 70],
+      [from, "bk-2", "m-1", 20, 20, 10],
+      [from + hour, "bk-3", "m-1", 3, 9, 30],
+      [from + hour, "bk-3", "m-2", 7, 7, 40],
+      [from + 5 * hour, "bk-4", "m-1", 99, 99, 99], // outside the range
+    ];
+    await env.DB.batch(
+      rows.map(([bucket, key, model, requests, attempts, tokens]) =>
+        env.DB.prepare(
+          "INSERT INTO rollup_hour (bucket, key_id, model, client_key_id, requests, attempts, total_tokens, latency_ms_max) VALUES (?1, ?2, ?3, '*', ?4, ?5, ?6, ?5)",
+        ).bind(bucket, key, model, requests, attempts, tokens),
+      ),
+    );
+    // And a client key's row of the same attempts, which a breakdown by key must not count.
+    await env.DB.prepare("INSERT INTO rollup_hour (bucket, key_id, model, client_key_id, requests, attempts) VALUES (?1, '*', 'm-1', 'c-1', 1000, 1000)")
+      .bind(from)
+      .run();
+    const top = await breakdownRows(env.DB, "rollup_hour", from, from + 2 * hour, "key", {}, 2);
+    // bk-2 has the most requests; bk-1 and bk-3 tie on 10, and bk-3's 16 attempts put it first.
+    expect(top.map(({ id, requests, attempts, tokens, latencyMax }) => ({ id, requests, attempts, tokens, latencyMax }))).toEqual([
+      { id: "bk-2", requests: 20, attempts: 20, tokens: 10, latencyMax: 20 },
+      { id: "bk-3", requests: 10, attempts: 16, tokens: 70, latencyMax: 9 },
+    ]);
   });
 
   it("finds the keys with misses through the partial index of key rows", async () => {
