@@ -155,12 +155,14 @@ async function rollupVolume(db, keyIdPrefix, keys, clients, perHour, perMinute) 
     hourRows += written.keyRows + written.clientRows;
   }
   const hourRowBytes = ((await databaseBytes(db)) - before) / hourRows;
-  let minuteRows = 0;
+  let keyMinuteRows = 0;
+  let clientMinuteRows = 0;
   for (let m = 0; m < 60; m++) {
     const written = await fill("rollup_minute", now - (now % 60_000) - m * 60_000, perMinute, m * 104_729);
-    minuteRows += written.keyRows + written.clientRows;
+    keyMinuteRows += written.keyRows;
+    clientMinuteRows += written.clientRows;
   }
-  return { hourRowBytes, hourRows, keyHourRows, minuteRows };
+  return { hourRowBytes, hourRows, keyHourRows, minuteRows: keyMinuteRows + clientMinuteRows, keyMinuteRows, clientMinuteRows };
 }
 
 /** @param {Keypool["kv"]} kv @param {string} key the snapshot's KV key */
@@ -218,7 +220,7 @@ const results = [];
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number,
  *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
- *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number }, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
+ *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number }, keyMinuteRows?: number, clientMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
  * @type {Figures | null}
  */
 let largest = null;
@@ -487,11 +489,21 @@ try {
         minutes: await timed("/stats/breakdown?by=model&bucket=minute&count=60"),
         keys: await timed("/keys?sort=-nearLimit&limit=50"),
         headroom: await timed("/stats/headroom"),
+        // The rest of what the Overview asks every 5 s for its default range, the last hour by minute.
+        hourSeries: await timed("/stats/series?bucket=minute&count=60"),
+        hourByUpstream: await timed("/stats/breakdown?by=upstream&bucket=minute&count=60"),
+        hourByClient: await timed("/stats/breakdown?by=client&bucket=minute&count=60"),
+        hourByKey: await timed("/stats/breakdown?by=key&bucket=minute&count=60"),
+        summary: await timed("/stats/summary"),
       };
       l.dashboard = reads;
+      l.keyMinuteRows = volume.keyMinuteRows;
+      l.clientMinuteRows = volume.clientMinuteRows;
       r.dashboard =
         `by key, 48 h: ${Math.round(reads.byKey)} ms; by client, 48 h: ${Math.round(reads.byClient)} ms; one key's series, 48 h: ${Math.round(reads.oneKey)} ms; ` +
-        `by model, 60 min: ${Math.round(reads.minutes)} ms; keys nearest a limit: ${Math.round(reads.keys)} ms; headroom: ${Math.round(reads.headroom)} ms ` +
+        `by model, 60 min: ${Math.round(reads.minutes)} ms; keys nearest a limit: ${Math.round(reads.keys)} ms; headroom: ${Math.round(reads.headroom)} ms; ` +
+        `the rest of the Overview's last hour: series ${Math.round(reads.hourSeries)} ms, by upstream ${Math.round(reads.hourByUpstream)} ms, by client ${Math.round(reads.hourByClient)} ms, ` +
+        `by key ${Math.round(reads.hourByKey)} ms, summary ${Math.round(reads.summary)} ms ` +
         `(over ${volume.hourRows.toLocaleString("en-US")} hour rollup rows, ${volume.keyHourRows.toLocaleString("en-US")} of them keys', and ${volume.minuteRows.toLocaleString("en-US")} minute rollup rows; ${Math.round(volume.hourRowBytes)} bytes a row)`;
 
       // One scheduler run with probes due: the keys idle since their last probe (a liveness probe is due after an
@@ -674,6 +686,22 @@ function headroomTable() {
       x(30_000 / l.dashboard.keys),
     ]);
     rows.push(["the dashboard's headroom (every key read)", "30 s a D1 query", `${Math.round(l.dashboard.headroom)} ms`, x(30_000 / l.dashboard.headroom)]);
+  }
+  if (l.dashboard !== undefined && l.keyMinuteRows && l.clientMinuteRows) {
+    // The Overview's default range (the last hour by minute), asked every 5 s: its reads of key rows and of client-key rows
+    // scaled by rows to an hour of rollup_minute at 10,000 req/s; the summary and the headroom as measured (they read a
+    // minute, a day and every key, not the hour).
+    const d = l.dashboard;
+    const keyRows = 60 * distinctRows(10_500 * 60, KEY_COMBOS);
+    const clientRows = 60 * distinctRows(10_500 * 60, CLIENT_COMBOS);
+    const keyReads = d.hourSeries + d.minutes + d.hourByUpstream + d.hourByKey;
+    const scaled = (keyReads * (keyRows / l.keyMinuteRows) + d.hourByClient * (clientRows / l.clientMinuteRows) + d.summary + d.headroom) / 1000;
+    rows.push([
+      `the dashboard's Overview, last hour by minute (the series, by model, upstream, client key and key, the summary and the headroom), at 10,000 req/s (${(keyRows / 1e6).toFixed(1)} M key rows and ${(clientRows / 1e6).toFixed(1)} M client-key rows of rollup_minute an hour; measured on ${l.keyMinuteRows.toLocaleString("en-US")} and ${l.clientMinuteRows.toLocaleString("en-US")}, scaled by rows)`,
+      "5 s of D1 a refresh (the page asks every 5 s; one database answers one query at a time)",
+      `${scaled.toFixed(0)} s a refresh`,
+      x(5 / scaled),
+    ]);
   }
   if (l.usagePublishS !== undefined) {
     const every = l.usageEveryS ?? 1;
