@@ -190,12 +190,28 @@ export async function spendTotals(db: D1Database, month: number, today: number):
 }
 
 /** The metric columns every series point and breakdown row carries, summed. */
-const METRICS = `SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(successes) AS successes,
-  SUM(rate_limited) AS rateLimited, SUM(auth_failed + no_balance + upstream_error + network_error) AS failures,
-  SUM(client_error) AS clientErrors, SUM(aborted) AS aborted,
-  SUM(prompt_tokens) AS promptTokens, SUM(completion_tokens) AS completionTokens, SUM(total_tokens) AS tokens,
-  SUM(estimated_tokens) AS estimatedTokens, SUM(latency_ms_sum) AS latencySum, MAX(latency_ms_max) AS latencyMax,
-  SUM(ttfb_ms_sum) AS ttfbSum, SUM(ttfb_count) AS ttfbCount, SUM(cost_micros) AS costMicros, SUM(unpriced) AS unpriced`;
+const METRIC_COLUMNS: [name: keyof MetricSums, of: string, how: "SUM" | "MAX"][] = [
+  ["requests", "requests", "SUM"],
+  ["attempts", "attempts", "SUM"],
+  ["successes", "successes", "SUM"],
+  ["rateLimited", "rate_limited", "SUM"],
+  ["failures", "auth_failed + no_balance + upstream_error + network_error", "SUM"],
+  ["clientErrors", "client_error", "SUM"],
+  ["aborted", "aborted", "SUM"],
+  ["promptTokens", "prompt_tokens", "SUM"],
+  ["completionTokens", "completion_tokens", "SUM"],
+  ["tokens", "total_tokens", "SUM"],
+  ["estimatedTokens", "estimated_tokens", "SUM"],
+  ["latencySum", "latency_ms_sum", "SUM"],
+  ["latencyMax", "latency_ms_max", "MAX"],
+  ["ttfbSum", "ttfb_ms_sum", "SUM"],
+  ["ttfbCount", "ttfb_count", "SUM"],
+  ["costMicros", "cost_micros", "SUM"],
+  ["unpriced", "unpriced", "SUM"],
+];
+const METRICS = METRIC_COLUMNS.map(([name, of, how]) => `${how}(${of}) AS ${name}`).join(", ");
+/** METRICS again over rows that carry them already (a sub-query's), for a second grouping. */
+const METRICS_OF_METRICS = METRIC_COLUMNS.map(([name, , how]) => `${how}(${name}) AS ${name}`).join(", ");
 
 /**
  * The kind of rows that answer a read filtered as `f` (and broken down by
@@ -261,7 +277,7 @@ const GROUP_BY = {
   model: "model",
   key: "key_id",
   client: "client_key_id",
-  upstream: "COALESCE((SELECT upstream_id FROM keys WHERE keys.id = key_id), '')",
+  upstream: "upstream_id",
 } as const;
 export type BreakdownBy = keyof typeof GROUP_BY;
 
@@ -289,7 +305,12 @@ export async function breakdownRows(
     by === "key"
       ? `${where.sql} AND key_id IN (SELECT key_id FROM ${table} WHERE ${where.sql} GROUP BY key_id ORDER BY SUM(requests) DESC, SUM(attempts) DESC LIMIT ${limit})`
       : where.sql;
-  const grouped = `SELECT ${GROUP_BY[by]} AS id, ${METRICS} FROM ${table} WHERE ${rows} GROUP BY 1 ORDER BY requests DESC, attempts DESC LIMIT ${limit}`;
+  // By upstream, rows are summed per key first and each key's upstream looked up once (a deleted key's is '').
+  const source =
+    by === "upstream"
+      ? `(SELECT COALESCE(k.upstream_id, '') AS upstream_id, p.* FROM (SELECT key_id, ${METRICS} FROM ${table} WHERE ${rows} GROUP BY key_id) p LEFT JOIN keys k ON k.id = p.key_id)`
+      : `${table} WHERE ${rows}`;
+  const grouped = `SELECT ${GROUP_BY[by]} AS id, ${by === "upstream" ? METRICS_OF_METRICS : METRICS} FROM ${source} GROUP BY 1 ORDER BY requests DESC, attempts DESC LIMIT ${limit}`;
   const { results } = await db
     .prepare(`SELECT g.*, ${NAME_OF[by] ?? "g.id"} AS name FROM (${grouped}) g ORDER BY g.requests DESC, g.attempts DESC`)
     .bind(...where.params)
