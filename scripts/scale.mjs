@@ -192,9 +192,19 @@ const signedMiB = (/** @type {number} */ v) => `${v < 0 ? "−" : "+"}${Math.abs
 /** Median milliseconds of `n` sequential POSTs of `body` to `url`. */
 async function medianLatency(/** @type {string} */ url, /** @type {Record<string, string>} */ headers, /** @type {string} */ body, n = 100) {
   const times = [];
+  const send = () => fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
   for (let i = 0; i < n; i++) {
-    const started = performance.now();
-    const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+    let started = performance.now();
+    let res;
+    try {
+      res = await send();
+    } catch {
+      // Node reuses a kept-alive connection the runtime may have closed while it sat idle through the Node-side
+      // measurements (seconds at 100,000 keys): "fetch failed" before any answer. Once more, timed afresh; a runtime
+      // that is gone fails this one too.
+      started = performance.now();
+      res = await send();
+    }
     await res.arrayBuffer();
     if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
     times.push(performance.now() - started);
@@ -529,7 +539,8 @@ try {
         l.probeBudget = budget;
       } else r.probes = "no run reported within 120 s";
     } catch (e) {
-      r.error = e instanceof Error ? e.message.slice(0, 200) : String(e);
+      const cause = e instanceof Error && e.cause instanceof Error ? ` (${e.cause.message})` : "";
+      r.error = e instanceof Error ? `${e.message}${cause}`.slice(0, 200) : String(e);
       log(`${n} keys: ${r.error}; the runtime's last words:\n${kp.log().split("\n").slice(-15).join("\n")}`);
     } finally {
       await kp.stop();
