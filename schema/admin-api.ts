@@ -357,17 +357,25 @@ const statsRangeSchema = z.object({
 });
 
 /**
- * Refuses a client key together with a key or an upstream (as filters, or as
- * what a breakdown is by): the rollups count usage per key × model and per
- * client key × model, not per key × client key (docs/stats-pipeline.md).
+ * Which rollup rows answer a stats read filtered and broken down as `query`
+ * says: a client key's (summed over keys) when it names a client key, else a
+ * key's (summed over client keys). Null when it needs a key (or an upstream)
+ * and a client key in one row, which the rollups do not hold (migration 0020,
+ * docs/stats-pipeline.md); the request log does, request by request.
  */
+export function rollupRowsFor(query: { keyId?: string; upstreamId?: string; clientKeyId?: string; by?: string }): "key" | "client" | null {
+  const client = Boolean(query.clientKeyId) || query.by === "client";
+  const key = Boolean(query.keyId || query.upstreamId) || query.by === "key" || query.by === "upstream";
+  if (client && key) return null;
+  return client ? "client" : "key";
+}
+
+/** Refuses a stats read that no rollup rows answer (`rollupRowsFor`), naming the client key's parameter. */
 function oneSideOnly(query: z.infer<typeof statsRangeSchema> & { by?: string }, ctx: z.RefinementCtx): void {
-  const keySide = query.keyId ? "keyId" : query.upstreamId ? "upstreamId" : query.by === "key" || query.by === "upstream" ? "by" : null;
-  const clientSide = query.clientKeyId ? "clientKeyId" : query.by === "client" ? "by" : null;
-  if (!keySide || !clientSide) return;
+  if (rollupRowsFor(query) !== null) return;
   ctx.addIssue({
     code: "custom",
-    path: [clientSide === "by" ? "by" : "clientKeyId"],
+    path: [query.clientKeyId ? "clientKeyId" : "by"],
     message:
       "Usage is counted per key and per client key, not per key and client key together: use a client key with a model only (the request log has each request's key and client key).",
   });

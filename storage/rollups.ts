@@ -1,4 +1,4 @@
-import { DAY_MS, HOUR_MS, MINUTE_MS, type Settings, type StatsBucket } from "../schema";
+import { DAY_MS, HOUR_MS, MINUTE_MS, rollupRowsFor, type Settings, type StatsBucket } from "../schema";
 import type { BucketTotals, MetricSums, SpendSums, StatsFilters } from "./rollup-sums";
 
 /**
@@ -31,11 +31,11 @@ export type RollupTable = keyof typeof ROLLUP_TABLES;
 export type KeyedRollupTable = Exclude<RollupTable, "rollup_pool_hour" | "rollup_client_day">;
 
 /** Stands for "every one" in the dimension a row is summed over. */
-export const ALL = "*";
+const ALL = "*";
 /** The condition that picks a key's rows (summed over client keys) from a keyed table. */
-export const KEY_ROWS = `client_key_id = '${ALL}'`;
+const KEY_ROWS = `client_key_id = '${ALL}'`;
 /** The condition that picks a client key's rows (summed over keys) from a keyed table. */
-export const CLIENT_ROWS = `key_id = '${ALL}'`;
+const CLIENT_ROWS = `key_id = '${ALL}'`;
 
 /** The keyed table of a bucket size. */
 export function rollupTableFor(bucket: StatsBucket): KeyedRollupTable {
@@ -213,22 +213,9 @@ const METRICS = METRIC_COLUMNS.map(([name, of, how]) => `${how}(${of}) AS ${name
 /** METRICS again over rows that carry them already (a sub-query's), for a second grouping. */
 const METRICS_OF_METRICS = METRIC_COLUMNS.map(([name, , how]) => `${how}(${name}) AS ${name}`).join(", ");
 
-/**
- * The kind of rows that answer a read filtered as `f` (and broken down by
- * `by`): client rows when it names a client key, else key rows. Null when it
- * needs both a client key and a key (or upstream) in one row, which the
- * rollups no longer hold (the request log does, request by request).
- */
-export function rowsFor(f: StatsFilters, by?: BreakdownBy): "key" | "client" | null {
-  const client = Boolean(f.clientKeyId) || by === "client";
-  const key = Boolean(f.keyId || f.upstreamId) || by === "key" || by === "upstream";
-  if (client && key) return null;
-  return client ? "client" : "key";
-}
-
-/** `rowsFor`, for callers that validated the query already. */
+/** The kind of rows that answer a read (`rollupRowsFor`), for callers that validated the query already. */
 function rowsOrThrow(f: StatsFilters, by?: BreakdownBy): "key" | "client" {
-  const rows = rowsFor(f, by);
+  const rows = rollupRowsFor({ ...f, by });
   if (!rows) throw new RangeError("No rollup rows hold a client key together with a key or an upstream.");
   return rows;
 }
