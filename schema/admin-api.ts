@@ -358,16 +358,18 @@ const statsRangeSchema = z.object({
 
 /**
  * Which rollup rows answer a stats read filtered and broken down as `query`
- * says: a client key's (summed over keys) when it names a client key, else a
- * key's (summed over client keys). Null when it needs a key (or an upstream)
- * and a client key in one row, which the rollups do not hold (migration 0020,
- * docs/stats-pipeline.md); the request log does, request by request.
+ * says: a client key's (summed over keys) when it names a client key, a key's
+ * (summed over client keys) when it names a key or is by key, else the
+ * upstream × model rows (migration 0021), a few hundred a bucket however large
+ * the pool. Null when it needs a key (or an upstream) and a client key in one
+ * row, which the rollups do not hold (migration 0020, docs/stats-pipeline.md);
+ * the request log does, request by request.
  */
-export function rollupRowsFor(query: { keyId?: string; upstreamId?: string; clientKeyId?: string; by?: string }): "key" | "client" | null {
+export function rollupRowsFor(query: { keyId?: string; upstreamId?: string; clientKeyId?: string; by?: string }): "key" | "client" | "upstream" | null {
   const client = Boolean(query.clientKeyId) || query.by === "client";
-  const key = Boolean(query.keyId || query.upstreamId) || query.by === "key" || query.by === "upstream";
-  if (client && key) return null;
-  return client ? "client" : "key";
+  const key = Boolean(query.keyId) || query.by === "key";
+  if (client && (key || query.upstreamId || query.by === "upstream")) return null;
+  return client ? "client" : key ? "key" : "upstream";
 }
 
 /** Refuses a stats read that no rollup rows answer (`rollupRowsFor`), naming the client key's parameter. */

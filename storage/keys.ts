@@ -96,27 +96,33 @@ export interface KeyRow {
 }
 
 /**
- * Every key (or those of one upstream) with its health, its usage on the day
- * starting at `todayBucket` and its success counts since `since`, in one query;
- * the admin API filters and sorts these in memory, which stays well under
- * 100 ms at 10,000 keys and lets it filter on the derived state.
+ * Every key (or those of one upstream) with its health and, where `usage`
+ * asks, its usage on the day starting at `todayBucket` and its success counts
+ * since `since`, in one query; the admin API filters and sorts these in memory,
+ * which stays well under 100 ms at 10,000 keys and lets it filter on the
+ * derived state. Without `usage` the rollups are not read (their sums grow with
+ * the traffic, the rest with the keys) and those counts are 0.
  */
-export async function loadKeyRows(db: D1Database, todayBucket: number, since: number, upstreamId?: string): Promise<KeyRow[]> {
+export async function loadKeyRows(db: D1Database, usage: { todayBucket: number; since: number } | null, upstreamId?: string): Promise<KeyRow[]> {
   const { results } = await db
     .prepare(
       `SELECT k.id, k.upstream_id, u.models AS upstream_models, u.limits AS upstream_limits, u.kind AS upstream_kind,
               k.masked, k.weight, k.models, k.enabled, k.note, k.limits, k.created_at,
               ${HEALTH_FACT_COLUMNS}, h.balance, h.balance_ts, h.last_probe_ts, h.last_probe_result, h.last_error_ts, h.last_error, h.last_used_at,
-              ${CAPACITY_COLUMNS}, d.requests, d.tokens, m.successes, m.judged
+              ${CAPACITY_COLUMNS}, ${usage ? "d.requests, d.tokens, m.successes, m.judged" : "NULL AS requests, NULL AS tokens, NULL AS successes, NULL AS judged"}
        FROM keys k
        JOIN upstreams u ON u.id = k.upstream_id
        LEFT JOIN key_health h ON h.key_id = k.id
-       LEFT JOIN key_capacity c ON c.key_id = k.id
+       LEFT JOIN key_capacity c ON c.key_id = k.id${
+         usage
+           ? `
        LEFT JOIN (${usageOnDaySql("key_id", "?1")}) d ON d.key_id = k.id
-       LEFT JOIN (${recentSuccessSql("?3")}) m ON m.key_id = k.id
+       LEFT JOIN (${recentSuccessSql("?3")}) m ON m.key_id = k.id`
+           : ""
+       }
        WHERE ?2 IS NULL OR k.upstream_id = ?2`,
     )
-    .bind(todayBucket, upstreamId ?? null, since)
+    .bind(...(usage ? [usage.todayBucket, upstreamId ?? null, usage.since] : [null, upstreamId ?? null]))
     .all<Record<string, unknown>>();
   return results.map((r) => ({
     id: String(r.id),

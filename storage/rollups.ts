@@ -2,11 +2,11 @@ import { DAY_MS, HOUR_MS, MINUTE_MS, rollupRowsFor, type Settings, type StatsBuc
 import type { BucketTotals, MetricSums, SpendSums, StatsFilters } from "./rollup-sums";
 
 /**
- * The rollup tables: usage summed per minute, hour and day, per key × model
- * and per client key × model, and per hour for the whole pool. Written by the
- * consumer (one fold per batch); read by the admin API (stats, key and
- * client-key lists) and the consumer (the snapshot's success rates, the pool's
- * usage); pruned by the scheduler.
+ * The rollup tables: usage summed per minute, hour and day, per key × model,
+ * per client key × model and per upstream × model, and per hour for the whole
+ * pool. Written by the consumer (one fold per batch); read by the admin API
+ * (stats, key and client-key lists) and the consumer (the snapshot's success
+ * rates, the pool's usage); pruned by the scheduler.
  *
  * The keyed tables hold two kinds of rows (migration 0020): a key's, summed
  * over client keys (`client_key_id` is `ALL`), and a client key's, summed over
@@ -14,6 +14,12 @@ import type { BucketTotals, MetricSums, SpendSums, StatsFilters } from "./rollup
  * a row of its own in a large pool; these are bounded by keys × models plus
  * client keys × models a bucket. Every read names the kind it sums
  * (`KEY_ROWS`, `CLIENT_ROWS`): summing both would count each attempt twice.
+ *
+ * The upstream tables (migration 0021) hold the same usage per upstream ×
+ * model, at most upstreams × models rows a bucket however many keys there are:
+ * they answer every read that names neither a key nor a client key — the
+ * dashboard's pool-wide series, its breakdowns by model and by upstream, the
+ * summary — which would otherwise sum every key's rows of the range.
  */
 
 /** How long each table's bucket is, and how long the retention settings keep its rows. */
@@ -23,12 +29,17 @@ export const ROLLUP_TABLES = {
   rollup_pool_hour: { widthMs: HOUR_MS, keptMs: (s: Settings) => s.retention.hourRollupDays * DAY_MS },
   // A local day lasts 23 to 25 hours (daylight saving time); days start at midnight in the settings' time zone.
   rollup_day: { widthMs: DAY_MS + HOUR_MS, keptMs: (s: Settings) => s.retention.dayRollupDays * DAY_MS },
+  rollup_upstream_minute: { widthMs: MINUTE_MS, keptMs: (s: Settings) => s.retention.minuteRollupHours * HOUR_MS },
+  rollup_upstream_hour: { widthMs: HOUR_MS, keptMs: (s: Settings) => s.retention.hourRollupDays * DAY_MS },
+  rollup_upstream_day: { widthMs: DAY_MS + HOUR_MS, keptMs: (s: Settings) => s.retention.dayRollupDays * DAY_MS },
   rollup_client_day: { widthMs: DAY_MS + HOUR_MS, keptMs: (s: Settings) => s.retention.dayRollupDays * DAY_MS },
 } as const;
 
 export type RollupTable = keyof typeof ROLLUP_TABLES;
-/** The tables of key rows and client rows by model (the pool-wide hour table and the client-day one are not). */
-export type KeyedRollupTable = Exclude<RollupTable, "rollup_pool_hour" | "rollup_client_day">;
+/** The tables of key rows and client rows by model. */
+export type KeyedRollupTable = `rollup_${StatsBucket}`;
+/** The tables of upstream × model rows. */
+export type UpstreamRollupTable = `rollup_upstream_${StatsBucket}`;
 
 /** Stands for "every one" in the dimension a row is summed over. */
 const ALL = "*";
@@ -36,11 +47,6 @@ const ALL = "*";
 const KEY_ROWS = `client_key_id = '${ALL}'`;
 /** The condition that picks a client key's rows (summed over keys) from a keyed table. */
 const CLIENT_ROWS = `key_id = '${ALL}'`;
-
-/** The keyed table of a bucket size. */
-export function rollupTableFor(bucket: StatsBucket): KeyedRollupTable {
-  return `rollup_${bucket}`;
-}
 
 /** The instant (epoch ms) before which each table's rows are past retention. */
 export function rollupCutoffs(settings: Settings, now: number): Record<RollupTable, number> {
@@ -50,6 +56,9 @@ export function rollupCutoffs(settings: Settings, now: number): Record<RollupTab
     rollup_hour: cut("rollup_hour"),
     rollup_pool_hour: cut("rollup_pool_hour"),
     rollup_day: cut("rollup_day"),
+    rollup_upstream_minute: cut("rollup_upstream_minute"),
+    rollup_upstream_hour: cut("rollup_upstream_hour"),
+    rollup_upstream_day: cut("rollup_upstream_day"),
     rollup_client_day: cut("rollup_client_day"),
   };
 }
@@ -131,6 +140,20 @@ export function foldRollupSql(
   ];
 }
 
+/** Sums the source's rows per bucket, upstream and model (the expressions in `dims`) into `${prefix}${table}`, creating the rows that are missing. */
+export function foldUpstreamSql(
+  prefix: string,
+  table: UpstreamRollupTable,
+  source: FoldSource,
+  dims: { bucket: string; upstream: string; model: string },
+): string {
+  return `INSERT INTO ${prefix}${table} (bucket, upstream_id, model, ${measureList})
+    SELECT ${dims.bucket}, ${dims.upstream}, ${dims.model}, ${aggregates(source)}
+    FROM ${source.from}
+    GROUP BY ${dims.bucket}, ${dims.upstream}, ${dims.model}
+    ON CONFLICT (bucket, upstream_id, model) DO UPDATE SET ${accumulate}`;
+}
+
 /** Sums the source's rows per hour (the expression `hour`) into `${prefix}rollup_pool_hour`: the whole pool, one row an hour. */
 export function foldPoolHourSql(prefix: string, source: FoldSource, hour: string): string {
   return `INSERT INTO ${prefix}rollup_pool_hour (bucket, ${measureList})
@@ -161,12 +184,20 @@ export function foldClientDaySql(
 // ---------------------------------------------------------------------------
 // Reading
 
-/** Requests and tokens per bucket of `table` for buckets in [from, to], oldest first. */
-export async function bucketTotals(db: D1Database, table: KeyedRollupTable, from: number, to: number): Promise<BucketTotals[]> {
+/** Which rows answer a read (`rollupRowsFor`): a keyed table's key rows or client rows, or an upstream table's rows. */
+type Rows = "key" | "client" | "upstream";
+
+/** The table holding `rows` at a bucket size. */
+function tableOf(rows: Rows, bucket: StatsBucket): KeyedRollupTable | UpstreamRollupTable {
+  return rows === "upstream" ? `rollup_upstream_${bucket}` : `rollup_${bucket}`;
+}
+
+/** Requests and tokens per bucket of a size for buckets in [from, to], oldest first: the whole pool. */
+export async function bucketTotals(db: D1Database, bucket: StatsBucket, from: number, to: number): Promise<BucketTotals[]> {
   const { results } = await db
     .prepare(
       `SELECT bucket, SUM(requests) AS requests, SUM(total_tokens) AS tokens
-       FROM ${table} WHERE bucket >= ?1 AND bucket <= ?2 AND ${KEY_ROWS} GROUP BY bucket ORDER BY bucket`,
+       FROM ${tableOf("upstream", bucket)} WHERE bucket >= ?1 AND bucket <= ?2 GROUP BY bucket ORDER BY bucket`,
     )
     .bind(from, to)
     .all<BucketTotals>();
@@ -179,7 +210,7 @@ export async function spendTotals(db: D1Database, month: number, today: number):
     .prepare(
       `SELECT SUM(CASE WHEN bucket >= ?2 THEN cost_micros ELSE 0 END) AS todayCost, SUM(CASE WHEN bucket >= ?2 THEN unpriced ELSE 0 END) AS todayUnpriced,
          SUM(cost_micros) AS monthCost, SUM(unpriced) AS monthUnpriced
-       FROM rollup_day WHERE bucket >= ?1 AND ${KEY_ROWS}`,
+       FROM rollup_upstream_day WHERE bucket >= ?1`,
     )
     .bind(month, today)
     .first<Record<string, number | null>>();
@@ -214,15 +245,16 @@ const METRICS = METRIC_COLUMNS.map(([name, of, how]) => `${how}(${of}) AS ${name
 const METRICS_OF_METRICS = METRIC_COLUMNS.map(([name, , how]) => `${how}(${name}) AS ${name}`).join(", ");
 
 /** The kind of rows that answer a read (`rollupRowsFor`), for callers that validated the query already. */
-function rowsOrThrow(f: StatsFilters, by?: BreakdownBy): "key" | "client" {
+function rowsOrThrow(f: StatsFilters, by?: BreakdownBy): Rows {
   const rows = rollupRowsFor({ ...f, by });
   if (!rows) throw new RangeError("No rollup rows hold a client key together with a key or an upstream.");
   return rows;
 }
 
-/** The WHERE clause for a bucket range and the dimension filters, with its bindings (`rowsFor` says which rows answer it). */
-function whereClause(from: number, to: number, f: StatsFilters, rows: "key" | "client"): { sql: string; params: unknown[] } {
-  const parts = ["bucket >= ?1", "bucket <= ?2", rows === "key" ? KEY_ROWS : CLIENT_ROWS];
+/** The WHERE clause for a bucket range and the dimension filters over `rows`, with its bindings. */
+function whereClause(from: number, to: number, f: StatsFilters, rows: Rows): { sql: string; params: unknown[] } {
+  const parts = ["bucket >= ?1", "bucket <= ?2"];
+  if (rows !== "upstream") parts.push(rows === "key" ? KEY_ROWS : CLIENT_ROWS);
   const params: unknown[] = [from, to];
   const add = (sql: string, value: string) => {
     params.push(value);
@@ -231,7 +263,7 @@ function whereClause(from: number, to: number, f: StatsFilters, rows: "key" | "c
   if (f.keyId) add("key_id = ?", f.keyId);
   if (f.model) add("model = ?", f.model);
   if (f.clientKeyId) add("client_key_id = ?", f.clientKeyId);
-  if (f.upstreamId) add("key_id IN (SELECT id FROM keys WHERE upstream_id = ?)", f.upstreamId);
+  if (f.upstreamId) add(rows === "upstream" ? "upstream_id = ?" : "key_id IN (SELECT id FROM keys WHERE upstream_id = ?)", f.upstreamId);
   return { sql: parts.join(" AND "), params };
 }
 
@@ -239,21 +271,21 @@ function whereClause(from: number, to: number, f: StatsFilters, rows: "key" | "c
 const wholePool = (f: StatsFilters) => !f.keyId && !f.model && !f.clientKeyId && !f.upstreamId;
 
 /**
- * Every metric per bucket in [from, to] matching the filters, oldest first. The whole
- * pool's hourly series reads the pool-wide hour rollup (one row an hour) instead of
- * summing every key × model × client row of the hour.
+ * Every metric per bucket of a size in [from, to] matching the filters, oldest first.
+ * The whole pool's hourly series reads the pool-wide hour rollup (one row an hour).
  */
 export async function seriesRows(
   db: D1Database,
-  table: KeyedRollupTable,
+  bucket: StatsBucket,
   from: number,
   to: number,
   filters: StatsFilters,
 ): Promise<(MetricSums & { bucket: number })[]> {
-  const pool = table === "rollup_hour" && wholePool(filters);
-  const where = pool ? { sql: "bucket >= ?1 AND bucket <= ?2", params: [from, to] } : whereClause(from, to, filters, rowsOrThrow(filters));
+  const rows = rowsOrThrow(filters);
+  const pool = bucket === "hour" && wholePool(filters);
+  const where = whereClause(from, to, filters, rows);
   const { results } = await db
-    .prepare(`SELECT bucket, ${METRICS} FROM ${pool ? "rollup_pool_hour" : table} WHERE ${where.sql} GROUP BY bucket ORDER BY bucket`)
+    .prepare(`SELECT bucket, ${METRICS} FROM ${pool ? "rollup_pool_hour" : tableOf(rows, bucket)} WHERE ${where.sql} GROUP BY bucket ORDER BY bucket`)
     .bind(...where.params)
     .all<MetricSums & { bucket: number }>();
   return results;
@@ -275,29 +307,32 @@ const NAME_OF: Partial<Record<BreakdownBy, string>> = {
   upstream: "(SELECT name FROM upstreams WHERE upstreams.id = g.id)",
 };
 
-/** Every metric per value of `by` over [from, to], busiest first (at most `limit` rows), with its name where it has one (null: deleted). */
+/** Every metric per value of `by` over the buckets of a size in [from, to], busiest first (at most `limit` rows), with its name where it has one (null: deleted). */
 export async function breakdownRows(
   db: D1Database,
-  table: KeyedRollupTable,
+  bucket: StatsBucket,
   from: number,
   to: number,
   by: BreakdownBy,
   filters: StatsFilters,
   limit: number,
 ): Promise<(MetricSums & { id: string; name: string | null })[]> {
-  const where = whereClause(from, to, filters, rowsOrThrow(filters, by));
+  const kind = rowsOrThrow(filters, by);
+  const table = tableOf(kind, bucket);
+  const where = whereClause(from, to, filters, kind);
   // By key, the busiest keys are found first summing two columns, and every metric is summed for those keys only (through
   // the index by key): a pool's keys × models rows over the range are read once, narrowly, instead of with every column.
   const rows =
     by === "key"
       ? `${where.sql} AND key_id IN (SELECT key_id FROM ${table} WHERE ${where.sql} GROUP BY key_id ORDER BY SUM(requests) DESC, SUM(attempts) DESC LIMIT ${limit})`
       : where.sql;
-  // By upstream, rows are summed per key first and each key's upstream looked up once (a deleted key's is '').
-  const source =
-    by === "upstream"
-      ? `(SELECT COALESCE(k.upstream_id, '') AS upstream_id, p.* FROM (SELECT key_id, ${METRICS} FROM ${table} WHERE ${rows} GROUP BY key_id) p LEFT JOIN keys k ON k.id = p.key_id)`
-      : `${table} WHERE ${rows}`;
-  const grouped = `SELECT ${GROUP_BY[by]} AS id, ${by === "upstream" ? METRICS_OF_METRICS : METRICS} FROM ${source} GROUP BY 1 ORDER BY requests DESC, attempts DESC LIMIT ${limit}`;
+  // By upstream over key rows (one key's usage), rows are summed per key first and each key's upstream looked up once (a
+  // deleted key's is ''); the upstream tables name it in every row.
+  const joined = by === "upstream" && kind === "key";
+  const source = joined
+    ? `(SELECT COALESCE(k.upstream_id, '') AS upstream_id, p.* FROM (SELECT key_id, ${METRICS} FROM ${table} WHERE ${rows} GROUP BY key_id) p LEFT JOIN keys k ON k.id = p.key_id)`
+    : `${table} WHERE ${rows}`;
+  const grouped = `SELECT ${GROUP_BY[by]} AS id, ${joined ? METRICS_OF_METRICS : METRICS} FROM ${source} GROUP BY 1 ORDER BY requests DESC, attempts DESC LIMIT ${limit}`;
   const { results } = await db
     .prepare(`SELECT g.*, ${NAME_OF[by] ?? "g.id"} AS name FROM (${grouped}) g ORDER BY g.requests DESC, g.attempts DESC`)
     .bind(...where.params)
@@ -305,12 +340,12 @@ export async function breakdownRows(
   return results;
 }
 
-/** Requests and tokens over [from, to) exactly: minute rollups for the ragged first hour, the pool's hour rollup after it. */
+/** The pool's requests and tokens over [from, to) exactly: minute rollups for the ragged first hour, the pool's hour rollup after it. */
 export async function rollingTotals(db: D1Database, from: number, to: number): Promise<{ requests: number; tokens: number }> {
   const firstFullHour = Math.ceil(from / HOUR_MS) * HOUR_MS;
   const [minutes, hours] = await db.batch<{ requests: number | null; tokens: number | null }>([
     db
-      .prepare(`SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_minute WHERE bucket >= ?1 AND bucket < ?2 AND ${KEY_ROWS}`)
+      .prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_upstream_minute WHERE bucket >= ?1 AND bucket < ?2")
       .bind(from, firstFullHour),
     db
       .prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_pool_hour WHERE bucket >= ?1 AND bucket < ?2")

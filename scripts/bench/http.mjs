@@ -239,8 +239,8 @@ async function cpuBreakdown(work, mock, { nullWorker, keypool, alone }, { runs, 
 /**
  * Fills the rollups with 30 days × 1,000 keys (hours and days for every key,
  * minutes every 10 minutes of the last day) of 4 models, used by 5 client keys
- * — a key's rows and, summed over keys, the client keys' (migration 0020) —
- * then times the admin stats API the dashboard calls: median of 15 answers
+ * — a key's rows and, summed over keys, the client keys' (migration 0020),
+ * and the same summed per upstream (of 10) and model (migration 0021) — then times the admin stats API the dashboard calls: median of 15 answers
  * each, in ms, over HTTP with a session.
  * @param {Awaited<ReturnType<typeof startKeypool>>} keypool
  * @returns {Promise<Record<string, number>>}
@@ -289,6 +289,19 @@ async function timeStatsApi(keypool) {
     )
     .run();
   await seed("rollup_minute", 144, `${minute} - (t.i * 10 + k.j % 10) * 60000`);
+  // And the upstream × model rows the consumer folds beside them: the seeded keys spread over 10 upstreams.
+  const measures = `${sums}, latency_ms_max, ttfb_ms_max`;
+  for (const grain of ["minute", "hour", "day"])
+    await keypool.db
+      .prepare(
+        `INSERT INTO rollup_upstream_${grain} (bucket, upstream_id, model, ${measures})
+         SELECT bucket, 'stats-upstream-' || (CAST(substr(key_id, 11) AS INTEGER) % 10), model, ${sums
+           .split(", ")
+           .map((c) => `SUM(${c})`)
+           .join(", ")}, MAX(latency_ms_max), MAX(ttfb_ms_max)
+         FROM rollup_${grain} WHERE key_id LIKE 'stats-key-%' AND client_key_id = '*' GROUP BY 1, 2, 3`,
+      )
+      .run();
   return timeAdminQueries(keypool, STATS_QUERIES);
 }
 

@@ -2,14 +2,17 @@ import { metricRow, sumMetricRows, type MetricRow } from "../../schema";
 import { dayStart, hourStart, minuteStart, type AdminEvent, type AttemptEvent, type KeypoolEvent, type PriceBook } from "../../schema";
 
 /**
- * What attempts sharing a minute, day, key, model and client add to the rollups:
- * a row of `ingest_stage` (migration 0010). Short names keep the JSON parameter small.
+ * What attempts sharing a minute, day, key, upstream, model and client add to the
+ * rollups: a row of `ingest_stage` (migrations 0010, 0021). Short names keep the
+ * JSON parameter small.
  */
 export interface StageRow {
   m: number;
   h: number;
   d: number;
   key: string;
+  /** The upstream the attempt was sent to. */
+  up: string;
   model: string;
   client: string;
   /** Attempts. */
@@ -70,7 +73,7 @@ export interface BatchRows {
   seen: { id: string; ts: number }[];
   /** One row per attempt. */
   attempts: AttemptRow[];
-  /** The same attempts summed per minute, day, key, model and client. */
+  /** The same attempts summed per minute, day, key, upstream, model and client. */
   groups: StageRow[];
   admin: AdminRow[];
   /** Each attempt for the request log. */
@@ -90,6 +93,7 @@ function attemptRow(e: AttemptEvent, timeZone: string, prices: PriceBook): Attem
     h: hourStart(e.ts),
     d: dayStart(e.ts, timeZone),
     key: e.keyId,
+    up: e.upstreamId,
     model: e.model,
     client: e.clientKeyId,
     n: 1,
@@ -144,12 +148,12 @@ const SUMMED = [
   "unpriced",
 ] as const;
 
-/** The attempts summed per minute, day, key, model and client (the hour follows from the minute). */
+/** The attempts summed per minute, day, key, upstream, model and client (the hour follows from the minute). */
 function groupAttempts(attempts: AttemptRow[]): StageRow[] {
   const groups = new Map<string, StageRow>();
   for (const { id: _id, ...row } of attempts) {
     // Lengths keep the key unambiguous whatever the ids and model names hold.
-    const k = `${row.m}|${row.d}|${row.key.length}:${row.key}|${row.client.length}:${row.client}|${row.model}`;
+    const k = `${row.m}|${row.d}|${row.key.length}:${row.key}|${row.up.length}:${row.up}|${row.client.length}:${row.client}|${row.model}`;
     const group = groups.get(k);
     if (!group) {
       groups.set(k, row);

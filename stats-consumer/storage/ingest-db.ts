@@ -4,7 +4,7 @@ import { capacityRowsParam, mergeCapacitySql, type CapacityRow } from "../../sto
 import { healthRowsParam, mergeHealthSql, type HealthRow } from "../../storage/key-health";
 import { foldMetricsSql, metricRowsParam, newestFoldedSql } from "../../storage/metrics";
 import { insertAttemptsSql, upsertRequestsSql } from "../../storage/request-log";
-import { foldClientDaySql, foldPoolHourSql, foldRollupSql, type FoldSource, type RollupMeasure } from "../../storage/rollups";
+import { foldClientDaySql, foldPoolHourSql, foldRollupSql, foldUpstreamSql, type FoldSource, type RollupMeasure } from "../../storage/rollups";
 import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
 
 /** The stage's column for each rollup measure (ingest_stage, migration 0010: short names keep the JSON parameter small). */
@@ -41,8 +41,8 @@ const STAGE: FoldSource = {
   measures: Object.fromEntries(Object.entries(STAGE_MEASURES).map(([m, f]) => [m, `e.${f}`])) as Record<RollupMeasure, string>,
 };
 
-/** ingest_stage's columns (migration 0010): `StageRow`'s fields, in the order the JSON parameter's rows list them. */
-const STAGE_FIELDS = ["m", "h", "d", "key", "model", "client", ...Object.values(STAGE_MEASURES)] as const satisfies readonly (keyof StageRow)[];
+/** ingest_stage's columns (migrations 0010, 0021): `StageRow`'s fields, in the order the JSON parameter's rows list them. */
+const STAGE_FIELDS = ["m", "h", "d", "key", "up", "model", "client", ...Object.values(STAGE_MEASURES)] as const satisfies readonly (keyof StageRow)[];
 
 /**
  * A staged row as the JSON parameter carries it: its values in STAGE_FIELDS
@@ -78,6 +78,9 @@ export const PROJECTION_TABLES = [
   "rollup_minute",
   "rollup_hour",
   "rollup_day",
+  "rollup_upstream_minute",
+  "rollup_upstream_hour",
+  "rollup_upstream_day",
   "rollup_pool_hour",
   "rollup_client_day",
   "metric_total",
@@ -99,6 +102,9 @@ const statementsFor = (p: Projection) => ({
     ...foldRollupSql(p, "rollup_minute", STAGE, dims("m")),
     ...foldRollupSql(p, "rollup_hour", STAGE, dims("h")),
     ...foldRollupSql(p, "rollup_day", STAGE, dims("d")),
+    foldUpstreamSql(p, "rollup_upstream_minute", STAGE, { ...dims("m"), upstream: "e.up" }),
+    foldUpstreamSql(p, "rollup_upstream_hour", STAGE, { ...dims("h"), upstream: "e.up" }),
+    foldUpstreamSql(p, "rollup_upstream_day", STAGE, { ...dims("d"), upstream: "e.up" }),
     foldPoolHourSql(p, STAGE, "e.h"),
     foldClientDaySql(p, "ingest_stage AS e", {
       day: "e.d",
@@ -131,7 +137,7 @@ const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
  * (and whenever the fast transaction fails) the batch is folded again checking
  * each event against the window: a redelivered batch changes nothing, and a
  * partly redelivered one counts only its new events. The Prometheus counters
- * (metric_total) fold from the same attempts. At most eighteen statements
+ * (metric_total) fold from the same attempts. At most twenty-one statements
  * whatever the batch size.
  */
 export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], capacity: CapacityRow[], projection: Projection = ""): Promise<void> {

@@ -117,48 +117,11 @@ describe("bounded rollups", () => {
     await env.DB.prepare("INSERT INTO rollup_hour (bucket, key_id, model, client_key_id, requests, attempts) VALUES (?1, '*', 'm-1', 'c-1', 1000, 1000)")
       .bind(from)
       .run();
-    const top = await breakdownRows(env.DB, "rollup_hour", from, from + 2 * hour, "key", {}, 2);
+    const top = await breakdownRows(env.DB, "hour", from, from + 2 * hour, "key", {}, 2);
     // bk-2 has the most requests; bk-1 and bk-3 tie on 10, and bk-3's 16 attempts put it first.
     expect(top.map(({ id, requests, attempts, tokens, latencyMax }) => ({ id, requests, attempts, tokens, latencyMax }))).toEqual([
       { id: "bk-2", requests: 20, attempts: 20, tokens: 10, latencyMax: 20 },
       { id: "bk-3", requests: 10, attempts: 16, tokens: 70, latencyMax: 9 },
-    ]);
-  });
-
-  it("breaks usage down by upstream through each key's upstream, a deleted key's under ''", async () => {
-    const minute = 60_000 * 5_000_000;
-    await env.DB.batch([
-      env.DB.prepare(
-        "INSERT INTO upstreams (id, name, base_url, created_at, updated_at) VALUES ('bu-1', 'one', 'https://one.test/v1', 0, 0), ('bu-2', 'two', 'https://two.test/v1', 0, 0)",
-      ),
-      env.DB.prepare(
-        "INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, created_at, updated_at) VALUES ('bu-k1', 'bu-1', 'v1.a.b', 'f1', 'sk-…1', 0, 0), ('bu-k2', 'bu-1', 'v1.a.b', 'f2', 'sk-…2', 0, 0), ('bu-k3', 'bu-2', 'v1.a.b', 'f3', 'sk-…3', 0, 0)",
-      ),
-      ...(
-        [
-          ["bu-k1", "m-1", 4, 100],
-          ["bu-k1", "m-2", 1, 300],
-          ["bu-k2", "m-1", 2, 200],
-          ["bu-k3", "m-1", 5, 50],
-          ["bu-gone", "m-1", 3, 900],
-        ] as const
-      ).map(([key, model, requests, latencyMax]) =>
-        env.DB.prepare(
-          "INSERT INTO rollup_minute (bucket, key_id, model, client_key_id, requests, attempts, latency_ms_max) VALUES (?1, ?2, ?3, '*', ?4, ?4, ?5)",
-        ).bind(minute, key, model, requests, latencyMax),
-      ),
-      env.DB.prepare("INSERT INTO rollup_minute (bucket, key_id, model, client_key_id, requests, attempts) VALUES (?1, '*', 'm-1', 'c-1', 1000, 1000)").bind(
-        minute,
-      ),
-    ]);
-    const pick = (rows: Awaited<ReturnType<typeof breakdownRows>>) => rows.map(({ id, name, requests, latencyMax }) => ({ id, name, requests, latencyMax }));
-    expect(pick(await breakdownRows(env.DB, "rollup_minute", minute, minute, "upstream", {}, 10))).toEqual([
-      { id: "bu-1", name: "one", requests: 7, latencyMax: 300 },
-      { id: "bu-2", name: "two", requests: 5, latencyMax: 50 },
-      { id: "", name: null, requests: 3, latencyMax: 900 },
-    ]);
-    expect(pick(await breakdownRows(env.DB, "rollup_minute", minute, minute, "upstream", { model: "m-2" }, 10))).toEqual([
-      { id: "bu-1", name: "one", requests: 1, latencyMax: 300 },
     ]);
   });
 

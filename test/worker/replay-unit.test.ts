@@ -38,6 +38,7 @@ function generateEvents(now: number): KeypoolEvent[] {
     for (let a = 1; a <= tries; a++, attempts++) {
       const outcome = a < tries ? "rate_limited" : pick(OUTCOMES);
       const tokens = outcome === "ok" ? Math.floor(random() * 500) : 0;
+      const key = Math.floor(random() * 40);
       const event: AttemptEvent = {
         v: 1,
         type: "attempt",
@@ -46,8 +47,9 @@ function generateEvents(now: number): KeypoolEvent[] {
         requestId,
         attempt: a,
         final: a === tries,
-        keyId: `key-${Math.floor(random() * 40)}`,
-        upstreamId: "up",
+        keyId: `key-${key}`,
+        // Keys 30 to 39 belong to a second upstream.
+        upstreamId: key < 30 ? "up" : "up-2",
         clientKeyId: `client-${Math.floor(random() * 5)}`,
         model: pick(["m-a", "m-b", "m-c"]),
         endpoint: "/chat/completions",
@@ -84,6 +86,9 @@ async function liveState() {
     "rollup_minute",
     "rollup_hour",
     "rollup_day",
+    "rollup_upstream_minute",
+    "rollup_upstream_hour",
+    "rollup_upstream_day",
     "rollup_pool_hour",
     "rollup_client_day",
     "request_log",
@@ -100,6 +105,9 @@ async function liveState() {
     rollup_client_day: "client_key_id, bucket",
     request_log: "request_id",
     request_attempts: "request_id, attempt",
+    rollup_upstream_minute: "bucket, upstream_id, model",
+    rollup_upstream_hour: "bucket, upstream_id, model",
+    rollup_upstream_day: "bucket, upstream_id, model",
   };
   const out: Record<string, unknown[]> = {};
   for (const t of tables) out[t] = (await env.DB.prepare(`SELECT * FROM ${t} ORDER BY ${order[t] ?? "bucket, key_id, model, client_key_id"}`).all()).results;
@@ -190,6 +198,25 @@ describe("audit replay over 10,000 events", () => {
           attempts: attempts.length,
         });
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM rollup_minute WHERE key_id <> '*' AND client_key_id <> '*'").first()).toEqual({ n: 0 });
+    // The upstream tables hold every attempt once, under the upstream its event names, and by bucket and model they are the key rows summed.
+    const perUpstream = new Map<string, number>();
+    for (const e of attempts) perUpstream.set(e.upstreamId, (perUpstream.get(e.upstreamId) ?? 0) + 1);
+    expect(perUpstream.size).toBeGreaterThan(1);
+    for (const grain of ["minute", "hour", "day"]) {
+      const { results: byUpstream } = await env.DB.prepare(
+        `SELECT upstream_id, SUM(attempts) AS attempts FROM rollup_upstream_${grain} GROUP BY upstream_id ORDER BY upstream_id`,
+      ).all<{ upstream_id: string; attempts: number }>();
+      expect({ grain, byUpstream }).toEqual({
+        grain,
+        byUpstream: [...perUpstream].sort(([a], [b]) => (a < b ? -1 : 1)).map(([upstream_id, n]) => ({ upstream_id, attempts: n })),
+      });
+      const byModel = (from: string) =>
+        env.DB.prepare(
+          `SELECT bucket, model, SUM(requests) AS requests, SUM(attempts) AS attempts, SUM(total_tokens) AS tokens, SUM(cost_micros) AS cost,
+             MAX(latency_ms_max) AS latency_max, MAX(last_at) AS last_at FROM ${from} GROUP BY bucket, model ORDER BY bucket, model`,
+        ).all();
+      expect((await byModel(`rollup_upstream_${grain}`)).results).toEqual((await byModel(`rollup_${grain} WHERE client_key_id = '*'`)).results);
+    }
     // The pool-wide hour rollup is rollup_hour summed by hour, column for column.
     const columns = "requests, attempts, successes, rate_limited, total_tokens, estimated_tokens, cached_tokens, latency_ms_sum, ttfb_count";
     const summed = (from: string) =>

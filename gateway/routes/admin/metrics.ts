@@ -81,9 +81,9 @@ async function metricsText(c: Context<GatewayHono>): Promise<string> {
   const now = Date.now();
   const from = hourStart(now) - 23 * HOUR_MS;
   const [byUpstream, minutes, inputs, outbox, counters, deliveries] = await Promise.all([
-    breakdownRows(c.env.DB, "rollup_hour", from, now, "upstream", {}, 1_000),
-    bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
-    headroomInputs(c, now),
+    breakdownRows(c.env.DB, "hour", from, now, "upstream", {}, 1_000),
+    bucketTotals(c.env.DB, "minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
+    headroomInputs(c),
     eventOutboxBacklog(c.env.DB),
     readMetricTotals(c.env.DB),
     alertDeliveryCounts(c.env.DB, now - 86_400_000),

@@ -21,16 +21,7 @@ import { toKeyView } from "../../logic/key-listing";
 import { bucketStarts, fillSeries, summarize, toMetrics } from "../../logic/stats";
 import { readPoolUsage } from "../../storage/snapshot-cache";
 import { loadKeyRows } from "../../../storage/keys";
-import {
-  SUCCESS_RATE_WINDOW_MS,
-  breakdownRows,
-  bucketTotals,
-  rollingTotals,
-  rollupTableFor,
-  seriesRows,
-  spendTotals,
-  type BreakdownBy,
-} from "../../../storage/rollups";
+import { breakdownRows, bucketTotals, rollingTotals, seriesRows, spendTotals, type BreakdownBy } from "../../../storage/rollups";
 import { readSettings } from "../../../storage/settings";
 import { listUpstreams } from "../../../storage/upstreams";
 import { op } from "./openapi";
@@ -44,20 +35,20 @@ async function statsRange(c: AdminContext, query: z.infer<typeof statsQuerySchem
   const { bucket, count, ...filters } = query;
   const { timeZone } = await readSettings(c.env.DB);
   const starts = bucketStarts(bucket, count ?? DEFAULT_COUNT[bucket], Date.now(), timeZone);
-  return { bucket, starts, filters, table: rollupTableFor(bucket) };
+  return { bucket, starts, filters };
 }
 
 /** The most models the headroom breaks down by. */
 const HEADROOM_MODELS = 200;
 
-/** Reads what the headroom is computed from. */
-export async function headroomInputs(c: AdminContext, now: number) {
+/**
+ * Reads what the headroom is computed from: every key's configuration, health
+ * and provider readings (not its usage in the rollups: what is used of a limit
+ * comes from the published usage).
+ */
+export async function headroomInputs(c: AdminContext) {
   const settings = await readSettings(c.env.DB);
-  const [rows, upstreams, usage] = await Promise.all([
-    loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS),
-    listUpstreams(c.env.DB),
-    readPoolUsage(c.env.SNAPSHOT),
-  ]);
+  const [rows, upstreams, usage] = await Promise.all([loadKeyRows(c.env.DB, null), listUpstreams(c.env.DB), readPoolUsage(c.env.SNAPSHOT)]);
   return { settings, rows, upstreams, usage };
 }
 
@@ -133,8 +124,8 @@ export function statsRoutes() {
         const settings = await readSettings(c.env.DB);
         const today = dayStart(now, settings.timeZone);
         const [minutes, days, last24h, spend] = await Promise.all([
-          bucketTotals(c.env.DB, "rollup_minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
-          bucketTotals(c.env.DB, "rollup_day", today, today),
+          bucketTotals(c.env.DB, "minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
+          bucketTotals(c.env.DB, "day", today, today),
           rollingTotals(c.env.DB, minuteStart(now) - DAY_MS + MINUTE_MS, now + 1),
           spendTotals(c.env.DB, monthStart(now, settings.timeZone), today),
         ]);
@@ -155,8 +146,8 @@ export function statsRoutes() {
         ok: { description: "One point per bucket, oldest first.", schema: statsSeriesSchema },
       },
       async (c, { query }) => {
-        const { bucket, starts, filters, table } = await statsRange(c, query);
-        const rows = await seriesRows(c.env.DB, table, starts[0]!, starts.at(-1)!, filters);
+        const { bucket, starts, filters } = await statsRange(c, query);
+        const rows = await seriesRows(c.env.DB, bucket, starts[0]!, starts.at(-1)!, filters);
         return c.json({ bucket, points: fillSeries(rows, starts) });
       },
     ),
@@ -175,10 +166,10 @@ export function statsRoutes() {
       },
       async (c, { query }) => {
         const { by, ...range } = query;
-        const { bucket, starts, filters, table } = await statsRange(c, range);
+        const { bucket, starts, filters } = await statsRange(c, range);
         const from = starts[0]!;
         const to = starts.at(-1)!;
-        const rows = await breakdownRows(c.env.DB, table, from, to, by satisfies BreakdownBy, filters, 100);
+        const rows = await breakdownRows(c.env.DB, bucket, from, to, by satisfies BreakdownBy, filters, 100);
         return c.json({ by, bucket, from, to, rows: rows.map(({ id, name, ...sums }) => ({ id, name, ...toMetrics(sums) })) });
       },
     ),
@@ -196,7 +187,7 @@ export function statsRoutes() {
       },
       async (c) => {
         const now = Date.now();
-        return c.json(poolHeadroom(await headroomInputs(c, now), now));
+        return c.json(poolHeadroom(await headroomInputs(c), now));
       },
     ),
   );
