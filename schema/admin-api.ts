@@ -399,6 +399,8 @@ export const statsBreakdownSchema = z.object({
   to: z.number(),
   /** `name`: a key's masked form, a client key's or an upstream's name (null once deleted); a model's name is its id. */
   rows: z.array(metricsSchema.extend({ id: z.string(), name: z.string().nullable() })),
+  /** When the rows were summed (epoch ms): a breakdown by key or client key that took long is reused for a while. */
+  computedAt: z.number(),
 });
 export type StatsBreakdown = z.infer<typeof statsBreakdownSchema>;
 

@@ -46,6 +46,7 @@ const en = {
   "overview.byUpstream": "By upstream",
   "overview.name": "Name",
   "overview.deleted": "(deleted)",
+  "overview.summedAt": "summed at {time}",
   "keys.add": "Add keys",
   "keys.needUpstream": "Add an upstream first:",
   "keys.upstream": "Upstream",

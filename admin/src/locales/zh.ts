@@ -48,6 +48,7 @@ const zh: Record<keyof typeof en, string> = {
   "overview.byUpstream": "按上游",
   "overview.name": "名称",
   "overview.deleted": "（已删除）",
+  "overview.summedAt": "汇总于 {time}",
   "keys.add": "添加密钥",
   "keys.needUpstream": "请先添加一个上游：",
   "keys.upstream": "上游",

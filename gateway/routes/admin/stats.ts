@@ -20,6 +20,8 @@ import { addToHeadroom, emptyHeadroom } from "../../logic/capacity-figures";
 import { toKeyView } from "../../logic/key-listing";
 import { bucketStarts, fillSeries, summarize, toMetrics } from "../../logic/stats";
 import { readPoolUsage } from "../../storage/snapshot-cache";
+import { REUSE_FACTOR, REUSE_LONGEST_MS } from "../../logic/reuse-windows";
+import { reuseOrCompute } from "../../storage/stats-reuse";
 import { loadKeyRows } from "../../../storage/keys";
 import { breakdownRows, bucketTotals, rollingTotals, seriesRows, spendTotals, type BreakdownBy } from "../../../storage/rollups";
 import { readSettings } from "../../../storage/settings";
@@ -159,18 +161,27 @@ export function statsRoutes() {
       {
         tag: "stats",
         summary: "Usage by model, key, client key or upstream",
-        description:
-          "Every metric summed over the same range as a series, per value of `by`, busiest first (at most 100). As for a series, a client key (a filter, or `by=client`) does not go with a key or an upstream (a filter, or `by=key` / `by=upstream`): refused with 400.",
+        description: `Every metric summed over the same range as a series, per value of \`by\`, busiest first (at most 100). As for a series, a client key (a filter, or \`by=client\`) does not go with a key or an upstream (a filter, or \`by=key\` / \`by=upstream\`): refused with 400. By key or client key the sums read every key's or client key's rows of the range: an answer that took long is reused while it is younger than ${REUSE_FACTOR} times what it took (at most a minute by minute, 5 by hour, 15 by day), and \`computedAt\` says when it was summed.`,
         query: statsBreakdownQuerySchema,
         ok: { description: "One row per value of `by`.", schema: statsBreakdownSchema },
       },
       async (c, { query }) => {
         const { by, ...range } = query;
-        const { bucket, starts, filters } = await statsRange(c, range);
-        const from = starts[0]!;
-        const to = starts.at(-1)!;
-        const rows = await breakdownRows(c.env.DB, bucket, from, to, by satisfies BreakdownBy, filters, 100);
-        return c.json({ by, bucket, from, to, rows: rows.map(({ id, name, ...sums }) => ({ id, name, ...toMetrics(sums) })) });
+        const compute = async () => {
+          const { bucket, starts, filters } = await statsRange(c, range);
+          const from = starts[0]!;
+          const to = starts.at(-1)!;
+          const rows = await breakdownRows(c.env.DB, bucket, from, to, by satisfies BreakdownBy, filters, 100);
+          return { by, bucket, from, to, rows: rows.map(({ id, name, ...sums }) => ({ id, name, ...toMetrics(sums) })) };
+        };
+        if (by !== "key" && by !== "client") {
+          const computedAt = Date.now();
+          return c.json({ ...(await compute()), computedAt });
+        }
+        const { keyId, model, clientKeyId, upstreamId } = range;
+        const name = `breakdown:v1:${JSON.stringify([by, range.bucket, range.count ?? DEFAULT_COUNT[range.bucket], keyId, model, clientKeyId, upstreamId])}`;
+        const { value, computedAt } = await reuseOrCompute(c.env.DB, name, REUSE_LONGEST_MS.breakdown[range.bucket], Date.now, compute);
+        return c.json({ ...value, computedAt });
       },
     ),
   );
@@ -181,13 +192,15 @@ export function statsRoutes() {
       {
         tag: "stats",
         summary: "Headroom against limits",
-        description:
-          "For each of RPM, RPD, TPM and TPD: the limits known (configured, else learned from the providers' headers) summed over the keys of enabled upstreams, what is used of them and what is free now on keys that can take traffic — for the pool, each upstream and each model. Keys without a known limit are counted apart.",
+        description: `For each of RPM, RPD, TPM and TPD: the limits known (configured, else learned from the providers' headers) summed over the keys of enabled upstreams, what is used of them and what is free now on keys that can take traffic — for the pool, each upstream and each model. Keys without a known limit are counted apart. It reads every key: an answer that took long is reused while it is younger than ${REUSE_FACTOR} times what it took, at most ${REUSE_LONGEST_MS.headroom / 1000} s (\`generatedAt\` says when it was computed).`,
         ok: { description: "The pool's headroom.", schema: statsHeadroomSchema },
       },
       async (c) => {
-        const now = Date.now();
-        return c.json(poolHeadroom(await headroomInputs(c), now));
+        const compute = async () => {
+          const inputs = await headroomInputs(c);
+          return poolHeadroom(inputs, Date.now());
+        };
+        return c.json((await reuseOrCompute(c.env.DB, "headroom:v1", REUSE_LONGEST_MS.headroom, Date.now, compute)).value);
       },
     ),
   );

@@ -1,0 +1,88 @@
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { claimRecompute } from "../../storage/stats-cache";
+import { COSTLY_MS, REUSE_FACTOR } from "../../gateway/logic/reuse-windows";
+import { reuseOrCompute } from "../../gateway/storage/stats-reuse";
+
+/** A clock the test moves, and a computation that takes `tookMs` of it and counts its runs. */
+function harness(start: number) {
+  let t = start;
+  let runs = 0;
+  let tookMs = 0;
+  return {
+    now: () => t,
+    advance: (ms: number) => (t += ms),
+    takes: (ms: number) => (tookMs = ms),
+    runs: () => runs,
+    compute: async () => {
+      runs++;
+      t += tookMs;
+      return { answer: runs };
+    },
+  };
+}
+
+const kept = (name: string) => env.DB.prepare("SELECT computed_at, took_ms, claimed_until FROM stats_cache WHERE name = ?1").bind(name).first();
+
+describe("reusing costly stats answers", () => {
+  it("computes a cheap answer every time and keeps nothing", async () => {
+    const h = harness(1_000_000);
+    h.takes(COSTLY_MS - 1);
+    expect((await reuseOrCompute(env.DB, "cheap", 60_000, h.now, h.compute)).value).toEqual({ answer: 1 });
+    expect((await reuseOrCompute(env.DB, "cheap", 60_000, h.now, h.compute)).value).toEqual({ answer: 2 });
+    expect(await kept("cheap")).toBeNull();
+  });
+
+  it("reuses a costly answer while it is younger than REUSE_FACTOR times what it took, and at most the longest given", async () => {
+    const h = harness(2_000_000);
+    h.takes(500);
+    const first = await reuseOrCompute(env.DB, "costly", 60_000, h.now, h.compute);
+    expect(first).toEqual({ value: { answer: 1 }, computedAt: 2_000_000 });
+    expect(await kept("costly")).toEqual({ computed_at: 2_000_000, took_ms: 500, claimed_until: 0 });
+    // 500 ms of work is reused for 10 s from when it began.
+    h.advance(REUSE_FACTOR * 500 - 600);
+    expect(await reuseOrCompute(env.DB, "costly", 60_000, h.now, h.compute)).toEqual(first);
+    h.advance(200);
+    expect((await reuseOrCompute(env.DB, "costly", 60_000, h.now, h.compute)).value).toEqual({ answer: 2 });
+    expect(h.runs()).toBe(2);
+
+    // 10 s of work would be reused for 200 s; the longest given, 60 s, holds.
+    const slow = harness(3_000_000);
+    slow.takes(10_000);
+    await reuseOrCompute(env.DB, "slow", 60_000, slow.now, slow.compute);
+    slow.advance(60_000 - 10_000 - 1);
+    expect((await reuseOrCompute(env.DB, "slow", 60_000, slow.now, slow.compute)).value).toEqual({ answer: 1 });
+    slow.advance(1);
+    expect((await reuseOrCompute(env.DB, "slow", 60_000, slow.now, slow.compute)).value).toEqual({ answer: 2 });
+  });
+
+  it("gives the kept answer, however old, while another reader recomputes it", async () => {
+    const h = harness(4_000_000);
+    h.takes(1_000);
+    await reuseOrCompute(env.DB, "claimed", 60_000, h.now, h.compute);
+    h.advance(120_000);
+    // Another reader claimed the recomputation a moment ago.
+    expect(await claimRecompute(env.DB, "claimed", h.now(), h.now() + 60_000)).toBe(true);
+    expect(await reuseOrCompute(env.DB, "claimed", 60_000, h.now, h.compute)).toEqual({ value: { answer: 1 }, computedAt: 4_000_000 });
+    expect(h.runs()).toBe(1);
+    // Its claim lapses after a minute: then this reader recomputes.
+    h.advance(60_000);
+    expect((await reuseOrCompute(env.DB, "claimed", 60_000, h.now, h.compute)).value).toEqual({ answer: 2 });
+  });
+
+  it("releases its claim when the computation fails, and forgets an answer that became cheap", async () => {
+    const h = harness(5_000_000);
+    h.takes(1_000);
+    await reuseOrCompute(env.DB, "fails", 60_000, h.now, h.compute);
+    h.advance(61_000);
+    const failing = async () => {
+      throw new Error("D1 went away");
+    };
+    await expect(reuseOrCompute(env.DB, "fails", 60_000, h.now, failing)).rejects.toThrow("D1 went away");
+    expect(await kept("fails")).toMatchObject({ claimed_until: 0 });
+    // The next reader recomputes at once; it was quick this time, so nothing is kept.
+    h.takes(10);
+    expect((await reuseOrCompute(env.DB, "fails", 60_000, h.now, h.compute)).value).toEqual({ answer: 2 });
+    expect(await kept("fails")).toBeNull();
+  });
+});
