@@ -144,14 +144,17 @@ async function rollupVolume(db, keyIdPrefix, keys, clients, perHour, perMinute) 
       Math.max(1, Math.round(count / 10)),
       clients,
     );
-    // The upstream × model rows the consumer folds beside them (migration 0021): the bucket's key rows summed per upstream and model.
+    // The upstream × model rows the consumer folds beside them (migration 0021): the bucket's key rows summed per upstream
+    // and model, added to what the fold of live traffic wrote there already.
     await db
       .prepare(
         `INSERT INTO ${table.replace("rollup_", "rollup_upstream_")} (bucket, upstream_id, model, requests, attempts, successes, prompt_tokens, completion_tokens,
            total_tokens, latency_ms_sum, latency_ms_max, ttfb_ms_sum, ttfb_ms_max, ttfb_count)
          SELECT r.bucket, k.upstream_id, r.model, SUM(r.requests), SUM(r.attempts), SUM(r.successes), SUM(r.prompt_tokens), SUM(r.completion_tokens),
            SUM(r.total_tokens), SUM(r.latency_ms_sum), MAX(r.latency_ms_max), SUM(r.ttfb_ms_sum), MAX(r.ttfb_ms_max), SUM(r.ttfb_count)
-         FROM ${table} r JOIN keys k ON k.id = r.key_id WHERE r.bucket = ?1 AND r.client_key_id = '*' GROUP BY 1, 2, 3`,
+         FROM ${table} r JOIN keys k ON k.id = r.key_id WHERE r.bucket = ?1 AND r.client_key_id = '*' GROUP BY 1, 2, 3
+         ON CONFLICT (bucket, upstream_id, model) DO UPDATE SET ${UPSTREAM_SUMS.map((c) => `${c} = ${c} + excluded.${c}`).join(", ")},
+           latency_ms_max = MAX(latency_ms_max, excluded.latency_ms_max), ttfb_ms_max = MAX(ttfb_ms_max, excluded.ttfb_ms_max)`,
       )
       .bind(bucket)
       .run();
@@ -180,6 +183,19 @@ async function rollupVolume(db, keyIdPrefix, keys, clients, perHour, perMinute) 
   const upstreamMinuteRows = Number(upstream?.n ?? 0) / Math.max(1, Number(upstream?.buckets ?? 1));
   return { hourRowBytes, hourRows, keyHourRows, minuteRows: keyMinuteRows + clientMinuteRows, keyMinuteRows, clientMinuteRows, upstreamMinuteRows };
 }
+
+/** The summed columns rollupVolume writes into the upstream × model rollups. */
+const UPSTREAM_SUMS = [
+  "requests",
+  "attempts",
+  "successes",
+  "prompt_tokens",
+  "completion_tokens",
+  "total_tokens",
+  "latency_ms_sum",
+  "ttfb_ms_sum",
+  "ttfb_count",
+];
 
 /** @param {Keypool["kv"]} kv @param {string} key the snapshot's KV key */
 async function snapshotVersion(kv, key) {

@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest";
 import { claimRecompute } from "../../storage/stats-cache";
 import { COSTLY_MS, REUSE_FACTOR } from "../../gateway/logic/reuse-windows";
 import { reuseOrCompute } from "../../gateway/storage/stats-reuse";
+import type { StatsBreakdown, StatsHeadroom } from "../../schema";
+import { admin } from "./helpers";
 
 /** A clock the test moves, and a computation that takes `tookMs` of it and counts its runs. */
 function harness(start: number) {
@@ -84,5 +86,29 @@ describe("reusing costly stats answers", () => {
     h.takes(10);
     expect((await reuseOrCompute(env.DB, "fails", 60_000, h.now, h.compute)).value).toEqual({ answer: 2 });
     expect(await kept("fails")).toBeNull();
+  });
+
+  it("serves a kept breakdown by key and a kept headroom through the admin API, and sums by model anew", async () => {
+    const at = Date.now() - 2_000;
+    // What a costly computation left: 10 s of work, reused for up to a minute (by minute) or 15 s (the headroom).
+    const breakdown = { by: "key", bucket: "minute", from: 1, to: 2, rows: [] };
+    const headroom = { pool: { marker: true }, byUpstream: [], byModel: [], usageAt: null, generatedAt: at };
+    await env.DB.batch([
+      env.DB.prepare("INSERT INTO stats_cache (name, computed_at, took_ms, body) VALUES (?1, ?2, 10000, ?3)").bind(
+        `breakdown:v1:${JSON.stringify(["key", "minute", 60])}`,
+        at,
+        JSON.stringify(breakdown),
+      ),
+      env.DB.prepare("INSERT INTO stats_cache (name, computed_at, took_ms, body) VALUES ('headroom:v1', ?1, 10000, ?2)").bind(at, JSON.stringify(headroom)),
+    ]);
+    const byKey = await admin<StatsBreakdown>("GET", "/stats/breakdown?by=key&bucket=minute");
+    expect(byKey).toEqual({ status: 200, body: { ...breakdown, computedAt: at } });
+    // Another count of buckets is another answer, summed now.
+    const other = await admin<StatsBreakdown>("GET", "/stats/breakdown?by=key&bucket=minute&count=30");
+    expect(other.body.from).toBeGreaterThan(2);
+    expect(other.body.computedAt).toBeGreaterThan(at);
+    const byModel = await admin<StatsBreakdown>("GET", "/stats/breakdown?by=model&bucket=minute");
+    expect(byModel.body.computedAt).toBeGreaterThan(at);
+    expect((await admin<StatsHeadroom>("GET", "/stats/headroom")).body).toEqual(headroom);
   });
 });
