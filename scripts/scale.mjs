@@ -724,15 +724,18 @@ function headroomTable() {
   // 100,000 keys × 5 models, and client × model rows over 1,000 client keys × 50 models, events landing evenly.
   const KEY_COMBOS = 100_000 * 5;
   const CLIENT_COMBOS = 1_000 * 50;
+  // Upstream × model pairs: 100 upstreams, each serving 5 models.
+  const UPSTREAM_COMBOS = 100 * 5;
   /** @param {number} seconds */
-  const rollupRows = (seconds) => distinctRows(10_500 * seconds, KEY_COMBOS) + distinctRows(10_500 * seconds, CLIENT_COMBOS);
+  const rollupRows = (seconds) =>
+    distinctRows(10_500 * seconds, KEY_COMBOS) + distinctRows(10_500 * seconds, CLIENT_COMBOS) + distinctRows(10_500 * seconds, UPSTREAM_COMBOS);
   if (l.bytesPerEvent !== undefined && l.rowsPerEvent !== undefined && l.eventTableRows !== undefined) {
     const rollupsADay = 1_440 * rollupRows(60) + 24 * rollupRows(3_600) + rollupRows(86_400);
     const eventRowsADay = l.eventTableRows * 10_500 * 86_400;
     const rowBytes = l.bytesPerEvent / l.rowsPerEvent;
     const perDay = (rollupsADay + eventRowsADay) * rowBytes;
     rows.push([
-      `D1 storage: what the fold adds in a day at 10,500 events/s — rollups bounded by keys × models and client keys × models, ${(rollupsADay / 1e6).toFixed(0)} M rows a day; the request log and dedupe window, ${(eventRowsADay / 1e6).toFixed(0)} M (${l.eventTableRows.toFixed(1)} rows an event); ${Math.round(rowBytes)} bytes a row as the fold wrote them (minute rollups are kept 48 h, the request log 7 days, hour rollups 35)`,
+      `D1 storage: what the fold adds in a day at 10,500 events/s — rollups bounded by keys × models, client keys × models and upstreams × models, ${(rollupsADay / 1e6).toFixed(0)} M rows a day; the request log and dedupe window, ${(eventRowsADay / 1e6).toFixed(0)} M (${l.eventTableRows.toFixed(1)} rows an event); ${Math.round(rowBytes)} bytes a row as the fold wrote them (minute rollups are kept 48 h, the request log 7 days, hour rollups 35)`,
       "10 GB a database",
       `${(perDay / 1e9).toFixed(0)} GB a day`,
       x(10e9 / perDay),
@@ -758,9 +761,8 @@ function headroomTable() {
   }
   if (l.dashboard !== undefined && l.keyMinuteRows && l.clientMinuteRows && reuse) {
     // The Overview's default range (the last hour by minute), asked every 5 s. The series, by model, by upstream and the
-    // summary sum upstream × model rows (at most upstreams × models a bucket whatever the traffic; the measured volume
-    // spreads its rows over 100 upstreams × 50 models, and the row says how many a minute: not scaled) and are asked anew
-    // each refresh. The busiest keys and
+    // summary sum upstream × model rows (at most upstreams × their models a bucket whatever the traffic: 100 × 5 here) and
+    // are asked anew each refresh; the volume holds fewer a minute, so they are scaled by rows to the bound. The busiest keys and
     // client keys are scaled by rows to an hour of rollup_minute at 10,000 req/s, and like the headroom (every key,
     // whatever the traffic) are reused while younger than REUSE_FACTOR times what they took, up to their longest: a
     // refresh pays its share of one computation in each such window (and a read of the kept answer, counted below).
@@ -773,11 +775,12 @@ function headroomTable() {
     const share = (ms, longest) => ms * Math.min(1, REFRESH_MS / Math.min(longest, factor * ms));
     const byKey = d.hourByKey * (keyRows / l.keyMinuteRows);
     const byClient = d.hourByClient * (clientRows / l.clientMinuteRows);
-    const fresh = d.hourSeries + d.minutes + d.hourByUpstream + d.summary;
+    const upstreamRows = Math.max(1, l.upstreamMinuteRows ?? 1);
+    const fresh = (d.hourSeries + d.minutes + d.hourByUpstream + d.summary) * Math.max(1, UPSTREAM_COMBOS / upstreamRows);
     const kept = share(byKey, longestMs.breakdown.minute) + share(byClient, longestMs.breakdown.minute) + share(d.headroom, longestMs.headroom);
     const perRefresh = (fresh + kept + 3 * d.hourByKeyReused) / 1000;
     rows.push([
-      `the dashboard's Overview, last hour by minute, at 10,000 req/s: the series, by model and by upstream from ${Math.round(l.upstreamMinuteRows ?? 0).toLocaleString("en-US")} upstream × model rows a minute and the summary, ${Math.round(fresh)} ms a refresh; by key (${(byKey / 1000).toFixed(1)} s over ${(keyRows / 1e6).toFixed(1)} M key rows), by client key (${(byClient / 1000).toFixed(1)} s over ${(clientRows / 1e6).toFixed(1)} M client-key rows; both measured on ${l.keyMinuteRows.toLocaleString("en-US")} and ${l.clientMinuteRows.toLocaleString("en-US")} rows, scaled by rows) and the headroom (${Math.round(d.headroom)} ms) reused, ${Math.round(kept)} ms a refresh, and ${Math.round(3 * d.hourByKeyReused)} ms reading them kept`,
+      `the dashboard's Overview, last hour by minute, at 10,000 req/s: the series, by model and by upstream from ${UPSTREAM_COMBOS.toLocaleString("en-US")} upstream × model rows a minute and the summary, ${Math.round(fresh)} ms a refresh (measured on ${Math.round(upstreamRows).toLocaleString("en-US")} a minute, scaled by rows); by key (${(byKey / 1000).toFixed(1)} s over ${(keyRows / 1e6).toFixed(1)} M key rows), by client key (${(byClient / 1000).toFixed(1)} s over ${(clientRows / 1e6).toFixed(1)} M client-key rows; both measured on ${l.keyMinuteRows.toLocaleString("en-US")} and ${l.clientMinuteRows.toLocaleString("en-US")} rows, scaled by rows) and the headroom (${Math.round(d.headroom)} ms) reused, ${Math.round(kept)} ms a refresh, and ${Math.round(3 * d.hourByKeyReused)} ms reading them kept`,
       "5 s of D1 a refresh (the page asks every 5 s; one database answers one query at a time)",
       `${perRefresh.toFixed(1)} s a refresh`,
       x(5 / perRefresh),

@@ -63,22 +63,63 @@ export async function insertKeys(db: D1Database, rows: NewKeyRow[]): Promise<Set
   return present;
 }
 
-/** Everything the key list shows of one key. */
-export interface KeyRow {
+/** What a key's state and capacity are derived from: its configuration, its upstream's, its health facts and the providers' readings. */
+export interface KeyLimitRow {
   id: string;
   upstreamId: string;
   upstreamModels: string[];
   upstreamLimits: Limits;
   upstreamKind: ProviderKindId;
-  masked: string;
-  weight: number;
   models: string[];
   enabled: boolean;
-  note: string;
   /** The key's own limits (its upstream's apply where it has none). */
   limits: Limits;
-  createdAt: number;
   facts: HealthFacts;
+  /** The providers' latest word on the key's requests and tokens windows. */
+  readings: { requests: WindowReading | null; tokens: WindowReading | null };
+}
+
+/**
+ * Every key's `KeyLimitRow`, in one query that reads no more than that (the
+ * headroom and the keys-by-state gauges read every key: at 100,000 keys the
+ * columns they do not use — notes, last errors, usage — are most of the cost).
+ */
+export async function loadKeyLimitRows(db: D1Database): Promise<KeyLimitRow[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT k.id, k.upstream_id, u.models AS upstream_models, u.limits AS upstream_limits, u.kind AS upstream_kind, k.models, k.enabled, k.limits,
+              ${HEALTH_FACT_COLUMNS}, ${CAPACITY_COLUMNS}
+       FROM keys k
+       JOIN upstreams u ON u.id = k.upstream_id
+       LEFT JOIN key_health h ON h.key_id = k.id
+       LEFT JOIN key_capacity c ON c.key_id = k.id`,
+    )
+    .all<Record<string, unknown>>();
+  return results.map(keyLimitRowOf);
+}
+
+/** The `KeyLimitRow` of a row that selected its columns. */
+function keyLimitRowOf(r: Record<string, unknown>): KeyLimitRow {
+  return {
+    id: String(r.id),
+    upstreamId: String(r.upstream_id),
+    upstreamModels: JSON.parse(String(r.upstream_models)) as string[],
+    upstreamLimits: limitsFromColumn(r.upstream_limits as string),
+    upstreamKind: String(r.upstream_kind) as ProviderKindId,
+    models: JSON.parse(String(r.models)) as string[],
+    enabled: r.enabled === 1,
+    limits: limitsFromColumn(r.limits as string),
+    facts: healthFactsFromRow(r),
+    readings: capacityFromRow(r),
+  };
+}
+
+/** Everything the key list shows of one key. */
+export interface KeyRow extends KeyLimitRow {
+  masked: string;
+  weight: number;
+  note: string;
+  createdAt: number;
   balance: number | null;
   balanceTs: number;
   lastProbeTs: number;
@@ -91,53 +132,37 @@ export interface KeyRow {
   /** The last hour's successes, and attempts that say something about the key. */
   successesLastHour: number;
   judgedLastHour: number;
-  /** The providers' latest word on the key's requests and tokens windows. */
-  readings: { requests: WindowReading | null; tokens: WindowReading | null };
 }
 
 /**
- * Every key (or those of one upstream) with its health and, where `usage`
- * asks, its usage on the day starting at `todayBucket` and its success counts
- * since `since`, in one query; the admin API filters and sorts these in memory,
- * which stays well under 100 ms at 10,000 keys and lets it filter on the
- * derived state. Without `usage` the rollups are not read (their sums grow with
- * the traffic, the rest with the keys) and those counts are 0.
+ * Every key (or those of one upstream) with its health, its usage on the day
+ * starting at `todayBucket` and its success counts since `since`, in one query;
+ * the admin API filters and sorts these in memory, which stays well under
+ * 100 ms at 10,000 keys and lets it filter on the derived state.
  */
-export async function loadKeyRows(db: D1Database, usage: { todayBucket: number; since: number } | null, upstreamId?: string): Promise<KeyRow[]> {
+export async function loadKeyRows(db: D1Database, todayBucket: number, since: number, upstreamId?: string): Promise<KeyRow[]> {
   const { results } = await db
     .prepare(
       `SELECT k.id, k.upstream_id, u.models AS upstream_models, u.limits AS upstream_limits, u.kind AS upstream_kind,
               k.masked, k.weight, k.models, k.enabled, k.note, k.limits, k.created_at,
               ${HEALTH_FACT_COLUMNS}, h.balance, h.balance_ts, h.last_probe_ts, h.last_probe_result, h.last_error_ts, h.last_error, h.last_used_at,
-              ${CAPACITY_COLUMNS}, ${usage ? "d.requests, d.tokens, m.successes, m.judged" : "NULL AS requests, NULL AS tokens, NULL AS successes, NULL AS judged"}
+              ${CAPACITY_COLUMNS}, d.requests, d.tokens, m.successes, m.judged
        FROM keys k
        JOIN upstreams u ON u.id = k.upstream_id
        LEFT JOIN key_health h ON h.key_id = k.id
-       LEFT JOIN key_capacity c ON c.key_id = k.id${
-         usage
-           ? `
+       LEFT JOIN key_capacity c ON c.key_id = k.id
        LEFT JOIN (${usageOnDaySql("key_id", "?1")}) d ON d.key_id = k.id
-       LEFT JOIN (${recentSuccessSql("?3")}) m ON m.key_id = k.id`
-           : ""
-       }
+       LEFT JOIN (${recentSuccessSql("?3")}) m ON m.key_id = k.id
        WHERE ?2 IS NULL OR k.upstream_id = ?2`,
     )
-    .bind(...(usage ? [usage.todayBucket, upstreamId ?? null, usage.since] : [null, upstreamId ?? null]))
+    .bind(todayBucket, upstreamId ?? null, since)
     .all<Record<string, unknown>>();
   return results.map((r) => ({
-    id: String(r.id),
-    upstreamId: String(r.upstream_id),
-    upstreamModels: JSON.parse(String(r.upstream_models)) as string[],
-    upstreamLimits: limitsFromColumn(r.upstream_limits as string),
-    upstreamKind: String(r.upstream_kind) as ProviderKindId,
+    ...keyLimitRowOf(r),
     masked: String(r.masked),
     weight: Number(r.weight),
-    models: JSON.parse(String(r.models)) as string[],
-    enabled: r.enabled === 1,
     note: String(r.note ?? ""),
-    limits: limitsFromColumn(r.limits as string),
     createdAt: Number(r.created_at),
-    facts: healthFactsFromRow(r),
     balance: r.balance === null || r.balance === undefined ? null : Number(r.balance),
     balanceTs: Number(r.balance_ts ?? 0),
     lastProbeTs: Number(r.last_probe_ts ?? 0),
@@ -149,7 +174,6 @@ export async function loadKeyRows(db: D1Database, usage: { todayBucket: number; 
     tokensToday: Number(r.tokens ?? 0),
     successesLastHour: Number(r.successes ?? 0),
     judgedLastHour: Number(r.judged ?? 0),
-    readings: capacityFromRow(r),
   }));
 }
 

@@ -75,7 +75,7 @@ export function emptyHeadroom(): Headroom {
  * that is cooling, failing or exhausted adds its limits and use but no free
  * room (nothing will be sent to it now).
  */
-export function addToHeadroom(sum: Headroom, key: KeyView): void {
+export function addToHeadroom(sum: Headroom, key: Pick<KeyView, "state" | "capacity">): void {
   if (key.state === "disabled" || key.state === "dead") return;
   const serving = key.state === "active";
   for (const w of WINDOWS) {

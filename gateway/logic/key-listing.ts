@@ -1,12 +1,28 @@
 import { deriveKeyState, effectiveLimits, providerKinds, type HealthRules, type KeyFilter, type KeyState, type KeyView } from "../../schema";
-import type { KeyRow } from "../../storage/keys";
+import type { KeyLimitRow, KeyRow } from "../../storage/keys";
 import { capacityFigures } from "./capacity-figures";
 import type { UsageView } from "./select-key";
 
-/** The masked view of a key, with its state at `now` and its capacity as the pool's published usage counts it. */
-export function toKeyView(r: KeyRow, rules: HealthRules, usage: UsageView | null, now: number): KeyView {
+/** A key's state at `now`, its limits in force and its capacity as the pool's published usage counts it. */
+export function keyStanding(
+  r: KeyLimitRow,
+  rules: HealthRules,
+  usage: UsageView | null,
+  now: number,
+): Pick<KeyView, "state" | "coolingUntil" | "effectiveLimits" | "capacity"> {
   const health = deriveKeyState(r.facts, rules, now);
   const limits = effectiveLimits(r.upstreamLimits, r.limits);
+  return {
+    state: r.enabled ? health.state : "disabled",
+    coolingUntil: r.enabled ? health.coolingUntil : null,
+    effectiveLimits: limits,
+    capacity: capacityFigures(limits, usage?.keys.get(r.id), r.readings, providerKinds[r.upstreamKind].rateLimitHeaders, now),
+  };
+}
+
+/** The masked view of a key, with its state at `now` and its capacity as the pool's published usage counts it. */
+export function toKeyView(r: KeyRow, rules: HealthRules, usage: UsageView | null, now: number): KeyView {
+  const { state, coolingUntil, effectiveLimits, capacity } = keyStanding(r, rules, usage, now);
   return {
     id: r.id,
     upstreamId: r.upstreamId,
@@ -14,8 +30,8 @@ export function toKeyView(r: KeyRow, rules: HealthRules, usage: UsageView | null
     weight: r.weight,
     models: r.models,
     enabled: r.enabled,
-    state: r.enabled ? health.state : "disabled",
-    coolingUntil: r.enabled ? health.coolingUntil : null,
+    state,
+    coolingUntil,
     balance: r.balance,
     balanceCheckedAt: r.balanceTs || null,
     lastProbe: r.lastProbeTs ? { at: r.lastProbeTs, result: r.lastProbeResult } : null,
@@ -23,8 +39,8 @@ export function toKeyView(r: KeyRow, rules: HealthRules, usage: UsageView | null
     lastUsedAt: r.lastUsedAt || null,
     note: r.note,
     limits: r.limits,
-    effectiveLimits: limits,
-    capacity: capacityFigures(limits, usage?.keys.get(r.id), r.readings, providerKinds[r.upstreamKind].rateLimitHeaders, now),
+    effectiveLimits,
+    capacity,
     successRate: r.judgedLastHour > 0 ? r.successesLastHour / r.judgedLastHour : null,
     requestsToday: r.requestsToday,
     tokensToday: r.tokensToday,

@@ -96,7 +96,7 @@ async function keyViews(
   const now = Date.now();
   const settings = await readSettings(c.env.DB);
   const [rows, usage] = await Promise.all([
-    loadKeyRows(c.env.DB, { todayBucket: dayStart(now, settings.timeZone), since: now - SUCCESS_RATE_WINDOW_MS }, filter.upstreamId),
+    loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS, filter.upstreamId),
     readPoolUsage(c.env.SNAPSHOT),
   ]);
   return listKeyViews(rows, filter, page.sort, page.limit, page.offset, settings, usage, now);

@@ -17,12 +17,12 @@ import {
 } from "../../../schema";
 import type { GatewayHono } from "../../context";
 import { addToHeadroom, emptyHeadroom } from "../../logic/capacity-figures";
-import { toKeyView } from "../../logic/key-listing";
+import { keyStanding } from "../../logic/key-listing";
 import { bucketStarts, fillSeries, summarize, toMetrics } from "../../logic/stats";
 import { readPoolUsage } from "../../storage/snapshot-cache";
 import { REUSE_FACTOR, REUSE_LONGEST_MS } from "../../logic/reuse-windows";
 import { reuseOrCompute } from "../../storage/stats-reuse";
-import { loadKeyRows } from "../../../storage/keys";
+import { loadKeyLimitRows } from "../../../storage/keys";
 import { breakdownRows, bucketTotals, rollingTotals, seriesRows, spendTotals, type BreakdownBy } from "../../../storage/rollups";
 import { readSettings } from "../../../storage/settings";
 import { listUpstreams } from "../../../storage/upstreams";
@@ -44,13 +44,13 @@ async function statsRange(c: AdminContext, query: z.infer<typeof statsQuerySchem
 const HEADROOM_MODELS = 200;
 
 /**
- * Reads what the headroom is computed from: every key's configuration, health
- * and provider readings (not its usage in the rollups: what is used of a limit
- * comes from the published usage).
+ * Reads what the headroom is computed from: every key's limits, models, health
+ * facts and provider readings (`loadKeyLimitRows`; what is used of a limit comes
+ * from the published usage).
  */
 export async function headroomInputs(c: AdminContext) {
   const settings = await readSettings(c.env.DB);
-  const [rows, upstreams, usage] = await Promise.all([loadKeyRows(c.env.DB, null), listUpstreams(c.env.DB), readPoolUsage(c.env.SNAPSHOT)]);
+  const [rows, upstreams, usage] = await Promise.all([loadKeyLimitRows(c.env.DB), listUpstreams(c.env.DB), readPoolUsage(c.env.SNAPSHOT)]);
   return { settings, rows, upstreams, usage };
 }
 
@@ -63,7 +63,7 @@ export function poolHeadroom({ settings, rows, upstreams, usage }: Awaited<Retur
   for (const row of rows) {
     const upstream = byUpstream.get(row.upstreamId);
     if (!upstream?.enabled) continue;
-    const view = toKeyView(row, settings, usage, now);
+    const view = keyStanding(row, settings, usage, now);
     addToHeadroom(pool, view);
     addToHeadroom(upstream.sum, view);
     const models = row.models.length > 0 ? row.models : row.upstreamModels;
