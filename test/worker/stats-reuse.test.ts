@@ -95,7 +95,7 @@ describe("reusing costly stats answers", () => {
     const headroom = { pool: { marker: true }, byUpstream: [], byModel: [], usageAt: null, generatedAt: at };
     await env.DB.batch([
       env.DB.prepare("INSERT INTO stats_cache (name, computed_at, took_ms, body) VALUES (?1, ?2, 10000, ?3)").bind(
-        `breakdown:v1:${JSON.stringify(["key", "minute", 60])}`,
+        `breakdown:v1:${JSON.stringify(["key", "minute", 60, null, null, null, null, "UTC"])}`,
         at,
         JSON.stringify(breakdown),
       ),

@@ -33,9 +33,9 @@ import type { AdminContext } from "./shared";
 const DEFAULT_COUNT = { minute: 60, hour: 48, day: 30 } as const;
 
 /** The series and breakdown queries' common part: bucket range and filters. */
-async function statsRange(c: AdminContext, query: z.infer<typeof statsQuerySchema>) {
+async function statsRange(c: AdminContext, query: z.infer<typeof statsQuerySchema>, zone?: string) {
   const { bucket, count, ...filters } = query;
-  const { timeZone } = await readSettings(c.env.DB);
+  const timeZone = zone ?? (await readSettings(c.env.DB)).timeZone;
   const starts = bucketStarts(bucket, count ?? DEFAULT_COUNT[bucket], Date.now(), timeZone);
   return { bucket, starts, filters };
 }
@@ -167,8 +167,10 @@ export function statsRoutes() {
       },
       async (c, { query }) => {
         const { by, ...range } = query;
+        // Day buckets start at midnight in the settings' time zone: a kept answer is one zone's.
+        const { timeZone } = await readSettings(c.env.DB);
         const compute = async () => {
-          const { bucket, starts, filters } = await statsRange(c, range);
+          const { bucket, starts, filters } = await statsRange(c, range, timeZone);
           const from = starts[0]!;
           const to = starts.at(-1)!;
           const rows = await breakdownRows(c.env.DB, bucket, from, to, by satisfies BreakdownBy, filters, 100);
@@ -179,7 +181,7 @@ export function statsRoutes() {
           return c.json({ ...(await compute()), computedAt });
         }
         const { keyId, model, clientKeyId, upstreamId } = range;
-        const name = `breakdown:v1:${JSON.stringify([by, range.bucket, range.count ?? DEFAULT_COUNT[range.bucket], keyId, model, clientKeyId, upstreamId])}`;
+        const name = `breakdown:v1:${JSON.stringify([by, range.bucket, range.count ?? DEFAULT_COUNT[range.bucket], keyId, model, clientKeyId, upstreamId, timeZone])}`;
         const { value, computedAt } = await reuseOrCompute(c.env.DB, name, REUSE_LONGEST_MS.breakdown[range.bucket], Date.now, compute);
         return c.json({ ...value, computedAt });
       },
