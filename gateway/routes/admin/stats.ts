@@ -161,7 +161,7 @@ export function statsRoutes() {
       {
         tag: "stats",
         summary: "Usage by model, key, client key or upstream",
-        description: `Every metric summed over the same range as a series, per value of \`by\`, busiest first (at most 100). As for a series, a client key (a filter, or \`by=client\`) does not go with a key or an upstream (a filter, or \`by=key\` / \`by=upstream\`): refused with 400. By key or client key the sums read every key's or client key's rows of the range: an answer that took long is reused while it is younger than ${REUSE_FACTOR} times what it took (at most a minute by minute, 5 by hour, 15 by day), and \`computedAt\` says when it was summed.`,
+        description: `Every metric summed over the same range as a series, per value of \`by\`, busiest first (at most 100). As for a series, a client key (a filter, or \`by=client\`) does not go with a key or an upstream (a filter, or \`by=key\` / \`by=upstream\`): refused with 400. By key or client key the sums read every key's or client key's rows of the range: an answer that took long is reused while it is younger than ${REUSE_FACTOR} times what it took (at most ${REUSE_LONGEST_MS.breakdown.minute / MINUTE_MS} minute by minute, ${REUSE_LONGEST_MS.breakdown.hour / MINUTE_MS} by hour, ${REUSE_LONGEST_MS.breakdown.day / MINUTE_MS} by day), and \`computedAt\` says when it was summed.`,
         query: statsBreakdownQuerySchema,
         ok: { description: "One row per value of `by`.", schema: statsBreakdownSchema },
       },
