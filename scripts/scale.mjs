@@ -261,7 +261,7 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number,
- *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
+ *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { publishS: number, hourRows: number }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
  * @type {Figures | null}
  */
@@ -271,6 +271,8 @@ let largest = null;
  * @type {{ factor: number, longestMs: { breakdown: { minute: number }, headroom: number } } | null}
  */
 let reuse = null;
+/** @type {{ minMs: number, maxMs: number, share: number } | null} how the consumer spaces its usage publishes (schema's USAGE_SPACING) */
+let usageSpacing = null;
 const mock = await startMock();
 try {
   const dataFile = path.join(work, "scale-data.mjs");
@@ -293,6 +295,7 @@ try {
    */
   const data = await import(dataFile);
   reuse = { factor: data.REUSE_FACTOR, longestMs: data.REUSE_LONGEST_MS };
+  usageSpacing = data.USAGE_SPACING;
   const bundles = await bundleKeypool(work);
 
   for (const n of SIZES) {
@@ -563,6 +566,28 @@ try {
         })(),
       };
       l.dashboard = reads;
+
+      // The usage publish again, now that rollup_hour holds 48 hours of key rows: with every upstream's day made a
+      // rolling 24 hours, it sums each limited key's last 24 hour buckets — the most a day window ever asks for.
+      log(`${n} keys: a publish of the pool's usage over a day of hour rows…`);
+      const { results: upstreamLimits } = await kp.db.prepare("SELECT id, limits FROM upstreams").all();
+      await kp.db.prepare(`UPDATE upstreams SET limits = json_set(limits, '$.day', json('{"reset":"rolling"}'))`).run();
+      await kp.db.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
+      const dayFrom = Math.ceil((Date.now() - 86_400_000) / 3_600_000) * 3_600_000;
+      const dayRows = Number(
+        (await kp.db.prepare("SELECT COUNT(*) AS n FROM rollup_hour WHERE bucket >= ?1 AND client_key_id = '*'").bind(dayFrom).first())?.n ?? 0,
+      );
+      const usageBefore2 = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
+      const t7 = performance.now();
+      const control2 = await kp.consumer.queue("keypool-events", [
+        { id: `scale-${n}-usage-day`, timestamp: new Date(), attempts: 1, body: { control: "publish-usage" } },
+      ]);
+      const dayPublishS = (performance.now() - t7) / 1000;
+      const usageAfter2 = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
+      if (control2.outcome !== "ok" || usageAfter2 <= usageBefore2) throw new Error("the control message did not publish the pool's usage");
+      await kp.db.batch(upstreamLimits.map((u) => kp.db.prepare("UPDATE upstreams SET limits = ?2 WHERE id = ?1").bind(u.id, u.limits)));
+      l.usageDay = { publishS: dayPublishS, hourRows: dayRows };
+      r.usagePublish += `; over ${dayRows.toLocaleString("en-US")} key hour rows of a rolling day: ${dayPublishS.toFixed(2)} s wall`;
       l.keyMinuteRows = volume.keyMinuteRows;
       l.clientMinuteRows = volume.clientMinuteRows;
       l.upstreamMinuteRows = volume.upstreamMinuteRows;
@@ -793,6 +818,23 @@ function headroomTable() {
       "all of it",
       `${ms(l.usagePublishS)} a publish (wall), one every ${every.toFixed(1)} s`,
       x(every / l.usagePublishS),
+    ]);
+  }
+  if (l.usagePublishS !== undefined && l.usageDay !== undefined && l.usageDay.hourRows > 0 && usageSpacing) {
+    // The same publish late in a day of 10,000 req/s: a limited key's day so far is up to 24 hour buckets of its key
+    // rows. What the publish adds over its figure above is taken to grow with the hour rows it sums (measured over the
+    // volume's rows of a rolling day); spaced as `USAGE_SPACING` spaces it.
+    const perHour = distinctRows(10_500 * 3_600, KEY_COMBOS);
+    const rowsAtScale = 24 * perHour;
+    const perRow = Math.max(0, l.usageDay.publishS - l.usagePublishS) / l.usageDay.hourRows;
+    const scaled = l.usagePublishS + perRow * rowsAtScale;
+    const spacing = usageSpacing;
+    const every = Math.min(spacing.maxMs, Math.max(spacing.minMs, (scaled * 1000) / spacing.share)) / 1000;
+    rows.push([
+      `the same publish late in a day at 10,000 req/s: each limited key's day so far, ${(rowsAtScale / 1e6).toFixed(1)} M key rows of rollup_hour (measured: ${ms(l.usageDay.publishS)} over ${l.usageDay.hourRows.toLocaleString("en-US")} of a rolling day, ${ms(l.usagePublishS)} without them; the difference scaled by rows)`,
+      "all of it",
+      `${ms(scaled)} a publish (wall), one every ${every.toFixed(1)} s`,
+      x(every / scaled),
     ]);
   }
   if (queueHeadroom > 0)
