@@ -441,6 +441,21 @@ export function selectKeyMinutes(db: D1Database, keyIds: string, from: number): 
 }
 
 /**
+ * Per key of `keyIds`: requests and tokens in `rollup_day`'s bucket `day` — a
+ * key's day so far when its day window began at that bucket's start and it is
+ * still that day (a few rows a key, where `selectKeyUsageSince` sums up to 24
+ * hour buckets of them).
+ */
+export function selectKeyDay(db: D1Database, keyIds: string, day: number): D1PreparedStatement {
+  return db
+    .prepare(
+      `SELECT key_id, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_day
+       WHERE bucket = ?2 AND ${KEY_ROWS} AND key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id`,
+    )
+    .bind(keyIds, day);
+}
+
+/**
  * Per key of `keyIds`: requests and tokens from `from` on, exactly — minute
  * buckets for the ragged first hour, hour buckets after it (for the pool's
  * usage against per-day limits). Two statements, for the caller's batch.

@@ -11,7 +11,7 @@ import {
 } from "../../schema";
 import { QUOTA_CLIENT_IDS_SQL } from "../../storage/client-keys";
 import { keyIdLists, readCapacityKeys, selectLastUsed } from "../../storage/keys";
-import { selectClientDays, selectClientMinutes, selectKeyMinutes, selectKeyUsageSince, type KeyCounts } from "../../storage/rollups";
+import { selectClientDays, selectClientMinutes, selectKeyDay, selectKeyMinutes, selectKeyUsageSince, type KeyCounts } from "../../storage/rollups";
 import { selectSettings } from "../../storage/settings";
 import {
   claimUsagePublish,
@@ -56,6 +56,9 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
   const dayLists = [...groups].flatMap(([start, ids]) => keyIdLists(ids, idListBytes).map((list) => ({ start, list })));
   const { timeZone } = parseStoredSettings(((await selectSettings(db).first<{ value: string }>()) ?? { value: null }).value);
   const [month, today] = [monthStart(now, timeZone), dayStart(now, timeZone)];
+  // Keys whose day began when the pool's did (midnight UTC, unless a provider says otherwise, in a pool kept in UTC)
+  // read today's day rollup; the others sum minute and hour buckets since their day began.
+  const dayUsage = (start: number, list: string) => (start === today ? [selectKeyDay(db, list, today)] : selectKeyUsageSince(db, list, start));
   // One transaction: the latest attempt folded, and the counts that hold exactly the attempts up to it.
   const [version, clientMinutes, clientDays, ...perList] = await db.batch<Record<string, unknown>>([
     takeUsageVersion(db),
@@ -63,7 +66,7 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
     selectClientDays(db, QUOTA_CLIENT_IDS_SQL, month, today),
     ...lists.map((list) => selectLastUsed(db, list)),
     ...lists.map((list) => selectKeyMinutes(db, list, thisMinute - MINUTE_MS)),
-    ...dayLists.flatMap(({ start, list }) => selectKeyUsageSince(db, list, start)),
+    ...dayLists.flatMap(({ start, list }) => dayUsage(start, list)),
   ]);
   const rowsOf = <T>(results: (D1Result<Record<string, unknown>> | undefined)[]) => results.flatMap((r) => (r?.results ?? []) as unknown as T[]);
   const lastUsed = rowsOf<{ key_id: string; last_used_at: number }>(perList.slice(0, lists.length));
