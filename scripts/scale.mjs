@@ -169,6 +169,18 @@ async function rollupVolume(db, keyIdPrefix, keys, clients, perHour, perMinute) 
     hourRows += written.keyRows + written.clientRows;
   }
   const hourRowBytes = ((await databaseBytes(db)) - before) / hourRows;
+  // Today's day rows (UTC, the pool's zone) as the fold would hold them after a day like the last 24 hours: each key
+  // and model's hour rows summed, added to what live traffic folded there.
+  await db
+    .prepare(
+      `INSERT INTO rollup_day (bucket, key_id, model, client_key_id, ${UPSTREAM_SUMS.join(", ")}, latency_ms_max, ttfb_ms_max)
+       SELECT ?1, key_id, model, '*', ${UPSTREAM_SUMS.map((c) => `SUM(${c})`).join(", ")}, MAX(latency_ms_max), MAX(ttfb_ms_max)
+       FROM rollup_hour WHERE bucket > ?2 AND client_key_id = '*' AND key_id LIKE ?3 GROUP BY key_id, model
+       ON CONFLICT (bucket, key_id, model, client_key_id) DO UPDATE SET ${UPSTREAM_SUMS.map((c) => `${c} = ${c} + excluded.${c}`).join(", ")},
+         latency_ms_max = MAX(latency_ms_max, excluded.latency_ms_max), ttfb_ms_max = MAX(ttfb_ms_max, excluded.ttfb_ms_max)`,
+    )
+    .bind(now - (now % 86_400_000), now - 86_400_000, `${keyIdPrefix}%`)
+    .run();
   let keyMinuteRows = 0;
   let clientMinuteRows = 0;
   for (let m = 0; m < 60; m++) {
@@ -184,7 +196,7 @@ async function rollupVolume(db, keyIdPrefix, keys, clients, perHour, perMinute) 
   return { hourRowBytes, hourRows, keyHourRows, minuteRows: keyMinuteRows + clientMinuteRows, keyMinuteRows, clientMinuteRows, upstreamMinuteRows };
 }
 
-/** The summed columns rollupVolume writes into the upstream × model rollups. */
+/** The summed columns rollupVolume writes into the upstream × model rollups and today's day rows. */
 const UPSTREAM_SUMS = [
   "requests",
   "attempts",
@@ -261,7 +273,7 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number,
- *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { publishS: number, hourRows: number }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
+ *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { publishS: number, hourRows: number, todayS: number, todayRows: number }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
  * @type {Figures | null}
  */
@@ -567,27 +579,40 @@ try {
       };
       l.dashboard = reads;
 
-      // The usage publish again, now that rollup_hour holds 48 hours of key rows: with every upstream's day made a
-      // rolling 24 hours, it sums each limited key's last 24 hour buckets — the most a day window ever asks for.
-      log(`${n} keys: a publish of the pool's usage over a day of hour rows…`);
+      // The usage publish again, now that the rollups hold a day: first as the pool is (its keys' days begin at midnight
+      // UTC, the pool's: today's day rows), then with every upstream's day made a rolling 24 hours — each limited key's
+      // last 24 hour buckets, the most a day window ever asks for.
+      log(`${n} keys: a publish of the pool's usage over a day of rollups…`);
+      /** @param {string} tag */
+      const publishTimed = async (tag) => {
+        await kp.db.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
+        const before = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
+        const t = performance.now();
+        const done = await kp.consumer.queue("keypool-events", [
+          { id: `scale-${n}-${tag}`, timestamp: new Date(), attempts: 1, body: { control: "publish-usage" } },
+        ]);
+        const seconds = (performance.now() - t) / 1000;
+        const after = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
+        if (done.outcome !== "ok" || after <= before) throw new Error("the control message did not publish the pool's usage");
+        return seconds;
+      };
+      const midnight = Date.now() - (Date.now() % 86_400_000);
+      const todayRows = Number(
+        (await kp.db.prepare("SELECT COUNT(*) AS n FROM rollup_day WHERE bucket = ?1 AND client_key_id = '*'").bind(midnight).first())?.n ?? 0,
+      );
+      const todayPublishS = await publishTimed("usage-today");
       const { results: upstreamLimits } = await kp.db.prepare("SELECT id, limits FROM upstreams").all();
       await kp.db.prepare(`UPDATE upstreams SET limits = json_set(limits, '$.day', json('{"reset":"rolling"}'))`).run();
-      await kp.db.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
       const dayFrom = Math.ceil((Date.now() - 86_400_000) / 3_600_000) * 3_600_000;
       const dayRows = Number(
         (await kp.db.prepare("SELECT COUNT(*) AS n FROM rollup_hour WHERE bucket >= ?1 AND client_key_id = '*'").bind(dayFrom).first())?.n ?? 0,
       );
-      const usageBefore2 = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
-      const t7 = performance.now();
-      const control2 = await kp.consumer.queue("keypool-events", [
-        { id: `scale-${n}-usage-day`, timestamp: new Date(), attempts: 1, body: { control: "publish-usage" } },
-      ]);
-      const dayPublishS = (performance.now() - t7) / 1000;
-      const usageAfter2 = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
-      if (control2.outcome !== "ok" || usageAfter2 <= usageBefore2) throw new Error("the control message did not publish the pool's usage");
+      const dayPublishS = await publishTimed("usage-rolling");
       await kp.db.batch(upstreamLimits.map((u) => kp.db.prepare("UPDATE upstreams SET limits = ?2 WHERE id = ?1").bind(u.id, u.limits)));
-      l.usageDay = { publishS: dayPublishS, hourRows: dayRows };
-      r.usagePublish += `; over ${dayRows.toLocaleString("en-US")} key hour rows of a rolling day: ${dayPublishS.toFixed(2)} s wall`;
+      l.usageDay = { publishS: dayPublishS, hourRows: dayRows, todayS: todayPublishS, todayRows };
+      r.usagePublish +=
+        `; over today's ${todayRows.toLocaleString("en-US")} key day rows: ${todayPublishS.toFixed(2)} s wall; ` +
+        `over ${dayRows.toLocaleString("en-US")} key hour rows of a rolling day: ${dayPublishS.toFixed(2)} s wall`;
       l.keyMinuteRows = volume.keyMinuteRows;
       l.clientMinuteRows = volume.clientMinuteRows;
       l.upstreamMinuteRows = volume.upstreamMinuteRows;
@@ -821,20 +846,32 @@ function headroomTable() {
     ]);
   }
   if (l.usagePublishS !== undefined && l.usageDay !== undefined && l.usageDay.hourRows > 0 && usageSpacing) {
-    // The same publish late in a day of 10,000 req/s: a limited key's day so far is up to 24 hour buckets of its key
-    // rows. What the publish adds over its figure above is taken to grow with the hour rows it sums (measured over the
-    // volume's rows of a rolling day); spaced as `USAGE_SPACING` spaces it.
-    const perHour = distinctRows(10_500 * 3_600, KEY_COMBOS);
-    const rowsAtScale = 24 * perHour;
-    const perRow = Math.max(0, l.usageDay.publishS - l.usagePublishS) / l.usageDay.hourRows;
-    const scaled = l.usagePublishS + perRow * rowsAtScale;
+    // The same publish late in a day of 10,000 req/s. A key whose day began at the pool's midnight reads today's day
+    // rows, a few a key (measured over the volume's, about as many as the bound); any other key's day so far is up to
+    // 24 hour buckets of its key rows. What the publish adds over its figure above is taken to grow with the rows it
+    // reads (measured over the volume's rows of a rolling day); spaced as `USAGE_SPACING` spaces it.
     const spacing = usageSpacing;
-    const every = Math.min(spacing.maxMs, Math.max(spacing.minMs, (scaled * 1000) / spacing.share)) / 1000;
+    const u = l.usageDay;
+    const base = l.usagePublishS;
+    /** @param {number} measuredS @param {number} measuredRows @param {number} rowsAtScale */
+    const scaledPublish = (measuredS, measuredRows, rowsAtScale) => base + (Math.max(0, measuredS - base) / Math.max(1, measuredRows)) * rowsAtScale;
+    /** @param {number} seconds */
+    const every = (seconds) => Math.min(spacing.maxMs, Math.max(spacing.minMs, (seconds * 1000) / spacing.share)) / 1000;
+    const dayRowsAtScale = distinctRows(10_500 * 86_400, KEY_COMBOS);
+    const hourRowsAtScale = 24 * distinctRows(10_500 * 3_600, KEY_COMBOS);
+    const today = scaledPublish(u.todayS, u.todayRows, dayRowsAtScale);
+    const rolling = scaledPublish(u.publishS, u.hourRows, hourRowsAtScale);
     rows.push([
-      `the same publish late in a day at 10,000 req/s: each limited key's day so far, ${(rowsAtScale / 1e6).toFixed(1)} M key rows of rollup_hour (measured: ${ms(l.usageDay.publishS)} over ${l.usageDay.hourRows.toLocaleString("en-US")} of a rolling day, ${ms(l.usagePublishS)} without them; the difference scaled by rows)`,
+      `the same publish late in a day at 10,000 req/s, keys whose day begins at the pool's midnight (the default): today's ${(dayRowsAtScale / 1e6).toFixed(1)} M key rows of rollup_day (measured: ${ms(u.todayS)} over ${u.todayRows.toLocaleString("en-US")}; the difference from the publish above scaled by rows)`,
       "all of it",
-      `${ms(scaled)} a publish (wall), one every ${every.toFixed(1)} s`,
-      x(every / scaled),
+      `${ms(today)} a publish (wall), one every ${every(today).toFixed(1)} s`,
+      x(every(today) / today),
+    ]);
+    rows.push([
+      `the same, keys whose day is rolling or begins at another hour: ${(hourRowsAtScale / 1e6).toFixed(1)} M key rows of rollup_hour, their last 24 hours (measured: ${ms(u.publishS)} over ${u.hourRows.toLocaleString("en-US")}, scaled likewise)`,
+      "all of it",
+      `${ms(rolling)} a publish (wall), one every ${every(rolling).toFixed(1)} s`,
+      x(every(rolling) / rolling),
     ]);
   }
   if (queueHeadroom > 0)
