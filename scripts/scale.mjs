@@ -30,6 +30,8 @@
  * - the pool's usage it published meanwhile: its bytes, the CPU an isolate
  *   spends taking it (in Node) and selection's picks a second with it; then one
  *   publish of it on its own (a batch of the control message alone): wall and CPU;
+ *   and, over the dashboard's volume of rollups, one as the keys count their day
+ *   and one with every day a rolling 24 hours (wall);
  * - one scheduler run with 1,000 probes due, and the queues' messages a second
  *   from the gateway's event batcher at 10,000 requests a second (simulated),
  *   to one queue and spread over the event queues the gateway's config binds.
