@@ -10,8 +10,8 @@ const CACHED_ANSWER_DAYS = 1;
 
 /**
  * Deletes rollup rows, dedupe ids, the request log and alert history past their retention horizons, and kept
- * stats answers no page asks for, in one transaction, through the modules that own those tables: the only write
- * the scheduler makes to the consumer's projections. Returns the rows deleted per table.
+ * stats answers no page asks for, in one transaction, through the modules that own those tables — the kept answers
+ * aside, the only write the scheduler makes to the consumer's projections. Returns the rows deleted per table.
  */
 export async function pruneProjections(db: D1Database, settings: Settings, now: number): Promise<Record<string, number>> {
   const rollups = pruneRollups(db, rollupCutoffs(settings, now));
