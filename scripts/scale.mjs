@@ -198,6 +198,15 @@ async function rollupVolume(db, keyIdPrefix, keys, clients, perHour, perMinute) 
   return { hourRowBytes, hourRows, keyHourRows, minuteRows: keyMinuteRows + clientMinuteRows, keyMinuteRows, clientMinuteRows, upstreamMinuteRows };
 }
 
+/**
+ * How often the consumer publishes the pool's usage when one publish takes `seconds`: every second, or as much less
+ * often as keeps a publish to its share of the time, at least every 30 s (`USAGE_SPACING`).
+ * @param {number} seconds @param {{ minMs: number, maxMs: number, share: number }} spacing
+ */
+function spacedEveryS(seconds, spacing) {
+  return Math.min(spacing.maxMs, Math.max(spacing.minMs, (seconds * 1000) / spacing.share)) / 1000;
+}
+
 /** The summed columns rollupVolume writes into the upstream × model rollups and today's day rows. */
 const UPSTREAM_SUMS = [
   "requests",
@@ -512,21 +521,25 @@ try {
       // One publish of the pool's usage on its own (a batch of the control message alone), over the counts just folded:
       // the work some consumer does every second while traffic flows.
       log(`${n} keys: a publish of the pool's usage…`);
-      await kp.db.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
-      const usageBefore = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
-      const cpu6 = cpuSeconds(kp.pid);
-      const t6 = performance.now();
-      const control = await kp.consumer.queue("keypool-events", [
-        { id: `scale-${n}-usage`, timestamp: new Date(), attempts: 1, body: { control: "publish-usage" } },
-      ]);
-      l.usagePublishS = (performance.now() - t6) / 1000;
-      // Published every second, or as much less often as keeps a publish to its share of the time.
-      const spacing = data.USAGE_SPACING;
-      l.usageEveryS = Math.min(spacing.maxMs, Math.max(spacing.minMs, (l.usagePublishS * 1000) / spacing.share)) / 1000;
-      const usagePublishCpuS = cpuSeconds(kp.pid) - cpu6;
-      const usageAfter = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
-      if (control.outcome !== "ok" || usageAfter <= usageBefore) throw new Error("the control message did not publish the pool's usage");
-      r.usagePublish = `${l.usagePublishS.toFixed(2)} s wall, ${Math.round(usagePublishCpuS * 1000)} ms CPU`;
+      /** One publish of the pool's usage through a control message of its own: its wall time and the runtime's CPU (s). @param {string} tag */
+      const publishTimed = async (tag) => {
+        await kp.db.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
+        const before = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
+        const cpu = cpuSeconds(kp.pid);
+        const t = performance.now();
+        const done = await kp.consumer.queue("keypool-events", [
+          { id: `scale-${n}-${tag}`, timestamp: new Date(), attempts: 1, body: { control: "publish-usage" } },
+        ]);
+        const seconds = (performance.now() - t) / 1000;
+        const cpuS = cpuSeconds(kp.pid) - cpu;
+        const after = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
+        if (done.outcome !== "ok" || after <= before) throw new Error("the control message did not publish the pool's usage");
+        return { seconds, cpuS };
+      };
+      const usage = await publishTimed("usage");
+      l.usagePublishS = usage.seconds;
+      l.usageEveryS = spacedEveryS(usage.seconds, data.USAGE_SPACING);
+      r.usagePublish = `${usage.seconds.toFixed(2)} s wall, ${Math.round(usage.cpuS * 1000)} ms CPU`;
       r.bytes = `${Math.round(l.bytesPerEvent)} bytes an event, ${rowsPerEvent.toFixed(1)} new rows an event — per 1,000 events: ${gained
         .map(([name, per1000]) => `${name} ${Math.round(per1000).toLocaleString("en-US")}`)
         .join(", ")}`;
@@ -589,31 +602,18 @@ try {
       // UTC, the pool's: today's day rows), then with every upstream's day made a rolling 24 hours — each limited key's
       // last 24 hour buckets, the most a day window ever asks for.
       log(`${n} keys: a publish of the pool's usage over a day of rollups…`);
-      /** @param {string} tag */
-      const publishTimed = async (tag) => {
-        await kp.db.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
-        const before = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
-        const t = performance.now();
-        const done = await kp.consumer.queue("keypool-events", [
-          { id: `scale-${n}-${tag}`, timestamp: new Date(), attempts: 1, body: { control: "publish-usage" } },
-        ]);
-        const seconds = (performance.now() - t) / 1000;
-        const after = data.parsePoolUsage((await kp.kv.get(data.USAGE_KV_KEY)) ?? "")?.version ?? 0;
-        if (done.outcome !== "ok" || after <= before) throw new Error("the control message did not publish the pool's usage");
-        return seconds;
-      };
       const midnight = Date.now() - (Date.now() % 86_400_000);
       const todayRows = Number(
         (await kp.db.prepare("SELECT COUNT(*) AS n FROM rollup_day WHERE bucket = ?1 AND client_key_id = '*'").bind(midnight).first())?.n ?? 0,
       );
-      const todayPublishS = await publishTimed("usage-today");
+      const todayPublishS = (await publishTimed("usage-today")).seconds;
       const { results: upstreamLimits } = await kp.db.prepare("SELECT id, limits FROM upstreams").all();
       await kp.db.prepare(`UPDATE upstreams SET limits = json_set(limits, '$.day', json('{"reset":"rolling"}'))`).run();
       const dayFrom = Math.ceil((Date.now() - 86_400_000) / 3_600_000) * 3_600_000;
       const dayRows = Number(
         (await kp.db.prepare("SELECT COUNT(*) AS n FROM rollup_hour WHERE bucket >= ?1 AND client_key_id = '*'").bind(dayFrom).first())?.n ?? 0,
       );
-      const dayPublishS = await publishTimed("usage-rolling");
+      const dayPublishS = (await publishTimed("usage-rolling")).seconds;
       await kp.db.batch(upstreamLimits.map((u) => kp.db.prepare("UPDATE upstreams SET limits = ?2 WHERE id = ?1").bind(u.id, u.limits)));
       l.usageDay = { publishS: dayPublishS, hourRows: dayRows, todayS: todayPublishS, todayRows };
       r.usagePublish +=
@@ -861,8 +861,7 @@ function headroomTable() {
     const base = l.usagePublishS;
     /** @param {number} measuredS @param {number} measuredRows @param {number} rowsAtScale */
     const scaledPublish = (measuredS, measuredRows, rowsAtScale) => base + (Math.max(0, measuredS - base) / Math.max(1, measuredRows)) * rowsAtScale;
-    /** @param {number} seconds */
-    const every = (seconds) => Math.min(spacing.maxMs, Math.max(spacing.minMs, (seconds * 1000) / spacing.share)) / 1000;
+    const every = (/** @type {number} */ seconds) => spacedEveryS(seconds, spacing);
     const dayRowsAtScale = distinctRows(10_500 * 86_400, KEY_COMBOS);
     const hourRowsAtScale = 24 * distinctRows(10_500 * 3_600, KEY_COMBOS);
     const today = scaledPublish(u.todayS, u.todayRows, dayRowsAtScale);
