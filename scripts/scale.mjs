@@ -31,7 +31,7 @@
  *   spends taking it (in Node) and selection's picks a second with it; then one
  *   publish of it on its own (a batch of the control message alone): wall and CPU;
  *   and, over the dashboard's volume of rollups, one as the keys count their day
- *   and one with every day a rolling 24 hours (wall);
+ *   and with every day a rolling 24 hours, as planned and summed from hours (wall);
  * - one scheduler run with 1,000 probes due, and the queues' messages a second
  *   from the gateway's event batcher at 10,000 requests a second (simulated),
  *   to one queue and spread over the event queues the gateway's config binds.
@@ -115,8 +115,9 @@ function distinctRows(events, combos) {
  * spread over the pool's keys (`keyIdPrefix` and 12 digits) and 50 models,
  * and a tenth as many client rows, spread over its client keys and the 50
  * models (100,000 keys × 5 models to 1,000 client keys × 50 models, the
- * largest pool's proportion); for each of the last 60 minutes `perMinute` and
- * a tenth into rollup_minute. In a small pool some land on the same row and
+ * largest pool's proportion); for each of the last 60 minutes, and of the
+ * hour a day ago, `perMinute` and a tenth into rollup_minute; today's and
+ * yesterday's day rows summed from the hours. In a small pool some land on the same row and
  * are skipped. Returns the rows written and what a rollup_hour row takes in D1
  * (its primary key and index included).
  * @param {Keypool["db"]} db @param {string} keyIdPrefix @param {number} keys @param {number} clients @param {number} perHour @param {number} perMinute
@@ -183,6 +184,20 @@ async function rollupVolume(db, keyIdPrefix, keys, clients, perHour, perMinute) 
     )
     .bind(now - (now % 86_400_000), now - 86_400_000, `${keyIdPrefix}%`)
     .run();
+  // Yesterday's day rows likewise (its hour rows summed), and the minute rows of the hour a day ago: what a key's day
+  // that began yesterday reads besides today's rows (window-count.ts).
+  const midnight = now - (now % 86_400_000);
+  await db
+    .prepare(
+      `INSERT INTO rollup_day (bucket, key_id, model, client_key_id, ${UPSTREAM_SUMS.join(", ")}, latency_ms_max, ttfb_ms_max)
+       SELECT ?1, key_id, model, '*', ${UPSTREAM_SUMS.map((c) => `SUM(${c})`).join(", ")}, MAX(latency_ms_max), MAX(ttfb_ms_max)
+       FROM rollup_hour WHERE bucket >= ?1 AND bucket < ?2 AND client_key_id = '*' AND key_id LIKE ?3 GROUP BY key_id, model
+       ON CONFLICT (bucket, key_id, model, client_key_id) DO NOTHING`,
+    )
+    .bind(midnight - 86_400_000, midnight, `${keyIdPrefix}%`)
+    .run();
+  const dayAgo = now - 86_400_000 - ((now - 86_400_000) % HOUR);
+  for (let m = 0; m < 60; m++) await fill("rollup_minute", dayAgo + m * 60_000, perMinute, m * 15_485_863);
   let keyMinuteRows = 0;
   let clientMinuteRows = 0;
   for (let m = 0; m < 60; m++) {
@@ -205,6 +220,23 @@ async function rollupVolume(db, keyIdPrefix, keys, clients, perHour, perMinute) 
  */
 function spacedEveryS(seconds, spacing) {
   return Math.min(spacing.maxMs, Math.max(spacing.minMs, (seconds * 1000) / spacing.share)) / 1000;
+}
+
+/**
+ * The buckets of each kind a plan of the usage publish (stats-consumer/logic/window-count.ts) reads for one key at `at`.
+ * @param {{ rows: string, from: number, to: number }[]} terms @param {number} at
+ */
+function planBuckets(terms, at) {
+  const count = { hour: 0, minute: 0, day: 0 };
+  for (const t of terms) {
+    if (t.rows === "day") count.day++;
+    else {
+      const width = t.rows === "hour" ? 3_600_000 : 60_000;
+      const to = Math.min(t.to, Math.floor(at / width) * width + width);
+      count[/** @type {"hour" | "minute"} */ (t.rows)] += Math.max(0, Math.ceil((to - t.from) / width));
+    }
+  }
+  return count;
 }
 
 /** The summed columns rollupVolume writes into the upstream × model rollups and today's day rows. */
@@ -288,8 +320,9 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number,
- *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { publishS: number, hourRows: number, todayS: number, todayRows: number }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
+ *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
+ * @typedef {{ rows: number, buckets: { hour: number, minute: number, day: number } }} PlanRead
  * @type {Figures | null}
  */
 let largest = null;
@@ -317,7 +350,9 @@ try {
    *   queueMessages(isolates: number, requestsPerSecond: number, seconds: number, uncapped?: boolean, queues?: number):
    *     Promise<{ messagesPerSecond: number, per1000: number, busiestQueuePerSecond: number, longestWaitMs: number }>,
    *   SNAPSHOT_KV_KEY: string, SNAPSHOT_VERSION_KV_KEY: string, USAGE_KV_KEY: string, KEY_ID_PREFIX: string, USAGE_SPACING: { minMs: number, maxMs: number, share: number },
-   *   REUSE_FACTOR: number, REUSE_LONGEST_MS: { breakdown: { minute: number }, headroom: number }
+   *   REUSE_FACTOR: number, REUSE_LONGEST_MS: { breakdown: { minute: number }, headroom: number },
+   *   planWindowCount(start: number, now: number, days: { from: number, to: number }[]): { rows: string, from: number, to: number, sign: number }[],
+   *   poolDays(now: number, timeZone: string, zoneSince: number): { from: number, to: number }[]
    * }}
    */
   const data = await import(dataFile);
@@ -599,9 +634,24 @@ try {
       l.dashboard = reads;
 
       // The usage publish again, now that the rollups hold a day: first as the pool is (its keys' days begin at midnight
-      // UTC, the pool's: today's day rows), then with every upstream's day made a rolling 24 hours — each limited key's
-      // last 24 hour buckets, the most a day window ever asks for.
+      // UTC, the pool's: today's day rows), then with every upstream's day made a rolling 24 hours — summed as the
+      // consumer plans it at this hour (window-count.ts: day rows with the hours and minutes around them), and summed
+      // from hours and minutes alone, as on the day after the pool's time zone changes: a read long enough to time rows by.
       log(`${n} keys: a publish of the pool's usage over a day of rollups…`);
+      /** The key rows a plan reads, and its buckets of each kind. @param {{ rows: string, from: number, to: number }[]} terms @param {number} at */
+      const planRead = async (terms, at) => {
+        const counts = await kp.db.batch(
+          terms.map((t) =>
+            t.rows === "day"
+              ? kp.db.prepare("SELECT COUNT(*) AS n FROM rollup_day WHERE bucket = ?1 AND client_key_id = '*'").bind(t.from)
+              : kp.db
+                  .prepare(`SELECT COUNT(*) AS n FROM rollup_${t.rows} WHERE bucket >= ?1 AND bucket < ?2 AND client_key_id = '*'`)
+                  .bind(t.from, Number.isFinite(t.to) ? t.to : Number.MAX_SAFE_INTEGER),
+          ),
+        );
+        const rowsRead = counts.reduce((sum, c) => sum + Number(/** @type {{ n?: unknown }} */ (c.results[0])?.n ?? 0), 0);
+        return { rows: rowsRead, buckets: planBuckets(terms, at) };
+      };
       const midnight = Date.now() - (Date.now() % 86_400_000);
       const todayRows = Number(
         (await kp.db.prepare("SELECT COUNT(*) AS n FROM rollup_day WHERE bucket = ?1 AND client_key_id = '*'").bind(midnight).first())?.n ?? 0,
@@ -609,16 +659,42 @@ try {
       const todayPublishS = (await publishTimed("usage-today")).seconds;
       const { results: upstreamLimits } = await kp.db.prepare("SELECT id, limits FROM upstreams").all();
       await kp.db.prepare(`UPDATE upstreams SET limits = json_set(limits, '$.day', json('{"reset":"rolling"}'))`).run();
-      const dayFrom = Math.ceil((Date.now() - 86_400_000) / 3_600_000) * 3_600_000;
-      const dayRows = Number(
-        (await kp.db.prepare("SELECT COUNT(*) AS n FROM rollup_hour WHERE bucket >= ?1 AND client_key_id = '*'").bind(dayFrom).first())?.n ?? 0,
-      );
-      const dayPublishS = (await publishTimed("usage-rolling")).seconds;
+      const plannedAt = Date.now();
+      const planned = await planRead(data.planWindowCount(plannedAt - 86_400_000, plannedAt, data.poolDays(plannedAt, "UTC", 0)), plannedAt);
+      const plannedS = (await publishTimed("usage-rolling")).seconds;
+      const zoneSince = await kp.db.prepare("SELECT time_zone_since AS t FROM settings WHERE id = 1").first();
+      const setZoneSince = (/** @type {number} */ t) => kp.db.prepare("UPDATE settings SET time_zone_since = ?1 WHERE id = 1").bind(t).run();
+      if (!zoneSince || Number((await setZoneSince(Date.now())).meta.changes) !== 1) throw new Error("the pool's settings row is missing");
+      const hoursAt = Date.now();
+      const hours = await planRead(data.planWindowCount(hoursAt - 86_400_000, hoursAt, []), hoursAt);
+      const hoursS = (await publishTimed("usage-hours")).seconds;
+      await setZoneSince(Number(zoneSince.t));
       await kp.db.batch(upstreamLimits.map((u) => kp.db.prepare("UPDATE upstreams SET limits = ?2 WHERE id = ?1").bind(u.id, u.limits)));
-      l.usageDay = { publishS: dayPublishS, hourRows: dayRows, todayS: todayPublishS, todayRows };
+      // What each kind of day window's plan reads at every minute of a day, in a pool kept in UTC: a day that begins at
+      // another hour (h:00 UTC, for each h: midnight Pacific is 8:00), a rolling day, and either summed from hours alone.
+      /** @param {(at: number) => number} startAt @param {boolean} usable */
+      const shapes = (startAt, usable) => {
+        const seen = new Map();
+        for (let m = 0; m < 1_440; m++) {
+          const at = midnight + m * 60_000 + 30_000;
+          const b = planBuckets(data.planWindowCount(startAt(at), at, usable ? data.poolDays(at, "UTC", 0) : []), at);
+          seen.set(`${b.hour}:${b.minute}:${b.day}`, b);
+        }
+        return [...seen.values()];
+      };
+      const atHour = (/** @type {number} */ h) => (/** @type {number} */ at) => at - ((((at - h * 3_600_000) % 86_400_000) + 86_400_000) % 86_400_000);
+      const dayShapes = {
+        otherHour: Array.from({ length: 24 }, (_, h) => shapes(atHour(h), true)).flat(),
+        rolling: shapes((at) => at - 86_400_000, true),
+        hoursOnly: [...shapes((at) => at - 86_400_000, false), ...Array.from({ length: 24 }, (_, h) => shapes(atHour(h), false)).flat()],
+      };
+      l.usageDay = { todayS: todayPublishS, todayRows, plannedS, planned, hoursS, hours, shapes: dayShapes };
+      const described = (/** @type {{ rows: number, buckets: { hour: number, minute: number, day: number } }} */ read) =>
+        `${read.rows.toLocaleString("en-US")} key rows (${read.buckets.hour} hour, ${read.buckets.minute} minute, ${read.buckets.day} day buckets)`;
       r.usagePublish +=
         `; over today's ${todayRows.toLocaleString("en-US")} key day rows: ${todayPublishS.toFixed(2)} s wall; ` +
-        `over ${dayRows.toLocaleString("en-US")} key hour rows of a rolling day: ${dayPublishS.toFixed(2)} s wall`;
+        `a rolling day as planned at ${new Date(plannedAt).toISOString().slice(11, 16)} UTC, ${described(planned)}: ${plannedS.toFixed(2)} s wall; ` +
+        `summed from hours, ${described(hours)}: ${hoursS.toFixed(2)} s wall`;
       l.keyMinuteRows = volume.keyMinuteRows;
       l.clientMinuteRows = volume.clientMinuteRows;
       l.upstreamMinuteRows = volume.upstreamMinuteRows;
@@ -851,11 +927,13 @@ function headroomTable() {
       x(every / l.usagePublishS),
     ]);
   }
-  if (l.usagePublishS !== undefined && l.usageDay !== undefined && l.usageDay.hourRows > 0 && usageSpacing) {
-    // The same publish late in a day of 10,000 req/s. A key whose day began at the pool's midnight reads today's day
-    // rows, a few a key (measured over the volume's, about as many as the bound); any other key's day so far is up to
-    // 24 hour buckets of its key rows. What the publish adds over its figure above is taken to grow with the rows it
-    // reads (measured over the volume's rows of a rolling day); spaced as `USAGE_SPACING` spaces it.
+  if (l.usagePublishS !== undefined && l.usageDay !== undefined && l.usageDay.hours.rows > 0 && usageSpacing) {
+    // The same publish through a day of 10,000 req/s. A key whose day began at the pool's midnight reads today's day
+    // rows, a few a key (measured over the volume's, about as many as the bound). Any other key's day is summed as
+    // window-count.ts plans it: at most half a day of hour buckets around the pool's day buckets, and for a rolling day
+    // (or one that begins off the hour) up to 30 minute buckets — the plan that reads the most rows at scale over every
+    // minute of a day is the one judged. What the publish adds over its figure above is taken to grow with the rows it
+    // reads (timed over the volume's rows summed from hours); spaced as `USAGE_SPACING` spaces it.
     const spacing = usageSpacing;
     const u = l.usageDay;
     const base = l.usagePublishS;
@@ -863,21 +941,34 @@ function headroomTable() {
     const scaledPublish = (measuredS, measuredRows, rowsAtScale) => base + (Math.max(0, measuredS - base) / Math.max(1, measuredRows)) * rowsAtScale;
     const every = (/** @type {number} */ seconds) => spacedEveryS(seconds, spacing);
     const dayRowsAtScale = distinctRows(10_500 * 86_400, KEY_COMBOS);
-    const hourRowsAtScale = 24 * distinctRows(10_500 * 3_600, KEY_COMBOS);
+    const atScale = { hour: distinctRows(10_500 * 3_600, KEY_COMBOS), minute: distinctRows(10_500 * 60, KEY_COMBOS), day: dayRowsAtScale };
+    /** The plan among `plans` that reads the most rows at scale, and those rows. @param {PlanRead["buckets"][]} plans */
+    const costliest = (plans) =>
+      plans
+        .map((b) => ({ b, rows: b.hour * atScale.hour + b.minute * atScale.minute + b.day * atScale.day }))
+        .reduce((most, p) => (p.rows > most.rows ? p : most));
     const today = scaledPublish(u.todayS, u.todayRows, dayRowsAtScale);
-    const rolling = scaledPublish(u.publishS, u.hourRows, hourRowsAtScale);
     rows.push([
       `the same publish late in a day at 10,000 req/s, keys whose day begins at the pool's midnight (the default): today's ${(dayRowsAtScale / 1e6).toFixed(1)} M key rows of rollup_day (measured: ${ms(u.todayS)} over ${u.todayRows.toLocaleString("en-US")}; the difference from the publish above scaled by rows)`,
       "all of it",
       `${ms(today)} a publish (wall), one every ${every(today).toFixed(1)} s`,
       x(every(today) / today),
     ]);
-    rows.push([
-      `the same, keys whose day is rolling or begins at another hour: ${(hourRowsAtScale / 1e6).toFixed(1)} M key rows of rollup_hour, their last 24 hours (measured: ${ms(u.publishS)} over ${u.hourRows.toLocaleString("en-US")}, scaled likewise)`,
-      "all of it",
-      `${ms(rolling)} a publish (wall), one every ${every(rolling).toFixed(1)} s`,
-      x(every(rolling) / rolling),
-    ]);
+    const cases = [
+      ["keys whose day begins at another hour (midnight Pacific in a pool kept in UTC), at the hour of the day that reads the most", u.shapes.otherHour],
+      ["keys whose day is a rolling 24 hours (or begins off the hour), at the minute of the day that reads the most", u.shapes.rolling],
+      ["either, for the day or two after the pool's time zone changes (its day rows unusable: summed from hours and minutes alone)", u.shapes.hoursOnly],
+    ];
+    for (const [what, plans] of /** @type {[string, PlanRead["buckets"][]][]} */ (cases)) {
+      const worst = costliest(plans);
+      const seconds = scaledPublish(u.hoursS, u.hours.rows, worst.rows);
+      rows.push([
+        `the same, ${what}: ${worst.b.hour} hour, ${worst.b.minute} minute and ${worst.b.day} day buckets, ${(worst.rows / 1e6).toFixed(1)} M key rows (the publish measured summed from hours: ${ms(u.hoursS)} over ${u.hours.rows.toLocaleString("en-US")}, scaled likewise)`,
+        "all of it",
+        `${ms(seconds)} a publish (wall), one every ${every(seconds).toFixed(1)} s`,
+        x(every(seconds) / seconds),
+      ]);
+    }
   }
   if (queueHeadroom > 0)
     rows.push([

@@ -45,3 +45,12 @@ export interface StatsFilters {
   clientKeyId?: string;
   upstreamId?: string;
 }
+
+/** One part of a signed sum over the rollups: a rollup's key rows in buckets [from, to) — for `day`, the bucket `from` — added or taken away. */
+export interface CountTerm {
+  rows: "minute" | "hour" | "day";
+  from: number;
+  /** Exclusive; Infinity: every bucket from `from` on. */
+  to: number;
+  sign: 1 | -1;
+}

@@ -1,5 +1,5 @@
 import { DAY_MS, HOUR_MS, MINUTE_MS, rollupRowsFor, type Settings, type StatsBucket } from "../schema";
-import type { BucketTotals, MetricSums, SpendSums, StatsFilters } from "./rollup-sums";
+import type { BucketTotals, CountTerm, MetricSums, SpendSums, StatsFilters } from "./rollup-sums";
 
 /**
  * The rollup tables: usage summed per minute, hour and day, per key × model,
@@ -441,39 +441,24 @@ export function selectKeyMinutes(db: D1Database, keyIds: string, from: number): 
 }
 
 /**
- * Per key of `keyIds`: requests and tokens in `rollup_day`'s bucket `day` — a
- * key's day so far when its day window began at that bucket's start and it is
- * still that day (a few rows a key, where `selectKeyUsageSince` sums up to 24
- * hour buckets of them).
+ * Per key of `keyIds`: requests and tokens summed over `terms` (each bucket
+ * range of a rollup added or taken away) — a key's day so far, as
+ * stats-consumer/logic/window-count.ts plans it. One statement.
  */
-export function selectKeyDay(db: D1Database, keyIds: string, day: number): D1PreparedStatement {
+export function selectKeyWindow(db: D1Database, keyIds: string, terms: readonly CountTerm[]): D1PreparedStatement {
+  const params: unknown[] = [keyIds];
+  const parts = terms.map((t) => {
+    const sign = t.sign < 0 ? "-" : "";
+    params.push(t.from);
+    let range = `bucket = ?${params.length}`;
+    if (t.rows !== "day") {
+      params.push(Number.isFinite(t.to) ? t.to : Number.MAX_SAFE_INTEGER);
+      range = `bucket >= ?${params.length - 1} AND bucket < ?${params.length}`;
+    }
+    return `SELECT key_id, ${sign}requests AS requests, ${sign}total_tokens AS tokens FROM rollup_${t.rows}
+         WHERE ${range} AND ${KEY_ROWS} AND key_id IN (SELECT value FROM json_each(?1))`;
+  });
   return db
-    .prepare(
-      `SELECT key_id, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_day
-       WHERE bucket = ?2 AND ${KEY_ROWS} AND key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id`,
-    )
-    .bind(keyIds, day);
-}
-
-/**
- * Per key of `keyIds`: requests and tokens from `from` on, exactly — minute
- * buckets for the ragged first hour, hour buckets after it (for the pool's
- * usage against per-day limits). Two statements, for the caller's batch.
- */
-export function selectKeyUsageSince(db: D1Database, keyIds: string, from: number): D1PreparedStatement[] {
-  const firstFullHour = Math.ceil(from / HOUR_MS) * HOUR_MS;
-  return [
-    db
-      .prepare(
-        `SELECT key_id, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_minute
-         WHERE bucket >= ?2 AND bucket < ?3 AND ${KEY_ROWS} AND key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id`,
-      )
-      .bind(keyIds, from, firstFullHour),
-    db
-      .prepare(
-        `SELECT key_id, SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_hour
-         WHERE bucket >= ?2 AND ${KEY_ROWS} AND key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id`,
-      )
-      .bind(keyIds, firstFullHour),
-  ];
+    .prepare(`SELECT key_id, SUM(requests) AS requests, SUM(tokens) AS tokens FROM (${parts.join("\n       UNION ALL ")}) GROUP BY key_id`)
+    .bind(...params);
 }

@@ -11,7 +11,7 @@ import {
 } from "../../schema";
 import { QUOTA_CLIENT_IDS_SQL } from "../../storage/client-keys";
 import { keyIdLists, readCapacityKeys, selectLastUsed } from "../../storage/keys";
-import { selectClientDays, selectClientMinutes, selectKeyDay, selectKeyMinutes, selectKeyUsageSince, type KeyCounts } from "../../storage/rollups";
+import { selectClientDays, selectClientMinutes, selectKeyMinutes, selectKeyWindow, type KeyCounts } from "../../storage/rollups";
 import { selectSettings } from "../../storage/settings";
 import {
   claimUsagePublish,
@@ -22,6 +22,7 @@ import {
   takeUsageVersion,
 } from "../../storage/snapshot-meta";
 import { buildPoolUsage, dayStarts, type ClientCounts, type UsageCounts } from "../logic/build-usage";
+import { planWindowCount, poolDays } from "../logic/window-count";
 
 /**
  * Publishes the pool's usage against its keys' and client keys' limits (KV
@@ -54,11 +55,13 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
     idListBytes,
   );
   const dayLists = [...groups].flatMap(([start, ids]) => keyIdLists(ids, idListBytes).map((list) => ({ start, list })));
-  const { timeZone } = parseStoredSettings(((await selectSettings(db).first<{ value: string }>()) ?? { value: null }).value);
+  const stored = await selectSettings(db).first<{ value: string; time_zone_since: number }>();
+  const { timeZone } = parseStoredSettings(stored?.value ?? null);
   const [month, today] = [monthStart(now, timeZone), dayStart(now, timeZone)];
-  // Keys whose day began when the pool's did (midnight UTC, unless a provider says otherwise, in a pool kept in UTC)
-  // read today's day rollup; the others sum minute and hour buckets since their day began.
-  const dayUsage = (start: number, list: string) => (start === today ? [selectKeyDay(db, list, today)] : selectKeyUsageSince(db, list, start));
+  // Each day window is summed from the fewest buckets: the pool's day buckets folded wholly in its
+  // zone, with the hours between their start and the window's added or taken away (logic/window-count.ts).
+  const days = poolDays(now, timeZone, Number(stored?.time_zone_since ?? 0));
+  const plans = new Map([...groups.keys()].map((start) => [start, planWindowCount(start, now, days)]));
   // One transaction: the latest attempt folded, and the counts that hold exactly the attempts up to it.
   const [version, clientMinutes, clientDays, ...perList] = await db.batch<Record<string, unknown>>([
     takeUsageVersion(db),
@@ -66,12 +69,12 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
     selectClientDays(db, QUOTA_CLIENT_IDS_SQL, month, today),
     ...lists.map((list) => selectLastUsed(db, list)),
     ...lists.map((list) => selectKeyMinutes(db, list, thisMinute - MINUTE_MS)),
-    ...dayLists.flatMap(({ start, list }) => dayUsage(start, list)),
+    ...dayLists.map(({ start, list }) => selectKeyWindow(db, list, plans.get(start)!)),
   ]);
   const rowsOf = <T>(results: (D1Result<Record<string, unknown>> | undefined)[]) => results.flatMap((r) => (r?.results ?? []) as unknown as T[]);
   const lastUsed = rowsOf<{ key_id: string; last_used_at: number }>(perList.slice(0, lists.length));
   const minutes = rowsOf<KeyCounts & { bucket: number }>(perList.slice(lists.length, 2 * lists.length));
-  const days = rowsOf<KeyCounts>(perList.slice(2 * lists.length));
+  const dayRows = rowsOf<KeyCounts>(perList.slice(2 * lists.length));
   const counts: UsageCounts = { minutes: new Map(), days: new Map(), countedTo: new Map() };
   for (const r of lastUsed) counts.countedTo.set(r.key_id, Number(r.last_used_at));
   for (const r of minutes) {
@@ -79,10 +82,7 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
     byBucket.set(r.bucket, { requests: r.requests, tokens: r.tokens });
     counts.minutes.set(r.key_id, byBucket);
   }
-  for (const r of days) {
-    const sum = counts.days.get(r.key_id) ?? { requests: 0, tokens: 0 };
-    counts.days.set(r.key_id, { requests: sum.requests + r.requests, tokens: sum.tokens + r.tokens });
-  }
+  for (const r of dayRows) counts.days.set(r.key_id, { requests: r.requests, tokens: r.tokens });
   const clients: ClientCounts = { month, today, minutes: new Map(), days: new Map() };
   for (const r of (clientMinutes?.results ?? []) as unknown as { client_key_id: string; bucket: number; requests: number; tokens: number }[]) {
     const byBucket = clients.minutes.get(r.client_key_id) ?? new Map<number, { requests: number; tokens: number }>();

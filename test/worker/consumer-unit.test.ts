@@ -1,7 +1,21 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { PriceBook, SNAPSHOT_KV_KEY, USAGE_KV_KEY, defaultSettings, packEvents, type AdminEvent, type AttemptEvent } from "../../schema";
+import {
+  DAY_MS,
+  HOUR_MS,
+  MINUTE_MS,
+  PriceBook,
+  SNAPSHOT_KV_KEY,
+  USAGE_KV_KEY,
+  dayWindowStart,
+  defaultSettings,
+  packEvents,
+  type AdminEvent,
+  type AttemptEvent,
+  type DayRule,
+} from "../../schema";
+import { writeSettings } from "../../storage/settings";
 import { parsePoolUsage } from "../../gateway/logic/usage-view";
 import { publishUsage } from "../../stats-consumer/storage/usage-store";
 import { EVENTS_PER_TRANSACTION } from "../../stats-consumer/handle-batch";
@@ -303,6 +317,70 @@ describe("stats consumer", () => {
     expect(short.map((u) => ({ ...u, minuteStart: 0, dayStart: 0, dayResetAt: 0 }))).toEqual(
       whole.map((u) => ({ ...u, minuteStart: 0, dayStart: 0, dayResetAt: 0 })),
     );
+  });
+
+  it("counts each key's day exactly whatever its day rule, from the pool's day buckets and the hours around them, and from hours after the pool's zone changed", async () => {
+    const rules: DayRule[] = [
+      { reset: "local", hour: 0, timeZone: "UTC" },
+      { reset: "local", hour: 0, timeZone: "America/Los_Angeles" },
+      { reset: "local", hour: 5, timeZone: "Europe/Berlin" },
+      { reset: "local", hour: 0, timeZone: "Asia/Kolkata" },
+      { reset: "rolling" },
+    ];
+    // Late in a UTC day (Pacific's day: today's bucket less its first 8 hours; rolling: today's bucket and
+    // yesterday's last hours) and early in one (Berlin's day at 5: yesterday's and today's buckets less 4 hours).
+    const sent = new Map<string, { ts: number; tokens: number }[]>();
+    /** Keys of every rule, each with 30 hours of traffic up to `now`: an attempt every 7 minutes and 13 seconds. */
+    const trafficUpTo = async (now: number) => {
+      const keys = rules.map((rule) => ({ rule, id: `usage-day-${crypto.randomUUID()}` }));
+      await addKeys(...keys.map(({ id, rule }): [string, Record<string, unknown>] => [id, { rpd: 100_000, day: rule }]));
+      for (const { id } of keys)
+        sent.set(
+          id,
+          Array.from({ length: 250 }, (_, i) => ({ ts: now - i * 433_000, tokens: 10 + (i % 7) })),
+        );
+      const bodies = keys.flatMap(({ id }) => sent.get(id)!.map(({ ts, tokens }) => attempt("usage-day-client", { keyId: id, ts, totalTokens: tokens })));
+      for (let i = 0; i < bodies.length; i += 250) await deliver(bodies.slice(i, i + 250));
+      return { now, keys };
+    };
+    const expectExact = async (cases: Awaited<ReturnType<typeof trafficUpTo>>[]) => {
+      for (const { now, keys } of cases) {
+        await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
+        expect(await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, now)).not.toBeNull();
+        const view = parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")!.view;
+        for (const { id, rule } of keys) {
+          // A day counts every minute bucket from its start (a rolling day's from the next whole minute).
+          const from = Math.ceil(dayWindowStart(rule, now) / MINUTE_MS) * MINUTE_MS;
+          const inDay = sent.get(id)!.filter((a) => a.ts >= from);
+          expect(view.keys.get(id)?.day, `${JSON.stringify(rule)} at ${new Date(now).toISOString()}`).toEqual({
+            requests: inDay.length,
+            tokens: inDay.reduce((n, a) => n + a.tokens, 0),
+          });
+        }
+      }
+    };
+    const zoneSince = async () => (await env.DB.prepare("SELECT time_zone_since AS t FROM settings").first<{ t: number }>())?.t;
+    // A pool that has always counted its days in UTC.
+    await writeSettings(env.DB, defaultSettings, Date.UTC(2026, 10, 1));
+    expect(await zoneSince()).toBe(0);
+    // Late in a UTC day (Pacific's day: today's bucket less its first 8 hours; rolling: today's bucket and
+    // yesterday's last hours) and early in one (Berlin's day at 5: yesterday's and today's buckets less 4 hours).
+    const utcDays = [await trafficUpTo(Date.UTC(2026, 10, 20, 20, 30, 20)), await trafficUpTo(Date.UTC(2026, 10, 20, 2, 30, 40))];
+    await expectExact(utcDays);
+    // Those attempts were folded into UTC days: once the pool counts its days in Pacific time, they are
+    // summed from hours (its Pacific day buckets began after the change, and hold none of them).
+    const changedAt = Date.now();
+    await writeSettings(env.DB, { ...defaultSettings, timeZone: "America/Los_Angeles" }, changedAt);
+    expect(await zoneSince()).toBe(changedAt);
+    await expectExact(utcDays);
+    // Attempts folded after the change go to Pacific day buckets, which the sums read two days on.
+    await expectExact([await trafficUpTo(changedAt + 2 * DAY_MS + 5 * HOUR_MS)]);
+    // Writing the settings again with the same zone leaves the instant it was set; going back to UTC moves it.
+    await writeSettings(env.DB, { ...defaultSettings, timeZone: "America/Los_Angeles", currency: "EUR" }, changedAt + 1_000);
+    expect(await zoneSince()).toBe(changedAt);
+    await writeSettings(env.DB, defaultSettings, changedAt + 2_000);
+    expect(await zoneSince()).toBe(changedAt + 2_000);
+    await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
   });
 
   it("publishes the pool's usage less often when its publish takes long: as much as keeps it to its share of the time, and at least every 30 s", async () => {

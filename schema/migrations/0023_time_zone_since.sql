@@ -1,0 +1,12 @@
+-- When the pool's time zone was last set (issue #26).
+--
+-- The consumer folds each attempt into the day bucket of the time zone it reads
+-- from the settings; a day that began before the zone changed holds attempts
+-- folded under both. The usage publish sums a key's day from the pool's day
+-- buckets only when they began after this instant (stats-consumer/logic/
+-- window-count.ts); before, from hour buckets, which no zone changes.
+--
+-- 0: the zone has never changed (every day was folded in UTC, the default).
+-- The rows already here may have changed it at their last write: that instant.
+ALTER TABLE settings ADD COLUMN time_zone_since INTEGER NOT NULL DEFAULT 0;
+UPDATE settings SET time_zone_since = updated_at;

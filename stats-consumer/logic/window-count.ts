@@ -1,0 +1,93 @@
+import { HOUR_MS, MINUTE_MS, dayStart } from "../../schema";
+import type { CountTerm } from "../../storage/rollup-sums";
+
+/**
+ * How to sum a key's requests and tokens since its day began from the fewest
+ * rollup buckets. The rollups hold minute and hour buckets (on the UTC clock)
+ * and day buckets (the pool's days, in its time zone). A day that began at
+ * another hour than the pool's — midnight Pacific in a pool kept in UTC, or a
+ * rolling 24 hours — summed hour by hour reads up to 24 buckets a key late in
+ * the day, and up to 59 minute buckets more for a window that does not begin
+ * on the hour. Reading the pool's day buckets and adding or taking away the
+ * hours between their start and the window's reads at most 13 hour buckets
+ * (half a day, and the hour under way), 30 minute buckets and two day buckets.
+ */
+
+/** One of the pool's day buckets the sum may read: its start and the next day's (Infinity for today). */
+export interface DayBucket {
+  from: number;
+  to: number;
+}
+
+/** Buckets a term reads for one key, counting an open term up to the hour of `now`. */
+function bucketsRead(t: CountTerm, now: number): number {
+  if (t.rows === "day") return 1;
+  const width = t.rows === "hour" ? HOUR_MS : MINUTE_MS;
+  const to = Number.isFinite(t.to) ? t.to : Math.floor(now / width) * width + width;
+  return Math.max(0, Math.ceil((to - t.from) / width));
+}
+
+/**
+ * The terms whose sum is the key rows of every minute bucket from `start` on
+ * (a start within a minute counts from the next minute, as minute buckets can),
+ * reading as few buckets as it can. `days` are the pool's day buckets the sum
+ * may read, in order, the last one today: only those that follow each other
+ * and start on the hour are used (a pool whose day starts at :30 sums hours).
+ */
+export function planWindowCount(start: number, now: number, days: readonly DayBucket[]): CountTerm[] {
+  const from = Math.ceil(start / MINUTE_MS) * MINUTE_MS;
+  // The hour the sum of hours starts at, and the minutes that make up the difference.
+  const anchors: { at: number; minutes: CountTerm[] }[] = [];
+  const floor = Math.floor(from / HOUR_MS) * HOUR_MS;
+  if (floor === from) anchors.push({ at: from, minutes: [] });
+  else {
+    anchors.push({ at: floor + HOUR_MS, minutes: [{ rows: "minute", from, to: floor + HOUR_MS, sign: 1 }] });
+    anchors.push({ at: floor, minutes: [{ rows: "minute", from: floor, to: from, sign: -1 }] });
+  }
+  // The day buckets usable as a base: a run ending with today, each starting where the one before ended.
+  let usable = 0;
+  if (days.length > 0 && days[days.length - 1]!.to > now) {
+    usable = 1;
+    while (usable < days.length && days[days.length - usable - 1]!.to === days[days.length - usable]!.from) usable++;
+  }
+  let best: CountTerm[] | null = null;
+  let bestCost = Infinity;
+  const consider = (terms: CountTerm[]) => {
+    const cost = terms.reduce((sum, t) => sum + bucketsRead(t, now), 0);
+    if (cost < bestCost) [best, bestCost] = [terms, cost];
+  };
+  for (const { at, minutes } of anchors) {
+    consider([...minutes, { rows: "hour", from: at, to: Infinity, sign: 1 }]);
+    for (let k = 1; k <= usable; k++) {
+      const base = days[days.length - k]!.from;
+      if (base % HOUR_MS !== 0) continue;
+      const dayTerms = days.slice(days.length - k).map((d): CountTerm => ({ rows: "day", from: d.from, to: d.to, sign: 1 }));
+      const hours: CountTerm[] =
+        base < at ? [{ rows: "hour", from: base, to: at, sign: -1 }] : base > at ? [{ rows: "hour", from: at, to: base, sign: 1 }] : [];
+      consider([...minutes, ...dayTerms, ...hours]);
+    }
+  }
+  return best!;
+}
+
+/**
+ * A day bucket is folded wholly in the pool's time zone when the zone was set
+ * at least this long before the day began: every batch that folded its
+ * attempts read the settings after they were written (the gateway's and the
+ * consumer's clocks are far closer than this).
+ */
+export const ZONE_SETTLED_MS = 5 * MINUTE_MS;
+
+/**
+ * Yesterday's and today's day buckets in the pool's `timeZone` that a sum may
+ * read: those that began after the zone was set (`zoneSince`, 0 when it never
+ * changed) — a day folded partly under another zone is summed from hours.
+ */
+export function poolDays(now: number, timeZone: string, zoneSince: number): DayBucket[] {
+  const today = dayStart(now, timeZone);
+  const yesterday = dayStart(today - 1, timeZone);
+  return [
+    { from: yesterday, to: today },
+    { from: today, to: Infinity },
+  ].filter((d) => d.from >= zoneSince + ZONE_SETTLED_MS);
+}
