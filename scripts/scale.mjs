@@ -31,7 +31,7 @@
  *   spends taking it (in Node) and selection's picks a second with it; then one
  *   publish of it on its own (a batch of the control message alone): wall and CPU;
  *   and, over the dashboard's volume of rollups, one as the keys count their day
- *   and with every day a rolling 24 hours, as planned and summed from hours (wall);
+ *   and with every day a rolling day: first, kept, and read from hours alone (wall);
  * - one scheduler run with 1,000 probes due, and the queues' messages a second
  *   from the gateway's event batcher at 10,000 requests a second (simulated),
  *   to one queue and spread over the event queues the gateway's config binds.
@@ -320,7 +320,7 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number,
- *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
+ *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
  * @typedef {{ rows: number, buckets: { hour: number, minute: number, day: number } }} PlanRead
  * @type {Figures | null}
@@ -351,8 +351,9 @@ try {
    *     Promise<{ messagesPerSecond: number, per1000: number, busiestQueuePerSecond: number, longestWaitMs: number }>,
    *   SNAPSHOT_KV_KEY: string, SNAPSHOT_VERSION_KV_KEY: string, USAGE_KV_KEY: string, KEY_ID_PREFIX: string, USAGE_SPACING: { minMs: number, maxMs: number, share: number },
    *   REUSE_FACTOR: number, REUSE_LONGEST_MS: { breakdown: { minute: number }, headroom: number },
-   *   planWindowCount(start: number, now: number, days: { from: number, to: number }[]): { rows: string, from: number, to: number, sign: number }[],
-   *   poolDays(now: number, timeZone: string, zoneSince: number): { from: number, to: number }[]
+   *   poolDays(now: number, timeZone: string, zoneSince: number): { from: number, to: number }[],
+   *   planRangeCount(start: number, end: number, now: number, days: { from: number, to: number }[]): { rows: string, from: number, to: number, sign: number }[],
+   *   liveFrom(now: number): number
    * }}
    */
   const data = await import(dataFile);
@@ -659,42 +660,61 @@ try {
       const todayPublishS = (await publishTimed("usage-today")).seconds;
       const { results: upstreamLimits } = await kp.db.prepare("SELECT id, limits FROM upstreams").all();
       await kp.db.prepare(`UPDATE upstreams SET limits = json_set(limits, '$.day', json('{"reset":"rolling"}'))`).run();
+      // A rolling day counts from the start of the hour a day ago; the consumer reads its past hours once and keeps their
+      // sums (window-count.ts): its first publish reads them, the next ones only the hours from `liveFrom` on.
+      /** The terms a publish at `at` reads for a rolling day: the past hours unless kept, and the hours read anew. @param {number} at @param {boolean} kept @param {boolean} usable */
+      const rollingRead = (at, kept, usable) => {
+        const start = at - 86_400_000 - ((at - 86_400_000) % 3_600_000);
+        const live = [{ rows: "hour", from: data.liveFrom(at), to: Infinity, sign: 1 }];
+        return kept ? live : [...data.planRangeCount(start, data.liveFrom(at), at, usable ? data.poolDays(at, "UTC", 0) : []), ...live];
+      };
       const plannedAt = Date.now();
-      const planned = await planRead(data.planWindowCount(plannedAt - 86_400_000, plannedAt, data.poolDays(plannedAt, "UTC", 0)), plannedAt);
+      const planned = await planRead(rollingRead(plannedAt, false, true), plannedAt);
       const plannedS = (await publishTimed("usage-rolling")).seconds;
+      const keptAt = Date.now();
+      const kept = await planRead(rollingRead(keptAt, true, true), keptAt);
+      const keptS = (await publishTimed("usage-kept")).seconds;
+      // The same read from hours alone, as for a day or two after the pool's zone changes (a late fold makes the
+      // consumer read the past hours again): a long read, to time rows by.
       const zoneSince = await kp.db.prepare("SELECT time_zone_since AS t FROM settings WHERE id = 1").first();
       const setZoneSince = (/** @type {number} */ t) => kp.db.prepare("UPDATE settings SET time_zone_since = ?1 WHERE id = 1").bind(t).run();
       if (!zoneSince || Number((await setZoneSince(Date.now())).meta.changes) !== 1) throw new Error("the pool's settings row is missing");
+      await kp.db.prepare("UPDATE meta SET value = value + 1 WHERE name = 'late_folds'").run();
       const hoursAt = Date.now();
-      const hours = await planRead(data.planWindowCount(hoursAt - 86_400_000, hoursAt, []), hoursAt);
+      const hours = await planRead(rollingRead(hoursAt, false, false), hoursAt);
       const hoursS = (await publishTimed("usage-hours")).seconds;
       await setZoneSince(Number(zoneSince.t));
       await kp.db.batch(upstreamLimits.map((u) => kp.db.prepare("UPDATE upstreams SET limits = ?2 WHERE id = ?1").bind(u.id, u.limits)));
-      // What each kind of day window's plan reads at every minute of a day, in a pool kept in UTC: a day that begins at
-      // another hour (h:00 UTC, for each h: midnight Pacific is 8:00), a rolling day, and either summed from hours alone.
+      // What a publish that reads the past hours reads for each kind of day window at every minute of a day, in a pool kept
+      // in UTC: a day that begins at another hour (h:00 UTC, for each h: midnight Pacific is 8:00), a rolling day, and
+      // either from hours alone.
       /** @param {(at: number) => number} startAt @param {boolean} usable */
       const shapes = (startAt, usable) => {
         const seen = new Map();
         for (let m = 0; m < 1_440; m++) {
           const at = midnight + m * 60_000 + 30_000;
-          const b = planBuckets(data.planWindowCount(startAt(at), at, usable ? data.poolDays(at, "UTC", 0) : []), at);
+          const start = startAt(at);
+          const live = [{ rows: "hour", from: data.liveFrom(at), to: Infinity, sign: 1 }];
+          const fixed = start < data.liveFrom(at) ? data.planRangeCount(start, data.liveFrom(at), at, usable ? data.poolDays(at, "UTC", 0) : []) : [];
+          const b = planBuckets([...fixed, ...live], at);
           seen.set(`${b.hour}:${b.minute}:${b.day}`, b);
         }
         return [...seen.values()];
       };
       const atHour = (/** @type {number} */ h) => (/** @type {number} */ at) => at - ((((at - h * 3_600_000) % 86_400_000) + 86_400_000) % 86_400_000);
+      const rollingStart = (/** @type {number} */ at) => at - 86_400_000 - ((at - 86_400_000) % 3_600_000);
       const dayShapes = {
         otherHour: Array.from({ length: 24 }, (_, h) => shapes(atHour(h), true)).flat(),
-        rolling: shapes((at) => at - 86_400_000, true),
-        hoursOnly: [...shapes((at) => at - 86_400_000, false), ...Array.from({ length: 24 }, (_, h) => shapes(atHour(h), false)).flat()],
+        rolling: shapes(rollingStart, true),
+        hoursOnly: [...shapes(rollingStart, false), ...Array.from({ length: 24 }, (_, h) => shapes(atHour(h), false)).flat()],
       };
-      l.usageDay = { todayS: todayPublishS, todayRows, plannedS, planned, hoursS, hours, shapes: dayShapes };
+      l.usageDay = { todayS: todayPublishS, todayRows, plannedS, planned, keptS, kept, hoursS, hours, shapes: dayShapes };
       const described = (/** @type {{ rows: number, buckets: { hour: number, minute: number, day: number } }} */ read) =>
         `${read.rows.toLocaleString("en-US")} key rows (${read.buckets.hour} hour, ${read.buckets.minute} minute, ${read.buckets.day} day buckets)`;
       r.usagePublish +=
         `; over today's ${todayRows.toLocaleString("en-US")} key day rows: ${todayPublishS.toFixed(2)} s wall; ` +
-        `a rolling day as planned at ${new Date(plannedAt).toISOString().slice(11, 16)} UTC, ${described(planned)}: ${plannedS.toFixed(2)} s wall; ` +
-        `summed from hours, ${described(hours)}: ${hoursS.toFixed(2)} s wall`;
+        `a rolling day at ${new Date(plannedAt).toISOString().slice(11, 16)} UTC, its past hours read, ${described(planned)}: ${plannedS.toFixed(2)} s wall; ` +
+        `kept, ${described(kept)}: ${keptS.toFixed(2)} s wall; read from hours alone, ${described(hours)}: ${hoursS.toFixed(2)} s wall`;
       l.keyMinuteRows = volume.keyMinuteRows;
       l.clientMinuteRows = volume.clientMinuteRows;
       l.upstreamMinuteRows = volume.upstreamMinuteRows;
@@ -929,11 +949,12 @@ function headroomTable() {
   }
   if (l.usagePublishS !== undefined && l.usageDay !== undefined && l.usageDay.hours.rows > 0 && usageSpacing) {
     // The same publish through a day of 10,000 req/s. A key whose day began at the pool's midnight reads today's day
-    // rows, a few a key (measured over the volume's, about as many as the bound). Any other key's day is summed as
-    // window-count.ts plans it: at most half a day of hour buckets around the pool's day buckets, and for a rolling day
-    // (or one that begins off the hour) up to 30 minute buckets — the plan that reads the most rows at scale over every
-    // minute of a day is the one judged. What the publish adds over its figure above is taken to grow with the rows it
-    // reads (timed over the volume's rows summed from hours); spaced as `USAGE_SPACING` spaces it.
+    // rows, a few a key (measured over the volume's, about as many as the bound). Any other key's day is its past hours'
+    // sums, kept by the consumer isolate, and the two or three hours from `liveFrom` read anew; once an hour the kept
+    // sums move on by an hour or two, and an isolate's first publish (or the first after a late fold) reads the past
+    // hours as window-count.ts plans them — the plan that reads the most rows at scale over every minute of a day is the
+    // one judged. What the publish adds over its figure above is taken to grow with the rows it reads (timed over the
+    // volume's rows read from hours alone); spaced as `USAGE_SPACING` spaces it.
     const spacing = usageSpacing;
     const u = l.usageDay;
     const base = l.usagePublishS;
@@ -954,21 +975,32 @@ function headroomTable() {
       `${ms(today)} a publish (wall), one every ${every(today).toFixed(1)} s`,
       x(every(today) / today),
     ]);
-    const cases = [
-      ["keys whose day begins at another hour (midnight Pacific in a pool kept in UTC), at the hour of the day that reads the most", u.shapes.otherHour],
-      ["keys whose day is a rolling 24 hours (or begins off the hour), at the minute of the day that reads the most", u.shapes.rolling],
-      ["either, for the day or two after the pool's time zone changes (its day rows unusable: summed from hours and minutes alone)", u.shapes.hoursOnly],
-    ];
-    for (const [what, plans] of /** @type {[string, PlanRead["buckets"][]][]} */ (cases)) {
-      const worst = costliest(plans);
-      const seconds = scaledPublish(u.hoursS, u.hours.rows, worst.rows);
+    const measured = `the publish measured reading hours alone: ${ms(u.hoursS)} over ${u.hours.rows.toLocaleString("en-US")}, scaled likewise`;
+    /** @param {string} what @param {{ b: PlanRead["buckets"], rows: number }} read */
+    const publishRow = (what, read) => {
+      const seconds = scaledPublish(u.hoursS, u.hours.rows, read.rows);
       rows.push([
-        `the same, ${what}: ${worst.b.hour} hour, ${worst.b.minute} minute and ${worst.b.day} day buckets, ${(worst.rows / 1e6).toFixed(1)} M key rows (the publish measured summed from hours: ${ms(u.hoursS)} over ${u.hours.rows.toLocaleString("en-US")}, scaled likewise)`,
+        `the same, ${what}: ${read.b.hour} hour, ${read.b.minute} minute and ${read.b.day} day buckets, ${(read.rows / 1e6).toFixed(1)} M key rows (${measured})`,
         "all of it",
         `${ms(seconds)} a publish (wall), one every ${every(seconds).toFixed(1)} s`,
         x(every(seconds) / seconds),
       ]);
-    }
+    };
+    // The hours read anew: three in the first five minutes of an hour, two after; once an hour, two more move the sums on.
+    publishRow("keys whose day is not the pool's (another hour, or a rolling day), their past hours' sums kept: the hours read anew", {
+      b: { hour: 3, minute: 0, day: 0 },
+      rows: 3 * atScale.hour,
+    });
+    publishRow("the publish each hour that moves the kept sums on an hour", { b: { hour: 5, minute: 0, day: 0 }, rows: 5 * atScale.hour });
+    publishRow(
+      "a consumer isolate's first publish (and the first after a late fold), which reads the past hours: a day that begins at another hour (midnight Pacific in a pool kept in UTC), at the minute of the day that reads the most",
+      costliest(u.shapes.otherHour),
+    );
+    publishRow("a consumer isolate's first publish, a rolling day (counted from the start of the hour 24 hours ago)", costliest(u.shapes.rolling));
+    publishRow(
+      "a consumer isolate's first publish, either kind, for the day or two after the pool's time zone changes (its day rows unusable: past hours read from hours and minutes alone)",
+      costliest(u.shapes.hoursOnly),
+    );
   }
   if (queueHeadroom > 0)
     rows.push([

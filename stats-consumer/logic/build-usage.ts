@@ -1,13 +1,16 @@
 import {
+  DAY_MS,
   DEFAULT_DAY,
   MINUTE_MS,
   clientUsageTuple,
   NEARLY_SPENT,
   dayWindowStart,
   effectiveLimits,
+  hourStart,
   keyReadingsTuple,
   minuteStart,
   nextDayReset,
+  type DayRule,
   type Limits,
   type PoolUsage,
   type UsageReading,
@@ -32,9 +35,19 @@ function nearlySpent(r: WindowReading | null, now: number): UsageReading | null 
   return spent ? { at: r.ts, limit: r.limit, remaining: r.remaining, resetAt: r.resetAt } : null;
 }
 
-/** The day windows the usage needs counted: each key's day start at `now`, by its day rule. */
+/**
+ * Where the pool's count of a key's day begins at `now`: its day's start by its
+ * rule — for a rolling day, the start of the hour 24 hours ago, so the count
+ * holds up to an hour's traffic more than the provider's, never less, and its
+ * past hours can be kept between publishes (logic/window-count.ts).
+ */
+export function dayCountStart(rule: DayRule, now: number): number {
+  return rule.reset === "rolling" ? hourStart(now - DAY_MS) : dayWindowStart(rule, now);
+}
+
+/** The day windows the usage needs counted: where each key's count begins at `now`, by its day rule. */
 export function dayStarts(keys: CapacityKeyRow[], now: number): Map<string, number> {
-  return new Map(keys.map((k) => [k.keyId, dayWindowStart(effectiveLimits(k.upstreamLimits, k.limits).day ?? DEFAULT_DAY, now)]));
+  return new Map(keys.map((k) => [k.keyId, dayCountStart(effectiveLimits(k.upstreamLimits, k.limits).day ?? DEFAULT_DAY, now)]));
 }
 
 /** What the rollups hold for the keys: minute buckets by key, and the day so far by key. */

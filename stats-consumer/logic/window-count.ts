@@ -27,6 +27,11 @@ function bucketsRead(t: CountTerm, now: number): number {
   return Math.max(0, Math.ceil((to - t.from) / width));
 }
 
+/** Buckets a plan reads for one key at `now`. */
+export function planCost(terms: readonly CountTerm[], now: number): number {
+  return terms.reduce((sum, t) => sum + bucketsRead(t, now), 0);
+}
+
 /**
  * The terms whose sum is the key rows of every minute bucket from `start` on
  * (a start within a minute counts from the next minute, as minute buckets can),
@@ -53,7 +58,7 @@ export function planWindowCount(start: number, now: number, days: readonly DayBu
   let best: CountTerm[] | null = null;
   let bestCost = Infinity;
   const consider = (terms: CountTerm[]) => {
-    const cost = terms.reduce((sum, t) => sum + bucketsRead(t, now), 0);
+    const cost = planCost(terms, now);
     if (cost < bestCost) [best, bestCost] = [terms, cost];
   };
   for (const { at, minutes } of anchors) {
@@ -90,4 +95,43 @@ export function poolDays(now: number, timeZone: string, zoneSince: number): DayB
     { from: yesterday, to: today },
     { from: today, to: Infinity },
   ].filter((d) => d.from >= zoneSince + ZONE_SETTLED_MS);
+}
+
+/**
+ * Most of a day's sum is of hours already past, which change only when the
+ * consumer folds attempts that old: the consumer keeps each key's sum of them
+ * between publishes, and reads anew only the hours from `liveFrom` on (two or
+ * three hour buckets). A fold of any attempt sent before `lateBefore` — an
+ * hour before the hour it is folded in — counts a late fold in the same
+ * transaction, and a kept sum is used only while the count is the one it was
+ * read with. A fold that is not late writes no hour a publish keeps as long as
+ * the publish reads its clock less than five minutes after the fold read its
+ * own: room for a fold's transaction still open when a publish begins, and for
+ * the clocks of two consumer isolates (tested in window-count.test.ts).
+ */
+export const LIVE_SLACK_MS = 5 * MINUTE_MS;
+
+/** Where the hours a publish at `now` reads anew begin: the hour before the current one (five minutes into it, the one before that). */
+export function liveFrom(now: number): number {
+  return Math.floor((now - LIVE_SLACK_MS) / HOUR_MS) * HOUR_MS - HOUR_MS;
+}
+
+/** A fold at `now` of an attempt sent before this is a late fold. */
+export function lateBefore(now: number): number {
+  return Math.floor(now / HOUR_MS) * HOUR_MS - HOUR_MS;
+}
+
+/**
+ * The terms whose sum is the key rows of the minute buckets in [start, end),
+ * `end` on the hour: the cheaper of `planWindowCount` less the hours from `end`
+ * on, and the hours from `start` to `end`.
+ */
+export function planRangeCount(start: number, end: number, now: number, days: readonly DayBucket[]): CountTerm[] {
+  const cut = (open: CountTerm[]): CountTerm[] => {
+    const i = open.findIndex((t) => t.rows === "hour" && t.to === Infinity && t.sign === 1 && t.from <= end);
+    if (i >= 0) return open.map((t, j) => (j === i ? { ...t, to: end } : t));
+    return [...open, { rows: "hour", from: end, to: Infinity, sign: -1 }];
+  };
+  const [planned, hours] = [cut(planWindowCount(start, now, days)), cut(planWindowCount(start, now, []))];
+  return planCost(hours, now) <= planCost(planned, now) ? hours : planned;
 }

@@ -6,6 +6,8 @@ import { foldMetricsSql, metricRowsParam, newestFoldedSql } from "../../storage/
 import { insertAttemptsSql, upsertRequestsSql } from "../../storage/request-log";
 import { foldClientDaySql, foldPoolHourSql, foldRollupSql, foldUpstreamSql, type FoldSource, type RollupMeasure } from "../../storage/rollups";
 import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
+import { lateBefore } from "../logic/window-count";
+import { countLateFold } from "../../storage/snapshot-meta";
 
 /** The stage's column for each rollup measure (ingest_stage, migration 0010: short names keep the JSON parameter small). */
 const STAGE_MEASURES = {
@@ -163,13 +165,16 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
   const seen = JSON.stringify(rows.seen);
   const clear = rows.attempts.length > 0 ? [db.prepare(CLEAR_STAGE)] : [];
   // Consumer lag is a live figure, not a projection: a rebuild leaves it alone.
-  const newest = projection === "" ? [db.prepare(newestFoldedSql()).bind(rows.seen.reduce((m, e) => Math.max(m, e.ts), 0))] : [];
+  const liveFigures = projection === "" ? [db.prepare(newestFoldedSql()).bind(rows.seen.reduce((m, e) => Math.max(m, e.ts), 0))] : [];
+  // Attempts sent over an hour before this one change hours whose sums the usage publish may keep (window-count.ts).
+  const before = lateBefore(Date.now());
+  if (projection === "" && rows.attempts.some((a) => a.h < before)) liveFigures.push(countLateFold(db));
   try {
     await db.batch([
       db.prepare(sql.allNew.seen).bind(seen),
       ...fold(sql.allNew.stage, rows.groups, sql.allNew.audit, sql.allNew.metrics, metricRowsParam(rows.metrics)),
       ...clear,
-      ...newest,
+      ...liveFigures,
     ]);
     return;
   } catch {
@@ -180,6 +185,6 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
     ...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit, sql.someSeen.metrics, metricRowsParam(rows.metricAttempts, metricIds)),
     db.prepare(sql.someSeen.seen).bind(seen),
     ...clear,
-    ...newest,
+    ...liveFigures,
   ]);
 }

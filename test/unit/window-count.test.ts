@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DAY_MS, HOUR_MS, MINUTE_MS, dayStart, dayWindowStart, type DayRule } from "../../schema";
-import { ZONE_SETTLED_MS, planWindowCount, poolDays } from "../../stats-consumer/logic/window-count";
+import { LIVE_SLACK_MS, ZONE_SETTLED_MS, lateBefore, liveFrom, planRangeCount, planWindowCount, poolDays } from "../../stats-consumer/logic/window-count";
 import type { CountTerm } from "../../storage/rollup-sums";
 
 /** Attempts at random instants over the 50 hours before `now`, folded into minute, hour and day buckets as the consumer folds them. */
@@ -59,9 +59,14 @@ describe("the sum of a key's day from the fewest rollup buckets", () => {
         for (const rule of rules) {
           const start = dayWindowStart(rule, now);
           const truth = rows.instants.filter((ts) => ts >= Math.ceil(start / MINUTE_MS) * MINUTE_MS).length;
+          const from = Math.ceil(start / MINUTE_MS) * MINUTE_MS;
+          const end = liveFrom(now);
+          const beforeEnd = rows.instants.filter((ts) => ts >= from && ts < end).length;
           for (const usable of [poolDays(now, poolZone, 0), poolDays(now, poolZone, now), []]) {
-            const terms = planWindowCount(start, now, usable);
-            expect(sumOf(terms, rows), `${rule.reset} ${"timeZone" in rule ? rule.timeZone : ""} at ${new Date(now).toISOString()}`).toBe(truth);
+            const what = `${rule.reset} ${"timeZone" in rule ? rule.timeZone : ""} at ${new Date(now).toISOString()}`;
+            expect(sumOf(planWindowCount(start, now, usable), rows), what).toBe(truth);
+            // The part of it before the hours a publish reads anew, which it keeps between publishes.
+            if (from < end) expect(sumOf(planRangeCount(start, end, now, usable), rows), `${what}, before ${new Date(end).toISOString()}`).toBe(beforeEnd);
             planned++;
           }
         }
@@ -105,6 +110,19 @@ describe("the sum of a key's day from the fewest rollup buckets", () => {
     expect(planWindowCount(Date.UTC(2026, 11, 5, 22), now, poolDays(now, "UTC", 0))).toEqual([
       { rows: "hour", from: Date.UTC(2026, 11, 5, 22), to: Infinity, sign: 1 },
     ]);
+  });
+
+  it("reads anew the hours from the one before the current hour, and counts a fold late an hour earlier than that can reach", () => {
+    const hour = Date.UTC(2026, 11, 5, 14);
+    expect(liveFrom(hour + 30 * MINUTE_MS)).toBe(hour - HOUR_MS);
+    // In the first minutes of an hour, the hour before the last one too.
+    expect(liveFrom(hour + 4 * MINUTE_MS)).toBe(hour - 2 * HOUR_MS);
+    // A fold that is not late writes no hour before lateBefore; a publish up to five minutes after the fold began
+    // (its transaction and the clocks' difference) keeps no sum of an hour from there on.
+    for (let t = hour; t < hour + HOUR_MS; t += MINUTE_MS) {
+      expect(lateBefore(t)).toBeGreaterThanOrEqual(liveFrom(t + LIVE_SLACK_MS - 1));
+      expect(lateBefore(t)).toBeLessThan(liveFrom(t + LIVE_SLACK_MS + HOUR_MS));
+    }
   });
 
   it("uses only the days that began after the pool's time zone was set, with a margin for batches in flight", () => {

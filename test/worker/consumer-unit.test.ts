@@ -349,8 +349,8 @@ describe("stats consumer", () => {
         expect(await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, now)).not.toBeNull();
         const view = parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")!.view;
         for (const { id, rule } of keys) {
-          // A day counts every minute bucket from its start (a rolling day's from the next whole minute).
-          const from = Math.ceil(dayWindowStart(rule, now) / MINUTE_MS) * MINUTE_MS;
+          // A day counts every minute bucket from its start; a rolling day from the start of the hour 24 hours ago.
+          const from = rule.reset === "rolling" ? Math.floor((now - DAY_MS) / HOUR_MS) * HOUR_MS : Math.ceil(dayWindowStart(rule, now) / MINUTE_MS) * MINUTE_MS;
           const inDay = sent.get(id)!.filter((a) => a.ts >= from);
           expect(view.keys.get(id)?.day, `${JSON.stringify(rule)} at ${new Date(now).toISOString()}`).toEqual({
             requests: inDay.length,
@@ -372,6 +372,8 @@ describe("stats consumer", () => {
     const changedAt = Date.now();
     await writeSettings(env.DB, { ...defaultSettings, timeZone: "America/Los_Angeles" }, changedAt);
     expect(await zoneSince()).toBe(changedAt);
+    // (An attempt two days old is a late fold: the sums of past hours kept by the publishes above are read again.)
+    await deliver([attempt("usage-day-client", { keyId: `usage-day-late-${crypto.randomUUID()}`, ts: changedAt - 2 * DAY_MS })]);
     await expectExact(utcDays);
     // Attempts folded after the change go to Pacific day buckets, which the sums read two days on.
     await expectExact([await trafficUpTo(changedAt + 2 * DAY_MS + 5 * HOUR_MS)]);
@@ -380,6 +382,49 @@ describe("stats consumer", () => {
     expect(await zoneSince()).toBe(changedAt);
     await writeSettings(env.DB, defaultSettings, changedAt + 2_000);
     expect(await zoneSince()).toBe(changedAt + 2_000);
+    await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
+  });
+
+  it("keeps each key's sum of past hours between publishes, reads the last hours anew, and reads them all again after a late fold", async () => {
+    const now = Date.now();
+    // A day that began six hours ago (on the hour, in UTC) and a rolling day: both longer than the hours read anew.
+    const rules: DayRule[] = [{ reset: "local", hour: (new Date(now).getUTCHours() + 18) % 24, timeZone: "UTC" }, { reset: "rolling" }];
+    const keys = rules.map((rule) => ({ rule, id: `usage-kept-${crypto.randomUUID()}` }));
+    await addKeys(...keys.map(({ id, rule }): [string, Record<string, unknown>] => [id, { rpd: 100_000, day: rule }]));
+    const sent = new Map(keys.map(({ id }) => [id, Array.from({ length: 250 }, (_, i) => now - 1_000 - i * 433_000)]));
+    const send = (ts: number[][]) => deliver(keys.flatMap(({ id }, k) => (ts[k] ?? []).map((t) => attempt("usage-kept-client", { keyId: id, ts: t }))));
+    await send(keys.map(({ id }) => sent.get(id)!));
+    const publishedDays = async (at = now) => {
+      await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
+      expect(await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, at)).not.toBeNull();
+      const view = parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")!.view;
+      return keys.map(({ id }) => view.keys.get(id)?.day.requests);
+    };
+    const inDay = (at = now) => {
+      const starts = [now - 6 * HOUR_MS - (now % HOUR_MS), Math.floor((at - DAY_MS) / HOUR_MS) * HOUR_MS];
+      return keys.map(({ id }, k) => sent.get(id)!.filter((ts) => ts >= starts[k]!).length);
+    };
+    expect(await publishedDays()).toEqual(inDay());
+    // Rows of an hour four hours ago changed behind the fold's back (no writer does): the kept sums do not see them,
+    // while attempts of the last minutes are read anew.
+    const changed = now - 4 * HOUR_MS - (now % HOUR_MS);
+    await env.DB.prepare(`UPDATE rollup_hour SET requests = requests + 1000 WHERE bucket = ?1 AND client_key_id = '*' AND key_id IN (?2, ?3)`)
+      .bind(changed, keys[0]!.id, keys[1]!.id)
+      .run();
+    const recent = [now - 500, now - 400];
+    for (const { id } of keys) sent.get(id)!.push(...recent);
+    await send([recent, recent]);
+    expect(await publishedDays()).toEqual(inDay());
+    // An attempt sent five hours ago is a late fold: every sum is read again, the changed rows with them.
+    sent.get(keys[0]!.id)!.push(now - 5 * HOUR_MS);
+    await send([[now - 5 * HOUR_MS]]);
+    expect(await publishedDays()).toEqual(inDay().map((n) => n + 1000));
+    // An hour on, the sums kept are moved on by the hour that left the hours read anew (and, for the rolling day, less
+    // the hour it left) rather than read again: rows changed behind the fold's back in an hour they hold are not seen.
+    await env.DB.prepare(`UPDATE rollup_hour SET requests = requests + 500 WHERE bucket = ?1 AND client_key_id = '*' AND key_id IN (?2, ?3)`)
+      .bind(changed + HOUR_MS, keys[0]!.id, keys[1]!.id)
+      .run();
+    expect(await publishedDays(now + HOUR_MS)).toEqual(inDay(now + HOUR_MS).map((n) => n + 1000));
     await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
   });
 
