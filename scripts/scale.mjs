@@ -635,9 +635,9 @@ try {
       l.dashboard = reads;
 
       // The usage publish again, now that the rollups hold a day: first as the pool is (its keys' days begin at midnight
-      // UTC, the pool's: today's day rows), then with every upstream's day made a rolling 24 hours — summed as the
-      // consumer plans it at this hour (window-count.ts: day rows with the hours and minutes around them), and summed
-      // from hours and minutes alone, as on the day after the pool's time zone changes: a read long enough to time rows by.
+      // UTC, the pool's: today's day rows), then with every upstream's day made a rolling day — the consumer's first
+      // publish of it, which reads the past hours as window-count.ts plans them, the next, which keeps their sums, and
+      // one reading them from hours alone, as on the day after the pool's time zone changes: a read long enough to time rows by.
       log(`${n} keys: a publish of the pool's usage over a day of rollups…`);
       /** The key rows a plan reads, and its buckets of each kind. @param {{ rows: string, from: number, to: number }[]} terms @param {number} at */
       const planRead = async (terms, at) => {
@@ -662,11 +662,11 @@ try {
       await kp.db.prepare(`UPDATE upstreams SET limits = json_set(limits, '$.day', json('{"reset":"rolling"}'))`).run();
       // A rolling day counts from the start of the hour a day ago; the consumer reads its past hours once and keeps their
       // sums (window-count.ts): its first publish reads them, the next ones only the hours from `liveFrom` on.
+      const rollingStart = (/** @type {number} */ at) => at - 86_400_000 - ((at - 86_400_000) % 3_600_000);
       /** The terms a publish at `at` reads for a rolling day: the past hours unless kept, and the hours read anew. @param {number} at @param {boolean} kept @param {boolean} usable */
       const rollingRead = (at, kept, usable) => {
-        const start = at - 86_400_000 - ((at - 86_400_000) % 3_600_000);
         const live = [{ rows: "hour", from: data.liveFrom(at), to: Infinity, sign: 1 }];
-        return kept ? live : [...data.planRangeCount(start, data.liveFrom(at), at, usable ? data.poolDays(at, "UTC", 0) : []), ...live];
+        return kept ? live : [...data.planRangeCount(rollingStart(at), data.liveFrom(at), at, usable ? data.poolDays(at, "UTC", 0) : []), ...live];
       };
       const plannedAt = Date.now();
       const planned = await planRead(rollingRead(plannedAt, false, true), plannedAt);
@@ -702,7 +702,6 @@ try {
         return [...seen.values()];
       };
       const atHour = (/** @type {number} */ h) => (/** @type {number} */ at) => at - ((((at - h * 3_600_000) % 86_400_000) + 86_400_000) % 86_400_000);
-      const rollingStart = (/** @type {number} */ at) => at - 86_400_000 - ((at - 86_400_000) % 3_600_000);
       const dayShapes = {
         otherHour: Array.from({ length: 24 }, (_, h) => shapes(atHour(h), true)).flat(),
         rolling: shapes(rollingStart, true),
