@@ -13,10 +13,10 @@ import { seeded } from "../tools/seeded.mjs";
 import { EVENT_BATCH_DELAY_MS, EVENT_MESSAGES_PER_SECOND, EventBatcher } from "../gateway/logic/event-batcher";
 import type { KeypoolEvent } from "../schema";
 
-export { SNAPSHOT_KV_KEY, SNAPSHOT_VERSION_KV_KEY, USAGE_KV_KEY, USAGE_SPACING } from "../schema";
+export { SNAPSHOT_KV_KEY, SNAPSHOT_VERSION_KV_KEY, USAGE_KV_KEY, USAGE_SPACING, dayCountStart } from "../schema";
 export { parsePoolUsage } from "../gateway/logic/usage-view";
 export { REUSE_FACTOR, REUSE_LONGEST_MS } from "../gateway/logic/reuse-windows";
-export { liveFrom, planRangeCount, planWindowCount, poolDays } from "../stats-consumer/logic/window-count";
+export { liveFrom, planBuckets, planRangeCount, poolDays } from "../stats-consumer/logic/window-count";
 import { encryptSecret, importEncryptionKey, maskSecret, sha256Hex } from "../schema/crypto";
 
 /** Key ids: this, then the key's number in 12 digits (a UUID's shape). */

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { DAY_MS, HOUR_MS, dayStart } from "./buckets";
+import { DAY_MS, HOUR_MS, dayStart, hourStart } from "./buckets";
 import { isTimeZone } from "./settings";
 
 /**
@@ -57,6 +57,16 @@ export function dayWindowStart(rule: DayRule, now: number): number {
   // local midnight of (now − hour) plus `hour`, give or take a DST change that day.
   const shifted = dayStart(now - rule.hour * HOUR_MS, rule.timeZone) + rule.hour * HOUR_MS;
   return shifted <= now ? shifted : shifted - DAY_MS;
+}
+
+/**
+ * Where the pool's count of a key's day begins at `now`: its day's start by its
+ * rule — for a rolling day, the start of the hour 24 hours ago, so the count
+ * holds up to an hour's traffic more than the provider's, never less, and its
+ * past hours can be kept between publishes (stats-consumer/logic/window-count.ts).
+ */
+export function dayCountStart(rule: DayRule, now: number): number {
+  return rule.reset === "rolling" ? hourStart(now - DAY_MS) : dayWindowStart(rule, now);
 }
 
 /**

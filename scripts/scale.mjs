@@ -222,23 +222,6 @@ function spacedEveryS(seconds, spacing) {
   return Math.min(spacing.maxMs, Math.max(spacing.minMs, (seconds * 1000) / spacing.share)) / 1000;
 }
 
-/**
- * The buckets of each kind a plan of the usage publish (stats-consumer/logic/window-count.ts) reads for one key at `at`.
- * @param {{ rows: string, from: number, to: number }[]} terms @param {number} at
- */
-function planBuckets(terms, at) {
-  const count = { hour: 0, minute: 0, day: 0 };
-  for (const t of terms) {
-    if (t.rows === "day") count.day++;
-    else {
-      const width = t.rows === "hour" ? 3_600_000 : 60_000;
-      const to = Math.min(t.to, Math.floor(at / width) * width + width);
-      count[/** @type {"hour" | "minute"} */ (t.rows)] += Math.max(0, Math.ceil((to - t.from) / width));
-    }
-  }
-  return count;
-}
-
 /** The summed columns rollupVolume writes into the upstream × model rollups and today's day rows. */
 const UPSTREAM_SUMS = [
   "requests",
@@ -353,7 +336,9 @@ try {
    *   REUSE_FACTOR: number, REUSE_LONGEST_MS: { breakdown: { minute: number }, headroom: number },
    *   poolDays(now: number, timeZone: string, zoneSince: number): { from: number, to: number }[],
    *   planRangeCount(start: number, end: number, now: number, days: { from: number, to: number }[]): { rows: string, from: number, to: number, sign: number }[],
-   *   liveFrom(now: number): number
+   *   liveFrom(now: number): number,
+   *   planBuckets(terms: { rows: string, from: number, to: number }[], now: number): { hour: number, minute: number, day: number },
+   *   dayCountStart(rule: { reset: "rolling" } | { reset: "local", hour: number, timeZone: string }, now: number): number
    * }}
    */
   const data = await import(dataFile);
@@ -651,7 +636,7 @@ try {
           ),
         );
         const rowsRead = counts.reduce((sum, c) => sum + Number(/** @type {{ n?: unknown }} */ (c.results[0])?.n ?? 0), 0);
-        return { rows: rowsRead, buckets: planBuckets(terms, at) };
+        return { rows: rowsRead, buckets: data.planBuckets(terms, at) };
       };
       const midnight = Date.now() - (Date.now() % 86_400_000);
       const todayRows = Number(
@@ -662,7 +647,7 @@ try {
       await kp.db.prepare(`UPDATE upstreams SET limits = json_set(limits, '$.day', json('{"reset":"rolling"}'))`).run();
       // A rolling day counts from the start of the hour a day ago; the consumer reads its past hours once and keeps their
       // sums (window-count.ts): its first publish reads them, the next ones only the hours from `liveFrom` on.
-      const rollingStart = (/** @type {number} */ at) => at - 86_400_000 - ((at - 86_400_000) % 3_600_000);
+      const rollingStart = (/** @type {number} */ at) => data.dayCountStart({ reset: "rolling" }, at);
       /** The terms a publish at `at` reads for a rolling day: the past hours unless kept, and the hours read anew. @param {number} at @param {boolean} kept @param {boolean} usable */
       const rollingRead = (at, kept, usable) => {
         const live = [{ rows: "hour", from: data.liveFrom(at), to: Infinity, sign: 1 }];
@@ -696,12 +681,12 @@ try {
           const start = startAt(at);
           const live = [{ rows: "hour", from: data.liveFrom(at), to: Infinity, sign: 1 }];
           const fixed = start < data.liveFrom(at) ? data.planRangeCount(start, data.liveFrom(at), at, usable ? data.poolDays(at, "UTC", 0) : []) : [];
-          const b = planBuckets([...fixed, ...live], at);
+          const b = data.planBuckets([...fixed, ...live], at);
           seen.set(`${b.hour}:${b.minute}:${b.day}`, b);
         }
         return [...seen.values()];
       };
-      const atHour = (/** @type {number} */ h) => (/** @type {number} */ at) => at - ((((at - h * 3_600_000) % 86_400_000) + 86_400_000) % 86_400_000);
+      const atHour = (/** @type {number} */ h) => (/** @type {number} */ at) => data.dayCountStart({ reset: "local", hour: h, timeZone: "UTC" }, at);
       const dayShapes = {
         otherHour: Array.from({ length: 24 }, (_, h) => shapes(atHour(h), true)).flat(),
         rolling: shapes(rollingStart, true),

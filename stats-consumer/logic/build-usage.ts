@@ -1,16 +1,14 @@
 import {
-  DAY_MS,
   DEFAULT_DAY,
   MINUTE_MS,
   clientUsageTuple,
   NEARLY_SPENT,
   dayWindowStart,
+  dayCountStart,
   effectiveLimits,
-  hourStart,
   keyReadingsTuple,
   minuteStart,
   nextDayReset,
-  type DayRule,
   type Limits,
   type PoolUsage,
   type UsageReading,
@@ -33,16 +31,6 @@ function nearlySpent(r: WindowReading | null, now: number): UsageReading | null 
   if (!r || r.remaining === null || (r.resetAt !== null && r.resetAt <= now)) return null;
   const spent = r.limit ? r.remaining / r.limit < NEARLY_SPENT : r.remaining === 0;
   return spent ? { at: r.ts, limit: r.limit, remaining: r.remaining, resetAt: r.resetAt } : null;
-}
-
-/**
- * Where the pool's count of a key's day begins at `now`: its day's start by its
- * rule — for a rolling day, the start of the hour 24 hours ago, so the count
- * holds up to an hour's traffic more than the provider's, never less, and its
- * past hours can be kept between publishes (logic/window-count.ts).
- */
-export function dayCountStart(rule: DayRule, now: number): number {
-  return rule.reset === "rolling" ? hourStart(now - DAY_MS) : dayWindowStart(rule, now);
 }
 
 /** The day windows the usage needs counted: where each key's count begins at `now`, by its day rule. */

@@ -1,4 +1,4 @@
-import { HOUR_MS, MINUTE_MS, dayStart } from "../../schema";
+import { HOUR_MS, MINUTE_MS, dayStart, hourStart } from "../../schema";
 import type { CountTerm } from "../../storage/rollup-sums";
 
 /**
@@ -19,17 +19,24 @@ export interface DayBucket {
   to: number;
 }
 
-/** Buckets a term reads for one key, counting an open term up to the hour of `now`. */
-function bucketsRead(t: CountTerm, now: number): number {
-  if (t.rows === "day") return 1;
-  const width = t.rows === "hour" ? HOUR_MS : MINUTE_MS;
-  const to = Number.isFinite(t.to) ? t.to : Math.floor(now / width) * width + width;
-  return Math.max(0, Math.ceil((to - t.from) / width));
+/** Buckets of each kind a plan reads for one key at `now` (an open term up to the bucket under way). */
+export function planBuckets(terms: readonly CountTerm[], now: number): Record<CountTerm["rows"], number> {
+  const count = { minute: 0, hour: 0, day: 0 };
+  for (const t of terms) {
+    if (t.rows === "day") count.day++;
+    else {
+      const width = t.rows === "hour" ? HOUR_MS : MINUTE_MS;
+      const to = Math.min(t.to, Math.floor(now / width) * width + width);
+      count[t.rows] += Math.max(0, Math.ceil((to - t.from) / width));
+    }
+  }
+  return count;
 }
 
 /** Buckets a plan reads for one key at `now`. */
 export function planCost(terms: readonly CountTerm[], now: number): number {
-  return terms.reduce((sum, t) => sum + bucketsRead(t, now), 0);
+  const { minute, hour, day } = planBuckets(terms, now);
+  return minute + hour + day;
 }
 
 /**
@@ -43,7 +50,7 @@ export function planWindowCount(start: number, now: number, days: readonly DayBu
   const from = Math.ceil(start / MINUTE_MS) * MINUTE_MS;
   // The hour the sum of hours starts at, and the minutes that make up the difference.
   const anchors: { at: number; minutes: CountTerm[] }[] = [];
-  const floor = Math.floor(from / HOUR_MS) * HOUR_MS;
+  const floor = hourStart(from);
   if (floor === from) anchors.push({ at: from, minutes: [] });
   else {
     anchors.push({ at: floor + HOUR_MS, minutes: [{ rows: "minute", from, to: floor + HOUR_MS, sign: 1 }] });
@@ -113,12 +120,12 @@ export const LIVE_SLACK_MS = 5 * MINUTE_MS;
 
 /** Where the hours a publish at `now` reads anew begin: the hour before the current one (five minutes into it, the one before that). */
 export function liveFrom(now: number): number {
-  return Math.floor((now - LIVE_SLACK_MS) / HOUR_MS) * HOUR_MS - HOUR_MS;
+  return hourStart(now - LIVE_SLACK_MS) - HOUR_MS;
 }
 
 /** A fold at `now` of an attempt sent before this is a late fold. */
 export function lateBefore(now: number): number {
-  return Math.floor(now / HOUR_MS) * HOUR_MS - HOUR_MS;
+  return hourStart(now) - HOUR_MS;
 }
 
 /**
