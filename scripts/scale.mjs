@@ -31,7 +31,8 @@
  *   spends taking it (in Node) and selection's picks a second with it; then one
  *   publish of it on its own (a batch of the control message alone): wall and CPU;
  *   and, over the dashboard's volume of rollups, one as the keys count their day
- *   and with every day a rolling day: first, kept, and read from hours alone (wall);
+ *   and with every day a rolling day: the first (past hours read and kept in
+ *   D1), with them kept, moving them on an hour, and read from hours alone (wall);
  * - one scheduler run with 1,000 probes due, and the queues' messages a second
  *   from the gateway's event batcher at 10,000 requests a second (simulated),
  *   to one queue and spread over the event queues the gateway's config binds.
@@ -303,7 +304,7 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number,
- *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
+ *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
  * @typedef {{ rows: number, buckets: { hour: number, minute: number, day: number } }} PlanRead
  * @type {Figures | null}
@@ -620,9 +621,10 @@ try {
       l.dashboard = reads;
 
       // The usage publish again, now that the rollups hold a day: first as the pool is (its keys' days begin at midnight
-      // UTC, the pool's: today's day rows), then with every upstream's day made a rolling day — the consumer's first
-      // publish of it, which reads the past hours as window-count.ts plans them, the next, which keeps their sums, and
-      // one reading them from hours alone, as on the day after the pool's time zone changes: a read long enough to time rows by.
+      // UTC, the pool's: today's day rows), then with every upstream's day made a rolling day — the first publish of it,
+      // which reads the past hours as window-count.ts plans them and keeps their sums in D1, the next, which reads the
+      // sums, the one each hour that moves them on, and one reading the past hours from hours alone, as on the day after
+      // the pool's time zone changes: a read long enough to time rows by.
       log(`${n} keys: a publish of the pool's usage over a day of rollups…`);
       /** The key rows a plan reads, and its buckets of each kind. @param {{ rows: string, from: number, to: number }[]} terms @param {number} at */
       const planRead = async (terms, at) => {
@@ -645,8 +647,8 @@ try {
       const todayPublishS = (await publishTimed("usage-today")).seconds;
       const { results: upstreamLimits } = await kp.db.prepare("SELECT id, limits FROM upstreams").all();
       await kp.db.prepare(`UPDATE upstreams SET limits = json_set(limits, '$.day', json('{"reset":"rolling"}'))`).run();
-      // A rolling day counts from the start of the hour a day ago; the consumer reads its past hours once and keeps their
-      // sums (window-count.ts): its first publish reads them, the next ones only the hours from `liveFrom` on.
+      // A rolling day counts from the start of the hour a day ago; the publish reads its past hours once and keeps their
+      // sums (storage/usage-kept.ts): the first publish reads them, the next ones the sums and the hours from `liveFrom` on.
       const rollingStart = (/** @type {number} */ at) => data.dayCountStart({ reset: "rolling" }, at);
       /** The terms a publish at `at` reads for a rolling day: the past hours unless kept, and the hours read anew. @param {number} at @param {boolean} kept @param {boolean} usable */
       const rollingRead = (at, kept, usable) => {
@@ -655,16 +657,28 @@ try {
       };
       const plannedAt = Date.now();
       const planned = await planRead(rollingRead(plannedAt, false, true), plannedAt);
+      // The first publish of a rolling day reads every key's past hours and keeps their sums, a row a key (usage_kept).
       const plannedS = (await publishTimed("usage-rolling")).seconds;
+      const keptRows = Number((await kp.db.prepare("SELECT COUNT(*) AS n FROM usage_kept").first())?.n ?? 0);
       const keptAt = Date.now();
       const kept = await planRead(rollingRead(keptAt, true, true), keptAt);
       const keptS = (await publishTimed("usage-kept")).seconds;
-      // The same read from hours alone, as for a day or two after the pool's zone changes (a late fold makes the
-      // consumer read the past hours again): a long read, to time rows by.
+      // The publish each hour moves every row on: each row set back an hour, as the publish an hour before left it, is
+      // moved on by the hour that left the hours read anew and less the hour the rolling day left.
+      await kp.db.prepare("UPDATE usage_kept SET start = start - 3600000, through = through - 3600000").run();
+      const movedAt = Date.now();
+      const movedTerms = [
+        { rows: "hour", from: data.liveFrom(movedAt) - 3_600_000, to: data.liveFrom(movedAt), sign: 1 },
+        { rows: "hour", from: rollingStart(movedAt) - 3_600_000, to: rollingStart(movedAt), sign: -1 },
+      ];
+      const movedOn = await planRead([...movedTerms, ...rollingRead(movedAt, true, true)], movedAt);
+      const movedS = (await publishTimed("usage-moved")).seconds;
+      // The first publish again, reading the past hours from hours alone, as for a day or two after the pool's zone
+      // changes: a long read, to time rows by (and it writes every key's row again).
       const zoneSince = await kp.db.prepare("SELECT time_zone_since AS t FROM settings WHERE id = 1").first();
       const setZoneSince = (/** @type {number} */ t) => kp.db.prepare("UPDATE settings SET time_zone_since = ?1 WHERE id = 1").bind(t).run();
       if (!zoneSince || Number((await setZoneSince(Date.now())).meta.changes) !== 1) throw new Error("the pool's settings row is missing");
-      await kp.db.prepare("UPDATE meta SET value = value + 1 WHERE name = 'late_folds'").run();
+      await kp.db.prepare("DELETE FROM usage_kept").run();
       const hoursAt = Date.now();
       const hours = await planRead(rollingRead(hoursAt, false, false), hoursAt);
       const hoursS = (await publishTimed("usage-hours")).seconds;
@@ -692,13 +706,14 @@ try {
         rolling: shapes(rollingStart, true),
         hoursOnly: [...shapes(rollingStart, false), ...Array.from({ length: 24 }, (_, h) => shapes(atHour(h), false)).flat()],
       };
-      l.usageDay = { todayS: todayPublishS, todayRows, plannedS, planned, keptS, kept, hoursS, hours, shapes: dayShapes };
+      l.usageDay = { todayS: todayPublishS, todayRows, plannedS, planned, keptS, kept, keptRows, movedS, moved: movedOn, hoursS, hours, shapes: dayShapes };
       const described = (/** @type {{ rows: number, buckets: { hour: number, minute: number, day: number } }} */ read) =>
         `${read.rows.toLocaleString("en-US")} key rows (${read.buckets.hour} hour, ${read.buckets.minute} minute, ${read.buckets.day} day buckets)`;
       r.usagePublish +=
         `; over today's ${todayRows.toLocaleString("en-US")} key day rows: ${todayPublishS.toFixed(2)} s wall; ` +
-        `a rolling day at ${new Date(plannedAt).toISOString().slice(11, 16)} UTC, its past hours read, ${described(planned)}: ${plannedS.toFixed(2)} s wall; ` +
-        `kept, ${described(kept)}: ${keptS.toFixed(2)} s wall; read from hours alone, ${described(hours)}: ${hoursS.toFixed(2)} s wall`;
+        `a rolling day at ${new Date(plannedAt).toISOString().slice(11, 16)} UTC, its past hours read and kept, ${described(planned)}: ${plannedS.toFixed(2)} s wall; ` +
+        `with ${keptRows.toLocaleString("en-US")} kept sums, ${described(kept)}: ${keptS.toFixed(2)} s wall; moving them on an hour, ${described(movedOn)}: ${movedS.toFixed(2)} s wall; ` +
+        `read from hours alone, ${described(hours)}: ${hoursS.toFixed(2)} s wall`;
       l.keyMinuteRows = volume.keyMinuteRows;
       l.clientMinuteRows = volume.clientMinuteRows;
       l.upstreamMinuteRows = volume.upstreamMinuteRows;
@@ -934,11 +949,10 @@ function headroomTable() {
   if (l.usagePublishS !== undefined && l.usageDay !== undefined && l.usageDay.hours.rows > 0 && usageSpacing) {
     // The same publish through a day of 10,000 req/s. A key whose day began at the pool's midnight reads today's day
     // rows, a few a key (measured over the volume's, about as many as the bound). Any other key's day is its past hours'
-    // sums, kept by the consumer isolate, and the two or three hours from `liveFrom` read anew; once an hour the kept
-    // sums move on by an hour or two, and an isolate's first publish (or the first after a late fold) reads the past
-    // hours as window-count.ts plans them — the plan that reads the most rows at scale over every minute of a day is the
-    // one judged. What the publish adds over its figure above is taken to grow with the rows it reads (timed over the
-    // volume's rows read from hours alone); spaced as `USAGE_SPACING` spaces it.
+    // sum, kept in D1, and the two or three hours from `liveFrom` read anew; once an hour the kept sums move on by an
+    // hour or two, and the first publish that finds none reads the past hours as window-count.ts plans them — the plan
+    // that reads the most rows at scale over every minute of a day is the one judged. What the publish adds over its
+    // figure above for the rollup rows it reads is taken to grow with them; spaced as `USAGE_SPACING` spaces it.
     const spacing = usageSpacing;
     const u = l.usageDay;
     const base = l.usagePublishS;
@@ -959,10 +973,17 @@ function headroomTable() {
       `${ms(today)} a publish (wall), one every ${every(today).toFixed(1)} s`,
       x(every(today) / today),
     ]);
-    const measured = `the publish measured reading hours alone: ${ms(u.hoursS)} over ${u.hours.rows.toLocaleString("en-US")}, scaled likewise`;
-    /** @param {string} what @param {{ b: PlanRead["buckets"], rows: number }} read */
-    const publishRow = (what, read) => {
-      const seconds = scaledPublish(u.hoursS, u.hours.rows, read.rows);
+    // What the publish takes a row of the rollups it reads: timed over the volume's rows read from hours alone, in
+    // the publish that also writes every key's kept sum (so the rate holds those writes too).
+    const perRowS = Math.max(0, u.hoursS - base) / Math.max(1, u.hours.rows);
+    // What the kept sums themselves cost a publish (a row a key: it grows with the keys, not the traffic), and what
+    // moving them on adds (a row written a key): the measured publishes less their rollup rows at that rate.
+    const keptSumsS = Math.max(0, u.keptS - base - perRowS * u.kept.rows);
+    const moveOnS = Math.max(0, u.movedS - u.keptS - perRowS * (u.moved.rows - u.kept.rows));
+    const measured = `measured: the publish with ${u.keptRows.toLocaleString("en-US")} kept sums ${ms(u.keptS)}, moving them on ${ms(u.movedS)}, reading the past hours from hours alone ${ms(u.hoursS)} over ${u.hours.rows.toLocaleString("en-US")} rows; the kept sums ${ms(keptSumsS)} and moving them ${ms(moveOnS)} taken as they are, the rollup rows scaled`;
+    /** @param {string} what @param {{ b: PlanRead["buckets"], rows: number }} read @param {number} fixedS */
+    const publishRow = (what, read, fixedS) => {
+      const seconds = base + fixedS + perRowS * read.rows;
       rows.push([
         `the same, ${what}: ${read.b.hour} hour, ${read.b.minute} minute and ${read.b.day} day buckets, ${(read.rows / 1e6).toFixed(1)} M key rows (${measured})`,
         "all of it",
@@ -971,20 +992,22 @@ function headroomTable() {
       ]);
     };
     // The hours read anew: three in the first five minutes of an hour, two after; once an hour, two more move the sums on.
-    publishRow("keys whose day is not the pool's (another hour, or a rolling day), their past hours' sums kept: the hours read anew", {
-      b: { hour: 3, minute: 0, day: 0 },
-      rows: 3 * atScale.hour,
-    });
-    publishRow("the publish each hour that moves the kept sums on an hour", { b: { hour: 5, minute: 0, day: 0 }, rows: 5 * atScale.hour });
     publishRow(
-      "a consumer isolate's first publish (and the first after a late fold), which reads the past hours: a day that begins at another hour (midnight Pacific in a pool kept in UTC), at the minute of the day that reads the most",
-      costliest(u.shapes.otherHour),
+      "keys whose day is not the pool's (another hour, or a rolling day): each key's kept sum of its past hours, and the hours read anew",
+      { b: { hour: 3, minute: 0, day: 0 }, rows: 3 * atScale.hour },
+      keptSumsS,
     );
-    publishRow("a consumer isolate's first publish, a rolling day (counted from the start of the hour 24 hours ago)", costliest(u.shapes.rolling));
-    publishRow(
-      "a consumer isolate's first publish, either kind, for the day or two after the pool's time zone changes (its day rows unusable: past hours read from hours and minutes alone)",
-      costliest(u.shapes.hoursOnly),
-    );
+    publishRow("the publish each hour that moves the kept sums on an hour", { b: { hour: 5, minute: 0, day: 0 }, rows: 5 * atScale.hour }, keptSumsS + moveOnS);
+    // Once: the first publish after the upgrade (or after three hours without one) reads every key's past hours and
+    // keeps their sums — at worst from hours and minutes alone, in the day or two after the pool's zone changed.
+    const first = costliest([...u.shapes.otherHour, ...u.shapes.rolling, ...u.shapes.hoursOnly]);
+    const firstS = base + perRowS * first.rows;
+    rows.push([
+      `the first publish that finds no kept sums (after the upgrade to migration 0024, or three hours without a publish), once: every key's past hours read and kept, at the minute of the day that reads the most — ${first.b.hour} hour, ${first.b.minute} minute and ${first.b.day} day buckets, ${(first.rows / 1e6).toFixed(1)} M key rows (at the rate above); the fold waits meanwhile`,
+      "15 minutes of wall time a consumer invocation",
+      `${ms(firstS)} once`,
+      x(900 / firstS),
+    ]);
   }
   if (queueHeadroom > 0)
     rows.push([

@@ -44,7 +44,7 @@ export type UpstreamRollupTable = `rollup_upstream_${StatsBucket}`;
 /** Stands for "every one" in the dimension a row is summed over. */
 const ALL = "*";
 /** The condition that picks a key's rows (summed over client keys) from a keyed table. */
-const KEY_ROWS = `client_key_id = '${ALL}'`;
+export const KEY_ROWS = `client_key_id = '${ALL}'`;
 /** The condition that picks a client key's rows (summed over keys) from a keyed table. */
 const CLIENT_ROWS = `key_id = '${ALL}'`;
 
@@ -441,24 +441,35 @@ export function selectKeyMinutes(db: D1Database, keyIds: string, from: number): 
 }
 
 /**
- * Per key of `keyIds`: requests and tokens summed over `terms` (each bucket
- * range of a rollup added or taken away) — a key's day so far, as
- * stats-consumer/logic/window-count.ts plans it. One statement.
+ * The key rows of `terms` (each bucket range of a rollup added or taken away)
+ * for the keys `keys` names (an SQL expression `key_id IN` takes), as one
+ * `UNION ALL` of signed `key_id, requests, tokens` rows. Binds the terms'
+ * bounds as parameters numbered after those already in `params`, which it
+ * appends them to.
+ */
+export function keyWindowParts(terms: readonly CountTerm[], keys: string, params: unknown[]): string {
+  return terms
+    .map((t) => {
+      const sign = t.sign < 0 ? "-" : "";
+      params.push(t.from);
+      let range = `bucket = ?${params.length}`;
+      if (t.rows !== "day") {
+        params.push(Number.isFinite(t.to) ? t.to : Number.MAX_SAFE_INTEGER);
+        range = `bucket >= ?${params.length - 1} AND bucket < ?${params.length}`;
+      }
+      return `SELECT key_id, ${sign}requests AS requests, ${sign}total_tokens AS tokens FROM rollup_${t.rows}
+         WHERE ${range} AND ${KEY_ROWS} AND key_id IN ${keys}`;
+    })
+    .join("\n       UNION ALL ");
+}
+
+/**
+ * Per key of `keyIds`: requests and tokens summed over `terms` — a key's day
+ * so far, or part of it, as stats-consumer/logic/window-count.ts plans it. One
+ * statement.
  */
 export function selectKeyWindow(db: D1Database, keyIds: string, terms: readonly CountTerm[]): D1PreparedStatement {
   const params: unknown[] = [keyIds];
-  const parts = terms.map((t) => {
-    const sign = t.sign < 0 ? "-" : "";
-    params.push(t.from);
-    let range = `bucket = ?${params.length}`;
-    if (t.rows !== "day") {
-      params.push(Number.isFinite(t.to) ? t.to : Number.MAX_SAFE_INTEGER);
-      range = `bucket >= ?${params.length - 1} AND bucket < ?${params.length}`;
-    }
-    return `SELECT key_id, ${sign}requests AS requests, ${sign}total_tokens AS tokens FROM rollup_${t.rows}
-         WHERE ${range} AND ${KEY_ROWS} AND key_id IN (SELECT value FROM json_each(?1))`;
-  });
-  return db
-    .prepare(`SELECT key_id, SUM(requests) AS requests, SUM(tokens) AS tokens FROM (${parts.join("\n       UNION ALL ")}) GROUP BY key_id`)
-    .bind(...params);
+  const parts = keyWindowParts(terms, "(SELECT value FROM json_each(?1))", params);
+  return db.prepare(`SELECT key_id, SUM(requests) AS requests, SUM(tokens) AS tokens FROM (${parts}) GROUP BY key_id`).bind(...params);
 }

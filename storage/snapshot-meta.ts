@@ -116,16 +116,6 @@ export function takeUsageVersion(db: D1Database): D1PreparedStatement {
   return db.prepare("UPDATE meta SET value = value + 1 WHERE name = 'usage_version' RETURNING value");
 }
 
-/** Counts a fold of attempts sent long before it (stats-consumer/logic/window-count.ts: `lateBefore`), in the fold's transaction. */
-export function countLateFold(db: D1Database): D1PreparedStatement {
-  return db.prepare("UPDATE meta SET value = value + 1 WHERE name = 'late_folds'");
-}
-
-/** How many late folds there have been (a statement, for the publish's batch). */
-export function selectLateFolds(db: D1Database): D1PreparedStatement {
-  return db.prepare("SELECT value FROM meta WHERE name = 'late_folds'");
-}
-
 /** Claims `version` as the usage to write unless a newer one was claimed already. */
 export async function claimUsageVersion(db: D1Database, version: number): Promise<boolean> {
   const claimed = await db.prepare("UPDATE meta SET value = ?1 WHERE name = 'usage_published_version' AND value < ?1").bind(version).run();

@@ -106,15 +106,15 @@ export function poolDays(now: number, timeZone: string, zoneSince: number): DayB
 
 /**
  * Most of a day's sum is of hours already past, which change only when the
- * consumer folds attempts that old: the consumer keeps each key's sum of them
- * between publishes, and reads anew only the hours from `liveFrom` on (two or
- * three hour buckets). A fold of any attempt sent before `lateBefore` — an
- * hour before the hour it is folded in — counts a late fold in the same
- * transaction, and a kept sum is used only while the count is the one it was
- * read with. A fold that is not late writes no hour a publish keeps as long as
- * the publish reads its clock less than five minutes after the fold read its
- * own: room for a fold's transaction still open when a publish begins, and for
- * the clocks of two consumer isolates (tested in window-count.test.ts).
+ * consumer folds attempts that old: the publish keeps each key's sum of them
+ * in D1 (storage/usage-kept.ts) and reads anew only the hours from `liveFrom`
+ * on (two or three hour buckets). A fold of any attempt sent before
+ * `lateBefore` — an hour before the hour it is folded in — adds it to the kept
+ * sums in the same transaction. A fold that is not late writes no hour a
+ * publish keeps as long as the publish reads its clock less than five minutes
+ * after the fold read its own: room for a fold's transaction still open when a
+ * publish begins, and for the clocks of two consumer isolates (tested in
+ * window-count.test.ts).
  */
 export const LIVE_SLACK_MS = 5 * MINUTE_MS;
 

@@ -7,7 +7,7 @@ import { insertAttemptsSql, upsertRequestsSql } from "../../storage/request-log"
 import { foldClientDaySql, foldPoolHourSql, foldRollupSql, foldUpstreamSql, type FoldSource, type RollupMeasure } from "../../storage/rollups";
 import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
 import { lateBefore } from "../logic/window-count";
-import { countLateFold } from "../../storage/snapshot-meta";
+import { ADD_LATE_TO_KEPT_SQL } from "../../storage/usage-kept";
 
 /** The stage's column for each rollup measure (ingest_stage, migration 0010: short names keep the JSON parameter small). */
 const STAGE_MEASURES = {
@@ -140,16 +140,21 @@ const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
  * each event against the window: a redelivered batch changes nothing, and a
  * partly redelivered one counts only its new events. The Prometheus counters
  * (metric_total) fold from the same attempts. At most twenty-one statements
- * whatever the batch size.
+ * whatever the batch size (twenty-two with attempts sent over an hour before).
  */
 export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], capacity: CapacityRow[], projection: Projection = ""): Promise<void> {
   if (rows.seen.length === 0) return;
   const sql = projection === "" ? SQL.live : SQL.shadow;
+  // Attempts sent over an hour before this fold may fall in the past hours whose sums the usage publish keeps
+  // (storage/usage-kept.ts; window-count.ts: `lateBefore`): the fold adds them there too.
+  const before = lateBefore(Date.now());
+  const late = projection === "" && rows.attempts.some((a) => a.h < before);
   const fold = (stage: string, stageRows: readonly (StageRow | AttemptRow)[], audit: string, metrics: string, metricRows: string): D1PreparedStatement[] => {
     const statements: D1PreparedStatement[] = [];
     if (stageRows.length > 0) {
       statements.push(db.prepare(stage).bind(JSON.stringify(stageRows.map(stageTuple))));
       for (const rollup of sql.rollups) statements.push(db.prepare(rollup));
+      if (late) statements.push(db.prepare(ADD_LATE_TO_KEPT_SQL));
       statements.push(db.prepare(metrics).bind(metricRows));
     }
     if (rows.log.length > 0) {
@@ -166,9 +171,6 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
   const clear = rows.attempts.length > 0 ? [db.prepare(CLEAR_STAGE)] : [];
   // Consumer lag is a live figure, not a projection: a rebuild leaves it alone.
   const liveFigures = projection === "" ? [db.prepare(newestFoldedSql()).bind(rows.seen.reduce((m, e) => Math.max(m, e.ts), 0))] : [];
-  // Attempts sent over an hour before this one change hours whose sums the usage publish may keep (window-count.ts).
-  const before = lateBefore(Date.now());
-  if (projection === "" && rows.attempts.some((a) => a.h < before)) liveFigures.push(countLateFold(db));
   try {
     await db.batch([
       db.prepare(sql.allNew.seen).bind(seen),

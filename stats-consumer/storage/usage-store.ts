@@ -1,5 +1,4 @@
 import {
-  HOUR_MS,
   MINUTE_MS,
   NEARLY_SPENT,
   PUBLISH_USAGE_MESSAGE,
@@ -21,54 +20,19 @@ import {
   claimUsageVersion,
   readUsagePublishedKeys,
   recordUsagePublished,
-  selectLateFolds,
   takeUsageVersion,
 } from "../../storage/snapshot-meta";
+import { fillKept, moveKept, pruneKept, selectKeptDay } from "../../storage/usage-kept";
 import { buildPoolUsage, dayStarts, type ClientCounts, type UsageCounts } from "../logic/build-usage";
 import { liveFrom, planCost, planRangeCount, planWindowCount, poolDays, type DayBucket } from "../logic/window-count";
 
 /**
- * Each key's sum of the hours before `liveFrom` for one day window and list of
- * keys, as this isolate last read it (`${start}|${end}|${list}`), with the
- * count of late folds it was read at (logic/window-count.ts).
- */
-const keptSums = new Map<string, { end: number; lateFolds: number; rows: KeyCounts[] }>();
-
-/** One row a key: the rows' requests and tokens summed by key. */
-function summed(rows: KeyCounts[]): KeyCounts[] {
-  const byKey = new Map<string, KeyCounts>();
-  for (const r of rows) {
-    const sum = byKey.get(r.key_id);
-    if (sum) [sum.requests, sum.tokens] = [sum.requests + r.requests, sum.tokens + r.tokens];
-    else byKey.set(r.key_id, { key_id: r.key_id, requests: r.requests, tokens: r.tokens });
-  }
-  return [...byKey.values()];
-}
-
-/** Keeps the sums read for `name` in place of those they moved on from, and forgets those of hours two or more before the ones now read anew. */
-function keepSums(name: string, lateFolds: number, rows: KeyCounts[], now: number, replaces?: string): void {
-  const end = liveFrom(now);
-  for (const [other, sums] of keptSums) if (sums.end < end - HOUR_MS || other === replaces) keptSums.delete(other);
-  keptSums.set(name, { end, lateFolds, rows });
-}
-
-/** One list of keys' day so far: the statements that read it and, where the hours before `liveFrom` were kept, their sums. */
-interface DayRead {
-  statements: D1PreparedStatement[];
-  /** The first statement reads the sums to keep (added to `base`, if any), under this name. */
-  keep?: string;
-  /** Sums kept for this day and these hours. */
-  kept?: KeyCounts[];
-  /** Sums kept an hour before, which the first statement moves on (then forgotten: `replaces` names them). */
-  base?: KeyCounts[];
-  replaces?: string;
-}
-
-/**
- * How each list of keys' day is read. A day whose plan reads no more than the
- * hours from `liveFrom` on is read as planned; a longer one as the sum of the
- * hours before `liveFrom` — kept from an earlier publish while the late folds
- * are still `lateFolds` (null: read them all) — and the hours from there.
+ * The statements that read each list of keys' day so far. A day whose plan
+ * reads no more than the hours from `liveFrom` on is read as planned. A longer
+ * one is the sum of its past hours kept in D1 (`usage_kept`) and the hour
+ * buckets after them: the rows that fell behind are moved on, the missing ones
+ * filled as `planRangeCount` plans them, then read — in the publish's
+ * transaction. Each list's last statement answers with its keys' sums.
  */
 function dayReads(
   db: D1Database,
@@ -76,32 +40,13 @@ function dayReads(
   plans: Map<number, CountTerm[]>,
   now: number,
   days: DayBucket[],
-  lateFolds: number | null,
-): DayRead[] {
+): D1PreparedStatement[][] {
   const end = liveFrom(now);
   const live: CountTerm[] = [{ rows: "hour", from: end, to: Infinity, sign: 1 }];
-  return dayLists.map(({ start, list }): DayRead => {
+  return dayLists.map(({ start, list }) => {
     const plan = plans.get(start)!;
-    if (start >= end || planCost(plan, now) <= planCost(live, now)) return { statements: [selectKeyWindow(db, list, plan)] };
-    const name = (from: number, to: number) => `${from}|${to}|${list}`;
-    const kept = keptSums.get(name(start, end));
-    const liveRead = selectKeyWindow(db, list, live);
-    if (kept && kept.lateFolds === lateFolds) return { statements: [liveRead], kept: kept.rows };
-    // Sums kept when the hours read anew began an hour earlier, or (a rolling day) the day did: moved on by the hour that
-    // left the hours read anew, less the hour the day left.
-    for (const [from, to] of [
-      [start, end - HOUR_MS],
-      [start - HOUR_MS, end],
-      [start - HOUR_MS, end - HOUR_MS],
-    ] as const) {
-      const before = keptSums.get(name(from, to));
-      if (!before || before.lateFolds !== lateFolds || (from < start && start % HOUR_MS !== 0)) continue;
-      const moved: CountTerm[] = [];
-      if (to < end) moved.push({ rows: "hour", from: to, to: end, sign: 1 });
-      if (from < start) moved.push({ rows: "hour", from, to: start, sign: -1 });
-      return { statements: [selectKeyWindow(db, list, moved), liveRead], keep: name(start, end), base: before.rows, replaces: name(from, to) };
-    }
-    return { statements: [selectKeyWindow(db, list, planRangeCount(start, end, now, days)), liveRead], keep: name(start, end) };
+    if (start >= end || planCost(plan, now) <= planCost(live, now)) return [selectKeyWindow(db, list, plan)];
+    return [...moveKept(db, list, start, end), fillKept(db, list, start, end, planRangeCount(start, end, now, days)), selectKeptDay(db, list, start)];
   });
 }
 
@@ -143,25 +88,17 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
   // zone, with the hours between their start and the window's added or taken away (logic/window-count.ts).
   const days = poolDays(now, timeZone, Number(stored?.time_zone_since ?? 0));
   const plans = new Map([...groups.keys()].map((start) => [start, planWindowCount(start, now, days)]));
-  // One transaction: the latest attempt folded, and the counts that hold exactly the attempts up to it — with the
-  // sums of past hours this isolate kept, while no late fold came since they were read; else read them all again.
-  const read = async (lateFolds: number | null) => {
-    const reads = dayReads(db, dayLists, plans, now, days, lateFolds);
-    const [version, folds, clientMinutes, clientDays, ...perList] = await db.batch<Record<string, unknown>>([
-      takeUsageVersion(db),
-      selectLateFolds(db),
-      selectClientMinutes(db, QUOTA_CLIENT_IDS_SQL, thisMinute - MINUTE_MS),
-      selectClientDays(db, QUOTA_CLIENT_IDS_SQL, month, today),
-      ...lists.map((list) => selectLastUsed(db, list)),
-      ...lists.map((list) => selectKeyMinutes(db, list, thisMinute - MINUTE_MS)),
-      ...reads.flatMap((r) => r.statements),
-    ]);
-    return { reads, version, lateFoldsRead: Number(folds?.results[0]?.value ?? 0), clientMinutes, clientDays, perList };
-  };
-  const known = Number((await selectLateFolds(db).first<{ value: number }>())?.value ?? 0);
-  let counted = await read(known);
-  if (counted.lateFoldsRead !== known && counted.reads.some((r) => r.kept || r.base)) counted = await read(null);
-  const { reads, version, lateFoldsRead, clientMinutes, clientDays, perList } = counted;
+  // One transaction: the latest attempt folded, and the counts that hold exactly the attempts up to it.
+  const reads = dayReads(db, dayLists, plans, now, days);
+  const [version, clientMinutes, clientDays, ...perList] = await db.batch<Record<string, unknown>>([
+    takeUsageVersion(db),
+    selectClientMinutes(db, QUOTA_CLIENT_IDS_SQL, thisMinute - MINUTE_MS),
+    selectClientDays(db, QUOTA_CLIENT_IDS_SQL, month, today),
+    ...lists.map((list) => selectLastUsed(db, list)),
+    ...lists.map((list) => selectKeyMinutes(db, list, thisMinute - MINUTE_MS)),
+    pruneKept(db, liveFrom(now)),
+    ...reads.flat(),
+  ]);
   const rowsOf = <T>(results: (D1Result<Record<string, unknown>> | undefined)[]) => results.flatMap((r) => (r?.results ?? []) as unknown as T[]);
   const lastUsed = rowsOf<{ key_id: string; last_used_at: number }>(perList.slice(0, lists.length));
   const minutes = rowsOf<KeyCounts & { bucket: number }>(perList.slice(lists.length, 2 * lists.length));
@@ -172,11 +109,9 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
     byBucket.set(r.bucket, { requests: r.requests, tokens: r.tokens });
     counts.minutes.set(r.key_id, byBucket);
   }
-  let at = 2 * lists.length;
+  let at = 2 * lists.length + 1;
   for (const r of reads) {
-    const results = perList.slice(at, (at += r.statements.length));
-    if (r.keep) keepSums(r.keep, lateFoldsRead, summed([...(r.base ?? []), ...rowsOf<KeyCounts>(results.slice(0, 1))]), now, r.replaces);
-    for (const row of [...(r.kept ?? r.base ?? []), ...rowsOf<KeyCounts>(results)]) {
+    for (const row of rowsOf<KeyCounts>([perList[(at += r.length) - 1]])) {
       const sum = counts.days.get(row.key_id) ?? { requests: 0, tokens: 0 };
       counts.days.set(row.key_id, { requests: sum.requests + row.requests, tokens: sum.tokens + row.tokens });
     }

@@ -372,8 +372,8 @@ describe("stats consumer", () => {
     const changedAt = Date.now();
     await writeSettings(env.DB, { ...defaultSettings, timeZone: "America/Los_Angeles" }, changedAt);
     expect(await zoneSince()).toBe(changedAt);
-    // (An attempt two days old is a late fold: the sums of past hours kept by the publishes above are read again.)
-    await deliver([attempt("usage-day-client", { keyId: `usage-day-late-${crypto.randomUUID()}`, ts: changedAt - 2 * DAY_MS })]);
+    // (With the sums of past hours kept by the publishes above dropped, the past hours are read again.)
+    await env.DB.prepare("DELETE FROM usage_kept").run();
     await expectExact(utcDays);
     // Attempts folded after the change go to Pacific day buckets, which the sums read two days on.
     await expectExact([await trafficUpTo(changedAt + 2 * DAY_MS + 5 * HOUR_MS)]);
@@ -385,14 +385,26 @@ describe("stats consumer", () => {
     await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
   });
 
-  it("keeps each key's sum of past hours between publishes, reads the last hours anew, and reads them all again after a late fold", async () => {
+  it("keeps each key's sum of past hours in D1, reads the last hours anew, moves the sums on an hour at a time, and adds attempts folded late", async () => {
     const now = Date.now();
     // A day that began six hours ago (on the hour, in UTC) and a rolling day: both longer than the hours read anew.
     const rules: DayRule[] = [{ reset: "local", hour: (new Date(now).getUTCHours() + 18) % 24, timeZone: "UTC" }, { reset: "rolling" }];
     const keys = rules.map((rule) => ({ rule, id: `usage-kept-${crypto.randomUUID()}` }));
     await addKeys(...keys.map(({ id, rule }): [string, Record<string, unknown>] => [id, { rpd: 100_000, day: rule }]));
+    // The pool's zone set just now: past hours are read from hour buckets alone, the ones this test changes behind the
+    // fold's back (with day buckets usable, a read of them could come from day buckets the changes left alone).
+    const zoneSince = (await env.DB.prepare("SELECT time_zone_since AS t FROM settings").first<number>("t")) ?? 0;
+    await env.DB.prepare(
+      `INSERT INTO settings (id, value, updated_at, time_zone_since) VALUES (1, ?1, ?2, ?2) ON CONFLICT (id) DO UPDATE SET time_zone_since = ?2`,
+    )
+      .bind(JSON.stringify(defaultSettings), now)
+      .run();
     const sent = new Map(keys.map(({ id }) => [id, Array.from({ length: 250 }, (_, i) => now - 1_000 - i * 433_000)]));
-    const send = (ts: number[][]) => deliver(keys.flatMap(({ id }, k) => (ts[k] ?? []).map((t) => attempt("usage-kept-client", { keyId: id, ts: t }))));
+    // Folded as the consumer folds a batch, without the publish that follows it (at this clock, not the test's `now`).
+    const send = async (ts: number[][]) => {
+      const events = keys.flatMap(({ id }, k) => (ts[k] ?? []).map((t) => attempt("usage-kept-client", { keyId: id, ts: t })));
+      for (let i = 0; i < events.length; i += 250) await ingestBatch(env.DB, toBatchRows(events.slice(i, i + 250), "UTC", new PriceBook([])), [], []);
+    };
     await send(keys.map(({ id }) => sent.get(id)!));
     const publishedDays = async (at = now) => {
       await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
@@ -400,32 +412,52 @@ describe("stats consumer", () => {
       const view = parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")!.view;
       return keys.map(({ id }) => view.keys.get(id)?.day.requests);
     };
-    const inDay = (at = now) => {
-      const starts = [now - 6 * HOUR_MS - (now % HOUR_MS), Math.floor((at - DAY_MS) / HOUR_MS) * HOUR_MS];
-      return keys.map(({ id }, k) => sent.get(id)!.filter((ts) => ts >= starts[k]!).length);
-    };
+    const starts = (at = now) => [now - 6 * HOUR_MS - (now % HOUR_MS), Math.floor((at - DAY_MS) / HOUR_MS) * HOUR_MS];
+    const inDay = (at = now) => keys.map(({ id }, k) => sent.get(id)!.filter((ts) => ts >= starts(at)[k]!).length);
+    const keptRows = async () =>
+      Promise.all(keys.map(({ id }) => env.DB.prepare("SELECT start, through, requests FROM usage_kept WHERE key_id = ?1").bind(id).first()));
+    const liveFrom = (at: number) => Math.floor((at - 5 * 60_000) / HOUR_MS) * HOUR_MS - HOUR_MS;
     expect(await publishedDays()).toEqual(inDay());
+    // Each key's past hours, up to the hour before the current one (or the one before that, five minutes into an hour).
+    const kept = await keptRows();
+    expect(kept.map((r) => [r?.start, r?.through])).toEqual(starts().map((start) => [start, liveFrom(now)]));
+    expect(kept.map((r) => r?.requests)).toEqual(keys.map(({ id }, k) => sent.get(id)!.filter((ts) => ts >= starts()[k]! && ts < liveFrom(now)).length));
     // Rows of an hour four hours ago changed behind the fold's back (no writer does): the kept sums do not see them,
     // while attempts of the last minutes are read anew.
     const changed = now - 4 * HOUR_MS - (now % HOUR_MS);
-    await env.DB.prepare(`UPDATE rollup_hour SET requests = requests + 1000 WHERE bucket = ?1 AND client_key_id = '*' AND key_id IN (?2, ?3)`)
-      .bind(changed, keys[0]!.id, keys[1]!.id)
-      .run();
+    const change = (bucket: number, by: number) =>
+      env.DB.prepare(`UPDATE rollup_hour SET requests = requests + ?1 WHERE bucket = ?2 AND client_key_id = '*' AND key_id IN (?3, ?4)`)
+        .bind(by, bucket, keys[0]!.id, keys[1]!.id)
+        .run();
+    await change(changed, 1000);
     const recent = [now - 500, now - 400];
     for (const { id } of keys) sent.get(id)!.push(...recent);
     await send([recent, recent]);
     expect(await publishedDays()).toEqual(inDay());
-    // An attempt sent five hours ago is a late fold: every sum is read again, the changed rows with them.
+    // Attempts sent five hours ago (in both days' kept hours) and thirty (in neither) are folded late: the fold adds
+    // those in a key's kept hours to its sum, and nothing else is read again.
     sent.get(keys[0]!.id)!.push(now - 5 * HOUR_MS);
-    await send([[now - 5 * HOUR_MS]]);
-    expect(await publishedDays()).toEqual(inDay().map((n) => n + 1000));
-    // An hour on, the sums kept are moved on by the hour that left the hours read anew (and, for the rolling day, less
-    // the hour it left) rather than read again: rows changed behind the fold's back in an hour they hold are not seen.
-    await env.DB.prepare(`UPDATE rollup_hour SET requests = requests + 500 WHERE bucket = ?1 AND client_key_id = '*' AND key_id IN (?2, ?3)`)
-      .bind(changed + HOUR_MS, keys[0]!.id, keys[1]!.id)
+    sent.get(keys[1]!.id)!.push(now - 5 * HOUR_MS, now - 30 * HOUR_MS);
+    await send([[now - 5 * HOUR_MS], [now - 5 * HOUR_MS, now - 30 * HOUR_MS]]);
+    expect(await publishedDays()).toEqual(inDay());
+    // A key whose row is missing (a key added, or one the publish dropped) has its past hours read and kept again: its
+    // sum now holds the changed rows.
+    await env.DB.prepare("DELETE FROM usage_kept WHERE key_id = ?1").bind(keys[0]!.id).run();
+    expect(await publishedDays()).toEqual(inDay().map((n, k) => n + (k === 0 ? 1000 : 0)));
+    // An hour on, the sums are moved on by the hour that left the hours read anew (and, for the rolling day, less the
+    // hour it left) rather than read again: rows changed behind the fold's back in an hour they hold are not seen.
+    await change(changed + HOUR_MS, 500);
+    expect(await publishedDays(now + HOUR_MS)).toEqual(inDay(now + HOUR_MS).map((n, k) => n + (k === 0 ? 1000 : 0)));
+    expect((await keptRows()).map((r) => [r?.start, r?.through])).toEqual(starts(now + HOUR_MS).map((start) => [start, liveFrom(now + HOUR_MS)]));
+    // A row not moved on for over three hours is dropped and read again, changed rows and all; so is a deleted key's.
+    const gone = `usage-kept-gone-${crypto.randomUUID()}`;
+    await env.DB.prepare("INSERT INTO usage_kept (key_id, start, through, requests, tokens) VALUES (?1, ?2, ?3, 7, 70)")
+      .bind(gone, starts(now + HOUR_MS)[0], liveFrom(now + HOUR_MS))
       .run();
-    expect(await publishedDays(now + HOUR_MS)).toEqual(inDay(now + HOUR_MS).map((n) => n + 1000));
+    expect(await publishedDays(now + 5 * HOUR_MS)).toEqual(inDay(now + 5 * HOUR_MS).map((n) => n + 1500));
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM usage_kept WHERE key_id = ?1").bind(gone).first("n")).toBe(0);
     await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
+    await env.DB.prepare("UPDATE settings SET time_zone_since = ?1").bind(zoneSince).run();
   });
 
   it("publishes the pool's usage less often when its publish takes long: as much as keeps it to its share of the time, and at least every 30 s", async () => {
