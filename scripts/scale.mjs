@@ -973,14 +973,17 @@ function headroomTable() {
       `${ms(today)} a publish (wall), one every ${every(today).toFixed(1)} s`,
       x(every(today) / today),
     ]);
-    // What the publish takes a row of the rollups it reads: timed over the volume's rows read from hours alone, in
-    // the publish that also writes every key's kept sum (so the rate holds those writes too).
-    const perRowS = Math.max(0, u.hoursS - base) / Math.max(1, u.hours.rows);
-    // What the kept sums themselves cost a publish (a row a key: it grows with the keys, not the traffic), and what
-    // moving them on adds (a row written a key): the measured publishes less their rollup rows at that rate.
+    // What the publish takes a row of the rollups it reads, and what writing a row a key takes: the publish that reads
+    // the past hours from hours alone and writes every key's sum, and the one that moves every sum on (a row a key
+    // written likewise, and its hour buckets read), less the publishes without them — two equations, the rows of
+    // each known, taking the two kinds of writes alike.
+    const [fillS, fillRows] = [Math.max(0, u.hoursS - base), u.hours.rows];
+    const [moveS, moveRows] = [Math.max(0, u.movedS - u.keptS), Math.max(0, u.moved.rows - u.kept.rows)];
+    const perRowS = Math.max(0, fillS - moveS) / Math.max(1, fillRows - moveRows);
+    const moveOnS = Math.max(0, moveS - perRowS * moveRows);
+    // What the kept sums themselves cost a publish (a row a key: it grows with the keys, not the traffic).
     const keptSumsS = Math.max(0, u.keptS - base - perRowS * u.kept.rows);
-    const moveOnS = Math.max(0, u.movedS - u.keptS - perRowS * (u.moved.rows - u.kept.rows));
-    const measured = `measured: the publish with ${u.keptRows.toLocaleString("en-US")} kept sums ${ms(u.keptS)}, moving them on ${ms(u.movedS)}, reading the past hours from hours alone ${ms(u.hoursS)} over ${u.hours.rows.toLocaleString("en-US")} rows; the kept sums ${ms(keptSumsS)} and moving them ${ms(moveOnS)} taken as they are, the rollup rows scaled`;
+    const measured = `measured: the publish with ${u.keptRows.toLocaleString("en-US")} kept sums ${ms(u.keptS)}, moving them on ${ms(u.movedS)}, reading the past hours from hours alone ${ms(u.hoursS)} over ${u.hours.rows.toLocaleString("en-US")} rows; so ${(perRowS * 1e6).toFixed(1)} µs a rollup row, scaled by rows, and ${ms(keptSumsS)} for the kept sums, ${ms(moveOnS)} for writing them, taken as they are`;
     /** @param {string} what @param {{ b: PlanRead["buckets"], rows: number }} read @param {number} fixedS */
     const publishRow = (what, read, fixedS) => {
       const seconds = base + fixedS + perRowS * read.rows;
@@ -1001,9 +1004,9 @@ function headroomTable() {
     // Once: the first publish after the upgrade (or after three hours without one) reads every key's past hours and
     // keeps their sums — at worst from hours and minutes alone, in the day or two after the pool's zone changed.
     const first = costliest([...u.shapes.otherHour, ...u.shapes.rolling, ...u.shapes.hoursOnly]);
-    const firstS = base + perRowS * first.rows;
+    const firstS = base + moveOnS + perRowS * first.rows;
     rows.push([
-      `the first publish that finds no kept sums (after the upgrade to migration 0024, or three hours without a publish), once: every key's past hours read and kept, at the minute of the day that reads the most — ${first.b.hour} hour, ${first.b.minute} minute and ${first.b.day} day buckets, ${(first.rows / 1e6).toFixed(1)} M key rows (at the rate above); the fold waits meanwhile`,
+      `the first publish that finds no kept sums (after the upgrade to migration 0024, or three hours without a publish), once: every key's past hours read and kept, at the minute of the day that reads the most — ${first.b.hour} hour, ${first.b.minute} minute and ${first.b.day} day buckets, ${(first.rows / 1e6).toFixed(1)} M key rows (at the rates above); the fold waits meanwhile`,
       "15 minutes of wall time a consumer invocation",
       `${ms(firstS)} once`,
       x(900 / firstS),

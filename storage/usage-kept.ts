@@ -70,9 +70,9 @@ export function fillKept(db: D1Database, keyIds: string, start: number, through:
          SELECT j.value AS key_id FROM json_each(?1) AS j
          WHERE NOT EXISTS (SELECT 1 FROM usage_kept AS k WHERE k.key_id = j.value AND k.start = ?2 AND k.through >= ?3))
        INSERT INTO usage_kept (key_id, start, through, requests, tokens)
-       SELECT l.key_id, ?2, ?3, COALESCE(SUM(t.requests), 0), COALESCE(SUM(t.tokens), 0)
-       FROM lacking AS l LEFT JOIN (${parts}) AS t ON t.key_id = l.key_id
-       WHERE true GROUP BY l.key_id
+       SELECT key_id, ?2, ?3, SUM(requests), SUM(tokens)
+       FROM (SELECT key_id, 0 AS requests, 0 AS tokens FROM lacking UNION ALL ${parts})
+       WHERE true GROUP BY key_id
        ON CONFLICT (key_id) DO UPDATE SET start = excluded.start, through = excluded.through, requests = excluded.requests, tokens = excluded.tokens`,
     )
     .bind(...params);

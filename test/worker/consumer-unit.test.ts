@@ -449,6 +449,13 @@ describe("stats consumer", () => {
     await change(changed + HOUR_MS, 500);
     expect(await publishedDays(now + HOUR_MS)).toEqual(inDay(now + HOUR_MS).map((n, k) => n + (k === 0 ? 1000 : 0)));
     expect((await keptRows()).map((r) => [r?.start, r?.through])).toEqual(starts(now + HOUR_MS).map((start) => [start, liveFrom(now + HOUR_MS)]));
+    // A publish whose clock is behind the last one's (its batch ran late) counts its own day exactly: a row kept to a
+    // later hour is read as it is, with the hours after it; a row of a later rolling day's start is read anew for its own.
+    expect(await publishedDays(now)).toEqual(inDay(now).map((n, k) => n + (k === 0 ? 1000 : 1500)));
+    expect((await keptRows()).map((r) => [r?.start, r?.through])).toEqual([
+      [starts(now)[0], liveFrom(now + HOUR_MS)],
+      [starts(now)[1], liveFrom(now)],
+    ]);
     // A row not moved on for over three hours is dropped and read again, changed rows and all; so is a deleted key's.
     const gone = `usage-kept-gone-${crypto.randomUUID()}`;
     await env.DB.prepare("INSERT INTO usage_kept (key_id, start, through, requests, tokens) VALUES (?1, ?2, ?3, 7, 70)")
