@@ -97,6 +97,13 @@ export const USAGE_KV_KEY = "usage:v2";
  */
 export const USAGE_SPACING = { minMs: 1_000, maxMs: 30_000, share: 0.4 };
 
+/**
+ * The longest JSON list of key ids one D1 statement of the consumer takes
+ * (storage/keys.ts: `keyIdLists`): half of the 2,000,000 bytes D1 takes in one
+ * string, room for the rest of the statement's parameters.
+ */
+export const KEY_ID_LIST_BYTES = 1_000_000;
+
 /** A provider window as counted: when read, its limit, what remained, when it resets. */
 export interface UsageReading {
   at: number;

@@ -317,6 +317,8 @@ let largest = null;
 let reuse = null;
 /** @type {{ minMs: number, maxMs: number, share: number } | null} how the consumer spaces its usage publishes (schema's USAGE_SPACING) */
 let usageSpacing = null;
+/** The longest list of key ids one statement of the consumer takes (bytes of JSON). */
+let idListBytes = 0;
 const mock = await startMock();
 try {
   const dataFile = path.join(work, "scale-data.mjs");
@@ -339,12 +341,14 @@ try {
    *   planRangeCount(start: number, end: number, now: number, days: { from: number, to: number }[]): { rows: string, from: number, to: number, sign: number }[],
    *   liveFrom(now: number): number,
    *   planBuckets(terms: { rows: string, from: number, to: number }[], now: number): { hour: number, minute: number, day: number },
-   *   dayCountStart(rule: { reset: "rolling" } | { reset: "local", hour: number, timeZone: string }, now: number): number
+   *   dayCountStart(rule: { reset: "rolling" } | { reset: "local", hour: number, timeZone: string }, now: number): number,
+   *   KEY_ID_LIST_BYTES: number
    * }}
    */
   const data = await import(dataFile);
   reuse = { factor: data.REUSE_FACTOR, longestMs: data.REUSE_LONGEST_MS };
   usageSpacing = data.USAGE_SPACING;
+  idListBytes = data.KEY_ID_LIST_BYTES;
   const bundles = await bundleKeypool(work);
 
   for (const n of SIZES) {
@@ -1010,6 +1014,16 @@ function headroomTable() {
       "15 minutes of wall time a consumer invocation",
       `${ms(firstS)} once`,
       x(900 / firstS),
+    ]);
+    // Its statements: a list of keys' fill a statement, each list as many UUIDs (39 bytes of JSON) as one statement
+    // takes — the rows read and the rows written shared among the lists.
+    const lists = Math.ceil((u.keptRows * 39) / idListBytes);
+    const statementS = (moveOnS + perRowS * first.rows) / lists;
+    rows.push([
+      `the longest statement of that publish: one list's fill, ${Math.ceil(u.keptRows / lists).toLocaleString("en-US")} keys (${lists} list${lists === 1 ? "" : "s"} of at most ${(idListBytes / 1e6).toFixed(0)} MB of ids for ${u.keptRows.toLocaleString("en-US")} keys)`,
+      "30 s a D1 query",
+      `${ms(statementS)}`,
+      x(30 / statementS),
     ]);
   }
   if (queueHeadroom > 0)

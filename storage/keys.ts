@@ -1,4 +1,4 @@
-import { groupsUnder, idJsonBytes, type HealthFacts, type Limits, type ProviderKindId } from "../schema";
+import { KEY_ID_LIST_BYTES, groupsUnder, idJsonBytes, type HealthFacts, type Limits, type ProviderKindId } from "../schema";
 import { HEALTH_FACT_COLUMNS, healthFactsFromRow } from "./key-health";
 import { CAPACITY_COLUMNS, capacityFromRow, type WindowReading } from "./key-capacity";
 import { recentMissesSql, recentSuccessSql, usageOnDaySql } from "./rollups";
@@ -372,16 +372,13 @@ export interface CapacityKeyRow {
   tokens: WindowReading | null;
 }
 
-/** Half of the 2,000,000 bytes D1 takes in one string: room for the rest of a statement's parameters. */
-const ID_LIST_BYTES = 1_000_000;
-
 /**
  * `ids` as JSON arrays of at most `maxBytes` each, for `json_each(?1)`
  * parameters: a pool's limited keys as one list can be longer than the string
  * D1 takes (a UUID is 39 bytes of JSON). Each id is in exactly one list; none
  * for no ids.
  */
-export function keyIdLists(ids: readonly string[], maxBytes = ID_LIST_BYTES): string[] {
+export function keyIdLists(ids: readonly string[], maxBytes = KEY_ID_LIST_BYTES): string[] {
   // Two bytes of the budget for the brackets.
   return groupsUnder(ids, idJsonBytes, Number.POSITIVE_INFINITY, maxBytes - 2).map((list) => JSON.stringify(list));
 }
