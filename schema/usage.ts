@@ -104,6 +104,14 @@ export const USAGE_SPACING = { minMs: 1_000, maxMs: 30_000, share: 0.4 };
  */
 export const KEY_ID_LIST_BYTES = 1_000_000;
 
+/**
+ * The longest JSON list of key ids the usage publish reads a day window for in
+ * one statement: the statement that fills the kept sums of a list's keys reads
+ * every key's past hours, the longest of the publish; shorter lists keep it well
+ * under D1's limit on one query's time (docs/scale.md).
+ */
+export const DAY_ID_LIST_BYTES = KEY_ID_LIST_BYTES / 4;
+
 /** A provider window as counted: when read, its limit, what remained, when it resets. */
 export interface UsageReading {
   at: number;

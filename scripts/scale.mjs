@@ -317,7 +317,7 @@ let largest = null;
 let reuse = null;
 /** @type {{ minMs: number, maxMs: number, share: number } | null} how the consumer spaces its usage publishes (schema's USAGE_SPACING) */
 let usageSpacing = null;
-/** The longest list of key ids one statement of the consumer takes (bytes of JSON). */
+/** The longest list of key ids the usage publish reads a day window for in one statement (bytes of JSON). */
 let idListBytes = 0;
 const mock = await startMock();
 try {
@@ -342,13 +342,13 @@ try {
    *   liveFrom(now: number): number,
    *   planBuckets(terms: { rows: string, from: number, to: number }[], now: number): { hour: number, minute: number, day: number },
    *   dayCountStart(rule: { reset: "rolling" } | { reset: "local", hour: number, timeZone: string }, now: number): number,
-   *   KEY_ID_LIST_BYTES: number
+   *   DAY_ID_LIST_BYTES: number
    * }}
    */
   const data = await import(dataFile);
   reuse = { factor: data.REUSE_FACTOR, longestMs: data.REUSE_LONGEST_MS };
   usageSpacing = data.USAGE_SPACING;
-  idListBytes = data.KEY_ID_LIST_BYTES;
+  idListBytes = data.DAY_ID_LIST_BYTES;
   const bundles = await bundleKeypool(work);
 
   for (const n of SIZES) {
@@ -1020,7 +1020,7 @@ function headroomTable() {
     const lists = Math.ceil((u.keptRows * 39) / idListBytes);
     const statementS = (moveOnS + perRowS * first.rows) / lists;
     rows.push([
-      `the longest statement of that publish: one list's fill, ${Math.ceil(u.keptRows / lists).toLocaleString("en-US")} keys (${lists} list${lists === 1 ? "" : "s"} of at most ${(idListBytes / 1e6).toFixed(0)} MB of ids for ${u.keptRows.toLocaleString("en-US")} keys)`,
+      `the longest statement of that publish: one list's fill, ${Math.ceil(u.keptRows / lists).toLocaleString("en-US")} keys (${lists} list${lists === 1 ? "" : "s"} of at most ${Math.round(idListBytes / 1000)} KB of ids for ${u.keptRows.toLocaleString("en-US")} keys)`,
       "30 s a D1 query",
       `${ms(statementS)}`,
       x(30 / statementS),

@@ -8,8 +8,8 @@ import { KEY_ROWS, keyWindowParts } from "./rollups";
  * hour. The usage publish reads a key's day as that sum and the hour buckets
  * from `through` on; it moves rows on as `through` falls behind, and fills those
  * that are missing from the rollups. The fold adds what it folds into
- * [start, through) (`addLateToKept`), so a row stays exact without being read
- * again.
+ * [start, through) (`ADD_LATE_TO_KEPT_SQL`), so a row stays exact without
+ * being read again.
  */
 
 /** A row is moved on when it fell behind by at most this long; one further behind is dropped, and filled anew. */

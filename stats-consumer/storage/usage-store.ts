@@ -1,4 +1,5 @@
 import {
+  DAY_ID_LIST_BYTES,
   MINUTE_MS,
   NEARLY_SPENT,
   PUBLISH_USAGE_MESSAGE,
@@ -75,12 +76,12 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
     else groups.set(start, [keyId]);
   }
   const thisMinute = minuteStart(now);
-  // The keys go to D1 as lists of ids (json_each), each under the string D1 takes.
+  // The keys go to D1 as lists of ids (json_each), each under the string D1 takes (a day window's, shorter).
   const lists = keyIdLists(
     keys.map((k) => k.keyId),
     idListBytes,
   );
-  const dayLists = [...groups].flatMap(([start, ids]) => keyIdLists(ids, idListBytes).map((list) => ({ start, list })));
+  const dayLists = [...groups].flatMap(([start, ids]) => keyIdLists(ids, idListBytes ?? DAY_ID_LIST_BYTES).map((list) => ({ start, list })));
   const stored = await selectSettings(db).first<{ value: string; time_zone_since: number }>();
   const { timeZone } = parseStoredSettings(stored?.value ?? null);
   const [month, today] = [monthStart(now, timeZone), dayStart(now, timeZone)];
