@@ -998,13 +998,16 @@ function headroomTable() {
         x(every(seconds) / seconds),
       ]);
     };
-    // The hours read anew: three in the first five minutes of an hour, two after; once an hour, two more move the sums on.
+    // The hours read anew: three in the first five minutes of an hour, two after. Once an hour the sums move on: a
+    // rolling day's start moves at the hour (an hour bucket taken away, with the three hours read anew) and the hours
+    // read anew five minutes later (an hour bucket added, with two read anew) — at most four hour buckets a publish,
+    // also for the first publish after a quiet five minutes, which does both (two moved, two read anew).
     publishRow(
       "keys whose day is not the pool's (another hour, or a rolling day): each key's kept sum of its past hours, and the hours read anew",
       { b: { hour: 3, minute: 0, day: 0 }, rows: 3 * atScale.hour },
       keptSumsS,
     );
-    publishRow("the publish each hour that moves the kept sums on an hour", { b: { hour: 5, minute: 0, day: 0 }, rows: 5 * atScale.hour }, keptSumsS + moveOnS);
+    publishRow("the publish each hour that moves the kept sums on an hour", { b: { hour: 4, minute: 0, day: 0 }, rows: 4 * atScale.hour }, keptSumsS + moveOnS);
     // Once: the first publish after the upgrade (or after three hours without one) reads every key's past hours and
     // keeps their sums — at worst from hours and minutes alone, in the day or two after the pool's zone changed.
     const first = costliest([...u.shapes.otherHour, ...u.shapes.rolling, ...u.shapes.hoursOnly]);
