@@ -32,7 +32,8 @@
  *   publish of it on its own (a batch of the control message alone): wall and CPU;
  *   and, over the dashboard's volume of rollups, one as the keys count their day
  *   and with every day a rolling day: the first (past hours read and kept in
- *   D1), with them kept, moving them on an hour, and read from hours alone (wall);
+ *   D1), with them kept, moving them on an hour, and read from hours alone (wall,
+ *   each the quickest of three);
  * - one scheduler run with 1,000 probes due, and the queues' messages a second
  *   from the gateway's event batcher at 10,000 requests a second (simulated),
  *   to one queue and spread over the event queues the gateway's config binds.
@@ -562,7 +563,20 @@ try {
         if (done.outcome !== "ok" || after <= before) throw new Error("the control message did not publish the pool's usage");
         return { seconds, cpuS };
       };
-      const usage = await publishTimed("usage");
+      /**
+       * The quickest of three publishes, each after `prepare` (this machine is shared: the best of three is the one
+       * least slowed by others). @param {string} tag @param {() => Promise<unknown>} [prepare]
+       */
+      const bestPublish = async (tag, prepare = async () => {}) => {
+        let best = { seconds: Infinity, cpuS: 0 };
+        for (let i = 0; i < 3; i++) {
+          await prepare();
+          const run = await publishTimed(`${tag}-${i}`);
+          if (run.seconds < best.seconds) best = run;
+        }
+        return best;
+      };
+      const usage = await bestPublish("usage");
       l.usagePublishS = usage.seconds;
       l.usageEveryS = spacedEveryS(usage.seconds, data.USAGE_SPACING);
       r.usagePublish = `${usage.seconds.toFixed(2)} s wall, ${Math.round(usage.cpuS * 1000)} ms CPU`;
@@ -648,7 +662,7 @@ try {
       const todayRows = Number(
         (await kp.db.prepare("SELECT COUNT(*) AS n FROM rollup_day WHERE bucket = ?1 AND client_key_id = '*'").bind(midnight).first())?.n ?? 0,
       );
-      const todayPublishS = (await publishTimed("usage-today")).seconds;
+      const todayPublishS = (await bestPublish("usage-today")).seconds;
       const { results: upstreamLimits } = await kp.db.prepare("SELECT id, limits FROM upstreams").all();
       await kp.db.prepare(`UPDATE upstreams SET limits = json_set(limits, '$.day', json('{"reset":"rolling"}'))`).run();
       // A rolling day counts from the start of the hour a day ago; the publish reads its past hours once and keeps their
@@ -662,30 +676,30 @@ try {
       const plannedAt = Date.now();
       const planned = await planRead(rollingRead(plannedAt, false, true), plannedAt);
       // The first publish of a rolling day reads every key's past hours and keeps their sums, a row a key (usage_kept).
-      const plannedS = (await publishTimed("usage-rolling")).seconds;
+      const dropKept = () => kp.db.prepare("DELETE FROM usage_kept").run();
+      const plannedS = (await bestPublish("usage-rolling", dropKept)).seconds;
       const keptRows = Number((await kp.db.prepare("SELECT COUNT(*) AS n FROM usage_kept").first())?.n ?? 0);
       const keptAt = Date.now();
       const kept = await planRead(rollingRead(keptAt, true, true), keptAt);
-      const keptS = (await publishTimed("usage-kept")).seconds;
+      const keptS = (await bestPublish("usage-kept")).seconds;
       // The publish each hour moves every row on: each row set back an hour, as the publish an hour before left it, is
       // moved on by the hour that left the hours read anew and less the hour the rolling day left.
-      await kp.db.prepare("UPDATE usage_kept SET start = start - 3600000, through = through - 3600000").run();
+      const setBack = () => kp.db.prepare("UPDATE usage_kept SET start = start - 3600000, through = through - 3600000").run();
       const movedAt = Date.now();
       const movedTerms = [
         { rows: "hour", from: data.liveFrom(movedAt) - 3_600_000, to: data.liveFrom(movedAt), sign: 1 },
         { rows: "hour", from: rollingStart(movedAt) - 3_600_000, to: rollingStart(movedAt), sign: -1 },
       ];
       const movedOn = await planRead([...movedTerms, ...rollingRead(movedAt, true, true)], movedAt);
-      const movedS = (await publishTimed("usage-moved")).seconds;
+      const movedS = (await bestPublish("usage-moved", setBack)).seconds;
       // The first publish again, reading the past hours from hours alone, as for a day or two after the pool's zone
       // changes: a long read, to time rows by (and it writes every key's row again).
       const zoneSince = await kp.db.prepare("SELECT time_zone_since AS t FROM settings WHERE id = 1").first();
       const setZoneSince = (/** @type {number} */ t) => kp.db.prepare("UPDATE settings SET time_zone_since = ?1 WHERE id = 1").bind(t).run();
       if (!zoneSince || Number((await setZoneSince(Date.now())).meta.changes) !== 1) throw new Error("the pool's settings row is missing");
-      await kp.db.prepare("DELETE FROM usage_kept").run();
       const hoursAt = Date.now();
       const hours = await planRead(rollingRead(hoursAt, false, false), hoursAt);
-      const hoursS = (await publishTimed("usage-hours")).seconds;
+      const hoursS = (await bestPublish("usage-hours", dropKept)).seconds;
       await setZoneSince(Number(zoneSince.t));
       await kp.db.batch(upstreamLimits.map((u) => kp.db.prepare("UPDATE upstreams SET limits = ?2 WHERE id = ?1").bind(u.id, u.limits)));
       // What a publish that reads the past hours reads for each kind of day window at every minute of a day, in a pool kept
