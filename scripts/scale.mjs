@@ -1014,8 +1014,9 @@ function headroomTable() {
     };
     // The hours read anew: three in the first five minutes of an hour, two after. Once an hour the sums move on: a
     // rolling day's start moves at the hour (an hour bucket taken away, with the three hours read anew) and the hours
-    // read anew five minutes later (an hour bucket added, with two read anew) — at most four hour buckets a publish,
-    // also for the first publish after a quiet five minutes, which does both (two moved, two read anew).
+    // read anew five minutes later (an hour bucket added, with two read anew) — at most four hour buckets a publish
+    // while traffic flows (a publish every 30 s at least). After an hour or more with no traffic, the first publish
+    // moves both ends as far as three hours, the hours it adds and those read anew holding little.
     publishRow(
       "keys whose day is not the pool's (another hour, or a rolling day): each key's kept sum of its past hours, and the hours read anew",
       { b: { hour: 3, minute: 0, day: 0 }, rows: 3 * atScale.hour },
