@@ -68,6 +68,16 @@ function localMidnight(ts: number, timeZone: string): number {
 const recentDays = new Map<string, { start: number; end: number }[]>();
 const DAYS_KEPT = 4;
 
+/**
+ * A day bucket (`rollup_day`, `rollup_client_day`) is folded wholly in the
+ * pool's time zone when the zone was set at least this long before the day
+ * began: every batch that folded its attempts read the settings after they
+ * were written (the gateway's and the consumer's clocks are far closer than
+ * this). A day that began earlier holds only what was folded after the change;
+ * its sums come from hour and minute buckets.
+ */
+export const ZONE_SETTLED_MS = 5 * MINUTE_MS;
+
 /** The instant of the most recent local midnight in `timeZone` at or before `ts`. */
 export function dayStart(ts: number, timeZone: string): number {
   const days = recentDays.get(timeZone);

@@ -1,4 +1,4 @@
-import { DAY_MS, HOUR_MS, MINUTE_MS, rollupRowsFor, type Settings, type StatsBucket } from "../schema";
+import { DAY_MS, HOUR_MS, MINUTE_MS, ZONE_SETTLED_MS, rollupRowsFor, type Settings, type StatsBucket } from "../schema";
 import type { BucketTotals, CountTerm, MetricSums, SpendSums, StatsFilters } from "./rollup-sums";
 
 /**
@@ -403,24 +403,40 @@ export function selectClientMinutes(db: D1Database, clients: string, from: numbe
 }
 
 /**
- * Per client that `clients` (a sub-query of ids) selects: its day from `today` (requests, tokens, spend)
- * and its month from `month` (tokens, spend), and the latest attempt those hold (`last_at`), from rollup_client_day.
+ * Per client that `clients` (a sub-query of ids; its own parameters from ?4 on)
+ * selects: its day from `today` (requests, tokens, spend) and its month from
+ * `month` (tokens, spend), and the latest attempt those hold (`last_at`). The
+ * month, and the day when today's bucket was folded wholly in the pool's time
+ * zone, come from rollup_client_day. On the day the zone changed that bucket
+ * holds only what was folded after the change (the rest of the day went to
+ * the old zone's buckets), so the day is summed from the client's hour
+ * buckets, and minute buckets up to the first hour (a zone off the hour) —
+ * for that day only, as `poolDays` does for keys.
  */
 export function selectClientDays(db: D1Database, clients: string, month: number, today: number, ...params: unknown[]): D1PreparedStatement {
+  const settled = `(?2 >= COALESCE((SELECT time_zone_since FROM settings WHERE id = 1), 0) + ${ZONE_SETTLED_MS})`;
+  const fromHours = (table: "rollup_hour" | "rollup_minute", range: string) =>
+    `SELECT client_key_id, requests, total_tokens, cost_micros, 0, 0, last_at FROM ${table}
+         WHERE NOT ${settled} AND ${CLIENT_ROWS} AND ${range} AND client_key_id IN (${clients})`;
   return db
     .prepare(
-      `SELECT client_key_id,
-         SUM(CASE WHEN bucket >= ?2 THEN requests ELSE 0 END) AS day_requests, SUM(CASE WHEN bucket >= ?2 THEN total_tokens ELSE 0 END) AS day_tokens,
-         SUM(CASE WHEN bucket >= ?2 THEN cost_micros ELSE 0 END) AS day_cost, SUM(total_tokens) AS month_tokens, SUM(cost_micros) AS month_cost,
-         MAX(last_at) AS last_at
-       FROM rollup_client_day WHERE client_key_id IN (${clients}) AND bucket >= ?1 GROUP BY client_key_id`,
+      `SELECT client_key_id, SUM(dr) AS day_requests, SUM(dt) AS day_tokens, SUM(dc) AS day_cost,
+         SUM(mt) AS month_tokens, SUM(mc) AS month_cost, MAX(last_at) AS last_at
+       FROM (
+         SELECT client_key_id, CASE WHEN bucket >= ?2 AND ${settled} THEN requests ELSE 0 END AS dr,
+           CASE WHEN bucket >= ?2 AND ${settled} THEN total_tokens ELSE 0 END AS dt,
+           CASE WHEN bucket >= ?2 AND ${settled} THEN cost_micros ELSE 0 END AS dc, total_tokens AS mt, cost_micros AS mc, last_at
+         FROM rollup_client_day WHERE client_key_id IN (${clients}) AND bucket >= ?1
+         UNION ALL ${fromHours("rollup_hour", "bucket >= ?3")}
+         UNION ALL ${fromHours("rollup_minute", "bucket >= ?2 AND bucket < ?3")}
+       ) GROUP BY client_key_id`,
     )
-    .bind(month, today, ...params);
+    .bind(month, today, Math.ceil(today / HOUR_MS) * HOUR_MS, ...params);
 }
 
 /** One client's day and month as `selectClientDays` reads them (null: nothing this month). */
 export function readClientDays(db: D1Database, clientId: string, month: number, today: number): Promise<Record<string, number> | null> {
-  return selectClientDays(db, "SELECT ?3", month, today, clientId).first<Record<string, number>>();
+  return selectClientDays(db, "SELECT ?4", month, today, clientId).first<Record<string, number>>();
 }
 
 /** Requests and tokens by key, for the keys in `keyIds` (a JSON array parameter). */

@@ -1,4 +1,4 @@
-import { HOUR_MS, MINUTE_MS, dayStart, hourStart } from "../../schema";
+import { HOUR_MS, MINUTE_MS, ZONE_SETTLED_MS, dayStart, hourStart } from "../../schema";
 import type { CountTerm } from "../../storage/rollup-sums";
 
 /**
@@ -81,14 +81,6 @@ export function planWindowCount(start: number, now: number, days: readonly DayBu
   }
   return best!;
 }
-
-/**
- * A day bucket is folded wholly in the pool's time zone when the zone was set
- * at least this long before the day began: every batch that folded its
- * attempts read the settings after they were written (the gateway's and the
- * consumer's clocks are far closer than this).
- */
-export const ZONE_SETTLED_MS = 5 * MINUTE_MS;
 
 /**
  * Yesterday's and today's day buckets in the pool's `timeZone` that a sum may

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { DAY_MS, HOUR_MS, MINUTE_MS, dayStart, dayWindowStart, type DayRule } from "../../schema";
-import { LIVE_SLACK_MS, ZONE_SETTLED_MS, lateBefore, liveFrom, planRangeCount, planWindowCount, poolDays } from "../../stats-consumer/logic/window-count";
+import { DAY_MS, HOUR_MS, MINUTE_MS, ZONE_SETTLED_MS, dayStart, dayWindowStart, type DayRule } from "../../schema";
+import { LIVE_SLACK_MS, lateBefore, liveFrom, planRangeCount, planWindowCount, poolDays } from "../../stats-consumer/logic/window-count";
 import type { CountTerm } from "../../storage/rollup-sums";
 
 /** Attempts at random instants over the 50 hours before `now`, folded into minute, hour and day buckets as the consumer folds them. */

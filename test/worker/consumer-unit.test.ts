@@ -9,12 +9,15 @@ import {
   SNAPSHOT_KV_KEY,
   USAGE_KV_KEY,
   dayWindowStart,
+  dayStart,
   defaultSettings,
+  monthStart,
   packEvents,
   type AdminEvent,
   type AttemptEvent,
   type DayRule,
 } from "../../schema";
+import { readClientDays } from "../../storage/rollups";
 import { writeSettings } from "../../storage/settings";
 import { parsePoolUsage } from "../../gateway/logic/usage-view";
 import { publishUsage } from "../../stats-consumer/storage/usage-store";
@@ -465,6 +468,72 @@ describe("stats consumer", () => {
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM usage_kept WHERE key_id = ?1").bind(gone).first("n")).toBe(0);
     await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
     await env.DB.prepare("UPDATE settings SET time_zone_since = ?1").bind(zoneSince).run();
+  });
+
+  it("counts a client key's day from its hours on the day the pool's time zone changed, and from its day bucket once a day began in the new zone", async () => {
+    const saved = await env.DB.prepare("SELECT value, updated_at, time_zone_since FROM settings WHERE id = 1").first<{
+      value: string;
+      updated_at: number;
+      time_zone_since: number;
+    }>();
+    const setZoneSince = (since: number) =>
+      env.DB.prepare(`INSERT INTO settings (id, value, updated_at, time_zone_since) VALUES (1, ?1, ?2, ?2) ON CONFLICT (id) DO UPDATE SET time_zone_since = ?2`)
+        .bind(JSON.stringify(defaultSettings), since)
+        .run();
+    // The pool counted its days in UTC until 18:00 UTC on 20 November, then in `zone`. A client sent an attempt every
+    // 7 minutes and 13 seconds for two days up to `now`, each folded in the zone in force when it was.
+    const changedAt = Date.UTC(2026, 10, 20, 18, 0, 0);
+    const cases = [
+      // Pacific: at 22:00 UTC its day began at 08:00 UTC, ten hours of it in a UTC day bucket.
+      { zone: "America/Los_Angeles", now: Date.UTC(2026, 10, 20, 22, 0, 0) },
+      // India (UTC+5:30): at 18:20 UTC its day began at 18:30 UTC the day before, off the hour.
+      { zone: "Asia/Kolkata", now: Date.UTC(2026, 10, 20, 18, 20, 0) },
+    ];
+    await setZoneSince(changedAt);
+    const foldUpTo = async (client: string, zone: string, now: number) => {
+      const sent = Array.from({ length: 400 }, (_, i) => ({ ts: now - 1_000 - i * 433_000, tokens: 10 + (i % 7) }));
+      const events = sent.map(({ ts, tokens }) => attempt(client, { ts, totalTokens: tokens }));
+      for (const inZone of [false, true]) {
+        const part = events.filter((e) => e.ts >= changedAt === inZone);
+        for (let i = 0; i < part.length; i += 250)
+          await ingestBatch(env.DB, toBatchRows(part.slice(i, i + 250), inZone ? zone : "UTC", new PriceBook([])), [], []);
+      }
+      return sent;
+    };
+    const expectCounted = async (client: string, zone: string, now: number, sent: { ts: number; tokens: number }[]) => {
+      const [month, today] = [monthStart(now, zone), dayStart(now, zone)];
+      const day = sent.filter((a) => a.ts >= today);
+      const inMonth = sent.filter((a) => a.ts >= month);
+      expect(await readClientDays(env.DB, client, month, today), `${zone} at ${new Date(now).toISOString()}`).toMatchObject({
+        day_requests: day.length,
+        day_tokens: day.reduce((n, a) => n + a.tokens, 0),
+        month_tokens: inMonth.reduce((n, a) => n + a.tokens, 0),
+        last_at: Math.max(...sent.map((a) => a.ts)),
+      });
+      return day.length;
+    };
+    const dayBucket = (client: string, today: number) =>
+      env.DB.prepare("SELECT COALESCE(SUM(requests), 0) AS n FROM rollup_client_day WHERE client_key_id = ?1 AND bucket >= ?2")
+        .bind(client, today)
+        .first<number>("n");
+    for (const { zone, now } of cases) {
+      const client = `zone-client-${crypto.randomUUID()}`;
+      const sent = await foldUpTo(client, zone, now);
+      const inDay = await expectCounted(client, zone, now, sent);
+      // Today's day bucket holds only what was folded after the change: the day was summed from hours.
+      expect(await dayBucket(client, dayStart(now, zone))).toBeLessThan(inDay);
+    }
+    // Two days on, a day that began in the new zone is its day bucket (hours changed behind the fold's back are not read).
+    const later = Date.UTC(2026, 10, 22, 20, 0, 0);
+    const client = `zone-client-${crypto.randomUUID()}`;
+    const sent = await foldUpTo(client, "America/Los_Angeles", later);
+    await env.DB.prepare(`UPDATE rollup_hour SET requests = requests + 1000 WHERE key_id = '*' AND client_key_id = ?1 AND bucket >= ?2`)
+      .bind(client, dayStart(later, "America/Los_Angeles"))
+      .run();
+    expect(await expectCounted(client, "America/Los_Angeles", later, sent)).toBe(await dayBucket(client, dayStart(later, "America/Los_Angeles")));
+    await env.DB.prepare("UPDATE settings SET value = ?1, updated_at = ?2, time_zone_since = ?3 WHERE id = 1")
+      .bind(saved?.value ?? JSON.stringify(defaultSettings), saved?.updated_at ?? 0, saved?.time_zone_since ?? 0)
+      .run();
   });
 
   it("publishes the pool's usage less often when its publish takes long: as much as keeps it to its share of the time, and at least every 30 s", async () => {
