@@ -304,7 +304,7 @@ const results = [];
 /**
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
- *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number,
+ *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number,
  *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
  * @typedef {{ rows: number, buckets: { hour: number, minute: number, day: number } }} PlanRead
@@ -507,6 +507,20 @@ try {
       });
       const bodies = [];
       for (let i = 0; i < events.length; i += 50) bodies.push({ events: events.slice(i, i + 50) });
+      // What D1 itself spends on the fold (its statements' meta.duration), as the consumer counts it for /metrics: a
+      // consumer isolate stores its counts with its next fold, so one event is folded before the traffic and one after.
+      /** @param {string} tag */
+      const foldOne = async (tag) => {
+        const first = /** @type {{ keyId: string, upstreamId: string, model: string, clientKeyId: string }} */ (events[0]);
+        const who = { keyId: first.keyId, upstreamId: first.upstreamId, model: first.model, clientKeyId: first.clientKeyId };
+        const [one] = attemptEvents(1, `scale-${n}-${tag}`, { keys: n, spreadMs: 1, target: () => who });
+        const result = await kp.consumer.queue("keypool-events", [{ id: `scale-${n}-${tag}`, timestamp: new Date(), attempts: 1, body: { events: [one] } }]);
+        if (result.outcome !== "ok" || result.retryBatch.retry) throw new Error(`a batch was not stored: ${JSON.stringify(result).slice(0, 200)}`);
+        const counted = await kp.db.prepare("SELECT name, value FROM meta WHERE name IN ('d1_fold_us', 'd1_fold_events')").all();
+        const m = new Map(counted.results.map((row) => [String(row.name), Number(row.value)]));
+        return { us: m.get("d1_fold_us") ?? 0, events: m.get("d1_fold_events") ?? 0 };
+      };
+      const d1Before = await foldOne("d1-before");
       const sizeBefore = await databaseBytes(kp.db);
       const rowsBefore = await tableRows(kp.db);
       const cpu2 = cpuSeconds(kp.pid);
@@ -543,7 +557,12 @@ try {
         const picks = data.selectionRateOver(loaded.snapshot, /** @type {string} */ (rows.firstModels[0]), SMOKE ? 50 : 1_000, usage.view);
         r.usage = `${(l.usageBytes / 2 ** 20).toFixed(2)} MiB; ${Math.round(l.usageCpuS * 1000)} ms CPU to take it (Node); ${Math.round(picks).toLocaleString("en-US")} picks/s with it`;
       }
-      r.fold = `${Math.round(foldRate).toLocaleString("en-US")} events/s, ${((cpuSeconds(kp.pid) - cpu2) / (total / 1000)).toFixed(2)} s CPU per 1,000`;
+      const foldCpu = (cpuSeconds(kp.pid) - cpu2) / (total / 1000);
+      const d1After = await foldOne("d1-after");
+      l.foldD1S = (d1After.us - d1Before.us) / 1e6 / Math.max(1, d1After.events - d1Before.events);
+      r.fold =
+        `${Math.round(foldRate).toLocaleString("en-US")} events/s, ${foldCpu.toFixed(2)} s CPU per 1,000; ` +
+        `D1's own time ${(l.foldD1S * 1e6).toFixed(0)} µs an event (${Math.round(1 / l.foldD1S).toLocaleString("en-US")} events a second of it)`;
 
       // One publish of the pool's usage on its own (a batch of the control message alone), over the counts just folded:
       // the work some consumer does every second while traffic flows.
@@ -884,6 +903,13 @@ function headroomTable() {
       `${Math.round(l.foldRate).toLocaleString("en-US")} events/s it folds (measured)`,
       "10,500 events/s",
       x(l.foldRate / 10_500),
+    ]);
+  if (l.foldD1S !== undefined)
+    rows.push([
+      "one D1 database executing the fold's statements, their own time alone (meta.duration; the consumer's Worker runs apart, several at once)",
+      "1 s of the database a second (it runs one statement at a time)",
+      `${(l.foldD1S * 1e6).toFixed(0)} µs an event (measured): ${(10_500 * l.foldD1S).toFixed(2)} s a second`,
+      x(1 / (10_500 * l.foldD1S)),
     ]);
   if (l.usageBytes !== undefined && l.usageCpuS !== undefined) {
     rows.push(["the pool's usage as one KV value", "25 MiB a value", mib(l.usageBytes), x((25 * 2 ** 20) / l.usageBytes)]);

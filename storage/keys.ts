@@ -399,12 +399,18 @@ export function selectLastUsed(db: D1Database, keyIds: string): D1PreparedStatem
  * the keys the pool's usage covers. The readings come only for the keys they
  * say are nearly spent (the usage carries no others): a pool's usage publish
  * reads every limited key each second, and a row's cost grows with its cells.
+ * `onResults` gets the statements' results (their meta: what D1 spent).
  */
-export async function readCapacityKeys(db: D1Database, now: number, share: number): Promise<CapacityKeyRow[]> {
+export async function readCapacityKeys(
+  db: D1Database,
+  now: number,
+  share: number,
+  onResults: (results: D1Result[]) => void = () => {},
+): Promise<CapacityKeyRow[]> {
   const spent = (p: "req" | "tok") =>
     `(c.${p}_remaining IS NOT NULL AND (c.${p}_reset_at IS NULL OR c.${p}_reset_at > ?1)
       AND (CASE WHEN c.${p}_limit > 0 THEN c.${p}_remaining < c.${p}_limit * ?2 ELSE c.${p}_remaining = 0 END))`;
-  const [upstreams, limited, nearlySpent] = await db.batch<Record<string, unknown>>([
+  const results = await db.batch<Record<string, unknown>>([
     db.prepare("SELECT id, limits FROM upstreams"),
     db.prepare(
       `SELECT k.id, k.upstream_id, k.limits FROM keys k JOIN upstreams u ON u.id = k.upstream_id
@@ -417,6 +423,8 @@ export async function readCapacityKeys(db: D1Database, now: number, share: numbe
       )
       .bind(now, share),
   ]);
+  onResults(results);
+  const [upstreams, limited, nearlySpent] = results;
   const upstreamLimits = new Map((upstreams?.results ?? []).map((u) => [String(u.id), limitsFromColumn(u.limits as string)]));
   const keys = new Map<string, CapacityKeyRow>();
   const add = (r: Record<string, unknown>, readings: Pick<CapacityKeyRow, "requests" | "tokens">) =>

@@ -89,6 +89,19 @@ export function newestFoldedSql(): string {
   return `UPDATE meta SET value = MAX(value, ?1) WHERE name = 'newest_folded_ts'`;
 }
 
+/** The consumer's work whose D1 time and rows written are counted (stats-consumer/storage/d1-work.ts). */
+export const D1_WORKS = ["fold", "usage_publish"] as const;
+export type D1Work = (typeof D1_WORKS)[number];
+/** The meta rows of that count: `d1_<work>_us`, `d1_<work>_rows_written`, and `d1_fold_events`. */
+export const D1_WORK_PREFIX = "d1_";
+
+/** What D1 spent on each work of the consumer since the count began, and the events its folds committed. */
+export interface D1WorkTotals {
+  seconds: Record<D1Work, number>;
+  rowsWritten: Record<D1Work, number>;
+  foldedEvents: number;
+}
+
 /** A row of `metric_total` as `/metrics` reads it. */
 export interface MetricTotal {
   upstreamId: string;
@@ -107,13 +120,17 @@ export interface MetricTotal {
   ttfbBuckets: number[];
 }
 
-/** Every counter row, and the consumer's newest folded event and dead letters archived. */
-export async function readMetricTotals(db: D1Database): Promise<{ totals: MetricTotal[]; newestFoldedTs: number; deadLetters: number }> {
+/** Every counter row, the consumer's newest folded event and dead letters archived, and what D1 spent on its work. */
+export async function readMetricTotals(db: D1Database): Promise<{ totals: MetricTotal[]; newestFoldedTs: number; deadLetters: number; d1: D1WorkTotals }> {
   const [totals, meta] = await db.batch<Record<string, unknown>>([
     db.prepare("SELECT * FROM metric_total ORDER BY upstream_id, model"),
-    db.prepare("SELECT name, value FROM meta WHERE name IN ('newest_folded_ts', 'dead_letters_total')"),
+    db.prepare(
+      `SELECT name, value FROM meta WHERE name IN ('newest_folded_ts', 'dead_letters_total') OR substr(name, 1, ${D1_WORK_PREFIX.length}) = '${D1_WORK_PREFIX}'`,
+    ),
   ]);
   const m = new Map(meta!.results.map((r) => [String(r.name), Number(r.value)]));
+  const byWork = (suffix: string, scale: number) =>
+    Object.fromEntries(D1_WORKS.map((w) => [w, (m.get(`${D1_WORK_PREFIX}${w}_${suffix}`) ?? 0) * scale])) as Record<D1Work, number>;
   const buckets = (v: unknown) => {
     const parsed = JSON.parse(String(v ?? "[]")) as number[];
     return parsed.length === LATENCY_BOUNDS_S.length + 1 ? parsed : emptyBuckets();
@@ -146,6 +163,7 @@ export async function readMetricTotals(db: D1Database): Promise<{ totals: Metric
     })),
     newestFoldedTs: m.get("newest_folded_ts") ?? 0,
     deadLetters: m.get("dead_letters_total") ?? 0,
+    d1: { seconds: byWork("us", 1e-6), rowsWritten: byWork("rows_written", 1), foldedEvents: m.get(`${D1_WORK_PREFIX}fold_events`) ?? 0 },
   };
 }
 

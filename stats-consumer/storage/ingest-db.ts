@@ -8,6 +8,7 @@ import { foldClientDaySql, foldPoolHourSql, foldRollupSql, foldUpstreamSql, type
 import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
 import { lateBefore } from "../logic/window-count";
 import { ADD_LATE_TO_KEPT_SQL } from "../../storage/usage-kept";
+import { countD1Work, countFoldedEvents, pendingD1Work, storedD1Work } from "./d1-work";
 
 /** The stage's column for each rollup measure (ingest_stage, migration 0010: short names keep the JSON parameter small). */
 const STAGE_MEASURES = {
@@ -169,24 +170,37 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
   };
   const seen = JSON.stringify(rows.seen);
   const clear = rows.attempts.length > 0 ? [db.prepare(CLEAR_STAGE)] : [];
-  // Consumer lag is a live figure, not a projection: a rebuild leaves it alone.
-  const liveFigures = projection === "" ? [db.prepare(newestFoldedSql()).bind(rows.seen.reduce((m, e) => Math.max(m, e.ts), 0))] : [];
+  // Consumer lag and what D1 spent on earlier work are live figures, not projections: a rebuild leaves them alone
+  // (and its own time is not counted).
+  const work = projection === "" ? pendingD1Work(db) : null;
+  const liveFigures =
+    projection === "" ? [db.prepare(newestFoldedSql()).bind(rows.seen.reduce((m, e) => Math.max(m, e.ts), 0)), ...(work ? [work.statement] : [])] : [];
+  const committed = (results: D1Result[]) => {
+    if (projection !== "") return;
+    if (work) storedD1Work(work.taken);
+    countD1Work("fold", results);
+    countFoldedEvents(rows.seen.length);
+  };
   try {
-    await db.batch([
-      db.prepare(sql.allNew.seen).bind(seen),
-      ...fold(sql.allNew.stage, rows.groups, sql.allNew.audit, sql.allNew.metrics, metricRowsParam(rows.metrics)),
-      ...clear,
-      ...liveFigures,
-    ]);
+    committed(
+      await db.batch([
+        db.prepare(sql.allNew.seen).bind(seen),
+        ...fold(sql.allNew.stage, rows.groups, sql.allNew.audit, sql.allNew.metrics, metricRowsParam(rows.metrics)),
+        ...clear,
+        ...liveFigures,
+      ]),
+    );
     return;
   } catch {
     // An id seen before (a redelivery), or D1 failing: fold event by event, which settles both.
   }
   const metricIds = rows.attempts.map((a) => a.id);
-  await db.batch([
-    ...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit, sql.someSeen.metrics, metricRowsParam(rows.metricAttempts, metricIds)),
-    db.prepare(sql.someSeen.seen).bind(seen),
-    ...clear,
-    ...liveFigures,
-  ]);
+  committed(
+    await db.batch([
+      ...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit, sql.someSeen.metrics, metricRowsParam(rows.metricAttempts, metricIds)),
+      db.prepare(sql.someSeen.seen).bind(seen),
+      ...clear,
+      ...liveFigures,
+    ]),
+  );
 }

@@ -24,6 +24,7 @@ import {
   takeUsageVersion,
 } from "../../storage/snapshot-meta";
 import { fillKept, moveKept, pruneKept, selectKeptDay } from "../../storage/usage-kept";
+import { countD1Work } from "./d1-work";
 import { buildPoolUsage, dayStarts, type ClientCounts, type UsageCounts } from "../logic/build-usage";
 import { liveFrom, planCost, planRangeCount, planWindowCount, poolDays, type DayBucket } from "../logic/window-count";
 
@@ -67,7 +68,7 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
     if (await claimUsageRefresh(db, now, USAGE_SPACING.minMs)) await queue.send(PUBLISH_USAGE_MESSAGE, { contentType: "json", delaySeconds: 1 });
     return null;
   }
-  const keys = await readCapacityKeys(db, now, NEARLY_SPENT);
+  const keys = await readCapacityKeys(db, now, NEARLY_SPENT, (results) => countD1Work("usage_publish", results));
   const starts = dayStarts(keys, now);
   const groups = new Map<number, string[]>();
   for (const [keyId, start] of starts) {
@@ -91,7 +92,7 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
   const plans = new Map([...groups.keys()].map((start) => [start, planWindowCount(start, now, days)]));
   // One transaction: the latest attempt folded, and the counts that hold exactly the attempts up to it.
   const reads = dayReads(db, dayLists, plans, now, days);
-  const [version, clientMinutes, clientDays, ...perList] = await db.batch<Record<string, unknown>>([
+  const read = await db.batch<Record<string, unknown>>([
     takeUsageVersion(db),
     selectClientMinutes(db, QUOTA_CLIENT_IDS_SQL, thisMinute - MINUTE_MS),
     selectClientDays(db, QUOTA_CLIENT_IDS_SQL, month, today),
@@ -100,6 +101,8 @@ export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue
     pruneKept(db, liveFrom(now)),
     ...reads.flat(),
   ]);
+  countD1Work("usage_publish", read);
+  const [version, clientMinutes, clientDays, ...perList] = read;
   const rowsOf = <T>(results: (D1Result<Record<string, unknown>> | undefined)[]) => results.flatMap((r) => (r?.results ?? []) as unknown as T[]);
   const lastUsed = rowsOf<{ key_id: string; last_used_at: number }>(perList.slice(0, lists.length));
   const minutes = rowsOf<KeyCounts & { bucket: number }>(perList.slice(lists.length, 2 * lists.length));

@@ -328,6 +328,9 @@ describe("alerts", () => {
     expect(text).toMatch(/^keypool_attempt_duration_seconds_bucket\{upstream="[^"]+",model="[^"]+",le="\+Inf"\} \d+$/m);
     expect(text).toMatch(/^keypool_consumer_lag_seconds [\d.]+$/m);
     expect(text).toMatch(/^keypool_dead_letters_total \d+$/m);
+    expect(text).toMatch(/^keypool_d1_seconds_total\{work="fold"\} [\d.e-]+$/m);
+    expect(text).toMatch(/^keypool_d1_rows_written_total\{work="usage_publish"\} \d+$/m);
+    expect(text).toMatch(/^keypool_consumer_folded_events_total \d+$/m);
     // Every line is a comment or a sample of the text format, and every sample's family is declared.
     const declared = new Set([...text.matchAll(/^# TYPE (\w+) (counter|gauge|histogram)$/gm)].map((m) => m[1]));
     for (const line of text.trimEnd().split("\n")) {

@@ -536,6 +536,30 @@ describe("stats consumer", () => {
       .run();
   });
 
+  it("counts what D1 spent on its folds and the events they committed, stored by the next fold's transaction", async () => {
+    const meta = async () =>
+      new Map(
+        (await env.DB.prepare("SELECT name, value FROM meta WHERE substr(name, 1, 3) = 'd1_'").all<{ name: string; value: number }>()).results.map((r) => [
+          r.name,
+          r.value,
+        ]),
+      );
+    const batch = (n: number) => Array.from({ length: n }, () => attempt(`d1-work-${crypto.randomUUID()}`));
+    // A first batch stores what earlier work left pending; its own counts wait for the next fold.
+    await deliver(batch(3));
+    const before = await meta();
+    await deliver(batch(40));
+    const between = await meta();
+    await deliver(batch(5));
+    const after = await meta();
+    const delta = (a: Map<string, number>, b: Map<string, number>, name: string) => (b.get(name) ?? 0) - (a.get(name) ?? 0);
+    expect(delta(before, between, "d1_fold_events")).toBe(3);
+    expect(delta(between, after, "d1_fold_events")).toBe(40);
+    // Forty attempts write at least their ids in the dedupe window, their attempts and their requests in the log.
+    expect(delta(between, after, "d1_fold_rows_written")).toBeGreaterThanOrEqual(3 * 40);
+    expect(delta(between, after, "d1_fold_us")).toBeGreaterThan(0);
+  });
+
   it("publishes the pool's usage less often when its publish takes long: as much as keeps it to its share of the time, and at least every 30 s", async () => {
     const key = `usage-spaced-${crypto.randomUUID()}`;
     await addKeys([key, { rpd: 1_000 }]);

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { HOUR_MS, LATENCY_BOUNDS_S, MINUTE_MS, deriveKeyState, hourStart, labelValue, minuteStart, type KeyState } from "../../../schema";
 import { constantTimeEqual, randomToken, sha256Hex } from "../../../schema/crypto";
 import { alertDeliveryCounts } from "../../../storage/alerts";
-import { clearScrapeToken, readMetricTotals, readScrapeToken, setScrapeToken, type MetricTotal } from "../../../storage/metrics";
+import { D1_WORKS, clearScrapeToken, readMetricTotals, readScrapeToken, setScrapeToken, type MetricTotal } from "../../../storage/metrics";
 import type { MetricSums } from "../../../storage/rollup-sums";
 import { breakdownRows, bucketTotals } from "../../../storage/rollups";
 import type { GatewayHono } from "../../context";
@@ -152,6 +152,17 @@ async function metricsText(c: Context<GatewayHono>): Promise<string> {
   lines.push(`keypool_consumer_lag_seconds ${counters.newestFoldedTs === 0 ? 0 : Math.max(0, (now - counters.newestFoldedTs) / 1000)}`);
   family(lines, "keypool_dead_letters_total", "counter", "Messages the consumer could not read, archived under dead/ (see docs/operations.md to requeue).");
   lines.push(`keypool_dead_letters_total ${counters.deadLetters}`);
+  family(
+    lines,
+    "keypool_d1_seconds_total",
+    "counter",
+    "Time D1 spent executing the consumer's statements (their meta.duration, without the network), by work: folding batches, publishing the pool's usage. The database runs one statement at a time: the rate is the share of its time these take (see docs/scale.md).",
+  );
+  for (const work of D1_WORKS) lines.push(`keypool_d1_seconds_total${labels({ work })} ${counters.d1.seconds[work]}`);
+  family(lines, "keypool_d1_rows_written_total", "counter", "Rows D1 wrote for the consumer's statements (their meta.rows_written), by work.");
+  for (const work of D1_WORKS) lines.push(`keypool_d1_rows_written_total${labels({ work })} ${counters.d1.rowsWritten[work]}`);
+  family(lines, "keypool_consumer_folded_events_total", "counter", "Events in the consumer's committed fold transactions (a redelivered one counts again).");
+  lines.push(`keypool_consumer_folded_events_total ${counters.d1.foldedEvents}`);
   family(lines, "keypool_alert_deliveries_24h", "gauge", "Alert deliveries updated in the last 24 hours by status (pending, sent, failed).");
   for (const status of ["pending", "sent", "failed"] as const) lines.push(`keypool_alert_deliveries_24h${labels({ status })} ${deliveries[status]}`);
   return lines.join("\n") + "\n";

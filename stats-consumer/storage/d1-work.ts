@@ -1,0 +1,58 @@
+import { D1_WORK_PREFIX, type D1Work } from "../../storage/metrics";
+
+/**
+ * What D1 itself spent on this isolate's statements — each result's
+ * `meta.duration` (the statement's execution inside the database, without the
+ * network or the wait for the database) and `meta.rows_written` — and the events
+ * its fold transactions committed, not yet stored. The next fold's transaction
+ * adds them to their meta rows (`/metrics`: keypool_d1_seconds_total and the
+ * rest), so counting costs no write of its own; an isolate that is replaced
+ * before its next fold loses what it held (one transaction or publish).
+ */
+const pending = new Map<string, number>();
+
+function add(name: string, n: number): void {
+  if (n > 0) pending.set(name, (pending.get(name) ?? 0) + n);
+}
+
+/** Counts what D1 spent on one batch of statements that committed. */
+export function countD1Work(work: D1Work, results: readonly D1Result[]): void {
+  let us = 0;
+  let written = 0;
+  for (const r of results) {
+    us += Math.round((r.meta?.duration ?? 0) * 1000);
+    written += r.meta?.rows_written ?? 0;
+  }
+  add(`${D1_WORK_PREFIX}${work}_us`, us);
+  add(`${D1_WORK_PREFIX}${work}_rows_written`, written);
+}
+
+/** Counts the events a committed fold transaction held. */
+export function countFoldedEvents(n: number): void {
+  add(`${D1_WORK_PREFIX}fold_events`, n);
+}
+
+/**
+ * The statement that adds what is pending to meta (null: nothing is), and what
+ * it takes: pass that to `stored` once its transaction committed.
+ */
+export function pendingD1Work(db: D1Database): { statement: D1PreparedStatement; taken: Map<string, number> } | null {
+  if (pending.size === 0) return null;
+  const taken = new Map(pending);
+  const statement = db
+    .prepare(
+      `INSERT INTO meta (name, value) SELECT key, value FROM json_each(?1) WHERE true
+       ON CONFLICT (name) DO UPDATE SET value = meta.value + excluded.value`,
+    )
+    .bind(JSON.stringify(Object.fromEntries(taken)));
+  return { statement, taken };
+}
+
+/** Forgets what a committed transaction stored. */
+export function storedD1Work(taken: Map<string, number>): void {
+  for (const [name, n] of taken) {
+    const left = (pending.get(name) ?? 0) - n;
+    if (left > 0) pending.set(name, left);
+    else pending.delete(name);
+  }
+}
