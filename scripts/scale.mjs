@@ -57,6 +57,9 @@ import { runHeading, writeGenerated } from "./lib/report-page.mjs";
 import { eventQueueNames } from "./lib/wrangler-config.mjs";
 import { ROOT } from "./lib/stack.mjs";
 import { attemptEvents } from "./bench/consumer.mjs";
+
+/** The parts of a fold transaction whose D1 time the consumer counts (storage/metrics.ts: `D1_WORKS`). */
+const FOLD_PARTS = ["dedupe", "stage", "rollups", "request_log", "key_state", "other"];
 import { bundleKeypool, startKeypool, startMock } from "./bench/workers.mjs";
 
 const SMOKE = flag("smoke");
@@ -516,9 +519,9 @@ try {
         const [one] = attemptEvents(1, `scale-${n}-${tag}`, { keys: n, spreadMs: 1, target: () => who });
         const result = await kp.consumer.queue("keypool-events", [{ id: `scale-${n}-${tag}`, timestamp: new Date(), attempts: 1, body: { events: [one] } }]);
         if (result.outcome !== "ok" || result.retryBatch.retry) throw new Error(`a batch was not stored: ${JSON.stringify(result).slice(0, 200)}`);
-        const counted = await kp.db.prepare("SELECT name, value FROM meta WHERE name IN ('d1_fold_us', 'd1_fold_events')").all();
+        const counted = await kp.db.prepare("SELECT name, value FROM meta WHERE name LIKE 'd1!_fold!_%' ESCAPE '!'").all();
         const m = new Map(counted.results.map((row) => [String(row.name), Number(row.value)]));
-        return { us: m.get("d1_fold_us") ?? 0, events: m.get("d1_fold_events") ?? 0 };
+        return { parts: new Map(FOLD_PARTS.map((part) => [part, m.get(`d1_fold_${part}_us`) ?? 0])), events: m.get("d1_fold_events") ?? 0 };
       };
       const d1Before = await foldOne("d1-before");
       const sizeBefore = await databaseBytes(kp.db);
@@ -559,10 +562,19 @@ try {
       }
       const foldCpu = (cpuSeconds(kp.pid) - cpu2) / (total / 1000);
       const d1After = await foldOne("d1-after");
-      l.foldD1S = (d1After.us - d1Before.us) / 1e6 / Math.max(1, d1After.events - d1Before.events);
+      const folded = Math.max(1, d1After.events - d1Before.events);
+      /** µs of D1's own time an event, by part of the fold. */
+      const perPart = FOLD_PARTS.map(
+        (part) => /** @type {[string, number]} */ ([part, ((d1After.parts.get(part) ?? 0) - (d1Before.parts.get(part) ?? 0)) / folded]),
+      );
+      l.foldD1S = perPart.reduce((sum, [, us]) => sum + us, 0) / 1e6;
       r.fold =
         `${Math.round(foldRate).toLocaleString("en-US")} events/s, ${foldCpu.toFixed(2)} s CPU per 1,000; ` +
-        `D1's own time ${(l.foldD1S * 1e6).toFixed(0)} µs an event (${Math.round(1 / l.foldD1S).toLocaleString("en-US")} events a second of it)`;
+        `D1's own time ${(l.foldD1S * 1e6).toFixed(0)} µs an event (${Math.round(1 / l.foldD1S).toLocaleString("en-US")} events a second of it: ` +
+        `${perPart
+          .sort((a, b) => b[1] - a[1])
+          .map(([part, us]) => `${part.replaceAll("_", " ")} ${us.toFixed(0)}`)
+          .join(", ")})`;
 
       // One publish of the pool's usage on its own (a batch of the control message alone), over the counts just folded:
       // the work some consumer does every second while traffic flows.

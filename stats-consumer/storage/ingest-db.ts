@@ -9,6 +9,7 @@ import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
 import { lateBefore } from "../logic/window-count";
 import { ADD_LATE_TO_KEPT_SQL } from "../../storage/usage-kept";
 import { countD1Work, countFoldedEvents, pendingD1Work, storedD1Work } from "./d1-work";
+import type { FoldPart } from "../../storage/metrics";
 
 /** The stage's column for each rollup measure (ingest_stage, migration 0010: short names keep the JSON parameter small). */
 const STAGE_MEASURES = {
@@ -95,6 +96,9 @@ export const PROJECTION_TABLES = [
   "seen_events",
 ] as const;
 
+/** A statement of the fold and the part of it it is. */
+type Tagged = [D1PreparedStatement, FoldPart];
+
 /** Table-name prefix: live projections, or a rebuild's shadow copies. */
 export type Projection = "" | "shadow_";
 
@@ -140,8 +144,8 @@ const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
  * (and whenever the fast transaction fails) the batch is folded again checking
  * each event against the window: a redelivered batch changes nothing, and a
  * partly redelivered one counts only its new events. The Prometheus counters
- * (metric_total) fold from the same attempts. At most twenty-one statements
- * whatever the batch size (twenty-two with attempts sent over an hour before).
+ * (metric_total) fold from the same attempts. At most twenty-two statements
+ * whatever the batch size (twenty-three with attempts sent over an hour before).
  */
 export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], capacity: CapacityRow[], projection: Projection = ""): Promise<void> {
   if (rows.seen.length === 0) return;
@@ -150,57 +154,65 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
   // (storage/usage-kept.ts; window-count.ts: `lateBefore`): the fold adds them there too.
   const before = lateBefore(Date.now());
   const late = projection === "" && rows.attempts.some((a) => a.h < before);
-  const fold = (stage: string, stageRows: readonly (StageRow | AttemptRow)[], audit: string, metrics: string, metricRows: string): D1PreparedStatement[] => {
-    const statements: D1PreparedStatement[] = [];
+  // Each statement with the part of the fold it is, for what D1 spends on each (d1-work.ts).
+  const fold = (stage: string, stageRows: readonly (StageRow | AttemptRow)[], audit: string, metrics: string, metricRows: string): Tagged[] => {
+    const statements: Tagged[] = [];
     if (stageRows.length > 0) {
-      statements.push(db.prepare(stage).bind(JSON.stringify(stageRows.map(stageTuple))));
-      for (const rollup of sql.rollups) statements.push(db.prepare(rollup));
-      if (late) statements.push(db.prepare(ADD_LATE_TO_KEPT_SQL));
-      statements.push(db.prepare(metrics).bind(metricRows));
+      statements.push([db.prepare(stage).bind(JSON.stringify(stageRows.map(stageTuple))), "fold_stage"]);
+      for (const rollup of sql.rollups) statements.push([db.prepare(rollup), "fold_rollups"]);
+      if (late) statements.push([db.prepare(ADD_LATE_TO_KEPT_SQL), "fold_rollups"]);
+      statements.push([db.prepare(metrics).bind(metricRows), "fold_other"]);
     }
     if (rows.log.length > 0) {
       // The request log: attempts already there (a redelivery) are kept, and each request's row is recomputed from its attempts.
       const log = JSON.stringify(rows.log);
-      statements.push(db.prepare(sql.requests.attempts).bind(log), db.prepare(sql.requests.log).bind(log));
+      statements.push([db.prepare(sql.requests.attempts).bind(log), "fold_request_log"], [db.prepare(sql.requests.log).bind(log), "fold_request_log"]);
     }
-    if (health.length > 0) statements.push(db.prepare(sql.health).bind(healthRowsParam(health)));
-    if (capacity.length > 0) statements.push(db.prepare(sql.capacity).bind(capacityRowsParam(capacity)));
-    if (rows.admin.length > 0) statements.push(db.prepare(audit).bind(JSON.stringify(rows.admin)));
+    if (health.length > 0) statements.push([db.prepare(sql.health).bind(healthRowsParam(health)), "fold_key_state"]);
+    if (capacity.length > 0) statements.push([db.prepare(sql.capacity).bind(capacityRowsParam(capacity)), "fold_key_state"]);
+    if (rows.admin.length > 0) statements.push([db.prepare(audit).bind(JSON.stringify(rows.admin)), "fold_other"]);
     return statements;
   };
   const seen = JSON.stringify(rows.seen);
-  const clear = rows.attempts.length > 0 ? [db.prepare(CLEAR_STAGE)] : [];
+  const clear: Tagged[] = rows.attempts.length > 0 ? [[db.prepare(CLEAR_STAGE), "fold_stage"]] : [];
   // Consumer lag and what D1 spent on earlier work are live figures, not projections: a rebuild leaves them alone
   // (and its own time is not counted).
   const work = projection === "" ? pendingD1Work(db) : null;
-  const liveFigures =
-    projection === "" ? [db.prepare(newestFoldedSql()).bind(rows.seen.reduce((m, e) => Math.max(m, e.ts), 0)), ...(work ? [work.statement] : [])] : [];
-  const committed = (results: D1Result[]) => {
+  const liveFigures: Tagged[] =
+    projection === ""
+      ? [
+          [db.prepare(newestFoldedSql()).bind(rows.seen.reduce((m, e) => Math.max(m, e.ts), 0)), "fold_other"],
+          ...(work ? [[work.statement, "fold_other"] as Tagged] : []),
+        ]
+      : [];
+  /** Runs the statements as one transaction, and counts what D1 spent on each part once it committed. */
+  const commit = async (tagged: Tagged[]) => {
+    const results = await db.batch(tagged.map(([statement]) => statement));
     if (projection !== "") return;
     if (work) storedD1Work(work.taken);
-    countD1Work("fold", results);
+    for (const part of new Set(tagged.map(([, p]) => p)))
+      countD1Work(
+        part,
+        results.filter((_, i) => tagged[i]![1] === part),
+      );
     countFoldedEvents(rows.seen.length);
   };
   try {
-    committed(
-      await db.batch([
-        db.prepare(sql.allNew.seen).bind(seen),
-        ...fold(sql.allNew.stage, rows.groups, sql.allNew.audit, sql.allNew.metrics, metricRowsParam(rows.metrics)),
-        ...clear,
-        ...liveFigures,
-      ]),
-    );
+    await commit([
+      [db.prepare(sql.allNew.seen).bind(seen), "fold_dedupe"],
+      ...fold(sql.allNew.stage, rows.groups, sql.allNew.audit, sql.allNew.metrics, metricRowsParam(rows.metrics)),
+      ...clear,
+      ...liveFigures,
+    ]);
     return;
   } catch {
     // An id seen before (a redelivery), or D1 failing: fold event by event, which settles both.
   }
   const metricIds = rows.attempts.map((a) => a.id);
-  committed(
-    await db.batch([
-      ...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit, sql.someSeen.metrics, metricRowsParam(rows.metricAttempts, metricIds)),
-      db.prepare(sql.someSeen.seen).bind(seen),
-      ...clear,
-      ...liveFigures,
-    ]),
-  );
+  await commit([
+    ...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit, sql.someSeen.metrics, metricRowsParam(rows.metricAttempts, metricIds)),
+    [db.prepare(sql.someSeen.seen).bind(seen), "fold_dedupe"],
+    ...clear,
+    ...liveFigures,
+  ]);
 }
