@@ -869,6 +869,8 @@ function headroomTable() {
   const l = /** @type {Figures | null} */ (largest);
   if (!l) return "";
   const rows = [];
+  /** The share of one D1 database's time the work beside the fold takes: the usage publish's largest (as spaced) and an open Overview's. */
+  const d1Shares = { publish: 0, overview: /** @type {number | null} */ (null) };
   const x = (/** @type {number} */ v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : "— (too small to measure)");
   const mib = (/** @type {number} */ b) => `${(b / 2 ** 20).toFixed(2)} MiB`;
   const ms = (/** @type {number} */ sec) => `${Math.round(sec * 1000)} ms`;
@@ -986,6 +988,7 @@ function headroomTable() {
     const fresh = (d.hourSeries + d.minutes + d.hourByUpstream + d.summary) * Math.max(1, UPSTREAM_COMBOS / upstreamRows);
     const kept = share(byKey, longestMs.breakdown.minute) + share(byClient, longestMs.breakdown.minute) + share(d.headroom, longestMs.headroom);
     const perRefresh = (fresh + kept + 3 * d.hourByKeyReused) / 1000;
+    d1Shares.overview = perRefresh / (REFRESH_MS / 1000);
     rows.push([
       `the dashboard's Overview, last hour by minute, at 10,000 req/s: the series, by model and by upstream from ${UPSTREAM_COMBOS.toLocaleString("en-US")} upstream × model rows a minute and the summary, ${Math.round(fresh)} ms a refresh (measured on ${Math.round(upstreamRows).toLocaleString("en-US")} a minute, scaled by rows); by key (${(byKey / 1000).toFixed(1)} s over ${(keyRows / 1e6).toFixed(1)} M key rows), by client key (${(byClient / 1000).toFixed(1)} s over ${(clientRows / 1e6).toFixed(1)} M client-key rows; both measured on ${l.keyMinuteRows.toLocaleString("en-US")} and ${l.clientMinuteRows.toLocaleString("en-US")} rows, scaled by rows) and the headroom (${Math.round(d.headroom)} ms) reused, ${Math.round(kept)} ms a refresh, and ${Math.round(3 * d.hourByKeyReused)} ms reading them kept`,
       "5 s of D1 a refresh (the page asks every 5 s; one database answers one query at a time)",
@@ -995,6 +998,7 @@ function headroomTable() {
   }
   if (l.usagePublishS !== undefined) {
     const every = l.usageEveryS ?? 1;
+    d1Shares.publish = Math.max(d1Shares.publish, l.usagePublishS / every);
     rows.push([
       "the consumer's publish of the pool's usage while traffic flows: its share of the time (its D1 reads hold the one database meanwhile; a publish that takes long spaces them out, `USAGE_SPACING`)",
       "all of it",
@@ -1023,6 +1027,7 @@ function headroomTable() {
         .map((b) => ({ b, rows: b.hour * atScale.hour + b.minute * atScale.minute + b.day * atScale.day }))
         .reduce((most, p) => (p.rows > most.rows ? p : most));
     const today = scaledPublish(u.todayS, u.todayRows, dayRowsAtScale);
+    d1Shares.publish = Math.max(d1Shares.publish, today / every(today));
     rows.push([
       `the same publish late in a day at 10,000 req/s, keys whose day begins at the pool's midnight (the default): today's ${(dayRowsAtScale / 1e6).toFixed(1)} M key rows of rollup_day (measured: ${ms(u.todayS)} over ${u.todayRows.toLocaleString("en-US")}; the difference from the publish above scaled by rows)`,
       "all of it",
@@ -1043,6 +1048,7 @@ function headroomTable() {
     /** @param {string} what @param {{ b: PlanRead["buckets"], rows: number }} read @param {number} fixedS */
     const publishRow = (what, read, fixedS) => {
       const seconds = base + fixedS + perRowS * read.rows;
+      d1Shares.publish = Math.max(d1Shares.publish, seconds / every(seconds));
       rows.push([
         `the same, ${what}: ${read.b.hour} hour, ${read.b.minute} minute and ${read.b.day} day buckets, ${(read.rows / 1e6).toFixed(1)} M key rows (${measured})`,
         "all of it",
@@ -1089,6 +1095,17 @@ function headroomTable() {
       `${Math.round(queueHeadroom).toLocaleString("en-US")} messages a second`,
       x(QUEUE_LIMIT / queueHeadroom),
     ]);
+  if (l.foldD1S !== undefined && d1Shares.overview !== null) {
+    // One database answers the fold, the usage publishes and the dashboard one statement at a time: their shares add.
+    const fold = 10_500 * l.foldD1S;
+    const all = fold + d1Shares.publish + d1Shares.overview;
+    rows.push([
+      `one D1 database's time, all that shares it at 10,000 req/s: the fold's statements ${fold.toFixed(2)} s a second, the pool's usage publish at most ${d1Shares.publish.toFixed(2)} (the costliest publish above, as spaced; its wall time, taken as all D1), an open Overview ${d1Shares.overview.toFixed(2)} (its row above, a refresh every 5 s)`,
+      "1 s of the database a second",
+      `${all.toFixed(2)} s a second`,
+      x(1 / all),
+    ]);
+  }
   if (l.probeCpuS !== undefined && l.probeBudget !== undefined)
     rows.push([
       `the scheduler's CPU for a run of ${l.probeBudget.toLocaleString("en-US")} probes`,
