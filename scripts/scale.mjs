@@ -58,6 +58,9 @@ import { eventQueueNames } from "./lib/wrangler-config.mjs";
 import { ROOT } from "./lib/stack.mjs";
 import { attemptEvents } from "./bench/consumer.mjs";
 
+/** The round trip the probe round is measured against besides the local mock's own (a provider's, across the internet). */
+const PROBE_RTT_MS = 300;
+
 /** The parts of a fold transaction whose D1 time the consumer counts (storage/metrics.ts: `D1_WORKS`). */
 const FOLD_PARTS = ["dedupe", "stage", "rollups", "request_log", "key_state", "other"];
 import { bundleKeypool, startKeypool, startMock } from "./bench/workers.mjs";
@@ -309,7 +312,7 @@ const results = [];
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number,
  *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
- *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number }} Figures
+ *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number, probedAtRtt?: number }} Figures
  * @typedef {{ rows: number, buckets: { hour: number, minute: number, day: number } }} PlanRead
  * @type {Figures | null}
  */
@@ -795,6 +798,24 @@ try {
         l.probeCpuS = (cpuSeconds(kp.pid) - cpu5) / Math.max(1, probed);
         r.probes = `${probed} probed in ${((performance.now() - t5) / 1000).toFixed(2)} s (${Math.round(l.probeRate).toLocaleString("en-US")}/s against a local mock), ${(l.probeCpuS * 1000).toFixed(1)} ms CPU a probe`;
         l.probeBudget = budget;
+        // The same round against a provider's round trip: the mock answers every request 300 ms late, so the run's
+        // connections (probeConcurrency) and its time budget (probeTimeBudgetMs), not its CPU, bound what it probes.
+        await mock.behave({ delayMs: PROBE_RTT_MS });
+        await kp.db
+          .prepare("UPDATE key_health SET last_ok_ts = 0, last_probe_ts = 0 WHERE key_id IN (SELECT id FROM keys ORDER BY id LIMIT ?1 OFFSET ?2)")
+          .bind(2 * budget, 2 * budget)
+          .run();
+        const loggedRtt = kp.log().length;
+        const t6 = performance.now();
+        await kp.gateway.scheduled({ cron: "* * * * *", scheduledTime: new Date() });
+        const slow = await until(async () => /keypool scheduler: probed \d+ of \d+ due/.test(kp.log().slice(loggedRtt)), kp.pid, 120_000);
+        const slowLine = /keypool scheduler: probed (\d+) of (\d+) due/.exec(kp.log().slice(loggedRtt));
+        await mock.behave({});
+        if (slow && slowLine) {
+          const seconds = (performance.now() - t6) / 1000;
+          l.probedAtRtt = Number(slowLine[1]);
+          r.probes += `; at a ${PROBE_RTT_MS} ms round trip, ${l.probedAtRtt.toLocaleString("en-US")} probed in ${seconds.toFixed(1)} s`;
+        } else r.probes += `; at a ${PROBE_RTT_MS} ms round trip, no run reported within 120 s`;
       } else r.probes = "no run reported within 120 s";
     } catch (e) {
       const cause = e instanceof Error && e.cause instanceof Error ? ` (${e.cause.message})` : "";
@@ -1113,6 +1134,18 @@ function headroomTable() {
       `${(l.probeCpuS * l.probeBudget).toFixed(1)} s a run`,
       x(30 / (l.probeCpuS * l.probeBudget)),
     ]);
+  if (l.probedAtRtt !== undefined) {
+    // A balance (or liveness) probe an hour for every key, against what the cron's run a minute probes at a provider's
+    // round trip (measured), alone or with `probeJobs` jobs handed to the probes queue, each an invocation probing as much.
+    const due = l.keys / 60;
+    for (const jobs of [0, 10])
+      rows.push([
+        `balance probes an hour (\`balanceProbeIntervalMs\`) for ${l.keys.toLocaleString("en-US")} keys at a ${PROBE_RTT_MS} ms round trip, \`probeJobs\` ${jobs}: ${jobs === 0 ? "the cron's run a minute" : `the run and ${jobs} jobs a minute, each probing what it does`} (measured: ${l.probedAtRtt.toLocaleString("en-US")} a run)`,
+        `${((1 + jobs) * l.probedAtRtt).toLocaleString("en-US")} probes a minute`,
+        `${Math.round(due).toLocaleString("en-US")} a minute`,
+        x(((1 + jobs) * l.probedAtRtt) / due),
+      ]);
+  }
   return [
     `Headroom of the largest pool measured (${l.keys.toLocaleString("en-US")} keys) against the limits it meets:`,
     "",
