@@ -33,12 +33,15 @@ export function countFoldedEvents(n: number): void {
 }
 
 /**
- * The statement that adds what is pending to meta (null: nothing is), and what
- * it takes: pass that to `stored` once its transaction committed.
+ * Takes what is pending, with the statement that adds it to meta (null:
+ * nothing is). What a transaction takes is no longer pending — another batch
+ * of this isolate folding meanwhile does not store it too — so give it back
+ * (`restoreD1Work`) if that transaction does not commit.
  */
-export function pendingD1Work(db: D1Database): { statement: D1PreparedStatement; taken: Map<string, number> } | null {
+export function takeD1Work(db: D1Database): { statement: D1PreparedStatement; taken: Map<string, number> } | null {
   if (pending.size === 0) return null;
   const taken = new Map(pending);
+  pending.clear();
   const statement = db
     .prepare(
       `INSERT INTO meta (name, value) SELECT key, value FROM json_each(?1) WHERE true
@@ -48,11 +51,7 @@ export function pendingD1Work(db: D1Database): { statement: D1PreparedStatement;
   return { statement, taken };
 }
 
-/** Forgets what a committed transaction stored. */
-export function storedD1Work(taken: Map<string, number>): void {
-  for (const [name, n] of taken) {
-    const left = (pending.get(name) ?? 0) - n;
-    if (left > 0) pending.set(name, left);
-    else pending.delete(name);
-  }
+/** Makes what a transaction that did not commit took pending again. */
+export function restoreD1Work(taken: Map<string, number>): void {
+  for (const [name, n] of taken) add(name, n);
 }

@@ -8,7 +8,7 @@ import { foldClientDaySql, foldPoolHourSql, foldRollupSql, foldUpstreamSql, type
 import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
 import { lateBefore } from "../logic/window-count";
 import { ADD_LATE_TO_KEPT_SQL } from "../../storage/usage-kept";
-import { countD1Work, countFoldedEvents, pendingD1Work, storedD1Work } from "./d1-work";
+import { countD1Work, countFoldedEvents, restoreD1Work, takeD1Work } from "./d1-work";
 import type { FoldPart } from "../../storage/metrics";
 
 /** The stage's column for each rollup measure (ingest_stage, migration 0010: short names keep the JSON parameter small). */
@@ -177,7 +177,7 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
   const clear: Tagged[] = rows.attempts.length > 0 ? [[db.prepare(CLEAR_STAGE), "fold_stage"]] : [];
   // Consumer lag and what D1 spent on earlier work are live figures, not projections: a rebuild leaves them alone
   // (and its own time is not counted).
-  const work = projection === "" ? pendingD1Work(db) : null;
+  const work = projection === "" ? takeD1Work(db) : null;
   const liveFigures: Tagged[] =
     projection === ""
       ? [
@@ -189,7 +189,6 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
   const commit = async (tagged: Tagged[]) => {
     const results = await db.batch(tagged.map(([statement]) => statement));
     if (projection !== "") return;
-    if (work) storedD1Work(work.taken);
     for (const part of new Set(tagged.map(([, p]) => p)))
       countD1Work(
         part,
@@ -209,10 +208,15 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
     // An id seen before (a redelivery), or D1 failing: fold event by event, which settles both.
   }
   const metricIds = rows.attempts.map((a) => a.id);
-  await commit([
-    ...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit, sql.someSeen.metrics, metricRowsParam(rows.metricAttempts, metricIds)),
-    [db.prepare(sql.someSeen.seen).bind(seen), "fold_dedupe"],
-    ...clear,
-    ...liveFigures,
-  ]);
+  try {
+    await commit([
+      ...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit, sql.someSeen.metrics, metricRowsParam(rows.metricAttempts, metricIds)),
+      [db.prepare(sql.someSeen.seen).bind(seen), "fold_dedupe"],
+      ...clear,
+      ...liveFigures,
+    ]);
+  } catch (err) {
+    if (work) restoreD1Work(work.taken);
+    throw err;
+  }
 }
