@@ -6,6 +6,21 @@ import type { AttemptEvent } from "./events";
  * time to first byte in histogram buckets.
  */
 
+/**
+ * The consumer's work whose D1 time and rows written are counted
+ * (stats-consumer/storage/d1-work.ts, on `/metrics` as
+ * keypool_d1_seconds_total): the parts of a fold transaction — the dedupe
+ * window, the stage (and emptying it), the rollups, the request log, key health
+ * and capacity, the rest (Prometheus counters, audit log, live figures) — and
+ * the publish of the pool's usage.
+ */
+export const D1_WORKS = ["fold_dedupe", "fold_stage", "fold_rollups", "fold_request_log", "fold_key_state", "fold_other", "usage_publish"] as const;
+export type D1Work = (typeof D1_WORKS)[number];
+/** The parts of a fold transaction. */
+export type FoldPart = Extract<D1Work, `fold_${string}`>;
+/** The meta rows of that count: `d1_<work>_us`, `d1_<work>_rows_written`, and `d1_fold_events`. */
+export const D1_WORK_PREFIX = "d1_";
+
 /** Histogram bucket upper bounds in seconds; a last bucket (+Inf) follows. */
 export const LATENCY_BOUNDS_S = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120] as const;
 

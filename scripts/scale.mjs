@@ -57,13 +57,10 @@ import { runHeading, writeGenerated } from "./lib/report-page.mjs";
 import { eventQueueNames } from "./lib/wrangler-config.mjs";
 import { ROOT } from "./lib/stack.mjs";
 import { attemptEvents } from "./bench/consumer.mjs";
+import { bundleKeypool, startKeypool, startMock } from "./bench/workers.mjs";
 
 /** The round trip the probe round is measured against besides the local mock's own (a provider's, across the internet). */
 const PROBE_RTT_MS = 300;
-
-/** The parts of a fold transaction whose D1 time the consumer counts (storage/metrics.ts: `D1_WORKS`). */
-const FOLD_PARTS = ["dedupe", "stage", "rollups", "request_log", "key_state", "other"];
-import { bundleKeypool, startKeypool, startMock } from "./bench/workers.mjs";
 
 const SMOKE = flag("smoke");
 const SIZES = (stringArg("sizes") ?? (SMOKE ? "200" : "1000,10000,100000")).split(",").map(Number);
@@ -349,7 +346,7 @@ try {
    *   liveFrom(now: number): number,
    *   planBuckets(terms: { rows: string, from: number, to: number }[], now: number): { hour: number, minute: number, day: number },
    *   dayCountStart(rule: { reset: "rolling" } | { reset: "local", hour: number, timeZone: string }, now: number): number,
-   *   DAY_ID_LIST_BYTES: number
+   *   DAY_ID_LIST_BYTES: number, D1_WORKS: readonly string[]
    * }}
    */
   const data = await import(dataFile);
@@ -515,6 +512,7 @@ try {
       for (let i = 0; i < events.length; i += 50) bodies.push({ events: events.slice(i, i + 50) });
       // What D1 itself spends on the fold (its statements' meta.duration), as the consumer counts it for /metrics: a
       // consumer isolate stores its counts with its next fold, so one event is folded before the traffic and one after.
+      const foldParts = data.D1_WORKS.filter((w) => w.startsWith("fold_")).map((w) => w.slice("fold_".length));
       /** @param {string} tag */
       const foldOne = async (tag) => {
         const first = /** @type {{ keyId: string, upstreamId: string, model: string, clientKeyId: string }} */ (events[0]);
@@ -524,7 +522,7 @@ try {
         if (result.outcome !== "ok" || result.retryBatch.retry) throw new Error(`a batch was not stored: ${JSON.stringify(result).slice(0, 200)}`);
         const counted = await kp.db.prepare("SELECT name, value FROM meta WHERE name LIKE 'd1!_fold!_%' ESCAPE '!'").all();
         const m = new Map(counted.results.map((row) => [String(row.name), Number(row.value)]));
-        return { parts: new Map(FOLD_PARTS.map((part) => [part, m.get(`d1_fold_${part}_us`) ?? 0])), events: m.get("d1_fold_events") ?? 0 };
+        return { parts: new Map(foldParts.map((part) => [part, m.get(`d1_fold_${part}_us`) ?? 0])), events: m.get("d1_fold_events") ?? 0 };
       };
       const d1Before = await foldOne("d1-before");
       const sizeBefore = await databaseBytes(kp.db);
@@ -567,7 +565,7 @@ try {
       const d1After = await foldOne("d1-after");
       const folded = Math.max(1, d1After.events - d1Before.events);
       /** µs of D1's own time an event, by part of the fold. */
-      const perPart = FOLD_PARTS.map(
+      const perPart = foldParts.map(
         (part) => /** @type {[string, number]} */ ([part, ((d1After.parts.get(part) ?? 0) - (d1Before.parts.get(part) ?? 0)) / folded]),
       );
       l.foldD1S = perPart.reduce((sum, [, us]) => sum + us, 0) / 1e6;

@@ -1,4 +1,4 @@
-import { HOUR_MS, LATENCY_BOUNDS_S, emptyBuckets, type MetricRow } from "../schema";
+import { D1_WORKS, D1_WORK_PREFIX, HOUR_MS, LATENCY_BOUNDS_S, emptyBuckets, type D1Work, type MetricRow } from "../schema";
 import { seenSql } from "./dedupe-window";
 
 /**
@@ -88,20 +88,6 @@ export function foldMetricsSql(prefix: string, unseenOnly: boolean): string {
 export function newestFoldedSql(): string {
   return `UPDATE meta SET value = MAX(value, ?1) WHERE name = 'newest_folded_ts'`;
 }
-
-/**
- * The consumer's work whose D1 time and rows written are counted
- * (stats-consumer/storage/d1-work.ts): the parts of a fold transaction — the
- * dedupe window, the stage (and emptying it), the rollups, the request log, key
- * health and capacity, the rest (Prometheus counters, audit log, live figures)
- * — and the publish of the pool's usage.
- */
-export const D1_WORKS = ["fold_dedupe", "fold_stage", "fold_rollups", "fold_request_log", "fold_key_state", "fold_other", "usage_publish"] as const;
-export type D1Work = (typeof D1_WORKS)[number];
-/** The parts of a fold transaction. */
-export type FoldPart = Extract<D1Work, `fold_${string}`>;
-/** The meta rows of that count: `d1_<work>_us`, `d1_<work>_rows_written`, and `d1_fold_events`. */
-export const D1_WORK_PREFIX = "d1_";
 
 /** What D1 spent on each work of the consumer since the count began, and the events its folds committed. */
 export interface D1WorkTotals {

@@ -1,4 +1,4 @@
-import { D1_WORK_PREFIX, type D1Work } from "../../storage/metrics";
+import { D1_WORK_PREFIX, type D1Work } from "../../schema";
 
 /**
  * What D1 itself spent on this isolate's statements — each result's

@@ -9,7 +9,7 @@ import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
 import { lateBefore } from "../logic/window-count";
 import { ADD_LATE_TO_KEPT_SQL } from "../../storage/usage-kept";
 import { countD1Work, countFoldedEvents, restoreD1Work, takeD1Work } from "./d1-work";
-import type { FoldPart } from "../../storage/metrics";
+import type { FoldPart } from "../../schema";
 
 /** The stage's column for each rollup measure (ingest_stage, migration 0010: short names keep the JSON parameter small). */
 const STAGE_MEASURES = {

@@ -1,9 +1,9 @@
 import { Hono, type Context } from "hono";
 import { z } from "zod";
-import { HOUR_MS, LATENCY_BOUNDS_S, MINUTE_MS, deriveKeyState, hourStart, labelValue, minuteStart, type KeyState } from "../../../schema";
+import { D1_WORKS, HOUR_MS, LATENCY_BOUNDS_S, MINUTE_MS, deriveKeyState, hourStart, labelValue, minuteStart, type KeyState } from "../../../schema";
 import { constantTimeEqual, randomToken, sha256Hex } from "../../../schema/crypto";
 import { alertDeliveryCounts } from "../../../storage/alerts";
-import { D1_WORKS, clearScrapeToken, readMetricTotals, readScrapeToken, setScrapeToken, type MetricTotal } from "../../../storage/metrics";
+import { clearScrapeToken, readMetricTotals, readScrapeToken, setScrapeToken, type MetricTotal } from "../../../storage/metrics";
 import type { MetricSums } from "../../../storage/rollup-sums";
 import { breakdownRows, bucketTotals } from "../../../storage/rollups";
 import type { GatewayHono } from "../../context";
