@@ -1,13 +1,15 @@
 import { D1_WORK_PREFIX, type D1Work } from "../../schema";
 
 /**
- * What D1 itself spent on this isolate's statements — each result's
- * `meta.duration` (the statement's execution inside the database, without the
- * network or the wait for the database) and `meta.rows_written` — and the events
- * its fold transactions committed, not yet stored. The next fold's transaction
+ * What D1 itself spent on this isolate's statements that committed — each
+ * result's `meta.duration` (the statement's execution inside the database,
+ * without the network or the wait for the database) and `meta.rows_written`;
+ * a transaction that failed returns no results to count — and the events its
+ * fold transactions committed, not yet stored. The next fold's transaction
  * adds them to their meta rows (`/metrics`: keypool_d1_seconds_total and the
  * rest), so counting costs no write of its own; an isolate that is replaced
- * before its next fold loses what it held (one transaction or publish).
+ * before its next fold loses what it held (its last fold's, and its
+ * publishes' since).
  */
 const pending = new Map<string, number>();
 
