@@ -3,6 +3,7 @@ import {
   EVENT_VERSION,
   MINUTE_MS,
   effectiveLimits,
+  keptInRequestLog,
   nextDayReset,
   providerKinds,
   type AttemptEvent,
@@ -154,7 +155,9 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
   const requestBody = keep ? captureBytes(new Uint8Array(body.bytes), body.contentType, keep.maxBytes) : null;
   const emit = () => {
     const now = deps.now();
-    if (keep && requestBody && deps.sendBodies) {
+    // Decided once for the request, with every attempt known: the log keeps all of its attempts or none, and its bodies with them.
+    const logged = keptInRequestLog(requestId, attempts, settings.requestLogSample);
+    if (logged && keep && requestBody && deps.sendBodies) {
       const send = deps.sendBodies;
       const started = attempts[0]?.startedAt ?? now;
       deps.waitUntil(
@@ -165,7 +168,7 @@ export async function proxyRequest(req: ProxyRequest, deps: ProxyDeps): Promise<
     }
     // What each attempt really used, in place of its estimate, for the keys whose capacity this isolate counts.
     for (const a of attempts) if (a.charged !== null) deps.observations.capacity.adjust(a.keyId, (a.usage?.totalTokens ?? 0) - a.charged, now);
-    const events = attempts.map((a, i) => toEvent(req, requestId, a, i, i === attempts.length - 1, deps));
+    const events = attempts.map((a, i) => toEvent(req, requestId, a, i, i === attempts.length - 1, logged, deps));
     deps.settle(events);
     return deps.sink(events);
   };
@@ -430,7 +433,7 @@ function noKeyError(why: ReturnType<typeof explainNoKey>, model: string, now: nu
   return new KeypoolError(503, "server_error", `No enabled upstream key serves model '${model}'.`, "no_key_for_model", "model");
 }
 
-function toEvent(req: ProxyRequest, requestId: string, a: AttemptRecord, index: number, final: boolean, deps: ProxyDeps): AttemptEvent {
+function toEvent(req: ProxyRequest, requestId: string, a: AttemptRecord, index: number, final: boolean, logged: boolean, deps: ProxyDeps): AttemptEvent {
   return {
     v: EVENT_VERSION,
     type: "attempt",
@@ -461,5 +464,6 @@ function toEvent(req: ProxyRequest, requestId: string, a: AttemptRecord, index: 
     error: a.error,
     userAgent: final ? (req.headers.get("user-agent")?.slice(0, 200) ?? null) : null,
     clientIp: final && req.pool.snapshot.settings.logClientIp ? (req.headers.get("cf-connecting-ip")?.slice(0, 64) ?? null) : null,
+    logged,
   };
 }

@@ -71,6 +71,11 @@ export const attemptEventSchema = z.object({
   userAgent: z.string().max(200).nullable().default(null),
   /** The client's address, when the `logClientIp` setting asks for it (on the final attempt only). */
   clientIp: z.string().max(64).nullable().default(null),
+  /**
+   * Whether the request log keeps this attempt's request (`keptInRequestLog`): the gateway decides once for all of a
+   * request's attempts, so a replay keeps the same requests whatever the setting says by then. True in older events.
+   */
+  logged: z.boolean().default(true),
 });
 export type AttemptEvent = z.infer<typeof attemptEventSchema>;
 

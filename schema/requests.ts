@@ -4,6 +4,20 @@ import { keptBodiesSchema } from "./bodies";
 /** The outcomes an attempt (and so a request, by its final attempt) can end in. */
 const outcomeSchema = z.enum(["ok", "rate_limited", "auth_failed", "no_balance", "upstream_error", "network_error", "client_error", "aborted"]);
 
+/**
+ * Whether the request log keeps a request (the `requestLogSample` setting): always one with a failed or retried
+ * attempt; of the rest, the share `sample` of them, chosen by a hash of the request id — the same request the same
+ * way in every isolate, so any request the log holds is whole.
+ */
+export function keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean {
+  if (sample >= 1 || attempts.length !== 1 || attempts[0]!.outcome !== "ok") return true;
+  if (sample <= 0) return false;
+  // FNV-1a over the id: its random part spreads the requests evenly over [0, 2^32).
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < requestId.length; i++) hash = Math.imul(hash ^ requestId.charCodeAt(i), 0x01000193);
+  return (hash >>> 0) / 0x1_0000_0000 < sample;
+}
+
 /** Filters of the request log (`GET /admin/api/requests` and its export). Times are epoch ms. */
 export const requestQuerySchema = z.object({
   from: z.coerce.number().int().nonnegative().optional(),

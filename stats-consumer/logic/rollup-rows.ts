@@ -218,7 +218,8 @@ export function toBatchRows(events: KeypoolEvent[], timeZone: string, prices: Pr
     if (e.type === "attempt") {
       const row = attemptRow(e, timeZone, prices);
       rows.attempts.push(row);
-      rows.log.push(logAttempt(e, row));
+      // Counted everywhere else; in the request log only when the gateway kept its request (the `requestLogSample` setting).
+      if (e.logged) rows.log.push(logAttempt(e, row));
       rows.metricAttempts.push(metricRow(e, row));
     } else if (e.type === "admin") rows.admin.push(adminRow(e));
   }

@@ -79,6 +79,14 @@ describe("toBatchRows", () => {
     expect(rows.attempts[0]).toMatchObject({ id: "e1", n: 1, ls: 12, fc: 1 });
   });
 
+  it("leaves the attempts of a request the gateway did not keep out of the request log only", () => {
+    const rows = toBatchRows([attempt("e1", { requestId: "kept" }), attempt("e2", { requestId: "left", logged: false })], "UTC", NO_PRICES);
+    expect(rows.log.map((l) => l[0])).toEqual(["kept"]);
+    expect(rows.attempts.map((a) => a.id)).toEqual(["e1", "e2"]);
+    expect(rows.groups.reduce((n, g) => n + g.req, 0)).toBe(2);
+    expect(rows.metricAttempts).toHaveLength(2);
+  });
+
   it("puts the day bucket at local midnight of the time zone", () => {
     const [row] = toBatchRows([attempt("e1")], "Asia/Shanghai", NO_PRICES).attempts;
     // 23:30 UTC on Jan 1 is 07:30 on Jan 2 in Beijing.

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { pruneBodies } from "../../stats-consumer/storage/bodies";
 import type { RequestDetail, RequestPage } from "../../schema";
 import { FAKE_BASE_URL, FAKE_SSE, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
-import { admin, adminToken, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForSnapshot } from "./helpers";
+import { admin, adminToken, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForRollup, waitForSnapshot } from "./helpers";
 
 const uniqueKey = (label: string) => `sk-${label}-${crypto.randomUUID().replaceAll("-", "")}`;
 const masked = (k: string) => `${k.slice(0, 5)}…${k.slice(-4)}`;
@@ -119,6 +119,55 @@ describe("the request log", () => {
       await gateway(`/admin/api/requests/export?clientKeyId=${pool.clientKeyId}&format=csv`, { headers: { authorization: `Bearer ${token}` } })
     ).text();
     expect(all).toContain(`"'=cmd|"" /C calc""!A0"`);
+  });
+});
+
+describe("the request log's sample", () => {
+  it("keeps every request with a failed or retried attempt and none of the plain successes at requestLogSample 0, while counting them all", async () => {
+    const [limited, serving] = [uniqueKey("sample-limited"), uniqueKey("sample-serving")];
+    const pool = await createPool(FAKE_BASE_URL, [limited, serving], { client: { storeBodies: true } });
+    fakes.set(
+      installFakeUpstream({
+        [limited]: () =>
+          new Response(JSON.stringify({ error: { message: "slow down", type: "rate_limit_error" } }), { status: 429, headers: { "retry-after": "30" } }),
+      }).restore,
+    );
+    expect((await admin("PATCH", "/settings", { requestLogSample: 0 })).status).toBe(200);
+    try {
+      await waitForSnapshot((s) => s.settings.requestLogSample === 0);
+      forgetSnapshot();
+      const sent: { id: string; attempts: string }[] = [];
+      // Until the limited key has been tried once a request may land on either: one fails over, the rest are plain.
+      for (let i = 0; i < 20 && (sent.length < 4 || !sent.some((r) => r.attempts === "2")); i++) {
+        const res = await chat(pool.clientKey, pool.model);
+        expect(res.status).toBe(200);
+        sent.push({ id: res.headers.get("x-keypool-request-id")!, attempts: res.headers.get("x-keypool-attempts")! });
+      }
+      const retried = sent.filter((r) => r.attempts === "2");
+      const plain = sent.filter((r) => r.attempts === "1");
+      expect(retried.length).toBe(1);
+      expect(plain.length).toBeGreaterThan(0);
+      // Every request is counted, logged or not.
+      await waitForRollup(pool.clientKeyId, (r) => r.requests === sent.length && r.attempts === sent.length + 1);
+      const page = await pageWhen(`clientKeyId=${pool.clientKeyId}`, 1);
+      expect(page.data.map((r) => [r.requestId, r.attempts])).toEqual([[retried[0]!.id, 2]]);
+      const kept = await waitFor(async () => {
+        const d = await admin<RequestDetail>("GET", `/requests/${retried[0]!.id}`);
+        return d.status === 200 && d.body.bodies ? d.body : undefined;
+      }, "the retried request's bodies");
+      expect(kept.attemptList.map((a) => a.outcome)).toEqual(["rate_limited", "ok"]);
+      const missing = await admin<{ error: { message: string; code: string } }>("GET", `/requests/${plain[0]!.id}`);
+      expect(missing.status).toBe(404);
+      expect(missing.body.error).toMatchObject({ code: "request_not_found" });
+      expect(missing.body.error.message).toContain("0% of the rest (the requestLogSample setting)");
+      // Nor were its bodies kept: nothing of a request the log left out is stored.
+      const stored = await env.ARCHIVE.list({ prefix: "bodies/" });
+      expect(stored.objects.some((o) => o.key.includes(plain[0]!.id))).toBe(false);
+      expect(stored.objects.some((o) => o.key.includes(retried[0]!.id))).toBe(true);
+    } finally {
+      await admin("PATCH", "/settings", { requestLogSample: 1 });
+      await waitForSnapshot((s) => s.settings.requestLogSample === 1);
+    }
   });
 });
 

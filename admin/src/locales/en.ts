@@ -297,6 +297,9 @@ const en = {
   "settings.storeBodies": "Keep request and response bodies in the request log (client keys may say otherwise)",
   "settings.currency": "Currency (prices, spend, budgets)",
   "settings.bodyMaxBytes": "Largest body kept",
+  "settings.requestLogSample": "Share of first-try successes the request log keeps (failed and retried requests: all)",
+  "requests.sampled":
+    "This log keeps every request with a failed or retried attempt and {share} of the rest (the request log sample, Settings). Every request is counted in the usage and quotas.",
   "settings.metricsKeyLabelsMax": "Keys labelled one by one on /metrics (at most)",
   "requests.requestBody": "Request body",
   "requests.responseBody": "Response body (a stream reassembled)",

@@ -13,6 +13,11 @@ import { findRequest, listRequests, type RequestFilters, type RequestRow } from 
 import type { GatewayHono } from "../../context";
 import { op } from "./openapi";
 import { notFound } from "./shared";
+import { KeypoolError } from "../../errors";
+import { readSettings } from "../../../storage/settings";
+
+/** A share as a percentage for a message: "1%", "0.5%", "0%". */
+const percent = (share: number) => `${Number((share * 100).toPrecision(3))}%`;
 
 const num = (v: unknown) => Number(v ?? 0);
 const str = (v: unknown) => (v === null || v === undefined ? null : String(v));
@@ -128,7 +133,7 @@ export function requestRoutes() {
         tag: "requests",
         summary: "List requests",
         description:
-          "The request log, newest first: one record per client request with its final answer, latency, tokens and cost. Filter by time (`from`, `to`, epoch ms), client key, key (any attempt on it), upstream, model, endpoint, outcome, status (`429` or `5xx`), stream, minimum latency or request id; page with `cursor` (the previous page's `nextCursor`). Kept `retention.requestLogDays` (7).",
+          "The request log, newest first: one record per client request with its final answer, latency, tokens and cost. Filter by time (`from`, `to`, epoch ms), client key, key (any attempt on it), upstream, model, endpoint, outcome, status (`429` or `5xx`), stream, minimum latency or request id; page with `cursor` (the previous page's `nextCursor`). Kept `retention.requestLogDays` (7); of the requests answered at their first attempt without error, the share `requestLogSample` (1: all).",
         query: requestQuerySchema,
         ok: { description: "A page of requests.", schema: requestPageSchema },
       },
@@ -198,12 +203,24 @@ export function requestRoutes() {
         description:
           "A request's record and its attempts in order: key (masked), upstream, status, outcome, latency, first byte, tokens, cost, and the upstream's error message (redacted).",
         ok: { description: "The request with its attempts.", schema: requestDetailSchema },
-        errors: { 404: "The log does not hold this request (unknown, or past retention)." },
+        errors: {
+          404: "The log does not hold this request: unknown, past retention, or a first-attempt success that `requestLogSample` left out.",
+        },
       },
       async (c) => {
         const id = c.req.param("id")!;
         const found = await findRequest(c.env.DB, id);
-        if (!found) throw notFound("request", id);
+        if (!found) {
+          const settings = await readSettings(c.env.DB);
+          if (settings.requestLogSample >= 1) throw notFound("request", id);
+          throw new KeypoolError(
+            404,
+            "not_found_error",
+            `No request with id '${id}' in the log. It keeps every request with a failed or retried attempt and ${percent(settings.requestLogSample)} of the rest (the requestLogSample setting), for ${settings.retention.requestLogDays} days.`,
+            "request_not_found",
+            null,
+          );
+        }
         const record = recordOf(found.request);
         const kept = await c.env.ARCHIVE.get(bodiesKey(record.requestId, record.startedAt));
         const bodies = kept ? keptBodiesSchema.safeParse(await kept.json()) : null;
