@@ -26,7 +26,10 @@
  *   the median of 100 straight to the mock upstream, one at a time;
  * - the consumer folding 20,000 attempt events over the pool's keys, models and
  *   clients, packed as the gateway sends them (50 a message, 100 messages a
- *   batch), straight into its queue handler: events a second, and CPU;
+ *   batch), straight into its queue handler: events a second, and CPU; D1's own
+ *   time for it, part by part, as the consumer counts it for /metrics; then as
+ *   many events again marked as the gateway marks them with `requestLogSample`
+ *   SAMPLED_LOG, for the request log's part and the rows an event with a sample;
  * - the pool's usage it published meanwhile: its bytes, the CPU an isolate
  *   spends taking it (in Node) and selection's picks a second with it; then one
  *   publish of it on its own (a batch of the control message alone): wall and CPU;
@@ -61,6 +64,8 @@ import { bundleKeypool, startKeypool, startMock } from "./bench/workers.mjs";
 
 /** The round trip the probe round is measured against besides the local mock's own (a provider's, across the internet). */
 const PROBE_RTT_MS = 300;
+/** The `requestLogSample` the fold is measured with a second time: the share of successes the request log keeps. */
+const SAMPLED_LOG = 0.01;
 
 const SMOKE = flag("smoke");
 const SIZES = (stringArg("sizes") ?? (SMOKE ? "200" : "1000,10000,100000")).split(",").map(Number);
@@ -307,7 +312,7 @@ const results = [];
 /**
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
- *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number,
+ *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number, sampledLog?: { share: number, foldD1S: number, eventTableRows: number },
  *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number, probedAtRtt?: number }} Figures
  * @typedef {{ rows: number, buckets: { hour: number, minute: number, day: number } }} PlanRead
@@ -346,7 +351,7 @@ try {
    *   liveFrom(now: number): number,
    *   planBuckets(terms: { rows: string, from: number, to: number }[], now: number): { hour: number, minute: number, day: number },
    *   dayCountStart(rule: { reset: "rolling" } | { reset: "local", hour: number, timeZone: string }, now: number): number,
-   *   DAY_ID_LIST_BYTES: number, D1_WORKS: readonly string[]
+   *   DAY_ID_LIST_BYTES: number, D1_WORKS: readonly string[], keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean
    * }}
    */
   const data = await import(dataFile);
@@ -569,13 +574,58 @@ try {
         (part) => /** @type {[string, number]} */ ([part, ((d1After.parts.get(part) ?? 0) - (d1Before.parts.get(part) ?? 0)) / folded]),
       );
       l.foldD1S = perPart.reduce((sum, [, us]) => sum + us, 0) / 1e6;
+
+      // The same traffic again with the request log keeping a sample (`requestLogSample`), as the gateway marks it: every
+      // failed attempt (3 in 10 of these events) and SAMPLED_LOG of the successes. Only the request log's statements do
+      // less, so its part is compared with the part above and the fold taken as the first with that part replaced (the
+      // rest of this second fold lands on rows the first one made).
+      log(`${n} keys: the fold again, the request log keeping a sample…`);
+      const sampled = attemptEvents(total, `scale-${n}-sampled`, {
+        keys: n,
+        spreadMs: 3_000,
+        target: (i) => {
+          const key = /** @type {Record<string, unknown>} */ (rows.keys[((i + total) * 7717) % rows.keys.length]);
+          const models = modelsOf.get(String(key.upstream_id)) ?? ["model-00"];
+          return {
+            keyId: String(key.id),
+            upstreamId: String(key.upstream_id),
+            model: /** @type {string} */ (models[i % models.length]),
+            clientKeyId: String(rows.clientKeys[i % rows.clientKeys.length]?.id),
+          };
+        },
+      }).map((e) => ({ ...e, logged: data.keptInRequestLog(e.requestId, [e], SAMPLED_LOG) }));
+      const sampledRowsBefore = await tableRows(kp.db);
+      for (let i = 0; i < sampled.length; i += 5_000) {
+        const messages = [];
+        for (let j = i; j < Math.min(i + 5_000, sampled.length); j += 50)
+          messages.push({ id: `scale-${n}-sampled-${j}`, timestamp: new Date(), attempts: 1, body: { events: sampled.slice(j, j + 50) } });
+        const result = await kp.consumer.queue("keypool-events", messages);
+        if (result.outcome !== "ok" || result.retryBatch.retry) throw new Error(`a batch was not stored: ${JSON.stringify(result).slice(0, 200)}`);
+      }
+      const sampledRowsAfter = await tableRows(kp.db);
+      const d1Sampled = await foldOne("d1-sampled");
+      const sampledFolded = Math.max(1, d1Sampled.events - d1After.events);
+      const logPart = (/** @type {typeof d1After} */ to, /** @type {typeof d1After} */ from, /** @type {number} */ events) =>
+        ((to.parts.get("request_log") ?? 0) - (from.parts.get("request_log") ?? 0)) / events;
+      const [logAll, logSampled] = [logPart(d1After, d1Before, folded), logPart(d1Sampled, d1After, sampledFolded)];
+      l.sampledLog = {
+        share: sampled.filter((e) => e.logged).length / sampled.length,
+        foldD1S: l.foldD1S - (logAll - logSampled) / 1e6,
+        // Rows an event in the tables that grow with every event, as above.
+        eventTableRows: [...sampledRowsAfter]
+          .map(([name, after]) => /** @type {[string, number]} */ ([name, (after - (sampledRowsBefore.get(name) ?? 0)) / sampled.length]))
+          .filter(([name, perEvent]) => !name.startsWith("rollup_") && perEvent >= 0.0005)
+          .reduce((sum, [, perEvent]) => sum + perEvent, 0),
+      };
       r.fold =
         `${Math.round(foldRate).toLocaleString("en-US")} events/s, ${foldCpu.toFixed(2)} s CPU per 1,000; ` +
         `D1's own time ${(l.foldD1S * 1e6).toFixed(0)} µs an event (${Math.round(1 / l.foldD1S).toLocaleString("en-US")} events a second of it: ` +
         `${perPart
           .sort((a, b) => b[1] - a[1])
           .map(([part, us]) => `${part.replaceAll("_", " ")} ${us.toFixed(0)}`)
-          .join(", ")})`;
+          .join(", ")}); ` +
+        `keeping ${Math.round(l.sampledLog.share * 100)}% of these requests in the request log (requestLogSample ${SAMPLED_LOG}, every failure kept), ` +
+        `the request log ${logSampled.toFixed(0)} µs an event where it was ${logAll.toFixed(0)}: the fold ${(l.sampledLog.foldD1S * 1e6).toFixed(0)} µs`;
 
       // One publish of the pool's usage on its own (a batch of the control message alone), over the counts just folded:
       // the work some consumer does every second while traffic flows.
@@ -944,6 +994,13 @@ function headroomTable() {
       `${(l.foldD1S * 1e6).toFixed(0)} µs an event (measured): ${(10_500 * l.foldD1S).toFixed(2)} s a second`,
       x(1 / (10_500 * l.foldD1S)),
     ]);
+  if (l.sampledLog !== undefined)
+    rows.push([
+      `the same, the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes (\`requestLogSample\` ${SAMPLED_LOG}; ${Math.round(l.sampledLog.share * 100)}% of the events measured, 3 in 10 of which failed)`,
+      "1 s of the database a second",
+      `${(l.sampledLog.foldD1S * 1e6).toFixed(0)} µs an event (measured): ${(10_500 * l.sampledLog.foldD1S).toFixed(2)} s a second`,
+      x(1 / (10_500 * l.sampledLog.foldD1S)),
+    ]);
   if (l.usageBytes !== undefined && l.usageCpuS !== undefined) {
     rows.push(["the pool's usage as one KV value", "25 MiB a value", mib(l.usageBytes), x((25 * 2 ** 20) / l.usageBytes)]);
     rows.push(["each gateway isolate's CPU taking the usage, a new one a second", "1 s of CPU a second", `${ms(l.usageCpuS)} a version`, x(1 / l.usageCpuS)]);
@@ -968,6 +1025,15 @@ function headroomTable() {
       `${(perDay / 1e9).toFixed(0)} GB a day`,
       x(10e9 / perDay),
     ]);
+    if (l.sampledLog !== undefined) {
+      const sampledPerDay = (rollupsADay + l.sampledLog.eventTableRows * 10_500 * 86_400) * rowBytes;
+      rows.push([
+        `the same, the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes: ${l.sampledLog.eventTableRows.toFixed(2)} rows an event in those tables (measured; 3 in 10 of its events failed), the dedupe window's one among them`,
+        "10 GB a database",
+        `${(sampledPerDay / 1e9).toFixed(0)} GB a day`,
+        x(10e9 / sampledPerDay),
+      ]);
+    }
   }
   if (l.dashboard !== undefined && l.keyHourRows !== undefined) {
     // The by-key read sums key rows only: rollup_hour's key rows an hour at 10,000 req/s (36 M requests).
@@ -1124,6 +1190,15 @@ function headroomTable() {
       `${all.toFixed(2)} s a second`,
       x(1 / all),
     ]);
+    if (l.sampledLog !== undefined) {
+      const sampledAll = 10_500 * l.sampledLog.foldD1S + d1Shares.publish + d1Shares.overview;
+      rows.push([
+        `the same, the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes: the fold's statements ${(10_500 * l.sampledLog.foldD1S).toFixed(2)} s a second`,
+        "1 s of the database a second",
+        `${sampledAll.toFixed(2)} s a second`,
+        x(1 / sampledAll),
+      ]);
+    }
   }
   if (l.probeCpuS !== undefined && l.probeBudget !== undefined)
     rows.push([
