@@ -13,7 +13,17 @@ import { seeded } from "../tools/seeded.mjs";
 import { EVENT_BATCH_DELAY_MS, EVENT_MESSAGES_PER_SECOND, EventBatcher } from "../gateway/logic/event-batcher";
 import type { KeypoolEvent } from "../schema";
 
-export { D1_WORKS, DAY_ID_LIST_BYTES, SNAPSHOT_KV_KEY, SNAPSHOT_VERSION_KV_KEY, USAGE_KV_KEY, USAGE_SPACING, dayCountStart, keptInRequestLog } from "../schema";
+export {
+  D1_WORKS,
+  DAY_ID_LIST_BYTES,
+  SNAPSHOT_KV_KEY,
+  SNAPSHOT_VERSION_KV_KEY,
+  USAGE_KV_KEY,
+  USAGE_SPACING,
+  dayCountStart,
+  defaultSettings,
+  keptInRequestLog,
+} from "../schema";
 export { parsePoolUsage } from "../gateway/logic/usage-view";
 export { REUSE_FACTOR, REUSE_LONGEST_MS } from "../gateway/logic/reuse-windows";
 export { liveFrom, planBuckets, planRangeCount, poolDays } from "../stats-consumer/logic/window-count";

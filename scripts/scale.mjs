@@ -298,6 +298,13 @@ async function medianLatency(/** @type {string} */ url, /** @type {Record<string
 
 /** Messages a second one queue takes (Cloudflare Queues, read 2026-12-04; docs/scale.md links the page). */
 const QUEUE_LIMIT = 5_000;
+// D1 on Workers Paid (docs/scale.md cites the pages): rows written a month included and the price of a million more,
+// storage included and the price of a GB a month more, and the storage an account holds in all its databases.
+const D1_WRITES_INCLUDED = 50e6;
+const D1_PRICE_A_MILLION_WRITES = 1;
+const D1_STORAGE_INCLUDED_GB = 5;
+const D1_PRICE_A_GB_MONTH = 0.75;
+const D1_ACCOUNT_STORAGE_BYTES = 1e12;
 /** The event queues the gateway sends to, as its config binds them. */
 const EVENT_QUEUES = eventQueueNames().length;
 /** The busy isolates the headroom table's queue row is read at. */
@@ -312,7 +319,7 @@ const results = [];
 /**
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
- *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number, sampledLog?: { share: number, foldD1S: number, eventTableRows: number },
+ *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number, foldRowsWritten?: number, sampledLog?: { share: number, foldD1S: number, eventTableRows: number, rowsWritten: number },
  *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number, probedAtRtt?: number }} Figures
  * @typedef {{ rows: number, buckets: { hour: number, minute: number, day: number } }} PlanRead
@@ -328,6 +335,11 @@ let reuse = null;
 let usageSpacing = null;
 /** The longest list of key ids the usage publish reads a day window for in one statement (bytes of JSON). */
 let idListBytes = 0;
+/**
+ * How long the default settings keep each table (schema/settings.ts).
+ * @type {{ minuteRollupHours: number, hourRollupDays: number, dayRollupDays: number, dedupeHours: number, requestLogDays: number } | null}
+ */
+let retention = null;
 const mock = await startMock();
 try {
   const dataFile = path.join(work, "scale-data.mjs");
@@ -351,13 +363,14 @@ try {
    *   liveFrom(now: number): number,
    *   planBuckets(terms: { rows: string, from: number, to: number }[], now: number): { hour: number, minute: number, day: number },
    *   dayCountStart(rule: { reset: "rolling" } | { reset: "local", hour: number, timeZone: string }, now: number): number,
-   *   DAY_ID_LIST_BYTES: number, D1_WORKS: readonly string[], keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean
+   *   DAY_ID_LIST_BYTES: number, defaultSettings: { retention: NonNullable<typeof retention> }, D1_WORKS: readonly string[], keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean
    * }}
    */
   const data = await import(dataFile);
   reuse = { factor: data.REUSE_FACTOR, longestMs: data.REUSE_LONGEST_MS };
   usageSpacing = data.USAGE_SPACING;
   idListBytes = data.DAY_ID_LIST_BYTES;
+  retention = data.defaultSettings.retention;
   const bundles = await bundleKeypool(work);
 
   for (const n of SIZES) {
@@ -527,7 +540,12 @@ try {
         if (result.outcome !== "ok" || result.retryBatch.retry) throw new Error(`a batch was not stored: ${JSON.stringify(result).slice(0, 200)}`);
         const counted = await kp.db.prepare("SELECT name, value FROM meta WHERE name LIKE 'd1!_fold!_%' ESCAPE '!'").all();
         const m = new Map(counted.results.map((row) => [String(row.name), Number(row.value)]));
-        return { parts: new Map(foldParts.map((part) => [part, m.get(`d1_fold_${part}_us`) ?? 0])), events: m.get("d1_fold_events") ?? 0 };
+        return {
+          parts: new Map(foldParts.map((part) => [part, m.get(`d1_fold_${part}_us`) ?? 0])),
+          // Rows written as D1 bills them: a row of a table and one of each index its write touches.
+          written: new Map(foldParts.map((part) => [part, m.get(`d1_fold_${part}_rows_written`) ?? 0])),
+          events: m.get("d1_fold_events") ?? 0,
+        };
       };
       const d1Before = await foldOne("d1-before");
       const sizeBefore = await databaseBytes(kp.db);
@@ -574,6 +592,10 @@ try {
         (part) => /** @type {[string, number]} */ ([part, ((d1After.parts.get(part) ?? 0) - (d1Before.parts.get(part) ?? 0)) / folded]),
       );
       l.foldD1S = perPart.reduce((sum, [, us]) => sum + us, 0) / 1e6;
+      /** Rows written an event, the fold's and its request log's. */
+      const writtenOf = (/** @type {typeof d1After} */ to, /** @type {typeof d1After} */ from, /** @type {number} */ events, /** @type {string[]} */ parts) =>
+        parts.reduce((sum, part) => sum + (to.written.get(part) ?? 0) - (from.written.get(part) ?? 0), 0) / events;
+      l.foldRowsWritten = writtenOf(d1After, d1Before, folded, foldParts);
 
       // The same traffic again with the request log keeping a sample (`requestLogSample`), as the gateway marks it: every
       // failed attempt (3 in 10 of these events) and SAMPLED_LOG of the successes. Only the request log's statements do
@@ -611,6 +633,7 @@ try {
       l.sampledLog = {
         share: sampled.filter((e) => e.logged).length / sampled.length,
         foldD1S: l.foldD1S - (logAll - logSampled) / 1e6,
+        rowsWritten: l.foldRowsWritten - writtenOf(d1After, d1Before, folded, ["request_log"]) + writtenOf(d1Sampled, d1After, sampledFolded, ["request_log"]),
         // Rows an event in the tables that grow with every event, as above.
         eventTableRows: [...sampledRowsAfter]
           .map(([name, after]) => /** @type {[string, number]} */ ([name, (after - (sampledRowsBefore.get(name) ?? 0)) / sampled.length]))
@@ -625,7 +648,12 @@ try {
           .map(([part, us]) => `${part.replaceAll("_", " ")} ${us.toFixed(0)}`)
           .join(", ")}); ` +
         `keeping ${Math.round(l.sampledLog.share * 100)}% of these requests in the request log (requestLogSample ${SAMPLED_LOG}, every failure kept), ` +
-        `the request log ${logSampled.toFixed(0)} µs an event where it was ${logAll.toFixed(0)}: the fold ${(l.sampledLog.foldD1S * 1e6).toFixed(0)} µs`;
+        `the request log ${logSampled.toFixed(0)} µs an event where it was ${logAll.toFixed(0)}: the fold ${(l.sampledLog.foldD1S * 1e6).toFixed(0)} µs; ` +
+        `D1 rows written (as billed, index rows included) ${l.foldRowsWritten.toFixed(1)} an event (${foldParts
+          .map((part) => /** @type {[string, number]} */ ([part, writtenOf(d1After, d1Before, folded, [part])]))
+          .sort((a, b) => b[1] - a[1])
+          .map(([part, n]) => `${part.replaceAll("_", " ")} ${n.toFixed(1)}`)
+          .join(", ")}), ${l.sampledLog.rowsWritten.toFixed(1)} with the sample`;
 
       // One publish of the pool's usage on its own (a batch of the control message alone), over the counts just folded:
       // the work some consumer does every second while traffic flows.
@@ -938,6 +966,8 @@ function headroomTable() {
   const l = /** @type {Figures | null} */ (largest);
   if (!l) return "";
   const rows = [];
+  /** The storage the account holds at the default retention (bytes), with every request logged and with a sample. */
+  const bill = { held: /** @type {number | null} */ (null), heldSampled: /** @type {number | null} */ (null) };
   /** The share of one D1 database's time the work beside the fold takes: the usage publish's largest (as spaced) and an open Overview's. */
   const d1Shares = { publish: 0, overview: /** @type {number | null} */ (null) };
   const x = (/** @type {number} */ v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : "— (too small to measure)");
@@ -1025,6 +1055,32 @@ function headroomTable() {
       `${(perDay / 1e9).toFixed(0)} GB a day`,
       x(10e9 / perDay),
     ]);
+    // What the account holds once every table is at its retention (the settings' defaults), in all its databases however
+    // they are split: the dedupe window's row an event for its hours, the request log's rows for its days.
+    const r = /** @type {NonNullable<typeof retention>} */ (retention);
+    /** @param {number} eventTableRows */
+    const held = (eventTableRows) =>
+      (1_440 * rollupRows(60) * (r.minuteRollupHours / 24) +
+        24 * rollupRows(3_600) * r.hourRollupDays +
+        rollupRows(86_400) * r.dayRollupDays +
+        10_500 * 86_400 * ((r.dedupeHours / 24) * 1 + r.requestLogDays * (eventTableRows - 1))) *
+      rowBytes;
+    bill.held = held(l.eventTableRows);
+    rows.push([
+      `D1 storage held by the account, every database however the data is split, at the default retention (minute rollups ${r.minuteRollupHours} h, hour rollups ${r.hourRollupDays} days, day rollups ${r.dayRollupDays} days, the dedupe window ${r.dedupeHours} h, the request log ${r.requestLogDays} days), at the rows a day above`,
+      "1 TB an account (Workers Paid; more on request)",
+      `${(bill.held / 1e12).toFixed(1)} TB`,
+      x(D1_ACCOUNT_STORAGE_BYTES / bill.held),
+    ]);
+    if (l.sampledLog !== undefined) {
+      bill.heldSampled = held(l.sampledLog.eventTableRows);
+      rows.push([
+        `the same, the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes`,
+        "1 TB an account",
+        `${(bill.heldSampled / 1e12).toFixed(1)} TB`,
+        x(D1_ACCOUNT_STORAGE_BYTES / bill.heldSampled),
+      ]);
+    }
     if (l.sampledLog !== undefined) {
       const sampledPerDay = (rollupsADay + l.sampledLog.eventTableRows * 10_500 * 86_400) * rowBytes;
       rows.push([
@@ -1219,12 +1275,40 @@ function headroomTable() {
         x(((1 + jobs) * l.probedAtRtt) / due),
       ]);
   }
+  // What D1 bills for the fold at 10,000 req/s, from the rows written it counted and the storage held above.
+  const billRows = [];
+  const month = 10_500 * 86_400 * 30;
+  const writes = (/** @type {number} */ perEvent) => (Math.max(0, perEvent * month - D1_WRITES_INCLUDED) / 1e6) * D1_PRICE_A_MILLION_WRITES;
+  const storage = (/** @type {number} */ bytes) => Math.max(0, bytes / 1e9 - D1_STORAGE_INCLUDED_GB) * D1_PRICE_A_GB_MONTH;
+  const usd = (/** @type {number} */ v) => `$${Math.round(v).toLocaleString("en-US")}`;
+  if (l.foldRowsWritten !== undefined)
+    billRows.push([
+      "every request in the request log",
+      `${l.foldRowsWritten.toFixed(1)} an event: ${((l.foldRowsWritten * month) / 1e9).toFixed(0)} billion a month, ${usd(writes(l.foldRowsWritten))}`,
+      bill.held === null ? "—" : `${(bill.held / 1e12).toFixed(1)} TB: ${usd(storage(bill.held))}`,
+    ]);
+  if (l.sampledLog !== undefined)
+    billRows.push([
+      `the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes (${Math.round(l.sampledLog.share * 100)}% of the events measured)`,
+      `${l.sampledLog.rowsWritten.toFixed(1)} an event: ${((l.sampledLog.rowsWritten * month) / 1e9).toFixed(0)} billion a month, ${usd(writes(l.sampledLog.rowsWritten))}`,
+      bill.heldSampled === null ? "—" : `${(bill.heldSampled / 1e12).toFixed(1)} TB: ${usd(storage(bill.heldSampled))}`,
+    ]);
   return [
     `Headroom of the largest pool measured (${l.keys.toLocaleString("en-US")} keys) against the limits it meets:`,
     "",
     "| what | limit | load | headroom |",
     "|---|---|---|---|",
     ...rows.map((row) => `| ${row.join(" | ")} |`),
+    ...(billRows.length > 0
+      ? [
+          "",
+          `What D1 bills a month (30 days) for the fold at 10,000 requests a second, at the rows written it counted (D1 bills a row of each index a write touches too) and the storage held above, Workers Paid prices: ${usd(D1_PRICE_A_MILLION_WRITES)} a million rows written beyond ${D1_WRITES_INCLUDED / 1e6} million, ${usd(D1_PRICE_A_GB_MONTH * 100)} for 100 GB a month beyond ${D1_STORAGE_INCLUDED_GB} GB:`,
+          "",
+          "| the fold | rows written | storage held |",
+          "|---|---|---|",
+          ...billRows.map((row) => `| ${row.join(" | ")} |`),
+        ]
+      : []),
   ].join("\n");
 }
 
