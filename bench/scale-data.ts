@@ -26,7 +26,7 @@ export {
 } from "../schema";
 export { parsePoolUsage } from "../gateway/logic/usage-view";
 export { REUSE_FACTOR, REUSE_LONGEST_MS } from "../gateway/logic/reuse-windows";
-export { liveFrom, planBuckets, planRangeCount, poolDays } from "../stats-consumer/logic/window-count";
+export { liveFrom, planBuckets, planCost, planRangeCount, planWindowCount, poolDays } from "../stats-consumer/logic/window-count";
 import { encryptSecret, importEncryptionKey, maskSecret, sha256Hex } from "../schema/crypto";
 
 /** Key ids: this, then the key's number in 12 digits (a UUID's shape). */

@@ -361,6 +361,8 @@ try {
    *   poolDays(now: number, timeZone: string, zoneSince: number): { from: number, to: number }[],
    *   planRangeCount(start: number, end: number, now: number, days: { from: number, to: number }[]): { rows: string, from: number, to: number, sign: number }[],
    *   liveFrom(now: number): number,
+   *   planWindowCount(start: number, now: number, days: { from: number, to: number }[]): { rows: string, from: number, to: number, sign: number }[],
+   *   planCost(terms: { rows: string, from: number, to: number, sign: number }[], now: number): number,
    *   planBuckets(terms: { rows: string, from: number, to: number }[], now: number): { hour: number, minute: number, day: number },
    *   dayCountStart(rule: { reset: "rolling" } | { reset: "local", hour: number, timeZone: string }, now: number): number,
    *   DAY_ID_LIST_BYTES: number, defaultSettings: { retention: NonNullable<typeof retention> }, D1_WORKS: readonly string[], keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean
@@ -774,10 +776,27 @@ try {
       );
       const todayPublishS = (await bestPublish("usage-today")).seconds;
       const { results: upstreamLimits } = await kp.db.prepare("SELECT id, limits FROM upstreams").all();
-      await kp.db.prepare(`UPDATE upstreams SET limits = json_set(limits, '$.day', json('{"reset":"rolling"}'))`).run();
       // A rolling day counts from the start of the hour a day ago; the publish reads its past hours once and keeps their
       // sums (storage/usage-kept.ts): the first publish reads them, the next ones the sums and the hours from `liveFrom` on.
-      const rollingStart = (/** @type {number} */ at) => data.dayCountStart({ reset: "rolling" }, at);
+      // Near the pool's midnight a rolling day is cheaper read from the pool's day rows, and the publish keeps nothing
+      // (usage-store.ts: `dayReads`); the sums are then measured with a day that began twelve hours before.
+      /** @param {{ reset: "rolling" } | { reset: "local", hour: number, timeZone: string }} rule @param {number} at */
+      const keepsSums = (rule, at) => {
+        const start = data.dayCountStart(rule, at);
+        const live = [{ rows: "hour", from: data.liveFrom(at), to: Infinity, sign: 1 }];
+        return start < data.liveFrom(at) && data.planCost(data.planWindowCount(start, at, data.poolDays(at, "UTC", 0)), at) > data.planCost(live, at);
+      };
+      const now = Date.now();
+      /** @type {{ reset: "rolling" } | { reset: "local", hour: number, timeZone: string }} */
+      const rule = [0, 10, 20].every((m) => keepsSums({ reset: "rolling" }, now + m * 60_000))
+        ? { reset: "rolling" }
+        : { reset: "local", hour: (new Date(now).getUTCHours() + 12) % 24, timeZone: "UTC" };
+      const ruleName =
+        rule.reset === "rolling"
+          ? "a rolling day"
+          : `a day beginning at ${String(rule.hour).padStart(2, "0")}:00 UTC (a rolling day at this hour reads the day rows)`;
+      await kp.db.prepare(`UPDATE upstreams SET limits = json_set(limits, '$.day', json(?1))`).bind(JSON.stringify(rule)).run();
+      const rollingStart = (/** @type {number} */ at) => data.dayCountStart(rule, at);
       /** The terms a publish at `at` reads for a rolling day: the past hours unless kept, and the hours read anew. @param {number} at @param {boolean} kept @param {boolean} usable */
       const rollingRead = (at, kept, usable) => {
         const live = [{ rows: "hour", from: data.liveFrom(at), to: Infinity, sign: 1 }];
@@ -831,15 +850,18 @@ try {
       const atHour = (/** @type {number} */ h) => (/** @type {number} */ at) => data.dayCountStart({ reset: "local", hour: h, timeZone: "UTC" }, at);
       const dayShapes = {
         otherHour: Array.from({ length: 24 }, (_, h) => shapes(atHour(h), true)).flat(),
-        rolling: shapes(rollingStart, true),
-        hoursOnly: [...shapes(rollingStart, false), ...Array.from({ length: 24 }, (_, h) => shapes(atHour(h), false)).flat()],
+        rolling: shapes((at) => data.dayCountStart({ reset: "rolling" }, at), true),
+        hoursOnly: [
+          ...shapes((at) => data.dayCountStart({ reset: "rolling" }, at), false),
+          ...Array.from({ length: 24 }, (_, h) => shapes(atHour(h), false)).flat(),
+        ],
       };
       l.usageDay = { todayS: todayPublishS, todayRows, plannedS, planned, keptS, kept, keptRows, movedS, moved: movedOn, hoursS, hours, shapes: dayShapes };
       const described = (/** @type {{ rows: number, buckets: { hour: number, minute: number, day: number } }} */ read) =>
         `${read.rows.toLocaleString("en-US")} key rows (${read.buckets.hour} hour, ${read.buckets.minute} minute, ${read.buckets.day} day buckets)`;
       r.usagePublish +=
         `; over today's ${todayRows.toLocaleString("en-US")} key day rows: ${todayPublishS.toFixed(2)} s wall; ` +
-        `a rolling day at ${new Date(plannedAt).toISOString().slice(11, 16)} UTC, its past hours read and kept, ${described(planned)}: ${plannedS.toFixed(2)} s wall; ` +
+        `${ruleName} at ${new Date(plannedAt).toISOString().slice(11, 16)} UTC, its past hours read and kept, ${described(planned)}: ${plannedS.toFixed(2)} s wall; ` +
         `with ${keptRows.toLocaleString("en-US")} kept sums, ${described(kept)}: ${keptS.toFixed(2)} s wall; moving them on an hour, ${described(movedOn)}: ${movedS.toFixed(2)} s wall; ` +
         `read from hours alone, ${described(hours)}: ${hoursS.toFixed(2)} s wall`;
       l.keyMinuteRows = volume.keyMinuteRows;
@@ -1147,7 +1169,8 @@ function headroomTable() {
       x(every / l.usagePublishS),
     ]);
   }
-  if (l.usagePublishS !== undefined && l.usageDay !== undefined && l.usageDay.hours.rows > 0 && usageSpacing) {
+  // (Without kept sums measured, the rows below would have nothing to scale.)
+  if (l.usagePublishS !== undefined && l.usageDay !== undefined && l.usageDay.hours.rows > 0 && l.usageDay.keptRows > 0 && usageSpacing) {
     // The same publish through a day of 10,000 req/s. A key whose day began at the pool's midnight reads today's day
     // rows, a few a key (measured over the volume's, about as many as the bound). Any other key's day is its past hours'
     // sum, kept in D1, and the two or three hours from `liveFrom` read anew; once an hour the kept sums move on by an
