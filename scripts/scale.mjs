@@ -1077,6 +1077,15 @@ function headroomTable() {
       `${(perDay / 1e9).toFixed(0)} GB a day`,
       x(10e9 / perDay),
     ]);
+    if (l.sampledLog !== undefined) {
+      const sampledPerDay = (rollupsADay + l.sampledLog.eventTableRows * 10_500 * 86_400) * rowBytes;
+      rows.push([
+        `the same, the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes: ${l.sampledLog.eventTableRows.toFixed(2)} rows an event in those tables (measured; 3 in 10 of its events failed), the dedupe window's one among them`,
+        "10 GB a database",
+        `${(sampledPerDay / 1e9).toFixed(0)} GB a day`,
+        x(10e9 / sampledPerDay),
+      ]);
+    }
     // What the account holds once every table is at its retention (the settings' defaults), in all its databases however
     // they are split: the dedupe window's row an event for its hours, the request log's rows for its days.
     const r = /** @type {NonNullable<typeof retention>} */ (retention);
@@ -1101,15 +1110,6 @@ function headroomTable() {
         "1 TB an account",
         `${(bill.heldSampled / 1e12).toFixed(1)} TB`,
         x(D1_ACCOUNT_STORAGE_BYTES / bill.heldSampled),
-      ]);
-    }
-    if (l.sampledLog !== undefined) {
-      const sampledPerDay = (rollupsADay + l.sampledLog.eventTableRows * 10_500 * 86_400) * rowBytes;
-      rows.push([
-        `the same, the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes: ${l.sampledLog.eventTableRows.toFixed(2)} rows an event in those tables (measured; 3 in 10 of its events failed), the dedupe window's one among them`,
-        "10 GB a database",
-        `${(sampledPerDay / 1e9).toFixed(0)} GB a day`,
-        x(10e9 / sampledPerDay),
       ]);
     }
   }
