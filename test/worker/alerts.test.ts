@@ -290,7 +290,16 @@ describe("alerts", () => {
       env.DB.prepare("SELECT status, attempts, last_status, last_error, next_at FROM alert_deliveries WHERE alert_id = ?1 AND destination_id = ?2")
         .bind(alertId, failing.id)
         .first<Record<string, unknown>>();
-    await waitFor(async () => (Number((await row())!.attempts) >= 1 && (await row())!.next_at !== null ? true : undefined), "the first failed attempt", 20_000);
+    // An attempt's outcome is written once every destination of its sweep answered (the slow one takes 3 s); until then
+    // the row shows only the claim (an attempt counted, its lease as next_at), so wait for the outcome itself.
+    await waitFor(
+      async () => {
+        const r = (await row())!;
+        return Number(r.attempts) >= 1 && r.last_status !== null && r.next_at !== null ? true : undefined;
+      },
+      "the first failed attempt",
+      20_000,
+    );
     expect(await row()).toMatchObject({ status: "pending", last_status: 500 });
     // The consumer asked the queue to wake it for the retry (a delayed control message), one wake-up pending.
     const wakeup = await env.DB.prepare("SELECT value FROM meta WHERE name = 'alert_wakeup_at'").first<{ value: number }>();
