@@ -514,20 +514,23 @@ try {
       log(`${n} keys: the consumer folding live traffic…`);
       const total = SMOKE ? 1_000 : 20_000;
       const modelsOf = new Map(rows.upstreams.map((u) => [String(u.id), /** @type {string[]} */ (JSON.parse(String(u.models)))]));
-      const events = attemptEvents(total, `scale-${n}`, {
-        keys: n,
-        spreadMs: 3_000,
-        target: (i) => {
-          const key = /** @type {Record<string, unknown>} */ (rows.keys[(i * 7717) % rows.keys.length]);
-          const models = modelsOf.get(String(key.upstream_id)) ?? ["model-00"];
-          return {
-            keyId: String(key.id),
-            upstreamId: String(key.upstream_id),
-            model: /** @type {string} */ (models[i % models.length]),
-            clientKeyId: String(rows.clientKeys[i % rows.clientKeys.length]?.id),
-          };
-        },
-      });
+      /** `total` events over the pool: the i-th on the key (i + offset) × 7717 (every key once before any twice), its models and the client keys in turn. @param {string} run @param {number} offset */
+      const traffic = (run, offset) =>
+        attemptEvents(total, run, {
+          keys: n,
+          spreadMs: 3_000,
+          target: (i) => {
+            const key = /** @type {Record<string, unknown>} */ (rows.keys[((i + offset) * 7717) % rows.keys.length]);
+            const models = modelsOf.get(String(key.upstream_id)) ?? ["model-00"];
+            return {
+              keyId: String(key.id),
+              upstreamId: String(key.upstream_id),
+              model: /** @type {string} */ (models[i % models.length]),
+              clientKeyId: String(rows.clientKeys[i % rows.clientKeys.length]?.id),
+            };
+          },
+        });
+      const events = traffic(`scale-${n}`, 0);
       const bodies = [];
       for (let i = 0; i < events.length; i += 50) bodies.push({ events: events.slice(i, i + 50) });
       // What D1 itself spends on the fold (its statements' meta.duration), as the consumer counts it for /metrics: a
@@ -604,20 +607,7 @@ try {
       // less, so its part is compared with the part above and the fold taken as the first with that part replaced (the
       // rest of this second fold lands on rows the first one made).
       log(`${n} keys: the fold again, the request log keeping a sample…`);
-      const sampled = attemptEvents(total, `scale-${n}-sampled`, {
-        keys: n,
-        spreadMs: 3_000,
-        target: (i) => {
-          const key = /** @type {Record<string, unknown>} */ (rows.keys[((i + total) * 7717) % rows.keys.length]);
-          const models = modelsOf.get(String(key.upstream_id)) ?? ["model-00"];
-          return {
-            keyId: String(key.id),
-            upstreamId: String(key.upstream_id),
-            model: /** @type {string} */ (models[i % models.length]),
-            clientKeyId: String(rows.clientKeys[i % rows.clientKeys.length]?.id),
-          };
-        },
-      }).map((e) => ({ ...e, logged: data.keptInRequestLog(e.requestId, [e], SAMPLED_LOG) }));
+      const sampled = traffic(`scale-${n}-sampled`, total).map((e) => ({ ...e, logged: data.keptInRequestLog(e.requestId, [e], SAMPLED_LOG) }));
       const sampledRowsBefore = await tableRows(kp.db);
       for (let i = 0; i < sampled.length; i += 5_000) {
         const messages = [];
