@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { keptBodiesSchema } from "./bodies";
+import { fnv1a32 } from "./snapshot";
 
 /** The outcomes an attempt (and so a request, by its final attempt) can end in. */
 const outcomeSchema = z.enum(["ok", "rate_limited", "auth_failed", "no_balance", "upstream_error", "network_error", "client_error", "aborted"]);
@@ -12,10 +13,8 @@ const outcomeSchema = z.enum(["ok", "rate_limited", "auth_failed", "no_balance",
 export function keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean {
   if (sample >= 1 || attempts.length !== 1 || attempts[0]!.outcome !== "ok") return true;
   if (sample <= 0) return false;
-  // FNV-1a over the id: its random part spreads the requests evenly over [0, 2^32).
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < requestId.length; i++) hash = Math.imul(hash ^ requestId.charCodeAt(i), 0x01000193);
-  return (hash >>> 0) / 0x1_0000_0000 < sample;
+  // The id's random part spreads the requests evenly over [0, 2^32).
+  return fnv1a32(requestId) / 0x1_0000_0000 < sample;
 }
 
 /** Filters of the request log (`GET /admin/api/requests` and its export). Times are epoch ms. */

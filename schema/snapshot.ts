@@ -173,14 +173,19 @@ export function partCount(n: number): number {
   return parts;
 }
 
-/** The part a key belongs to among `parts` (FNV-1a of its id), stable while the part count is. */
-export function partOf(keyId: string, parts: number): number {
+/** FNV-1a of a text's UTF-16 code units, as an unsigned 32-bit number: a stable spread of ids (not a digest). */
+export function fnv1a32(text: string): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < keyId.length; i++) {
-    h ^= keyId.charCodeAt(i);
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
-  return (h >>> 0) % parts;
+  return h >>> 0;
+}
+
+/** The part a key belongs to among `parts` (FNV-1a of its id), stable while the part count is. */
+export function partOf(keyId: string, parts: number): number {
+  return fnv1a32(keyId) % parts;
 }
 
 /** Spreads a snapshot's keys over parts (each in the snapshot's order); the head is built from their names. */
