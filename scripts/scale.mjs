@@ -26,7 +26,8 @@
  *   the median of 100 straight to the mock upstream, one at a time;
  * - the consumer folding 20,000 attempt events over the pool's keys, models and
  *   clients, packed as the gateway sends them (50 a message, 100 messages a
- *   batch), straight into its queue handler: events a second, and CPU; D1's own
+ *   batch), straight into its queue handler, onto the rollup rows an hour of
+ *   10,000 req/s would hold already: events a second, and CPU; D1's own
  *   time for it, part by part, as the consumer counts it for /metrics; then as
  *   many events again marked as the gateway marks them with `requestLogSample`
  *   SAMPLED_LOG, for the request log's part and the rows an event with a sample;
@@ -223,6 +224,72 @@ async function rollupVolume(db, keyIdPrefix, keys, clients, perHour, perMinute) 
   return { hourRowBytes, hourRows, keyHourRows, minuteRows: keyMinuteRows + clientMinuteRows, keyMinuteRows, clientMinuteRows, upstreamMinuteRows };
 }
 
+/** Events a minute at 10,000 requests a second (1.05 events a request). */
+const EVENTS_A_MINUTE = 10_500 * 60;
+
+/**
+ * The share of events that find their rollup row already there when a bucket's
+ * row takes `lambda` events on average (arriving at random): all but the first
+ * of each row's events.
+ * @param {number} lambda
+ */
+function foundShare(lambda) {
+  return lambda <= 0 ? 0 : 1 - (1 - Math.exp(-lambda)) / lambda;
+}
+
+/**
+ * Writes the rollup rows traffic at 10,000 requests a second would already
+ * hold when `events` arrive, so the fold is measured as it runs mid-hour —
+ * updating rows more than creating them — and not as the first traffic ever
+ * seen. A key × model row of a minute takes 630,000 / (keys × models) events
+ * a minute (1.3 at 100,000 keys serving 5 models: 43% of events find theirs),
+ * an hour's row 60 times that, a day's 1,440 times; likewise for client key ×
+ * model rows. Each event's rows are written for that share of the events,
+ * chosen evenly. The pool's days are UTC (its time zone is the default).
+ * Returns the share of events that found their key's minute row.
+ * @param {Keypool["db"]} db
+ * @param {{ keyId: string, model: string, clientKeyId: string, ts: number }[]} events
+ * @param {number} keyPairs @param {number} clientPairs
+ */
+async function steadyRollups(db, events, keyPairs, clientPairs) {
+  const buckets = /** @type {const} */ ([
+    ["rollup_minute", 1, 60_000],
+    ["rollup_hour", 60, 3_600_000],
+    ["rollup_day", 1_440, 86_400_000],
+  ]);
+  for (const [table, minutes, ms] of buckets) {
+    for (const [kind, pairs] of /** @type {const} */ ([
+      ["key", keyPairs],
+      ["client", clientPairs],
+    ])) {
+      const share = foundShare((EVENTS_A_MINUTE * minutes) / pairs);
+      // Low-discrepancy choice (the golden ratio's fractions): a share of the events, spread over the traffic.
+      const rows = events
+        .filter((_, i) => (i * 0.6180339887 + (kind === "key" ? 0 : 0.5)) % 1 < share)
+        .map((e) => ({
+          bucket: e.ts - (e.ts % ms),
+          key_id: kind === "key" ? e.keyId : "*",
+          model: e.model,
+          client_key_id: kind === "client" ? e.clientKeyId : "*",
+          requests: 1,
+          attempts: 1,
+          successes: 1,
+          last_at: e.ts,
+        }));
+      for (let i = 0; i < rows.length; i += 2_000) {
+        await db
+          .prepare(
+            `INSERT OR IGNORE INTO ${table} (bucket, key_id, model, client_key_id, requests, attempts, successes, last_at)
+             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 FROM json_each(?1)`,
+          )
+          .bind(JSON.stringify(rows.slice(i, i + 2_000).map((r) => Object.values(r))))
+          .run();
+      }
+    }
+  }
+  return foundShare(EVENTS_A_MINUTE / keyPairs);
+}
+
 /**
  * How often the consumer publishes the pool's usage when one publish takes `seconds`: every second, or as much less
  * often as keeps a publish to its share of the time, at least every 30 s (`USAGE_SPACING`).
@@ -319,7 +386,7 @@ const results = [];
 /**
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
- *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number, foldRowsWritten?: number, sampledLog?: { share: number, failed: number, foldD1S: number, eventTableRows: number, rowsWritten: number },
+ *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number, foldRowsWritten?: number, minuteRowsFound?: number, sampledLog?: { share: number, failed: number, foldD1S: number, eventTableRows: number, rowsWritten: number },
  *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number, probedAtRtt?: number }} Figures
  * @typedef {{ rows: number, buckets: { hour: number, minute: number, day: number } }} PlanRead
@@ -531,6 +598,10 @@ try {
           },
         });
       const events = traffic(`scale-${n}`, 0);
+      // The rows an hour of such traffic already holds: the fold updates them as it does mid-hour.
+      const keyPairs = rows.keys.length * Math.max(...[...modelsOf.values()].map((m) => m.length));
+      const clientPairs = rows.clientKeys.length * new Set([...modelsOf.values()].flat()).size;
+      l.minuteRowsFound = await steadyRollups(kp.db, events, keyPairs, clientPairs);
       const bodies = [];
       for (let i = 0; i < events.length; i += 50) bodies.push({ events: events.slice(i, i + 50) });
       // What D1 itself spends on the fold (its statements' meta.duration), as the consumer counts it for /metrics: a
@@ -634,7 +705,8 @@ try {
           .reduce((sum, [, perEvent]) => sum + perEvent, 0),
       };
       r.fold =
-        `${Math.round(foldRate).toLocaleString("en-US")} events/s, ${foldCpu.toFixed(2)} s CPU per 1,000; ` +
+        `${Math.round(foldRate).toLocaleString("en-US")} events/s, ${foldCpu.toFixed(2)} s CPU per 1,000, ` +
+        `mid-hour at 10,000 req/s (${Math.round((l.minuteRowsFound ?? 0) * 100)}% of events find their key's minute row, nearly all their hour and day rows); ` +
         `D1's own time ${(l.foldD1S * 1e6).toFixed(0)} µs an event (${Math.round(1 / l.foldD1S).toLocaleString("en-US")} events a second of it: ` +
         `${perPart
           .sort((a, b) => b[1] - a[1])
@@ -1060,16 +1132,20 @@ function headroomTable() {
   if (l.bytesPerEvent !== undefined && l.rowsPerEvent !== undefined && l.eventTableRows !== undefined) {
     const rollupsADay = 1_440 * rollupRows(60) + 24 * rollupRows(3_600) + rollupRows(86_400);
     const eventRowsADay = l.eventTableRows * 10_500 * 86_400;
-    const rowBytes = l.bytesPerEvent / l.rowsPerEvent;
-    const perDay = (rollupsADay + eventRowsADay) * rowBytes;
+    // Bytes a row: a rollup row's as measured on the hour rows written for the dashboard's reads (its primary key and
+    // index included), an event table row's from what the fold added beside the rollup rows it created.
+    const rollupRowBytes = l.hourRowBytes ?? l.bytesPerEvent / l.rowsPerEvent;
+    const eventRowBytes =
+      l.eventTableRows > 0 ? Math.max(0, l.bytesPerEvent - (l.rowsPerEvent - l.eventTableRows) * rollupRowBytes) / l.eventTableRows : rollupRowBytes;
+    const perDay = rollupsADay * rollupRowBytes + eventRowsADay * eventRowBytes;
     rows.push([
-      `D1 storage: what the fold adds in a day at 10,500 events/s — rollups bounded by keys × models, client keys × models and upstreams × models, ${(rollupsADay / 1e6).toFixed(0)} M rows a day; the request log and dedupe window, ${(eventRowsADay / 1e6).toFixed(0)} M (${l.eventTableRows.toFixed(1)} rows an event); ${Math.round(rowBytes)} bytes a row as the fold wrote them (minute rollups are kept 48 h, the request log 7 days, hour rollups 35)`,
+      `D1 storage: what the fold adds in a day at 10,500 events/s — rollups bounded by keys × models, client keys × models and upstreams × models, ${(rollupsADay / 1e6).toFixed(0)} M rows a day at ${Math.round(rollupRowBytes)} bytes a row; the request log and dedupe window, ${(eventRowsADay / 1e6).toFixed(0)} M (${l.eventTableRows.toFixed(1)} rows an event) at ${Math.round(eventRowBytes)} bytes a row as the fold wrote them (minute rollups are kept 48 h, the request log 7 days, hour rollups 35)`,
       "10 GB a database",
       `${(perDay / 1e9).toFixed(0)} GB a day`,
       x(10e9 / perDay),
     ]);
     if (l.sampledLog !== undefined) {
-      const sampledPerDay = (rollupsADay + l.sampledLog.eventTableRows * 10_500 * 86_400) * rowBytes;
+      const sampledPerDay = rollupsADay * rollupRowBytes + l.sampledLog.eventTableRows * 10_500 * 86_400 * eventRowBytes;
       rows.push([
         `the same, the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes: ${l.sampledLog.eventTableRows.toFixed(2)} rows an event in those tables (measured; ${Math.round(l.sampledLog.failed * 10)} in 10 of its events failed), the dedupe window's one among them`,
         "10 GB a database",
@@ -1082,11 +1158,9 @@ function headroomTable() {
     const r = /** @type {NonNullable<typeof retention>} */ (retention);
     /** @param {number} eventTableRows */
     const held = (eventTableRows) =>
-      (1_440 * rollupRows(60) * (r.minuteRollupHours / 24) +
-        24 * rollupRows(3_600) * r.hourRollupDays +
-        rollupRows(86_400) * r.dayRollupDays +
-        10_500 * 86_400 * ((r.dedupeHours / 24) * 1 + r.requestLogDays * (eventTableRows - 1))) *
-      rowBytes;
+      (1_440 * rollupRows(60) * (r.minuteRollupHours / 24) + 24 * rollupRows(3_600) * r.hourRollupDays + rollupRows(86_400) * r.dayRollupDays) *
+        rollupRowBytes +
+      10_500 * 86_400 * ((r.dedupeHours / 24) * 1 + r.requestLogDays * (eventTableRows - 1)) * eventRowBytes;
     bill.held = held(l.eventTableRows);
     rows.push([
       `D1 storage held by the account, every database however the data is split, at the default retention (minute rollups ${r.minuteRollupHours} h, hour rollups ${r.hourRollupDays} days, day rollups ${r.dayRollupDays} days, the dedupe window ${r.dedupeHours} h, the request log ${r.requestLogDays} days), at the rows a day above`,
