@@ -6,10 +6,10 @@ export const EVENT_VERSION = 1;
 
 /**
  * A new event id: a UUIDv7 (RFC 9562) — the time in milliseconds in its first
- * 48 bits, then 74 random bits — so ids made later sort later. The consumer's
- * dedupe window (`seen_events`, keyed by id) then grows at its end, where
- * random (v4) ids land on any page of it, and an insert gets dearer as the
- * window — days of traffic — grows (docs/performance.md has the figures).
+ * 48 bits, then 74 random bits — so ids made later sort later, and a table
+ * keyed by them grows at its end, where random (v4) ids land on any page of
+ * it and an insert gets dearer as the table grows (docs/performance.md has the
+ * figures for the dedupe window, keyed by id until migration 0025).
  */
 export function newEventId(now: number): string {
   const time = Math.min(Math.max(0, Math.floor(now)), 0xffffffffffff)

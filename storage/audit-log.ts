@@ -15,7 +15,7 @@ import { seenSql } from "./dedupe-window";
 export function insertAuditSql(prefix: string, unseenOnly: boolean): string {
   return `INSERT OR IGNORE INTO ${prefix}audit_log (id, ts, actor, action, target, detail)
   SELECT value->>'$.id', value->>'$.ts', value->>'$.actor', value->>'$.action', value->>'$.target', value->>'$.detail'
-  FROM json_each(?1)${unseenOnly ? ` WHERE NOT ${seenSql(prefix, "value->>'$.id'")}` : ""}`;
+  FROM json_each(?1)${unseenOnly ? ` WHERE NOT ${seenSql(prefix, "value->>'$.id'", "value->>'$.ts'")}` : ""}`;
 }
 
 /** Admin events, newest first, before `before` (epoch ms). */

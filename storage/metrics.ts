@@ -55,9 +55,9 @@ const COLUMNS = [
   "ttfb_buckets",
 ] as const;
 
-/** The JSON parameter of `foldMetricsSql`: rows as arrays in FIELDS order, each attempt's id after them when given. */
-export function metricRowsParam(rows: MetricRow[], ids?: string[]): string {
-  return JSON.stringify(rows.map((r, i) => (ids ? [...FIELDS.map((f) => r[f]), ids[i]] : FIELDS.map((f) => r[f]))));
+/** The JSON parameter of `foldMetricsSql`: rows as arrays in FIELDS order, each attempt's id and time after them when given. */
+export function metricRowsParam(rows: MetricRow[], events?: { id: string; ts: number }[]): string {
+  return JSON.stringify(rows.map((r, i) => (events ? [...FIELDS.map((f) => r[f]), events[i]!.id, events[i]!.ts] : FIELDS.map((f) => r[f]))));
 }
 
 const addBuckets = (col: string, prefix: string) =>
@@ -78,7 +78,7 @@ export function foldMetricsSql(prefix: string, unseenOnly: boolean): string {
     .join(", ")}
   FROM json_each(?1)
   WHERE value->>${at("h")} + ${HOUR_MS} > (SELECT value FROM meta WHERE name = 'metrics_counted_since')${
-    unseenOnly ? ` AND NOT ${seenSql(prefix, `value->>${FIELDS.length}`)}` : ""
+    unseenOnly ? ` AND NOT ${seenSql(prefix, `value->>${FIELDS.length}`, `value->>${FIELDS.length + 1}`)}` : ""
   }
   ON CONFLICT (upstream_id, model) DO UPDATE SET
     ${COLUMNS.map((c) => (c.endsWith("_buckets") ? `${c} = ${addBuckets(c, prefix)}` : `${c} = ${c} + excluded.${c}`)).join(",\n    ")}`;

@@ -45,9 +45,10 @@ export interface StageRow {
   la: number;
 }
 
-/** One attempt's contribution, with its event id (checked against the dedupe window). */
+/** One attempt's contribution, with its event's id and time (checked against the dedupe window). */
 export interface AttemptRow extends StageRow {
   id: string;
+  ts: number;
 }
 
 export interface AdminRow {
@@ -89,6 +90,7 @@ function attemptRow(e: AttemptEvent, timeZone: string, prices: PriceBook): Attem
   const [cost, unpriced] = prices.attemptCost(e);
   return {
     id: e.id,
+    ts: e.ts,
     m: minuteStart(e.ts),
     h: hourStart(e.ts),
     d: dayStart(e.ts, timeZone),
@@ -151,7 +153,7 @@ const SUMMED = [
 /** The attempts summed per minute, day, key, upstream, model and client (the hour follows from the minute). */
 function groupAttempts(attempts: AttemptRow[]): StageRow[] {
   const groups = new Map<string, StageRow>();
-  for (const { id: _id, ...row } of attempts) {
+  for (const { id: _id, ts: _ts, ...row } of attempts) {
     // Lengths keep the key unambiguous whatever the ids and model names hold.
     const k = `${row.m}|${row.d}|${row.key.length}:${row.key}|${row.up.length}:${row.up}|${row.client.length}:${row.client}|${row.model}`;
     const group = groups.get(k);

@@ -50,14 +50,14 @@ const STAGE_FIELDS = ["m", "h", "d", "key", "up", "model", "client", ...Object.v
 
 /**
  * A staged row as the JSON parameter carries it: its values in STAGE_FIELDS
- * order (an attempt's id after them). SQLite reads an array element by
+ * order (an attempt's id and time after them). SQLite reads an array element by
  * position, where it finds an object's member by comparing names, which made
  * staging — about a row per event in a pool of thousands of keys — the
  * costliest statement of the fold (docs/performance.md).
  */
 function stageTuple(row: StageRow | AttemptRow): unknown[] {
   const tuple: unknown[] = STAGE_FIELDS.map((f) => row[f]);
-  if ("id" in row) tuple.push(row.id);
+  if ("id" in row) tuple.push(row.id, row.ts);
   return tuple;
 }
 
@@ -71,7 +71,7 @@ const stageSql = (p: string, unseenOnly: boolean) => `INSERT INTO ingest_stage (
   FROM json_each(?1) AS e${
     unseenOnly
       ? `
-  WHERE NOT ${seenSql(p, `e.value->>${STAGE_FIELDS.length}`)}`
+  WHERE NOT ${seenSql(p, `e.value->>${STAGE_FIELDS.length}`, `e.value->>${STAGE_FIELDS.length + 1}`)}`
       : ""
   }`;
 
@@ -207,10 +207,10 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
   } catch {
     // An id seen before (a redelivery), or D1 failing: fold event by event, which settles both.
   }
-  const metricIds = rows.attempts.map((a) => a.id);
+  const metricEvents = rows.attempts.map((a) => ({ id: a.id, ts: a.ts }));
   try {
     await commit([
-      ...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit, sql.someSeen.metrics, metricRowsParam(rows.metricAttempts, metricIds)),
+      ...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit, sql.someSeen.metrics, metricRowsParam(rows.metricAttempts, metricEvents)),
       [db.prepare(sql.someSeen.seen).bind(seen), "fold_dedupe"],
       ...clear,
       ...liveFigures,
