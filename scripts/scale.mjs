@@ -79,14 +79,21 @@ const gc = /** @type {() => void} */ (vm.runInNewContext("gc"));
 
 /** @typedef {Awaited<ReturnType<typeof startKeypool>>} Keypool */
 
-/** @param {Keypool["db"]} db @param {string} table @param {Record<string, unknown>[]} rows */
-async function insertRows(db, table, rows) {
+/**
+ * Inserts rows (objects with the same columns) into a table; `orIgnore` skips those whose key is there already.
+ * @param {Keypool["db"]} db @param {string} table @param {Record<string, unknown>[]} rows @param {boolean} [orIgnore]
+ */
+async function insertRows(db, table, rows, orIgnore = false) {
   if (rows.length === 0) return;
   const names = Object.keys(/** @type {Record<string, unknown>} */ (rows[0]));
   const select = names.map((n) => `value->>'${n}'`).join(", ");
   const statements = [];
   for (let i = 0; i < rows.length; i += 500) {
-    statements.push(db.prepare(`INSERT INTO ${table} (${names.join(", ")}) SELECT ${select} FROM json_each(?1)`).bind(JSON.stringify(rows.slice(i, i + 500))));
+    statements.push(
+      db
+        .prepare(`INSERT ${orIgnore ? "OR IGNORE " : ""}INTO ${table} (${names.join(", ")}) SELECT ${select} FROM json_each(?1)`)
+        .bind(JSON.stringify(rows.slice(i, i + 500))),
+    );
   }
   for (let i = 0; i < statements.length; i += 50) await db.batch(statements.slice(i, i + 50));
 }
@@ -276,15 +283,7 @@ async function steadyRollups(db, events, keyPairs, clientPairs) {
           successes: 1,
           last_at: e.ts,
         }));
-      for (let i = 0; i < rows.length; i += 2_000) {
-        await db
-          .prepare(
-            `INSERT OR IGNORE INTO ${table} (bucket, key_id, model, client_key_id, requests, attempts, successes, last_at)
-             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 FROM json_each(?1)`,
-          )
-          .bind(JSON.stringify(rows.slice(i, i + 2_000).map((r) => Object.values(r))))
-          .run();
-      }
+      await insertRows(db, table, rows, true);
     }
   }
   return foundShare(EVENTS_A_MINUTE / keyPairs);
