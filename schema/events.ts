@@ -19,6 +19,12 @@ export function newEventId(now: number): string {
   return `${time.slice(0, 8)}-${time.slice(8)}-7${crypto.randomUUID().slice(15)}`;
 }
 
+/** The millisecond a UUIDv7 id (`newEventId`, and so every request id the gateway gives) was made, or null for any other id. */
+export function eventIdTime(id: string): number | null {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i.test(id)) return null;
+  return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+}
+
 const envelope = {
   v: z.literal(EVENT_VERSION),
   /** Unique per event: the consumer de-duplicates on it. */

@@ -11,6 +11,7 @@ export * from "./usage";
 export * from "./prices";
 export * from "./requests";
 export * from "./bodies";
+export * from "./archive";
 export * from "./alerts";
 export * from "./metrics";
 export * from "./version";

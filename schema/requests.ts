@@ -123,6 +123,8 @@ export const requestDetailSchema = requestRecordSchema.extend({
   attemptList: z.array(requestAttemptSchema),
   /** The request's and its answer's bodies, when they were kept (the `storeBodies` setting) and are still within `retention.bodyDays`. */
   bodies: keptBodiesSchema.nullable(),
+  /** Where the record was read: the request log, or the event archive for a request the log does not hold (left out by `requestLogSample`, or past `retention.requestLogDays`). */
+  source: z.enum(["log", "archive"]),
 });
 export type RequestDetail = z.infer<typeof requestDetailSchema>;
 

@@ -1,4 +1,7 @@
-import { DAY_MS, type Settings } from "../schema";
+import { DAY_MS, EVENTS_PREFIX, attemptEventSchema, eventIdTime, type AttemptEvent, type Settings } from "../schema";
+import { ARCHIVE_SEARCH, ATTEMPT_COLUMNS, logAttempt, requestOfAttempts, type RequestRow } from "./request-log-rows";
+import { searchArchive } from "./archive";
+import { readPriceBook } from "./prices";
 
 /**
  * The request log (migration 0015): `request_attempts`, one row per upstream
@@ -7,36 +10,6 @@ import { DAY_MS, type Settings } from "../schema";
  * idempotent, rebuilt by a replay); read by the admin API; pruned by the
  * scheduler after `retention.requestLogDays`.
  */
-
-/** request_attempts' columns, in the order a staged attempt's JSON tuple lists them. */
-export const ATTEMPT_COLUMNS = [
-  "request_id",
-  "attempt",
-  "ts",
-  "final",
-  "key_id",
-  "upstream_id",
-  "client_key_id",
-  "model",
-  "upstream_model",
-  "endpoint",
-  "stream",
-  "status",
-  "outcome",
-  "latency_ms",
-  "ttfb_ms",
-  "prompt_tokens",
-  "completion_tokens",
-  "total_tokens",
-  "cached_tokens",
-  "reasoning_tokens",
-  "usage_source",
-  "cost_micros",
-  "unpriced",
-  "error",
-  "user_agent",
-  "client_ip",
-] as const;
 
 /** Inserts the JSON parameter's attempts (tuples in ATTEMPT_COLUMNS order); one already there (a redelivery) is left as it is. */
 export function insertAttemptsSql(prefix: string): string {
@@ -93,9 +66,6 @@ export interface RequestFilters {
   minLatencyMs?: number | undefined;
   requestId?: string | undefined;
 }
-
-/** A request row with the names the list shows. */
-export type RequestRow = Record<string, unknown>;
 
 const REQUEST_SELECT = `SELECT r.*, c.name AS client_name, k.masked AS key_masked, u.name AS upstream_name
   FROM request_log r
@@ -168,4 +138,75 @@ export async function findRequest(db: D1Database, requestId: string): Promise<{ 
   ]);
   const row = request?.results[0];
   return row ? { request: row, attempts: attempts?.results ?? [] } : null;
+}
+
+// ---------------------------------------------------------------------------
+// Reading a request from the event archive
+
+/** What a search of the archive for a request found, and what it read. */
+export interface ArchivedRequest {
+  found: { request: RequestRow; attempts: RequestRow[] } | null;
+  /** The span of consumption times searched, and the objects read in it. */
+  from: number;
+  until: number;
+  read: number;
+  /** Whether the search stopped at `ARCHIVE_SEARCH.maxObjects` before the end of its span. */
+  budgetSpent: boolean;
+}
+
+/**
+ * Looks a request up in the event archive by the time its id carries (a UUIDv7,
+ * as the gateway makes them; null for any other id): its attempt events, priced
+ * as the consumer prices them (the price in force when each was sent), made into
+ * the rows the log would hold, with the names the log's reads join.
+ */
+export async function findArchivedRequest(db: D1Database, bucket: R2Bucket, requestId: string, now: number): Promise<ArchivedRequest | null> {
+  const made = eventIdTime(requestId);
+  if (made === null) return null;
+  const from = made - ARCHIVE_SEARCH.beforeMs;
+  const until = Math.min(now, made + ARCHIVE_SEARCH.afterMs);
+  const events = new Map<number, AttemptEvent>();
+  /** All of the request's attempts are found once the final one is and every position before it. */
+  const complete = () => {
+    const last = [...events.values()].find((e) => e.final);
+    return last !== undefined && events.size >= last.attempt;
+  };
+  const search = await searchArchive(bucket, {
+    prefix: EVENTS_PREFIX,
+    from,
+    until,
+    // The archive holds events as JSON.stringify wrote them.
+    needle: `"requestId":${JSON.stringify(requestId)}`,
+    match: (record) => {
+      const e = attemptEventSchema.safeParse(record);
+      if (!e.success || e.data.requestId !== requestId) return false;
+      // A redelivered batch is archived again: each attempt once.
+      if (!events.has(e.data.attempt)) events.set(e.data.attempt, e.data);
+      return true;
+    },
+    done: complete,
+    maxObjects: ARCHIVE_SEARCH.maxObjects,
+  });
+  const result: ArchivedRequest = { found: null, from, until, read: search.read, budgetSpent: search.budgetSpent };
+  if (!complete()) return result;
+  const prices = await readPriceBook(db);
+  const found = requestOfAttempts([...events.values()].map((e) => logAttempt(e, ...prices.attemptCost(e))));
+  if (!found) return result;
+  const ids = (column: string) => JSON.stringify([...new Set(found.attempts.map((a) => a[column]))]);
+  const { results: names } = await db
+    .prepare(
+      `SELECT 'key' AS kind, id, masked AS name FROM keys WHERE id IN (SELECT value FROM json_each(?1))
+       UNION ALL SELECT 'upstream', id, name FROM upstreams WHERE id IN (SELECT value FROM json_each(?2))
+       UNION ALL SELECT 'client', id, name FROM client_keys WHERE id = ?3`,
+    )
+    .bind(ids("key_id"), ids("upstream_id"), found.request.client_key_id)
+    .all<{ kind: string; id: string; name: string }>();
+  const name = (kind: string, id: unknown) => names.find((n) => n.kind === kind && n.id === id)?.name ?? null;
+  for (const row of [found.request, ...found.attempts]) {
+    row.key_masked = name("key", row.key_id);
+    row.upstream_name = name("upstream", row.upstream_id);
+  }
+  found.request.client_name = name("client", found.request.client_key_id);
+  result.found = found;
+  return result;
 }

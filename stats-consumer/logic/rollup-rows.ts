@@ -1,4 +1,5 @@
 import { metricRow, sumMetricRows, type MetricRow } from "../../schema";
+import { logAttempt, type LogAttempt } from "../../storage/request-log-rows";
 import { dayStart, hourStart, minuteStart, type AdminEvent, type AttemptEvent, type KeypoolEvent, type PriceBook } from "../../schema";
 
 /**
@@ -59,14 +60,6 @@ export interface AdminRow {
   target: string | null;
   detail: string | null;
 }
-
-/**
- * One attempt as the request log keeps it: values in `ATTEMPT_COLUMNS` order
- * (storage/request-log.ts) — request id, position, time, final, key, upstream,
- * client, model, upstream model, endpoint, stream, status, outcome, latency,
- * first byte, the five token counts, usage source, cost, unpriced, error, user agent, client address.
- */
-export type LogAttempt = (string | number | null)[];
 
 /** What one queue batch contributes, ready for one D1 transaction. */
 export interface BatchRows {
@@ -169,37 +162,6 @@ function groupAttempts(attempts: AttemptRow[]): StageRow[] {
   return [...groups.values()];
 }
 
-function logAttempt(e: AttemptEvent, row: AttemptRow): LogAttempt {
-  return [
-    e.requestId,
-    e.attempt,
-    e.ts,
-    bit(e.final),
-    e.keyId,
-    e.upstreamId,
-    e.clientKeyId,
-    e.model,
-    e.upstreamModel,
-    e.endpoint,
-    bit(e.stream),
-    e.status,
-    e.outcome,
-    e.latencyMs,
-    e.ttfbMs,
-    e.promptTokens,
-    e.completionTokens,
-    e.totalTokens,
-    e.cachedTokens,
-    e.reasoningTokens,
-    e.usageSource,
-    row.cost,
-    row.unpriced,
-    e.error,
-    e.userAgent,
-    e.clientIp,
-  ];
-}
-
 function adminRow(e: AdminEvent): AdminRow {
   return { id: e.id, ts: e.ts, actor: e.actor, action: e.action, target: e.target, detail: e.detail ? JSON.stringify(e.detail) : null };
 }
@@ -221,7 +183,7 @@ export function toBatchRows(events: KeypoolEvent[], timeZone: string, prices: Pr
       const row = attemptRow(e, timeZone, prices);
       rows.attempts.push(row);
       // Counted everywhere else; in the request log only when the gateway kept its request (the `requestLogSample` setting).
-      if (e.logged) rows.log.push(logAttempt(e, row));
+      if (e.logged) rows.log.push(logAttempt(e, row.cost, row.unpriced));
       rows.metricAttempts.push(metricRow(e, row));
     } else if (e.type === "admin") rows.admin.push(adminRow(e));
   }

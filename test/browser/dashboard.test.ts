@@ -6,7 +6,7 @@ import OpenAI from "openai";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import { ROOT } from "../../scripts/lib/stack.mjs";
-import { verifySignature } from "../../schema";
+import { newEventId, verifySignature } from "../../schema";
 import { startStack, type Stack } from "../e2e/fixture";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -319,6 +319,10 @@ describe.skipIf(!hasChromium)("the dashboard in a real browser", () => {
     await page.check("input[name=live]");
     await (await chat()).arrayBuffer();
     await expect.poll(() => page.$$eval("[data-testid=requests-table] tbody tr[data-request]", (rows) => rows.length), { timeout: 15_000 }).toBe(sent + 1);
+    // An id the log does not hold: the page offers the event archive, whose search says what it read.
+    await open(`requests/requestId=${newEventId(Date.now() - 1_000)}`);
+    await page.click("[data-testid=requests-in-archive]", { timeout: 15_000 });
+    await expect.poll(() => page.textContent("[role=alert]"), { timeout: 15_000 }).toMatch(/nor do the \d+ batches the event archive holds from/);
   });
 
   it("adds a webhook on the Alerts page, sends a signed test, and opens /metrics with a scrape token", { timeout: 90_000 }, async () => {

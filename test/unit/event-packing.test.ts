@@ -7,6 +7,7 @@ import {
   QUEUE_MESSAGE_LIMIT_BYTES,
   attemptEventSchema,
   eventsOfMessage,
+  eventIdTime,
   newEventId,
   packEvents,
   sendBatchGroups,
@@ -87,6 +88,15 @@ describe("newEventId", () => {
     expect(id).toMatch(UUID_V7);
     expect(parseInt(id.slice(0, 8) + id.slice(9, 13), 16)).toBe(now);
     expect(newEventId(0).slice(0, 13)).toBe("00000000-0000");
+  });
+
+  it("gives its time back to eventIdTime, which reads no time from any other id", () => {
+    const now = Date.UTC(2026, 11, 6, 5, 0, 0, 7);
+    expect(eventIdTime(newEventId(now))).toBe(now);
+    expect(eventIdTime(newEventId(now).toUpperCase())).toBe(now);
+    expect(eventIdTime(crypto.randomUUID())).toBeNull();
+    expect(eventIdTime("req-1")).toBeNull();
+    expect(eventIdTime(`${newEventId(now)}x`)).toBeNull();
   });
 
   it("sorts ids made later after earlier ones, as text — so the dedupe window grows at its end", () => {

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { pruneBodies } from "../../stats-consumer/storage/bodies";
-import type { RequestDetail, RequestPage } from "../../schema";
+import { newEventId, type RequestDetail, type RequestPage } from "../../schema";
 import { FAKE_BASE_URL, FAKE_SSE, FAKE_USAGE, installFakeUpstream } from "./fake-upstream";
 import { admin, adminToken, chatBody, createPool, forgetSnapshot, gateway, resetAfterEach, waitFor, waitForRollup, waitForSnapshot } from "./helpers";
 
@@ -39,6 +39,8 @@ describe("the request log", () => {
         }),
     });
     fakes.set(fake.restore);
+    // Priced, so the record's cost is something the archive's reading must get right too.
+    expect((await admin("PUT", "/prices", { model: pool.model, input: 2.5, output: 10 })).status).toBe(200);
     // Until the limited key has been tried once, a request may land on either; keep going until one failed over.
     let requestId: string | null = null;
     for (let i = 0; i < 20 && requestId === null; i++) {
@@ -81,8 +83,28 @@ describe("the request log", () => {
     );
     expect((await admin<RequestPage>("GET", `/requests?requestId=${requestId}&outcome=rate_limited`)).body.data).toHaveLength(0);
     expect((await admin<RequestPage>("GET", `/requests?requestId=${requestId}&status=2xx&stream=false`)).body.data).toHaveLength(1);
-    expect((await admin("GET", "/requests/no-such-request")).status).toBe(404);
     expect((await admin<{ error: { param: string } }>("GET", "/requests?status=abc")).body.error.param).toBe("status");
+    // Past the log's retention (its rows deleted), the same record is read from the event archive.
+    expect(detail.body).toMatchObject({ source: "log", costMicros: expect.any(Number) });
+    expect(detail.body.costMicros).toBeGreaterThan(0);
+    await env.DB.batch([
+      env.DB.prepare("DELETE FROM request_log WHERE request_id = ?1").bind(requestId),
+      env.DB.prepare("DELETE FROM request_attempts WHERE request_id = ?1").bind(requestId),
+    ]);
+    const archived = await admin<RequestDetail>("GET", `/requests/${requestId}`);
+    expect(archived.status).toBe(200);
+    expect(archived.body).toEqual({ ...detail.body, source: "archive" });
+  });
+
+  it("answers 404 for a request neither the log nor the archive holds, saying what it searched", async () => {
+    const unknown = await admin<{ error: { message: string; code: string } }>("GET", `/requests/${newEventId(Date.now() - 5_000)}`);
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error.code).toBe("request_not_found");
+    expect(unknown.body.error.message).toMatch(/it keeps every request for 7 days\), nor do the \d+ batches the event archive holds from \S+ to \S+\.$/);
+    const foreign = await admin<{ error: { message: string; code: string } }>("GET", "/requests/no-such-request");
+    expect(foreign.status).toBe(404);
+    expect(foreign.body.error).toMatchObject({ code: "request_not_found" });
+    expect(foreign.body.error.message).toContain("searched only by the time a request id the gateway made carries (a UUIDv7)");
   });
 
   it("pages newest first with a cursor, filters by client, model and latency, and exports NDJSON and CSV", async () => {
@@ -156,7 +178,24 @@ describe("the request log's sample", () => {
         return d.status === 200 && d.body.bodies ? d.body : undefined;
       }, "the retried request's bodies");
       expect(kept.attemptList.map((a) => a.outcome)).toEqual(["rate_limited", "ok"]);
-      const missing = await admin<{ error: { message: string; code: string } }>("GET", `/requests/${plain[0]!.id}`);
+      // A request the log left out is still traced: read from the event archive, whole.
+      const traced = await admin<RequestDetail>("GET", `/requests/${plain[0]!.id}`);
+      expect(traced.status).toBe(200);
+      expect(traced.body).toMatchObject({
+        requestId: plain[0]!.id,
+        source: "archive",
+        clientKeyId: pool.clientKeyId,
+        clientName: "test client",
+        keyMasked: masked(serving),
+        status: 200,
+        outcome: "ok",
+        attempts: 1,
+        userAgent: "request-log-test/1.0",
+        tokens: { prompt: FAKE_USAGE.prompt_tokens, completion: FAKE_USAGE.completion_tokens, total: FAKE_USAGE.total_tokens, source: "upstream" },
+        bodies: null,
+      });
+      expect(traced.body.attemptList.map((a) => [a.attempt, a.keyMasked, a.outcome])).toEqual([[1, masked(serving), "ok"]]);
+      const missing = await admin<{ error: { message: string; code: string } }>("GET", `/requests/${newEventId(Date.now() - 5_000)}`);
       expect(missing.status).toBe(404);
       expect(missing.body.error).toMatchObject({ code: "request_not_found" });
       expect(missing.body.error.message).toContain("0% of the rest (the requestLogSample setting)");

@@ -299,7 +299,10 @@ const en = {
   "settings.bodyMaxBytes": "Largest body kept",
   "settings.requestLogSample": "Share of first-try successes the request log keeps (failed and retried requests: all)",
   "requests.sampled":
-    "This log keeps every request with a failed or retried attempt and {share} of the rest (the request log sample, Settings). Every request is counted in the usage and quotas.",
+    "This log keeps every request with a failed or retried attempt and {share} of the rest (the request log sample, Settings); a request it left out is still found by its id, read from the event archive. Every request is counted in the usage and quotas.",
+  "requests.inArchive": "Not in the log: look for this id in the event archive →",
+  "requests.fromArchive":
+    "Read from the event archive: the request log does not hold this request (its sample left it out, or it is past the log's retention).",
   "settings.metricsKeyLabelsMax": "Keys labelled one by one on /metrics (at most)",
   "requests.requestBody": "Request body",
   "requests.responseBody": "Response body (a stream reassembled)",

@@ -298,7 +298,10 @@ const zh: Record<keyof typeof en, string> = {
   "settings.currency": "货币（价格、花费、预算）",
   "settings.bodyMaxBytes": "保存的正文最大字节数",
   "settings.requestLogSample": "请求日志保留的首次即成功请求的比例（失败或重试过的请求全部保留）",
-  "requests.sampled": "此日志保留所有失败或重试过的请求，其余请求保留 {share}（设置中的请求日志采样比例）。所有请求都计入用量和配额。",
+  "requests.sampled":
+    "此日志保留所有失败或重试过的请求，其余请求保留 {share}（设置中的请求日志采样比例）；被略去的请求仍可按 ID 找到，从事件归档读取。所有请求都计入用量和配额。",
+  "requests.inArchive": "日志中没有：在事件归档中查找此 ID →",
+  "requests.fromArchive": "读取自事件归档：请求日志中没有此请求（被采样略去，或已超过日志的保留期）。",
   "settings.metricsKeyLabelsMax": "/metrics 按密钥单独标注的上限",
   "requests.requestBody": "请求正文",
   "requests.responseBody": "响应正文（流式响应已拼合）",

@@ -7,12 +7,14 @@ import {
   requestPageSchema,
   requestQuerySchema,
   type RequestAttempt,
+  type RequestDetail,
+  type Settings,
   type RequestRecord,
 } from "../../../schema";
-import { findRequest, listRequests, type RequestFilters, type RequestRow } from "../../../storage/request-log";
+import { findArchivedRequest, findRequest, listRequests, type ArchivedRequest, type RequestFilters } from "../../../storage/request-log";
+import type { RequestRow } from "../../../storage/request-log-rows";
 import type { GatewayHono } from "../../context";
 import { op } from "./openapi";
-import { notFound } from "./shared";
 import { KeypoolError } from "../../errors";
 import { readSettings } from "../../../storage/settings";
 
@@ -77,6 +79,21 @@ function attemptOf(r: RequestRow): RequestAttempt {
     costMicros: num(r.cost_micros),
     error: str(r.error),
   };
+}
+
+/** Why a request is in neither the log nor the archive: what the log keeps, and what of the archive was searched. */
+function notInArchive(id: string, archived: ArchivedRequest | null, settings: Settings): string {
+  const keeps =
+    settings.requestLogSample >= 1
+      ? "every request"
+      : `every request with a failed or retried attempt and ${percent(settings.requestLogSample)} of the rest (the requestLogSample setting)`;
+  const log = `No request with id '${id}'. The request log does not hold it (it keeps ${keeps} for ${settings.retention.requestLogDays} days)`;
+  if (!archived) return `${log}, and the event archive is searched only by the time a request id the gateway made carries (a UUIDv7).`;
+  const from = new Date(archived.from).toISOString();
+  const until = new Date(archived.until).toISOString();
+  if (archived.budgetSpent)
+    return `${log}, nor do the ${archived.read} batches the event archive holds from ${from}: the search stopped there, before ${until}.`;
+  return `${log}, nor do the ${archived.read} batches the event archive holds from ${from} to ${until}.`;
 }
 
 const cursorOf = (r: RequestRecord) => `${r.startedAt}_${r.requestId}`;
@@ -201,30 +218,26 @@ export function requestRoutes() {
         tag: "requests",
         summary: "One request",
         description:
-          "A request's record and its attempts in order: key (masked), upstream, status, outcome, latency, first byte, tokens, cost, and the upstream's error message (redacted).",
+          "A request's record and its attempts in order: key (masked), upstream, status, outcome, latency, first byte, tokens, cost, and the upstream's error message (redacted). A request the log does not hold — a first-attempt success that `requestLogSample` left out, or one past `retention.requestLogDays` — is read from the event archive by the time its id carries (`source`: `archive`).",
         ok: { description: "The request with its attempts.", schema: requestDetailSchema },
         errors: {
-          404: "The log does not hold this request: unknown, past retention, or a first-attempt success that `requestLogSample` left out.",
+          404: "Neither the log nor the event archive holds this request: unknown, or its batches are past what the archive search reads (the message says what it searched).",
         },
       },
       async (c) => {
         const id = c.req.param("id")!;
-        const found = await findRequest(c.env.DB, id);
+        let found = await findRequest(c.env.DB, id);
+        let source: RequestDetail["source"] = "log";
         if (!found) {
-          const settings = await readSettings(c.env.DB);
-          if (settings.requestLogSample >= 1) throw notFound("request", id);
-          throw new KeypoolError(
-            404,
-            "not_found_error",
-            `No request with id '${id}' in the log. It keeps every request with a failed or retried attempt and ${percent(settings.requestLogSample)} of the rest (the requestLogSample setting), for ${settings.retention.requestLogDays} days.`,
-            "request_not_found",
-            null,
-          );
+          const [archived, settings] = await Promise.all([findArchivedRequest(c.env.DB, c.env.ARCHIVE, id, Date.now()), readSettings(c.env.DB)]);
+          if (!archived?.found) throw new KeypoolError(404, "not_found_error", notInArchive(id, archived, settings), "request_not_found", null);
+          found = archived.found;
+          source = "archive";
         }
         const record = recordOf(found.request);
         const kept = await c.env.ARCHIVE.get(bodiesKey(record.requestId, record.startedAt));
         const bodies = kept ? keptBodiesSchema.safeParse(await kept.json()) : null;
-        return c.json({ ...record, attemptList: found.attempts.map(attemptOf), bodies: bodies?.success ? bodies.data : null });
+        return c.json({ ...record, attemptList: found.attempts.map(attemptOf), bodies: bodies?.success ? bodies.data : null, source });
       },
     ),
   );
