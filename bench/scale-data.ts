@@ -23,7 +23,11 @@ export {
   dayCountStart,
   defaultSettings,
   keptInRequestLog,
+  newEventId,
+  EVENTS_PREFIX,
+  archiveKey,
 } from "../schema";
+export { ARCHIVE_SEARCH } from "../storage/request-log-rows";
 export { parsePoolUsage } from "../gateway/logic/usage-view";
 export { REUSE_FACTOR, REUSE_LONGEST_MS } from "../gateway/logic/reuse-windows";
 export { liveFrom, planBuckets, planCost, planRangeCount, planWindowCount, poolDays } from "../stats-consumer/logic/window-count";

@@ -387,7 +387,8 @@ const results = [];
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number, foldRowsWritten?: number, minuteRowsFound?: number, sampledLog?: { share: number, failed: number, foldD1S: number, eventTableRows: number, rowsWritten: number },
  *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
- *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number, probedAtRtt?: number }} Figures
+ *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number, probedAtRtt?: number,
+ *   trace?: { batches: number, eventsPerBatch: number, batchBytes: number, spanS: number, foundS: number, foundCpuS: number, missS: number, missCpuS: number } }} Figures
  * @typedef {{ rows: number, buckets: { hour: number, minute: number, day: number } }} PlanRead
  * @type {Figures | null}
  */
@@ -406,6 +407,68 @@ let idListBytes = 0;
  * @type {{ minuteRollupHours: number, hourRollupDays: number, dayRollupDays: number, dedupeHours: number, requestLogDays: number } | null}
  */
 let retention = null;
+/**
+ * Writes the event archive's batches of 10,000 requests a second (as the queue model finds them at a thousand busy
+ * gateway isolates) into the local bucket, hours before the traffic folded so far, and looks up through the admin
+ * API a request whose attempt is in the last batch a search reads, then one that is in none: wall and runtime CPU.
+ * @param {Keypool} kp
+ * @param {{ newEventId(now: number): string, EVENTS_PREFIX: string, archiveKey(prefix: string, now: number, batchId: string): string,
+ *   ARCHIVE_SEARCH: { maxObjects: number }, queueMessages(isolates: number, requestsPerSecond: number, seconds: number, uncapped?: boolean, queues?: number): Promise<{ messagesPerSecond: number }> }} data
+ * @param {Record<string, unknown>[]} templates attempt events over the pool, whose keys, models and clients the batches take
+ */
+async function traceThroughArchive(kp, data, templates) {
+  const { messagesPerSecond } = await data.queueMessages(SMOKE ? 10 : 1_000, 10_000, SMOKE ? 1 : 10, false, EVENT_QUEUES);
+  // A consumer batch holds up to 100 messages, and each event queue hands one over at least once a second.
+  const batchesPerSecond = Math.max(EVENT_QUEUES, messagesPerSecond / 100);
+  const eventsPerBatch = Math.min(SMOKE ? 50 : Infinity, Math.round(EVENTS_A_MINUTE / 60 / batchesPerSecond));
+  const batches = SMOKE ? 12 : data.ARCHIVE_SEARCH.maxObjects;
+  const made = Date.now() - 3 * 3_600_000;
+  const target = data.newEventId(made);
+  let bytes = 0;
+  let t = 0;
+  for (let k = 0; k < batches; k += 8) {
+    await Promise.all(
+      Array.from({ length: Math.min(8, batches - k) }, async (_, j) => {
+        const at = made + Math.round(((k + j) * 1000) / batchesPerSecond);
+        const lines = [];
+        for (let i = 0; i < eventsPerBatch; i++) {
+          const e = /** @type {Record<string, unknown>} */ (templates[t++ % templates.length]);
+          const ts = at - 2_000 - (i % 1_000);
+          lines.push(JSON.stringify({ ...e, id: data.newEventId(ts), ts, requestId: data.newEventId(ts - 50), logged: false }));
+        }
+        // The request looked up: the first event of the last batch, made when its id says.
+        if (k + j === batches - 1) lines[0] = JSON.stringify({ ...JSON.parse(/** @type {string} */ (lines[0])), requestId: target });
+        const text = lines.join("\n") + "\n";
+        bytes += Buffer.byteLength(text);
+        await kp.archive.put(data.archiveKey(data.EVENTS_PREFIX, at, crypto.randomUUID()), text);
+      }),
+    );
+  }
+  /** One lookup through the admin API: wall seconds, the runtime's CPU seconds, the answer. @param {string} id */
+  const lookUp = async (id) => {
+    const cpu = cpuSeconds(kp.pid);
+    const t0 = performance.now();
+    const answer = await kp.admin("GET", `/requests/${id}`).catch((/** @type {Error} */ e) => e);
+    return { wallS: (performance.now() - t0) / 1000, cpuS: cpuSeconds(kp.pid) - cpu, answer };
+  };
+  const found = await lookUp(target);
+  const record = /** @type {{ requestId?: string, source?: string }} */ (found.answer);
+  if (record.requestId !== target || record.source !== "archive") throw new Error(`the archived request was not found: ${String(found.answer).slice(0, 200)}`);
+  const miss = await lookUp(data.newEventId(made + 1));
+  if (!(miss.answer instanceof Error) || !/404 .*request_not_found/.test(miss.answer.message))
+    throw new Error(`a request in no batch was not answered 404: ${String(miss.answer).slice(0, 200)}`);
+  return {
+    batches,
+    eventsPerBatch,
+    batchBytes: bytes / batches,
+    spanS: batches / batchesPerSecond,
+    foundS: found.wallS,
+    foundCpuS: found.cpuS,
+    missS: miss.wallS,
+    missCpuS: miss.cpuS,
+  };
+}
+
 const mock = await startMock();
 try {
   const dataFile = path.join(work, "scale-data.mjs");
@@ -431,7 +494,9 @@ try {
    *   planCost(terms: { rows: string, from: number, to: number, sign: number }[], now: number): number,
    *   planBuckets(terms: { rows: string, from: number, to: number }[], now: number): { hour: number, minute: number, day: number },
    *   dayCountStart(rule: { reset: "rolling" } | { reset: "local", hour: number, timeZone: string }, now: number): number,
-   *   DAY_ID_LIST_BYTES: number, defaultSettings: { retention: NonNullable<typeof retention> }, D1_WORKS: readonly string[], keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean
+   *   DAY_ID_LIST_BYTES: number, defaultSettings: { retention: NonNullable<typeof retention> }, D1_WORKS: readonly string[], keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean,
+   *   newEventId(now: number): string, EVENTS_PREFIX: string, archiveKey(prefix: string, now: number, batchId: string): string,
+   *   ARCHIVE_SEARCH: { beforeMs: number, afterMs: number, maxObjects: number }
    * }}
    */
   const data = await import(dataFile);
@@ -977,6 +1042,14 @@ try {
           r.probes += `; at a ${PROBE_RTT_MS} ms round trip, ${l.probedAtRtt.toLocaleString("en-US")} probed in ${seconds.toFixed(1)} s`;
         } else r.probes += `; at a ${PROBE_RTT_MS} ms round trip, no run reported within 120 s`;
       } else r.probes = "no run reported within 120 s";
+
+      // Tracing a request the log left out, at 10,000 requests a second: the admin API reads it from the event archive,
+      // as many batches as a search reads at most, each as many events as the consumer gets a batch at that rate from
+      // a thousand busy isolates (the queue model below), the request in the last one. Once, at the largest pool.
+      if (n === SIZES.at(-1)) {
+        log(`${n} keys: a request traced through the event archive…`);
+        l.trace = await traceThroughArchive(kp, data, events);
+      }
     } catch (e) {
       const cause = e instanceof Error && e.cause instanceof Error ? ` (${e.cause.message})` : "";
       r.error = e instanceof Error ? `${e.message}${cause}`.slice(0, 200) : String(e);
@@ -1342,6 +1415,15 @@ function headroomTable() {
         x(1 / sampledAll),
       ]);
     }
+  }
+  if (l.trace !== undefined) {
+    const t = l.trace;
+    rows.push([
+      `tracing a request the log left out at 10,000 req/s: the admin API reading the event archive, ${t.batches} batches${SMOKE ? "" : " (what a search reads at most)"} of ${t.eventsPerBatch} events, ${Math.round(t.batchBytes / 1024)} KiB each — ${t.spanS.toFixed(0)} s of the consumer's batches — the request in the last; CPU is the runtime's, local R2's reads included`,
+      "30 s of CPU a request",
+      `${ms(t.foundCpuS)} CPU, ${t.foundS.toFixed(1)} s wall (a request in none of them: ${ms(t.missCpuS)}, ${t.missS.toFixed(1)} s)`,
+      x(30 / Math.max(t.foundCpuS, t.missCpuS)),
+    ]);
   }
   if (l.probeCpuS !== undefined && l.probeBudget !== undefined)
     rows.push([

@@ -262,7 +262,15 @@ export async function startKeypool(
   /** @param {import("node:stream").Readable} stream */
   const keep = (stream) => stream.on("data", (d) => (log += d));
   const state = path.join(work, name);
-  const shared = { modules: true, modulesRoot: work, ...COMPAT, d1Databases: { DB: "keypool-db" }, kvNamespaces: { SNAPSHOT: "keypool-kv" } };
+  const shared = {
+    modules: true,
+    modulesRoot: work,
+    ...COMPAT,
+    d1Databases: { DB: "keypool-db" },
+    kvNamespaces: { SNAPSHOT: "keypool-kv" },
+    // As both wrangler configs: the consumer writes the archive, the gateway's admin API reads it.
+    r2Buckets: { ARCHIVE: "keypool-archive" },
+  };
   const { mf, pid } = await startMiniflare({
     host: "127.0.0.1",
     port,
@@ -288,7 +296,6 @@ export async function startKeypool(
         scriptPath: bundles.consumer,
         ...shared,
         bindings: consumerVars,
-        r2Buckets: { ARCHIVE: "keypool-archive" },
         // As wrangler.consumer.toml: every event queue, a failing batch retried up to 10 times, then dead-lettered.
         queueProducers: queueProducers("wrangler.consumer.toml"),
         queueConsumers: queueConsumers(),
@@ -318,6 +325,8 @@ export async function startKeypool(
     db,
     /** The snapshot's KV namespace, as the Workers see it. */
     kv: await mf.getKVNamespace("SNAPSHOT", "gateway"),
+    /** The event archive's bucket, as the Workers see it. */
+    archive: await mf.getR2Bucket("ARCHIVE", "gateway"),
     /** The consumer Worker, to hand queue batches to directly. */
     consumer: await mf.getWorker("consumer"),
     /** The gateway Worker, to run its cron (the scheduler) directly. */
