@@ -58,7 +58,7 @@ export const settingsSchema = z.object({
    * 0.01: one in a hundred, chosen by request id). A request with a failed or retried attempt is always kept, and
    * every request counts in the rollups, quotas and health whatever this says. A kept request is a row, a row per
    * attempt and their indexes in D1 (docs/scale.md counts them): a busy pool keeps a sample of its successes and all
-   * of its trouble.
+   * of its trouble. A request left out is still found by its id, read from the event archive.
    */
   requestLogSample: z.number().min(0).max(1).default(1),
   /** Record each request's client address (`CF-Connecting-IP`) in the request log. Off: none is recorded. */
