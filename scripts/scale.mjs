@@ -386,7 +386,7 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number, foldRowsWritten?: number, minuteRowsFound?: number, sampledLog?: { share: number, failed: number, foldD1S: number, eventTableRows: number, rowsWritten: number },
- *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
+ *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, dedupeRowBytes?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number, probedAtRtt?: number,
  *   trace?: { batches: number, eventsPerBatch: number, batchBytes: number, spanS: number, foundS: number, foundCpuS: number, missS: number, missCpuS: number } }} Figures
  * @typedef {{ rows: number, buckets: { hour: number, minute: number, day: number } }} PlanRead
@@ -783,6 +783,21 @@ try {
           .sort((a, b) => b[1] - a[1])
           .map(([part, n]) => `${part.replaceAll("_", " ")} ${n.toFixed(1)}`)
           .join(", ")}), ${l.sampledLog.rowsWritten.toFixed(1)} with the sample`;
+
+      // The dedupe window's bytes a row apart from the request log's, whose retentions differ: ids added alone as the fold
+      // adds them — about ten a millisecond, time-ordered within a few seconds — past every id there.
+      const dedupeIds = SMOKE ? 2_000 : 20_000;
+      const idsFrom = Date.now() + 3_600_000;
+      const seenBytes = await databaseBytes(kp.db);
+      await insertRows(
+        kp.db,
+        "seen_events",
+        Array.from({ length: dedupeIds }, (_, i) => {
+          const ts = idsFrom + Math.floor(i / 10) - ((i * 7919) % 3_000);
+          return { ts, id: data.newEventId(ts) };
+        }),
+      );
+      l.dedupeRowBytes = ((await databaseBytes(kp.db)) - seenBytes) / dedupeIds;
 
       // One publish of the pool's usage on its own (a batch of the control message alone), over the counts just folded:
       // the work some consumer does every second while traffic flows.
@@ -1203,21 +1218,24 @@ function headroomTable() {
     distinctRows(10_500 * seconds, KEY_COMBOS) + distinctRows(10_500 * seconds, CLIENT_COMBOS) + distinctRows(10_500 * seconds, UPSTREAM_COMBOS);
   if (l.bytesPerEvent !== undefined && l.rowsPerEvent !== undefined && l.eventTableRows !== undefined) {
     const rollupsADay = 1_440 * rollupRows(60) + 24 * rollupRows(3_600) + rollupRows(86_400);
-    const eventRowsADay = l.eventTableRows * 10_500 * 86_400;
     // Bytes a row: a rollup row's as measured on the hour rows written for the dashboard's reads (its primary key and
-    // index included), an event table row's from what the fold added beside the rollup rows it created.
+    // index included); the dedupe window's as measured alone; the request log's from what the fold added beside the
+    // rollup rows it created and its dedupe rows (one an event).
     const rollupRowBytes = l.hourRowBytes ?? l.bytesPerEvent / l.rowsPerEvent;
-    const eventRowBytes =
-      l.eventTableRows > 0 ? Math.max(0, l.bytesPerEvent - (l.rowsPerEvent - l.eventTableRows) * rollupRowBytes) / l.eventTableRows : rollupRowBytes;
-    const perDay = rollupsADay * rollupRowBytes + eventRowsADay * eventRowBytes;
+    const eventTableBytes = Math.max(0, l.bytesPerEvent - (l.rowsPerEvent - l.eventTableRows) * rollupRowBytes);
+    const dedupeRowBytes = Math.min(l.dedupeRowBytes ?? eventTableBytes / l.eventTableRows, eventTableBytes);
+    const logRows = Math.max(0, l.eventTableRows - 1);
+    const logRowBytes = logRows > 0 ? (eventTableBytes - dedupeRowBytes) / logRows : 0;
+    const aDay = 10_500 * 86_400;
+    const perDay = rollupsADay * rollupRowBytes + aDay * (dedupeRowBytes + logRows * logRowBytes);
     rows.push([
-      `D1 storage: what the fold adds in a day at 10,500 events/s — rollups bounded by keys × models, client keys × models and upstreams × models, ${(rollupsADay / 1e6).toFixed(0)} M rows a day at ${Math.round(rollupRowBytes)} bytes a row; the request log and dedupe window, ${(eventRowsADay / 1e6).toFixed(0)} M (${l.eventTableRows.toFixed(1)} rows an event) at ${Math.round(eventRowBytes)} bytes a row as the fold wrote them (minute rollups are kept 48 h, the request log 7 days, hour rollups 35)`,
+      `D1 storage: what the fold adds in a day at 10,500 events/s — rollups bounded by keys × models, client keys × models and upstreams × models, ${(rollupsADay / 1e6).toFixed(0)} M rows a day at ${Math.round(rollupRowBytes)} bytes a row; the request log, ${((logRows * aDay) / 1e6).toFixed(0)} M (${logRows.toFixed(1)} rows an event) at ${Math.round(logRowBytes)} bytes a row as the fold wrote them; the dedupe window, ${(aDay / 1e6).toFixed(0)} M (a row an event) at ${Math.round(dedupeRowBytes)} bytes a row (measured alone) (minute rollups are kept 48 h, the request log 7 days, hour rollups 35)`,
       "10 GB a database",
       `${(perDay / 1e9).toFixed(0)} GB a day`,
       x(10e9 / perDay),
     ]);
     if (l.sampledLog !== undefined) {
-      const sampledPerDay = rollupsADay * rollupRowBytes + l.sampledLog.eventTableRows * 10_500 * 86_400 * eventRowBytes;
+      const sampledPerDay = rollupsADay * rollupRowBytes + aDay * (dedupeRowBytes + Math.max(0, l.sampledLog.eventTableRows - 1) * logRowBytes);
       rows.push([
         `the same, the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes: ${l.sampledLog.eventTableRows.toFixed(2)} rows an event in those tables (measured; ${Math.round(l.sampledLog.failed * 10)} in 10 of its events failed), the dedupe window's one among them`,
         "10 GB a database",
@@ -1232,7 +1250,7 @@ function headroomTable() {
     const held = (eventTableRows) =>
       (1_440 * rollupRows(60) * (r.minuteRollupHours / 24) + 24 * rollupRows(3_600) * r.hourRollupDays + rollupRows(86_400) * r.dayRollupDays) *
         rollupRowBytes +
-      10_500 * 86_400 * ((r.dedupeHours / 24) * 1 + r.requestLogDays * (eventTableRows - 1)) * eventRowBytes;
+      aDay * ((r.dedupeHours / 24) * dedupeRowBytes + r.requestLogDays * Math.max(0, eventTableRows - 1) * logRowBytes);
     bill.held = held(l.eventTableRows);
     rows.push([
       `D1 storage held by the account, every database however the data is split, at the default retention (minute rollups ${r.minuteRollupHours} h, hour rollups ${r.hourRollupDays} days, day rollups ${r.dayRollupDays} days, the dedupe window ${r.dedupeHours} h, the request log ${r.requestLogDays} days), at the rows a day above`,
