@@ -150,6 +150,8 @@ export interface ArchivedRequest {
   from: number;
   until: number;
   read: number;
+  /** When the last batch read was folded (null: none was). */
+  lastAt: number | null;
   /** Whether the search stopped at `ARCHIVE_SEARCH.maxObjects` before the end of its span. */
   budgetSpent: boolean;
 }
@@ -187,7 +189,7 @@ export async function findArchivedRequest(db: D1Database, bucket: R2Bucket, requ
     done: complete,
     maxObjects: ARCHIVE_SEARCH.maxObjects,
   });
-  const result: ArchivedRequest = { found: null, from, until, read: search.read, budgetSpent: search.budgetSpent };
+  const result: ArchivedRequest = { found: null, from, until, read: search.read, lastAt: search.lastAt, budgetSpent: search.budgetSpent };
   if (!complete()) return result;
   const prices = await readPriceBook(db);
   const found = requestOfAttempts([...events.values()].map((e) => logAttempt(e, ...prices.attemptCost(e))));

@@ -1,7 +1,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { EVENTS_PREFIX, archiveKey } from "../../schema";
+import { EVENTS_PREFIX, archiveKey, newEventId } from "../../schema";
 import { appendToArchive, searchArchive } from "../../storage/archive";
+import { admin } from "./helpers";
 
 /** An hour of its own (2001), so no other test's batches are in the span. */
 const HOUR = Date.UTC(2001, 0, 1, 10);
@@ -53,5 +54,17 @@ describe("a search of the event archive", () => {
     expect(whole).toMatchObject({ read: 8, budgetSpent: false });
     // Nothing in a span before the batches.
     expect(await find("budget", HOUR, HOUR + 19 * 60_000, 100)).toMatchObject({ read: 0, found: [], lastAt: null, budgetSpent: false });
+  });
+
+  it("behind GET /admin/api/requests/{id}, says where it stopped when its budget ran out before its span", { timeout: 60_000 }, async () => {
+    // More batches than a search reads, from the moment the id was made, none holding it.
+    const made = Date.UTC(2002, 0, 1, 10);
+    await archiveBatches(made, 401, "budget-route");
+    const missing = await admin<{ error: { message: string; code: string } }>("GET", `/requests/${newEventId(made)}`);
+    expect(missing.status).toBe(404);
+    expect(missing.body.error.code).toBe("request_not_found");
+    expect(missing.body.error.message).toContain(
+      `nor do the 400 batches the event archive holds from ${new Date(made - 60_000).toISOString()} to ${new Date(made + 399_000).toISOString()}, where the search stopped at its budget (it reads up to ${new Date(made + 15 * 60_000).toISOString()}).`,
+    );
   });
 });

@@ -91,8 +91,8 @@ function notInArchive(id: string, archived: ArchivedRequest | null, settings: Se
   if (!archived) return `${log}, and the event archive is searched only by the time a request id the gateway made carries (a UUIDv7).`;
   const from = new Date(archived.from).toISOString();
   const until = new Date(archived.until).toISOString();
-  if (archived.budgetSpent)
-    return `${log}, nor do the ${archived.read} batches the event archive holds from ${from}: the search stopped there, before ${until}.`;
+  if (archived.budgetSpent && archived.lastAt !== null)
+    return `${log}, nor do the ${archived.read} batches the event archive holds from ${from} to ${new Date(archived.lastAt).toISOString()}, where the search stopped at its budget (it reads up to ${until}).`;
   return `${log}, nor do the ${archived.read} batches the event archive holds from ${from} to ${until}.`;
 }
 
@@ -229,8 +229,9 @@ export function requestRoutes() {
         let found = await findRequest(c.env.DB, id);
         let source: RequestDetail["source"] = "log";
         if (!found) {
-          const [archived, settings] = await Promise.all([findArchivedRequest(c.env.DB, c.env.ARCHIVE, id, Date.now()), readSettings(c.env.DB)]);
-          if (!archived?.found) throw new KeypoolError(404, "not_found_error", notInArchive(id, archived, settings), "request_not_found", null);
+          const archived = await findArchivedRequest(c.env.DB, c.env.ARCHIVE, id, Date.now());
+          if (!archived?.found)
+            throw new KeypoolError(404, "not_found_error", notInArchive(id, archived, await readSettings(c.env.DB)), "request_not_found", null);
           found = archived.found;
           source = "archive";
         }
