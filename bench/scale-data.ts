@@ -26,6 +26,8 @@ export {
   newEventId,
   EVENTS_PREFIX,
   archiveKey,
+  idFilter,
+  idFilterMayHold,
 } from "../schema";
 export { ARCHIVE_SEARCH } from "../storage/request-log-rows";
 export { parsePoolUsage } from "../gateway/logic/usage-view";

@@ -388,7 +388,7 @@ const results = [];
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number, foldRowsWritten?: number, minuteRowsFound?: number, sampledLog?: { share: number, failed: number, foldD1S: number, eventTableRows: number, rowsWritten: number },
  *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, dedupeRowBytes?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number, probedAtRtt?: number,
- *   trace?: { batches: number, eventsPerBatch: number, batchBytes: number, spanS: number, foundS: number, foundCpuS: number, missS: number, missCpuS: number } }} Figures
+ *   trace?: { batches: number, eventsPerBatch: number, lastBytes: number, spanS: number, mayHold: number, foundS: number, foundCpuS: number, missS: number, missCpuS: number, missListed: number, missRead: number } }} Figures
  * @typedef {{ rows: number, buckets: { hour: number, minute: number, day: number } }} PlanRead
  * @type {Figures | null}
  */
@@ -408,12 +408,15 @@ let idListBytes = 0;
  */
 let retention = null;
 /**
- * Writes the event archive's batches of 10,000 requests a second (as the queue model finds them at a thousand busy
- * gateway isolates) into the local bucket, hours before the traffic folded so far, and looks up through the admin
- * API a request whose attempt is in the last batch a search reads, then one that is in none: wall and runtime CPU.
+ * Fills the event archive as 10,000 requests a second do (batches as the queue model finds them at a thousand busy
+ * gateway isolates), for the whole span a search covers, hours before the traffic folded so far: every batch with the
+ * filter of its request ids the consumer gives it, the body of the last one whole — it holds the request looked up —
+ * and of the others one line (a search reads a batch only when its filter may hold the id). Then looks up through the
+ * admin API that request, and one in no batch: wall and runtime CPU, and what the second listed and read.
  * @param {Keypool} kp
  * @param {{ newEventId(now: number): string, EVENTS_PREFIX: string, archiveKey(prefix: string, now: number, batchId: string): string,
- *   ARCHIVE_SEARCH: { maxObjects: number }, queueMessages(isolates: number, requestsPerSecond: number, seconds: number, uncapped?: boolean, queues?: number): Promise<{ messagesPerSecond: number }> }} data
+ *   idFilter(ids: Iterable<string>): string, idFilterMayHold(filter: string, id: string): boolean,
+ *   ARCHIVE_SEARCH: { afterMs: number }, queueMessages(isolates: number, requestsPerSecond: number, seconds: number, uncapped?: boolean, queues?: number): Promise<{ messagesPerSecond: number }> }} data
  * @param {Record<string, unknown>[]} templates attempt events over the pool, whose keys, models and clients the batches take
  */
 async function traceThroughArchive(kp, data, templates) {
@@ -421,26 +424,31 @@ async function traceThroughArchive(kp, data, templates) {
   // A consumer batch holds up to 100 messages, and each event queue hands one over at least once a second.
   const batchesPerSecond = Math.max(EVENT_QUEUES, messagesPerSecond / 100);
   const eventsPerBatch = Math.min(SMOKE ? 50 : Infinity, Math.round(EVENTS_A_MINUTE / 60 / batchesPerSecond));
-  const batches = SMOKE ? 12 : data.ARCHIVE_SEARCH.maxObjects;
+  const batches = SMOKE ? 40 : Math.ceil((data.ARCHIVE_SEARCH.afterMs / 1000) * batchesPerSecond);
   const made = Date.now() - 3 * 3_600_000;
   const target = data.newEventId(made);
-  let bytes = 0;
+  let lastBytes = 0;
+  let mayHold = 0;
   let t = 0;
-  for (let k = 0; k < batches; k += 8) {
+  for (let k = 0; k < batches; k += 16) {
     await Promise.all(
-      Array.from({ length: Math.min(8, batches - k) }, async (_, j) => {
+      Array.from({ length: Math.min(16, batches - k) }, async (_, j) => {
         const at = made + Math.round(((k + j) * 1000) / batchesPerSecond);
-        const lines = [];
+        const last = k + j === batches - 1;
+        const events = [];
         for (let i = 0; i < eventsPerBatch; i++) {
           const e = /** @type {Record<string, unknown>} */ (templates[t++ % templates.length]);
           const ts = at - 2_000 - (i % 1_000);
-          lines.push(JSON.stringify({ ...e, id: data.newEventId(ts), ts, requestId: data.newEventId(ts - 50), logged: false }));
+          // The request looked up: the first event of the last batch, made when its id says.
+          events.push({ ...e, id: data.newEventId(ts), ts, requestId: last && i === 0 ? target : data.newEventId(ts - 50), logged: false });
         }
-        // The request looked up: the first event of the last batch, made when its id says.
-        if (k + j === batches - 1) lines[0] = JSON.stringify({ ...JSON.parse(/** @type {string} */ (lines[0])), requestId: target });
-        const text = lines.join("\n") + "\n";
-        bytes += Buffer.byteLength(text);
-        await kp.archive.put(data.archiveKey(data.EVENTS_PREFIX, at, crypto.randomUUID()), text);
+        const requestIds = data.idFilter(events.map((e) => e.requestId));
+        if (!last && data.idFilterMayHold(requestIds, target)) mayHold++;
+        const text = (last ? events : events.slice(0, 1)).map((e) => JSON.stringify(e)).join("\n") + "\n";
+        if (last) lastBytes = Buffer.byteLength(text);
+        await kp.archive.put(data.archiveKey(data.EVENTS_PREFIX, at, crypto.randomUUID()), text, {
+          customMetadata: { records: String(events.length), requestIds },
+        });
       }),
     );
   }
@@ -455,17 +463,21 @@ async function traceThroughArchive(kp, data, templates) {
   const record = /** @type {{ requestId?: string, source?: string }} */ (found.answer);
   if (record.requestId !== target || record.source !== "archive") throw new Error(`the archived request was not found: ${String(found.answer).slice(0, 200)}`);
   const miss = await lookUp(data.newEventId(made + 1));
-  if (!(miss.answer instanceof Error) || !/404 .*request_not_found/.test(miss.answer.message))
-    throw new Error(`a request in no batch was not answered 404: ${String(miss.answer).slice(0, 200)}`);
+  const said =
+    miss.answer instanceof Error ? /nor do the (\d+) batches .*\((all read|(\d+) read, the others' filters ruling it out)\)/.exec(miss.answer.message) : null;
+  if (!said) throw new Error(`a request in no batch was not answered 404 as expected: ${String(miss.answer).slice(0, 300)}`);
   return {
     batches,
     eventsPerBatch,
-    batchBytes: bytes / batches,
+    lastBytes,
     spanS: batches / batchesPerSecond,
+    mayHold,
     foundS: found.wallS,
     foundCpuS: found.cpuS,
     missS: miss.wallS,
     missCpuS: miss.cpuS,
+    missListed: Number(said[1]),
+    missRead: said[3] === undefined ? Number(said[1]) : Number(said[3]),
   };
 }
 
@@ -496,7 +508,7 @@ try {
    *   dayCountStart(rule: { reset: "rolling" } | { reset: "local", hour: number, timeZone: string }, now: number): number,
    *   DAY_ID_LIST_BYTES: number, defaultSettings: { retention: NonNullable<typeof retention> }, D1_WORKS: readonly string[], keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean,
    *   newEventId(now: number): string, EVENTS_PREFIX: string, archiveKey(prefix: string, now: number, batchId: string): string,
-   *   ARCHIVE_SEARCH: { beforeMs: number, afterMs: number, maxObjects: number }
+   *   ARCHIVE_SEARCH: { beforeMs: number, afterMs: number, maxObjects: number }, idFilter(ids: Iterable<string>): string, idFilterMayHold(filter: string, id: string): boolean
    * }}
    */
   const data = await import(dataFile);
@@ -1439,9 +1451,9 @@ function headroomTable() {
   if (l.trace !== undefined) {
     const t = l.trace;
     rows.push([
-      `tracing a request the log left out at 10,000 req/s: the admin API reading the event archive, ${t.batches} batches${SMOKE ? "" : " (what a search reads at most)"} of ${t.eventsPerBatch} events, ${Math.round(t.batchBytes / 1024)} KiB each — ${t.spanS.toFixed(0)} s of the consumer's batches — the request in the last; CPU is the runtime's, local R2's reads included`,
+      `tracing a request the log left out at 10,000 req/s: the admin API searching the event archive over the ${t.batches.toLocaleString("en-US")} batches of ${t.eventsPerBatch} events the consumer folds in ${t.spanS >= 120 ? `${(t.spanS / 60).toFixed(0)} minutes` : `${t.spanS.toFixed(0)} s`}${SMOKE ? "" : ", the span a search covers"}, each with its filter of request ids, the request in the last (${Math.round(t.lastBytes / 1024)} KiB); ${t.mayHold} other batch(es) whose filter let its id through, read too; CPU is the runtime's, local R2 included`,
       "30 s of CPU a request",
-      `${ms(t.foundCpuS)} CPU, ${t.foundS.toFixed(1)} s wall (a request in none of them: ${ms(t.missCpuS)}, ${t.missS.toFixed(1)} s)`,
+      `${ms(t.foundCpuS)} CPU, ${t.foundS.toFixed(1)} s wall (a request in none of them: ${ms(t.missCpuS)}, ${t.missS.toFixed(1)} s; ${t.missListed.toLocaleString("en-US")} batches listed, ${t.missRead} read)`,
       x(30 / Math.max(t.foundCpuS, t.missCpuS)),
     ]);
   }

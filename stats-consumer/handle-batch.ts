@@ -16,7 +16,7 @@ import { toHealthRows } from "./logic/health-rows";
 import { toBatchRows } from "./logic/rollup-rows";
 import { PublishedStates, publishIfStale } from "./publish";
 import { runReplayJobs } from "./replay";
-import { DEAD_PREFIX, EVENTS_PREFIX, archiveKey } from "../schema";
+import { DEAD_PREFIX, EVENTS_PREFIX, archiveKey, idFilter } from "../schema";
 import { appendToArchive } from "../storage/archive";
 import { ingestBatch } from "./storage/ingest-db";
 import { sendToQueue } from "../storage/queues";
@@ -147,7 +147,9 @@ export async function handleBatch(
     }
     if (bodies.length > 0) await keepBodies(bodies, env, deps.now());
     if (events.length > 0) {
-      await appendToArchive(env.ARCHIVE, archiveKey(EVENTS_PREFIX, deps.now(), crypto.randomUUID()), events);
+      // With a filter of the batch's request ids, so a trace reads only the batches that may hold its request.
+      const requestIds = idFilter(events.flatMap((e) => (e.type === "attempt" ? [e.requestId] : [])));
+      await appendToArchive(env.ARCHIVE, archiveKey(EVENTS_PREFIX, deps.now(), crypto.randomUUID()), events, requestIds ? { requestIds } : {});
       const [settings, prices] = await Promise.all([readSettings(env.DB), readPriceBook(env.DB)]);
       for (let i = 0; i < events.length; i += EVENTS_PER_TRANSACTION) {
         const chunk = events.slice(i, i + EVENTS_PER_TRANSACTION);

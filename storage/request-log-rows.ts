@@ -129,8 +129,10 @@ export function requestOfAttempts(tuples: LogAttempt[]): { request: RequestRow; 
  * How far the archive is searched for a request the log does not hold: batches
  * consumed from a minute before its id was made (clocks of the gateway's and
  * the consumer's machines differ) to 15 minutes after (its attempts are sent
- * when its answer ends), at most 400 of them: an invocation's calls to other
- * Cloudflare services are limited, and the lists and D1 reads count too
- * (docs/requests.md; docs/scale.md measures a search at 10,000 requests a second).
+ * when its answer ends). A batch's custom metadata filters its request ids, so
+ * only those that may hold the request are read: at most 300 reads and 150
+ * list calls of 1,000 batches, since an invocation's calls to other Cloudflare
+ * services are limited and D1's count too (docs/requests.md; docs/scale.md
+ * measures a search at 10,000 requests a second).
  */
-export const ARCHIVE_SEARCH = { beforeMs: 60_000, afterMs: 15 * 60_000, maxObjects: 400 } as const;
+export const ARCHIVE_SEARCH = { beforeMs: 60_000, afterMs: 15 * 60_000, maxObjects: 300, maxLists: 150 } as const;

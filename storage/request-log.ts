@@ -1,4 +1,4 @@
-import { DAY_MS, EVENTS_PREFIX, attemptEventSchema, eventIdTime, type AttemptEvent, type Settings } from "../schema";
+import { DAY_MS, EVENTS_PREFIX, attemptEventSchema, eventIdTime, idFilterMayHold, type AttemptEvent, type Settings } from "../schema";
 import { ARCHIVE_SEARCH, ATTEMPT_COLUMNS, logAttempt, requestOfAttempts, type RequestRow } from "./request-log-rows";
 import { searchArchive } from "./archive";
 import { readPriceBook } from "./prices";
@@ -146,13 +146,14 @@ export async function findRequest(db: D1Database, requestId: string): Promise<{ 
 /** What a search of the archive for a request found, and what it read. */
 export interface ArchivedRequest {
   found: { request: RequestRow; attempts: RequestRow[] } | null;
-  /** The span of consumption times searched, and the objects read in it. */
+  /** The span of consumption times searched; the batches listed in it and read (those whose filter may hold the request). */
   from: number;
   until: number;
+  listed: number;
   read: number;
-  /** When the last batch read was folded (null: none was). */
+  /** When the last batch listed was folded (null: none was). */
   lastAt: number | null;
-  /** Whether the search stopped at `ARCHIVE_SEARCH.maxObjects` before the end of its span. */
+  /** Whether the search stopped at `ARCHIVE_SEARCH`'s reads or lists before the end of its span. */
   budgetSpent: boolean;
 }
 
@@ -186,10 +187,21 @@ export async function findArchivedRequest(db: D1Database, bucket: R2Bucket, requ
       if (!events.has(e.data.attempt)) events.set(e.data.attempt, e.data);
       return true;
     },
+    // Batches archived before they carried a filter are read.
+    mayHold: (metadata) => metadata?.requestIds === undefined || idFilterMayHold(metadata.requestIds, requestId),
     done: complete,
     maxObjects: ARCHIVE_SEARCH.maxObjects,
+    maxLists: ARCHIVE_SEARCH.maxLists,
   });
-  const result: ArchivedRequest = { found: null, from, until, read: search.read, lastAt: search.lastAt, budgetSpent: search.budgetSpent };
+  const result: ArchivedRequest = {
+    found: null,
+    from,
+    until,
+    listed: search.listed,
+    read: search.read,
+    lastAt: search.lastAt,
+    budgetSpent: search.budgetSpent,
+  };
   if (!complete()) return result;
   const prices = await readPriceBook(db);
   const found = requestOfAttempts([...events.values()].map((e) => logAttempt(e, ...prices.attemptCost(e))));

@@ -7,7 +7,10 @@ import {
   QUEUE_MESSAGE_LIMIT_BYTES,
   attemptEventSchema,
   eventsOfMessage,
+  ID_FILTER_CHARS,
   eventIdTime,
+  idFilter,
+  idFilterMayHold,
   newEventId,
   packEvents,
   sendBatchGroups,
@@ -112,5 +115,28 @@ describe("newEventId", () => {
     expect(ids.size).toBe(10_000);
     const [id] = ids;
     expect(attemptEventSchema.shape.id.safeParse(id).success).toBe(true);
+  });
+});
+
+describe("the archive's filter of request ids", () => {
+  const ids = Array.from({ length: 500 }, (_, i) => newEventId(1_700_000_000_000 + i));
+
+  it("holds every id put in it, and lets few others through", () => {
+    const filter = idFilter(ids);
+    expect(filter).toMatch(/^[A-Za-z0-9_-]+$/);
+    expect(ids.every((id) => idFilterMayHold(filter, id))).toBe(true);
+    const others = Array.from({ length: 20_000 }, (_, i) => newEventId(1_800_000_000_000 + i));
+    expect(others.filter((id) => idFilterMayHold(filter, id)).length).toBeLessThan(60);
+  });
+
+  it("grows with the ids up to its cap, and an empty one holds nothing", () => {
+    expect(idFilter([])).toBe("");
+    expect(idFilterMayHold("", ids[0]!)).toBe(false);
+    expect(idFilter(ids.slice(0, 3)).length).toBeLessThan(idFilter(ids).length);
+    expect(idFilter([...ids, ...ids]).length).toBe(idFilter(ids).length);
+    const many = Array.from({ length: 10_000 }, (_, i) => `req-${i}`);
+    const full = idFilter(many);
+    expect(full).toHaveLength(ID_FILTER_CHARS);
+    expect(many.every((id) => idFilterMayHold(full, id))).toBe(true);
   });
 });

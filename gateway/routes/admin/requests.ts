@@ -91,9 +91,11 @@ function notInArchive(id: string, archived: ArchivedRequest | null, settings: Se
   if (!archived) return `${log}, and the event archive is searched only by the time a request id the gateway made carries (a UUIDv7).`;
   const from = new Date(archived.from).toISOString();
   const until = new Date(archived.until).toISOString();
+  const batches = `${archived.listed} batches the event archive holds`;
+  const read = archived.read === archived.listed ? "all read" : `${archived.read} read, the others' filters ruling it out`;
   if (archived.budgetSpent && archived.lastAt !== null)
-    return `${log}, nor do the ${archived.read} batches the event archive holds from ${from} to ${new Date(archived.lastAt).toISOString()}, where the search stopped at its budget (it reads up to ${until}).`;
-  return `${log}, nor do the ${archived.read} batches the event archive holds from ${from} to ${until}.`;
+    return `${log}, nor do the ${batches} from ${from} to ${new Date(archived.lastAt).toISOString()} (${read}), where the search stopped at its budget (it reads up to ${until}).`;
+  return `${log}, nor do the ${batches} from ${from} to ${until} (${read}).`;
 }
 
 const cursorOf = (r: RequestRecord) => `${r.startedAt}_${r.requestId}`;
