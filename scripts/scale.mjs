@@ -1451,7 +1451,7 @@ function headroomTable() {
   if (l.trace !== undefined) {
     const t = l.trace;
     rows.push([
-      `tracing a request the log left out at 10,000 req/s: the admin API searching the event archive over the ${t.batches.toLocaleString("en-US")} batches of ${t.eventsPerBatch} events the consumer folds in ${t.spanS >= 120 ? `${(t.spanS / 60).toFixed(0)} minutes` : `${t.spanS.toFixed(0)} s`}${SMOKE ? "" : ", the span a search covers"}, each with its filter of request ids, the request in the last (${Math.round(t.lastBytes / 1024)} KiB); ${t.mayHold} other batch(es) whose filter let its id through, read too; CPU is the runtime's, local R2 included`,
+      `tracing a request the log left out at 10,000 req/s: the admin API searching the event archive over the ${t.batches.toLocaleString("en-US")} batches of ${t.eventsPerBatch} events the consumer folds in ${t.spanS >= 120 ? `${(t.spanS / 60).toFixed(0)} minutes` : `${t.spanS.toFixed(0)} s`}${SMOKE ? "" : ", the span a search covers"}, each with its filter of request ids, the request in the last (${Math.round(t.lastBytes / 1024)} KiB); ${t.mayHold} other batch(es) whose filter let its id through, read too (written here as one line each; whole, each would add a batch's bytes); CPU is the runtime's, local R2 included`,
       "30 s of CPU a request",
       `${ms(t.foundCpuS)} CPU, ${t.foundS.toFixed(1)} s wall (a request in none of them: ${ms(t.missCpuS)}, ${t.missS.toFixed(1)} s; ${t.missListed.toLocaleString("en-US")} batches listed, ${t.missRead} read)`,
       x(30 / Math.max(t.foundCpuS, t.missCpuS)),

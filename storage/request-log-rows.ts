@@ -130,9 +130,10 @@ export function requestOfAttempts(tuples: LogAttempt[]): { request: RequestRow; 
  * consumed from a minute before its id was made (clocks of the gateway's and
  * the consumer's machines differ) to 15 minutes after (its attempts are sent
  * when its answer ends). A batch's custom metadata filters its request ids, so
- * only those that may hold the request are read: at most 300 reads and 150
- * list calls of 1,000 batches, since an invocation's calls to other Cloudflare
- * services are limited and D1's count too (docs/requests.md; docs/scale.md
- * measures a search at 10,000 requests a second).
+ * only those that may hold the request are read: at most 100 reads and 350
+ * list calls (a listing with metadata returns fewer batches a call: 100 in
+ * the local runtime), since an invocation's calls to other Cloudflare services
+ * are limited and D1's count too (docs/requests.md; docs/scale.md measures a
+ * search at 10,000 requests a second).
  */
-export const ARCHIVE_SEARCH = { beforeMs: 60_000, afterMs: 15 * 60_000, maxObjects: 300, maxLists: 150 } as const;
+export const ARCHIVE_SEARCH = { beforeMs: 60_000, afterMs: 15 * 60_000, maxObjects: 100, maxLists: 350 } as const;

@@ -96,12 +96,12 @@ describe("a search of the event archive", () => {
     // More batches than a search reads, from the moment the id was made, none holding it nor carrying a filter; they are
     // not events, so they leave the archive after (a replay in another test would read them).
     const made = Date.UTC(2002, 0, 1, 10);
-    const keys = await archiveBatches(made, 301, "budget-route", false, EVENTS_PREFIX);
+    const keys = await archiveBatches(made, 101, "budget-route", false, EVENTS_PREFIX);
     const missing = await admin<{ error: { message: string; code: string } }>("GET", `/requests/${newEventId(made)}`).finally(() => env.ARCHIVE.delete(keys));
     expect(missing.status).toBe(404);
     expect(missing.body.error.code).toBe("request_not_found");
     expect(missing.body.error.message).toContain(
-      `nor do the 300 batches the event archive holds from ${new Date(made - 60_000).toISOString()} to ${new Date(made + 299_000).toISOString()} (all read), where the search stopped at its budget (it reads up to ${new Date(made + 15 * 60_000).toISOString()}).`,
+      `nor do the 100 batches the event archive holds from ${new Date(made - 60_000).toISOString()} to ${new Date(made + 99_000).toISOString()} (all read), where the search stopped at its budget (it reads up to ${new Date(made + 15 * 60_000).toISOString()}).`,
     );
   });
 });
