@@ -456,16 +456,32 @@ export function selectKeyMinutes(db: D1Database, keyIds: string, from: number): 
     .bind(keyIds, from);
 }
 
+/** The most SELECTs D1 takes in one compound SELECT (its SQLite limit: a sixth fails "too many terms"). */
+export const D1_COMPOUND_TERMS = 5;
+
+/**
+ * SELECTs of the same columns as one `UNION ALL`, nested so that no compound
+ * holds more than D1 takes: five or fewer as they are, more as compounds of
+ * `SELECT * FROM (…)` of five or fewer.
+ */
+export function unionAll(selects: readonly string[]): string {
+  if (selects.length <= D1_COMPOUND_TERMS) return selects.join("\n       UNION ALL ");
+  const groups: string[] = [];
+  const size = Math.ceil(selects.length / D1_COMPOUND_TERMS);
+  for (let i = 0; i < selects.length; i += size) groups.push(`SELECT * FROM (${unionAll(selects.slice(i, i + size))})`);
+  return unionAll(groups);
+}
+
 /**
  * The key rows of `terms` (each bucket range of a rollup added or taken away)
  * for the keys `keys` names (an SQL expression `key_id IN` takes), as one
- * `UNION ALL` of signed `key_id, requests, tokens` rows. Binds the terms'
- * bounds as parameters numbered after those already in `params`, which it
- * appends them to.
+ * `UNION ALL` of signed `key_id, requests, tokens` rows (`unionAll`). Binds
+ * the terms' bounds as parameters numbered after those already in `params`,
+ * which it appends them to.
  */
 export function keyWindowParts(terms: readonly CountTerm[], keys: string, params: unknown[]): string {
-  return terms
-    .map((t) => {
+  return unionAll(
+    terms.map((t) => {
       const sign = t.sign < 0 ? "-" : "";
       params.push(t.from);
       let range = `bucket = ?${params.length}`;
@@ -475,8 +491,8 @@ export function keyWindowParts(terms: readonly CountTerm[], keys: string, params
       }
       return `SELECT key_id, ${sign}requests AS requests, ${sign}total_tokens AS tokens FROM rollup_${t.rows}
          WHERE ${range} AND ${KEY_ROWS} AND key_id IN ${keys}`;
-    })
-    .join("\n       UNION ALL ");
+    }),
+  );
 }
 
 /**

@@ -63,6 +63,7 @@ export function moveKept(db: D1Database, keyIds: string, start: number, through:
  */
 export function fillKept(db: D1Database, keyIds: string, start: number, through: number, terms: readonly CountTerm[]): D1PreparedStatement {
   const params: unknown[] = [keyIds, start, through];
+  // The terms' compound stays apart: with the zeros beside it, five terms would be a sixth (D1_COMPOUND_TERMS).
   const parts = keyWindowParts(terms, "(SELECT key_id FROM lacking)", params);
   return db
     .prepare(
@@ -71,7 +72,7 @@ export function fillKept(db: D1Database, keyIds: string, start: number, through:
          WHERE NOT EXISTS (SELECT 1 FROM usage_kept AS k WHERE k.key_id = j.value AND k.start = ?2 AND k.through >= ?3))
        INSERT INTO usage_kept (key_id, start, through, requests, tokens)
        SELECT key_id, ?2, ?3, SUM(requests), SUM(tokens)
-       FROM (SELECT key_id, 0 AS requests, 0 AS tokens FROM lacking UNION ALL ${parts})
+       FROM (SELECT key_id, 0 AS requests, 0 AS tokens FROM lacking UNION ALL SELECT * FROM (${parts}))
        WHERE true GROUP BY key_id
        ON CONFLICT (key_id) DO UPDATE SET start = excluded.start, through = excluded.through, requests = excluded.requests, tokens = excluded.tokens`,
     )
