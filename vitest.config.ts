@@ -30,6 +30,9 @@ export default defineConfig({
               // The consumer's own bindings, so its unit tests can run here too.
               r2Buckets: { ARCHIVE: ARCHIVE_BUCKET },
               queueProducers: { DEAD_LETTERS: { queueName: DLQ } },
+              // The gateway's database as its config has it, and four of the fold-shards test's own: one folding a
+              // batch whole, three folding it by key.
+              d1Databases: { DB: D1_ID, FOLD_WHOLE: "fold-whole", FOLD_0: "fold-0", FOLD_1: "fold-1", FOLD_2: "fold-2" },
               workers: [
                 {
                   name: "keypool-stats-consumer",

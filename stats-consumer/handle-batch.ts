@@ -11,14 +11,11 @@ import {
 import { alertConsumerHealth, alertDeadLetters, alertOnPublish, alertOnUsage, deliverSoon, type AlertDeps } from "./alerts";
 import { claimBodiesPrune } from "../storage/snapshot-meta";
 import { pruneBodies, storeBodies } from "./storage/bodies";
-import { toCapacityRows } from "./logic/capacity-rows";
-import { toHealthRows } from "./logic/health-rows";
-import { toBatchRows } from "./logic/rollup-rows";
 import { PublishedStates, publishIfStale } from "./publish";
 import { runReplayJobs } from "./replay";
 import { DEAD_PREFIX, EVENTS_PREFIX, archiveKey, idFilter } from "../schema";
 import { appendToArchive } from "../storage/archive";
-import { ingestBatch } from "./storage/ingest-db";
+import { foldEvents } from "./storage/ingest-db";
 import { sendToQueue } from "../storage/queues";
 import { publishUsage } from "./storage/usage-store";
 import { readPriceBook } from "../storage/prices";
@@ -153,7 +150,7 @@ export async function handleBatch(
       const [settings, prices] = await Promise.all([readSettings(env.DB), readPriceBook(env.DB)]);
       for (let i = 0; i < events.length; i += EVENTS_PER_TRANSACTION) {
         const chunk = events.slice(i, i + EVENTS_PER_TRANSACTION);
-        await ingestBatch(env.DB, toBatchRows(chunk, settings.timeZone, prices), toHealthRows(chunk, settings), toCapacityRows(chunk));
+        await foldEvents([env.DB], chunk, settings, prices);
       }
       result.published = await publishIfStale(events, settings, {
         db: env.DB,

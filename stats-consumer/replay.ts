@@ -4,12 +4,9 @@ import { ROLLUP_TABLES, rollupCutoffs, type RollupTable } from "../storage/rollu
 import { requestLogCutoff } from "../storage/request-log";
 import { readPriceBook } from "../storage/prices";
 import { readSettings } from "../storage/settings";
-import { toCapacityRows } from "./logic/capacity-rows";
-import { toHealthRows } from "./logic/health-rows";
-import { toBatchRows } from "./logic/rollup-rows";
 import { DEAD_PREFIX, EVENTS_PREFIX } from "../schema";
 import { listArchive, readArchived } from "../storage/archive";
-import { ingestBatch } from "./storage/ingest-db";
+import { foldEvents } from "./storage/ingest-db";
 import { sendToQueue } from "../storage/queues";
 import { diffRequestLog, diffRollup, diffTable, resetShadowTables, type TableDiff } from "./storage/shadow-db";
 
@@ -66,13 +63,7 @@ export async function rebuild(env: ConsumerEnv, p: ReplayParams, now: number): P
     unparseable += parsed.unparseable;
     if (parsed.events.length === 0) continue;
     events += parsed.events.length;
-    await ingestBatch(
-      env.DB,
-      toBatchRows(parsed.events, settings.timeZone, prices),
-      toHealthRows(parsed.events, settings),
-      toCapacityRows(parsed.events),
-      "shadow_",
-    );
+    await foldEvents([env.DB], parsed.events, settings, prices, "shadow_");
   }
   const floor = rollupCutoffs(settings, now);
   const compared: Record<string, TableDiff> = {};

@@ -9,29 +9,34 @@ import { D1_WORK_PREFIX, type D1Work } from "../../schema";
  * adds them to their meta rows (`/metrics`: keypool_d1_seconds_total and the
  * rest), so counting costs no write of its own; an isolate that is replaced
  * before its next fold loses what it held (its last fold's, and its
- * publishes' since).
+ * publishes' since). Counted apart for each database of the fold
+ * (`foldShards`), so each one's meta holds its own time: the first's also
+ * holds the publishes'.
  */
-const pending = new Map<string, number>();
+const pending = new Map<number, Map<string, number>>();
 
-function add(name: string, n: number): void {
-  if (n > 0) pending.set(name, (pending.get(name) ?? 0) + n);
+function add(name: string, n: number, shard: number): void {
+  if (n <= 0) return;
+  let counts = pending.get(shard);
+  if (!counts) pending.set(shard, (counts = new Map()));
+  counts.set(name, (counts.get(name) ?? 0) + n);
 }
 
 /** Counts what D1 spent on one batch of statements that committed. */
-export function countD1Work(work: D1Work, results: readonly D1Result[]): void {
+export function countD1Work(work: D1Work, results: readonly D1Result[], shard = 0): void {
   let us = 0;
   let written = 0;
   for (const r of results) {
     us += Math.round((r.meta?.duration ?? 0) * 1000);
     written += r.meta?.rows_written ?? 0;
   }
-  add(`${D1_WORK_PREFIX}${work}_us`, us);
-  add(`${D1_WORK_PREFIX}${work}_rows_written`, written);
+  add(`${D1_WORK_PREFIX}${work}_us`, us, shard);
+  add(`${D1_WORK_PREFIX}${work}_rows_written`, written, shard);
 }
 
 /** Counts the events a committed fold transaction held. */
-export function countFoldedEvents(n: number): void {
-  add(`${D1_WORK_PREFIX}fold_events`, n);
+export function countFoldedEvents(n: number, shard = 0): void {
+  add(`${D1_WORK_PREFIX}fold_events`, n, shard);
 }
 
 /**
@@ -40,10 +45,10 @@ export function countFoldedEvents(n: number): void {
  * of this isolate folding meanwhile does not store it too — so give it back
  * (`restoreD1Work`) if that transaction does not commit.
  */
-export function takeD1Work(db: D1Database): { statement: D1PreparedStatement; taken: Map<string, number> } | null {
-  if (pending.size === 0) return null;
-  const taken = new Map(pending);
-  pending.clear();
+export function takeD1Work(db: D1Database, shard = 0): { statement: D1PreparedStatement; taken: Map<string, number> } | null {
+  const taken = pending.get(shard);
+  if (!taken || taken.size === 0) return null;
+  pending.delete(shard);
   const statement = db
     .prepare(
       `INSERT INTO meta (name, value) SELECT key, value FROM json_each(?1) WHERE true
@@ -54,6 +59,6 @@ export function takeD1Work(db: D1Database): { statement: D1PreparedStatement; ta
 }
 
 /** Makes what a transaction that did not commit took pending again. */
-export function restoreD1Work(taken: Map<string, number>): void {
-  for (const [name, n] of taken) add(name, n);
+export function restoreD1Work(taken: Map<string, number>, shard = 0): void {
+  for (const [name, n] of taken) add(name, n, shard);
 }

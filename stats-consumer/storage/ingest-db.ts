@@ -9,7 +9,8 @@ import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
 import { lateBefore } from "../logic/window-count";
 import { ADD_LATE_TO_KEPT_SQL } from "../../storage/usage-kept";
 import { countD1Work, countFoldedEvents, restoreD1Work, takeD1Work } from "./d1-work";
-import type { FoldPart } from "../../schema";
+import type { FoldPart, KeypoolEvent, PriceBook, Settings } from "../../schema";
+import { foldShards } from "../logic/fold-shards";
 
 /** The stage's column for each rollup measure (ingest_stage, migration 0010: short names keep the JSON parameter small). */
 const STAGE_MEASURES = {
@@ -147,7 +148,14 @@ const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
  * (metric_total) fold from the same attempts. At most twenty-two statements
  * whatever the batch size (twenty-three with attempts sent over an hour before).
  */
-export async function ingestBatch(db: D1Database, rows: BatchRows, health: HealthRow[], capacity: CapacityRow[], projection: Projection = ""): Promise<void> {
+export async function ingestBatch(
+  db: D1Database,
+  rows: BatchRows,
+  health: HealthRow[],
+  capacity: CapacityRow[],
+  projection: Projection = "",
+  shard = 0,
+): Promise<void> {
   if (rows.seen.length === 0) return;
   const sql = projection === "" ? SQL.live : SQL.shadow;
   // Attempts sent over an hour before this fold may fall in the past hours whose sums the usage publish keeps
@@ -177,7 +185,7 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
   const clear: Tagged[] = rows.attempts.length > 0 ? [[db.prepare(CLEAR_STAGE), "fold_stage"]] : [];
   // Consumer lag and what D1 spent on earlier work are live figures, not projections: a rebuild leaves them alone
   // (and its own time is not counted).
-  const work = projection === "" ? takeD1Work(db) : null;
+  const work = projection === "" ? takeD1Work(db, shard) : null;
   const liveFigures: Tagged[] =
     projection === ""
       ? [
@@ -193,8 +201,9 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
       countD1Work(
         part,
         results.filter((_, i) => tagged[i]![1] === part),
+        shard,
       );
-    countFoldedEvents(rows.seen.length);
+    countFoldedEvents(rows.seen.length, shard);
   };
   try {
     await commit([
@@ -216,7 +225,26 @@ export async function ingestBatch(db: D1Database, rows: BatchRows, health: Healt
       ...liveFigures,
     ]);
   } catch (err) {
-    if (work) restoreD1Work(work.taken);
+    if (work) restoreD1Work(work.taken, shard);
     throw err;
   }
+}
+
+/**
+ * Folds a batch's events into the fold's databases — one today, or several by
+ * key (`foldShards`) — each in its own transaction, all at once. If any fails
+ * the whole batch is retried: those that committed see its ids in their dedupe
+ * windows and change nothing.
+ */
+export async function foldEvents(
+  dbs: readonly D1Database[],
+  events: KeypoolEvent[],
+  settings: Settings,
+  prices: PriceBook,
+  projection: Projection = "",
+): Promise<void> {
+  const shards = foldShards(events, dbs.length, settings, prices);
+  const outcomes = await Promise.allSettled(shards.map((s, i) => ingestBatch(dbs[i]!, s.rows, s.health, s.capacity, projection, i)));
+  const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected");
+  if (failed) throw failed.reason;
 }

@@ -4,6 +4,11 @@ declare global {
   namespace Cloudflare {
     interface Env {
       TEST_MIGRATIONS: D1Migration[];
+      /** The fold-shards test's databases (vitest.config.ts). */
+      FOLD_WHOLE: D1Database;
+      FOLD_0: D1Database;
+      FOLD_1: D1Database;
+      FOLD_2: D1Database;
     }
   }
 }

@@ -1,0 +1,254 @@
+import { applyD1Migrations } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { MINUTE_MS, PriceBook, defaultSettings, type AdminEvent, type AttemptEvent, type KeypoolEvent, type ProbeEvent } from "../../schema";
+import { foldShardOf } from "../../stats-consumer/logic/fold-shards";
+import { foldEvents } from "../../stats-consumer/storage/ingest-db";
+import { attemptEvent } from "../fixtures/events";
+
+const WHOLE = () => env.FOLD_WHOLE;
+const SHARDS = () => [env.FOLD_0, env.FOLD_1, env.FOLD_2];
+const prices = new PriceBook([]);
+
+/** Tables whose rows add up over the databases (a key's rows are in one, the client keys', upstreams' and pool's in each). */
+const ADDITIVE = /^(rollup_|metric_total$)/;
+/** Tables where each row is in exactly one database, and which: its key's, its request's, or the first. */
+const PARTITIONED: Record<string, (row: Row) => number> = {
+  key_health: (row) => foldShardOf(String(row.key_id), 3),
+  key_capacity: (row) => foldShardOf(String(row.key_id), 3),
+  request_log: (row) => foldShardOf(String(row.request_id), 3),
+  request_attempts: (row) => foldShardOf(String(row.request_id), 3),
+  audit_log: () => 0,
+};
+/** The dedupe window: an event's id is in every database that folded a part of it. */
+const SEEN = "seen_events";
+/** Not projections: the databases' own figures (D1's time, the newest event folded) and migrations. */
+const NOT_PROJECTIONS = new Set(["meta", "d1_migrations"]);
+
+type Row = Record<string, unknown>;
+
+async function tables(db: D1Database): Promise<string[]> {
+  const { results } = await db
+    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' AND name NOT LIKE 'shadow_%'")
+    .all<{ name: string }>();
+  return results.map((r) => r.name).filter((n) => !NOT_PROJECTIONS.has(n));
+}
+
+async function rows(db: D1Database, table: string): Promise<Row[]> {
+  return (await db.prepare(`SELECT * FROM ${table}`).all<Row>()).results;
+}
+
+async function primaryKey(db: D1Database, table: string): Promise<string[]> {
+  const { results } = await db.prepare(`SELECT name, pk FROM pragma_table_info('${table}') WHERE pk > 0 ORDER BY pk`).all<{ name: string }>();
+  return results.map((r) => r.name);
+}
+
+const sorted = (list: Row[], pk: string[]) => [...list].sort((a, b) => (JSON.stringify(pk.map((c) => a[c])) < JSON.stringify(pk.map((c) => b[c])) ? -1 : 1));
+
+/** Rows of an additive table from several databases, as a reader sums them: maxima kept, counts and JSON bucket counts added. */
+function summed(parts: Row[][], pk: string[]): Row[] {
+  const out = new Map<string, Row>();
+  for (const row of parts.flat()) {
+    const id = JSON.stringify(pk.map((c) => row[c]));
+    const into = out.get(id);
+    if (!into) {
+      out.set(id, { ...row });
+      continue;
+    }
+    for (const [column, value] of Object.entries(row)) {
+      if (pk.includes(column)) continue;
+      if (column.endsWith("_max") || column === "last_at") into[column] = Math.max(Number(into[column]), Number(value));
+      else if (typeof value === "number") into[column] = Number(into[column]) + value;
+      else if (typeof value === "string" && value.startsWith("[")) {
+        const a = JSON.parse(String(into[column])) as number[];
+        const b = JSON.parse(value) as number[];
+        into[column] = JSON.stringify(Array.from({ length: Math.max(a.length, b.length) }, (_, i) => (a[i] ?? 0) + (b[i] ?? 0)));
+      } else expect(value, `${column} of ${id}`).toBe(into[column]);
+    }
+  }
+  return [...out.values()];
+}
+
+/** Asserts the databases together hold what the one database holds, table by table; returns the tables compared. */
+async function expectSameAsWhole(): Promise<string[]> {
+  const compared: string[] = [];
+  for (const table of await tables(WHOLE())) {
+    const whole = await rows(WHOLE(), table);
+    const parts = await Promise.all(SHARDS().map((db) => rows(db, table)));
+    const pk = await primaryKey(WHOLE(), table);
+    if (whole.length === 0 && parts.every((p) => p.length === 0)) continue;
+    compared.push(table);
+    if (ADDITIVE.test(table)) expect(sorted(summed(parts, pk), pk), table).toEqual(sorted(whole, pk));
+    else if (table in PARTITIONED) {
+      expect(sorted(parts.flat(), pk), table).toEqual(sorted(whole, pk));
+      parts.forEach((part, shard) =>
+        expect(
+          part.filter((row) => PARTITIONED[table]!(row) !== shard),
+          `${table} rows out of their database`,
+        ).toEqual([]),
+      );
+    } else if (table === SEEN) {
+      expect(new Set(parts.flat().map((r) => r.id)), table).toEqual(new Set(whole.map((r) => r.id)));
+    } else throw new Error(`the fold wrote ${table}, which this test does not know how to compare`);
+  }
+  return compared;
+}
+
+/** A batch over 12 keys: requests that fail over from one key to another, some the request log leaves out, probes and an admin event. */
+function traffic(): KeypoolEvent[] {
+  const now = Date.now();
+  const keys = Array.from({ length: 12 }, (_, i) => `k-${String(i).padStart(2, "0")}`);
+  const events: KeypoolEvent[] = [];
+  for (let i = 0; i < 150; i++) {
+    const ts = now - 2 * 3_600_000 + i * MINUTE_MS - (i % 7) * 1_000;
+    const requestId = crypto.randomUUID();
+    const shared = {
+      requestId,
+      upstreamId: `u-${i % 2}`,
+      clientKeyId: `c-${i % 3}`,
+      model: `m-${i % 3}`,
+      logged: i % 5 !== 0,
+      latencyMs: 100 + (i % 13) * 37,
+      ttfbMs: i % 4 === 0 ? null : 20 + i,
+    };
+    if (i % 3 === 0) {
+      events.push(
+        attemptEvent({
+          ...shared,
+          ts,
+          attempt: 1,
+          final: false,
+          keyId: keys[i % 12],
+          status: 429,
+          outcome: "rate_limited",
+          totalTokens: 0,
+          promptTokens: 0,
+          completionTokens: 0,
+          error: "slow down",
+          rateLimit: { requests: { limit: 60, remaining: 0, resetMs: 20_000 + i }, tokens: null },
+        }),
+      );
+    }
+    events.push(
+      attemptEvent({
+        ...shared,
+        ts: ts + 300,
+        attempt: i % 3 === 0 ? 2 : 1,
+        keyId: keys[(i * 5 + 1) % 12],
+        promptTokens: 10 + i,
+        completionTokens: 3 + (i % 9),
+        totalTokens: 13 + i + (i % 9),
+        rateLimit: { requests: { limit: 60, remaining: 30 - (i % 30), resetMs: 1_000 }, tokens: { limit: 100_000, remaining: 90_000 - i, resetMs: 500 } },
+      }),
+    );
+  }
+  for (const [i, key] of keys.slice(0, 4).entries()) {
+    const probe: ProbeEvent = {
+      v: 1,
+      type: "probe",
+      id: crypto.randomUUID(),
+      ts: now - i * 1_000,
+      keyId: key,
+      kind: "balance",
+      result: i === 3 ? "no_balance" : "ok",
+      balance: i === 3 ? 0 : 10 + i,
+      detail: null,
+    };
+    events.push(probe);
+  }
+  const admin: AdminEvent = {
+    v: 1,
+    type: "admin",
+    id: crypto.randomUUID(),
+    ts: now,
+    actor: "admin",
+    action: "key.create",
+    target: "k-00",
+    detail: { name: "first" },
+  };
+  events.push(admin);
+  return events;
+}
+
+/** A database whose transactions fail, as D1 may when it is overloaded or restarted. */
+function failing(db: D1Database): D1Database {
+  return new Proxy(db, {
+    get(target, property) {
+      if (property === "batch") return () => Promise.reject(new Error("D1 is unavailable"));
+      const value = Reflect.get(target, property) as unknown;
+      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+describe("the fold over several databases by key", () => {
+  beforeAll(async () => {
+    for (const db of [WHOLE(), ...SHARDS()]) {
+      await applyD1Migrations(db, env.TEST_MIGRATIONS);
+      for (const table of await tables(db)) await db.prepare(`DELETE FROM ${table}`).run();
+    }
+  });
+
+  it("holds in its databases together exactly what one database holds, also after a failed and a repeated delivery", async () => {
+    const events = traffic();
+    // The batch does hold requests whose attempts are on keys of different databases, and keys in every one.
+    const spread = events.filter(
+      (e) =>
+        e.type === "attempt" &&
+        e.attempt === 2 &&
+        foldShardOf(e.keyId, 3) !==
+          foldShardOf((events.find((f) => f.type === "attempt" && f.requestId === e.requestId && f.attempt === 1) as { keyId: string }).keyId, 3),
+    );
+    expect(spread.length).toBeGreaterThan(5);
+    expect(new Set(events.flatMap((e) => (e.type === "attempt" ? [foldShardOf(e.keyId, 3)] : [])))).toEqual(new Set([0, 1, 2]));
+
+    await foldEvents([WHOLE()], events, defaultSettings, prices);
+    // One database of three down: the batch fails (and is retried) — the other two have committed their parts.
+    const [first, second, third] = SHARDS() as [D1Database, D1Database, D1Database];
+    await expect(foldEvents([first, failing(second), third], events, defaultSettings, prices)).rejects.toThrow("D1 is unavailable");
+    expect((await rows(first, "request_attempts")).length).toBeGreaterThan(0);
+    expect(await rows(second, "request_attempts")).toEqual([]);
+    // The retry: the two that committed see the ids in their windows and change nothing; the third folds its part.
+    await foldEvents(SHARDS(), events, defaultSettings, prices);
+    const compared = await expectSameAsWhole();
+    expect(compared).toEqual(
+      expect.arrayContaining([
+        "rollup_minute",
+        "rollup_hour",
+        "rollup_day",
+        "rollup_upstream_minute",
+        "rollup_pool_hour",
+        "rollup_client_day",
+        "metric_total",
+        "key_health",
+        "key_capacity",
+        "request_log",
+        "request_attempts",
+        "audit_log",
+        SEEN,
+      ]),
+    );
+    // A request whose attempts went to two databases' keys is one row, in its own database, with both attempts.
+    const request = spread.find((e) => e.type === "attempt" && e.logged) as AttemptEvent;
+    const home = SHARDS()[foldShardOf(request.requestId, 3)]!;
+    const row = await home.prepare("SELECT attempts, outcome FROM request_log WHERE request_id = ?1").bind(request.requestId).first();
+    expect(row).toEqual({ attempts: 2, outcome: "ok" });
+
+    // Delivered once more whole: nothing changes anywhere.
+    await foldEvents(SHARDS(), events, defaultSettings, prices);
+    await foldEvents([WHOLE()], events, defaultSettings, prices);
+    await expectSameAsWhole();
+  });
+
+  it("sends every id to one of the databases, the same one each time, and spreads ids evenly", () => {
+    expect(foldShardOf("k-anything", 1)).toBe(0);
+    const counts = [0, 0, 0, 0, 0, 0, 0, 0];
+    for (let i = 0; i < 8_000; i++) {
+      const s = foldShardOf(`key-${i}`, 8);
+      expect(foldShardOf(`key-${i}`, 8)).toBe(s);
+      counts[s]!++;
+    }
+    for (const c of counts) expect(c).toBeGreaterThan(850);
+    for (const c of counts) expect(c).toBeLessThan(1_150);
+  });
+});
