@@ -61,7 +61,7 @@ import { runHeading, writeGenerated } from "./lib/report-page.mjs";
 import { eventQueueNames } from "./lib/wrangler-config.mjs";
 import { ROOT } from "./lib/stack.mjs";
 import { attemptEvents } from "./bench/consumer.mjs";
-import { bundleKeypool, startKeypool, startMock } from "./bench/workers.mjs";
+import { bundleKeypool, startFoldShards, startKeypool, startMock } from "./bench/workers.mjs";
 
 /** The round trip the probe round is measured against besides the local mock's own (a provider's, across the internet). */
 const PROBE_RTT_MS = 300;
@@ -257,8 +257,9 @@ function foundShare(lambda) {
  * @param {Keypool["db"]} db
  * @param {{ keyId: string, model: string, clientKeyId: string, ts: number }[]} events
  * @param {number} keyPairs @param {number} clientPairs
+ * @param {number} [eventsAMinute] the events a minute this database folds (one of several by key folds a share)
  */
-async function steadyRollups(db, events, keyPairs, clientPairs) {
+async function steadyRollups(db, events, keyPairs, clientPairs, eventsAMinute = EVENTS_A_MINUTE) {
   const buckets = /** @type {const} */ ([
     ["rollup_minute", 1, 60_000],
     ["rollup_hour", 60, 3_600_000],
@@ -269,7 +270,7 @@ async function steadyRollups(db, events, keyPairs, clientPairs) {
       ["key", keyPairs],
       ["client", clientPairs],
     ])) {
-      const share = foundShare((EVENTS_A_MINUTE * minutes) / pairs);
+      const share = foundShare((eventsAMinute * minutes) / pairs);
       // Low-discrepancy choice (the golden ratio's fractions): a share of the events, spread over the traffic.
       const rows = events
         .filter((_, i) => (i * 0.6180339887 + (kind === "key" ? 0 : 0.5)) % 1 < share)
@@ -286,7 +287,90 @@ async function steadyRollups(db, events, keyPairs, clientPairs) {
       await insertRows(db, table, rows, true);
     }
   }
-  return foundShare(EVENTS_A_MINUTE / keyPairs);
+  return foundShare(eventsAMinute / keyPairs);
+}
+
+/** The D1 databases the fold is split over by key when it is measured beside one (stats-consumer/logic/fold-shards.ts). */
+const FOLD_SHARDS = 8;
+
+/**
+ * What D1 spent on the fold in a database (its own statements' time, µs, and the rows written as billed), as the
+ * fold-shards Worker stores it in meta after every batch. @param {Keypool["db"]} db
+ */
+async function foldWork(db) {
+  const { results } = await db.prepare("SELECT name, value FROM meta WHERE name LIKE 'd1!_fold!_%' ESCAPE '!'").all();
+  let us = 0;
+  let written = 0;
+  for (const row of results) {
+    const name = String(row.name);
+    if (name.endsWith("_us")) us += Number(row.value);
+    else if (name.endsWith("_rows_written")) written += Number(row.value);
+  }
+  return { us, written };
+}
+
+/**
+ * The fold alone (bench/workers/fold-shards.ts) into one D1 database and, beside it in the same runtime, into
+ * FOLD_SHARDS databases by key: the same traffic into each, every request logged and then the request log sampled,
+ * each database first holding the rollup rows 10,000 requests a second already hold in it mid-hour (one of
+ * several by key folds its share of the events over its share of the keys, and every client key). Returns D1's own
+ * time an event of the whole traffic (s) and rows written an event: the one database's, the busiest of the several and
+ * theirs together.
+ * @param {string} n a label
+ * @typedef {{ keyId: string, model: string, clientKeyId: string, ts: number, requestId: string, logged?: boolean }[]} Traffic
+ * @param {Traffic} events
+ * @param {Traffic} sampled the next traffic, its requests marked as the request log's sample keeps them
+ * @param {string[]} keyIds @param {number} keyPairs @param {number} clientPairs
+ * @param {{ health: Record<string, unknown>[], capacity: Record<string, unknown>[] }} state every key's health and capacity rows, as the pool holds them
+ * @param {(id: string, n: number) => number} foldShardOf
+ */
+async function foldOverShards(n, events, sampled, keyIds, keyPairs, clientPairs, state, foldShardOf) {
+  const fs = await startFoldShards(path.join(work, `fold-shards-${n}`), FOLD_SHARDS);
+  try {
+    await steadyRollups(fs.one, events, keyPairs, clientPairs);
+    await insertRows(fs.one, "key_health", state.health);
+    await insertRows(fs.one, "key_capacity", state.capacity);
+    for (const [i, db] of fs.shards.entries()) {
+      const ours = (/** @type {Record<string, unknown>} */ row) => foldShardOf(String(row.key_id), FOLD_SHARDS) === i;
+      await insertRows(db, "key_health", state.health.filter(ours));
+      await insertRows(db, "key_capacity", state.capacity.filter(ours));
+      const mine = events.filter((e) => foldShardOf(e.keyId, FOLD_SHARDS) === i);
+      const keys = keyIds.filter((id) => foldShardOf(id, FOLD_SHARDS) === i).length;
+      await steadyRollups(db, mine, (keyPairs * keys) / keyIds.length, clientPairs, (EVENTS_A_MINUTE * mine.length) / events.length);
+    }
+    /** Folds `traffic` through one queue, as the consumer receives it (batches of 100 messages of 50 events). @param {string} queue @param {Traffic} traffic */
+    const fold = async (queue, traffic) => {
+      for (let i = 0; i < traffic.length; i += 5_000) {
+        const messages = [];
+        for (let j = i; j < Math.min(i + 5_000, traffic.length); j += 50)
+          messages.push({ id: `${queue}-${n}-${j}`, timestamp: new Date(), attempts: 1, body: { events: traffic.slice(j, j + 50) } });
+        const result = await fs.worker.queue(queue, messages);
+        if (result.outcome !== "ok" || result.retryBatch.retry) throw new Error(`a batch was not folded: ${JSON.stringify(result).slice(0, 200)}`);
+      }
+    };
+    /** What the databases spent on `traffic`, an event. @param {Traffic} traffic */
+    const measure = async (traffic) => {
+      const dbs = [fs.one, ...fs.shards];
+      const before = await Promise.all(dbs.map(foldWork));
+      await fold("fold-one", traffic);
+      await fold("fold-shards", traffic);
+      const after = await Promise.all(dbs.map(foldWork));
+      const spent = after.map((a, i) => ({
+        s: (a.us - (before[i]?.us ?? 0)) / 1e6 / traffic.length,
+        written: (a.written - (before[i]?.written ?? 0)) / traffic.length,
+      }));
+      const [one, ...shards] = spent;
+      return {
+        one: /** @type {{ s: number, written: number }} */ (one),
+        busiest: Math.max(...shards.map((x) => x.s)),
+        all: shards.reduce((sum, x) => sum + x.s, 0),
+        allWritten: shards.reduce((sum, x) => sum + x.written, 0),
+      };
+    };
+    return { logged: await measure(events), sampled: await measure(sampled) };
+  } finally {
+    await fs.stop();
+  }
 }
 
 /**
@@ -386,6 +470,7 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number, foldRowsWritten?: number, minuteRowsFound?: number, sampledLog?: { share: number, failed: number, foldD1S: number, eventTableRows: number, rowsWritten: number },
+ *   shards?: Record<"logged" | "sampled", { one: { s: number, written: number }, busiest: number, all: number, allWritten: number }>,
  *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, dedupeRowBytes?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number, probedAtRtt?: number,
  *   trace?: { batches: number, eventsPerBatch: number, lastBytes: number, spanS: number, mayHold: number, foundS: number, foundCpuS: number, missS: number, missCpuS: number, missListed: number, missRead: number } }} Figures
@@ -507,6 +592,7 @@ try {
    *   planBuckets(terms: { rows: string, from: number, to: number }[], now: number): { hour: number, minute: number, day: number },
    *   dayCountStart(rule: { reset: "rolling" } | { reset: "local", hour: number, timeZone: string }, now: number): number,
    *   DAY_ID_LIST_BYTES: number, defaultSettings: { retention: NonNullable<typeof retention> }, D1_WORKS: readonly string[], keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean,
+   *   foldShardOf(id: string, n: number): number,
    *   newEventId(now: number): string, EVENTS_PREFIX: string, archiveKey(prefix: string, now: number, batchId: string): string,
    *   ARCHIVE_SEARCH: { beforeMs: number, afterMs: number, maxObjects: number }, idFilter(ids: Iterable<string>): string, idFilterMayHold(filter: string, id: string): boolean
    * }}
@@ -797,6 +883,29 @@ try {
           .sort((a, b) => b[1] - a[1])
           .map(([part, n]) => `${part.replaceAll("_", " ")} ${n.toFixed(1)}`)
           .join(", ")}), ${l.sampledLog.rowsWritten.toFixed(1)} with the sample`;
+
+      // The same fold split over FOLD_SHARDS databases by key, measured beside one database in a runtime of its own.
+      log(`${n} keys: the fold over ${FOLD_SHARDS} databases by key, beside one…`);
+      const shardSampled = traffic(`scale-${n}-shards-sampled`, total).map((e) => ({ ...e, logged: data.keptInRequestLog(e.requestId, [e], SAMPLED_LOG) }));
+      const shards = await foldOverShards(
+        String(n),
+        traffic(`scale-${n}-shards`, 0),
+        shardSampled,
+        rows.keys.map((k) => String(k.id)),
+        keyPairs,
+        clientPairs,
+        { health: rows.health, capacity: rows.capacity },
+        data.foldShardOf,
+      );
+      l.shards = shards;
+      const us = (/** @type {number} */ sec) => (sec * 1e6).toFixed(0);
+      r.fold +=
+        `; split over ${FOLD_SHARDS} D1 databases by key, beside one database in a runtime of their own: ` +
+        `the busiest ${us(shards.logged.busiest)} µs an event of all the traffic where the one spent ${us(shards.logged.one.s)} ` +
+        `(${(shards.logged.one.s / shards.logged.busiest).toFixed(1)}× less; the ${FOLD_SHARDS} together ${us(shards.logged.all)}), ` +
+        `with the request log sampled ${us(shards.sampled.busiest)} where the one spent ${us(shards.sampled.one.s)} ` +
+        `(${(shards.sampled.one.s / shards.sampled.busiest).toFixed(1)}× less); rows written ${shards.logged.allWritten.toFixed(1)} an event over the ${FOLD_SHARDS} ` +
+        `where the one wrote ${shards.logged.one.written.toFixed(1)} (${shards.sampled.allWritten.toFixed(1)} and ${shards.sampled.one.written.toFixed(1)} sampled)`;
 
       // The dedupe window's bytes a row apart from the request log's, whose retentions differ: ids added alone as the fold
       // adds them — about ten a millisecond, time-ordered within a few seconds — past every id there.
@@ -1217,6 +1326,24 @@ function headroomTable() {
       `${(l.sampledLog.foldD1S * 1e6).toFixed(0)} µs an event (measured): ${(10_500 * l.sampledLog.foldD1S).toFixed(2)} s a second`,
       x(1 / (10_500 * l.sampledLog.foldD1S)),
     ]);
+  if (l.shards !== undefined && l.foldD1S !== undefined && l.sampledLog !== undefined) {
+    // Measured in a runtime of their own beside one database: the busiest's time, and the fold above scaled by the ratio
+    // of the two there (the one database measured there lacks what this run's holds beside the rollups); the larger counts.
+    for (const [kind, above] of /** @type {const} */ ([
+      ["logged", l.foldD1S],
+      ["sampled", l.sampledLog.foldD1S],
+    ])) {
+      const m = l.shards[kind];
+      const scaled = above * (m.busiest / m.one.s);
+      const load = Math.max(m.busiest, scaled);
+      rows.push([
+        `${kind === "logged" ? `one of ${FOLD_SHARDS} D1 databases the fold is split over by key (the busiest), executing its statements` : `the same, the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes`}: measured ${(m.busiest * 1e6).toFixed(0)} µs an event of all the traffic beside ${(m.one.s * 1e6).toFixed(0)} for one database in the same runtime (the ${FOLD_SHARDS} together ${(m.all * 1e6).toFixed(0)}); the fold above (${(above * 1e6).toFixed(0)} µs) scaled by that ratio, ${(scaled * 1e6).toFixed(0)}; the larger taken`,
+        "1 s of the database a second",
+        `${(load * 1e6).toFixed(0)} µs an event: ${(10_500 * load).toFixed(2)} s a second`,
+        x(1 / (10_500 * load)),
+      ]);
+    }
+  }
   if (l.usageBytes !== undefined && l.usageCpuS !== undefined) {
     rows.push(["the pool's usage as one KV value", "25 MiB a value", mib(l.usageBytes), x((25 * 2 ** 20) / l.usageBytes)]);
     rows.push(["each gateway isolate's CPU taking the usage, a new one a second", "1 s of CPU a second", `${ms(l.usageCpuS)} a version`, x(1 / l.usageCpuS)]);
@@ -1445,6 +1572,19 @@ function headroomTable() {
         "1 s of the database a second",
         `${sampledAll.toFixed(2)} s a second`,
         x(1 / sampledAll),
+      ]);
+    }
+    if (l.shards !== undefined && l.sampledLog !== undefined) {
+      // Each database of several by key: its fold as measured above (the larger of the two figures), and on paper an
+      // N-th of the publish and the Overview — their reads of key rows split with the keys — which read one database today.
+      const m = l.shards.sampled;
+      const shardFold = 10_500 * Math.max(m.busiest, l.sampledLog.foldD1S * (m.busiest / m.one.s));
+      const beside = (d1Shares.publish + d1Shares.overview) / FOLD_SHARDS;
+      rows.push([
+        `one of ${FOLD_SHARDS} D1 databases by key, all that would share it, the request log sampled: its fold's statements ${shardFold.toFixed(2)} s a second (its row above), and on paper 1/${FOLD_SHARDS} of the usage publish and of an open Overview (${beside.toFixed(2)}; their reads split with the keys — today they read one database)`,
+        "1 s of the database a second",
+        `${(shardFold + beside).toFixed(2)} s a second`,
+        x(1 / (shardFold + beside)),
       ]);
     }
   }

@@ -342,3 +342,29 @@ export async function startKeypool(
     stop: () => mf.dispose(),
   };
 }
+
+/**
+ * The fold alone (bench/workers/fold-shards.ts) over one D1 database and, beside
+ * it in the same runtime, over `shards` databases by key, each with the
+ * migrations applied: what one database's time becomes when the fold is split.
+ * Batches are handed to `worker.queue("fold-one" | "fold-shards", messages)`.
+ * @param {string} work
+ * @param {number} shards
+ */
+export async function startFoldShards(work, shards) {
+  const script = path.join(work, "fold-shards.js");
+  await build({ entryPoints: [path.join(FLOOR, "fold-shards.ts")], outfile: script, bundle: true, format: "esm", platform: "neutral", logLevel: "warning" });
+  const names = Array.from({ length: shards }, (_, i) => `SHARD_${i}`);
+  const { mf, pid } = await startMiniflare({
+    modules: true,
+    scriptPath: script,
+    modulesRoot: work,
+    ...COMPAT,
+    d1Persist: path.join(work, "fold-shards-d1"),
+    d1Databases: Object.fromEntries([["ONE", "fold-one"], ...names.map((name) => [name, `fold-${name.toLowerCase()}`])]),
+  });
+  const one = await mf.getD1Database("ONE");
+  const dbs = [one, ...(await Promise.all(names.map((name) => mf.getD1Database(name))))];
+  for (const db of dbs) await db.batch(migrationStatements().map((s) => db.prepare(s)));
+  return { one, shards: dbs.slice(1), worker: await mf.getWorker(), pid, stop: () => mf.dispose() };
+}
