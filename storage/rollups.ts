@@ -1,5 +1,6 @@
 import { DAY_MS, HOUR_MS, MINUTE_MS, ZONE_SETTLED_MS, rollupRowsFor, type Settings, type StatsBucket } from "../schema";
 import type { BucketTotals, CountTerm, MetricSums, SpendSums, StatsFilters } from "./rollup-sums";
+import { upstreamKeyIds, type FoldDatabases } from "./fold-databases";
 
 /**
  * The rollup tables: usage summed per minute, hour and day, per key × model,
@@ -192,31 +193,56 @@ function tableOf(rows: Rows, bucket: StatsBucket): KeyedRollupTable | UpstreamRo
   return rows === "upstream" ? `rollup_upstream_${bucket}` : `rollup_${bucket}`;
 }
 
+/**
+ * Each of the fold's databases' results of one read, at once. A read over
+ * several adds up what each holds (a key's rows are in one of them; the client
+ * keys', upstreams' and pool's rows are split over all).
+ */
+function onEach<T>(dbs: FoldDatabases, read: (db: D1Database) => Promise<T>): Promise<T[]> {
+  return Promise.all(dbs.map(read));
+}
+
 /** Requests and tokens per bucket of a size for buckets in [from, to], oldest first: the whole pool. */
-export async function bucketTotals(db: D1Database, bucket: StatsBucket, from: number, to: number): Promise<BucketTotals[]> {
-  const { results } = await db
-    .prepare(
-      `SELECT bucket, SUM(requests) AS requests, SUM(total_tokens) AS tokens
-       FROM ${tableOf("upstream", bucket)} WHERE bucket >= ?1 AND bucket <= ?2 GROUP BY bucket ORDER BY bucket`,
-    )
-    .bind(from, to)
-    .all<BucketTotals>();
-  return results;
+export async function bucketTotals(dbs: FoldDatabases, bucket: StatsBucket, from: number, to: number): Promise<BucketTotals[]> {
+  const parts = await onEach(dbs, async (db) => {
+    const { results } = await db
+      .prepare(
+        `SELECT bucket, SUM(requests) AS requests, SUM(total_tokens) AS tokens
+         FROM ${tableOf("upstream", bucket)} WHERE bucket >= ?1 AND bucket <= ?2 GROUP BY bucket ORDER BY bucket`,
+      )
+      .bind(from, to)
+      .all<BucketTotals>();
+    return results;
+  });
+  if (parts.length === 1) return parts[0]!;
+  const byBucket = new Map<number, BucketTotals>();
+  for (const row of parts.flat()) {
+    const into = byBucket.get(row.bucket);
+    if (!into) byBucket.set(row.bucket, { ...row });
+    else {
+      into.requests += row.requests;
+      into.tokens += row.tokens;
+    }
+  }
+  return [...byBucket.values()].sort((a, b) => a.bucket - b.bucket);
 }
 
 /** Spend today and this month (days from `month` on, today from `today` on): micro-units, and attempts with usage but no price. */
-export async function spendTotals(db: D1Database, month: number, today: number): Promise<{ today: SpendSums; month: SpendSums }> {
-  const row = await db
-    .prepare(
-      `SELECT SUM(CASE WHEN bucket >= ?2 THEN cost_micros ELSE 0 END) AS todayCost, SUM(CASE WHEN bucket >= ?2 THEN unpriced ELSE 0 END) AS todayUnpriced,
-         SUM(cost_micros) AS monthCost, SUM(unpriced) AS monthUnpriced
-       FROM rollup_upstream_day WHERE bucket >= ?1`,
-    )
-    .bind(month, today)
-    .first<Record<string, number | null>>();
+export async function spendTotals(dbs: FoldDatabases, month: number, today: number): Promise<{ today: SpendSums; month: SpendSums }> {
+  const rows = await onEach(dbs, (db) =>
+    db
+      .prepare(
+        `SELECT SUM(CASE WHEN bucket >= ?2 THEN cost_micros ELSE 0 END) AS todayCost, SUM(CASE WHEN bucket >= ?2 THEN unpriced ELSE 0 END) AS todayUnpriced,
+           SUM(cost_micros) AS monthCost, SUM(unpriced) AS monthUnpriced
+         FROM rollup_upstream_day WHERE bucket >= ?1`,
+      )
+      .bind(month, today)
+      .first<Record<string, number | null>>(),
+  );
+  const sum = (field: string) => rows.reduce((n, row) => n + Number(row?.[field] ?? 0), 0);
   return {
-    today: { costMicros: Number(row?.todayCost ?? 0), unpriced: Number(row?.todayUnpriced ?? 0) },
-    month: { costMicros: Number(row?.monthCost ?? 0), unpriced: Number(row?.monthUnpriced ?? 0) },
+    today: { costMicros: sum("todayCost"), unpriced: sum("todayUnpriced") },
+    month: { costMicros: sum("monthCost"), unpriced: sum("monthUnpriced") },
   };
 }
 
@@ -244,6 +270,21 @@ const METRICS = METRIC_COLUMNS.map(([name, of, how]) => `${how}(${of}) AS ${name
 /** METRICS again over rows that carry them already (a sub-query's), for a second grouping. */
 const METRICS_OF_METRICS = METRIC_COLUMNS.map(([name, , how]) => `${how}(${name}) AS ${name}`).join(", ");
 
+/** Rows of several databases (or several rows of one) that share `idOf`, their metrics summed as the SQL sums them: maxima kept. */
+function sumRows<T extends MetricSums>(rows: readonly T[], idOf: (row: T) => string | number): T[] {
+  const out = new Map<string | number, T>();
+  for (const row of rows) {
+    const id = idOf(row);
+    const into = out.get(id);
+    if (!into) {
+      out.set(id, { ...row });
+      continue;
+    }
+    for (const [name, , how] of METRIC_COLUMNS) into[name] = how === "MAX" ? Math.max(into[name], row[name]) : into[name] + row[name];
+  }
+  return [...out.values()];
+}
+
 /** The kind of rows that answer a read (`rollupRowsFor`), for callers that validated the query already. */
 function rowsOrThrow(f: StatsFilters, by?: BreakdownBy): Rows {
   const rows = rollupRowsFor({ ...f, by });
@@ -251,8 +292,12 @@ function rowsOrThrow(f: StatsFilters, by?: BreakdownBy): Rows {
   return rows;
 }
 
-/** The WHERE clause for a bucket range and the dimension filters over `rows`, with its bindings. */
-function whereClause(from: number, to: number, f: StatsFilters, rows: Rows): { sql: string; params: unknown[] } {
+/**
+ * The WHERE clause for a bucket range and the dimension filters over `rows`, with its bindings. An upstream over key
+ * rows is its keys: looked up in `keys` where the database holds them, else the JSON list `upstreamKeys` (one of
+ * several fold databases does not hold the configuration).
+ */
+function whereClause(from: number, to: number, f: StatsFilters, rows: Rows, upstreamKeys: string | null): { sql: string; params: unknown[] } {
   const parts = ["bucket >= ?1", "bucket <= ?2"];
   if (rows !== "upstream") parts.push(rows === "key" ? KEY_ROWS : CLIENT_ROWS);
   const params: unknown[] = [from, to];
@@ -263,8 +308,17 @@ function whereClause(from: number, to: number, f: StatsFilters, rows: Rows): { s
   if (f.keyId) add("key_id = ?", f.keyId);
   if (f.model) add("model = ?", f.model);
   if (f.clientKeyId) add("client_key_id = ?", f.clientKeyId);
-  if (f.upstreamId) add(rows === "upstream" ? "upstream_id = ?" : "key_id IN (SELECT id FROM keys WHERE upstream_id = ?)", f.upstreamId);
+  if (f.upstreamId) {
+    if (rows === "upstream") add("upstream_id = ?", f.upstreamId);
+    else if (upstreamKeys === null) add("key_id IN (SELECT id FROM keys WHERE upstream_id = ?)", f.upstreamId);
+    else add("key_id IN (SELECT value FROM json_each(?))", upstreamKeys);
+  }
   return { sql: parts.join(" AND "), params };
+}
+
+/** What an upstream filter over key rows needs from the configuration when the fold is split: its keys (null otherwise). */
+async function upstreamKeysFor(dbs: FoldDatabases, f: StatsFilters, rows: Rows): Promise<string | null> {
+  return dbs.length > 1 && f.upstreamId && rows !== "upstream" ? upstreamKeyIds(dbs[0], f.upstreamId) : null;
 }
 
 /** True when no dimension filter is set: the whole pool. */
@@ -275,7 +329,7 @@ const wholePool = (f: StatsFilters) => !f.keyId && !f.model && !f.clientKeyId &&
  * The whole pool's hourly series reads the pool-wide hour rollup (one row an hour).
  */
 export async function seriesRows(
-  db: D1Database,
+  dbs: FoldDatabases,
   bucket: StatsBucket,
   from: number,
   to: number,
@@ -283,12 +337,16 @@ export async function seriesRows(
 ): Promise<(MetricSums & { bucket: number })[]> {
   const rows = rowsOrThrow(filters);
   const pool = bucket === "hour" && wholePool(filters);
-  const where = whereClause(from, to, filters, rows);
-  const { results } = await db
-    .prepare(`SELECT bucket, ${METRICS} FROM ${pool ? "rollup_pool_hour" : tableOf(rows, bucket)} WHERE ${where.sql} GROUP BY bucket ORDER BY bucket`)
-    .bind(...where.params)
-    .all<MetricSums & { bucket: number }>();
-  return results;
+  const where = whereClause(from, to, filters, rows, await upstreamKeysFor(dbs, filters, rows));
+  const parts = await onEach(dbs, async (db) => {
+    const { results } = await db
+      .prepare(`SELECT bucket, ${METRICS} FROM ${pool ? "rollup_pool_hour" : tableOf(rows, bucket)} WHERE ${where.sql} GROUP BY bucket ORDER BY bucket`)
+      .bind(...where.params)
+      .all<MetricSums & { bucket: number }>();
+    return results;
+  });
+  if (parts.length === 1) return parts[0]!;
+  return sumRows(parts.flat(), (r) => r.bucket).sort((a, b) => a.bucket - b.bucket);
 }
 
 /** The dimension a breakdown groups by, as a SQL expression over the rollup. */
@@ -300,16 +358,20 @@ const GROUP_BY = {
 } as const;
 export type BreakdownBy = keyof typeof GROUP_BY;
 
-/** What a breakdown row's id is called where it names something that has a name: a key's masked form, a client key's or an upstream's name. */
-const NAME_OF: Partial<Record<BreakdownBy, string>> = {
-  key: "(SELECT masked FROM keys WHERE keys.id = g.id)",
-  client: "(SELECT name FROM client_keys WHERE client_keys.id = g.id)",
-  upstream: "(SELECT name FROM upstreams WHERE upstreams.id = g.id)",
+/** Where a breakdown row's id has a name: a key's masked form, a client key's or an upstream's name (in the configuration). */
+const NAMED_IN: Partial<Record<BreakdownBy, { table: string; column: string }>> = {
+  key: { table: "keys", column: "masked" },
+  client: { table: "client_keys", column: "name" },
+  upstream: { table: "upstreams", column: "name" },
 };
+
+/** Busiest first; ties by id, so one database and several answer alike. */
+const busiestFirst = (a: MetricSums & { id: string }, b: MetricSums & { id: string }) =>
+  b.requests - a.requests || b.attempts - a.attempts || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
 /** Every metric per value of `by` over the buckets of a size in [from, to], busiest first (at most `limit` rows), with its name where it has one (null: deleted). */
 export async function breakdownRows(
-  db: D1Database,
+  dbs: FoldDatabases,
   bucket: StatsBucket,
   from: number,
   to: number,
@@ -319,41 +381,92 @@ export async function breakdownRows(
 ): Promise<(MetricSums & { id: string; name: string | null })[]> {
   const kind = rowsOrThrow(filters, by);
   const table = tableOf(kind, bucket);
-  const where = whereClause(from, to, filters, kind);
+  const where = whereClause(from, to, filters, kind, await upstreamKeysFor(dbs, filters, kind));
   // By key, the busiest keys are found first summing two columns, and every metric is summed for those keys only (through
   // the index by key): a pool's keys × models rows over the range are read once, narrowly, instead of with every column.
+  // A key's rows are in one database, so each database's busiest keys hold the busiest of all.
   const rows =
     by === "key"
-      ? `${where.sql} AND key_id IN (SELECT key_id FROM ${table} WHERE ${where.sql} GROUP BY key_id ORDER BY SUM(requests) DESC, SUM(attempts) DESC LIMIT ${limit})`
+      ? `${where.sql} AND key_id IN (SELECT key_id FROM ${table} WHERE ${where.sql} GROUP BY key_id ORDER BY SUM(requests) DESC, SUM(attempts) DESC, key_id LIMIT ${limit})`
       : where.sql;
   // By upstream over key rows (one key's usage), rows are summed per key first and each key's upstream looked up once (a
   // deleted key's is ''); the upstream tables name it in every row.
   const joined = by === "upstream" && kind === "key";
-  const source = joined
-    ? `(SELECT COALESCE(k.upstream_id, '') AS upstream_id, p.* FROM (SELECT key_id, ${METRICS} FROM ${table} WHERE ${rows} GROUP BY key_id) p LEFT JOIN keys k ON k.id = p.key_id)`
-    : `${table} WHERE ${rows}`;
-  const grouped = `SELECT ${GROUP_BY[by]} AS id, ${joined ? METRICS_OF_METRICS : METRICS} FROM ${source} GROUP BY 1 ORDER BY requests DESC, attempts DESC LIMIT ${limit}`;
-  const { results } = await db
-    .prepare(`SELECT g.*, ${NAME_OF[by] ?? "g.id"} AS name FROM (${grouped}) g ORDER BY g.requests DESC, g.attempts DESC`)
-    .bind(...where.params)
-    .all<MetricSums & { id: string; name: string | null }>();
-  return results;
+  const named = NAMED_IN[by];
+  if (dbs.length === 1) {
+    const db = dbs[0];
+    const source = joined
+      ? `(SELECT COALESCE(k.upstream_id, '') AS upstream_id, p.* FROM (SELECT key_id, ${METRICS} FROM ${table} WHERE ${rows} GROUP BY key_id) p LEFT JOIN keys k ON k.id = p.key_id)`
+      : `${table} WHERE ${rows}`;
+    const grouped = `SELECT ${GROUP_BY[by]} AS id, ${joined ? METRICS_OF_METRICS : METRICS} FROM ${source} GROUP BY 1 ORDER BY requests DESC, attempts DESC, 1 LIMIT ${limit}`;
+    const name = named ? `(SELECT ${named.column} FROM ${named.table} WHERE ${named.table}.id = g.id)` : "g.id";
+    const { results } = await db
+      .prepare(`SELECT g.*, ${name} AS name FROM (${grouped}) g ORDER BY g.requests DESC, g.attempts DESC, g.id`)
+      .bind(...where.params)
+      .all<MetricSums & { id: string; name: string | null }>();
+    return results;
+  }
+  // Several databases: each one's groups (every group but by key, whose busiest are its own), added up; the upstream of a
+  // key and every name come from the configuration, which the others do not hold.
+  const parts = await onEach(dbs, async (db) => {
+    const { results } = await db
+      .prepare(`SELECT ${joined ? "key_id" : GROUP_BY[by]} AS id, ${METRICS} FROM ${table} WHERE ${rows} GROUP BY 1`)
+      .bind(...where.params)
+      .all<MetricSums & { id: string }>();
+    return results;
+  });
+  let groups = sumRows(parts.flat(), (r) => r.id);
+  if (joined) {
+    const upstreamOf = await lookup(
+      dbs[0],
+      "keys",
+      "upstream_id",
+      groups.map((g) => g.id),
+    );
+    groups = sumRows(
+      groups.map((g) => ({ ...g, id: upstreamOf.get(g.id) ?? "" })),
+      (r) => r.id,
+    );
+  }
+  const top = groups.sort(busiestFirst).slice(0, limit);
+  const names = named
+    ? await lookup(
+        dbs[0],
+        named.table,
+        named.column,
+        top.map((g) => g.id),
+      )
+    : null;
+  return top.map((g) => ({ ...g, name: names ? (names.get(g.id) ?? null) : g.id }));
+}
+
+/** A column of the configuration's rows with these ids, by id. */
+async function lookup(config: D1Database, table: string, column: string, ids: readonly string[]): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map();
+  const { results } = await config
+    .prepare(`SELECT id, ${column} AS value FROM ${table} WHERE id IN (SELECT value FROM json_each(?1))`)
+    .bind(JSON.stringify(ids))
+    .all<{ id: string; value: string }>();
+  return new Map(results.map((r) => [r.id, r.value]));
 }
 
 /** The pool's requests and tokens over [from, to) exactly: minute rollups for the ragged first hour, the pool's hour rollup after it. */
-export async function rollingTotals(db: D1Database, from: number, to: number): Promise<{ requests: number; tokens: number }> {
+export async function rollingTotals(dbs: FoldDatabases, from: number, to: number): Promise<{ requests: number; tokens: number }> {
   const firstFullHour = Math.ceil(from / HOUR_MS) * HOUR_MS;
-  const [minutes, hours] = await db.batch<{ requests: number | null; tokens: number | null }>([
-    db
-      .prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_upstream_minute WHERE bucket >= ?1 AND bucket < ?2")
-      .bind(from, firstFullHour),
-    db
-      .prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_pool_hour WHERE bucket >= ?1 AND bucket < ?2")
-      .bind(firstFullHour, to),
-  ]);
-  const m = minutes!.results[0];
-  const h = hours!.results[0];
-  return { requests: (m?.requests ?? 0) + (h?.requests ?? 0), tokens: (m?.tokens ?? 0) + (h?.tokens ?? 0) };
+  const parts = await onEach(dbs, async (db) => {
+    const [minutes, hours] = await db.batch<{ requests: number | null; tokens: number | null }>([
+      db
+        .prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_upstream_minute WHERE bucket >= ?1 AND bucket < ?2")
+        .bind(from, firstFullHour),
+      db
+        .prepare("SELECT SUM(requests) AS requests, SUM(total_tokens) AS tokens FROM rollup_pool_hour WHERE bucket >= ?1 AND bucket < ?2")
+        .bind(firstFullHour, to),
+    ]);
+    const m = minutes!.results[0];
+    const h = hours!.results[0];
+    return { requests: (m?.requests ?? 0) + (h?.requests ?? 0), tokens: (m?.tokens ?? 0) + (h?.tokens ?? 0) };
+  });
+  return { requests: parts.reduce((n, p) => n + p.requests, 0), tokens: parts.reduce((n, p) => n + p.tokens, 0) };
 }
 
 // ---------------------------------------------------------------------------

@@ -117,7 +117,7 @@ describe("bounded rollups", () => {
     await env.DB.prepare("INSERT INTO rollup_hour (bucket, key_id, model, client_key_id, requests, attempts) VALUES (?1, '*', 'm-1', 'c-1', 1000, 1000)")
       .bind(from)
       .run();
-    const top = await breakdownRows(env.DB, "hour", from, from + 2 * hour, "key", {}, 2);
+    const top = await breakdownRows([env.DB], "hour", from, from + 2 * hour, "key", {}, 2);
     // bk-2 has the most requests; bk-1 and bk-3 tie on 10, and bk-3's 16 attempts put it first.
     expect(top.map(({ id, requests, attempts, tokens, latencyMax }) => ({ id, requests, attempts, tokens, latencyMax }))).toEqual([
       { id: "bk-2", requests: 20, attempts: 20, tokens: 10, latencyMax: 20 },

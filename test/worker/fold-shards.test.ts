@@ -1,8 +1,22 @@
 import { applyD1Migrations } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { MINUTE_MS, PriceBook, defaultSettings, type AdminEvent, type AttemptEvent, type KeypoolEvent, type ProbeEvent } from "../../schema";
+import {
+  DAY_MS,
+  MINUTE_MS,
+  PriceBook,
+  dayStart,
+  rollupRowsFor,
+  defaultSettings,
+  type AdminEvent,
+  type AttemptEvent,
+  type KeypoolEvent,
+  type ProbeEvent,
+} from "../../schema";
 import { foldShardOf } from "../../stats-consumer/logic/fold-shards";
+import type { FoldDatabases } from "../../storage/fold-databases";
+import { breakdownRows, bucketTotals, rollingTotals, seriesRows, spendTotals, type BreakdownBy } from "../../storage/rollups";
+import type { StatsFilters } from "../../storage/rollup-sums";
 import { foldEvents } from "../../stats-consumer/storage/ingest-db";
 import { attemptEvent } from "../fixtures/events";
 
@@ -22,8 +36,8 @@ const PARTITIONED: Record<string, (row: Row) => number> = {
 };
 /** The dedupe window: an event's id is in every database that folded a part of it. */
 const SEEN = "seen_events";
-/** Not projections: the databases' own figures (D1's time, the newest event folded) and migrations. */
-const NOT_PROJECTIONS = new Set(["meta", "d1_migrations"]);
+/** Not projections: the databases' own figures (D1's time, the newest event folded), migrations, and the configuration reads take names from. */
+const NOT_PROJECTIONS = new Set(["meta", "d1_migrations", "upstreams", "keys", "client_keys"]);
 
 type Row = Record<string, unknown>;
 
@@ -238,6 +252,75 @@ describe("the fold over several databases by key", () => {
     await foldEvents(SHARDS(), events, defaultSettings, prices);
     await foldEvents([WHOLE()], events, defaultSettings, prices);
     await expectSameAsWhole();
+  });
+
+  it("answers the dashboard's reads over the databases as one database answers them", async () => {
+    // The configuration (names, and which upstream a key is in) is in the first database, as in `DB`: two upstreams, the
+    // first 11 keys (k-11 deleted), two of the three client keys. The fold is the first test's.
+    const now = Date.now();
+    for (const db of [WHOLE(), SHARDS()[0]!]) {
+      await db.batch([
+        ...["u-0", "u-1"].map((id) =>
+          db.prepare("INSERT INTO upstreams (id, name, base_url, created_at, updated_at) VALUES (?1, ?2, 'http://u', 0, 0)").bind(id, `upstream ${id}`),
+        ),
+        ...Array.from({ length: 11 }, (_, i) =>
+          db
+            .prepare("INSERT INTO keys (id, upstream_id, secret_enc, fingerprint, masked, created_at, updated_at) VALUES (?1, ?2, 'x', ?1, ?3, 0, 0)")
+            .bind(`k-${String(i).padStart(2, "0")}`, `u-${i % 2}`, `sk-…${i}`),
+        ),
+        ...["c-0", "c-1"].map((id) =>
+          db.prepare("INSERT INTO client_keys (id, name, hash, masked, created_at, updated_at) VALUES (?1, ?2, ?1, 'kp-…', 0, 0)").bind(id, `client ${id}`),
+        ),
+      ]);
+    }
+    const one: FoldDatabases = [WHOLE()];
+    const split = SHARDS() as unknown as FoldDatabases;
+    const from = now - DAY_MS;
+    for (const bucket of ["minute", "hour", "day"] as const) {
+      const totals = await bucketTotals(one, bucket, from, now);
+      expect(totals.length).toBeGreaterThan(0);
+      expect(await bucketTotals(split, bucket, from, now), bucket).toEqual(totals);
+    }
+    expect(await rollingTotals(split, from, now + 1)).toEqual(await rollingTotals(one, from, now + 1));
+    const today = dayStart(now, "UTC");
+    expect(await spendTotals(split, 0, today)).toEqual(await spendTotals(one, 0, today));
+
+    const filters: StatsFilters[] = [
+      {},
+      { model: "m-1" },
+      { keyId: "k-03" },
+      { upstreamId: "u-1" },
+      { upstreamId: "u-0", model: "m-2" },
+      { clientKeyId: "c-2" },
+    ];
+    let compared = 0;
+    for (const f of filters) {
+      for (const bucket of ["minute", "hour", "day"] as const) {
+        const series = await seriesRows(one, bucket, from, now, f);
+        expect(await seriesRows(split, bucket, from, now, f), `${bucket} ${JSON.stringify(f)}`).toEqual(series);
+        for (const by of ["model", "key", "client", "upstream"] as BreakdownBy[]) {
+          if (rollupRowsFor({ ...f, by }) === null) continue;
+          for (const limit of [100, 3]) {
+            const rows = await breakdownRows(one, bucket, from, now, by, f, limit);
+            expect(await breakdownRows(split, bucket, from, now, by, f, limit), `${by} ${bucket} ${limit} ${JSON.stringify(f)}`).toEqual(rows);
+            if (rows.length > 0) compared++;
+          }
+        }
+      }
+    }
+    expect(compared).toBeGreaterThan(40);
+    // Names come from the configuration, a deleted key's and client key's are null, and a key's upstream is the configuration's.
+    const byKey = await breakdownRows(split, "day", from, now, "key", {}, 100);
+    expect(byKey.find((r) => r.id === "k-03")?.name).toBe("sk-…3");
+    expect(byKey.find((r) => r.id === "k-11")?.name).toBeNull();
+    const byClient = await breakdownRows(split, "day", from, now, "client", {}, 100);
+    expect(byClient.map((r) => [r.id, r.name]).sort()).toEqual([
+      ["c-0", "client c-0"],
+      ["c-1", "client c-1"],
+      ["c-2", null],
+    ]);
+    const oneKeyByUpstream = await breakdownRows(split, "day", from, now, "upstream", { keyId: "k-03" }, 100);
+    expect(oneKeyByUpstream.map((r) => r.id)).toEqual(["u-1"]);
   });
 
   it("sends every id to one of the databases, the same one each time, and spreads ids evenly", () => {

@@ -62,29 +62,29 @@ describe("upstream rollups", () => {
     ]);
 
     // By upstream, from the upstream rows; with a model; and one key's (its key rows, its upstream looked up).
-    expect(pick(await breakdownRows(env.DB, "minute", MINUTE, MINUTE, "upstream", {}, 10))).toEqual([
+    expect(pick(await breakdownRows([env.DB], "minute", MINUTE, MINUTE, "upstream", {}, 10))).toEqual([
       { id: "bu-1", name: "one", requests: 7, latencyMax: 300 },
       { id: "bu-2", name: "two", requests: 5, latencyMax: 50 },
       { id: "", name: null, requests: 3, latencyMax: 900 },
     ]);
-    expect(pick(await breakdownRows(env.DB, "minute", MINUTE, MINUTE, "upstream", { model: "m-2" }, 10))).toEqual([
+    expect(pick(await breakdownRows([env.DB], "minute", MINUTE, MINUTE, "upstream", { model: "m-2" }, 10))).toEqual([
       { id: "bu-1", name: "one", requests: 1, latencyMax: 300 },
     ]);
-    expect(pick(await breakdownRows(env.DB, "minute", MINUTE, MINUTE, "upstream", { keyId: "bu-k1" }, 10))).toEqual([
+    expect(pick(await breakdownRows([env.DB], "minute", MINUTE, MINUTE, "upstream", { keyId: "bu-k1" }, 10))).toEqual([
       { id: "bu-1", name: "one", requests: 5, latencyMax: 300 },
     ]);
     // By model, for the pool and for an upstream; the pool's series and totals: none counts the client key's row.
-    expect(pick(await breakdownRows(env.DB, "minute", MINUTE, MINUTE, "model", {}, 10))).toEqual([
+    expect(pick(await breakdownRows([env.DB], "minute", MINUTE, MINUTE, "model", {}, 10))).toEqual([
       { id: "m-1", name: "m-1", requests: 14, latencyMax: 900 },
       { id: "m-2", name: "m-2", requests: 1, latencyMax: 300 },
     ]);
-    expect(pick(await breakdownRows(env.DB, "minute", MINUTE, MINUTE, "model", { upstreamId: "bu-1" }, 10))).toEqual([
+    expect(pick(await breakdownRows([env.DB], "minute", MINUTE, MINUTE, "model", { upstreamId: "bu-1" }, 10))).toEqual([
       { id: "m-1", name: "m-1", requests: 6, latencyMax: 200 },
       { id: "m-2", name: "m-2", requests: 1, latencyMax: 300 },
     ]);
-    const series = await seriesRows(env.DB, "minute", MINUTE, MINUTE, { upstreamId: "bu-2" });
+    const series = await seriesRows([env.DB], "minute", MINUTE, MINUTE, { upstreamId: "bu-2" });
     expect(series.map(({ bucket, requests, tokens }) => ({ bucket, requests, tokens }))).toEqual([{ bucket: MINUTE, requests: 5, tokens: 50 }]);
-    expect(await bucketTotals(env.DB, "minute", MINUTE, MINUTE)).toEqual([{ bucket: MINUTE, requests: 15, tokens: 150 }]);
+    expect(await bucketTotals([env.DB], "minute", MINUTE, MINUTE)).toEqual([{ bucket: MINUTE, requests: 15, tokens: 150 }]);
   });
 
   it("the pool's reads go to the upstream tables, not the keys' rows", async () => {
@@ -101,9 +101,9 @@ describe("upstream rollups", () => {
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-    await seriesRows(recording, "minute", 0, 1, {});
-    await breakdownRows(recording, "minute", 0, 1, "model", {}, 10);
-    await breakdownRows(recording, "day", 0, 1, "upstream", { model: "m-1" }, 10);
+    await seriesRows([recording], "minute", 0, 1, {});
+    await breakdownRows([recording], "minute", 0, 1, "model", {}, 10);
+    await breakdownRows([recording], "day", 0, 1, "upstream", { model: "m-1" }, 10);
     expect(sent).toHaveLength(3);
     for (const sql of sent) {
       expect(sql).toMatch(/FROM rollup_upstream_(minute|day)\b/);

@@ -6,6 +6,7 @@ import { alertDeliveryCounts } from "../../../storage/alerts";
 import { clearScrapeToken, readMetricTotals, readScrapeToken, setScrapeToken, type MetricTotal } from "../../../storage/metrics";
 import type { MetricSums } from "../../../storage/rollup-sums";
 import { breakdownRows, bucketTotals } from "../../../storage/rollups";
+import { foldDatabases } from "../../../storage/fold-databases";
 import type { GatewayHono } from "../../context";
 import { KeypoolError } from "../../errors";
 import { summarize } from "../../logic/stats";
@@ -81,8 +82,8 @@ async function metricsText(c: Context<GatewayHono>): Promise<string> {
   const now = Date.now();
   const from = hourStart(now) - 23 * HOUR_MS;
   const [byUpstream, minutes, inputs, outbox, counters, deliveries] = await Promise.all([
-    breakdownRows(c.env.DB, "hour", from, now, "upstream", {}, 1_000),
-    bucketTotals(c.env.DB, "minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
+    breakdownRows(foldDatabases(c.env), "hour", from, now, "upstream", {}, 1_000),
+    bucketTotals(foldDatabases(c.env), "minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
     headroomInputs(c),
     eventOutboxBacklog(c.env.DB),
     readMetricTotals(c.env.DB),

@@ -24,6 +24,7 @@ import { REUSE_FACTOR, REUSE_LONGEST_MS } from "../../logic/reuse-windows";
 import { reuseOrCompute } from "../../storage/stats-reuse";
 import { loadKeyLimitRows } from "../../../storage/keys";
 import { breakdownRows, bucketTotals, rollingTotals, seriesRows, spendTotals, type BreakdownBy } from "../../../storage/rollups";
+import { foldDatabases } from "../../../storage/fold-databases";
 import { readSettings } from "../../../storage/settings";
 import { listUpstreams } from "../../../storage/upstreams";
 import { op } from "./openapi";
@@ -126,10 +127,10 @@ export function statsRoutes() {
         const settings = await readSettings(c.env.DB);
         const today = dayStart(now, settings.timeZone);
         const [minutes, days, last24h, spend] = await Promise.all([
-          bucketTotals(c.env.DB, "minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
-          bucketTotals(c.env.DB, "day", today, today),
-          rollingTotals(c.env.DB, minuteStart(now) - DAY_MS + MINUTE_MS, now + 1),
-          spendTotals(c.env.DB, monthStart(now, settings.timeZone), today),
+          bucketTotals(foldDatabases(c.env), "minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
+          bucketTotals(foldDatabases(c.env), "day", today, today),
+          rollingTotals(foldDatabases(c.env), minuteStart(now) - DAY_MS + MINUTE_MS, now + 1),
+          spendTotals(foldDatabases(c.env), monthStart(now, settings.timeZone), today),
         ]);
         return c.json(summarize(minutes, days[0], last24h, { currency: settings.currency, ...spend }, now, settings.timeZone));
       },
@@ -149,7 +150,7 @@ export function statsRoutes() {
       },
       async (c, { query }) => {
         const { bucket, starts, filters } = await statsRange(c, query);
-        const rows = await seriesRows(c.env.DB, bucket, starts[0]!, starts.at(-1)!, filters);
+        const rows = await seriesRows(foldDatabases(c.env), bucket, starts[0]!, starts.at(-1)!, filters);
         return c.json({ bucket, points: fillSeries(rows, starts) });
       },
     ),
@@ -173,7 +174,7 @@ export function statsRoutes() {
           const { bucket, starts, filters } = await statsRange(c, range, timeZone);
           const from = starts[0]!;
           const to = starts.at(-1)!;
-          const rows = await breakdownRows(c.env.DB, bucket, from, to, by satisfies BreakdownBy, filters, 100);
+          const rows = await breakdownRows(foldDatabases(c.env), bucket, from, to, by satisfies BreakdownBy, filters, 100);
           return { by, bucket, from, to, rows: rows.map(({ id, name, ...sums }) => ({ id, name, ...toMetrics(sums) })) };
         };
         if (by !== "key" && by !== "client") {
