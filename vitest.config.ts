@@ -28,7 +28,8 @@ export default defineConfig({
             miniflare: {
               bindings: { ...TEST_SECRETS, TEST_MIGRATIONS: await readD1Migrations("./schema/migrations") },
               // The consumer's own bindings, so its unit tests can run here too.
-              r2Buckets: { ARCHIVE: ARCHIVE_BUCKET },
+              // The fold-shards test's archive of its own (a replay reads every batch of a bucket).
+              r2Buckets: { ARCHIVE: ARCHIVE_BUCKET, FOLD_ARCHIVE: "fold-archive" },
               queueProducers: { DEAD_LETTERS: { queueName: DLQ } },
               // The gateway's database as its config has it, and four of the fold-shards test's own: one folding a
               // batch whole, three folding it by key.

@@ -30,7 +30,7 @@ export {
   idFilterMayHold,
 } from "../schema";
 export { ARCHIVE_SEARCH } from "../storage/request-log-rows";
-export { foldShardOf } from "../stats-consumer/logic/fold-shards";
+export { foldShardOf } from "../schema";
 export { parsePoolUsage } from "../gateway/logic/usage-view";
 export { REUSE_FACTOR, REUSE_LONGEST_MS } from "../gateway/logic/reuse-windows";
 export { liveFrom, planBuckets, planCost, planRangeCount, planWindowCount, poolDays } from "../stats-consumer/logic/window-count";

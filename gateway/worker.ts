@@ -8,12 +8,14 @@ import { alertSecretCacheFor, keyringFor } from "./logic/secrets";
 import { EVENT_BATCH_DELAY_MS, EVENT_MESSAGES_PER_SECOND, EventBatcher } from "./logic/event-batcher";
 import { drainEventOutbox, queueEventSink } from "./storage/event-sink";
 import { sendToQueue } from "../storage/queues";
+import { foldDatabases } from "../storage/fold-databases";
 import { PoolCache } from "./storage/snapshot-cache";
 
 /** The scheduler's dependencies, from this Worker's bindings: it runs here but lives in scheduler/. */
 function schedulerDeps(env: GatewayEnv): SchedulerDeps {
   return {
     db: env.DB,
+    foldDbs: foldDatabases(env),
     emit: queueEventSink(env),
     drainOutbox: () => drainEventOutbox(env),
     fetch: (input, init) => fetch(input, init),

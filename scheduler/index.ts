@@ -7,10 +7,13 @@ import { planProbes, probeJobsFor } from "./logic/probe-plan";
 import { snapshotNeedsRefresh } from "./logic/snapshot-refresh";
 import { probeAll } from "./probe";
 import { pruneProjections } from "./storage/retention";
+import type { FoldDatabases } from "../storage/fold-databases";
 
 /** What the host Worker hands the scheduler: its storage bindings, its event sink, the network, a way to decrypt keys, a clock. */
 export interface SchedulerDeps {
   db: D1Database;
+  /** The fold's databases, `db` first, for retention (`db` alone when absent). */
+  foldDbs?: FoldDatabases;
   emit: (events: KeypoolEvent[]) => Promise<void>;
   /** Sends on the events the host kept when the queue refused them: events sent, messages still waiting. */
   drainOutbox: () => Promise<{ sent: number; waiting: number }>;
@@ -85,7 +88,7 @@ export async function runScheduled(deps: SchedulerDeps): Promise<ScheduledReport
     settings.probeConcurrency,
     now + settings.probeTimeBudgetMs,
   );
-  const pruned = await pruneProjections(deps.db, settings, now);
+  const pruned = await pruneProjections(deps.foldDbs ?? [deps.db], settings, now);
   const generatedAt = await readPublishedGeneratedAt(deps.db);
   const refreshRequested = snapshotNeedsRefresh(generatedAt, now, SNAPSHOT_MAX_AGE_MS);
   if (refreshRequested) {

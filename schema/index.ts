@@ -17,3 +17,4 @@ export * from "./metrics";
 export * from "./version";
 export * from "./backup";
 export * from "./probe-jobs";
+export * from "./fold-shards";

@@ -8,7 +8,8 @@ import { DEAD_PREFIX, EVENTS_PREFIX } from "../schema";
 import { listArchive, readArchived } from "../storage/archive";
 import { foldEvents } from "./storage/ingest-db";
 import { sendToQueue } from "../storage/queues";
-import { diffRequestLog, diffRollup, diffTable, resetShadowTables, type TableDiff } from "./storage/shadow-db";
+import { diffRequestLog, diffRollup, diffTable, resetShadowTables, sumDiffs, type TableDiff } from "./storage/shadow-db";
+import { foldDatabases, type FoldDatabases } from "../storage/fold-databases";
 
 /** Parameters of a replay job, carried in its admin event's detail. */
 export interface ReplayParams {
@@ -50,11 +51,12 @@ export interface RebuildReport {
  * then compares them with the live tables value by value. Rollups are compared
  * for the range (clipped to retention); key health, the audit log and the
  * Prometheus counters, which are not bounded by time, only when the whole log is
- * replayed.
+ * replayed. Over several fold databases, each is rebuilt from its share of every
+ * batch and compared with itself, and the differences are added up.
  */
-export async function rebuild(env: ConsumerEnv, p: ReplayParams, now: number): Promise<RebuildReport> {
-  await resetShadowTables(env.DB);
-  const [settings, prices] = await Promise.all([readSettings(env.DB), readPriceBook(env.DB)]);
+export async function rebuild(env: ConsumerEnv, p: ReplayParams, now: number, dbs: FoldDatabases = foldDatabases(env)): Promise<RebuildReport> {
+  await Promise.all(dbs.map(resetShadowTables));
+  const [settings, prices] = await Promise.all([readSettings(dbs[0]), readPriceBook(dbs[0])]);
   const keys = await listArchive(env.ARCHIVE, EVENTS_PREFIX);
   let events = 0;
   let unparseable = 0;
@@ -63,20 +65,21 @@ export async function rebuild(env: ConsumerEnv, p: ReplayParams, now: number): P
     unparseable += parsed.unparseable;
     if (parsed.events.length === 0) continue;
     events += parsed.events.length;
-    await foldEvents([env.DB], parsed.events, settings, prices, "shadow_");
+    await foldEvents(dbs, parsed.events, settings, prices, "shadow_");
   }
+  const across = async (diff: (db: D1Database) => Promise<TableDiff>) => sumDiffs(await Promise.all(dbs.map(diff)));
   const floor = rollupCutoffs(settings, now);
   const compared: Record<string, TableDiff> = {};
   for (const table of Object.keys(ROLLUP_TABLES) as RollupTable[]) {
     // A bucket is compared only if every event it can hold lies inside the range, and retention still keeps it.
-    compared[table] = await diffRollup(env.DB, table, Math.max(p.from ?? 0, floor[table]), p.to ?? Number.MAX_SAFE_INTEGER);
+    compared[table] = await across((db) => diffRollup(db, table, Math.max(p.from ?? 0, floor[table]), p.to ?? Number.MAX_SAFE_INTEGER));
   }
   if (p.from === undefined && p.to === undefined) {
-    compared.key_health = await diffTable(env.DB, "key_health");
-    compared.key_capacity = await diffTable(env.DB, "key_capacity");
-    compared.audit_log = await diffTable(env.DB, "audit_log");
-    compared.metric_total = await diffTable(env.DB, "metric_total");
-    Object.assign(compared, await diffRequestLog(env.DB, requestLogCutoff(settings, now)));
+    for (const table of ["key_health", "key_capacity", "audit_log", "metric_total"] as const) compared[table] = await across((db) => diffTable(db, table));
+    const cutoff = requestLogCutoff(settings, now);
+    const log = await Promise.all(dbs.map((db) => diffRequestLog(db, cutoff)));
+    compared.request_log = sumDiffs(log.map((l) => l.request_log));
+    compared.request_attempts = sumDiffs(log.map((l) => l.request_attempts));
   }
   const identical = Object.values(compared).every((d) => d.onlyLive === 0 && d.onlyRebuilt === 0);
   return { objects: keys.length, events, unparseable, compared, identical };

@@ -19,3 +19,19 @@ export async function upstreamKeyIds(config: D1Database, upstreamId: string): Pr
   const row = await config.prepare("SELECT json_group_array(id) AS ids FROM keys WHERE upstream_id = ?1").bind(upstreamId).first<{ ids: string }>();
   return row?.ids ?? "[]";
 }
+
+/** A column of the configuration's rows with these ids, by id (`table`'s `id`). */
+export async function namesOf(
+  config: D1Database,
+  table: "keys" | "upstreams" | "client_keys",
+  column: string,
+  ids: Iterable<string>,
+): Promise<Map<string, string>> {
+  const list = [...new Set(ids)];
+  if (list.length === 0) return new Map();
+  const { results } = await config
+    .prepare(`SELECT id, ${column} AS value FROM ${table} WHERE id IN (SELECT value FROM json_each(?1))`)
+    .bind(JSON.stringify(list))
+    .all<{ id: string; value: string }>();
+  return new Map(results.map((r) => [r.id, r.value]));
+}

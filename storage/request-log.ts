@@ -1,4 +1,5 @@
-import { DAY_MS, EVENTS_PREFIX, attemptEventSchema, eventIdTime, idFilterMayHold, type AttemptEvent, type Settings } from "../schema";
+import { DAY_MS, EVENTS_PREFIX, attemptEventSchema, eventIdTime, foldShardOf, idFilterMayHold, type AttemptEvent, type Settings } from "../schema";
+import { namesOf, type FoldDatabases } from "./fold-databases";
 import { ARCHIVE_SEARCH, ATTEMPT_COLUMNS, logAttempt, requestOfAttempts, type RequestRow } from "./request-log-rows";
 import { searchArchive } from "./archive";
 import { readPriceBook } from "./prices";
@@ -111,33 +112,79 @@ function requestWhere(f: RequestFilters, before: { startedAt: number; requestId:
 
 /** A page of requests matching the filters, newest first, older than the cursor; one more than `limit` tells whether another page follows. */
 export async function listRequests(
-  db: D1Database,
+  dbs: FoldDatabases,
   f: RequestFilters,
   cursor: { startedAt: number; requestId: string } | null,
   limit: number,
 ): Promise<RequestRow[]> {
   const where = requestWhere(f, cursor);
-  const { results } = await db
-    .prepare(`${REQUEST_SELECT} ${where.sql} ORDER BY r.started_at DESC, r.request_id DESC LIMIT ${limit + 1}`)
-    .bind(...where.params)
-    .all<RequestRow>();
-  return results;
+  const order = `ORDER BY r.started_at DESC, r.request_id DESC LIMIT ${limit + 1}`;
+  if (dbs.length === 1) {
+    const { results } = await dbs[0]
+      .prepare(`${REQUEST_SELECT} ${where.sql} ${order}`)
+      .bind(...where.params)
+      .all<RequestRow>();
+    return results;
+  }
+  // Several databases: each one's newest page (a request is in one of them), the newest of those, named from the configuration.
+  const parts = await Promise.all(
+    dbs.map(
+      async (db) =>
+        (
+          await db
+            .prepare(`SELECT r.* FROM request_log r ${where.sql} ${order}`)
+            .bind(...where.params)
+            .all<RequestRow>()
+        ).results,
+    ),
+  );
+  const newest = parts
+    .flat()
+    .sort((a, b) => Number(b.started_at) - Number(a.started_at) || (String(a.request_id) < String(b.request_id) ? 1 : -1))
+    .slice(0, limit + 1);
+  return named(dbs[0], newest, true);
 }
 
-/** One request and its attempts in order (null when the log does not hold it). */
-export async function findRequest(db: D1Database, requestId: string): Promise<{ request: RequestRow; attempts: RequestRow[] } | null> {
+/** One request and its attempts in order (null when the log does not hold it): in the database its id names. */
+export async function findRequest(dbs: FoldDatabases, requestId: string): Promise<{ request: RequestRow; attempts: RequestRow[] } | null> {
+  const one = dbs.length === 1;
+  const db = dbs[foldShardOf(requestId, dbs.length)]!;
   const [request, attempts] = await db.batch<RequestRow>([
-    db.prepare(`${REQUEST_SELECT} WHERE r.request_id = ?1`).bind(requestId),
+    db.prepare(`${one ? REQUEST_SELECT : "SELECT r.* FROM request_log r"} WHERE r.request_id = ?1`).bind(requestId),
     db
       .prepare(
-        `SELECT a.*, k.masked AS key_masked, u.name AS upstream_name FROM request_attempts a
-         LEFT JOIN keys k ON k.id = a.key_id LEFT JOIN upstreams u ON u.id = a.upstream_id
-         WHERE a.request_id = ?1 ORDER BY a.attempt`,
+        one
+          ? `SELECT a.*, k.masked AS key_masked, u.name AS upstream_name FROM request_attempts a
+             LEFT JOIN keys k ON k.id = a.key_id LEFT JOIN upstreams u ON u.id = a.upstream_id
+             WHERE a.request_id = ?1 ORDER BY a.attempt`
+          : "SELECT a.* FROM request_attempts a WHERE a.request_id = ?1 ORDER BY a.attempt",
       )
       .bind(requestId),
   ]);
   const row = request?.results[0];
-  return row ? { request: row, attempts: attempts?.results ?? [] } : null;
+  if (!row) return null;
+  if (one) return { request: row, attempts: attempts?.results ?? [] };
+  const [named1] = await named(dbs[0], [row], true);
+  return { request: named1!, attempts: await named(dbs[0], attempts?.results ?? [], false) };
+}
+
+/**
+ * Rows of one of several fold databases with the names the single database's reads join: the key's masked form and
+ * the upstream's name, and for requests the client key's (null: deleted).
+ */
+async function named(config: D1Database, rows: RequestRow[], client: boolean): Promise<RequestRow[]> {
+  const ids = (column: string) => rows.map((r) => r[column]).filter((v): v is string => typeof v === "string");
+  const [keys, upstreams, clients] = await Promise.all([
+    namesOf(config, "keys", "masked", ids("key_id")),
+    namesOf(config, "upstreams", "name", ids("upstream_id")),
+    client ? namesOf(config, "client_keys", "name", ids("client_key_id")) : new Map<string, string>(),
+  ]);
+  return rows.map((r) => ({
+    ...r,
+    ...(client ? { client_name: clients.get(String(r.client_key_id)) ?? null } : {}),
+    key_masked: keys.get(String(r.key_id)) ?? null,
+    upstream_name: upstreams.get(String(r.upstream_id)) ?? null,
+  }));
 }
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import { DAY_MS, HOUR_MS, MINUTE_MS, ZONE_SETTLED_MS, rollupRowsFor, type Settings, type StatsBucket } from "../schema";
 import type { BucketTotals, CountTerm, MetricSums, SpendSums, StatsFilters } from "./rollup-sums";
-import { upstreamKeyIds, type FoldDatabases } from "./fold-databases";
+import { namesOf, upstreamKeyIds, type FoldDatabases } from "./fold-databases";
 
 /**
  * The rollup tables: usage summed per minute, hour and day, per key × model,
@@ -359,7 +359,7 @@ const GROUP_BY = {
 export type BreakdownBy = keyof typeof GROUP_BY;
 
 /** Where a breakdown row's id has a name: a key's masked form, a client key's or an upstream's name (in the configuration). */
-const NAMED_IN: Partial<Record<BreakdownBy, { table: string; column: string }>> = {
+const NAMED_IN: Partial<Record<BreakdownBy, { table: "keys" | "upstreams" | "client_keys"; column: string }>> = {
   key: { table: "keys", column: "masked" },
   client: { table: "client_keys", column: "name" },
   upstream: { table: "upstreams", column: "name" },
@@ -417,7 +417,7 @@ export async function breakdownRows(
   });
   let groups = sumRows(parts.flat(), (r) => r.id);
   if (joined) {
-    const upstreamOf = await lookup(
+    const upstreamOf = await namesOf(
       dbs[0],
       "keys",
       "upstream_id",
@@ -430,7 +430,7 @@ export async function breakdownRows(
   }
   const top = groups.sort(busiestFirst).slice(0, limit);
   const names = named
-    ? await lookup(
+    ? await namesOf(
         dbs[0],
         named.table,
         named.column,
@@ -438,16 +438,6 @@ export async function breakdownRows(
       )
     : null;
   return top.map((g) => ({ ...g, name: names ? (names.get(g.id) ?? null) : g.id }));
-}
-
-/** A column of the configuration's rows with these ids, by id. */
-async function lookup(config: D1Database, table: string, column: string, ids: readonly string[]): Promise<Map<string, string>> {
-  if (ids.length === 0) return new Map();
-  const { results } = await config
-    .prepare(`SELECT id, ${column} AS value FROM ${table} WHERE id IN (SELECT value FROM json_each(?1))`)
-    .bind(JSON.stringify(ids))
-    .all<{ id: string; value: string }>();
-  return new Map(results.map((r) => [r.id, r.value]));
 }
 
 /** The pool's requests and tokens over [from, to) exactly: minute rollups for the ragged first hour, the pool's hour rollup after it. */

@@ -1,4 +1,4 @@
-import type { KeypoolEvent, PriceBook, Settings } from "../../schema";
+import { foldShardOf, type KeypoolEvent, type PriceBook, type Settings } from "../../schema";
 import type { CapacityRow } from "../../storage/key-capacity";
 import type { HealthRow } from "../../storage/key-health";
 import { logAttempt } from "../../storage/request-log-rows";
@@ -11,22 +11,6 @@ export interface ShardBatch {
   rows: BatchRows;
   health: HealthRow[];
   capacity: CapacityRow[];
-}
-
-/**
- * The database of `n` that folds what belongs to `id` (a key's or a request's):
- * FNV-1a of its UTF-16 code units, so every runtime and every redelivery agrees.
- * Changing `n` moves nearly every id: the databases are then rebuilt from the
- * archive, never moved row by row.
- */
-export function foldShardOf(id: string, n: number): number {
-  if (n <= 1) return 0;
-  let h = 0x811c9dc5;
-  for (let i = 0; i < id.length; i++) {
-    h ^= id.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0) % n;
 }
 
 /** The database that folds an event's key part: its key's (attempts and probes); admin events go to the first. */

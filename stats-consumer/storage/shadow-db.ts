@@ -73,3 +73,18 @@ export async function diffRequestLog(db: D1Database, cutoff: number): Promise<{ 
     request_attempts: await diffRows(db, "request_attempts", "ts >= ?1", [cutoff]),
   };
 }
+
+/** The diffs of one table over several of the fold's databases, as one: counts added, the first samples kept. */
+export function sumDiffs(diffs: readonly TableDiff[]): TableDiff {
+  const sum = (f: "live" | "rebuilt" | "onlyLive" | "onlyRebuilt") => diffs.reduce((n, d) => n + d[f], 0);
+  return {
+    live: sum("live"),
+    rebuilt: sum("rebuilt"),
+    onlyLive: sum("onlyLive"),
+    onlyRebuilt: sum("onlyRebuilt"),
+    samples: {
+      onlyLive: diffs.flatMap((d) => d.samples.onlyLive).slice(0, 5),
+      onlyRebuilt: diffs.flatMap((d) => d.samples.onlyRebuilt).slice(0, 5),
+    },
+  };
+}

@@ -9,6 +9,7 @@ declare global {
       FOLD_0: D1Database;
       FOLD_1: D1Database;
       FOLD_2: D1Database;
+      FOLD_ARCHIVE: R2Bucket;
     }
   }
 }

@@ -3,20 +3,27 @@ import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
   DAY_MS,
+  EVENTS_PREFIX,
   MINUTE_MS,
   PriceBook,
+  archiveKey,
   dayStart,
-  rollupRowsFor,
   defaultSettings,
+  foldShardOf,
+  rollupRowsFor,
   type AdminEvent,
   type AttemptEvent,
   type KeypoolEvent,
   type ProbeEvent,
 } from "../../schema";
-import { foldShardOf } from "../../stats-consumer/logic/fold-shards";
 import type { FoldDatabases } from "../../storage/fold-databases";
 import { breakdownRows, bucketTotals, rollingTotals, seriesRows, spendTotals, type BreakdownBy } from "../../storage/rollups";
 import type { StatsFilters } from "../../storage/rollup-sums";
+import { findRequest, listRequests, type RequestFilters } from "../../storage/request-log";
+import type { RequestRow } from "../../storage/request-log-rows";
+import { pruneProjections } from "../../scheduler/storage/retention";
+import { rebuild } from "../../stats-consumer/replay";
+import { appendToArchive } from "../../storage/archive";
 import { foldEvents } from "../../stats-consumer/storage/ingest-db";
 import { attemptEvent } from "../fixtures/events";
 
@@ -196,6 +203,8 @@ function failing(db: D1Database): D1Database {
 }
 
 describe("the fold over several databases by key", () => {
+  /** The batch the first test folds, which the later ones read, rebuild and prune. */
+  let batch: KeypoolEvent[] = [];
   beforeAll(async () => {
     for (const db of [WHOLE(), ...SHARDS()]) {
       await applyD1Migrations(db, env.TEST_MIGRATIONS);
@@ -205,6 +214,7 @@ describe("the fold over several databases by key", () => {
 
   it("holds in its databases together exactly what one database holds, also after a failed and a repeated delivery", async () => {
     const events = traffic();
+    batch = events;
     // The batch does hold requests whose attempts are on keys of different databases, and keys in every one.
     const spread = events.filter(
       (e) =>
@@ -321,6 +331,80 @@ describe("the fold over several databases by key", () => {
     ]);
     const oneKeyByUpstream = await breakdownRows(split, "day", from, now, "upstream", { keyId: "k-03" }, 100);
     expect(oneKeyByUpstream.map((r) => r.id)).toEqual(["u-1"]);
+  });
+
+  it("reads the request log over the databases as from one: pages, filters, a request", async () => {
+    const one: FoldDatabases = [WHOLE()];
+    const split = SHARDS() as unknown as FoldDatabases;
+    const filters: RequestFilters[] = [{}, { keyId: "k-03" }, { minLatencyMs: 400 }, { clientKeyId: "c-1" }, { upstreamId: "u-0", model: "m-2" }];
+    for (const f of filters) {
+      // Page by page, newest first, seven at a time, as the Requests page follows its cursor.
+      const pages = async (dbs: FoldDatabases) => {
+        const seen: RequestRow[] = [];
+        let cursor: { startedAt: number; requestId: string } | null = null;
+        for (;;) {
+          const rows = await listRequests(dbs, f, cursor, 7);
+          seen.push(...rows.slice(0, 7));
+          if (rows.length <= 7) return seen;
+          const last = rows[6]!;
+          cursor = { startedAt: Number(last.started_at), requestId: String(last.request_id) };
+        }
+      };
+      const whole = await pages(one);
+      expect(whole.length, JSON.stringify(f)).toBeGreaterThan(3);
+      expect(await pages(split), JSON.stringify(f)).toEqual(whole);
+    }
+    // Names as the single database joins them: a deleted key's and client key's are null.
+    const all = await listRequests(split, {}, null, 500);
+    expect(all.some((r) => r.key_id === "k-11" && r.key_masked === null)).toBe(true);
+    expect(all.some((r) => r.client_key_id === "c-2" && r.client_name === null)).toBe(true);
+    expect(all.find((r) => r.key_id === "k-03")?.key_masked).toBe("sk-…3");
+    // Each request is found in the database its id names, with its attempts.
+    for (const r of all.slice(0, 20)) {
+      const id = String(r.request_id);
+      expect(await findRequest(split, id), id).toEqual(await findRequest(one, id));
+    }
+    const failedOver = all.find((r) => r.attempts === 2)!;
+    expect((await findRequest(split, String(failedOver.request_id)))?.attempts.map((a) => a.attempt)).toEqual([1, 2]);
+    expect(await findRequest(split, crypto.randomUUID())).toBeNull();
+  });
+
+  it("rebuilds every database from the archive as it holds it, by the same split", async () => {
+    // The batch as the consumer archives it, alone in an archive of its own.
+    const archive = env.FOLD_ARCHIVE;
+    for (const old of (await archive.list()).objects) await archive.delete(old.key);
+    await appendToArchive(archive, archiveKey(EVENTS_PREFIX, Date.now(), crypto.randomUUID()), batch, {});
+    const replayEnv = { ...env, ARCHIVE: archive } as unknown as ConsumerEnv;
+    const params = { jobId: "fold-shards" };
+    const whole = await rebuild(replayEnv, params, Date.now(), [WHOLE()]);
+    const split = await rebuild(replayEnv, params, Date.now(), SHARDS() as unknown as FoldDatabases);
+    expect(whole.identical).toBe(true);
+    expect(split.identical, JSON.stringify(split.compared, null, 1).slice(0, 2_000)).toBe(true);
+    expect(split.events).toBe(batch.length);
+    for (const table of ["rollup_minute", "rollup_client_day", "key_health", "key_capacity", "metric_total", "request_log", "audit_log"]) {
+      expect(split.compared[table]?.live, table).toBeGreaterThan(0);
+    }
+    // A difference in one database is found: a key's health row changed behind the fold's back.
+    const changed = SHARDS()[foldShardOf("k-03", 3)]!;
+    await changed.prepare("UPDATE key_health SET last_ok_ts = last_ok_ts + 1 WHERE key_id = 'k-03'").run();
+    const after = await rebuild(replayEnv, params, Date.now(), SHARDS() as unknown as FoldDatabases);
+    expect(after.identical).toBe(false);
+    expect(after.compared.key_health).toMatchObject({ onlyLive: 1, onlyRebuilt: 1 });
+    await changed.prepare("UPDATE key_health SET last_ok_ts = last_ok_ts - 1 WHERE key_id = 'k-03'").run();
+  });
+
+  it("prunes every database past retention, leaving them together equal to one pruned alike", async () => {
+    // Two days and an hour after the batch's first events: the minute rollups' first hour is past their 48 hours.
+    const now = Date.now() + 47 * 3_600_000;
+    const before = await rows(WHOLE(), "rollup_minute");
+    const whole = await pruneProjections([WHOLE()], defaultSettings, now);
+    const split = await pruneProjections(SHARDS() as unknown as FoldDatabases, defaultSettings, now);
+    expect(whole.rollup_minute).toBeGreaterThan(0);
+    expect((await rows(WHOLE(), "rollup_minute")).length).toBe(before.length - whole.rollup_minute!);
+    // The key rows were in one database each; the client keys', upstreams' and pool's rows in several.
+    expect(split.rollup_minute).toBeGreaterThanOrEqual(whole.rollup_minute!);
+    expect(split.request_log).toBe(whole.request_log);
+    await expectSameAsWhole();
   });
 
   it("sends every id to one of the databases, the same one each time, and spreads ids evenly", () => {

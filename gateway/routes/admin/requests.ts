@@ -12,6 +12,7 @@ import {
   type RequestRecord,
 } from "../../../schema";
 import { findArchivedRequest, findRequest, listRequests, type ArchivedRequest, type RequestFilters } from "../../../storage/request-log";
+import { foldDatabases } from "../../../storage/fold-databases";
 import type { RequestRow } from "../../../storage/request-log-rows";
 import type { GatewayHono } from "../../context";
 import { op } from "./openapi";
@@ -158,7 +159,7 @@ export function requestRoutes() {
       },
       async (c, { query }) => {
         const { cursor, limit, ...filters } = query;
-        const rows = (await listRequests(c.env.DB, filters as RequestFilters, parseCursor(cursor), limit)).map(recordOf);
+        const rows = (await listRequests(foldDatabases(c.env), filters as RequestFilters, parseCursor(cursor), limit)).map(recordOf);
         const more = rows.length > limit;
         const data = more ? rows.slice(0, limit) : rows;
         return c.json({ data, nextCursor: more ? cursorOf(data.at(-1)!) : null });
@@ -188,7 +189,7 @@ export function requestRoutes() {
             let cursor: { startedAt: number; requestId: string } | null = null;
             for (let sent = 0; sent < max;) {
               const n = Math.min(EXPORT_PAGE, max - sent);
-              const page: RequestRecord[] = (await listRequests(c.env.DB, filters as RequestFilters, cursor, n)).map(recordOf);
+              const page: RequestRecord[] = (await listRequests(foldDatabases(c.env), filters as RequestFilters, cursor, n)).map(recordOf);
               const rows = page.slice(0, n);
               const text =
                 format === "csv"
@@ -228,7 +229,7 @@ export function requestRoutes() {
       },
       async (c) => {
         const id = c.req.param("id")!;
-        let found = await findRequest(c.env.DB, id);
+        let found = await findRequest(foldDatabases(c.env), id);
         let source: RequestDetail["source"] = "log";
         if (!found) {
           const archived = await findArchivedRequest(c.env.DB, c.env.ARCHIVE, id, Date.now());
