@@ -1,5 +1,6 @@
 import { D1_WORKS, D1_WORK_PREFIX, HOUR_MS, LATENCY_BOUNDS_S, emptyBuckets, type D1Work, type MetricRow } from "../schema";
 import { seenSql } from "./dedupe-window";
+import type { FoldDatabases } from "./fold-databases";
 
 /**
  * The `metric_total` table (migration 0017): Prometheus counters by upstream and
@@ -114,23 +115,33 @@ export interface MetricTotal {
   ttfbBuckets: number[];
 }
 
-/** Every counter row, the consumer's newest folded event and dead letters archived, and what D1 spent on its work. */
-export async function readMetricTotals(db: D1Database): Promise<{ totals: MetricTotal[]; newestFoldedTs: number; deadLetters: number; d1: D1WorkTotals }> {
-  const [totals, meta] = await db.batch<Record<string, unknown>>([
-    db.prepare("SELECT * FROM metric_total ORDER BY upstream_id, model"),
-    db.prepare(
-      `SELECT name, value FROM meta WHERE name IN ('newest_folded_ts', 'dead_letters_total') OR substr(name, 1, ${D1_WORK_PREFIX.length}) = '${D1_WORK_PREFIX}'`,
+/**
+ * Every counter row, the consumer's newest folded event and dead letters archived, and what D1 spent on its work —
+ * over the fold's databases: counters and D1's work added up, the newest event the newest of any, dead letters the
+ * first's (where the consumer counts them).
+ */
+export async function readMetricTotals(dbs: FoldDatabases): Promise<{ totals: MetricTotal[]; newestFoldedTs: number; deadLetters: number; d1: D1WorkTotals }> {
+  const parts = await Promise.all(
+    dbs.map((db) =>
+      db.batch<Record<string, unknown>>([
+        db.prepare("SELECT * FROM metric_total ORDER BY upstream_id, model"),
+        db.prepare(
+          `SELECT name, value FROM meta WHERE name IN ('newest_folded_ts', 'dead_letters_total') OR substr(name, 1, ${D1_WORK_PREFIX.length}) = '${D1_WORK_PREFIX}'`,
+        ),
+      ]),
     ),
-  ]);
-  const m = new Map(meta!.results.map((r) => [String(r.name), Number(r.value)]));
+  );
+  const metas = parts.map(([, meta]) => new Map(meta!.results.map((r) => [String(r.name), Number(r.value)])));
+  const added = (name: string) => metas.reduce((n, m) => n + (m.get(name) ?? 0), 0);
   const byWork = (suffix: string, scale: number) =>
-    Object.fromEntries(D1_WORKS.map((w) => [w, (m.get(`${D1_WORK_PREFIX}${w}_${suffix}`) ?? 0) * scale])) as Record<D1Work, number>;
+    Object.fromEntries(D1_WORKS.map((w) => [w, added(`${D1_WORK_PREFIX}${w}_${suffix}`) * scale])) as Record<D1Work, number>;
   const buckets = (v: unknown) => {
     const parsed = JSON.parse(String(v ?? "[]")) as number[];
     return parsed.length === LATENCY_BOUNDS_S.length + 1 ? parsed : emptyBuckets();
   };
-  return {
-    totals: totals!.results.map((r) => ({
+  const totals = new Map<string, MetricTotal>();
+  for (const r of parts.flatMap(([rows]) => rows!.results)) {
+    const row: MetricTotal = {
       upstreamId: String(r.upstream_id),
       model: String(r.model),
       requests: Number(r.requests),
@@ -154,10 +165,40 @@ export async function readMetricTotals(db: D1Database): Promise<{ totals: Metric
       ttfbMsSum: Number(r.ttfb_ms_sum),
       ttfbCount: Number(r.ttfb_count),
       ttfbBuckets: buckets(r.ttfb_buckets),
-    })),
-    newestFoldedTs: m.get("newest_folded_ts") ?? 0,
-    deadLetters: m.get("dead_letters_total") ?? 0,
-    d1: { seconds: byWork("us", 1e-6), rowsWritten: byWork("rows_written", 1), foldedEvents: m.get(`${D1_WORK_PREFIX}fold_events`) ?? 0 },
+    };
+    const id = JSON.stringify([row.upstreamId, row.model]);
+    const into = totals.get(id);
+    totals.set(id, into ? addTotals(into, row) : row);
+  }
+  return {
+    totals: [...totals.values()].sort((a, b) =>
+      a.upstreamId < b.upstreamId ? -1 : a.upstreamId > b.upstreamId ? 1 : a.model < b.model ? -1 : a.model > b.model ? 1 : 0,
+    ),
+    newestFoldedTs: Math.max(0, ...metas.map((m) => m.get("newest_folded_ts") ?? 0)),
+    deadLetters: metas[0]!.get("dead_letters_total") ?? 0,
+    d1: { seconds: byWork("us", 1e-6), rowsWritten: byWork("rows_written", 1), foldedEvents: added(`${D1_WORK_PREFIX}fold_events`) },
+  };
+}
+
+/** Two databases' counters of one upstream and model, added up. */
+function addTotals(a: MetricTotal, b: MetricTotal): MetricTotal {
+  const outcomes = Object.fromEntries(
+    Object.entries(a.outcomes).map(([k, v]) => [k, v + b.outcomes[k as keyof MetricTotal["outcomes"]]]),
+  ) as MetricTotal["outcomes"];
+  return {
+    ...a,
+    requests: a.requests + b.requests,
+    attempts: a.attempts + b.attempts,
+    outcomes,
+    promptTokens: a.promptTokens + b.promptTokens,
+    completionTokens: a.completionTokens + b.completionTokens,
+    costMicros: a.costMicros + b.costMicros,
+    unpriced: a.unpriced + b.unpriced,
+    latencyMsSum: a.latencyMsSum + b.latencyMsSum,
+    latencyBuckets: a.latencyBuckets.map((n, i) => n + (b.latencyBuckets[i] ?? 0)),
+    ttfbMsSum: a.ttfbMsSum + b.ttfbMsSum,
+    ttfbCount: a.ttfbCount + b.ttfbCount,
+    ttfbBuckets: a.ttfbBuckets.map((n, i) => n + (b.ttfbBuckets[i] ?? 0)),
   };
 }
 

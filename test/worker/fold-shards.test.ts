@@ -22,6 +22,7 @@ import type { StatsFilters } from "../../storage/rollup-sums";
 import { findRequest, listRequests, type RequestFilters } from "../../storage/request-log";
 import type { RequestRow } from "../../storage/request-log-rows";
 import { pruneProjections } from "../../scheduler/storage/retention";
+import { readMetricTotals } from "../../storage/metrics";
 import { rebuild } from "../../stats-consumer/replay";
 import { appendToArchive } from "../../storage/archive";
 import { foldEvents } from "../../stats-consumer/storage/ingest-db";
@@ -294,6 +295,12 @@ describe("the fold over several databases by key", () => {
     expect(await rollingTotals(split, from, now + 1)).toEqual(await rollingTotals(one, from, now + 1));
     const today = dayStart(now, "UTC");
     expect(await spendTotals(split, 0, today)).toEqual(await spendTotals(one, 0, today));
+    // /metrics's counters: by upstream and model, their histograms added bucket by bucket; the newest event folded.
+    const counters = await readMetricTotals(one);
+    expect(counters.totals.length).toBeGreaterThan(1);
+    const splitCounters = await readMetricTotals(split);
+    expect(splitCounters.totals).toEqual(counters.totals);
+    expect(splitCounters.newestFoldedTs).toBe(counters.newestFoldedTs);
 
     const filters: StatsFilters[] = [
       {},

@@ -86,7 +86,7 @@ async function metricsText(c: Context<GatewayHono>): Promise<string> {
     bucketTotals(foldDatabases(c.env), "minute", minuteStart(now) - MINUTE_MS, minuteStart(now)),
     headroomInputs(c),
     eventOutboxBacklog(c.env.DB),
-    readMetricTotals(c.env.DB),
+    readMetricTotals(foldDatabases(c.env)),
     alertDeliveryCounts(c.env.DB, now - 86_400_000),
   ]);
   const { settings, rows: keys, upstreams } = inputs;
