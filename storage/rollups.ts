@@ -517,7 +517,23 @@ export function selectClientMinutes(db: D1Database, clients: string, from: numbe
  * for that day only, as `poolDays` does for keys.
  */
 export function selectClientDays(db: D1Database, clients: string, month: number, today: number, ...params: unknown[]): D1PreparedStatement {
-  const settled = `(?2 >= COALESCE((SELECT time_zone_since FROM settings WHERE id = 1), 0) + ${ZONE_SETTLED_MS})`;
+  return selectClientDaysSince(db, null, clients, month, today, ...params);
+}
+
+/**
+ * `selectClientDays`, the time zone's change (`settings.time_zone_since`) given: one of several fold databases does
+ * not hold the settings (null: read them in the same statement).
+ */
+function selectClientDaysSince(
+  db: D1Database,
+  zoneSince: number | null,
+  clients: string,
+  month: number,
+  today: number,
+  ...params: unknown[]
+): D1PreparedStatement {
+  const since = zoneSince === null ? "COALESCE((SELECT time_zone_since FROM settings WHERE id = 1), 0)" : String(Math.trunc(zoneSince));
+  const settled = `(?2 >= ${since} + ${ZONE_SETTLED_MS})`;
   const fromHours = (table: "rollup_hour" | "rollup_minute", range: string) =>
     `SELECT client_key_id, requests, total_tokens, cost_micros, 0, 0, last_at FROM ${table}
          WHERE NOT ${settled} AND ${CLIENT_ROWS} AND ${range} AND client_key_id IN (${clients})`;
@@ -538,8 +554,22 @@ export function selectClientDays(db: D1Database, clients: string, month: number,
 }
 
 /** One client's day and month as `selectClientDays` reads them (null: nothing this month). */
-export function readClientDays(db: D1Database, clientId: string, month: number, today: number): Promise<Record<string, number> | null> {
-  return selectClientDays(db, "SELECT ?4", month, today, clientId).first<Record<string, number>>();
+export async function readClientDays(dbs: FoldDatabases, clientId: string, month: number, today: number): Promise<Record<string, number> | null> {
+  if (dbs.length === 1) return selectClientDays(dbs[0], "SELECT ?4", month, today, clientId).first<Record<string, number>>();
+  const zone = await dbs[0].prepare("SELECT time_zone_since FROM settings WHERE id = 1").first<{ time_zone_since: number }>();
+  const rows = await Promise.all(
+    dbs.map((db) => selectClientDaysSince(db, Number(zone?.time_zone_since ?? 0), "SELECT ?4", month, today, clientId).first<Record<string, number>>()),
+  );
+  const held = rows.filter((r): r is Record<string, number> => r !== null);
+  if (held.length === 0) return null;
+  const out: Record<string, number> = { ...held[0]! };
+  for (const row of held.slice(1)) {
+    for (const [column, value] of Object.entries(row)) {
+      if (column === "client_key_id") continue;
+      out[column] = column === "last_at" ? Math.max(Number(out[column] ?? 0), Number(value ?? 0)) : Number(out[column] ?? 0) + Number(value ?? 0);
+    }
+  }
+  return out;
 }
 
 /** Requests and tokens by key, for the keys in `keyIds` (a JSON array parameter). */

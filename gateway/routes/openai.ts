@@ -1,6 +1,7 @@
 import { Hono, type Context } from "hono";
 import { dayStart, fromMicros, monthStart, newEventId } from "../../schema";
 import { readClientDays } from "../../storage/rollups";
+import { foldDatabases } from "../../storage/fold-databases";
 import type { GatewayHono, IsolateState } from "../context";
 import { KeypoolError, errorResponse, invalidRequest } from "../errors";
 import { assertModelAllowed, authenticateClient } from "../logic/client-auth";
@@ -294,7 +295,7 @@ export function openAIRoutes(state: IsolateState) {
       const client = await authenticateClient(c.req.raw.headers, loaded.clientKeysByHash, now);
       const { timeZone, currency } = loaded.snapshot.settings;
       const windows = hasQuota(client) ? state.limits.windows(client, loaded.usage?.clients?.get(client.id), loaded.usage?.at ?? 0, { now, timeZone }) : [];
-      const counted = await readClientDays(c.env.DB, client.id, monthStart(now, timeZone), dayStart(now, timeZone));
+      const counted = await readClientDays(foldDatabases(c.env), client.id, monthStart(now, timeZone), dayStart(now, timeZone));
       const status = clientKeyStatus(client, windows, counted, { currency, timeZone });
       return c.json(status);
     }),

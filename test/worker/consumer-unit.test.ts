@@ -504,7 +504,7 @@ describe("stats consumer", () => {
       const [month, today] = [monthStart(now, zone), dayStart(now, zone)];
       const day = sent.filter((a) => a.ts >= today);
       const inMonth = sent.filter((a) => a.ts >= month);
-      expect(await readClientDays(env.DB, client, month, today), `${zone} at ${new Date(now).toISOString()}`).toMatchObject({
+      expect(await readClientDays([env.DB], client, month, today), `${zone} at ${new Date(now).toISOString()}`).toMatchObject({
         day_requests: day.length,
         day_tokens: day.reduce((n, a) => n + a.tokens, 0),
         month_tokens: inMonth.reduce((n, a) => n + a.tokens, 0),

@@ -17,7 +17,7 @@ import {
   type ProbeEvent,
 } from "../../schema";
 import type { FoldDatabases } from "../../storage/fold-databases";
-import { breakdownRows, bucketTotals, rollingTotals, seriesRows, spendTotals, type BreakdownBy } from "../../storage/rollups";
+import { breakdownRows, bucketTotals, readClientDays, rollingTotals, seriesRows, spendTotals, type BreakdownBy } from "../../storage/rollups";
 import type { StatsFilters } from "../../storage/rollup-sums";
 import { findRequest, listRequests, type RequestFilters } from "../../storage/request-log";
 import type { RequestRow } from "../../storage/request-log-rows";
@@ -295,6 +295,12 @@ describe("the fold over several databases by key", () => {
     expect(await rollingTotals(split, from, now + 1)).toEqual(await rollingTotals(one, from, now + 1));
     const today = dayStart(now, "UTC");
     expect(await spendTotals(split, 0, today)).toEqual(await spendTotals(one, 0, today));
+    // A client key's day and month, as its quota status reads them.
+    for (const client of ["c-0", "c-1", "c-2", "c-none"]) {
+      const days = await readClientDays(one, client, 0, today);
+      expect(days === null).toBe(client === "c-none");
+      expect(await readClientDays(split, client, 0, today), client).toEqual(days);
+    }
     // /metrics's counters: by upstream and model, their histograms added bucket by bucket; the newest event folded.
     const counters = await readMetricTotals(one);
     expect(counters.totals.length).toBeGreaterThan(1);

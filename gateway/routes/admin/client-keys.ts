@@ -12,6 +12,7 @@ import {
 } from "../../../schema";
 import { deleteClientKey, findClientKey, insertClientKey, listClientKeys, snapshotClientOf, updateClientKey } from "../../../storage/client-keys";
 import { readClientDays } from "../../../storage/rollups";
+import { foldDatabases } from "../../../storage/fold-databases";
 import { ClientLimiter, clientKeyStatus, hasQuota } from "../../logic/client-limits";
 import { readPoolUsage } from "../../storage/snapshot-cache";
 import { readSettings } from "../../../storage/settings";
@@ -122,7 +123,7 @@ export function clientKeyRoutes() {
         const client = snapshotClientOf(record);
         const clock = { now, timeZone: settings.timeZone };
         const windows = hasQuota(client) ? new ClientLimiter().windows(client, usage?.clients?.get(id), usage?.at ?? 0, clock) : [];
-        const counted = await readClientDays(c.env.DB, id, monthStart(now, settings.timeZone), dayStart(now, settings.timeZone));
+        const counted = await readClientDays(foldDatabases(c.env), id, monthStart(now, settings.timeZone), dayStart(now, settings.timeZone));
         return c.json(clientKeyStatus(client, windows, counted, settings));
       },
     ),
