@@ -4,6 +4,7 @@ import { claimAlertWakeup, deliverDue, evaluateGroup, raiseAlerts, type AlertGro
 import { countDeadLetters } from "../storage/metrics";
 import { clientConditions, poolConditions, type KeyExtras } from "./logic/alert-conditions";
 import { readClientQuotaRows } from "./storage/alert-inputs";
+import type { FoldDatabases } from "../storage/fold-databases";
 
 /**
  * The consumer's alerts: it evaluates conditions when it publishes (the pool's
@@ -18,6 +19,8 @@ import { readClientQuotaRows } from "./storage/alert-inputs";
 
 export interface AlertDeps {
   db: D1Database;
+  /** The fold's databases, `db` first, for what alerts read of usage (`db` alone when absent). */
+  foldDbs?: FoldDatabases;
   queue: Queue;
   now: () => number;
   /** Keeps the isolate alive for deliveries after the batch returns. */
@@ -85,7 +88,7 @@ export async function alertOnPublish(snapshot: Snapshot, extras: Map<string, Key
 /** After usage `version` was published: client keys near or at their day and month quotas. */
 export async function alertOnUsage(deps: AlertDeps, version: number): Promise<void> {
   try {
-    const { settings, rows, today, month } = await readClientQuotaRows(deps.db, deps.now());
+    const { settings, rows, today, month } = await readClientQuotaRows(deps.foldDbs ?? [deps.db], deps.now());
     await evaluate("clients", clientConditions(rows, settings.alerts, today, month, settings.currency), settings, deps, version);
   } catch (err) {
     console.error(`keypool consumer: evaluating client quota alerts failed (the next usage count tries again): ${errorText(err)}`);

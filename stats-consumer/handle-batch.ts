@@ -17,6 +17,7 @@ import { DEAD_PREFIX, EVENTS_PREFIX, archiveKey, idFilter } from "../schema";
 import { appendToArchive } from "../storage/archive";
 import { foldEvents } from "./storage/ingest-db";
 import { sendToQueue } from "../storage/queues";
+import { foldDatabases } from "../storage/fold-databases";
 import { publishUsage } from "./storage/usage-store";
 import { readPriceBook } from "../storage/prices";
 import { readSettings, selectSettings } from "../storage/settings";
@@ -73,6 +74,7 @@ const HEALTH_CHECK_MS = 60_000;
 function alertDeps(env: ConsumerEnv, deps: BatchDeps, waitUntil: (p: Promise<unknown>) => void): AlertDeps {
   return {
     db: env.DB,
+    foldDbs: foldDatabases(env),
     queue: env.EVENTS,
     now: deps.now,
     waitUntil,
@@ -150,7 +152,7 @@ export async function handleBatch(
       const [settings, prices] = await Promise.all([readSettings(env.DB), readPriceBook(env.DB)]);
       for (let i = 0; i < events.length; i += EVENTS_PER_TRANSACTION) {
         const chunk = events.slice(i, i + EVENTS_PER_TRANSACTION);
-        await foldEvents([env.DB], chunk, settings, prices);
+        await foldEvents(foldDatabases(env), chunk, settings, prices);
       }
       result.published = await publishIfStale(events, settings, {
         db: env.DB,

@@ -556,17 +556,38 @@ function selectClientDaysSince(
 /** One client's day and month as `selectClientDays` reads them (null: nothing this month). */
 export async function readClientDays(dbs: FoldDatabases, clientId: string, month: number, today: number): Promise<Record<string, number> | null> {
   if (dbs.length === 1) return selectClientDays(dbs[0], "SELECT ?4", month, today, clientId).first<Record<string, number>>();
+  return (await clientDaysAcross(dbs, [clientId], month, today)).get(clientId) ?? null;
+}
+
+/**
+ * These client keys' days and months over several fold databases, each a `selectClientDays` row added up over
+ * them (the latest attempt the latest of any), by client key; the time zone's change read from the first, which
+ * holds the settings. A client key no database counted is absent.
+ */
+export async function clientDaysAcross(
+  dbs: FoldDatabases,
+  clientIds: readonly string[],
+  month: number,
+  today: number,
+): Promise<Map<string, Record<string, number>>> {
+  const out = new Map<string, Record<string, number>>();
+  if (clientIds.length === 0) return out;
   const zone = await dbs[0].prepare("SELECT time_zone_since FROM settings WHERE id = 1").first<{ time_zone_since: number }>();
-  const rows = await Promise.all(
-    dbs.map((db) => selectClientDaysSince(db, Number(zone?.time_zone_since ?? 0), "SELECT ?4", month, today, clientId).first<Record<string, number>>()),
+  const since = Number(zone?.time_zone_since ?? 0);
+  const ids = JSON.stringify(clientIds);
+  const parts = await Promise.all(
+    dbs.map(async (db) => (await selectClientDaysSince(db, since, "SELECT value FROM json_each(?4)", month, today, ids).all<Record<string, number>>()).results),
   );
-  const held = rows.filter((r): r is Record<string, number> => r !== null);
-  if (held.length === 0) return null;
-  const out: Record<string, number> = { ...held[0]! };
-  for (const row of held.slice(1)) {
+  for (const row of parts.flat()) {
+    const id = String(row.client_key_id);
+    const into = out.get(id);
+    if (!into) {
+      out.set(id, { ...row });
+      continue;
+    }
     for (const [column, value] of Object.entries(row)) {
       if (column === "client_key_id") continue;
-      out[column] = column === "last_at" ? Math.max(Number(out[column] ?? 0), Number(value ?? 0)) : Number(out[column] ?? 0) + Number(value ?? 0);
+      into[column] = column === "last_at" ? Math.max(Number(into[column] ?? 0), Number(value ?? 0)) : Number(into[column] ?? 0) + Number(value ?? 0);
     }
   }
   return out;

@@ -23,6 +23,7 @@ import { findRequest, listRequests, type RequestFilters } from "../../storage/re
 import type { RequestRow } from "../../storage/request-log-rows";
 import { pruneProjections } from "../../scheduler/storage/retention";
 import { readMetricTotals } from "../../storage/metrics";
+import { readClientQuotaRows } from "../../stats-consumer/storage/alert-inputs";
 import { rebuild } from "../../stats-consumer/replay";
 import { appendToArchive } from "../../storage/archive";
 import { foldEvents } from "../../stats-consumer/storage/ingest-db";
@@ -301,6 +302,15 @@ describe("the fold over several databases by key", () => {
       expect(days === null).toBe(client === "c-none");
       expect(await readClientDays(split, client, 0, today), client).toEqual(days);
     }
+    // The client keys' quota alerts: each client key with a quota, what it used today and this month.
+    for (const db of [WHOLE(), SHARDS()[0]!]) {
+      await db.prepare("UPDATE client_keys SET rpd_limit = 5, monthly_budget_micros = 100 WHERE id IN ('c-0', 'c-1')").run();
+    }
+    const quotas = await readClientQuotaRows(one, now);
+    expect(quotas.rows.map((r) => r.id).sort()).toEqual(["c-0", "c-1"]);
+    expect(quotas.rows.every((r) => r.used.dayRequests > 0)).toBe(true);
+    const splitQuotas = await readClientQuotaRows(split, now);
+    expect(splitQuotas.rows.sort((a, b) => (a.id < b.id ? -1 : 1))).toEqual(quotas.rows.sort((a, b) => (a.id < b.id ? -1 : 1)));
     // /metrics's counters: by upstream and model, their histograms added bucket by bucket; the newest event folded.
     const counters = await readMetricTotals(one);
     expect(counters.totals.length).toBeGreaterThan(1);
