@@ -156,6 +156,7 @@ export async function handleBatch(
       }
       result.published = await publishIfStale(events, settings, {
         db: env.DB,
+        foldDbs: foldDatabases(env),
         kv: env.SNAPSHOT,
         ...deps,
         onPublished: (snapshot, extras) => alertOnPublish(snapshot, extras, alerts),

@@ -1,5 +1,6 @@
 import { deriveKeyState, headOf, splitKeys, type KeypoolEvent, type KeyState, type Outcome, type Settings, type Snapshot, type SnapshotHead } from "../schema";
-import { selectKeyLabels } from "../storage/keys";
+import { keyLabelsAcross, selectKeyLabels } from "../storage/keys";
+import type { FoldDatabases } from "../storage/fold-databases";
 import { SnapshotReader } from "../storage/snapshot-reader";
 import { buildSnapshot, buildStateHead } from "./logic/build-snapshot";
 import { changesSnapshot } from "./logic/rollup-rows";
@@ -54,6 +55,8 @@ function statesOf(head: SnapshotHead | null): Map<string, KeyState> {
 
 export interface PublishDeps {
   db: D1Database;
+  /** The fold's databases, `db` first, for keys' state (`db` alone when absent). */
+  foldDbs?: FoldDatabases;
   kv: KVNamespace;
   now: () => number;
   sleep: (ms: number) => Promise<void>;
@@ -111,10 +114,11 @@ async function snapshotIsStale(events: KeypoolEvent[], settings: Settings, deps:
     if (MAY_DEGRADE.has(e.outcome)) degraded.add(e.keyId);
   }
   if (touched.size === 0) return false;
-  const first = await readKeyFacts(deps.db, [...degraded]);
+  const dbs = deps.foldDbs ?? [deps.db];
+  const first = await readKeyFacts(dbs, [...degraded]);
   const states = await deps.published.of(deps.kv, first.publishedVersion);
   const revivable = [...touched].filter((id) => !degraded.has(id) && (states.get(id) ?? "active") !== "active");
-  const facts = revivable.length === 0 ? first.facts : new Map([...first.facts, ...(await readKeyFacts(deps.db, revivable)).facts]);
+  const facts = revivable.length === 0 ? first.facts : new Map([...first.facts, ...(await readKeyFacts(dbs, revivable)).facts]);
   const now = deps.now();
   return [...degraded, ...revivable].some((id) => {
     const key = facts.get(id);
@@ -125,13 +129,17 @@ async function snapshotIsStale(events: KeypoolEvent[], settings: Settings, deps:
 }
 
 /** Masked form and balance of the keys the pool's alerts may name (keys in trouble, balances under a threshold). */
-async function alertExtras(db: D1Database, head: SnapshotHead): Promise<Map<string, KeyExtras>> {
+async function alertExtras(dbs: FoldDatabases, head: SnapshotHead): Promise<Map<string, KeyExtras>> {
   const { rules, lowBalanceByUpstream } = head.settings.alerts;
   const troubled = Object.entries(head.states)
     .filter(([, entry]) => entry[0] === "dead" || entry[0] === "exhausted" || entry[0] === "failing")
     .map(([id]) => id);
   const below = rules.low_balance.enabled ? Math.max(rules.low_balance.threshold, ...Object.values(lowBalanceByUpstream)) : null;
-  const results = (await db.batch<{ id: string; masked: string; balance: number | null }>(selectKeyLabels(db, troubled, below))).flatMap((r) => r.results);
+  const db = dbs[0];
+  const results =
+    dbs.length === 1
+      ? (await db.batch<{ id: string; masked: string; balance: number | null }>(selectKeyLabels(db, troubled, below))).flatMap((r) => r.results)
+      : await keyLabelsAcross(dbs, troubled, below);
   return new Map(results.map((r) => [r.id, { masked: r.masked, balance: r.balance }]));
 }
 
@@ -146,7 +154,7 @@ type Published = { version: number } | "superseded" | "again";
  * older parts.
  */
 async function publishStates(deps: PublishDeps, now: number): Promise<Published | null> {
-  const { rows, states, keyParts, version } = await readStateRows(deps.db, now);
+  const { rows, states, keyParts, version } = await readStateRows(deps.foldDbs ?? [deps.db], now);
   if (keyParts.names.length === 0) return null;
   const head = buildStateHead(rows, states, keyParts, version, now);
   if (!(await publishHead(deps.db, deps.kv, head, keyParts.version))) {
@@ -156,7 +164,7 @@ async function publishStates(deps: PublishDeps, now: number): Promise<Published 
   if (deps.onPublished) {
     try {
       const snapshot = await deps.published.parts.assemble(deps.kv, head);
-      await deps.onPublished(snapshot, await alertExtras(deps.db, head));
+      await deps.onPublished(snapshot, await alertExtras(deps.foldDbs ?? [deps.db], head));
     } catch (err) {
       console.error(`keypool consumer: the pool's alerts were not evaluated for this publish: ${err instanceof Error ? err.message : "error"}`);
     }
@@ -171,7 +179,7 @@ async function publishStates(deps: PublishDeps, now: number): Promise<Published 
  * a newer head meanwhile: a publish of states then names this list.
  */
 async function publishAll(deps: PublishDeps, now: number): Promise<Published> {
-  const { rows, version } = await readPoolRows(deps.db, now);
+  const { rows, version } = await readPoolRows(deps.foldDbs ?? [deps.db], now);
   const snapshot = buildSnapshot(rows, version, now);
   const parts = splitKeys(snapshot.keys);
   const names = await writeKeyParts(deps.db, deps.kv, parts);

@@ -20,18 +20,18 @@ export async function upstreamKeyIds(config: D1Database, upstreamId: string): Pr
   return row?.ids ?? "[]";
 }
 
-/** A column of the configuration's rows with these ids, by id (`table`'s `id`). */
-export async function namesOf(
+/** A column of the configuration's rows with these ids (those that exist), by id (`table`'s `id`). */
+export async function namesOf<T = string>(
   config: D1Database,
   table: "keys" | "upstreams" | "client_keys",
   column: string,
   ids: Iterable<string>,
-): Promise<Map<string, string>> {
+): Promise<Map<string, T>> {
   const list = [...new Set(ids)];
   if (list.length === 0) return new Map();
   const { results } = await config
     .prepare(`SELECT id, ${column} AS value FROM ${table} WHERE id IN (SELECT value FROM json_each(?1))`)
     .bind(JSON.stringify(list))
-    .all<{ id: string; value: string }>();
+    .all<{ id: string; value: T }>();
   return new Map(results.map((r) => [r.id, r.value]));
 }

@@ -1,4 +1,5 @@
-import { KEY_ID_LIST_BYTES, groupsUnder, idJsonBytes, type HealthFacts, type Limits, type ProviderKindId } from "../schema";
+import { KEY_ID_LIST_BYTES, foldShardOf, groupsUnder, idJsonBytes, type HealthFacts, type Limits, type ProviderKindId } from "../schema";
+import { namesOf, type FoldDatabases } from "./fold-databases";
 import { HEALTH_FACT_COLUMNS, healthFactsFromRow } from "./key-health";
 import { CAPACITY_COLUMNS, capacityFromRow, type WindowReading } from "./key-capacity";
 import { recentMissesSql, recentSuccessSql, usageOnDaySql } from "./rollups";
@@ -226,19 +227,129 @@ export interface KeyStateRow {
 export function selectKeyStates(db: D1Database, now: number, since: number): D1PreparedStatement {
   return db
     .prepare(
-      `WITH r AS (${recentMissesSql("?1")}),
-            s AS (SELECT key_id FROM key_health
-                   WHERE last_auth_fail_ts > last_ok_ts OR last_no_balance_ts > last_ok_ts
-                      OR (last_rate_limit_ts > last_ok_ts AND cool_until > ?2)
-                      OR (failures <> '[]' AND EXISTS (
-                            SELECT 1 FROM json_each(failures) WHERE CAST(substr(value, 1, 15) AS INTEGER) > last_ok_ts))
-                  UNION SELECT key_id FROM r)
+      `${troubledKeysSql()}
        SELECT k.id, k.enabled, ${HEALTH_FACT_COLUMNS}, r.successes, r.judged
        FROM s JOIN keys k ON k.id = s.key_id
        LEFT JOIN key_health h ON h.key_id = k.id
        LEFT JOIN r ON r.key_id = k.id`,
     )
     .bind(since, now);
+}
+
+/**
+ * The keys whose state may not be the default (`selectKeyStates`): `r`, judged misses since `?1`, and `s`, those keys
+ * and the keys whose health facts may make them dead, exhausted, failing or cooling at `?2`.
+ */
+function troubledKeysSql(): string {
+  return `WITH r AS (${recentMissesSql("?1")}),
+            s AS (SELECT key_id FROM key_health
+                   WHERE last_auth_fail_ts > last_ok_ts OR last_no_balance_ts > last_ok_ts
+                      OR (last_rate_limit_ts > last_ok_ts AND cool_until > ?2)
+                      OR (failures <> '[]' AND EXISTS (
+                            SELECT 1 FROM json_each(failures) WHERE CAST(substr(value, 1, 15) AS INTEGER) > last_ok_ts))
+                  UNION SELECT key_id FROM r)`;
+}
+
+// ---------------------------------------------------------------------------
+// Key state over several fold databases: each key's health, capacity and rollups are in the database its id names
+// (`foldShardOf`); the keys themselves in the first, the configuration's. A read takes the keys from the first and
+// their state from each key's own.
+
+/** The columns of a key's row that come from its fold database (`selectKeysForSnapshot`'s, `selectKeyStates`'s). */
+const KEY_STATE_COLUMNS = [
+  "balance",
+  "last_ok_ts",
+  "last_rate_limit_ts",
+  "cool_until",
+  "last_auth_fail_ts",
+  "last_no_balance_ts",
+  "failures",
+  "successes",
+  "judged",
+];
+
+/** Rows of each database's that are its own keys' (the first may hold other keys' only if the split changed). */
+async function ownKeyRows(dbs: FoldDatabases, read: (db: D1Database) => Promise<Record<string, unknown>[]>): Promise<Record<string, unknown>[]> {
+  const parts = await Promise.all(dbs.map(read));
+  return parts.flatMap((rows, i) => rows.filter((r) => foldShardOf(String(r.id), dbs.length) === i));
+}
+
+/**
+ * Keys' balance, health facts and judged misses since `since` from the database holding each, by key id: of `keyIds`,
+ * or of every key with a health row or a miss.
+ */
+async function keyStatesAcross(dbs: FoldDatabases, since: number, keyIds?: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
+  const rows = await ownKeyRows(dbs, async (db) => {
+    const { results } = await db
+      .prepare(
+        `WITH r AS (${recentMissesSql("?1")}), ids AS (SELECT key_id AS id FROM key_health UNION SELECT key_id FROM r)
+         SELECT ids.id, h.balance, ${HEALTH_FACT_COLUMNS}, r.successes, r.judged
+         FROM ids LEFT JOIN key_health h ON h.key_id = ids.id LEFT JOIN r ON r.key_id = ids.id
+         WHERE ?2 IS NULL OR ids.id IN (SELECT value FROM json_each(?2))`,
+      )
+      .bind(since, keyIds ? JSON.stringify(keyIds) : null)
+      .all<Record<string, unknown>>();
+    return results;
+  });
+  return new Map(rows.map((r) => [String(r.id), r]));
+}
+
+/** `selectKeysForSnapshot`'s rows over several fold databases: the keys from the first, each one's state from its own. */
+export async function keysForSnapshotAcross(dbs: FoldDatabases, keys: KeySnapshotRow[], since: number): Promise<KeySnapshotRow[]> {
+  const states = await keyStatesAcross(dbs, since);
+  return keys.map((k) => {
+    const state = states.get(k.id);
+    return { ...k, ...Object.fromEntries(KEY_STATE_COLUMNS.map((c) => [c, state?.[c] ?? null])) } as KeySnapshotRow;
+  });
+}
+
+/** `selectKeyStates`'s rows over several fold databases: each database's keys in trouble, their admin state from the first. */
+export async function keyStatesOfTroubledAcross(dbs: FoldDatabases, now: number, since: number): Promise<KeyStateRow[]> {
+  const rows = await ownKeyRows(dbs, async (db) => {
+    const { results } = await db
+      .prepare(
+        `${troubledKeysSql()}
+         SELECT s.key_id AS id, ${HEALTH_FACT_COLUMNS}, r.successes, r.judged
+         FROM s LEFT JOIN key_health h ON h.key_id = s.key_id LEFT JOIN r ON r.key_id = s.key_id`,
+      )
+      .bind(since, now)
+      .all<Record<string, unknown>>();
+    return results;
+  });
+  const enabled = await namesOf<number>(
+    dbs[0],
+    "keys",
+    "enabled",
+    rows.map((r) => String(r.id)),
+  );
+  return rows.filter((r) => enabled.has(String(r.id))).map((r) => ({ ...r, enabled: enabled.get(String(r.id)) }) as unknown as KeyStateRow);
+}
+
+/** `selectKeyFacts`'s rows over several fold databases: the keys' admin state from the first, their facts from their own. */
+export async function keyFactsAcross(dbs: FoldDatabases, keyIds: string[]): Promise<Record<string, unknown>[]> {
+  const [enabled, states] = await Promise.all([namesOf<number>(dbs[0], "keys", "enabled", keyIds), keyStatesAcross(dbs, Number.MAX_SAFE_INTEGER, keyIds)]);
+  return [...enabled].map(([id, on]) => ({ ...states.get(id), id, enabled: on }));
+}
+
+/**
+ * `selectKeyLabels`' rows over several fold databases: the masked form of the keys `ids` names and of the keys whose
+ * balance is below `below`, with their balance from their own database.
+ */
+export async function keyLabelsAcross(
+  dbs: FoldDatabases,
+  ids: string[],
+  below: number | null,
+): Promise<{ id: string; masked: string; balance: number | null }[]> {
+  const balances = await ownKeyRows(dbs, async (db) => {
+    const { results } = await db
+      .prepare("SELECT key_id AS id, balance FROM key_health WHERE key_id IN (SELECT value FROM json_each(?1)) OR balance < ?2")
+      .bind(JSON.stringify(ids), below)
+      .all<Record<string, unknown>>();
+    return results;
+  });
+  const balance = new Map(balances.map((r) => [String(r.id), r.balance === null ? null : Number(r.balance)]));
+  const masked = await namesOf(dbs[0], "keys", "masked", [...new Set([...ids, ...balance.keys()])]);
+  return [...masked].map(([id, m]) => ({ id, masked: String(m), balance: balance.get(id) ?? null }));
 }
 
 /**

@@ -8,7 +8,18 @@ import {
   type SnapshotKeyConfig,
 } from "../../schema";
 import { selectAllClientKeys, type ClientKeyRow } from "../../storage/client-keys";
-import { keyFactsFromRows, selectKeyFacts, selectKeyStates, selectKeysForSnapshot, type KeySnapshotRow, type KeyStateRow } from "../../storage/keys";
+import {
+  keyFactsAcross,
+  keyFactsFromRows,
+  keyStatesOfTroubledAcross,
+  keysForSnapshotAcross,
+  selectKeyFacts,
+  selectKeyStates,
+  selectKeysForSnapshot,
+  type KeySnapshotRow,
+  type KeyStateRow,
+} from "../../storage/keys";
+import type { FoldDatabases } from "../../storage/fold-databases";
 import { SUCCESS_RATE_WINDOW_MS } from "../../storage/rollups";
 import { priceBookOf, selectPriceHistory, selectSpendSince } from "../../storage/prices";
 import { selectSettings } from "../../storage/settings";
@@ -39,13 +50,18 @@ function configRows(results: D1Result<Record<string, unknown>>[]): Omit<PoolRows
  * recent success counts — and takes the next snapshot version, in one
  * transaction, for a publish that rewrites the key parts.
  */
-export async function readPoolRows(db: D1Database, now: number): Promise<{ rows: PoolRows; version: number }> {
+export async function readPoolRows(dbs: FoldDatabases, now: number): Promise<{ rows: PoolRows; version: number }> {
+  const db = dbs[0];
+  const since = now - SUCCESS_RATE_WINDOW_MS;
   const [version, keys, ...config] = await db.batch<Record<string, unknown>>([
     takeSnapshotVersion(db),
-    selectKeysForSnapshot(db, now - SUCCESS_RATE_WINDOW_MS),
+    selectKeysForSnapshot(db, since),
     ...configStatements(db),
   ]);
-  return { rows: { keys: keys!.results as unknown as KeySnapshotRow[], ...configRows(config) }, version: Number(version!.results[0]!.value) };
+  const rows = keys!.results as unknown as KeySnapshotRow[];
+  // Over several fold databases, each key's state is read from its own (after the version: a later publish has it).
+  const withStates = dbs.length === 1 ? rows : await keysForSnapshotAcross(dbs, rows, since);
+  return { rows: { keys: withStates, ...configRows(config) }, version: Number(version!.results[0]!.value) };
 }
 
 /**
@@ -55,7 +71,7 @@ export async function readPoolRows(db: D1Database, now: number): Promise<{ rows:
  * default.
  */
 export async function readStateRows(
-  db: D1Database,
+  dbs: FoldDatabases,
   now: number,
 ): Promise<{
   rows: Omit<PoolRows, "keys">;
@@ -63,16 +79,22 @@ export async function readStateRows(
   keyParts: { names: string[]; keyCount: number; version: number };
   version: number;
 }> {
-  const [version, parts, partsVersion, states, ...config] = await db.batch<Record<string, unknown>>([
+  const db = dbs[0];
+  const one = dbs.length === 1;
+  const since = now - SUCCESS_RATE_WINDOW_MS;
+  const [version, parts, partsVersion, ...rest] = await db.batch<Record<string, unknown>>([
     takeSnapshotVersion(db),
     db.prepare("SELECT name, keys FROM snapshot_parts WHERE retired_at IS NULL ORDER BY ord"),
     db.prepare(PARTS_VERSION_SQL),
-    selectKeyStates(db, now, now - SUCCESS_RATE_WINDOW_MS),
+    ...(one ? [selectKeyStates(db, now, since)] : []),
     ...configStatements(db),
   ]);
+  const config = one ? rest.slice(1) : rest;
+  // Over several fold databases, each database's keys in trouble are read from it (after the version).
+  const states = one ? (rest[0]!.results as unknown as KeyStateRow[]) : await keyStatesOfTroubledAcross(dbs, now, since);
   return {
     rows: configRows(config),
-    states: states!.results as unknown as KeyStateRow[],
+    states,
     keyParts: {
       names: parts!.results.map((p) => String(p.name)),
       keyCount: parts!.results.reduce((n, p) => n + Number(p.keys), 0),
@@ -170,9 +192,14 @@ export async function publishHead(db: D1Database, kv: KVNamespace, head: Snapsho
  * published, in one round trip.
  */
 export async function readKeyFacts(
-  db: D1Database,
+  dbs: FoldDatabases,
   keyIds: string[],
 ): Promise<{ facts: Map<string, { enabled: boolean; facts: HealthFacts }>; publishedVersion: number }> {
+  const db = dbs[0];
+  if (dbs.length > 1) {
+    const [version, rows] = await Promise.all([selectPublishedVersion(db).first<{ value: number }>(), keyIds.length > 0 ? keyFactsAcross(dbs, keyIds) : []]);
+    return { facts: keyFactsFromRows(rows), publishedVersion: Number(version?.value ?? 0) };
+  }
   const [version, rows] = await db.batch<Record<string, unknown>>(
     keyIds.length > 0 ? [selectPublishedVersion(db), selectKeyFacts(db, keyIds)] : [selectPublishedVersion(db)],
   );

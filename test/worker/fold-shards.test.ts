@@ -23,6 +23,8 @@ import { findRequest, listRequests, type RequestFilters } from "../../storage/re
 import type { RequestRow } from "../../storage/request-log-rows";
 import { pruneProjections } from "../../scheduler/storage/retention";
 import { readMetricTotals } from "../../storage/metrics";
+import { keyLabelsAcross, selectKeyLabels } from "../../storage/keys";
+import { readKeyFacts, readPoolRows, readStateRows } from "../../stats-consumer/storage/snapshot-store";
 import { readClientQuotaRows } from "../../stats-consumer/storage/alert-inputs";
 import { rebuild } from "../../stats-consumer/replay";
 import { appendToArchive } from "../../storage/archive";
@@ -354,6 +356,48 @@ describe("the fold over several databases by key", () => {
     ]);
     const oneKeyByUpstream = await breakdownRows(split, "day", from, now, "upstream", { keyId: "k-03" }, 100);
     expect(oneKeyByUpstream.map((r) => r.id)).toEqual(["u-1"]);
+  });
+
+  it("reads keys' state for the snapshot and its alerts over the databases as from one", async () => {
+    const one: FoldDatabases = [WHOLE()];
+    const split = SHARDS() as unknown as FoldDatabases;
+    const now = Date.now();
+    const byId = <T extends { id: string }>(rows: T[]) => [...rows].sort((a, b) => (a.id < b.id ? -1 : 1));
+    // Every key with its state, for a publish of every key: the keys from the configuration (k-11 deleted), each one's
+    // facts and recent misses from its own database.
+    const pool = await readPoolRows(one, now);
+    expect(pool.rows.keys).toHaveLength(11);
+    expect(pool.rows.keys.filter((k) => k.last_ok_ts !== null && k.judged !== null).length).toBeGreaterThan(3);
+    expect(byId((await readPoolRows(split, now)).rows.keys)).toEqual(byId(pool.rows.keys));
+    // The keys in trouble, for a publish of states: k-05 rate-limited after its last success (put back at the end).
+    const k05 = [WHOLE(), SHARDS()[foldShardOf("k-05", 3)]!];
+    const before = await WHOLE()
+      .prepare("SELECT last_rate_limit_ts, cool_until FROM key_health WHERE key_id = 'k-05'")
+      .first<{ last_rate_limit_ts: number; cool_until: number }>();
+    const setK05 = (rateLimited: number, coolUntil: number) =>
+      Promise.all(
+        k05.map((db) => db.prepare("UPDATE key_health SET last_rate_limit_ts = ?1, cool_until = ?2 WHERE key_id = 'k-05'").bind(rateLimited, coolUntil).run()),
+      );
+    await setK05(now + 3_600_000, now + 7_200_000);
+    try {
+      const states = (await readStateRows(one, now)).states;
+      expect(states.map((s) => s.id)).toContain("k-05");
+      expect(byId((await readStateRows(split, now)).states)).toEqual(byId(states));
+      // The facts of the keys a batch touched, deleted keys left out.
+      const touched = ["k-01", "k-05", "k-11", "k-none"];
+      const facts = await readKeyFacts(one, touched);
+      expect([...facts.facts.keys()].sort()).toEqual(["k-01", "k-05"]);
+      expect((await readKeyFacts(split, touched)).facts).toEqual(facts.facts);
+      // What the alerts name: the keys given and those under a balance (the probes read 10 for k-00, 11 and 12 for k-01
+      // and k-02, and none left for k-03).
+      const labels = (await WHOLE().batch<{ id: string; masked: string; balance: number | null }>(selectKeyLabels(WHOLE(), ["k-05", "k-07"], 11))).flatMap(
+        (r) => r.results,
+      );
+      expect(new Set(labels.map((l) => l.id))).toEqual(new Set(["k-05", "k-07", "k-00", "k-03"]));
+      expect(byId(await keyLabelsAcross(split, ["k-05", "k-07"], 11))).toEqual(byId([...new Map(labels.map((l) => [l.id, l])).values()]));
+    } finally {
+      await setK05(before!.last_rate_limit_ts, before!.cool_until);
+    }
   });
 
   it("reads the request log over the databases as from one: pages, filters, a request", async () => {

@@ -45,7 +45,7 @@ const admin = (action: string, ts: number): KeypoolEvent => ({
 
 /** The snapshot a publish of the whole pool would build at `now`, keys in id order, version and time left out. */
 async function expected(now: number): Promise<Omit<Snapshot, "version" | "generatedAt">> {
-  const { version: _v, generatedAt: _g, ...rest } = buildSnapshot((await readPoolRows(env.DB, now)).rows, 0, now);
+  const { version: _v, generatedAt: _g, ...rest } = buildSnapshot((await readPoolRows([env.DB], now)).rows, 0, now);
   return { ...rest, keys: [...rest.keys].sort((a, b) => (a.id < b.id ? -1 : 1)) };
 }
 
@@ -194,8 +194,8 @@ describe("the snapshot in parts", () => {
     //    first records its list and writes its head: the publish of states must not write a head over the older list.
     await add("cross-2");
     t += 2_000;
-    const all = await readPoolRows(env.DB, t);
-    const states = await readStateRows(env.DB, t);
+    const all = await readPoolRows([env.DB], t);
+    const states = await readStateRows([env.DB], t);
     expect(states.version).toBeGreaterThan(all.version);
     const snapshot = buildSnapshot(all.rows, all.version, t);
     const parts = splitKeys(snapshot.keys);
@@ -228,7 +228,7 @@ describe("the snapshot in parts", () => {
           return async (key: string, ...rest: unknown[]) => {
             if (key.startsWith(SNAPSHOT_PART_PREFIX) && !crossed) {
               crossed = true;
-              const other = await readStateRows(env.DB, t);
+              const other = await readStateRows([env.DB], t);
               expect(
                 await publishHead(env.DB, env.SNAPSHOT, buildStateHead(other.rows, other.states, other.keyParts, other.version, t), other.keyParts.version),
               ).toBe(true);
