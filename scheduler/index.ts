@@ -12,7 +12,7 @@ import type { FoldDatabases } from "../storage/fold-databases";
 /** What the host Worker hands the scheduler: its storage bindings, its event sink, the network, a way to decrypt keys, a clock. */
 export interface SchedulerDeps {
   db: D1Database;
-  /** The fold's databases, `db` first, for retention (`db` alone when absent). */
+  /** The fold's databases, `db` first, for retention and keys' health (`db` alone when absent). */
   foldDbs?: FoldDatabases;
   emit: (events: KeypoolEvent[]) => Promise<void>;
   /** Sends on the events the host kept when the queue refused them: events sent, messages still waiting. */
@@ -71,7 +71,7 @@ export async function runScheduled(deps: SchedulerDeps): Promise<ScheduledReport
   const now = deps.now();
   const settings = await readSettings(deps.db);
   const jobs = deps.sendProbeJobs ? settings.probeJobs : 0;
-  const planned = dueKeys(await readProbeCandidates(deps.db), settings, now, settings.probeBudget * (1 + jobs));
+  const planned = dueKeys(await readProbeCandidates(deps.foldDbs ?? [deps.db]), settings, now, settings.probeBudget * (1 + jobs));
   const own = planned.slice(0, settings.probeBudget);
   const handedOn = await handOn(
     deps,
@@ -124,7 +124,7 @@ async function handOn(deps: SchedulerDeps, jobs: ProbeJob[]): Promise<ScheduledR
 export async function runProbeJob(deps: SchedulerDeps, job: ProbeJob): Promise<{ probed: number; skipped: number }> {
   const now = deps.now();
   const settings = await readSettings(deps.db);
-  const due = dueKeys(await readProbeCandidates(deps.db, job.keyIds), settings, now, job.keyIds.length);
+  const due = dueKeys(await readProbeCandidates(deps.foldDbs ?? [deps.db], job.keyIds), settings, now, job.keyIds.length);
   const events = await probeAll(
     due,
     { fetch: deps.fetch, decrypt: deps.decrypt, now: deps.now, newId: () => newEventId(deps.now()) },
@@ -175,7 +175,7 @@ export async function scheduledAlerts(
 export async function probeNow(deps: SchedulerDeps, keyIds: string[] | "all"): Promise<ProbeEvent[]> {
   const settings = await readSettings(deps.db);
   const wanted = keyIds === "all" ? null : new Set(keyIds);
-  const targets = (await readProbeCandidates(deps.db))
+  const targets = (await readProbeCandidates(deps.foldDbs ?? [deps.db]))
     .filter((c) => c.enabled && (wanted === null || wanted.has(c.keyId)))
     .sort((a, b) => a.lastProbeTs - b.lastProbeTs)
     .slice(0, settings.probeBudget);

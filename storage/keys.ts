@@ -85,7 +85,8 @@ export interface KeyLimitRow {
  * headroom and the keys-by-state gauges read every key: at 100,000 keys the
  * columns they do not use — notes, last errors, usage — are most of the cost).
  */
-export async function loadKeyLimitRows(db: D1Database): Promise<KeyLimitRow[]> {
+export async function loadKeyLimitRows(dbs: FoldDatabases): Promise<KeyLimitRow[]> {
+  const db = dbs[0];
   const { results } = await db
     .prepare(
       `SELECT k.id, k.upstream_id, u.models AS upstream_models, u.limits AS upstream_limits, u.kind AS upstream_kind, k.models, k.enabled, k.limits,
@@ -96,7 +97,12 @@ export async function loadKeyLimitRows(db: D1Database): Promise<KeyLimitRow[]> {
        LEFT JOIN key_capacity c ON c.key_id = k.id`,
     )
     .all<Record<string, unknown>>();
-  return results.map(keyLimitRowOf);
+  if (dbs.length === 1) return results.map(keyLimitRowOf);
+  const state = `${HEALTH_FACT_COLUMNS}, ${CAPACITY_COLUMNS}`;
+  const rows = await withOwnState(dbs, results, state, (other) =>
+    other.prepare(`SELECT ids.id, ${state} FROM (${KEY_STATE_IDS}) ids ${KEY_STATE_JOINS}`).all<Record<string, unknown>>(),
+  );
+  return rows.map(keyLimitRowOf);
 }
 
 /** The `KeyLimitRow` of a row that selected its columns. */
@@ -141,8 +147,9 @@ export interface KeyRow extends KeyLimitRow {
  * the admin API filters and sorts these in memory, which stays well under
  * 100 ms at 10,000 keys and lets it filter on the derived state.
  */
-export async function loadKeyRows(db: D1Database, todayBucket: number, since: number, upstreamId?: string): Promise<KeyRow[]> {
-  const { results } = await db
+export async function loadKeyRows(dbs: FoldDatabases, todayBucket: number, since: number, upstreamId?: string): Promise<KeyRow[]> {
+  const db = dbs[0];
+  const { results: read } = await db
     .prepare(
       `SELECT k.id, k.upstream_id, u.models AS upstream_models, u.limits AS upstream_limits, u.kind AS upstream_kind,
               k.masked, k.weight, k.models, k.enabled, k.note, k.limits, k.created_at,
@@ -158,6 +165,22 @@ export async function loadKeyRows(db: D1Database, todayBucket: number, since: nu
     )
     .bind(todayBucket, upstreamId ?? null, since)
     .all<Record<string, unknown>>();
+  const state = `${HEALTH_FACT_COLUMNS}, h.balance, h.balance_ts, h.last_probe_ts, h.last_probe_result, h.last_error_ts, h.last_error, h.last_used_at,
+    ${CAPACITY_COLUMNS}, d.requests, d.tokens, m.successes, m.judged`;
+  const results =
+    dbs.length === 1
+      ? read
+      : await withOwnState(dbs, read, state, (other) =>
+          other
+            .prepare(
+              `WITH d AS (${usageOnDaySql("key_id", "?1")}), m AS (${recentSuccessSql("?2")})
+               SELECT ids.id, ${state}
+               FROM (${KEY_STATE_IDS} UNION SELECT key_id FROM d UNION SELECT key_id FROM m) ids ${KEY_STATE_JOINS}
+               LEFT JOIN d ON d.key_id = ids.id LEFT JOIN m ON m.key_id = ids.id`,
+            )
+            .bind(todayBucket, since)
+            .all<Record<string, unknown>>(),
+        );
   return results.map((r) => ({
     ...keyLimitRowOf(r),
     masked: String(r.masked),
@@ -303,6 +326,30 @@ export async function keysForSnapshotAcross(dbs: FoldDatabases, keys: KeySnapsho
   });
 }
 
+/** Every key a fold database holds a health or capacity row of, as `id` (a sub-query). */
+const KEY_STATE_IDS = "SELECT key_id AS id FROM key_health UNION SELECT key_id FROM key_capacity";
+/** Joins a key's health (`h`) and capacity (`c`) to `ids.id`. */
+const KEY_STATE_JOINS = "LEFT JOIN key_health h ON h.key_id = ids.id LEFT JOIN key_capacity c ON c.key_id = ids.id";
+
+/**
+ * Rows the first database read, joining each key's state to it, with the columns of `select` (a SELECT list such as
+ * HEALTH_FACT_COLUMNS) taken instead from the database holding the key: `read` gives each database's rows of them by
+ * key `id`; a key none holds has them null, as a LEFT JOIN leaves them.
+ */
+async function withOwnState(
+  dbs: FoldDatabases,
+  rows: Record<string, unknown>[],
+  select: string,
+  read: (db: D1Database) => Promise<D1Result<Record<string, unknown>>>,
+): Promise<Record<string, unknown>[]> {
+  const columns = select.split(",").map((c) => c.trim().replace(/^\w+\./, ""));
+  const states = new Map((await ownKeyRows(dbs, async (db) => (await read(db)).results)).map((r) => [String(r.id), r]));
+  return rows.map((r) => {
+    const state = states.get(String(r.id));
+    return { ...r, ...Object.fromEntries(columns.map((c) => [c, state?.[c] ?? null])) };
+  });
+}
+
 /** `selectKeyStates`'s rows over several fold databases: each database's keys in trouble, their admin state from the first. */
 export async function keyStatesOfTroubledAcross(dbs: FoldDatabases, now: number, since: number): Promise<KeyStateRow[]> {
   const rows = await ownKeyRows(dbs, async (db) => {
@@ -400,12 +447,23 @@ export interface KeyProbeRow {
  * planning probes; or only the keys `keyIds` names (a probe job's, at most a
  * thousand), those of them that still exist.
  */
-export async function readProbeCandidates(db: D1Database, keyIds?: readonly string[]): Promise<KeyProbeRow[]> {
+export async function readProbeCandidates(dbs: FoldDatabases, keyIds?: readonly string[]): Promise<KeyProbeRow[]> {
+  const db = dbs[0];
   const sql = `SELECT k.id, k.enabled, k.secret_enc, u.base_url, u.kind, ${HEALTH_FACT_COLUMNS}, h.last_probe_ts
        FROM keys k JOIN upstreams u ON u.id = k.upstream_id LEFT JOIN key_health h ON h.key_id = k.id
        WHERE u.enabled = 1`;
   const statement = keyIds ? db.prepare(`${sql} AND k.id IN (SELECT value FROM json_each(?1))`).bind(JSON.stringify(keyIds)) : db.prepare(sql);
-  const { results } = await statement.all<Record<string, unknown>>();
+  const { results: read } = await statement.all<Record<string, unknown>>();
+  const state = `${HEALTH_FACT_COLUMNS}, h.last_probe_ts`;
+  const results =
+    dbs.length === 1
+      ? read
+      : await withOwnState(dbs, read, state, (other) =>
+          other
+            .prepare(`SELECT h.key_id AS id, ${state} FROM key_health h WHERE ?1 IS NULL OR h.key_id IN (SELECT value FROM json_each(?1))`)
+            .bind(keyIds ? JSON.stringify(keyIds) : null)
+            .all<Record<string, unknown>>(),
+        );
   return results.map((r) => ({
     keyId: String(r.id),
     enabled: r.enabled === 1,

@@ -23,7 +23,7 @@ import { findRequest, listRequests, type RequestFilters } from "../../storage/re
 import type { RequestRow } from "../../storage/request-log-rows";
 import { pruneProjections } from "../../scheduler/storage/retention";
 import { readMetricTotals } from "../../storage/metrics";
-import { keyLabelsAcross, selectKeyLabels } from "../../storage/keys";
+import { keyLabelsAcross, loadKeyLimitRows, loadKeyRows, readProbeCandidates, selectKeyLabels } from "../../storage/keys";
 import { readKeyFacts, readPoolRows, readStateRows } from "../../stats-consumer/storage/snapshot-store";
 import { readClientQuotaRows } from "../../stats-consumer/storage/alert-inputs";
 import { rebuild } from "../../stats-consumer/replay";
@@ -369,6 +369,21 @@ describe("the fold over several databases by key", () => {
     expect(pool.rows.keys).toHaveLength(11);
     expect(pool.rows.keys.filter((k) => k.last_ok_ts !== null && k.judged !== null).length).toBeGreaterThan(3);
     expect(byId((await readPoolRows(split, now)).rows.keys)).toEqual(byId(pool.rows.keys));
+    // The admin API's key list (all, and one upstream's) and the headroom's limits, and the scheduler's probe candidates.
+    const byKeyId = <T extends { id: string } | { keyId: string }>(rows: T[]) =>
+      [...rows].sort((a, b) => (("id" in a ? a.id : a.keyId) < ("id" in b ? b.id : b.keyId) ? -1 : 1));
+    const today = dayStart(now, "UTC");
+    for (const upstream of [undefined, "u-1"]) {
+      const list = await loadKeyRows(one, today, now - 3_600_000, upstream);
+      expect(list.length).toBe(upstream ? 5 : 11);
+      expect(list.filter((k) => k.requestsToday > 0 && k.lastUsedAt > 0 && k.readings.requests !== null).length).toBeGreaterThan(2);
+      expect(byKeyId(await loadKeyRows(split, today, now - 3_600_000, upstream)), String(upstream)).toEqual(byKeyId(list));
+    }
+    expect(byKeyId(await loadKeyLimitRows(split))).toEqual(byKeyId(await loadKeyLimitRows(one)));
+    const candidates = await readProbeCandidates(one);
+    expect(candidates.filter((k) => k.lastProbeTs > 0)).toHaveLength(4);
+    expect(byKeyId(await readProbeCandidates(split))).toEqual(byKeyId(candidates));
+    expect(byKeyId(await readProbeCandidates(split, ["k-01", "k-02", "k-11"]))).toEqual(byKeyId(await readProbeCandidates(one, ["k-01", "k-02", "k-11"])));
     // The keys in trouble, for a publish of states: k-05 rate-limited after its last success (put back at the end).
     const k05 = [WHOLE(), SHARDS()[foldShardOf("k-05", 3)]!];
     const before = await WHOLE()

@@ -47,6 +47,7 @@ import {
   type NewKeyRow,
 } from "../../../storage/keys";
 import { SUCCESS_RATE_WINDOW_MS } from "../../../storage/rollups";
+import { foldDatabases } from "../../../storage/fold-databases";
 import { readSettings } from "../../../storage/settings";
 import { findUpstream } from "../../../storage/upstreams";
 import { op } from "./openapi";
@@ -96,7 +97,7 @@ async function keyViews(
   const now = Date.now();
   const settings = await readSettings(c.env.DB);
   const [rows, usage] = await Promise.all([
-    loadKeyRows(c.env.DB, dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS, filter.upstreamId),
+    loadKeyRows(foldDatabases(c.env), dayStart(now, settings.timeZone), now - SUCCESS_RATE_WINDOW_MS, filter.upstreamId),
     readPoolUsage(c.env.SNAPSHOT),
   ]);
   return listKeyViews(rows, filter, page.sort, page.limit, page.offset, settings, usage, now);

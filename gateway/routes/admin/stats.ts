@@ -51,7 +51,7 @@ const HEADROOM_MODELS = 200;
  */
 export async function headroomInputs(c: AdminContext) {
   const settings = await readSettings(c.env.DB);
-  const [rows, upstreams, usage] = await Promise.all([loadKeyLimitRows(c.env.DB), listUpstreams(c.env.DB), readPoolUsage(c.env.SNAPSHOT)]);
+  const [rows, upstreams, usage] = await Promise.all([loadKeyLimitRows(foldDatabases(c.env)), listUpstreams(c.env.DB), readPoolUsage(c.env.SNAPSHOT)]);
   return { settings, rows, upstreams, usage };
 }
 
