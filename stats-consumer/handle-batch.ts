@@ -202,7 +202,7 @@ async function checkOwnHealth(deps: BatchDeps, settings: Awaited<ReturnType<type
  */
 async function publishUsageQuietly(env: ConsumerEnv, now: number, alerts: AlertDeps): Promise<void> {
   try {
-    const version = await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, now);
+    const version = await publishUsage(foldDatabases(env), env.SNAPSHOT, env.EVENTS, now);
     if (version !== null) await alertOnUsage(alerts, version);
   } catch (err) {
     console.error(`keypool consumer: publishing the pool's usage failed (the next batch tries again): ${err instanceof Error ? err.message : "error"}`);

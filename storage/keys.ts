@@ -571,29 +571,53 @@ export function selectLastUsed(db: D1Database, keyIds: string): D1PreparedStatem
  * `onResults` gets the statements' results (their meta: what D1 spent).
  */
 export async function readCapacityKeys(
-  db: D1Database,
+  dbs: FoldDatabases,
   now: number,
   share: number,
-  onResults: (results: D1Result[]) => void = () => {},
+  onResults: (results: D1Result[], shard: number) => void = () => {},
 ): Promise<CapacityKeyRow[]> {
+  const db = dbs[0];
   const spent = (p: "req" | "tok") =>
     `(c.${p}_remaining IS NOT NULL AND (c.${p}_reset_at IS NULL OR c.${p}_reset_at > ?1)
       AND (CASE WHEN c.${p}_limit > 0 THEN c.${p}_remaining < c.${p}_limit * ?2 ELSE c.${p}_remaining = 0 END))`;
+  const one = dbs.length === 1;
   const results = await db.batch<Record<string, unknown>>([
     db.prepare("SELECT id, limits FROM upstreams"),
     db.prepare(
       `SELECT k.id, k.upstream_id, k.limits FROM keys k JOIN upstreams u ON u.id = k.upstream_id
        WHERE k.enabled = 1 AND (k.limits != '{}' OR u.limits != '{}')`,
     ),
-    db
-      .prepare(
-        `SELECT k.id, k.upstream_id, k.limits, ${CAPACITY_COLUMNS} FROM keys k JOIN key_capacity c ON c.key_id = k.id
-         WHERE k.enabled = 1 AND (${spent("req")} OR ${spent("tok")})`,
-      )
-      .bind(now, share),
+    ...(one
+      ? [
+          db
+            .prepare(
+              `SELECT k.id, k.upstream_id, k.limits, ${CAPACITY_COLUMNS} FROM keys k JOIN key_capacity c ON c.key_id = k.id
+               WHERE k.enabled = 1 AND (${spent("req")} OR ${spent("tok")})`,
+            )
+            .bind(now, share),
+        ]
+      : []),
   ]);
-  onResults(results);
-  const [upstreams, limited, nearlySpent] = results;
+  onResults(results, 0);
+  const [upstreams, limited, spentHere] = results;
+  let nearlySpent = spentHere?.results ?? [];
+  if (!one) {
+    // Each database's readings nearly spent, of its own keys; the keys (enabled ones) from the configuration.
+    const readings = await ownKeyRows(dbs, async (other) => {
+      const { results } = await other
+        .prepare(`SELECT c.key_id AS id, ${CAPACITY_COLUMNS} FROM key_capacity c WHERE ${spent("req")} OR ${spent("tok")}`)
+        .bind(now, share)
+        .all<Record<string, unknown>>();
+      return results;
+    });
+    const ids = JSON.stringify(readings.map((r) => String(r.id)));
+    const { results: config } = await db
+      .prepare("SELECT id, upstream_id, limits FROM keys WHERE enabled = 1 AND id IN (SELECT value FROM json_each(?1))")
+      .bind(ids)
+      .all<Record<string, unknown>>();
+    const reading = new Map(readings.map((r) => [String(r.id), r]));
+    nearlySpent = config.map((k) => ({ ...reading.get(String(k.id)), ...k }));
+  }
   const upstreamLimits = new Map((upstreams?.results ?? []).map((u) => [String(u.id), limitsFromColumn(u.limits as string)]));
   const keys = new Map<string, CapacityKeyRow>();
   const add = (r: Record<string, unknown>, readings: Pick<CapacityKeyRow, "requests" | "tokens">) =>
@@ -604,7 +628,7 @@ export async function readCapacityKeys(
       ...readings,
     });
   for (const r of limited?.results ?? []) add(r, { requests: null, tokens: null });
-  for (const r of nearlySpent?.results ?? []) add(r, capacityFromRow(r));
+  for (const r of nearlySpent) add(r, capacityFromRow(r));
   return [...keys.values()];
 }
 

@@ -524,7 +524,7 @@ export function selectClientDays(db: D1Database, clients: string, month: number,
  * `selectClientDays`, the time zone's change (`settings.time_zone_since`) given: one of several fold databases does
  * not hold the settings (null: read them in the same statement).
  */
-function selectClientDaysSince(
+export function selectClientDaysSince(
   db: D1Database,
   zoneSince: number | null,
   clients: string,

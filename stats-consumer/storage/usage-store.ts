@@ -6,6 +6,7 @@ import {
   USAGE_KV_KEY,
   USAGE_SPACING,
   dayStart,
+  foldShardOf,
   minuteStart,
   monthStart,
   parseStoredSettings,
@@ -13,7 +14,8 @@ import {
 import { QUOTA_CLIENT_IDS_SQL } from "../../storage/client-keys";
 import { keyIdLists, readCapacityKeys, selectLastUsed } from "../../storage/keys";
 import type { CountTerm } from "../../storage/rollup-sums";
-import { selectClientDays, selectClientMinutes, selectKeyMinutes, selectKeyWindow, type KeyCounts } from "../../storage/rollups";
+import { selectClientDays, selectClientDaysSince, selectClientMinutes, selectKeyMinutes, selectKeyWindow, type KeyCounts } from "../../storage/rollups";
+import type { FoldDatabases } from "../../storage/fold-databases";
 import { selectSettings } from "../../storage/settings";
 import {
   claimUsagePublish,
@@ -62,71 +64,97 @@ function dayReads(
  * written, if any. (`idListBytes`: the longest list of key ids one statement
  * takes; tests make it short.)
  */
-export async function publishUsage(db: D1Database, kv: KVNamespace, queue: Queue, now: number, idListBytes?: number): Promise<number | null> {
+export async function publishUsage(dbs: FoldDatabases, kv: KVNamespace, queue: Queue, now: number, idListBytes?: number): Promise<number | null> {
+  const db = dbs[0];
   const started = Date.now();
   if (!(await claimUsagePublish(db, now, USAGE_SPACING))) {
     if (await claimUsageRefresh(db, now, USAGE_SPACING.minMs)) await queue.send(PUBLISH_USAGE_MESSAGE, { contentType: "json", delaySeconds: 1 });
     return null;
   }
-  const keys = await readCapacityKeys(db, now, NEARLY_SPENT, (results) => countD1Work("usage_publish", results));
+  const keys = await readCapacityKeys(dbs, now, NEARLY_SPENT, (results, shard) => countD1Work("usage_publish", results, shard));
   const starts = dayStarts(keys, now);
-  const groups = new Map<number, string[]>();
-  for (const [keyId, start] of starts) {
-    const group = groups.get(start);
-    if (group) group.push(keyId);
-    else groups.set(start, [keyId]);
-  }
   const thisMinute = minuteStart(now);
-  // The keys go to D1 as lists of ids (json_each), each under the string D1 takes (a day window's, shorter).
-  const lists = keyIdLists(
-    keys.map((k) => k.keyId),
-    idListBytes,
-  );
-  const dayLists = [...groups].flatMap(([start, ids]) => keyIdLists(ids, idListBytes ?? DAY_ID_LIST_BYTES).map((list) => ({ start, list })));
   const stored = await selectSettings(db).first<{ value: string; time_zone_since: number }>();
   const { timeZone } = parseStoredSettings(stored?.value ?? null);
   const [month, today] = [monthStart(now, timeZone), dayStart(now, timeZone)];
+  const zoneSince = Number(stored?.time_zone_since ?? 0);
   // Each day window is summed from the fewest buckets: the pool's day buckets folded wholly in its
   // zone, with the hours between their start and the window's added or taken away (logic/window-count.ts).
-  const days = poolDays(now, timeZone, Number(stored?.time_zone_since ?? 0));
-  const plans = new Map([...groups.keys()].map((start) => [start, planWindowCount(start, now, days)]));
-  // One transaction: the latest attempt folded, and the counts that hold exactly the attempts up to it.
-  const reads = dayReads(db, dayLists, plans, now, days);
-  const read = await db.batch<Record<string, unknown>>([
-    takeUsageVersion(db),
-    selectClientMinutes(db, QUOTA_CLIENT_IDS_SQL, thisMinute - MINUTE_MS),
-    selectClientDays(db, QUOTA_CLIENT_IDS_SQL, month, today),
-    ...lists.map((list) => selectLastUsed(db, list)),
-    ...lists.map((list) => selectKeyMinutes(db, list, thisMinute - MINUTE_MS)),
-    pruneKept(db, liveFrom(now)),
-    ...reads.flat(),
-  ]);
-  countD1Work("usage_publish", read);
-  const [version, clientMinutes, clientDays, ...perList] = read;
+  const days = poolDays(now, timeZone, zoneSince);
+  const plans = new Map([...new Set(starts.values())].map((start) => [start, planWindowCount(start, now, days)]));
+  // Over several fold databases, the client keys with quotas come from the configuration (the first), as a list.
+  const clientIds =
+    dbs.length === 1
+      ? QUOTA_CLIENT_IDS_SQL
+      : `SELECT value FROM json_each('${JSON.stringify((await db.prepare(QUOTA_CLIENT_IDS_SQL).all<{ id: string }>()).results.map((r) => r.id)).replaceAll("'", "''")}')`;
+  // Each database reads its own keys in one transaction — the latest attempt folded for each key, and the counts
+  // that hold exactly the attempts up to it — and its share of the client keys' counts; the first takes the version.
+  const reads = await Promise.all(
+    dbs.map(async (shard, i) => {
+      const mine = dbs.length === 1 ? keys : keys.filter((k) => foldShardOf(k.keyId, dbs.length) === i);
+      const groups = new Map<number, string[]>();
+      for (const k of mine) {
+        const start = starts.get(k.keyId)!;
+        const group = groups.get(start);
+        if (group) group.push(k.keyId);
+        else groups.set(start, [k.keyId]);
+      }
+      // The keys go to D1 as lists of ids (json_each), each under the string D1 takes (a day window's, shorter).
+      const lists = keyIdLists(
+        mine.map((k) => k.keyId),
+        idListBytes,
+      );
+      const dayLists = [...groups].flatMap(([start, ids]) => keyIdLists(ids, idListBytes ?? DAY_ID_LIST_BYTES).map((list) => ({ start, list })));
+      const dayStatements = dayReads(shard, dayLists, plans, now, days);
+      const read = await shard.batch<Record<string, unknown>>([
+        ...(i === 0 ? [takeUsageVersion(shard)] : []),
+        selectClientMinutes(shard, clientIds, thisMinute - MINUTE_MS),
+        dbs.length === 1 ? selectClientDays(shard, clientIds, month, today) : selectClientDaysSince(shard, zoneSince, clientIds, month, today),
+        ...lists.map((list) => selectLastUsed(shard, list)),
+        ...lists.map((list) => selectKeyMinutes(shard, list, thisMinute - MINUTE_MS)),
+        pruneKept(shard, liveFrom(now)),
+        ...dayStatements.flat(),
+      ]);
+      countD1Work("usage_publish", read, i);
+      return { read: i === 0 ? read.slice(1) : read, version: i === 0 ? read[0] : undefined, lists: lists.length, dayStatements };
+    }),
+  );
   const rowsOf = <T>(results: (D1Result<Record<string, unknown>> | undefined)[]) => results.flatMap((r) => (r?.results ?? []) as unknown as T[]);
-  const lastUsed = rowsOf<{ key_id: string; last_used_at: number }>(perList.slice(0, lists.length));
-  const minutes = rowsOf<KeyCounts & { bucket: number }>(perList.slice(lists.length, 2 * lists.length));
   const counts: UsageCounts = { minutes: new Map(), days: new Map(), countedTo: new Map() };
-  for (const r of lastUsed) counts.countedTo.set(r.key_id, Number(r.last_used_at));
-  for (const r of minutes) {
-    const byBucket = counts.minutes.get(r.key_id) ?? new Map<number, { requests: number; tokens: number }>();
-    byBucket.set(r.bucket, { requests: r.requests, tokens: r.tokens });
-    counts.minutes.set(r.key_id, byBucket);
-  }
-  let at = 2 * lists.length + 1;
-  for (const r of reads) {
-    for (const row of rowsOf<KeyCounts>([perList[(at += r.length) - 1]])) {
-      const sum = counts.days.get(row.key_id) ?? { requests: 0, tokens: 0 };
-      counts.days.set(row.key_id, { requests: sum.requests + row.requests, tokens: sum.tokens + row.tokens });
+  const clients: ClientCounts = { month, today, minutes: new Map(), days: new Map() };
+  for (const { read, lists, dayStatements } of reads) {
+    const [clientMinutes, clientDays, ...perList] = read;
+    for (const r of rowsOf<{ key_id: string; last_used_at: number }>(perList.slice(0, lists))) counts.countedTo.set(r.key_id, Number(r.last_used_at));
+    for (const r of rowsOf<KeyCounts & { bucket: number }>(perList.slice(lists, 2 * lists))) {
+      const byBucket = counts.minutes.get(r.key_id) ?? new Map<number, { requests: number; tokens: number }>();
+      byBucket.set(r.bucket, { requests: r.requests, tokens: r.tokens });
+      counts.minutes.set(r.key_id, byBucket);
+    }
+    let at = 2 * lists + 1;
+    for (const r of dayStatements) {
+      for (const row of rowsOf<KeyCounts>([perList[(at += r.length) - 1]])) {
+        const sum = counts.days.get(row.key_id) ?? { requests: 0, tokens: 0 };
+        counts.days.set(row.key_id, { requests: sum.requests + row.requests, tokens: sum.tokens + row.tokens });
+      }
+    }
+    // A client key's counts are split over the databases: added up.
+    for (const r of (clientMinutes?.results ?? []) as unknown as { client_key_id: string; bucket: number; requests: number; tokens: number }[]) {
+      const byBucket = clients.minutes.get(r.client_key_id) ?? new Map<number, { requests: number; tokens: number }>();
+      const sum = byBucket.get(r.bucket) ?? { requests: 0, tokens: 0 };
+      byBucket.set(r.bucket, { requests: sum.requests + r.requests, tokens: sum.tokens + r.tokens });
+      clients.minutes.set(r.client_key_id, byBucket);
+    }
+    for (const r of (clientDays?.results ?? []) as Record<string, number>[]) {
+      const id = String(r.client_key_id);
+      const into = clients.days.get(id);
+      if (!into) clients.days.set(id, { ...r });
+      else
+        for (const [column, value] of Object.entries(r))
+          if (column !== "client_key_id")
+            into[column] = column === "last_at" ? Math.max(Number(into[column]), Number(value)) : Number(into[column]) + Number(value);
     }
   }
-  const clients: ClientCounts = { month, today, minutes: new Map(), days: new Map() };
-  for (const r of (clientMinutes?.results ?? []) as unknown as { client_key_id: string; bucket: number; requests: number; tokens: number }[]) {
-    const byBucket = clients.minutes.get(r.client_key_id) ?? new Map<number, { requests: number; tokens: number }>();
-    byBucket.set(r.bucket, { requests: r.requests, tokens: r.tokens });
-    clients.minutes.set(r.client_key_id, byBucket);
-  }
-  for (const r of (clientDays?.results ?? []) as Record<string, number>[]) clients.days.set(String(r.client_key_id), r);
+  const version = reads[0]!.version;
   const usage = buildPoolUsage(keys, counts, clients, Number(version!.results[0]!.value), now);
   const held = usage.keyIds.length + Object.keys(usage.clients).length;
   if (held === 0 && (await readUsagePublishedKeys(db)) === 0) return null;

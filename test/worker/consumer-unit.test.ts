@@ -308,7 +308,7 @@ describe("stats consumer", () => {
     );
     const publishWith = async (idListBytes?: number) => {
       await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
-      expect(await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, Date.now(), idListBytes)).not.toBeNull();
+      expect(await publishUsage([env.DB], env.SNAPSHOT, env.EVENTS, Date.now(), idListBytes)).not.toBeNull();
       const view = parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")!.view;
       return ids.map((id) => view.keys.get(id));
     };
@@ -349,7 +349,7 @@ describe("stats consumer", () => {
     const expectExact = async (cases: Awaited<ReturnType<typeof trafficUpTo>>[]) => {
       for (const { now, keys } of cases) {
         await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
-        expect(await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, now)).not.toBeNull();
+        expect(await publishUsage([env.DB], env.SNAPSHOT, env.EVENTS, now)).not.toBeNull();
         const view = parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")!.view;
         for (const { id, rule } of keys) {
           // A day counts every minute bucket from its start; a rolling day from the start of the hour 24 hours ago.
@@ -411,7 +411,7 @@ describe("stats consumer", () => {
     await send(keys.map(({ id }) => sent.get(id)!));
     const publishedDays = async (at = now) => {
       await env.DB.prepare("UPDATE meta SET value = 0 WHERE name = 'usage_published_at'").run();
-      expect(await publishUsage(env.DB, env.SNAPSHOT, env.EVENTS, at)).not.toBeNull();
+      expect(await publishUsage([env.DB], env.SNAPSHOT, env.EVENTS, at)).not.toBeNull();
       const view = parsePoolUsage((await env.SNAPSHOT.get(USAGE_KV_KEY, "text")) ?? "")!.view;
       return keys.map(({ id }) => view.keys.get(id)?.day.requests);
     };

@@ -23,6 +23,7 @@ import { findRequest, listRequests, type RequestFilters } from "../../storage/re
 import type { RequestRow } from "../../storage/request-log-rows";
 import { pruneProjections } from "../../scheduler/storage/retention";
 import { readMetricTotals } from "../../storage/metrics";
+import { publishUsage } from "../../stats-consumer/storage/usage-store";
 import { keyLabelsAcross, loadKeyLimitRows, loadKeyRows, readProbeCandidates, selectKeyLabels } from "../../storage/keys";
 import { readKeyFacts, readPoolRows, readStateRows } from "../../stats-consumer/storage/snapshot-store";
 import { readClientQuotaRows } from "../../stats-consumer/storage/alert-inputs";
@@ -44,6 +45,8 @@ const PARTITIONED: Record<string, (row: Row) => number> = {
   request_log: (row) => foldShardOf(String(row.request_id), 3),
   request_attempts: (row) => foldShardOf(String(row.request_id), 3),
   audit_log: () => 0,
+  // The sums of past hours the usage publish keeps, by key.
+  usage_kept: (row) => foldShardOf(String(row.key_id), 3),
 };
 /** The dedupe window: an event's id is in every database that folded a part of it. */
 const SEEN = "seen_events";
@@ -193,6 +196,24 @@ function traffic(): KeypoolEvent[] {
   };
   events.push(admin);
   return events;
+}
+
+/** The published usage by key (each key's counts with its day window, not its index) and by client key, whatever the keys' order. */
+function usageByKey(text: string): { keys: Record<string, unknown[]>; clients: Record<string, unknown>; rest: unknown[] } {
+  const u = JSON.parse(text) as {
+    keyIds: string[];
+    keyCounts: number[];
+    dayWindows: unknown[];
+    keyReadings: unknown;
+    clients: Record<string, unknown>;
+  } & Record<string, unknown>;
+  const keys = Object.fromEntries(
+    u.keyIds.map((id, i) => {
+      const c = u.keyCounts.slice(i * 8, i * 8 + 8);
+      return [id, [...c.slice(0, 4), u.dayWindows[c[4]!], ...c.slice(5)]];
+    }),
+  );
+  return { keys, clients: u.clients, rest: [u.version, u.generatedAt, u.minuteStart, u.keyReadings] };
 }
 
 /** A database whose transactions fail, as D1 may when it is overloaded or restarted. */
@@ -413,6 +434,28 @@ describe("the fold over several databases by key", () => {
     } finally {
       await setK05(before!.last_rate_limit_ts, before!.cool_until);
     }
+  });
+
+  it("publishes the pool's usage from the databases as from one", async () => {
+    const now = Date.now();
+    // Limits on six keys (one counting a rolling day, whose past hours the publish keeps in each key's database); c-0
+    // and c-1 have quotas (the dashboard test's).
+    for (const db of [WHOLE(), SHARDS()[0]!]) {
+      await db.prepare(`UPDATE keys SET limits = '{"rpm":100,"rpd":1000,"tpd":100000}' WHERE id IN ('k-00', 'k-01', 'k-02', 'k-03', 'k-04')`).run();
+      await db.prepare(`UPDATE keys SET limits = '{"rpd":50,"day":{"reset":"rolling"}}' WHERE id = 'k-06'`).run();
+    }
+    const publish = async (dbs: FoldDatabases) => {
+      let written = "";
+      const kv = { put: async (_key: string, value: string) => void (written = value) } as unknown as KVNamespace;
+      const queue = { send: async () => {} } as unknown as Queue;
+      expect(await publishUsage(dbs, kv, queue, now)).not.toBeNull();
+      return usageByKey(written);
+    };
+    const one = await publish([WHOLE()]);
+    expect(Object.keys(one.keys).length).toBeGreaterThanOrEqual(6);
+    expect(Object.values(one.keys).filter((k) => Number(k[6]) > 0).length).toBeGreaterThan(3);
+    expect(Object.keys(one.clients).sort()).toEqual(["c-0", "c-1"]);
+    expect(await publish(SHARDS() as unknown as FoldDatabases)).toEqual(one);
   });
 
   it("reads the request log over the databases as from one: pages, filters, a request", async () => {
