@@ -578,19 +578,22 @@ export async function clientDaysAcross(
   const parts = await Promise.all(
     dbs.map(async (db) => (await selectClientDaysSince(db, since, "SELECT value FROM json_each(?4)", month, today, ids).all<Record<string, number>>()).results),
   );
-  for (const row of parts.flat()) {
-    const id = String(row.client_key_id);
-    const into = out.get(id);
-    if (!into) {
-      out.set(id, { ...row });
-      continue;
-    }
-    for (const [column, value] of Object.entries(row)) {
-      if (column === "client_key_id") continue;
-      into[column] = column === "last_at" ? Math.max(Number(into[column] ?? 0), Number(value ?? 0)) : Number(into[column] ?? 0) + Number(value ?? 0);
-    }
-  }
+  for (const row of parts.flat()) addClientDays(out, row);
   return out;
+}
+
+/** Adds one database's `selectClientDays` row to a client key's (by client key): its sums added, its latest attempt the latest. */
+export function addClientDays(days: Map<string, Record<string, number>>, row: Record<string, number>): void {
+  const id = String(row.client_key_id);
+  const into = days.get(id);
+  if (!into) {
+    days.set(id, { ...row });
+    return;
+  }
+  for (const [column, value] of Object.entries(row)) {
+    if (column === "client_key_id") continue;
+    into[column] = column === "last_at" ? Math.max(Number(into[column] ?? 0), Number(value ?? 0)) : Number(into[column] ?? 0) + Number(value ?? 0);
+  }
 }
 
 /** Requests and tokens by key, for the keys in `keyIds` (a JSON array parameter). */

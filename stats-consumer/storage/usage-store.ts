@@ -14,7 +14,15 @@ import {
 import { QUOTA_CLIENT_IDS_SQL } from "../../storage/client-keys";
 import { keyIdLists, readCapacityKeys, selectLastUsed } from "../../storage/keys";
 import type { CountTerm } from "../../storage/rollup-sums";
-import { selectClientDays, selectClientDaysSince, selectClientMinutes, selectKeyMinutes, selectKeyWindow, type KeyCounts } from "../../storage/rollups";
+import {
+  addClientDays,
+  selectClientDays,
+  selectClientDaysSince,
+  selectClientMinutes,
+  selectKeyMinutes,
+  selectKeyWindow,
+  type KeyCounts,
+} from "../../storage/rollups";
 import type { FoldDatabases } from "../../storage/fold-databases";
 import { selectSettings } from "../../storage/settings";
 import {
@@ -144,15 +152,7 @@ export async function publishUsage(dbs: FoldDatabases, kv: KVNamespace, queue: Q
       byBucket.set(r.bucket, { requests: sum.requests + r.requests, tokens: sum.tokens + r.tokens });
       clients.minutes.set(r.client_key_id, byBucket);
     }
-    for (const r of (clientDays?.results ?? []) as Record<string, number>[]) {
-      const id = String(r.client_key_id);
-      const into = clients.days.get(id);
-      if (!into) clients.days.set(id, { ...r });
-      else
-        for (const [column, value] of Object.entries(r))
-          if (column !== "client_key_id")
-            into[column] = column === "last_at" ? Math.max(Number(into[column]), Number(value)) : Number(into[column]) + Number(value);
-    }
+    for (const r of (clientDays?.results ?? []) as Record<string, number>[]) addClientDays(clients.days, r);
   }
   const version = reads[0]!.version;
   const usage = buildPoolUsage(keys, counts, clients, Number(version!.results[0]!.value), now);
