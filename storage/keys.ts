@@ -278,52 +278,31 @@ function troubledKeysSql(): string {
 // (`foldShardOf`); the keys themselves in the first, the configuration's. A read takes the keys from the first and
 // their state from each key's own.
 
-/** The columns of a key's row that come from its fold database (`selectKeysForSnapshot`'s, `selectKeyStates`'s). */
-const KEY_STATE_COLUMNS = [
-  "balance",
-  "last_ok_ts",
-  "last_rate_limit_ts",
-  "cool_until",
-  "last_auth_fail_ts",
-  "last_no_balance_ts",
-  "failures",
-  "successes",
-  "judged",
-];
-
 /** Rows of each database's that are its own keys' (the first may hold other keys' only if the split changed). */
 async function ownKeyRows(dbs: FoldDatabases, read: (db: D1Database) => Promise<Record<string, unknown>[]>): Promise<Record<string, unknown>[]> {
   const parts = await Promise.all(dbs.map(read));
   return parts.flatMap((rows, i) => rows.filter((r) => foldShardOf(String(r.id), dbs.length) === i));
 }
 
-/**
- * Keys' balance, health facts and judged misses since `since` from the database holding each, by key id: of `keyIds`,
- * or of every key with a health row or a miss.
- */
-async function keyStatesAcross(dbs: FoldDatabases, since: number, keyIds?: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
-  const rows = await ownKeyRows(dbs, async (db) => {
-    const { results } = await db
-      .prepare(
-        `WITH r AS (${recentMissesSql("?1")}), ids AS (SELECT key_id AS id FROM key_health UNION SELECT key_id FROM r)
-         SELECT ids.id, h.balance, ${HEALTH_FACT_COLUMNS}, r.successes, r.judged
-         FROM ids LEFT JOIN key_health h ON h.key_id = ids.id LEFT JOIN r ON r.key_id = ids.id
-         WHERE ?2 IS NULL OR ids.id IN (SELECT value FROM json_each(?2))`,
-      )
-      .bind(since, keyIds ? JSON.stringify(keyIds) : null)
-      .all<Record<string, unknown>>();
-    return results;
-  });
-  return new Map(rows.map((r) => [String(r.id), r]));
+/** What a key's row takes from its fold database for the snapshot: its balance, health facts and judged misses. */
+const KEY_STATE_SELECT = `h.balance, ${HEALTH_FACT_COLUMNS}, r.successes, r.judged`;
+
+/** KEY_STATE_SELECT by key `id` in one fold database, judged misses since `since`: of `keyIds`, or of every key with a health row or a miss. */
+function selectOwnKeyStates(db: D1Database, since: number, keyIds?: readonly string[]): D1PreparedStatement {
+  return db
+    .prepare(
+      `WITH r AS (${recentMissesSql("?1")}), ids AS (SELECT key_id AS id FROM key_health UNION SELECT key_id FROM r)
+       SELECT ids.id, ${KEY_STATE_SELECT}
+       FROM ids LEFT JOIN key_health h ON h.key_id = ids.id LEFT JOIN r ON r.key_id = ids.id
+       WHERE ?2 IS NULL OR ids.id IN (SELECT value FROM json_each(?2))`,
+    )
+    .bind(since, keyIds ? JSON.stringify(keyIds) : null);
 }
 
 /** `selectKeysForSnapshot`'s rows over several fold databases: the keys from the first, each one's state from its own. */
 export async function keysForSnapshotAcross(dbs: FoldDatabases, keys: KeySnapshotRow[], since: number): Promise<KeySnapshotRow[]> {
-  const states = await keyStatesAcross(dbs, since);
-  return keys.map((k) => {
-    const state = states.get(k.id);
-    return { ...k, ...Object.fromEntries(KEY_STATE_COLUMNS.map((c) => [c, state?.[c] ?? null])) } as KeySnapshotRow;
-  });
+  const rows = await withOwnState(dbs, keys as unknown as Record<string, unknown>[], KEY_STATE_SELECT, (db) => selectOwnKeyStates(db, since).all());
+  return rows as unknown as KeySnapshotRow[];
 }
 
 /** Every key a fold database holds a health or capacity row of, as `id` (a sub-query). */
@@ -374,7 +353,11 @@ export async function keyStatesOfTroubledAcross(dbs: FoldDatabases, now: number,
 
 /** `selectKeyFacts`'s rows over several fold databases: the keys' admin state from the first, their facts from their own. */
 export async function keyFactsAcross(dbs: FoldDatabases, keyIds: string[]): Promise<Record<string, unknown>[]> {
-  const [enabled, states] = await Promise.all([namesOf<number>(dbs[0], "keys", "enabled", keyIds), keyStatesAcross(dbs, Number.MAX_SAFE_INTEGER, keyIds)]);
+  const [enabled, rows] = await Promise.all([
+    namesOf<number>(dbs[0], "keys", "enabled", keyIds),
+    ownKeyRows(dbs, async (db) => (await selectOwnKeyStates(db, Number.MAX_SAFE_INTEGER, keyIds).all<Record<string, unknown>>()).results),
+  ]);
+  const states = new Map(rows.map((r) => [String(r.id), r]));
   return [...enabled].map(([id, on]) => ({ ...states.get(id), id, enabled: on }));
 }
 
