@@ -28,12 +28,24 @@ export default defineConfig({
             miniflare: {
               bindings: { ...TEST_SECRETS, TEST_MIGRATIONS: await readD1Migrations("./schema/migrations") },
               // The consumer's own bindings, so its unit tests can run here too.
-              // The fold-shards test's archive of its own (a replay reads every batch of a bucket).
-              r2Buckets: { ARCHIVE: ARCHIVE_BUCKET, FOLD_ARCHIVE: "fold-archive" },
+              // The fold-shards and fold-layout tests' archives of their own (a replay reads every batch of a bucket).
+              r2Buckets: { ARCHIVE: ARCHIVE_BUCKET, FOLD_ARCHIVE: "fold-archive", SPLIT_ARCHIVE: "split-archive" },
+              // The fold-layout test's consumer publishes into a namespace of its own.
+              kvNamespaces: { SPLIT_SNAPSHOT: "split-snapshot" },
               queueProducers: { DEAD_LETTERS: { queueName: DLQ } },
-              // The gateway's database as its config has it, and four of the fold-shards test's own: one folding a
-              // batch whole, three folding it by key.
-              d1Databases: { DB: D1_ID, FOLD_WHOLE: "fold-whole", FOLD_0: "fold-0", FOLD_1: "fold-1", FOLD_2: "fold-2" },
+              // The gateway's database as its config has it; four of the fold-shards test's own: one folding a
+              // batch whole, three folding it by key; and the fold-layout test's pool of three and its one beside.
+              d1Databases: {
+                DB: D1_ID,
+                FOLD_WHOLE: "fold-whole",
+                FOLD_0: "fold-0",
+                FOLD_1: "fold-1",
+                FOLD_2: "fold-2",
+                SPLIT_1: "split-1",
+                SPLIT_2: "split-2",
+                SPLIT_3: "split-3",
+                SPLIT_REF: "split-ref",
+              },
               workers: [
                 {
                   name: "keypool-stats-consumer",

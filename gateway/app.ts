@@ -3,6 +3,8 @@ import type { GatewayHono, IsolateState } from "./context";
 import { KeypoolError, errorResponse } from "./errors";
 import { SCHEMA_MIGRATION } from "../schema";
 import { appliedMigration } from "../storage/schema-version";
+import { foldDatabases } from "../storage/fold-databases";
+import { type DatabaseLayout, layoutRefusalMessage, layoutsAgree, readFoldLayouts } from "../storage/fold-layout";
 import { optionalSecret } from "./logic/secrets";
 import { DASHBOARD_SECURITY_HEADERS, type SecretName, missingSecrets, requireSecrets } from "./middleware";
 import { adminRoutes } from "./routes/admin";
@@ -13,27 +15,40 @@ const ALL_SECRETS: SecretName[] = ["ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTI
 
 /**
  * What a deploy checks before it calls itself done: every secret set (named when
- * missing, never shown), D1 reachable, and the migrations this code needs applied.
- * 503 when any is not. It also says which rotations this isolate is part of and how
+ * missing, never shown), D1 reachable, the migrations this code needs applied in
+ * every fold database, and each of them holding the fold layout this Worker's
+ * bindings give it (storage/fold-layout.ts). 503 when any is not. It also says which rotations this isolate is part of and how
  * fresh its snapshot is, which `npm run rotate` waits on.
  */
 async function deepHealth(env: GatewayEnv, snapshot: { version: number; generatedAt: number }) {
   const missing = ALL_SECRETS.filter((n) => missingSecrets(env, [n]) !== null);
+  const dbs = foldDatabases(env);
   let database: { ok: boolean; migration?: string | null; expected: string; error?: string };
   try {
-    const migration = await appliedMigration(env.DB);
+    // The oldest of the fold databases' (DB holds the configuration too).
+    const applied = await Promise.all(dbs.map(appliedMigration));
+    const migration = applied.includes(null) ? null : applied.reduce((a, b) => (b! < a! ? b : a));
     database = { ok: migration !== null && migration >= SCHEMA_MIGRATION, migration, expected: SCHEMA_MIGRATION };
   } catch {
     database = { ok: false, expected: SCHEMA_MIGRATION, error: "D1 did not answer, or its migrations table is missing" };
   }
-  const ok = missing.length === 0 && database.ok;
+  let folds: { ok: boolean; databases: DatabaseLayout[]; error?: string } = { ok: false, databases: [] };
+  if (database.ok) {
+    try {
+      const layouts = await readFoldLayouts(dbs);
+      folds = { ok: layoutsAgree(layouts), databases: layouts, ...(layoutsAgree(layouts) ? {} : { error: layoutRefusalMessage(layouts) }) };
+    } catch {
+      folds = { ok: false, databases: [], error: "a fold database did not answer" };
+    }
+  }
+  const ok = missing.length === 0 && database.ok && folds.ok;
   // Which rotations this isolate is in the middle of (npm run rotate waits on these); names only, never values.
   const rotating = (name: "KEY_ENCRYPTION_KEY" | "JWT_SECRET") => {
     const next = optionalSecret(env, `${name}_NEXT`);
     return next !== undefined && next !== env[name];
   };
   const rotation = { keyEncryptionKey: rotating("KEY_ENCRYPTION_KEY"), jwtSecret: rotating("JWT_SECRET") };
-  return Response.json({ ok, secrets: { ok: missing.length === 0, missing }, database, rotation, snapshot }, { status: ok ? 200 : 503 });
+  return Response.json({ ok, secrets: { ok: missing.length === 0, missing }, database, folds, rotation, snapshot }, { status: ok ? 200 : 503 });
 }
 
 const API_PATH = /^\/(v1|admin\/api|metrics)(\/|$)/;

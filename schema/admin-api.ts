@@ -262,15 +262,24 @@ export const probeKeysBodySchema = z
   .object({ ids: z.array(z.string().min(1).max(100)).min(1).max(1000).optional(), all: z.literal(true).optional() })
   .refine((b) => (b.ids === undefined) !== (b.all === undefined), { message: "give either ids or all: true" });
 
-/** Starts an audit replay: `rebuild` recomputes projections from the archive and diffs them; `requeue` resends archived events. */
+/**
+ * Starts an audit replay: `rebuild` recomputes projections from the archive and
+ * diffs them; `requeue` resends archived events; `refold` replaces the
+ * projections with the whole archive folded again (the fold databases changed,
+ * or a rebuild found differences).
+ */
 export const replayBodySchema = z
   .object({
-    kind: z.enum(["rebuild", "requeue"]),
+    kind: z.enum(["rebuild", "requeue", "refold"]),
     from: z.number().int().nonnegative().optional(),
     to: z.number().int().positive().optional(),
     source: z.enum(["events", "dead"]).default("events"),
   })
-  .refine((b) => b.from === undefined || b.to === undefined || b.from < b.to, { message: "from must be before to", path: ["from"] });
+  .refine((b) => b.from === undefined || b.to === undefined || b.from < b.to, { message: "from must be before to", path: ["from"] })
+  .refine((b) => b.kind !== "refold" || (b.from === undefined && b.to === undefined), {
+    message: "a refold folds the whole event log again: it takes no from or to",
+    path: ["from"],
+  });
 
 export const statsSummarySchema = z.object({
   /** Requests and tokens in the last 60 seconds. */
@@ -502,7 +511,7 @@ const tableDiffSchema = z.object({
 export const replayJobSchema = z.object({
   id: z.string(),
   status: z.enum(["pending", "running", "done", "failed"]),
-  kind: z.enum(["rebuild", "requeue"]).optional(),
+  kind: z.enum(["rebuild", "requeue", "refold"]).optional(),
   params: z.record(z.string(), z.unknown()).optional(),
   startedAt: z.number().optional(),
   finishedAt: z.number().nullable().optional(),
@@ -516,6 +525,7 @@ export const replayJobSchema = z.object({
         identical: z.boolean(),
       }),
       z.object({ objects: z.number().int(), requeued: z.number().int(), unparseable: z.number().int() }),
+      z.object({ objects: z.number().int(), events: z.number().int(), unparseable: z.number().int(), databases: z.number().int() }),
       z.object({ error: z.string() }),
     ])
     .nullable()

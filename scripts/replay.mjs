@@ -1,16 +1,17 @@
 // @ts-check
 /**
- * `npm run replay -- rebuild|requeue [--from TIME] [--to TIME] [--source events|dead]`
+ * `npm run replay -- rebuild|requeue|refold [--from TIME] [--to TIME] [--source events|dead]`
  * against the running local stack (`npm start`): starts the job through the admin
  * API, waits for the consumer to finish it, prints the report. TIME is an ISO date
  * or epoch ms. KEYPOOL_URL (default http://127.0.0.1:$PORT) and KEYPOOL_ADMIN_PASSWORD
  * (default: .dev.vars) point it elsewhere. Exits 1 when a rebuild finds differences.
+ * A refold takes the whole log (no --from or --to).
  */
 import { adminFromEnv } from "./lib/admin-client.mjs";
 
 const [kind, ...rest] = process.argv.slice(2);
-if (kind !== "rebuild" && kind !== "requeue") {
-  console.error("usage: npm run replay -- rebuild|requeue [--from TIME] [--to TIME] [--source events|dead]");
+if (kind !== "rebuild" && kind !== "requeue" && kind !== "refold") {
+  console.error("usage: npm run replay -- rebuild|requeue|refold [--from TIME] [--to TIME] [--source events|dead]");
   process.exit(2);
 }
 /** @param {string} name */
@@ -43,7 +44,11 @@ if (job.status === "failed") {
   process.exit(1);
 }
 const report = job.report;
-if (kind === "requeue") {
+if (kind === "refold") {
+  console.log(
+    `refolded ${report.events} event(s) from ${report.objects} archived batch(es) into ${report.databases} database(s); ${report.unparseable} unparseable record(s) skipped`,
+  );
+} else if (kind === "requeue") {
   console.log(`requeued ${report.requeued} event(s) from ${report.objects} archived batch(es); ${report.unparseable} unparseable record(s) skipped`);
 } else {
   console.log(`replayed ${report.events} event(s) from ${report.objects} archived batch(es)`);

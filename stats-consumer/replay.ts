@@ -6,10 +6,11 @@ import { readPriceBook } from "../storage/prices";
 import { readSettings } from "../storage/settings";
 import { DEAD_PREFIX, EVENTS_PREFIX } from "../schema";
 import { listArchive, readArchived } from "../storage/archive";
-import { foldEvents } from "./storage/ingest-db";
+import { emptyProjections, foldEvents } from "./storage/ingest-db";
 import { sendToQueue } from "../storage/queues";
 import { diffRequestLog, diffRollup, diffTable, resetShadowTables, sumDiffs, type TableDiff } from "./storage/shadow-db";
 import { foldDatabases, type FoldDatabases } from "../storage/fold-databases";
+import { foldLayoutOf, refoldLayout, setFoldLayout } from "../storage/fold-layout";
 
 /** Parameters of a replay job, carried in its admin event's detail. */
 export interface ReplayParams {
@@ -21,10 +22,10 @@ export interface ReplayParams {
   source?: "events" | "dead";
 }
 
-const inRange = (e: KeypoolEvent, p: ReplayParams) => (p.from === undefined || e.ts >= p.from) && (p.to === undefined || e.ts < p.to);
+const inRange = (e: KeypoolEvent, p: Pick<ReplayParams, "from" | "to">) => (p.from === undefined || e.ts >= p.from) && (p.to === undefined || e.ts < p.to);
 
 /** Archived events of one object that parse and fall in the range (dead letters carry theirs in `body`). */
-function eventsOf(records: unknown[], p: ReplayParams): { events: KeypoolEvent[]; unparseable: number } {
+function eventsOf(records: unknown[], p: Pick<ReplayParams, "from" | "to">): { events: KeypoolEvent[]; unparseable: number } {
   const events: KeypoolEvent[] = [];
   let unparseable = 0;
   for (const record of records) {
@@ -105,22 +106,90 @@ export async function requeue(env: ConsumerEnv, p: ReplayParams): Promise<Requeu
   return { objects: keys.length, requeued, unparseable };
 }
 
-/** The replay jobs a batch asks for (admin events `replay.rebuild` / `replay.requeue`). */
-function replayRequests(events: KeypoolEvent[]): { kind: "rebuild" | "requeue"; params: ReplayParams }[] {
+export interface RefoldReport {
+  objects: number;
+  events: number;
+  unparseable: number;
+  /** The fold databases refolded into. */
+  databases: number;
+}
+
+/**
+ * Folds the whole archived event log again into the fold databases this
+ * consumer binds, replacing what they held: how a pool moves to another list
+ * of databases (storage/fold-layout.ts), and how live projections that a
+ * rebuild found different are made equal to the log again. Each database
+ * first, in one transaction, empties its projections and takes the refold's
+ * layout — from then on a batch folding under a database's own layout fails
+ * and is retried, and one that committed before was archived before the
+ * archive is listed here, so it is refolded. The archived batches are folded
+ * in the order they were consumed, through the very same fold; then each
+ * database takes its layout in the list. A refold that fails leaves the
+ * databases under its layout (batches wait in the queue) until a refold ends.
+ */
+export async function refold(env: ConsumerEnv, p: ReplayParams, dbs: FoldDatabases = foldDatabases(env)): Promise<RefoldReport> {
+  const layout = refoldLayout(p.jobId);
+  await Promise.all(dbs.map((db) => emptyProjections(db, layout)));
+  const [settings, prices] = await Promise.all([readSettings(dbs[0]), readPriceBook(dbs[0])]);
+  const keys = await listArchive(env.ARCHIVE, EVENTS_PREFIX);
+  let events = 0;
+  let unparseable = 0;
+  for (const key of keys) {
+    const parsed = eventsOf(await readArchived(env.ARCHIVE, key), {});
+    unparseable += parsed.unparseable;
+    if (parsed.events.length === 0) continue;
+    events += parsed.events.length;
+    await foldEvents(dbs, parsed.events, settings, prices, "", layout);
+  }
+  await Promise.all(dbs.map((db, i) => setFoldLayout(db, foldLayoutOf(i, dbs.length))));
+  return { objects: keys.length, events, unparseable, databases: dbs.length };
+}
+
+type ReplayRequest = { kind: "rebuild" | "requeue" | "refold"; params: ReplayParams };
+
+const REPLAY_KINDS = { "replay.rebuild": "rebuild", "replay.requeue": "requeue", "replay.refold": "refold" } as const;
+
+/** The replay jobs a batch asks for (admin events `replay.rebuild` / `replay.requeue` / `replay.refold`). */
+function replayRequests(events: KeypoolEvent[]): ReplayRequest[] {
   return events
-    .filter((e): e is AdminEvent => e.type === "admin" && (e.action === "replay.rebuild" || e.action === "replay.requeue"))
+    .filter((e): e is AdminEvent => e.type === "admin" && Object.hasOwn(REPLAY_KINDS, e.action))
     .flatMap((e) => {
       const d = (e.detail ?? {}) as Record<string, unknown>;
       if (typeof d.jobId !== "string") return [];
       const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
       const params: ReplayParams = { jobId: d.jobId, from: num(d.from), to: num(d.to), source: d.source === "dead" ? "dead" : "events" };
-      return [{ kind: e.action === "replay.rebuild" ? ("rebuild" as const) : ("requeue" as const), params }];
+      return [{ kind: REPLAY_KINDS[e.action as keyof typeof REPLAY_KINDS], params }];
     });
 }
 
-/** Runs the replay jobs a batch asked for, recording each one's report; a failed job is reported, not retried. */
+/** Whether a batch asks for a refold, which runs before the batch itself is folded (`runRefolds`). */
+export function asksForRefold(events: KeypoolEvent[]): boolean {
+  return replayRequests(events).some((r) => r.kind === "refold");
+}
+
+/**
+ * Runs the refolds a batch asks for, before the batch is folded: under a
+ * changed list of databases the batch could not be folded otherwise, and it
+ * is archived already, so the refold folds it (its own fold then changes
+ * nothing). A refold that fails is recorded and fails the batch, so it is
+ * tried again with it.
+ */
+export async function runRefolds(events: KeypoolEvent[], env: ConsumerEnv, now: () => number): Promise<void> {
+  for (const { params } of replayRequests(events).filter((r) => r.kind === "refold")) {
+    await startReplayJob(env.DB, { id: params.jobId, kind: "refold", params: { jobId: params.jobId } }, now());
+    try {
+      await finishReplayJob(env.DB, params.jobId, "done", await refold(env, params), now());
+    } catch (err) {
+      await finishReplayJob(env.DB, params.jobId, "failed", { error: err instanceof Error ? err.message : String(err) }, now()).catch(() => {});
+      throw err;
+    }
+  }
+}
+
+/** Runs the rebuilds and requeues a batch asked for, recording each one's report; a failed job is reported, not retried. */
 export async function runReplayJobs(events: KeypoolEvent[], env: ConsumerEnv, now: () => number): Promise<void> {
   for (const { kind, params } of replayRequests(events)) {
+    if (kind === "refold") continue;
     await startReplayJob(env.DB, { id: params.jobId, kind, params: { ...params } }, now());
     try {
       const report = kind === "rebuild" ? await rebuild(env, params, now()) : await requeue(env, params);

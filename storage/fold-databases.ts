@@ -6,12 +6,30 @@
  */
 export type FoldDatabases = readonly [D1Database, ...D1Database[]];
 
+/** Whether a binding's name is a further fold database's: `DB_2`, `DB_3`… */
+export function isFoldDatabaseBinding(name: string): boolean {
+  return /^DB_\d+$/.test(name);
+}
+
+const databasesOf = new WeakMap<object, FoldDatabases>();
+
 /**
- * A deployment's fold databases: `DB` alone until every reader of the fold's
- * tables reads across several (docs/scale.md, item 29, says which do so far).
+ * A deployment's fold databases: `DB`, then `DB_2`, `DB_3`… in order of their
+ * number, as both Workers' configs bind them (docs/operations.md, "Folding into
+ * several databases"). A key's rows live in the database its id hashes to
+ * among these, so the list is the fold's layout: its length and order may not
+ * change while the databases hold folded rows (`foldLayout`).
  */
 export function foldDatabases(env: { DB: D1Database }): FoldDatabases {
-  return [env.DB];
+  let dbs = databasesOf.get(env);
+  if (!dbs) {
+    const others: [number, D1Database][] = [];
+    for (const [name, value] of Object.entries(env))
+      if (isFoldDatabaseBinding(name) && value) others.push([Number(name.slice("DB_".length)), value as D1Database]);
+    dbs = [env.DB, ...others.sort((a, b) => a[0] - b[0]).map(([, db]) => db)];
+    databasesOf.set(env, dbs);
+  }
+  return dbs;
 }
 
 /** A JSON list of every key of an upstream, from the configuration, for reads of databases that do not hold `keys`. */

@@ -3,7 +3,7 @@
  * consumer, which runs them; read by the admin API.
  */
 
-export type ReplayJobKind = "rebuild" | "requeue";
+export type ReplayJobKind = "rebuild" | "requeue" | "refold";
 export type ReplayJobStatus = "running" | "done" | "failed";
 
 /** A replay job as recorded. */

@@ -13,21 +13,22 @@ import { takeD1Work } from "../../stats-consumer/storage/d1-work";
 import { foldEvents } from "../../stats-consumer/storage/ingest-db";
 import { readPriceBook } from "../../storage/prices";
 import { readSettings } from "../../storage/settings";
+import type { FoldDatabases } from "../../storage/fold-databases";
 
 type FoldEnv = Record<string, D1Database>;
 
-function databases(env: FoldEnv, queue: string): D1Database[] {
+function databases(env: FoldEnv, queue: string): FoldDatabases {
   if (queue === "fold-one") return [env.ONE!];
   const shards: D1Database[] = [];
-  for (let i = 0; env[`SHARD_${i}`]; i++) shards.push(env[`SHARD_${i}`]!);
-  return shards;
+  for (let i = 1; env[`SHARD_${i}`]; i++) shards.push(env[`SHARD_${i}`]!);
+  return [env.SHARD_0!, ...shards];
 }
 
 export default {
   async queue(batch, env) {
     const dbs = databases(env, batch.queue);
     const { events } = readBatch(batch);
-    const [settings, prices] = await Promise.all([readSettings(dbs[0]!), readPriceBook(dbs[0]!)]);
+    const [settings, prices] = await Promise.all([readSettings(dbs[0]), readPriceBook(dbs[0])]);
     for (let i = 0; i < events.length; i += EVENTS_PER_TRANSACTION) await foldEvents(dbs, events.slice(i, i + EVENTS_PER_TRANSACTION), settings, prices);
     for (const [i, db] of dbs.entries()) await takeD1Work(db, i)?.statement.run();
     batch.ackAll();

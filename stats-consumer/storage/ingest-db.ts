@@ -11,6 +11,8 @@ import { ADD_LATE_TO_KEPT_SQL } from "../../storage/usage-kept";
 import { countD1Work, countFoldedEvents, restoreD1Work, takeD1Work } from "./d1-work";
 import type { FoldPart, KeypoolEvent, PriceBook, Settings } from "../../schema";
 import { foldShards } from "../logic/fold-shards";
+import type { FoldDatabases } from "../../storage/fold-databases";
+import { CHECK_LAYOUT_SQL, SET_LAYOUT_SQL, foldLayoutOf, isLayoutRefusal, layoutRefusalMessage, readFoldLayouts } from "../../storage/fold-layout";
 
 /** The stage's column for each rollup measure (ingest_stage, migration 0010: short names keep the JSON parameter small). */
 const STAGE_MEASURES = {
@@ -97,6 +99,21 @@ export const PROJECTION_TABLES = [
   "seen_events",
 ] as const;
 
+/**
+ * What a refold empties besides the projections: the usage publish's kept sums
+ * and the dashboard's kept answers, both copies of the rollups that a publish
+ * or a read fills again.
+ */
+const REFOLD_CACHES = ["usage_kept", "stats_cache"] as const;
+
+/**
+ * Empties a database's projections (and the copies kept of them) and gives it
+ * `layout`, in one transaction: where a refold starts (replay.ts `refold`).
+ */
+export async function emptyProjections(db: D1Database, layout: string): Promise<void> {
+  await db.batch([db.prepare(SET_LAYOUT_SQL).bind(layout), ...[...PROJECTION_TABLES, ...REFOLD_CACHES].map((t) => db.prepare(`DELETE FROM ${t}`))]);
+}
+
 /** A statement of the fold and the part of it it is. */
 type Tagged = [D1PreparedStatement, FoldPart];
 
@@ -155,6 +172,7 @@ export async function ingestBatch(
   capacity: CapacityRow[],
   projection: Projection = "",
   shard = 0,
+  layout = foldLayoutOf(0, 1),
 ): Promise<void> {
   if (rows.seen.length === 0) return;
   const sql = projection === "" ? SQL.live : SQL.shadow;
@@ -182,6 +200,8 @@ export async function ingestBatch(
     return statements;
   };
   const seen = JSON.stringify(rows.seen);
+  // First in each transaction: the database holds the fold's layout, or the whole transaction fails (fold-layout.ts).
+  const checkLayout: Tagged = [db.prepare(CHECK_LAYOUT_SQL).bind(layout), "fold_other"];
   const clear: Tagged[] = rows.attempts.length > 0 ? [[db.prepare(CLEAR_STAGE), "fold_stage"]] : [];
   // Consumer lag and what D1 spent on earlier work are live figures, not projections: a rebuild leaves them alone
   // (and its own time is not counted).
@@ -207,6 +227,7 @@ export async function ingestBatch(
   };
   try {
     await commit([
+      checkLayout,
       [db.prepare(sql.allNew.seen).bind(seen), "fold_dedupe"],
       ...fold(sql.allNew.stage, rows.groups, sql.allNew.audit, sql.allNew.metrics, metricRowsParam(rows.metrics)),
       ...clear,
@@ -219,6 +240,7 @@ export async function ingestBatch(
   const metricEvents = rows.attempts.map((a) => ({ id: a.id, ts: a.ts }));
   try {
     await commit([
+      checkLayout,
       ...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit, sql.someSeen.metrics, metricRowsParam(rows.metricAttempts, metricEvents)),
       [db.prepare(sql.someSeen.seen).bind(seen), "fold_dedupe"],
       ...clear,
@@ -231,20 +253,30 @@ export async function ingestBatch(
 }
 
 /**
- * Folds a batch's events into the fold's databases — one today, or several by
- * key (`foldShards`) — each in its own transaction, all at once. If any fails
- * the whole batch is retried: those that committed see its ids in their dedupe
- * windows and change nothing.
+ * Folds a batch's events into the fold's databases — one, or several by key
+ * (`foldShards`) — each in its own transaction, all at once. If any fails the
+ * whole batch is retried: those that committed see its ids in their dedupe
+ * windows and change nothing. Each transaction first checks that its database
+ * holds the layout it folds under (the list's, or a refold's `layout`); one that
+ * does not fails the batch with what changed and what to do.
  */
 export async function foldEvents(
-  dbs: readonly D1Database[],
+  dbs: FoldDatabases,
   events: KeypoolEvent[],
   settings: Settings,
   prices: PriceBook,
   projection: Projection = "",
+  layout?: string,
 ): Promise<void> {
   const shards = foldShards(events, dbs.length, settings, prices);
-  const outcomes = await Promise.allSettled(shards.map((s, i) => ingestBatch(dbs[i]!, s.rows, s.health, s.capacity, projection, i)));
+  const outcomes = await Promise.allSettled(
+    shards.map((s, i) => ingestBatch(dbs[i]!, s.rows, s.health, s.capacity, projection, i, layout ?? foldLayoutOf(i, dbs.length))),
+  );
   const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected");
-  if (failed) throw failed.reason;
+  if (!failed) return;
+  if (isLayoutRefusal(failed.reason)) {
+    const layouts = await readFoldLayouts(dbs).catch(() => null);
+    throw new Error(layouts ? layoutRefusalMessage(layouts) : "the fold databases hold another layout than this Worker binds", { cause: failed.reason });
+  }
+  throw failed.reason;
 }

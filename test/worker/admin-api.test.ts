@@ -160,7 +160,7 @@ describe("admin authentication", () => {
     }
   });
 
-  it("answers the deploy's deep health check: secrets, D1 and the schema's migration", async () => {
+  it("answers the deploy's deep health check: secrets, D1, the schema's migration and the fold's layout", async () => {
     const healthy = await gateway("/healthz?deep=1");
     expect(healthy.status).toBe(200);
     expect(await healthy.json()).toEqual({
@@ -168,6 +168,8 @@ describe("admin authentication", () => {
       snapshot: { version: expect.any(Number), generatedAt: expect.any(Number) },
       secrets: { ok: true, missing: [] },
       database: { ok: true, migration: SCHEMA_MIGRATION, expected: SCHEMA_MIGRATION },
+      // DB alone: the first of one, folded into as such or not yet.
+      folds: { ok: true, databases: [{ database: 1, holds: expect.toBeOneOf(["1/1", null]), bound: "1/1" }] },
       rotation: { keyEncryptionKey: false, jwtSecret: false },
     });
     const app = createApp({ ...createIsolateState(), probe: async () => [] });

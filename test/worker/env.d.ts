@@ -10,6 +10,13 @@ declare global {
       FOLD_1: D1Database;
       FOLD_2: D1Database;
       FOLD_ARCHIVE: R2Bucket;
+      /** The fold-layout test's: a pool's databases, the one beside them, its archive and its KV. */
+      SPLIT_1: D1Database;
+      SPLIT_2: D1Database;
+      SPLIT_3: D1Database;
+      SPLIT_REF: D1Database;
+      SPLIT_ARCHIVE: R2Bucket;
+      SPLIT_SNAPSHOT: KVNamespace;
     }
   }
 }

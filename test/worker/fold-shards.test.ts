@@ -33,7 +33,7 @@ import { foldEvents } from "../../stats-consumer/storage/ingest-db";
 import { attemptEvent } from "../fixtures/events";
 
 const WHOLE = () => env.FOLD_WHOLE;
-const SHARDS = () => [env.FOLD_0, env.FOLD_1, env.FOLD_2];
+const SHARDS = (): FoldDatabases => [env.FOLD_0, env.FOLD_1, env.FOLD_2];
 const prices = new PriceBook([]);
 
 /** Tables whose rows add up over the databases (a key's rows are in one, the client keys', upstreams' and pool's in each). */
@@ -51,7 +51,7 @@ const PARTITIONED: Record<string, (row: Row) => number> = {
 /** The dedupe window: an event's id is in every database that folded a part of it. */
 const SEEN = "seen_events";
 /** Not projections: the databases' own figures (D1's time, the newest event folded), migrations, and the configuration reads take names from. */
-const NOT_PROJECTIONS = new Set(["meta", "d1_migrations", "upstreams", "keys", "client_keys"]);
+const NOT_PROJECTIONS = new Set(["meta", "fold_layout", "d1_migrations", "upstreams", "keys", "client_keys"]);
 
 type Row = Record<string, unknown>;
 

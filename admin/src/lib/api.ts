@@ -142,6 +142,6 @@ export const api = {
   scrapeToken: () => request<{ configured: boolean; createdAt: number | null }>("GET", "/metrics/token"),
   createScrapeToken: () => request<{ token: string; createdAt: number }>("POST", "/metrics/token", {}),
   revokeScrapeToken: () => request<{ deleted: boolean }>("DELETE", "/metrics/token"),
-  startReplay: (kind: "rebuild" | "requeue") => request<{ id: string }>("POST", "/replay", { kind }),
+  startReplay: (kind: "rebuild" | "requeue" | "refold") => request<{ id: string }>("POST", "/replay", { kind }),
   replay: (id: string) => request<ReplayJob>("GET", `/replay/${id}`),
 };

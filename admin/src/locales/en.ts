@@ -187,9 +187,13 @@ const en = {
   "settings.saved": "Saved. The gateway applies it within seconds.",
   "audit.replay": "Audit replay",
   "audit.replayHelp":
-    "Rebuild recomputes the numbers from the event archive and compares them with the live ones; requeue sends archived events through the pipeline again (nothing is counted twice).",
+    "Rebuild recomputes the numbers from the event archive and compares them with the live ones; requeue sends archived events through the pipeline again (nothing is counted twice); refold replaces the live numbers with the archive folded again (after a rebuild found differences, or the fold databases changed).",
   "audit.rebuild": "Rebuild and compare",
   "audit.requeue": "Requeue archive",
+  "audit.refold": "Refold archive",
+  "audit.confirmRefold":
+    "Refold replaces every usage, health and request-log number with the whole event archive folded again. New traffic waits in the queue until it ends. Refold now?",
+  "audit.refolded": "Refolded {n} event(s) into {databases} database(s).",
   "audit.status.pending": "Queued…",
   "audit.status.running": "Running…",
   "audit.status.done": "Done.",

@@ -75,7 +75,7 @@ export function settingsRoutes() {
         tag: "audit",
         summary: "Start an audit replay",
         description:
-          "`rebuild` replays the archived event log into shadow tables and compares them with the live projections value by value; `requeue` sends archived events (or the dead letters) through the queue again — the dedupe window keeps anything from counting twice. The consumer runs the job.",
+          "`rebuild` replays the archived event log into shadow tables and compares them with the live projections value by value; `requeue` sends archived events (or the dead letters) through the queue again — the dedupe window keeps anything from counting twice; `refold` empties the projections of every fold database and folds the whole archive into them again, the way a pool moves to another list of fold databases (batches wait in the queue while it runs). The consumer runs the job.",
         body: replayBodySchema,
         ok: { status: 202, description: "The job's id; poll GET /replay/{id}.", schema: replayJobSchema },
       },
