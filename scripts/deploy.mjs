@@ -4,14 +4,19 @@
  *
  *   npm run deploy [-- --env staging] [--dry-run] [--domain keypool.example.com]
  *                  [--route "example.com/keypool/*" --zone example.com] [--url https://…] [--no-build]
+ *                  [--fold-databases N [--refold]]
  *
  * Every step looks before it acts, so a second run changes nothing and a run
  * that failed halfway finishes the job:
- *   1. the KV namespace, D1 database, R2 bucket and every queue the configs name
- *      (the event queues, the dead-letter queue, the probes queue) are found by
- *      name or created;
- *   2. the remote D1 migrations not yet applied are applied (before any Worker
- *      that needs them is deployed);
+ *   1. the KV namespace, D1 databases (`keypool`, and with --fold-databases N the
+ *      fold's further ones, `keypool-fold-2`…), R2 bucket and every queue the
+ *      configs name (the event queues, the dead-letter queue, the probes queue)
+ *      are found by name or created;
+ *   2. the remote D1 migrations not yet applied are applied to each database
+ *      (before any Worker that needs them is deployed), and the fold's layout is
+ *      checked: a deployment whose databases hold rows folded under another
+ *      list of databases is not changed unless --refold asks for the refold
+ *      that moves them (docs/operations.md, "Folding into several databases");
  *   3. each Worker's secrets that are missing are generated; generated values are
  *      kept in .deploy/<env>/pending-secrets.json (mode 600) until both Workers hold
  *      them, so a resumed run uploads the same values (the two Workers share
@@ -19,8 +24,10 @@
  *   4. the consumer, then the gateway, is deployed when its bundle, assets or
  *      configuration changed (a tag on the deployed version says which build it
  *      is) or when it lacks a secret;
- *   5. the gateway's /healthz?deep=1 must answer: secrets present, D1 reachable,
- *      migrations applied.
+ *   5. with --refold, the refold is asked for on the event queue;
+ *   6. the gateway's /healthz?deep=1 must answer: secrets present, D1 reachable,
+ *      migrations applied, every fold database holding its layout (after a
+ *      refold, once it has run).
  * The admin password is printed once, by the run that created it; no other secret
  * is ever printed. Resource ids go into generated configs under .deploy/<env>/
  * (never committed), not into wrangler.*.toml.
@@ -58,15 +65,25 @@ const detail = (message) => console.log(`    ${message}`);
 
 // ---------------------------------------------------------------- names and options
 
+/** The most fold databases a deploy binds (docs/scale.md sizes 8 for 10,000 requests/s). */
+const MAX_FOLD_DATABASES = 64;
+
 const names = () => deploymentNames(envName);
 
 /**
  * The routes and domain this environment is served on: from the flags, else as
  * the last run saved them.
- * @returns {{ domain?: string, routes: { pattern: string, zone_name: string }[], url?: string }}
+ * @returns {{ domain?: string, routes: { pattern: string, zone_name: string }[], url?: string, foldDatabases: number }}
  */
 function deployOptions() {
   const options = savedOptions(envName);
+  const folds = stringArg("fold-databases");
+  if (folds !== undefined) {
+    const count = Number(folds);
+    if (!Number.isInteger(count) || count < 1 || count > MAX_FOLD_DATABASES)
+      fail(`--fold-databases takes a whole number from 1 to ${MAX_FOLD_DATABASES}, not "${folds}"`);
+    options.foldDatabases = count;
+  }
   const domain = stringArg("domain");
   if (domain !== undefined) {
     if (!/^(?=.{1,253}$)([a-z0-9-]+\.)+[a-z]{2,}$/i.test(domain)) fail(`--domain takes a host name such as keypool.example.com, not "${domain}"`);
@@ -89,7 +106,7 @@ function deployOptions() {
  * The committed wrangler configs with this environment's names and resource ids,
  * written as JSON under .deploy/<env>/ (paths relative to there).
  * @param {ReturnType<typeof names>} n
- * @param {{ accountId: string, kvId: string, d1Id: string }} ids
+ * @param {{ accountId: string, kvId: string, d1Ids: string[] }} ids
  * @param {ReturnType<typeof deployOptions>} options
  */
 function writeConfigs(n, ids, options) {
@@ -103,7 +120,17 @@ function writeConfigs(n, ids, options) {
     c.main = rel(c.main);
     if (c.assets) c.assets.directory = rel(c.assets.directory);
     for (const kv of c.kv_namespaces ?? []) kv.id = ids.kvId;
-    for (const db of c.d1_databases ?? []) Object.assign(db, { database_name: n.d1, database_id: ids.d1Id, migrations_dir: rel(db.migrations_dir) });
+    // DB, then the fold's further databases DB_2, DB_3… (storage/fold-databases.ts), each with the same migrations.
+    const first = (c.d1_databases ?? []).find((/** @type {any} */ db) => db.binding === "DB");
+    if (first) {
+      c.d1_databases = ids.d1Ids.map((id, i) => ({
+        ...first,
+        binding: i === 0 ? "DB" : `DB_${i + 1}`,
+        database_name: i === 0 ? n.d1 : n.foldD1(i + 1),
+        database_id: id,
+        migrations_dir: rel(first.migrations_dir),
+      }));
+    }
     for (const b of c.r2_buckets ?? []) b.bucket_name = n.r2;
     for (const p of c.queues?.producers ?? []) p.queue = queueName(p.queue);
     for (const q of c.queues?.consumers ?? [])
@@ -159,8 +186,9 @@ function configQueues(n) {
  * @param {import("./lib/cloudflare.mjs").Api} api
  * @param {string} account
  * @param {ReturnType<typeof names>} n
+ * @param {number} foldCount
  */
-async function ensureResources(api, account, n) {
+async function ensureResources(api, account, n, foldCount) {
   const a = `/accounts/${account}`;
   /** @type {string[]} */
   const created = [];
@@ -187,11 +215,16 @@ async function ensureResources(api, account, n) {
     async () => (await api.list(`${a}/storage/kv/namespaces`)).find((x) => x.title === n.kv),
     () => api.post(`${a}/storage/kv/namespaces`, { title: n.kv }),
   );
-  const d1 = await ensure(
-    `D1 database ${n.d1}`,
-    async () => (await api.list(`${a}/d1/database?name=${encodeURIComponent(n.d1)}`)).find((x) => x.name === n.d1),
-    () => api.post(`${a}/d1/database`, { name: n.d1 }),
-  );
+  /** @type {string[]} */
+  const d1Ids = [];
+  for (const name of [n.d1, ...Array.from({ length: foldCount - 1 }, (_, i) => n.foldD1(i + 2))]) {
+    const d1 = await ensure(
+      `D1 database ${name}`,
+      async () => (await api.list(`${a}/d1/database?name=${encodeURIComponent(name)}`)).find((x) => x.name === name),
+      () => api.post(`${a}/d1/database`, { name }),
+    );
+    d1Ids.push(d1?.uuid ?? "(to be created)");
+  }
   await ensure(
     `R2 bucket ${n.r2}`,
     async () => {
@@ -201,14 +234,17 @@ async function ensureResources(api, account, n) {
     () => api.post(`${a}/r2/buckets`, { name: n.r2 }),
   );
   const queues = await api.list(`${a}/queues`);
+  /** @type {Record<string, string>} */
+  const queueIds = {};
   for (const queue of configQueues(n)) {
-    await ensure(
+    const q = await ensure(
       `queue ${queue}`,
       async () => queues.find((q) => q.queue_name === queue),
       () => api.post(`${a}/queues`, { queue_name: queue }),
     );
+    if (q?.queue_id) queueIds[queue] = q.queue_id;
   }
-  return { kvId: kv?.id ?? "(to be created)", d1Id: d1?.uuid ?? "(to be created)", created };
+  return { kvId: kv?.id ?? "(to be created)", d1Ids, queueIds, created };
 }
 
 // ---------------------------------------------------------------- migrations
@@ -238,6 +274,54 @@ async function pendingMigrations(api, account, d1Id) {
     if (!(e instanceof ApiError && /no such table/i.test(e.message))) throw e;
   }
   return localMigrations().filter((m) => !applied.includes(m));
+}
+
+// ---------------------------------------------------------------- the fold's layout
+
+/**
+ * The layout a deployment's first database holds (migration 0026,
+ * storage/fold-layout.ts): "1/1" for DB alone, "1/8" for the first of eight,
+ * "refold …" while a refold runs, null when it does not exist or folded
+ * nothing yet.
+ * @param {import("./lib/cloudflare.mjs").Api} api
+ * @param {string} account
+ * @param {string} name
+ * @returns {Promise<string | null>}
+ */
+async function foldLayout(api, account, name) {
+  const db = (await api.list(`/accounts/${account}/d1/database?name=${encodeURIComponent(name)}`)).find((x) => x.name === name);
+  if (!db) return null;
+  /** @param {string} sql */
+  const first = async (sql) => (await api.post(`/accounts/${account}/d1/database/${db.uuid}/query`, { sql }))?.[0]?.results?.[0];
+  const missingTable = (/** @type {unknown} */ e) => e instanceof ApiError && /no such table/i.test(e.message);
+  try {
+    const row = await first("SELECT layout FROM fold_layout WHERE id = 1");
+    return row ? String(row.layout) : null;
+  } catch (e) {
+    if (!missingTable(e)) throw e;
+  }
+  // Before migration 0026: a database that folded anything did so as DB alone, as the migration will record.
+  try {
+    const row = await first("SELECT EXISTS (SELECT 1 FROM audit_log) OR EXISTS (SELECT 1 FROM key_health) OR EXISTS (SELECT 1 FROM rollup_day) AS folded");
+    return row?.folded ? "1/1" : null;
+  } catch (e) {
+    if (missingTable(e)) return null;
+    throw e;
+  }
+}
+
+/**
+ * Asks the consumer for a refold (stats-consumer/replay.ts `refold`): the admin
+ * event the admin API's POST /replay sends, put on the first event queue.
+ * @param {import("./lib/cloudflare.mjs").Api} api
+ * @param {string} account
+ * @param {string} queueId
+ */
+async function askForRefold(api, account, queueId) {
+  const jobId = crypto.randomUUID();
+  const event = { v: 1, type: "admin", id: crypto.randomUUID(), ts: Date.now(), actor: "deploy", action: "replay.refold", target: jobId, detail: { jobId } };
+  await api.post(`/accounts/${account}/queues/${queueId}/messages`, { body: event, content_type: "json" });
+  return jobId;
 }
 
 // ---------------------------------------------------------------- secrets
@@ -326,11 +410,15 @@ async function deployedTag(api, account, worker) {
 // ---------------------------------------------------------------- health
 
 /**
- * Waits for the gateway's deep health check to answer 200, or stops the deploy saying why.
+ * Waits for the gateway's deep health check to answer 200, or stops the deploy
+ * saying why; after a refold, as long as a consumer invocation may run one.
  * @param {string} url
+ * @param {boolean} refolding
  */
-async function checkHealth(url) {
-  const timeoutMs = Number(process.env.KEYPOOL_HEALTH_TIMEOUT_MS ?? 90_000);
+async function checkHealth(url, refolding) {
+  const timeoutMs = Number(
+    (refolding ? process.env.KEYPOOL_REFOLD_TIMEOUT_MS : undefined) ?? process.env.KEYPOOL_HEALTH_TIMEOUT_MS ?? (refolding ? 900_000 : 90_000),
+  );
   const result = await waitForHealth(url, () => true, { timeoutMs });
   if (!result.ok) {
     fail(
@@ -350,21 +438,49 @@ async function main() {
   const account = await resolveAccount(api);
   step(`Cloudflare account ${account}`);
 
+  // Before anything is created: a change of the fold's list of databases changes the first one's layout ("1/1" → "1/8").
+  step(`Fold databases: ${options.foldDatabases}`);
+  const heldLayout = await foldLayout(api, account, n.d1);
+  const bound = `1/${options.foldDatabases}`;
+  const refolding = heldLayout?.startsWith("refold ") ?? false;
+  const refold = heldLayout !== null && heldLayout !== bound && !refolding;
+  if (heldLayout === null || heldLayout === bound) detail(heldLayout === null ? "nothing folded yet" : `the first holds ${heldLayout}, as bound`);
+  else if (refolding) detail(`a refold is under way (${heldLayout}): the health check waits for it`);
+  else {
+    const change = `the first database holds ${heldLayout}, it would be ${bound}`;
+    if (!flag("refold"))
+      fail(
+        `the fold databases change (${change}). Their rows were folded under another list of databases: the consumer would not fold into them until the event archive is refolded into the new list. Run again with --refold to deploy and refold (batches wait in the queue while it runs; docs/operations.md, "Folding into several databases").`,
+      );
+    detail(`${change}: ${dryRun ? "would refold" : "the archive is refolded once the Workers are deployed"}`);
+  }
+
   step("Resources");
-  const resources = await ensureResources(api, account, n);
+  const resources = await ensureResources(api, account, n, options.foldDatabases);
   const { files, gateway, consumer } = writeConfigs(n, { accountId: account, ...resources }, options);
-  if (!dryRun) writeFileSync(OPTIONS_FILE, `${JSON.stringify({ domain: options.domain, routes: options.routes, url: options.url }, null, 2)}\n`);
 
   step("D1 migrations");
-  const pending = await pendingMigrations(api, account, resources.d1Id);
-  if (pending.length === 0) detail("all applied");
-  else if (dryRun) detail(`would apply ${pending.length}: ${pending.join(", ")}`);
-  else {
-    await wrangler(["d1", "migrations", "apply", "DB", "--remote", "-c", files.gateway]);
-    const left = await pendingMigrations(api, account, resources.d1Id);
-    if (left.length > 0) fail(`D1 migrations still pending after apply: ${left.join(", ")}`);
-    detail(`applied ${pending.length}: ${pending.join(", ")}`);
+  let migrated = 0;
+  for (const [i, d1Id] of resources.d1Ids.entries()) {
+    const binding = i === 0 ? "DB" : `DB_${i + 1}`;
+    const label = resources.d1Ids.length > 1 ? `${binding}: ` : "";
+    const pending = await pendingMigrations(api, account, d1Id);
+    migrated += pending.length;
+    if (pending.length === 0) detail(`${label}all applied`);
+    else if (dryRun) detail(`${label}would apply ${pending.length}: ${pending.join(", ")}`);
+    else {
+      await wrangler(["d1", "migrations", "apply", binding, "--remote", "-c", files.gateway]);
+      const left = await pendingMigrations(api, account, d1Id);
+      if (left.length > 0) fail(`D1 migrations still pending on ${binding} after apply: ${left.join(", ")}`);
+      detail(`${label}applied ${pending.length}: ${pending.join(", ")}`);
+    }
   }
+
+  if (!dryRun)
+    writeFileSync(
+      OPTIONS_FILE,
+      `${JSON.stringify({ domain: options.domain, routes: options.routes, url: options.url, foldDatabases: options.foldDatabases }, null, 2)}\n`,
+    );
 
   step("Secrets");
   const required = {
@@ -463,9 +579,17 @@ async function main() {
   const stillMissing = Object.entries(required).flatMap(([w, list]) => list.filter((s) => !fresh[w]?.has(s)).map((s) => `${w}: ${s}`));
   if (stillMissing.length > 0) fail(`secrets still missing after deploy (${stillMissing.join(", ")}); run npm run deploy again.`);
 
+  if (refold) {
+    const queue = configQueues(n)[0];
+    const queueId = queue ? resources.queueIds[queue] : undefined;
+    if (!queueId) fail("the first event queue was not found; run npm run deploy again");
+    const jobId = await askForRefold(api, account, /** @type {string} */ (queueId));
+    step(`Refold asked for on ${queue} (job ${jobId}; GET /admin/api/replay/${jobId} follows it)`);
+  }
+
   const url = await gatewayUrl(api, account, envName, options);
   step(`Health check ${url}/healthz`);
-  await checkHealth(url);
+  await checkHealth(url, refold || refolding);
   detail("ok");
 
   const adminPassword = stash.values.ADMIN_PASSWORD;
@@ -475,7 +599,7 @@ async function main() {
   }
   rmSync(PENDING_FILE, { force: true });
 
-  const changed = resources.created.length > 0 || pending.length > 0 || deployed.length > 0;
+  const changed = resources.created.length > 0 || migrated > 0 || deployed.length > 0 || refold;
   console.log(changed ? `\nKeypool is deployed. Dashboard: ${url}/` : `\nNothing to change: Keypool is up to date. Dashboard: ${url}/`);
 }
 

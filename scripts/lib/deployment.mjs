@@ -31,6 +31,8 @@ export function deploymentNames(env) {
     kv: `${prefix}-snapshot`,
     d1: prefix,
     r2: `${prefix}-archive`,
+    /** The fold databases beyond the first (`DB_2`, `DB_3`…): `keypool-fold-2`… */
+    foldD1: (/** @type {number} */ k) => `${prefix}-fold-${k}`,
   };
 }
 
@@ -46,12 +48,12 @@ export function stateDir(env) {
 /**
  * The options the last deploy of `env` remembered.
  * @param {string} env
- * @returns {{ domain?: string, routes: { pattern: string, zone_name: string }[], url?: string }}
+ * @returns {{ domain?: string, routes: { pattern: string, zone_name: string }[], url?: string, foldDatabases: number }}
  */
 export function savedOptions(env) {
   const file = path.join(stateDir(env), "options.json");
   const saved = existsSync(file) ? JSON.parse(readFileSync(file, "utf8")) : {};
-  return { domain: saved.domain, routes: saved.routes ?? [], url: saved.url };
+  return { domain: saved.domain, routes: saved.routes ?? [], url: saved.url, foldDatabases: saved.foldDatabases ?? 1 };
 }
 
 /**
@@ -69,7 +71,7 @@ export async function gatewayUrl(api, account, env, options) {
 }
 
 /**
- * @typedef {{ ok: boolean, rotation?: { keyEncryptionKey: boolean, jwtSecret: boolean }, snapshot?: { version: number, generatedAt: number }, secrets?: { missing: string[] } }} DeepHealth
+ * @typedef {{ ok: boolean, rotation?: { keyEncryptionKey: boolean, jwtSecret: boolean }, snapshot?: { version: number, generatedAt: number }, secrets?: { missing: string[] }, folds?: { ok: boolean, error?: string } }} DeepHealth
  */
 
 /**
@@ -112,7 +114,8 @@ export async function waitForHealth(url, ready, { times = 1, timeoutMs = 90_000,
       if (streak >= times) return { ok: true };
     } else {
       streak = 0;
-      last = h.status === 0 ? h.text : `HTTP ${h.status}: ${h.text}`;
+      // The fold's layout says what to do in a sentence of its own, which the body's first 300 characters may cut.
+      last = h.status === 0 ? h.text : h.body?.folds?.error ? `HTTP ${h.status}: ${h.body.folds.error}` : `HTTP ${h.status}: ${h.text}`;
     }
     await new Promise((r) => setTimeout(r, streak > 0 ? Math.min(intervalMs, 500) : intervalMs));
   }

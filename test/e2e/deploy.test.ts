@@ -255,6 +255,60 @@ describe("npm run deploy against a stand-in Cloudflare API", () => {
     expect(again.output).toContain("Nothing to change");
   });
 
+  it(
+    "folds into several databases: each provisioned, migrated and bound, and a change of the list refused until a refold is asked for",
+    { timeout: 180_000 },
+    async () => {
+      // Production has folded events into its one database.
+      const first = standin.state.d1.find((d) => d.name === "keypool")!;
+      first.layout = "1/1";
+      const from = standin.calls.length;
+      const refused = await deploy(["--fold-databases", "3", "--url", healthUrl("keypool-gateway")]);
+      expect(refused.code).not.toBe(0);
+      expect(refused.output).toContain("the fold databases change (the first database holds 1/1, it would be 1/3)");
+      expect(refused.output).toContain("--refold");
+      // Refused before anything was created or deployed.
+      expect(mutating(standin.calls.slice(from))).toEqual([]);
+      const invalid = await deploy(["--fold-databases", "0"]);
+      expect(invalid.output).toContain("--fold-databases takes a whole number from 1 to 64");
+
+      const moved = await deploy(["--fold-databases", "3", "--refold", "--url", healthUrl("keypool-gateway")]);
+      expect(moved.code, moved.output).toBe(0);
+      const migrations = readdirSync(path.join(ROOT, "schema/migrations"))
+        .filter((f) => f.endsWith(".sql"))
+        .sort();
+      const folds = ["keypool", "keypool-fold-2", "keypool-fold-3"].map((name) => standin.state.d1.find((d) => d.name === name)!);
+      for (const db of folds) expect(db.migrations, db.name).toEqual(migrations);
+      // Both Workers bind the three in order.
+      for (const worker of ["keypool-gateway", "keypool-stats-consumer"]) {
+        const bound = standin.state.scripts
+          .get(worker)!
+          .versions.at(-1)!
+          .bindings.filter((b) => b.type === "d1");
+        expect(
+          bound.map((b) => [b.name, b.id]),
+          worker,
+        ).toEqual(folds.map((db, i) => [i === 0 ? "DB" : `DB_${i + 1}`, db.uuid]));
+      }
+      // The refold asked for on the first event queue, after both Workers were deployed; the health check passed once it ran.
+      const asked = standin.calls.slice(from).findIndex((c) => (c.body as { message?: { action?: string } })?.message?.action === "replay.refold");
+      expect(asked).toBeGreaterThan(standin.calls.slice(from).indexOf(uploads(standin.calls.slice(from), "keypool-gateway")[0]!));
+      expect(standin.state.queues.find((q) => q.queue_name === "keypool-events")!.messages).toEqual([
+        expect.objectContaining({ type: "admin", action: "replay.refold", actor: "deploy", detail: { jobId: expect.any(String) } }),
+      ]);
+      expect(folds.map((db) => db.layout)).toEqual(["1/3", "2/3", "3/3"]);
+      expect(moved.output).toContain("Refold asked for on keypool-events");
+
+      // Remembered: the next run changes nothing; going back to one database is refused the same way.
+      const again = await deploy([]);
+      expect(again.code, again.output).toBe(0);
+      expect(again.output).toContain("Nothing to change");
+      const back = await deploy(["--fold-databases", "1"]);
+      expect(back.code).not.toBe(0);
+      expect(back.output).toContain("the first database holds 1/3, it would be 1/1");
+    },
+  );
+
   it("rotates the key-encryption key: next key set, keys re-sealed under it, then promoted, and the next key deleted", { timeout: 180_000 }, async () => {
     const gateway = standin.state.scripts.get("keypool-gateway")!;
     const before = gateway.secrets.get("KEY_ENCRYPTION_KEY");

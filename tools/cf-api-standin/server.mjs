@@ -74,11 +74,11 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
   const failures = [];
   /** @type {{ id: string, title: string }[]} */
   const kv = [];
-  /** @type {{ uuid: string, name: string, created_at: string, migrations: string[] }[]} */
+  /** Each database's fold layout (migration 0026's fold_layout row): null until a test or a refold sets it. @type {{ uuid: string, name: string, created_at: string, migrations: string[], layout: string | null }[]} */
   const d1 = [];
   /** @type {{ name: string, creation_date: string }[]} */
   const r2 = [];
-  /** @type {{ queue_id: string, queue_name: string, created_on: string, consumers: any[] }[]} */
+  /** @type {{ queue_id: string, queue_name: string, created_on: string, consumers: any[], messages?: unknown[] }[]} */
   const queues = [];
   /** @type {Map<string, Script>} */
   const scripts = new Map();
@@ -91,6 +91,16 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
 
   /** @param {Script | undefined} s */
   const deployedVersion = (s) => s?.versions.find((v) => v.id === s.deployed);
+
+  /**
+   * The fold databases a deployed Worker binds, in the order storage/fold-databases.ts takes them: DB, then DB_2, DB_3….
+   * @param {Script | undefined} s
+   */
+  const foldDatabasesOf = (s) =>
+    (deployedVersion(s)?.bindings ?? [])
+      .filter((b) => b.type === "d1" && /^DB(_\d+)?$/.test(b.name))
+      .sort((a, b) => (a.name === "DB" ? -1 : b.name === "DB" ? 1 : Number(a.name.slice(3)) - Number(b.name.slice(3))))
+      .map((b) => d1.find((d) => d.uuid === b.id));
 
   /** @param {string} name */
   function script(name) {
@@ -134,12 +144,17 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
         snapshotDue.delete(name);
       }
       const missing = ["ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTION_KEY", "ALERT_ENCRYPTION_KEY"].filter((n) => !s.secrets.has(n));
-      const ok = missing.length === 0;
+      // Each bound fold database holds its layout in the list, or none yet.
+      const dbs = foldDatabasesOf(s);
+      const moved = dbs.flatMap((db, i) => (db?.layout && db.layout !== `${i + 1}/${dbs.length}` ? [`database ${i + 1} holds ${db.layout}`] : []));
+      const folds = { ok: moved.length === 0, ...(moved.length > 0 ? { error: `the fold databases changed (${moved.join("; ")})` } : {}) };
+      const ok = missing.length === 0 && folds.ok;
       return {
         status: ok ? 200 : 503,
         body: {
           ok,
-          secrets: { ok, missing },
+          folds,
+          secrets: { ok: missing.length === 0, missing },
           rotation: { keyEncryptionKey: rotating("KEY_ENCRYPTION_KEY"), jwtSecret: rotating("JWT_SECRET") },
           snapshot: { version: snapshotVersion.get(name) ?? 1, generatedAt: snapshotAt.get(name) ?? 0 },
         },
@@ -245,7 +260,7 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
     }
     if (p === `${a}/d1/database` && method === "POST") {
       if (d1.some((d) => d.name === json?.name)) return fail(400, 7502, "a database with that name already exists");
-      const db = { uuid: randomUUID(), name: String(json?.name), created_at: new Date().toISOString(), migrations: [] };
+      const db = { uuid: randomUUID(), name: String(json?.name), created_at: new Date().toISOString(), migrations: [], layout: null };
       d1.push(db);
       call.body = { name: db.name };
       return ok({ uuid: db.uuid, name: db.name, created_at: db.created_at, version: "production" });
@@ -260,6 +275,7 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
       if (!db) return fail(404, 7404, "database not found");
       const sql = String(json?.sql ?? "");
       const meta = { duration: 1, rows_read: 0, rows_written: 0, changes: 0, size_after: 0 };
+      if (/^\s*SELECT layout FROM fold_layout/i.test(sql)) return ok([{ results: db.layout ? [{ layout: db.layout }] : [], success: true, meta }]);
       if (/^\s*SELECT \*\s+FROM d1_migrations/i.test(sql)) {
         return ok([{ results: db.migrations.map((name, i) => ({ id: i + 1, name, applied_at: "2026-01-01 00:00:00" })), success: true, meta }]);
       }
@@ -310,6 +326,19 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
       const q = queues.find((x) => x.queue_id === m[1] || x.queue_name === m[1]);
       if (!q) return fail(404, 11000, "queue not found");
       return ok({ ...q, producers: [], consumers_total_count: q.consumers.length, producers_total_count: 0 });
+    }
+    // A message put on a queue; a refold asked for is done at once, as the consumer bound to the queue would: each database
+    // it binds takes its layout in the list.
+    if ((m = /^\/accounts\/\w+\/queues\/([^/]+)\/messages$/.exec(p)) && method === "POST") {
+      const q = queues.find((x) => x.queue_id === m[1]);
+      if (!q) return fail(404, 11000, "queue not found");
+      (q.messages ??= []).push(json?.body);
+      call.body = { message: json?.body };
+      if (json?.body?.action === "replay.refold") {
+        const dbs = foldDatabasesOf(scripts.get(q.consumers[0]?.script));
+        dbs.forEach((db, i) => db && (db.layout = `${i + 1}/${dbs.length}`));
+      }
+      return ok(null);
     }
     if ((m = /^\/accounts\/\w+\/queues\/([^/]+)\/consumers$/.exec(p))) {
       const q = queues.find((x) => x.queue_id === m[1]);
