@@ -93,6 +93,8 @@ export function newestFoldedSql(): string {
 /** What D1 spent on each work of the consumer since the count began, and the events its folds committed. */
 export interface D1WorkTotals {
   seconds: Record<D1Work, number>;
+  /** Each fold database's seconds, every work of the consumer's added up: DB first, then DB_2, DB_3… */
+  secondsByDatabase: number[];
   rowsWritten: Record<D1Work, number>;
   foldedEvents: number;
 }
@@ -176,7 +178,12 @@ export async function readMetricTotals(dbs: FoldDatabases): Promise<{ totals: Me
     ),
     newestFoldedTs: Math.max(0, ...metas.map((m) => m.get("newest_folded_ts") ?? 0)),
     deadLetters: metas[0]!.get("dead_letters_total") ?? 0,
-    d1: { seconds: byWork("us", 1e-6), rowsWritten: byWork("rows_written", 1), foldedEvents: added(`${D1_WORK_PREFIX}fold_events`) },
+    d1: {
+      seconds: byWork("us", 1e-6),
+      secondsByDatabase: metas.map((m) => D1_WORKS.reduce((sum, w) => sum + (m.get(`${D1_WORK_PREFIX}${w}_us`) ?? 0), 0) * 1e-6),
+      rowsWritten: byWork("rows_written", 1),
+      foldedEvents: added(`${D1_WORK_PREFIX}fold_events`),
+    },
   };
 }
 

@@ -338,6 +338,7 @@ describe("alerts", () => {
     expect(text).toMatch(/^keypool_consumer_lag_seconds [\d.]+$/m);
     expect(text).toMatch(/^keypool_dead_letters_total \d+$/m);
     expect(text).toMatch(/^keypool_d1_seconds_total\{work="fold_rollups"\} [\d.e-]+$/m);
+    expect(text).toMatch(/^keypool_d1_database_seconds_total\{database="1"\} [\d.e-]+$/m);
     expect(text).toMatch(/^keypool_d1_rows_written_total\{work="usage_publish"\} \d+$/m);
     expect(text).toMatch(/^keypool_consumer_folded_events_total \d+$/m);
     // Every line is a comment or a sample of the text format, and every sample's family is declared.

@@ -340,6 +340,12 @@ describe("the fold over several databases by key", () => {
     const splitCounters = await readMetricTotals(split);
     expect(splitCounters.totals).toEqual(counters.totals);
     expect(splitCounters.newestFoldedTs).toBe(counters.newestFoldedTs);
+    // D1's time by database: each database's own, and together the time by work.
+    expect(counters.d1.secondsByDatabase).toHaveLength(1);
+    expect(splitCounters.d1.secondsByDatabase).toHaveLength(3);
+    expect(splitCounters.d1.secondsByDatabase.every((s) => s > 0)).toBe(true);
+    const byWork = Object.values(splitCounters.d1.seconds).reduce((a, b) => a + b, 0);
+    expect(splitCounters.d1.secondsByDatabase.reduce((a, b) => a + b, 0)).toBeCloseTo(byWork, 9);
 
     const filters: StatsFilters[] = [
       {},

@@ -160,6 +160,14 @@ async function metricsText(c: Context<GatewayHono>): Promise<string> {
     "Time D1 spent executing the consumer's statements that committed (their meta.duration, without the network), by work: each part of its fold transactions (fold_*), its publishes of the pool's usage. The database runs one statement at a time: the rate is the share of its time these take (see docs/scale.md).",
   );
   for (const work of D1_WORKS) lines.push(`keypool_d1_seconds_total${labels({ work })} ${counters.d1.seconds[work]}`);
+  family(
+    lines,
+    "keypool_d1_database_seconds_total",
+    "counter",
+    "The same time, every work added up, by fold database (1 is DB, 2 is DB_2…). Each database runs one statement at a time: the busiest's rate is how much of its time the consumer takes, the figure that says when the pool needs more databases (see docs/operations.md).",
+  );
+  for (const [i, seconds] of counters.d1.secondsByDatabase.entries())
+    lines.push(`keypool_d1_database_seconds_total${labels({ database: String(i + 1) })} ${seconds}`);
   family(lines, "keypool_d1_rows_written_total", "counter", "Rows D1 wrote for the consumer's statements (their meta.rows_written), by work.");
   for (const work of D1_WORKS) lines.push(`keypool_d1_rows_written_total${labels({ work })} ${counters.d1.rowsWritten[work]}`);
   family(lines, "keypool_consumer_folded_events_total", "counter", "Events in the consumer's committed fold transactions (a redelivered one counts again).");
