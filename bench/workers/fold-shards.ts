@@ -7,6 +7,9 @@
  * measures on the real consumer. What D1 spent is stored in each database's
  * meta after every batch, not with the next fold, so the run reads it at once.
  * Batches from the queue `fold-one` go to ONE, all others to SHARD_0…SHARD_n-1.
+ * A POST to /publish?to=one (or to=shards) publishes the pool's usage from those
+ * databases as the consumer does (`publishUsage`), into USAGE, and stores what
+ * D1 spent on it likewise.
  */
 import { EVENTS_PER_TRANSACTION, readBatch } from "../../stats-consumer/handle-batch";
 import { takeD1Work } from "../../stats-consumer/storage/d1-work";
@@ -14,8 +17,9 @@ import { foldEvents } from "../../stats-consumer/storage/ingest-db";
 import { readPriceBook } from "../../storage/prices";
 import { readSettings } from "../../storage/settings";
 import type { FoldDatabases } from "../../storage/fold-databases";
+import { publishUsage } from "../../stats-consumer/storage/usage-store";
 
-type FoldEnv = Record<string, D1Database>;
+type FoldEnv = Record<string, D1Database> & { USAGE: KVNamespace; PUBLISH: Queue };
 
 function databases(env: FoldEnv, queue: string): FoldDatabases {
   if (queue === "fold-one") return [env.ONE!];
@@ -32,5 +36,13 @@ export default {
     for (let i = 0; i < events.length; i += EVENTS_PER_TRANSACTION) await foldEvents(dbs, events.slice(i, i + EVENTS_PER_TRANSACTION), settings, prices);
     for (const [i, db] of dbs.entries()) await takeD1Work(db, i)?.statement.run();
     batch.ackAll();
+  },
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    if (request.method !== "POST" || url.pathname !== "/publish") return new Response("not found", { status: 404 });
+    const dbs = databases(env, url.searchParams.get("to") === "one" ? "fold-one" : "fold-shards");
+    const version = await publishUsage(dbs, env.USAGE, env.PUBLISH, Date.now());
+    for (const [i, db] of dbs.entries()) await takeD1Work(db, i)?.statement.run();
+    return Response.json({ version });
   },
 } satisfies ExportedHandler<FoldEnv, unknown>;

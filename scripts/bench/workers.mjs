@@ -362,6 +362,9 @@ export async function startFoldShards(work, shards) {
     ...COMPAT,
     d1Persist: path.join(work, "fold-shards-d1"),
     d1Databases: Object.fromEntries([["ONE", "fold-one"], ...names.map((name) => [name, `fold-${name.toLowerCase()}`])]),
+    // Where its publishes of the pool's usage go (and the ask to publish again, which nothing consumes).
+    kvNamespaces: { USAGE: "fold-usage" },
+    queueProducers: { PUBLISH: { queueName: "fold-publish" } },
   });
   const one = await mf.getD1Database("ONE");
   const dbs = [one, ...(await Promise.all(names.map((name) => mf.getD1Database(name))))];
