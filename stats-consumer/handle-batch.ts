@@ -18,6 +18,7 @@ import { appendToArchive } from "../storage/archive";
 import { foldEvents } from "./storage/ingest-db";
 import { sendToQueue } from "../storage/queues";
 import { foldDatabases } from "../storage/fold-databases";
+import { FoldLayoutRefused, LAYOUT_RETRY_DELAY_S } from "../storage/fold-layout";
 import { publishUsage } from "./storage/usage-store";
 import { readPriceBook } from "../storage/prices";
 import { readSettings, selectSettings } from "../storage/settings";
@@ -169,7 +170,9 @@ export async function handleBatch(
     if (deliverAlerts) deliverSoon(alerts);
   } catch (err) {
     console.error(`keypool consumer: batch of ${batch.messages.length} failed, retrying: ${err instanceof Error ? err.message : "error"}`);
-    batch.retryAll();
+    // Refused for the fold's layout: it waits for a refold, or for the bindings to be put back, a while between tries.
+    if (err instanceof FoldLayoutRefused) batch.retryAll({ delaySeconds: LAYOUT_RETRY_DELAY_S });
+    else batch.retryAll();
     result.retried = true;
     if (deps.health) {
       deps.health.failures++;

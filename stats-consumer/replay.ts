@@ -1,5 +1,5 @@
 import { keypoolEventSchema, packEvents, type AdminEvent, type KeypoolEvent } from "../schema";
-import { finishReplayJob, startReplayJob } from "../storage/replay-jobs";
+import { finishReplayJob, findReplayJob, startReplayJob } from "../storage/replay-jobs";
 import { ROLLUP_TABLES, rollupCutoffs, type RollupTable } from "../storage/rollups";
 import { requestLogCutoff } from "../storage/request-log";
 import { readPriceBook } from "../storage/prices";
@@ -176,6 +176,8 @@ export function asksForRefold(events: KeypoolEvent[]): boolean {
  */
 export async function runRefolds(events: KeypoolEvent[], env: ConsumerEnv, now: () => number): Promise<void> {
   for (const { params } of replayRequests(events).filter((r) => r.kind === "refold")) {
+    // The batch retried after its refold ended (a later step failed): the refold is not run twice.
+    if ((await findReplayJob(env.DB, params.jobId))?.status === "done") continue;
     await startReplayJob(env.DB, { id: params.jobId, kind: "refold", params: { jobId: params.jobId } }, now());
     try {
       await finishReplayJob(env.DB, params.jobId, "done", await refold(env, params), now());

@@ -45,6 +45,21 @@ export function isLayoutRefusal(err: unknown): boolean {
   return err instanceof Error && /fold_layout_unchanged/.test(err.message);
 }
 
+/**
+ * A fold refused because a database holds another layout than the fold's:
+ * the list of databases changed, or a refold is under way.
+ */
+export class FoldLayoutRefused extends Error {
+  override name = "FoldLayoutRefused";
+}
+
+/**
+ * How long a batch refused for its layout waits before it is tried again: the
+ * queue's ten retries then span 20 minutes, longer than one consumer
+ * invocation — a refold — may run (15 minutes of wall time).
+ */
+export const LAYOUT_RETRY_DELAY_S = 120;
+
 /** Each database's layout: what it holds (null: nothing folded yet), and what this Worker's bindings make it. */
 export interface DatabaseLayout {
   database: number;

@@ -12,7 +12,15 @@ import { countD1Work, countFoldedEvents, restoreD1Work, takeD1Work } from "./d1-
 import type { FoldPart, KeypoolEvent, PriceBook, Settings } from "../../schema";
 import { foldShards } from "../logic/fold-shards";
 import type { FoldDatabases } from "../../storage/fold-databases";
-import { CHECK_LAYOUT_SQL, SET_LAYOUT_SQL, foldLayoutOf, isLayoutRefusal, layoutRefusalMessage, readFoldLayouts } from "../../storage/fold-layout";
+import {
+  CHECK_LAYOUT_SQL,
+  FoldLayoutRefused,
+  SET_LAYOUT_SQL,
+  foldLayoutOf,
+  isLayoutRefusal,
+  layoutRefusalMessage,
+  readFoldLayouts,
+} from "../../storage/fold-layout";
 
 /** The stage's column for each rollup measure (ingest_stage, migration 0010: short names keep the JSON parameter small). */
 const STAGE_MEASURES = {
@@ -276,7 +284,9 @@ export async function foldEvents(
   if (!failed) return;
   if (isLayoutRefusal(failed.reason)) {
     const layouts = await readFoldLayouts(dbs).catch(() => null);
-    throw new Error(layouts ? layoutRefusalMessage(layouts) : "the fold databases hold another layout than this Worker binds", { cause: failed.reason });
+    throw new FoldLayoutRefused(layouts ? layoutRefusalMessage(layouts) : "the fold databases hold another layout than this Worker binds", {
+      cause: failed.reason,
+    });
   }
   throw failed.reason;
 }

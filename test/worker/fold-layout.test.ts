@@ -1,10 +1,11 @@
 import { applyD1Migrations, createExecutionContext, createMessageBatch } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { PriceBook, defaultSettings, foldShardOf, type AdminEvent, type KeypoolEvent } from "../../schema";
 import { createApp } from "../../gateway/app";
 import { createIsolateState } from "../../gateway/worker";
 import { foldDatabases } from "../../storage/fold-databases";
+import { LAYOUT_RETRY_DELAY_S } from "../../storage/fold-layout";
 import { findReplayJob } from "../../storage/replay-jobs";
 import { handleBatch, isolateDeps } from "../../stats-consumer/handle-batch";
 import { foldEvents } from "../../stats-consumer/storage/ingest-db";
@@ -35,11 +36,12 @@ async function deliver(bindings: ConsumerEnv, events: KeypoolEvent[]) {
     "keypool-events",
     events.map((body, i) => ({ id: `m${i}-${crypto.randomUUID()}`, timestamp: new Date(), attempts: 1, body })),
   );
+  const retried = vi.spyOn(batch, "retryAll");
   const errors: string[] = [];
   const original = console.error;
   console.error = (...args: unknown[]) => errors.push(args.join(" "));
   try {
-    return { ...(await handleBatch(batch, bindings, deps)), errors };
+    return { ...(await handleBatch(batch, bindings, deps)), errors, retryOptions: retried.mock.calls[0]?.[0] };
   } finally {
     console.error = original;
   }
@@ -164,6 +166,8 @@ describe("folding into several databases", () => {
     const refused = await deliver(threeDatabases(), second);
     expect(refused.retried).toBe(true);
     expect(refused.errors.join("\n")).toContain("database 1 was folded as 1/1, it is bound as 1/3");
+    // Retried after a while: the queue's retries outlast a refold.
+    expect(refused.retryOptions).toEqual({ delaySeconds: LAYOUT_RETRY_DELAY_S });
     expect(await totals([env.SPLIT_1])).toEqual(before);
     await foldEvents([env.SPLIT_REF], second, defaultSettings, new PriceBook([]));
     // Bound as DB alone again, it would have folded: the layout is the list's, not a one-way switch.
@@ -190,6 +194,9 @@ describe("folding into several databases", () => {
     expect((job!.report as { events: number }).events).toBe(first.length + second.length + third.length);
     expect([await layoutOf(env.SPLIT_1), await layoutOf(env.SPLIT_2), await layoutOf(env.SPLIT_3)]).toEqual(["1/3", "2/3", "3/3"]);
     expect(((await (await gatewayOver(threeDatabases())("/healthz?deep=1")).json()) as { folds: { ok: boolean } }).folds.ok).toBe(true);
+    // The batch delivered again (a later step of it failed): the refold that ended is not run again.
+    expect(await deliver(threeDatabases(), third)).toMatchObject({ retried: false, errors: [] });
+    expect((await findReplayJob(env.SPLIT_1, jobId))!.startedAt).toBe(job!.startedAt);
 
     // Each key's rows in its own database, and the three add up to the one beside them.
     for (const [i, db] of [env.SPLIT_1, env.SPLIT_2, env.SPLIT_3].entries()) {
