@@ -398,7 +398,12 @@ async function foldOverShards(n, events, sampled, keyIds, keyPairs, clientPairs,
     };
     const [publishOne] = await publishOn("one");
     const publishShards = await publishOn("shards");
-    const publish = { one: /** @type {number} */ (publishOne), busiest: Math.max(...publishShards), first: /** @type {number} */ (publishShards[0]) };
+    const publish = {
+      one: /** @type {number} */ (publishOne),
+      busiest: Math.max(...publishShards),
+      first: /** @type {number} */ (publishShards[0]),
+      others: Math.max(...publishShards.slice(1)),
+    };
     return { logged, sampled: sampledFold, publish };
   } finally {
     await fs.stop();
@@ -502,7 +507,7 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number, foldRowsWritten?: number, minuteRowsFound?: number, sampledLog?: { share: number, failed: number, foldD1S: number, eventTableRows: number, rowsWritten: number },
- *   shards?: Record<"logged" | "sampled", { one: { s: number, written: number }, busiest: number, all: number, allWritten: number }> & { publish: { one: number, busiest: number, first: number } },
+ *   shards?: Record<"logged" | "sampled", { one: { s: number, written: number }, busiest: number, all: number, allWritten: number }> & { publish: { one: number, busiest: number, first: number, others: number } },
  *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, dedupeRowBytes?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number, probedAtRtt?: number,
  *   trace?: { batches: number, eventsPerBatch: number, lastBytes: number, spanS: number, mayHold: number, foundS: number, foundCpuS: number, missS: number, missCpuS: number, missListed: number, missRead: number } }} Figures
@@ -939,7 +944,7 @@ try {
         `with the request log sampled ${us(shards.sampled.busiest)} where the one spent ${us(shards.sampled.one.s)} ` +
         `(${(shards.sampled.one.s / shards.sampled.busiest).toFixed(1)}× less); rows written ${shards.logged.allWritten.toFixed(1)} an event over the ${FOLD_SHARDS} ` +
         `where the one wrote ${shards.logged.one.written.toFixed(1)} (${shards.sampled.allWritten.toFixed(1)} and ${shards.sampled.one.written.toFixed(1)} sampled); ` +
-        `a publish of the pool's usage from them, D1's time in the busiest ${Math.round(shards.publish.busiest * 1000)} ms (the first, which holds the configuration, ${Math.round(shards.publish.first * 1000)}) where the one spent ${Math.round(shards.publish.one * 1000)}`;
+        `a publish of the pool's usage from them, D1's time in the busiest ${Math.round(shards.publish.busiest * 1000)} ms (the first, which holds the configuration, ${Math.round(shards.publish.first * 1000)}; the others at most ${Math.round(shards.publish.others * 1000)}) where the one spent ${Math.round(shards.publish.one * 1000)}`;
 
       // The dedupe window's bytes a row apart from the request log's, whose retentions differ: ids added alone as the fold
       // adds them — about ten a millisecond, time-ordered within a few seconds — past every id there.
@@ -1633,7 +1638,7 @@ function headroomTable() {
       const shardPublish = d1Shares.publish * publishRatio;
       const pct = (/** @type {number} */ v) => `${Math.round(v * 100)}%`;
       rows.push([
-        `one of ${FOLD_SHARDS} D1 databases by key, all that shares it, the request log sampled: its fold's statements ${shardFold.toFixed(2)} s a second (its row above); the usage publish ${shardPublish.toFixed(2)} (above, scaled by ${publishRatio.toFixed(2)}: D1's time for a publish in the busiest of ${FOLD_SHARDS} databases, ${Math.round(p.busiest * 1000)} ms, the first ${Math.round(p.first * 1000)}, against ${Math.round(p.one * 1000)} in one, measured side by side); an open Overview ${d1Shares.overviewOfShard.toFixed(2)} (its row above, each read scaled by the rows the database holds: ${pct(shardReads.upstream)} of the upstream × model rows, ${pct(shardReads.client)} of the client-key rows, ${pct(shardReads.key)} of the key rows; the headroom and the kept answers whole, in the first)`,
+        `one of ${FOLD_SHARDS} D1 databases by key, all that shares it, the request log sampled (each part the busiest database's; the first is the busiest beside the fold, as it holds the configuration and the kept answers): its fold's statements ${shardFold.toFixed(2)} s a second (its row above); the usage publish ${shardPublish.toFixed(2)} (above, scaled by ${publishRatio.toFixed(2)}: D1's time for a publish in the busiest of ${FOLD_SHARDS} databases, ${Math.round(p.busiest * 1000)} ms — the first ${Math.round(p.first * 1000)}, which reads the keys' configuration too, the others at most ${Math.round(p.others * 1000)} — against ${Math.round(p.one * 1000)} in one, measured side by side); an open Overview ${d1Shares.overviewOfShard.toFixed(2)} (its row above, each read scaled by the rows the database holds: ${pct(shardReads.upstream)} of the upstream × model rows, ${pct(shardReads.client)} of the client-key rows, ${pct(shardReads.key)} of the key rows; the headroom and the kept answers whole, in the first)`,
         "1 s of the database a second",
         `${(shardFold + shardPublish + d1Shares.overviewOfShard).toFixed(2)} s a second`,
         x(1 / (shardFold + shardPublish + d1Shares.overviewOfShard)),
