@@ -5,10 +5,14 @@
  */
 
 /**
- * The database of `n` that folds what belongs to `id` (a key's or a request's):
- * FNV-1a of its UTF-16 code units, so every runtime and every redelivery agrees.
- * Changing `n` moves nearly every id: the databases are then rebuilt from the
- * archive, never moved row by row.
+ * The database of the `n` bound (DB, DB_2, DB_3…) that folds what belongs to
+ * `id` (a key's or a request's): with DB alone, DB; with several, one of the
+ * others — the first keeps the configuration, the audit log and the kept
+ * answers, whose reads (every key, for the snapshot, the headroom, the key list
+ * and the usage publish) would otherwise share it with a key's folds. Chosen by
+ * FNV-1a of the id's UTF-16 code units, so every runtime and every redelivery
+ * agrees. Changing `n` moves nearly every id: the databases are then refolded
+ * from the archive, never moved row by row.
  */
 export function foldShardOf(id: string, n: number): number {
   if (n <= 1) return 0;
@@ -17,5 +21,5 @@ export function foldShardOf(id: string, n: number): number {
     h ^= id.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
-  return (h >>> 0) % n;
+  return 1 + ((h >>> 0) % (n - 1));
 }

@@ -290,8 +290,13 @@ async function steadyRollups(db, events, keyPairs, clientPairs, eventsAMinute = 
   return foundShare(eventsAMinute / keyPairs);
 }
 
-/** The D1 databases the fold is split over by key when it is measured beside one (stats-consumer/logic/fold-shards.ts). */
-const FOLD_SHARDS = 8;
+/**
+ * The D1 databases bound when the fold is measured split beside one (stats-consumer/logic/fold-shards.ts): the first
+ * keeps the configuration, the audit log and the kept answers, and the keys spread over the others.
+ */
+const FOLD_SHARDS = 9;
+/** The databases of those the keys spread over. */
+const KEY_DATABASES = FOLD_SHARDS - 1;
 
 /**
  * What D1 spent on the fold in a database (its own statements' time, µs, and the rows written as billed), as the
@@ -311,7 +316,7 @@ async function foldWork(db) {
 
 /**
  * The fold alone (bench/workers/fold-shards.ts) into one D1 database and, beside it in the same runtime, into
- * FOLD_SHARDS databases by key: the same traffic into each, every request logged and then the request log sampled,
+ * FOLD_SHARDS databases (the configuration's, and KEY_DATABASES the keys spread over): the same traffic into each, every request logged and then the request log sampled,
  * each database first holding the rollup rows 10,000 requests a second already hold in it mid-hour (one of
  * several by key folds its share of the events over its share of the keys, and every client key). Returns D1's own
  * time an event of the whole traffic (s) and rows written an event: the one database's, the busiest of the several and
@@ -339,7 +344,8 @@ async function foldOverShards(n, events, sampled, keyIds, keyPairs, clientPairs,
       await insertRows(db, "key_capacity", state.capacity.filter(ours));
       const mine = events.filter((e) => foldShardOf(e.keyId, FOLD_SHARDS) === i);
       const keys = keyIds.filter((id) => foldShardOf(id, FOLD_SHARDS) === i).length;
-      await steadyRollups(db, mine, (keyPairs * keys) / keyIds.length, clientPairs, (EVENTS_A_MINUTE * mine.length) / events.length);
+      // The first holds no key's rows.
+      if (mine.length > 0) await steadyRollups(db, mine, (keyPairs * keys) / keyIds.length, clientPairs, (EVENTS_A_MINUTE * mine.length) / events.length);
     }
     /** Folds `traffic` through one queue, as the consumer receives it (batches of 100 messages of 50 events). @param {string} queue @param {Traffic} traffic */
     const fold = async (queue, traffic) => {
@@ -366,6 +372,7 @@ async function foldOverShards(n, events, sampled, keyIds, keyPairs, clientPairs,
       return {
         one: /** @type {{ s: number, written: number }} */ (one),
         busiest: Math.max(...shards.map((x) => x.s)),
+        first: /** @type {{ s: number }} */ (shards[0]).s,
         all: shards.reduce((sum, x) => sum + x.s, 0),
         allWritten: shards.reduce((sum, x) => sum + x.written, 0),
       };
@@ -507,7 +514,7 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number, foldRowsWritten?: number, minuteRowsFound?: number, sampledLog?: { share: number, failed: number, foldD1S: number, eventTableRows: number, rowsWritten: number },
- *   shards?: Record<"logged" | "sampled", { one: { s: number, written: number }, busiest: number, all: number, allWritten: number }> & { publish: { one: number, busiest: number, first: number, others: number } },
+ *   shards?: Record<"logged" | "sampled", { one: { s: number, written: number }, busiest: number, first: number, all: number, allWritten: number }> & { publish: { one: number, busiest: number, first: number, others: number } },
  *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, dedupeRowBytes?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number, probedAtRtt?: number,
  *   trace?: { batches: number, eventsPerBatch: number, lastBytes: number, spanS: number, mayHold: number, foundS: number, foundCpuS: number, missS: number, missCpuS: number, missListed: number, missRead: number } }} Figures
@@ -921,8 +928,8 @@ try {
           .map(([part, n]) => `${part.replaceAll("_", " ")} ${n.toFixed(1)}`)
           .join(", ")}), ${l.sampledLog.rowsWritten.toFixed(1)} with the sample`;
 
-      // The same fold split over FOLD_SHARDS databases by key, measured beside one database in a runtime of its own.
-      log(`${n} keys: the fold over ${FOLD_SHARDS} databases by key, beside one…`);
+      // The same fold split over KEY_DATABASES databases by key (and the configuration's), measured beside one database in a runtime of its own.
+      log(`${n} keys: the fold over ${KEY_DATABASES} databases by key, beside one…`);
       const shardSampled = traffic(`scale-${n}-shards-sampled`, total).map((e) => ({ ...e, logged: data.keptInRequestLog(e.requestId, [e], SAMPLED_LOG) }));
       const shards = await foldOverShards(
         String(n),
@@ -938,13 +945,13 @@ try {
       l.shards = shards;
       const us = (/** @type {number} */ sec) => (sec * 1e6).toFixed(0);
       r.fold +=
-        `; split over ${FOLD_SHARDS} D1 databases by key, beside one database in a runtime of their own: ` +
+        `; split over ${KEY_DATABASES} D1 databases by key (and the configuration's, the first of ${FOLD_SHARDS}), beside one database in a runtime of their own: ` +
         `the busiest ${us(shards.logged.busiest)} µs an event of all the traffic where the one spent ${us(shards.logged.one.s)} ` +
-        `(${(shards.logged.one.s / shards.logged.busiest).toFixed(1)}× less; the ${FOLD_SHARDS} together ${us(shards.logged.all)}), ` +
+        `(${(shards.logged.one.s / shards.logged.busiest).toFixed(1)}× less; the ${FOLD_SHARDS} together ${us(shards.logged.all)}, the configuration's ${us(shards.logged.first)}), ` +
         `with the request log sampled ${us(shards.sampled.busiest)} where the one spent ${us(shards.sampled.one.s)} ` +
         `(${(shards.sampled.one.s / shards.sampled.busiest).toFixed(1)}× less); rows written ${shards.logged.allWritten.toFixed(1)} an event over the ${FOLD_SHARDS} ` +
         `where the one wrote ${shards.logged.one.written.toFixed(1)} (${shards.sampled.allWritten.toFixed(1)} and ${shards.sampled.one.written.toFixed(1)} sampled); ` +
-        `a publish of the pool's usage from them, D1's time in the busiest ${Math.round(shards.publish.busiest * 1000)} ms (the first, which holds the configuration, ${Math.round(shards.publish.first * 1000)}; the others at most ${Math.round(shards.publish.others * 1000)}) where the one spent ${Math.round(shards.publish.one * 1000)}`;
+        `a publish of the pool's usage from them, D1's time in the configuration's ${Math.round(shards.publish.first * 1000)} ms and in the busiest by key ${Math.round(shards.publish.others * 1000)} where the one spent ${Math.round(shards.publish.one * 1000)}`;
 
       // The dedupe window's bytes a row apart from the request log's, whose retentions differ: ids added alone as the fold
       // adds them — about ten a millisecond, time-ordered within a few seconds — past every id there.
@@ -1303,9 +1310,14 @@ function headroomTable() {
   /** The storage the account holds at the default retention (bytes), with every request logged and with a sample. */
   const bill = { held: /** @type {number | null} */ (null), heldSampled: /** @type {number | null} */ (null) };
   /** The share of one D1 database's time the work beside the fold takes: the usage publish's largest (as spaced) and an open Overview's. */
-  /** The share of the one database's rows one of FOLD_SHARDS holds, for the Overview's reads. */
+  /** The share of the one database's rows one of KEY_DATABASES holds, for the Overview's reads. */
   let shardReads = { upstream: 1, client: 1, key: 1 };
-  const d1Shares = { publish: 0, overview: /** @type {number | null} */ (null), overviewOfShard: /** @type {number | null} */ (null) };
+  const d1Shares = {
+    publish: 0,
+    overview: /** @type {number | null} */ (null),
+    overviewOfKeyDatabase: /** @type {number | null} */ (null),
+    overviewOfFirst: /** @type {number | null} */ (null),
+  };
   const x = (/** @type {number} */ v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : "— (too small to measure)");
   const mib = (/** @type {number} */ b) => `${(b / 2 ** 20).toFixed(2)} MiB`;
   const ms = (/** @type {number} */ sec) => `${Math.round(sec * 1000)} ms`;
@@ -1378,7 +1390,7 @@ function headroomTable() {
       const scaled = above * (m.busiest / m.one.s);
       const load = Math.max(m.busiest, scaled);
       rows.push([
-        `${kind === "logged" ? `one of ${FOLD_SHARDS} D1 databases the fold is split over by key (the busiest), executing its statements` : `the same, the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes`}: measured ${(m.busiest * 1e6).toFixed(0)} µs an event of all the traffic beside ${(m.one.s * 1e6).toFixed(0)} for one database in the same runtime (the ${FOLD_SHARDS} together ${(m.all * 1e6).toFixed(0)}); the fold above (${(above * 1e6).toFixed(0)} µs) scaled by that ratio, ${(scaled * 1e6).toFixed(0)}; the larger taken`,
+        `${kind === "logged" ? `one of ${KEY_DATABASES} D1 databases the fold is split over by key (the busiest), executing its statements` : `the same, the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes`}: measured ${(m.busiest * 1e6).toFixed(0)} µs an event of all the traffic beside ${(m.one.s * 1e6).toFixed(0)} for one database in the same runtime (the ${KEY_DATABASES} and the configuration's together ${(m.all * 1e6).toFixed(0)}); the fold above (${(above * 1e6).toFixed(0)} µs) scaled by that ratio, ${(scaled * 1e6).toFixed(0)}; the larger taken`,
         "1 s of the database a second",
         `${(load * 1e6).toFixed(0)} µs an event: ${(10_500 * load).toFixed(2)} s a second`,
         x(1 / (10_500 * load)),
@@ -1489,18 +1501,19 @@ function headroomTable() {
     const kept = share(byKey, longestMs.breakdown.minute) + share(byClient, longestMs.breakdown.minute) + share(d.headroom, longestMs.headroom);
     const perRefresh = (fresh + kept + 3 * d.hourByKeyReused) / 1000;
     d1Shares.overview = perRefresh / (REFRESH_MS / 1000);
-    // One of FOLD_SHARDS databases by key, each read scaled by the rows it holds of what the one database holds: an
-    // N-th of the key rows, but nearly every upstream × model row and most client-key rows (each database folds an
-    // N-th of the traffic into all of them); the headroom and the kept answers read in the first, which holds the
-    // keys' configuration and the kept answers, taken whole there — that first database is the busiest.
+    // Split over KEY_DATABASES databases by key, each read scaled by the rows a database holds of what the one database
+    // holds: an N-th of the key rows, but nearly every upstream × model row and most client-key rows (each folds an
+    // N-th of the traffic into all of them), and an N-th of the keys' state for the headroom; the configuration's
+    // database reads every key for the headroom and keeps the answers (each taken whole there).
     const aMinute = 10_500 * 60;
-    const held = (/** @type {number} */ combos) => distinctRows(aMinute / FOLD_SHARDS, combos) / distinctRows(aMinute, combos);
-    shardReads = { upstream: held(UPSTREAM_COMBOS), client: held(CLIENT_COMBOS), key: 1 / FOLD_SHARDS };
-    const keptOfShard =
+    const held = (/** @type {number} */ combos) => distinctRows(aMinute / KEY_DATABASES, combos) / distinctRows(aMinute, combos);
+    shardReads = { upstream: held(UPSTREAM_COMBOS), client: held(CLIENT_COMBOS), key: 1 / KEY_DATABASES };
+    const keptOfKeyDatabase =
       share(byKey * shardReads.key, longestMs.breakdown.minute) +
       share(byClient * shardReads.client, longestMs.breakdown.minute) +
-      share(d.headroom, longestMs.headroom);
-    d1Shares.overviewOfShard = (fresh * shardReads.upstream + keptOfShard + 3 * d.hourByKeyReused) / 1000 / (REFRESH_MS / 1000);
+      share(d.headroom * shardReads.key, longestMs.headroom);
+    d1Shares.overviewOfKeyDatabase = (fresh * shardReads.upstream + keptOfKeyDatabase) / 1000 / (REFRESH_MS / 1000);
+    d1Shares.overviewOfFirst = (share(d.headroom, longestMs.headroom) + 3 * d.hourByKeyReused) / 1000 / (REFRESH_MS / 1000);
     rows.push([
       `the dashboard's Overview, last hour by minute, at 10,000 req/s: the series, by model and by upstream from ${UPSTREAM_COMBOS.toLocaleString("en-US")} upstream × model rows a minute and the summary, ${Math.round(fresh)} ms a refresh (measured on ${Math.round(upstreamRows).toLocaleString("en-US")} a minute, scaled by rows); by key (${(byKey / 1000).toFixed(1)} s over ${(keyRows / 1e6).toFixed(1)} M key rows), by client key (${(byClient / 1000).toFixed(1)} s over ${(clientRows / 1e6).toFixed(1)} M client-key rows; both measured on ${l.keyMinuteRows.toLocaleString("en-US")} and ${l.clientMinuteRows.toLocaleString("en-US")} rows, scaled by rows) and the headroom (${Math.round(d.headroom)} ms) reused, ${Math.round(kept)} ms a refresh, and ${Math.round(3 * d.hourByKeyReused)} ms reading them kept`,
       "5 s of D1 a refresh (the page asks every 5 s; one database answers one query at a time)",
@@ -1627,21 +1640,30 @@ function headroomTable() {
         x(1 / sampledAll),
       ]);
     }
-    if (l.shards !== undefined && l.sampledLog !== undefined && d1Shares.overviewOfShard !== null) {
-      // Each database of several by key: its fold as measured above (the larger of the two figures); the usage publish
-      // above scaled by what the busiest database spent on a publish over several against the one (measured side by
-      // side); the Overview by rows (its row above).
+    if (l.shards !== undefined && l.sampledLog !== undefined && d1Shares.overviewOfKeyDatabase !== null && d1Shares.overviewOfFirst !== null) {
+      // Split by key: the busiest database by key — its fold as measured above (the larger of the two figures), the
+      // usage publish above scaled by what that database spent on a publish against the one database (measured side by
+      // side), the Overview by rows — and the configuration's database beside them, likewise.
       const m = l.shards.sampled;
       const p = l.shards.publish;
-      const shardFold = 10_500 * Math.max(m.busiest, l.sampledLog.foldD1S * (m.busiest / m.one.s));
-      const publishRatio = p.busiest / p.one;
-      const shardPublish = d1Shares.publish * publishRatio;
       const pct = (/** @type {number} */ v) => `${Math.round(v * 100)}%`;
+      const keyFold = 10_500 * Math.max(m.busiest, l.sampledLog.foldD1S * (m.busiest / m.one.s));
+      const keyPublish = d1Shares.publish * (p.others / p.one);
+      const keyAll = keyFold + keyPublish + d1Shares.overviewOfKeyDatabase;
       rows.push([
-        `one of ${FOLD_SHARDS} D1 databases by key, all that shares it, the request log sampled (each part the busiest database's; the first is the busiest beside the fold, as it holds the configuration and the kept answers): its fold's statements ${shardFold.toFixed(2)} s a second (its row above); the usage publish ${shardPublish.toFixed(2)} (above, scaled by ${publishRatio.toFixed(2)}: D1's time for a publish in the busiest of ${FOLD_SHARDS} databases, ${Math.round(p.busiest * 1000)} ms — the first ${Math.round(p.first * 1000)}, which reads the keys' configuration too, the others at most ${Math.round(p.others * 1000)} — against ${Math.round(p.one * 1000)} in one, measured side by side); an open Overview ${d1Shares.overviewOfShard.toFixed(2)} (its row above, each read scaled by the rows the database holds: ${pct(shardReads.upstream)} of the upstream × model rows, ${pct(shardReads.client)} of the client-key rows, ${pct(shardReads.key)} of the key rows; the headroom and the kept answers whole, in the first)`,
+        `one of ${KEY_DATABASES} D1 databases by key (the busiest), all that shares it at 10,000 req/s, the request log sampled: its fold's statements ${keyFold.toFixed(2)} s a second (its row above); its part of the usage publish ${keyPublish.toFixed(2)} (above, scaled by ${(p.others / p.one).toFixed(2)}: D1's time for a publish in the busiest of them, ${Math.round(p.others * 1000)} ms, against ${Math.round(p.one * 1000)} in one, measured side by side); of an open Overview ${d1Shares.overviewOfKeyDatabase.toFixed(2)} (its row above, each read scaled by the rows the database holds: ${pct(shardReads.upstream)} of the upstream × model rows, ${pct(shardReads.client)} of the client-key rows, ${pct(shardReads.key)} of the key rows and of the keys' state)`,
         "1 s of the database a second",
-        `${(shardFold + shardPublish + d1Shares.overviewOfShard).toFixed(2)} s a second`,
-        x(1 / (shardFold + shardPublish + d1Shares.overviewOfShard)),
+        `${keyAll.toFixed(2)} s a second`,
+        x(1 / keyAll),
+      ]);
+      const firstFold = 10_500 * m.first;
+      const firstPublish = d1Shares.publish * (p.first / p.one);
+      const firstAll = firstFold + firstPublish + d1Shares.overviewOfFirst;
+      rows.push([
+        `the configuration's database beside them (DB), all that shares it: its fold (the admin events; measured) ${firstFold.toFixed(2)} s a second; its part of the usage publish ${firstPublish.toFixed(2)} (the keys' configuration read: ${Math.round(p.first * 1000)} ms a publish against ${Math.round(p.one * 1000)} in one, measured side by side); of an open Overview ${d1Shares.overviewOfFirst.toFixed(2)} (the headroom's every key and the kept answers, whole)`,
+        "1 s of the database a second",
+        `${firstAll.toFixed(2)} s a second`,
+        x(1 / firstAll),
       ]);
     }
   }

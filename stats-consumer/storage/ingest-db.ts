@@ -260,13 +260,22 @@ export async function ingestBatch(
   }
 }
 
+/** A database's layout checked (or recorded) alone, for a batch that has nothing for it. */
+async function checkLayout(db: D1Database, layout: string): Promise<void> {
+  await db.prepare(CHECK_LAYOUT_SQL).bind(layout).run();
+}
+
 /**
  * Folds a batch's events into the fold's databases — one, or several by key
  * (`foldShards`) — each in its own transaction, all at once. If any fails the
  * whole batch is retried: those that committed see its ids in their dedupe
  * windows and change nothing. Each transaction first checks that its database
  * holds the layout it folds under (the list's, or a refold's `layout`); one that
- * does not fails the batch with what changed and what to do.
+ * does not fails the batch with what changed and what to do. The first database
+ * checks its layout for every batch, even one with nothing for it (with several,
+ * it holds no key's rows): a list that grew is told by the first, whose layout
+ * it changes ("1/1" → "1/9"), while the databases added hold none yet and would
+ * take their parts.
  */
 export async function foldEvents(
   dbs: FoldDatabases,
@@ -277,8 +286,11 @@ export async function foldEvents(
   layout?: string,
 ): Promise<void> {
   const shards = foldShards(events, dbs.length, settings, prices);
+  const layoutOf = (i: number) => layout ?? foldLayoutOf(i, dbs.length);
   const outcomes = await Promise.allSettled(
-    shards.map((s, i) => ingestBatch(dbs[i]!, s.rows, s.health, s.capacity, projection, i, layout ?? foldLayoutOf(i, dbs.length))),
+    shards.map((s, i) =>
+      i === 0 && s.rows.seen.length === 0 ? checkLayout(dbs[0], layoutOf(0)) : ingestBatch(dbs[i]!, s.rows, s.health, s.capacity, projection, i, layoutOf(i)),
+    ),
   );
   const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected");
   if (!failed) return;
