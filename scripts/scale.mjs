@@ -294,7 +294,7 @@ async function steadyRollups(db, events, keyPairs, clientPairs, eventsAMinute = 
  * The D1 databases bound when the fold is measured split beside one (stats-consumer/logic/fold-shards.ts): the first
  * keeps the configuration, the audit log and the kept answers, and the keys spread over the others.
  */
-const FOLD_SHARDS = 9;
+const FOLD_SHARDS = 13;
 /** The databases of those the keys spread over. */
 const KEY_DATABASES = FOLD_SHARDS - 1;
 
