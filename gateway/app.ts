@@ -17,8 +17,9 @@ const ALL_SECRETS: SecretName[] = ["ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTI
  * What a deploy checks before it calls itself done: every secret set (named when
  * missing, never shown), D1 reachable, the migrations this code needs applied in
  * every fold database, and each of them holding the fold layout this Worker's
- * bindings give it (storage/fold-layout.ts). 503 when any is not. It also says which rotations this isolate is part of and how
- * fresh its snapshot is, which `npm run rotate` waits on.
+ * bindings give it (storage/fold-layout.ts). 503 when any is not. It also says
+ * which rotations this isolate is part of and how fresh its snapshot is, which
+ * `npm run rotate` waits on.
  */
 async function deepHealth(env: GatewayEnv, snapshot: { version: number; generatedAt: number }) {
   const missing = ALL_SECRETS.filter((n) => missingSecrets(env, [n]) !== null);

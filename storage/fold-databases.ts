@@ -1,8 +1,9 @@
 /**
  * The D1 databases the consumer's fold writes (stats-consumer/logic/fold-shards.ts),
  * in order. The first is `DB`, which also holds the pool's configuration — keys,
- * upstreams, client keys, settings — that reads take names and key lists from;
- * each further one holds the fold's tables for its share of the keys.
+ * upstreams, client keys, settings — that reads take names and key lists from,
+ * and the audit log; each further one holds the fold's tables for its share of
+ * the keys.
  */
 export type FoldDatabases = readonly [D1Database, ...D1Database[]];
 
@@ -16,9 +17,10 @@ const databasesOf = new WeakMap<object, FoldDatabases>();
 /**
  * A deployment's fold databases: `DB`, then `DB_2`, `DB_3`… in order of their
  * number, as both Workers' configs bind them (docs/operations.md, "Folding into
- * several databases"). A key's rows live in the database its id hashes to
- * among these, so the list is the fold's layout: its length and order may not
- * change while the databases hold folded rows (`foldLayout`).
+ * several databases"). A key's rows live in the database its id hashes to —
+ * with several, among all but the first (`foldShardOf`) — so the list is the
+ * fold's layout: its length and order may not change while the databases hold
+ * folded rows (storage/fold-layout.ts).
  */
 export function foldDatabases(env: { DB: D1Database }): FoldDatabases {
   let dbs = databasesOf.get(env);

@@ -3,8 +3,9 @@ import type { FoldDatabases } from "./fold-databases";
 /**
  * The fold's layout, kept in each fold database (migration 0026, `fold_layout`):
  * which of how many databases it is, "1/1" for a deployment with `DB` alone.
- * A key's rows live in the database its id hashes to among N, so the rows a
- * database holds are right only for the layout they were folded under: a
+ * A key's rows live in the database its id hashes to (`foldShardOf`: with
+ * several, among all but the first), so the rows a database holds are right
+ * only for the layout they were folded under: a
  * Worker bound to another list (a database added, removed or reordered) would
  * fold a key's new events into another database than its old ones, and the
  * reads that add databases up would count it twice.

@@ -24,7 +24,9 @@ function keyShardOf(e: KeypoolEvent, n: number): number {
  * pool rows, which the readers sum over the databases), key health, key
  * capacity, the Prometheus counters — goes to the key's database; the request
  * log goes to the request's, so a request's attempts on keys of different
- * databases still make one row; the audit log goes to the first. Each database
+ * databases still make one row; the audit log goes to the first, which holds
+ * no key's or request's rows (`foldShardOf`: it keeps the configuration, whose
+ * reads go over every key). Each database
  * keeps in its dedupe window the ids of the events it folded a part of, so a
  * redelivered batch changes nothing in any of them, whichever committed before.
  * With one database, the batch as it is.
