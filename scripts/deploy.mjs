@@ -8,15 +8,16 @@
  *
  * Every step looks before it acts, so a second run changes nothing and a run
  * that failed halfway finishes the job:
+ *   0. the fold's layout is read from the first database: a deployment whose
+ *      databases hold rows folded under another list of databases is not
+ *      changed unless --refold asks for the refold that moves them
+ *      (docs/operations.md, "Folding into several databases");
  *   1. the KV namespace, D1 databases (`keypool`, and with --fold-databases N the
  *      fold's further ones, `keypool-fold-2`…), R2 bucket and every queue the
  *      configs name (the event queues, the dead-letter queue, the probes queue)
  *      are found by name or created;
  *   2. the remote D1 migrations not yet applied are applied to each database
- *      (before any Worker that needs them is deployed), and the fold's layout is
- *      checked: a deployment whose databases hold rows folded under another
- *      list of databases is not changed unless --refold asks for the refold
- *      that moves them (docs/operations.md, "Folding into several databases");
+ *      (before any Worker that needs them is deployed);
  *   3. each Worker's secrets that are missing are generated; generated values are
  *      kept in .deploy/<env>/pending-secrets.json (mode 600) until both Workers hold
  *      them, so a resumed run uploads the same values (the two Workers share
@@ -280,7 +281,7 @@ async function pendingMigrations(api, account, d1Id) {
 
 /**
  * The layout a deployment's first database holds (migration 0026,
- * storage/fold-layout.ts): "1/1" for DB alone, "1/8" for the first of eight,
+ * storage/fold-layout.ts): "1/1" for DB alone, "1/13" for the first of thirteen,
  * "refold …" while a refold runs, null when it does not exist or folded
  * nothing yet.
  * @param {import("./lib/cloudflare.mjs").Api} api
@@ -438,7 +439,7 @@ async function main() {
   const account = await resolveAccount(api);
   step(`Cloudflare account ${account}`);
 
-  // Before anything is created: a change of the fold's list of databases changes the first one's layout ("1/1" → "1/8").
+  // Before anything is created: a change of the fold's list of databases changes the first one's layout ("1/1" → "1/13").
   step(`Fold databases: ${options.foldDatabases}`);
   const heldLayout = await foldLayout(api, account, n.d1);
   const bound = `1/${options.foldDatabases}`;
