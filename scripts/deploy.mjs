@@ -301,9 +301,11 @@ async function foldLayout(api, account, name) {
   } catch (e) {
     if (!missingTable(e)) throw e;
   }
-  // Before migration 0026: a database that folded anything did so as DB alone, as the migration will record.
+  // Before migration 0026: a database that folded anything did so as DB alone, as the migration will record (its condition).
   try {
-    const row = await first("SELECT EXISTS (SELECT 1 FROM audit_log) OR EXISTS (SELECT 1 FROM key_health) OR EXISTS (SELECT 1 FROM rollup_day) AS folded");
+    const row = await first(
+      "SELECT EXISTS (SELECT 1 FROM seen_events) OR EXISTS (SELECT 1 FROM audit_log) OR EXISTS (SELECT 1 FROM key_health) OR EXISTS (SELECT 1 FROM rollup_day) OR EXISTS (SELECT 1 FROM request_log) AS folded",
+    );
     return row?.folded ? "1/1" : null;
   } catch (e) {
     if (missingTable(e)) return null;

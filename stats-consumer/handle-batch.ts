@@ -12,7 +12,7 @@ import { alertConsumerHealth, alertDeadLetters, alertOnPublish, alertOnUsage, de
 import { claimBodiesPrune } from "../storage/snapshot-meta";
 import { pruneBodies, storeBodies } from "./storage/bodies";
 import { PublishedStates, publishIfStale } from "./publish";
-import { asksForRefold, runRefolds, runReplayJobs } from "./replay";
+import { runRefolds, runReplayJobs } from "./replay";
 import { DEAD_PREFIX, EVENTS_PREFIX, archiveKey, idFilter } from "../schema";
 import { appendToArchive } from "../storage/archive";
 import { foldEvents } from "./storage/ingest-db";
@@ -150,7 +150,8 @@ export async function handleBatch(
       // With a filter of the batch's request ids, so a trace reads only the batches that may hold its request.
       const requestIds = idFilter(events.flatMap((e) => (e.type === "attempt" ? [e.requestId] : [])));
       await appendToArchive(env.ARCHIVE, archiveKey(EVENTS_PREFIX, deps.now(), crypto.randomUUID()), events, requestIds ? { requestIds } : {});
-      if (asksForRefold(events)) await runRefolds(events, env, deps.now);
+      // A refold the batch asks for runs before the batch is folded (replay.ts).
+      await runRefolds(events, env, deps.now);
       const [settings, prices] = await Promise.all([readSettings(env.DB), readPriceBook(env.DB)]);
       for (let i = 0; i < events.length; i += EVENTS_PER_TRANSACTION) {
         const chunk = events.slice(i, i + EVENTS_PER_TRANSACTION);

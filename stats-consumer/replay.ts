@@ -162,11 +162,6 @@ function replayRequests(events: KeypoolEvent[]): ReplayRequest[] {
     });
 }
 
-/** Whether a batch asks for a refold, which runs before the batch itself is folded (`runRefolds`). */
-export function asksForRefold(events: KeypoolEvent[]): boolean {
-  return replayRequests(events).some((r) => r.kind === "refold");
-}
-
 /**
  * Runs the refolds a batch asks for, before the batch is folded: under a
  * changed list of databases the batch could not be folded otherwise, and it

@@ -157,7 +157,7 @@ async function metricsText(c: Context<GatewayHono>): Promise<string> {
     lines,
     "keypool_d1_seconds_total",
     "counter",
-    "Time D1 spent executing the consumer's statements that committed (their meta.duration, without the network), by work: each part of its fold transactions (fold_*), its publishes of the pool's usage. The database runs one statement at a time: the rate is the share of its time these take (see docs/scale.md).",
+    "Time D1 spent executing the consumer's statements that committed (their meta.duration, without the network), by work: each part of its fold transactions (fold_*), its publishes of the pool's usage; with several fold databases, their sum. A database runs one statement at a time: keypool_d1_database_seconds_total's rate is each one's share of its time (see docs/scale.md).",
   );
   for (const work of D1_WORKS) lines.push(`keypool_d1_seconds_total${labels({ work })} ${counters.d1.seconds[work]}`);
   family(
