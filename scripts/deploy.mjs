@@ -38,7 +38,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import path from "node:path";
 import { flag, stringArg } from "./lib/args.mjs";
 import { ApiError, apiClient, apiCredentials, resolveAccount, wrangler } from "./lib/cloudflare.mjs";
-import { deploymentNames, environmentName, foldLayout, gatewayUrl, savedOptions, stateDir, waitForHealth } from "./lib/deployment.mjs";
+import { deploymentNames, environmentName, gatewayUrl, savedOptions, stateDir, waitForHealth } from "./lib/deployment.mjs";
 import { ROOT, buildDashboard } from "./lib/stack.mjs";
 import { readWranglerConfig } from "./lib/wrangler-config.mjs";
 
@@ -281,7 +281,7 @@ async function pendingMigrations(api, account, d1Id) {
 
 /**
  * The layout a deployment's first database holds (migration 0026,
- * storage/fold-layout.ts): "1/1" for DB alone, "1/13 by key and client key" for the first of thirteen,
+ * storage/fold-layout.ts): "1/1" for DB alone, "1/13" for the first of thirteen,
  * "refold …" while a refold runs, null when it does not exist or folded
  * nothing yet.
  * @param {import("./lib/cloudflare.mjs").Api} api
@@ -289,7 +289,7 @@ async function pendingMigrations(api, account, d1Id) {
  * @param {string} name
  * @returns {Promise<string | null>}
  */
-async function heldFoldLayout(api, account, name) {
+async function foldLayout(api, account, name) {
   const db = (await api.list(`/accounts/${account}/d1/database?name=${encodeURIComponent(name)}`)).find((x) => x.name === name);
   if (!db) return null;
   /** @param {string} sql */
@@ -441,10 +441,10 @@ async function main() {
   const account = await resolveAccount(api);
   step(`Cloudflare account ${account}`);
 
-  // Before anything is created: a change of the fold's list of databases changes the first one's layout ("1/1" → "1/13 …").
+  // Before anything is created: a change of the fold's list of databases changes the first one's layout ("1/1" → "1/13").
   step(`Fold databases: ${options.foldDatabases}`);
-  const heldLayout = await heldFoldLayout(api, account, n.d1);
-  const bound = foldLayout(0, options.foldDatabases);
+  const heldLayout = await foldLayout(api, account, n.d1);
+  const bound = `1/${options.foldDatabases}`;
   const refolding = heldLayout?.startsWith("refold ") ?? false;
   const refold = heldLayout !== null && heldLayout !== bound && !refolding;
   if (heldLayout === null || heldLayout === bound) detail(heldLayout === null ? "nothing folded yet" : `the first holds ${heldLayout}, as bound`);

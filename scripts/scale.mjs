@@ -255,28 +255,24 @@ function foundShare(lambda) {
  * chosen evenly. The pool's days are UTC (its time zone is the default).
  * Returns the share of events that found their key's minute row.
  * @param {Keypool["db"]} db
- * @typedef {{ keyId: string, model: string, clientKeyId: string, ts: number }[]} Folded
- * @param {Folded} events
+ * @param {{ keyId: string, model: string, clientKeyId: string, ts: number }[]} events
  * @param {number} keyPairs @param {number} clientPairs
- * @param {{ eventsAMinute: number, clientEvents: Folded, clientEventsAMinute: number }} [part] what one of several
- *   databases folds: its keys' events and their rate, its client keys' events and theirs (all of them by default)
+ * @param {number} [eventsAMinute] the events a minute this database folds (one of several by key folds a share)
  */
-async function steadyRollups(db, events, keyPairs, clientPairs, part) {
+async function steadyRollups(db, events, keyPairs, clientPairs, eventsAMinute = EVENTS_A_MINUTE) {
   const buckets = /** @type {const} */ ([
     ["rollup_minute", 1, 60_000],
     ["rollup_hour", 60, 3_600_000],
     ["rollup_day", 1_440, 86_400_000],
   ]);
-  const eventsAMinute = part?.eventsAMinute ?? EVENTS_A_MINUTE;
   for (const [table, minutes, ms] of buckets) {
-    for (const [kind, pairs, folded, rate] of /** @type {const} */ ([
-      ["key", keyPairs, events, eventsAMinute],
-      ["client", clientPairs, part?.clientEvents ?? events, part?.clientEventsAMinute ?? EVENTS_A_MINUTE],
+    for (const [kind, pairs] of /** @type {const} */ ([
+      ["key", keyPairs],
+      ["client", clientPairs],
     ])) {
-      if (folded.length === 0 || pairs <= 0) continue;
-      const share = foundShare((rate * minutes) / pairs);
+      const share = foundShare((eventsAMinute * minutes) / pairs);
       // Low-discrepancy choice (the golden ratio's fractions): a share of the events, spread over the traffic.
-      const rows = folded
+      const rows = events
         .filter((_, i) => (i * 0.6180339887 + (kind === "key" ? 0 : 0.5)) % 1 < share)
         .map((e) => ({
           bucket: e.ts - (e.ts % ms),
@@ -322,8 +318,7 @@ async function foldWork(db) {
  * The fold alone (bench/workers/fold-shards.ts) into one D1 database and, beside it in the same runtime, into
  * FOLD_SHARDS databases (the configuration's, and KEY_DATABASES the keys spread over): the same traffic into each, every request logged and then the request log sampled,
  * each database first holding the rollup rows 10,000 requests a second already hold in it mid-hour (one of
- * several folds its share of the events over its share of the keys, and its share over its share of the client
- * keys). Returns D1's own
+ * several by key folds its share of the events over its share of the keys, and every client key). Returns D1's own
  * time an event of the whole traffic (s) and rows written an event: the one database's, the busiest of the several and
  * theirs together. Then, with the pool's configuration in each's first database, D1's own time (s) for a publish of
  * the pool's usage from the one and from the several: the one's, and the busiest's of the several (the quickest of
@@ -332,14 +327,12 @@ async function foldWork(db) {
  * @typedef {{ keyId: string, model: string, clientKeyId: string, ts: number, requestId: string, logged?: boolean }[]} Traffic
  * @param {Traffic} events
  * @param {Traffic} sampled the next traffic, its requests marked as the request log's sample keeps them
- * @param {Traffic} skewed the next, sampled likewise, half its requests from one client key
  * @param {string[]} keyIds @param {number} keyPairs @param {number} clientPairs
  * @param {{ health: Record<string, unknown>[], capacity: Record<string, unknown>[] }} state every key's health and capacity rows, as the pool holds them
  * @param {Record<"upstreams" | "keys" | "client_keys", Record<string, unknown>[]>} config the pool's configuration rows
  * @param {(id: string, n: number) => number} foldShardOf
  */
-async function foldOverShards(n, events, sampled, skewed, keyIds, keyPairs, clientPairs, state, config, foldShardOf) {
-  const clientIds = [...new Set(events.map((e) => e.clientKeyId))];
+async function foldOverShards(n, events, sampled, keyIds, keyPairs, clientPairs, state, config, foldShardOf) {
   const fs = await startFoldShards(path.join(work, `fold-shards-${n}`), FOLD_SHARDS);
   try {
     await steadyRollups(fs.one, events, keyPairs, clientPairs);
@@ -351,14 +344,8 @@ async function foldOverShards(n, events, sampled, skewed, keyIds, keyPairs, clie
       await insertRows(db, "key_capacity", state.capacity.filter(ours));
       const mine = events.filter((e) => foldShardOf(e.keyId, FOLD_SHARDS) === i);
       const keys = keyIds.filter((id) => foldShardOf(id, FOLD_SHARDS) === i).length;
-      const clientEvents = events.filter((e) => foldShardOf(e.clientKeyId, FOLD_SHARDS) === i);
-      const clients = clientIds.filter((id) => foldShardOf(id, FOLD_SHARDS) === i).length;
-      // The first holds no key's or client key's rows.
-      await steadyRollups(db, mine, (keyPairs * keys) / keyIds.length, (clientPairs * clients) / clientIds.length, {
-        eventsAMinute: (EVENTS_A_MINUTE * mine.length) / events.length,
-        clientEvents,
-        clientEventsAMinute: (EVENTS_A_MINUTE * clientEvents.length) / events.length,
-      });
+      // The first holds no key's rows.
+      if (mine.length > 0) await steadyRollups(db, mine, (keyPairs * keys) / keyIds.length, clientPairs, (EVENTS_A_MINUTE * mine.length) / events.length);
     }
     /** Folds `traffic` through one queue, as the consumer receives it (batches of 100 messages of 50 events). @param {string} queue @param {Traffic} traffic */
     const fold = async (queue, traffic) => {
@@ -392,7 +379,6 @@ async function foldOverShards(n, events, sampled, skewed, keyIds, keyPairs, clie
     };
     const logged = await measure(events);
     const sampledFold = await measure(sampled);
-    const skewedFold = await measure(skewed);
 
     // The usage publish over the counts just folded: the configuration in the first database of each, as a deployment
     // holds it; D1's own time for it in each database, as the consumer counts it (usage_publish).
@@ -425,7 +411,7 @@ async function foldOverShards(n, events, sampled, skewed, keyIds, keyPairs, clie
       first: /** @type {number} */ (publishShards[0]),
       others: Math.max(...publishShards.slice(1)),
     };
-    return { logged, sampled: sampledFold, skewed: skewedFold, publish };
+    return { logged, sampled: sampledFold, publish };
   } finally {
     await fs.stop();
   }
@@ -528,7 +514,7 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number, foldRowsWritten?: number, minuteRowsFound?: number, sampledLog?: { share: number, failed: number, foldD1S: number, eventTableRows: number, rowsWritten: number },
- *   shards?: Record<"logged" | "sampled" | "skewed", { one: { s: number, written: number }, busiest: number, first: number, all: number, allWritten: number }> & { publish: { one: number, busiest: number, first: number, others: number } },
+ *   shards?: Record<"logged" | "sampled", { one: { s: number, written: number }, busiest: number, first: number, all: number, allWritten: number }> & { publish: { one: number, busiest: number, first: number, others: number } },
  *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, dedupeRowBytes?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number, probedAtRtt?: number,
  *   trace?: { batches: number, eventsPerBatch: number, lastBytes: number, spanS: number, mayHold: number, foundS: number, foundCpuS: number, missS: number, missCpuS: number, missListed: number, missRead: number } }} Figures
@@ -942,21 +928,13 @@ try {
           .map(([part, n]) => `${part.replaceAll("_", " ")} ${n.toFixed(1)}`)
           .join(", ")}), ${l.sampledLog.rowsWritten.toFixed(1)} with the sample`;
 
-      // The same fold split over KEY_DATABASES databases by key and client key (and the configuration's), measured beside one database in a runtime of its own.
-      log(`${n} keys: the fold over ${KEY_DATABASES} databases by key and client key, beside one…`);
+      // The same fold split over KEY_DATABASES databases by key (and the configuration's), measured beside one database in a runtime of its own.
+      log(`${n} keys: the fold over ${KEY_DATABASES} databases by key, beside one…`);
       const shardSampled = traffic(`scale-${n}-shards-sampled`, total).map((e) => ({ ...e, logged: data.keptInRequestLog(e.requestId, [e], SAMPLED_LOG) }));
-      // Client keys are seldom even: one sending half the requests puts half the client rows' work in its database.
-      const hot = String(rows.clientKeys[0]?.id);
-      const shardSkewed = traffic(`scale-${n}-shards-skewed`, 2 * total).map((e, i) => ({
-        ...e,
-        clientKeyId: i % 2 === 0 ? hot : e.clientKeyId,
-        logged: data.keptInRequestLog(e.requestId, [e], SAMPLED_LOG),
-      }));
       const shards = await foldOverShards(
         String(n),
         traffic(`scale-${n}-shards`, 0),
         shardSampled,
-        shardSkewed,
         rows.keys.map((k) => String(k.id)),
         keyPairs,
         clientPairs,
@@ -967,12 +945,11 @@ try {
       l.shards = shards;
       const us = (/** @type {number} */ sec) => (sec * 1e6).toFixed(0);
       r.fold +=
-        `; split over ${KEY_DATABASES} D1 databases by key and client key (and the configuration's, the first of ${FOLD_SHARDS}), beside one database in a runtime of their own: ` +
+        `; split over ${KEY_DATABASES} D1 databases by key (and the configuration's, the first of ${FOLD_SHARDS}), beside one database in a runtime of their own: ` +
         `the busiest ${us(shards.logged.busiest)} µs an event of all the traffic where the one spent ${us(shards.logged.one.s)} ` +
         `(${(shards.logged.one.s / shards.logged.busiest).toFixed(1)}× less; the ${FOLD_SHARDS} together ${us(shards.logged.all)}, the configuration's ${us(shards.logged.first)}), ` +
         `with the request log sampled ${us(shards.sampled.busiest)} where the one spent ${us(shards.sampled.one.s)} ` +
-        `(${(shards.sampled.one.s / shards.sampled.busiest).toFixed(1)}× less), and with half the requests from one client key ${us(shards.skewed.busiest)} where the one spent ${us(shards.skewed.one.s)} ` +
-        `(${(shards.skewed.one.s / shards.skewed.busiest).toFixed(1)}× less); rows written ${shards.logged.allWritten.toFixed(1)} an event over the ${FOLD_SHARDS} ` +
+        `(${(shards.sampled.one.s / shards.sampled.busiest).toFixed(1)}× less); rows written ${shards.logged.allWritten.toFixed(1)} an event over the ${FOLD_SHARDS} ` +
         `where the one wrote ${shards.logged.one.written.toFixed(1)} (${shards.sampled.allWritten.toFixed(1)} and ${shards.sampled.one.written.toFixed(1)} sampled); ` +
         `a publish of the pool's usage from them, D1's time in the configuration's ${Math.round(shards.publish.first * 1000)} ms and in the busiest by key ${Math.round(shards.publish.others * 1000)} where the one spent ${Math.round(shards.publish.one * 1000)}`;
 
@@ -1413,7 +1390,7 @@ function headroomTable() {
       const scaled = above * (m.busiest / m.one.s);
       const load = Math.max(m.busiest, scaled);
       rows.push([
-        `${kind === "logged" ? `one of ${KEY_DATABASES} D1 databases the fold is split over by key and client key (the busiest), executing its statements` : `the same, the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes`}: measured ${(m.busiest * 1e6).toFixed(0)} µs an event of all the traffic beside ${(m.one.s * 1e6).toFixed(0)} for one database in the same runtime (the ${KEY_DATABASES} and the configuration's together ${(m.all * 1e6).toFixed(0)}); the fold above (${(above * 1e6).toFixed(0)} µs) scaled by that ratio, ${(scaled * 1e6).toFixed(0)}; the larger taken`,
+        `${kind === "logged" ? `one of ${KEY_DATABASES} D1 databases the fold is split over by key (the busiest), executing its statements` : `the same, the request log keeping every failure and ${SAMPLED_LOG * 100}% of successes`}: measured ${(m.busiest * 1e6).toFixed(0)} µs an event of all the traffic beside ${(m.one.s * 1e6).toFixed(0)} for one database in the same runtime (the ${KEY_DATABASES} and the configuration's together ${(m.all * 1e6).toFixed(0)}); the fold above (${(above * 1e6).toFixed(0)} µs) scaled by that ratio, ${(scaled * 1e6).toFixed(0)}; the larger taken`,
         "1 s of the database a second",
         `${(load * 1e6).toFixed(0)} µs an event: ${(10_500 * load).toFixed(2)} s a second`,
         x(1 / (10_500 * load)),
@@ -1524,14 +1501,13 @@ function headroomTable() {
     const kept = share(byKey, longestMs.breakdown.minute) + share(byClient, longestMs.breakdown.minute) + share(d.headroom, longestMs.headroom);
     const perRefresh = (fresh + kept + 3 * d.hourByKeyReused) / 1000;
     d1Shares.overview = perRefresh / (REFRESH_MS / 1000);
-    // Split over KEY_DATABASES databases by key and client key, each read scaled by the rows a database holds of what
-    // the one database holds: an N-th of the key rows and of the client-key rows (client keys spread evenly, as the
-    // harness's traffic does), but nearly every upstream × model row (each folds an N-th of the traffic into all of
-    // them), and an N-th of the keys' state for the headroom; the configuration's database reads every key for the
-    // headroom and keeps the answers (each taken whole there).
+    // Split over KEY_DATABASES databases by key, each read scaled by the rows a database holds of what the one database
+    // holds: an N-th of the key rows, but nearly every upstream × model row and most client-key rows (each folds an
+    // N-th of the traffic into all of them), and an N-th of the keys' state for the headroom; the configuration's
+    // database reads every key for the headroom and keeps the answers (each taken whole there).
     const aMinute = 10_500 * 60;
     const held = (/** @type {number} */ combos) => distinctRows(aMinute / KEY_DATABASES, combos) / distinctRows(aMinute, combos);
-    shardReads = { upstream: held(UPSTREAM_COMBOS), client: 1 / KEY_DATABASES, key: 1 / KEY_DATABASES };
+    shardReads = { upstream: held(UPSTREAM_COMBOS), client: held(CLIENT_COMBOS), key: 1 / KEY_DATABASES };
     const keptOfKeyDatabase =
       share(byKey * shardReads.key, longestMs.breakdown.minute) +
       share(byClient * shardReads.client, longestMs.breakdown.minute) +
@@ -1675,20 +1651,10 @@ function headroomTable() {
       const keyPublish = d1Shares.publish * (p.others / p.one);
       const keyAll = keyFold + keyPublish + d1Shares.overviewOfKeyDatabase;
       rows.push([
-        `one of ${KEY_DATABASES} D1 databases by key and client key (the busiest), all that shares it at 10,000 req/s, the request log sampled: its fold's statements ${keyFold.toFixed(2)} s a second (its row above); its part of the usage publish ${keyPublish.toFixed(2)} (above, scaled by ${(p.others / p.one).toFixed(2)}: D1's time for a publish in the busiest of them, ${Math.round(p.others * 1000)} ms, against ${Math.round(p.one * 1000)} in one, measured side by side); of an open Overview ${d1Shares.overviewOfKeyDatabase.toFixed(2)} (its row above, each read scaled by the rows the database holds: ${pct(shardReads.upstream)} of the upstream × model rows, ${pct(shardReads.client)} of the client-key rows, ${pct(shardReads.key)} of the key rows and of the keys' state)`,
+        `one of ${KEY_DATABASES} D1 databases by key (the busiest), all that shares it at 10,000 req/s, the request log sampled: its fold's statements ${keyFold.toFixed(2)} s a second (its row above); its part of the usage publish ${keyPublish.toFixed(2)} (above, scaled by ${(p.others / p.one).toFixed(2)}: D1's time for a publish in the busiest of them, ${Math.round(p.others * 1000)} ms, against ${Math.round(p.one * 1000)} in one, measured side by side); of an open Overview ${d1Shares.overviewOfKeyDatabase.toFixed(2)} (its row above, each read scaled by the rows the database holds: ${pct(shardReads.upstream)} of the upstream × model rows, ${pct(shardReads.client)} of the client-key rows, ${pct(shardReads.key)} of the key rows and of the keys' state)`,
         "1 s of the database a second",
         `${keyAll.toFixed(2)} s a second`,
         x(1 / keyAll),
-      ]);
-      // The same with half the requests from one client key: its database folds half the client parts beside its keys'.
-      const k = l.shards.skewed;
-      const skewedFold = 10_500 * Math.max(k.busiest, l.sampledLog.foldD1S * (k.busiest / k.one.s));
-      const skewedAll = skewedFold + keyPublish + d1Shares.overviewOfKeyDatabase;
-      rows.push([
-        `the same, half the requests from one client key (client keys are seldom even): the busiest database's fold ${skewedFold.toFixed(2)} s a second (measured ${(k.busiest * 1e6).toFixed(0)} µs an event of all the traffic beside ${(k.one.s * 1e6).toFixed(0)} for one database; the fold above scaled by that ratio, the larger taken), the publish and the Overview as above`,
-        "1 s of the database a second",
-        `${skewedAll.toFixed(2)} s a second`,
-        x(1 / skewedAll),
       ]);
       const firstFold = 10_500 * m.first;
       const firstPublish = d1Shares.publish * (p.first / p.one);

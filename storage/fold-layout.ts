@@ -1,8 +1,24 @@
-import { FOLD_LAYOUT_CLIENTS_APART as CLIENTS_APART, foldLayoutOf } from "../schema/fold-shards";
 import type { FoldDatabases } from "./fold-databases";
 
-/** Each fold database's layout (migration 0026, `fold_layout`): `foldLayoutOf` (schema/fold-shards.ts) says why it is checked. */
-export { foldLayoutOf };
+/**
+ * The fold's layout, kept in each fold database (migration 0026, `fold_layout`):
+ * which of how many databases it is, "1/1" for a deployment with `DB` alone.
+ * A key's rows live in the database its id hashes to (`foldShardOf`: with
+ * several, among all but the first), so the rows a database holds are right
+ * only for the layout they were folded under: a
+ * Worker bound to another list (a database added, removed or reordered) would
+ * fold a key's new events into another database than its old ones, and the
+ * reads that add databases up would count it twice.
+ *
+ * Every fold transaction therefore checks its layout first, inside the
+ * transaction (`CHECK_LAYOUT_SQL`): the first fold into a fresh database
+ * records it, and a fold under another layout fails whole — the batch is
+ * retried, then dead-lettered, never folded wrong. A refold
+ * (stats-consumer/replay.ts `refold`) is how a pool moves to another layout.
+ */
+export function foldLayoutOf(index: number, count: number): string {
+  return `${index + 1}/${count}`;
+}
 
 /** The layout a refold folds under while it runs: batches folding under a database's own layout fail until it ends. */
 export function refoldLayout(jobId: string): string {
@@ -72,8 +88,6 @@ export function layoutRefusalMessage(layouts: readonly DatabaseLayout[]): string
   const differ = layouts.filter((l) => l.holds !== null && l.holds !== l.bound);
   const refolding = differ.find((l) => l.holds!.startsWith("refold "));
   if (refolding) return `the fold databases are being refolded (${refolding.holds}); batches wait until it ends`;
-  if (differ.every((l) => `${l.holds}${CLIENTS_APART}` === l.bound))
-    return `the fold databases were folded before client keys' rows had databases of their own (database ${differ[0]!.database} holds ${differ[0]!.holds}, bound as ${differ[0]!.bound}): refold the event archive into them (docs/operations.md, "Folding into several databases")`;
   const held = differ.map((l) => `database ${l.database} was folded as ${l.holds}, it is bound as ${l.bound}`).join("; ");
   return `the fold databases changed (${held}): their rows were folded under another list of databases. Bind the list they were folded under, or refold the event archive into the new one (docs/operations.md, "Folding into several databases")`;
 }

@@ -109,30 +109,20 @@ const ROLLUP_MEASURES = [
 ] as const;
 export type RollupMeasure = (typeof ROLLUP_MEASURES)[number][0];
 
-/**
- * Where a fold reads from: a FROM clause, per measure the column (of one source
- * row) it sums or takes the maximum of, and the conditions on a source row
- * that it feeds the key part (the key rows, the upstream and pool rows) or the
- * client part (the client rows and the client's day); none: every row feeds both.
- */
+/** Where a fold reads from: a FROM clause, and per measure the column (of one source row) it sums or takes the maximum of. */
 export interface FoldSource {
   from: string;
   measures: Record<RollupMeasure, string>;
-  keyPart?: string;
-  clientPart?: string;
 }
-
-const where = (condition: string | undefined) => (condition ? `\n    WHERE ${condition}` : "");
 
 const measureList = ROLLUP_MEASURES.map(([m]) => m).join(", ");
 const aggregates = (source: FoldSource) => ROLLUP_MEASURES.map(([m, how]) => `${how === "max" ? "MAX" : "SUM"}(${source.measures[m]})`).join(", ");
 const accumulate = ROLLUP_MEASURES.map(([m, how]) => (how === "max" ? `${m} = MAX(${m}, excluded.${m})` : `${m} = ${m} + excluded.${m}`)).join(",\n      ");
 
 /**
- * Sums the source's rows per bucket, key and model (those of the key part), and
- * per bucket, client key and model (those of the client part; the expressions
- * in `dims`), and adds them to `${prefix}${table}`'s key rows and client rows,
- * creating those that are missing: two statements.
+ * Sums the source's rows per bucket, key and model, and per bucket, client key
+ * and model (the expressions in `dims`), and adds them to `${prefix}${table}`'s
+ * key rows and client rows, creating those that are missing: two statements.
  */
 export function foldRollupSql(
   prefix: string,
@@ -140,19 +130,14 @@ export function foldRollupSql(
   source: FoldSource,
   dims: { bucket: string; key: string; model: string; client: string },
 ): [keyRows: string, clientRows: string] {
-  const fold = (
-    key: string,
-    client: string,
-    part: string | undefined,
-    group: string,
-  ) => `INSERT INTO ${prefix}${table} (bucket, key_id, model, client_key_id, ${measureList})
+  const fold = (key: string, client: string, group: string) => `INSERT INTO ${prefix}${table} (bucket, key_id, model, client_key_id, ${measureList})
     SELECT ${dims.bucket}, ${key}, ${dims.model}, ${client}, ${aggregates(source)}
-    FROM ${source.from}${where(part)}
+    FROM ${source.from}
     GROUP BY ${group}
     ON CONFLICT (bucket, key_id, model, client_key_id) DO UPDATE SET ${accumulate}`;
   return [
-    fold(dims.key, `'${ALL}'`, source.keyPart, `${dims.bucket}, ${dims.key}, ${dims.model}`),
-    fold(`'${ALL}'`, dims.client, source.clientPart, `${dims.bucket}, ${dims.client}, ${dims.model}`),
+    fold(dims.key, `'${ALL}'`, `${dims.bucket}, ${dims.key}, ${dims.model}`),
+    fold(`'${ALL}'`, dims.client, `${dims.bucket}, ${dims.client}, ${dims.model}`),
   ];
 }
 
@@ -165,7 +150,7 @@ export function foldUpstreamSql(
 ): string {
   return `INSERT INTO ${prefix}${table} (bucket, upstream_id, model, ${measureList})
     SELECT ${dims.bucket}, ${dims.upstream}, ${dims.model}, ${aggregates(source)}
-    FROM ${source.from}${where(source.keyPart)}
+    FROM ${source.from}
     GROUP BY ${dims.bucket}, ${dims.upstream}, ${dims.model}
     ON CONFLICT (bucket, upstream_id, model) DO UPDATE SET ${accumulate}`;
 }
@@ -174,26 +159,24 @@ export function foldUpstreamSql(
 export function foldPoolHourSql(prefix: string, source: FoldSource, hour: string): string {
   return `INSERT INTO ${prefix}rollup_pool_hour (bucket, ${measureList})
     SELECT ${hour}, ${aggregates(source)}
-    FROM ${source.from}${where(source.keyPart)}
+    FROM ${source.from}
     GROUP BY ${hour}
     ON CONFLICT (bucket) DO UPDATE SET ${accumulate}`;
 }
 
 /**
- * Sums the source's rows (those `clientPart` selects, if given) per day and
- * client key into `${prefix}rollup_client_day` (migration 0014): what client
- * quotas are counted against. `cols` names the source's day, client, requests,
- * tokens, cost, unpriced and latest-send columns.
+ * Sums the source's rows per day and client key into `${prefix}rollup_client_day`
+ * (migration 0014): what client quotas are counted against. `cols` names the
+ * source's day, client, requests, tokens, cost, unpriced and latest-send columns.
  */
 export function foldClientDaySql(
   prefix: string,
   from: string,
   cols: { day: string; client: string; requests: string; tokens: string; cost: string; unpriced: string; lastAt: string },
-  clientPart?: string,
 ): string {
   return `INSERT INTO ${prefix}rollup_client_day (bucket, client_key_id, requests, total_tokens, cost_micros, unpriced, last_at)
     SELECT ${cols.day}, ${cols.client}, SUM(${cols.requests}), SUM(${cols.tokens}), SUM(${cols.cost}), SUM(${cols.unpriced}), MAX(${cols.lastAt})
-    FROM ${from}${where(clientPart)}
+    FROM ${from}
     GROUP BY ${cols.day}, ${cols.client}
     ON CONFLICT (client_key_id, bucket) DO UPDATE SET requests = requests + excluded.requests, total_tokens = total_tokens + excluded.total_tokens,
       cost_micros = cost_micros + excluded.cost_micros, unpriced = unpriced + excluded.unpriced, last_at = MAX(last_at, excluded.last_at)`;
@@ -212,8 +195,8 @@ function tableOf(rows: Rows, bucket: StatsBucket): KeyedRollupTable | UpstreamRo
 
 /**
  * Each of the fold's databases' results of one read, at once. A read over
- * several adds up what each holds (a key's rows are in its database, a client
- * key's in its own; the upstreams' and pool's rows are split over all).
+ * several adds up what each holds (a key's rows are in one of them; the client
+ * keys', upstreams' and pool's rows are split over all).
  */
 function onEach<T>(dbs: FoldDatabases, read: (db: D1Database) => Promise<T>): Promise<T[]> {
   return Promise.all(dbs.map(read));

@@ -98,15 +98,13 @@ export function selectKeptDay(db: D1Database, keyIds: string, start: number): D1
 }
 
 /**
- * Adds the staged attempts (the fold's `ingest_stage`) of the key part (`part`
- * bit 1, migration 0027) that fall in a row's [start, through) to it: the
- * fold's statement, in its transaction, for a batch
+ * Adds the staged attempts (the fold's `ingest_stage`) that fall in a row's
+ * [start, through) to it: the fold's statement, in its transaction, for a batch
  * with attempts sent before window-count.ts's `lateBefore` — no other attempt
  * can fall there.
  */
 export const ADD_LATE_TO_KEPT_SQL = `UPDATE usage_kept SET requests = usage_kept.requests + d.requests, tokens = usage_kept.tokens + d.tokens
   FROM (SELECT k.key_id, SUM(e.req) AS requests, SUM(e.tt) AS tokens
         FROM ingest_stage AS e JOIN usage_kept AS k ON k.key_id = e.key AND e.m >= k.start AND e.m < k.through
-        WHERE (e.part & 1) <> 0
         GROUP BY k.key_id) AS d
   WHERE usage_kept.key_id = d.key_id`;

@@ -37,18 +37,6 @@ export function deploymentNames(env) {
 }
 
 /**
- * The layout fold database `index` (from 0) of `count` holds once it folded
- * (migration 0026): what schema/fold-shards.ts `foldLayoutOf` gives, which a
- * unit test keeps equal — "1/1" for DB alone, "1/13 by key and client key"
- * for the first of thirteen.
- * @param {number} index
- * @param {number} count
- */
-export function foldLayout(index, count) {
-  return count <= 1 ? `${index + 1}/${count}` : `${index + 1}/${count} by key and client key`;
-}
-
-/**
  * Where the environment's generated configs and remembered options live
  * (KEYPOOL_DEPLOY_DIR moves it, for tests).
  * @param {string} env

@@ -44,16 +44,7 @@ export interface StageRow {
   cost: number;
   unpriced: number;
   la: number;
-  /** Which parts of the fold the row feeds (`FOLD_PARTS`): with several fold databases an attempt's key part and client part may be folded apart. */
-  part: number;
 }
-
-/**
- * The parts of the fold an attempt feeds (ingest_stage's `part`, migration
- * 0027): its key's — the key rows, the upstream and pool rows, the Prometheus
- * counters — and its client key's — the client rows and the client's day.
- */
-export const FOLD_PARTS = { key: 1, client: 2, both: 3 } as const;
 
 /** One attempt's contribution, with its event's id and time (checked against the dedupe window). */
 export interface AttemptRow extends StageRow {
@@ -81,15 +72,14 @@ export interface BatchRows {
   admin: AdminRow[];
   /** Each attempt for the request log. */
   log: LogAttempt[];
-  /** Each attempt's contribution to the Prometheus counters (those with a key part: ids and times in `metricEvents`), and the same summed per upstream, model and hour. */
+  /** Each attempt's contribution to the Prometheus counters (ids in `attempts` order), and the same summed per upstream, model and hour. */
   metricAttempts: MetricRow[];
-  metricEvents: { id: string; ts: number }[];
   metrics: MetricRow[];
 }
 
 const bit = (b: boolean): 0 | 1 => (b ? 1 : 0);
 
-function attemptRow(e: AttemptEvent, timeZone: string, prices: PriceBook, part: number): AttemptRow {
+function attemptRow(e: AttemptEvent, timeZone: string, prices: PriceBook): AttemptRow {
   const [cost, unpriced] = prices.attemptCost(e);
   return {
     id: e.id,
@@ -125,7 +115,6 @@ function attemptRow(e: AttemptEvent, timeZone: string, prices: PriceBook, part: 
     cost,
     unpriced,
     la: e.ts < prices.since ? 0 : e.ts,
-    part,
   };
 }
 
@@ -154,12 +143,12 @@ const SUMMED = [
   "unpriced",
 ] as const;
 
-/** The attempts summed per part, minute, day, key, upstream, model and client (the hour follows from the minute). */
+/** The attempts summed per minute, day, key, upstream, model and client (the hour follows from the minute). */
 function groupAttempts(attempts: AttemptRow[]): StageRow[] {
   const groups = new Map<string, StageRow>();
   for (const { id: _id, ts: _ts, ...row } of attempts) {
     // Lengths keep the key unambiguous whatever the ids and model names hold.
-    const k = `${row.part}|${row.m}|${row.d}|${row.key.length}:${row.key}|${row.up.length}:${row.up}|${row.client.length}:${row.client}|${row.model}`;
+    const k = `${row.m}|${row.d}|${row.key.length}:${row.key}|${row.up.length}:${row.up}|${row.client.length}:${row.client}|${row.model}`;
     const group = groups.get(k);
     if (!group) {
       groups.set(k, row);
@@ -181,30 +170,21 @@ function adminRow(e: AdminEvent): AdminRow {
  * Shapes a batch's events into rows, dropping repeats of an id inside the batch
  * (repeats across batches are dropped by the SQL against the dedupe window).
  * Day buckets start at local midnight in `timeZone`; each attempt is priced by
- * the price in force at its time, and feeds the parts of the fold `partOf`
- * gives it (both, unless the fold is split over several databases).
+ * the price in force at its time.
  */
-export function toBatchRows(
-  events: KeypoolEvent[],
-  timeZone: string,
-  prices: PriceBook,
-  partOf: (e: AttemptEvent) => number = () => FOLD_PARTS.both,
-): BatchRows {
+export function toBatchRows(events: KeypoolEvent[], timeZone: string, prices: PriceBook): BatchRows {
   const ids = new Set<string>();
-  const rows: BatchRows = { seen: [], attempts: [], groups: [], admin: [], log: [], metricAttempts: [], metricEvents: [], metrics: [] };
+  const rows: BatchRows = { seen: [], attempts: [], groups: [], admin: [], log: [], metricAttempts: [], metrics: [] };
   for (const e of events) {
     if (ids.has(e.id)) continue;
     ids.add(e.id);
     rows.seen.push({ id: e.id, ts: e.ts });
     if (e.type === "attempt") {
-      const row = attemptRow(e, timeZone, prices, partOf(e));
+      const row = attemptRow(e, timeZone, prices);
       rows.attempts.push(row);
       // Counted everywhere else; in the request log only when the gateway kept its request (the `requestLogSample` setting).
       if (e.logged) rows.log.push(logAttempt(e, row.cost, row.unpriced));
-      if (row.part & FOLD_PARTS.key) {
-        rows.metricAttempts.push(metricRow(e, row));
-        rows.metricEvents.push({ id: e.id, ts: e.ts });
-      }
+      rows.metricAttempts.push(metricRow(e, row));
     } else if (e.type === "admin") rows.admin.push(adminRow(e));
   }
   rows.groups = groupAttempts(rows.attempts);

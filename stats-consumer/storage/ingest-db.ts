@@ -5,7 +5,7 @@ import { healthRowsParam, mergeHealthSql, type HealthRow } from "../../storage/k
 import { foldMetricsSql, metricRowsParam, newestFoldedSql } from "../../storage/metrics";
 import { insertAttemptsSql, upsertRequestsSql } from "../../storage/request-log";
 import { foldClientDaySql, foldPoolHourSql, foldRollupSql, foldUpstreamSql, type FoldSource, type RollupMeasure } from "../../storage/rollups";
-import { FOLD_PARTS, type AttemptRow, type BatchRows, type StageRow } from "../logic/rollup-rows";
+import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
 import { lateBefore } from "../logic/window-count";
 import { ADD_LATE_TO_KEPT_SQL } from "../../storage/usage-kept";
 import { countD1Work, countFoldedEvents, restoreD1Work, takeD1Work } from "./d1-work";
@@ -50,19 +50,14 @@ const STAGE_MEASURES = {
   last_at: "la",
 } as const satisfies Record<RollupMeasure, keyof StageRow>;
 
-/** The stage's rows of a part of the fold (`part`, migration 0027). */
-const stagePart = (part: number) => `(e.part & ${part}) <> 0`;
-
-/** The stage as the rollups' fold source: each row feeds the parts of the fold it is marked with. */
+/** The stage as the rollups' fold source. */
 const STAGE: FoldSource = {
   from: "ingest_stage AS e",
   measures: Object.fromEntries(Object.entries(STAGE_MEASURES).map(([m, f]) => [m, `e.${f}`])) as Record<RollupMeasure, string>,
-  keyPart: stagePart(FOLD_PARTS.key),
-  clientPart: stagePart(FOLD_PARTS.client),
 };
 
-/** ingest_stage's columns (migrations 0010, 0021, 0027): `StageRow`'s fields, in the order the JSON parameter's rows list them. */
-const STAGE_FIELDS = ["m", "h", "d", "key", "up", "model", "client", ...Object.values(STAGE_MEASURES), "part"] as const satisfies readonly (keyof StageRow)[];
+/** ingest_stage's columns (migrations 0010, 0021): `StageRow`'s fields, in the order the JSON parameter's rows list them. */
+const STAGE_FIELDS = ["m", "h", "d", "key", "up", "model", "client", ...Object.values(STAGE_MEASURES)] as const satisfies readonly (keyof StageRow)[];
 
 /**
  * A staged row as the JSON parameter carries it: its values in STAGE_FIELDS
@@ -144,20 +139,15 @@ const statementsFor = (p: Projection) => ({
     foldUpstreamSql(p, "rollup_upstream_hour", STAGE, { ...dims("h"), upstream: "e.up" }),
     foldUpstreamSql(p, "rollup_upstream_day", STAGE, { ...dims("d"), upstream: "e.up" }),
     foldPoolHourSql(p, STAGE, "e.h"),
-    foldClientDaySql(
-      p,
-      "ingest_stage AS e",
-      {
-        day: "e.d",
-        client: "e.client",
-        requests: "e.req",
-        tokens: "e.tt",
-        cost: "e.cost",
-        unpriced: "e.unpriced",
-        lastAt: "e.la",
-      },
-      STAGE.clientPart,
-    ),
+    foldClientDaySql(p, "ingest_stage AS e", {
+      day: "e.d",
+      client: "e.client",
+      requests: "e.req",
+      tokens: "e.tt",
+      cost: "e.cost",
+      unpriced: "e.unpriced",
+      lastAt: "e.la",
+    }),
   ],
   requests: { attempts: insertAttemptsSql(p), log: upsertRequestsSql(p) },
   health: mergeHealthSql(p),
@@ -255,10 +245,11 @@ export async function ingestBatch(
   } catch {
     // An id seen before (a redelivery), or D1 failing: fold event by event, which settles both.
   }
+  const metricEvents = rows.attempts.map((a) => ({ id: a.id, ts: a.ts }));
   try {
     await commit([
       checkLayout,
-      ...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit, sql.someSeen.metrics, metricRowsParam(rows.metricAttempts, rows.metricEvents)),
+      ...fold(sql.someSeen.stage, rows.attempts, sql.someSeen.audit, sql.someSeen.metrics, metricRowsParam(rows.metricAttempts, metricEvents)),
       [db.prepare(sql.someSeen.seen).bind(seen), "fold_dedupe"],
       ...clear,
       ...liveFigures,

@@ -145,7 +145,7 @@ export async function publishUsage(dbs: FoldDatabases, kv: KVNamespace, queue: Q
         counts.days.set(row.key_id, { requests: sum.requests + row.requests, tokens: sum.tokens + row.tokens });
       }
     }
-    // A client key's counts are in its database, none in the others: added up all the same.
+    // A client key's counts are split over the databases: added up.
     for (const r of (clientMinutes?.results ?? []) as unknown as { client_key_id: string; bucket: number; requests: number; tokens: number }[]) {
       const byBucket = clients.minutes.get(r.client_key_id) ?? new Map<number, { requests: number; tokens: number }>();
       const sum = byBucket.get(r.bucket) ?? { requests: 0, tokens: 0 };

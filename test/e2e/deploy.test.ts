@@ -265,7 +265,7 @@ describe("npm run deploy against a stand-in Cloudflare API", () => {
       const from = standin.calls.length;
       const refused = await deploy(["--fold-databases", "3", "--url", healthUrl("keypool-gateway")]);
       expect(refused.code).not.toBe(0);
-      expect(refused.output).toContain("the fold databases change (the first database holds 1/1, it would be 1/3 by key and client key)");
+      expect(refused.output).toContain("the fold databases change (the first database holds 1/1, it would be 1/3)");
       expect(refused.output).toContain("--refold");
       // Refused before anything was created or deployed.
       expect(mutating(standin.calls.slice(from))).toEqual([]);
@@ -296,7 +296,7 @@ describe("npm run deploy against a stand-in Cloudflare API", () => {
       expect(standin.state.queues.find((q) => q.queue_name === "keypool-events")!.messages).toEqual([
         expect.objectContaining({ type: "admin", action: "replay.refold", actor: "deploy", detail: { jobId: expect.any(String) } }),
       ]);
-      expect(folds.map((db) => db.layout)).toEqual(["1/3", "2/3", "3/3"].map((l) => `${l} by key and client key`));
+      expect(folds.map((db) => db.layout)).toEqual(["1/3", "2/3", "3/3"]);
       expect(moved.output).toContain("Refold asked for on keypool-events");
 
       // Remembered: the next run changes nothing; going back to one database is refused the same way.
@@ -305,14 +305,7 @@ describe("npm run deploy against a stand-in Cloudflare API", () => {
       expect(again.output).toContain("Nothing to change");
       const back = await deploy(["--fold-databases", "1"]);
       expect(back.code).not.toBe(0);
-      expect(back.output).toContain("the first database holds 1/3 by key and client key, it would be 1/1");
-      // Split as three before a client key's rows had a database of their own (migration 0027): refused at the same count.
-      folds[0]!.layout = "1/3";
-      const older = await deploy([]);
-      expect(older.code).not.toBe(0);
-      expect(older.output).toContain("the first database holds 1/3, it would be 1/3 by key and client key");
-      expect(older.output).toContain("--refold");
-      folds[0]!.layout = "1/3 by key and client key";
+      expect(back.output).toContain("the first database holds 1/3, it would be 1/1");
     },
   );
 

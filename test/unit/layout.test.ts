@@ -89,20 +89,3 @@ describe("the schema version", () => {
     expect(SCHEMA_MIGRATION).toBe(files.at(-1));
   });
 });
-
-describe("the fold's layout", () => {
-  it("is named alike by the consumer and by deploy, which reads it before anything is created", async () => {
-    const { foldLayoutOf } = await import("../../schema/fold-shards");
-    const { foldLayout } = await import("../../scripts/lib/deployment.mjs");
-    for (const [index, count] of [
-      [0, 1],
-      [0, 2],
-      [1, 2],
-      [0, 13],
-      [12, 13],
-    ] as const)
-      expect(foldLayout(index, count), `${index}/${count}`).toBe(foldLayoutOf(index, count));
-    expect(foldLayoutOf(0, 1)).toBe("1/1");
-    expect(foldLayoutOf(2, 13)).toBe("3/13 by key and client key");
-  });
-});

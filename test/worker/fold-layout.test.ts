@@ -165,7 +165,7 @@ describe("folding into several databases", () => {
     const second = traffic(30);
     const refused = await deliver(threeDatabases(), second);
     expect(refused.retried).toBe(true);
-    expect(refused.errors.join("\n")).toContain("database 1 was folded as 1/1, it is bound as 1/3 by key and client key");
+    expect(refused.errors.join("\n")).toContain("database 1 was folded as 1/1, it is bound as 1/3");
     // Retried after a while: the queue's retries outlast a refold.
     expect(refused.retryOptions).toEqual({ delaySeconds: LAYOUT_RETRY_DELAY_S });
     expect(await totals([env.SPLIT_1])).toEqual(before);
@@ -178,7 +178,7 @@ describe("folding into several databases", () => {
       folds: { ok: boolean; error: string; databases: { database: number; holds: string | null; bound: string }[] };
     };
     expect(body.folds.ok).toBe(false);
-    expect(body.folds.databases[0]).toEqual({ database: 1, holds: "1/1", bound: "1/3 by key and client key" });
+    expect(body.folds.databases[0]).toEqual({ database: 1, holds: "1/1", bound: "1/3" });
     expect(body.folds.error).toContain("refold");
 
     // The refold, asked for in a batch of its own traffic: the whole archive (the refused batch included) folded into three.
@@ -192,9 +192,7 @@ describe("folding into several databases", () => {
     expect(job).toMatchObject({ kind: "refold", status: "done", report: { databases: 3, unparseable: 0 } });
     // Every event of the three batches once (the refused one was archived before it was refused).
     expect((job!.report as { events: number }).events).toBe(first.length + second.length + third.length);
-    expect([await layoutOf(env.SPLIT_1), await layoutOf(env.SPLIT_2), await layoutOf(env.SPLIT_3)]).toEqual(
-      ["1/3", "2/3", "3/3"].map((l) => `${l} by key and client key`),
-    );
+    expect([await layoutOf(env.SPLIT_1), await layoutOf(env.SPLIT_2), await layoutOf(env.SPLIT_3)]).toEqual(["1/3", "2/3", "3/3"]);
     expect(((await (await gatewayOver(threeDatabases())("/healthz?deep=1")).json()) as { folds: { ok: boolean } }).folds.ok).toBe(true);
     // The batch delivered again (a later step of it failed): the refold that ended is not run again.
     expect(await deliver(threeDatabases(), third)).toMatchObject({ retried: false, errors: [] });
@@ -209,16 +207,6 @@ describe("folding into several databases", () => {
       expect(results.length === 0, `database ${i + 1}`).toBe(i === 0);
       for (const r of results) expect(foldShardOf(r.key_id, 3), r.key_id).toBe(i);
     }
-    // Each client key's rows in its own database, whichever its keys' are (two client keys, one in each).
-    const clients: string[] = [];
-    for (const [i, db] of [env.SPLIT_1, env.SPLIT_2, env.SPLIT_3].entries()) {
-      const { results } = await db
-        .prepare("SELECT DISTINCT client_key_id FROM rollup_minute WHERE client_key_id <> '*' UNION SELECT client_key_id FROM rollup_client_day")
-        .all<{ client_key_id: string }>();
-      for (const r of results) expect(foldShardOf(r.client_key_id, 3), `${r.client_key_id} in database ${i + 1}`).toBe(i);
-      clients.push(...results.map((r) => r.client_key_id));
-    }
-    expect(clients.sort()).toEqual(["c-split-0", "c-split-1"]);
     expect(await totals([env.SPLIT_1, env.SPLIT_2, env.SPLIT_3])).toEqual(await totals([env.SPLIT_REF]));
 
     // Then it folds as usual, and a batch delivered again changes nothing.
@@ -254,7 +242,7 @@ describe("folding into several databases", () => {
     // Bound to DB alone again, the three's rows would be read as one's: refused too.
     const back = await deliver(oneDatabase(), traffic(4));
     expect(back.retried).toBe(true);
-    expect(back.errors.join("\n")).toContain("database 1 was folded as 1/3 by key and client key, it is bound as 1/1");
+    expect(back.errors.join("\n")).toContain("database 1 was folded as 1/3, it is bound as 1/1");
   });
 
   it("records the layout of a database that folded before the migration as DB alone's", async () => {
@@ -266,19 +254,8 @@ describe("folding into several databases", () => {
     expect(await layoutOf(db)).toBe("1/1");
     // Folded into as the first of two, it refuses; as DB alone, it folds.
     await expect(foldEvents([db, env.SPLIT_3], traffic(3), defaultSettings, new PriceBook([]))).rejects.toThrow(
-      "database 1 was folded as 1/1, it is bound as 1/2 by key and client key",
+      "database 1 was folded as 1/1, it is bound as 1/2",
     );
     await foldEvents([db], traffic(3), defaultSettings, new PriceBook([]));
-  });
-
-  it("refuses databases split before a client key's rows had a database of their own, asking for a refold", async () => {
-    // Folded as two by an older consumer: client rows beside their keys', so a redelivered batch's client part
-    // could be folded again in a database that never saw it.
-    const [a, b] = [env.SPLIT_REF, env.SPLIT_3];
-    await a.prepare("UPDATE fold_layout SET layout = '1/2', checked = NULL").run();
-    await b.prepare("UPDATE fold_layout SET layout = '2/2', checked = NULL").run();
-    await expect(foldEvents([a, b], traffic(3), defaultSettings, new PriceBook([]))).rejects.toThrow(
-      "the fold databases were folded before client keys' rows had databases of their own (database 1 holds 1/2, bound as 1/2 by key and client key): refold",
-    );
   });
 });

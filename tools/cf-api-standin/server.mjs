@@ -16,7 +16,6 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import http from "node:http";
-import { foldLayout } from "../../scripts/lib/deployment.mjs";
 
 export const ACCOUNT_ID = "0123456789abcdef0123456789abcdef";
 export const SUBDOMAIN = "standin";
@@ -147,7 +146,7 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
       const missing = ["ADMIN_PASSWORD", "JWT_SECRET", "KEY_ENCRYPTION_KEY", "ALERT_ENCRYPTION_KEY"].filter((n) => !s.secrets.has(n));
       // Each bound fold database holds its layout in the list, or none yet.
       const dbs = foldDatabasesOf(s);
-      const moved = dbs.flatMap((db, i) => (db?.layout && db.layout !== foldLayout(i, dbs.length) ? [`database ${i + 1} holds ${db.layout}`] : []));
+      const moved = dbs.flatMap((db, i) => (db?.layout && db.layout !== `${i + 1}/${dbs.length}` ? [`database ${i + 1} holds ${db.layout}`] : []));
       const folds = { ok: moved.length === 0, ...(moved.length > 0 ? { error: `the fold databases changed (${moved.join("; ")})` } : {}) };
       const ok = missing.length === 0 && folds.ok;
       return {
@@ -337,7 +336,7 @@ export async function startStandin({ port = 0, quiet = true } = {}) {
       call.body = { message: json?.body };
       if (json?.body?.action === "replay.refold") {
         const dbs = foldDatabasesOf(scripts.get(q.consumers[0]?.script));
-        dbs.forEach((db, i) => db && (db.layout = foldLayout(i, dbs.length)));
+        dbs.forEach((db, i) => db && (db.layout = `${i + 1}/${dbs.length}`));
       }
       return ok(null);
     }
