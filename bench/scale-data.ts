@@ -30,6 +30,12 @@ export {
   idFilterMayHold,
 } from "../schema";
 export { ARCHIVE_SEARCH } from "../storage/request-log-rows";
+import { settingsSchema, type Settings } from "../schema";
+
+/** The shortest retention the settings allow: each `retention` field's minimum. */
+export const LEAST_RETENTION = Object.fromEntries(
+  Object.entries(settingsSchema.shape.retention.unwrap().shape).map(([name, field]) => [name, field.unwrap().minValue]),
+) as Settings["retention"];
 export { foldShardOf } from "../schema";
 export { parsePoolUsage } from "../gateway/logic/usage-view";
 export { REUSE_FACTOR, REUSE_LONGEST_MS } from "../gateway/logic/reuse-windows";

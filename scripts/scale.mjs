@@ -314,6 +314,26 @@ async function foldWork(db) {
   return { us, written };
 }
 
+/** The rollup tables the fold writes, whose rows a database holds. */
+const ROLLUP_TABLES = [
+  "rollup_minute",
+  "rollup_hour",
+  "rollup_day",
+  "rollup_upstream_minute",
+  "rollup_upstream_hour",
+  "rollup_upstream_day",
+  "rollup_pool_hour",
+  "rollup_client_day",
+];
+
+/** The rows a database holds in its rollups and in its dedupe window. @param {Keypool["db"]} db */
+async function heldRows(db) {
+  const row = await db
+    .prepare(`SELECT ${ROLLUP_TABLES.map((t) => `(SELECT COUNT(*) FROM ${t})`).join(" + ")} AS rollups, (SELECT COUNT(*) FROM seen_events) AS seen`)
+    .first();
+  return { rollups: Number(row?.rollups ?? 0), seen: Number(row?.seen ?? 0) };
+}
+
 /**
  * The fold alone (bench/workers/fold-shards.ts) into one D1 database and, beside it in the same runtime, into
  * FOLD_SHARDS databases (the configuration's, and KEY_DATABASES the keys spread over): the same traffic into each, every request logged and then the request log sampled,
@@ -327,12 +347,13 @@ async function foldWork(db) {
  * @typedef {{ keyId: string, model: string, clientKeyId: string, ts: number, requestId: string, logged?: boolean }[]} Traffic
  * @param {Traffic} events
  * @param {Traffic} sampled the next traffic, its requests marked as the request log's sample keeps them
+ * @param {Traffic} skewed the next, sampled likewise, half its requests from one client key
  * @param {string[]} keyIds @param {number} keyPairs @param {number} clientPairs
  * @param {{ health: Record<string, unknown>[], capacity: Record<string, unknown>[] }} state every key's health and capacity rows, as the pool holds them
  * @param {Record<"upstreams" | "keys" | "client_keys", Record<string, unknown>[]>} config the pool's configuration rows
  * @param {(id: string, n: number) => number} foldShardOf
  */
-async function foldOverShards(n, events, sampled, keyIds, keyPairs, clientPairs, state, config, foldShardOf) {
+async function foldOverShards(n, events, sampled, skewed, keyIds, keyPairs, clientPairs, state, config, foldShardOf) {
   const fs = await startFoldShards(path.join(work, `fold-shards-${n}`), FOLD_SHARDS);
   try {
     await steadyRollups(fs.one, events, keyPairs, clientPairs);
@@ -361,24 +382,32 @@ async function foldOverShards(n, events, sampled, keyIds, keyPairs, clientPairs,
     const measure = async (traffic) => {
       const dbs = [fs.one, ...fs.shards];
       const before = await Promise.all(dbs.map(foldWork));
+      const heldBefore = await Promise.all(dbs.map(heldRows));
       await fold("fold-one", traffic);
       await fold("fold-shards", traffic);
       const after = await Promise.all(dbs.map(foldWork));
+      const heldAfter = await Promise.all(dbs.map(heldRows));
       const spent = after.map((a, i) => ({
         s: (a.us - (before[i]?.us ?? 0)) / 1e6 / traffic.length,
         written: (a.written - (before[i]?.written ?? 0)) / traffic.length,
+        rollups: ((heldAfter[i]?.rollups ?? 0) - (heldBefore[i]?.rollups ?? 0)) / traffic.length,
+        seen: ((heldAfter[i]?.seen ?? 0) - (heldBefore[i]?.seen ?? 0)) / traffic.length,
       }));
       const [one, ...shards] = spent;
       return {
-        one: /** @type {{ s: number, written: number }} */ (one),
+        one: /** @type {{ s: number, written: number, rollups: number, seen: number }} */ (one),
         busiest: Math.max(...shards.map((x) => x.s)),
         first: /** @type {{ s: number }} */ (shards[0]).s,
         all: shards.reduce((sum, x) => sum + x.s, 0),
         allWritten: shards.reduce((sum, x) => sum + x.written, 0),
+        /** Rollup rows and dedupe rows created an event, over them all. */
+        allRollups: shards.reduce((sum, x) => sum + x.rollups, 0),
+        allSeen: shards.reduce((sum, x) => sum + x.seen, 0),
       };
     };
     const logged = await measure(events);
     const sampledFold = await measure(sampled);
+    const skewedFold = await measure(skewed);
 
     // The usage publish over the counts just folded: the configuration in the first database of each, as a deployment
     // holds it; D1's own time for it in each database, as the consumer counts it (usage_publish).
@@ -411,7 +440,7 @@ async function foldOverShards(n, events, sampled, keyIds, keyPairs, clientPairs,
       first: /** @type {number} */ (publishShards[0]),
       others: Math.max(...publishShards.slice(1)),
     };
-    return { logged, sampled: sampledFold, publish };
+    return { logged, sampled: sampledFold, skewed: skewedFold, publish };
   } finally {
     await fs.stop();
   }
@@ -514,7 +543,7 @@ const results = [];
  * The figures of the largest pool measured, as numbers, for the headroom table.
  * @typedef {{ keys: number, bytes?: number, largestValue?: number, headBytes?: number, publishCpuS?: number, stateCpuS?: number, loadCpuS?: number,
  *   heapMiB?: number, versionCpuS?: number, versionMiB?: number, movedCpuS?: number, movedMiB?: number, foldRate?: number, foldD1S?: number, foldRowsWritten?: number, minuteRowsFound?: number, sampledLog?: { share: number, failed: number, foldD1S: number, eventTableRows: number, rowsWritten: number },
- *   shards?: Record<"logged" | "sampled", { one: { s: number, written: number }, busiest: number, first: number, all: number, allWritten: number }> & { publish: { one: number, busiest: number, first: number, others: number } },
+ *   shards?: Record<"logged" | "sampled" | "skewed", { one: { s: number, written: number, rollups: number, seen: number }, busiest: number, first: number, all: number, allWritten: number, allRollups: number, allSeen: number }> & { publish: { one: number, busiest: number, first: number, others: number } },
  *   usageBytes?: number, usageCpuS?: number, usagePublishS?: number, usageEveryS?: number, usageDay?: { todayS: number, todayRows: number, plannedS: number, planned: PlanRead, keptS: number, kept: PlanRead, keptRows: number, movedS: number, moved: PlanRead, hoursS: number, hours: PlanRead, shapes: Record<"otherHour" | "rolling" | "hoursOnly", PlanRead["buckets"][]> }, bytesPerEvent?: number, rowsPerEvent?: number, eventTableRows?: number, dedupeRowBytes?: number, hourRowBytes?: number, hourRows?: number, keyHourRows?: number,
  *   dashboard?: { byKey: number, byClient: number, oneKey: number, minutes: number, keys: number, headroom: number, hourSeries: number, hourByUpstream: number, hourByClient: number, hourByKey: number, summary: number, hourByKeyReused: number }, keyMinuteRows?: number, clientMinuteRows?: number, upstreamMinuteRows?: number, probeRate?: number, probeCpuS?: number, probeBudget?: number, probedAtRtt?: number,
  *   trace?: { batches: number, eventsPerBatch: number, lastBytes: number, spanS: number, mayHold: number, foundS: number, foundCpuS: number, missS: number, missCpuS: number, missListed: number, missRead: number } }} Figures
@@ -536,6 +565,11 @@ let idListBytes = 0;
  * @type {{ minuteRollupHours: number, hourRollupDays: number, dayRollupDays: number, dedupeHours: number, requestLogDays: number } | null}
  */
 let retention = null;
+/**
+ * The shortest retention the settings allow (schema/settings.ts), from the data module.
+ * @type {{ minuteRollupHours: number, hourRollupDays: number, dayRollupDays: number, dedupeHours: number, requestLogDays: number } | null}
+ */
+let leastRetention = null;
 /**
  * Fills the event archive as 10,000 requests a second do (batches as the queue model finds them at a thousand busy
  * gateway isolates), for the whole span a search covers, hours before the traffic folded so far: every batch with the
@@ -635,7 +669,7 @@ try {
    *   planCost(terms: { rows: string, from: number, to: number, sign: number }[], now: number): number,
    *   planBuckets(terms: { rows: string, from: number, to: number }[], now: number): { hour: number, minute: number, day: number },
    *   dayCountStart(rule: { reset: "rolling" } | { reset: "local", hour: number, timeZone: string }, now: number): number,
-   *   DAY_ID_LIST_BYTES: number, defaultSettings: { retention: NonNullable<typeof retention> }, D1_WORKS: readonly string[], keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean,
+   *   DAY_ID_LIST_BYTES: number, defaultSettings: { retention: NonNullable<typeof retention> }, LEAST_RETENTION: NonNullable<typeof retention>, D1_WORKS: readonly string[], keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean,
    *   foldShardOf(id: string, n: number): number,
    *   newEventId(now: number): string, EVENTS_PREFIX: string, archiveKey(prefix: string, now: number, batchId: string): string,
    *   ARCHIVE_SEARCH: { beforeMs: number, afterMs: number, maxObjects: number }, idFilter(ids: Iterable<string>): string, idFilterMayHold(filter: string, id: string): boolean
@@ -646,6 +680,7 @@ try {
   usageSpacing = data.USAGE_SPACING;
   idListBytes = data.DAY_ID_LIST_BYTES;
   retention = data.defaultSettings.retention;
+  leastRetention = data.LEAST_RETENTION;
   const bundles = await bundleKeypool(work);
 
   for (const n of SIZES) {
@@ -931,10 +966,18 @@ try {
       // The same fold split over KEY_DATABASES databases by key (and the configuration's), measured beside one database in a runtime of its own.
       log(`${n} keys: the fold over ${KEY_DATABASES} databases by key, beside one…`);
       const shardSampled = traffic(`scale-${n}-shards-sampled`, total).map((e) => ({ ...e, logged: data.keptInRequestLog(e.requestId, [e], SAMPLED_LOG) }));
+      // Client keys are seldom even: half the requests from one.
+      const hot = String(rows.clientKeys[0]?.id);
+      const shardSkewed = traffic(`scale-${n}-shards-skewed`, 2 * total).map((e, i) => ({
+        ...e,
+        clientKeyId: i % 2 === 0 ? hot : e.clientKeyId,
+        logged: data.keptInRequestLog(e.requestId, [e], SAMPLED_LOG),
+      }));
       const shards = await foldOverShards(
         String(n),
         traffic(`scale-${n}-shards`, 0),
         shardSampled,
+        shardSkewed,
         rows.keys.map((k) => String(k.id)),
         keyPairs,
         clientPairs,
@@ -949,7 +992,8 @@ try {
         `the busiest ${us(shards.logged.busiest)} µs an event of all the traffic where the one spent ${us(shards.logged.one.s)} ` +
         `(${(shards.logged.one.s / shards.logged.busiest).toFixed(1)}× less; the ${FOLD_SHARDS} together ${us(shards.logged.all)}, the configuration's ${us(shards.logged.first)}), ` +
         `with the request log sampled ${us(shards.sampled.busiest)} where the one spent ${us(shards.sampled.one.s)} ` +
-        `(${(shards.sampled.one.s / shards.sampled.busiest).toFixed(1)}× less); rows written ${shards.logged.allWritten.toFixed(1)} an event over the ${FOLD_SHARDS} ` +
+        `(${(shards.sampled.one.s / shards.sampled.busiest).toFixed(1)}× less; rollup rows created ${shards.sampled.allRollups.toFixed(2)} an event over them where the one created ${shards.sampled.one.rollups.toFixed(2)}, dedupe rows ${shards.sampled.allSeen.toFixed(2)} where it wrote ${shards.sampled.one.seen.toFixed(2)}), and with half the requests from one client key ${us(shards.skewed.busiest)} where the one spent ${us(shards.skewed.one.s)} ` +
+        `(${(shards.skewed.one.s / shards.skewed.busiest).toFixed(1)}× less); rows written ${shards.logged.allWritten.toFixed(1)} an event over the ${FOLD_SHARDS} ` +
         `where the one wrote ${shards.logged.one.written.toFixed(1)} (${shards.sampled.allWritten.toFixed(1)} and ${shards.sampled.one.written.toFixed(1)} sampled); ` +
         `a publish of the pool's usage from them, D1's time in the configuration's ${Math.round(shards.publish.first * 1000)} ms and in the busiest by key ${Math.round(shards.publish.others * 1000)} where the one spent ${Math.round(shards.publish.one * 1000)}`;
 
@@ -1440,11 +1484,16 @@ function headroomTable() {
     // What the account holds once every table is at its retention (the settings' defaults), in all its databases however
     // they are split: the dedupe window's row an event for its hours, the request log's rows for its days.
     const r = /** @type {NonNullable<typeof retention>} */ (retention);
-    /** @param {number} eventTableRows */
-    const held = (eventTableRows) =>
-      (1_440 * rollupRows(60) * (r.minuteRollupHours / 24) + 24 * rollupRows(3_600) * r.hourRollupDays + rollupRows(86_400) * r.dayRollupDays) *
+    /**
+     * What the tables hold at retention `k` with `eventTableRows` rows an event in the request log and dedupe window
+     * (the window's one among them), the rollup rows a bucket of so many seconds `bucketRows` gives and the window's
+     * rows an event `seenRows` (several databases: each holds the id of every event it folded a part of).
+     * @param {number} eventTableRows @param {NonNullable<typeof retention>} [k] @param {(seconds: number) => number} [bucketRows] @param {number} [seenRows]
+     */
+    const held = (eventTableRows, k = r, bucketRows = rollupRows, seenRows = 1) =>
+      (1_440 * bucketRows(60) * (k.minuteRollupHours / 24) + 24 * bucketRows(3_600) * k.hourRollupDays + bucketRows(86_400) * k.dayRollupDays) *
         rollupRowBytes +
-      aDay * ((r.dedupeHours / 24) * dedupeRowBytes + r.requestLogDays * Math.max(0, eventTableRows - 1) * logRowBytes);
+      aDay * ((k.dedupeHours / 24) * dedupeRowBytes * seenRows + k.requestLogDays * Math.max(0, eventTableRows - 1) * logRowBytes);
     bill.held = held(l.eventTableRows);
     rows.push([
       `D1 storage held by the account, every database however the data is split, at the default retention (minute rollups ${r.minuteRollupHours} h, hour rollups ${r.hourRollupDays} days, day rollups ${r.dayRollupDays} days, the dedupe window ${r.dedupeHours} h, the request log ${r.requestLogDays} days), at the rows a day above`,
@@ -1460,6 +1509,35 @@ function headroomTable() {
         `${(bill.heldSampled / 1e12).toFixed(1)} TB`,
         x(D1_ACCOUNT_STORAGE_BYTES / bill.heldSampled),
       ]);
+      const m = l.shards?.sampled;
+      const least = /** @type {NonNullable<typeof leastRetention>} */ (leastRetention);
+      if (m !== undefined && m.one.rollups > 0) {
+        // Split over KEY_DATABASES by key, each database folding an N-th of the events: an N-th of the key × model
+        // rows, its own client × model and upstream × model rows (those its events touch: bounded as above, events
+        // landing evenly), the id of each event it folded a part of (measured) and an N-th of the request log.
+        /** @param {number} seconds */
+        const oneOfThem = (seconds) =>
+          distinctRows((10_500 * seconds) / KEY_DATABASES, KEY_COMBOS / KEY_DATABASES) +
+          distinctRows((10_500 * seconds) / KEY_DATABASES, CLIENT_COMBOS) +
+          distinctRows((10_500 * seconds) / KEY_DATABASES, UPSTREAM_COMBOS);
+        const together = (/** @type {number} */ seconds) => KEY_DATABASES * oneOfThem(seconds);
+        const sampledRows = l.sampledLog.eventTableRows;
+        const split = (/** @type {NonNullable<typeof retention>} */ k) => held(sampledRows, k, together, m.allSeen);
+        const perDatabase = split(r) / KEY_DATABASES;
+        const leastHeld = split(least);
+        rows.push([
+          `the same, split over ${KEY_DATABASES} D1 databases by key: what one of them holds (an N-th of the ${(split(r) / 1e12).toFixed(1)} TB they hold together: ${(together(60) / rollupRows(60)).toFixed(2)}× the rollup rows of a minute, ${(together(3_600) / rollupRows(3_600)).toFixed(2)}× of an hour, ${(together(86_400) / rollupRows(86_400)).toFixed(2)}× of a day — each folds its own client-key and upstream rows; measured, ${m.allRollups.toFixed(2)} rollup rows created an event over them against ${m.one.rollups.toFixed(2)} in one, mid-hour — and ${m.allSeen.toFixed(2)} dedupe rows an event, measured, against 1)`,
+          "10 GB a database",
+          `${(perDatabase / 1e9).toFixed(0)} GB`,
+          x(10e9 / perDatabase),
+        ]);
+        rows.push([
+          `the same at the shortest retention the settings allow (minute rollups ${least.minuteRollupHours} h, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"}): ${(leastHeld / 1e9).toFixed(0)} GB together, so ${Math.ceil(leastHeld / 5e9)} databases for 2× (the deploy binds at most 64)`,
+          "10 GB a database",
+          `${(leastHeld / KEY_DATABASES / 1e9).toFixed(0)} GB`,
+          x((10e9 * KEY_DATABASES) / leastHeld),
+        ]);
+      }
     }
   }
   if (l.dashboard !== undefined && l.keyHourRows !== undefined) {
@@ -1655,6 +1733,16 @@ function headroomTable() {
         "1 s of the database a second",
         `${keyAll.toFixed(2)} s a second`,
         x(1 / keyAll),
+      ]);
+      // The same with half the requests from one client key.
+      const k = l.shards.skewed;
+      const skewedFold = 10_500 * Math.max(k.busiest, l.sampledLog.foldD1S * (k.busiest / k.one.s));
+      const skewedAll = skewedFold + keyPublish + d1Shares.overviewOfKeyDatabase;
+      rows.push([
+        `the same, half the requests from one client key (client keys are seldom even): the busiest database's fold ${skewedFold.toFixed(2)} s a second (measured ${(k.busiest * 1e6).toFixed(0)} µs an event of all the traffic beside ${(k.one.s * 1e6).toFixed(0)} for one database; the fold above scaled by that ratio, the larger taken), the publish and the Overview as above`,
+        "1 s of the database a second",
+        `${skewedAll.toFixed(2)} s a second`,
+        x(1 / skewedAll),
       ]);
       const firstFold = 10_500 * m.first;
       const firstPublish = d1Shares.publish * (p.first / p.one);
