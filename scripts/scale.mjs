@@ -356,17 +356,19 @@ async function heldRows(db) {
 async function foldOverShards(n, events, sampled, skewed, keyIds, keyPairs, clientPairs, state, config, foldShardOf) {
   const fs = await startFoldShards(path.join(work, `fold-shards-${n}`), FOLD_SHARDS);
   try {
-    await steadyRollups(fs.one, events, keyPairs, clientPairs);
+    // Each traffic is folded mid-hour: the rows of its events' keys and client keys there before it, in the shares above.
+    const all = [...events, ...sampled, ...skewed];
+    await steadyRollups(fs.one, all, keyPairs, clientPairs);
     await insertRows(fs.one, "key_health", state.health);
     await insertRows(fs.one, "key_capacity", state.capacity);
     for (const [i, db] of fs.shards.entries()) {
       const ours = (/** @type {Record<string, unknown>} */ row) => foldShardOf(String(row.key_id), FOLD_SHARDS) === i;
       await insertRows(db, "key_health", state.health.filter(ours));
       await insertRows(db, "key_capacity", state.capacity.filter(ours));
-      const mine = events.filter((e) => foldShardOf(e.keyId, FOLD_SHARDS) === i);
+      const mine = all.filter((e) => foldShardOf(e.keyId, FOLD_SHARDS) === i);
       const keys = keyIds.filter((id) => foldShardOf(id, FOLD_SHARDS) === i).length;
       // The first holds no key's rows.
-      if (mine.length > 0) await steadyRollups(db, mine, (keyPairs * keys) / keyIds.length, clientPairs, (EVENTS_A_MINUTE * mine.length) / events.length);
+      if (mine.length > 0) await steadyRollups(db, mine, (keyPairs * keys) / keyIds.length, clientPairs, (EVENTS_A_MINUTE * mine.length) / all.length);
     }
     /** Folds `traffic` through one queue, as the consumer receives it (batches of 100 messages of 50 events). @param {string} queue @param {Traffic} traffic */
     const fold = async (queue, traffic) => {
