@@ -314,22 +314,12 @@ async function foldWork(db) {
   return { us, written };
 }
 
-/** The rollup tables the fold writes, whose rows a database holds. */
-const ROLLUP_TABLES = [
-  "rollup_minute",
-  "rollup_hour",
-  "rollup_day",
-  "rollup_upstream_minute",
-  "rollup_upstream_hour",
-  "rollup_upstream_day",
-  "rollup_pool_hour",
-  "rollup_client_day",
-];
-
 /** The rows a database holds in its rollups and in its dedupe window. @param {Keypool["db"]} db */
 async function heldRows(db) {
+  const { results } = await db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'rollup!_%' ESCAPE '!'").all();
+  const rollupTables = results.map((r) => String(r.name));
   const row = await db
-    .prepare(`SELECT ${ROLLUP_TABLES.map((t) => `(SELECT COUNT(*) FROM ${t})`).join(" + ")} AS rollups, (SELECT COUNT(*) FROM seen_events) AS seen`)
+    .prepare(`SELECT ${rollupTables.map((t) => `(SELECT COUNT(*) FROM ${t})`).join(" + ")} AS rollups, (SELECT COUNT(*) FROM seen_events) AS seen`)
     .first();
   return { rollups: Number(row?.rollups ?? 0), seen: Number(row?.seen ?? 0) };
 }
