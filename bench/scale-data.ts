@@ -6,7 +6,7 @@
  * keys (fewer in small pools) — and sealed with the deployment's real key, so the
  * consumer and the gateway do exactly the work they would.
  */
-import { snapshotHeadSchema, snapshotSchema, type SnapshotHead } from "../schema";
+import { settingsSchema, snapshotHeadSchema, snapshotSchema, type Settings, type SnapshotHead } from "../schema";
 import { buildPoolIndex } from "../gateway/logic/select-key";
 import { SnapshotReader } from "../storage/snapshot-reader";
 import { seeded } from "../tools/seeded.mjs";
@@ -30,7 +30,6 @@ export {
   idFilterMayHold,
 } from "../schema";
 export { ARCHIVE_SEARCH } from "../storage/request-log-rows";
-import { settingsSchema, type Settings } from "../schema";
 
 /** The shortest retention the settings allow: each `retention` field's minimum. */
 export const LEAST_RETENTION = Object.fromEntries(

@@ -1503,28 +1503,50 @@ function headroomTable() {
       ]);
       const m = l.shards?.sampled;
       const least = /** @type {NonNullable<typeof leastRetention>} */ (leastRetention);
-      if (m !== undefined && m.one.rollups > 0) {
-        // Split over KEY_DATABASES by key, each database folding an N-th of the events: an N-th of the key × model
-        // rows, its own client × model and upstream × model rows (those its events touch: bounded as above, events
-        // landing evenly), the id of each event it folded a part of (measured) and an N-th of the request log.
-        /** @param {number} seconds */
-        const oneOfThem = (seconds) =>
-          distinctRows((10_500 * seconds) / KEY_DATABASES, KEY_COMBOS / KEY_DATABASES) +
-          distinctRows((10_500 * seconds) / KEY_DATABASES, CLIENT_COMBOS) +
-          distinctRows((10_500 * seconds) / KEY_DATABASES, UPSTREAM_COMBOS);
-        const together = (/** @type {number} */ seconds) => KEY_DATABASES * oneOfThem(seconds);
+      if (m !== undefined) {
+        // Split over `count` databases by key, each folding an N-th of the events: an N-th of the key × model rows, its
+        // own client × model and upstream × model rows (those its events touch: bounded as above, events landing evenly),
+        // the id of each event it folded a part of — its key's database's, and its request's when the log keeps it — and
+        // an N-th of the request log. With a client key's rows in its own database instead (item 30: measured and
+        // reverted), an N-th of the client rows, and the id in the client key's database too.
+        const logged = l.sampledLog.share;
         const sampledRows = l.sampledLog.eventTableRows;
-        const split = (/** @type {NonNullable<typeof retention>} */ k) => held(sampledRows, k, together, m.allSeen);
-        const perDatabase = split(r) / KEY_DATABASES;
-        const leastHeld = split(least);
+        /** @param {number} count @param {boolean} clientsApart */
+        const bucketRows = (count, clientsApart) => (/** @type {number} */ seconds) =>
+          count *
+          (distinctRows((10_500 * seconds) / count, KEY_COMBOS / count) +
+            distinctRows((10_500 * seconds) / count, clientsApart ? CLIENT_COMBOS / count : CLIENT_COMBOS) +
+            distinctRows((10_500 * seconds) / count, UPSTREAM_COMBOS));
+        /** The databases an event's id is in, on average. @param {number} count @param {boolean} clientsApart */
+        const idsAnEvent = (count, clientsApart) =>
+          clientsApart ? (1 / count) * (1 + logged * (1 - 1 / count)) + (1 - 1 / count) * (2 + logged * (1 - 2 / count)) : 1 + logged * (1 - 1 / count);
+        /** What `count` databases hold together at retention `k`. @param {NonNullable<typeof retention>} k @param {number} count @param {boolean} [clientsApart] */
+        const split = (k, count, clientsApart = false) => held(sampledRows, k, bucketRows(count, clientsApart), idsAnEvent(count, clientsApart));
+        const together = bucketRows(KEY_DATABASES, false);
+        const perDatabase = split(r, KEY_DATABASES) / KEY_DATABASES;
+        const leastHeld = split(least, KEY_DATABASES);
+        // The fewest databases each holding at most half its limit at that retention, by trying: more databases by key
+        // hold more client-key and upstream rows together, so it is not the total divided by 5 GB.
+        const LIMIT = 4_096;
+        /** @param {boolean} clientsApart */
+        const enoughFor = (clientsApart) => {
+          let count = KEY_DATABASES;
+          while (count < LIMIT && split(least, count, clientsApart) / count > 5e9) count++;
+          return count;
+        };
+        const [byKey, apart] = [enoughFor(false), enoughFor(true)];
+        const enough = (/** @type {number} */ count, /** @type {boolean} */ clientsApart) =>
+          count < LIMIT
+            ? `${count.toLocaleString("en-US")} (${(split(least, count, clientsApart) / 1e9).toFixed(0)} GB together)`
+            : `none up to ${LIMIT.toLocaleString("en-US")} (one of them would hold ${(split(least, LIMIT, clientsApart) / LIMIT / 1e9).toFixed(1)} GB)`;
         rows.push([
-          `the same, split over ${KEY_DATABASES} D1 databases by key: what one of them holds (an N-th of the ${(split(r) / 1e12).toFixed(1)} TB they hold together: ${(together(60) / rollupRows(60)).toFixed(2)}× the rollup rows of a minute, ${(together(3_600) / rollupRows(3_600)).toFixed(2)}× of an hour, ${(together(86_400) / rollupRows(86_400)).toFixed(2)}× of a day — each folds its own client-key and upstream rows; measured, ${m.allRollups.toFixed(2)} rollup rows created an event over them against ${m.one.rollups.toFixed(2)} in one, mid-hour — and ${m.allSeen.toFixed(2)} dedupe rows an event, measured, against 1)`,
+          `the same, split over ${KEY_DATABASES} D1 databases by key: what one of them holds (an N-th of the ${(split(r, KEY_DATABASES) / 1e12).toFixed(1)} TB they hold together: ${(together(60) / rollupRows(60)).toFixed(2)}× the rollup rows of a minute, ${(together(3_600) / rollupRows(3_600)).toFixed(2)}× of an hour, ${(together(86_400) / rollupRows(86_400)).toFixed(2)}× of a day — each folds its own client-key and upstream rows; measured, ${m.allRollups.toFixed(2)} rollup rows created an event over them against ${m.one.rollups.toFixed(2)} in one, mid-hour — and ${idsAnEvent(KEY_DATABASES, false).toFixed(2)} dedupe rows an event, ${m.allSeen.toFixed(2)} measured, against 1)`,
           "10 GB a database",
           `${(perDatabase / 1e9).toFixed(0)} GB`,
           x(10e9 / perDatabase),
         ]);
         rows.push([
-          `the same at the shortest retention the settings allow (minute rollups ${least.minuteRollupHours} h, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"}): ${(leastHeld / 1e9).toFixed(0)} GB together, so ${Math.ceil(leastHeld / 5e9)} databases for 2× (the deploy binds at most 64)`,
+          `the same at the shortest retention the settings allow (minute rollups ${least.minuteRollupHours} h, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"}): ${(leastHeld / 1e9).toFixed(0)} GB together. Databases by key for 2×: ${enough(byKey, false)}; with a client key's rows in its own database (item 30, reverted): ${enough(apart, true)}; the deploy binds at most 64`,
           "10 GB a database",
           `${(leastHeld / KEY_DATABASES / 1e9).toFixed(0)} GB`,
           x((10e9 * KEY_DATABASES) / leastHeld),
