@@ -45,6 +45,9 @@ export default defineConfig({
                 SPLIT_2: "split-2",
                 SPLIT_3: "split-3",
                 SPLIT_REF: "split-ref",
+                // The least-retention test's two pools alike, one pruned.
+                RETAIN_KEPT: "retain-kept",
+                RETAIN_PRUNED: "retain-pruned",
               },
               workers: [
                 {

@@ -6,7 +6,7 @@
  * keys (fewer in small pools) — and sealed with the deployment's real key, so the
  * consumer and the gateway do exactly the work they would.
  */
-import { settingsSchema, snapshotHeadSchema, snapshotSchema, type Settings, type SnapshotHead } from "../schema";
+import { snapshotHeadSchema, snapshotSchema, type SnapshotHead } from "../schema";
 import { buildPoolIndex } from "../gateway/logic/select-key";
 import { SnapshotReader } from "../storage/snapshot-reader";
 import { seeded } from "../tools/seeded.mjs";
@@ -31,10 +31,7 @@ export {
 } from "../schema";
 export { ARCHIVE_SEARCH } from "../storage/request-log-rows";
 
-/** The shortest retention the settings allow: each `retention` field's minimum. */
-export const LEAST_RETENTION = Object.fromEntries(
-  Object.entries(settingsSchema.shape.retention.unwrap().shape).map(([name, field]) => [name, field.unwrap().minValue]),
-) as Settings["retention"];
+export { leastRetention as LEAST_RETENTION } from "../schema";
 export { foldShardOf } from "../schema";
 export { parsePoolUsage } from "../gateway/logic/usage-view";
 export { REUSE_FACTOR, REUSE_LONGEST_MS } from "../gateway/logic/reuse-windows";

@@ -118,17 +118,27 @@ export const settingsSchema = z.object({
   alerts: alertSettingsSchema,
   /** `/metrics` labels series by key only while the pool has at most this many keys (0: never), so a large pool cannot blow up a Prometheus. */
   metricsKeyLabelsMax: z.number().int().min(0).max(1_000).default(100),
-  /** How long the rollups and the dedupe window are kept. */
+  /**
+   * How long the rollups and the dedupe window are kept. The defaults keep history to chart; the least each allows is
+   * what the pool itself reads, so a busy pool may keep no more (docs/operations.md, "Retention"): older usage stays
+   * in the event archive.
+   */
   retention: z
     .object({
+      /**
+       * A key's day that begins off the hour (a zone such as Asia/Kolkata) is counted from minute buckets of its
+       * first hour, up to 26 hours back on a 25-hour day; the summary's last 24 hours likewise.
+       */
       minuteRollupHours: z
         .number()
         .int()
-        .min(48)
+        .min(26)
         .max(24 * 31)
         .default(48),
-      hourRollupDays: z.number().int().min(35).max(3660).default(35),
-      dayRollupDays: z.number().int().min(400).max(3660).default(400),
+      /** The dashboard's last 48 hours by hour, a key's and the Overview's. */
+      hourRollupDays: z.number().int().min(2).max(3660).default(35),
+      /** A client key's monthly quota and the month's spend (up to 31 days and an hour back), the dashboard's 30 days. */
+      dayRollupDays: z.number().int().min(32).max(3660).default(400),
       dedupeHours: z
         .number()
         .int()
@@ -145,6 +155,11 @@ export const settingsSchema = z.object({
     .prefault({}),
 });
 export type Settings = z.infer<typeof settingsSchema>;
+
+/** The shortest retention the settings allow: each horizon at its least (what the pool itself reads). */
+export const leastRetention = Object.fromEntries(
+  Object.entries(settingsSchema.shape.retention.unwrap().shape).map(([name, field]) => [name, field.unwrap().minValue]),
+) as Settings["retention"];
 
 /** The settings a fresh pool runs with. */
 export const defaultSettings: Settings = settingsSchema.parse({});

@@ -1448,6 +1448,8 @@ function headroomTable() {
     distinctRows(10_500 * seconds, KEY_COMBOS) + distinctRows(10_500 * seconds, CLIENT_COMBOS) + distinctRows(10_500 * seconds, UPSTREAM_COMBOS);
   if (l.bytesPerEvent !== undefined && l.rowsPerEvent !== undefined && l.eventTableRows !== undefined) {
     const rollupsADay = 1_440 * rollupRows(60) + 24 * rollupRows(3_600) + rollupRows(86_400);
+    // The retention the settings default to.
+    const r = /** @type {NonNullable<typeof retention>} */ (retention);
     // Bytes a row: a rollup row's as measured on the hour rows written for the dashboard's reads (its primary key and
     // index included); the dedupe window's as measured alone; the request log's from what the fold added beside the
     // rollup rows it created and its dedupe rows (one an event).
@@ -1459,7 +1461,7 @@ function headroomTable() {
     const aDay = 10_500 * 86_400;
     const perDay = rollupsADay * rollupRowBytes + aDay * (dedupeRowBytes + logRows * logRowBytes);
     rows.push([
-      `D1 storage: what the fold adds in a day at 10,500 events/s — rollups bounded by keys × models, client keys × models and upstreams × models, ${(rollupsADay / 1e6).toFixed(0)} M rows a day at ${Math.round(rollupRowBytes)} bytes a row; the request log, ${((logRows * aDay) / 1e6).toFixed(0)} M (${logRows.toFixed(1)} rows an event) at ${Math.round(logRowBytes)} bytes a row as the fold wrote them; the dedupe window, ${(aDay / 1e6).toFixed(0)} M (a row an event) at ${Math.round(dedupeRowBytes)} bytes a row (measured alone) (minute rollups are kept 48 h, the request log 7 days, hour rollups 35)`,
+      `D1 storage: what the fold adds in a day at 10,500 events/s — rollups bounded by keys × models, client keys × models and upstreams × models, ${(rollupsADay / 1e6).toFixed(0)} M rows a day at ${Math.round(rollupRowBytes)} bytes a row; the request log, ${((logRows * aDay) / 1e6).toFixed(0)} M (${logRows.toFixed(1)} rows an event) at ${Math.round(logRowBytes)} bytes a row as the fold wrote them; the dedupe window, ${(aDay / 1e6).toFixed(0)} M (a row an event) at ${Math.round(dedupeRowBytes)} bytes a row (measured alone) (minute rollups are kept ${r.minuteRollupHours} h, the request log ${r.requestLogDays} days, hour rollups ${r.hourRollupDays} days)`,
       "10 GB a database",
       `${(perDay / 1e9).toFixed(0)} GB a day`,
       x(10e9 / perDay),
@@ -1475,7 +1477,6 @@ function headroomTable() {
     }
     // What the account holds once every table is at its retention (the settings' defaults), in all its databases however
     // they are split: the dedupe window's row an event for its hours, the request log's rows for its days.
-    const r = /** @type {NonNullable<typeof retention>} */ (retention);
     /**
      * What the tables hold at retention `k` with `eventTableRows` rows an event in the request log and dedupe window
      * (the window's one among them), the rollup rows a bucket of so many seconds `bucketRows` gives and the window's
@@ -1501,8 +1502,16 @@ function headroomTable() {
         `${(bill.heldSampled / 1e12).toFixed(1)} TB`,
         x(D1_ACCOUNT_STORAGE_BYTES / bill.heldSampled),
       ]);
-      const m = l.shards?.sampled;
       const least = /** @type {NonNullable<typeof leastRetention>} */ (leastRetention);
+      // The least each horizon may be: what the pool itself reads of the rollups (docs/operations.md, "Retention").
+      const leastAccount = held(l.sampledLog.eventTableRows, least);
+      rows.push([
+        `the same at the shortest retention the settings allow, what limits, quotas and the dashboard read (minute rollups ${least.minuteRollupHours} h, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"})`,
+        "1 TB an account",
+        `${(leastAccount / 1e12).toFixed(2)} TB`,
+        x(D1_ACCOUNT_STORAGE_BYTES / leastAccount),
+      ]);
+      const m = l.shards?.sampled;
       if (m !== undefined) {
         // Split over `count` databases by key, each folding an N-th of the events: an N-th of the key × model rows, its
         // own client × model and upstream × model rows (those its events touch: bounded as above, events landing evenly),

@@ -17,6 +17,9 @@ declare global {
       SPLIT_REF: D1Database;
       SPLIT_ARCHIVE: R2Bucket;
       SPLIT_SNAPSHOT: KVNamespace;
+      /** The least-retention test's: two pools alike, one of them pruned. */
+      RETAIN_KEPT: D1Database;
+      RETAIN_PRUNED: D1Database;
     }
   }
 }
