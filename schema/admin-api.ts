@@ -395,8 +395,16 @@ function oneSideOnly(query: z.infer<typeof statsRangeSchema> & { by?: string }, 
 /** Query of /stats/series and /stats/breakdown: a bucket size, how many buckets back, and filters. */
 export const statsQuerySchema = statsRangeSchema.superRefine(oneSideOnly);
 
+/** What a range reaching past retention is told: where the rollups it reads may already be pruned. */
+const keptFromSchema = z
+  .number()
+  .describe(
+    "The oldest bucket start retention keeps (epoch ms; `retention` in the settings): buckets that start before it may be pruned already, and read as zeros.",
+  );
+
 export const statsSeriesSchema = z.object({
   bucket: statsBucketSchema,
+  keptFrom: keptFromSchema,
   points: z.array(metricsSchema.extend({ t: z.number() })),
 });
 export type StatsSeries = z.infer<typeof statsSeriesSchema>;
@@ -406,6 +414,7 @@ export const statsBreakdownSchema = z.object({
   bucket: statsBucketSchema,
   from: z.number(),
   to: z.number(),
+  keptFrom: keptFromSchema,
   /** `name`: a key's masked form, a client key's or an upstream's name (null once deleted); a model's name is its id. */
   rows: z.array(metricsSchema.extend({ id: z.string(), name: z.string().nullable() })),
   /** When the rows were summed (epoch ms): a breakdown by key or client key that took long is reused for a while. */

@@ -64,6 +64,14 @@ export function rollupCutoffs(settings: Settings, now: number): Record<RollupTab
   };
 }
 
+/**
+ * The oldest bucket start of a size that retention keeps at `now`: rows of buckets that start before it may be
+ * pruned already (the scheduler deletes them on its runs), so a read reaching further back reads zeros there.
+ */
+export function rollupsKeptFrom(settings: Settings, bucket: StatsBucket, now: number): number {
+  return now - ROLLUP_TABLES[`rollup_${bucket}`].keptMs(settings);
+}
+
 /** Deletes every table's rows past its cutoff, one statement a table (for the caller's batch). */
 export function pruneRollups(db: D1Database, cutoffs: Record<RollupTable, number>): { table: RollupTable; statement: D1PreparedStatement }[] {
   return (Object.keys(ROLLUP_TABLES) as RollupTable[]).map((table) => ({

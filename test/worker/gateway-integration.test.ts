@@ -159,6 +159,25 @@ describe("the slice: client → gateway → upstream → queue → consumer → 
     expect(clientByModel.body.rows).toEqual([expect.objectContaining({ id: pool.model, requests: 1 })]);
     const byUpstream = await admin<{ rows: { id: string; requests: number }[] }>("GET", `/stats/breakdown?by=upstream&bucket=hour&count=1&model=${pool.model}`);
     expect(byUpstream.body.rows).toEqual([expect.objectContaining({ id: pool.upstreamId, requests: 1 })]);
+    // Each answer says how far back retention keeps its buckets (the settings' horizon for the bucket's size).
+    const { retention } = (await admin<{ retention: Record<string, number> }>("GET", "/settings")).body;
+    const horizon = {
+      minute: retention.minuteRollupHours! * 3_600_000,
+      hour: retention.hourRollupDays! * 86_400_000,
+      day: retention.dayRollupDays! * 86_400_000,
+    };
+    for (const [bucket, kept] of Object.entries(horizon)) {
+      const before = Date.now();
+      const answers = [
+        await admin<{ keptFrom: number }>("GET", `/stats/series?bucket=${bucket}&count=1`),
+        await admin<{ keptFrom: number }>("GET", `/stats/breakdown?by=model&bucket=${bucket}&count=1`),
+      ];
+      const after = Date.now();
+      for (const answer of answers) {
+        expect(answer.body.keptFrom, bucket).toBeGreaterThanOrEqual(before - kept);
+        expect(answer.body.keptFrom, bucket).toBeLessThanOrEqual(after - kept);
+      }
+    }
     // The rollups hold no key × client key rows: a read that needs one is refused, naming the parameter.
     for (const [query, param] of [
       [`/stats/series?bucket=hour&upstreamId=${pool.upstreamId}&clientKeyId=${pool.clientKeyId}`, "clientKeyId"],

@@ -13,6 +13,7 @@ import {
   statsSummarySchema,
   statsHeadroomSchema,
   type Headroom,
+  type Settings,
   type StatsHeadroom,
 } from "../../../schema";
 import type { GatewayHono } from "../../context";
@@ -23,7 +24,7 @@ import { readPoolUsage } from "../../storage/snapshot-cache";
 import { REUSE_FACTOR, REUSE_LONGEST_MS } from "../../logic/reuse-windows";
 import { reuseOrCompute } from "../../storage/stats-reuse";
 import { loadKeyLimitRows } from "../../../storage/keys";
-import { breakdownRows, bucketTotals, rollingTotals, seriesRows, spendTotals, type BreakdownBy } from "../../../storage/rollups";
+import { breakdownRows, bucketTotals, rollingTotals, rollupsKeptFrom, seriesRows, spendTotals, type BreakdownBy } from "../../../storage/rollups";
 import { foldDatabases } from "../../../storage/fold-databases";
 import { readSettings } from "../../../storage/settings";
 import { listUpstreams } from "../../../storage/upstreams";
@@ -34,11 +35,12 @@ import type { AdminContext } from "./shared";
 const DEFAULT_COUNT = { minute: 60, hour: 48, day: 30 } as const;
 
 /** The series and breakdown queries' common part: bucket range and filters. */
-async function statsRange(c: AdminContext, query: z.infer<typeof statsQuerySchema>, zone?: string) {
+async function statsRange(c: AdminContext, query: z.infer<typeof statsQuerySchema>, read?: Settings) {
   const { bucket, count, ...filters } = query;
-  const timeZone = zone ?? (await readSettings(c.env.DB)).timeZone;
-  const starts = bucketStarts(bucket, count ?? DEFAULT_COUNT[bucket], Date.now(), timeZone);
-  return { bucket, starts, filters };
+  const settings = read ?? (await readSettings(c.env.DB));
+  const now = Date.now();
+  const starts = bucketStarts(bucket, count ?? DEFAULT_COUNT[bucket], now, settings.timeZone);
+  return { bucket, starts, filters, keptFrom: rollupsKeptFrom(settings, bucket, now) };
 }
 
 /** The most models the headroom breaks down by. */
@@ -149,9 +151,9 @@ export function statsRoutes() {
         ok: { description: "One point per bucket, oldest first.", schema: statsSeriesSchema },
       },
       async (c, { query }) => {
-        const { bucket, starts, filters } = await statsRange(c, query);
+        const { bucket, starts, filters, keptFrom } = await statsRange(c, query);
         const rows = await seriesRows(foldDatabases(c.env), bucket, starts[0]!, starts.at(-1)!, filters);
-        return c.json({ bucket, points: fillSeries(rows, starts) });
+        return c.json({ bucket, keptFrom, points: fillSeries(rows, starts) });
       },
     ),
   );
@@ -169,13 +171,14 @@ export function statsRoutes() {
       async (c, { query }) => {
         const { by, ...range } = query;
         // Day buckets start at midnight in the settings' time zone: a kept answer is one zone's.
-        const { timeZone } = await readSettings(c.env.DB);
+        const settings = await readSettings(c.env.DB);
+        const { timeZone } = settings;
         const compute = async () => {
-          const { bucket, starts, filters } = await statsRange(c, range, timeZone);
+          const { bucket, starts, filters, keptFrom } = await statsRange(c, range, settings);
           const from = starts[0]!;
           const to = starts.at(-1)!;
           const rows = await breakdownRows(foldDatabases(c.env), bucket, from, to, by satisfies BreakdownBy, filters, 100);
-          return { by, bucket, from, to, rows: rows.map(({ id, name, ...sums }) => ({ id, name, ...toMetrics(sums) })) };
+          return { by, bucket, from, to, keptFrom, rows: rows.map(({ id, name, ...sums }) => ({ id, name, ...toMetrics(sums) })) };
         };
         if (by !== "key" && by !== "client") {
           const computedAt = Date.now();
