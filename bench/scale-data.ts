@@ -31,7 +31,7 @@ export {
 } from "../schema";
 export { ARCHIVE_SEARCH } from "../storage/request-log-rows";
 
-export { leastRetention as LEAST_RETENTION } from "../schema";
+export { leastRetention as LEAST_RETENTION, UPSTREAM_MINUTE_HOURS } from "../schema";
 export { foldShardOf } from "../schema";
 export { parsePoolUsage } from "../gateway/logic/usage-view";
 export { REUSE_FACTOR, REUSE_LONGEST_MS } from "../gateway/logic/reuse-windows";

@@ -126,13 +126,16 @@ export const settingsSchema = z.object({
   retention: z
     .object({
       /**
-       * A key's day that begins off the hour (a zone such as Asia/Kolkata) is counted from minute buckets of its
-       * first hour, up to 26 hours back on a 25-hour day; the summary's last 24 hours likewise.
+       * Keys' and client keys' minute buckets: the dashboard's last hour, and the first hour of a day that begins off
+       * the hour (a zone such as Asia/Kolkata), which the usage publish keeps in its sums an hour or two in — read
+       * later, after a lapse of hours without a publish, that hour is counted whole instead
+       * (stats-consumer/logic/window-count.ts). The pool's minute buckets by upstream are kept at least 25 hours, for
+       * the summary's last 24 hours.
        */
       minuteRollupHours: z
         .number()
         .int()
-        .min(26)
+        .min(4)
         .max(24 * 31)
         .default(48),
       /** The dashboard's last 48 hours by hour, a key's and the Overview's. */
@@ -155,6 +158,9 @@ export const settingsSchema = z.object({
     .prefault({}),
 });
 export type Settings = z.infer<typeof settingsSchema>;
+
+/** The least the pool's minute rollups by upstream are kept, in hours: the summary's last 24 hours, and one to spare. */
+export const UPSTREAM_MINUTE_HOURS = 25;
 
 /** The shortest retention the settings allow: each horizon at its least (what the pool itself reads). */
 export const leastRetention = Object.fromEntries(

@@ -562,6 +562,8 @@ let retention = null;
  * @type {{ minuteRollupHours: number, hourRollupDays: number, dayRollupDays: number, dedupeHours: number, requestLogDays: number } | null}
  */
 let leastRetention = null;
+/** How long the upstream × model minute rows are kept at least (storage/rollups.ts), from the bundle. */
+let upstreamMinuteHours = 0;
 /**
  * Fills the event archive as 10,000 requests a second do (batches as the queue model finds them at a thousand busy
  * gateway isolates), for the whole span a search covers, hours before the traffic folded so far: every batch with the
@@ -661,7 +663,7 @@ try {
    *   planCost(terms: { rows: string, from: number, to: number, sign: number }[], now: number): number,
    *   planBuckets(terms: { rows: string, from: number, to: number }[], now: number): { hour: number, minute: number, day: number },
    *   dayCountStart(rule: { reset: "rolling" } | { reset: "local", hour: number, timeZone: string }, now: number): number,
-   *   DAY_ID_LIST_BYTES: number, defaultSettings: { retention: NonNullable<typeof retention> }, LEAST_RETENTION: NonNullable<typeof retention>, D1_WORKS: readonly string[], keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean,
+   *   DAY_ID_LIST_BYTES: number, defaultSettings: { retention: NonNullable<typeof retention> }, LEAST_RETENTION: NonNullable<typeof retention>, UPSTREAM_MINUTE_HOURS: number, D1_WORKS: readonly string[], keptInRequestLog(requestId: string, attempts: readonly { outcome: string }[], sample: number): boolean,
    *   foldShardOf(id: string, n: number): number,
    *   newEventId(now: number): string, EVENTS_PREFIX: string, archiveKey(prefix: string, now: number, batchId: string): string,
    *   ARCHIVE_SEARCH: { beforeMs: number, afterMs: number, maxObjects: number }, idFilter(ids: Iterable<string>): string, idFilterMayHold(filter: string, id: string): boolean
@@ -673,6 +675,7 @@ try {
   idListBytes = data.DAY_ID_LIST_BYTES;
   retention = data.defaultSettings.retention;
   leastRetention = data.LEAST_RETENTION;
+  upstreamMinuteHours = data.UPSTREAM_MINUTE_HOURS;
   const bundles = await bundleKeypool(work);
 
   for (const n of SIZES) {
@@ -1480,11 +1483,21 @@ function headroomTable() {
     /**
      * What the tables hold at retention `k` with `eventTableRows` rows an event in the request log and dedupe window
      * (the window's one among them), the rollup rows a bucket of so many seconds `bucketRows` gives and the window's
-     * rows an event `seenRows` (several databases: each holds the id of every event it folded a part of).
-     * @param {number} eventTableRows @param {NonNullable<typeof retention>} [k] @param {(seconds: number) => number} [bucketRows] @param {number} [seenRows]
+     * rows an event `seenRows` (several databases: each holds the id of every event it folded a part of). The upstream ×
+     * model rows of a minute, `upstreamRows` of those, are kept at least UPSTREAM_MINUTE_HOURS (storage/rollups.ts).
+     * @param {number} eventTableRows @param {NonNullable<typeof retention>} [k] @param {(seconds: number) => number} [bucketRows] @param {number} [seenRows] @param {(seconds: number) => number} [upstreamRows]
      */
-    const held = (eventTableRows, k = r, bucketRows = rollupRows, seenRows = 1) =>
-      (1_440 * bucketRows(60) * (k.minuteRollupHours / 24) + 24 * bucketRows(3_600) * k.hourRollupDays + bucketRows(86_400) * k.dayRollupDays) *
+    const held = (
+      eventTableRows,
+      k = r,
+      bucketRows = rollupRows,
+      seenRows = 1,
+      upstreamRows = (/** @type {number} */ s) => distinctRows(10_500 * s, UPSTREAM_COMBOS),
+    ) =>
+      (1_440 * bucketRows(60) * (k.minuteRollupHours / 24) +
+        1_440 * upstreamRows(60) * (Math.max(0, upstreamMinuteHours - k.minuteRollupHours) / 24) +
+        24 * bucketRows(3_600) * k.hourRollupDays +
+        bucketRows(86_400) * k.dayRollupDays) *
         rollupRowBytes +
       aDay * ((k.dedupeHours / 24) * dedupeRowBytes * seenRows + k.requestLogDays * Math.max(0, eventTableRows - 1) * logRowBytes);
     bill.held = held(l.eventTableRows);
@@ -1506,7 +1519,7 @@ function headroomTable() {
       // The least each horizon may be: what the pool itself reads of the rollups (docs/operations.md, "Retention").
       const leastAccount = held(l.sampledLog.eventTableRows, least);
       rows.push([
-        `the same at the shortest retention the settings allow, what limits, quotas and the dashboard read (minute rollups ${least.minuteRollupHours} h, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"})`,
+        `the same at the shortest retention the settings allow, what limits, quotas and the dashboard read (minute rollups ${least.minuteRollupHours} h — the pool's by upstream ${Math.max(least.minuteRollupHours, upstreamMinuteHours)} h —, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"})`,
         "1 TB an account",
         `${(leastAccount / 1e12).toFixed(2)} TB`,
         x(D1_ACCOUNT_STORAGE_BYTES / leastAccount),
@@ -1530,7 +1543,14 @@ function headroomTable() {
         const idsAnEvent = (count, clientsApart) =>
           clientsApart ? (1 / count) * (1 + logged * (1 - 1 / count)) + (1 - 1 / count) * (2 + logged * (1 - 2 / count)) : 1 + logged * (1 - 1 / count);
         /** What `count` databases hold together at retention `k`. @param {NonNullable<typeof retention>} k @param {number} count @param {boolean} [clientsApart] */
-        const split = (k, count, clientsApart = false) => held(sampledRows, k, bucketRows(count, clientsApart), idsAnEvent(count, clientsApart));
+        const split = (k, count, clientsApart = false) =>
+          held(
+            sampledRows,
+            k,
+            bucketRows(count, clientsApart),
+            idsAnEvent(count, clientsApart),
+            (seconds) => count * distinctRows((10_500 * seconds) / count, UPSTREAM_COMBOS),
+          );
         const together = bucketRows(KEY_DATABASES, false);
         const perDatabase = split(r, KEY_DATABASES) / KEY_DATABASES;
         const leastHeld = split(least, KEY_DATABASES);
@@ -1555,7 +1575,7 @@ function headroomTable() {
           x(10e9 / perDatabase),
         ]);
         rows.push([
-          `the same at the shortest retention the settings allow (minute rollups ${least.minuteRollupHours} h, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"}): ${(leastHeld / 1e9).toFixed(0)} GB together. Databases by key for 2×: ${enough(byKey, false)}; with a client key's rows in its own database (item 30, reverted): ${enough(apart, true)}; the deploy binds at most 64`,
+          `the same at the shortest retention the settings allow (minute rollups ${least.minuteRollupHours} h — the pool's by upstream ${Math.max(least.minuteRollupHours, upstreamMinuteHours)} h —, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"}): ${(leastHeld / 1e9).toFixed(0)} GB together. Databases by key for 2×: ${enough(byKey, false)}; with a client key's rows in its own database (item 30, reverted): ${enough(apart, true)}; the deploy binds at most 64`,
           "10 GB a database",
           `${(leastHeld / KEY_DATABASES / 1e9).toFixed(0)} GB`,
           x((10e9 * KEY_DATABASES) / leastHeld),

@@ -1,4 +1,4 @@
-import { DAY_MS, HOUR_MS, MINUTE_MS, ZONE_SETTLED_MS, rollupRowsFor, type Settings, type StatsBucket } from "../schema";
+import { DAY_MS, HOUR_MS, MINUTE_MS, UPSTREAM_MINUTE_HOURS, ZONE_SETTLED_MS, hourStart, rollupRowsFor, type Settings, type StatsBucket } from "../schema";
 import type { BucketTotals, CountTerm, MetricSums, SpendSums, StatsFilters } from "./rollup-sums";
 import { namesOf, upstreamKeyIds, type FoldDatabases } from "./fold-databases";
 
@@ -30,7 +30,8 @@ export const ROLLUP_TABLES = {
   rollup_pool_hour: { widthMs: HOUR_MS, keptMs: (s: Settings) => s.retention.hourRollupDays * DAY_MS },
   // A local day lasts 23 to 25 hours (daylight saving time); days start at midnight in the settings' time zone.
   rollup_day: { widthMs: DAY_MS + HOUR_MS, keptMs: (s: Settings) => s.retention.dayRollupDays * DAY_MS },
-  rollup_upstream_minute: { widthMs: MINUTE_MS, keptMs: (s: Settings) => s.retention.minuteRollupHours * HOUR_MS },
+  // The summary's last 24 hours reads the pool's minutes (by upstream) back to a day ago, whatever keys' minutes are kept.
+  rollup_upstream_minute: { widthMs: MINUTE_MS, keptMs: (s: Settings) => Math.max(s.retention.minuteRollupHours, UPSTREAM_MINUTE_HOURS) * HOUR_MS },
   rollup_upstream_hour: { widthMs: HOUR_MS, keptMs: (s: Settings) => s.retention.hourRollupDays * DAY_MS },
   rollup_upstream_day: { widthMs: DAY_MS + HOUR_MS, keptMs: (s: Settings) => s.retention.dayRollupDays * DAY_MS },
   rollup_client_day: { widthMs: DAY_MS + HOUR_MS, keptMs: (s: Settings) => s.retention.dayRollupDays * DAY_MS },
@@ -65,11 +66,13 @@ export function rollupCutoffs(settings: Settings, now: number): Record<RollupTab
 }
 
 /**
- * The oldest bucket start of a size that retention keeps at `now`: rows of buckets that start before it may be
- * pruned already (the scheduler deletes them on its runs), so a read reaching further back reads zeros there.
+ * The oldest bucket start of a size that retention keeps at `now`, of keys' and client keys' rows or of the pool's by
+ * upstream: rows of buckets that start before it may be pruned already (the scheduler deletes them on its runs), so a
+ * read reaching further back reads zeros there.
  */
-export function rollupsKeptFrom(settings: Settings, bucket: StatsBucket, now: number): number {
-  return now - ROLLUP_TABLES[`rollup_${bucket}`].keptMs(settings);
+export function rollupsKeptFrom(settings: Settings, bucket: StatsBucket, now: number, rows: "key" | "client" | "upstream" = "key"): number {
+  const table: RollupTable = rows === "upstream" ? `rollup_upstream_${bucket}` : `rollup_${bucket}`;
+  return now - ROLLUP_TABLES[table].keptMs(settings);
 }
 
 /** Deletes every table's rows past its cutoff, one statement a table (for the caller's batch). */
@@ -522,10 +525,19 @@ export function selectClientMinutes(db: D1Database, clients: string, from: numbe
  * holds only what was folded after the change (the rest of the day went to
  * the old zone's buckets), so the day is summed from the client's hour
  * buckets, and minute buckets up to the first hour (a zone off the hour) —
- * for that day only, as `poolDays` does for keys.
+ * for that day only, as `poolDays` does for keys. Minute buckets older than
+ * `minutesFrom` (retention's oldest) may be pruned: that first hour is then
+ * counted whole, more than the day's, never less.
  */
-export function selectClientDays(db: D1Database, clients: string, month: number, today: number, ...params: unknown[]): D1PreparedStatement {
-  return selectClientDaysSince(db, null, clients, month, today, ...params);
+export function selectClientDays(
+  db: D1Database,
+  clients: string,
+  month: number,
+  today: number,
+  minutesFrom: number,
+  ...params: unknown[]
+): D1PreparedStatement {
+  return selectClientDaysSince(db, null, clients, month, today, minutesFrom, ...params);
 }
 
 /**
@@ -538,6 +550,7 @@ export function selectClientDaysSince(
   clients: string,
   month: number,
   today: number,
+  minutesFrom: number,
   ...params: unknown[]
 ): D1PreparedStatement {
   const since = zoneSince === null ? "COALESCE((SELECT time_zone_since FROM settings WHERE id = 1), 0)" : String(Math.trunc(zoneSince));
@@ -558,13 +571,19 @@ export function selectClientDaysSince(
          UNION ALL ${fromHours("rollup_minute", "bucket >= ?2 AND bucket < ?3")}
        ) GROUP BY client_key_id`,
     )
-    .bind(month, today, Math.ceil(today / HOUR_MS) * HOUR_MS, ...params);
+    .bind(month, today, today >= minutesFrom ? Math.ceil(today / HOUR_MS) * HOUR_MS : hourStart(today), ...params);
 }
 
 /** One client's day and month as `selectClientDays` reads them (null: nothing this month). */
-export async function readClientDays(dbs: FoldDatabases, clientId: string, month: number, today: number): Promise<Record<string, number> | null> {
-  if (dbs.length === 1) return selectClientDays(dbs[0], "SELECT ?4", month, today, clientId).first<Record<string, number>>();
-  return (await clientDaysAcross(dbs, [clientId], month, today)).get(clientId) ?? null;
+export async function readClientDays(
+  dbs: FoldDatabases,
+  clientId: string,
+  month: number,
+  today: number,
+  minutesFrom = -Infinity,
+): Promise<Record<string, number> | null> {
+  if (dbs.length === 1) return selectClientDays(dbs[0], "SELECT ?4", month, today, minutesFrom, clientId).first<Record<string, number>>();
+  return (await clientDaysAcross(dbs, [clientId], month, today, minutesFrom)).get(clientId) ?? null;
 }
 
 /**
@@ -577,6 +596,7 @@ export async function clientDaysAcross(
   clientIds: readonly string[],
   month: number,
   today: number,
+  minutesFrom = -Infinity,
 ): Promise<Map<string, Record<string, number>>> {
   const out = new Map<string, Record<string, number>>();
   if (clientIds.length === 0) return out;
@@ -584,7 +604,10 @@ export async function clientDaysAcross(
   const since = Number(zone?.time_zone_since ?? 0);
   const ids = JSON.stringify(clientIds);
   const parts = await Promise.all(
-    dbs.map(async (db) => (await selectClientDaysSince(db, since, "SELECT value FROM json_each(?4)", month, today, ids).all<Record<string, number>>()).results),
+    dbs.map(
+      async (db) =>
+        (await selectClientDaysSince(db, since, "SELECT value FROM json_each(?4)", month, today, minutesFrom, ids).all<Record<string, number>>()).results,
+    ),
   );
   for (const row of parts.flat()) addClientDays(out, row);
   return out;

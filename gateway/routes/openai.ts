@@ -1,6 +1,6 @@
 import { Hono, type Context } from "hono";
 import { dayStart, fromMicros, monthStart, newEventId } from "../../schema";
-import { readClientDays } from "../../storage/rollups";
+import { readClientDays, rollupsKeptFrom } from "../../storage/rollups";
 import { foldDatabases } from "../../storage/fold-databases";
 import type { GatewayHono, IsolateState } from "../context";
 import { KeypoolError, errorResponse, invalidRequest } from "../errors";
@@ -293,9 +293,16 @@ export function openAIRoutes(state: IsolateState) {
       const now = Date.now();
       const loaded = await pool(c);
       const client = await authenticateClient(c.req.raw.headers, loaded.clientKeysByHash, now);
-      const { timeZone, currency } = loaded.snapshot.settings;
+      const { settings } = loaded.snapshot;
+      const { timeZone, currency } = settings;
       const windows = hasQuota(client) ? state.limits.windows(client, loaded.usage?.clients?.get(client.id), loaded.usage?.at ?? 0, { now, timeZone }) : [];
-      const counted = await readClientDays(foldDatabases(c.env), client.id, monthStart(now, timeZone), dayStart(now, timeZone));
+      const counted = await readClientDays(
+        foldDatabases(c.env),
+        client.id,
+        monthStart(now, timeZone),
+        dayStart(now, timeZone),
+        rollupsKeptFrom(settings, "minute", now, "client"),
+      );
       const status = clientKeyStatus(client, windows, counted, { currency, timeZone });
       return c.json(status);
     }),

@@ -45,16 +45,20 @@ export function planCost(terms: readonly CountTerm[], now: number): number {
  * reading as few buckets as it can. `days` are the pool's day buckets the sum
  * may read, in order, the last one today: only those that follow each other
  * and start on the hour are used (a pool whose day starts at :30 sums hours).
+ * `minutesFrom` is the oldest minute bucket retention keeps: a start off the
+ * hour whose minutes may be pruned is counted from the start of its hour, so
+ * the sum holds that hour whole — more than the window's, never less.
  */
-export function planWindowCount(start: number, now: number, days: readonly DayBucket[]): CountTerm[] {
+export function planWindowCount(start: number, now: number, days: readonly DayBucket[], minutesFrom = -Infinity): CountTerm[] {
   const from = Math.ceil(start / MINUTE_MS) * MINUTE_MS;
   // The hour the sum of hours starts at, and the minutes that make up the difference.
   const anchors: { at: number; minutes: CountTerm[] }[] = [];
   const floor = hourStart(from);
   if (floor === from) anchors.push({ at: from, minutes: [] });
   else {
-    anchors.push({ at: floor + HOUR_MS, minutes: [{ rows: "minute", from, to: floor + HOUR_MS, sign: 1 }] });
-    anchors.push({ at: floor, minutes: [{ rows: "minute", from: floor, to: from, sign: -1 }] });
+    if (from >= minutesFrom) anchors.push({ at: floor + HOUR_MS, minutes: [{ rows: "minute", from, to: floor + HOUR_MS, sign: 1 }] });
+    if (floor >= minutesFrom) anchors.push({ at: floor, minutes: [{ rows: "minute", from: floor, to: from, sign: -1 }] });
+    if (anchors.length === 0) anchors.push({ at: floor, minutes: [] });
   }
   // The day buckets usable as a base: a run ending with today, each starting where the one before ended.
   let usable = 0;
@@ -123,14 +127,14 @@ export function lateBefore(now: number): number {
 /**
  * The terms whose sum is the key rows of the minute buckets in [start, end),
  * `end` on the hour: the cheaper of `planWindowCount` less the hours from `end`
- * on, and the hours from `start` to `end`.
+ * on, and the hours from `start` to `end` (with `minutesFrom` as there).
  */
-export function planRangeCount(start: number, end: number, now: number, days: readonly DayBucket[]): CountTerm[] {
+export function planRangeCount(start: number, end: number, now: number, days: readonly DayBucket[], minutesFrom = -Infinity): CountTerm[] {
   const cut = (open: CountTerm[]): CountTerm[] => {
     const i = open.findIndex((t) => t.rows === "hour" && t.to === Infinity && t.sign === 1 && t.from <= end);
     if (i >= 0) return open.map((t, j) => (j === i ? { ...t, to: end } : t));
     return [...open, { rows: "hour", from: end, to: Infinity, sign: -1 }];
   };
-  const [planned, hours] = [cut(planWindowCount(start, now, days)), cut(planWindowCount(start, now, []))];
+  const [planned, hours] = [cut(planWindowCount(start, now, days, minutesFrom)), cut(planWindowCount(start, now, [], minutesFrom))];
   return planCost(hours, now) <= planCost(planned, now) ? hours : planned;
 }

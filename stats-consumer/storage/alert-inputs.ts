@@ -1,5 +1,5 @@
 import { dayStart, monthStart, parseStoredSettings, type Settings } from "../../schema";
-import { clientDaysAcross, selectClientDays } from "../../storage/rollups";
+import { clientDaysAcross, rollupsKeptFrom, selectClientDays } from "../../storage/rollups";
 import type { FoldDatabases } from "../../storage/fold-databases";
 import { selectSettings } from "../../storage/settings";
 import type { ClientQuotaRow } from "../logic/alert-conditions";
@@ -16,6 +16,7 @@ export async function readClientQuotaRows(
   const db = dbs[0];
   const settings = parseStoredSettings(((await selectSettings(db).first<{ value: string }>()) ?? { value: null }).value);
   const [today, month] = [dayStart(now, settings.timeZone), monthStart(now, settings.timeZone)];
+  const minutesFrom = rollupsKeptFrom(settings, "minute", now, "client");
   const quotaIds = `SELECT id FROM client_keys WHERE enabled = 1 AND (rpd_limit IS NOT NULL OR tpd_limit IS NOT NULL
     OR monthly_token_limit IS NOT NULL OR daily_budget_micros IS NOT NULL OR monthly_budget_micros IS NOT NULL)`;
   const selectClients = db.prepare(
@@ -24,7 +25,7 @@ export async function readClientQuotaRows(
   let clients: Record<string, unknown>[];
   let used: Map<string, Record<string, unknown>>;
   if (dbs.length === 1) {
-    const [c, days] = await db.batch<Record<string, unknown>>([selectClients, selectClientDays(db, quotaIds, month, today)]);
+    const [c, days] = await db.batch<Record<string, unknown>>([selectClients, selectClientDays(db, quotaIds, month, today, minutesFrom)]);
     clients = c!.results;
     used = new Map(days!.results.map((r) => [String(r.client_key_id), r]));
   } else {
@@ -34,6 +35,7 @@ export async function readClientQuotaRows(
       clients.map((c) => String(c.id)),
       month,
       today,
+      minutesFrom,
     );
   }
   const n = (v: unknown) => (v === null || v === undefined ? null : Number(v));

@@ -16,6 +16,7 @@ import { keyIdLists, readCapacityKeys, selectLastUsed } from "../../storage/keys
 import type { CountTerm } from "../../storage/rollup-sums";
 import {
   addClientDays,
+  rollupsKeptFrom,
   selectClientDays,
   selectClientDaysSince,
   selectClientMinutes,
@@ -52,13 +53,18 @@ function dayReads(
   plans: Map<number, CountTerm[]>,
   now: number,
   days: DayBucket[],
+  minutesFrom: number,
 ): D1PreparedStatement[][] {
   const end = liveFrom(now);
   const live: CountTerm[] = [{ rows: "hour", from: end, to: Infinity, sign: 1 }];
   return dayLists.map(({ start, list }) => {
     const plan = plans.get(start)!;
     if (start >= end || planCost(plan, now) <= planCost(live, now)) return [selectKeyWindow(db, list, plan)];
-    return [...moveKept(db, list, start, end), fillKept(db, list, start, end, planRangeCount(start, end, now, days)), selectKeptDay(db, list, start)];
+    return [
+      ...moveKept(db, list, start, end),
+      fillKept(db, list, start, end, planRangeCount(start, end, now, days, minutesFrom)),
+      selectKeptDay(db, list, start),
+    ];
   });
 }
 
@@ -83,13 +89,16 @@ export async function publishUsage(dbs: FoldDatabases, kv: KVNamespace, queue: Q
   const starts = dayStarts(keys, now);
   const thisMinute = minuteStart(now);
   const stored = await selectSettings(db).first<{ value: string; time_zone_since: number }>();
-  const { timeZone } = parseStoredSettings(stored?.value ?? null);
+  const settings = parseStoredSettings(stored?.value ?? null);
+  const { timeZone } = settings;
+  // The oldest minute bucket retention keeps: a day's first hour before it is counted whole (window-count.ts).
+  const minutesFrom = rollupsKeptFrom(settings, "minute", now);
   const [month, today] = [monthStart(now, timeZone), dayStart(now, timeZone)];
   const zoneSince = Number(stored?.time_zone_since ?? 0);
   // Each day window is summed from the fewest buckets: the pool's day buckets folded wholly in its
   // zone, with the hours between their start and the window's added or taken away (logic/window-count.ts).
   const days = poolDays(now, timeZone, zoneSince);
-  const plans = new Map([...new Set(starts.values())].map((start) => [start, planWindowCount(start, now, days)]));
+  const plans = new Map([...new Set(starts.values())].map((start) => [start, planWindowCount(start, now, days, minutesFrom)]));
   // Over several fold databases, the client keys with quotas come from the configuration (the first), as a list.
   const clientIds =
     dbs.length === 1
@@ -113,11 +122,13 @@ export async function publishUsage(dbs: FoldDatabases, kv: KVNamespace, queue: Q
         idListBytes,
       );
       const dayLists = [...groups].flatMap(([start, ids]) => keyIdLists(ids, idListBytes ?? DAY_ID_LIST_BYTES).map((list) => ({ start, list })));
-      const dayStatements = dayReads(shard, dayLists, plans, now, days);
+      const dayStatements = dayReads(shard, dayLists, plans, now, days, minutesFrom);
       const read = await shard.batch<Record<string, unknown>>([
         ...(i === 0 ? [takeUsageVersion(shard)] : []),
         selectClientMinutes(shard, clientIds, thisMinute - MINUTE_MS),
-        dbs.length === 1 ? selectClientDays(shard, clientIds, month, today) : selectClientDaysSince(shard, zoneSince, clientIds, month, today),
+        dbs.length === 1
+          ? selectClientDays(shard, clientIds, month, today, minutesFrom)
+          : selectClientDaysSince(shard, zoneSince, clientIds, month, today, minutesFrom),
         ...lists.map((list) => selectLastUsed(shard, list)),
         ...lists.map((list) => selectKeyMinutes(shard, list, thisMinute - MINUTE_MS)),
         pruneKept(shard, liveFrom(now)),

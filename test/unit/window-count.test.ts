@@ -75,6 +75,46 @@ describe("the sum of a key's day from the fewest rollup buckets", () => {
     });
   }
 
+  it("reads no minute bucket retention may have pruned: a day begun off the hour before them counts its first hour whole", () => {
+    let cut = 0;
+    for (const [i, now] of instants.entries()) {
+      const rows = foldedTraffic(now, "UTC", i + 1);
+      for (const rule of rules) {
+        const start = dayWindowStart(rule, now);
+        const from = Math.ceil(start / MINUTE_MS) * MINUTE_MS;
+        const floor = Math.floor(from / HOUR_MS) * HOUR_MS;
+        const truth = rows.instants.filter((ts) => ts >= from).length;
+        const wholeHour = rows.instants.filter((ts) => ts >= floor).length;
+        const end = liveFrom(now);
+        // The oldest minute kept: before the window's hour, inside it before the window, at the window, after it.
+        for (const minutesFrom of [floor - MINUTE_MS, floor + 1, from, from + MINUTE_MS]) {
+          for (const usable of [poolDays(now, "UTC", 0), []]) {
+            const terms = planWindowCount(start, now, usable, minutesFrom);
+            const what = `${rule.reset} ${"timeZone" in rule ? rule.timeZone : ""} at ${new Date(now).toISOString()}, minutes from ${new Date(minutesFrom).toISOString()}`;
+            expect(
+              terms.filter((t) => t.rows === "minute" && t.from < minutesFrom),
+              what,
+            ).toEqual([]);
+            // Exact while the minutes it needs are kept; else its hour whole, never less than the window.
+            expect(sumOf(terms, rows), what).toBe(from < minutesFrom && floor !== from ? wholeHour : truth);
+            if (from < end) {
+              const before = planRangeCount(start, end, now, usable, minutesFrom);
+              expect(
+                before.filter((t) => t.rows === "minute" && t.from < minutesFrom),
+                what,
+              ).toEqual([]);
+              const inRange = (ts: number) => ts < end && ts >= (from < minutesFrom && floor !== from ? floor : from);
+              expect(sumOf(before, rows), what).toBe(rows.instants.filter(inRange).length);
+            }
+            if (from < minutesFrom && floor !== from) cut++;
+          }
+        }
+      }
+    }
+    // Windows off the hour whose minutes were cut, counted whole (Kolkata's and the others' off-the-minute starts).
+    expect(cut).toBeGreaterThan(100);
+  });
+
   it("reads at most 13 hour buckets, 30 minute buckets and 2 day buckets when the pool's days start on the hour", () => {
     for (const now of instants) {
       for (const poolZone of ["UTC", "America/Los_Angeles"]) {

@@ -11,7 +11,7 @@ import {
   leastRetention,
   minuteStart,
   monthStart,
-  type KeypoolEvent,
+  type AttemptEvent,
   type Settings,
 } from "../../schema";
 import type { FoldDatabases } from "../../storage/fold-databases";
@@ -33,9 +33,11 @@ const PRUNED = () => env.RETAIN_PRUNED;
 /**
  * 18:29:30 UTC on Saturday 31 October 2026: in London (the pool's zone) a month of 31 days and an hour (summer time
  * ended on the 25th) that began 30 days and 19½ hours ago; in Kolkata (one key's day) a day that began 23 hours and 59½
- * minutes ago, on the half hour, so it is counted from minute buckets of its first hour.
+ * minutes ago, on the half hour, so it is counted from minute buckets of its first hour — which the usage publish keeps
+ * in its sums an hour or two in, long before retention prunes them.
  */
 const NOW = Date.UTC(2026, 9, 31, 18, 29, 30);
+const KOLKATA_DAY = Date.UTC(2026, 9, 30, 18, 30);
 const ZONE = "Europe/London";
 const settings: Settings = { ...defaultSettings, timeZone: ZONE, retention: leastRetention };
 
@@ -47,8 +49,8 @@ const KEYS = {
 const CLIENTS = ["c-quota", "c-free"] as const;
 
 /** Traffic over 40 days: every key and client key every 3 hours, and every 5 minutes over the last 27 hours. */
-function traffic(): KeypoolEvent[] {
-  const events: KeypoolEvent[] = [];
+function traffic(): AttemptEvent[] {
+  const events: AttemptEvent[] = [];
   const keys = Object.keys(KEYS);
   let n = 0;
   const at = (ts: number) => {
@@ -97,6 +99,21 @@ async function configure(db: D1Database): Promise<void> {
   for (let i = 0; i < events.length; i += 250) await foldEvents([db], events.slice(i, i + 250), settings, new PriceBook([]));
 }
 
+/** The pool's usage as a publish at `at` writes it. */
+async function publishAt(db: D1Database, at: number): Promise<{ keyIds: string[]; keyCounts: number[]; clients: Record<string, unknown> }> {
+  let written = "";
+  const kv = { put: async (_key: string, value: string) => void (written = value) } as unknown as KVNamespace;
+  const queue = { send: async () => {} } as unknown as Queue;
+  expect(await publishUsage([db], kv, queue, at)).not.toBeNull();
+  return JSON.parse(written) as { keyIds: string[]; keyCounts: number[]; clients: Record<string, unknown> };
+}
+
+/** A key's requests in its day so far, as a publish counted them. */
+const dayRequests = (usage: { keyIds: string[]; keyCounts: number[] }, keyId: string) => usage.keyCounts[usage.keyIds.indexOf(keyId) * 8 + 5];
+
+/** k-kolkata's attempts from `from` on. */
+const kolkataSince = (from: number) => traffic().filter((e) => e.keyId === "k-kolkata" && e.ts >= from).length;
+
 /** Everything the pool reads of its rollups at NOW, as one object to compare. */
 async function reads(db: D1Database): Promise<Record<string, unknown>> {
   const dbs: FoldDatabases = [db];
@@ -104,11 +121,7 @@ async function reads(db: D1Database): Promise<Record<string, unknown>> {
   const month = monthStart(NOW, ZONE);
   const out: Record<string, unknown> = {};
   // The pool's usage against its keys' and client keys' limits, as the gateway takes it.
-  let written = "";
-  const kv = { put: async (_key: string, value: string) => void (written = value) } as unknown as KVNamespace;
-  const queue = { send: async () => {} } as unknown as Queue;
-  expect(await publishUsage(dbs, kv, queue, NOW)).not.toBeNull();
-  out.usage = JSON.parse(written) as unknown;
+  out.usage = await publishAt(db, NOW);
   // A client key's quota status and the quota alerts; the key list's requests today.
   for (const client of CLIENTS) out[`client ${client}`] = await readClientDays(dbs, client, month, today);
   out.quotas = (await readClientQuotaRows(dbs, NOW)).rows;
@@ -141,12 +154,15 @@ async function reads(db: D1Database): Promise<Record<string, unknown>> {
 
 describe("the shortest retention the settings allow", () => {
   beforeAll(async () => {
-    await configure(KEPT());
-    await configure(PRUNED());
+    for (const db of [KEPT(), PRUNED()]) {
+      await configure(db);
+      // The usage published every two hours since Kolkata's day was two hours old, as a pool publishes it each second.
+      for (let at = KOLKATA_DAY + 2 * HOUR_MS + 10 * MINUTE_MS; at < NOW - 30 * MINUTE_MS; at += 2 * HOUR_MS) await publishAt(db, at);
+    }
   }, 60_000);
 
   it("keeps every rollup row the pool reads: its limits, its quotas and the dashboard's pages answer as before pruning", async () => {
-    expect(leastRetention).toMatchObject({ minuteRollupHours: 26, hourRollupDays: 2, dayRollupDays: 32 });
+    expect(leastRetention).toMatchObject({ minuteRollupHours: 4, hourRollupDays: 2, dayRollupDays: 32 });
     const deleted = await pruneProjections([PRUNED()], settings, NOW);
     // Retention did cut every rollup table: rows older than each horizon were there.
     for (const table of [
@@ -168,5 +184,24 @@ describe("the shortest retention the settings allow", () => {
     expect((before["client c-quota"] as { month_tokens: number }).month_tokens).toBeGreaterThan(0);
     expect((before["series day 30 {}"] as unknown[]).length).toBeGreaterThan(25);
     for (const [read, value] of Object.entries(before)) expect(after[read], read).toEqual(value);
+    // Kolkata's day exactly, from the first hour's minutes the publish kept (those minutes are pruned now).
+    expect(dayRequests(before.usage as never, "k-kolkata")).toBe(kolkataSince(KOLKATA_DAY));
+  });
+
+  it("counts a day's first hour whole once its minutes may be pruned and the kept sums are gone: more, never less", async () => {
+    // Three hours without a publish drop the kept sums; the next publish sums the day anew.
+    const later = NOW + 10_000;
+    const lapse = async (db: D1Database) => {
+      await db.prepare("DELETE FROM usage_kept").run();
+      return publishAt(db, later);
+    };
+    const kept = await lapse(KEPT());
+    const pruned = await lapse(PRUNED());
+    // Retention's horizon, not what a database still holds, decides: both count from 18:00 UTC, the hour Kolkata's day began in.
+    expect(dayRequests(pruned, "k-kolkata")).toBe(kolkataSince(KOLKATA_DAY - 30 * MINUTE_MS));
+    expect(dayRequests(pruned, "k-kolkata")).toBeGreaterThan(kolkataSince(KOLKATA_DAY));
+    expect(pruned).toEqual(kept);
+    // A day begun on the hour is exact still: the rolling day's sum is its hours'.
+    expect(dayRequests(pruned, "k-rolling")).toBe(traffic().filter((e) => e.keyId === "k-rolling" && e.ts >= Date.UTC(2026, 9, 30, 18)).length);
   });
 });

@@ -11,7 +11,7 @@ import {
   updateClientKeyBodySchema,
 } from "../../../schema";
 import { deleteClientKey, findClientKey, insertClientKey, listClientKeys, snapshotClientOf, updateClientKey } from "../../../storage/client-keys";
-import { readClientDays } from "../../../storage/rollups";
+import { readClientDays, rollupsKeptFrom } from "../../../storage/rollups";
 import { foldDatabases } from "../../../storage/fold-databases";
 import { ClientLimiter, clientKeyStatus, hasQuota } from "../../logic/client-limits";
 import { readPoolUsage } from "../../storage/snapshot-cache";
@@ -123,7 +123,13 @@ export function clientKeyRoutes() {
         const client = snapshotClientOf(record);
         const clock = { now, timeZone: settings.timeZone };
         const windows = hasQuota(client) ? new ClientLimiter().windows(client, usage?.clients?.get(id), usage?.at ?? 0, clock) : [];
-        const counted = await readClientDays(foldDatabases(c.env), id, monthStart(now, settings.timeZone), dayStart(now, settings.timeZone));
+        const counted = await readClientDays(
+          foldDatabases(c.env),
+          id,
+          monthStart(now, settings.timeZone),
+          dayStart(now, settings.timeZone),
+          rollupsKeptFrom(settings, "minute", now, "client"),
+        );
         return c.json(clientKeyStatus(client, windows, counted, settings));
       },
     ),

@@ -6,6 +6,7 @@ import {
   dayStart,
   minuteStart,
   monthStart,
+  rollupRowsFor,
   statsBreakdownQuerySchema,
   statsBreakdownSchema,
   statsQuerySchema,
@@ -35,12 +36,14 @@ import type { AdminContext } from "./shared";
 const DEFAULT_COUNT = { minute: 60, hour: 48, day: 30 } as const;
 
 /** The series and breakdown queries' common part: bucket range and filters. */
-async function statsRange(c: AdminContext, query: z.infer<typeof statsQuerySchema>, read?: Settings) {
+async function statsRange(c: AdminContext, query: z.infer<typeof statsQuerySchema>, read?: Settings, by?: string) {
   const { bucket, count, ...filters } = query;
   const settings = read ?? (await readSettings(c.env.DB));
   const now = Date.now();
   const starts = bucketStarts(bucket, count ?? DEFAULT_COUNT[bucket], now, settings.timeZone);
-  return { bucket, starts, filters, keptFrom: rollupsKeptFrom(settings, bucket, now) };
+  // Where the rows the read takes are kept from (the query schema refused a read that none take).
+  const rows = rollupRowsFor({ ...filters, by }) ?? "key";
+  return { bucket, starts, filters, keptFrom: rollupsKeptFrom(settings, bucket, now, rows) };
 }
 
 /** The most models the headroom breaks down by. */
@@ -174,7 +177,7 @@ export function statsRoutes() {
         const settings = await readSettings(c.env.DB);
         const { timeZone } = settings;
         const compute = async () => {
-          const { bucket, starts, filters, keptFrom } = await statsRange(c, range, settings);
+          const { bucket, starts, filters, keptFrom } = await statsRange(c, range, settings, by);
           const from = starts[0]!;
           const to = starts.at(-1)!;
           const rows = await breakdownRows(foldDatabases(c.env), bucket, from, to, by satisfies BreakdownBy, filters, 100);
