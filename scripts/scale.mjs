@@ -1519,7 +1519,7 @@ function headroomTable() {
       // The least each horizon may be: what the pool itself reads of the rollups (docs/operations.md, "Retention").
       const leastAccount = held(l.sampledLog.eventTableRows, least);
       rows.push([
-        `the same at the shortest retention the settings allow, what limits, quotas and the dashboard read (minute rollups ${least.minuteRollupHours} h — the pool's by upstream ${Math.max(least.minuteRollupHours, upstreamMinuteHours)} h —, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"})`,
+        `the same at the shortest retention the settings allow, what limits, quotas and the dashboard read (minute rollups ${least.minuteRollupHours} h, the pool's by upstream ${Math.max(least.minuteRollupHours, upstreamMinuteHours)} h, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"})`,
         "1 TB an account",
         `${(leastAccount / 1e12).toFixed(2)} TB`,
         x(D1_ACCOUNT_STORAGE_BYTES / leastAccount),
@@ -1575,7 +1575,7 @@ function headroomTable() {
           x(10e9 / perDatabase),
         ]);
         rows.push([
-          `the same at the shortest retention the settings allow (minute rollups ${least.minuteRollupHours} h — the pool's by upstream ${Math.max(least.minuteRollupHours, upstreamMinuteHours)} h —, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"}): ${(leastHeld / 1e9).toFixed(0)} GB together. Databases by key for 2×: ${enough(byKey, false)}; with a client key's rows in its own database (item 30, reverted): ${enough(apart, true)}; the deploy binds at most 64`,
+          `the same at the shortest retention the settings allow (minute rollups ${least.minuteRollupHours} h, the pool's by upstream ${Math.max(least.minuteRollupHours, upstreamMinuteHours)} h, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"}): ${(leastHeld / 1e9).toFixed(0)} GB together. Databases by key for 2×: ${enough(byKey, false)}; with a client key's rows in its own database (item 30, reverted): ${enough(apart, true)}; the deploy binds at most 64`,
           "10 GB a database",
           `${(leastHeld / KEY_DATABASES / 1e9).toFixed(0)} GB`,
           x((10e9 * KEY_DATABASES) / leastHeld),
