@@ -36,7 +36,7 @@ import { adminSession, provisionPool } from "./lib/admin-client.mjs";
 import { flag, numberArg, stringArg } from "./lib/args.mjs";
 import { median, percentile } from "./lib/numbers.mjs";
 import { runHeading, writeGenerated } from "./lib/report-page.mjs";
-import { ROOT, applyMigrations, buildDashboard, freePort, generateSecrets, startWrangler } from "./lib/stack.mjs";
+import { ROOT, applyMigrations, buildDashboard, generateSecrets, startWranglerOnFreePorts } from "./lib/stack.mjs";
 import { startMockUpstream } from "../tools/mock-upstream/server.mjs";
 import { seeded } from "../tools/seeded.mjs";
 
@@ -157,14 +157,13 @@ async function startKeypool(settings) {
   const secrets = generateSecrets();
   const persistTo = mkdtempSync(path.join(tmpdir(), "keypool-capacity-"));
   await applyMigrations(persistTo, { quiet: true });
-  const wrangler = startWrangler({ port: await freePort(), inspectorPort: await freePort(), persistTo, vars: secrets, quiet: true });
+  const wrangler = await startWranglerOnFreePorts({ persistTo, vars: secrets, quiet: true });
   running.push({
     async stop() {
       await wrangler.stop();
       rmSync(persistTo, { recursive: true, force: true });
     },
   });
-  await wrangler.ready();
   const admin = await adminSession(wrangler.url, secrets.ADMIN_PASSWORD);
   await admin("PATCH", "/settings", settings);
   return { url: wrangler.url, admin };

@@ -221,6 +221,30 @@ export function startWrangler({
   };
 }
 
+/** How often `startWranglerOnFreePorts` picks ports again when wrangler finds one taken. */
+const PORT_TRIES = 3;
+
+/**
+ * `startWrangler` on free ports, once it answers: a port found free can be taken
+ * before wrangler binds it (another stack started at once, or an outgoing
+ * connection given it by the system), and wrangler then exits saying so — the
+ * ports are picked again, up to PORT_TRIES times. Any other failure is thrown.
+ * @param {Omit<Parameters<typeof startWrangler>[0], "port" | "inspectorPort">} options
+ * @returns {Promise<ReturnType<typeof startWrangler>>}
+ */
+export async function startWranglerOnFreePorts(options) {
+  for (let attempt = 1; ; attempt++) {
+    const wrangler = startWrangler({ ...options, port: await freePort(), inspectorPort: await freePort() });
+    try {
+      await wrangler.ready();
+      return wrangler;
+    } catch (err) {
+      await wrangler.stop();
+      if (attempt >= PORT_TRIES || !/Address already in use/.test(String(err))) throw err;
+    }
+  }
+}
+
 /**
  * Runs the scheduler once through wrangler's /__scheduled route (crons never fire locally).
  * @param {string} url

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import OpenAI from "openai";
 import { adminSession, provisionPool } from "../../scripts/lib/admin-client.mjs";
-import { ROOT, applyMigrations, buildDashboard, freePort, generateSecrets, startWrangler } from "../../scripts/lib/stack.mjs";
+import { ROOT, applyMigrations, buildDashboard, generateSecrets, startWranglerOnFreePorts } from "../../scripts/lib/stack.mjs";
 import { startMockUpstream } from "../../tools/mock-upstream/server.mjs";
 
 export type Summary = { rpm: number; rpd: number; tpm: number; tpd: number };
@@ -31,14 +31,19 @@ export async function startStack(models: string[] = ["mock-gpt"], keyCount = 3, 
   const mock = await startMockUpstream();
   const persistTo = mkdtempSync(path.join(tmpdir(), "keypool-e2e-"));
   await applyMigrations(persistTo, { quiet: true });
-  const wrangler = startWrangler({ port: await freePort(), inspectorPort: await freePort(), persistTo, vars: secrets, quiet: true });
-  const stop = async () => {
-    await wrangler.stop();
+  const removeState = async () => {
     await mock.close();
     rmSync(persistTo, { recursive: true, force: true });
   };
+  const wrangler = await startWranglerOnFreePorts({ persistTo, vars: secrets, quiet: true }).catch(async (err: unknown) => {
+    await removeState();
+    throw err;
+  });
+  const stop = async () => {
+    await wrangler.stop();
+    await removeState();
+  };
   try {
-    await wrangler.ready();
     const admin = await adminSession(wrangler.url, secrets.ADMIN_PASSWORD);
     const poolKeys = provision ? Array.from({ length: keyCount }, (_, i) => `sk-e2e-${i}-${crypto.randomUUID().replaceAll("-", "")}`) : [];
     const { clientKey } = provision
