@@ -562,7 +562,7 @@ let retention = null;
  * @type {{ minuteRollupHours: number, hourRollupDays: number, dayRollupDays: number, dedupeHours: number, requestLogDays: number } | null}
  */
 let leastRetention = null;
-/** How long the upstream × model minute rows are kept at least (storage/rollups.ts), from the bundle. */
+/** How long the upstream × model minute rows are kept at least (UPSTREAM_MINUTE_HOURS, schema/settings.ts), from the bundle. */
 let upstreamMinuteHours = 0;
 /**
  * Fills the event archive as 10,000 requests a second do (batches as the queue model finds them at a thousand busy
@@ -1480,11 +1480,23 @@ function headroomTable() {
     }
     // What the account holds once every table is at its retention (the settings' defaults), in all its databases however
     // they are split: the dedupe window's row an event for its hours, the request log's rows for its days.
+    /** How long retention `k` keeps each table, as the rows below say it. @param {NonNullable<typeof retention>} k */
+    const retentionText = (k) => {
+      const byUpstream = Math.max(k.minuteRollupHours, upstreamMinuteHours);
+      return [
+        `minute rollups ${k.minuteRollupHours} h`,
+        ...(byUpstream !== k.minuteRollupHours ? [`the pool's by upstream ${byUpstream} h`] : []),
+        `hour rollups ${k.hourRollupDays} days`,
+        `day rollups ${k.dayRollupDays} days`,
+        `the dedupe window ${k.dedupeHours} h`,
+        `the request log ${k.requestLogDays} day${k.requestLogDays === 1 ? "" : "s"}`,
+      ].join(", ");
+    };
     /**
      * What the tables hold at retention `k` with `eventTableRows` rows an event in the request log and dedupe window
      * (the window's one among them), the rollup rows a bucket of so many seconds `bucketRows` gives and the window's
      * rows an event `seenRows` (several databases: each holds the id of every event it folded a part of). The upstream ×
-     * model rows of a minute, `upstreamRows` of those, are kept at least UPSTREAM_MINUTE_HOURS (storage/rollups.ts).
+     * model rows of a minute, `upstreamRows` of those, are kept at least UPSTREAM_MINUTE_HOURS (schema/settings.ts).
      * @param {number} eventTableRows @param {NonNullable<typeof retention>} [k] @param {(seconds: number) => number} [bucketRows] @param {number} [seenRows] @param {(seconds: number) => number} [upstreamRows]
      */
     const held = (
@@ -1502,7 +1514,7 @@ function headroomTable() {
       aDay * ((k.dedupeHours / 24) * dedupeRowBytes * seenRows + k.requestLogDays * Math.max(0, eventTableRows - 1) * logRowBytes);
     bill.held = held(l.eventTableRows);
     rows.push([
-      `D1 storage held by the account, every database however the data is split, at the default retention (minute rollups ${r.minuteRollupHours} h, hour rollups ${r.hourRollupDays} days, day rollups ${r.dayRollupDays} days, the dedupe window ${r.dedupeHours} h, the request log ${r.requestLogDays} days), at the rows a day above`,
+      `D1 storage held by the account, every database however the data is split, at the default retention (${retentionText(r)}), at the rows a day above`,
       "1 TB an account (Workers Paid; more on request)",
       `${(bill.held / 1e12).toFixed(1)} TB`,
       x(D1_ACCOUNT_STORAGE_BYTES / bill.held),
@@ -1519,7 +1531,7 @@ function headroomTable() {
       // The least each horizon may be: what the pool itself reads of the rollups (docs/operations.md, "Retention").
       const leastAccount = held(l.sampledLog.eventTableRows, least);
       rows.push([
-        `the same at the shortest retention the settings allow, what limits, quotas and the dashboard read (minute rollups ${least.minuteRollupHours} h, the pool's by upstream ${Math.max(least.minuteRollupHours, upstreamMinuteHours)} h, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"})`,
+        `the same at the shortest retention the settings allow, what limits, quotas and the dashboard read (${retentionText(least)})`,
         "1 TB an account",
         `${(leastAccount / 1e12).toFixed(2)} TB`,
         x(D1_ACCOUNT_STORAGE_BYTES / leastAccount),
@@ -1575,7 +1587,7 @@ function headroomTable() {
           x(10e9 / perDatabase),
         ]);
         rows.push([
-          `the same at the shortest retention the settings allow (minute rollups ${least.minuteRollupHours} h, the pool's by upstream ${Math.max(least.minuteRollupHours, upstreamMinuteHours)} h, hour rollups ${least.hourRollupDays} days, day rollups ${least.dayRollupDays} days, the dedupe window ${least.dedupeHours} h, the request log ${least.requestLogDays} day${least.requestLogDays === 1 ? "" : "s"}): ${(leastHeld / 1e9).toFixed(0)} GB together. Databases by key for 2×: ${enough(byKey, false)}; with a client key's rows in its own database (item 30, reverted): ${enough(apart, true)}; the deploy binds at most 64`,
+          `the same at the shortest retention the settings allow (${retentionText(least)}): ${(leastHeld / 1e9).toFixed(0)} GB together. Databases by key for 2×: ${enough(byKey, false)}; with a client key's rows in its own database (item 30, reverted): ${enough(apart, true)}; the deploy binds at most 64`,
           "10 GB a database",
           `${(leastHeld / KEY_DATABASES / 1e9).toFixed(0)} GB`,
           x((10e9 * KEY_DATABASES) / leastHeld),
