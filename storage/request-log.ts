@@ -5,37 +5,92 @@ import { searchArchive } from "./archive";
 import { readPriceBook } from "./prices";
 
 /**
- * The request log (migration 0015): `request_attempts`, one row per upstream
- * attempt, and `request_log`, one per client request. Written by the consumer
+ * The request log (migrations 0015, 0027): `request_log`, one row per client
+ * request with its final attempt, and `request_attempts`, one per attempt before
+ * the final one. Written by the consumer
  * in the same transaction as the rollups (a projection of the event log:
  * idempotent, rebuilt by a replay); read by the admin API; pruned by the
  * scheduler after `retention.requestLogDays`.
  */
 
-/** Inserts the JSON parameter's attempts (tuples in ATTEMPT_COLUMNS order); one already there (a redelivery) is left as it is. */
+const at = (column: (typeof ATTEMPT_COLUMNS)[number]) => `value->>${ATTEMPT_COLUMNS.indexOf(column)}`;
+
+/**
+ * Inserts the JSON parameter's attempts before the final one (tuples in ATTEMPT_COLUMNS order) into
+ * `request_attempts`; one already there (a redelivery) is left as it is. A final attempt is its request's row.
+ */
 export function insertAttemptsSql(prefix: string): string {
   return `INSERT OR IGNORE INTO ${prefix}request_attempts (${ATTEMPT_COLUMNS.join(", ")})
-    SELECT ${ATTEMPT_COLUMNS.map((_, i) => `value->>${i}`).join(", ")} FROM json_each(?1)`;
+    SELECT ${ATTEMPT_COLUMNS.map((_, i) => `value->>${i}`).join(", ")} FROM json_each(?1) WHERE ${at("final")} = 0`;
+}
+
+/** request_log's columns a final attempt fills as it comes, its figures the row's until an earlier attempt is folded beside it. */
+const FINAL_AS_ROW: [string, string][] = [
+  ["request_id", at("request_id")],
+  ["started_at", at("ts")],
+  ["client_key_id", at("client_key_id")],
+  ["model", at("model")],
+  ["upstream_model", at("upstream_model")],
+  ["endpoint", at("endpoint")],
+  ["stream", at("stream")],
+  ["key_id", at("key_id")],
+  ["upstream_id", at("upstream_id")],
+  ["status", at("status")],
+  ["outcome", at("outcome")],
+  ["attempts", "1"],
+  ["latency_ms", at("latency_ms")],
+  ["ttfb_ms", at("ttfb_ms")],
+  ["prompt_tokens", at("prompt_tokens")],
+  ["completion_tokens", at("completion_tokens")],
+  ["total_tokens", at("total_tokens")],
+  ["cached_tokens", at("cached_tokens")],
+  ["reasoning_tokens", at("reasoning_tokens")],
+  ["usage_source", at("usage_source")],
+  ["cost_micros", at("cost_micros")],
+  ["unpriced", at("unpriced")],
+  ["user_agent", at("user_agent")],
+  ["client_ip", at("client_ip")],
+  ["attempt", at("attempt")],
+  ["error", at("error")],
+];
+
+/** Inserts a request's row for each final attempt of the JSON parameter, as if it were the only one; a redelivery is left as it is. */
+export function insertRequestsSql(prefix: string): string {
+  return `INSERT OR IGNORE INTO ${prefix}request_log (${FINAL_AS_ROW.map(([c]) => c).join(", ")})
+    SELECT ${FINAL_AS_ROW.map(([, v]) => v).join(", ")} FROM json_each(?1) WHERE ${at("final")} = 1`;
 }
 
 /**
- * Recomputes the request rows of the JSON parameter's attempts from all their
- * attempts (so the order and the batches they came in do not matter): the
- * final attempt's answer, the first attempt's start, every attempt's cost.
+ * The final attempt's own figures in a request's row: `final_*` once an earlier attempt has been folded
+ * beside it, the row's own while they are NULL (the final attempt was the only one folded).
  */
-export function upsertRequestsSql(prefix: string): string {
-  return `INSERT OR REPLACE INTO ${prefix}request_log (request_id, started_at, client_key_id, model, upstream_model, endpoint, stream,
-      key_id, upstream_id, status, outcome, attempts, latency_ms, ttfb_ms, prompt_tokens, completion_tokens, total_tokens,
-      cached_tokens, reasoning_tokens, usage_source, cost_micros, unpriced, user_agent, client_ip)
-    SELECT f.request_id, g.started, f.client_key_id, f.model, f.upstream_model, f.endpoint, f.stream,
-      f.key_id, f.upstream_id, f.status, f.outcome, g.n, f.ts + f.latency_ms - g.started,
-      CASE WHEN f.ttfb_ms IS NULL THEN NULL ELSE f.ts + f.ttfb_ms - g.started END,
-      f.prompt_tokens, f.completion_tokens, f.total_tokens, f.cached_tokens, f.reasoning_tokens, f.usage_source, g.cost, g.unpriced, f.user_agent, f.client_ip
-    FROM ${prefix}request_attempts f
-    JOIN (SELECT request_id, MIN(ts) AS started, COUNT(*) AS n, SUM(cost_micros) AS cost, SUM(unpriced) AS unpriced
-          FROM ${prefix}request_attempts WHERE request_id IN (SELECT DISTINCT value->>0 FROM json_each(?1)) GROUP BY request_id) g
-      ON g.request_id = f.request_id
-    WHERE f.final = 1`;
+const OWN = {
+  ts: "COALESCE(r.final_ts, r.started_at)",
+  latency: "CASE WHEN r.final_ts IS NULL THEN r.latency_ms ELSE r.final_latency_ms END",
+  ttfb: "CASE WHEN r.final_ts IS NULL THEN r.ttfb_ms ELSE r.final_ttfb_ms END",
+  cost: "CASE WHEN r.final_ts IS NULL THEN r.cost_micros ELSE r.final_cost_micros END",
+  unpriced: "CASE WHEN r.final_ts IS NULL THEN r.unpriced ELSE r.final_unpriced END",
+} as const;
+
+/**
+ * Recomputes the rows of the JSON parameter's requests that have attempts before the final one, from the
+ * final attempt's own figures and all those attempts (so the order and the batches they came in do not
+ * matter): the first attempt's start, every attempt's cost. A request without its final attempt yet has no
+ * row; the statement that inserts it comes first in the batch, so this one finds it.
+ */
+export function recomputeRequestsSql(prefix: string): string {
+  const started = `MIN(${OWN.ts}, g.started)`;
+  return `UPDATE ${prefix}request_log AS r SET
+      started_at = ${started},
+      attempts = 1 + g.n,
+      latency_ms = ${OWN.ts} + ${OWN.latency} - ${started},
+      ttfb_ms = CASE WHEN ${OWN.ttfb} IS NULL THEN NULL ELSE ${OWN.ts} + ${OWN.ttfb} - ${started} END,
+      cost_micros = ${OWN.cost} + g.cost,
+      unpriced = ${OWN.unpriced} + g.unpriced,
+      final_ts = ${OWN.ts}, final_latency_ms = ${OWN.latency}, final_ttfb_ms = ${OWN.ttfb}, final_cost_micros = ${OWN.cost}, final_unpriced = ${OWN.unpriced}
+    FROM (SELECT request_id, MIN(ts) AS started, COUNT(*) AS n, SUM(cost_micros) AS cost, SUM(unpriced) AS unpriced
+          FROM ${prefix}request_attempts WHERE request_id IN (SELECT value->>0 FROM json_each(?1)) GROUP BY request_id) AS g
+    WHERE r.request_id = g.request_id`;
 }
 
 /** The instant before which the request log is past retention. */
@@ -92,8 +147,16 @@ function requestWhere(f: RequestFilters, before: { startedAt: number; requestId:
   if (f.from !== undefined) add("r.started_at >= ?", f.from);
   if (f.to !== undefined) add("r.started_at < ?", f.to);
   if (f.clientKeyId) add("r.client_key_id = ?", f.clientKeyId);
-  // Any attempt on the key, found through its index (an attempt is never sent before its request started).
-  if (f.keyId) add("r.request_id IN (SELECT request_id FROM request_attempts WHERE key_id = ? AND ts >= ?)", f.keyId, f.from ?? 0);
+  // Any attempt on the key: the final one's in the row, the earlier ones' through their index (an attempt is never
+  // sent before its request started).
+  if (f.keyId)
+    add(
+      "r.request_id IN (SELECT request_id FROM request_log WHERE key_id = ? AND started_at >= ? UNION SELECT request_id FROM request_attempts WHERE key_id = ? AND ts >= ?)",
+      f.keyId,
+      f.from ?? 0,
+      f.keyId,
+      f.from ?? 0,
+    );
   if (f.upstreamId) add("r.upstream_id = ?", f.upstreamId);
   if (f.model) add("r.model = ?", f.model);
   if (f.endpoint) add("r.endpoint = ?", f.endpoint);
@@ -145,6 +208,17 @@ export async function listRequests(
   return named(dbs[0], newest, true);
 }
 
+/**
+ * A request's attempts as rows of `request_attempts`, in order: those before the final one as kept, the final one
+ * from its request's row with its own figures. `?1` binds the request id.
+ */
+const ATTEMPTS_OF_REQUEST = `SELECT ${ATTEMPT_COLUMNS.join(", ")} FROM request_attempts WHERE request_id = ?1
+  UNION ALL
+  SELECT request_id, attempt, ${OWN.ts}, 1, key_id, upstream_id, client_key_id, model, upstream_model, endpoint, stream, status, outcome,
+    ${OWN.latency}, ${OWN.ttfb}, prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens, usage_source,
+    ${OWN.cost}, ${OWN.unpriced}, error, user_agent, client_ip
+  FROM request_log r WHERE r.request_id = ?1`;
+
 /** One request and its attempts in order (null when the log does not hold it): in the database its id names. */
 export async function findRequest(dbs: FoldDatabases, requestId: string): Promise<{ request: RequestRow; attempts: RequestRow[] } | null> {
   const one = dbs.length === 1;
@@ -154,10 +228,10 @@ export async function findRequest(dbs: FoldDatabases, requestId: string): Promis
     db
       .prepare(
         one
-          ? `SELECT a.*, k.masked AS key_masked, u.name AS upstream_name FROM request_attempts a
+          ? `SELECT a.*, k.masked AS key_masked, u.name AS upstream_name FROM (${ATTEMPTS_OF_REQUEST}) a
              LEFT JOIN keys k ON k.id = a.key_id LEFT JOIN upstreams u ON u.id = a.upstream_id
-             WHERE a.request_id = ?1 ORDER BY a.attempt`
-          : "SELECT a.* FROM request_attempts a WHERE a.request_id = ?1 ORDER BY a.attempt",
+             ORDER BY a.attempt`
+          : `SELECT a.* FROM (${ATTEMPTS_OF_REQUEST}) a ORDER BY a.attempt`,
       )
       .bind(requestId),
   ]);

@@ -325,19 +325,23 @@ async function timeRequestLog(keypool, n) {
   await keypool.db
     .prepare(
       `INSERT INTO request_log (request_id, started_at, client_key_id, model, upstream_model, endpoint, stream, key_id, upstream_id, status, outcome,
-         attempts, latency_ms, ttfb_ms, prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens, usage_source, cost_micros, unpriced, user_agent)
+         attempts, latency_ms, ttfb_ms, prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens, usage_source, cost_micros, unpriced, user_agent,
+         attempt, error, final_ts, final_latency_ms, final_ttfb_ms, final_cost_micros, final_unpriced)
        SELECT id, ts, 'log-client-' || (i % 100), 'log-model-' || (i % 20), NULL, '/chat/completions', i % 2, 'log-key-' || ((i * 7) % 1000), 'log-up-' || (i % 5),
-         ${status}, ${outcome}, 1 + (i % 10 = 0), 200 + (i * 37) % 4000, 50 + (i * 13) % 500, 100, 200, 300, 0, 0, 'upstream', 450, 0, 'bench/1.0'
+         ${status}, ${outcome}, 1 + (i % 10 = 0), 200 + (i * 37) % 4000, 50 + (i * 13) % 500, 100, 200, 300, 0, 0, 'upstream', 450, 0, 'bench/1.0',
+         1 + (i % 10 = 0), NULL, CASE WHEN i % 10 = 0 THEN ts + 100 END, CASE WHEN i % 10 = 0 THEN 100 + (i * 37) % 3900 END,
+         CASE WHEN i % 10 = 0 THEN 50 END, CASE WHEN i % 10 = 0 THEN 450 END, CASE WHEN i % 10 = 0 THEN 0 END
        FROM (${rows})`,
     )
     .run();
+  // The attempt before the final one of each retried request (the final one is its request's row).
   await keypool.db
     .prepare(
       `INSERT INTO request_attempts (request_id, attempt, ts, final, key_id, upstream_id, client_key_id, model, upstream_model, endpoint, stream, status,
          outcome, latency_ms, ttfb_ms, prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens, usage_source, cost_micros, unpriced, error, user_agent)
-       SELECT id, 1, ts, 1, 'log-key-' || ((i * 7) % 1000), 'log-up-' || (i % 5), 'log-client-' || (i % 100), 'log-model-' || (i % 20), NULL, '/chat/completions',
-         i % 2, ${status}, ${outcome}, 200, 50, 100, 200, 300, 0, 0, 'upstream', 450, 0, NULL, 'bench/1.0'
-       FROM (${rows})`,
+       SELECT id, 1, ts, 0, 'log-key-' || ((i * 11) % 1000), 'log-up-' || (i % 5), 'log-client-' || (i % 100), 'log-model-' || (i % 20), NULL, '/chat/completions',
+         i % 2, 429, 'rate_limited', 100, NULL, 0, 0, 0, 0, 0, 'none', 0, 0, 'rate limited', 'bench/1.0'
+       FROM (${rows}) WHERE i % 10 = 0`,
     )
     .run();
   // A page deep into the log: where the 50th page of everything begins.

@@ -3,7 +3,7 @@ import { insertSeenSql, seenSql } from "../../storage/dedupe-window";
 import { capacityRowsParam, mergeCapacitySql, type CapacityRow } from "../../storage/key-capacity";
 import { healthRowsParam, mergeHealthSql, type HealthRow } from "../../storage/key-health";
 import { foldMetricsSql, metricRowsParam, newestFoldedSql } from "../../storage/metrics";
-import { insertAttemptsSql, upsertRequestsSql } from "../../storage/request-log";
+import { insertAttemptsSql, insertRequestsSql, recomputeRequestsSql } from "../../storage/request-log";
 import { foldClientDaySql, foldPoolHourSql, foldRollupSql, foldUpstreamSql, type FoldSource, type RollupMeasure } from "../../storage/rollups";
 import type { AttemptRow, BatchRows, StageRow } from "../logic/rollup-rows";
 import { lateBefore } from "../logic/window-count";
@@ -149,7 +149,7 @@ const statementsFor = (p: Projection) => ({
       lastAt: "e.la",
     }),
   ],
-  requests: { attempts: insertAttemptsSql(p), log: upsertRequestsSql(p) },
+  requests: [insertAttemptsSql(p), insertRequestsSql(p), recomputeRequestsSql(p)],
   health: mergeHealthSql(p),
   capacity: mergeCapacitySql(p),
   /** A batch of new events only: its ids join the window first (any seen one fails it), then its groups are staged. */
@@ -170,8 +170,8 @@ const SQL = { live: statementsFor(""), shadow: statementsFor("shadow_") };
  * (and whenever the fast transaction fails) the batch is folded again checking
  * each event against the window: a redelivered batch changes nothing, and a
  * partly redelivered one counts only its new events. The Prometheus counters
- * (metric_total) fold from the same attempts. At most twenty-two statements
- * whatever the batch size (twenty-three with attempts sent over an hour before).
+ * (metric_total) fold from the same attempts. At most twenty-three statements
+ * whatever the batch size (twenty-four with attempts sent over an hour before).
  */
 export async function ingestBatch(
   db: D1Database,
@@ -198,9 +198,10 @@ export async function ingestBatch(
       statements.push([db.prepare(metrics).bind(metricRows), "fold_other"]);
     }
     if (rows.log.length > 0) {
-      // The request log: attempts already there (a redelivery) are kept, and each request's row is recomputed from its attempts.
+      // The request log: rows already there (a redelivery) are kept, and each request with attempts before its
+      // final one has its row recomputed from them all.
       const log = JSON.stringify(rows.log);
-      statements.push([db.prepare(sql.requests.attempts).bind(log), "fold_request_log"], [db.prepare(sql.requests.log).bind(log), "fold_request_log"]);
+      for (const statement of sql.requests) statements.push([db.prepare(statement).bind(log), "fold_request_log"]);
     }
     if (health.length > 0) statements.push([db.prepare(sql.health).bind(healthRowsParam(health)), "fold_key_state"]);
     if (capacity.length > 0) statements.push([db.prepare(sql.capacity).bind(capacityRowsParam(capacity)), "fold_key_state"]);

@@ -8,6 +8,8 @@ import { PublishedStates } from "../../stats-consumer/publish";
 import { rebuild, requeue } from "../../stats-consumer/replay";
 import { waitFor } from "./helpers";
 import { seeded } from "../shared/seeded";
+import { logAttempt, requestOfAttempts } from "../../storage/request-log-rows";
+import { findRequest } from "../../storage/request-log";
 
 const OUTCOMES: Outcome[] = [
   "ok",
@@ -256,7 +258,23 @@ describe("audit replay over 10,000 events", () => {
       requests: logged.filter((e) => e.final).length,
       attempts: logged.length,
     });
-    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM request_attempts").first()).toEqual({ n: logged.length });
+    // The final attempt is its request's row; request_attempts keeps the ones before it.
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM request_attempts").first()).toEqual({ n: logged.filter((e) => !e.final).length });
+    // Each row and its attempts as made from all the request's attempts at once, whatever order the fold took them in.
+    const byRequest = new Map<string, AttemptEvent[]>();
+    for (const e of logged) byRequest.set(e.requestId, [...(byRequest.get(e.requestId) ?? []), e]);
+    const retried = [...byRequest.values()].filter((a) => a.length > 1);
+    expect(retried.length).toBeGreaterThan(100);
+    const whole = [...byRequest.values()].map((a) => requestOfAttempts(a.map((e) => logAttempt(e, ...book.attemptCost(e))))!);
+    const { results: rows } = await env.DB.prepare(`SELECT ${Object.keys(whole[0]!.request).join(", ")} FROM request_log ORDER BY request_id`).all();
+    expect(rows).toEqual(whole.map((w) => w.request).sort((a, b) => (String(a.request_id) < String(b.request_id) ? -1 : 1)));
+    for (const a of retried.slice(0, 20)) {
+      const w = whole.find((x) => x.request.request_id === a[0]!.requestId)!;
+      const found = await findRequest([env.DB], a[0]!.requestId);
+      expect(
+        found?.attempts.map((row) => Object.fromEntries(Object.entries(row).filter(([column]) => column !== "key_masked" && column !== "upstream_name"))),
+      ).toEqual(w.attempts);
+    }
     const pool = await summed("rollup_pool_hour");
     expect(pool.results.length).toBeGreaterThan(2);
     for (const kind of KINDS) expect(pool.results).toEqual((await summed(`rollup_hour WHERE ${kind}`)).results);
