@@ -3,4 +3,4 @@
  * have applied it (the gateway's `/healthz?deep=1` checks); a unit test keeps it
  * equal to the last file in schema/migrations.
  */
-export const SCHEMA_MIGRATION = "0026_fold_layout.sql";
+export const SCHEMA_MIGRATION = "0027_request_log_one_row.sql";

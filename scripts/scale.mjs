@@ -1592,6 +1592,16 @@ function headroomTable() {
           `${(leastHeld / KEY_DATABASES / 1e9).toFixed(0)} GB`,
           x((10e9 * KEY_DATABASES) / leastHeld),
         ]);
+        // The count that holds it, as a deployment would be sized: the keys over that many, the configuration in its own.
+        if (byKey < LIMIT) {
+          const atCount = split(least, byKey);
+          rows.push([
+            `the same over ${byKey} D1 databases by key, the count above, and the configuration's (\`npm run deploy -- --fold-databases ${byKey + 1}\`${byKey + 1 > 64 ? ": more than the deploy binds" : ""}): what one of them holds`,
+            "10 GB a database",
+            `${(atCount / byKey / 1e9).toFixed(1)} GB`,
+            x((10e9 * byKey) / atCount),
+          ]);
+        }
       }
     }
   }
